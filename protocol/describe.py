@@ -1,0 +1,148 @@
+"""Field-by-field explanation of a message, for logs, the message inspector and trainers.
+
+Sensitive fields never show their value: the PAN is masked to first 6 / last 4, track data,
+PIN blocks and MACs are replaced by a note of their length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from protocol.codes import EntryMode, NetworkCode, ProcessingCode, RuleId, response_text
+from protocol.masking import mask_pan
+from protocol.messages import Message, OriginalData
+from protocol.money import Money, currency
+from protocol.private_data import decode_remaining, decode_tlv
+from protocol.specs import Sensitivity, field_table
+
+_MTI_MEANING = {
+    "0100": "Authorization request", "0110": "Authorization response",
+    "0200": "Financial request", "0210": "Financial response",
+    "0220": "Financial advice", "0221": "Financial advice repeat", "0230": "Advice response",
+    "0320": "Batch upload", "0330": "Batch upload response",
+    "0400": "Reversal request", "0401": "Reversal repeat", "0410": "Reversal response",
+    "0500": "Reconciliation request", "0510": "Reconciliation response",
+    "0800": "Network management request", "0810": "Network management response",
+}  # fmt: skip
+_PROCESSING_MEANING = {
+    ProcessingCode.PURCHASE.value: "purchase",
+    ProcessingCode.REFUND.value: "refund",
+    ProcessingCode.VOID_SALE.value: "void of a sale",
+    ProcessingCode.VOID_REFUND.value: "void of a refund",
+    ProcessingCode.RECONCILE.value: "close batch",
+    ProcessingCode.RECONCILE_AFTER_UPLOAD.value: "close batch after upload",
+}
+_NETWORK_MEANING = {NetworkCode.SIGN_ON.value: "sign-on", NetworkCode.SIGN_OFF.value: "sign-off",
+                    NetworkCode.ECHO.value: "echo test"}
+
+
+@dataclass(frozen=True)
+class FieldLine:
+    """One rendered field: key, name, safe value and what it means."""
+
+    key: str
+    name: str
+    value: str
+    meaning: str
+
+    def __str__(self) -> str:
+        label = "MTI" if self.key == "t" else f"DE{self.key}"
+        tail = f"  {self.meaning}" if self.meaning else ""
+        return f"{label:<6}{self.name:<40.40} {self.value}{tail}"
+
+
+def describe_fields(fields: Mapping[str, str], table: str = "iso87") -> list[FieldLine]:
+    """Explain each field of a field dict, in field order, with card data made safe."""
+    specs = field_table(table)
+    mti = fields.get("t", "")
+    lines = [FieldLine("t", "Message type indicator", mti, _MTI_MEANING.get(mti, ""))]
+    keys = sorted((k for k in fields if k.isdigit()), key=int)
+    for key in keys:
+        spec = specs.get(key)
+        name = spec.name if spec else "Unknown field"
+        raw = fields[key]
+        sensitivity = spec.sensitivity if spec else Sensitivity.PLAIN
+        if sensitivity is Sensitivity.PAN:
+            value = mask_pan(raw)
+        elif sensitivity is Sensitivity.SECRET:
+            size = len(raw) // 2 if spec and spec.fmt == "b" else len(raw)
+            value = f"[{size} bytes hidden]"
+        else:
+            value = raw
+        lines.append(FieldLine(key, name, value, _meaning(key, raw, fields)))
+    return lines
+
+
+def describe(message: Message | Mapping[str, str], table: str = "iso87") -> str:
+    """Multi-line explanation of a typed message or a field dict."""
+    fields = message.to_fields() if isinstance(message, Message) else message
+    return "\n".join(str(line) for line in describe_fields(fields, table))
+
+
+def _meaning(key: str, raw: str, fields: Mapping[str, str]) -> str:
+    try:
+        return _MEANINGS[key](raw, fields) if key in _MEANINGS else ""
+    except (ValueError, KeyError, IndexError):
+        return ""
+
+
+def _amount(raw: str, fields: Mapping[str, str]) -> str:
+    cur = currency(fields["49"]).alpha if "49" in fields else "CNY"
+    return str(Money(int(raw), cur))
+
+
+def _entry(raw: str, _: Mapping[str, str]) -> str:
+    mode = EntryMode(raw[:2]).label.lower()
+    pin = "PIN entered" if raw[2:] == "1" else "no PIN"
+    return f"{mode}, {pin}"
+
+
+def _rc(raw: str, _: Mapping[str, str]) -> str:
+    return response_text(raw)
+
+
+def _rule(raw: str, _: Mapping[str, str]) -> str:
+    rule = RuleId.parse(raw)
+    return rule.explanation if rule else ""
+
+
+def _when(raw: str, _: Mapping[str, str]) -> str:
+    return f"{raw[2:4]}/{raw[:2]} {raw[4:6]}:{raw[6:8]}:{raw[8:10]}"
+
+
+def _de90(raw: str, _: Mapping[str, str]) -> str:
+    o = OriginalData.from_field(raw)
+    return f"original {o.mti} STAN {o.stan} sent {_when(o.transmitted_at, _)}"
+
+
+def _de48(raw: str, _: Mapping[str, str]) -> str:
+    names = {"RS": "reason", "EV": "evidence", "OP": "operator"}
+    items = decode_tlv(raw)
+    return ", ".join(f"{names.get(k, k)}={v}" for k, v in items.items())
+
+
+def _de54(raw: str, _: Mapping[str, str]) -> str:
+    remaining = decode_remaining(raw)
+    return f"remaining refundable {remaining}" if remaining else ""
+
+
+_MEANINGS = {
+    "3": lambda raw, f: _PROCESSING_MEANING.get(raw, ""),
+    "4": _amount,
+    "7": _when,
+    "12": lambda raw, f: f"{raw[:2]}:{raw[2:4]}:{raw[4:6]}",
+    "13": lambda raw, f: f"{raw[2:]}/{raw[:2]}",
+    "14": lambda raw, f: f"expires {raw[2:]}/{raw[:2]}",
+    "15": lambda raw, f: f"business date {raw[2:]}/{raw[:2]}",
+    "22": _entry,
+    "37": lambda raw, f: "host reference" if f.get("t", "")[2] in "13" else "original's RRN",
+    "39": _rc,
+    "44": _rule,
+    "48": _de48,
+    "49": lambda raw, f: currency(raw).alpha,
+    "54": _de54,
+    "60": lambda raw, f: f"batch {raw}",
+    "70": lambda raw, f: _NETWORK_MEANING.get(raw, ""),
+    "90": _de90,
+}

@@ -1,0 +1,101 @@
+"""Content validation that pyiso8583 does not do.
+
+pyiso8583 checks lengths against the spec but accepts letters in numeric fields and any hex in
+binary ones (stack.md §4). :func:`validate_fields` checks every present field against its
+:class:`~protocol.specs.FieldSpec` row: the character class of its format, the exact length of
+fixed fields, the maximum of variable ones, calendar sanity of the date/time fields, and that the
+MTI is one poslab speaks. Errors name the field and never quote the value of a sensitive field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from protocol.errors import ValidationError
+from protocol.specs import KNOWN_MTIS, FieldSpec, Sensitivity, field_table
+
+_CLASSES: dict[str, re.Pattern[str]] = {
+    "n": re.compile(r"[0-9]*"),
+    "an": re.compile(r"[A-Za-z0-9 ]*"),
+    "ans": re.compile(r"[\x20-\x7e]*"),
+    "z": re.compile(r"[0-9=D]*"),
+    "xn": re.compile(r"[CD][0-9]*"),
+    "b": re.compile(r"[0-9A-Fa-f]*"),
+}
+_DESCRIBE = {
+    "n": "digits only",
+    "an": "letters, digits and spaces only",
+    "ans": "printable ASCII only",
+    "z": "track-2 characters only",
+    "xn": "C or D followed by digits",
+    "b": "hex digits only",
+}
+
+
+def validate_fields(fields: Mapping[str, str], table: str = "iso87") -> None:
+    """Raise :class:`ValidationError` for the first field that breaks the table.
+
+    ``fields`` is a field dict as the codec produces it: ``"t"`` for the MTI, ``"2"`` ... for
+    data elements; binary fields as hex text.
+    """
+    mti = fields.get("t")
+    if mti is None:
+        raise ValidationError("message type is missing", field="t", fields=fields)
+    if mti not in KNOWN_MTIS:
+        raise ValidationError(f"unknown message type {mti!r}", field="t", fields=fields)
+    specs = field_table(table)
+    for key, value in fields.items():
+        if key in ("t", "p", "h"):
+            continue
+        spec = specs.get(key)
+        if spec is None:
+            raise ValidationError("field is not in the spec", field=key, fields=fields)
+        _check_one(spec, value, fields)
+
+
+def _check_one(spec: FieldSpec, value: str, fields: Mapping[str, str]) -> None:
+    size = len(value) // 2 if spec.fmt == "b" else len(value)
+    if spec.fmt == "b" and len(value) % 2:
+        raise ValidationError("binary field has an odd number of hex digits", field=spec.key,
+                              fields=fields)
+    if spec.fixed and size != spec.max_len:
+        raise ValidationError(
+            f"{spec.name} must be exactly {spec.max_len} long, got {size}",
+            field=spec.key, fields=fields,
+        )
+    if not spec.fixed and size > spec.max_len:
+        raise ValidationError(
+            f"{spec.name} may be at most {spec.max_len} long, got {size}",
+            field=spec.key, fields=fields,
+        )
+    if not _CLASSES[spec.fmt].fullmatch(value):
+        shown = "" if spec.sensitivity is not Sensitivity.PLAIN else f" (got {value!r})"
+        raise ValidationError(
+            f"{spec.name} must be {_DESCRIBE[spec.fmt]}{shown}", field=spec.key, fields=fields
+        )
+    checker = _CALENDAR.get(spec.key)
+    if checker is not None and not checker(value):
+        raise ValidationError(f"{spec.name} is not a valid date/time ({value!r})",
+                              field=spec.key, fields=fields)
+
+
+def _mmdd(v: str) -> bool:
+    return 1 <= int(v[:2]) <= 12 and 1 <= int(v[2:4]) <= 31
+
+
+def _hhmmss(v: str) -> bool:
+    return int(v[:2]) <= 23 and int(v[2:4]) <= 59 and int(v[4:6]) <= 59
+
+
+def _yymm(v: str) -> bool:
+    return 1 <= int(v[2:4]) <= 12
+
+
+_CALENDAR = {
+    "7": lambda v: _mmdd(v[:4]) and _hhmmss(v[4:]),
+    "12": _hhmmss,
+    "13": _mmdd,
+    "14": _yymm,
+    "15": _mmdd,
+}

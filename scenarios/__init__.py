@@ -1,0 +1,1 @@
+"""Refund scenario language, runner, pytest plugin and bundled library."""

@@ -1,0 +1,7 @@
+"""`python -m terminal` runs poslab-terminal."""
+
+import sys
+
+from terminal.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""Root test harness: one asyncio loop with the Twisted asyncio reactor bound to it.
+
+Installed at import time, before anything imports ``twisted.internet.reactor`` (stack.md P1);
+tests are plain sync functions that drive coroutines with the ``run`` fixture (stack.md §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from twisted.internet import asyncioreactor
+
+LOOP = asyncio.new_event_loop()
+asyncio.set_event_loop(LOOP)
+asyncioreactor.install(LOOP)
+
+from twisted.internet import reactor  # noqa: E402
+
+reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
+
+Runner = Callable[..., Any]
+
+
+@pytest.fixture(scope="session")
+def loop() -> asyncio.AbstractEventLoop:
+    """The one loop Twisted and Textual share in tests."""
+    return LOOP
+
+
+@pytest.fixture(scope="session")
+def run() -> Runner:
+    """Run a coroutine to completion on the shared loop, with a timeout in seconds."""
+
+    def _run(coro: Coroutine[Any, Any, Any], timeout: float = 20) -> Any:
+        return LOOP.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    return _run
