@@ -1,0 +1,313 @@
+"""Fault injection rules: which requests to disturb, and how.
+
+Pure: no I/O, no clock, no reactor. The server asks :meth:`FaultRegistry.match` once per decoded
+request and carries out the returned :class:`FaultDecision`; the admin API and the config add,
+list and delete rules through the same registry.
+
+A rule matches on any of MTI, processing code, PAN, terminal id and an amount range (all given
+conditions must hold) and fires for the next ``count`` matching requests (``None`` = every one).
+Its action is one of:
+
+===========  ===================================================================
+``delay``    wait ``delay_ms`` before answering
+``drop``     send nothing (the terminal times out and reverses)
+``close``    close the connection without answering
+``respond``  answer with ``response_code`` and DE44 ``FORCED``
+``garble``   send a frame whose payload is not a message
+``duplicate`` send the response twice
+===========  ===================================================================
+
+``process`` is always explicit, because "approved but the answer was lost" (``process: true``)
+and "never arrived" (``process: false``) are different failures with different correct outcomes.
+For ``delay`` it says whether the request is processed before the wait or after it.
+
+A PAN condition is held only as a keyed hash (HMAC-SHA-256 under a per-registry random key) and
+its masked form; the full PAN is never stored in the rule, listed or logged.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import itertools
+import secrets
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from protocol import RuleId, mask_pan, response_mti
+from protocol.masking import Track2
+
+Action = Literal["delay", "drop", "close", "respond", "garble", "duplicate"]
+ACTIONS: tuple[str, ...] = ("delay", "drop", "close", "respond", "garble", "duplicate")
+
+# Fields echoed from the request into an answer the host builds without processing.
+_ECHO = ("3", "4", "11", "41", "42", "49", "7", "37")
+
+
+class FaultError(ValueError):
+    """A fault rule is invalid; the message names the rule and the field."""
+
+
+class FaultRule(BaseModel):
+    """One fault rule as written in config (``[[faults]]``) or posted to ``/faults``.
+
+    ``pan`` is accepted as input only: the registry replaces it with a keyed hash at once.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    action: Action
+    process: bool
+    mti: str | None = Field(default=None, pattern=r"^\d{4}$")
+    processing_code: str | None = Field(default=None, pattern=r"^\d{6}$")
+    pan: str | None = Field(default=None, pattern=r"^\d{12,19}$", repr=False)
+    tid: str | None = Field(default=None, min_length=1, max_length=16)
+    amount_min_minor: int | None = Field(default=None, ge=0)
+    amount_max_minor: int | None = Field(default=None, ge=0)
+    count: int | None = Field(default=None, ge=1)
+    delay_ms: int | None = Field(default=None, ge=0, le=600_000)
+    response_code: str | None = Field(default=None, pattern=r"^[0-9A-Z]{2}$")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FaultRule:
+        if self.action == "delay" and self.delay_ms is None:
+            raise ValueError("action 'delay' needs delay_ms")
+        if self.action != "delay" and self.delay_ms is not None:
+            raise ValueError(f"delay_ms only applies to action 'delay', not {self.action!r}")
+        if self.action == "respond" and self.response_code is None:
+            raise ValueError("action 'respond' needs response_code")
+        if self.action != "respond" and self.response_code is not None:
+            raise ValueError(f"response_code only applies to action 'respond', not {self.action!r}")
+        if self.action == "duplicate" and not self.process:
+            raise ValueError("action 'duplicate' needs process = true (there is no response "
+                             "to send twice otherwise)")
+        lo, hi = self.amount_min_minor, self.amount_max_minor
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError("amount_min_minor is greater than amount_max_minor")
+        return self
+
+
+def parse_rule(data: Mapping[str, Any], where: str = "fault") -> FaultRule:
+    """Validate one rule from JSON/TOML data; errors name ``where`` and the offending key."""
+    if not isinstance(data, Mapping):
+        raise FaultError(f"{where}: expected an object, got {type(data).__name__}")
+    try:
+        return FaultRule.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            # Never echo a PAN value back: pydantic quotes input in some messages.
+            problems.append(f"{where}.{loc}: {msg}" if loc else f"{where}: {msg}")
+        raise FaultError("; ".join(problems)) from None
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    """What the server must do with one request."""
+
+    fault_id: str
+    action: str
+    process: bool
+    delay_ms: int = 0
+    response_code: str | None = None
+
+    def log(self) -> dict[str, object]:
+        """Facts for the JSON log line of an applied fault."""
+        out: dict[str, object] = {"fault": self.fault_id, "action": self.action,
+                                  "process": self.process}
+        if self.action == "delay":
+            out["delay_ms"] = self.delay_ms
+        if self.response_code is not None:
+            out["response_code"] = self.response_code
+        return out
+
+
+class _Entry:
+    """A rule in the registry with its live counters; the PAN only as a keyed hash."""
+
+    def __init__(self, fault_id: str, rule: FaultRule, pan_hash: bytes | None) -> None:
+        self.id = fault_id
+        self.rule = rule.model_copy(update={"id": fault_id, "pan": None})
+        self.pan_hash = pan_hash
+        self.pan_masked = mask_pan(rule.pan) if rule.pan else None
+        self.remaining = rule.count
+        self.applied = 0
+
+    def to_json(self) -> dict[str, object]:
+        out = self.rule.model_dump(exclude_none=True)
+        if self.pan_masked:
+            out["pan"] = self.pan_masked
+        out["applied"] = self.applied
+        if self.remaining is not None:
+            out["remaining"] = self.remaining
+        return out
+
+
+class FaultRegistry:
+    """The live set of fault rules, in insertion order; the first matching rule wins.
+
+    Thread-safe (the admin API and the server may run on different threads in some setups).
+    """
+
+    def __init__(self, rules: Iterable[FaultRule] = ()) -> None:
+        self._key = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._ids = itertools.count(1)
+        self.applied_by_action: dict[str, int] = dict.fromkeys(ACTIONS, 0)
+        for rule in rules:
+            self.add(rule)
+
+    def _hash(self, pan: str) -> bytes:
+        return hmac.new(self._key, pan.encode(), hashlib.sha256).digest()
+
+    def add(self, rule: FaultRule) -> dict[str, object]:
+        """Add a rule (an id is assigned when it has none); returns its JSON view."""
+        with self._lock:
+            fault_id = rule.id or f"f{next(self._ids)}"
+            while fault_id in self._entries and rule.id is None:
+                fault_id = f"f{next(self._ids)}"
+            if fault_id in self._entries:
+                raise FaultError(f"fault id {fault_id!r} already exists")
+            entry = _Entry(fault_id, rule, self._hash(rule.pan) if rule.pan else None)
+            self._entries[fault_id] = entry
+            return entry.to_json()
+
+    def add_json(self, data: object, where: str = "fault") -> builtins.list[dict[str, object]]:
+        """Add one rule (an object) or several (a list of objects); all or none are added."""
+        items = data if isinstance(data, list) else [data]
+        rules = [parse_rule(item, f"{where}[{i}]" if isinstance(data, list) else where)
+                 for i, item in enumerate(items)]
+        with self._lock:
+            taken = set(self._entries)
+            for rule in rules:
+                if rule.id is not None and rule.id in taken:
+                    raise FaultError(f"fault id {rule.id!r} already exists")
+                if rule.id is not None:
+                    taken.add(rule.id)
+        return [self.add(rule) for rule in rules]
+
+    def list(self) -> list[dict[str, object]]:
+        """Every rule with its counters, PANs masked."""
+        with self._lock:
+            return [e.to_json() for e in self._entries.values()]
+
+    def delete(self, fault_id: str) -> bool:
+        """Remove one rule; False when there was no such id."""
+        with self._lock:
+            return self._entries.pop(fault_id, None) is not None
+
+    def clear(self) -> int:
+        """Remove every rule; returns how many there were."""
+        with self._lock:
+            n = len(self._entries)
+            self._entries.clear()
+            return n
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def match(self, fields: Mapping[str, str]) -> FaultDecision | None:
+        """The fault to apply to this decoded request, counting it as applied; None for none."""
+        if not self._entries:  # the hot path: no rules, no lock, no hashing
+            return None
+        with self._lock:
+            pan_hash: bytes | None = None
+            for entry in self._entries.values():
+                if entry.remaining == 0 or not self._matches(entry, fields):
+                    continue
+                if entry.pan_hash is not None:
+                    if pan_hash is None:
+                        pan = _request_pan(fields)
+                        pan_hash = self._hash(pan) if pan else b""
+                    if not hmac.compare_digest(pan_hash, entry.pan_hash):
+                        continue
+                if entry.remaining is not None:
+                    entry.remaining -= 1
+                entry.applied += 1
+                rule = entry.rule
+                self.applied_by_action[rule.action] += 1
+                return FaultDecision(entry.id, rule.action, rule.process,
+                                     rule.delay_ms or 0, rule.response_code)
+        return None
+
+    @staticmethod
+    def _matches(entry: _Entry, fields: Mapping[str, str]) -> bool:
+        rule = entry.rule
+        if rule.mti is not None and fields.get("t") != rule.mti:
+            return False
+        if rule.processing_code is not None and fields.get("3") != rule.processing_code:
+            return False
+        if rule.tid is not None and fields.get("41", "").strip() != rule.tid.strip():
+            return False
+        if rule.amount_min_minor is not None or rule.amount_max_minor is not None:
+            text = fields.get("4", "")
+            if not text.isdigit():
+                return False
+            amount = int(text)
+            if rule.amount_min_minor is not None and amount < rule.amount_min_minor:
+                return False
+            if rule.amount_max_minor is not None and amount > rule.amount_max_minor:
+                return False
+        return True
+
+    def metrics(self) -> builtins.list[tuple[str, str, int]]:
+        """``(fault_id, action, applied)`` per rule, for the Prometheus exposition."""
+        with self._lock:
+            return [(e.id, e.rule.action, e.applied) for e in self._entries.values()]
+
+    def prometheus(self) -> str:
+        """Prometheus text lines for applied faults, by action and by rule."""
+        lines = ["# HELP poslab_faults_applied_total Fault rules applied, by action.",
+                 "# TYPE poslab_faults_applied_total counter"]
+        for action, n in self.applied_by_action.items():
+            lines.append(f'poslab_faults_applied_total{{action="{action}"}} {n}')
+        lines += ["# HELP poslab_fault_rule_applied_total Applications of each live fault rule.",
+                  "# TYPE poslab_fault_rule_applied_total counter"]
+        for fault_id, action, n in self.metrics():
+            lines.append(
+                f'poslab_fault_rule_applied_total{{fault="{fault_id}",action="{action}"}} {n}')
+        return "\n".join(lines) + "\n"
+
+
+def _request_pan(fields: Mapping[str, str]) -> str | None:
+    if "2" in fields:
+        return fields["2"]
+    if "35" in fields:
+        try:
+            return Track2(fields["35"]).pan.digits
+        except ValueError:
+            return None
+    return None
+
+
+def forced_response(request: Mapping[str, str], code: str,
+                    processed: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The field dict of a ``respond`` fault's answer: DE39 ``code``, DE44 ``FORCED``.
+
+    When the request was processed, the real response is the base (its RRN stays, so the
+    terminal can still refer to it); otherwise the answer echoes the request's ids.
+    """
+    if processed is not None:
+        out = dict(processed)
+    else:
+        out = {k: request[k] for k in _ECHO if k in request}
+        out["t"] = response_mti(request.get("t", "0200"))
+    out["39"] = code
+    out["44"] = RuleId.FORCED.value
+    if code != "00":
+        out.pop("38", None)  # no approval code on a decline
+    return out
+
+
+def garble(payload: bytes) -> bytes:
+    """A same-length payload that is not an ISO 8583 message (every byte XOR 0xA5)."""
+    return bytes(b ^ 0xA5 for b in payload) or b"\xa5"
