@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from protocol.codes import EntryMode, NetworkCode, ProcessingCode, RuleId, response_text
+from protocol.errors import ProtocolError
 from protocol.masking import mask_pan
 from protocol.messages import Message, OriginalData
 from protocol.money import Money, currency
@@ -81,9 +82,11 @@ def describe(message: Message | Mapping[str, str], table: str = "iso87") -> str:
 
 
 def _meaning(key: str, raw: str, fields: Mapping[str, str]) -> str:
+    # describe() renders whatever arrived, malformed DE48 included: a field it cannot read
+    # gets no meaning instead of an exception.
     try:
         return _MEANINGS[key](raw, fields) if key in _MEANINGS else ""
-    except (ValueError, KeyError, IndexError):
+    except (ValueError, KeyError, IndexError, ProtocolError):
         return ""
 
 

@@ -112,7 +112,8 @@ class Track2:
         return m.group(1) if m else None
 
     def __str__(self) -> str:
-        return f"{mask_pan(self.pan.digits)}=****"
+        # Not through .pan: rendering must not raise on a track with a malformed PAN part.
+        return f"{mask_pan(re.split(r'[=D]', self._data, maxsplit=1)[0])}=****"
 
     def __repr__(self) -> str:
         return f"Track2({str(self)!r})"

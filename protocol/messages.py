@@ -55,6 +55,15 @@ def _req(fields: Mapping[str, str], key: str) -> str:
         ) from None
 
 
+def _pan_field(digits: str, key: str, fields: Mapping[str, str]) -> Pan:
+    """A PAN from DE2 or the track; an empty or non-digit one is a format error, not a crash."""
+    try:
+        return Pan(digits)
+    except ValueError:
+        raise ValidationError("the card number is empty or not digits", field=key,
+                              fields=fields) from None
+
+
 def _put(out: Fields, key: str, value: str | None) -> None:
     if value is not None:
         out[key] = value
@@ -136,11 +145,15 @@ class CardData:
             mode = EntryMode(fields.get("22", "012")[:2])
         except ValueError:
             mode = EntryMode.MANUAL
+        track2 = None
+        if "35" in fields:
+            track2 = Track2(fields["35"])
+            _pan_field(track2.data.replace("D", "=").split("=", 1)[0], "35", fields)
         return cls(
             entry_mode=mode,
-            pan=Pan(fields["2"]) if "2" in fields else None,
+            pan=_pan_field(fields["2"], "2", fields) if "2" in fields else None,
             expiry=fields.get("14"),
-            track2=Track2(fields["35"]) if "35" in fields else None,
+            track2=track2,
             pin_block=fields.get("52"),
         )
 
@@ -587,7 +600,7 @@ class FinancialResponse(Response):
         return cls(processing_code=_req(fields, "3"), amount=amount, rrn=fields.get("37"),
                    approval_code=fields.get("38"),
                    remaining=decode_remaining(fields["54"]) if "54" in fields else None,
-                   pan=Pan(fields["2"]) if "2" in fields else None,
+                   pan=_pan_field(fields["2"], "2", fields) if "2" in fields else None,
                    **cls._response_kwargs(fields))  # type: ignore[arg-type]
 
     def explanation(self) -> str:

@@ -70,7 +70,14 @@ def _check_one(spec: FieldSpec, value: str, fields: Mapping[str, str]) -> None:
             field=spec.key, fields=fields,
         )
     if not _CLASSES[spec.fmt].fullmatch(value):
-        shown = "" if spec.sensitivity is not Sensitivity.PLAIN else f" (got {value!r})"
+        # Name the first offending character, never the value: a plain field can hold card
+        # digits glued to other digits, which scrub() cannot recognise as a PAN.
+        bad = _first_bad(spec.fmt, value)
+        shown = (
+            f" (bad character {value[bad]!r} at offset {bad})"
+            if spec.sensitivity is Sensitivity.PLAIN
+            else ""
+        )
         raise ValidationError(
             f"{spec.name} must be {_DESCRIBE[spec.fmt]}{shown}", field=spec.key, fields=fields
         )
@@ -80,8 +87,24 @@ def _check_one(spec: FieldSpec, value: str, fields: Mapping[str, str]) -> None:
                               field=spec.key, fields=fields)
 
 
+def _first_bad(fmt: str, value: str) -> int:
+    """Offset of the first character that breaks ``fmt`` (the sign for ``xn``)."""
+    if fmt == "xn" and not value.startswith(("C", "D")):
+        return 0
+    start = 1 if fmt == "xn" else 0
+    allowed = _CLASSES["n" if fmt == "xn" else fmt]
+    return next(
+        (i for i in range(start, len(value)) if not allowed.fullmatch(value[i])), start
+    )
+
+
+# Days per month with no year known: 29 February is accepted (it may be a leap year).
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def _mmdd(v: str) -> bool:
-    return 1 <= int(v[:2]) <= 12 and 1 <= int(v[2:4]) <= 31
+    month, day = int(v[:2]), int(v[2:4])
+    return 1 <= month <= 12 and 1 <= day <= _MONTH_DAYS[month - 1]
 
 
 def _hhmmss(v: str) -> bool:
