@@ -1,0 +1,39 @@
+"""Terminal settings: where the host is, who the terminal is, and its timeouts and policies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocol.specs import DEFAULT_PROFILE
+
+
+@dataclass(frozen=True)
+class TerminalConfig:
+    """Everything the terminal needs to run; built by the command line, replaced in tests.
+
+    :ivar timeout_s_response: how long a request waits for its answer before it is reversed.
+    :ivar reversal_repeats: how many 0401 repeats follow an unanswered 0400.
+    :ivar echo_interval_s: link check period (0800/301); 0 disables it.
+    :ivar supervisor_password: asked before refunds and voids when the matching flag is on.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8583
+    profile: str = DEFAULT_PROFILE
+    terminal_id: str = "TERM0001"
+    merchant_id: str = "MERCHANT0000001"
+    currency: str = "CNY"
+    data_dir: Path = field(default_factory=lambda: Path("poslab-terminal-data"))
+    timeout_s_response: float = 15.0
+    timeout_s_connect: float = 5.0
+    reversal_repeats: int = 3
+    echo_interval_s: float = 30.0
+    supervisor_password: str = "0000"
+    supervisor_for_refund: bool = True
+    supervisor_for_void: bool = True
+
+    @property
+    def address(self) -> str:
+        """``host:port`` for messages."""
+        return f"{self.host}:{self.port}"

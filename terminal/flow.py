@@ -1,0 +1,345 @@
+"""The terminal's transaction flow as a pure state machine: events in, state and effects out.
+
+No UI, no I/O, no clock. :func:`step` takes a :class:`FlowState` and an event and returns the
+next state and a tuple of effects; the only effect is :class:`Transmit`, which the app hands to
+the engine in a worker. The engine's answer comes back as a :class:`Finished` event.
+
+Paths through the steps::
+
+    Sale:    MENU -> AMOUNT -> CARD -> SENDING -> RESULT -> MENU
+    Refund:  MENU -> ORIGINAL -> AMOUNT -> REASON -> CARD [-> SUPERVISOR] -> SENDING -> RESULT
+    Void:    MENU -> ORIGINAL -> CONFIRM [-> SUPERVISOR] -> SENDING -> RESULT
+
+``Cancel`` leaves any input step for the menu; nothing can interrupt ``SENDING``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from protocol.codes import EntryMode, RefundReason
+from protocol.money import Money
+from terminal.cards import Card
+from terminal.journal import TxnKind
+
+MAX_AMOUNT_DIGITS = 10
+
+
+class Step(enum.StrEnum):
+    """Which screen of the flow is showing."""
+
+    MENU = "menu"
+    ORIGINAL = "original"
+    AMOUNT = "amount"
+    REASON = "reason"
+    CARD = "card"
+    CONFIRM = "confirm"
+    SUPERVISOR = "supervisor"
+    SENDING = "sending"
+    RESULT = "result"
+
+
+@dataclass(frozen=True)
+class Original:
+    """The transaction a refund or void refers to (from the journal or keyed in by RRN)."""
+
+    rrn: str
+    kind: TxnKind = TxnKind.SALE
+    amount_minor: int | None = None
+    remaining_minor: int | None = None
+    masked_pan: str | None = None
+    card_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The settings the flow obeys."""
+
+    currency: str = "CNY"
+    supervisor_password: str = "0000"
+    supervisor_for_refund: bool = True
+    supervisor_for_void: bool = True
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A transaction the operator has finished keying, ready for the engine to send."""
+
+    kind: TxnKind
+    amount: Money
+    card: Card | None = None
+    entry_mode: EntryMode | None = None
+    original: Original | None = None
+    reason: RefundReason | None = None
+    operator: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a draft, as the result screen shows it.
+
+    :ivar status: ``approved``, ``declined``, ``no_response`` (timed out, reversal sent) or
+        ``failed`` (not sent: offline, rejected locally).
+    """
+
+    status: str
+    title: str
+    detail: str = ""
+    response_code: str | None = None
+    txn_seq: int | None = None
+
+    @property
+    def approved(self) -> bool:
+        """True when the host approved."""
+        return self.status == "approved"
+
+
+@dataclass(frozen=True)
+class FlowState:
+    """Everything the screens need to render the flow."""
+
+    step: Step = Step.MENU
+    kind: TxnKind | None = None
+    digits: str = ""
+    original: Original | None = None
+    reason: RefundReason | None = None
+    card: Card | None = None
+    entry_mode: EntryMode | None = None
+    operator: str | None = None
+    message: str = ""
+    outcome: Outcome | None = None
+    policy: Policy = Policy()
+
+    @property
+    def amount(self) -> Money:
+        """The keyed amount (digits fill from the right, like a real terminal)."""
+        return Money(int(self.digits or "0"), self.policy.currency)
+
+    @property
+    def needs_supervisor(self) -> bool:
+        """True when this kind of transaction asks for the supervisor password."""
+        return (self.kind is TxnKind.REFUND and self.policy.supervisor_for_refund) or (
+            self.kind is TxnKind.VOID and self.policy.supervisor_for_void)
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """Menu choice: begin a sale, refund or void."""
+
+    kind: TxnKind
+
+
+@dataclass(frozen=True)
+class Digit:
+    """A keypad digit (``"0"``-``"9"`` or ``"00"``)."""
+
+    digit: str
+
+
+@dataclass(frozen=True)
+class Backspace:
+    """Remove the last digit."""
+
+
+@dataclass(frozen=True)
+class Clear:
+    """Clear the amount."""
+
+
+@dataclass(frozen=True)
+class Enter:
+    """OK / confirm the current step."""
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Abandon the transaction (or leave the result screen)."""
+
+
+@dataclass(frozen=True)
+class PickOriginal:
+    """The operator chose the original transaction."""
+
+    original: Original
+
+
+@dataclass(frozen=True)
+class PickReason:
+    """The operator chose the refund reason."""
+
+    reason: RefundReason
+
+
+@dataclass(frozen=True)
+class PresentCard:
+    """A card was swiped, inserted, tapped or keyed."""
+
+    card: Card
+    mode: EntryMode
+
+
+@dataclass(frozen=True)
+class Password:
+    """The supervisor typed a password."""
+
+    text: str
+    operator: str = "SUPERVISOR"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The engine finished the transaction."""
+
+    outcome: Outcome
+
+
+Event = (Start | Digit | Backspace | Clear | Enter | Cancel | PickOriginal | PickReason
+         | PresentCard | Password | Finished)
+
+
+@dataclass(frozen=True)
+class Transmit:
+    """Effect: send this draft to the host."""
+
+    draft: Draft
+
+
+Effect = Transmit
+
+
+# -- the machine -------------------------------------------------------------------------------
+
+_PROMPTS = {
+    Step.ORIGINAL: "Choose the original transaction",
+    Step.AMOUNT: "Enter the amount",
+    Step.REASON: "Why is this refund made?",
+    Step.CARD: "Present the card",
+    Step.CONFIRM: "Confirm",
+    Step.SUPERVISOR: "Supervisor password",
+    Step.SENDING: "Processing",
+}
+
+
+def _go(state: FlowState, step: Step, **changes: object) -> FlowState:
+    changes.setdefault("message", _PROMPTS.get(step, ""))
+    return replace(state, step=step, **changes)  # type: ignore[arg-type]
+
+
+def _reset(state: FlowState) -> FlowState:
+    return FlowState(policy=state.policy)
+
+
+def step(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    """Apply ``event`` to ``state``: the next state and the effects to run."""
+    if isinstance(event, Cancel):
+        if state.step is Step.SENDING:
+            return state, ()
+        return _reset(state), ()
+    handler = _HANDLERS.get(state.step)
+    if handler is None:
+        return state, ()
+    return handler(state, event)
+
+
+def _menu(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    if not isinstance(event, Start):
+        return state, ()
+    fresh = replace(_reset(state), kind=event.kind)
+    if event.kind is TxnKind.SALE:
+        return _go(fresh, Step.AMOUNT), ()
+    return _go(fresh, Step.ORIGINAL), ()
+
+
+def _original(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    if not isinstance(event, PickOriginal):
+        return state, ()
+    orig = event.original
+    if state.kind is TxnKind.VOID:
+        return _go(state, Step.CONFIRM, original=orig,
+                   digits=str(orig.amount_minor or 0)), ()
+    default = orig.remaining_minor if orig.remaining_minor is not None else orig.amount_minor
+    return _go(state, Step.AMOUNT, original=orig, digits=str(default) if default else ""), ()
+
+
+def _amount(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    digits = state.digits
+    if isinstance(event, Digit):
+        if not event.digit.isdigit():
+            return state, ()
+        digits = (digits + event.digit).lstrip("0")
+        if len(digits) > MAX_AMOUNT_DIGITS:
+            return replace(state, message="The amount is too long"), ()
+        return replace(state, digits=digits, message=_PROMPTS[Step.AMOUNT]), ()
+    if isinstance(event, Backspace):
+        return replace(state, digits=digits[:-1]), ()
+    if isinstance(event, Clear):
+        return replace(state, digits=""), ()
+    if isinstance(event, Enter):
+        if not digits or int(digits) == 0:
+            return replace(state, message="Enter an amount above zero"), ()
+        if state.kind is TxnKind.REFUND:
+            return _go(state, Step.REASON), ()
+        return _go(state, Step.CARD), ()
+    return state, ()
+
+
+def _reason(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    if isinstance(event, PickReason):
+        return _go(state, Step.CARD, reason=event.reason), ()
+    return state, ()
+
+
+def _card(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    if not isinstance(event, PresentCard):
+        return state, ()
+    state = replace(state, card=event.card, entry_mode=event.mode)
+    if state.needs_supervisor:
+        return _go(state, Step.SUPERVISOR), ()
+    return _send(state)
+
+
+def _confirm(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    if not isinstance(event, Enter):
+        return state, ()
+    if state.needs_supervisor:
+        return _go(state, Step.SUPERVISOR), ()
+    return _send(state)
+
+
+def _supervisor(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    if not isinstance(event, Password):
+        return state, ()
+    if event.text != state.policy.supervisor_password:
+        return replace(state, message="Wrong supervisor password, try again"), ()
+    return _send(replace(state, operator=event.operator))
+
+
+def _send(state: FlowState) -> tuple[FlowState, tuple[Effect, ...]]:
+    assert state.kind is not None
+    draft = Draft(kind=state.kind, amount=state.amount, card=state.card,
+                  entry_mode=state.entry_mode, original=state.original, reason=state.reason,
+                  operator=state.operator)
+    return _go(state, Step.SENDING), (Transmit(draft),)
+
+
+def _sending(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    if isinstance(event, Finished):
+        return _go(state, Step.RESULT, outcome=event.outcome, message=event.outcome.title), ()
+    return state, ()
+
+
+def _result(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    if isinstance(event, Enter):
+        return _reset(state), ()
+    return state, ()
+
+
+_HANDLERS = {
+    Step.MENU: _menu, Step.ORIGINAL: _original, Step.AMOUNT: _amount, Step.REASON: _reason,
+    Step.CARD: _card, Step.CONFIRM: _confirm, Step.SUPERVISOR: _supervisor,
+    Step.SENDING: _sending, Step.RESULT: _result,
+}

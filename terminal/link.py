@@ -1,0 +1,210 @@
+"""The terminal's connection to the host: a Twisted client on the shared asyncio loop.
+
+:class:`LinkProtocol` frames, encodes and decodes; every request waits on a Deferred keyed by
+the response it expects (response MTI and STAN), so an 0410 and a late 0210 for the same trace
+number are never confused. A response nobody waits for any more -- typically the answer to a
+request that already timed out and was reversed -- is reported as *late* and never delivered
+as an answer.
+
+:class:`Link` is the asyncio face the engine uses: ``connect()``, ``send(message, timeout)``.
+Failures come back as :class:`LinkError` subclasses with text a person can act on. The reactor
+is imported lazily (stack.md P1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import ClientFactory
+from twisted.python.failure import Failure
+
+from protocol.codec import Codec
+from protocol.errors import ProtocolError
+from protocol.messages import AnyResponse, Message, parse_response, response_mti
+from protocol.transport import FramedProtocol
+
+Fields = dict[str, str]
+
+
+class LinkError(Exception):
+    """The host could not be reached or did not answer; ``str()`` says what to do."""
+
+
+class LinkDown(LinkError):
+    """Not connected, or the connection dropped."""
+
+
+class LinkTimeout(LinkError):
+    """No answer within the response timeout."""
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """One message on the wire, for the message inspector.
+
+    :ivar direction: ``"sent"`` or ``"received"``.
+    :ivar late: a response that matched no waiting request.
+    :ivar raw: the encoded body as sent or received; render it with
+        :func:`terminal.inspector.safe_hex`, never directly.
+    """
+
+    at: datetime
+    direction: str
+    fields: Fields
+    raw: bytes = field(repr=False)
+    late: bool = False
+    note: str = ""
+
+    @property
+    def mti(self) -> str:
+        """The message type."""
+        return self.fields.get("t", "????")
+
+
+class LinkProtocol(FramedProtocol):
+    """Framed ISO 8583 client: request/response matched on (response MTI, STAN)."""
+
+    def __init__(self, codec: Codec, on_traffic: Callable[[Traffic], None],
+                 on_lost: Callable[[], None]) -> None:
+        self.codec = codec
+        self.length_header = codec.profile.length_header
+        self._on_traffic = on_traffic
+        self._on_lost = on_lost
+        self._pending: dict[tuple[str, str], Deferred[Fields]] = {}
+
+    def request(self, fields: Fields) -> Deferred[Fields]:
+        """Send ``fields`` and return a Deferred firing with the matching response fields.
+
+        Cancelling the Deferred (the response timeout) forgets the request, so its answer, if
+        it ever comes, is reported as late.
+        """
+        key = (response_mti(fields["t"]), fields["11"])
+        body = self.codec.encode(fields)
+
+        def forget(_: Deferred[Fields]) -> None:
+            self._pending.pop(key, None)
+
+        d: Deferred[Fields] = Deferred(forget)
+        self._pending[key] = d
+        self.sendFrame(body)
+        self._on_traffic(Traffic(datetime.now(), "sent", dict(fields), body))
+        return d
+
+    def frameReceived(self, payload: bytes) -> None:  # noqa: N802 - Twisted naming
+        """Decode a response and fire whoever waits for it."""
+        try:
+            _, fields = self.codec.decode(payload)
+        except ProtocolError as exc:
+            self._on_traffic(Traffic(datetime.now(), "received", {}, payload,
+                                     note=f"undecodable: {exc}"))
+            return
+        key = (fields.get("t", ""), fields.get("11", ""))
+        d = self._pending.pop(key, None)
+        self._on_traffic(Traffic(datetime.now(), "received", fields, payload, late=d is None,
+                                 note="" if d else "late or unexpected: no request waits"))
+        if d is not None:
+            d.callback(fields)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
+        """Fail every waiting request."""
+        pending, self._pending = self._pending, {}
+        for d in pending.values():
+            d.errback(LinkDown("the host closed the connection"))
+        self._on_lost()
+
+
+class Link:
+    """The engine's view of the host connection, in asyncio terms."""
+
+    def __init__(self, host: str, port: int, codec: Codec, timeout_s_connect: float = 5.0,
+                 on_traffic: Callable[[Traffic], None] | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.codec = codec
+        self.timeout_s_connect = timeout_s_connect
+        self.listeners: list[Callable[[Traffic], None]] = []
+        if on_traffic is not None:
+            self.listeners.append(on_traffic)
+        self._proto: LinkProtocol | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is up."""
+        return self._proto is not None
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    def _traffic(self, item: Traffic) -> None:
+        for listener in list(self.listeners):
+            listener(item)
+
+    def _lost(self) -> None:
+        self._proto = None
+
+    async def connect(self) -> None:
+        """Open the TCP connection; raise :class:`LinkDown` with advice when it fails."""
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+
+        if self._proto is not None:
+            return
+        proto = LinkProtocol(self.codec, self._traffic, self._lost)
+        endpoint = TCP4ClientEndpoint(reactor, self.host, self.port,
+                                      timeout=max(int(self.timeout_s_connect), 1))
+        try:
+            await endpoint.connect(cast(Any, _Factory(proto))).asFuture(asyncio.get_running_loop())
+        except Exception as exc:  # noqa: BLE001 - every failure becomes advice for a person
+            raise LinkDown(f"cannot reach the host at {self.address}: {_why(exc)}. Start "
+                           "poslab-host there, or run poslab-terminal --with-host.") from None
+        self._proto = proto
+
+    async def send(self, message: Message, timeout_s: float) -> AnyResponse:
+        """Send ``message`` and return the typed response, or raise a :class:`LinkError`."""
+        return parse_response(await self.send_fields(message.to_fields(), timeout_s))
+
+    async def send_fields(self, fields: Fields, timeout_s: float) -> Fields:
+        """Send a raw field dict and return the response fields."""
+        if self._proto is None:
+            raise LinkDown(f"not connected to the host at {self.address}")
+        d = self._proto.request(fields)
+        future: asyncio.Future[Any] = d.asFuture(asyncio.get_running_loop())
+        try:
+            return cast(Fields, await asyncio.wait_for(future, timeout_s))
+        except (TimeoutError, CancelledError):
+            raise LinkTimeout(f"no answer from the host within {timeout_s:g} s") from None
+
+    def close(self) -> None:
+        """Drop the connection."""
+        if self._proto is not None and self._proto.transport is not None:
+            cast(Any, self._proto.transport).loseConnection()
+        self._proto = None
+
+
+class _Factory(ClientFactory):
+    """Hands out the one protocol instance a connection attempt was made for."""
+
+    def __init__(self, proto: LinkProtocol) -> None:
+        self.proto = proto
+
+    def buildProtocol(self, addr: IAddress | None) -> LinkProtocol:  # noqa: N802 - Twisted naming
+        """The prepared protocol."""
+        return self.proto
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().rstrip(".")
+    name = type(exc).__name__
+    if "refused" in text.lower() or name == "ConnectionRefusedError":
+        return "connection refused"
+    if "timeout" in text.lower() or "TimeoutError" in name:
+        return "no answer to the connection attempt"
+    return text or name

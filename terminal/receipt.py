@@ -1,0 +1,109 @@
+"""Receipt slips: pure rendering of a journal line into the lines of a printed slip.
+
+Both copies show the PAN masked (first six and last four on the merchant copy, last four only
+on the customer copy), the entry mode, RRN, approval code and amount. Refunds and voids carry
+their heading, original reference and reason; signature lines follow card-scheme custom: the
+cardholder signs a sale, the merchant signs a refund or void.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from protocol.codes import EntryMode, RefundReason, response_text
+from protocol.money import Money
+from terminal.journal import Txn, TxnKind, TxnStatus
+
+WIDTH = 32
+
+
+class Copy(enum.StrEnum):
+    """Which copy of the slip."""
+
+    MERCHANT = "MERCHANT COPY"
+    CUSTOMER = "CUSTOMER COPY"
+
+
+def _pair(left: str, right: str) -> str:
+    gap = max(WIDTH - len(left) - len(right), 1)
+    return f"{left}{' ' * gap}{right}"
+
+
+def _center(text: str) -> str:
+    return text.center(WIDTH).rstrip()
+
+
+def _wrap(text: str) -> list[str]:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > WIDTH:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    if line:
+        lines.append(line)
+    return lines
+
+
+def render(txn: Txn, copy: Copy, merchant_id: str, terminal_id: str,
+           merchant_name: str = "POSLAB DEMO STORE") -> list[str]:
+    """The lines of one copy of the slip for ``txn``."""
+    rule = "-" * WIDTH
+    lines = [_center(merchant_name), _pair("MID", merchant_id), _pair("TID", terminal_id),
+             _pair(f"BATCH {txn.batch}", f"STAN {txn.stan}"), _pair("DATE", txn.local_time[:16]
+                                                                     .replace("T", " ")),
+             rule, _center(txn.kind.heading), rule]
+    if txn.masked_pan:
+        shown = txn.masked_pan if copy is Copy.MERCHANT else "**** " + txn.masked_pan[-4:]
+        lines.append(_pair("CARD", shown))
+    if txn.entry_mode:
+        lines.append(_pair("ENTRY", EntryMode(txn.entry_mode).label))
+    if txn.original_rrn:
+        lines.append(_pair("ORIG RRN", txn.original_rrn))
+    if txn.reason:
+        lines.append(_pair("REASON", RefundReason(txn.reason).label))
+    lines.append(_pair("RRN", txn.rrn or "-"))
+    lines.append(_pair("AUTH CODE", txn.approval_code or "-"))
+    sign = "-" if txn.kind is not TxnKind.SALE else ""
+    amount = Money(txn.amount_minor, txn.currency)
+    lines += [rule, _pair("AMOUNT", f"{txn.currency} {sign}{amount.format()}"), rule]
+    lines += _verdict(txn)
+    if txn.approved:
+        signer = "CARDHOLDER" if txn.kind is TxnKind.SALE else "MERCHANT"
+        if copy is Copy.MERCHANT:
+            lines += ["", "", "X" + "_" * (WIDTH - 1), _center(f"{signer} SIGNATURE")]
+        if txn.kind is TxnKind.SALE:
+            lines.append(_center("I agree to pay the above total"))
+    lines += ["", _center(f"*** {copy.value} ***")]
+    return lines
+
+
+def _verdict(txn: Txn) -> list[str]:
+    if txn.status is TxnStatus.APPROVED:
+        return [_center("APPROVED")]
+    if txn.status is TxnStatus.DECLINED:
+        code = txn.response_code or "--"
+        out = [_center(f"DECLINED {code}"), _center(response_text(code))]
+        if txn.explanation and txn.explanation != response_text(code):
+            out += _wrap(txn.explanation)
+        return out
+    return [_center("NO RESPONSE - REVERSED"), *_wrap("This transaction did not complete. "
+                                                      "No money has moved.")]
+
+
+def text(txn: Txn, merchant_id: str, terminal_id: str) -> str:
+    """Both copies, as one printable text."""
+    merchant = render(txn, Copy.MERCHANT, merchant_id, terminal_id)
+    customer = render(txn, Copy.CUSTOMER, merchant_id, terminal_id)
+    return "\n".join(merchant + ["", "- " * (WIDTH // 2), ""] + customer) + "\n"
+
+
+def save(txn: Txn, data_dir: Path, merchant_id: str, terminal_id: str) -> Path:
+    """Write both copies under ``data_dir/receipts`` and return the file's path."""
+    folder = data_dir / "receipts"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"B{txn.batch}-S{txn.stan}-{txn.kind.value}.txt"
+    path.write_text(text(txn, merchant_id, terminal_id), encoding="utf-8")
+    return path
