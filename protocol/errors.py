@@ -48,7 +48,13 @@ class ProtocolError(Exception):
 
 
 class FramingError(ProtocolError):
-    """The stream cannot be cut into frames: zero or oversized length, or a bad ASCII header."""
+    """The stream cannot be cut into frames: zero or oversized length, or a bad ASCII header.
+
+    :ivar frames: complete frames that preceded the bad header in the same ``feed()`` call, so
+        what is delivered does not depend on how the bytes were chunked.
+    """
+
+    frames: tuple[bytes, ...] = ()
 
 
 class DecodeError(ProtocolError):

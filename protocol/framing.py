@@ -56,7 +56,11 @@ class Deframer:
         self._buf += data
         frames: list[bytes] = []
         while len(self._buf) >= self._hlen:
-            n = self._length(bytes(self._buf[: self._hlen]))
+            try:
+                n = self._length(bytes(self._buf[: self._hlen]))
+            except FramingError as exc:
+                exc.frames = tuple(frames)
+                raise
             end = self._hlen + n
             if len(self._buf) < end:
                 break

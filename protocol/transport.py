@@ -8,6 +8,8 @@ reactor, so importing it never installs one (stack.md P1).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from twisted.internet.protocol import Protocol
 
 from protocol.errors import FramingError
@@ -37,8 +39,14 @@ class FramedProtocol(Protocol):
         try:
             frames = self._deframer.feed(data)
         except FramingError as exc:
+            # Frames complete before the bad header count, as they would have had the bytes
+            # arrived in smaller chunks; then the connection goes.
+            self._deliver(exc.frames)
             self.framingError(exc)
             return
+        self._deliver(frames)
+
+    def _deliver(self, frames: Sequence[bytes]) -> None:
         for payload in frames:
             if self.transport is None or getattr(self.transport, "disconnecting", False):
                 return
