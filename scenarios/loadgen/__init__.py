@@ -1,0 +1,1 @@
+"""poslab-bench: a closed-loop load generator for the host, and the bare codec ceiling server."""
