@@ -1,0 +1,326 @@
+"""The ISO 8583 server: frames in, service calls in the worker thread, frames out.
+
+Thin by design (style.md rule 3): everything about money lives in :mod:`host.service`. Per
+connection, a complete frame is decoded on the event loop (about 60 µs), then:
+
+* undecodable bytes (:class:`~protocol.DecodeError`) or a bad length header
+  (:class:`~protocol.FramingError`): the stream can no longer be trusted, so the connection is
+  closed (after answering what was already accepted on it);
+* a message that decodes but breaks the spec (:class:`~protocol.ValidationError`):
+  ``service.format_error`` answers ``MTI+10`` with RC 30, or returns no response when the MTI,
+  STAN or TID is unreadable, and then the connection is closed;
+* otherwise ``service.handle(fields)``.
+
+Service calls run in the host's one worker thread (:class:`~host.worker.ServiceWorker`), never
+on the loop; responses on one connection go out in request order. Protection, from
+``[limits]``: a frame announced larger than ``max_frame_bytes`` closes the connection; a frame
+not complete ``frame_deadline_s`` after its first byte closes it (slowloris; an idle timer
+reset on every byte would not, design lesson 2); no complete frame for ``idle_timeout_s``
+closes it (an 0800 echo keeps a quiet link open); connections over ``max_connections`` are
+closed as soon as they are accepted. Timers are monotonic (:mod:`host.timers`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Factory, connectionDone
+from twisted.python.failure import Failure
+
+from host.logs import MessageLog
+from host.metrics import Metrics
+from host.timers import DelayedCall, Timer
+from host.worker import ServiceWorker
+from protocol import Codec, DecodeError, FramingError, ProtocolError, Tpdu, ValidationError
+from protocol.codec import TPDU_LEN
+from protocol.messages import AnyResponse
+from protocol.transport import FramedProtocol
+
+
+class ReplyLike(Protocol):
+    """What :class:`host.service.Reply` offers the server."""
+
+    @property
+    def response(self) -> AnyResponse | None:
+        """The message to send, or None to send nothing."""
+
+    @property
+    def log(self) -> dict[str, object]:
+        """Facts for the log line (kind, rule, rrn, masked pan ...)."""
+
+
+class IsoService(Protocol):
+    """The part of :class:`host.service.HostService` the server calls (blocking)."""
+
+    def handle(self, fields: dict[str, str]) -> ReplyLike:
+        """Process one valid request."""
+
+    def format_error(self, error: ValidationError) -> ReplyLike:
+        """Answer a request whose content breaks the spec."""
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """The ``[limits]`` section as the server uses it (defaults are reliability.md b.0)."""
+
+    max_frame_bytes: int = 8192
+    frame_deadline_s: float = 5.0
+    idle_timeout_s: float = 120.0
+    max_connections: int = 100
+
+    @classmethod
+    def from_config(cls, config: object) -> ServerLimits:
+        """Read ``config.limits``; missing attributes keep their defaults."""
+        limits = getattr(config, "limits", None)
+        base = cls()
+        return cls(**{name: getattr(limits, name, getattr(base, name))
+                      for name in cls.__dataclass_fields__})
+
+
+class IsoHostProtocol(FramedProtocol):
+    """One terminal connection."""
+
+    def __init__(self, factory: IsoServerFactory, conn_id: int, peer: str) -> None:
+        self.factory = factory
+        self.conn_id = conn_id
+        self.peer = peer
+        self.length_header = factory.codec.profile.length_header
+        self.max_frame_bytes = factory.limits.max_frame_bytes
+        self.lost: Deferred[None] = Deferred()
+        self._tail: Deferred[Any] = succeed(None)  # the last response in request order
+        self._deadline: DelayedCall | None = None
+        self._idle: DelayedCall | None = None
+        self._closing = False
+        self._frames_in_call = 0
+
+    # -- connection life -------------------------------------------------------------------
+
+    def connectionMade(self) -> None:  # noqa: N802 - Twisted naming
+        """Count and log the connection; start the idle timer."""
+        super().connectionMade()
+        self.factory.opened(self)
+        self._arm_idle()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        """Stop the timers and tell whoever waits on :attr:`lost`."""
+        for timer in (self._deadline, self._idle):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._deadline = self._idle = None
+        self.factory.closed(self)
+        self.lost.callback(None)
+
+    def _shut(self, reason: str, **details: object) -> None:
+        """Close for ``reason``: stop reading, answer what was already accepted, then close."""
+        if self._closing:
+            return
+        self._closing = True
+        self.factory.log.event("close", conn=self.conn_id, reason=reason, **details)
+        self.factory.metrics.closed.inc(reason=reason)
+        transport: Any = self.transport
+        if transport is None:
+            return
+        transport.pauseProducing()
+
+        def _close(_: object) -> None:
+            transport.loseConnection()
+            # A peer that never reads could hold loseConnection open; do not wait for ever.
+            self.factory.timer.callLater(self.factory.limits.frame_deadline_s,
+                                         self._abort_if_open)
+
+        self._tail.addBoth(_close)
+
+    def _abort_if_open(self) -> None:
+        transport: Any = self.transport
+        if transport is not None and not self.lost.called:
+            transport.abortConnection()
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _arm_idle(self) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = self.factory.timer.callLater(self.factory.limits.idle_timeout_s,
+                                                  self._shut, "idle_timeout")
+
+    def _arm_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = self.factory.timer.callLater(self.factory.limits.frame_deadline_s,
+                                                      self._shut, "frame_deadline")
+
+    # -- bytes in --------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """Deframe, then keep the per-frame deadline running only while a frame is partial."""
+        if self._closing:
+            return
+        had_partial = self.frame_in_progress
+        self._frames_in_call = 0
+        super().dataReceived(data)
+        if self._closing:
+            return
+        if self.frame_in_progress:
+            # The deadline runs from the first byte of the frame now buffered: keep it if
+            # that frame was already partial before this chunk, restart it otherwise.
+            if not had_partial or self._frames_in_call or self._deadline is None:
+                self._arm_deadline()
+        elif self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def framingError(self, error: FramingError) -> None:  # noqa: N802
+        """A bad length header: close."""
+        self._shut("framing", error=str(error))
+
+    def frameReceived(self, payload: bytes) -> None:  # noqa: N802
+        """Decode one frame and queue its service call."""
+        self._frames_in_call += 1
+        if self._closing:
+            return
+        self._arm_idle()
+        started = time.perf_counter()
+        codec = self.factory.codec
+        tpdu = Tpdu(payload[:TPDU_LEN]) if codec.profile.tpdu and len(payload) >= TPDU_LEN else None
+        call: Callable[..., ReplyLike]
+        arg: object
+        try:
+            _, fields = codec.decode(payload)
+        except ValidationError as exc:
+            self.factory.log.message("in", self.conn_id, exc.fields, error=str(exc))
+            call, arg, in_mti = self.factory.service.format_error, exc, exc.fields.get("t", "")
+        except DecodeError as exc:
+            self._shut("decode", error=str(exc), bytes=len(payload))
+            return
+        else:
+            self.factory.log.message("in", self.conn_id, fields)
+            call, arg, in_mti = self.factory.service.handle, fields, fields["t"]
+        format_error = isinstance(arg, ValidationError)
+        self.factory.request_started()
+        reply = self.factory.worker.call(call, arg)
+        # Chaining on the previous response keeps answers in request order on this connection.
+        self._tail.addBoth(lambda _: reply)
+        self._tail.addBoth(self._respond, tpdu, started, in_mti, format_error)
+
+    # -- bytes out -------------------------------------------------------------------------
+
+    def _respond(self, result: ReplyLike | Failure, tpdu: Tpdu | None, started: float,
+                 in_mti: str, format_error: bool) -> None:
+        try:
+            self._send(result, tpdu, started, in_mti, format_error)
+        except Exception as exc:  # a bug here must cost one connection, never the host
+            self.factory.log.event("internal_error", conn=self.conn_id,
+                                   error=f"{type(exc).__name__}: {exc}")
+            self._shut("internal_error")
+        finally:
+            self.factory.request_finished()
+
+    def _send(self, result: ReplyLike | Failure, tpdu: Tpdu | None, started: float,
+              in_mti: str, format_error: bool) -> None:
+        log = self.factory.log
+        if isinstance(result, Failure):
+            log.event("service_error", conn=self.conn_id, mti=in_mti,
+                      error=f"{result.type and result.type.__name__}: {result.getErrorMessage()}")
+            self._shut("service_error")
+            return
+        response = result.response
+        if response is None:
+            log.event("no_response", conn=self.conn_id, mti=in_mti, **result.log)
+            if format_error:
+                self._shut("unreadable_message")
+            return
+        out = response.to_fields()
+        try:
+            payload = self.factory.codec.encode(out, tpdu.reply if tpdu else None)
+        except ProtocolError as exc:
+            log.event("encode_error", conn=self.conn_id, mti=in_mti, error=str(exc))
+            self._shut("encode_error")
+            return
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        self.factory.metrics.request(in_mti, out.get("39", ""), latency_ms)
+        if self.transport is None or self.lost.called:
+            log.message("out", self.conn_id, out, context=result.log, latency_ms=latency_ms,
+                        dropped="connection closed before the response")
+            return
+        self.sendFrame(payload)
+        log.message("out", self.conn_id, out, context=result.log, latency_ms=latency_ms)
+
+
+class IsoServerFactory(Factory):
+    """Builds :class:`IsoHostProtocol` connections sharing one service, worker and codec.
+
+    :ivar connections: the open connections.
+    """
+
+    def __init__(self, service: IsoService, worker: ServiceWorker, codec: Codec,
+                 limits: ServerLimits, log: MessageLog, metrics: Metrics, timer: Timer) -> None:
+        self.service = service
+        self.worker = worker
+        self.codec = codec
+        self.limits = limits
+        self.log = log
+        self.metrics = metrics
+        self.timer = timer
+        self.connections: set[IsoHostProtocol] = set()
+        self._ids = itertools.count(1)
+        self._pending = 0
+        self._drain_waiters: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> IsoHostProtocol | None:  # noqa: N802
+        """A new connection, or None (Twisted then closes the socket) when over the cap."""
+        peer = f"{getattr(addr, 'host', '?')}:{getattr(addr, 'port', '?')}"
+        if len(self.connections) >= self.limits.max_connections:
+            self.metrics.closed.inc(reason="over_limit")
+            self.log.event("close", peer=peer, reason="over_limit",
+                           max_connections=self.limits.max_connections)
+            return None
+        return IsoHostProtocol(self, next(self._ids), peer)
+
+    def opened(self, conn: IsoHostProtocol) -> None:
+        """Book-keeping for a connection that is now open."""
+        self.connections.add(conn)
+        self.metrics.connections.inc()
+        self.metrics.open_connections.set(len(self.connections))
+        self.log.event("connect", conn=conn.conn_id, peer=conn.peer)
+
+    def closed(self, conn: IsoHostProtocol) -> None:
+        """Book-keeping for a connection that is gone."""
+        self.connections.discard(conn)
+        self.metrics.open_connections.set(len(self.connections))
+        self.log.event("disconnect", conn=conn.conn_id)
+
+    def request_started(self) -> None:
+        """A request was handed to the service."""
+        self._pending += 1
+
+    def request_finished(self) -> None:
+        """A request's response was sent (or dropped); wake :meth:`drained` waiters at zero."""
+        self._pending -= 1
+        if self._pending == 0:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def drained(self) -> Deferred[None]:
+        """Fires once every accepted request has been answered."""
+        if self._pending == 0:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._drain_waiters.append(d)
+        return d
+
+    def close_all(self) -> Deferred[Any]:
+        """Close every connection; fires when all are gone."""
+        waits = [conn.lost for conn in list(self.connections)]
+        for conn in list(self.connections):
+            transport: Any = conn.transport
+            if transport is not None:
+                transport.loseConnection()
+        return DeferredList(waits)
