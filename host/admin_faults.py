@@ -1,0 +1,65 @@
+"""Admin routes for fault injection, registered through :func:`host.admin.route`::
+
+    GET    /faults          {"faults": [...]}  every rule with its counters, PANs masked
+    POST   /faults          body: one rule object or a list of them -> 201 {"faults": [added]}
+    DELETE /faults          remove every rule -> {"deleted": n}
+    DELETE /faults/{id}     remove one rule -> {"deleted": 1}, or 404
+
+A rule is the JSON form of :class:`host.faults.FaultRule`; a bad rule is 400 with the message
+naming the member. The registry comes from ``AdminContext.extras["faults"]`` (the runtime puts
+the server's :class:`host.fault_actions.FaultHook` there); without it the routes answer 503.
+These routes touch no database, so they run on the loop, not in the worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from host.admin import AdminContext, AdminRequest, AdminResponse, HttpError, route
+from host.faults import FaultError, FaultRegistry
+
+
+def _registry(ctx: AdminContext) -> FaultRegistry:
+    hook: Any = ctx.extras.get("faults")
+    registry = getattr(hook, "registry", hook)
+    if not isinstance(registry, FaultRegistry):
+        raise HttpError(503, "fault injection is not available in this host")
+    return registry
+
+
+@route("GET", "/faults")
+def list_faults(ctx: AdminContext, req: AdminRequest) -> dict[str, Any]:
+    """Every fault rule with its counters."""
+    return {"faults": _registry(ctx).list()}
+
+
+@route("POST", "/faults")
+def add_faults(ctx: AdminContext, req: AdminRequest) -> AdminResponse:
+    """Add one rule or a list of rules (all or none)."""
+    registry = _registry(ctx)
+    if not isinstance(req.body, dict | list):
+        raise HttpError(400, "the body must be a fault rule object or a list of them")
+    try:
+        added = registry.add_json(req.body)
+    except FaultError as exc:
+        raise HttpError(400, str(exc)) from None
+    ctx.log.event("audit", action="faults_added", faults=[a["id"] for a in added])
+    return AdminResponse({"faults": added}, status=201)
+
+
+@route("DELETE", "/faults")
+def clear_faults(ctx: AdminContext, req: AdminRequest) -> dict[str, Any]:
+    """Remove every rule."""
+    n = _registry(ctx).clear()
+    ctx.log.event("audit", action="faults_cleared", count=n)
+    return {"deleted": n}
+
+
+@route("DELETE", "/faults/{id}")
+def delete_fault(ctx: AdminContext, req: AdminRequest) -> dict[str, Any]:
+    """Remove one rule by id."""
+    fault_id = req.params["id"]
+    if not _registry(ctx).delete(fault_id):
+        raise HttpError(404, f"no such fault: {fault_id!r}")
+    ctx.log.event("audit", action="fault_deleted", fault=fault_id)
+    return {"deleted": 1}

@@ -1,0 +1,120 @@
+"""Carry out fault decisions on a live connection (the Twisted side of :mod:`host.faults`).
+
+The server calls two functions, one on each side of the service call:
+
+* :func:`submit` replaces ``worker.call(service.handle, fields)``: it processes the request now,
+  later (``delay`` with ``process: false``) or not at all (``process: false``);
+* :func:`deliver` replaces ``sendFrame(payload)``: it sends, delays, drops, garbles, duplicates,
+  rewrites the answer or closes the connection.
+
+Every applied fault is logged (``event: "fault"``) and counted in
+``poslab_faults_applied_total{action, fault}``. A delayed answer keeps its place in the
+connection's response order, because :func:`deliver` returns a Deferred the server chains on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+
+from host.faults import FaultDecision, FaultRegistry, forced_response, garble
+
+
+@dataclass(frozen=True)
+class SkippedReply:
+    """What the server gets instead of a service reply: no response (processing skipped), or
+    a forced one (``respond``)."""
+
+    response: Any = None
+    log: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Forced:
+    """A response given as a field dict (the server only calls ``to_fields``)."""
+
+    fields: dict[str, str]
+
+    def to_fields(self) -> dict[str, str]:
+        return dict(self.fields)
+
+
+class FaultHook:
+    """The registry plus what applying a fault needs: metrics, log and a timer."""
+
+    def __init__(self, registry: FaultRegistry, metrics: Any, log: Any, timer: Any) -> None:
+        self.registry = registry
+        self.log = log
+        self.timer = timer
+        self._counter = metrics.counter(
+            "poslab_faults_applied_total", "Fault rules applied to requests, by action and rule.")
+
+    def match(self, conn_id: int, fields: Mapping[str, str]) -> FaultDecision | None:
+        """The fault for this request (counted and logged), or None."""
+        decision = self.registry.match(fields)
+        if decision is not None:
+            self._counter.inc(action=decision.action, fault=decision.fault_id)
+            self.log.event("fault", conn=conn_id, mti=fields.get("t"), stan=fields.get("11"),
+                           tid=fields.get("41"), **decision.log())
+        return decision
+
+    def submit(self, decision: FaultDecision, request: Mapping[str, str],
+               process: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+        """Process now, after the delay, or not at all, as the decision says.
+
+        For ``respond`` the reply's response is replaced by the forced answer (built on the
+        real response when the request was processed, so its RRN stays).
+        """
+        if decision.process:
+            d = process()
+        elif decision.action == "delay":
+            d = Deferred()
+            self.timer.callLater(decision.delay_ms / 1000, lambda: process().chainDeferred(d))
+        else:
+            d = succeed(SkippedReply(log={"fault": decision.fault_id,
+                                          "action": decision.action}))
+        if decision.action == "respond":
+            d.addCallback(self._force, decision, request)
+        return d
+
+    @staticmethod
+    def _force(reply: Any, decision: FaultDecision, request: Mapping[str, str]) -> SkippedReply:
+        response = getattr(reply, "response", None)
+        real = response.to_fields() if response is not None else None
+        assert decision.response_code is not None
+        log = dict(getattr(reply, "log", {}))
+        log.update(fault=decision.fault_id, action=decision.action)
+        return SkippedReply(_Forced(forced_response(request, decision.response_code, real)),
+                            log)
+
+    def deliver(self, decision: FaultDecision, send: Callable[[bytes], None],
+                close: Callable[[], None], payload: bytes | None) -> Deferred[None] | None:
+        """Send ``payload`` (None: nothing to send) the way the fault says.
+
+        Returns a Deferred when the send happens later (``delay`` with ``process: true``).
+        """
+        action = decision.action
+        if action == "delay" and decision.process and payload is not None:
+            d: Deferred[None] = Deferred()
+
+            def _late() -> None:
+                send(payload)
+                d.callback(None)
+
+            self.timer.callLater(decision.delay_ms / 1000, _late)
+            return d
+        if action in ("delay", "respond") and payload is not None:
+            send(payload)
+        elif action == "duplicate" and payload is not None:
+            send(payload)
+            send(payload)
+        elif action == "garble":
+            send(garble(payload or b"GARBLED"))
+        elif action == "close":
+            close()
+        # drop: nothing leaves
+        return None
+
