@@ -1,15 +1,216 @@
-"""Command line entry point of poslab-host (placeholder until its issue lands)."""
+"""``poslab-host``: run the acquirer host emulator, or check a ledger.
+
+::
+
+    poslab-host [--config FILE] [--db URL] [--listen HOST:PORT] [--admin HOST:PORT]
+                [--profile NAME] [--ready-file PATH] [--allow-unknown-terminals] [--strict]
+                [--log-file PATH] [--log-fields] [--clock real|simulated] [--start ISO8601]
+    poslab-host ledger verify [--db URL]
+
+Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JSON with
+``iso_port``, ``admin_port``, ``pid``, ``admin_token``) only once both sockets listen. SIGTERM
+or SIGINT stops accepting, answers in-flight requests and exits 0. Bad arguments, a bad config,
+a port in use or an unreachable database print one line on stderr and exit 2.
+``ledger verify`` prints each invariant violation and exits 1 when there is any.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import datetime
 from importlib.metadata import version
+from pathlib import Path
+from typing import Any, NoReturn
+
+from host.runtime import first_line, safe_url
+from protocol import DEFAULT_PROFILE, PROFILES
+
+PROG = "poslab-host"
+DEFAULT_DB = "poslab.db"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (no usage dump) and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see {PROG} --help)\n")
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 0-65535, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no timezone; write e.g. 2025-03-14T10:00:00+00:00 or ...Z")
+    return when
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the README's option table)."""
+    p = _Parser(prog=PROG, description="ISO 8583 acquirer host emulator for refund testing.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('poslab')}")
+    p.add_argument("--config", metavar="FILE", help="TOML config (default: the shipped demo)")
+    p.add_argument("--db", metavar="URL", default=DEFAULT_DB,
+                   help="SQLite file path or database URL (default: ./poslab.db)")
+    p.add_argument("--listen", metavar="HOST:PORT", type=_endpoint,
+                   default=("127.0.0.1", 8583), help="ISO 8583 socket (default 127.0.0.1:8583)")
+    p.add_argument("--admin", metavar="HOST:PORT", type=_endpoint, default=("127.0.0.1", 8584),
+                   help="admin API socket (default 127.0.0.1:8584)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
+                   help=f"wire profile (default {DEFAULT_PROFILE})")
+    p.add_argument("--ready-file", metavar="PATH",
+                   help="write ports, pid and admin token here once listening")
+    p.add_argument("--allow-unknown-terminals", action="store_true",
+                   help="enrol any TID/MID with the default merchant profile")
+    p.add_argument("--strict", action="store_true",
+                   help="require every mandatory field (RC 30 naming the missing one)")
+    p.add_argument("--log-file", metavar="PATH", help="JSON-lines message log (default stderr)")
+    p.add_argument("--log-fields", action="store_true",
+                   help="add the field-by-field rendering of each message to the log")
+    p.add_argument("--clock", choices=("real", "simulated"), default="real",
+                   help="business clock: real time, or simulated (moved via the admin API)")
+    p.add_argument("--start", metavar="ISO8601", type=_instant,
+                   help="start instant of the simulated clock (default: now)")
+    sub = p.add_subparsers(dest="command", metavar="{ledger}")
+    ledger = sub.add_parser("ledger", help="ledger tools")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify}", required=True)
+    verify = ledger_sub.add_parser("verify", help="check the ledger invariants")
+    verify.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
+                        help="SQLite file path or database URL (default: ./poslab.db)")
+    return p
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments; only --help and --version exist so far."""
-    parser = argparse.ArgumentParser(prog="poslab-host")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('poslab')}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    """Entry point of ``poslab-host``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "ledger":
+        return ledger_verify(args.db)
+    return serve(args)
+
+
+def ledger_verify(db: str) -> int:
+    """Print each invariant violation of the ledger at ``db``; 0 clean, 1 violations, 2 error."""
+    if "://" not in db and not Path(db).is_file():
+        return _fail(f"no database file at {db}")
+    try:
+        from host.ledger import verify_database
+
+        report = verify_database(db)
+    except Exception as exc:
+        return _fail(f"cannot verify the ledger in {safe_url(db)}: {first_line(exc)}")
+    for violation in report.get("violations", []):
+        print(f"{violation.get('invariant', '?')}: {violation.get('detail', '')}")
+    checked = ", ".join(f"{k}={v}" for k, v in (report.get("checked") or {}).items())
+    if report.get("ok") and not report.get("violations"):
+        print(f"ledger OK ({checked})" if checked else "ledger OK")
+        return 0
+    print(f"{len(report.get('violations', []))} violation(s) found", file=sys.stderr)
+    return 1
+
+
+def _clock(args: argparse.Namespace) -> Any:
+    from datetime import UTC
+
+    from host.clock import ManualClock, SystemClock
+
+    if args.clock == "simulated":
+        return ManualClock(args.start or datetime.now(UTC).replace(microsecond=0))
+    return SystemClock()
+
+
+def write_ready_file(path: str, payload: dict[str, object]) -> None:
+    """Write ``payload`` as JSON to ``path`` atomically (tmp + rename), readable by us only."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Load the config, install the reactor, run the host until SIGTERM/SIGINT."""
+    if args.start is not None and args.clock != "simulated":
+        return _fail("--start needs --clock simulated")
+    try:
+        from host.config import ConfigError, load_config
+    except ImportError as exc:
+        return _fail(f"the host engine is not installed: {first_line(exc)}")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(f"bad config: {exc}")
+    except OSError as exc:
+        return _fail(f"cannot read config {args.config}: {exc.strerror or exc}")
+
+    from host.logs import MessageLog
+
+    try:
+        log = (MessageLog.to_file(args.log_file, with_fields=args.log_fields)
+               if args.log_file else MessageLog(sys.stderr, with_fields=args.log_fields))
+    except OSError as exc:
+        return _fail(f"cannot open log file {args.log_file}: {exc.strerror or exc}")
+    try:
+        return _run_reactor(args, config, log)
+    finally:
+        log.close()
+
+
+def _run_reactor(args: argparse.Namespace, config: Any, log: Any) -> int:
+    # stack.md §2, standalone host: bind Twisted to an explicit new loop before anything
+    # imports twisted.internet.reactor.
+    from twisted.internet import asyncioreactor
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)  # type: ignore[no-untyped-call]
+    from twisted.internet import reactor as _reactor
+    from twisted.internet.defer import Deferred
+
+    from host.runtime import HostRuntime, StartError
+
+    reactor: Any = _reactor
+    runtime = HostRuntime(log=log)
+    outcome = {"code": 0}
+
+    async def boot() -> None:
+        try:
+            iso_port, admin_port = await runtime.start(
+                config, args.db, _clock(args), listen=args.listen, admin=args.admin,
+                profile=args.profile, strict=args.strict,
+                allow_unknown_terminals=args.allow_unknown_terminals)
+            if args.ready_file:
+                write_ready_file(args.ready_file, {
+                    "iso_port": iso_port, "admin_port": admin_port, "pid": os.getpid(),
+                    "admin_token": runtime.admin_token})
+        except (StartError, OSError) as exc:
+            outcome["code"] = _fail(str(exc) if isinstance(exc, StartError)
+                                    else f"cannot write the ready file: {exc}")
+            reactor.stop()
+
+    def stop() -> Deferred[None]:
+        return Deferred.fromFuture(asyncio.ensure_future(runtime.stop(), loop=loop))
+
+    reactor.callWhenRunning(lambda: asyncio.ensure_future(boot(), loop=loop))
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    reactor.run()
+    loop.close()
+    return outcome["code"]

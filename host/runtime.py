@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 
 from host.admin import AdminContext, admin_site
 from host.logs import MessageLog
@@ -35,6 +36,27 @@ ServiceFactory = Callable[..., Any]
 """``(config, db_url, clock, *, strict, allow_unknown_terminals) -> service``."""
 
 TOKEN_ENV = "POSLAB_ADMIN_TOKEN"
+
+
+class StartError(Exception):
+    """The host could not start; ``str()`` is one line saying what and where."""
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def safe_url(url: str) -> str:
+    """A database URL with its password hidden."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # unparsable: show only the scheme
+        return url.split("://", 1)[0] + "://..."
 
 
 def resolve_admin_token(explicit: str | None, config: object) -> str:
@@ -77,6 +99,7 @@ class HostRuntime:
         self._worker: ServiceWorker | None = None
         self._listeners: list[Any] = []
         self._stopping: asyncio.Future[None] | None = None
+        self._clock_poll: Any = None
 
     async def start(self, config: Any, db_url: str, clock: Any,
                     listen: tuple[str, int] = ("127.0.0.1", 0),
@@ -86,39 +109,79 @@ class HostRuntime:
                     admin_token: str | None = None) -> tuple[int, int]:
         """Build the service, listen on both sockets, return ``(iso_port, admin_port)``.
 
-        Raises what went wrong (unknown profile ``ValueError``, the service's database error,
-        ``twisted.internet.error.CannotListenError``) after undoing what was started.
+        Raises :class:`StartError` (unknown profile, database that cannot be opened, port in
+        use) after undoing what was started.
         """
         from twisted.internet import reactor as _reactor
 
         reactor: Any = _reactor  # the installed reactor's interfaces are not typed usefully
         loop = asyncio.get_running_loop()
-        codec = Codec(profile)
+        try:
+            codec = Codec(profile)
+        except ValueError as exc:
+            raise StartError(str(exc)) from None
         factory_fn = self.service_factory or _default_service_factory()
         self._worker = worker = ServiceWorker(reactor)
         worker.start()
         try:
-            self.service = await worker.call(
-                factory_fn, config, db_url, clock, strict=strict,
-                allow_unknown_terminals=allow_unknown_terminals).asFuture(loop)
+            try:
+                self.service = await worker.call(
+                    factory_fn, config, db_url, clock, strict=strict,
+                    allow_unknown_terminals=allow_unknown_terminals).asFuture(loop)
+            except Exception as exc:
+                raise StartError(f"cannot open the database {safe_url(db_url)}: "
+                                 f"{first_line(exc)}") from exc
             self.factory = IsoServerFactory(self.service, worker, codec,
                                             ServerLimits.from_config(config), self.log,
                                             self.metrics, MonotonicTimer(loop))
-            iso = reactor.listenTCP(listen[1], self.factory, interface=listen[0])
-            self._listeners.append(iso)
-            self.iso_port = iso.getHost().port
+            self.iso_port = self._listen(reactor, "ISO 8583", listen, self.factory)
             self.admin_token = resolve_admin_token(admin_token, config)
             ctx = AdminContext(self.service, worker, self.metrics, self.log, clock, self.extras)
-            web = reactor.listenTCP(admin[1], admin_site(ctx, self.admin_token),
-                                    interface=admin[0])
-            self._listeners.append(web)
-            self.admin_port = web.getHost().port
+            self.admin_port = self._listen(reactor, "the admin API", admin,
+                                           admin_site(ctx, self.admin_token))
         except BaseException:
             await self.stop()
             raise
+        self._poll_clock(clock, MonotonicTimer(loop))
         self.log.event("listening", iso_port=self.iso_port, admin_port=self.admin_port,
                        profile=codec.profile.name)
         return self.iso_port, self.admin_port
+
+    def _listen(self, reactor: Any, what: str, where: tuple[str, int], factory: Any) -> int:
+        try:
+            port = reactor.listenTCP(where[1], factory, interface=where[0])
+        except CannotListenError as exc:
+            reason = getattr(exc.socketError, "strerror", None) or str(exc.socketError)
+            raise StartError(f"cannot listen for {what} on {where[0]}:{where[1]}: "
+                             f"{reason}") from None
+        self._listeners.append(port)
+        return int(port.getHost().port)
+
+    def _poll_clock(self, clock: Any, timer: MonotonicTimer, every_s: float = 1.0) -> None:
+        """Run the clock's due events (cut-offs, funding...) when time moves by itself.
+
+        A frozen simulated clock only moves by command, and the command runs its events, so
+        only a real or speed-factor clock is polled. The events touch the database, so they
+        run in the service worker like everything else.
+        """
+        run_due = getattr(clock, "run_due", None)
+        if run_due is None or (getattr(clock, "mode", "") == "simulated"
+                               and not getattr(clock, "speed", 0)):
+            return
+
+        def tick() -> None:
+            if self._stopping is not None or self._worker is None:
+                return
+            d = self._worker.call(run_due)
+            d.addErrback(lambda f: self.log.event("clock_event_error",
+                                                  error=f.getErrorMessage()))
+            d.addBoth(lambda _: reschedule())
+
+        def reschedule() -> None:
+            if self._stopping is None:
+                self._clock_poll = timer.callLater(every_s, tick)
+
+        reschedule()
 
     async def stop(self) -> None:
         """Stop listening, answer in-flight requests, close connections and the service.
@@ -131,6 +194,8 @@ class HostRuntime:
 
     async def _stop(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._clock_poll is not None and self._clock_poll.active():
+            self._clock_poll.cancel()
 
         async def wait(d: Deferred[Any] | None) -> None:
             if d is not None:

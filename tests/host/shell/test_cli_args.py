@@ -1,0 +1,53 @@
+"""poslab-host argument handling in-process: one clear line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from host.cli import main, write_ready_file
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--listen", "nonsense"], "expected HOST:PORT"),
+    (["--admin", "127.0.0.1:70000"], "expected HOST:PORT"),
+    (["--profile", "cup-bcd"], "invalid choice: 'cup-bcd'"),
+    (["--clock", "fast"], "invalid choice: 'fast'"),
+    (["--clock", "simulated", "--start", "2025-03-14T10:00:00"], "has no timezone"),
+    (["--clock", "simulated", "--start", "yesterday"], "not an ISO 8601 instant"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["ledger"], "required: {verify}"),
+])
+def test_bad_arguments_one_line_exit_2(capsys: Any, argv: list[str], message: str) -> None:
+    """Each bad argument exits 2 with one stderr line naming the problem."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_start_without_simulated_clock_is_refused(capsys: Any) -> None:
+    """--start only makes sense with --clock simulated."""
+    assert main(["--start", "2025-03-14T10:00:00Z"]) == 2
+    assert capsys.readouterr().err == "poslab-host: --start needs --clock simulated\n"
+
+
+def test_ledger_verify_missing_file(capsys: Any, tmp_path: Path) -> None:
+    """Verifying a database file that does not exist is an error (2), not an empty ledger."""
+    assert main(["ledger", "verify", "--db", str(tmp_path / "nope.db")]) == 2
+    assert "no database file at" in capsys.readouterr().err
+
+
+def test_ready_file_is_atomic_json_readable_by_owner_only(tmp_path: Path) -> None:
+    """The ready file appears whole, as JSON, mode 0600, with no temp file left behind."""
+    path = tmp_path / "ready.json"
+    write_ready_file(str(path), {"iso_port": 1, "admin_port": 2, "pid": 3, "admin_token": "t"})
+    assert json.loads(path.read_text())["admin_token"] == "t"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["ready.json"]
