@@ -15,7 +15,7 @@ from protocol.masking import mask_pan
 from protocol.messages import Message, OriginalData
 from protocol.money import Money, currency
 from protocol.private_data import decode_remaining, decode_tlv
-from protocol.specs import Sensitivity, field_table
+from protocol.specs import FieldSpec, Sensitivity, field_table
 
 _MTI_MEANING = {
     "0100": "Authorization request", "0110": "Authorization response",
@@ -71,7 +71,8 @@ def describe_fields(fields: Mapping[str, str], table: str = "iso87") -> list[Fie
             value = f"[{size} bytes hidden]"
         else:
             value = raw
-        lines.append(FieldLine(key, name, value, _meaning(key, raw, fields)))
+        meaning = _meaning(key, raw, fields) if _numeric_ok(spec, raw) else ""
+        lines.append(FieldLine(key, name, value, meaning))
     return lines
 
 
@@ -79,6 +80,14 @@ def describe(message: Message | Mapping[str, str], table: str = "iso87") -> str:
     """Multi-line explanation of a typed message or a field dict."""
     fields = message.to_fields() if isinstance(message, Message) else message
     return "\n".join(str(line) for line in describe_fields(fields, table))
+
+
+def _numeric_ok(spec: FieldSpec | None, raw: str) -> bool:
+    # A numeric field of the wrong shape (a cut-off DE7, letters in DE4) gets no meaning rather
+    # than a misleading one such as "/99 ::".
+    if spec is None or spec.fmt != "n":
+        return True
+    return raw.isdigit() and (not spec.fixed or len(raw) == spec.max_len)
 
 
 def _meaning(key: str, raw: str, fields: Mapping[str, str]) -> str:

@@ -64,6 +64,14 @@ def _pan_field(digits: str, key: str, fields: Mapping[str, str]) -> Pan:
                               fields=fields) from None
 
 
+def _de48(fields: Mapping[str, str]) -> dict[str, str]:
+    """DE48 items; a malformed DE48 error carries the fields so a host can still answer 30."""
+    try:
+        return decode_tlv(fields.get("48", ""))
+    except ValidationError as exc:
+        raise ValidationError(exc.reason, field="48", fields=fields) from None
+
+
 def _put(out: Fields, key: str, value: str | None) -> None:
     if value is not None:
         out[key] = value
@@ -287,7 +295,7 @@ class RefundRequest(FinancialRequest):
     def from_fields(cls, fields: Mapping[str, str]) -> RefundRequest:
         """Parse a decoded 0200 refund; a missing or unknown reason reads as ``other``."""
         kw = cls._financial_kwargs(fields)
-        items = decode_tlv(fields.get("48", ""))
+        items = _de48(fields)
         try:
             reason = RefundReason(items.get("RS", "other"))
         except ValueError:
@@ -326,7 +334,7 @@ class VoidRequest(FinancialRequest):
         kw = cls._financial_kwargs(fields, card_required=False)
         return cls(original_rrn=_req(fields, "37"),
                    voids_refund=fields["3"] == ProcessingCode.VOID_REFUND.value,
-                   operator=decode_tlv(fields.get("48", "")).get("OP"),
+                   operator=_de48(fields).get("OP"),
                    **kw)  # type: ignore[arg-type]
 
 

@@ -7,6 +7,7 @@ poslab's test merchants use and can grow by a line each.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -32,6 +33,7 @@ CURRENCIES: dict[str, Currency] = {
     )
 }  # fmt: skip
 _BY_NUMERIC = {c.numeric: c for c in CURRENCIES.values()}
+_AMOUNT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 def currency(code: str) -> Currency:
@@ -53,6 +55,10 @@ class Money:
     def parse(cls, text: str, currency_code: str) -> Money:
         """``Money.parse("12.50", "CNY")`` -> 1250 fen; too many decimals is an error."""
         cur = currency(currency_code)
+        # Plain ASCII decimal notation only: Decimal() alone also takes "Infinity", "sNaN",
+        # "1e3", "1_000" and non-ASCII digits, and raises non-ValueErrors for some of them.
+        if not _AMOUNT.fullmatch(text.strip()):
+            raise ValueError(f"{text!r} is not an amount")
         try:
             value = Decimal(text.strip())
         except InvalidOperation:

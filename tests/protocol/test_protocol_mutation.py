@@ -11,7 +11,14 @@ from collections.abc import Callable
 
 from protocol_samples import TEST_PANS, samples
 
-from protocol import Codec, ProtocolError, describe, parse_request, parse_response
+from protocol import (
+    Codec,
+    ProtocolError,
+    ValidationError,
+    describe,
+    parse_request,
+    parse_response,
+)
 
 SEED = 20240315
 MUTATIONS = 24_000
@@ -96,13 +103,16 @@ def _decode_one(codec: Codec, payload: bytes) -> tuple[str, dict[str, str] | Non
         _, fields = codec.decode(payload)
     except ProtocolError as exc:
         assert _pan_free(str(exc)) and _pan_free(exc.reason), f"PAN in error: {exc.reason}"
+        if isinstance(exc, ValidationError):  # decoded: the host can still answer with RC 30
+            assert "t" in exc.fields, exc
         return type(exc).__name__, None
     assert isinstance(fields, dict) and all(isinstance(v, str) for v in fields.values())
     parse = parse_response if fields["t"][2] in "13" else parse_request
     try:
         parse(fields)
-    except ProtocolError as exc:
+    except ValidationError as exc:
         assert _pan_free(str(exc)), f"PAN in error: {exc.reason}"
+        assert exc.fields == fields, f"{exc} lost the fields a host needs to answer"
         return "parse:" + type(exc).__name__, fields
     describe(fields)  # must not raise on anything the decoder accepted
     return "decoded", fields
