@@ -9,10 +9,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+import pytest
 from protocol_samples import TEST_PANS, samples
 
 from protocol import (
     Codec,
+    DecodeError,
     ProtocolError,
     ValidationError,
     describe,
@@ -156,3 +158,14 @@ def test_tpdu_decoder_mutation_property() -> None:
             raise
         except Exception as exc:
             raise AssertionError(f"mutation {n}: {payload.hex()} raised {exc!r}") from exc
+
+
+def test_decode_error_names_field_and_byte_position() -> None:
+    """A frame cut inside DE35 is a DecodeError saying which field and which byte, no data."""
+    sale = CODEC.encode(samples()["sale_0200"].to_fields())
+    cut = sale.index(b"=2812") + 1  # inside the track
+    with pytest.raises(DecodeError) as info:
+        CODEC.decode(sale[:cut])
+    exc = info.value
+    assert exc.field == "35" and isinstance(exc.pos, int)
+    assert f"field 35, byte {exc.pos}" in str(exc) and _pan_free(str(exc))
