@@ -25,6 +25,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 
 from host.admin import AdminContext, admin_site
+from host.fault_actions import FaultHook
+from host.faults import FaultRegistry
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.server import IsoServerFactory, ServerLimits
@@ -82,7 +84,9 @@ class HostRuntime:
     :ivar iso_port: the bound ISO 8583 port (after :meth:`start`).
     :ivar admin_port: the bound admin API port.
     :ivar admin_token: the bearer token the admin API accepts.
-    :ivar extras: objects handed to admin route modules (``AdminContext.extras``).
+    :ivar extras: objects handed to admin route modules (``AdminContext.extras``); the
+        runtime puts the fault hook under ``"faults"``.
+    :ivar faults: the :class:`~host.fault_actions.FaultHook` the server consults per request.
     """
 
     def __init__(self, *, log: MessageLog | None = None,
@@ -100,6 +104,7 @@ class HostRuntime:
         self._listeners: list[Any] = []
         self._stopping: asyncio.Future[None] | None = None
         self._clock_poll: Any = None
+        self.faults: FaultHook | None = None
 
     async def start(self, config: Any, db_url: str, clock: Any,
                     listen: tuple[str, int] = ("127.0.0.1", 0),
@@ -131,9 +136,12 @@ class HostRuntime:
             except Exception as exc:
                 raise StartError(f"cannot open the database {safe_url(db_url)}: "
                                  f"{first_line(exc)}") from exc
+            timer = MonotonicTimer(loop)
+            self.faults = FaultHook(FaultRegistry(), self.metrics, self.log, timer)
+            self.extras.setdefault("faults", self.faults)
             self.factory = IsoServerFactory(self.service, worker, codec,
                                             ServerLimits.from_config(config), self.log,
-                                            self.metrics, MonotonicTimer(loop))
+                                            self.metrics, timer, self.faults)
             self.iso_port = self._listen(reactor, "ISO 8583", listen, self.factory)
             self.admin_token = resolve_admin_token(admin_token, config)
             ctx = AdminContext(self.service, worker, self.metrics, self.log, clock, self.extras)

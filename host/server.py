@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,6 +32,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
 
+from host.fault_actions import FaultHook
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.timers import DelayedCall, Timer
@@ -189,68 +189,104 @@ class IsoHostProtocol(FramedProtocol):
         started = time.perf_counter()
         codec = self.factory.codec
         tpdu = Tpdu(payload[:TPDU_LEN]) if codec.profile.tpdu and len(payload) >= TPDU_LEN else None
-        call: Callable[..., ReplyLike]
-        arg: object
         try:
             _, fields = codec.decode(payload)
         except ValidationError as exc:
             self.factory.log.message("in", self.conn_id, exc.fields, error=str(exc))
-            call, arg, in_mti = self.factory.service.format_error, exc, exc.fields.get("t", "")
+            self._queue(self.factory.worker.call(self.factory.service.format_error, exc),
+                        tpdu, started, exc.fields.get("t", ""), True, None)
+            return
         except DecodeError as exc:
             self._shut("decode", error=str(exc), bytes=len(payload))
             return
+        self.factory.log.message("in", self.conn_id, fields)
+        faults = self.factory.faults
+        decision = faults.match(self.conn_id, fields) if faults is not None else None
+        if faults is not None and decision is not None:
+            reply = faults.submit(
+                decision, fields,
+                lambda: self.factory.worker.call(self.factory.service.handle, fields))
         else:
-            self.factory.log.message("in", self.conn_id, fields)
-            call, arg, in_mti = self.factory.service.handle, fields, fields["t"]
-        format_error = isinstance(arg, ValidationError)
+            reply = self.factory.worker.call(self.factory.service.handle, fields)
+        self._queue(reply, tpdu, started, fields["t"], False, decision)
+
+    def _queue(self, reply: Deferred[Any], tpdu: Tpdu | None, started: float, in_mti: str,
+               format_error: bool, decision: Any) -> None:
         self.factory.request_started()
-        reply = self.factory.worker.call(call, arg)
         # Chaining on the previous response keeps answers in request order on this connection.
         self._tail.addBoth(lambda _: reply)
-        self._tail.addBoth(self._respond, tpdu, started, in_mti, format_error)
+        self._tail.addBoth(self._respond, tpdu, started, in_mti, format_error, decision)
 
     # -- bytes out -------------------------------------------------------------------------
 
     def _respond(self, result: ReplyLike | Failure, tpdu: Tpdu | None, started: float,
-                 in_mti: str, format_error: bool) -> None:
+                 in_mti: str, format_error: bool, decision: Any) -> Deferred[None] | None:
         try:
-            self._send(result, tpdu, started, in_mti, format_error)
+            later = self._send(result, tpdu, started, in_mti, format_error, decision)
         except Exception as exc:  # a bug here must cost one connection, never the host
             self.factory.log.event("internal_error", conn=self.conn_id,
                                    error=f"{type(exc).__name__}: {exc}")
             self._shut("internal_error")
-        finally:
+            later = None
+        if later is None:
             self.factory.request_finished()
+            return None
+        # A fault delays the send: the tail (and so the next response) waits for it.
+        later.addBoth(lambda _: self.factory.request_finished())
+        return later
 
     def _send(self, result: ReplyLike | Failure, tpdu: Tpdu | None, started: float,
-              in_mti: str, format_error: bool) -> None:
+              in_mti: str, format_error: bool, decision: Any) -> Deferred[None] | None:
+        """Encode and send the reply; a Deferred return (a delayed fault) holds the order."""
         log = self.factory.log
         if isinstance(result, Failure):
             log.event("service_error", conn=self.conn_id, mti=in_mti,
                       error=f"{result.type and result.type.__name__}: {result.getErrorMessage()}")
             self._shut("service_error")
-            return
+            return None
         response = result.response
         if response is None:
             log.event("no_response", conn=self.conn_id, mti=in_mti, **result.log)
             if format_error:
                 self._shut("unreadable_message")
-            return
+            elif decision is not None:
+                return self._deliver_fault(decision, None)
+            return None
         out = response.to_fields()
         try:
             payload = self.factory.codec.encode(out, tpdu.reply if tpdu else None)
         except ProtocolError as exc:
             log.event("encode_error", conn=self.conn_id, mti=in_mti, error=str(exc))
             self._shut("encode_error")
-            return
+            return None
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         self.factory.metrics.request(in_mti, out.get("39", ""), latency_ms)
         if self.transport is None or self.lost.called:
             log.message("out", self.conn_id, out, context=result.log, latency_ms=latency_ms,
                         dropped="connection closed before the response")
-            return
-        self.sendFrame(payload)
+            return None
         log.message("out", self.conn_id, out, context=result.log, latency_ms=latency_ms)
+        if decision is not None:
+            return self._deliver_fault(decision, payload)
+        self.sendFrame(payload)
+        return None
+
+    def _deliver_fault(self, decision: Any, payload: bytes | None) -> Deferred[None] | None:
+        """Let the fault hook send (late, twice, garbled...) or not send ``payload``."""
+        assert self.factory.faults is not None
+        later: Deferred[None] | None = self.factory.faults.deliver(
+            decision, self._send_live, self._fault_close, payload)
+        return later
+
+    def _send_live(self, payload: bytes) -> None:
+        """Send a payload if the connection is still there (faults send late)."""
+        if self.transport is not None and not self.lost.called:
+            self.sendFrame(payload)
+
+    def _fault_close(self) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
 
 
 class IsoServerFactory(Factory):
@@ -260,8 +296,10 @@ class IsoServerFactory(Factory):
     """
 
     def __init__(self, service: IsoService, worker: ServiceWorker, codec: Codec,
-                 limits: ServerLimits, log: MessageLog, metrics: Metrics, timer: Timer) -> None:
+                 limits: ServerLimits, log: MessageLog, metrics: Metrics, timer: Timer,
+                 faults: FaultHook | None = None) -> None:
         self.service = service
+        self.faults = faults
         self.worker = worker
         self.codec = codec
         self.limits = limits
