@@ -93,6 +93,12 @@ class ServerProcess:
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")[-limit:].strip()
 
+    def kill(self) -> int:
+        """SIGKILL the server (no clean-up of any kind) and reap it; returns the status."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait()
+
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, wait, then SIGKILL if it hangs; returns the exit status."""
         if self.proc.poll() is None:
@@ -102,9 +108,14 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._stderr.close()
-        self._dir.cleanup()
+        self.close()
         return self.proc.returncode
+
+    def close(self) -> None:
+        """Remove the temporary directory (after the process has ended)."""
+        if not self._stderr.closed:
+            self._stderr.close()
+        self._dir.cleanup()
 
 
 def python_module(module: str) -> list[str]:

@@ -1,0 +1,71 @@
+"""Control a ``poslab-host`` subprocess for soak, crash and fault runs: start it on a given
+ledger, reach its admin API, and reconcile terminal journals with what its ledger says."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from scenarios.loadgen.admin_client import AdminClient
+from scenarios.loadgen.journal import JournalingTerminal
+from scenarios.loadgen.procs import ServerProcess, python_module
+
+MID = "BENCHMERCHANT01"
+"""The merchant id the bench and crash tools use (enrolled by --allow-unknown-terminals)."""
+
+
+def start_host(db: Path, *, env: dict[str, str] | None = None, log: Path | None = None,
+               extra: Iterable[str] = ()) -> ServerProcess:
+    """``poslab-host`` on port 0 with ``db`` as its ledger; returns once it listens."""
+    argv = [*python_module("host"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+            "--db", str(db), "--allow-unknown-terminals", *extra]
+    if log is not None:
+        argv += ["--log-file", str(log)]
+    full_env = dict(os.environ)
+    full_env.pop("POSLAB_CRASHPOINT", None)
+    full_env.pop("POSLAB_CRASHPOINT_SKIP", None)
+    full_env.update(env or {})
+    return ServerProcess(argv, name="poslab-host", env=full_env)
+
+
+def admin(server: ServerProcess) -> AdminClient:
+    """The admin client of a started host."""
+    return AdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
+
+
+def host_transactions(client: AdminClient, tid: str) -> list[dict[str, Any]]:
+    """Every transaction the host recorded for ``tid``."""
+    answer = client.get(f"/transactions?tid={tid}")
+    txns: list[dict[str, Any]] = answer["transactions"] if isinstance(answer, dict) else answer
+    return txns
+
+
+def is_effective(txn: dict[str, Any]) -> bool:
+    """True when the host counts the transaction as money moved (approved, not reversed)."""
+    return str(txn.get("state")) in {"effective", "approved", "pending_review"}
+
+
+def reconcile(terminal: JournalingTerminal, txns: list[dict[str, Any]]) -> list[str]:
+    """Problems between one terminal's journal and the host's view (empty = consistent).
+
+    Terminal approved (not reversed) -> exactly one effective sale for that STAN;
+    declined or reversed -> no effective sale for it. Nothing may be left in flight.
+    """
+    problems = []
+    by_stan: dict[str, list[dict[str, Any]]] = {}
+    for txn in txns:
+        if str(txn.get("kind", "sale")) == "sale":
+            by_stan.setdefault(str(txn.get("stan")), []).append(txn)
+    for entry in terminal.journal:
+        effective = [t for t in by_stan.get(entry.stan, []) if is_effective(t)]
+        if entry.state == "in_flight":
+            problems.append(f"{terminal.tid} {entry.stan}: still in flight")
+        elif entry.state == "approved" and len(effective) != 1:
+            problems.append(f"{terminal.tid} {entry.stan}: approved at the terminal, "
+                            f"{len(effective)} effective at the host (approved-but-missing)")
+        elif entry.state in ("declined", "reversed") and effective:
+            problems.append(f"{terminal.tid} {entry.stan}: {entry.state} at the terminal, "
+                            f"effective at the host")
+    return problems
