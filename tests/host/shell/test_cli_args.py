@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +53,21 @@ def test_ready_file_is_atomic_json_readable_by_owner_only(tmp_path: Path) -> Non
     assert json.loads(path.read_text())["admin_token"] == "t"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["ready.json"]
+
+
+def test_ledger_verify_exit_codes(tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    """ledger verify prints every violation and exits 1; a clean ledger exits 0."""
+    db = tmp_path / "l.db"
+    db.write_bytes(b"")
+    report: dict[str, Any] = {"ok": False, "checked": {"entries": 3}, "violations": [
+        {"invariant": "I1", "detail": "entry 2 unbalanced: USD +100"},
+        {"invariant": "I6", "detail": "hash chain broken at entry 3"}]}
+    fake = types.ModuleType("host.ledger")
+    fake.verify_database = lambda url: report  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "host.ledger", fake)
+    assert main(["ledger", "verify", "--db", str(db)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "I1: entry 2 unbalanced: USD +100", "I6: hash chain broken at entry 3"]
+    report.update(ok=True, violations=[])
+    assert main(["ledger", "verify", "--db", str(db)]) == 0
+    assert capsys.readouterr().out == "ledger OK (entries=3)\n"
