@@ -1,0 +1,294 @@
+"""Customer notifications: a transactional outbox, a JSON-lines file and a webhook with retries.
+
+The origin document's last step is telling the customer that the money arrived. The host emits
+four events:
+
+=====================  =====================================================================
+``refund_approved``    a refund was approved (online, or by a reviewer)
+``refund_rejected``    a refund held for review was rejected
+``refund_posted``      a settled refund reached the cardholder's card (its posting date)
+``merchant_funded``    a merchant settlement was paid out (its funding date)
+=====================  =====================================================================
+
+Each carries the simulated time, the masked PAN (never the full one: :func:`mask_pan` is applied
+on the way in), the amount in minor units, the currency, the RRN, a reference (review id,
+settlement id) and the merchant id.
+
+:meth:`Outbox.add` inserts into the ``notification`` table *inside the caller's transaction*, so
+a notification exists exactly when the state change that caused it was committed. After the
+commit, :meth:`Outbox.flush_file` appends the new rows to the JSON-lines file (once each), and
+:class:`WebhookSender` POSTs undelivered rows to the configured URL with exponential back-off,
+marking each delivered or recording the last error.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    select,
+    update,
+)
+
+from protocol.masking import mask_pan
+
+EVENTS = ("refund_approved", "refund_rejected", "refund_posted", "merchant_funded")
+
+metadata = MetaData()
+
+notification = Table(
+    "notification",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("merchant_id", String(32)),
+    Column("rrn", String(12)),
+    Column("reference", String(64)),
+    Column("pan_masked", String(19)),
+    Column("amount_minor", Integer),
+    Column("currency", String(3)),
+    Column("detail", JSON, nullable=False, default=dict),
+    Column("file_written", Boolean, nullable=False, default=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(200)),
+)
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    at = m["at"]
+    return {
+        "id": m["id"], "at": at.isoformat() if isinstance(at, datetime) else at,
+        "event": m["event"], "merchant_id": m["merchant_id"], "rrn": m["rrn"],
+        "reference": m["reference"], "pan": m["pan_masked"], "amount_minor": m["amount_minor"],
+        "currency": m["currency"], **(m["detail"] or {}),
+    }  # fmt: skip
+
+
+class Outbox:
+    """The notification outbox on the host's database, plus its JSON-lines mirror."""
+
+    def __init__(self, engine: Engine, jsonl_path: str | Path | None = None) -> None:
+        self.engine = engine
+        self.jsonl_path = Path(jsonl_path) if jsonl_path else None
+        self._file_lock = threading.Lock()
+        metadata.create_all(engine)
+
+    def add(
+        self,
+        conn: Connection,
+        event: str,
+        at: datetime,
+        *,
+        merchant_id: str | None = None,
+        rrn: str | None = None,
+        reference: str | None = None,
+        pan: str | None = None,
+        amount_minor: int | None = None,
+        currency: str | None = None,
+        **detail: Any,
+    ) -> int:
+        """Record one event in the caller's transaction ``conn``; returns its id."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown notification event {event!r}")
+        result = conn.execute(
+            notification.insert().values(
+                at=at, event=event, merchant_id=merchant_id, rrn=rrn, reference=reference,
+                pan_masked=mask_pan(pan) if pan else None, amount_minor=amount_minor,
+                currency=currency, detail=detail, file_written=False, attempts=0,
+            )
+        )  # fmt: skip
+        key = result.inserted_primary_key
+        return int(key[0]) if key else 0
+
+    def entries(
+        self, *, event: str | None = None, rrn: str | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Notifications, oldest first, optionally by event or RRN."""
+        query = select(notification).order_by(notification.c.id).limit(limit)
+        if event:
+            query = query.where(notification.c.event == event)
+        if rrn:
+            query = query.where(notification.c.rrn == rrn)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        out = []
+        for row in rows:
+            item = _row_dict(row)
+            item["delivered"] = row._mapping["delivered_at"] is not None
+            item["attempts"] = row._mapping["attempts"]
+            out.append(item)
+        return out
+
+    def flush_file(self) -> int:
+        """Append rows not yet written to the JSON-lines file; returns how many."""
+        if self.jsonl_path is None:
+            return 0
+        with self._file_lock, self.engine.begin() as conn:
+            rows = conn.execute(
+                select(notification).where(notification.c.file_written.is_(False))
+                .order_by(notification.c.id)
+            ).all()
+            if not rows:
+                return 0
+            self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.jsonl_path.open("a", encoding="utf-8") as fh:
+                for row in rows:
+                    fh.write(json.dumps(_row_dict(row), sort_keys=True) + "\n")
+            ids = [row._mapping["id"] for row in rows]
+            conn.execute(
+                update(notification).where(notification.c.id.in_(ids)).values(file_written=True)
+            )
+        return len(rows)
+
+    def undelivered(self, max_attempts: int) -> list[dict[str, Any]]:
+        """Rows the webhook has not delivered yet and may still try."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(notification)
+                .where(notification.c.delivered_at.is_(None),
+                       notification.c.attempts < max_attempts)
+                .order_by(notification.c.id)
+            ).all()
+        return [_row_dict(row) for row in rows]
+
+    def record_attempt(self, row_id: int, delivered_at: datetime | None, error: str | None) -> None:
+        """Count one webhook attempt: delivered (at ``delivered_at``) or failed with ``error``."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(notification).where(notification.c.id == row_id).values(
+                    attempts=notification.c.attempts + 1, delivered_at=delivered_at,
+                    last_error=(error or "")[:200] or None,
+                )
+            )  # fmt: skip
+
+
+BlockingCall = Callable[..., Any]
+"""Runs a blocking function off the loop and returns a Deferred (``ServiceWorker.call``)."""
+
+
+class WebhookSender:
+    """POSTs notifications as JSON to ``url`` with exponential back-off.
+
+    Runs on the reactor (``twisted.web.client.Agent``); database work goes through ``blocking``
+    (the service worker). ``delays_s`` are the waits between attempts of one row, so the number
+    of attempts is ``len(delays_s) + 1``. Back-off uses the reactor's monotonic timers, never
+    the (possibly simulated) business clock.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        outbox: Outbox,
+        blocking: BlockingCall,
+        now: Callable[[], datetime],
+        *,
+        delays_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0),
+        timeout_s: float = 10.0,
+        reactor: Any = None,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url {url!r} must start with http:// or https://")
+        self.url = url
+        self.outbox = outbox
+        self.blocking = blocking
+        self.now = now
+        self.delays_s = delays_s
+        self.timeout_s = timeout_s
+        self._reactor = reactor
+        self._busy: set[int] = set()
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts per notification before it is left undelivered (visible in the API)."""
+        return len(self.delays_s) + 1
+
+    def _the_reactor(self) -> Any:
+        if self._reactor is None:
+            from twisted.internet import reactor  # lazily: tests install the asyncio reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    def pump(self) -> Any:
+        """Start delivering every undelivered row; the Deferred fires when all have settled."""
+        from twisted.internet.defer import gatherResults
+
+        def start(rows: list[dict[str, Any]]) -> Any:
+            todo = [row for row in rows if row["id"] not in self._busy]
+            return gatherResults([self._deliver(row) for row in todo])
+
+        return self.blocking(self.outbox.undelivered, self.max_attempts).addCallback(start)
+
+    async def _deliver_async(self, row: dict[str, Any]) -> bool:
+        from twisted.internet.defer import Deferred
+
+        reactor = self._the_reactor()
+        self._busy.add(row["id"])
+        try:
+            for attempt in range(self.max_attempts):
+                if attempt:
+                    wait: Deferred[None] = Deferred()
+                    reactor.callLater(self.delays_s[attempt - 1], wait.callback, None)
+                    await wait
+                error = await self._post_once(row)
+                await self.blocking(
+                    self.outbox.record_attempt, row["id"], None if error else self.now(), error
+                )
+                if error is None:
+                    return True
+            return False
+        finally:
+            self._busy.discard(row["id"])
+
+    def _deliver(self, row: dict[str, Any]) -> Any:
+        from twisted.internet.defer import Deferred
+
+        return Deferred.fromCoroutine(self._deliver_async(row))
+
+    async def _post_once(self, row: dict[str, Any]) -> str | None:
+        """One POST; None on a 2xx answer, else a short error text."""
+        from twisted.internet.defer import Deferred
+        from twisted.internet.protocol import Protocol
+        from twisted.web.client import Agent, FileBodyProducer
+        from twisted.web.http_headers import Headers
+
+        reactor = self._the_reactor()
+        untyped: Any = (Agent, FileBodyProducer)  # twisted.web.client is untyped
+        agent = untyped[0](reactor, connectTimeout=self.timeout_s)
+        headers = Headers({b"content-type": [b"application/json"]})
+        body = untyped[1](io.BytesIO(json.dumps(row, sort_keys=True).encode()))
+        try:
+            response = await agent.request(b"POST", self.url.encode(), headers, body)
+            done: Deferred[None] = Deferred()
+
+            class _Discard(Protocol):
+                # The answer's body is not used; read it to the end so the connection closes.
+                def connectionLost(self, reason: object = None) -> None:
+                    done.callback(None)
+
+            response.deliverBody(_Discard())
+            await done
+        except Exception as exc:  # network failures are retried, not raised
+            return f"{type(exc).__name__}: {exc}"[:200]
+        if 200 <= response.code < 300:
+            return None
+        return f"HTTP {response.code}"
