@@ -60,6 +60,7 @@ class Counters:
     connection_errors: int = 0
     garbled: int = 0
     unsolicited: int = 0
+    partial_frames: int = 0  # the connection ended in the middle of a frame
 
 
 class JournalingTerminal:
@@ -101,6 +102,8 @@ class JournalingTerminal:
         while not self._frames:
             data = await self._reader.read(65536)
             if not data:
+                if self._deframer.in_progress:
+                    self.counters.partial_frames += 1
                 raise ConnectionError("the host closed the connection")
             self._frames.extend(self._deframer.feed(data))
         return self._frames.pop(0)
