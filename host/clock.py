@@ -31,8 +31,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-EventCallback = Callable[[datetime], None]
-"""A due event's job; it receives the instant it was scheduled for (UTC)."""
+EventCallback = Callable[[datetime], object]
+"""A due event's job; it receives the instant it was scheduled for (UTC); its result is ignored."""
 
 
 class Clock(Protocol):

@@ -1,0 +1,529 @@
+"""The settlement desk: clock-driven jobs for cut-off, merchant funding and refund posting.
+
+One :class:`SettlementDesk` per host, built by the service on the host's database engine and
+clock. It owns three tables (``merchant_day``, ``settlement``, ``refund_posting``) and schedules
+three kinds of due events on the clock, each idempotent and each in one database transaction:
+
+``cutoff:<merchant>``
+    At the merchant's cut-off (see :mod:`host.settlement` for the business-date rule) the host
+    closes the merchant's batches of the ending business date through the engine's
+    :class:`BatchBook`, records one settlement per (batch, currency) with its figures
+    (:mod:`host.fees`), its content hash and its funding date, records each settled refund's
+    posting date, and advances the business date by one day.
+``fund:<settlement id>``
+    At 09:00 local on the funding date: posts one balanced ledger group (fees
+    ``merchant_payable -> acquirer_fee_income``, payout ``merchant_payable -> bank``) through the
+    :class:`LedgerPoster`, marks the settlement ``funded`` and emits ``merchant_funded``.
+``post:<refund rrn>``
+    At 09:00 local on the posting date: the refund goes ``settled -> posted`` and
+    ``refund_posted`` is emitted.
+
+Everything needed to reschedule lives in the tables, so :meth:`SettlementDesk.install` after a
+restart re-creates the pending events (missed ones run at once, in time order).
+
+Refund states: the engine owns ``approved`` (and review states); this desk adds ``settled``
+(its batch closed) and ``posted`` (reached the card), see :meth:`SettlementDesk.refund_state`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    select,
+    update,
+)
+
+from host.calendar import BusinessCalendar, calendar_for
+from host.clock import ManualClock, SystemClock
+from host.fees import FeeSchedule, Figures, Line, figures
+from host.notifications import Outbox
+from host.settlement import CutoffSchedule, funding_date, refund_posting_date, resolve_local
+
+BANK_TIME = time(9, 0)
+"""Local time at which funding and refund posting happen on their dates."""
+
+metadata = MetaData()
+
+merchant_day = Table(
+    "merchant_day", metadata,
+    Column("merchant_id", String(32), primary_key=True),
+    Column("business_date", Date, nullable=False),
+)  # fmt: skip
+
+settlement = Table(
+    "settlement", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("merchant_id", String(32), nullable=False),
+    Column("batch", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("business_date", Date, nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("figures", JSON, nullable=False),
+    Column("funding_date", Date, nullable=False),
+    Column("status", String(16), nullable=False),  # closed | funded
+    Column("funded_at", DateTime(timezone=True)),
+    Column("ledger_group", String(64)),
+    UniqueConstraint("batch", "currency"),
+)  # fmt: skip
+
+refund_posting = Table(
+    "refund_posting", metadata,
+    Column("rrn", String(12), primary_key=True),
+    Column("merchant_id", String(32), nullable=False),
+    Column("settlement_id", Integer, nullable=False),
+    Column("pan_masked", String(19)),
+    Column("amount_minor", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("settlement_date", Date, nullable=False),
+    Column("posting_date", Date, nullable=False),
+    Column("state", String(16), nullable=False),  # settled | posted
+    Column("posted_at", DateTime(timezone=True)),
+)  # fmt: skip
+
+
+# -- what the engine provides ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """One effective item of a closed batch, as the engine reports it.
+
+    ``kind``: ``sale``, ``refund`` or ``adjustment`` (a post-close event booked in the open batch,
+    e.g. a late reversal of a settled sale: negative ``amount_minor``). For refunds,
+    ``sale_minor`` and ``refunded_before_minor`` describe the original sale (for the
+    ``refund_mdr`` policy). ``fee_minor`` overrides the computed fee when not None.
+    """
+
+    kind: str
+    rrn: str
+    amount_minor: int
+    currency: str
+    pan_masked: str | None = None
+    sale_minor: int = 0
+    refunded_before_minor: int = 0
+    fee_minor: int | None = None
+
+
+@dataclass(frozen=True)
+class ClosedBatch:
+    """A batch the engine closed: its label (``TID/batch no``), content hash and members."""
+
+    batch: str
+    content_hash: str
+    members: Sequence[Member] = field(default_factory=tuple)
+
+
+class BatchBook(Protocol):
+    """The engine side of the cut-off (host/store.py implements it)."""
+
+    def close_batches(
+        self, conn: Connection, merchant_id: str, business_date: date, at: datetime
+    ) -> list[ClosedBatch]:
+        """Close every still-open batch of ``merchant_id`` with business date <= ``business_date``
+        (and return those the terminals closed with 0500 that have not been settled yet), in
+        the caller's transaction; each closed batch is immutable from now on."""
+        ...
+
+    def content_hash(self, conn: Connection, batch: str) -> str | None:
+        """Recompute a closed batch's content hash from its members (for verify)."""
+        ...
+
+
+class LedgerPoster(Protocol):
+    """The ledger side of funding (host/ledger implements it)."""
+
+    def post(
+        self,
+        conn: Connection,
+        entries: Sequence[tuple[str, str, int]],
+        *,
+        currency: str,
+        at: datetime,
+        reference: str,
+    ) -> str:
+        """Post one balanced group of ``(account, "D"|"C", amount_minor)``; return its id."""
+        ...
+
+
+# -- merchant terms from the config -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MerchantTerms:
+    """Everything timing- and fee-related about one merchant, resolved from the config."""
+
+    merchant_id: str
+    schedule: CutoffSchedule
+    calendar: BusinessCalendar
+    fees: FeeSchedule
+    funding_days: int = 1
+    posting_days: tuple[int, int] = (3, 7)
+    seed: str = "poslab"
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    """The first attribute (or mapping key) of ``names`` present on ``obj``."""
+    for name in names:
+        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def terms_from_config(config: Any) -> dict[str, MerchantTerms]:
+    """Merchant terms for every ``[[merchants]]`` entry of a HostConfig (duck-typed)."""
+    settlement_cfg = _get(config, "settlement", default={})
+    refund_cfg = _get(config, "refund", default={})
+    cutoff = str(_get(settlement_cfg, "cutoff", default="23:00"))
+    funding_days = int(_get(settlement_cfg, "funding_days", default=1))
+    seed = str(_get(refund_cfg, "posting_seed", "seed", default="poslab"))
+    out: dict[str, MerchantTerms] = {}
+    for m in _get(config, "merchants", default=[]):
+        mid = str(_get(m, "id"))
+        refund = _get(m, "refund", default=None) or refund_cfg
+        fees_cfg = _get(m, "fees", default=m)
+        fees = FeeSchedule.from_config(
+            str(_get(fees_cfg, "mdr_percent", default="0")),
+            int(_get(fees_cfg, "fixed_fee_minor", "fixed_minor", default=0)),
+            str(_get(refund, "fee_policy", default=_get(refund_cfg, "fee_policy",
+                                                        default="keep_mdr"))),
+            int(_get(refund, "per_refund_fee_minor",
+                     default=_get(refund_cfg, "per_refund_fee_minor", default=0))),
+        )
+        lo, hi = _get(refund, "posting_days", default=_get(refund_cfg, "posting_days",
+                                                           default=(3, 7)))
+        out[mid] = MerchantTerms(
+            merchant_id=mid,
+            schedule=CutoffSchedule.parse(str(_get(m, "timezone", default="UTC")),
+                                          str(_get(m, "cutoff", default=cutoff))),
+            calendar=calendar_for(str(_get(m, "country", default="US")),
+                                  _get(m, "subdivision")),
+            fees=fees,
+            funding_days=int(_get(m, "funding_days", default=funding_days)),
+            posting_days=(int(lo), int(hi)),
+            seed=seed,
+        )
+    return out
+
+
+# -- the desk -----------------------------------------------------------------------------------
+
+
+def member_line(member: Member, fees: FeeSchedule) -> Line:
+    """The settlement line (with its signed fee) for one batch member."""
+    if member.fee_minor is not None:
+        return Line(member.kind, member.amount_minor, member.fee_minor)
+    if member.kind == "sale":
+        return Line("sale", member.amount_minor, fees.sale_fee(member.amount_minor))
+    if member.kind == "refund":
+        fee = fees.refund_fee(member.amount_minor, sale_minor=member.sale_minor or
+                              member.amount_minor,
+                              refunded_before_minor=member.refunded_before_minor)
+        return Line("refund", member.amount_minor, fee)
+    # A late reversal of a settled sale (negative adjustment) gives the sale's MDR back.
+    fee = -fees.sale_fee(-member.amount_minor) if member.amount_minor < 0 else 0
+    return Line(member.kind, member.amount_minor, fee)
+
+
+def funding_entries(fig: Figures) -> list[tuple[str, str, int]]:
+    """The balanced entries that fund a settlement: fees, then the payout (either may be 0)."""
+    entries: list[tuple[str, str, int]] = []
+    if fig.fees_minor > 0:
+        entries += [("merchant_payable", "D", fig.fees_minor),
+                    ("acquirer_fee_income", "C", fig.fees_minor)]
+    elif fig.fees_minor < 0:
+        entries += [("acquirer_fee_income", "D", -fig.fees_minor),
+                    ("merchant_payable", "C", -fig.fees_minor)]
+    if fig.net_minor > 0:
+        entries += [("merchant_payable", "D", fig.net_minor), ("bank", "C", fig.net_minor)]
+    elif fig.net_minor < 0:  # refunds exceeded sales: the merchant pays in
+        entries += [("bank", "D", -fig.net_minor), ("merchant_payable", "C", -fig.net_minor)]
+    return entries
+
+
+class SettlementDesk:
+    """Clock-driven settlement for every merchant (see module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        terms: Mapping[str, MerchantTerms],
+        clock: ManualClock | SystemClock,
+        book: BatchBook,
+        ledger: LedgerPoster | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
+        self.engine = engine
+        self.terms = dict(terms)
+        self.clock = clock
+        self.book = book
+        self.ledger = ledger
+        self.outbox = outbox
+        self.notified: Callable[[], None] | None = None
+        """Called after a commit that added notifications (the runtime pumps the webhook)."""
+        metadata.create_all(engine)
+
+    # -- setup and business dates --------------------------------------------------------------
+
+    def install(self) -> None:
+        """Create missing merchant days and schedule every pending event from the tables."""
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            known = {r.merchant_id: r.business_date
+                     for r in conn.execute(select(merchant_day)).all()}
+            for mid, terms in self.terms.items():
+                if mid not in known:
+                    known[mid] = terms.schedule.business_date(now)
+                    conn.execute(merchant_day.insert().values(merchant_id=mid,
+                                                              business_date=known[mid]))
+            unfunded = conn.execute(select(settlement.c.id, settlement.c.merchant_id,
+                                           settlement.c.funding_date)
+                                    .where(settlement.c.status == "closed")).all()
+            unposted = conn.execute(select(refund_posting.c.rrn, refund_posting.c.merchant_id,
+                                           refund_posting.c.posting_date)
+                                    .where(refund_posting.c.state == "settled")).all()
+        for mid, day in known.items():
+            if mid in self.terms:
+                self._schedule_cutoff(mid, day)
+        for sid, mid, day in unfunded:
+            self._schedule_funding(sid, mid, day)
+        for rrn, mid, day in unposted:
+            self._schedule_posting(rrn, mid, day)
+
+    def business_date(self, merchant_id: str, at: datetime) -> date:
+        """The business date a transaction of ``merchant_id`` stamped ``at`` belongs to.
+
+        Never earlier than the merchant's current business date, so a wall clock that jumps
+        back cannot put a transaction into a closed day.
+        """
+        terms = self.terms[merchant_id]
+        with self.engine.connect() as conn:
+            floor = conn.execute(select(merchant_day.c.business_date)
+                                 .where(merchant_day.c.merchant_id == merchant_id)).scalar()
+        by_clock = terms.schedule.business_date(at)
+        return max(by_clock, floor) if floor is not None else by_clock
+
+    def _bank_instant(self, merchant_id: str, day: date) -> datetime:
+        terms = self.terms[merchant_id]
+        return resolve_local(day, BANK_TIME, terms.schedule.tz)
+
+    def _schedule_cutoff(self, merchant_id: str, day: date) -> None:
+        at = self.terms[merchant_id].schedule.cutoff_instant(day)
+        self.clock.schedule(at, lambda when: self.run_cutoff(merchant_id),
+                            key=f"cutoff:{merchant_id}")
+
+    def _schedule_funding(self, sid: int, merchant_id: str, day: date) -> None:
+        self.clock.schedule(self._bank_instant(merchant_id, day),
+                            lambda when: self.run_funding(sid), key=f"fund:{sid}")
+
+    def _schedule_posting(self, rrn: str, merchant_id: str, day: date) -> None:
+        self.clock.schedule(self._bank_instant(merchant_id, day),
+                            lambda when: self.run_posting(rrn), key=f"post:{rrn}")
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def run_cutoff(self, merchant_id: str) -> list[int]:
+        """Close the merchant's ending business date if its cut-off has passed; returns the new
+        settlement ids. Runs every missed cut-off in order (catch-up after downtime)."""
+        terms = self.terms[merchant_id]
+        created: list[tuple[int, date]] = []
+        postings: list[tuple[str, date]] = []
+        while True:
+            with self.engine.begin() as conn:
+                day = conn.execute(select(merchant_day.c.business_date)
+                                   .where(merchant_day.c.merchant_id == merchant_id)).scalar_one()
+                cut = terms.schedule.cutoff_instant(day)
+                if self.clock.now() < cut:
+                    break
+                for batch in self.book.close_batches(conn, merchant_id, day, cut):
+                    ids, refunds = self._record(conn, terms, batch, day, cut)
+                    created += ids
+                    postings += refunds
+                conn.execute(update(merchant_day).where(merchant_day.c.merchant_id == merchant_id)
+                             .values(business_date=day + timedelta(days=1)))
+        for sid, fday in created:
+            self._schedule_funding(sid, merchant_id, fday)
+        for rrn, pday in postings:
+            self._schedule_posting(rrn, merchant_id, pday)
+        self._schedule_cutoff(merchant_id, day)
+        return [sid for sid, _ in created]
+
+    def _record(
+        self, conn: Connection, terms: MerchantTerms, batch: ClosedBatch, day: date,
+        closed_at: datetime,
+    ) -> tuple[list[tuple[int, date]], list[tuple[str, date]]]:
+        fund_day = funding_date(day, terms.calendar, terms.funding_days)
+        created: list[tuple[int, date]] = []
+        postings: list[tuple[str, date]] = []
+        for currency in sorted({m.currency for m in batch.members}):
+            members = [m for m in batch.members if m.currency == currency]
+            fig = figures(member_line(m, terms.fees) for m in members)
+            key = conn.execute(settlement.insert().values(
+                merchant_id=terms.merchant_id, batch=batch.batch, currency=currency,
+                business_date=day, closed_at=closed_at, content_hash=batch.content_hash,
+                figures=fig.as_dict(), funding_date=fund_day, status="closed",
+            )).inserted_primary_key  # fmt: skip
+            assert key is not None
+            sid = key[0]
+            created.append((int(sid), fund_day))
+            for m in members:
+                if m.kind != "refund":
+                    continue
+                pday = refund_posting_date(day, terms.calendar, terms.seed, m.rrn,
+                                           terms.posting_days)
+                conn.execute(refund_posting.insert().values(
+                    rrn=m.rrn, merchant_id=terms.merchant_id, settlement_id=int(sid),
+                    pan_masked=m.pan_masked, amount_minor=m.amount_minor, currency=currency,
+                    settlement_date=day, posting_date=pday, state="settled",
+                ))  # fmt: skip
+                postings.append((m.rrn, pday))
+        return created, postings
+
+    def run_funding(self, sid: int) -> bool:
+        """Fund settlement ``sid`` (once): ledger group, status ``funded``, notification."""
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(settlement).where(settlement.c.id == sid)).one_or_none()
+            if row is None or row.status != "closed":
+                return False
+            fig = Figures(**{k: v for k, v in row.figures.items() if k != "net_minor"})
+            entries = funding_entries(fig)
+            group = None
+            if entries and self.ledger is not None:
+                group = self.ledger.post(conn, entries, currency=row.currency, at=now,
+                                         reference=f"settlement:{sid}")
+            conn.execute(update(settlement).where(settlement.c.id == sid).values(
+                status="funded", funded_at=now, ledger_group=group))
+            if self.outbox is not None:
+                self.outbox.add(conn, "merchant_funded", now, merchant_id=row.merchant_id,
+                                reference=f"settlement:{sid}", amount_minor=fig.net_minor,
+                                currency=row.currency, batch=row.batch,
+                                business_date=row.business_date.isoformat(),
+                                funding_date=row.funding_date.isoformat(),
+                                fees_minor=fig.fees_minor)
+        self._after_commit()
+        return True
+
+    def run_posting(self, rrn: str) -> bool:
+        """Post settled refund ``rrn`` to the cardholder (once): state ``posted``, notification."""
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(refund_posting)
+                               .where(refund_posting.c.rrn == rrn)).one_or_none()
+            if row is None or row.state != "settled":
+                return False
+            conn.execute(update(refund_posting).where(refund_posting.c.rrn == rrn)
+                         .values(state="posted", posted_at=now))
+            if self.outbox is not None:
+                self.outbox.add(conn, "refund_posted", now, merchant_id=row.merchant_id,
+                                rrn=rrn, reference=f"settlement:{row.settlement_id}",
+                                pan=row.pan_masked, amount_minor=row.amount_minor,
+                                currency=row.currency,
+                                posting_date=row.posting_date.isoformat())
+        self._after_commit()
+        return True
+
+    def _after_commit(self) -> None:
+        if self.outbox is not None:
+            self.outbox.flush_file()
+        if self.notified is not None:
+            self.notified()
+
+    # -- hooks the engine calls inside its own transaction --------------------------------------
+
+    def notify(self, conn: Connection, event: str, *, at: datetime | None = None,
+               **fields: Any) -> None:
+        """Emit ``refund_approved`` / ``refund_rejected`` in the engine's transaction ``conn``;
+        the engine calls :meth:`committed` after its commit."""
+        if self.outbox is not None:
+            self.outbox.add(conn, event, at or self.clock.now(), **fields)
+
+    def committed(self) -> None:
+        """The engine committed a transaction that may have emitted notifications."""
+        self._after_commit()
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def refund_state(self, rrn: str) -> dict[str, Any] | None:
+        """``{"state": "settled"|"posted", "settlement_date", "posting_date", ...}`` or None
+        while the refund's batch is still open."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(refund_posting)
+                               .where(refund_posting.c.rrn == rrn)).one_or_none()
+        if row is None:
+            return None
+        return {"state": row.state, "settlement_date": row.settlement_date.isoformat(),
+                "posting_date": row.posting_date.isoformat(), "settlement_id": row.settlement_id,
+                "posted_at": row.posted_at.isoformat() if row.posted_at else None}
+
+    def settlements(self, on: date | None = None, merchant_id: str | None = None
+                    ) -> list[dict[str, Any]]:
+        """Settlement records (optionally of one business date / merchant), report-shaped."""
+        query = select(settlement).order_by(settlement.c.business_date, settlement.c.id)
+        if on is not None:
+            query = query.where(settlement.c.business_date == on)
+        if merchant_id is not None:
+            query = query.where(settlement.c.merchant_id == merchant_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [settlement_dict(row) for row in rows]
+
+    def merchant_days(self) -> dict[str, str]:
+        """Each merchant's current (open) business date."""
+        with self.engine.connect() as conn:
+            return {r.merchant_id: r.business_date.isoformat()
+                    for r in conn.execute(select(merchant_day)).all()}
+
+    def verify(self, conn: Connection) -> list[dict[str, str]]:
+        """I12 checks owned here: closed batch hashes unchanged; funded settlements have a
+        ledger group when they moved money; figures add up."""
+        problems: list[dict[str, str]] = []
+        for row in conn.execute(select(settlement)).all():
+            now_hash = self.book.content_hash(conn, row.batch)
+            if now_hash is not None and now_hash != row.content_hash:
+                problems.append({"invariant": "I12", "detail":
+                                 f"batch {row.batch} changed after close (hash {now_hash[:12]} "
+                                 f"!= recorded {row.content_hash[:12]})"})
+            fig = Figures(**{k: v for k, v in row.figures.items() if k != "net_minor"})
+            if fig.net_minor != row.figures.get("net_minor"):
+                problems.append({"invariant": "I12", "detail":
+                                 f"settlement {row.id}: net does not add up"})
+            if (row.status == "funded" and self.ledger is not None and funding_entries(fig)
+                    and not row.ledger_group):
+                problems.append({"invariant": "I12", "detail":
+                                 f"settlement {row.id} funded without a ledger group"})
+        return problems
+
+
+def settlement_dict(row: Any) -> dict[str, Any]:
+    """A settlement row as the reports and the admin API show it."""
+    return {
+        "id": row.id, "merchant_id": row.merchant_id, "batch": row.batch,
+        "currency": row.currency, "business_date": row.business_date.isoformat(),
+        "closed_at": _iso(row.closed_at), "content_hash": row.content_hash, **row.figures,
+        "funding_date": row.funding_date.isoformat(), "status": row.status,
+        "funded_at": _iso(row.funded_at), "ledger_group": row.ledger_group,
+    }  # fmt: skip
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
