@@ -1,15 +1,119 @@
-"""Command line entry point of poslab-terminal (placeholder until its issue lands)."""
+"""``poslab-terminal``: parse the command line, optionally start a host, run the TUI.
+
+Every failure a user can cause (bad option, unreachable host, a host that will not start, a
+broken journal file) ends in one readable line on stderr and exit status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 from importlib.metadata import version
+from pathlib import Path
+
+from protocol.money import currency as find_currency
+from protocol.specs import PROFILES
+from terminal.cards import DeckError
+from terminal.config import TerminalConfig
+from terminal.hostproc import HostProcess, HostStartError
+from terminal.journal import JournalError
+
+
+class UsageError(ValueError):
+    """A command-line value is wrong; the text says which and why."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="poslab-terminal",
+        description="POS terminal simulator: a countertop terminal talking ISO 8583 to a host.",
+        epilog="Keys: 1-8 menu, 0-9 amount, Enter OK, Esc back, F2 message inspector, "
+               "F5 reconnect, Ctrl+Q quit.")
+    d = TerminalConfig()
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('poslab')}")
+    p.add_argument("--host", default=f"{d.host}:{d.port}", metavar="HOST:PORT",
+                   help="the host's ISO 8583 address (default %(default)s)")
+    p.add_argument("--profile", default=d.profile, choices=sorted(PROFILES),
+                   help="wire profile (default %(default)s)")
+    p.add_argument("--tid", default=d.terminal_id, help="terminal id, 8 characters")
+    p.add_argument("--mid", default=d.merchant_id, help="merchant id, 15 characters")
+    p.add_argument("--currency", default=d.currency, help="currency (default %(default)s)")
+    p.add_argument("--data-dir", default="poslab-data", metavar="DIR",
+                   help="journal, receipts (and the embedded host's database) live here")
+    p.add_argument("--timeout", type=float, default=d.timeout_s_response, metavar="S",
+                   help="response timeout in seconds before a reversal (default %(default)s)")
+    p.add_argument("--reversal-repeats", type=int, default=d.reversal_repeats, metavar="N",
+                   help="0401 repeats after an unanswered 0400 (default %(default)s)")
+    p.add_argument("--echo", type=float, default=d.echo_interval_s, metavar="S",
+                   help="echo test period in seconds, 0 = off (default %(default)s)")
+    p.add_argument("--supervisor-password", default=d.supervisor_password, metavar="PW",
+                   help="asked before refunds and voids (default %(default)s)")
+    p.add_argument("--no-supervisor", action="store_true",
+                   help="do not ask for the supervisor password")
+    p.add_argument("--with-host", nargs=argparse.REMAINDER, metavar="HOST-ARGS",
+                   help="start poslab-host on free ports (extra arguments go to it; this "
+                        "option must come last) and stop it on exit")
+    return p
+
+
+def build_config(args: argparse.Namespace) -> TerminalConfig:
+    """Turn parsed options into a config, or raise :class:`UsageError`."""
+    host, sep, port_text = str(args.host).rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"--host expects HOST:PORT such as 127.0.0.1:8583, got {args.host!r}")
+    if len(args.tid) != 8 or not args.tid.isprintable():
+        raise UsageError(f"--tid must be exactly 8 characters, got {args.tid!r}")
+    if len(args.mid) != 15 or not args.mid.isprintable():
+        raise UsageError(f"--mid must be exactly 15 characters, got {args.mid!r}")
+    try:
+        cur = find_currency(args.currency).alpha
+    except ValueError as exc:
+        raise UsageError(f"--currency: {exc}") from None
+    if not 0 < args.timeout <= 300:
+        raise UsageError(f"--timeout must be between 0 and 300 seconds, got {args.timeout:g}")
+    if not 0 <= args.reversal_repeats <= 10:
+        raise UsageError("--reversal-repeats must be between 0 and 10")
+    if args.echo < 0:
+        raise UsageError("--echo must be 0 (off) or a positive number of seconds")
+    return TerminalConfig(
+        host=host, port=int(port_text), profile=args.profile, terminal_id=args.tid,
+        merchant_id=args.mid, currency=cur, data_dir=Path(args.data_dir),
+        timeout_s_response=args.timeout, reversal_repeats=args.reversal_repeats,
+        echo_interval_s=args.echo, supervisor_password=args.supervisor_password,
+        supervisor_for_refund=not args.no_supervisor, supervisor_for_void=not args.no_supervisor)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments; only --help and --version exist so far."""
-    parser = argparse.ArgumentParser(prog="poslab-terminal")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('poslab')}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    """Run the terminal; the exit status is 0 on a normal quit, 2 on a usage or start error."""
+    args = _parser().parse_args(argv)
+    host: HostProcess | None = None
+    try:
+        config = build_config(args)
+        if args.with_host is not None:
+            host = HostProcess(config.data_dir, args.with_host)
+            port = host.start()
+            config = replace(config, host="127.0.0.1", port=port)
+        return _run(config)
+    except (UsageError, HostStartError, JournalError, DeckError, OSError) as exc:
+        print(f"poslab-terminal: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if host is not None:
+            host.stop()
+
+
+def _run(config: TerminalConfig) -> int:
+    from terminal import runtime
+
+    loop = runtime.install()
+    from terminal.app import PosApp  # imports the reactor lazily, after the install
+
+    try:
+        app = PosApp(config)
+        app.run(loop=loop)
+    finally:
+        runtime.shutdown()
+    return app.return_code or 0
