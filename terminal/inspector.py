@@ -24,12 +24,16 @@ def masked_bytes(raw: bytes, fields: dict[str, str]) -> bytes:
     pan = fields.get("2")
     if pan:
         out = out.replace(pan.encode(), mask_pan(pan).encode())
-    # A frame that did not decode has no fields to go by: mask any PAN-like digit run.
+    if not fields:
+        # A frame that did not decode has no fields to go by, and a PAN may sit inside a
+        # longer run of digits: mask every run long enough to hold one.
+        return _LONG_RUN.sub(lambda m: mask_pan(m.group().decode()).encode(), out)
     return _PAN_RUN.sub(lambda m: mask_pan(m.group().decode()).encode()
                         if luhn_ok(m.group().decode()) else m.group(), out)
 
 
 _PAN_RUN = re.compile(rb"(?<![0-9])[0-9]{13,19}(?![0-9])")
+_LONG_RUN = re.compile(rb"[0-9]{13,}")
 
 
 def safe_hex(raw: bytes, fields: dict[str, str], width: int = 16) -> list[str]:

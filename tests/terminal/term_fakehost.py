@@ -56,6 +56,8 @@ class FakeHostState:
     uploads: list[str] = field(default_factory=list)  # RRNs uploaded
     extra_debits_minor: int = 0  # pretend the host saw a sale the terminal did not
     silent: bool = False  # answer nothing at all
+    hold_answers: bool = False  # keep 0210s back until the reversal arrives (then send late)
+    held: list[object] = field(default_factory=list)
     rrn_seq: int = 0
 
     def next_rrn(self) -> str:
@@ -99,9 +101,18 @@ class FakeHostProtocol(FramedProtocol):
         self.state.received.append(fields["t"])
         if self.state.silent:
             return
-        answer = self.answer(parse_request(fields), fields)
-        if answer is not None:
-            self.sendFrame(self.codec.encode(answer.to_fields()))
+        request = parse_request(fields)
+        answer = self.answer(request, fields)
+        if isinstance(request, ReversalRequest):
+            for late in self.state.held:
+                self.sendFrame(self.codec.encode(late.to_fields()))  # type: ignore[attr-defined]
+            self.state.held.clear()
+        if answer is None:
+            return
+        if self.state.hold_answers and fields["t"] == "0200":
+            self.state.held.append(answer)
+            return
+        self.sendFrame(self.codec.encode(answer.to_fields()))  # type: ignore[attr-defined]
 
     def answer(self, req: object, fields: dict[str, str]) -> object | None:
         """The response message, or None for silence."""

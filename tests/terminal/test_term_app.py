@@ -264,3 +264,21 @@ def test_inspector_shows_masked_traffic(config: TerminalConfig, run: Any) -> Non
     assert not any(pan in dump.replace(" ", "") for pan in PANS)
     assert "34 31 31 31 31 31 31 31 31 31 31" not in dump  # the PAN's bytes in hex
     assert "0000  30 32 31 30" in texts[0]  # the last 0210's hex dump is on screen
+
+
+def test_late_approval_after_reversal_is_never_shown_approved(
+        config: TerminalConfig, run: Any, fake_host: tuple[int, FakeHostState]) -> None:
+    """A 0210 approval that arrives after the 0400 went out is logged as late, the screen
+    says NO RESPONSE, and the journal keeps the transaction reversed (reliability T4)."""
+    texts: list[str] = []
+    fake_host[1].hold_answers = True
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        texts.append(await sale(app, pilot, "990"))
+
+    app = drive(config, run, script)
+    assert "NO RESPONSE" in texts[0] and "APPROVED" not in texts[0]
+    txn = app.journal.get(1)
+    assert txn.status is TxnStatus.REVERSED and txn.late_responses == 1
+    late = [t for t in app.traffic if t.late]
+    assert [t.mti for t in late] == ["0210"]

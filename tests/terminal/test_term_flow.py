@@ -1,0 +1,110 @@
+"""Unit tests of the pure terminal flow: events in, state and effects out."""
+
+from __future__ import annotations
+
+from protocol.codes import EntryMode, RefundReason
+from protocol.money import Money
+from terminal import flow
+from terminal.cards import load_deck
+from terminal.flow import FlowState, Step
+from terminal.journal import TxnKind
+
+CARD = load_deck()[0]
+APPROVED = flow.Outcome("approved", "APPROVED", txn_seq=1)
+
+
+def run(state: FlowState, *events: flow.Event) -> tuple[FlowState, list[flow.Effect]]:
+    """Apply events in order; collect every effect."""
+    effects: list[flow.Effect] = []
+    for event in events:
+        state, out = flow.step(state, event)
+        effects += out
+    return state, effects
+
+
+def test_sale_path_emits_one_transmit() -> None:
+    """Sale: amount digits fill from the right, a card is presented, one Transmit follows."""
+    state, effects = run(FlowState(), flow.Start(TxnKind.SALE), flow.Digit("1"),
+                         flow.Digit("2"), flow.Digit("5"), flow.Digit("0"), flow.Enter())
+    assert state.step is Step.CARD and state.amount == Money(1250, "CNY") and not effects
+    state, effects = run(state, flow.PresentCard(CARD, EntryMode.CONTACTLESS))
+    assert state.step is Step.SENDING
+    assert effects == [flow.Transmit(flow.Draft(TxnKind.SALE, Money(1250, "CNY"), CARD,
+                                                EntryMode.CONTACTLESS))]
+
+
+def test_zero_amount_is_refused() -> None:
+    """Enter on an empty or zero amount stays on the amount step with a message."""
+    state, effects = run(FlowState(), flow.Start(TxnKind.SALE), flow.Digit("0"), flow.Enter())
+    assert state.step is Step.AMOUNT and "above zero" in state.message and not effects
+
+
+def test_amount_editing_keys() -> None:
+    """Backspace drops the last digit, Clear empties, 00 adds two zeros, leading zeros vanish."""
+    state, _ = run(FlowState(), flow.Start(TxnKind.SALE), flow.Digit("0"), flow.Digit("7"),
+                   flow.Digit("00"), flow.Backspace())
+    assert state.digits == "70"
+    state, _ = run(state, flow.Clear())
+    assert state.digits == ""
+
+
+def test_amount_length_is_capped() -> None:
+    """More than ten digits are refused with a message, keeping the amount unchanged."""
+    state, _ = run(FlowState(), flow.Start(TxnKind.SALE), *[flow.Digit("9")] * 10)
+    state, _ = run(state, flow.Digit("9"))
+    assert state.digits == "9" * 10 and "too long" in state.message
+
+
+def test_refund_defaults_to_remaining_and_needs_supervisor() -> None:
+    """Refund: the amount starts at what is left; reason, card, then the supervisor password;
+    a wrong password sends nothing, the right one sends a refund with the reason."""
+    orig = flow.Original("000000000001", amount_minor=10000, remaining_minor=4000)
+    state, _ = run(FlowState(), flow.Start(TxnKind.REFUND), flow.PickOriginal(orig))
+    assert state.step is Step.AMOUNT and state.amount.minor == 4000
+    state, effects = run(state, flow.Enter(), flow.PickReason(RefundReason.PRODUCT_RECALL),
+                         flow.PresentCard(CARD, EntryMode.CHIP), flow.Password("1234"))
+    assert state.step is Step.SUPERVISOR and "Wrong" in state.message and not effects
+    state, effects = run(state, flow.Password("0000", "SUP1"))
+    assert state.step is Step.SENDING
+    draft = effects[0].draft
+    assert (draft.kind, draft.amount.minor, draft.reason, draft.original, draft.operator) == (
+        TxnKind.REFUND, 4000, RefundReason.PRODUCT_RECALL, orig, "SUP1")
+
+
+def test_void_is_full_amount_after_confirm() -> None:
+    """Void: the amount is the original's, there is no amount step, Enter confirms."""
+    orig = flow.Original("000000000009", TxnKind.SALE, amount_minor=4200)
+    policy = flow.Policy(supervisor_for_void=False)
+    state, effects = run(FlowState(policy=policy), flow.Start(TxnKind.VOID),
+                         flow.PickOriginal(orig), flow.Digit("5"))
+    assert state.step is Step.CONFIRM and state.amount.minor == 4200 and not effects
+    state, effects = run(state, flow.Enter())
+    assert state.step is Step.SENDING and effects[0].draft.amount.minor == 4200
+
+
+def test_cancel_returns_to_menu_but_not_while_sending() -> None:
+    """Cancel from an input step resets; while sending it is ignored."""
+    state, _ = run(FlowState(), flow.Start(TxnKind.SALE), flow.Digit("5"), flow.Cancel())
+    assert state == FlowState()
+    state, _ = run(FlowState(), flow.Start(TxnKind.SALE), flow.Digit("5"), flow.Enter(),
+                   flow.PresentCard(CARD, EntryMode.SWIPE), flow.Cancel())
+    assert state.step is Step.SENDING
+
+
+def test_result_then_enter_goes_back_to_menu() -> None:
+    """Finished shows the outcome; Enter leaves it for a fresh menu keeping the policy."""
+    policy = flow.Policy(currency="USD")
+    state, _ = run(FlowState(policy=policy), flow.Start(TxnKind.SALE), flow.Digit("5"),
+                   flow.Enter(), flow.PresentCard(CARD, EntryMode.CHIP),
+                   flow.Finished(APPROVED))
+    assert state.step is Step.RESULT and state.outcome == APPROVED
+    state, _ = run(state, flow.Enter())
+    assert state == FlowState(policy=policy)
+
+
+def test_events_out_of_place_are_ignored() -> None:
+    """A digit on the menu or a card on the amount step changes nothing."""
+    menu = FlowState()
+    assert flow.step(menu, flow.Digit("1")) == (menu, ())
+    state, _ = run(menu, flow.Start(TxnKind.SALE))
+    assert flow.step(state, flow.PresentCard(CARD, EntryMode.CHIP)) == (state, ())
