@@ -157,6 +157,15 @@ class RuleId(enum.StrEnum):
                            "Refunds without an original sale are not allowed")
     REFUND_PENDING_REVIEW = ("REFUND_PENDING_REVIEW", "00",
                              "Approved, held for review before it is settled")
+    PARTIAL_REFUND_NOT_ALLOWED = ("PARTIAL_REFUND_NOT_ALLOWED", "13",
+                                  "This merchant only refunds the whole remaining amount")
+    ZERO_AMOUNT = ("ZERO_AMOUNT", "13", "The amount must be greater than zero")
+    COMPLETION_EXCEEDS_AUTH = ("COMPLETION_EXCEEDS_AUTH", "64",
+                               "The completion is larger than the authorized amount")
+    REVERSAL_AFTER_SETTLEMENT = ("REVERSAL_AFTER_SETTLE", "12",
+                                 "The batch of the original is closed: make a refund instead")
+    REVERSAL_AFTER_REFUND = ("REVERSAL_AFTER_REFUND", "12",
+                             "The sale has refunds: it can no longer be reversed")
     VOID_AFTER_SETTLEMENT = ("VOID_AFTER_SETTLEMENT", "12",
                              "The batch of the original is closed: make a refund instead")
     VOID_AMOUNT_MISMATCH = ("VOID_AMOUNT_MISMATCH", "64",

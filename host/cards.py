@@ -1,0 +1,75 @@
+"""The simulated issuer: the test card catalogue and what it says to a purchase.
+
+Pure: :func:`issuer_decision` looks the PAN up in the catalogue of the config (``[[cards]]``)
+and returns an :class:`IssuerDecision`. PANs outside the catalogue behave as the catalogue's
+default card (``[host] unknown_card``, approve by default). Also here: the keyed card hash the
+host stores instead of a PAN (refund matching compares hashes, never PANs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from host.config import CardEntry, HostConfig
+from protocol.codes import RuleId
+from protocol.masking import Pan
+
+
+@dataclass(frozen=True)
+class IssuerDecision:
+    """What the simulated issuer answers.
+
+    :ivar approved: True to approve.
+    :ivar respond: False for a silent issuer: the host books nothing and sends nothing.
+    :ivar code: DE39 when declined.
+    :ivar rule: DE44 rule id when declined.
+    :ivar card: the catalogue entry, or None for the default card.
+    """
+
+    approved: bool
+    respond: bool = True
+    code: str = "00"
+    rule: RuleId | None = None
+    card: CardEntry | None = None
+
+
+_RULE_BY_CODE = {"51": RuleId.INSUFFICIENT_FUNDS, "54": RuleId.EXPIRED_CARD,
+                 "55": RuleId.INCORRECT_PIN}
+
+
+def find_card(config: HostConfig, pan: Pan) -> CardEntry | None:
+    """The catalogue entry for ``pan``, or None."""
+    return next((c for c in config.cards if c.pan == pan.digits), None)
+
+
+def issuer_decision(config: HostConfig, pan: Pan, amount_minor: int) -> IssuerDecision:
+    """Approve, decline or stay silent for a purchase or authorization of ``amount_minor``."""
+    card = find_card(config, pan)
+    behaviour = card.behaviour if card is not None else config.host.unknown_card
+    if behaviour == "approve":
+        return IssuerDecision(True, card=card)
+    if behaviour == "no_response":
+        return IssuerDecision(False, respond=False, code="", card=card)
+    if behaviour == "expired":
+        return IssuerDecision(False, code="54", rule=RuleId.EXPIRED_CARD, card=card)
+    if behaviour == "insufficient_funds":
+        balance = card.balance_minor if card is not None and card.balance_minor is not None else 0
+        if amount_minor <= balance:
+            return IssuerDecision(True, card=card)
+        return IssuerDecision(False, code="51", rule=RuleId.INSUFFICIENT_FUNDS, card=card)
+    code = card.decline_code if card is not None else "05"
+    return IssuerDecision(False, code=code, rule=_RULE_BY_CODE.get(code, RuleId.CARD_DECLINED),
+                          card=card)
+
+
+def silent_card(config: HostConfig, pan: Pan) -> bool:
+    """True for a ``no_response`` card: nothing is booked or sent for any request with it."""
+    card = find_card(config, pan)
+    return card is not None and card.behaviour == "no_response"
+
+
+def card_hash(key: bytes, pan: Pan) -> str:
+    """Keyed HMAC-SHA-256 of the PAN, hex: what the database keeps to match cards."""
+    return hmac.new(key, pan.digits.encode("ascii"), hashlib.sha256).hexdigest()

@@ -1,0 +1,344 @@
+"""The host's configuration: a TOML file validated on load, with a shipped default.
+
+:func:`load_config` reads a TOML file (or the shipped ``host/data/default_config.toml`` when no
+path is given) into a :class:`HostConfig`. Every table forbids unknown keys, and every problem
+is raised as one :class:`ConfigError` whose text names the file, the dotted key and what is
+wrong, e.g. ``host.toml: merchants[0].currencies[1]: unknown currency 'XXX'``. The host must
+not start on a bad config, so callers print ``str(error)`` and exit.
+
+Layout (all tables optional except ``[[merchants]]``)::
+
+    [host]        currency, admin_token, rrn_prefix, card_hash_key, unknown_card
+    [[merchants]] id, name, currencies (["*"] = any), currency, timezone, country, subdivision,
+                  mdr_percent, fixed_fee_minor, terminals, and an optional [merchants.refund]
+                  table that overrides keys of [refund] for that merchant only
+    [refund]      refund policy (see :class:`RefundPolicy`)
+    [void]        void policy
+    [reversal]    reversal policy
+    [settlement]  cutoff "HH:MM" (business-day cut-over), funding_days
+    [limits]      network protection limits
+    [[cards]]     the test card catalogue (see :class:`CardEntry`)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from protocol.masking import luhn_ok, scrub
+from protocol.money import currency as lookup_currency
+
+DEFAULT_CONFIG_NAME = "default_config.toml"
+
+
+class ConfigError(Exception):
+    """A configuration file could not be read or breaks the schema.
+
+    ``str()`` names the file and every offending dotted key with what is wrong, one per line.
+    """
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_currency(code: str) -> str:
+    try:
+        return lookup_currency(code).alpha
+    except ValueError:
+        raise ValueError(f"unknown currency {code!r}") from None
+
+
+class HostSection(_Strict):
+    """``[host]``: identity of the host itself.
+
+    :ivar currency: the currency assumed for figures that have none (reports, fees).
+    :ivar admin_token: bearer token of the admin API (generated at start when absent).
+    :ivar rrn_prefix: 0-4 characters put in front of every host-assigned RRN (DE37).
+    :ivar card_hash_key: hex key of the keyed PAN hash; generated and kept in the database
+        when absent.
+    :ivar unknown_card: how a PAN outside the catalogue behaves (the catalogue's default card).
+    """
+
+    currency: str = "CNY"
+    admin_token: str | None = None
+    rrn_prefix: str = Field(default="", max_length=4, pattern=r"^[A-Za-z0-9]*$")
+    card_hash_key: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{32,128}$")
+    unknown_card: Literal["approve", "decline"] = "approve"
+
+    _currency = field_validator("currency")(_check_currency)
+
+
+FeePolicy = Literal["keep_mdr", "refund_mdr_prorata", "per_refund_fee"]
+
+
+class RefundPolicy(_Strict):
+    """``[refund]``: refund rules (domain.md §6), overridable per merchant.
+
+    :ivar window_days: a refund must come within this many days of its sale (12 otherwise).
+    :ivar partial_allowed: when false a refund must be for the whole remaining amount.
+    :ivar max_count: at most this many effective refunds per sale (65), unbounded when absent.
+    :ivar daily_amount_cap_minor: refunds per merchant per business day (61), none when absent.
+    :ivar review_amount_minor: refunds above this are approved but held for review.
+    :ivar second_approval_amount_minor: above this a review needs two distinct approvers.
+    :ivar allow_unreferenced: accept refunds without an original RRN (DE37).
+    :ivar require_same_pan: the refund card must be the sale's card (14).
+    :ivar fee_policy: what happens to the sale's fee on refund (settlement uses it).
+    :ivar per_refund_fee_minor: the fee charged per refund under ``per_refund_fee``.
+    :ivar posting_days: [min, max] business days until a refund reaches the cardholder.
+    """
+
+    window_days: int = Field(default=30, ge=0)
+    partial_allowed: bool = True
+    max_count: int | None = Field(default=None, ge=1)
+    daily_amount_cap_minor: int | None = Field(default=None, ge=0)
+    review_amount_minor: int | None = Field(default=None, ge=0)
+    second_approval_amount_minor: int | None = Field(default=None, ge=0)
+    allow_unreferenced: bool = False
+    require_same_pan: bool = True
+    fee_policy: FeePolicy = "keep_mdr"
+    per_refund_fee_minor: int = Field(default=0, ge=0)
+    posting_days: tuple[int, int] = (3, 7)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RefundPolicy:
+        lo, hi = self.posting_days
+        if lo < 0 or hi < lo:
+            raise ValueError("posting_days must be [min, max] with 0 <= min <= max")
+        return self
+
+
+class RefundOverride(_Strict):
+    """``[merchants.refund]``: the keys of :class:`RefundPolicy` this merchant changes."""
+
+    window_days: int | None = Field(default=None, ge=0)
+    partial_allowed: bool | None = None
+    max_count: int | None = Field(default=None, ge=1)
+    daily_amount_cap_minor: int | None = Field(default=None, ge=0)
+    review_amount_minor: int | None = Field(default=None, ge=0)
+    second_approval_amount_minor: int | None = Field(default=None, ge=0)
+    allow_unreferenced: bool | None = None
+    require_same_pan: bool | None = None
+    fee_policy: FeePolicy | None = None
+    per_refund_fee_minor: int | None = Field(default=None, ge=0)
+    posting_days: tuple[int, int] | None = None
+
+
+class VoidPolicy(_Strict):
+    """``[void]``: voids are full-amount, same-terminal, open-batch only (domain.md §6)."""
+
+    full_amount_only: bool = True
+    same_terminal: bool = True
+
+
+class ReversalPolicy(_Strict):
+    """``[reversal]``: the answer to a reversal whose original the host never saw."""
+
+    unknown_original_reply: Literal["00", "25"] = "00"
+
+
+class SettlementSection(_Strict):
+    """``[settlement]``: business-day cut-over (local time of the merchant) and funding lag."""
+
+    cutoff: str = Field(default="23:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    funding_days: int = Field(default=1, ge=0)
+
+
+class LimitsSection(_Strict):
+    """``[limits]``: protection of the ISO 8583 listener."""
+
+    max_frame_bytes: int = Field(default=8192, ge=64, le=65535)
+    frame_deadline_s: float = Field(default=5, gt=0)
+    idle_timeout_s: float = Field(default=120, gt=0)
+    max_connections: int = Field(default=100, ge=1)
+
+
+class MerchantConfig(_Strict):
+    """``[[merchants]]``: a merchant, its terminals and its refund policy overrides."""
+
+    id: str = Field(min_length=1, max_length=15, pattern=r"^[\x20-\x7e]+$")
+    name: str = ""
+    currencies: tuple[str, ...] = ("*",)
+    currency: str = "CNY"
+    timezone: str = "Asia/Shanghai"
+    country: str = Field(default="CN", pattern=r"^[A-Z]{2}$")
+    subdivision: str | None = None
+    mdr_percent: Decimal = Field(default=Decimal("0.6"), ge=0, le=100)
+    fixed_fee_minor: int = Field(default=0, ge=0)
+    terminals: tuple[str, ...] = ()
+    refund: RefundOverride = RefundOverride()
+
+    _currency = field_validator("currency")(_check_currency)
+
+    @field_validator("currencies")
+    @classmethod
+    def _currencies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError('list at least one currency, or ["*"] for any')
+        return tuple(c if c == "*" else _check_currency(c) for c in value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("terminals")
+    @classmethod
+    def _terminals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for tid in value:
+            if not 1 <= len(tid) <= 8 or not tid.isprintable():
+                raise ValueError(f"terminal id {tid!r} must be 1-8 printable characters")
+        return value
+
+    def accepts(self, currency_code: str) -> bool:
+        """True when this merchant takes payments in ``currency_code`` (alphabetic)."""
+        return "*" in self.currencies or currency_code in self.currencies
+
+
+CardBehaviour = Literal["approve", "decline", "insufficient_funds", "expired", "no_response"]
+
+
+class CardEntry(_Strict):
+    """``[[cards]]``: one test card and how the host's simulated issuer treats it.
+
+    :ivar behaviour: ``approve``; ``decline`` (with ``decline_code``); ``insufficient_funds``
+        (amounts above ``balance_minor`` get 51); ``expired`` (54); ``no_response`` (the host
+        books nothing and sends nothing, so the terminal times out and reverses).
+    :ivar pin: the PIN a terminal should ask for (documentation for testers; the emulator
+        does not verify PIN blocks).
+    """
+
+    pan: str = Field(pattern=r"^[0-9]{13,19}$")
+    expiry: str = Field(default="3012", pattern=r"^[0-9]{2}(0[1-9]|1[0-2])$")
+    pin: str | None = Field(default=None, pattern=r"^[0-9]{4,12}$")
+    behaviour: CardBehaviour = "approve"
+    decline_code: str = Field(default="05", pattern=r"^[0-9A-Z]{2}$")
+    balance_minor: int | None = Field(default=None, ge=0)
+    name: str = ""
+    label: str = ""
+
+    @field_validator("pan")
+    @classmethod
+    def _luhn(cls, value: str) -> str:
+        if not luhn_ok(value):
+            raise ValueError("card number fails the Luhn check")
+        return value
+
+    @model_validator(mode="after")
+    def _balance(self) -> CardEntry:
+        if self.behaviour == "insufficient_funds" and self.balance_minor is None:
+            raise ValueError("an insufficient_funds card needs balance_minor")
+        return self
+
+
+class HostConfig(_Strict):
+    """The whole validated configuration of one host."""
+
+    host: HostSection = HostSection()
+    merchants: tuple[MerchantConfig, ...] = Field(min_length=1)
+    refund: RefundPolicy = RefundPolicy()
+    void: VoidPolicy = VoidPolicy()
+    reversal: ReversalPolicy = ReversalPolicy()
+    settlement: SettlementSection = SettlementSection()
+    limits: LimitsSection = LimitsSection()
+    cards: tuple[CardEntry, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> HostConfig:
+        seen_mid: set[str] = set()
+        seen_tid: dict[str, str] = {}
+        for m in self.merchants:
+            if m.id in seen_mid:
+                raise ValueError(f"merchant id {m.id!r} appears twice")
+            seen_mid.add(m.id)
+            for tid in m.terminals:
+                if tid in seen_tid:
+                    raise ValueError(f"terminal {tid!r} belongs to both {seen_tid[tid]!r} "
+                                     f"and {m.id!r}")
+                seen_tid[tid] = m.id
+        pans = [c.pan for c in self.cards]
+        if len(set(pans)) != len(pans):
+            raise ValueError("a card number appears twice in [[cards]]")
+        return self
+
+    @property
+    def default_merchant(self) -> MerchantConfig:
+        """The profile unknown merchants are enrolled with (the first merchant)."""
+        return self.merchants[0]
+
+    def merchant(self, merchant_id: str) -> MerchantConfig | None:
+        """The configured merchant with this id, or None."""
+        return next((m for m in self.merchants if m.id == merchant_id), None)
+
+    def merchant_of_terminal(self, terminal_id: str) -> MerchantConfig | None:
+        """The configured merchant owning this terminal, or None."""
+        return next((m for m in self.merchants if terminal_id in m.terminals), None)
+
+    def refund_policy(self, merchant_id: str) -> RefundPolicy:
+        """``[refund]`` with this merchant's ``[merchants.refund]`` overrides applied."""
+        m = self.merchant(merchant_id)
+        if m is None:
+            return self.refund
+        changes = m.refund.model_dump(exclude_unset=True)
+        return self.refund.model_copy(update=changes) if changes else self.refund
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def parse_config(data: dict[str, Any], source: str) -> HostConfig:
+    """Validate an already-parsed TOML document; ``source`` names it in errors."""
+    try:
+        return HostConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            lines.append(f"{source}: {_dotted(err['loc'])}: {scrub(msg)}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def default_config_text() -> str:
+    """The shipped default configuration, as TOML text."""
+    return resources.files("host").joinpath("data", DEFAULT_CONFIG_NAME).read_text("utf-8")
+
+
+def load_config(path: str | None = None) -> HostConfig:
+    """Load and validate a TOML config file, or the shipped default when ``path`` is None."""
+    if path is None:
+        source, text = f"<default {DEFAULT_CONFIG_NAME}>", default_config_text()
+    else:
+        source = path
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the file ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: the file is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return parse_config(data, source)
