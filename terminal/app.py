@@ -36,7 +36,7 @@ from protocol.money import Money
 from terminal import flow, inspector, receipt
 from terminal.cards import Card, load_deck
 from terminal.config import TerminalConfig
-from terminal.engine import Engine, SettleOutcome
+from terminal.engine import Clock, Engine, SettleOutcome
 from terminal.flow import FlowState, Outcome, Step
 from terminal.journal import Journal, Txn, TxnKind
 from terminal.link import Link, LinkError, Traffic
@@ -96,7 +96,8 @@ class PosApp(App[None]):
     state: var[FlowState] = var(FlowState, always_update=True)
     link_state: var[str] = var("CONNECTING")
 
-    def __init__(self, config: TerminalConfig, deck: list[Card] | None = None) -> None:
+    def __init__(self, config: TerminalConfig, deck: list[Card] | None = None,
+                 clock: Clock | None = None) -> None:
         super().__init__()
         self.config = config
         self.deck = deck if deck is not None else load_deck()
@@ -104,7 +105,8 @@ class PosApp(App[None]):
         self.link = Link(config.host, config.port, Codec(config.profile),
                          config.timeout_s_connect)
         self.link.listeners.append(self._traffic)
-        self.engine = Engine(config, self.journal, self.link)
+        self.engine = (Engine(config, self.journal, self.link, clock) if clock
+                       else Engine(config, self.journal, self.link))
         self.traffic: list[Traffic] = []
         self.offline_reason = ""
         self.copy = receipt.Copy.MERCHANT
@@ -129,13 +131,15 @@ class PosApp(App[None]):
         """Status line, the flow's panels, the inspector pane and the key hints."""
         yield StatusLine(id="status")
         with Vertical(id="main"):
-            yield Static("", id="prompt")
+            yield Static("", id="prompt", markup=False)
             with ContentSwitcher(initial="menu", id="panels"):
-                with Vertical(id="menu"):
-                    yield OptionList(*[Option(f"{i}  {label}", id=key)
-                                       for i, (key, label) in enumerate(MENU, start=1)],
-                                     id="menu-list")
-                    yield Static("", id="menu-note")
+                with Horizontal(id="menu"):
+                    with Vertical(id="menu-left"):
+                        yield OptionList(*[Option(f"{i}  {label}", id=key)
+                                           for i, (key, label) in enumerate(MENU, start=1)],
+                                         id="menu-list")
+                        yield Static("", id="menu-note", markup=False)
+                    yield Static(self._guide(), id="guide")
                 with Vertical(id="original"):
                     yield DataTable(id="original-table", cursor_type="row")
                     yield Input(placeholder="original RRN (R to type one)", id="rrn-input")
@@ -157,18 +161,29 @@ class PosApp(App[None]):
                                             id=f"mode-{key}", classes="mode")
                             button.can_focus = False
                             yield button
-                yield Static("", id="confirm")
+                yield Static("", id="confirm", markup=False)
                 with Vertical(id="supervisor"):
                     yield Input(password=True, id="password", placeholder="password")
                 yield Static("", id="sending")
                 with Horizontal(id="result"):
                     with Vertical(id="result-left"):
                         yield Static("", id="result-title")
-                        yield Static("", id="result-detail")
+                        yield Static("", id="result-detail", markup=False)
                     yield ReceiptView(id="result-receipt")
             yield Static("", id="hint")
         yield RichLog(id="inspector", wrap=False, markup=False, highlight=False)
         yield Footer()
+
+    def _guide(self) -> str:
+        password = self.config.supervisor_password
+        shown = password if password == TerminalConfig().supervisor_password else "****"
+        return ("QUICK START\n\n"
+                "Sale: 1, type 1250 for 12.50,\n  Enter, then I to insert the\n"
+                "  highlighted card.\n\n"
+                "Refund: 2, Enter on the sale,\n  Enter (amount = what is left)\n"
+                f"  4 (return), I, password {shown}.\n\n"
+                "Try the other cards (↑↓ on the\ncard list) for declines and a\n"
+                "host that never answers.")
 
     def on_mount(self) -> None:
         """Show the menu, then connect and sign on."""
@@ -224,7 +239,7 @@ class PosApp(App[None]):
         if self.link_state == "OFFLINE":
             note.update(f"{self.offline_reason}\nPress F5 to try again.")
         else:
-            note.update(f"Host {self.config.address}  ·  {len(self.journal)} journal lines  ·  "
+            note.update(f"{len(self.journal)} journal lines  ·  "
                         f"{len(self.journal.pending_reversals())} reversals pending")
 
     def _traffic(self, item: Traffic) -> None:
@@ -283,7 +298,10 @@ class PosApp(App[None]):
         entering = switcher.current != state.step.value
         switcher.current = state.step.value
         self.query_one("#prompt", Static).update(self._prompt(state))
-        self.query_one("#hint", Static).update(HINTS[state.step])
+        hint = HINTS[state.step]
+        if state.step is Step.SUPERVISOR and self.config.supervisor_password == "0000":
+            hint = "Type the supervisor password (demo default 0000), Enter   Esc: cancel"
+        self.query_one("#hint", Static).update(hint)
         render = getattr(self, f"_render_{state.step.value}", None)
         if render is not None:
             render(state, entering)
@@ -550,8 +568,9 @@ class SettlementScreen(_SubScreen):
     def compose(self) -> ComposeResult:
         """Title, totals, result."""
         yield Static("SETTLEMENT", classes="title")
-        yield Static(self.totals_text(), id="settle-totals")
-        yield Static("Press Enter to send the batch totals to the host.", id="settle-status")
+        yield Static(self.totals_text(), id="settle-totals", classes="body")
+        yield Static("Press Enter to send the batch totals to the host.", id="settle-status",
+                     classes="body", markup=False)
         yield Footer()
 
     def action_settle(self) -> None:
@@ -577,7 +596,7 @@ class TotalsScreen(_SubScreen):
     def compose(self) -> ComposeResult:
         """Title and totals."""
         yield Static("BATCH TOTALS", classes="title")
-        yield Static(self.totals_text())
+        yield Static(self.totals_text(), classes="body")
         yield Footer()
 
 
@@ -589,7 +608,7 @@ class SettingsScreen(_SubScreen):
         c = self.pos.config
         on = {True: "on", False: "off"}
         yield Static("SETTINGS", classes="title")
-        yield Static(
+        text = (
             f"Host               {c.address}  (profile {c.profile})\n"
             f"Terminal id        {c.terminal_id}\nMerchant id        {c.merchant_id}\n"
             f"Currency           {c.currency}\nResponse timeout   {c.timeout_s_response:g} s\n"
@@ -597,6 +616,7 @@ class SettingsScreen(_SubScreen):
             f"{c.echo_interval_s:g} s\nSupervisor for refund {on[c.supervisor_for_refund]}, "
             f"for void {on[c.supervisor_for_void]}\nData directory     {c.data_dir}\n\n"
             "Change these with poslab-terminal's options (--help).")
+        yield Static(text, classes="body", markup=False)
         yield Footer()
 
 

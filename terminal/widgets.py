@@ -55,7 +55,7 @@ class ReceiptView(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         """One static holding the slip text."""
-        yield Static("", classes="slip")
+        yield Static("", classes="slip", markup=False)
 
     def show(self, lines: list[str]) -> None:
         """Replace the slip's text."""
