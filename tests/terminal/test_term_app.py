@@ -16,6 +16,7 @@ from terminal.flow import Step
 from terminal.journal import TxnKind, TxnStatus
 
 PANS = [c.pan.digits for c in load_deck()]
+SILENT_CARD = PANS.index("4000000000000119")  # the host never answers it
 Script = Callable[[PosApp, Pilot[None]], Awaitable[None]]
 
 
@@ -172,7 +173,7 @@ def test_no_answer_reverses_and_late_answer_is_not_approval(
     texts: list[str] = []
 
     async def script(app: PosApp, pilot: Pilot[None]) -> None:
-        texts.append(await sale(app, pilot, "2500", card_down=5))
+        texts.append(await sale(app, pilot, "2500", card_down=SILENT_CARD))
 
     app = drive(config, run, script)
     assert "NO RESPONSE" in texts[0] and "reversed" in texts[0]

@@ -18,7 +18,7 @@ from terminal.link import Link, Traffic
 
 DECK = {c.name: c for c in load_deck()}
 VISA = DECK["Visa approve"]
-SILENT = DECK["Visa no response"]
+SILENT = DECK["Visa silent issuer"]
 
 
 def _engine(config: TerminalConfig, seen: list[Traffic] | None = None) -> Engine:

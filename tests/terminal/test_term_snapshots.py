@@ -106,7 +106,7 @@ def test_snapshot_journal(config: TerminalConfig, snap_compare: Any) -> None:
         await _online(pilot)
         await _sale(pilot)
         await pilot.press("enter")
-        await pilot.press("1", *"300", "enter", "down", "down", "i")
+        await pilot.press("1", *"300", "enter", "down", "down", "down", "i")
         app = pilot.app
         assert isinstance(app, PosApp)
         await until(pilot, lambda: app.state.step is Step.RESULT, what="the decline")
