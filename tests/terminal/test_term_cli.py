@@ -1,0 +1,83 @@
+"""poslab-terminal's command line and start-up failures: one readable line, never a
+traceback."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from term_helpers import screen_text, until
+
+from terminal.app import PosApp
+from terminal.cli import main
+from terminal.config import TerminalConfig
+from terminal.flow import Step
+from terminal.hostproc import HostProcess
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--host", "nope"], "--host expects HOST:PORT"),
+    (["--host", "127.0.0.1:99999"], "--host expects HOST:PORT"),
+    (["--tid", "SHORT"], "--tid must be exactly 8 characters"),
+    (["--mid", "M1"], "--mid must be exactly 15 characters"),
+    (["--currency", "XXX"], "--currency: unknown currency 'XXX'"),
+    (["--timeout", "0"], "--timeout must be between 0 and 300"),
+])
+def test_bad_arguments_are_one_line(args: list[str], message: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Each bad option value exits 2 with a one-line message naming the option."""
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_host_that_fails_to_start_is_reported(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--with-host with arguments the host refuses: exit 2 and the host's own complaint."""
+    assert main(["--data-dir", str(tmp_path), "--with-host", "--no-such-option"]) == 2
+    err = capsys.readouterr().err
+    assert "poslab-host exited with status 2" in err and "--no-such-option" in err
+    assert "Traceback" not in err
+
+
+def test_host_command_line() -> None:
+    """The embedded host listens on free loopback ports, writes a ready file and keeps its
+    database in the data directory unless told otherwise."""
+    cmd = HostProcess(Path("/d"), ["--strict"]).command()
+    assert cmd[:3] == [sys.executable, "-m", "host"]
+    assert cmd[3:9] == ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ready-file",
+                        "/d/host-ready.json"]
+    assert cmd[-3:] == ["--db", "sqlite:////d/host.db", "--strict"]
+    assert "--db" not in HostProcess(Path("/d"), ["--db", "x"]).command()[:-2]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_host_is_a_screen_state(tmp_path: Path, run: Any) -> None:
+    """With nothing listening the terminal says OFFLINE with what to do, and a sale ends in
+    HOST OFFLINE rather than an error."""
+    config = TerminalConfig(port=_closed_port(), data_dir=tmp_path, echo_interval_s=0,
+                            timeout_s_response=0.3)
+    app = PosApp(config)
+    texts: list[str] = []
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.link_state == "OFFLINE", what="offline")
+            await pilot.pause()
+            texts.append(screen_text(pilot))
+            await pilot.press("1", "5", "enter", "i")
+            await until(pilot, lambda: app.state.step is Step.RESULT, what="the result")
+            texts.append(screen_text(pilot))
+
+    run(go())
+    assert "OFFLINE" in texts[0] and "connection refused" in texts[0]
+    assert "--with-host" in texts[0] and "F5" in texts[0]
+    assert "HOST OFFLINE" in texts[1] and len(app.journal) == 0
