@@ -1,15 +1,260 @@
-"""Command line entry point of poslab-scenarios (placeholder until its issue lands)."""
+"""``poslab-scenarios``: run, validate and create refund scenarios.
+
+::
+
+    poslab-scenarios run PATH... [-k EXPR] [--tags T,U] [--junit FILE] [--json FILE]
+                     [--seed N] [--jobs N] [--host HOST:PORT [--admin URL] [--token T]
+                     [--tid ID] [--mid ID] [--currency CUR]] [--time] [-q]
+    poslab-scenarios validate PATH...
+    poslab-scenarios new NAME [--dir DIR]
+
+Exit status: 0 every scenario passed (skipped steps allowed), 1 some failed or broke, 2 a
+scenario file is invalid (every problem listed with file:line:column; nothing is run) or the
+command line is wrong.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime
 from importlib.metadata import version
+from pathlib import Path
+from typing import Any, TextIO
+
+from scenarios.loader import Loaded, load_paths
+from scenarios.outcome import ScenarioOutcome
+from scenarios.report import (
+    progress_mark,
+    render_failure,
+    summary_table,
+    write_json,
+    write_junit,
+)
+from scenarios.schema import Scenario
+from scenarios.template import render_template, slug
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments; only --help and --version exist so far."""
-    parser = argparse.ArgumentParser(prog="poslab-scenarios")
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``poslab-scenarios``."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_INVALID
+    handler: Any = {"run": cmd_run, "validate": cmd_validate, "new": cmd_new}[args.command]
+    try:
+        return int(handler(args, sys.stdout))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poslab-scenarios",
+        description="Run refund scenarios (YAML) against a fresh in-process poslab host or a "
+                    "running ISO 8583 host.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('poslab')}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run scenarios")
+    run.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or directories")
+    run.add_argument("-k", dest="keyword", metavar="EXPR",
+                     help="only scenarios whose name, file or tags match (and/or/not, like pytest)")
+    run.add_argument("--tags", help="only scenarios with one of these comma-separated tags")
+    run.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
+    run.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
+    run.add_argument("--seed", type=int, help="seed for every scenario (default: its own)")
+    run.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                     help="run in N worker processes (default 1)")
+    run.add_argument("--host", metavar="HOST:PORT", help="use this running ISO 8583 host")
+    run.add_argument("--admin", metavar="URL", help="its admin API, e.g. http://127.0.0.1:8584")
+    run.add_argument("--token", help="admin token (default $POSLAB_ADMIN_TOKEN)")
+    run.add_argument("--tid", help="terminal id for --host (default from the host config)")
+    run.add_argument("--mid", help="merchant id for --host")
+    run.add_argument("--currency", help="currency for --host")
+    run.add_argument("--time", action="store_true", help="print each scenario's duration")
+    run.add_argument("-q", "--quiet", action="store_true", help="no summary table")
+    val = sub.add_parser("validate", help="check scenario files without running them")
+    val.add_argument("paths", nargs="+", metavar="PATH")
+    new = sub.add_parser("new", help="write a commented scenario template")
+    new.add_argument("name", help="the scenario's name")
+    new.add_argument("--dir", type=Path, default=Path("."), help="where to write it")
+    return parser
+
+
+def _load(paths: Sequence[str], out: TextIO) -> list[Loaded] | None:
+    loaded, problems = load_paths(paths)
+    if problems:
+        for problem in problems:
+            print(problem, file=out)
+        print(f"{len(problems)} problem(s) in scenario files; nothing was run", file=out)
+        return None
+    if not loaded:
+        print("no scenario files found in " + " ".join(paths), file=out)
+        return None
+    return loaded
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    """Check files; list every problem."""
+    loaded = _load(args.paths, out)
+    if loaded is None:
+        return EXIT_INVALID
+    files = len({item.path for item in loaded})
+    print(f"{len(loaded)} scenarios in {files} files: valid", file=out)
+    return EXIT_OK
+
+
+def cmd_new(args: argparse.Namespace, out: TextIO) -> int:
+    """Write a commented template named after the scenario."""
+    path = args.dir / f"{slug(args.name)}.yaml"
+    if path.exists():
+        print(f"{path} exists; not overwritten", file=out)
+        return EXIT_FAILED
+    args.dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_template(args.name), encoding="utf-8")
+    print(f"wrote {path}; run it with: poslab-scenarios run {path}", file=out)
+    return EXIT_OK
+
+
+def select(items: list[Loaded], keyword: str | None, tags: str | None) -> list[Loaded]:
+    """Apply ``-k`` and ``--tags``."""
+    if tags:
+        wanted = {t.strip() for t in tags.split(",") if t.strip()}
+        items = [i for i in items if wanted & set(i.scenario.tags)]
+    if keyword:
+        match = keyword_matcher(keyword)
+        items = [i for i in items if match(f"{i.name} {i.where} {' '.join(i.scenario.tags)}")]
+    return items
+
+
+def keyword_matcher(expr: str) -> Any:
+    """A pytest-like ``-k`` expression: words (substring, case-insensitive), and/or/not, ()."""
+    tokens = re.findall(r"\(|\)|[^\s()]+", expr)
+    if not tokens:
+        raise ValueError("empty -k expression")
+    code = []
+    for tok in tokens:
+        if tok in ("and", "or", "not", "(", ")"):
+            code.append(tok)
+        else:
+            code.append(f"_m({tok.lower()!r})")
+    source = " ".join(code)
+
+    def match(text: str) -> bool:
+        low = text.lower()
+        return bool(eval(source, {"__builtins__": {}, "_m": lambda w: w in low}))  # noqa: S307
+
+    try:
+        match("")
+    except SyntaxError:
+        raise ValueError(f"bad -k expression {expr!r}") from None
+    return match
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    """Run scenarios and report."""
+    loaded = _load(args.paths, out)
+    if loaded is None:
+        return EXIT_INVALID
+    try:
+        items = select(loaded, args.keyword, args.tags)
+    except ValueError as exc:
+        print(exc, file=out)
+        return EXIT_INVALID
+    if args.admin and not args.host:
+        print("--admin needs --host", file=out)
+        return EXIT_INVALID
+    if not items:
+        print(f"0 of {len(loaded)} scenarios selected", file=out)
+        return EXIT_OK
+    remote = _remote_args(args)
+    started = time.monotonic()
+    outcomes: list[ScenarioOutcome] = []
+
+    def done(outcome: ScenarioOutcome) -> None:
+        outcomes.append(outcome)
+        if args.time:
+            print(f"{progress_mark(outcome)} {outcome.duration_s:6.2f}s {outcome.name}", file=out)
+        else:
+            out.write(progress_mark(outcome))
+            out.flush()
+
+    if args.jobs > 1:
+        order = {id(item): n for n, item in enumerate(items)}
+        results = _run_parallel(items, args.seed, remote, args.jobs, done)
+        outcomes = [results[order[id(i)]] for i in items]
+    else:
+        from scenarios.loop import release_threads, run_sync
+        from scenarios.runner import run_all
+
+        try:
+            run_sync(run_all(items, make_target_factory(remote), args.seed, done))
+        finally:
+            release_threads()
+    elapsed = time.monotonic() - started
+    if not args.time:
+        print(file=out)
+    for outcome in outcomes:
+        if outcome.status in ("failed", "error"):
+            print("\n" + render_failure(outcome), file=out)
+    if not args.quiet:
+        print("\n" + summary_table(outcomes), file=out)
+    print(f"ran in {elapsed:.2f} s", file=out)
+    if args.junit:
+        write_junit(outcomes, args.junit)
+    if args.json:
+        write_json(outcomes, args.json)
+    failed = any(o.status in ("failed", "error") for o in outcomes)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _remote_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.host:
+        return None
+    return {"address": args.host, "admin_url": args.admin,
+            "token": args.token or os.environ.get("POSLAB_ADMIN_TOKEN"), "tid": args.tid,
+            "mid": args.mid, "currency": args.currency}
+
+
+def make_target_factory(remote: dict[str, Any] | None) -> Any:
+    """An async ``(scenario, start) -> Target``: fresh in-process host, or the remote one."""
+    from scenarios import targets
+
+    async def factory(scenario: Scenario, start: datetime) -> targets.Target:
+        if remote is None:
+            return await targets.start_local(scenario, start)
+        return targets.remote(scenario=scenario, **remote)
+
+    return factory
+
+
+def _run_one(item: Loaded, seed: int | None, remote: dict[str, Any] | None) -> ScenarioOutcome:
+    """Worker-process body: run one scenario on this process's own loop and reactor."""
+    from scenarios.loop import run_sync
+    from scenarios.runner import run_scenario
+
+    return run_sync(run_scenario(item, make_target_factory(remote), seed))
+
+
+def _run_parallel(items: list[Loaded], seed: int | None, remote: dict[str, Any] | None,
+                  jobs: int, done: Any) -> dict[int, ScenarioOutcome]:
+    import multiprocessing
+
+    results: dict[int, ScenarioOutcome] = {}
+    # spawn: each worker starts clean and installs its own loop and reactor.
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_one, item, seed, remote): n for n, item in enumerate(items)}
+        for future in as_completed(futures):
+            outcome = future.result()
+            results[futures[future]] = outcome
+            done(outcome)
+    return results

@@ -1,0 +1,200 @@
+"""``check`` steps: compare the host's state, read through its admin API, with the scenario.
+
+Amounts in a check are major-unit decimal strings; the admin API reports integer minor units
+(``refunded_minor``) or decimal strings, and both compare. A key is looked up in the JSON
+object itself and then one level down (``{"refund": {"state": ...}}``), so small changes in
+how the host nests its answer do not break every scenario.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from protocol.money import Money, currency
+
+if TYPE_CHECKING:
+    from scenarios.outcome import StepOutcome
+    from scenarios.runner import Session
+    from scenarios.schema import Check
+
+AdminCall = Callable[..., Awaitable[Any]]
+_AMOUNTS = ("refunded", "remaining", "amount")
+_STATES = ("capture_state", "refund_state", "settlement_state", "reason")
+_NOT_FOUND = object()
+
+
+def find(data: Any, key: str) -> Any:
+    """``data[key]`` or ``data[key + "_minor"]``, at the top or one level down."""
+    if not isinstance(data, dict):
+        return _NOT_FOUND
+    for name in (key, f"{key}_minor"):
+        if name in data:
+            return data[name] if name == key else ("minor", data[name])
+    for value in data.values():
+        if isinstance(value, dict):
+            found = find(value, key)
+            if found is not _NOT_FOUND:
+                return found
+    return _NOT_FOUND
+
+
+def amount_equal(found: Any, want: str, code: str) -> tuple[bool, str]:
+    """Compare a found amount (minor int, ("minor", n), or decimal text) with ``want``."""
+    exp = currency(code).exponent
+    if isinstance(found, tuple):
+        found = found[1]
+        got = Decimal(int(found)).scaleb(-exp)
+    elif isinstance(found, int) and not isinstance(found, bool):
+        got = Decimal(found).scaleb(-exp)
+    else:
+        try:
+            got = Decimal(str(found))
+        except ArithmeticError:
+            return False, str(found)
+    return got == Decimal(want), Money(int(got.scaleb(exp)), currency(code).alpha).format()
+
+
+async def run_check(session: Session, p: Check, result: StepOutcome, call: AdminCall) -> None:
+    """Run one check step; raise StepFailed listing every mismatch."""
+    from scenarios.runner import StepFailed
+
+    expected: list[str] = []
+    actual: list[str] = []
+    ok = True
+    if p.transaction:
+        ref = p.transaction
+        rrn = session.journal[ref].rrn if ref in session.journal else ref
+        data = await call(session, "GET", f"/transactions/{rrn}")
+        code = str(data.get("currency") or session.target.currency) if isinstance(data, dict) \
+            else session.target.currency
+        try:
+            code = currency(code).alpha
+        except ValueError:
+            code = session.target.currency
+        for key in _AMOUNTS:
+            want = getattr(p, key)
+            if want is None:
+                continue
+            found = find(data, key)
+            good, shown = amount_equal(found, want, code) if found is not _NOT_FOUND \
+                else (False, "absent")
+            ok &= good
+            expected.append(f"{key} {want}")
+            actual.append(f"{key} {shown}")
+        for key in _STATES:
+            want = getattr(p, key)
+            if want is None:
+                continue
+            found = find(data, key)
+            good = found is not _NOT_FOUND and str(found).lower() == want.lower()
+            ok &= good
+            expected.append(f"{key} {want}")
+            actual.append(f"{key} {found if found is not _NOT_FOUND else 'absent'}")
+        if p.state is not None:
+            states = {str(v).lower() for k, v in _flat(data) if k == "state"
+                      or k.endswith("_state")}
+            good = p.state.lower() in states
+            ok &= good
+            expected.append(f"state {p.state}")
+            actual.append(f"states {', '.join(sorted(states)) or 'absent'}")
+        if p.rules is not None:
+            fired = {str(r.get("rule") if isinstance(r, dict) else r).split(":")[0]
+                     for r in (find(data, "rules") if find(data, "rules") is not _NOT_FOUND
+                               else [])}
+            good = set(p.rules) <= fired
+            ok &= good
+            expected.append(f"rules {', '.join(p.rules)}")
+            actual.append(f"rules {', '.join(sorted(fired)) or 'none'}")
+    if p.ledger:
+        data = await call(session, "GET", "/ledger/verify")
+        good = isinstance(data, dict) and data.get("ok") is True
+        ok &= good
+        expected.append("ledger verified")
+        if good:
+            actual.append("ledger verified")
+        else:
+            violations = data.get("violations", []) if isinstance(data, dict) else data
+            actual.append(f"ledger violations: {violations}")
+    if p.reviews is not None:
+        data = await call(session, "GET", "/reviews")
+        reviews = data.get("reviews", []) if isinstance(data, dict) else data or []
+        counts: dict[str, int] = {}
+        for review in reviews:
+            state = str(review.get("state", "?"))
+            counts[state] = counts.get(state, 0) + 1
+        good = all(counts.get(state, 0) == n for state, n in p.reviews.items())
+        ok &= good
+        expected.append(f"reviews {dict(sorted(p.reviews.items()))}")
+        actual.append(f"reviews {dict(sorted(counts.items()))}")
+    if p.settlement:
+        want_s = dict(p.settlement)
+        date = want_s.pop("date", None)
+        path = f"/settlements?date={date}" if date else "/settlements"
+        data = await call(session, "GET", path)
+        rows = data.get("settlements", data) if isinstance(data, dict) else data
+        good, shown = _match_any(rows or [], want_s, session.target.currency)
+        ok &= good
+        expected.append(f"a settlement with {_show(p.settlement)}")
+        actual.append(shown)
+    if p.notification:
+        want_n = dict(p.notification)
+        tx = want_n.pop("transaction", None)
+        if tx is not None:
+            want_n["rrn"] = session.journal[tx].rrn if tx in session.journal else tx
+        data = await call(session, "GET", "/notifications")
+        rows = data.get("notifications", data) if isinstance(data, dict) else data
+        good, shown = _match_any(rows or [], want_n, session.target.currency)
+        ok &= good
+        expected.append(f"a notification with {_show(p.notification)}")
+        actual.append(shown)
+    result.expected, result.actual = "; ".join(expected), "; ".join(actual)
+    if not ok:
+        raise StepFailed(result.expected, result.actual)
+
+
+def _flat(data: Any) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out.append((str(k), v))
+            if isinstance(v, dict):
+                out.extend(_flat(v))
+    return out
+
+
+def _show(want: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in want.items())
+
+
+def _match_any(rows: list[Any], want: dict[str, Any], code: str) -> tuple[bool, str]:
+    """True when some row has every wanted key; else a summary of the rows."""
+    for row in rows:
+        if all(_value_matches(row, k, v, code) for k, v in want.items()):
+            return True, "found"
+    summary = [{k: row.get(k, row.get(f"{k}_minor")) for k in want} for row in rows[:5]
+               if isinstance(row, dict)]
+    return False, f"{len(rows)} rows, none matching; first: {summary}"
+
+
+def _value_matches(row: Any, key: str, want: Any, code: str) -> bool:
+    found = find(row, key)
+    if found is _NOT_FOUND:
+        return False
+    if isinstance(found, tuple) or (isinstance(want, str) and _is_decimal(want)
+                                    and not isinstance(found, str)):
+        row_code = row.get("currency", code) if isinstance(row, dict) else code
+        try:
+            return amount_equal(found, str(want), str(row_code))[0]
+        except ValueError:
+            return False
+    return str(found).lower() == str(want).lower()
+
+
+def _is_decimal(text: str) -> bool:
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True

@@ -1,0 +1,677 @@
+"""Run scenarios: build each step's message, send it like a terminal, compare, record.
+
+One :class:`Session` per scenario holds what a terminal would: the next STAN (seeded), the
+simulated time it stamps messages with (the scenario's clock start, moved by ``advance``), a
+journal of sent transactions by step id (for ``original:`` references, reversals and batch
+totals) and the current batch number. A step that fails stops its scenario; the rest is
+reported as not run.
+
+Determinism: the seed (``--seed``, else the scenario's ``seed:``, else a hash of its name)
+fixes the STANs; the clock start fixes every timestamp; a fresh host per scenario fixes the
+rest. The same seed replays the same bytes.
+
+Timeouts: a step expecting an answer waits up to :data:`ANSWER_WAIT_S`; a step with ``expect:
+{timeout: true}`` waits the scenario's ``timeout_s`` and then, like a terminal, sends the
+reversal (0400, then up to :data:`REVERSAL_REPEATS` 0401 repeats while unanswered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from protocol import Codec, ProtocolError, RuleId, response_text
+from protocol.codes import EntryMode, NetworkCode, RefundReason
+from protocol.masking import Pan, Track2
+from protocol.messages import (
+    AuthorizationRequest,
+    BatchTotals,
+    BatchUploadRequest,
+    CardData,
+    Message,
+    NetworkRequest,
+    OriginalData,
+    ReconciliationRequest,
+    RefundRequest,
+    ReversalRequest,
+    SaleRequest,
+    VoidRequest,
+)
+from protocol.money import Money
+from protocol.money import currency as find_currency
+from protocol.private_data import decode_remaining
+from scenarios import schema
+from scenarios.loader import Loaded
+from scenarios.outcome import Exchange, ScenarioOutcome, StepOutcome
+from scenarios.targets import Target, TargetError
+from scenarios.wire import AdminStatus, IsoClient, WireError
+
+Fields = dict[str, str]
+DEFAULT_START = datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=8)))  # a Monday
+ANSWER_WAIT_S = 10.0
+REVERSAL_REPEATS = 3
+_ENTRY = {"manual": EntryMode.MANUAL, "swipe": EntryMode.SWIPE, "chip": EntryMode.CHIP,
+          "contactless": EntryMode.CONTACTLESS}
+_NET = {"echo": NetworkCode.ECHO, "sign_on": NetworkCode.SIGN_ON, "sign_off": NetworkCode.SIGN_OFF}
+_KIND_CODE = {"sale": "000000", "authorize": "000000", "refund": "200000", "void": "020000"}
+
+
+class StepFailed(Exception):
+    """The step's expectation did not hold (``expected`` vs ``actual``)."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"expected {expected}; got {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+class StepSkipped(Exception):
+    """The step cannot run against this host (no admin API, endpoint missing)."""
+
+
+class ScenarioBroken(Exception):
+    """The scenario refers to something that does not exist (unknown card name, ...)."""
+
+
+@dataclass
+class Txn:
+    """A transaction the session's terminal sent, as its journal keeps it."""
+
+    kind: str
+    request: Fields
+    response: Fields | None
+    amount: Money
+    pan: str
+    expiry: str
+    tid: str
+    mid: str
+    batch: str
+    effective: bool = False
+
+    @property
+    def rrn(self) -> str | None:
+        """The host's reference (DE37 of the answer)."""
+        return self.response.get("37") if self.response else None
+
+    @property
+    def stan(self) -> str:
+        """The request's trace number."""
+        return self.request["11"]
+
+
+def seed_for(loaded: Loaded, override: int | None) -> int:
+    """The seed a scenario runs with: --seed, else its ``seed:``, else a hash of its name."""
+    if override is not None:
+        return override
+    if loaded.scenario.seed is not None:
+        return loaded.scenario.seed
+    return zlib.crc32(loaded.name.encode()) % 1_000_000
+
+
+@dataclass
+class Session:
+    """One scenario's run against one target."""
+
+    loaded: Loaded
+    target: Target
+    seed: int
+    codec: Codec
+    now: datetime
+    client: IsoClient
+    journal: dict[str, Txn] = field(default_factory=dict)
+    sent: list[Txn] = field(default_factory=list)
+    batches: dict[str, int] = field(default_factory=dict)
+    _stan: int = 0
+
+    @property
+    def scenario(self) -> schema.Scenario:
+        """The scenario being run."""
+        return self.loaded.scenario
+
+    def next_stan(self) -> str:
+        """The next trace number (seeded start, 1..999999 wrapping)."""
+        self._stan = self._stan % 999_999 + 1
+        return f"{self._stan:06d}"
+
+    def batch(self, tid: str) -> str:
+        """The terminal's open batch number."""
+        return f"{self.batches.setdefault(tid, 1):06d}"
+
+    # -- message building -----------------------------------------------------------------
+    def stamp(self) -> dict[str, str]:
+        """DE7 (UTC) and DE12/DE13 (terminal local time) from the session's clock."""
+        utc = self.now.astimezone(UTC)
+        local = self.now
+        return {"transmitted_at": utc.strftime("%m%d%H%M%S"),
+                "local_time": local.strftime("%H%M%S"), "local_date": local.strftime("%m%d")}
+
+    def card(self, ref: str) -> tuple[str, str]:
+        """(PAN, expiry) for a PAN or a deck card name."""
+        if ref.isdigit() and 12 <= len(ref) <= 19:
+            found = next((c for c in self.target.cards.values() if c.pan == ref), None)
+            return ref, found.expiry if found else "3012"
+        card = self.target.cards.get(ref.lower())
+        if card is None:
+            names = ", ".join(sorted(c.name for c in self.target.cards.values())) or "none"
+            raise ScenarioBroken(f"unknown card {ref!r}: give a PAN or a deck name ({names})")
+        return card.pan, card.expiry
+
+    def money(self, amount: str, code: str | None) -> Money:
+        """Parse a major-unit amount in ``code`` (default: the terminal's currency)."""
+        cur = code or self.target.currency
+        try:
+            return Money.parse(amount, find_currency(cur).alpha)
+        except ValueError as exc:
+            raise ScenarioBroken(str(exc)) from None
+
+    def original(self, ref: str | None) -> Txn:
+        """The journal entry of the step ``ref``."""
+        if ref is None or ref not in self.journal:
+            raise ScenarioBroken(f"step {ref!r} sent no transaction to refer to")
+        return self.journal[ref]
+
+
+def card_data(pan: str, expiry: str, entry: str) -> CardData:
+    """What a reader produces for the card in the given entry mode."""
+    mode = _ENTRY[entry]
+    if mode is EntryMode.SWIPE:
+        return CardData(entry_mode=mode, track2=Track2(f"{pan}={expiry}1010000000000"))
+    return CardData(entry_mode=mode, pan=Pan(pan), expiry=expiry)
+
+
+# -- running ------------------------------------------------------------------------------
+TargetFactory = Callable[[schema.Scenario, datetime], Any]  # async -> Target
+
+
+async def run_scenario(loaded: Loaded, make_target: TargetFactory,
+                       seed: int | None = None) -> ScenarioOutcome:
+    """Run one scenario on a target made for it; never raises for scenario problems."""
+    scenario = loaded.scenario
+    used_seed = seed_for(loaded, seed)
+    outcome = ScenarioOutcome(scenario.name, loaded.where, used_seed, list(scenario.tags))
+    started = time.monotonic()
+    start = scenario.clock.start if scenario.clock else DEFAULT_START
+    target: Target | None = None
+    try:
+        target = await make_target(scenario, start)
+        codec = Codec(scenario.terminal.profile)
+        session = Session(loaded, target, used_seed, codec, start,
+                          IsoClient(target.iso_host, target.iso_port, codec))
+        session._stan = random.Random(used_seed).randrange(1, 900_000)
+        await _run_steps(session, outcome)
+    except TargetError as exc:
+        outcome.status, outcome.error = "error", f"cannot set up the host: {exc}"
+    except (WireError, OSError) as exc:
+        outcome.status, outcome.error = "error", f"cannot reach the host: {exc}"
+    finally:
+        if target is not None:
+            try:
+                await target.close()
+            except Exception as exc:  # report, do not mask the scenario's own outcome
+                outcome.error = outcome.error or f"stopping the host failed: {exc}"
+    outcome.duration_s = time.monotonic() - started
+    return outcome
+
+
+async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
+    steps = session.scenario.steps
+    lines = session.loaded.step_lines or tuple(0 for _ in steps)
+    try:
+        for index, step in enumerate(steps):
+            result = StepOutcome(index + 1, step.label, lines[index])
+            outcome.steps.append(result)
+            try:
+                await _STEPS[step.verb](session, step, result)
+            except StepFailed as exc:
+                result.status, result.expected, result.actual = "failed", exc.expected, exc.actual
+            except StepSkipped as exc:
+                result.status, result.actual = "skipped", str(exc)
+            except ScenarioBroken as exc:
+                result.status, result.actual = "error", str(exc)
+            except WireError as exc:
+                result.status, result.actual = "failed", str(exc)
+                result.expected = result.expected or "an answer"
+            if result.status in ("failed", "error"):
+                outcome.status = result.status
+                for later in range(index + 1, len(steps)):
+                    outcome.steps.append(StepOutcome(later + 1, steps[later].label, lines[later],
+                                                     status="not run"))
+                return
+    finally:
+        session.client.close()
+
+
+def _expect(step: schema.Step) -> schema.Expect:
+    return step.expect or schema.Expect(response="00")
+
+
+def _describe_answer(fields: Fields) -> str:
+    rc = fields.get("39", "??")
+    text = f"response {rc} ({response_text(rc)})"
+    if "44" in fields:
+        text += f", rule {fields['44']}"
+    return text
+
+
+def _expected_text(expect: schema.Expect) -> str:
+    if expect.timeout:
+        return "no answer (timeout), then the reversal answered " + expect.reversal
+    if expect.closed:
+        return "the host closes the connection"
+    parts = []
+    if expect.response:
+        parts.append(f"response {expect.response} ({response_text(expect.response)})")
+    if expect.rule:
+        parts.append(f"rule {expect.rule}")
+    if expect.remaining:
+        parts.append(f"remaining {expect.remaining}")
+    if expect.approval_code is not None:
+        parts.append("an approval code" if expect.approval_code else "no approval code")
+    for key, value in (expect.fields or {}).items():
+        parts.append(f"DE{key}={value}")
+    return ", ".join(parts) or "any answer"
+
+
+def check_answer(expect: schema.Expect, fields: Fields) -> None:
+    """Raise :class:`StepFailed` unless ``fields`` (a response) meets ``expect``."""
+    wrong = []
+    if expect.response and fields.get("39") != expect.response:
+        wrong.append("response")
+    if expect.rule:
+        got = RuleId.parse(fields.get("44", ""))
+        if got is None or got.value != RuleId.parse(expect.rule):
+            wrong.append("rule")
+    if expect.remaining:
+        remaining = decode_remaining(fields.get("54", ""))
+        if remaining is None or remaining.major != Decimal(expect.remaining):
+            wrong.append("remaining")
+    if expect.approval_code is not None and ("38" in fields) != expect.approval_code:
+        wrong.append("approval code")
+    for key, value in (expect.fields or {}).items():
+        if fields.get(key) != value:
+            wrong.append(f"DE{key}")
+    if wrong:
+        actual = _describe_answer(fields)
+        if "remaining" in wrong:
+            remaining = decode_remaining(fields.get("54", ""))
+            actual += f", remaining {remaining.format() if remaining else 'absent'}"
+        for key in (expect.fields or {}):
+            actual += f", DE{key}={fields.get(key, 'absent')}"
+        raise StepFailed(_expected_text(expect), actual)
+
+
+async def exchange(session: Session, result: StepOutcome, message: Message | Fields,
+                   expect: schema.Expect, label: str) -> Fields | None:
+    """Send one request and judge the answer (or its absence) against ``expect``."""
+    fields = message.to_fields() if isinstance(message, Message) else message
+    record = Exchange(label, request=fields)
+    result.exchanges.append(record)
+    result.expected = _expected_text(expect)
+    try:
+        payload = session.codec.encode(fields)
+    except ProtocolError as exc:
+        raise ScenarioBroken(f"cannot encode the {label}: {exc}") from None
+    wait = session.scenario.timeout_s if expect.timeout else ANSWER_WAIT_S
+    try:
+        answer = await session.client.send_and_wait(payload, fields, wait)
+    except WireError:
+        if expect.closed:
+            record.note = "connection closed by the host"
+            return None
+        raise StepFailed(_expected_text(expect), "the host closed the connection") from None
+    record.response = answer
+    if answer is not None:
+        result.rule = answer.get("44")
+        result.actual = _describe_answer(answer)
+    if expect.timeout:
+        if answer is not None:
+            raise StepFailed(_expected_text(expect), _describe_answer(answer))
+        await reverse_after_timeout(session, result, fields, expect.reversal)
+        return None
+    if expect.closed:
+        closed = answer is None and await session.client.wait_closed(ANSWER_WAIT_S)
+        if not closed:
+            got = _describe_answer(answer) if answer else "no answer, connection still open"
+            raise StepFailed(_expected_text(expect), got)
+        return None
+    if answer is None:
+        await reverse_after_timeout(session, result, fields, None)
+        raise StepFailed(_expected_text(expect), f"no answer within {wait:g} s (reversed)")
+    check_answer(expect, answer)
+    return answer
+
+
+async def reverse_after_timeout(session: Session, result: StepOutcome, original: Fields,
+                                want: str | None) -> Fields | None:
+    """Play the terminal's reversal for an unanswered request: 0400, then 0401 repeats."""
+    if original.get("t") not in ("0100", "0200"):
+        return None
+    reversal = reversal_fields(original)
+    for attempt in range(REVERSAL_REPEATS + 1):
+        if attempt:
+            reversal = {**reversal, "t": "0401"}
+        record = Exchange("reversal" if not attempt else f"reversal repeat {attempt}",
+                          request=reversal)
+        result.exchanges.append(record)
+        try:
+            answer = await session.client.request(reversal, session.scenario.timeout_s)
+        except WireError:
+            answer = None
+        record.response = answer
+        if answer is not None:
+            if want is not None and answer.get("39") != want:
+                raise StepFailed(f"the reversal answered {want}",
+                                 "reversal got " + _describe_answer(answer))
+            return answer
+    if want is not None:
+        raise StepFailed(f"the reversal answered {want}",
+                         f"no answer to the reversal after {REVERSAL_REPEATS} repeats")
+    return None
+
+
+def reversal_fields(original: Fields) -> Fields:
+    """The 0400 a terminal sends for ``original``: same STAN, amount, card; DE90."""
+    keep = ("3", "4", "11", "41", "42", "49", "2", "14", "35", "22", "25", "7", "12", "13")
+    fields = {k: original[k] for k in keep if k in original}
+    fields["t"] = "0400"
+    fields["39"] = "68"
+    if "7" in original:
+        fields["90"] = OriginalData(original["t"], original["11"], original["7"]).to_field()
+    return fields
+
+
+# -- steps ----------------------------------------------------------------------------------
+def _routing(session: Session, p: Any) -> tuple[str, str, str]:
+    return (p.terminal or session.target.tid, p.merchant or session.target.mid,
+            getattr(p, "stan", None) or session.next_stan())
+
+
+def _journal(session: Session, step: schema.Step, txn: Txn) -> None:
+    if step.id:
+        session.journal[step.id] = txn
+    session.sent.append(txn)
+
+
+async def _payment(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.CardPayment = step.params
+    tid, mid, stan = _routing(session, p)
+    pan, expiry = session.card(p.card)
+    amount = session.money(p.amount, p.currency)
+    cls = AuthorizationRequest if step.verb == "authorize" else SaleRequest
+    msg = cls(stan=stan, terminal_id=tid, merchant_id=mid, card=card_data(pan, expiry, p.entry),
+              amount=amount, **session.stamp())
+    txn = Txn(step.verb, msg.to_fields(), None, amount, pan, expiry, tid, mid, session.batch(tid))
+    _journal(session, step, txn)
+    txn.response = await exchange(session, result, msg, _expect(step), step.verb)
+    txn.effective = bool(txn.response and txn.response.get("39") == "00")
+
+
+async def _refund(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.Refund = step.params
+    tid, mid, stan = _routing(session, p)
+    orig = session.original(p.original) if p.original else None
+    if p.card:
+        pan, expiry = session.card(p.card)
+    else:
+        assert orig is not None
+        pan, expiry = orig.pan, orig.expiry
+    rrn = p.original_rrn or (orig.rrn if orig else None)
+    if orig is not None and rrn is None:
+        raise ScenarioBroken(f"step {p.original!r} got no RRN from the host to refer to")
+    amount = session.money(p.amount, p.currency or (orig.amount.currency if orig else None))
+    msg = RefundRequest(stan=stan, terminal_id=tid, merchant_id=mid,
+                        card=card_data(pan, expiry, p.entry), amount=amount, original_rrn=rrn,
+                        reason=RefundReason(p.reason), evidence=p.evidence, operator=p.operator,
+                        **session.stamp())
+    txn = Txn("refund", msg.to_fields(), None, amount, pan, expiry, tid, mid, session.batch(tid))
+    _journal(session, step, txn)
+    txn.response = await exchange(session, result, msg, _expect(step), "refund")
+    txn.effective = bool(txn.response and txn.response.get("39") == "00")
+
+
+async def _void(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.Void = step.params
+    tid, mid, stan = _routing(session, p)
+    orig = session.original(p.original) if p.original else None
+    if orig is not None:
+        rrn = orig.rrn
+        if rrn is None:
+            raise ScenarioBroken(f"step {p.original!r} got no RRN from the host to void")
+        pan, expiry = session.card(p.card) if p.card else (orig.pan, orig.expiry)
+        amount = session.money(p.amount, p.currency) if p.amount else orig.amount
+        of_refund = orig.kind == "refund" if p.of_refund is None else p.of_refund
+    else:
+        assert p.original_rrn and p.amount and p.card
+        rrn, (pan, expiry) = p.original_rrn, session.card(p.card)
+        amount, of_refund = session.money(p.amount, p.currency), bool(p.of_refund)
+    msg = VoidRequest(stan=stan, terminal_id=tid, merchant_id=mid,
+                      card=card_data(pan, expiry, "manual"), amount=amount, original_rrn=rrn,
+                      voids_refund=of_refund, **session.stamp())
+    txn = Txn("void", msg.to_fields(), None, amount, pan, expiry, tid, mid, session.batch(tid))
+    _journal(session, step, txn)
+    txn.response = await exchange(session, result, msg, _expect(step), "void")
+    if txn.response and txn.response.get("39") == "00" and orig is not None:
+        orig.effective = False
+
+
+async def _reverse(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.Reverse = step.params
+    if p.original:
+        orig = session.original(p.original)
+        fields = reversal_fields(orig.request)
+    else:
+        assert p.stan and p.amount and p.card
+        tid, mid = p.terminal or session.target.tid, p.merchant or session.target.mid
+        pan, expiry = session.card(p.card)
+        amount = session.money(p.amount, p.currency)
+        msg = ReversalRequest(stan=p.stan, terminal_id=tid, merchant_id=mid,
+                              processing_code=_KIND_CODE[p.kind], amount=amount,
+                              card=card_data(pan, expiry, "manual"),
+                              transmitted_at=session.stamp()["transmitted_at"])
+        fields = msg.to_fields()
+        orig = None
+    if p.repeat:
+        fields["t"] = "0401"
+    answer = await exchange(session, result, fields, _expect(step), "reversal")
+    if orig is not None and answer is not None and answer.get("39") == "00":
+        orig.effective = False
+
+
+async def _settle(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.Settle = step.params
+    tid, mid = p.terminal or session.target.tid, p.merchant or session.target.mid
+    cur = find_currency(p.currency or session.target.currency).alpha
+    batch = session.batch(tid)
+    mine = [t for t in session.sent if t.tid == tid and t.batch == batch and t.effective
+            and t.amount.currency == cur]
+    if p.totals == "journal":
+        sales = [t for t in mine if t.kind == "sale"]
+        refunds = [t for t in mine if t.kind == "refund"]
+        totals = BatchTotals(cur, len(sales), sum(t.amount.minor for t in sales),
+                             len(refunds), sum(t.amount.minor for t in refunds))
+    else:
+        t = p.totals
+        totals = BatchTotals(cur, t.sales_count, session.money(t.sales, cur).minor,
+                             t.refunds_count, session.money(t.refunds, cur).minor)
+    msg = ReconciliationRequest(stan=session.next_stan(), terminal_id=tid, merchant_id=mid,
+                                batch_number=batch, totals=totals,
+                                transmitted_at=session.stamp()["transmitted_at"])
+    answer = await exchange(session, result, msg, _expect(step), "settlement")
+    if answer is None:
+        return
+    if answer.get("39") == "95" and p.upload:
+        for txn in mine:
+            assert txn.rrn is not None
+            up = BatchUploadRequest(stan=txn.stan, terminal_id=tid, merchant_id=mid,
+                                    batch_number=batch, processing_code=txn.request["3"],
+                                    amount=txn.amount, rrn=txn.rrn,
+                                    approval_code=(txn.response or {}).get("38"),
+                                    local_time=txn.request.get("12"),
+                                    local_date=txn.request.get("13"))
+            await exchange(session, result, up, schema.Expect(response="00"), "batch upload")
+        close = replace(msg, stan=session.next_stan(), after_upload=True)
+        answer = await exchange(session, result, close, schema.Expect(response="00"),
+                                "settlement after upload")
+    if answer is not None and answer.get("39") == "00":
+        session.batches[tid] = int(batch) + 1
+
+
+async def _echo(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.Echo = step.params
+    msg = NetworkRequest(stan=session.next_stan(), terminal_id=p.terminal or session.target.tid,
+                         merchant_id=p.merchant or session.target.mid, code=_NET[p.code],
+                         transmitted_at=session.stamp()["transmitted_at"])
+    await exchange(session, result, msg, _expect(step), p.code.replace("_", "-"))
+
+
+async def _send_raw(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.SendRaw = step.params
+    expect = step.expect or schema.Expect(closed=True)
+    record = Exchange("raw bytes", raw_hex=p.hex.upper())
+    result.exchanges.append(record)
+    result.expected = _expected_text(expect)
+    payload = bytes.fromhex(p.hex)
+    try:
+        answer = await session.client.send_and_wait(payload, None, ANSWER_WAIT_S,
+                                                     framed=p.frame)
+    except WireError:
+        answer = None
+        if not expect.closed:
+            raise StepFailed(_expected_text(expect), "the host closed the connection") from None
+        record.note = "connection closed by the host"
+        return
+    record.response = answer
+    if answer is not None:
+        result.actual = _describe_answer(answer)
+    if expect.closed:
+        got = _describe_answer(answer) if answer else "no answer, connection still open"
+        if answer is not None or not await session.client.wait_closed(ANSWER_WAIT_S):
+            raise StepFailed(_expected_text(expect), got)
+        return
+    if answer is None:
+        raise StepFailed(_expected_text(expect), f"no answer within {ANSWER_WAIT_S:g} s")
+    result.rule = answer.get("44")
+    check_answer(expect, answer)
+
+
+def _admin(session: Session) -> Any:
+    if session.target.admin is None:
+        raise StepSkipped(session.target.no_admin_reason or "no admin API")
+    return session.target.admin
+
+
+async def _admin_call(session: Session, method: str, path: str, body: Any = None) -> Any:
+    admin = _admin(session)
+    try:
+        return await admin.call(method, path, body)
+    except AdminStatus as exc:
+        if exc.status in (404, 405) and not path.startswith(("/transactions/", "/reviews/")):
+            raise StepSkipped(f"the host has no {method} {path.split('?')[0]} "
+                              f"(HTTP {exc.status})") from None
+        raise StepFailed(f"{method} {path} to succeed", str(exc)) from None
+
+
+async def _advance(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.Advance = step.params
+    if p.to is not None:
+        body: dict[str, Any] = {"to": p.to.isoformat()}
+        data = await _admin_call(session, "POST", "/clock/set", body)
+    else:
+        if p.business_days is not None:
+            body = {"business_days": p.business_days}
+        elif p.hours is not None:
+            body = {"hours": p.hours}
+        else:
+            seconds = (p.seconds or 0) + 60 * (p.minutes or 0) + 86400 * (p.days or 0)
+            body = {"seconds": seconds}
+        data = await _admin_call(session, "POST", "/clock/advance", body)
+    result.actual = f"clock now {data.get('now') if isinstance(data, dict) else data}"
+    now = data.get("now") if isinstance(data, dict) else None
+    if isinstance(now, str):
+        try:
+            session.now = datetime.fromisoformat(now).astimezone(session.now.tzinfo)
+        except ValueError:
+            pass
+
+
+async def _check(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    from scenarios.checks import run_check
+
+    await run_check(session, step.params, result, _admin_call)
+
+
+async def _review(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.Review = step.params
+    review_id = p.review_id
+    if review_id is None:
+        rrn = session.original(p.refund).rrn
+        data = await _admin_call(session, "GET", "/reviews")
+        reviews = data.get("reviews", data) if isinstance(data, dict) else data
+        found = [r for r in reviews or [] if rrn in (r.get("rrn"), r.get("refund_rrn"))]
+        if not found:
+            raise StepFailed(f"a review for the refund {rrn}", "no such review at the host")
+        review_id = found[0].get("id")
+    action = "approve" if step.verb == "approve_review" else "reject"
+    body = {"approver": p.approver, "note": p.note} if action == "approve" else \
+        {"approver": p.approver, "reason": p.reason or p.note}
+    result.expected = f"review {review_id} {action}d"
+    data = await _admin_call(session, "POST", f"/reviews/{review_id}/{action}", body)
+    result.actual = f"review {review_id}: {data.get('state') if isinstance(data, dict) else data}"
+
+
+async def _fault(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.Fault = step.params
+    rule: dict[str, Any] = {"action": p.action, "process": p.process}
+    if p.mti:
+        rule["mti"] = p.mti
+    if p.processing_code:
+        rule["processing_code"] = p.processing_code
+    if p.card:
+        rule["pan"] = session.card(p.card)[0]
+    if p.terminal:
+        rule["tid"] = p.terminal
+    if p.amount:
+        minor = session.money(p.amount, None).minor
+        rule["amount_min_minor"] = rule["amount_max_minor"] = minor
+    if p.count:
+        rule["count"] = p.count
+    if p.ms is not None:
+        rule["delay_ms"] = p.ms
+    if p.code:
+        rule["response_code"] = p.code
+    await _admin_call(session, "POST", "/faults", rule)
+    result.actual = f"fault installed: {p.action}"
+
+
+async def _clear_faults(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    await _admin_call(session, "DELETE", "/faults")
+
+
+_STEPS: dict[str, Callable[[Session, schema.Step, StepOutcome], Any]] = {
+    "sale": _payment, "authorize": _payment, "refund": _refund, "void": _void,
+    "reverse": _reverse, "settle": _settle, "echo": _echo, "advance": _advance,
+    "check": _check, "approve_review": _review, "reject_review": _review,
+    "send_raw": _send_raw, "fault": _fault, "clear_faults": _clear_faults,
+}
+assert set(_STEPS) == set(schema.VERBS)
+
+
+async def run_all(items: Iterable[Loaded], make_target: TargetFactory, seed: int | None = None,
+                  on_done: Callable[[ScenarioOutcome], None] | None = None
+                  ) -> list[ScenarioOutcome]:
+    """Run scenarios one after another on the current loop."""
+    outcomes = []
+    for loaded in items:
+        outcome = await run_scenario(loaded, make_target, seed)
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
+        await asyncio.sleep(0)
+    return outcomes

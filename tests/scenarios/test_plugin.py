@@ -1,0 +1,50 @@
+"""The pytest plugin, through its installed pytest11 entry point, in a child pytest run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+HERE = Path(__file__).parent
+CONFTEST = f"""\
+import sys
+sys.path.insert(0, {str(HERE)!r})
+import scenarios.cli
+from fakehost import CONFIG, FakeService
+from scenarios.targets import start_local
+
+async def fake_target(scenario, start):
+    return await start_local(scenario, start, config=CONFIG,
+                             service_factory=lambda *a, **k: FakeService())
+
+scenarios.cli.make_target_factory = lambda remote: fake_target
+"""
+
+
+def test_plugin_collects_runs_and_reports(tmp_path):
+    """pytest DIR collects scenario files (not other YAML), runs them, renders failures."""
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "ok.yaml").write_text('name: echo works\ntags: [net]\nsteps:\n  - echo:\n')
+    (tmp_path / "bad.yaml").write_text(
+        'name: sale declined\nsteps:\n  - sale: {card: "4111111111111111", amount: "1.05"}\n')
+    (tmp_path / "ci.yaml").write_text("name: CI\njobs:\n  t:\n    steps: []\n")
+    junit = tmp_path / "junit.xml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider",
+         f"--junitxml={junit}", "-q", "--rootdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "1 failed, 1 passed" in out
+    assert "expected: response 00 (Approved)" in out
+    assert "actual:   response 05 (Do not honour), rule CARD_DECLINED" in out
+    assert "411111******1111" in out and "4111111111111111" not in out
+    names = sorted(c.get("name") for c in ET.parse(junit).getroot().iter("testcase"))
+    assert names == ["echo works", "sale declined"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider", "-q",
+         "-k", "net", "--rootdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0 and "1 passed, 1 deselected" in proc.stdout, proc.stdout
