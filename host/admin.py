@@ -55,7 +55,7 @@ from host.logs import MessageLog
 from host.metrics import Metrics
 from host.worker import ServiceWorker
 
-ROUTE_MODULES: tuple[str, ...] = ("host.admin_faults",)
+ROUTE_MODULES: tuple[str, ...] = ("host.admin_faults", "host.admin_settlement")
 """Modules that register admin routes with :func:`route` at import time."""
 
 T = TypeVar("T")

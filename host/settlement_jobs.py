@@ -52,6 +52,7 @@ from host.calendar import BusinessCalendar, calendar_for
 from host.clock import ManualClock, SystemClock
 from host.fees import FeeSchedule, Figures, Line, figures
 from host.notifications import Outbox
+from host.reports import RefundRow, refunds_report
 from host.settlement import CutoffSchedule, funding_date, refund_posting_date, resolve_local
 
 BANK_TIME = time(9, 0)
@@ -158,6 +159,20 @@ class LedgerPoster(Protocol):
         reference: str,
     ) -> str:
         """Post one balanced group of ``(account, "D"|"C", amount_minor)``; return its id."""
+        ...
+
+
+class RefundSource(Protocol):
+    """The engine's refund records for the refunds report (host/service.py implements it)."""
+
+    def refund_records(self, start: date | None, end: date | None) -> list[dict[str, Any]]:
+        """Refunds created in ``[start, end]`` (business dates; None = open-ended): dicts with
+        merchant_id, rrn, amount_minor, currency, reason, state (approved | pending_review |
+        rejected | reversed ...) and created (date or ISO string)."""
+        ...
+
+    def sales_totals(self, start: date | None, end: date | None) -> dict[str, tuple[int, int]]:
+        """Effective sales per merchant in the same range: ``{mid: (count, amount_minor)}``."""
         ...
 
 
@@ -490,6 +505,24 @@ class SettlementDesk:
             return {r.merchant_id: r.business_date.isoformat()
                     for r in conn.execute(select(merchant_day)).all()}
 
+    def refunds_report(self, source: RefundSource, start: date | None, end: date | None
+                       ) -> dict[str, Any]:
+        """The refunds report over ``[start, end]``: the engine's refund records with the
+        settled/posted states from this desk, and the engine's sales totals for the rates."""
+        rows = []
+        for r in source.refund_records(start, end):
+            state, posted = str(r["state"]), None
+            later = self.refund_state(str(r["rrn"])) if state == "approved" else None
+            if later is not None:
+                state = later["state"]
+                if later["posted_at"]:
+                    posted = datetime.fromisoformat(later["posted_at"]).date()
+            rows.append(RefundRow(str(r["merchant_id"]), str(r["rrn"]), int(r["amount_minor"]),
+                                  str(r["currency"]), str(r.get("reason") or ""), state,
+                                  _as_date(r["created"]), posted))
+        as_of = end or self.clock.now().date()
+        return refunds_report(rows, source.sales_totals(start, end), as_of)
+
     def verify(self, conn: Connection) -> list[dict[str, str]]:
         """I12 checks owned here: closed batch hashes unchanged; funded settlements have a
         ledger group when they moved money; figures add up."""
@@ -520,6 +553,14 @@ def settlement_dict(row: Any) -> dict[str, Any]:
         "funding_date": row.funding_date.isoformat(), "status": row.status,
         "funded_at": _iso(row.funded_at), "ledger_group": row.ledger_group,
     }  # fmt: skip
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return datetime.fromisoformat(str(value)).date()
 
 
 def _iso(value: datetime | None) -> str | None:

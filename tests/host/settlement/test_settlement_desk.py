@@ -1,14 +1,9 @@
-"""The settlement desk on a simulated clock, with an in-memory batch book and ledger.
-
-The book and ledger here are stand-ins for the engine's store and ledger; they implement the
-two narrow protocols the desk needs (close batches at cut-off; post a balanced group).
-"""
+"""The settlement desk on a simulated clock, with the in-memory book and ledger of
+settlement_fakes: cut-off, big/small steps, funding by calendar, refund posting, restart."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,120 +11,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Connection, create_engine
+from settlement_fakes import NY, SHANGHAI, World, make_terms
 
 from host.calendar import BusinessCalendar
-from host.clock import ManualClock
 from host.fees import FeeSchedule, RefundFeePolicy
-from host.notifications import Outbox
 from host.reports import SETTLEMENT_COLUMNS, render, settlement_rows
-from host.settlement import CutoffSchedule, posting_days
-from host.settlement_jobs import (
-    ClosedBatch,
-    Member,
-    MerchantTerms,
-    SettlementDesk,
-    terms_from_config,
-)
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-NY = ZoneInfo("America/New_York")
-PAN = "6222021234567890123"
-
-
-@dataclass
-class Txn:
-    merchant_id: str
-    kind: str
-    rrn: str
-    amount_minor: int
-    business_date: date
-    sale_minor: int = 0
-    closed: bool = False
-
-
-@dataclass
-class FakeBook:
-    """Transactions with business dates; cut-off closes those of the ending date."""
-
-    txns: list[Txn] = field(default_factory=list)
-    closes: list[tuple[str, date, datetime]] = field(default_factory=list)
-
-    def close_batches(self, conn: Connection, merchant_id: str, business_date: date,
-                      at: datetime) -> list[ClosedBatch]:
-        self.closes.append((merchant_id, business_date, at))
-        members = [t for t in self.txns if t.merchant_id == merchant_id and not t.closed
-                   and t.business_date <= business_date]
-        if not members:
-            return []
-        for t in members:
-            t.closed = True
-        label = f"{merchant_id}/{business_date.isoformat()}"
-        return [ClosedBatch(label, self._hash(label), [
-            Member(t.kind, t.rrn, t.amount_minor, "CNY", PAN, sale_minor=t.sale_minor)
-            for t in members])]
-
-    def _hash(self, label: str) -> str:
-        rows = sorted((t.rrn, t.amount_minor) for t in self.txns
-                      if f"{t.merchant_id}/{t.business_date.isoformat()}" == label)
-        return hashlib.sha256(repr(rows).encode()).hexdigest()
-
-    def content_hash(self, conn: Connection, batch: str) -> str | None:
-        return self._hash(batch)
-
-
-@dataclass
-class FakeLedger:
-    groups: list[dict[str, Any]] = field(default_factory=list)
-
-    def post(self, conn: Connection, entries: Any, *, currency: str, at: datetime,
-             reference: str) -> str:
-        debit = sum(a for _, side, a in entries if side == "D")
-        credit = sum(a for _, side, a in entries if side == "C")
-        assert debit == credit > 0
-        self.groups.append({"entries": list(entries), "at": at, "reference": reference})
-        return f"g{len(self.groups)}"
-
-    def balance(self, account: str) -> int:
-        return sum((a if side == "C" else -a) for g in self.groups
-                   for acct, side, a in g["entries"] if acct == account)
-
-
-def _terms(mid: str = "M1", *, tz: str = "Asia/Shanghai", country: str = "CN",
-           fees: FeeSchedule | None = None, funding_days: int = 1) -> MerchantTerms:
-    return MerchantTerms(mid, CutoffSchedule.parse(tz, "23:00"), BusinessCalendar(country),
-                         fees or FeeSchedule(Decimal("0.6")), funding_days, (3, 7), "seed")
-
-
-class World:
-    """A desk, its clock, book, ledger and outbox on a fresh SQLite file."""
-
-    def __init__(self, tmp: Path, start: datetime, terms: list[MerchantTerms]) -> None:
-        self.engine = create_engine(f"sqlite:///{tmp / 'settle.db'}")
-        self.clock = ManualClock(start)
-        self.book = FakeBook()
-        self.ledger = FakeLedger()
-        self.outbox = Outbox(self.engine, tmp / "notifications.jsonl")
-        self.terms = {t.merchant_id: t for t in terms}
-        self.desk = self._desk()
-
-    def _desk(self) -> SettlementDesk:
-        desk = SettlementDesk(self.engine, self.terms, self.clock, self.book, self.ledger,
-                              self.outbox)
-        desk.install()
-        return desk
-
-    def restart(self) -> None:
-        """A new desk on the same tables and clock (pending events rebuilt from the DB)."""
-        for event in self.clock.scheduler.pending():
-            assert event.key is not None
-            self.clock.cancel(event.key)
-        self.desk = self._desk()
-
-    def txn(self, kind: str, rrn: str, amount: int, mid: str = "M1", sale: int = 0) -> Txn:
-        t = Txn(mid, kind, rrn, amount, self.desk.business_date(mid, self.clock.now()), sale)
-        self.book.txns.append(t)
-        return t
+from host.settlement import posting_days
+from host.settlement_jobs import terms_from_config
 
 
 @pytest.fixture
@@ -140,7 +28,7 @@ def tmp(tmp_path: Path) -> Iterator[Path]:
 def test_cutoff_boundary_before_at_after(tmp: Path) -> None:
     """K1 through the desk: a txn 1 ms before cut-off settles that day; at and after, next day."""
     cut = datetime(2026, 11, 27, 23, 0, tzinfo=SHANGHAI)
-    w = World(tmp, cut - timedelta(milliseconds=1), [_terms()])
+    w = World(tmp, cut - timedelta(milliseconds=1), [make_terms()])
     w.txn("sale", "000000000001", 1000)
     w.clock.set(cut)
     w.txn("sale", "000000000002", 2000)
@@ -160,7 +48,7 @@ def _month(tmp: Path, steps: list[timedelta] | None) -> tuple[Any, ...]:
     """A month of daily sales and refunds driven by clock events, advanced in given steps."""
     start = datetime(2026, 10, 20, 8, 0, tzinfo=NY)
     fees = FeeSchedule(Decimal("2.5"), 10, RefundFeePolicy.REFUND_MDR)
-    w = World(tmp, start, [_terms("M1", tz="America/New_York", country="US", fees=fees)])
+    w = World(tmp, start, [make_terms("M1", tz="America/New_York", country="US", fees=fees)])
     counter = iter(range(1, 10_000))
 
     def shop(at: datetime) -> None:
@@ -205,7 +93,7 @@ def test_big_and_small_clock_steps_give_identical_settlements(tmp: Path) -> None
 def test_t_plus_1_funding_across_cn_holiday_onto_make_up_sunday(tmp: Path) -> None:
     """Sale 2018-04-04 (Qingming 4/5-4/7): funded Sunday 2018-04-08 09:00 Shanghai, exact
     fee and payout entries, merchant_funded notification."""
-    w = World(tmp, datetime(2018, 4, 4, 10, 0, tzinfo=SHANGHAI), [_terms()])
+    w = World(tmp, datetime(2018, 4, 4, 10, 0, tzinfo=SHANGHAI), [make_terms()])
     w.txn("sale", "000000000001", 12500)
     w.clock.set(datetime(2018, 4, 8, 8, 59, tzinfo=SHANGHAI))
     (s,) = w.desk.settlements(date(2018, 4, 4))
@@ -232,7 +120,7 @@ def test_funding_date_by_calendar(tmp: Path, business_day: date, country: str, t
     """T+1 funding lands on the next business day of the merchant's own calendar."""
     zone = ZoneInfo(tz)
     w = World(tmp, datetime.combine(business_day, datetime.min.time(), zone)
-              + timedelta(hours=10), [_terms(tz=tz, country=country)])
+              + timedelta(hours=10), [make_terms(tz=tz, country=country)])
     w.txn("sale", "000000000001", 1000)
     w.clock.set(datetime.combine(funded, datetime.min.time(), zone) + timedelta(hours=12))
     (s,) = w.desk.settlements()
@@ -242,7 +130,7 @@ def test_funding_date_by_calendar(tmp: Path, business_day: date, country: str, t
 
 def test_refund_settles_then_posts_on_its_posting_date(tmp: Path) -> None:
     """A refund is settled at cut-off and posted N business days later (N from seed + RRN)."""
-    w = World(tmp, datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI), [_terms()])
+    w = World(tmp, datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI), [make_terms()])
     rrn = "000000000042"
     w.txn("refund", rrn, 500, sale=1000)
     assert w.desk.refund_state(rrn) is None  # approved, batch still open
@@ -264,7 +152,7 @@ def test_refund_settles_then_posts_on_its_posting_date(tmp: Path) -> None:
 def test_negative_net_and_returned_fees_post_balanced_groups(tmp: Path) -> None:
     """A day with only a refund under refund_mdr: MDR returned, merchant pays in; balanced."""
     fees = FeeSchedule(Decimal("2"), 0, RefundFeePolicy.REFUND_MDR)
-    w = World(tmp, datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI), [_terms(fees=fees)])
+    w = World(tmp, datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI), [make_terms(fees=fees)])
     w.txn("refund", "000000000007", 5000, sale=10000)
     w.clock.set(datetime(2026, 11, 26, 12, 0, tzinfo=SHANGHAI))
     (s,) = w.desk.settlements()
@@ -276,7 +164,7 @@ def test_negative_net_and_returned_fees_post_balanced_groups(tmp: Path) -> None:
 
 def test_restart_reschedules_pending_funding_and_catches_up_cutoffs(tmp: Path) -> None:
     """After a restart the pending funding still happens once, and missed cut-offs run in order."""
-    w = World(tmp, datetime(2026, 11, 27, 10, 0, tzinfo=SHANGHAI), [_terms()])
+    w = World(tmp, datetime(2026, 11, 27, 10, 0, tzinfo=SHANGHAI), [make_terms()])
     w.txn("sale", "000000000001", 1000)
     w.clock.set(datetime(2026, 11, 28, 0, 0, tzinfo=SHANGHAI))
     w.restart()
@@ -289,7 +177,7 @@ def test_restart_reschedules_pending_funding_and_catches_up_cutoffs(tmp: Path) -
 
 def test_verify_detects_a_closed_batch_that_changed(tmp: Path) -> None:
     """Changing a closed batch's content breaks its recorded hash: verify reports I12."""
-    w = World(tmp, datetime(2026, 11, 27, 10, 0, tzinfo=SHANGHAI), [_terms()])
+    w = World(tmp, datetime(2026, 11, 27, 10, 0, tzinfo=SHANGHAI), [make_terms()])
     w.txn("sale", "000000000001", 1000)
     w.clock.set(datetime(2026, 11, 28, 0, 0, tzinfo=SHANGHAI))
     with w.engine.connect() as conn:
@@ -302,7 +190,7 @@ def test_verify_detects_a_closed_batch_that_changed(tmp: Path) -> None:
 def test_report_matches_the_ledger(tmp: Path) -> None:
     """Sum of funded nets = bank credits; sum of fees = acquirer fee income; CSV has the rows."""
     fees = FeeSchedule(Decimal("0.6"), 5, RefundFeePolicy.PER_REFUND_FEE, 50)
-    w = World(tmp, datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI), [_terms(fees=fees)])
+    w = World(tmp, datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI), [make_terms(fees=fees)])
     for day in range(5):
         w.txn("sale", f"{day:06d}000001", 10000 + day)
         w.txn("refund", f"{day:06d}000002", 2500, sale=10000 + day)

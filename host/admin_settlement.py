@@ -1,0 +1,187 @@
+"""Admin routes for the clock, settlements, notifications and reports (:func:`host.admin.route`)::
+
+    GET  /clock                        mode, now, pending events, merchants' business dates
+    POST /clock/advance                {"seconds"|"minutes"|"hours"|"days": N}
+                                       or {"business_days": N, "merchant": "M1"?}
+    POST /clock/set                    {"instant": "2026-12-01T09:00:00+08:00"} (forward only)
+    GET  /settlements?date=YYYY-MM-DD&merchant=&format=json|csv
+    GET  /notifications?event=&rrn=
+    GET  /reports/refunds?from=YYYY-MM-DD&to=YYYY-MM-DD&format=json|csv
+
+Moving the clock runs every due event (cut-offs, funding, refund posting) in the service's worker
+thread, like ISO traffic, so a cut-off never interleaves with a transaction. The real clock
+cannot be moved (409). The settlement desk comes from ``service.settlement`` (or
+``extras["settlement"]``); without one the settlement routes answer 503.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from host.admin import AdminContext, AdminRequest, AdminResponse, HttpError, route
+from host.clock import ClockError, ManualClock, parse_duration
+from host.reports import SETTLEMENT_COLUMNS, render, render_refunds, settlement_rows
+from host.settlement_jobs import SettlementDesk
+
+CSV_TYPE = "text/csv; charset=utf-8"
+
+
+def _desk(ctx: AdminContext) -> SettlementDesk:
+    desk = getattr(ctx.service, "settlement", None) or ctx.extras.get("settlement")
+    if not isinstance(desk, SettlementDesk):
+        raise HttpError(503, "settlement is not available in this host")
+    return desk
+
+
+def _desk_or_none(ctx: AdminContext) -> SettlementDesk | None:
+    try:
+        return _desk(ctx)
+    except HttpError:
+        return None
+
+
+def _manual(ctx: AdminContext) -> ManualClock:
+    if not isinstance(ctx.clock, ManualClock):
+        raise HttpError(409, "the host runs on the real clock; start it with --clock simulated")
+    return ctx.clock
+
+
+def _clock_view(ctx: AdminContext) -> dict[str, Any]:
+    view: dict[str, Any] = dict(ctx.clock.describe()) if ctx.clock is not None else {}
+    if isinstance(ctx.clock, ManualClock):
+        view["speed"] = ctx.clock.speed
+    desk = _desk_or_none(ctx)
+    if desk is not None:
+        view["business_dates"] = desk.merchant_days()
+    return view
+
+
+def _date_param(req: AdminRequest, name: str) -> date | None:
+    raw = req.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise HttpError(400, f"{name} must be a date YYYY-MM-DD, got {raw!r}") from None
+
+
+@route("GET", "/clock")
+def get_clock(ctx: AdminContext, req: AdminRequest) -> Any:
+    """The clock's mode and instant, pending events, and each merchant's business date."""
+    return ctx.call(_clock_view, ctx)
+
+
+@route("POST", "/clock/advance")
+def advance_clock(ctx: AdminContext, req: AdminRequest) -> Any:
+    """Move a simulated clock forward, running every due event on the way."""
+    clock = _manual(ctx)
+    body = req.body
+    if not isinstance(body, dict):
+        raise HttpError(400, 'the body must be a JSON object such as {"hours": 24}')
+    if "business_days" in body:
+        n = body["business_days"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise HttpError(400, '"business_days" must be a non-negative integer')
+        desk = _desk(ctx)
+        merchant = body.get("merchant") or next(iter(desk.terms), None)
+        if merchant not in desk.terms:
+            raise HttpError(400, f"unknown merchant {merchant!r}")
+        if set(body) - {"business_days", "merchant"}:
+            raise HttpError(400, 'give "business_days" (and optionally "merchant") only')
+        terms = desk.terms[merchant]
+
+        def by_days() -> dict[str, Any]:
+            clock.advance_business_days(n, terms.calendar, terms.schedule.tz)
+            return _clock_view(ctx)
+
+        ctx.log.audit("clock_advance", business_days=n, merchant=merchant)
+        return ctx.call(by_days)
+    try:
+        delta = parse_duration(body)
+    except ClockError as exc:
+        raise HttpError(400, str(exc)) from None
+
+    def by_delta() -> dict[str, Any]:
+        clock.advance(delta)
+        return _clock_view(ctx)
+
+    ctx.log.audit("clock_advance", seconds=delta.total_seconds())
+    return ctx.call(by_delta)
+
+
+@route("POST", "/clock/set")
+def set_clock(ctx: AdminContext, req: AdminRequest) -> Any:
+    """Jump a simulated clock forward to an instant (earlier instants are refused with 400)."""
+    clock = _manual(ctx)
+    raw = req.require(str, "instant")
+    try:
+        instant = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise HttpError(400, f"instant {raw!r} is not an ISO 8601 date-time") from None
+    if instant.tzinfo is None:
+        raise HttpError(400, f"instant {raw!r} needs a UTC offset, e.g. +08:00 or Z")
+
+    def jump() -> dict[str, Any]:
+        try:
+            clock.set(instant)
+        except ClockError as exc:
+            raise HttpError(400, str(exc)) from None
+        return _clock_view(ctx)
+
+    ctx.log.audit("clock_set", instant=instant.isoformat())
+    return ctx.call(jump)
+
+
+def _formatted(rows: list[dict[str, Any]], fmt: str, key: str) -> Any:
+    if fmt == "csv":
+        return AdminResponse(render(rows, "csv", SETTLEMENT_COLUMNS), content_type=CSV_TYPE)
+    if fmt != "json":
+        raise HttpError(400, f"format must be json or csv, got {fmt!r}")
+    return {key: rows}
+
+
+@route("GET", "/settlements")
+def get_settlements(ctx: AdminContext, req: AdminRequest) -> Any:
+    """Settlements per merchant per batch, optionally of one business date / merchant."""
+    desk = _desk(ctx)
+    on = _date_param(req, "date")
+    fmt = req.query.get("format", "json")
+    merchant = req.query.get("merchant") or None
+    d = ctx.call(desk.settlements, on, merchant)
+    if fmt == "csv":
+        return d.addCallback(lambda rows: _formatted(settlement_rows(rows), fmt, "settlements"))
+    return d.addCallback(lambda rows: _formatted(rows, fmt, "settlements"))
+
+
+@route("GET", "/notifications")
+def get_notifications(ctx: AdminContext, req: AdminRequest) -> Any:
+    """The notification outbox, oldest first (PANs masked)."""
+    desk = _desk(ctx)
+    if desk.outbox is None:
+        raise HttpError(503, "notifications are not configured")
+    event, rrn = req.query.get("event") or None, req.query.get("rrn") or None
+    return ctx.call(desk.outbox.entries, event=event, rrn=rrn).addCallback(
+        lambda rows: {"notifications": rows})
+
+
+@route("GET", "/reports/refunds")
+def get_refunds_report(ctx: AdminContext, req: AdminRequest) -> Any:
+    """Refunds by reason, state and age, and the refund rate per merchant."""
+    desk = _desk(ctx)
+    source = ctx.service
+    if not callable(getattr(source, "refund_records", None)):
+        raise HttpError(503, "the refunds report needs the engine's refund records")
+    start, end = _date_param(req, "from"), _date_param(req, "to")
+    fmt = req.query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise HttpError(400, f"format must be json or csv, got {fmt!r}")
+
+    def build() -> Any:
+        report = desk.refunds_report(source, start, end)
+        if fmt == "json":
+            return report
+        return AdminResponse(render_refunds(report, fmt), content_type=CSV_TYPE)
+
+    return ctx.call(build)
