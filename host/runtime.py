@@ -213,6 +213,7 @@ class HostRuntime:
             await wait(port.stopListening())
         self._listeners.clear()
         if self.factory is not None:
+            self.factory.stop_reading()
             await wait(self.factory.drained())
             await wait(self.factory.close_all())
         worker = self._worker

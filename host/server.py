@@ -183,8 +183,8 @@ class IsoHostProtocol(FramedProtocol):
     def frameReceived(self, payload: bytes) -> None:  # noqa: N802
         """Decode one frame and queue its service call."""
         self._frames_in_call += 1
-        if self._closing:
-            return
+        if self._closing or self.factory.stopping:
+            return  # shutting down: a request not yet accepted is never processed
         self._arm_idle()
         started = time.perf_counter()
         codec = self.factory.codec
@@ -310,6 +310,7 @@ class IsoServerFactory(Factory):
         self._ids = itertools.count(1)
         self._pending = 0
         self._drain_waiters: list[Deferred[None]] = []
+        self.stopping = False
 
     def buildProtocol(self, addr: IAddress | None) -> IsoHostProtocol | None:  # noqa: N802
         """A new connection, or None (Twisted then closes the socket) when over the cap."""
@@ -345,6 +346,15 @@ class IsoServerFactory(Factory):
             waiters, self._drain_waiters = self._drain_waiters, []
             for d in waiters:
                 d.callback(None)
+
+    def stop_reading(self) -> None:
+        """Shutdown: accept no new request on any connection (answers still go out), so that
+        :meth:`drained` can fire while terminals keep sending."""
+        self.stopping = True
+        for conn in self.connections:
+            transport: Any = conn.transport
+            if transport is not None:
+                transport.pauseProducing()
 
     def drained(self) -> Deferred[None]:
         """Fires once every accepted request has been answered."""

@@ -117,7 +117,9 @@ class JournalingTerminal:
         try:
             await self._connect()
             assert self._writer is not None
-            self._frames.clear()  # anything still buffered belongs to an earlier request
+            # Anything still buffered answers an earlier request (a duplicate): ignore it.
+            self.counters.unsolicited += len(self._frames)
+            self._frames.clear()
             self._writer.write(frame(self.codec.encode(fields), self.codec.profile.length_header))
             deadline = time.monotonic() + self.timeout
             while True:
