@@ -33,6 +33,7 @@ from scenarios.report import (
     progress_mark,
     render_failure,
     summary_table,
+    totals_line,
     write_json,
     write_junit,
 )
@@ -206,8 +207,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     for outcome in outcomes:
         if outcome.status in ("failed", "error"):
             print("\n" + render_failure(outcome), file=out)
-    if not args.quiet:
-        print("\n" + summary_table(outcomes), file=out)
+    print("\n" + (totals_line(outcomes) if args.quiet else summary_table(outcomes)), file=out)
     print(f"ran in {elapsed:.2f} s", file=out)
     if args.junit:
         write_junit(outcomes, args.junit)
