@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 ENV = "POSLAB_CRASHPOINT"
 SKIP_ENV = "POSLAB_CRASHPOINT_SKIP"
@@ -47,12 +48,45 @@ def validate_environment() -> None:
     _read()
 
 
-def hit(point: str) -> None:
-    """Die here with SIGKILL when ``point`` is the armed crash point (after the skips)."""
+def hit(point: str, transport: Any = None) -> None:
+    """Die here with SIGKILL when ``point`` is the armed crash point (after the skips).
+
+    ``transport``: push its buffered bytes into the kernel first (Twisted buffers writes until
+    the next loop turn), so ``after_send`` really means the answer left the process.
+    """
     global _SKIP
     if ACTIVE != point:
         return
     if _SKIP > 0:
         _SKIP -= 1
         return
+    flush = getattr(transport, "doWrite", None)
+    if flush is not None:
+        flush()
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install_before_commit(engine: Any) -> None:
+    """Arm ``before_commit`` on a SQLAlchemy engine: die as a transaction that wrote commits.
+
+    Read-only transactions and rolled-back ones do not count. Installs nothing (no per-statement
+    cost) unless ``before_commit`` is the armed point.
+    """
+    if ACTIVE != "before_commit" or engine is None:
+        return
+    from sqlalchemy import event
+
+    def _mark(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            conn.info["poslab_wrote"] = True
+
+    def _commit(conn: Any) -> None:
+        if conn.info.pop("poslab_wrote", False):
+            hit("before_commit")
+
+    def _rollback(conn: Any) -> None:
+        conn.info.pop("poslab_wrote", None)
+
+    event.listen(engine, "before_cursor_execute", _mark)
+    event.listen(engine, "commit", _commit)
+    event.listen(engine, "rollback", _rollback)

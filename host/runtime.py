@@ -24,6 +24,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 
+from host import crashpoints
 from host.admin import AdminContext, admin_site
 from host.fault_actions import FaultHook
 from host.faults import FaultRegistry
@@ -123,6 +124,7 @@ class HostRuntime:
         loop = asyncio.get_running_loop()
         try:
             codec = Codec(profile)
+            crashpoints.validate_environment()  # a mistyped POSLAB_CRASHPOINT is a start error
         except ValueError as exc:
             raise StartError(str(exc)) from None
         factory_fn = self.service_factory or _default_service_factory()
@@ -136,6 +138,7 @@ class HostRuntime:
             except Exception as exc:
                 raise StartError(f"cannot open the database {safe_url(db_url)}: "
                                  f"{first_line(exc)}") from exc
+            crashpoints.install_before_commit(getattr(self.service, "engine", None))
             timer = MonotonicTimer(loop)
             self.faults = FaultHook(FaultRegistry(), self.metrics, self.log, timer)
             self.extras.setdefault("faults", self.faults)

@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
 
+from host import crashpoints
 from host.fault_actions import FaultHook
 from host.logs import MessageLog
 from host.metrics import Metrics
@@ -268,7 +269,9 @@ class IsoHostProtocol(FramedProtocol):
         log.message("out", self.conn_id, out, context=result.log, latency_ms=latency_ms)
         if decision is not None:
             return self._deliver_fault(decision, payload)
+        crashpoints.hit("after_commit_before_send")
         self.sendFrame(payload)
+        crashpoints.hit("after_send", self.transport)
         return None
 
     def _deliver_fault(self, decision: Any, payload: bytes | None) -> Deferred[None] | None:

@@ -14,13 +14,22 @@ from typing import Any
 
 import pytest
 
-from scenarios.loadgen.hostctl import MID, admin, host_transactions, reconcile, start_host
+from scenarios.loadgen.hostctl import (
+    MID,
+    admin,
+    host_transactions,
+    is_effective,
+    reconcile,
+    start_host,
+)
 from scenarios.loadgen.journal import JournalingTerminal
+from scenarios.loadgen.procs import ServerFailed
 
 pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
 
-# point -> whether the terminal sees the approval before the host dies
-POINTS = {"before_commit": False, "after_commit_before_send": False, "after_send": True}
+# point -> (the terminal saw the approval before the host died, the ledger has the sale)
+POINTS = {"before_commit": (False, False), "after_commit_before_send": (False, True),
+          "after_send": (True, True)}
 
 
 @pytest.mark.parametrize("strategy", ["repeat", "reverse"])
@@ -35,11 +44,15 @@ def test_crashpoint_then_recovery(point: str, strategy: str, tmp_path: Path,
     entry = run(term.sale(2500))
     assert crashing.proc.wait(10) == -9, "the host did not die at the crash point"
     crashing.close()
-    assert (entry.state == "approved") == POINTS[point]
+    seen, booked = POINTS[point]
+    assert (entry.state == "approved") == seen
 
     host = start_host(db)
     try:
         term.port = int(host.ready["iso_port"])
+        client = admin(host)
+        before = [t for t in host_transactions(client, term.tid) if is_effective(t)]
+        assert len(before) == (1 if booked else 0), f"after the crash at {point}: {before}"
         rrn_seen = entry.rrn
         # after_send: the terminal got its answer; it still may repeat (unsure) or reverse
         # (customer cancels), and both must stay consistent.
@@ -49,9 +62,16 @@ def test_crashpoint_then_recovery(point: str, strategy: str, tmp_path: Path,
         assert entry.state == expected
         if rrn_seen is not None and strategy == "repeat":
             assert entry.rrn == rrn_seen, "a repeat after the crash must replay the same answer"
-        client = admin(host)
         assert reconcile(term, host_transactions(client, term.tid)) == []
         verify = client.get("/ledger/verify")
         assert verify["ok"], verify["violations"]
     finally:
         host.stop()
+
+
+def test_unknown_crashpoint_is_a_clear_start_error(tmp_path: Path) -> None:
+    """A mistyped POSLAB_CRASHPOINT stops the host at start with a one-line reason."""
+    with pytest.raises(ServerFailed) as info:
+        start_host(tmp_path / "ledger.db", env={"POSLAB_CRASHPOINT": "before_comit"})
+    text = str(info.value)
+    assert "POSLAB_CRASHPOINT='before_comit'" in text and "Traceback" not in text
