@@ -398,7 +398,7 @@ class PosApp(App[None]):
     def _tick(self) -> None:
         left = self._deadline - time.monotonic()
         if left > 0:
-            text = (f"PROCESSING\n\nConnecting to the host …\nWaiting for the answer: "
+            text = (f"PROCESSING\n\nRequest sent to the host.\nWaiting for the answer: "
                     f"{math.ceil(left)} s")
         else:
             text = "NO ANSWER\n\nSending a reversal to the host …"
