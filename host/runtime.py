@@ -28,6 +28,7 @@ from host import crashpoints
 from host.admin import AdminContext, admin_site
 from host.fault_actions import FaultHook
 from host.faults import FaultRegistry
+from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.server import IsoServerFactory, ServerLimits
@@ -145,6 +146,7 @@ class HostRuntime:
             self.factory = IsoServerFactory(self.service, worker, codec,
                                             ServerLimits.from_config(config), self.log,
                                             self.metrics, timer, self.faults)
+            self.factory.committer = GroupCommitter(worker, self.service)
             self.iso_port = self._listen(reactor, "ISO 8583", listen, self.factory)
             self.admin_token = resolve_admin_token(admin_token, config)
             ctx = AdminContext(self.service, worker, self.metrics, self.log, clock, self.extras)

@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 
 from host import crashpoints
 from host.fault_actions import FaultHook
+from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.timers import DelayedCall, Timer
@@ -206,9 +207,9 @@ class IsoHostProtocol(FramedProtocol):
         if faults is not None and decision is not None:
             reply = faults.submit(
                 decision, fields,
-                lambda: self.factory.worker.call(self.factory.service.handle, fields))
+                lambda: self.factory.submit(fields))
         else:
-            reply = self.factory.worker.call(self.factory.service.handle, fields)
+            reply = self.factory.submit(fields)
         self._queue(reply, tpdu, started, fields["t"], False, decision)
 
     def _queue(self, reply: Deferred[Any], tpdu: Tpdu | None, started: float, in_mti: str,
@@ -314,6 +315,7 @@ class IsoServerFactory(Factory):
         self._pending = 0
         self._drain_waiters: list[Deferred[None]] = []
         self.stopping = False
+        self.committer: GroupCommitter | None = None  # set by the runtime (host.group_commit)
 
     def buildProtocol(self, addr: IAddress | None) -> IsoHostProtocol | None:  # noqa: N802
         """A new connection, or None (Twisted then closes the socket) when over the cap."""
@@ -349,6 +351,13 @@ class IsoServerFactory(Factory):
             waiters, self._drain_waiters = self._drain_waiters, []
             for d in waiters:
                 d.callback(None)
+
+    def submit(self, fields: dict[str, str]) -> Deferred[Any]:
+        """Hand a valid request to the service: through group commit when the runtime set
+        :attr:`committer`, else one worker call per request."""
+        if self.committer is not None:
+            return self.committer.submit(fields)
+        return self.worker.call(self.service.handle, fields)
 
     def stop_reading(self) -> None:
         """Shutdown: accept no new request on any connection (answers still go out), so that
