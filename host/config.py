@@ -18,6 +18,7 @@ Layout (all tables optional except ``[[merchants]]``)::
     [settlement]  cutoff "HH:MM" (business-day cut-over), funding_days
     [limits]      network protection limits
     [[cards]]     the test card catalogue (see :class:`CardEntry`)
+    [[faults]]    fault injection rules active from start-up (see :class:`host.faults.FaultRule`)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from host.faults import FaultRule
 from protocol.masking import luhn_ok, scrub
 from protocol.money import currency as lookup_currency
 
@@ -253,6 +255,7 @@ class HostConfig(_Strict):
     settlement: SettlementSection = SettlementSection()
     limits: LimitsSection = LimitsSection()
     cards: tuple[CardEntry, ...] = ()
+    faults: tuple[FaultRule, ...] = ()  # [[faults]]: fault injection rules (host.faults)
 
     @model_validator(mode="after")
     def _unique(self) -> HostConfig:

@@ -141,7 +141,8 @@ class HostRuntime:
                                  f"{first_line(exc)}") from exc
             crashpoints.install_before_commit(getattr(self.service, "engine", None))
             timer = MonotonicTimer(loop)
-            self.faults = FaultHook(FaultRegistry(), self.metrics, self.log, timer)
+            rules = getattr(config, "faults", ())  # [[faults]] in the config file
+            self.faults = FaultHook(FaultRegistry(rules), self.metrics, self.log, timer)
             self.extras.setdefault("faults", self.faults)
             self.factory = IsoServerFactory(self.service, worker, codec,
                                             ServerLimits.from_config(config), self.log,
