@@ -41,6 +41,10 @@ class RefundFeePolicy(StrEnum):
     PER_REFUND_FEE = "per_refund_fee"
 
 
+_POLICY_ALIASES = {"refund_mdr_prorata": "refund_mdr"}
+"""Other spellings accepted in config (the host config names the pro-rata policy this way)."""
+
+
 def round_half_up(value: Decimal) -> int:
     """Round to an integer number of minor units, halves away from zero."""
     return int(value.to_integral_value(rounding=ROUND_HALF_UP))
@@ -73,7 +77,7 @@ class FeeSchedule:
         if not percent.is_finite() or not Decimal(0) <= percent <= Decimal(100):
             raise FeeConfigError(f"mdr_percent {mdr_percent!r} must be between 0 and 100")
         try:
-            policy = RefundFeePolicy(fee_policy)
+            policy = RefundFeePolicy(_POLICY_ALIASES.get(fee_policy, fee_policy))
         except ValueError:
             choices = ", ".join(p.value for p in RefundFeePolicy)
             raise FeeConfigError(f"fee_policy {fee_policy!r} is not one of {choices}") from None

@@ -51,6 +51,7 @@ from sqlalchemy import (
 from host.calendar import BusinessCalendar, calendar_for
 from host.clock import ManualClock, SystemClock
 from host.fees import FeeSchedule, Figures, Line, figures
+from host.ledger.accounts import ACQUIRER_FEE_INCOME, BANK, merchant_payable
 from host.notifications import Outbox
 from host.reports import RefundRow, refunds_report
 from host.settlement import CutoffSchedule, funding_date, refund_posting_date, resolve_local
@@ -256,19 +257,18 @@ def member_line(member: Member, fees: FeeSchedule) -> Line:
     return Line(member.kind, member.amount_minor, fee)
 
 
-def funding_entries(fig: Figures) -> list[tuple[str, str, int]]:
+def funding_entries(fig: Figures, merchant_id: str) -> list[tuple[str, str, int]]:
     """The balanced entries that fund a settlement: fees, then the payout (either may be 0)."""
+    payable = merchant_payable(merchant_id)
     entries: list[tuple[str, str, int]] = []
     if fig.fees_minor > 0:
-        entries += [("merchant_payable", "D", fig.fees_minor),
-                    ("acquirer_fee_income", "C", fig.fees_minor)]
+        entries += [(payable, "D", fig.fees_minor), (ACQUIRER_FEE_INCOME, "C", fig.fees_minor)]
     elif fig.fees_minor < 0:
-        entries += [("acquirer_fee_income", "D", -fig.fees_minor),
-                    ("merchant_payable", "C", -fig.fees_minor)]
+        entries += [(ACQUIRER_FEE_INCOME, "D", -fig.fees_minor), (payable, "C", -fig.fees_minor)]
     if fig.net_minor > 0:
-        entries += [("merchant_payable", "D", fig.net_minor), ("bank", "C", fig.net_minor)]
+        entries += [(payable, "D", fig.net_minor), (BANK, "C", fig.net_minor)]
     elif fig.net_minor < 0:  # refunds exceeded sales: the merchant pays in
-        entries += [("bank", "D", -fig.net_minor), ("merchant_payable", "C", -fig.net_minor)]
+        entries += [(BANK, "D", -fig.net_minor), (payable, "C", -fig.net_minor)]
     return entries
 
 
@@ -418,7 +418,7 @@ class SettlementDesk:
             if row is None or row.status != "closed":
                 return False
             fig = Figures(**{k: v for k, v in row.figures.items() if k != "net_minor"})
-            entries = funding_entries(fig)
+            entries = funding_entries(fig, row.merchant_id)
             group = None
             if entries and self.ledger is not None:
                 group = self.ledger.post(conn, entries, currency=row.currency, at=now,
@@ -537,8 +537,8 @@ class SettlementDesk:
             if fig.net_minor != row.figures.get("net_minor"):
                 problems.append({"invariant": "I12", "detail":
                                  f"settlement {row.id}: net does not add up"})
-            if (row.status == "funded" and self.ledger is not None and funding_entries(fig)
-                    and not row.ledger_group):
+            moved = funding_entries(fig, row.merchant_id)
+            if row.status == "funded" and self.ledger and moved and not row.ledger_group:
                 problems.append({"invariant": "I12", "detail":
                                  f"settlement {row.id} funded without a ledger group"})
         return problems

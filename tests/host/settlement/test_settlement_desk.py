@@ -102,8 +102,9 @@ def test_t_plus_1_funding_across_cn_holiday_onto_make_up_sunday(tmp: Path) -> No
     (s,) = w.desk.settlements(date(2018, 4, 4))
     assert s["status"] == "funded" and (s["fees_minor"], s["net_minor"]) == (75, 12425)
     (group,) = w.ledger.groups
-    assert group["entries"] == [("merchant_payable", "D", 75), ("acquirer_fee_income", "C", 75),
-                                ("merchant_payable", "D", 12425), ("bank", "C", 12425)]
+    assert group["entries"] == [
+        ("merchant_payable:M1", "D", 75), ("acquirer_fee_income", "C", 75),
+        ("merchant_payable:M1", "D", 12425), ("bank", "C", 12425)]
     assert group["at"] == datetime(2018, 4, 8, 1, 0, tzinfo=UTC)
     (note,) = w.outbox.entries(event="merchant_funded")
     assert note["amount_minor"] == 12425 and note["funding_date"] == "2018-04-08"
@@ -158,8 +159,8 @@ def test_negative_net_and_returned_fees_post_balanced_groups(tmp: Path) -> None:
     (s,) = w.desk.settlements()
     assert (s["fees_minor"], s["net_minor"]) == (-100, -4900)
     assert w.ledger.groups[0]["entries"] == [
-        ("acquirer_fee_income", "D", 100), ("merchant_payable", "C", 100),
-        ("bank", "D", 4900), ("merchant_payable", "C", 4900)]
+        ("acquirer_fee_income", "D", 100), ("merchant_payable:M1", "C", 100),
+        ("bank", "D", 4900), ("merchant_payable:M1", "C", 4900)]
 
 
 def test_restart_reschedules_pending_funding_and_catches_up_cutoffs(tmp: Path) -> None:
