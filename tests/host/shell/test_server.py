@@ -238,3 +238,33 @@ def test_codec_rejects_what_the_host_sends_nothing_for() -> None:
 
     with pytest.raises(ValidationError):
         Codec().decode(_bad_amount())
+
+
+def test_real_service_sale_partial_refund_over_refund(run: Any, tmp_path: Any) -> None:
+    """With the real HostService: a sale, a partial refund (00) and an over-refund (13)."""
+    pytest.importorskip("host.service")
+    import io
+    from datetime import UTC, datetime
+
+    from host.clock import ManualClock
+    from host.config import load_config
+    from host.logs import MessageLog
+    from host.runtime import HostRuntime
+
+    runtime = HostRuntime(log=MessageLog(io.StringIO()))
+    run(runtime.start(load_config(None), str(tmp_path / "real.db"),
+                      ManualClock(datetime(2025, 3, 14, 10, 30, tzinfo=UTC)),
+                      allow_unknown_terminals=True))
+
+    async def scenario() -> list[str]:
+        client = await IsoClient.connect(runtime.iso_port)
+        sold = await client.request(sale(stan="000001", amount_minor=1000))
+        part = await client.request(refund(sold["37"], stan="000002", amount_minor=400))
+        over = await client.request(refund(sold["37"], stan="000003", amount_minor=700))
+        client.close()
+        return [sold["39"], part["39"], over["39"]]
+
+    try:
+        assert run(scenario()) == ["00", "00", "13"]
+    finally:
+        run(runtime.stop())
