@@ -12,8 +12,9 @@ from typing import Any
 
 from term_helpers import until
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
-from terminal.app import PosApp
+from terminal.app import JournalScreen, PosApp
 from terminal.config import TerminalConfig
 from terminal.flow import Step
 
@@ -49,6 +50,7 @@ def test_snapshot_amount_entry(config: TerminalConfig, snap_compare: Any) -> Non
     async def before(pilot: Pilot[Any]) -> None:
         await _online(pilot)
         await pilot.press("1", *"1250")
+        await pilot.pause()
 
     assert snap_compare(_app(config), terminal_size=SIZE, run_before=before)
 
@@ -59,6 +61,7 @@ def test_snapshot_card_presentation(config: TerminalConfig, snap_compare: Any) -
     async def before(pilot: Pilot[Any]) -> None:
         await _online(pilot)
         await pilot.press("1", *"1250", "enter")
+        await pilot.pause()
 
     assert snap_compare(_app(config), terminal_size=SIZE, run_before=before)
 
@@ -80,6 +83,7 @@ def test_snapshot_refund_original_picker(config: TerminalConfig, snap_compare: A
         await _online(pilot)
         await _sale(pilot, "10000")
         await pilot.press("enter", "2")
+        await pilot.pause()
 
     assert snap_compare(_app(config), terminal_size=SIZE, run_before=before)
 
@@ -111,6 +115,10 @@ def test_snapshot_journal(config: TerminalConfig, snap_compare: Any) -> None:
         assert isinstance(app, PosApp)
         await until(pilot, lambda: app.state.step is Step.RESULT, what="the decline")
         await pilot.press("enter", "5")
+        await until(pilot, lambda: isinstance(app.screen, JournalScreen), what="the journal")
+        await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 2,
+                    what="journal rows")
+        await pilot.pause()
 
     assert snap_compare(_app(config), terminal_size=SIZE, run_before=before)
 
