@@ -142,7 +142,8 @@ class PosApp(App[None]):
                     yield Static(self._guide(), id="guide")
                 with Vertical(id="original"):
                     yield DataTable(id="original-table", cursor_type="row")
-                    yield Input(placeholder="original RRN (R to type one)", id="rrn-input")
+                    yield Input(placeholder="original RRN (R to type one)", id="rrn-input",
+                                restrict=r"[0-9A-Za-z]*", max_length=12)
                 with Horizontal(id="amount"):
                     with Vertical(id="amount-left"):
                         yield Static("", id="amount-context")
@@ -232,6 +233,8 @@ class PosApp(App[None]):
         """Ids, batch, business date and link state."""
         mark = {"ONLINE": "● ONLINE", "OFFLINE": "✖ OFFLINE"}.get(self.link_state,
                                                                  f"… {self.link_state}")
+        if not self._mounted or not self.query("#menu-note"):
+            return  # a late echo or sign-on result while the app shuts down
         self.query_one(StatusLine).show(self.config.terminal_id, self.config.merchant_id,
                                         self.journal.batch_number, self.journal.business_date,
                                         mark)
@@ -339,12 +342,10 @@ class PosApp(App[None]):
             table.add_row(txn.local_time[5:16].replace("T", " "), txn.kind.heading,
                           txn.masked_pan or "-", _money(txn.amount_minor, cur), txn.rrn,
                           _money(left, cur), key=str(txn.seq))
-        if rows:
-            table.focus()
-        elif state.kind is TxnKind.REFUND:
-            rrn_input.focus()
-        self.query_one("#prompt", Static).update(
-            self._prompt(state) + ("" if rows else "  (none in the journal)"))
+        table.focus()
+        empty = "  (none in the journal"
+        empty += ": press R to key in an RRN)" if state.kind is TxnKind.REFUND else ")"
+        self.query_one("#prompt", Static).update(self._prompt(state) + ("" if rows else empty))
 
     def _render_amount(self, state: FlowState, entering: bool) -> None:
         self.query_one(AmountDisplay).show(state.amount)

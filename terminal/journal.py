@@ -127,11 +127,16 @@ class Journal:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
             if doc.get("format") != _FORMAT:
                 raise ValueError(f"unsupported format {doc.get('format')!r}")
-            return _State(int(doc["stan"]), int(doc["batch"]), doc.get("business_date"),
-                          [Txn.from_json(t) for t in doc["txns"]])
+            state = _State(int(doc["stan"]), int(doc["batch"]), doc.get("business_date"),
+                           [Txn.from_json(t) for t in doc["txns"]])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise JournalError(f"journal {self.path} is unreadable: {exc}. Move it away "
                                "to start a fresh journal.") from None
+        for txn in state.txns:
+            # Sent before a crash and never answered: the host may hold it, so reverse it.
+            if txn.status is TxnStatus.PENDING:
+                txn.status = TxnStatus.REVERSAL_PENDING
+        return state
 
     def save(self) -> None:
         """Write the journal atomically."""

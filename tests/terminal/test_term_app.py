@@ -7,6 +7,7 @@ reversal arrives) and screen details; the main flows run against a real ``poslab
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from term_fakehost import FakeHostState
@@ -18,6 +19,7 @@ from term_helpers import (
     result,
     sale,
     screen_text,
+    until,
 )
 from textual.pilot import Pilot
 
@@ -114,3 +116,21 @@ def test_late_approval_after_reversal_is_never_shown_approved(
     assert txn.status is TxnStatus.REVERSED and txn.late_responses == 1
     late = [t for t in app.traffic if t.late]
     assert [t.mti for t in late] == ["0210"]
+
+
+def test_echo_on_timer(config: TerminalConfig, run: Any,
+                       fake_host: tuple[int, FakeHostState]) -> None:
+    """With a short echo period the terminal sends 0800 echoes after its sign-on and stays
+    ONLINE."""
+    fast = replace(config, echo_interval_s=0.05)
+    app = PosApp(fast)
+    received = fake_host[1].received
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: received.count("0800") >= 3, what="echoes")
+            assert app.link_state == "ONLINE"
+
+    run(go())
+    sent = [t.fields.get("70") for t in app.traffic if t.direction == "sent"]
+    assert sent[0] == "001" and sent[1:3] == ["301", "301"]

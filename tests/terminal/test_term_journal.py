@@ -99,3 +99,12 @@ def test_receipt_of_decline_and_no_response() -> None:
     lost = "\n".join(receipt.render(replace(SALE, status=TxnStatus.REVERSED),
                                     receipt.Copy.CUSTOMER, "M", "T"))
     assert "NO RESPONSE - REVERSED" in lost and "No money has moved" in lost
+
+
+def test_unanswered_request_from_before_a_crash_becomes_a_pending_reversal(
+        tmp_path: Path) -> None:
+    """A line still PENDING when the journal is reopened (the terminal died waiting) is
+    queued for reversal."""
+    Journal(tmp_path).add(replace(SALE, status=TxnStatus.PENDING))
+    assert [t.status for t in Journal(tmp_path).pending_reversals()] == [
+        TxnStatus.REVERSAL_PENDING]

@@ -181,3 +181,27 @@ def test_real_restart_keeps_journal(real_config: TerminalConfig, run: Any) -> No
     assert after.journal.get(1).rrn == before.journal.get(1).rrn
     assert "APPROVED" in texts[0] and after.journal.remaining_minor(after.journal.get(1)) == 0
     assert after.state.step is Step.MENU
+
+
+def test_real_refund_of_a_keyed_rrn(real_config: TerminalConfig, real_host: RealHost,
+                                    run: Any) -> None:
+    """A refund for a sale made on another device: the operator keys in its RRN and an
+    amount; the host approves it against that sale."""
+    texts: list[str] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        link = Link(real_config.host, real_config.port, Codec())
+        draft = Draft(TxnKind.SALE, Money(8800, "CNY"), load_deck()[0], EntryMode.CHIP)
+        await link.connect()
+        resp = await link.send(build_request(draft, "600001", real_config, datetime.now()), 5)
+        link.close()
+        assert resp.response_code == "00" and resp.rrn
+        await pilot.press("2", "r", *resp.rrn, "enter")
+        assert app.state.step is Step.AMOUNT
+        await pilot.press(*"800", "enter", "1", "i", *"0000", "enter")
+        texts.append(await result(app, pilot))
+        texts.append(resp.rrn)
+
+    drive(real_config, run, script)
+    assert "APPROVED" in texts[0] and "Remaining refundable: 80.00" in texts[0]
+    assert real_host.get(f"/transactions/{texts[1]}")["remaining_minor"] == 8000
