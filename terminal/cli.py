@@ -39,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tid", default=d.terminal_id, help="terminal id, 8 characters")
     p.add_argument("--mid", default=d.merchant_id, help="merchant id, 15 characters")
     p.add_argument("--currency", default=d.currency, help="currency (default %(default)s)")
-    p.add_argument("--data-dir", default="poslab-data", metavar="DIR",
-                   help="journal, receipts (and the embedded host's database) live here")
+    p.add_argument("--data-dir", default="data/terminal", metavar="DIR",
+                   help="journal, receipts and the embedded host's database live here "
+                        "(default %(default)s)")
     p.add_argument("--timeout", type=float, default=d.timeout_s_response, metavar="S",
                    help="response timeout in seconds before a reversal (default %(default)s)")
     p.add_argument("--reversal-repeats", type=int, default=d.reversal_repeats, metavar="N",
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(args)
         if args.with_host is not None:
-            host = HostProcess(config.data_dir, args.with_host)
+            host = HostProcess(config.data_dir, args.with_host, config.profile)
             port = host.start()
             config = replace(config, host="127.0.0.1", port=port)
         return _run(config)

@@ -24,7 +24,7 @@ class TerminalConfig:
     terminal_id: str = "TERM0001"
     merchant_id: str = "MERCHANT0000001"
     currency: str = "CNY"
-    data_dir: Path = field(default_factory=lambda: Path("poslab-terminal-data"))
+    data_dir: Path = field(default_factory=lambda: Path("data/terminal"))
     timeout_s_response: float = 15.0
     timeout_s_connect: float = 5.0
     reversal_repeats: int = 3

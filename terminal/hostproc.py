@@ -24,9 +24,11 @@ class HostStartError(RuntimeError):
 class HostProcess:
     """One embedded host: :meth:`start` returns its ISO 8583 port, :meth:`stop` ends it."""
 
-    def __init__(self, data_dir: Path, extra_args: list[str] | None = None) -> None:
+    def __init__(self, data_dir: Path, extra_args: list[str] | None = None,
+                 profile: str | None = None) -> None:
         self.data_dir = data_dir
         self.extra_args = list(extra_args or [])
+        self.profile = profile
         self.ready_file = data_dir / "host-ready.json"
         self.log_file = data_dir / "host.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -38,6 +40,8 @@ class HostProcess:
                 "--ready-file", str(self.ready_file)]
         if "--db" not in self.extra_args:
             args += ["--db", f"sqlite:///{(self.data_dir / 'host.db').resolve()}"]
+        if self.profile and "--profile" not in self.extra_args:
+            args += ["--profile", self.profile]  # both ends must speak the same wire profile
         return [sys.executable, "-m", "host", *args, *self.extra_args]
 
     def start(self) -> int:

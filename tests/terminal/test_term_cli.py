@@ -52,6 +52,8 @@ def test_host_command_line() -> None:
                         "/d/host-ready.json"]
     assert cmd[-3:] == ["--db", "sqlite:////d/host.db", "--strict"]
     assert "--db" not in HostProcess(Path("/d"), ["--db", "x"]).command()[:-2]
+    assert HostProcess(Path("/d"), [], "iso87-ascii-4a").command()[-2:] == [
+        "--profile", "iso87-ascii-4a"]
 
 
 def _closed_port() -> int:

@@ -47,8 +47,9 @@ def test_response_matched_by_mti_and_stan_even_split_bytewise() -> None:
     assert got == {"000001": "00", "000002": "05"}
 
 
-def test_late_answer_after_timeout_is_reported_not_delivered() -> None:
-    """After a request is cancelled (its timeout), its 0210 is reported as late and a 0410
+def test_late_response_ignored_by_terminal() -> None:
+    """reliability T4: after a request is cancelled (its timeout), its 0210 is reported as late
+    (unmatched) and never delivered, while a 0410
     for the same STAN still reaches the reversal that waits for it."""
     proto, _, seen, _ = _proto()
     original = proto.request(_sale("000007"))
