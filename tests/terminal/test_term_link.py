@@ -49,8 +49,8 @@ def test_response_matched_by_mti_and_stan_even_split_bytewise() -> None:
 
 def test_late_response_ignored_by_terminal() -> None:
     """reliability T4: after a request is cancelled (its timeout), its 0210 is reported as late
-    (unmatched) and never delivered, while a 0410
-    for the same STAN still reaches the reversal that waits for it."""
+    (unmatched) and never delivered, while a 0410 for the same STAN still reaches the
+    reversal that waits for it."""
     proto, _, seen, _ = _proto()
     original = proto.request(_sale("000007"))
     failures: list[object] = []
