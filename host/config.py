@@ -6,7 +6,8 @@ is raised as one :class:`ConfigError` whose text names the file, the dotted key 
 wrong, e.g. ``host.toml: merchants[0].currencies[1]: unknown currency 'XXX'``. The host must
 not start on a bad config, so callers print ``str(error)`` and exit.
 
-Layout (all tables optional except ``[[merchants]]``)::
+Layout (every table optional; without ``[[merchants]]`` the demo merchant ``MERCHANT0000001``
+with terminal ``TERM0001`` is used)::
 
     [host]        currency, admin_token, rrn_prefix, card_hash_key, unknown_card
     [[merchants]] id, name, currencies (["*"] = any), currency, timezone, country, subdivision,
@@ -43,7 +44,8 @@ DEFAULT_CONFIG_NAME = "default_config.toml"
 class ConfigError(Exception):
     """A configuration file could not be read or breaks the schema.
 
-    ``str()`` names the file and every offending dotted key with what is wrong, one per line.
+    ``str()`` is one line naming the file and every offending dotted key with what is wrong,
+    separated by ``; ``.
     """
 
 
@@ -248,7 +250,9 @@ class HostConfig(_Strict):
     """The whole validated configuration of one host."""
 
     host: HostSection = HostSection()
-    merchants: tuple[MerchantConfig, ...] = Field(min_length=1)
+    merchants: tuple[MerchantConfig, ...] = Field(
+        default=(MerchantConfig(id="MERCHANT0000001", name="poslab demo store",
+                                terminals=("TERM0001",)),), min_length=1)
     refund: RefundPolicy = RefundPolicy()
     void: VoidPolicy = VoidPolicy()
     reversal: ReversalPolicy = ReversalPolicy()
@@ -320,7 +324,7 @@ def parse_config(data: dict[str, Any], source: str) -> HostConfig:
             elif err["type"] == "missing":
                 msg = "required key is missing"
             lines.append(f"{source}: {_dotted(err['loc'])}: {scrub(msg)}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError("; ".join(lines)) from None
 
 
 def default_config_text() -> str:

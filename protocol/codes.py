@@ -157,7 +157,7 @@ class RuleId(enum.StrEnum):
                            "Refunds without an original sale are not allowed")
     REFUND_PENDING_REVIEW = ("REFUND_PENDING_REVIEW", "00",
                              "Approved, held for review before it is settled")
-    PARTIAL_REFUND_NOT_ALLOWED = ("PARTIAL_REFUND_NOT_ALLOWED", "13",
+    PARTIAL_REFUND_NOT_ALLOWED = ("PARTIAL_REFUND_REFUSED", "13",
                                   "This merchant only refunds the whole remaining amount")
     ZERO_AMOUNT = ("ZERO_AMOUNT", "13", "The amount must be greater than zero")
     COMPLETION_EXCEEDS_AUTH = ("COMPLETION_EXCEEDS_AUTH", "64",

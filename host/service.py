@@ -1,0 +1,962 @@
+"""The host's transaction pipeline and admin queries: :class:`HostService`.
+
+``handle(fields)`` takes one decoded, validated request and returns a :class:`Reply` after its
+effects are committed. Per request, in order:
+
+1. strict mode: a mandatory field missing -> 30 ``MISSING_FIELD:<n>``; otherwise DE7/DE12/DE13
+   are filled from the host clock when absent;
+2. typed parsing (:func:`protocol.messages.parse_request`; failures answer 30);
+3. terminal and merchant: unknown TID -> 58, unknown or mismatched MID -> 03 (development mode
+   enrols them with the default merchant profile);
+4. in **one write transaction** (``BEGIN IMMEDIATE`` on SQLite, row locks on PostgreSQL):
+   the duplicate check on the request key ``(MTI class, TID, STAN, DE7 | DE13+DE12)`` -- same
+   content replays the stored response, different content -> 94 -- then the pure rules
+   (:mod:`host.rules`, :mod:`host.cards`), the ledger postings (:mod:`host.ledger`), the
+   transaction rows (:mod:`host.store`) and the stored response, then COMMIT;
+5. the reply goes back only after that commit. A database error answers 96 with nothing
+   committed; a ``no_response`` card books nothing and answers nothing.
+
+Ledger postings per event (accounts in :mod:`host.ledger.accounts`)::
+
+    sale / completion   D scheme_settlement          C merchant_payable:<mid>
+    authorization hold  D pending_holds              C merchant_holds:<mid>
+    completion          mirror of the hold, then the capture above
+    refund              D merchant_payable:<mid>     C scheme_settlement     (parent: the sale)
+    refund for review   D merchant_payable:<mid>     C refunds_under_review  (parent: the sale)
+    review approved     D refunds_under_review       C scheme_settlement
+    review rejected     mirror of the held refund (memo: the reason)
+    void / reversal     mirror of every effective group of the original
+
+The service is thread-safe (one lock per instance); several instances may share one database,
+which then serialises them (that is how concurrent refunds of one sale never exceed it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Row, func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+
+from host import cards, rules
+from host.clock import Clock
+from host.config import HostConfig, MerchantConfig, RefundPolicy
+from host.ledger import (
+    Ledger,
+    create_schema,
+    merchant_holds,
+    merchant_payable,
+    open_engine,
+    schema_transaction,
+    to_ms,
+    verify_connection,
+)
+from host.ledger import accounts as acct
+from host.ledger.schema import posting_group
+from host.rules import Decision
+from host.settlement import CutoffSchedule
+from host.store import STORE_CHECKS, Store
+from host.store import metadata as store_metadata
+from host.store import txn as txn_table
+from protocol.codes import NetworkCode, RuleId
+from protocol.errors import ValidationError
+from protocol.masking import Pan
+from protocol.messages import (
+    AnyResponse,
+    AuthorizationRequest,
+    BatchTotals,
+    BatchUploadRequest,
+    BatchUploadResponse,
+    CompletionAdvice,
+    FinancialRequest,
+    FinancialResponse,
+    NetworkRequest,
+    NetworkResponse,
+    ReconciliationRequest,
+    ReconciliationResponse,
+    RefundRequest,
+    ReversalRequest,
+    SaleRequest,
+    VoidRequest,
+    parse_request,
+    parse_response,
+    response_mti,
+)
+from protocol.money import Money
+from protocol.validate import validate_fields
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Fields left out of a request's content fingerprint: transmission times (part of the key),
+#: card secrets (never hashed into anything) and MACs.
+_VOLATILE = frozenset({"t", "p", "h", "7", "12", "13", "2", "35", "45", "36", "52", "55", "64",
+                       "128"})
+_ECHO = ("3", "4", "7", "11", "41", "42", "49")
+_RETRIES = 8
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server sends (``response``; None = send nothing) and logs (``log``).
+
+    ``log`` keys: kind, mti, stan, tid, mid, rc, rule, rrn, pan (masked), amount_minor,
+    currency (absent when unknown).
+    """
+
+    response: AnyResponse | None
+    log: dict[str, object]
+
+
+class AdminError(Exception):
+    """A bad admin command: ``status`` is the HTTP status, ``message`` says what is wrong."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Decline(Exception):
+    """Internal: answer with this reply before any transaction row is written."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.log.get("rule"))
+        self.reply = reply
+
+
+@dataclass
+class _Ctx:
+    """Per-request state (never kept on the service)."""
+
+    conn: Connection
+    fields: dict[str, str]
+    now: datetime
+    now_ms: int
+    merchant: MerchantConfig
+    policy: RefundPolicy
+    business_date: date
+    key: str
+
+    @property
+    def bdate(self) -> str:
+        return self.business_date.isoformat()
+
+    @property
+    def de15(self) -> str:
+        return self.business_date.strftime("%m%d")
+
+
+class HostService:
+    """The acquirer host's engine: ISO traffic in, committed decisions out; admin queries."""
+
+    def __init__(self, config: HostConfig, db_url: str, clock: Clock, *, strict: bool = False,
+                 allow_unknown_terminals: bool = False) -> None:
+        self.config = config
+        self.clock = clock
+        self.strict = strict
+        self.allow_unknown_terminals = allow_unknown_terminals
+        self.engine = open_engine(db_url)
+        self.ledger = Ledger()
+        self.store = Store(config.host.rrn_prefix)
+        self._lock = threading.RLock()
+        self._schedules: dict[str, CutoffSchedule] = {}
+        with schema_transaction(self.engine) as conn:
+            create_schema(conn)
+            store_metadata.create_all(conn)
+            self._card_key = self.store.card_key(conn, config.host.card_hash_key)
+
+    # == ISO traffic ==========================================================================
+
+    def handle(self, fields: Mapping[str, str]) -> Reply:
+        """Decide one request and commit its effects; see the module docstring."""
+        with self._lock:
+            request = dict(fields)
+            try:
+                return self._handle(request)
+            except ValidationError as exc:
+                if not exc.fields:
+                    exc.fields = request
+                return self.format_error(exc)
+            except _Decline as exc:
+                return exc.reply
+            except SQLAlchemyError as exc:
+                log.error("database error, answering 96: %s", type(exc).__name__)
+                return self._plain(request, "96", RuleId.SYSTEM_ERROR.value)
+
+    def format_error(self, error: ValidationError) -> Reply:
+        """MTI+10 with RC 30 when MTI, STAN and TID are readable; otherwise send nothing."""
+        fields = error.fields
+        reason = "MISSING_FIELD" if "missing" in error.reason else "FORMAT_ERROR"
+        rule = f"{reason}:{error.field}" if error.field else reason
+        usable = {k: v for k, v in fields.items() if k in _ECHO + ("t",) and _valid(k, v, fields)}
+        if error.field in usable:
+            usable.pop(error.field)
+        if not {"t", "11", "41"} <= set(usable) or not usable["t"].endswith(("00", "01", "20",
+                                                                              "21")):
+            return Reply(None, {"kind": "format_error", "rc": "30", "rule": rule,
+                                "mti": fields.get("t"), "reason": error.reason})
+        return self._plain(usable, "30", rule[:25])
+
+    # -- pipeline -----------------------------------------------------------------------------
+
+    def _handle(self, fields: dict[str, str]) -> Reply:
+        now = self.clock.now()
+        missing = rules.missing_field(fields) if self.strict else None
+        if missing is not None:
+            raise ValidationError(f"mandatory field {missing} is missing", field=missing,
+                                  fields=fields)
+        key = self._request_key(fields, now)
+        fingerprint_src = dict(fields)
+        self._fill_times(fields, now)
+        request = parse_request(fields)
+        return self._retrying(lambda: self._transact(request, fields, fingerprint_src, key, now))
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        for attempt in range(_RETRIES):
+            try:
+                return fn()
+            except (IntegrityError, OperationalError) as exc:
+                # A concurrent twin inserted the same key first, or the database was busy or
+                # chose us as a deadlock victim: run again; the retry sees the other's result.
+                if attempt == _RETRIES - 1 or not _transient(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _transact(self, request: Any, fields: dict[str, str], raw: dict[str, str], key: str,
+                  now: datetime) -> Reply:
+        with self.engine.begin() as conn:
+            merchant = self._merchant(conn, fields, now)
+            ctx = _Ctx(conn, fields, now, to_ms(now), merchant,
+                       self._policy(merchant), self._business_date(merchant, now), key)
+            if isinstance(request, NetworkRequest):
+                return self._network(ctx, request)
+            fingerprint = self._fingerprint(raw)
+            seen = self.ledger.recall(conn, key)
+            if seen is not None:
+                return self._replay(ctx, seen, fingerprint)
+            reply = self._dispatch(ctx, request)
+            if reply.response is None:
+                raise _Decline(reply)  # silent issuer: roll back, book nothing, send nothing
+            stored = {"fields": reply.response.to_fields(), "log": reply.log}
+            self.ledger.remember(conn, key, fingerprint, json.dumps(stored, sort_keys=True),
+                                 ctx.now_ms)
+            return reply
+
+    def _dispatch(self, ctx: _Ctx, request: Any) -> Reply:
+        if isinstance(request, ReversalRequest):
+            return self._reversal(ctx, request)
+        if isinstance(request, ReconciliationRequest):
+            return self._reconcile(ctx, request)
+        if isinstance(request, BatchUploadRequest):
+            return self._upload(ctx, request)
+        assert isinstance(request, FinancialRequest)
+        return self._financial(ctx, request)
+
+    # -- request key, fingerprint, replay ------------------------------------------------------
+
+    @staticmethod
+    def _request_key(fields: Mapping[str, str], now: datetime) -> str:
+        when = fields.get("7") or (fields.get("13", "") + fields.get("12", ""))
+        if not when:  # nothing identifies a retransmission: every such message is new
+            when = f"@{now.timestamp():.6f}-{uuid.uuid4().hex[:8]}"
+        return "|".join((fields.get("t", "")[:3], fields.get("41", ""), fields.get("11", ""),
+                         when))
+
+    def _fingerprint(self, fields: Mapping[str, str]) -> str:
+        doc = {k: v for k, v in fields.items() if k not in _VOLATILE}
+        doc["class"] = fields.get("t", "")[:3]
+        pan = _pan_of(fields)
+        if pan is not None:
+            doc["pan"] = self._hash(pan)
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+    def _replay(self, ctx: _Ctx, seen: tuple[str, str], fingerprint: str) -> Reply:
+        stored_fp, result = seen
+        if stored_fp != fingerprint:
+            return self._plain(ctx.fields, "94", RuleId.DUPLICATE_DIFFERENT.value, ctx,
+                               kind="duplicate")
+        stored = json.loads(result)
+        logged = dict(stored["log"])
+        logged["replayed"] = True
+        return Reply(parse_response(stored["fields"]), logged)
+
+    def _fill_times(self, fields: dict[str, str], now: datetime) -> None:
+        # Non-strict hosts answer what they can: missing times come from the host's clock.
+        fields.setdefault("7", now.strftime("%m%d%H%M%S"))
+        if fields.get("t") in ("0100", "0200", "0220", "0221"):
+            fields.setdefault("12", now.strftime("%H%M%S"))
+            fields.setdefault("13", now.strftime("%m%d"))
+
+    # -- terminals and merchants ----------------------------------------------------------------
+
+    def _merchant(self, conn: Connection, fields: Mapping[str, str],
+                  now: datetime) -> MerchantConfig:
+        tid, mid = fields["41"], fields["42"]
+        owner = self.config.merchant_of_terminal(tid)
+        if owner is not None:
+            if owner.id != mid:
+                raise _Decline(self._plain(fields, "03", RuleId.UNKNOWN_MERCHANT.value))
+            return owner
+        row = self.store.terminal(conn, tid)
+        if row is not None and row.enrolled:
+            if row.merchant_id != mid:
+                raise _Decline(self._plain(fields, "03", RuleId.UNKNOWN_MERCHANT.value))
+            return self._profile(mid)
+        if not self.allow_unknown_terminals:
+            raise _Decline(self._plain(fields, "58", RuleId.UNKNOWN_TERMINAL.value))
+        self.store.ensure_terminal(conn, tid, mid, to_ms(now), enrolled=True)
+        self.store.add_event(conn, None, to_ms(now), "terminal_enrolled", terminal=tid,
+                             merchant=mid)
+        return self._profile(mid)
+
+    def _profile(self, mid: str) -> MerchantConfig:
+        found = self.config.merchant(mid)
+        if found is not None:
+            return found
+        return self.config.default_merchant.model_copy(update={"id": mid, "terminals": ()})
+
+    def _policy(self, merchant: MerchantConfig) -> RefundPolicy:
+        if self.config.merchant(merchant.id) is not None:
+            return self.config.refund_policy(merchant.id)
+        return self.config.refund_policy(self.config.default_merchant.id)
+
+    def _business_date(self, merchant: MerchantConfig, now: datetime) -> date:
+        sched = self._schedules.get(merchant.timezone)
+        if sched is None:
+            sched = CutoffSchedule.parse(merchant.timezone, self.config.settlement.cutoff)
+            self._schedules[merchant.timezone] = sched
+        return sched.business_date(now)
+
+    def _hash(self, pan: Pan) -> str:
+        return cards.card_hash(self._card_key, pan)
+
+    # -- 0800 -------------------------------------------------------------------------------
+
+    def _network(self, ctx: _Ctx, req: NetworkRequest) -> Reply:
+        if req.code is not NetworkCode.ECHO:
+            self.store.ensure_terminal(ctx.conn, req.terminal_id, req.merchant_id, ctx.now_ms,
+                                       enrolled=False)
+            self.store.set_signed_on(ctx.conn, req.terminal_id, req.code is NetworkCode.SIGN_ON)
+        resp = NetworkResponse(mti_value="0810", stan=req.stan, terminal_id=req.terminal_id,
+                               merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
+                               response_code="00", business_date=ctx.de15, code=req.code.value)
+        return Reply(resp, self._log(ctx.fields, "network", "00", None))
+
+    # -- 0100 / 0200 / 0220 ------------------------------------------------------------------------
+
+    def _financial(self, ctx: _Ctx, req: FinancialRequest) -> Reply:
+        pan = req.card.account if req.card is not None else None
+        if pan is not None and cards.silent_card(self.config, pan):
+            return Reply(None, self._log(ctx.fields, _kind(req), "", None, note="no_response"))
+        pre = self._precheck(ctx, req, pan)
+        if isinstance(req, RefundRequest):
+            return self._refund(ctx, req, pan, pre)
+        if isinstance(req, VoidRequest):
+            return self._void(ctx, req, pan, pre)
+        if isinstance(req, CompletionAdvice):
+            return self._completion(ctx, req, pan, pre)
+        assert isinstance(req, SaleRequest | AuthorizationRequest)
+        return self._purchase(ctx, req, pan, pre)
+
+    def _precheck(self, ctx: _Ctx, req: FinancialRequest, pan: Pan | None) -> Decision | None:
+        """Checks common to every financial request; a decline or None."""
+        if pan is not None and not pan.luhn_ok():
+            return Decision.decline(RuleId.INVALID_CARD_NUMBER, ("luhn",))
+        declined = rules.currency_accepted(ctx.merchant, req.amount.currency)
+        if declined is not None:
+            return declined
+        if self.store.tombstoned(ctx.conn, req.merchant_id, req.terminal_id, req.stan,
+                                 ctx.bdate):
+            return Decision.decline(RuleId.REVERSED_BEFORE_ARRIVAL, ("tombstone",))
+        return None
+
+    def _purchase(self, ctx: _Ctx, req: SaleRequest | AuthorizationRequest, pan: Pan | None,
+                  pre: Decision | None) -> Reply:
+        assert pan is not None  # parse_request guarantees card data on 0100/0200 purchases
+        decision = pre
+        if decision is None and req.amount.minor <= 0:
+            decision = Decision.decline(RuleId.ZERO_AMOUNT, ("amount_positive",))
+        if decision is None:
+            issuer = cards.issuer_decision(self.config, pan, req.amount.minor)
+            if issuer.approved:
+                decision = Decision.approve(("issuer",))
+            else:
+                assert issuer.rule is not None
+                decision = Decision(False, issuer.code, issuer.rule, ("issuer",))
+        is_auth = isinstance(req, AuthorizationRequest)
+        kind = "auth" if is_auth else "sale"
+        row_id, rrn, code = self._insert(ctx, req, kind, decision, pan,
+                                         state="authorized" if is_auth else "approved",
+                                         batched=not is_auth)
+        if decision.approved:
+            mid, amount = req.merchant_id, req.amount.minor
+            legs = ([(acct.PENDING_HOLDS, "D", amount), (merchant_holds(mid), "C", amount)]
+                    if is_auth else
+                    [(acct.SCHEME_SETTLEMENT, "D", amount), (merchant_payable(mid), "C", amount)])
+            self._post(ctx, row_id, kind, legs, req.amount.currency)
+        return self._financial_reply(ctx, req, kind, decision, rrn, code, pan)
+
+    def _completion(self, ctx: _Ctx, req: CompletionAdvice, pan: Pan | None,
+                    pre: Decision | None) -> Reply:
+        hold = self.store.find_hold(ctx.conn, req.terminal_id, req.merchant_id,
+                                    req.approval_code, req.original_rrn)
+        view = self.store.view(ctx.conn, hold) if hold is not None else None
+        decision = pre or rules.evaluate_completion(req.amount.minor, req.amount.currency, view)
+        if pan is None and hold is not None:
+            pan_masked, pan_hash = hold.pan_masked, hold.pan_hash
+        else:
+            pan_masked, pan_hash = (pan.masked, self._hash(pan)) if pan else (None, None)
+        row_id, rrn, code = self._insert(ctx, req, "completion", decision, None,
+                                         original_id=hold.id if hold is not None else None,
+                                         pan_masked=pan_masked, pan_hash=pan_hash)
+        if decision.approved and hold is not None:
+            ref = _ref(row_id)
+            self.ledger.reverse(ctx.conn, int(hold.group_id), at_ms=ctx.now_ms, reference=ref,
+                                kind="hold_release")
+            amount = req.amount.minor
+            self._post(ctx, row_id, "completion",
+                       [(acct.SCHEME_SETTLEMENT, "D", amount),
+                        (merchant_payable(req.merchant_id), "C", amount)], req.amount.currency)
+            self.store.update_txn(ctx.conn, int(hold.id), state="completed")
+            self.store.add_event(ctx.conn, int(hold.id), ctx.now_ms, "completed", by=rrn,
+                                 amount_minor=amount)
+        return self._financial_reply(ctx, req, "completion", decision, rrn, code, pan)
+
+    def _refund(self, ctx: _Ctx, req: RefundRequest, pan: Pan | None,
+                pre: Decision | None) -> Reply:
+        assert pan is not None
+        original = (self.store.txn_by_rrn(ctx.conn, req.original_rrn, lock=True)
+                    if req.original_rrn else None)
+        view = self.store.view(ctx.conn, original) if original is not None else None
+        decision = pre
+        if decision is None:
+            ask = rules.RefundAsk(
+                merchant_id=req.merchant_id, currency=req.amount.currency,
+                amount_minor=req.amount.minor, pan_hash=self._hash(pan),
+                referenced=bool(req.original_rrn), now_ms=ctx.now_ms,
+                merchant_refunded_today_minor=self.store.merchant_refunded(
+                    ctx.conn, req.merchant_id, ctx.bdate))
+            decision = rules.evaluate_refund(ask, view, ctx.policy)
+        review = decision.review_level if decision.approved else 0
+        row_id, rrn, code = self._insert(
+            ctx, req, "refund", decision, pan,
+            original_id=original.id if original is not None else None,
+            review_state="pending_review" if review else None, reason=req.reason.value,
+            evidence=req.evidence, operator=req.operator)
+        remaining = None
+        if view is not None and view.kind in rules.REFUNDABLE_KINDS and view.merchant_id == \
+                req.merchant_id:
+            left = view.remaining_minor - (req.amount.minor if decision.approved else 0)
+            remaining = Money(max(left, 0), view.currency)
+        if decision.approved:
+            amount, mid = req.amount.minor, req.merchant_id
+            credit = acct.REFUNDS_UNDER_REVIEW if review else acct.SCHEME_SETTLEMENT
+            parent = int(original.group_id) if original is not None and \
+                original.group_id is not None else None
+            self._post(ctx, row_id, "refund", [(merchant_payable(mid), "D", amount),
+                                               (credit, "C", amount)],
+                       req.amount.currency, parent_id=parent)
+            if review:
+                review_id = self.store.add_review(ctx.conn, row_id, review, ctx.now_ms)
+                self.store.add_event(ctx.conn, row_id, ctx.now_ms, "review_opened",
+                                     review_id=review_id, level=review)
+            if original is not None:
+                self.store.add_event(ctx.conn, int(original.id), ctx.now_ms, "refunded", by=rrn,
+                                     amount_minor=amount)
+        return self._financial_reply(ctx, req, "refund", decision, rrn, code, pan,
+                                     remaining=remaining)
+
+    def _void(self, ctx: _Ctx, req: VoidRequest, pan: Pan | None,
+              pre: Decision | None) -> Reply:
+        original = self.store.txn_by_rrn(ctx.conn, req.original_rrn, lock=True)
+        view = self.store.view(ctx.conn, original) if original is not None else None
+        ask = rules.VoidAsk(req.merchant_id, req.terminal_id, req.amount.minor, req.voids_refund)
+        decision = pre or rules.evaluate_void(ask, view, self.config.void)
+        pan_masked = original.pan_masked if original is not None else None
+        pan_hash = original.pan_hash if original is not None else None
+        row_id, rrn, code = self._insert(ctx, req, "void", decision, None,
+                                         original_id=original.id if original is not None
+                                         else None, pan_masked=pan_masked, pan_hash=pan_hash,
+                                         operator=req.operator)
+        if decision.approved and original is not None:
+            groups = self.ledger.reverse_reference(ctx.conn, _ref(int(original.id)),
+                                                   at_ms=ctx.now_ms, new_reference=_ref(row_id),
+                                                   kind="void")
+            self.store.update_txn(ctx.conn, row_id, group_id=groups[0] if groups else None)
+            self.store.update_txn(ctx.conn, int(original.id), state="voided")
+            self._cancel_review(ctx, int(original.id), "voided")
+            self.store.add_event(ctx.conn, int(original.id), ctx.now_ms, "voided", by=rrn)
+        return self._financial_reply(ctx, req, "void", decision, rrn, code, pan)
+
+    # -- 0400 / 0401 ---------------------------------------------------------------------
+
+    def _reversal(self, ctx: _Ctx, req: ReversalRequest) -> Reply:
+        conn = ctx.conn
+        target = self.store.reversal_target(conn, req.merchant_id, req.terminal_id, req.stan,
+                                            ctx.bdate)
+        rrn = target.rrn if target is not None else None
+        if target is None:
+            if not self.store.tombstoned(conn, req.merchant_id, req.terminal_id, req.stan,
+                                         ctx.bdate):
+                self.store.mark_reversal(conn, req.merchant_id, req.terminal_id, req.stan,
+                                         ctx.bdate, None, ctx.now_ms)
+                self.store.add_event(conn, None, ctx.now_ms, "tombstone", stan=req.stan,
+                                     terminal=req.terminal_id)
+            if self.config.reversal.unknown_original_reply == "25":
+                decision = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("reversal_match",))
+            else:
+                decision = Decision(True, "00", RuleId.REVERSAL_UNKNOWN, ("reversal_match",))
+        elif target.state in ("approved", "authorized"):
+            decision = rules.evaluate_reversal(self.store.view(conn, target))
+            if decision.approved:
+                self._undo(ctx, target)
+        elif target.state == "completed":
+            decision = Decision.decline(RuleId.ORIGINAL_NOT_EFFECTIVE, ("reversal_match",))
+        else:  # already reversed (a repeat), voided or rejected: nothing left to undo
+            decision = Decision.approve(("reversal_match", "already_undone"))
+        resp = FinancialResponse(
+            mti_value="0410", stan=req.stan, terminal_id=req.terminal_id,
+            merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
+            response_code=decision.code, rule=decision.de44, business_date=ctx.de15,
+            processing_code=req.processing_code, amount=req.amount, rrn=rrn)
+        pan = req.card.account if req.card is not None else None
+        return Reply(resp, self._log(ctx.fields, "reversal", decision.code, decision.de44, rrn=rrn,
+                                     pan=pan))
+
+    def _undo(self, ctx: _Ctx, target: Row[Any]) -> None:
+        """Reverse an effective transaction: mirror its groups and restore what it changed."""
+        tid = int(target.id)
+        self.ledger.reverse_reference(ctx.conn, _ref(tid), at_ms=ctx.now_ms,
+                                      new_reference=_ref(tid), kind="reversal")
+        self.store.update_txn(ctx.conn, tid, state="reversed")
+        self.store.mark_reversal(ctx.conn, target.merchant_id, target.terminal_id, target.stan,
+                                 ctx.bdate, tid, ctx.now_ms)
+        self.store.add_event(ctx.conn, tid, ctx.now_ms, "reversed")
+        original = self.store.txn_by_id(ctx.conn, target.original_id, lock=True)
+        if target.kind == "void" and original is not None:
+            self.store.update_txn(ctx.conn, int(original.id), state="approved")
+            self.store.add_event(ctx.conn, int(original.id), ctx.now_ms, "void_reversed",
+                                 by=target.rrn)
+        elif target.kind == "completion" and original is not None:
+            self.store.update_txn(ctx.conn, int(original.id), state="authorized")
+        elif target.kind == "refund":
+            self._cancel_review(ctx, tid, "reversed")
+            if original is not None:
+                self.store.add_event(ctx.conn, int(original.id), ctx.now_ms, "refund_reversed",
+                                     by=target.rrn, amount_minor=int(target.amount_minor))
+
+    def _cancel_review(self, ctx: _Ctx, txn_id: int, why: str) -> None:
+        rev = self.store.review_of(ctx.conn, txn_id)
+        if rev is not None and rev.state == "pending_review":
+            self.store.decide_review(ctx.conn, int(rev.id), "cancelled", ctx.now_ms, why)
+            self.store.update_txn(ctx.conn, txn_id, review_state="cancelled")
+
+    # -- 0500 / 0320 ---------------------------------------------------------------------
+
+    def _reconcile(self, ctx: _Ctx, req: ReconciliationRequest) -> Reply:
+        conn, cur = ctx.conn, req.totals.currency
+        open_batch = self.store.current_batch(conn, req.terminal_id)
+        theirs = _totals_dict(req.totals)
+        if open_batch is None:
+            closed = self.store.closed_batch(conn, req.terminal_id, req.batch_number)
+            ours = json.loads(closed.totals) if closed is not None and closed.totals else \
+                {k: 0 for k in theirs}
+            ok = ours == theirs or req.after_upload
+        else:
+            ours = self.store.batch_totals(conn, int(open_batch.id), cur)
+            ok = ours == theirs or req.after_upload
+            if ok:
+                self.store.close_batch(conn, int(open_batch.id), number=req.batch_number,
+                                       at_ms=ctx.now_ms, closed_by="0500", totals=ours)
+                self.store.add_event(conn, None, ctx.now_ms, "batch_closed",
+                                     batch=int(open_batch.id), terminal=req.terminal_id,
+                                     number=req.batch_number, after_upload=req.after_upload)
+        rule = None if ok else RuleId.RECONCILE_MISMATCH.value
+        resp = ReconciliationResponse(
+            mti_value="0510", stan=req.stan, terminal_id=req.terminal_id,
+            merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
+            response_code="00" if ok else "95", rule=rule, business_date=ctx.de15,
+            batch_number=req.batch_number, processing_code=ctx.fields.get("3"),
+            totals=BatchTotals(cur, ours["debits_count"], ours["debits_minor"],
+                               ours["credits_count"], ours["credits_minor"]))
+        return Reply(resp, self._log(ctx.fields, "reconciliation", resp.response_code, rule))
+
+    def _upload(self, ctx: _Ctx, req: BatchUploadRequest) -> Reply:
+        row = self.store.txn_by_rrn(ctx.conn, req.rrn)
+        found = row is not None and row.terminal_id == req.terminal_id
+        self.store.add_event(ctx.conn, int(row.id) if row is not None and found else None,
+                             ctx.now_ms, "uploaded", terminal=req.terminal_id, rrn=req.rrn,
+                             batch=req.batch_number, matches=bool(
+                                 found and row is not None
+                                 and int(row.amount_minor) == req.amount.minor))
+        rule = None if found else RuleId.ORIGINAL_NOT_FOUND.value
+        resp = BatchUploadResponse(
+            mti_value="0330", stan=req.stan, terminal_id=req.terminal_id,
+            merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
+            response_code="00" if found else "25", rule=rule, business_date=ctx.de15,
+            rrn=req.rrn, batch_number=req.batch_number)
+        return Reply(resp, self._log(ctx.fields, "upload", resp.response_code, rule,
+                                     rrn=req.rrn))
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _insert(self, ctx: _Ctx, req: FinancialRequest, kind: str, decision: Decision,
+                pan: Pan | None, *, state: str = "approved", batched: bool = True,
+                **extra: Any) -> tuple[int, str, str]:
+        values: dict[str, Any] = {
+            "kind": kind, "mti": req.mti, "processing_code": req.processing_code,
+            "request_key": ctx.key,
+            "merchant_id": req.merchant_id, "terminal_id": req.terminal_id, "stan": req.stan,
+            "business_date": ctx.bdate, "at_ms": ctx.now_ms, "amount_minor": req.amount.minor,
+            "currency": req.amount.currency,
+            "state": state if decision.approved else "declined",
+            "response_code": decision.code, "rule": decision.de44,
+            "rules_fired": json.dumps(list(decision.fired)),
+        }
+        if pan is not None:
+            values["pan_masked"], values["pan_hash"] = pan.masked, self._hash(pan)
+        values.update(extra)
+        if decision.approved and batched:
+            values["batch_id"] = self.store.open_batch(ctx.conn, req.terminal_id,
+                                                       req.merchant_id, ctx.now_ms, ctx.bdate)
+        row_id, rrn, code = self.store.insert_txn(ctx.conn, **values)
+        self.store.add_event(ctx.conn, row_id, ctx.now_ms, "decided", rc=decision.code,
+                             rule=decision.de44, fired=list(decision.fired))
+        return row_id, rrn, code
+
+    def _post(self, ctx: _Ctx, txn_id: int, kind: str, legs: list[tuple[str, str, int]],
+              currency: str, parent_id: int | None = None) -> int:
+        gid = self.ledger.post_group(ctx.conn, legs, currency=currency, at_ms=ctx.now_ms,
+                                     reference=_ref(txn_id), kind=kind, parent_id=parent_id)
+        self.store.update_txn(ctx.conn, txn_id, group_id=gid)
+        return gid
+
+    # -- responses and log lines -------------------------------------------------------------
+
+    def _financial_reply(self, ctx: _Ctx, req: FinancialRequest, kind: str, decision: Decision,
+                         rrn: str, code: str, pan: Pan | None,
+                         remaining: Money | None = None) -> Reply:
+        resp = FinancialResponse(
+            mti_value=response_mti(req.mti), stan=req.stan, terminal_id=req.terminal_id,
+            merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
+            response_code=decision.code, rule=decision.de44, business_date=ctx.de15,
+            processing_code=req.processing_code, amount=req.amount, rrn=rrn,
+            approval_code=code if decision.approved else None, remaining=remaining)
+        return Reply(resp, self._log(ctx.fields, kind, decision.code, decision.de44, rrn=rrn,
+                                     pan=pan))
+
+    def _plain(self, fields: Mapping[str, str], rc: str, rule: str | None,
+               ctx: _Ctx | None = None, kind: str = "decline") -> Reply:
+        """A decline that echoes what is readable and books nothing (58, 03, 30, 94, 96)."""
+        mti = fields.get("t", "0200")
+        reply_mti = response_mti(mti)
+        base: dict[str, Any] = {
+            "mti_value": reply_mti, "stan": fields.get("11", "000000"),
+            "terminal_id": fields.get("41", " " * 8),
+            "merchant_id": fields.get("42", " " * 15), "transmitted_at": fields.get("7"),
+            "response_code": rc, "rule": rule,
+            "business_date": ctx.de15 if ctx is not None else None,
+        }
+        resp: AnyResponse
+        if mti == "0800":
+            resp = NetworkResponse(code=fields.get("70"), **base)
+        elif mti == "0500":
+            resp = ReconciliationResponse(processing_code=fields.get("3"),
+                                          batch_number=fields.get("60"), **base)
+        elif mti == "0320":
+            resp = BatchUploadResponse(rrn=fields.get("37"), batch_number=fields.get("60"),
+                                       **base)
+        else:
+            amount = None
+            try:
+                if "4" in fields and "49" in fields:
+                    from protocol.money import currency as lookup
+
+                    amount = Money(int(fields["4"]), lookup(fields["49"]).alpha)
+            except ValueError:
+                amount = None
+            resp = FinancialResponse(processing_code=fields.get("3", "000000"), amount=amount,
+                                     **base)
+        return Reply(resp, self._log(fields, kind, rc, rule, pan=_pan_of(fields)))
+
+    @staticmethod
+    def _log(fields: Mapping[str, str], kind: str, rc: str, rule: str | None, *,
+             rrn: str | None = None, pan: Pan | None = None, **more: object) -> dict[str, object]:
+        out: dict[str, object] = {"kind": kind, "mti": fields.get("t"), "stan": fields.get("11"),
+                                  "tid": fields.get("41"), "mid": fields.get("42"), "rc": rc,
+                                  "rule": rule, "rrn": rrn}
+        if pan is not None:
+            out["pan"] = pan.masked
+        if "4" in fields and fields["4"].isdigit():
+            out["amount_minor"] = int(fields["4"])
+        if "49" in fields:
+            out["currency"] = fields["49"]
+        out.update(more)
+        return out
+
+    # == admin ===================================================================================
+
+    def health(self) -> dict[str, Any]:
+        """Liveness plus a few counts."""
+        with self._lock, self.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(txn_table)).scalar_one()
+            groups = conn.execute(select(func.count()).select_from(posting_group)).scalar_one()
+            conn.rollback()
+        return {"status": "ok", "database": self.engine.dialect.name,
+                "transactions": int(count), "posting_groups": int(groups),
+                "strict": self.strict, "allow_unknown_terminals": self.allow_unknown_terminals}
+
+    def transaction(self, rrn: str) -> dict[str, Any] | None:
+        """One transaction with its capture/refund/settlement state, amounts, rules, events."""
+        with self._lock, self.engine.connect() as conn:
+            row = self.store.txn_by_rrn(conn, rrn)
+            out = self._txn_detail(conn, row) if row is not None else None
+            conn.rollback()
+        return out
+
+    def transactions(self, tid: str | None = None, stan: str | None = None) -> list[dict[str, Any]]:
+        """Transactions by terminal and/or STAN, newest first (summaries)."""
+        with self._lock, self.engine.connect() as conn:
+            out = [self._txn_summary(conn, r) for r in self.store.txns(conn, tid, stan)]
+            conn.rollback()
+        return out
+
+    def balances(self) -> dict[str, dict[str, int]]:
+        """Net debit (debits - credits) per account per currency, in minor units."""
+        with self._lock, self.engine.connect() as conn:
+            out = self.ledger.balances(conn)
+            conn.rollback()
+        return out
+
+    def verify(self) -> dict[str, Any]:
+        """Check the ledger and store invariants; each violation named precisely."""
+        with self._lock, self.engine.connect() as conn:
+            report = verify_connection(conn, STORE_CHECKS)
+            conn.rollback()
+        return report
+
+    def reviews(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Refund reviews (optionally by state: pending_review, approved, rejected, cancelled)."""
+        with self._lock, self.engine.connect() as conn:
+            out = [self._review_dict(conn, r) for r in self.store.reviews(conn, state)]
+            conn.rollback()
+        return out
+
+    def approve_review(self, review_id: int, approver: str, note: str = "") -> dict[str, Any]:
+        """Add one approval; at the required count the refund is released for settlement.
+
+        Raises :class:`AdminError` 400 (no approver), 404 (unknown review), 409 (already
+        decided, or the same approver twice).
+        """
+        approver = (approver or "").strip()
+        if not approver:
+            raise AdminError(400, "approver is required")
+        with self._lock:
+            return self._retrying(lambda: self._approve(review_id, approver, note))
+
+    def _approve(self, review_id: int, approver: str, note: str) -> dict[str, Any]:
+        now_ms = to_ms(self.clock.now())
+        with self.engine.begin() as conn:
+            rev = self._open_review(conn, review_id)
+            names = [a.approver for a in self.store.approvals(conn, review_id)]
+            if approver in names:
+                raise AdminError(409, f"{approver} already approved review {review_id}; a "
+                                      f"second, different approver is needed")
+            self.store.add_approval(conn, review_id, approver, note, now_ms)
+            txn_id = int(rev.txn_id)
+            self.store.add_event(conn, txn_id, now_ms, "review_approval", approver=approver,
+                                 note=note)
+            if len(names) + 1 >= int(rev.level):
+                row = self.store.txn_by_id(conn, txn_id, lock=True)
+                assert row is not None
+                mid, amount = row.merchant_id, int(row.amount_minor)
+                self.ledger.post_group(conn, [(acct.REFUNDS_UNDER_REVIEW, "D", amount),
+                                              (acct.SCHEME_SETTLEMENT, "C", amount)],
+                                       currency=row.currency, at_ms=now_ms,
+                                       reference=_ref(txn_id), kind="review_release",
+                                       memo=f"approved by {', '.join(names + [approver])}")
+                self.store.decide_review(conn, review_id, "approved", now_ms)
+                self.store.update_txn(conn, txn_id, review_state="approved")
+                self.store.add_event(conn, txn_id, now_ms, "review_approved", merchant=mid)
+            out = self._review_dict(conn, self.store.review_row(conn, review_id))
+        return out
+
+    def reject_review(self, review_id: int, approver: str, reason: str) -> dict[str, Any]:
+        """Reject a held refund: its ledger group is mirrored and the reason recorded.
+
+        Raises :class:`AdminError` 400 (no approver or reason), 404, 409 (already decided).
+        """
+        approver, reason = (approver or "").strip(), (reason or "").strip()
+        if not approver or not reason:
+            raise AdminError(400, "approver and reason are required to reject a refund")
+        with self._lock:
+            return self._retrying(lambda: self._reject(review_id, approver, reason))
+
+    def _reject(self, review_id: int, approver: str, reason: str) -> dict[str, Any]:
+        now_ms = to_ms(self.clock.now())
+        with self.engine.begin() as conn:
+            rev = self._open_review(conn, review_id)
+            txn_id = int(rev.txn_id)
+            self.ledger.reverse_reference(conn, _ref(txn_id), at_ms=now_ms,
+                                          new_reference=_ref(txn_id), kind="review_rejected",
+                                          memo=f"rejected by {approver}: {reason}")
+            self.store.decide_review(conn, review_id, "rejected", now_ms, reason)
+            self.store.update_txn(conn, txn_id, state="rejected", review_state="rejected")
+            self.store.add_event(conn, txn_id, now_ms, "review_rejected", approver=approver,
+                                 reason=reason)
+            out = self._review_dict(conn, self.store.review_row(conn, review_id))
+        return out
+
+    def _open_review(self, conn: Connection, review_id: int) -> Row[Any]:
+        rev = self.store.review_row(conn, review_id, lock=True)
+        if rev is None:
+            raise AdminError(404, f"no review {review_id}")
+        if rev.state != "pending_review":
+            raise AdminError(409, f"review {review_id} is already {rev.state}")
+        return rev
+
+    def close(self) -> None:
+        """Release the database connections."""
+        with self._lock:
+            self.engine.dispose()
+
+    # -- admin views -----------------------------------------------------------------------
+
+    def _txn_summary(self, conn: Connection, row: Row[Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "rrn": row.rrn, "kind": row.kind, "mti": row.mti,
+            "processing_code": row.processing_code, "stan": row.stan,
+            "terminal_id": row.terminal_id, "merchant_id": row.merchant_id,
+            "amount_minor": int(row.amount_minor), "currency": row.currency,
+            "pan": row.pan_masked, "business_date": row.business_date,
+            "at": _iso(int(row.at_ms)), "response_code": row.response_code, "rule": row.rule,
+            "approval_code": row.approval_code if row.state != "declined" else None,
+            "state": row.state, "capture_state": _capture_state(row),
+            "settlement_state": _settlement_state(self.store.batch_row(conn, row.batch_id)),
+            "review_state": row.review_state,
+        }
+        if row.kind == "refund":
+            out.update(reason=row.reason, evidence=row.evidence, operator=row.operator)
+        return out
+
+    def _txn_detail(self, conn: Connection, row: Row[Any]) -> dict[str, Any]:
+        out = self._txn_summary(conn, row)
+        out["rules_fired"] = json.loads(row.rules_fired or "[]")
+        out["events"] = self.store.events(conn, int(row.id))
+        original = self.store.txn_by_id(conn, row.original_id)
+        out["original_rrn"] = original.rrn if original is not None else None
+        if row.kind in rules.REFUNDABLE_KINDS:
+            view = self.store.view(conn, row)
+            out["refunded_minor"] = view.refunded_minor
+            out["remaining_minor"] = view.remaining_minor
+            out["refund_count"] = view.refund_count
+            out["refund_state"] = ("NONE" if view.refunded_minor == 0 else
+                                   "FULL" if view.refunded_minor >= view.amount_minor else
+                                   "PARTIAL")
+            out["refunds"] = [self._txn_summary(conn, r) for r in conn.execute(
+                select(txn_table).where(txn_table.c.original_id == row.id,
+                                        txn_table.c.kind == "refund")
+                .order_by(txn_table.c.id)).all()]
+        rev = self.store.review_of(conn, int(row.id))
+        if rev is not None:
+            out["review"] = self._review_dict(conn, rev)
+        out["ledger"] = [{"group": g.id, "kind": g.kind, "amount_minor": g.amount_minor,
+                          "currency": g.currency, "reverses": g.reverses, "memo": g.memo,
+                          "effective": self.ledger.effective(conn, g.id),
+                          "entries": self.ledger.entries(conn, g.id)}
+                         for g in self.ledger.groups(conn, _ref(int(row.id)))]
+        return out
+
+    def _review_dict(self, conn: Connection, rev: Row[Any] | None) -> dict[str, Any]:
+        assert rev is not None
+        row = self.store.txn_by_id(conn, int(rev.txn_id))
+        assert row is not None
+        return {
+            "id": int(rev.id), "state": rev.state, "level": int(rev.level),
+            "approvals_needed": int(rev.level),
+            "approved_by": [{"approver": a.approver, "note": a.note, "at": _iso(int(a.at_ms))}
+                            for a in self.store.approvals(conn, int(rev.id))],
+            "reason": rev.reason, "created": _iso(int(rev.created_ms)),
+            "decided": _iso(int(rev.decided_ms)) if rev.decided_ms is not None else None,
+            "rrn": row.rrn, "merchant_id": row.merchant_id, "terminal_id": row.terminal_id,
+            "amount_minor": int(row.amount_minor), "currency": row.currency,
+            "pan": row.pan_masked, "refund_reason": row.reason,
+        }
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _ref(txn_id: int) -> str:
+    return f"txn:{txn_id}"
+
+
+def _kind(req: FinancialRequest) -> str:
+    return {"AuthorizationRequest": "auth", "SaleRequest": "sale", "RefundRequest": "refund",
+            "VoidRequest": "void", "CompletionAdvice": "completion"}.get(type(req).__name__,
+                                                                         "financial")
+
+
+def _pan_of(fields: Mapping[str, str]) -> Pan | None:
+    digits = fields.get("2")
+    if digits is None and "35" in fields:
+        digits = fields["35"].replace("D", "=").split("=", 1)[0]
+    if not digits or not digits.isdigit():
+        return None
+    return Pan(digits)
+
+
+def _valid(key: str, value: str, fields: Mapping[str, str]) -> bool:
+    if key == "t":
+        return True
+    try:
+        validate_fields({"t": fields.get("t", "0200"), key: value})
+    except ValidationError:
+        return False
+    return True
+
+
+def _transient(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    if isinstance(exc, IntegrityError):
+        return "unique" in text or "duplicate" in text
+    return any(s in text for s in ("locked", "busy", "deadlock", "serializ", "could not"))
+
+
+def _totals_dict(totals: BatchTotals) -> dict[str, int]:
+    return {"debits_count": totals.debits_count, "debits_minor": totals.debits_minor,
+            "credits_count": totals.credits_count, "credits_minor": totals.credits_minor}
+
+
+def _capture_state(row: Row[Any]) -> str:
+    if row.state == "declined":
+        return "DECLINED"
+    if row.kind == "auth":
+        return {"authorized": "AUTHORIZED", "completed": "CAPTURED",
+                "reversed": "CANCELLED"}.get(row.state, str(row.state).upper())
+    if row.kind == "refund" and row.state == "approved":
+        return "PENDING_REVIEW" if row.review_state == "pending_review" else "APPROVED"
+    return {"approved": "CAPTURED", "voided": "VOIDED", "reversed": "REVERSED",
+            "rejected": "REJECTED"}.get(row.state, str(row.state).upper())
+
+
+def _settlement_state(batch_row: Row[Any] | None) -> str | None:
+    if batch_row is None:
+        return None
+    return "OPEN_BATCH" if batch_row.state == "open" else "CLOSED_BATCH"
+
+
+def _iso(at_ms: int) -> str:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(timespec="milliseconds")
+

@@ -1,0 +1,551 @@
+"""The host's transaction store: transactions, terminals, batches, reviews, tombstones, events.
+
+SQLAlchemy Core on the same database (and in the same transactions) as :mod:`host.ledger`.
+Card data is only ever a masked PAN plus a keyed hash. Tables:
+
+``txn``
+    One row per financial request the host decided (approved or declined): ``kind`` (``sale``,
+    ``refund``, ``void``, ``auth``, ``completion``), the request key it arrived under, merchant,
+    terminal, STAN, ``business_date``, ``at_ms``, amount and currency, ``pan_masked`` and
+    ``pan_hash``, ``original_id`` (the sale of a refund, the target of a void, the hold of a
+    completion), ``state`` (``approved`` = effective, ``declined``, ``reversed``, ``voided``,
+    ``rejected``; holds ``authorized`` / ``completed``), DE39/DE44, the host-assigned ``rrn``
+    (12 characters from the row id, so never reused after a restart) and ``approval_code``,
+    ``batch_id``, ``group_id`` (its main ledger group), ``review_state``, the refund ``reason``,
+    ``evidence``, ``operator`` and the checks that fired.
+``terminal``
+    Known terminals (configured ones are added on first use, unknown ones enrolled in
+    development mode): merchant, open batch id, sign-on state. Writers lock a terminal's row to
+    serialise batch assignment.
+``batch``
+    A terminal's batch: ``open`` until an 0500 balances (or settlement's cut-off closes it),
+    then ``closed`` with its number, totals and content hash (immutable from then on).
+``reversal_mark``
+    Every reversal the host accepted, by (MID, TID, STAN, business date): ``target_id`` the
+    transaction it reversed, or NULL for a **tombstone** (the original never arrived; if it
+    arrives later it is declined 12 REVERSED_BEFORE_ARRIVAL).
+``review`` / ``review_approval``
+    Refunds held for review, their required level (1 or 2 distinct approvers) and who approved.
+``event``
+    The audit trail shown by the admin API (received, decided, reversed, reviewed ...).
+``host_meta``
+    Key/value: the generated card hash key when the config has none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    func,
+    select,
+)
+
+from host.ledger.verify import Violation
+from host.rules import OriginalView
+
+metadata = MetaData()
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+txn = Table(
+    "txn", metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("rrn", String(12), unique=True),
+    Column("approval_code", String(6)),
+    Column("kind", String(16), nullable=False),
+    Column("mti", String(4), nullable=False),
+    Column("processing_code", String(6), nullable=False),
+    Column("request_key", String(128), nullable=False, unique=True),
+    Column("merchant_id", String(15), nullable=False),
+    Column("terminal_id", String(8), nullable=False),
+    Column("stan", String(6), nullable=False),
+    Column("business_date", String(10), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("pan_masked", String(19)),
+    Column("pan_hash", String(64)),
+    Column("original_id", _ID),
+    Column("state", String(16), nullable=False),
+    Column("response_code", String(2), nullable=False),
+    Column("rule", String(25)),
+    Column("batch_id", _ID),
+    Column("group_id", BigInteger),
+    Column("review_state", String(16)),
+    Column("reason", String(32)),
+    Column("evidence", String(200)),
+    Column("operator", String(40)),
+    Column("rules_fired", Text, nullable=False, default="[]"),
+    Index("ix_txn_original", "original_id"),
+    Index("ix_txn_key", "merchant_id", "terminal_id", "stan", "business_date"),
+    Index("ix_txn_merchant_day", "merchant_id", "business_date", "kind"),
+    Index("ix_txn_batch", "batch_id"),
+    sqlite_autoincrement=True,
+)  # fmt: skip
+
+terminal = Table(
+    "terminal", metadata,
+    Column("terminal_id", String(8), primary_key=True),
+    Column("merchant_id", String(15), nullable=False),
+    Column("enrolled", Integer, nullable=False, default=0),
+    Column("open_batch_id", _ID),
+    Column("signed_on", Integer, nullable=False, default=0),
+    Column("since_ms", BigInteger, nullable=False),
+)  # fmt: skip
+
+batch = Table(
+    "batch", metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("terminal_id", String(8), nullable=False),
+    Column("merchant_id", String(15), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("business_date", String(10), nullable=False),
+    Column("opened_ms", BigInteger, nullable=False),
+    Column("closed_ms", BigInteger),
+    Column("number", String(16)),
+    Column("closed_by", String(16)),
+    Column("totals", Text),
+    Column("content_hash", String(64)),
+    sqlite_autoincrement=True,
+)  # fmt: skip
+
+reversal_mark = Table(
+    "reversal_mark", metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("merchant_id", String(15), nullable=False),
+    Column("terminal_id", String(8), nullable=False),
+    Column("stan", String(6), nullable=False),
+    Column("business_date", String(10), nullable=False),
+    Column("target_id", _ID),
+    Column("at_ms", BigInteger, nullable=False),
+    Index("ix_reversal_key", "merchant_id", "terminal_id", "stan", "business_date"),
+    sqlite_autoincrement=True,
+)  # fmt: skip
+
+review = Table(
+    "review", metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("txn_id", _ID, nullable=False, unique=True),
+    Column("level", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("decided_ms", BigInteger),
+    Column("reason", Text),
+    sqlite_autoincrement=True,
+)  # fmt: skip
+
+review_approval = Table(
+    "review_approval", metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("review_id", _ID, nullable=False),
+    Column("approver", String(64), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("at_ms", BigInteger, nullable=False),
+    UniqueConstraint("review_id", "approver"),
+)  # fmt: skip
+
+event = Table(
+    "event", metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("txn_id", _ID),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text, nullable=False, default="{}"),
+    Index("ix_event_txn", "txn_id"),
+    sqlite_autoincrement=True,
+)  # fmt: skip
+
+host_meta = Table(
+    "host_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)  # fmt: skip
+
+#: Transaction kinds that capture money and belong to a terminal batch.
+BATCHED_KINDS = ("sale", "refund", "void", "completion")
+_B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def approval_code_for(txn_id: int) -> str:
+    """Six base-36 characters derived from the row id (unique for 2 billion transactions)."""
+    out = ""
+    n = txn_id
+    while n:
+        n, d = divmod(n, 36)
+        out = _B36[d] + out
+    return out.rjust(6, "0")[-6:]
+
+
+def rrn_for(prefix: str, txn_id: int) -> str:
+    """The 12-character RRN of a row id: the configured prefix, then the id zero-padded."""
+    return f"{prefix}{txn_id:0{12 - len(prefix)}d}"
+
+
+class Store:
+    """Queries and updates on the store's tables, always on the caller's connection."""
+
+    def __init__(self, rrn_prefix: str = "") -> None:
+        self.rrn_prefix = rrn_prefix
+
+    # -- meta and card key -----------------------------------------------------------------
+
+    def card_key(self, conn: Connection, configured: str | None) -> bytes:
+        """The PAN hash key: from the config, else the one stored in the database (made once)."""
+        if configured:
+            return bytes.fromhex(configured)
+        row = conn.execute(select(host_meta.c.value).where(host_meta.c.key == "card_hash_key")
+                           ).scalar()
+        if row is None:
+            row = secrets.token_hex(32)
+            conn.execute(host_meta.insert().values(key="card_hash_key", value=row))
+        return bytes.fromhex(row)
+
+    # -- terminals and batches ----------------------------------------------------------------
+
+    def terminal(self, conn: Connection, tid: str, *, lock: bool = False) -> Row[Any] | None:
+        """The terminal's row, optionally locked for update."""
+        q = select(terminal).where(terminal.c.terminal_id == tid)
+        return conn.execute(q.with_for_update() if lock else q).first()
+
+    def ensure_terminal(self, conn: Connection, tid: str, mid: str, at_ms: int, *,
+                        enrolled: bool) -> Row[Any]:
+        """The terminal's locked row, created on first use."""
+        row = self.terminal(conn, tid, lock=True)
+        if row is None:
+            conn.execute(terminal.insert().values(terminal_id=tid, merchant_id=mid,
+                                                  enrolled=int(enrolled), since_ms=at_ms,
+                                                  signed_on=0))
+            row = self.terminal(conn, tid, lock=True)
+        assert row is not None
+        return row
+
+    def set_signed_on(self, conn: Connection, tid: str, signed_on: bool) -> None:
+        """Record sign-on or sign-off."""
+        conn.execute(terminal.update().where(terminal.c.terminal_id == tid)
+                     .values(signed_on=int(signed_on)))
+
+    def open_batch(self, conn: Connection, tid: str, mid: str, at_ms: int,
+                   business_date: str) -> int:
+        """The terminal's open batch id, opening one when there is none (terminal row locked)."""
+        row = self.ensure_terminal(conn, tid, mid, at_ms, enrolled=False)
+        if row.open_batch_id is not None:
+            return int(row.open_batch_id)
+        key = conn.execute(batch.insert().values(
+            terminal_id=tid, merchant_id=mid, state="open", business_date=business_date,
+            opened_ms=at_ms)).inserted_primary_key
+        assert key is not None
+        bid = int(key[0])
+        conn.execute(terminal.update().where(terminal.c.terminal_id == tid)
+                     .values(open_batch_id=bid))
+        return bid
+
+    def current_batch(self, conn: Connection, tid: str) -> Row[Any] | None:
+        """The terminal's open batch row, or None."""
+        row = self.terminal(conn, tid, lock=True)
+        if row is None or row.open_batch_id is None:
+            return None
+        return conn.execute(select(batch).where(batch.c.id == row.open_batch_id)).first()
+
+    def batch_row(self, conn: Connection, batch_id: int | None) -> Row[Any] | None:
+        """A batch by id."""
+        if batch_id is None:
+            return None
+        return conn.execute(select(batch).where(batch.c.id == batch_id)).first()
+
+    def batch_open(self, conn: Connection, batch_id: int | None) -> bool:
+        """True when the batch exists and is open."""
+        row = self.batch_row(conn, batch_id)
+        return row is not None and row.state == "open"
+
+    def batch_totals(self, conn: Connection, batch_id: int, currency: str) -> dict[str, int]:
+        """Effective debits (sales, completions) and credits (refunds) of a batch in a currency."""
+        rows = conn.execute(
+            select(txn.c.kind, func.count(), func.coalesce(func.sum(txn.c.amount_minor), 0))
+            .where(txn.c.batch_id == batch_id, txn.c.state == "approved",
+                   txn.c.currency == currency, txn.c.kind.in_(("sale", "completion", "refund")))
+            .group_by(txn.c.kind)).all()
+        out = {"debits_count": 0, "debits_minor": 0, "credits_count": 0, "credits_minor": 0}
+        for kind, count, total in rows:
+            side = "credits" if kind == "refund" else "debits"
+            out[f"{side}_count"] += int(count)
+            out[f"{side}_minor"] += int(total)
+        return out
+
+    def batch_content_hash(self, conn: Connection, batch_id: int) -> str:
+        """SHA-256 over the batch's membership (id, kind, amount, currency of each transaction).
+
+        States are left out on purpose: a review decision may still change a member's state
+        after close, but nothing may join, leave or change amount."""
+        rows = conn.execute(select(txn.c.id, txn.c.kind, txn.c.amount_minor, txn.c.currency)
+                            .where(txn.c.batch_id == batch_id).order_by(txn.c.id)).all()
+        doc = [[int(r.id), r.kind, int(r.amount_minor), r.currency] for r in rows]
+        return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
+
+    def close_batch(self, conn: Connection, batch_id: int, *, number: str | None, at_ms: int,
+                    closed_by: str, totals: Mapping[str, object]) -> None:
+        """Close a batch: record number, totals and content hash; the terminal gets none open."""
+        row = self.batch_row(conn, batch_id)
+        assert row is not None
+        conn.execute(batch.update().where(batch.c.id == batch_id).values(
+            state="closed", closed_ms=at_ms, number=number, closed_by=closed_by,
+            totals=json.dumps(totals, sort_keys=True),
+            content_hash=self.batch_content_hash(conn, batch_id)))
+        conn.execute(terminal.update().where(terminal.c.terminal_id == row.terminal_id,
+                                             terminal.c.open_batch_id == batch_id)
+                     .values(open_batch_id=None))
+
+    def closed_batch(self, conn: Connection, tid: str, number: str) -> Row[Any] | None:
+        """The most recent closed batch of a terminal with this number."""
+        return conn.execute(select(batch).where(batch.c.terminal_id == tid,
+                                                batch.c.number == number,
+                                                batch.c.state == "closed")
+                            .order_by(batch.c.id.desc())).first()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def insert_txn(self, conn: Connection, **values: Any) -> tuple[int, str, str]:
+        """Insert a transaction; returns ``(id, rrn, approval_code)`` derived from its id."""
+        values.setdefault("rules_fired", "[]")
+        key = conn.execute(txn.insert().values(**values)).inserted_primary_key
+        assert key is not None
+        tid = int(key[0])
+        rrn, code = rrn_for(self.rrn_prefix, tid), approval_code_for(tid)
+        conn.execute(txn.update().where(txn.c.id == tid).values(rrn=rrn, approval_code=code))
+        return tid, rrn, code
+
+    def update_txn(self, conn: Connection, txn_id: int, **values: Any) -> None:
+        """Change columns of one transaction (state, group, batch, review state)."""
+        conn.execute(txn.update().where(txn.c.id == txn_id).values(**values))
+
+    def txn_by_id(self, conn: Connection, txn_id: int | None, *,
+                  lock: bool = False) -> Row[Any] | None:
+        """A transaction by id (optionally locked for update)."""
+        if txn_id is None:
+            return None
+        q = select(txn).where(txn.c.id == txn_id)
+        return conn.execute(q.with_for_update() if lock else q).first()
+
+    def txn_by_rrn(self, conn: Connection, rrn: str, *, lock: bool = False) -> Row[Any] | None:
+        """A transaction by its host-assigned RRN (optionally locked for update)."""
+        q = select(txn).where(txn.c.rrn == rrn)
+        return conn.execute(q.with_for_update() if lock else q).first()
+
+    def txns(self, conn: Connection, tid: str | None, stan: str | None,
+             limit: int = 500) -> list[Row[Any]]:
+        """Transactions filtered by terminal and/or STAN, newest first."""
+        q = select(txn)
+        if tid is not None:
+            q = q.where(txn.c.terminal_id == tid)
+        if stan is not None:
+            q = q.where(txn.c.stan == stan)
+        return list(conn.execute(q.order_by(txn.c.id.desc()).limit(limit)).all())
+
+    def find_hold(self, conn: Connection, tid: str, mid: str, approval_code: str,
+                  rrn: str | None) -> Row[Any] | None:
+        """The authorization hold an 0220 completes (by DE38, and DE37 when sent), locked."""
+        cond = [txn.c.kind == "auth", txn.c.terminal_id == tid, txn.c.merchant_id == mid,
+                txn.c.approval_code == approval_code]
+        if rrn:
+            cond.append(txn.c.rrn == rrn)
+        return conn.execute(select(txn).where(and_(*cond)).order_by(txn.c.id.desc())
+                            .with_for_update()).first()
+
+    def refund_stats(self, conn: Connection, sale_id: int) -> tuple[int, int]:
+        """``(refunded_minor, count)`` of the sale's effective refunds."""
+        row = conn.execute(select(func.coalesce(func.sum(txn.c.amount_minor), 0), func.count())
+                           .where(txn.c.original_id == sale_id, txn.c.kind == "refund",
+                                  txn.c.state == "approved")).one()
+        return int(row[0]), int(row[1])
+
+    def merchant_refunded(self, conn: Connection, mid: str, business_date: str) -> int:
+        """Sum of the merchant's effective refunds on one business date."""
+        return int(conn.execute(
+            select(func.coalesce(func.sum(txn.c.amount_minor), 0))
+            .where(txn.c.merchant_id == mid, txn.c.business_date == business_date,
+                   txn.c.kind == "refund", txn.c.state == "approved")).scalar_one())
+
+    def view(self, conn: Connection, row: Row[Any]) -> OriginalView:
+        """The rules' view of a transaction row (with refund totals and batch state)."""
+        refunded, count = self.refund_stats(conn, int(row.id))
+        return OriginalView(kind=row.kind, state=row.state, merchant_id=row.merchant_id,
+                            terminal_id=row.terminal_id, currency=row.currency,
+                            amount_minor=int(row.amount_minor), pan_hash=row.pan_hash,
+                            created_ms=int(row.at_ms),
+                            batch_open=self.batch_open(conn, row.batch_id),
+                            refunded_minor=refunded, refund_count=count)
+
+    # -- reversals and tombstones ------------------------------------------------------------
+
+    def reversal_target(self, conn: Connection, mid: str, tid: str, stan: str,
+                        business_date: str) -> Row[Any] | None:
+        """The newest non-declined transaction with this (MID, TID, STAN, business date)."""
+        return conn.execute(select(txn).where(
+            txn.c.merchant_id == mid, txn.c.terminal_id == tid, txn.c.stan == stan,
+            txn.c.business_date == business_date, txn.c.state != "declined",
+        ).order_by(txn.c.id.desc()).with_for_update()).first()
+
+    def mark_reversal(self, conn: Connection, mid: str, tid: str, stan: str,
+                      business_date: str, target_id: int | None, at_ms: int) -> None:
+        """Record an accepted reversal; ``target_id`` None makes it a tombstone."""
+        conn.execute(reversal_mark.insert().values(merchant_id=mid, terminal_id=tid, stan=stan,
+                                                   business_date=business_date,
+                                                   target_id=target_id, at_ms=at_ms))
+
+    def tombstoned(self, conn: Connection, mid: str, tid: str, stan: str,
+                   business_date: str) -> bool:
+        """True when a reversal for this key arrived before any original."""
+        return conn.execute(select(reversal_mark.c.id).where(
+            reversal_mark.c.merchant_id == mid, reversal_mark.c.terminal_id == tid,
+            reversal_mark.c.stan == stan, reversal_mark.c.business_date == business_date,
+            reversal_mark.c.target_id.is_(None))).first() is not None
+
+    # -- reviews ---------------------------------------------------------------------------
+
+    def add_review(self, conn: Connection, txn_id: int, level: int, at_ms: int) -> int:
+        """Open a review for a held refund."""
+        key = conn.execute(review.insert().values(txn_id=txn_id, level=level,
+                                                  state="pending_review",
+                                                  created_ms=at_ms)).inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def review_row(self, conn: Connection, review_id: int, *,
+                   lock: bool = False) -> Row[Any] | None:
+        """A review by id."""
+        q = select(review).where(review.c.id == review_id)
+        return conn.execute(q.with_for_update() if lock else q).first()
+
+    def review_of(self, conn: Connection, txn_id: int) -> Row[Any] | None:
+        """The review of a transaction, if any."""
+        return conn.execute(select(review).where(review.c.txn_id == txn_id)).first()
+
+    def approvals(self, conn: Connection, review_id: int) -> list[Row[Any]]:
+        """Who approved a review, in order."""
+        return list(conn.execute(select(review_approval)
+                                 .where(review_approval.c.review_id == review_id)
+                                 .order_by(review_approval.c.id)).all())
+
+    def add_approval(self, conn: Connection, review_id: int, approver: str, note: str,
+                     at_ms: int) -> None:
+        """Record one approver's approval."""
+        conn.execute(review_approval.insert().values(review_id=review_id, approver=approver,
+                                                     note=note, at_ms=at_ms))
+
+    def decide_review(self, conn: Connection, review_id: int, state: str, at_ms: int,
+                      reason: str | None = None) -> None:
+        """Set a review's final state."""
+        conn.execute(review.update().where(review.c.id == review_id)
+                     .values(state=state, decided_ms=at_ms, reason=reason))
+
+    def reviews(self, conn: Connection, state: str | None) -> list[Row[Any]]:
+        """Reviews, optionally by state, newest first."""
+        q = select(review)
+        if state:
+            q = q.where(review.c.state == state)
+        return list(conn.execute(q.order_by(review.c.id.desc())).all())
+
+    # -- events ----------------------------------------------------------------------------
+
+    def add_event(self, conn: Connection, txn_id: int | None, at_ms: int, kind: str,
+                  **detail: Any) -> None:
+        """Append one audit event."""
+        conn.execute(event.insert().values(txn_id=txn_id, at_ms=at_ms, kind=kind,
+                                           detail=json.dumps(detail, sort_keys=True)))
+
+    def events(self, conn: Connection, txn_id: int) -> list[dict[str, Any]]:
+        """The audit events of one transaction, oldest first."""
+        rows = conn.execute(select(event).where(event.c.txn_id == txn_id)
+                            .order_by(event.c.id)).all()
+        return [{"at_ms": int(r.at_ms), "kind": r.kind, **json.loads(r.detail)} for r in rows]
+
+
+# -- store invariants, run by HostService.verify() and host.ledger.verify_database() ----------
+
+
+def check_one_txn_per_key(conn: Connection) -> list[Violation]:
+    """I5: at most one transaction per request key."""
+    rows = conn.execute(select(txn.c.request_key, func.count()).group_by(txn.c.request_key)
+                        .having(func.count() > 1)).all()
+    return [{"invariant": "I5", "detail": f"request key {k!r} has {n} transactions"}
+            for k, n in rows]
+
+
+def check_refunds_within_sale(conn: Connection) -> list[Violation]:
+    """I9 on the transaction table: effective refunds of a sale never exceed it."""
+    out = []
+    sales = {int(r.id): r for r in conn.execute(
+        select(txn.c.id, txn.c.rrn, txn.c.state, txn.c.amount_minor)
+        .where(txn.c.kind.in_(("sale", "completion")))).all()}
+    rows = conn.execute(select(txn.c.original_id, func.sum(txn.c.amount_minor))
+                        .where(txn.c.kind == "refund", txn.c.state == "approved",
+                               txn.c.original_id.is_not(None))
+                        .group_by(txn.c.original_id)).all()
+    for sale_id, total in rows:
+        sale = sales.get(int(sale_id))
+        limit = int(sale.amount_minor) if sale is not None and sale.state == "approved" else 0
+        if int(total) > limit:
+            rrn = sale.rrn if sale is not None else "?"
+            out.append({"invariant": "I9", "detail": f"sale {rrn} (txn {sale_id}) has effective "
+                                                     f"refunds of {int(total)} above {limit}"})
+    return out
+
+
+def check_batch_membership(conn: Connection) -> list[Violation]:
+    """I12: every effective captured transaction belongs to a batch of its own terminal."""
+    rows = conn.execute(select(txn.c.id, txn.c.rrn, txn.c.terminal_id, batch.c.terminal_id)
+                        .select_from(txn.outerjoin(batch, batch.c.id == txn.c.batch_id))
+                        .where(txn.c.state == "approved", txn.c.kind.in_(BATCHED_KINDS))).all()
+    out = []
+    for tid, rrn, term, batch_term in rows:
+        if batch_term is None:
+            out.append({"invariant": "I12", "detail": f"txn {tid} ({rrn}) is in no batch"})
+        elif batch_term != term:
+            out.append({"invariant": "I12", "detail": f"txn {tid} ({rrn}) of terminal {term} "
+                                                      f"sits in a batch of {batch_term}"})
+    return out
+
+
+def check_closed_batches(conn: Connection) -> list[Violation]:
+    """I12: a closed batch's content still hashes to what was recorded at close."""
+    store = Store()
+    out = []
+    for row in conn.execute(select(batch).where(batch.c.state == "closed")).all():
+        if row.content_hash != store.batch_content_hash(conn, int(row.id)):
+            out.append({"invariant": "I12", "detail": f"closed batch {row.id} of terminal "
+                                                      f"{row.terminal_id} changed after close"})
+    return out
+
+
+def _has_store(conn: Connection) -> bool:
+    from sqlalchemy import inspect
+
+    return bool(inspect(conn).has_table("txn"))
+
+
+def _guarded(check: Any) -> Any:
+    def run(conn: Connection) -> list[Violation]:
+        return check(conn) if _has_store(conn) else []
+
+    run.__doc__ = check.__doc__
+    return run
+
+
+STORE_CHECKS = [_guarded(c) for c in (check_one_txn_per_key, check_refunds_within_sale,
+                                      check_batch_membership, check_closed_batches)]
+"""The store's invariant checks (skipped on a database without the store's tables)."""
