@@ -32,14 +32,20 @@ from textual.widgets.option_list import Option
 
 from protocol.codec import Codec
 from protocol.codes import EntryMode, RefundReason
-from protocol.money import Money
 from terminal import flow, inspector, receipt
 from terminal.cards import Card, load_deck
 from terminal.config import TerminalConfig
-from terminal.engine import Clock, Engine, SettleOutcome
+from terminal.engine import Clock, Engine
 from terminal.flow import FlowState, Outcome, Step
-from terminal.journal import Journal, Txn, TxnKind
+from terminal.journal import Journal, TxnKind
 from terminal.link import Link, LinkError, Traffic
+from terminal.screens import (
+    JournalScreen,
+    SettingsScreen,
+    SettlementScreen,
+    TotalsScreen,
+    money_text,
+)
 from terminal.widgets import AmountDisplay, Keypad, ReceiptView, StatusLine
 
 MENU = (("sale", "Sale"), ("refund", "Refund"), ("void", "Void"), ("settle", "Settlement"),
@@ -74,10 +80,6 @@ class TxnFinished(Message):
     """The engine finished a transaction."""
 
     outcome: Outcome
-
-
-def _money(minor: int | None, currency: str) -> str:
-    return Money(minor, currency).format() if minor is not None else "-"
 
 
 class PosApp(App[None]):
@@ -255,7 +257,10 @@ class PosApp(App[None]):
     def on_traffic_seen(self, message: TrafficSeen) -> None:
         """Log a message in the inspector."""
         self.traffic.append(message.item)
-        log = self.query_one("#inspector", RichLog)
+        found = self.query("#inspector").results(RichLog)
+        log = next(iter(found), None)
+        if log is None:
+            return  # traffic while the app shuts down
         for line in inspector.render(message.item):
             log.write(line)
         log.write("")
@@ -295,8 +300,8 @@ class PosApp(App[None]):
 
     def watch_state(self, state: FlowState) -> None:
         """Render the flow's current step."""
-        if not self._mounted:
-            return
+        if not self._mounted or not self.query("#panels"):
+            return  # not built yet, or shutting down
         switcher = self.query_one("#panels", ContentSwitcher)
         entering = switcher.current != state.step.value
         switcher.current = state.step.value
@@ -340,8 +345,8 @@ class PosApp(App[None]):
                 txn.rrn or "", txn.kind, txn.amount_minor, left, txn.masked_pan,
                 txn.card_name)
             table.add_row(txn.local_time[5:16].replace("T", " "), txn.kind.heading,
-                          txn.masked_pan or "-", _money(txn.amount_minor, cur), txn.rrn,
-                          _money(left, cur), key=str(txn.seq))
+                          txn.masked_pan or "-", money_text(txn.amount_minor, cur), txn.rrn,
+                          money_text(left, cur), key=str(txn.seq))
         table.focus()
         empty = "  (none in the journal"
         empty += ": press R to key in an RRN)" if state.kind is TxnKind.REFUND else ")"
@@ -353,8 +358,8 @@ class PosApp(App[None]):
         orig = state.original
         if orig is not None:
             context = (f"Original {orig.rrn}  {orig.masked_pan or ''}\n"
-                       f"Sale {_money(orig.amount_minor, self.config.currency)}  ·  "
-                       f"refundable {_money(orig.remaining_minor, self.config.currency)}")
+                       f"Sale {money_text(orig.amount_minor, self.config.currency)}  ·  "
+                       f"refundable {money_text(orig.remaining_minor, self.config.currency)}")
         self.query_one("#amount-context", Static).update(context)
         if entering:
             self.set_focus(None)
@@ -530,153 +535,3 @@ class PosApp(App[None]):
                 table.focus()
                 return
         self.dispatch(flow.Cancel())
-
-
-class _SubScreen(Screen[None]):
-    """A screen reached from the menu: Escape goes back."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
-
-    @property
-    def pos(self) -> PosApp:
-        """The app, typed."""
-        app = self.app
-        assert isinstance(app, PosApp)
-        return app
-
-    def action_back(self) -> None:
-        """Return to the menu."""
-        self.dismiss()
-        self.pos.refresh_status()
-
-    def totals_text(self) -> str:
-        """The open batch's totals as a small table."""
-        cur = self.pos.config.currency
-        t = self.pos.journal.totals(cur)
-        net = t.debits_minor - t.credits_minor
-        return (f"Batch {self.pos.journal.batch_number}\n\n"
-                f"            count    amount ({cur})\n"
-                f"Sales       {t.debits_count:>5}  {_money(t.debits_minor, cur):>14}\n"
-                f"Refunds     {t.credits_count:>5}  {_money(t.credits_minor, cur):>14}\n"
-                f"Net                {_money(net, cur):>14}")
-
-
-class SettlementScreen(_SubScreen):
-    """Batch totals and the settlement exchange."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "settle", "Settle")]
-
-    def compose(self) -> ComposeResult:
-        """Title, totals, result."""
-        yield Static("SETTLEMENT", classes="title")
-        yield Static(self.totals_text(), id="settle-totals", classes="body")
-        yield Static("Press Enter to send the batch totals to the host.", id="settle-status",
-                     classes="body", markup=False)
-        yield Footer()
-
-    def action_settle(self) -> None:
-        """Send the totals."""
-        self.query_one("#settle-status", Static).update("Settling with the host …")
-        self.run_settlement()
-
-    @work(exclusive=True, group="settle")
-    async def run_settlement(self) -> None:
-        """The 0500 exchange (and upload) in a worker."""
-        result: SettleOutcome = await self.pos.engine.settle()
-        verdict = "SETTLED" if result.ok else "NOT SETTLED"
-        self.query_one("#settle-status", Static).update(
-            f"{verdict}: {result.detail}\nClosed batch {result.closed_batch}; "
-            f"open batch now {result.new_batch}.\nEsc: back")
-        self.query_one("#settle-totals", Static).update(self.totals_text())
-        self.pos.refresh_status()
-
-
-class TotalsScreen(_SubScreen):
-    """The open batch's totals."""
-
-    def compose(self) -> ComposeResult:
-        """Title and totals."""
-        yield Static("BATCH TOTALS", classes="title")
-        yield Static(self.totals_text(), classes="body")
-        yield Footer()
-
-
-class SettingsScreen(_SubScreen):
-    """The terminal's settings (set on the command line)."""
-
-    def compose(self) -> ComposeResult:
-        """Title and values."""
-        c = self.pos.config
-        on = {True: "on", False: "off"}
-        yield Static("SETTINGS", classes="title")
-        text = (
-            f"Host               {c.address}  (profile {c.profile})\n"
-            f"Terminal id        {c.terminal_id}\nMerchant id        {c.merchant_id}\n"
-            f"Currency           {c.currency}\nResponse timeout   {c.timeout_s_response:g} s\n"
-            f"Reversal repeats   {c.reversal_repeats}\nEcho every         "
-            f"{c.echo_interval_s:g} s\nSupervisor for refund {on[c.supervisor_for_refund]}, "
-            f"for void {on[c.supervisor_for_void]}\nData directory     {c.data_dir}\n\n"
-            "Change these with poslab-terminal's options (--help).")
-        yield Static(text, classes="body", markup=False)
-        yield Footer()
-
-
-class JournalScreen(_SubScreen):
-    """Every journal line; Enter shows (reprints) its receipt."""
-
-    def compose(self) -> ComposeResult:
-        """The table."""
-        yield Static("JOURNAL  (Enter: reprint receipt)", classes="title")
-        yield DataTable(id="journal-table", cursor_type="row")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        """Fill the table, newest first."""
-        table = self.query_one(DataTable)
-        table.add_columns("#", "Time", "Type", "Card", "Amount", "Result", "RRN", "Batch")
-        cur = self.pos.config.currency
-        for txn in reversed(list(self.pos.journal)):
-            result = txn.status.value.replace("_", " ")
-            if txn.response_code and txn.status.value == "declined":
-                result = f"declined {txn.response_code}"
-            if txn.voided:
-                result += " (voided)"
-            table.add_row(str(txn.seq), txn.local_time[5:16].replace("T", " "),
-                          txn.kind.heading, txn.masked_pan or "-",
-                          _money(txn.amount_minor, cur), result, txn.rrn or "-", txn.batch,
-                          key=str(txn.seq))
-        table.focus()
-
-    @on(DataTable.RowSelected)
-    def _reprint(self, event: DataTable.RowSelected) -> None:
-        txn = self.pos.journal.get(int(str(event.row_key.value)))
-        self.app.push_screen(ReceiptScreen(txn))
-
-
-class ReceiptScreen(_SubScreen):
-    """Both copies of one receipt; P saves it again as a text file."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("p", "reprint", "Reprint to file")]
-
-    def __init__(self, txn: Txn) -> None:
-        super().__init__()
-        self.txn = txn
-
-    def compose(self) -> ComposeResult:
-        """The slip."""
-        yield Static(f"RECEIPT  {self.txn.kind.heading}  STAN {self.txn.stan}",
-                     classes="title")
-        yield ReceiptView(id="reprint")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        """Render both copies."""
-        c = self.pos.config
-        self.query_one(ReceiptView).show(
-            receipt.text(self.txn, c.merchant_id, c.terminal_id).splitlines())
-
-    def action_reprint(self) -> None:
-        """Write the receipt file again."""
-        c = self.pos.config
-        path = receipt.save(self.txn, c.data_dir, c.merchant_id, c.terminal_id)
-        self.notify(f"Receipt saved to {path}")
