@@ -23,8 +23,8 @@ from protocol.errors import ProtocolError
 from protocol.messages import (
     BatchTotals,
     BatchUploadRequest,
+    FinancialRequest,
     FinancialResponse,
-    Message,
     NetworkRequest,
     NetworkResponse,
     OriginalData,
@@ -34,6 +34,7 @@ from protocol.messages import (
     ReversalRequest,
     SaleRequest,
     VoidRequest,
+    parse_response,
 )
 from protocol.money import Money
 from terminal import receipt
@@ -65,7 +66,8 @@ class SettleOutcome:
     detail: str
 
 
-def build_request(draft: Draft, stan: str, config: TerminalConfig, now: datetime) -> Message:
+def build_request(draft: Draft, stan: str, config: TerminalConfig, now: datetime
+                  ) -> FinancialRequest:
     """The protocol message for ``draft`` (pure)."""
     card = draft.card.present(draft.entry_mode) if draft.card and draft.entry_mode else None
     utc = now.astimezone(UTC)
@@ -148,12 +150,12 @@ class Engine:
             return await self._timed_out(txn, why=f"unexpected answer {response.mti}")
         return self._answered(txn, response)
 
-    def _new_txn(self, draft: Draft, request: Message, now: datetime) -> Txn:
+    def _new_txn(self, draft: Draft, request: FinancialRequest, now: datetime) -> Txn:
         card = draft.card
-        fields = request.to_fields()
         return Txn(seq=0, kind=draft.kind, stan=request.stan, batch=self.journal.batch_number,
                    amount_minor=draft.amount.minor, currency=draft.amount.currency,
-                   processing_code=fields["3"], transmitted_at=fields.get("7", ""),
+                   processing_code=request.processing_code,
+                   transmitted_at=request.transmitted_at or "",
                    local_time=now.isoformat(timespec="seconds"),
                    masked_pan=card.masked if card else (
                        draft.original.masked_pan if draft.original else None),
@@ -245,10 +247,14 @@ class Engine:
         return not self.journal.pending_reversals()
 
     def _late_watch(self, item: Traffic) -> None:
-        if not item.late or item.direction != "received":
+        if not item.late or item.direction != "received" or not item.fields:
             return
-        txn = self.journal.find(item.fields.get("11", ""))
-        if txn is not None and item.mti == "0210":
+        try:
+            answer = parse_response(item.fields)
+        except ProtocolError:
+            return
+        txn = self.journal.find(answer.stan)
+        if txn is not None and isinstance(answer, FinancialResponse) and answer.mti == "0210":
             txn.late_responses += 1
             self.journal.update(txn)
 
