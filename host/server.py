@@ -248,7 +248,7 @@ class IsoHostProtocol(FramedProtocol):
             return None
         response = result.response
         if response is None:
-            log.event("no_response", conn=self.conn_id, mti=in_mti, **result.log)
+            log.event("no_response", **{"mti": in_mti, **result.log, "conn": self.conn_id})
             if format_error:
                 self._shut("unreadable_message")
             elif decision is not None:
