@@ -413,6 +413,8 @@ class PosApp(App[None]):
     def _render_result(self, state: FlowState, entering: bool) -> None:
         outcome = state.outcome
         assert outcome is not None
+        if entering:
+            self.copy = receipt.Copy.MERCHANT
         title = self.query_one("#result-title", Static)
         title.update(outcome.title)
         title.set_classes(outcome.status)
