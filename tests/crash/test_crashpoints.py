@@ -40,7 +40,7 @@ def test_crashpoint_then_recovery(point: str, strategy: str, tmp_path: Path,
     db = tmp_path / "ledger.db"
     crashing = start_host(db, env={"POSLAB_CRASHPOINT": point})
     term = JournalingTerminal("127.0.0.1", int(crashing.ready["iso_port"]), "CP000001", MID,
-                              timeout=5.0)
+                              timeout=3.0)
     entry = run(term.sale(2500))
     assert crashing.proc.wait(10) == -9, "the host did not die at the crash point"
     crashing.close()
