@@ -4,7 +4,8 @@ A host subprocess serves concurrent journaling terminals; it is SIGKILLed at ran
 and restarted on the same ledger. Terminals resolve whatever was in flight by repeating it or
 reversing it (chosen at random per request). At the end: nothing in flight, 0 approved-but-
 missing, every terminal's view equals the ledger, and ``ledger verify`` is clean.
-``POSLAB_SOAK=1`` runs 100 cycles instead of 10.
+``POSLAB_SOAK=1`` runs 100 cycles instead of 10, ``RELIABILITY_PROFILE=nightly`` 200; the seed
+is random per run and printed on failure (``POSLAB_SEED`` replays it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from scenarios.loadgen.journal import JournalingTerminal
 
 pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
 
-CYCLES = 100 if os.environ.get("POSLAB_SOAK") == "1" else 10
+CYCLES = (200 if os.environ.get("RELIABILITY_PROFILE") == "nightly"
+          else 100 if os.environ.get("POSLAB_SOAK") == "1" else 10)
 TERMINALS = 6
 
 
