@@ -5,7 +5,8 @@ and restarted on the same ledger. Terminals resolve whatever was in flight by re
 reversing it (chosen at random per request). At the end: nothing in flight, 0 approved-but-
 missing, every terminal's view equals the ledger, and ``ledger verify`` is clean.
 ``POSLAB_SOAK=1`` runs 100 cycles instead of 10, ``RELIABILITY_PROFILE=nightly`` 200; the seed
-is random per run and printed on failure (``POSLAB_SEED`` replays it).
+is random per run and printed on failure (``POSLAB_SEED`` reuses its kill times and recovery
+choices; socket timing still varies).
 """
 
 from __future__ import annotations
