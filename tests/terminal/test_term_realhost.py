@@ -60,9 +60,9 @@ def real_host(tmp_path: Path) -> Iterator[RealHost]:
 
 @pytest.fixture
 def real_config(tmp_path: Path, real_host: RealHost) -> TerminalConfig:
-    """Terminal config for the real host; the timeout is short but leaves the host room."""
+    """Terminal config for the real host; the timeout leaves a loaded machine room."""
     return TerminalConfig(port=real_host.port, data_dir=tmp_path / "terminal",
-                          timeout_s_response=1.0, reversal_repeats=2, echo_interval_s=0)
+                          timeout_s_response=2.0, reversal_repeats=2, echo_interval_s=0)
 
 
 def test_real_sale_refund_over_refund(real_config: TerminalConfig, real_host: RealHost,
