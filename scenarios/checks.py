@@ -100,9 +100,11 @@ async def run_check(session: Session, p: Check, result: StepOutcome, call: Admin
             expected.append(f"state {p.state}")
             actual.append(f"states {', '.join(sorted(states)) or 'absent'}")
         if p.rules is not None:
+            listed = find(data, "rules")
+            if listed is _NOT_FOUND:
+                listed = find(data, "rules_fired")
             fired = {str(r.get("rule") if isinstance(r, dict) else r).split(":")[0]
-                     for r in (find(data, "rules") if find(data, "rules") is not _NOT_FOUND
-                               else [])}
+                     for r in (listed if isinstance(listed, list) else [])}
             good = set(p.rules) <= fired
             ok &= good
             expected.append(f"rules {', '.join(p.rules)}")
@@ -140,6 +142,8 @@ async def run_check(session: Session, p: Check, result: StepOutcome, call: Admin
         actual.append(shown)
     if p.notification:
         want_n = dict(p.notification)
+        if "kind" in want_n:  # the host calls it "event"; both spellings are accepted
+            want_n["event"] = want_n.pop("kind")
         tx = want_n.pop("transaction", None)
         if tx is not None:
             want_n["rrn"] = session.journal[tx].rrn if tx in session.journal else tx

@@ -581,7 +581,7 @@ async def _admin_call(session: Session, method: str, path: str, body: Any = None
 async def _advance(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Advance = step.params
     if p.to is not None:
-        body: dict[str, Any] = {"to": p.to.isoformat()}
+        body: dict[str, Any] = {"instant": p.to.isoformat()}
         data = await _admin_call(session, "POST", "/clock/set", body)
     else:
         if p.business_days is not None:
