@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -119,6 +119,14 @@ class PosApp(App[None]):
         self.set_reactive(PosApp.state, FlowState(policy=flow.Policy(
             config.currency, config.supervisor_password, config.supervisor_for_refund,
             config.supervisor_for_void)))
+
+    def apply_config(self, config: TerminalConfig) -> None:
+        """Use changed settings from now on (the flow's policy and the engine's timeouts)."""
+        self.config = config
+        self.engine.config = config
+        self.state = replace(self.state, policy=flow.Policy(
+            config.currency, config.supervisor_password, config.supervisor_for_refund,
+            config.supervisor_for_void))
 
     def run(self, *args: Any, loop: asyncio.AbstractEventLoop | None = None,
             **kwargs: Any) -> None:

@@ -5,6 +5,7 @@ Each is a plain Textual screen over the app's journal and engine; Escape goes ba
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on, work
@@ -96,23 +97,51 @@ class TotalsScreen(_SubScreen):
 
 
 class SettingsScreen(_SubScreen):
-    """The terminal's settings (set on the command line)."""
+    """The terminal's settings; the supervisor prompt and the response timeout can be changed
+    here for this session, the rest on the command line."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "supervisor", "Supervisor on/off"),
+        Binding("plus,equals_sign", "timeout(1)", "Timeout +1 s"),
+        Binding("minus", "timeout(-1)", "Timeout -1 s"),
+    ]
 
     def compose(self) -> ComposeResult:
         """Title and values."""
+        yield Static("SETTINGS", classes="title")
+        yield Static(self._text(), id="settings-text", classes="body", markup=False)
+        yield Footer()
+
+    def _text(self) -> str:
         c = self.pos.config
         on = {True: "on", False: "off"}
-        yield Static("SETTINGS", classes="title")
-        text = (
+        return (
             f"Host               {c.address}  (profile {c.profile})\n"
             f"Terminal id        {c.terminal_id}\nMerchant id        {c.merchant_id}\n"
-            f"Currency           {c.currency}\nResponse timeout   {c.timeout_s_response:g} s\n"
-            f"Reversal repeats   {c.reversal_repeats}\nEcho every         "
-            f"{c.echo_interval_s:g} s\nSupervisor for refund {on[c.supervisor_for_refund]}, "
-            f"for void {on[c.supervisor_for_void]}\nData directory     {c.data_dir}\n\n"
-            "Change these with poslab-terminal's options (--help).")
-        yield Static(text, classes="body", markup=False)
-        yield Footer()
+            f"Currency           {c.currency}\n"
+            f"Response timeout   {c.timeout_s_response:g} s       (+ / -)\n"
+            f"Reversal repeats   {c.reversal_repeats}\n"
+            f"Echo every         {c.echo_interval_s:g} s\n"
+            f"Supervisor         refund {on[c.supervisor_for_refund]}, "
+            f"void {on[c.supervisor_for_void]}   (S)\n"
+            f"Data directory     {c.data_dir}\n\n"
+            "Changes here last for this session; use poslab-terminal's options (--help) "
+            "to start with other values.")
+
+    def action_supervisor(self) -> None:
+        """Ask for the supervisor password before refunds and voids, or stop asking."""
+        c = self.pos.config
+        wanted = not (c.supervisor_for_refund and c.supervisor_for_void)
+        self.pos.apply_config(replace(c, supervisor_for_refund=wanted,
+                                      supervisor_for_void=wanted))
+        self.query_one("#settings-text", Static).update(self._text())
+
+    def action_timeout(self, delta_s: int) -> None:
+        """Lengthen or shorten the response timeout (1 to 120 s)."""
+        c = self.pos.config
+        value = min(max(c.timeout_s_response + delta_s, 1.0), 120.0)
+        self.pos.apply_config(replace(c, timeout_s_response=value))
+        self.query_one("#settings-text", Static).update(self._text())
 
 
 class JournalScreen(_SubScreen):

@@ -134,3 +134,23 @@ def test_echo_on_timer(config: TerminalConfig, run: Any,
     run(go())
     sent = [t.fields.get("70") for t in app.traffic if t.direction == "sent"]
     assert sent[0] == "001" and sent[1:3] == ["301", "301"]
+
+
+def test_settings_change_supervisor_and_timeout(config: TerminalConfig, run: Any) -> None:
+    """On the settings screen S turns the supervisor prompt off and + lengthens the timeout;
+    the next refund is sent without a password."""
+    texts: list[str] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        await sale(app, pilot, "100")
+        await pilot.press("7", "s", "plus")
+        texts.append(screen_text(pilot))
+        await pilot.press("escape")
+        await until(pilot, lambda: len(app.screen_stack) == 1, what="the menu")
+        await pilot.pause()
+        await pilot.press("2", "enter", "enter", "1", "i")
+        texts.append(await result(app, pilot))
+
+    app = drive(config, run, script)
+    assert "refund off, void off" in texts[0] and "1.3 s" in texts[0]
+    assert "APPROVED" in texts[1] and app.engine.config.timeout_s_response == 1.3
