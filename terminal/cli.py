@@ -7,6 +7,8 @@ broken journal file) ends in one readable line on stderr and exit status 2, neve
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from dataclasses import replace
 from importlib.metadata import version
@@ -114,6 +116,11 @@ def _run(config: TerminalConfig) -> int:
 
     try:
         app = PosApp(config)
+        # SIGTERM or a closed terminal window quit like Ctrl+Q, so the finally blocks run and
+        # an embedded host is stopped rather than orphaned.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, AttributeError):
+                loop.add_signal_handler(sig, app.exit)
         app.run(loop=loop)
     finally:
         runtime.shutdown()
