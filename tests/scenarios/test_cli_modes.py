@@ -21,14 +21,12 @@ PAN = "4111111111111111"
 ON_A_SHARED_HOST = f"""\
 name: refund on a running host
 steps:
-  - sale: {{card: "{PAN}", amount: "100.00"}}
+  - sale: {{card: "{PAN}", amount: "80.00"}}
     id: s1
-  - refund: {{original: s1, amount: "60.00", reason: return}}
-    expect: {{response: "00", remaining: "40.00"}}
-  - refund: {{original: s1, amount: "50.00"}}
-    expect: {{response: "13", rule: REFUND_EXCEEDS_REMAINING}}
+  - refund: {{original: s1, amount: "30.00", reason: product_recall}}
+    expect: {{remaining: "50.00"}}
   - advance: {{hours: 2}}
-  - check: {{transaction: s1, refunded: "60.00", remaining: "40.00"}}
+  - check: {{transaction: s1, refunded: "30.00", remaining: "50.00"}}
   - check: {{ledger: verified}}
 """
 
@@ -96,8 +94,8 @@ def test_host_mode_with_admin_runs_clock_and_checks(running_host, in_process_cli
                        "--json", str(report)])
     assert status == 0, capsys.readouterr().out
     (outcome,) = json.loads(report.read_text())["scenarios"]
-    assert [s["status"] for s in outcome["steps"]] == ["passed"] * 6
-    assert outcome["steps"][3]["actual"] == "clock now 2026-03-02T04:00:00+00:00"  # 10:00+08 +2h
+    assert [s["status"] for s in outcome["steps"]] == ["passed"] * 5
+    assert outcome["steps"][2]["actual"] == "clock now 2026-03-02T04:00:00+00:00"  # 10:00+08 +2h
 
 
 def test_host_mode_without_admin_skips_with_the_reason(running_host, in_process_cli, write,
@@ -110,9 +108,9 @@ def test_host_mode_without_admin_skips_with_the_reason(running_host, in_process_
     out = capsys.readouterr().out
     assert "1 scenarios: 1 passed" in out
     statuses = _steps_of(junit)
-    assert statuses == ["skipped step 4 (advance): no admin API (run with --admin URL --token T)",
-                        "skipped step 5 (check): no admin API (run with --admin URL --token T)",
-                        "skipped step 6 (check): no admin API (run with --admin URL --token T)"]
+    why = "no admin API (run with --admin URL --token T)"
+    assert statuses == [f"skipped step 3 (advance): {why}", f"skipped step 4 (check): {why}",
+                        f"skipped step 5 (check): {why}"]
 
 
 def test_host_mode_with_a_wrong_token_fails_the_check(running_host, in_process_cli, write,
@@ -122,7 +120,7 @@ def test_host_mode_with_a_wrong_token_fails_the_check(running_host, in_process_c
     path = write("shared.yaml", ON_A_SHARED_HOST)
     assert cli.main(["run", str(path), "--host", iso, "--admin", admin, "--token", "wrong"]) == 1
     out = capsys.readouterr().out
-    assert "step 4 (advance)" in out and "401" in out
+    assert "step 3 (advance)" in out and "401" in out
 
 
 def _steps_of(junit: Path) -> list[str]:
