@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from protocol.codes import RuleId
 from protocol.money import Money, currency
 
 if TYPE_CHECKING:
@@ -99,6 +100,13 @@ async def run_check(session: Session, p: Check, result: StepOutcome, call: Admin
             ok &= good
             expected.append(f"state {p.state}")
             actual.append(f"states {', '.join(sorted(states)) or 'absent'}")
+        if p.rule is not None:
+            found = find(data, "rule")
+            got = RuleId.parse(str(found)) if found not in (_NOT_FOUND, None) else None
+            good = got is not None and got == RuleId.parse(p.rule)
+            ok &= good
+            expected.append(f"rule {p.rule}")
+            actual.append(f"rule {got or 'none'}")
         if p.rules is not None:
             listed = find(data, "rules")
             if listed is _NOT_FOUND:
@@ -107,8 +115,8 @@ async def run_check(session: Session, p: Check, result: StepOutcome, call: Admin
                      for r in (listed if isinstance(listed, list) else [])}
             good = set(p.rules) <= fired
             ok &= good
-            expected.append(f"rules {', '.join(p.rules)}")
-            actual.append(f"rules {', '.join(sorted(fired)) or 'none'}")
+            expected.append(f"checks run {', '.join(p.rules)}")
+            actual.append(f"checks run {', '.join(sorted(fired)) or 'none'}")
     if p.ledger:
         data = await call(session, "GET", "/ledger/verify")
         good = isinstance(data, dict) and data.get("ok") is True
@@ -134,11 +142,10 @@ async def run_check(session: Session, p: Check, result: StepOutcome, call: Admin
         want_s = dict(p.settlement)
         date = want_s.pop("date", None)
         path = f"/settlements?date={date}" if date else "/settlements"
-        data = await call(session, "GET", path)
-        rows = data.get("settlements", data) if isinstance(data, dict) else data
-        good, shown = _match_any(rows or [], want_s, session.target.currency)
+        good, wanted, shown = await _rows_check(session, call, path, "settlements", want_s,
+                                                "settlement", p.settlement)
         ok &= good
-        expected.append(f"a settlement with {_show(p.settlement)}")
+        expected.append(wanted)
         actual.append(shown)
     if p.notification:
         want_n = dict(p.notification)
@@ -147,15 +154,32 @@ async def run_check(session: Session, p: Check, result: StepOutcome, call: Admin
         tx = want_n.pop("transaction", None)
         if tx is not None:
             want_n["rrn"] = session.journal[tx].rrn if tx in session.journal else tx
-        data = await call(session, "GET", "/notifications")
-        rows = data.get("notifications", data) if isinstance(data, dict) else data
-        good, shown = _match_any(rows or [], want_n, session.target.currency)
+        good, wanted, shown = await _rows_check(session, call, "/notifications",
+                                                "notifications", want_n, "notification",
+                                                p.notification)
         ok &= good
-        expected.append(f"a notification with {_show(p.notification)}")
+        expected.append(wanted)
         actual.append(shown)
     result.expected, result.actual = "; ".join(expected), "; ".join(actual)
     if not ok:
         raise StepFailed(result.expected, result.actual)
+
+
+async def _rows_check(session: Session, call: AdminCall, path: str, key: str,
+                      want: dict[str, Any], noun: str, written: dict[str, Any]
+                      ) -> tuple[bool, str, str]:
+    """(ok, expected, actual) for "some row of ``GET path`` matches ``want``".
+
+    ``absent: true`` in ``want`` turns it round: no row may match (e.g. "not posted yet").
+    """
+    absent = bool(want.pop("absent", False))
+    shown_want = _show({k: v for k, v in written.items() if k != "absent"})
+    data = await call(session, "GET", path)
+    rows = data.get(key, data) if isinstance(data, dict) else data
+    found, shown = _match_any(rows or [], want, session.target.currency)
+    if absent:
+        return not found, f"no {noun} with {shown_want}", "one found" if found else "none found"
+    return found, f"a {noun} with {shown_want}", shown
 
 
 def _flat(data: Any) -> list[tuple[str, Any]]:

@@ -272,9 +272,12 @@ class Advance(_Model):
 class Check(_Model):
     """``check``: assert host state through the admin API.
 
-    ``transaction`` (a step id or an RRN) with any of the state/amount keys; ``ledger:
-    verified``; ``settlement`` (date, net, funding_date, status, ...); ``notification``
-    (kind and optional transaction); ``reviews`` (state -> count). Amounts are major units.
+    ``transaction`` (a step id or an RRN) with any of the state/amount keys, ``rule`` (the DE44
+    rule id it ended with) and ``rules`` (names of host checks that ran, e.g. refund_window);
+    ``ledger: verified``; ``settlement`` (date, net, funding_date, status, ...);
+    ``notification`` (kind and optional transaction); ``reviews`` (state -> count); in
+    ``settlement``/``notification``, ``absent: true`` asserts no such row. Amounts are major
+    units.
     """
 
     transaction: Text | None = None
@@ -286,7 +289,8 @@ class Check(_Model):
     settlement_state: str | None = None
     state: str | None = None
     reason: Reason | None = None
-    rules: list[Rule] | None = None
+    rule: Rule | None = None
+    rules: list[str] | None = None
     ledger: Literal["verified"] | None = None
     settlement: dict[str, Any] | None = None
     notification: dict[str, Any] | None = None
@@ -295,7 +299,7 @@ class Check(_Model):
     @model_validator(mode="after")
     def _something(self) -> Check:
         tx_keys = ("refunded", "remaining", "amount", "capture_state", "refund_state",
-                   "settlement_state", "state", "reason", "rules")
+                   "settlement_state", "state", "reason", "rule", "rules")
         if any(getattr(self, k) is not None for k in tx_keys) and not self.transaction:
             raise ValueError("transaction state checks need 'transaction: <step id or RRN>'")
         if not (self.transaction or self.ledger or self.settlement or self.notification
