@@ -43,7 +43,6 @@ from protocol import RuleId, mask_pan, response_mti
 from protocol.masking import Track2
 
 Action = Literal["delay", "drop", "close", "respond", "garble", "duplicate"]
-ACTIONS: tuple[str, ...] = ("delay", "drop", "close", "respond", "garble", "duplicate")
 
 # Fields echoed from the request into an answer the host builds without processing.
 _ECHO = ("3", "4", "11", "41", "42", "49", "7", "37")
@@ -162,7 +161,6 @@ class FaultRegistry:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._ids = itertools.count(1)
-        self.applied_by_action: dict[str, int] = dict.fromkeys(ACTIONS, 0)
         for rule in rules:
             self.add(rule)
 
@@ -234,7 +232,6 @@ class FaultRegistry:
                     entry.remaining -= 1
                 entry.applied += 1
                 rule = entry.rule
-                self.applied_by_action[rule.action] += 1
                 return FaultDecision(entry.id, rule.action, rule.process,
                                      rule.delay_ms or 0, rule.response_code)
         return None
@@ -258,24 +255,6 @@ class FaultRegistry:
             if rule.amount_max_minor is not None and amount > rule.amount_max_minor:
                 return False
         return True
-
-    def metrics(self) -> builtins.list[tuple[str, str, int]]:
-        """``(fault_id, action, applied)`` per rule, for the Prometheus exposition."""
-        with self._lock:
-            return [(e.id, e.rule.action, e.applied) for e in self._entries.values()]
-
-    def prometheus(self) -> str:
-        """Prometheus text lines for applied faults, by action and by rule."""
-        lines = ["# HELP poslab_faults_applied_total Fault rules applied, by action.",
-                 "# TYPE poslab_faults_applied_total counter"]
-        for action, n in self.applied_by_action.items():
-            lines.append(f'poslab_faults_applied_total{{action="{action}"}} {n}')
-        lines += ["# HELP poslab_fault_rule_applied_total Applications of each live fault rule.",
-                  "# TYPE poslab_fault_rule_applied_total counter"]
-        for fault_id, action, n in self.metrics():
-            lines.append(
-                f'poslab_fault_rule_applied_total{{fault="{fault_id}",action="{action}"}} {n}')
-        return "\n".join(lines) + "\n"
 
 
 def _request_pan(fields: Mapping[str, str]) -> str | None:
