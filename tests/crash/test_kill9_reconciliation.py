@@ -79,6 +79,9 @@ def test_kill9_under_load_loses_no_approval(tmp_path: Path, run: Callable[..., A
         verify = client.get("/ledger/verify")
     finally:
         server.stop()
+    reversed_ = sum(e.state == "reversed" for t in terminals for e in t.journal)
+    print(f"kill -9 x {kills}: {approved} approvals, {reversed_} reversed, "
+          f"{len(problems)} problems, verify ok={verify['ok']} (seed {seed})")
     assert kills == CYCLES
     assert approved > 0, "the load never got an approval through"
     assert problems == [], f"seed {seed}: " + "; ".join(problems[:10])
