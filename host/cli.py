@@ -6,6 +6,7 @@
                 [--profile NAME] [--ready-file PATH] [--allow-unknown-terminals] [--strict]
                 [--log-file PATH] [--log-fields] [--clock real|simulated] [--start ISO8601]
     poslab-host ledger verify [--db URL]
+    poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
 
 Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JSON with
 ``iso_port``, ``admin_port``, ``pid``, ``admin_token``) only once both sockets listen. SIGTERM
@@ -26,6 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
+from host.cli_report import add_report_parser, run_report
 from host.runtime import first_line, safe_url
 from protocol import DEFAULT_PROFILE, PROFILES
 
@@ -84,12 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="business clock: real time, or simulated (moved via the admin API)")
     p.add_argument("--start", metavar="ISO8601", type=_instant,
                    help="start instant of the simulated clock (default: now)")
-    sub = p.add_subparsers(dest="command", metavar="{ledger}")
+    sub = p.add_subparsers(dest="command", metavar="{ledger,report}")
     ledger = sub.add_parser("ledger", help="ledger tools")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify}", required=True)
     verify = ledger_sub.add_parser("verify", help="check the ledger invariants")
     verify.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
                         help="SQLite file path or database URL (default: ./poslab.db)")
+    add_report_parser(sub)
     return p
 
 
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "ledger":
         return ledger_verify(args.db)
+    if args.command == "report":
+        return run_report(args)
     return serve(args)
 
 

@@ -292,6 +292,8 @@ class SettlementDesk:
         self.outbox = outbox
         self.notified: Callable[[], None] | None = None
         """Called after a commit that added notifications (the runtime pumps the webhook)."""
+        self.refund_source: RefundSource | None = None
+        """Where the refunds report reads the engine's refunds (set by the service's hook)."""
         metadata.create_all(engine)
 
     # -- setup and business dates --------------------------------------------------------------
@@ -479,13 +481,7 @@ class SettlementDesk:
         """``{"state": "settled"|"posted", "settlement_date", "posting_date", ...}`` or None
         while the refund's batch is still open."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(refund_posting)
-                               .where(refund_posting.c.rrn == rrn)).one_or_none()
-        if row is None:
-            return None
-        return {"state": row.state, "settlement_date": row.settlement_date.isoformat(),
-                "posting_date": row.posting_date.isoformat(), "settlement_id": row.settlement_id,
-                "posted_at": row.posted_at.isoformat() if row.posted_at else None}
+            return refund_state(conn, rrn)
 
     def settlements(self, on: date | None = None, merchant_id: str | None = None
                     ) -> list[dict[str, Any]]:
@@ -509,19 +505,11 @@ class SettlementDesk:
                        ) -> dict[str, Any]:
         """The refunds report over ``[start, end]``: the engine's refund records with the
         settled/posted states from this desk, and the engine's sales totals for the rates."""
-        rows = []
-        for r in source.refund_records(start, end):
-            state, posted = str(r["state"]), None
-            later = self.refund_state(str(r["rrn"])) if state == "approved" else None
-            if later is not None:
-                state = later["state"]
-                if later["posted_at"]:
-                    posted = datetime.fromisoformat(later["posted_at"]).date()
-            rows.append(RefundRow(str(r["merchant_id"]), str(r["rrn"]), int(r["amount_minor"]),
-                                  str(r["currency"]), str(r.get("reason") or ""), state,
-                                  _as_date(r["created"]), posted))
-        as_of = end or self.clock.now().date()
-        return refunds_report(rows, source.sales_totals(start, end), as_of)
+        records = source.refund_records(start, end)
+        sales = source.sales_totals(start, end)
+        with self.engine.connect() as conn:  # after the source's reads: one connection at a time
+            rows = refund_rows(records, lambda rrn: refund_state(conn, rrn))
+        return refunds_report(rows, sales, end or self.clock.now().date())
 
     def verify(self, conn: Connection) -> list[dict[str, str]]:
         """I12 checks owned here: closed batch hashes unchanged; funded settlements have a
@@ -542,6 +530,34 @@ class SettlementDesk:
                 problems.append({"invariant": "I12", "detail":
                                  f"settlement {row.id} funded without a ledger group"})
         return problems
+
+
+def refund_state(conn: Connection, rrn: str) -> dict[str, Any] | None:
+    """A refund's settlement-side state (see :meth:`SettlementDesk.refund_state`)."""
+    row = conn.execute(select(refund_posting).where(refund_posting.c.rrn == rrn)).one_or_none()
+    if row is None:
+        return None
+    return {"state": row.state, "settlement_date": row.settlement_date.isoformat(),
+            "posting_date": row.posting_date.isoformat(), "settlement_id": row.settlement_id,
+            "posted_at": _iso(row.posted_at)}
+
+
+def refund_rows(records: Sequence[Mapping[str, Any]],
+                later: Callable[[str], dict[str, Any] | None]) -> list[RefundRow]:
+    """Refund report rows: the engine's records, ``approved`` upgraded to the settled/posted
+    state ``later(rrn)`` knows of."""
+    rows = []
+    for r in records:
+        state, posted = str(r["state"]), None
+        known = later(str(r["rrn"])) if state == "approved" else None
+        if known is not None:
+            state = known["state"]
+            if known["posted_at"]:
+                posted = datetime.fromisoformat(known["posted_at"]).date()
+        rows.append(RefundRow(str(r["merchant_id"]), str(r["rrn"]), int(r["amount_minor"]),
+                              str(r["currency"]), str(r.get("reason") or ""), state,
+                              _as_date(r["created"]), posted))
+    return rows
 
 
 def settlement_dict(row: Any) -> dict[str, Any]:

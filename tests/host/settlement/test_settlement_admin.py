@@ -85,7 +85,9 @@ def world(tmp_path: Path) -> World:
 
 @pytest.fixture
 def api(run: Any, world: World) -> Iterator[Call]:
-    yield from _serve(run, FakeService(world.desk), world.clock)
+    service = FakeService(world.desk)
+    world.desk.refund_source = service
+    yield from _serve(run, service, world.clock)
 
 
 def test_clock_advance_runs_cutoff_and_funding(api: Call) -> None:

@@ -1,0 +1,247 @@
+"""The engine side of the cut-off: :class:`StoreBatchBook` over :mod:`host.store`'s tables, and
+:func:`build_desk`, the one hook the service calls to get its settlement desk.
+
+At a merchant's cut-off the book, in the desk's transaction:
+
+1. closes every still-open batch of the merchant with business date <= the ending date
+   (``closed_by = "cutoff"``, totals per currency, content hash recorded by the store);
+2. hands over each closed batch not settled yet with its members **as they were at close**
+   (a member undone after close still counts here, and is adjusted in step 3); refunds still
+   held for review are left out until a reviewer approves them;
+3. hands over one extra ``<mid>/late/<date>`` batch for what happened after earlier closes:
+   refunds released by review since, and **adjustments** for settled members that were undone
+   since (a late reversal or void of a settled sale gives ``-amount``; of a settled refund,
+   ``+amount``). So a closed batch's figures never change: I12's "post-close events go to the
+   open business date as adjustments".
+
+``settled_item`` remembers every member settled and whether it has been adjusted, so each item
+is settled once and adjusted at most once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    String,
+    Table,
+    func,
+    select,
+    update,
+)
+
+from host.ledger import to_ms
+from host.notifications import Outbox
+from host.settlement_jobs import (
+    ClosedBatch,
+    Member,
+    SettlementDesk,
+    metadata,
+    settlement,
+    terms_from_config,
+)
+from host.store import Store, batch, event, txn
+
+settled_item = Table(
+    "settled_item", metadata,
+    Column("txn_id", Integer, primary_key=True),
+    Column("merchant_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount_minor", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("batch", String(64), nullable=False),
+    Column("adjusted", Boolean, nullable=False, default=False),
+)  # fmt: skip
+
+_CAPTURES = ("sale", "completion", "refund")
+_UNDO_EVENTS = ("reversed", "voided", "review_rejected")
+
+
+def _label(row: Any) -> str:
+    return f"{row.terminal_id}/{row.id}"
+
+
+def _late_label(merchant_id: str, day: date) -> str:
+    return f"{merchant_id}/late/{day.isoformat()}"
+
+
+def _hash(members: list[Member]) -> str:
+    doc = [[m.kind, m.rrn, m.amount_minor, m.currency] for m in members]
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
+
+
+class StoreBatchBook:
+    """:class:`host.settlement_jobs.BatchBook` on the engine's ``txn`` / ``batch`` tables."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def close_batches(
+        self, conn: Connection, merchant_id: str, business_date: date, at: datetime
+    ) -> list[ClosedBatch]:
+        """See the module docstring, steps 1-3."""
+        day = business_date.isoformat()
+        at_ms = to_ms(at)
+        for row in conn.execute(select(batch).where(
+                batch.c.merchant_id == merchant_id, batch.c.state == "open",
+                batch.c.business_date <= day).order_by(batch.c.id)).all():
+            currencies = conn.execute(select(txn.c.currency).distinct()
+                                      .where(txn.c.batch_id == row.id)).scalars().all()
+            totals = {c: self.store.batch_totals(conn, int(row.id), c) for c in currencies}
+            self.store.close_batch(conn, int(row.id), number=row.number, at_ms=at_ms,
+                                   closed_by="cutoff", totals=totals)
+        settled = set(conn.execute(select(settlement.c.batch).distinct()
+                                   .where(settlement.c.merchant_id == merchant_id)).scalars())
+        out = []
+        for row in conn.execute(select(batch).where(
+                batch.c.merchant_id == merchant_id, batch.c.state == "closed",
+                batch.c.business_date <= day).order_by(batch.c.id)).all():
+            if _label(row) in settled:
+                continue
+            members = self._members_at_close(conn, row)
+            if members:
+                out.append(ClosedBatch(_label(row), str(row.content_hash), members))
+        late = self._late(conn, merchant_id)
+        if late:
+            out.append(ClosedBatch(_late_label(merchant_id, business_date), _hash(late), late))
+        return out
+
+    def content_hash(self, conn: Connection, label: str) -> str | None:
+        """The store's recomputed hash of a real batch; None for a ``late`` batch."""
+        if "/late/" in label:
+            return None
+        return self.store.batch_content_hash(conn, int(label.rsplit("/", 1)[1]))
+
+    # -- members ---------------------------------------------------------------------------------
+
+    def _undone_ms(self, conn: Connection, txn_id: int) -> int | None:
+        return conn.execute(select(func.min(event.c.at_ms)).where(
+            event.c.txn_id == txn_id, event.c.kind.in_(_UNDO_EVENTS))).scalar()
+
+    def _member(self, conn: Connection, row: Any, label: str) -> Member:
+        kind = "sale" if row.kind == "completion" else row.kind
+        sale_minor = before = 0
+        if kind == "refund" and row.original_id is not None:
+            sale = self.store.txn_by_id(conn, int(row.original_id))
+            sale_minor = int(sale.amount_minor) if sale is not None else 0
+            before = int(conn.execute(select(func.coalesce(func.sum(settled_item.c.amount_minor),
+                                                           0))
+                                      .select_from(settled_item.join(txn, txn.c.id ==
+                                                                     settled_item.c.txn_id))
+                                      .where(txn.c.original_id == row.original_id,
+                                             settled_item.c.kind == "refund",
+                                             settled_item.c.adjusted.is_(False))).scalar_one())
+        conn.execute(settled_item.insert().values(
+            txn_id=int(row.id), merchant_id=row.merchant_id, kind=kind,
+            amount_minor=int(row.amount_minor), currency=row.currency, batch=label,
+            adjusted=False))
+        return Member(kind, str(row.rrn), int(row.amount_minor), row.currency, row.pan_masked,
+                      sale_minor=sale_minor or int(row.amount_minor),
+                      refunded_before_minor=min(before, sale_minor))
+
+    def _members_at_close(self, conn: Connection, brow: Any) -> list[Member]:
+        closed_ms = int(brow.closed_ms or 0)
+        out = []
+        for row in conn.execute(select(txn).where(txn.c.batch_id == brow.id,
+                                                  txn.c.kind.in_(_CAPTURES))
+                                .order_by(txn.c.id)).all():
+            if row.state == "declined" or row.review_state == "pending_review":
+                continue
+            if row.state != "approved":
+                undone = self._undone_ms(conn, int(row.id))
+                if undone is None or undone <= closed_ms:
+                    continue  # undone before close: never part of the closed batch
+            if row.kind == "refund" and row.review_state == "rejected":
+                continue
+            out.append(self._member(conn, row, _label(brow)))
+        return out
+
+    def _late(self, conn: Connection, merchant_id: str) -> list[Member]:
+        out: list[Member] = []
+        # Refunds released by review after their batch closed, never settled.
+        released = conn.execute(
+            select(txn).select_from(
+                txn.join(batch, batch.c.id == txn.c.batch_id)
+                .outerjoin(settled_item, settled_item.c.txn_id == txn.c.id))
+            .where(txn.c.merchant_id == merchant_id, txn.c.kind == "refund",
+                   txn.c.state == "approved", txn.c.review_state == "approved",
+                   batch.c.state == "closed", settled_item.c.txn_id.is_(None))
+            .order_by(txn.c.id)).all()
+        for row in released:
+            out.append(self._member(conn, row, f"late:{row.batch_id}"))
+        # Settled items undone since: one adjustment each.
+        undone = conn.execute(
+            select(settled_item, txn.c.rrn, txn.c.pan_masked)
+            .select_from(settled_item.join(txn, txn.c.id == settled_item.c.txn_id))
+            .where(settled_item.c.merchant_id == merchant_id,
+                   settled_item.c.adjusted.is_(False),
+                   txn.c.state != "approved")
+            .order_by(settled_item.c.txn_id)).all()
+        for row in undone:
+            sign = -1 if row.kind == "sale" else 1
+            out.append(Member("adjustment", str(row.rrn), sign * int(row.amount_minor),
+                              row.currency, row.pan_masked))
+            conn.execute(update(settled_item).where(settled_item.c.txn_id == row.txn_id)
+                         .values(adjusted=True))
+        return out
+
+
+class StoreRefundSource:
+    """:class:`host.settlement_jobs.RefundSource` on the ``txn`` table (declined ones left out).
+
+    A refund's state is the engine's: ``approved``, ``pending_review``, ``rejected`` or
+    ``reversed``; the desk turns ``approved`` into ``settled`` / ``posted`` when it applies.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _range(self, query: Any, start: date | None, end: date | None) -> Any:
+        if start is not None:
+            query = query.where(txn.c.business_date >= start.isoformat())
+        if end is not None:
+            query = query.where(txn.c.business_date <= end.isoformat())
+        return query
+
+    def refund_records(self, start: date | None, end: date | None) -> list[dict[str, Any]]:
+        """Refunds with a business date in ``[start, end]``."""
+        query = self._range(select(txn).where(txn.c.kind == "refund",
+                                              txn.c.state != "declined"), start, end)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(txn.c.id)).all()
+        return [{"merchant_id": r.merchant_id, "rrn": r.rrn, "amount_minor": int(r.amount_minor),
+                 "currency": r.currency, "reason": r.reason or "", "created": r.business_date,
+                 "state": "pending_review" if r.state == "approved"
+                 and r.review_state == "pending_review" else r.state} for r in rows]
+
+    def sales_totals(self, start: date | None, end: date | None) -> dict[str, tuple[int, int]]:
+        """Effective sales and completions per merchant in the range."""
+        query = self._range(
+            select(txn.c.merchant_id, func.count(), func.coalesce(func.sum(txn.c.amount_minor), 0))
+            .where(txn.c.kind.in_(("sale", "completion")), txn.c.state == "approved"),
+            start, end).group_by(txn.c.merchant_id)
+        with self.engine.connect() as conn:
+            return {mid: (int(n), int(total)) for mid, n, total in conn.execute(query).all()}
+
+
+def build_desk(service: Any) -> SettlementDesk | None:
+    """The settlement desk for a :class:`host.service.HostService` (its engine, clock, store,
+    ledger and config), installed on the clock; None when the clock cannot schedule."""
+    clock = service.clock
+    if not callable(getattr(clock, "schedule", None)):
+        return None
+    notif = getattr(service.config, "notifications", None)
+    outbox = Outbox(service.engine, getattr(notif, "file", None))
+    desk = SettlementDesk(service.engine, terms_from_config(service.config), clock,
+                          StoreBatchBook(service.store), service.ledger, outbox)
+    desk.refund_source = StoreRefundSource(service.engine)
+    desk.install()
+    return desk

@@ -1,0 +1,215 @@
+"""Settlement on the real engine: host cut-off, void vs refund, late reversal, funding, ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
+
+from host.clock import ManualClock  # noqa: E402
+from host.config import load_config  # noqa: E402
+from host.service import HostService  # noqa: E402
+from host.settlement_book import build_desk  # noqa: E402
+from host.settlement_jobs import SettlementDesk  # noqa: E402
+from protocol import (  # noqa: E402
+    BatchTotals,
+    CardData,
+    EntryMode,
+    Money,
+    Pan,
+    ReconciliationRequest,
+    RefundRequest,
+    ReversalRequest,
+    SaleRequest,
+    VoidRequest,
+)
+
+SH = ZoneInfo("Asia/Shanghai")
+PAN = "4111111111111111"
+TID, MID = "TERM0001", "MERCHANT0000001"
+CARD = CardData(EntryMode.MANUAL, pan=Pan(PAN), expiry="3012")
+
+
+class Host:
+    """A real HostService on a simulated clock with its settlement desk."""
+
+    def __init__(self, tmp: Path, start: datetime) -> None:
+        self.clock = ManualClock(start)
+        self.svc = HostService(load_config(None), str(tmp / "host.db"), self.clock)
+        desk = build_desk(self.svc)
+        assert isinstance(desk, SettlementDesk)
+        self.desk = desk
+        self.stan = 0
+
+    def _next(self) -> str:
+        self.stan += 1
+        return f"{self.stan:06d}"
+
+    def sale(self, amount: int) -> Any:
+        reply = self.svc.handle(SaleRequest(stan=self._next(), terminal_id=TID, merchant_id=MID,
+                                            card=CARD, amount=Money(amount, "CNY")).to_fields())
+        return reply.response
+
+    def refund(self, rrn: str, amount: int) -> Any:
+        return self.svc.handle(RefundRequest(
+            stan=self._next(), terminal_id=TID, merchant_id=MID, card=CARD,
+            amount=Money(amount, "CNY"), original_rrn=rrn).to_fields()).response
+
+    def void(self, rrn: str, amount: int) -> Any:
+        return self.svc.handle(VoidRequest(
+            stan=self._next(), terminal_id=TID, merchant_id=MID, card=CARD,
+            amount=Money(amount, "CNY"), original_rrn=rrn).to_fields()).response
+
+    def reverse(self, stan: str, amount: int) -> Any:
+        return self.svc.handle(ReversalRequest(
+            stan=stan, terminal_id=TID, merchant_id=MID, processing_code="000000",
+            amount=Money(amount, "CNY"), card=CARD).to_fields()).response
+
+    def close_0500(self, number: str, debits: tuple[int, int], credits: tuple[int, int]) -> Any:
+        totals = BatchTotals("CNY", debits[0], debits[1], credits[0], credits[1])
+        return self.svc.handle(ReconciliationRequest(
+            stan=self._next(), terminal_id=TID, merchant_id=MID, batch_number=number,
+            totals=totals).to_fields()).response
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    h = Host(tmp_path, datetime(2026, 11, 26, 10, 0, tzinfo=SH))  # a Thursday
+    yield h
+    h.svc.close()
+
+
+def test_void_before_cutoff_refund_after(host: Host) -> None:
+    """Before the cut-off a void is approved; after it the batch is closed, void is declined
+    and a refund of the same sale is approved."""
+    first, second = host.sale(1000), host.sale(2000)
+    assert host.void(first.rrn, 1000).response_code == "00"
+    host.clock.set(datetime(2026, 11, 26, 23, 0, tzinfo=SH))
+    late_void = host.void(second.rrn, 2000)
+    assert late_void.response_code != "00" and late_void.rule == "VOID_AFTER_SETTLEMENT"
+    assert host.refund(second.rrn, 500).response_code == "00"
+    (s,) = host.desk.settlements(date(2026, 11, 26))
+    assert (s["sales_count"], s["sales_minor"], s["fees_minor"]) == (1, 2000, 12)
+    assert s["funding_date"] == "2026-11-27"
+
+
+def _undo_after_close(host: Host, rrn: str) -> None:
+    """What an accepted late reversal does (the engine's rules decline one today with 12
+    REVERSAL_AFTER_SETTLEMENT): mirror the ledger groups, mark the txn reversed, log it."""
+    from host.ledger import to_ms
+
+    with host.svc.engine.begin() as conn:
+        row = host.svc.store.txn_by_rrn(conn, rrn)
+        assert row is not None
+        at_ms = to_ms(host.clock.now())
+        host.svc.ledger.reverse_reference(conn, f"txn:{row.id}", at_ms=at_ms,
+                                          new_reference=f"txn:{row.id}", kind="reversal")
+        host.svc.store.update_txn(conn, int(row.id), state="reversed")
+        host.svc.store.add_event(conn, int(row.id), at_ms, "reversed")
+
+
+def test_reversal_after_0500_close_is_declined_by_the_engine(host: Host) -> None:
+    """The engine's current rule: once the terminal closed its batch, a reversal answers 12."""
+    sale = host.sale(5000)
+    assert host.close_0500("000001", (1, 5000), (0, 0)).response_code == "00"
+    assert host.reverse(sale.stan, 5000).response_code == "12"
+
+
+def test_late_reversal_of_settled_sale_is_an_adjustment(host: Host) -> None:
+    """K4: a sale in a batch closed by 0500 and undone after the close: that batch's settlement
+    keeps the sale; a late batch carries an adjustment of -amount (and its MDR back)."""
+    sale = host.sale(5000)
+    assert host.close_0500("000001", (1, 5000), (0, 0)).response_code == "00"
+    host.clock.advance(timedelta(minutes=5))
+    _undo_after_close(host, sale.rrn)
+    host.clock.set(datetime(2026, 11, 27, 0, 0, tzinfo=SH))
+    rows = host.desk.settlements(date(2026, 11, 26))
+    closed = next(r for r in rows if "/late/" not in r["batch"])
+    late = next(r for r in rows if "/late/" in r["batch"])
+    assert (closed["sales_minor"], closed["fees_minor"]) == (5000, 30)
+    assert (late["adjustments_count"], late["adjustments_minor"], late["fees_minor"]) == (
+        1, -5000, -30)
+    assert closed["net_minor"] + late["net_minor"] == 0
+    host.clock.advance(timedelta(days=1))  # nothing new: no second adjustment
+    assert len(host.desk.settlements()) == 2
+    assert host.svc.verify()["ok"]
+
+
+def test_funding_posts_balanced_groups_and_reports_match_ledger(host: Host) -> None:
+    """Two days of sales and refunds funded T+1 (Fri -> Mon): the merchant payable nets to
+    zero, bank = sum of nets, fee income = sum of fees; verify stays clean."""
+    a = host.sale(10000)
+    host.refund(a.rrn, 2500)
+    host.clock.advance(timedelta(days=1))  # Friday
+    host.sale(7777)
+    host.clock.set(datetime(2026, 12, 1, 12, 0, tzinfo=SH))
+    rows = host.desk.settlements()
+    assert [(r["business_date"], r["funding_date"], r["status"]) for r in rows] == [
+        ("2026-11-26", "2026-11-27", "funded"), ("2026-11-27", "2026-11-30", "funded")]
+    balances = host.svc.balances()
+    assert balances[f"merchant_payable:{MID}"]["CNY"] == 0
+    assert -balances["bank"]["CNY"] == sum(r["net_minor"] for r in rows)
+    assert -balances["acquirer_fee_income"]["CNY"] == sum(r["fees_minor"] for r in rows) == 107
+    funded = host.desk.outbox.entries(event="merchant_funded") if host.desk.outbox else []
+    assert [n["amount_minor"] for n in funded] == [r["net_minor"] for r in rows]
+    assert host.svc.verify()["ok"]
+
+
+def test_refund_goes_settled_then_posted(host: Host) -> None:
+    """A refund settles at the cut-off and is posted to the card on its posting date."""
+    sale = host.sale(3000)
+    host.clock.advance(timedelta(days=1))
+    refund = host.refund(sale.rrn, 1000)
+    assert host.desk.refund_state(refund.rrn) is None
+    host.clock.advance(timedelta(days=1))
+    state = host.desk.refund_state(refund.rrn)
+    assert state is not None and state["state"] == "settled"
+    host.clock.set(datetime.fromisoformat(state["posting_date"]).replace(tzinfo=SH)
+                   + timedelta(hours=10))
+    assert host.desk.refund_state(refund.rrn)["state"] == "posted"  # type: ignore[index]
+    assert host.desk.outbox is not None
+    (note,) = host.desk.outbox.entries(event="refund_posted")
+    assert note["rrn"] == refund.rrn and note["pan"] == "411111******1111"
+
+
+def test_refunds_report_from_the_store(host: Host) -> None:
+    """The refunds report reads the engine's refunds: reason, settled state, rate per merchant."""
+    sale = host.sale(4000)
+    host.refund(sale.rrn, 1000)
+    host.clock.advance(timedelta(days=1))
+    assert host.desk.refund_source is not None
+    report = host.desk.refunds_report(host.desk.refund_source, None, None)
+    assert report["by_reason"] == {"other": {"count": 1, "amount_minor": 1000}}
+    assert report["by_state"] == {"settled": {"count": 1, "amount_minor": 1000}}
+    assert report["merchants"][0]["refund_rate_amount"] == "0.2500"
+
+
+def test_cli_reports_match_the_admin_view(host: Host, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`poslab-host report settlement|refunds` print what the desk holds; bad input exits 2."""
+    import json
+
+    from host.cli import main
+
+    sale = host.sale(4000)
+    host.refund(sale.rrn, 1000)
+    host.clock.advance(timedelta(days=1))
+    db = str(tmp_path / "host.db")
+    assert main(["report", "settlement", "--db", db, "--format", "json",
+                 "--date", "2026-11-26"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    (desk_row,) = host.desk.settlements(date(2026, 11, 26))
+    assert row["net_minor"] == desk_row["net_minor"] == 4000 - 1000 - 24
+    assert main(["report", "refunds", "--db", db]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith(f"{MID},1,1000,1,4000,0.2500")
+    assert main(["report", "settlement", "--db", str(tmp_path / "none.db")]) == 2
+    assert "no database file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "settlement", "--date", "tomorrow"])
+    assert exit_info.value.code == 2
