@@ -12,6 +12,9 @@ from scenarios.loadgen.admin_client import AdminClient
 from scenarios.loadgen.journal import JournalingTerminal
 from scenarios.loadgen.procs import ServerProcess, python_module
 
+LISTING_LIMIT = 500
+"""Rows the host's ``GET /transactions`` returns at most."""
+
 MID = "BENCHMERCHANT01"
 """The merchant id the bench and crash tools use (enrolled by --allow-unknown-terminals)."""
 
@@ -35,11 +38,22 @@ def admin(server: ServerProcess) -> AdminClient:
     return AdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
 
 
-def host_transactions(client: AdminClient, tid: str) -> list[dict[str, Any]]:
-    """Every transaction the host recorded for ``tid``."""
+def host_transactions(client: AdminClient, tid: str,
+                      stans: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Every transaction the host recorded for ``tid``.
+
+    The admin listing returns at most :data:`LISTING_LIMIT` rows (newest first); when a
+    terminal has more, the STANs in ``stans`` are fetched one by one instead.
+    """
     answer = client.get(f"/transactions?tid={tid}")
     txns: list[dict[str, Any]] = answer["transactions"] if isinstance(answer, dict) else answer
-    return txns
+    if len(txns) < LISTING_LIMIT:
+        return txns
+    out: list[dict[str, Any]] = []
+    for stan in sorted(set(stans)):
+        one = client.get(f"/transactions?tid={tid}&stan={stan}")
+        out += one["transactions"] if isinstance(one, dict) else one
+    return out
 
 
 def is_effective(txn: dict[str, Any]) -> bool:
@@ -69,3 +83,9 @@ def reconcile(terminal: JournalingTerminal, txns: list[dict[str, Any]]) -> list[
             problems.append(f"{terminal.tid} {entry.stan}: {entry.state} at the terminal, "
                             f"effective at the host")
     return problems
+
+
+def terminal_problems(client: AdminClient, terminal: JournalingTerminal) -> list[str]:
+    """:func:`reconcile` one terminal against the host it talks to."""
+    stans = [e.stan for e in terminal.journal]
+    return reconcile(terminal, host_transactions(client, terminal.tid, stans))

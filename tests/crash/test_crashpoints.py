@@ -19,8 +19,8 @@ from scenarios.loadgen.hostctl import (
     admin,
     host_transactions,
     is_effective,
-    reconcile,
     start_host,
+    terminal_problems,
 )
 from scenarios.loadgen.journal import JournalingTerminal
 from scenarios.loadgen.procs import ServerFailed
@@ -62,7 +62,7 @@ def test_crashpoint_then_recovery(point: str, strategy: str, tmp_path: Path,
         assert entry.state == expected
         if rrn_seen is not None and strategy == "repeat":
             assert entry.rrn == rrn_seen, "a repeat after the crash must replay the same answer"
-        assert reconcile(term, host_transactions(client, term.tid)) == []
+        assert terminal_problems(client, term) == []
         verify = client.get("/ledger/verify")
         assert verify["ok"], verify["violations"]
     finally:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from scenarios.loadgen.hostctl import MID, admin, host_transactions, reconcile, start_host
+from scenarios.loadgen.hostctl import MID, admin, start_host, terminal_problems
 from scenarios.loadgen.journal import JournalingTerminal
 
 pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
@@ -75,7 +75,7 @@ def test_kill9_under_load_loses_no_approval(tmp_path: Path, run: Callable[..., A
         approved = 0
         for term in terminals:
             approved += sum(e.state == "approved" for e in term.journal)
-            problems += reconcile(term, host_transactions(client, term.tid))
+            problems += terminal_problems(client, term)
         verify = client.get("/ledger/verify")
     finally:
         server.stop()

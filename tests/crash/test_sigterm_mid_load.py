@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from scenarios.loadgen.hostctl import MID, admin, host_transactions, reconcile, start_host
+from scenarios.loadgen.hostctl import MID, admin, start_host, terminal_problems
 from scenarios.loadgen.journal import JournalingTerminal
 
 pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
@@ -56,7 +56,7 @@ def test_sigterm_mid_load_exits_cleanly(tmp_path: Path, run: Callable[..., Any])
             for entry in term.in_flight:
                 assert run(term.resolve(entry, "repeat"))
         client = admin(host)
-        problems = [p for t in terminals for p in reconcile(t, host_transactions(client, t.tid))]
+        problems = [p for t in terminals for p in terminal_problems(client, t)]
         assert problems == []
         assert client.get("/ledger/verify")["ok"]
     finally:
