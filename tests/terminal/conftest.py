@@ -22,6 +22,6 @@ def fake_host() -> Iterator[tuple[int, FakeHostState]]:
 
 @pytest.fixture
 def config(tmp_path: Path, fake_host: tuple[int, FakeHostState]) -> TerminalConfig:
-    """A terminal config pointing at the fake host, with a short response timeout."""
+    """A terminal config pointing at the fake host; the timeout leaves a loaded machine room."""
     return TerminalConfig(port=fake_host[0], data_dir=tmp_path / "data",
-                          timeout_s_response=0.3, reversal_repeats=2, echo_interval_s=0)
+                          timeout_s_response=1.0, reversal_repeats=2, echo_interval_s=0)

@@ -14,7 +14,7 @@ from terminal.config import TerminalConfig
 from terminal.flow import Step
 
 
-async def until(pilot: Pilot[None], ready: Callable[[], bool], timeout_s: float = 8.0,
+async def until(pilot: Pilot[None], ready: Callable[[], bool], timeout_s: float = 20.0,
                 what: str = "the expected state") -> None:
     """Let the app run until ``ready()`` holds; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
@@ -51,7 +51,7 @@ def drive(config: TerminalConfig, run: Any, script: Script) -> PosApp:
             await until(pilot, lambda: app.link_state == "ONLINE", what="sign-on")
             await script(app, pilot)
 
-    run(go(), timeout=30)
+    run(go(), timeout=90)
     return app
 
 

@@ -152,5 +152,5 @@ def test_settings_change_supervisor_and_timeout(config: TerminalConfig, run: Any
         texts.append(await result(app, pilot))
 
     app = drive(config, run, script)
-    assert "refund off, void off" in texts[0] and "1.3 s" in texts[0]
-    assert "APPROVED" in texts[1] and app.engine.config.timeout_s_response == 1.3
+    assert "refund off, void off" in texts[0] and "2 s" in texts[0]
+    assert "APPROVED" in texts[1] and app.engine.config.timeout_s_response == 2.0

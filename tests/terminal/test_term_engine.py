@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from term_fakehost import FakeHostState
@@ -67,6 +68,7 @@ def test_unacknowledged_reversal_is_stored_and_forwarded(
         config: TerminalConfig, fake_host: tuple[int, FakeHostState], run: Any) -> None:
     """With the host silent, 0400 then 0401 repeats go out and the reversal stays pending;
     it is forwarded before the next transaction once the host answers again."""
+    config = replace(config, timeout_s_response=0.3)  # nothing answers: only waits
     engine = _engine(config)
     run(engine.sign_on())
     fake_host[1].silent = True
