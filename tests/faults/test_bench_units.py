@@ -75,3 +75,10 @@ def test_bad_arguments_exit_2_with_a_message(argv: list[str], text: str,
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert text in err and "Traceback" not in err
+
+
+def test_unreachable_host_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """A host that refuses the connection: exit 1 and one line saying so, no traceback."""
+    assert main(["--host", "127.0.0.1:1", "--duration", "0", "--warmup", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("poslab-bench: cannot reach the host") and "Traceback" not in err
