@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 from dataclasses import replace
+from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from terminal.cards import DeckError
 from terminal.config import TerminalConfig
 from terminal.hostproc import HostProcess, HostStartError
 from terminal.journal import JournalError
+from terminal.recorder import RecordError, RecordFile, record_to
 
 
 class UsageError(ValueError):
@@ -54,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="asked before refunds and voids (default %(default)s)")
     p.add_argument("--no-supervisor", action="store_true",
                    help="do not ask for the supervisor password")
+    p.add_argument("--record", metavar="FILE",
+                   help="write what you do and what the host answers as a scenario file "
+                        "(rewritten after every transaction); replay it with "
+                        "poslab-scenarios run FILE")
     p.add_argument("--with-host", nargs=argparse.REMAINDER, metavar="HOST-ARGS",
                    help="start poslab-host on free ports (extra arguments go to it; this "
                         "option must come last) and stop it on exit")
@@ -93,12 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     host: HostProcess | None = None
     try:
         config = build_config(args)
+        record = Path(args.record) if args.record is not None else None
+        if record is not None:
+            RecordFile.check(record)
         if args.with_host is not None:
             host = HostProcess(config.data_dir, args.with_host, config.profile)
             port = host.start()
             config = replace(config, host="127.0.0.1", port=port)
-        return _run(config)
-    except (UsageError, HostStartError, JournalError, DeckError, OSError) as exc:
+        return _run(config, record)
+    except (UsageError, HostStartError, JournalError, DeckError, RecordError, OSError) as exc:
         print(f"poslab-terminal: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -108,14 +117,18 @@ def main(argv: list[str] | None = None) -> int:
             host.stop()
 
 
-def _run(config: TerminalConfig) -> int:
+def _run(config: TerminalConfig, record: Path | None = None) -> int:
     from terminal import runtime
 
     loop = runtime.install()
     from terminal.app import PosApp  # imports the reactor lazily, after the install
 
+    sink: RecordFile | None = None
     try:
         app = PosApp(config)
+        if record is not None:
+            sink = record_to(record, config, datetime.now().astimezone())
+            app.engine.observers.append(sink)
         # SIGTERM or a closed terminal window quit like Ctrl+Q, so the finally blocks run and
         # an embedded host is stopped rather than orphaned.
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -124,4 +137,6 @@ def _run(config: TerminalConfig) -> int:
         app.run(loop=loop)
     finally:
         runtime.shutdown()
+    if sink is not None and sink.error:
+        raise RecordError(sink.error)
     return app.return_code or 0

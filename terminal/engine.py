@@ -9,7 +9,8 @@ The engine owns the order of things a real terminal must respect:
 4. an answer arriving after its request timed out is counted as late on the journal line and
    never turns the transaction into an approval.
 
-The clock is a parameter so tests can pin the transmission times.
+The clock is a parameter so tests can pin the transmission times. :attr:`Engine.observers`
+hear about every completed exchange (``--record`` writes them as a scenario).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from protocol.codes import NetworkCode, RefundReason, response_text
 from protocol.errors import ProtocolError
 from protocol.messages import (
+    AnyResponse,
     BatchTotals,
     BatchUploadRequest,
     FinancialRequest,
@@ -42,6 +44,7 @@ from terminal.config import TerminalConfig
 from terminal.flow import Draft, Outcome
 from terminal.journal import Journal, Txn, TxnKind, TxnStatus
 from terminal.link import Link, LinkError, LinkTimeout, Traffic
+from terminal.recorder import Exchanged
 
 Clock = Callable[[], datetime]
 
@@ -95,7 +98,16 @@ class Engine:
         self.journal = journal
         self.link = link
         self.clock = clock
+        #: called with each completed exchange: request, answer or timeout, reversal.
+        self.observers: list[Callable[[Exchanged], None]] = []
+        # The settlement's first 0500 and its answer (what a recorded ``settle`` step expects).
+        self._first_0500: tuple[ReconciliationRequest, ReconciliationResponse, datetime] | None \
+            = None
         link.listeners.append(self._late_watch)
+
+    def _observe(self, event: Exchanged) -> None:
+        for observer in list(self.observers):
+            observer(event)
 
     # -- network management ------------------------------------------------------------------
 
@@ -112,10 +124,12 @@ class Engine:
 
     async def _network(self, code: NetworkCode) -> NetworkResponse:
         req = NetworkRequest(code=code, **self._ids())
+        at = self.clock()
         resp = await self.link.send(req, self.config.timeout_s_response)
         if not isinstance(resp, NetworkResponse):
             raise LinkError(f"the host answered a network request with {resp.mti}")
         self.journal.set_business_date(resp.business_date)
+        self._observe(Exchanged(req, resp, at))
         return resp
 
     def _ids(self) -> dict[str, str]:
@@ -139,16 +153,27 @@ class Engine:
         stan = self.journal.next_stan()
         request = build_request(draft, stan, self.config, now)
         txn = self.journal.add(self._new_txn(draft, request, now))
+        card_name = draft.card.name if draft.card else (
+            draft.original.card_name if draft.original else None)
+        answer: AnyResponse | None = None
+        why = ""
         try:
-            response = await self.link.send(request, self.config.timeout_s_response)
+            answer = await self.link.send(request, self.config.timeout_s_response)
         except LinkTimeout:
-            return await self._timed_out(txn)
+            pass
         except (LinkError, ProtocolError) as exc:
             # Not sent, or sent and the link dropped: either way the host may hold it.
-            return await self._timed_out(txn, why=str(exc))
-        if not isinstance(response, FinancialResponse):
-            return await self._timed_out(txn, why=f"unexpected answer {response.mti}")
-        return self._answered(txn, response)
+            why = str(exc)
+        response = answer if isinstance(answer, FinancialResponse) else None
+        if answer is not None and response is None:
+            why = f"unexpected answer {answer.mti}"
+        if response is None:
+            outcome, reversal = await self._timed_out(txn, why)
+            self._observe(Exchanged(request, None, now, card_name, reversal=reversal))
+            return outcome
+        outcome = self._answered(txn, response)
+        self._observe(Exchanged(request, response, now, card_name))
+        return outcome
 
     def _new_txn(self, draft: Draft, request: FinancialRequest, now: datetime) -> Txn:
         card = draft.card
@@ -197,18 +222,19 @@ class Engine:
         txn.receipt = path.name
         self.journal.update(txn)
 
-    async def _timed_out(self, txn: Txn, why: str = "") -> Outcome:
+    async def _timed_out(self, txn: Txn, why: str = "") -> tuple[Outcome, str | None]:
+        """Reverse an unanswered request: the outcome and the DE39 that acknowledged it."""
         txn.status = TxnStatus.REVERSAL_PENDING
         self.journal.update(txn)
-        reversed_ok = await self._reverse(txn)
+        acknowledged = await self._reverse(txn)
         self._finish(txn)
         lead = why or f"The host did not answer within {self.config.timeout_s_response:g} s."
-        if reversed_ok:
+        if acknowledged:
             detail = f"{lead} The transaction was reversed: no money has moved."
         else:
             detail = (f"{lead} A reversal could not be delivered yet; it is kept and will be "
                       "sent before the next transaction.")
-        return Outcome("no_response", "NO RESPONSE", detail, None, txn.seq)
+        return Outcome("no_response", "NO RESPONSE", detail, None, txn.seq), acknowledged
 
     # -- reversals ---------------------------------------------------------------------------
 
@@ -220,8 +246,9 @@ class Engine:
                                amount=Money(txn.amount_minor, txn.currency), repeat=repeat,
                                original=OriginalData("0200", txn.stan, txn.transmitted_at))
 
-    async def _reverse(self, txn: Txn, attempts: int | None = None) -> bool:
-        """0400 (or 0401 once one was sent) until acknowledged or the attempts run out."""
+    async def _reverse(self, txn: Txn, attempts: int | None = None) -> str | None:
+        """0400 (or 0401 once one was sent) until acknowledged or the attempts run out;
+        the acknowledging DE39 (00, or 25 when the host never saw the original) or None."""
         tries = attempts if attempts is not None else 1 + self.config.reversal_repeats
         for _ in range(tries):
             request = self._reversal(txn, repeat=txn.reversal_attempts > 0)
@@ -237,8 +264,8 @@ class Engine:
                 txn.status = TxnStatus.REVERSED
                 txn.response_code = None
                 self.journal.update(txn)
-                return True
-        return False
+                return response.response_code
+        return None
 
     async def forward_reversals(self) -> bool:
         """Send every stored reversal once more; True when none is left."""
@@ -262,6 +289,15 @@ class Engine:
 
     async def settle(self) -> SettleOutcome:
         """Close the batch: 0500; on 95 upload each transaction (0320) and close with 960000."""
+        self._first_0500 = None
+        outcome = await self._settle()
+        if self._first_0500 is not None:
+            request, response, at = self._first_0500
+            self._observe(Exchanged(request, response, at, settled=outcome.ok,
+                                    uploaded=outcome.uploaded))
+        return outcome
+
+    async def _settle(self) -> SettleOutcome:
         batch = self.journal.batch_number
         try:
             await self.link.connect()
@@ -296,10 +332,13 @@ class Engine:
                          ) -> ReconciliationResponse:
         req = ReconciliationRequest(batch_number=batch, totals=totals, after_upload=after_upload,
                                     **self._ids())
+        at = self.clock()
         resp = await self.link.send(req, self.config.timeout_s_response)
         if not isinstance(resp, ReconciliationResponse):
             raise LinkError(f"the host answered the settlement with {resp.mti}")
         self.journal.set_business_date(resp.business_date)
+        if not after_upload:
+            self._first_0500 = (req, resp, at)
         return resp
 
     async def _upload(self, batch: str, txn: Txn) -> None:

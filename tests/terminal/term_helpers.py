@@ -1,9 +1,13 @@
-"""Helpers for the terminal's pilot tests: wait for widget state, read the screen as text."""
+"""Helpers for the terminal's pilot tests: wait for widget state, read the screen as text,
+talk to a real host's admin API."""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from textual.pilot import Pilot
@@ -12,6 +16,22 @@ from terminal.app import PosApp
 from terminal.cards import load_deck
 from terminal.config import TerminalConfig
 from terminal.flow import Step
+
+
+@dataclass(frozen=True)
+class RealHost:
+    """A running host: ISO port, admin port and token."""
+
+    port: int
+    admin_port: int
+    token: str
+
+    def get(self, path: str) -> Any:
+        """GET an admin API path and decode its JSON."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}",
+                                     headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+            return json.loads(resp.read())
 
 
 async def until(pilot: Pilot[None], ready: Callable[[], bool], timeout_s: float = 20.0,
@@ -42,9 +62,13 @@ def assert_no_full_pan(pilot: Pilot[None]) -> None:
     assert not leaked, f"full PAN on screen: {len(leaked)} card(s)"
 
 
-def drive(config: TerminalConfig, run: Any, script: Script) -> PosApp:
-    """Start the app at 80x24, wait until it is online, run ``script``."""
+def drive(config: TerminalConfig, run: Any, script: Script,
+          prepare: Callable[[PosApp], None] | None = None) -> PosApp:
+    """Start the app at 80x24 (``prepare`` sees it first), wait until it is online, run
+    ``script``."""
     app = PosApp(config)
+    if prepare is not None:
+        prepare(app)
 
     async def go() -> None:
         async with app.run_test(size=(80, 24)) as pilot:

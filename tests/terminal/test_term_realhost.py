@@ -1,21 +1,17 @@
 """Pilot tests of the terminal against a real ``poslab-host`` subprocess on free ports.
 
 Each test starts its own host (fresh SQLite database) through the terminal's ``--with-host``
-machinery and checks the host's side through its admin API.
+machinery (the ``real_host``/``real_config`` fixtures of conftest.py) and checks the host's
+side through its admin API.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
-from term_helpers import SILENT_CARD, drive, refund, result, sale, screen_text, until
+from term_helpers import SILENT_CARD, RealHost, drive, refund, result, sale, screen_text, until
 from textual.pilot import Pilot
 
 from protocol.codec import Codec
@@ -26,43 +22,8 @@ from terminal.cards import load_deck
 from terminal.config import TerminalConfig
 from terminal.engine import build_request
 from terminal.flow import Draft, Step
-from terminal.hostproc import HostProcess
 from terminal.journal import TxnKind, TxnStatus
 from terminal.link import Link
-
-
-@dataclass(frozen=True)
-class RealHost:
-    """A running host: ISO port, admin port and token."""
-
-    port: int
-    admin_port: int
-    token: str
-
-    def get(self, path: str) -> Any:
-        """GET an admin API path and decode its JSON."""
-        req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}",
-                                     headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
-            return json.loads(resp.read())
-
-
-@pytest.fixture
-def real_host(tmp_path: Path) -> Iterator[RealHost]:
-    """A poslab-host subprocess on 127.0.0.1 port 0 with its own database."""
-    proc = HostProcess(tmp_path / "host")
-    port = proc.start()
-    try:
-        yield RealHost(port, int(str(proc.info["admin_port"])), str(proc.info["admin_token"]))
-    finally:
-        proc.stop()
-
-
-@pytest.fixture
-def real_config(tmp_path: Path, real_host: RealHost) -> TerminalConfig:
-    """Terminal config for the real host; the timeout leaves a loaded machine room."""
-    return TerminalConfig(port=real_host.port, data_dir=tmp_path / "terminal",
-                          timeout_s_response=5.0, reversal_repeats=2, echo_interval_s=0)
 
 
 def test_real_sale_refund_over_refund(real_config: TerminalConfig, real_host: RealHost,
