@@ -161,9 +161,14 @@ def get_notifications(ctx: AdminContext, req: AdminRequest) -> Any:
     desk = _desk(ctx)
     if desk.outbox is None:
         raise HttpError(503, "notifications are not configured")
+    outbox = desk.outbox
     event, rrn = req.query.get("event") or None, req.query.get("rrn") or None
-    return ctx.call(desk.outbox.entries, event=event, rrn=rrn).addCallback(
-        lambda rows: {"notifications": rows})
+
+    def read() -> dict[str, Any]:
+        desk.committed()  # mirror rows the engine committed since the last job to the file
+        return {"notifications": outbox.entries(event=event, rrn=rrn)}
+
+    return ctx.call(read)
 
 
 @route("GET", "/reports/refunds")

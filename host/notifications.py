@@ -273,7 +273,9 @@ class WebhookSender:
 
         reactor = self._the_reactor()
         untyped: Any = (Agent, FileBodyProducer)  # twisted.web.client is untyped
-        agent = untyped[0](reactor, connectTimeout=self.timeout_s)
+        literal = _ip_literal_endpoints(reactor, self.url, self.timeout_s)
+        agent = (untyped[0].usingEndpointFactory(reactor, literal) if literal is not None
+                 else untyped[0](reactor, connectTimeout=self.timeout_s))
         headers = Headers({b"content-type": [b"application/json"]})
         body = untyped[1](io.BytesIO(json.dumps(row, sort_keys=True).encode()))
         try:
@@ -292,3 +294,31 @@ class WebhookSender:
         if 200 <= response.code < 300:
             return None
         return f"HTTP {response.code}"
+
+
+def _ip_literal_endpoints(reactor: Any, url: str, timeout_s: float) -> Any:
+    """For ``http://<IP address>...`` an endpoint factory that connects without a name lookup
+    (Twisted resolves host names in the reactor's thread pool, which a plain IP never needs);
+    None otherwise, so host names and https use the Agent's own endpoints."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+    from twisted.web.iweb import IAgentEndpointFactory
+    from zope.interface import implementer
+
+    parts = urlsplit(url)
+    try:
+        address = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        return None
+    if parts.scheme != "http":
+        return None
+    kind = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
+
+    @implementer(IAgentEndpointFactory)
+    class _Literal:
+        def endpointForURI(self, uri: Any) -> Any:
+            return kind(reactor, str(address), uri.port, timeout=timeout_s)
+
+    return _Literal()

@@ -173,6 +173,10 @@ class HostService:
             create_schema(conn)
             store_metadata.create_all(conn)
             self._card_key = self.store.card_key(conn, config.host.card_hash_key)
+        # Settlement timing (cut-offs, funding, refund posting, notifications): one hook.
+        from host.settlement_book import build_desk  # late: it imports this module's store
+
+        self.settlement = build_desk(self)
 
     # == ISO traffic ==========================================================================
 
@@ -472,6 +476,8 @@ class HostService:
             if original is not None:
                 self.store.add_event(ctx.conn, int(original.id), ctx.now_ms, "refunded", by=rrn,
                                      amount_minor=amount)
+            if not review and self.settlement is not None:
+                self.settlement.notify_refund(ctx.conn, "refund_approved", row_id, ctx.now)
         return self._financial_reply(ctx, req, "refund", decision, rrn, code, pan,
                                      remaining=remaining)
 
@@ -721,6 +727,8 @@ class HostService:
             row = self.store.txn_by_rrn(conn, rrn)
             out = self._txn_detail(conn, row) if row is not None else None
             conn.rollback()
+        if out is not None and self.settlement is not None:
+            out["refund_settlement"] = self.settlement.refund_state(rrn)  # settled / posted
         return out
 
     def transactions(self, tid: str | None = None, stan: str | None = None) -> list[dict[str, Any]]:
@@ -786,6 +794,9 @@ class HostService:
                                        memo=f"approved by {', '.join(names + [approver])}")
                 self.store.decide_review(conn, review_id, "approved", now_ms)
                 self.store.update_txn(conn, txn_id, review_state="approved")
+                if self.settlement is not None:
+                    self.settlement.notify_refund(conn, "refund_approved", txn_id,
+                                                  self.clock.now(), review=review_id)
                 self.store.add_event(conn, txn_id, now_ms, "review_approved", merchant=mid)
             out = self._review_dict(conn, self.store.review_row(conn, review_id))
         return out
@@ -811,6 +822,9 @@ class HostService:
                                           memo=f"rejected by {approver}: {reason}")
             self.store.decide_review(conn, review_id, "rejected", now_ms, reason)
             self.store.update_txn(conn, txn_id, state="rejected", review_state="rejected")
+            if self.settlement is not None:
+                self.settlement.notify_refund(conn, "refund_rejected", txn_id, self.clock.now(),
+                                              review=review_id, reason=reason)
             self.store.add_event(conn, txn_id, now_ms, "review_rejected", approver=approver,
                                  reason=reason)
             out = self._review_dict(conn, self.store.review_row(conn, review_id))

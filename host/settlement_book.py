@@ -232,7 +232,27 @@ class StoreRefundSource:
             return {mid: (int(n), int(total)) for mid, n, total in conn.execute(query).all()}
 
 
-def build_desk(service: Any) -> SettlementDesk | None:
+class EngineDesk(SettlementDesk):
+    """The settlement desk of a running host: adds the engine's refund notifications."""
+
+    def notify_refund(self, conn: Connection, event_name: str, txn_id: int, at: datetime,
+                      **detail: Any) -> None:
+        """Emit ``refund_approved`` / ``refund_rejected`` for refund ``txn_id`` in the engine's
+        transaction ``conn`` (the notification exists exactly when the decision commits)."""
+        row = conn.execute(select(txn).where(txn.c.id == txn_id)).one_or_none()
+        if row is None or self.outbox is None:
+            return
+        sale_rrn = None
+        if row.original_id is not None:
+            sale_rrn = conn.execute(select(txn.c.rrn).where(txn.c.id == row.original_id)
+                                    ).scalar()
+        self.outbox.add(conn, event_name, at, merchant_id=row.merchant_id, rrn=row.rrn,
+                        reference=sale_rrn, pan=row.pan_masked,
+                        amount_minor=int(row.amount_minor), currency=row.currency,
+                        refund_reason=row.reason, **detail)
+
+
+def build_desk(service: Any) -> EngineDesk | None:
     """The settlement desk for a :class:`host.service.HostService` (its engine, clock, store,
     ledger and config), installed on the clock; None when the clock cannot schedule."""
     clock = service.clock
@@ -240,8 +260,8 @@ def build_desk(service: Any) -> SettlementDesk | None:
         return None
     notif = getattr(service.config, "notifications", None)
     outbox = Outbox(service.engine, getattr(notif, "file", None))
-    desk = SettlementDesk(service.engine, terms_from_config(service.config), clock,
-                          StoreBatchBook(service.store), service.ledger, outbox)
+    desk = EngineDesk(service.engine, terms_from_config(service.config), clock,
+                      StoreBatchBook(service.store), service.ledger, outbox)
     desk.refund_source = StoreRefundSource(service.engine)
     desk.install()
     return desk

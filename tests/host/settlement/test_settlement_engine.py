@@ -15,7 +15,6 @@ pytest.importorskip("host.service", reason="the host engine (host.service) has n
 from host.clock import ManualClock  # noqa: E402
 from host.config import load_config  # noqa: E402
 from host.service import HostService  # noqa: E402
-from host.settlement_book import build_desk  # noqa: E402
 from host.settlement_jobs import SettlementDesk  # noqa: E402
 from protocol import (  # noqa: E402
     BatchTotals,
@@ -42,7 +41,7 @@ class Host:
     def __init__(self, tmp: Path, start: datetime) -> None:
         self.clock = ManualClock(start)
         self.svc = HostService(load_config(None), str(tmp / "host.db"), self.clock)
-        desk = build_desk(self.svc)
+        desk = self.svc.settlement
         assert isinstance(desk, SettlementDesk)
         self.desk = desk
         self.stan = 0
@@ -213,3 +212,40 @@ def test_cli_reports_match_the_admin_view(host: Host, tmp_path: Path,
     with pytest.raises(SystemExit) as exit_info:
         main(["report", "settlement", "--date", "tomorrow"])
     assert exit_info.value.code == 2
+
+
+def test_review_held_refund_waits_then_settles_and_notifies(host: Host) -> None:
+    """A refund held for review is not settled at cut-off; approval notifies and the next
+    cut-off settles it; a rejected one notifies with the reason and never settles."""
+    big = host.sale(2_000_000)
+    held = host.refund(big.rrn, 600_000)
+    other = host.refund(big.rrn, 700_000)
+    assert held.response_code == other.response_code == "00"
+    host.clock.advance(timedelta(days=1))
+    assert host.desk.refund_state(held.rrn) is None
+    first, second = sorted(host.svc.reviews("pending_review"), key=lambda r: r["id"])
+    host.svc.approve_review(first["id"], "alice")
+    host.svc.reject_review(second["id"], "bob", "no receipt")
+    assert host.desk.outbox is not None
+    events = [(n["event"], n["rrn"]) for n in host.desk.outbox.entries()]
+    assert ("refund_approved", held.rrn) in events and ("refund_rejected", other.rrn) in events
+    (rejected,) = host.desk.outbox.entries(event="refund_rejected")
+    assert rejected["reason"] == "no receipt" and rejected["reference"] == big.rrn
+    host.clock.advance(timedelta(days=1))
+    state = host.desk.refund_state(held.rrn)
+    assert state is not None and state["state"] == "settled"
+    assert host.desk.refund_state(other.rrn) is None
+    detail = host.svc.transaction(held.rrn)
+    assert detail is not None and detail["refund_settlement"]["state"] == "settled"
+    late = [r for r in host.desk.settlements() if "/late/" in r["batch"]]
+    assert [(r["refunds_count"], r["refunds_minor"]) for r in late] == [(1, 600_000)]
+
+
+def test_online_refund_approval_is_notified(host: Host) -> None:
+    """An online-approved refund emits refund_approved in the same commit, PAN masked."""
+    sale = host.sale(3000)
+    refund = host.refund(sale.rrn, 1000)
+    assert host.desk.outbox is not None
+    (note,) = host.desk.outbox.entries(event="refund_approved")
+    assert (note["rrn"], note["reference"], note["amount_minor"]) == (refund.rrn, sale.rrn, 1000)
+    assert note["pan"] == "411111******1111" and note["refund_reason"] == "other"
