@@ -29,3 +29,10 @@ def test_library_scenario(item, run):
     """The scenario passes on a fresh in-process host."""
     outcome = run(run_scenario(item, start_local), timeout=60)
     assert outcome.status == "passed", render_failure(outcome)
+
+
+def test_docs_list_every_library_file():
+    """docs/scenarios.md lists each library file with the description the file gives."""
+    docs = (LIBRARY.parent.parent / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    for item in LOADED:
+        assert f"| `{item.path.name}` | {item.scenario.description} |" in docs, item.path.name
