@@ -260,15 +260,24 @@ def evaluate_completion(amount_minor: int, currency_code: str,
 
 
 def evaluate_reversal(target: OriginalView) -> Decision:
-    """Decide the reversal of a matched, still effective transaction."""
+    """Decide the reversal of a matched, still effective transaction.
+
+    A sale, completion or refund whose batch is already closed (by the terminal's 0500 or the
+    host's cut-off) is still reversed: the check ``late_adjustment`` is recorded and the service
+    books the reversal as an adjustment in the terminal's open batch, leaving the closed batch
+    as it was. A sale with effective refunds cannot be reversed (the refunds would be orphaned),
+    and neither can a void once its batch closed (the voided sale was never settled, so the
+    void stands; the merchant makes a new sale instead).
+    """
     t = _Trail()
-    if target.kind != "auth":
-        t.run("batch_open")
-        if not target.batch_open:
-            return t.decline(RuleId.REVERSAL_AFTER_SETTLEMENT)
     t.run("no_refunds")
     if target.refund_count > 0:
         return t.decline(RuleId.REVERSAL_AFTER_REFUND)
+    if target.kind != "auth" and not target.batch_open:
+        if target.kind == "void":
+            t.run("batch_open")
+            return t.decline(RuleId.REVERSAL_AFTER_SETTLEMENT)
+        t.run("late_adjustment")
     return Decision.approve(tuple(t.fired))
 
 

@@ -509,7 +509,12 @@ class HostService:
         conn = ctx.conn
         target = self.store.reversal_target(conn, req.merchant_id, req.terminal_id, req.stan,
                                             ctx.bdate)
+        if target is not None and target.kind == "adjustment":
+            # The newest row with this key is the adjustment a late reversal booked: a repeat
+            # of that reversal is answered for the transaction it reversed.
+            target = self.store.txn_by_id(conn, target.original_id, lock=True)
         rrn = target.rrn if target is not None else None
+        adjustment = None
         if target is None:
             if not self.store.tombstoned(conn, req.merchant_id, req.terminal_id, req.stan,
                                          ctx.bdate):
@@ -524,7 +529,9 @@ class HostService:
         elif target.state in ("approved", "authorized"):
             decision = rules.evaluate_reversal(self.store.view(conn, target))
             if decision.approved:
-                self._undo(ctx, target)
+                groups = self._undo(ctx, target)
+                if "late_adjustment" in decision.fired:
+                    adjustment = self._late_adjustment(ctx, target, groups)
         elif target.state == "completed":
             decision = Decision.decline(RuleId.ORIGINAL_NOT_EFFECTIVE, ("reversal_match",))
         else:  # already reversed (a repeat), voided or rejected: nothing left to undo
@@ -535,14 +542,40 @@ class HostService:
             response_code=decision.code, rule=decision.de44, business_date=ctx.de15,
             processing_code=req.processing_code, amount=req.amount, rrn=rrn)
         pan = req.card.account if req.card is not None else None
+        more = {"adjustment": adjustment} if adjustment else {}
         return Reply(resp, self._log(ctx.fields, "reversal", decision.code, decision.de44, rrn=rrn,
-                                     pan=pan))
+                                     pan=pan, **more))
 
-    def _undo(self, ctx: _Ctx, target: Row[Any]) -> None:
-        """Reverse an effective transaction: mirror its groups and restore what it changed."""
+    def _late_adjustment(self, ctx: _Ctx, target: Row[Any], groups: list[int]) -> str:
+        """Book a reversal that came after the original's batch closed: the closed batch and its
+        content hash stay as they are; the terminal's open batch gets an ``adjustment`` row of
+        the opposite sign (-amount for a sale, +amount for a refund) that settlement nets in
+        the merchant's next funding. Returns the adjustment's RRN."""
+        sign = 1 if target.kind == "refund" else -1
+        amount = sign * int(target.amount_minor)
+        batch_id = self.store.open_batch(ctx.conn, target.terminal_id, target.merchant_id,
+                                         ctx.now_ms, ctx.bdate)
+        row_id, rrn, _ = self.store.insert_txn(
+            ctx.conn, kind="adjustment", mti=ctx.fields.get("t", "0400"),
+            processing_code=ctx.fields.get("3", "000000"), request_key=f"{ctx.key}|adjustment",
+            merchant_id=target.merchant_id, terminal_id=target.terminal_id, stan=target.stan,
+            business_date=ctx.bdate, at_ms=ctx.now_ms, amount_minor=amount,
+            currency=target.currency, pan_masked=target.pan_masked, pan_hash=target.pan_hash,
+            original_id=int(target.id), state="approved", response_code="00",
+            batch_id=batch_id, group_id=groups[0] if groups else None,
+            rules_fired=json.dumps(["late_adjustment"]))
+        self.store.add_event(ctx.conn, row_id, ctx.now_ms, "adjustment", of=target.rrn,
+                             amount_minor=amount, batch=batch_id)
+        self.store.add_event(ctx.conn, int(target.id), ctx.now_ms, "late_reversal",
+                             adjustment=rrn, batch=batch_id)
+        return rrn
+
+    def _undo(self, ctx: _Ctx, target: Row[Any]) -> list[int]:
+        """Reverse an effective transaction: mirror its groups and restore what it changed;
+        returns the mirror groups."""
         tid = int(target.id)
-        self.ledger.reverse_reference(ctx.conn, _ref(tid), at_ms=ctx.now_ms,
-                                      new_reference=_ref(tid), kind="reversal")
+        groups = self.ledger.reverse_reference(ctx.conn, _ref(tid), at_ms=ctx.now_ms,
+                                               new_reference=_ref(tid), kind="reversal")
         self.store.update_txn(ctx.conn, tid, state="reversed")
         self.store.mark_reversal(ctx.conn, target.merchant_id, target.terminal_id, target.stan,
                                  ctx.bdate, tid, ctx.now_ms)
@@ -559,6 +592,7 @@ class HostService:
             if original is not None:
                 self.store.add_event(ctx.conn, int(original.id), ctx.now_ms, "refund_reversed",
                                      by=target.rrn, amount_minor=int(target.amount_minor))
+        return groups
 
     def _cancel_review(self, ctx: _Ctx, txn_id: int, why: str) -> None:
         rev = self.store.review_of(ctx.conn, txn_id)
@@ -959,6 +993,8 @@ def _capture_state(row: Row[Any]) -> str:
                 "reversed": "CANCELLED"}.get(row.state, str(row.state).upper())
     if row.kind == "refund" and row.state == "approved":
         return "PENDING_REVIEW" if row.review_state == "pending_review" else "APPROVED"
+    if row.kind == "adjustment":
+        return "ADJUSTMENT"
     return {"approved": "CAPTURED", "voided": "VOIDED", "reversed": "REVERSED",
             "rejected": "REJECTED"}.get(row.state, str(row.state).upper())
 

@@ -10,12 +10,20 @@ At a merchant's cut-off the book, in the desk's transaction:
    held for review are left out until a reviewer approves them;
 3. hands over one extra ``<mid>/late/<date>`` batch for what happened after earlier closes:
    refunds released by review since, and **adjustments** for settled members that were undone
-   since (a late reversal or void of a settled sale gives ``-amount``; of a settled refund,
-   ``+amount``). So a closed batch's figures never change: I12's "post-close events go to the
-   open business date as adjustments".
+   since without an adjustment row of their own (a late reversal or void of a settled sale
+   gives ``-amount``; of a settled refund, ``+amount``). So a closed batch's figures never
+   change: I12's "post-close events go to the open business date as adjustments".
+
+A reversal the engine accepts after the original's batch closed (:mod:`host.service`) books an
+``adjustment`` row in the terminal's open batch (``original_id`` = the reversed transaction,
+signed amount). When that batch closes, the row is a member of kind ``adjustment`` -- provided
+the reversed transaction was settled and not adjusted yet (a refund still held for review when
+its batch closed was never settled, so reversing it moves no money). A member undone after its
+batch closed still counts in that batch: "after" is decided by the adjustment row when there is
+one (a frozen simulated clock gives the 0500 and the 0400 the same instant), else by time.
 
 ``settled_item`` remembers every member settled and whether it has been adjusted, so each item
-is settled once and adjusted at most once.
+is settled once and adjusted at most once, whichever of step 3 or an adjustment row comes first.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ settled_item = Table(
 )  # fmt: skip
 
 _CAPTURES = ("sale", "completion", "refund")
+_MEMBER_KINDS = (*_CAPTURES, "adjustment")
 _UNDO_EVENTS = ("reversed", "voided", "review_rejected")
 
 
@@ -126,6 +135,24 @@ class StoreBatchBook:
         return conn.execute(select(func.min(event.c.at_ms)).where(
             event.c.txn_id == txn_id, event.c.kind.in_(_UNDO_EVENTS))).scalar()
 
+    def _has_adjustment(self, conn: Connection, txn_id: int) -> bool:
+        return conn.execute(select(txn.c.id).where(
+            txn.c.original_id == txn_id, txn.c.kind == "adjustment").limit(1)).first() is not None
+
+    def _adjustment(self, conn: Connection, row: Any) -> Member | None:
+        """The settlement member of an engine adjustment row, once per settled item."""
+        item = conn.execute(select(settled_item).where(
+            settled_item.c.txn_id == row.original_id,
+            settled_item.c.adjusted.is_(False))).one_or_none()
+        if item is None:
+            return None  # never settled, or already adjusted by step 3
+        conn.execute(update(settled_item).where(settled_item.c.txn_id == row.original_id)
+                     .values(adjusted=True))
+        original = self.store.txn_by_id(conn, int(row.original_id))
+        rrn = original.rrn if original is not None else row.rrn
+        return Member("adjustment", str(rrn), int(row.amount_minor), row.currency,
+                      row.pan_masked)
+
     def _member(self, conn: Connection, row: Any, label: str) -> Member:
         kind = "sale" if row.kind == "completion" else row.kind
         sale_minor = before = 0
@@ -151,11 +178,16 @@ class StoreBatchBook:
         closed_ms = int(brow.closed_ms or 0)
         out = []
         for row in conn.execute(select(txn).where(txn.c.batch_id == brow.id,
-                                                  txn.c.kind.in_(_CAPTURES))
+                                                  txn.c.kind.in_(_MEMBER_KINDS))
                                 .order_by(txn.c.id)).all():
-            if row.state == "declined" or row.review_state == "pending_review":
+            if row.kind == "adjustment":
+                adjustment = self._adjustment(conn, row) if row.state == "approved" else None
+                if adjustment is not None:
+                    out.append(adjustment)
                 continue
-            if row.state != "approved":
+            if row.state == "declined" or row.review_state in ("pending_review", "cancelled"):
+                continue  # a cancelled review: held at close, undone before any release
+            if row.state != "approved" and not self._has_adjustment(conn, int(row.id)):
                 undone = self._undone_ms(conn, int(row.id))
                 if undone is None or undone <= closed_ms:
                     continue  # undone before close: never part of the closed batch

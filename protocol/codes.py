@@ -163,7 +163,7 @@ class RuleId(enum.StrEnum):
     COMPLETION_EXCEEDS_AUTH = ("COMPLETION_EXCEEDS_AUTH", "64",
                                "The completion is larger than the authorized amount")
     REVERSAL_AFTER_SETTLEMENT = ("REVERSAL_AFTER_SETTLE", "12",
-                                 "The batch of the original is closed: make a refund instead")
+                                 "The void's batch is closed: the void stands")
     REVERSAL_AFTER_REFUND = ("REVERSAL_AFTER_REFUND", "12",
                              "The sale has refunds: it can no longer be reversed")
     VOID_AFTER_SETTLEMENT = ("VOID_AFTER_SETTLEMENT", "12",

@@ -127,12 +127,20 @@ def test_completion_rules() -> None:
 
 
 def test_reversal_rules() -> None:
-    """Reversals are refused after settlement and for sales that have refunds."""
+    """Reversals after the batch closed become late adjustments (voids excepted); sales with
+    refunds cannot be reversed, open batch or not."""
     assert evaluate_reversal(SALE).approved
-    assert evaluate_reversal(replace(SALE, batch_open=False)).rule is \
+    assert "late_adjustment" not in evaluate_reversal(SALE).fired
+    late = evaluate_reversal(replace(SALE, batch_open=False))
+    assert late.approved and late.code == "00" and late.fired[-1] == "late_adjustment"
+    assert evaluate_reversal(replace(SALE, kind="refund", batch_open=False)).approved
+    assert evaluate_reversal(replace(SALE, kind="void", batch_open=False)).rule is \
         RuleId.REVERSAL_AFTER_SETTLEMENT
     assert evaluate_reversal(replace(SALE, refund_count=1)).rule is RuleId.REVERSAL_AFTER_REFUND
-    assert evaluate_reversal(replace(SALE, kind="auth", batch_open=False)).approved
+    assert evaluate_reversal(replace(SALE, refund_count=1, batch_open=False)).rule is \
+        RuleId.REVERSAL_AFTER_REFUND
+    assert evaluate_reversal(replace(SALE, kind="auth", batch_open=False)).fired == (
+        "no_refunds",)
 
 
 def test_missing_field_names_the_first_gap() -> None:

@@ -98,45 +98,115 @@ def test_void_before_cutoff_refund_after(host: Host) -> None:
     assert s["funding_date"] == "2026-11-27"
 
 
-def _undo_after_close(host: Host, rrn: str) -> None:
-    """What an accepted late reversal does (the engine's rules decline one today with 12
-    REVERSAL_AFTER_SETTLEMENT): mirror the ledger groups, mark the txn reversed, log it."""
-    from host.ledger import to_ms
+def _batches(host: Host) -> list[dict[str, Any]]:
+    """The terminal's batches as stored: id, state, totals and recorded content hash."""
+    from sqlalchemy import select
 
-    with host.svc.engine.begin() as conn:
+    from host.store import batch
+
+    with host.svc.engine.connect() as conn:
+        rows = conn.execute(select(batch).where(batch.c.terminal_id == TID)
+                            .order_by(batch.c.id)).all()
+        out = [{"id": r.id, "state": r.state, "totals": r.totals, "hash": r.content_hash,
+                "now_hash": host.svc.store.batch_content_hash(conn, int(r.id))} for r in rows]
+        conn.rollback()
+    return out
+
+
+def _adjustments(host: Host) -> list[dict[str, Any]]:
+    return [t for t in host.svc.transactions(TID) if t["kind"] == "adjustment"]
+
+
+def _batch_of(host: Host, rrn: str) -> int:
+    """The batch id holding transaction ``rrn``."""
+    with host.svc.engine.connect() as conn:
         row = host.svc.store.txn_by_rrn(conn, rrn)
-        assert row is not None
-        at_ms = to_ms(host.clock.now())
-        host.svc.ledger.reverse_reference(conn, f"txn:{row.id}", at_ms=at_ms,
-                                          new_reference=f"txn:{row.id}", kind="reversal")
-        host.svc.store.update_txn(conn, int(row.id), state="reversed")
-        host.svc.store.add_event(conn, int(row.id), at_ms, "reversed")
+        conn.rollback()
+    assert row is not None and row.batch_id is not None
+    return int(row.batch_id)
 
 
-def test_reversal_after_0500_close_is_declined_by_the_engine(host: Host) -> None:
-    """The engine's current rule: once the terminal closed its batch, a reversal answers 12."""
+def test_late_reversal_after_close(host: Host) -> None:
+    """K4: a sale, 0500 closes its batch (balanced), then its 0400 -> 00: the closed batch's
+    totals and hash are unchanged, the open batch holds a -amount adjustment, a repeat adds
+    nothing, funding nets the sale out and the ledger verifies clean."""
     sale = host.sale(5000)
     assert host.close_0500("000001", (1, 5000), (0, 0)).response_code == "00"
-    assert host.reverse(sale.stan, 5000).response_code == "12"
+    (closed,) = _batches(host)
+    reversal = host.reverse(sale.stan, 5000)  # same simulated instant as the 0500
+    assert (reversal.response_code, reversal.rule, reversal.rrn) == ("00", None, sale.rrn)
+    before, after = closed, _batches(host)[0]
+    assert after == before and after["state"] == "closed" and after["hash"] == after["now_hash"]
+    (adj,) = _adjustments(host)
+    assert (adj["amount_minor"], adj["state"], adj["capture_state"]) == (-5000, "approved",
+                                                                         "ADJUSTMENT")
+    assert adj["settlement_state"] == "OPEN_BATCH" and adj["stan"] == sale.stan
+    detail = host.svc.transaction(sale.rrn)
+    assert detail is not None and detail["state"] == "reversed"
+    assert [e["kind"] for e in detail["events"]][-1] == "late_reversal"
+    assert host.reverse(sale.stan, 5000).response_code == "00"  # 0401-style repeat
+    assert len(_adjustments(host)) == 1
+    assert host.svc.balances()[f"merchant_payable:{MID}"]["CNY"] == 0
+    host.clock.set(datetime(2026, 11, 27, 12, 0, tzinfo=SH))  # cut-off, then T+1 funding
+    rows = host.desk.settlements(date(2026, 11, 26))
+    assert [(r["sales_minor"], r["adjustments_minor"], r["fees_minor"], r["status"])
+            for r in rows] == [(5000, 0, 30, "funded"), (0, -5000, -30, "funded")]
+    assert rows[1]["batch"] == f"{TID}/{_batch_of(host, adj['rrn'])}"
+    assert sum(r["net_minor"] for r in rows) == 0
+    balances = host.svc.balances()
+    assert balances[f"merchant_payable:{MID}"]["CNY"] == balances["bank"]["CNY"] == 0
+    host.clock.advance(timedelta(days=2))  # nothing new: no second adjustment
+    assert len(host.desk.settlements()) == 2
+    assert host.svc.verify()["ok"]
+    with host.svc.engine.connect() as conn:
+        assert host.desk.verify(conn) == []
+        conn.rollback()
 
 
-def test_late_reversal_of_settled_sale_is_an_adjustment(host: Host) -> None:
-    """K4: a sale in a batch closed by 0500 and undone after the close: that batch's settlement
-    keeps the sale; a late batch carries an adjustment of -amount (and its MDR back)."""
-    sale = host.sale(5000)
-    assert host.close_0500("000001", (1, 5000), (0, 0)).response_code == "00"
+def test_late_reversal_of_a_refund_is_a_positive_adjustment(host: Host) -> None:
+    """A refund reversed after its batch closed: +amount adjustment, the sale is refundable
+    again in full, and the settled refund is netted by the adjustment."""
+    sale = host.sale(3000)
+    refund = host.refund(sale.rrn, 1000)
+    assert host.close_0500("000001", (1, 3000), (1, 1000)).response_code == "00"
     host.clock.advance(timedelta(minutes=5))
-    _undo_after_close(host, sale.rrn)
+    assert host.reverse(refund.stan, 1000).response_code == "00"
+    (adj,) = _adjustments(host)
+    assert adj["amount_minor"] == 1000
+    detail = host.svc.transaction(sale.rrn)
+    assert detail is not None and detail["remaining_minor"] == 3000
+    assert host.reverse(sale.stan, 3000).response_code == "00"  # no refunds left: reversible
     host.clock.set(datetime(2026, 11, 27, 0, 0, tzinfo=SH))
     rows = host.desk.settlements(date(2026, 11, 26))
-    closed = next(r for r in rows if "/late/" not in r["batch"])
-    late = next(r for r in rows if "/late/" in r["batch"])
-    assert (closed["sales_minor"], closed["fees_minor"]) == (5000, 30)
-    assert (late["adjustments_count"], late["adjustments_minor"], late["fees_minor"]) == (
-        1, -5000, -30)
-    assert closed["net_minor"] + late["net_minor"] == 0
-    host.clock.advance(timedelta(days=1))  # nothing new: no second adjustment
-    assert len(host.desk.settlements()) == 2
+    assert sum(r["net_minor"] for r in rows) == 0
+    assert sum(r["adjustments_minor"] for r in rows) == -3000 + 1000
+    assert host.svc.verify()["ok"]
+
+
+def test_late_reversal_refused_when_the_sale_has_refunds(host: Host) -> None:
+    """After the close a sale with a refund still cannot be reversed (12 REVERSAL_AFTER_REFUND);
+    nothing is booked."""
+    sale = host.sale(3000)
+    host.refund(sale.rrn, 1000)
+    assert host.close_0500("000001", (1, 3000), (1, 1000)).response_code == "00"
+    reply = host.reverse(sale.stan, 3000)
+    assert (reply.response_code, reply.rule) == ("12", "REVERSAL_AFTER_REFUND")
+    assert _adjustments(host) == []
+
+
+def test_late_reversal_of_a_held_refund_moves_no_money(host: Host) -> None:
+    """A refund held for review when its batch closed was never settled: reversing it later
+    books an adjustment row, but the settlement only pays the sale."""
+    sale = host.sale(2_000_000)
+    held = host.refund(sale.rrn, 600_000)
+    assert held.rule == "REFUND_PENDING_REVIEW"
+    assert host.close_0500("000001", (1, 2_000_000), (1, 600_000)).response_code == "00"
+    assert host.reverse(held.stan, 600_000).response_code == "00"
+    assert host.svc.reviews("pending_review") == []
+    host.clock.set(datetime(2026, 11, 27, 0, 0, tzinfo=SH))
+    rows = host.desk.settlements(date(2026, 11, 26))
+    assert [(r["sales_minor"], r["refunds_minor"], r["adjustments_minor"]) for r in rows] == [
+        (2_000_000, 0, 0)]
     assert host.svc.verify()["ok"]
 
 
