@@ -48,3 +48,19 @@ def test_plugin_collects_runs_and_reports(tmp_path):
          "-k", "net", "--rootdir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0 and "1 passed, 1 deselected" in proc.stdout, proc.stdout
+
+
+def test_plugin_runs_under_xdist(tmp_path):
+    """Scenario items distribute over pytest-xdist workers (-n 2) and fail the same way."""
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    for i in range(3):
+        (tmp_path / f"ok{i}.yaml").write_text(f"name: echo {i}\nsteps:\n  - echo:\n")
+    (tmp_path / "bad.yaml").write_text(
+        'name: sale declined\nsteps:\n  - sale: {card: "4111111111111111", amount: "1.05"}\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider", "-n", "2",
+         "-q", "--rootdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1 failed, 3 passed" in proc.stdout, proc.stdout
+    assert "rule CARD_DECLINED" in proc.stdout
