@@ -5,6 +5,7 @@
     poslab-host [--config FILE] [--db URL] [--listen HOST:PORT] [--admin HOST:PORT]
                 [--profile NAME] [--ready-file PATH] [--allow-unknown-terminals] [--strict]
                 [--log-file PATH] [--log-fields] [--clock real|simulated] [--start ISO8601]
+                [--speed FACTOR]
     poslab-host ledger verify [--db URL]
     poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
 
@@ -60,6 +61,22 @@ def _instant(text: str) -> datetime:
     return when
 
 
+MAX_SPEED = 1e7
+"""Largest --speed factor (about four simulated months per real second)."""
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= MAX_SPEED:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(
+            f"must be above 0 and at most {MAX_SPEED:g}, got {text!r} "
+            f"(3600 = one simulated hour per real second)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the README's option table)."""
     p = _Parser(prog=PROG, description="ISO 8583 acquirer host emulator for refund testing.")
@@ -86,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="business clock: real time, or simulated (moved via the admin API)")
     p.add_argument("--start", metavar="ISO8601", type=_instant,
                    help="start instant of the simulated clock (default: now)")
+    p.add_argument("--speed", metavar="FACTOR", type=_speed,
+                   help="let the simulated clock run by itself, FACTOR simulated seconds per "
+                        "real second (3600: an hour a second); it still moves by command too")
     sub = p.add_subparsers(dest="command", metavar="{ledger,report}")
     ledger = sub.add_parser("ledger", help="ledger tools")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify}", required=True)
@@ -137,7 +157,8 @@ def _clock(args: argparse.Namespace) -> Any:
     from host.clock import ManualClock, SystemClock
 
     if args.clock == "simulated":
-        return ManualClock(args.start or datetime.now(UTC).replace(microsecond=0))
+        return ManualClock(args.start or datetime.now(UTC).replace(microsecond=0),
+                           speed=args.speed or 0.0)
     return SystemClock()
 
 
@@ -155,6 +176,8 @@ def serve(args: argparse.Namespace) -> int:
     """Load the config, install the reactor, run the host until SIGTERM/SIGINT."""
     if args.start is not None and args.clock != "simulated":
         return _fail("--start needs --clock simulated")
+    if args.speed is not None and args.clock != "simulated":
+        return _fail("--speed needs --clock simulated")
     try:
         from host.config import ConfigError, load_config
     except ImportError as exc:

@@ -11,12 +11,15 @@ with terminal ``TERM0001`` is used)::
 
     [host]        currency, admin_token, rrn_prefix, card_hash_key, unknown_card
     [[merchants]] id, name, currencies (["*"] = any), currency, timezone, country, subdivision,
-                  mdr_percent, fixed_fee_minor, terminals, and an optional [merchants.refund]
+                  mdr_percent, fixed_fee_minor, cutoff, funding_days, terminals, and an optional
+                  [merchants.refund]
                   table that overrides keys of [refund] for that merchant only
     [refund]      refund policy (see :class:`RefundPolicy`)
     [void]        void policy
     [reversal]    reversal policy
-    [settlement]  cutoff "HH:MM" (business-day cut-over), funding_days
+    [settlement]  cutoff "HH:MM" (business-day cut-over), funding_days; a merchant may
+                  override both with its own ``cutoff`` and ``funding_days``
+    [notifications] file (JSON-lines copy), webhook_url, max_attempts, backoff_s, timeout_s
     [limits]      network protection limits
     [[cards]]     the test card catalogue (see :class:`CardEntry`)
     [[faults]]    fault injection rules active from start-up (see :class:`host.faults.FaultRule`)
@@ -148,11 +151,47 @@ class ReversalPolicy(_Strict):
     unknown_original_reply: Literal["00", "25"] = "00"
 
 
+_CUTOFF = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
 class SettlementSection(_Strict):
     """``[settlement]``: business-day cut-over (local time of the merchant) and funding lag."""
 
-    cutoff: str = Field(default="23:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    cutoff: str = Field(default="23:00", pattern=_CUTOFF)
     funding_days: int = Field(default=1, ge=0)
+
+
+class NotificationsSection(_Strict):
+    """``[notifications]``: where customer notifications go besides the outbox table.
+
+    :ivar file: JSON-lines copy of every notification, appended right after the commit that
+        created it (a relative path is relative to the host's working directory); none when
+        absent.
+    :ivar webhook_url: every notification is POSTed here as JSON (at least once: a receiver
+        should de-duplicate by ``id``); none when absent.
+    :ivar max_attempts: POSTs per notification before it is left undelivered (shown by
+        ``GET /notifications``; retried again after a restart only if attempts remain).
+    :ivar backoff_s: wait before the first retry; each further retry waits twice as long.
+    :ivar timeout_s: connect timeout of one POST.
+    """
+
+    file: str | None = Field(default=None, min_length=1)
+    webhook_url: str | None = None
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_s: float = Field(default=1.0, gt=0, le=3600)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith(("http://", "https://"))
+                                  or len(value.split("://", 1)[1]) == 0 or " " in value):
+            raise ValueError(f"webhook_url {value!r} must be an http:// or https:// URL")
+        return value
+
+    def retry_delays(self) -> tuple[float, ...]:
+        """The waits between attempts: ``backoff_s``, doubled each time."""
+        return tuple(self.backoff_s * 2 ** i for i in range(self.max_attempts - 1))
 
 
 class LimitsSection(_Strict):
@@ -176,6 +215,8 @@ class MerchantConfig(_Strict):
     subdivision: str | None = None
     mdr_percent: Decimal = Field(default=Decimal("0.6"), ge=0, le=100)
     fixed_fee_minor: int = Field(default=0, ge=0)
+    cutoff: str | None = Field(default=None, pattern=_CUTOFF)  # else [settlement] cutoff
+    funding_days: int | None = Field(default=None, ge=0)  # else [settlement] funding_days
     terminals: tuple[str, ...] = ()
     refund: RefundOverride = RefundOverride()
 
@@ -257,6 +298,7 @@ class HostConfig(_Strict):
     void: VoidPolicy = VoidPolicy()
     reversal: ReversalPolicy = ReversalPolicy()
     settlement: SettlementSection = SettlementSection()
+    notifications: NotificationsSection = NotificationsSection()
     limits: LimitsSection = LimitsSection()
     cards: tuple[CardEntry, ...] = ()
     faults: tuple[FaultRule, ...] = ()  # [[faults]]: fault injection rules (host.faults)

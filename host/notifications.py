@@ -19,6 +19,13 @@ a notification exists exactly when the state change that caused it was committed
 commit, :meth:`Outbox.flush_file` appends the new rows to the JSON-lines file (once each), and
 :class:`WebhookSender` POSTs undelivered rows to the configured URL with exponential back-off,
 marking each delivered or recording the last error.
+
+In a running host, :class:`Notifier` ties these together without ever touching the request's
+transaction: :attr:`Outbox.on_add` tells it (from the worker thread, inside the transaction)
+that a row was added; it then queues ``flush_file`` behind that transaction in the same single
+worker thread, so the file is appended right after the commit (and finds nothing if the
+transaction rolled back), and starts the webhook for the new rows. Group commit is never held up
+by the file or the network.
 """
 
 from __future__ import annotations
@@ -90,6 +97,9 @@ class Outbox:
         self.engine = engine
         self.jsonl_path = Path(jsonl_path) if jsonl_path else None
         self._file_lock = threading.Lock()
+        self.on_add: Callable[[], None] | None = None
+        """Called by :meth:`add` after each insert, still inside the caller's transaction:
+        it must only schedule work for after the commit (the runtime's :class:`Notifier`)."""
         metadata.create_all(engine)
 
     def add(
@@ -117,6 +127,8 @@ class Outbox:
             )
         )  # fmt: skip
         key = result.inserted_primary_key
+        if self.on_add is not None:
+            self.on_add()
         return int(key[0]) if key else 0
 
     def entries(
@@ -215,6 +227,10 @@ class WebhookSender:
         self.timeout_s = timeout_s
         self._reactor = reactor
         self._busy: set[int] = set()
+        self._stopped = False
+        self._active: set[Any] = set()  # delivery Deferreds in progress
+        self._waits: dict[Any, Any] = {}  # back-off Deferred -> its DelayedCall
+        self._requests: set[Any] = set()  # POSTs in flight
 
     @property
     def max_attempts(self) -> int:
@@ -230,13 +246,32 @@ class WebhookSender:
 
     def pump(self) -> Any:
         """Start delivering every undelivered row; the Deferred fires when all have settled."""
-        from twisted.internet.defer import gatherResults
+        from twisted.internet.defer import gatherResults, succeed
+
+        if self._stopped:
+            return succeed([])
 
         def start(rows: list[dict[str, Any]]) -> Any:
-            todo = [row for row in rows if row["id"] not in self._busy]
+            todo = [row for row in rows if row["id"] not in self._busy and not self._stopped]
             return gatherResults([self._deliver(row) for row in todo])
 
         return self.blocking(self.outbox.undelivered, self.max_attempts).addCallback(start)
+
+    def stop(self) -> Any:
+        """Stop delivering: cut back-off waits short, cancel POSTs in flight, record nothing
+        more. The Deferred fires once every delivery has ended (before the worker stops);
+        rows not delivered keep their attempts and are retried after a restart."""
+        from twisted.internet.defer import gatherResults
+
+        self._stopped = True
+        for wait, call in list(self._waits.items()):
+            if call.active():
+                call.cancel()
+            if not wait.called:
+                wait.callback(None)
+        for request in list(self._requests):
+            request.cancel()
+        return gatherResults(list(self._active), consumeErrors=True)
 
     async def _deliver_async(self, row: dict[str, Any]) -> bool:
         from twisted.internet.defer import Deferred
@@ -245,11 +280,21 @@ class WebhookSender:
         self._busy.add(row["id"])
         try:
             for attempt in range(self.max_attempts):
+                if self._stopped:  # stop() may come while an attempt is being recorded
+                    return False
                 if attempt:
                     wait: Deferred[None] = Deferred()
-                    reactor.callLater(self.delays_s[attempt - 1], wait.callback, None)
-                    await wait
+                    self._waits[wait] = reactor.callLater(self.delays_s[attempt - 1],
+                                                          wait.callback, None)
+                    try:
+                        await wait
+                    finally:
+                        self._waits.pop(wait, None)
+                if self._stopped:
+                    return False
                 error = await self._post_once(row)
+                if self._stopped:
+                    return False  # the worker may be gone: leave the row for the next run
                 await self.blocking(
                     self.outbox.record_attempt, row["id"], None if error else self.now(), error
                 )
@@ -262,7 +307,16 @@ class WebhookSender:
     def _deliver(self, row: dict[str, Any]) -> Any:
         from twisted.internet.defer import Deferred
 
-        return Deferred.fromCoroutine(self._deliver_async(row))
+        d = Deferred.fromCoroutine(self._deliver_async(row))
+        if not d.called:
+            self._active.add(d)
+
+            def ended(result: object) -> object:
+                self._active.discard(d)
+                return result
+
+            d.addBoth(ended)
+        return d
 
     async def _post_once(self, row: dict[str, Any]) -> str | None:
         """One POST; None on a 2xx answer, else a short error text."""
@@ -279,7 +333,12 @@ class WebhookSender:
         headers = Headers({b"content-type": [b"application/json"]})
         body = untyped[1](io.BytesIO(json.dumps(row, sort_keys=True).encode()))
         try:
-            response = await agent.request(b"POST", self.url.encode(), headers, body)
+            request = agent.request(b"POST", self.url.encode(), headers, body)
+            self._requests.add(request)
+            try:
+                response = await request
+            finally:
+                self._requests.discard(request)
             done: Deferred[None] = Deferred()
 
             class _Discard(Protocol):
@@ -294,6 +353,91 @@ class WebhookSender:
         if 200 <= response.code < 300:
             return None
         return f"HTTP {response.code}"
+
+
+class Notifier:
+    """Loop side of the outbox in a running host (see the module docstring).
+
+    ``blocking`` runs a function in the service's worker thread and returns a Deferred
+    (``ServiceWorker.call``); ``reactor`` is the running reactor; ``sender`` the webhook, or
+    None when no URL is configured. :meth:`attach` hooks it to the outbox.
+    """
+
+    def __init__(self, outbox: Outbox, blocking: BlockingCall, reactor: Any,
+                 sender: WebhookSender | None = None) -> None:
+        self.outbox = outbox
+        self.blocking = blocking
+        self.sender = sender
+        self._reactor = reactor
+        self._flushing = False
+        self._again = False
+        self._stopped = False
+        self._idle_waiters: list[Any] = []
+        self.flushes = 0
+        """How many times the file copy was brought up to date (for tests and metrics)."""
+
+    def attach(self) -> None:
+        """Be told of every notification the outbox records, and catch up on earlier ones."""
+        self.outbox.on_add = self.added
+        self.poke()
+
+    def added(self) -> None:
+        """Any thread: a notification was added to a transaction that has not committed yet."""
+        self._reactor.callFromThread(self.poke)
+
+    def poke(self) -> None:
+        """Loop: append committed rows to the file, then hand undelivered ones to the webhook.
+
+        At most one flush is queued at a time; pokes during it run one more flush after it, so
+        a burst of notifications costs one or two flushes, not one each."""
+        if self._stopped:
+            return
+        if self._flushing:
+            self._again = True
+            return
+        self._flushing = True
+        self.blocking(self.outbox.flush_file).addBoth(self._flushed)
+
+    def _flushed(self, result: object) -> None:
+        from twisted.python.failure import Failure
+
+        self._flushing = False
+        if isinstance(result, Failure):  # a full disk must not stop the host or the webhook
+            import logging
+
+            logging.getLogger(__name__).error("notifications file: %s",
+                                              result.getErrorMessage())
+        else:
+            self.flushes += 1
+        if self.sender is not None and not self._stopped:
+            self.sender.pump().addErrback(lambda f: None)  # failures are recorded per row
+        if self._again:
+            self._again = False
+            self.poke()
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def when_idle(self) -> Any:
+        """A Deferred that fires once no file flush is running or queued (at once when idle):
+        every notification committed before the call is then in the file."""
+        from twisted.internet.defer import Deferred, succeed
+
+        if not self._flushing:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+    def stop(self) -> Any:
+        """Stop reacting to new rows and end webhook deliveries; the Deferred fires when done.
+        The caller flushes the file once more (in the worker) before closing the service."""
+        from twisted.internet.defer import succeed
+
+        self._stopped = True
+        self.outbox.on_add = None
+        return self.sender.stop() if self.sender is not None else succeed(None)
 
 
 def _ip_literal_endpoints(reactor: Any, url: str, timeout_s: float) -> Any:

@@ -11,6 +11,10 @@ Used by ``poslab-host`` (:mod:`host.cli`), the scenario runner and the tests::
 listens for ISO 8583 and for the admin API; it returns once both sockets listen. ``stop``
 stops listening, lets every accepted request be answered (the service commits or rolls back
 each one before it returns), closes the connections and then the service.
+
+Customer notifications (``[notifications]`` in the config) are wired here: a
+:class:`~host.notifications.Notifier` on the settlement desk's outbox appends each committed
+notification to the JSON-lines file and POSTs it to the webhook with retries.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
@@ -35,6 +39,9 @@ from host.server import IsoServerFactory, ServerLimits
 from host.timers import MonotonicTimer
 from host.worker import ServiceWorker
 from protocol import Codec
+
+if TYPE_CHECKING:
+    from host.notifications import Notifier
 
 ServiceFactory = Callable[..., Any]
 """``(config, db_url, clock, *, strict, allow_unknown_terminals) -> service``."""
@@ -92,8 +99,12 @@ class HostRuntime:
     """
 
     def __init__(self, *, log: MessageLog | None = None,
-                 service_factory: ServiceFactory | None = None) -> None:
+                 service_factory: ServiceFactory | None = None,
+                 clock_poll_s: float = 1.0) -> None:
         self.log = log or MessageLog()
+        self.clock_poll_s = clock_poll_s
+        """Longest wait between two looks at a moving clock's due events (real or speed)."""
+        self.notifier: Notifier | None = None
         self.metrics = Metrics()
         self.service_factory = service_factory
         self.service: Any = None
@@ -140,6 +151,7 @@ class HostRuntime:
                 raise StartError(f"cannot open the database {safe_url(db_url)}: "
                                  f"{first_line(exc)}") from exc
             crashpoints.install_before_commit(getattr(self.service, "engine", None))
+            self.notifier = self._notifications(config, clock, reactor)
             timer = MonotonicTimer(loop)
             rules = getattr(config, "faults", ())  # [[faults]] in the config file
             self.faults = FaultHook(FaultRegistry(rules), self.metrics, self.log, timer)
@@ -156,7 +168,7 @@ class HostRuntime:
         except BaseException:
             await self.stop()
             raise
-        self._poll_clock(clock, MonotonicTimer(loop))
+        self._poll_clock(clock, MonotonicTimer(loop), self.clock_poll_s)
         self.log.event("listening", iso_port=self.iso_port, admin_port=self.admin_port,
                        profile=codec.profile.name)
         return self.iso_port, self.admin_port
@@ -176,12 +188,15 @@ class HostRuntime:
 
         A frozen simulated clock only moves by command, and the command runs its events, so
         only a real or speed-factor clock is polled. The events touch the database, so they
-        run in the service worker like everything else.
+        run in the service worker like everything else. The next look is when the earliest
+        pending event falls due (in real seconds, so a speed-factor clock is looked at often
+        enough to run each event close to its simulated instant), at most ``every_s`` away.
         """
         run_due = getattr(clock, "run_due", None)
-        if run_due is None or (getattr(clock, "mode", "") == "simulated"
-                               and not getattr(clock, "speed", 0)):
+        speed = float(getattr(clock, "speed", 0) or 0)
+        if run_due is None or (getattr(clock, "mode", "") == "simulated" and not speed):
             return
+        speed = speed or 1.0  # the real clock
 
         def tick() -> None:
             if self._stopping is not None or self._worker is None:
@@ -193,9 +208,27 @@ class HostRuntime:
 
         def reschedule() -> None:
             if self._stopping is None:
-                self._clock_poll = timer.callLater(every_s, tick)
+                self._clock_poll = timer.callLater(_next_look(clock, speed, every_s), tick)
 
         reschedule()
+
+    def _notifications(self, config: Any, clock: Any, reactor: Any) -> Notifier | None:
+        """Wire the settlement desk's outbox to the file copy and the webhook, if any."""
+        from host.notifications import Notifier, WebhookSender  # late: SQLAlchemy is heavy
+
+        outbox = getattr(getattr(self.service, "settlement", None), "outbox", None)
+        if outbox is None or self._worker is None:
+            return None
+        cfg = getattr(config, "notifications", None)
+        sender = None
+        if cfg is not None and cfg.webhook_url:
+            sender = WebhookSender(cfg.webhook_url, outbox, self._worker.call, clock.now,
+                                   delays_s=cfg.retry_delays(), timeout_s=cfg.timeout_s,
+                                   reactor=reactor)
+        notifier = Notifier(outbox, self._worker.call, reactor, sender)
+        notifier.attach()
+        self.extras.setdefault("notifier", notifier)
+        return notifier
 
     async def stop(self) -> None:
         """Stop listening, answer in-flight requests, close connections and the service.
@@ -223,6 +256,13 @@ class HostRuntime:
             await wait(self.factory.drained())
             await wait(self.factory.close_all())
         worker = self._worker
+        if self.notifier is not None:
+            await wait(self.notifier.stop())
+            if worker is not None:  # the file copy of whatever the last requests committed
+                try:
+                    await wait(worker.call(self.notifier.outbox.flush_file))
+                except Exception as exc:  # a full disk must not hide the stop
+                    self.log.event("notifications_error", error=first_line(exc))
         if worker is not None:
             if self.service is not None:
                 try:
@@ -231,3 +271,13 @@ class HostRuntime:
                     self.log.event("service_close_error", error=f"{type(exc).__name__}: {exc}")
             worker.stop()
         self.log.event("stopped")
+
+
+def _next_look(clock: Any, speed: float, every_s: float) -> float:
+    """Real seconds until the clock's earliest pending event is due, within [1 ms, every_s]."""
+    scheduler = getattr(clock, "scheduler", None)
+    pending = scheduler.pending() if scheduler is not None else []
+    if not pending:
+        return every_s
+    ahead = float((pending[0].at - clock.now()).total_seconds()) / speed
+    return min(max(ahead, 0.001), every_s)

@@ -168,7 +168,7 @@ class HostService:
         self.ledger = Ledger()
         self.store = Store(config.host.rrn_prefix)
         self._lock = threading.RLock()
-        self._schedules: dict[str, CutoffSchedule] = {}
+        self._schedules: dict[tuple[str, str], CutoffSchedule] = {}
         with schema_transaction(self.engine) as conn:
             create_schema(conn)
             store_metadata.create_all(conn)
@@ -334,10 +334,11 @@ class HostService:
         return self.config.refund_policy(self.config.default_merchant.id)
 
     def _business_date(self, merchant: MerchantConfig, now: datetime) -> date:
-        sched = self._schedules.get(merchant.timezone)
+        cutoff = merchant.cutoff or self.config.settlement.cutoff  # the merchant's own first
+        sched = self._schedules.get((merchant.timezone, cutoff))
         if sched is None:
-            sched = CutoffSchedule.parse(merchant.timezone, self.config.settlement.cutoff)
-            self._schedules[merchant.timezone] = sched
+            sched = CutoffSchedule.parse(merchant.timezone, cutoff)
+            self._schedules[(merchant.timezone, cutoff)] = sched
         return sched.business_date(now)
 
     def _hash(self, pan: Pan) -> str:

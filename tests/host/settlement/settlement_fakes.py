@@ -7,6 +7,9 @@ post a balanced group), so the desk's timing can be tested before and apart from
 from __future__ import annotations
 
 import hashlib
+import json
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -15,6 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, create_engine
+from twisted.internet.defer import Deferred
+from twisted.web.resource import Resource
 
 from host.calendar import BusinessCalendar
 from host.clock import ManualClock
@@ -121,3 +126,50 @@ class World:
         t = Txn(mid, kind, rrn, amount, self.desk.business_date(mid, self.clock.now()), sale)
         self.book.txns.append(t)
         return t
+
+
+def admin_http(port: int, token: str, method: str, path: str,
+               body: object = None) -> tuple[int, Any]:
+    """One admin API call on 127.0.0.1: ``(status, parsed JSON or text)`` (blocking)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, text, kind = resp.status, resp.read().decode(), resp.headers["content-type"]
+    except urllib.error.HTTPError as err:
+        status, text, kind = err.code, err.read().decode(), err.headers["content-type"]
+    return status, json.loads(text) if "json" in kind else text
+
+
+class Receiver(Resource):
+    """A loopback webhook: the first ``failures`` POSTs get HTTP 500, the rest 200."""
+
+    isLeaf = True
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.posts: list[dict[str, Any]] = []
+        self.delivered: dict[int, dict[str, Any]] = {}
+        self._waiting: list[tuple[int, Deferred[None]]] = []
+
+    def render_POST(self, request: Any) -> bytes:  # noqa: N802 - twisted.web naming
+        body = json.loads(request.content.read())
+        self.posts.append(body)
+        if len(self.posts) <= self.failures:
+            request.setResponseCode(500)
+        else:
+            self.delivered[body["id"]] = body
+        for n, d in list(self._waiting):
+            if len(self.delivered) >= n and not d.called:
+                d.callback(None)
+        return b"ok"
+
+    def wait_for(self, n: int) -> Deferred[None]:
+        """Fires once ``n`` distinct notifications were answered 200."""
+        d: Deferred[None] = Deferred()
+        self._waiting.append((n, d))
+        if len(self.delivered) >= n:
+            d.callback(None)
+        return d

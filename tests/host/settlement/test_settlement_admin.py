@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -14,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from settlement_fakes import SHANGHAI, World, make_terms
+from settlement_fakes import SHANGHAI, World, admin_http, make_terms
 
 import host.admin_settlement  # noqa: F401  (registers the routes)
 from host.admin import AdminContext, admin_site
@@ -45,15 +42,7 @@ Call = Callable[..., tuple[int, Any]]
 
 
 def _http(port: int, method: str, path: str, body: object = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
-    req.add_header("Authorization", f"Bearer {TOKEN}")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            status, text, kind = resp.status, resp.read().decode(), resp.headers["content-type"]
-    except urllib.error.HTTPError as err:
-        status, text, kind = err.code, err.read().decode(), err.headers["content-type"]
-    return status, json.loads(text) if "json" in kind else text
+    return admin_http(port, TOKEN, method, path, body)
 
 
 def _serve(run: Any, service: Any, clock: Any) -> Iterator[Call]:

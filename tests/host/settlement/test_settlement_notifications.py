@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from settlement_fakes import Receiver
 from sqlalchemy import create_engine
 from twisted.internet.defer import maybeDeferred
-from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from host.notifications import Outbox, WebhookSender
@@ -71,27 +71,10 @@ def test_jsonl_file_gets_each_row_once(outbox: Outbox) -> None:
     assert PAN not in outbox.jsonl_path.read_text()
 
 
-class _Hook(Resource):
-    """A webhook receiver that fails the first ``failures`` POSTs with HTTP 500."""
-
-    isLeaf = True
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-        self.bodies: list[dict[str, Any]] = []
-
-    def render_POST(self, request: Any) -> bytes:
-        self.bodies.append(json.loads(request.content.read()))
-        if len(self.bodies) <= self.failures:
-            request.setResponseCode(500)
-        return b"ok"
-
-
-def _deliver(run: Any, outbox: Outbox, failures: int, delays: tuple[float, ...]) -> _Hook:
+def _deliver(run: Any, outbox: Outbox, failures: int, delays: tuple[float, ...]) -> Receiver:
     from twisted.internet import reactor
 
-    hook = _Hook(failures)
+    hook = Receiver(failures)
     port = reactor.listenTCP(0, Site(hook), interface="127.0.0.1")  # type: ignore[attr-defined]
     try:
         sender = WebhookSender(f"http://127.0.0.1:{port.getHost().port}/hook", outbox,
@@ -106,8 +89,8 @@ def test_webhook_retries_until_delivered(run: Any, outbox: Outbox) -> None:
     """Two HTTP 500s then 200: three POSTs of the same body, then marked delivered."""
     _emit(outbox)
     hook = _deliver(run, outbox, failures=2, delays=(0.01, 0.01, 0.01))
-    assert len(hook.bodies) == 3 and hook.bodies[0] == hook.bodies[2]
-    assert hook.bodies[0]["pan"] == "622202*********0123"
+    assert len(hook.posts) == 3 and hook.posts[0] == hook.posts[2]
+    assert hook.posts[0]["pan"] == "622202*********0123"
     (row,) = outbox.entries()
     assert row["delivered"] and row["attempts"] == 3
     assert outbox.undelivered(max_attempts=4) == []
@@ -117,7 +100,7 @@ def test_webhook_gives_up_after_max_attempts(run: Any, outbox: Outbox) -> None:
     """A receiver that always fails gets len(delays)+1 attempts; the row stays undelivered."""
     _emit(outbox)
     hook = _deliver(run, outbox, failures=99, delays=(0.01,))
-    assert len(hook.bodies) == 2
+    assert len(hook.posts) == 2
     (row,) = outbox.entries()
     assert not row["delivered"] and row["attempts"] == 2
 
@@ -126,7 +109,7 @@ def test_webhook_connection_refused_is_recorded(run: Any, outbox: Outbox) -> Non
     """A closed port counts as a failed attempt with the error kept, not an exception."""
     from twisted.internet import reactor
 
-    port = reactor.listenTCP(0, Site(_Hook(0)), interface="127.0.0.1")  # type: ignore[attr-defined]
+    port = reactor.listenTCP(0, Site(Receiver(0)), interface="127.0.0.1")  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port.getHost().port}/hook"
     run(port.stopListening().asFuture(asyncio.get_event_loop()))
     _emit(outbox)
