@@ -34,7 +34,7 @@ import io
 import json
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,8 @@ notification = Table(
 def _row_dict(row: Any) -> dict[str, Any]:
     m = row._mapping
     at = m["at"]
+    if isinstance(at, datetime) and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # SQLite keeps no offset; every instant stored is UTC
     return {
         "id": m["id"], "at": at.isoformat() if isinstance(at, datetime) else at,
         "event": m["event"], "merchant_id": m["merchant_id"], "rrn": m["rrn"],

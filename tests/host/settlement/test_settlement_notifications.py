@@ -42,7 +42,7 @@ def test_outbox_masks_pan_and_lists_in_order(outbox: Outbox) -> None:
     rows = outbox.entries()
     assert [r["event"] for r in rows] == ["refund_approved", "refund_posted", "merchant_funded"]
     assert rows[0]["pan"] == "622202*********0123"
-    assert rows[0]["at"].startswith("2026-11-27T09:00")
+    assert rows[0]["at"] == "2026-11-27T09:00:00+00:00"  # UTC offset kept on SQLite too
     assert rows[1]["posting_date"] == "2026-12-02" and rows[1]["amount_minor"] == 1250
     assert [r["event"] for r in outbox.entries(rrn="000000000002")] == ["merchant_funded"]
     assert PAN not in json.dumps(rows)
