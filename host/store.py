@@ -52,9 +52,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    and_,
+    bindparam,
     func,
+    insert,
     select,
+    update,
 )
 
 from host.ledger.verify import Violation
@@ -177,6 +179,62 @@ host_meta = Table(
     Column("value", Text, nullable=False),
 )  # fmt: skip
 
+# -- statements of the request path, built once ----------------------------------------------
+# Building a Core statement per call (``insert(t).values(...)``, ``select(...).where(...)``)
+# costs far more CPU than SQLite's own execute (coercions and cache keys, docs/performance.md);
+# these are built at import with bind parameters and take their values at execute time. A
+# built statement memoises its cache key, so the engine's compiled cache finds it at once.
+
+_TERMINAL = select(terminal).where(terminal.c.terminal_id == bindparam("tid"))
+_TERMINAL_LOCKED = _TERMINAL.with_for_update()
+_TERMINAL_INSERT = insert(terminal)
+_TERMINAL_UPDATE = update(terminal).where(terminal.c.terminal_id == bindparam("tid"))
+_BATCH = select(batch).where(batch.c.id == bindparam("bid"))
+_BATCH_STATE = select(batch.c.state).where(batch.c.id == bindparam("bid"))
+_BATCH_INSERT = insert(batch)
+_TXN_INSERT = insert(txn)
+_TXN_UPDATE = update(txn).where(txn.c.id == bindparam("txn_id_"))
+_TXN_BY_ID = select(txn).where(txn.c.id == bindparam("txn_id_"))
+_TXN_BY_ID_LOCKED = _TXN_BY_ID.with_for_update()
+_TXN_BY_RRN = select(txn).where(txn.c.rrn == bindparam("rrn_"))
+_TXN_BY_RRN_LOCKED = _TXN_BY_RRN.with_for_update()
+_HOLD_WHERE = (txn.c.kind == "auth", txn.c.terminal_id == bindparam("tid"),
+               txn.c.merchant_id == bindparam("mid"), txn.c.approval_code == bindparam("code"))
+_HOLD = select(txn).where(*_HOLD_WHERE).order_by(txn.c.id.desc()).with_for_update()
+_HOLD_BY_RRN = (select(txn).where(*_HOLD_WHERE, txn.c.rrn == bindparam("rrn_"))
+                .order_by(txn.c.id.desc()).with_for_update())
+_REFUND_STATS = select(func.coalesce(func.sum(txn.c.amount_minor), 0), func.count()).where(
+    txn.c.original_id == bindparam("sale_id"), txn.c.kind == "refund", txn.c.state == "approved")
+_MERCHANT_REFUNDED = select(func.coalesce(func.sum(txn.c.amount_minor), 0)).where(
+    txn.c.merchant_id == bindparam("mid"), txn.c.business_date == bindparam("bdate"),
+    txn.c.kind == "refund", txn.c.state == "approved")
+_REVERSAL_TARGET = select(txn).where(
+    txn.c.merchant_id == bindparam("mid"), txn.c.terminal_id == bindparam("tid"),
+    txn.c.stan == bindparam("stan_"), txn.c.business_date == bindparam("bdate"),
+    txn.c.state != "declined").order_by(txn.c.id.desc()).with_for_update()
+_MARK_INSERT = insert(reversal_mark)
+_TOMBSTONE = select(reversal_mark.c.id).where(
+    reversal_mark.c.merchant_id == bindparam("mid"),
+    reversal_mark.c.terminal_id == bindparam("tid"),
+    reversal_mark.c.stan == bindparam("stan_"),
+    reversal_mark.c.business_date == bindparam("bdate"),
+    reversal_mark.c.target_id.is_(None)).limit(1)
+_REVIEW_INSERT = insert(review)
+_REVIEW = select(review).where(review.c.id == bindparam("rid"))
+_REVIEW_LOCKED = _REVIEW.with_for_update()
+_REVIEW_OF = select(review).where(review.c.txn_id == bindparam("txn_id_"))
+_REVIEW_UPDATE = update(review).where(review.c.id == bindparam("rid"))
+_APPROVALS = (select(review_approval).where(review_approval.c.review_id == bindparam("rid"))
+              .order_by(review_approval.c.id))
+_APPROVAL_INSERT = insert(review_approval)
+_EVENT_INSERT = insert(event)
+_EVENTS = select(event).where(event.c.txn_id == bindparam("txn_id_")).order_by(event.c.id)
+
+#: Every column of ``txn`` an insert may leave out (stable key set: one compiled statement).
+_TXN_OPTIONAL = {"pan_masked": None, "pan_hash": None, "original_id": None, "rule": None,
+                 "batch_id": None, "group_id": None, "review_state": None, "reason": None,
+                 "evidence": None, "operator": None, "rules_fired": "[]"}
+
 #: Transaction kinds that capture money and belong to a terminal batch.
 BATCHED_KINDS = ("sale", "refund", "void", "completion")
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -220,25 +278,23 @@ class Store:
 
     def terminal(self, conn: Connection, tid: str, *, lock: bool = False) -> Row[Any] | None:
         """The terminal's row, optionally locked for update."""
-        q = select(terminal).where(terminal.c.terminal_id == tid)
-        return conn.execute(q.with_for_update() if lock else q).first()
+        return conn.execute(_TERMINAL_LOCKED if lock else _TERMINAL, {"tid": tid}).first()
 
     def ensure_terminal(self, conn: Connection, tid: str, mid: str, at_ms: int, *,
                         enrolled: bool) -> Row[Any]:
         """The terminal's locked row, created on first use."""
         row = self.terminal(conn, tid, lock=True)
         if row is None:
-            conn.execute(terminal.insert().values(terminal_id=tid, merchant_id=mid,
-                                                  enrolled=int(enrolled), since_ms=at_ms,
-                                                  signed_on=0))
+            conn.execute(_TERMINAL_INSERT, {"terminal_id": tid, "merchant_id": mid,
+                                            "enrolled": int(enrolled), "since_ms": at_ms,
+                                            "signed_on": 0})
             row = self.terminal(conn, tid, lock=True)
         assert row is not None
         return row
 
     def set_signed_on(self, conn: Connection, tid: str, signed_on: bool) -> None:
         """Record sign-on or sign-off."""
-        conn.execute(terminal.update().where(terminal.c.terminal_id == tid)
-                     .values(signed_on=int(signed_on)))
+        conn.execute(_TERMINAL_UPDATE, {"tid": tid, "signed_on": int(signed_on)})
 
     def open_batch(self, conn: Connection, tid: str, mid: str, at_ms: int,
                    business_date: str) -> int:
@@ -246,13 +302,12 @@ class Store:
         row = self.ensure_terminal(conn, tid, mid, at_ms, enrolled=False)
         if row.open_batch_id is not None:
             return int(row.open_batch_id)
-        key = conn.execute(batch.insert().values(
-            terminal_id=tid, merchant_id=mid, state="open", business_date=business_date,
-            opened_ms=at_ms)).inserted_primary_key
+        key = conn.execute(_BATCH_INSERT, {
+            "terminal_id": tid, "merchant_id": mid, "state": "open",
+            "business_date": business_date, "opened_ms": at_ms}).inserted_primary_key
         assert key is not None
         bid = int(key[0])
-        conn.execute(terminal.update().where(terminal.c.terminal_id == tid)
-                     .values(open_batch_id=bid))
+        conn.execute(_TERMINAL_UPDATE, {"tid": tid, "open_batch_id": bid})
         return bid
 
     def current_batch(self, conn: Connection, tid: str) -> Row[Any] | None:
@@ -260,18 +315,19 @@ class Store:
         row = self.terminal(conn, tid, lock=True)
         if row is None or row.open_batch_id is None:
             return None
-        return conn.execute(select(batch).where(batch.c.id == row.open_batch_id)).first()
+        return conn.execute(_BATCH, {"bid": row.open_batch_id}).first()
 
     def batch_row(self, conn: Connection, batch_id: int | None) -> Row[Any] | None:
         """A batch by id."""
         if batch_id is None:
             return None
-        return conn.execute(select(batch).where(batch.c.id == batch_id)).first()
+        return conn.execute(_BATCH, {"bid": batch_id}).first()
 
     def batch_open(self, conn: Connection, batch_id: int | None) -> bool:
         """True when the batch exists and is open."""
-        row = self.batch_row(conn, batch_id)
-        return row is not None and row.state == "open"
+        if batch_id is None:
+            return False
+        return conn.execute(_BATCH_STATE, {"bid": batch_id}).scalar() == "open"
 
     def batch_totals(self, conn: Connection, batch_id: int, currency: str) -> dict[str, int]:
         """Effective debits (sales, completions) and credits (refunds) of a batch in a currency."""
@@ -321,30 +377,27 @@ class Store:
 
     def insert_txn(self, conn: Connection, **values: Any) -> tuple[int, str, str]:
         """Insert a transaction; returns ``(id, rrn, approval_code)`` derived from its id."""
-        values.setdefault("rules_fired", "[]")
-        key = conn.execute(txn.insert().values(**values)).inserted_primary_key
+        key = conn.execute(_TXN_INSERT, {**_TXN_OPTIONAL, **values}).inserted_primary_key
         assert key is not None
         tid = int(key[0])
         rrn, code = rrn_for(self.rrn_prefix, tid), approval_code_for(tid)
-        conn.execute(txn.update().where(txn.c.id == tid).values(rrn=rrn, approval_code=code))
+        conn.execute(_TXN_UPDATE, {"txn_id_": tid, "rrn": rrn, "approval_code": code})
         return tid, rrn, code
 
     def update_txn(self, conn: Connection, txn_id: int, **values: Any) -> None:
         """Change columns of one transaction (state, group, batch, review state)."""
-        conn.execute(txn.update().where(txn.c.id == txn_id).values(**values))
+        conn.execute(_TXN_UPDATE, {"txn_id_": txn_id, **values})
 
     def txn_by_id(self, conn: Connection, txn_id: int | None, *,
                   lock: bool = False) -> Row[Any] | None:
         """A transaction by id (optionally locked for update)."""
         if txn_id is None:
             return None
-        q = select(txn).where(txn.c.id == txn_id)
-        return conn.execute(q.with_for_update() if lock else q).first()
+        return conn.execute(_TXN_BY_ID_LOCKED if lock else _TXN_BY_ID, {"txn_id_": txn_id}).first()
 
     def txn_by_rrn(self, conn: Connection, rrn: str, *, lock: bool = False) -> Row[Any] | None:
         """A transaction by its host-assigned RRN (optionally locked for update)."""
-        q = select(txn).where(txn.c.rrn == rrn)
-        return conn.execute(q.with_for_update() if lock else q).first()
+        return conn.execute(_TXN_BY_RRN_LOCKED if lock else _TXN_BY_RRN, {"rrn_": rrn}).first()
 
     def txns(self, conn: Connection, tid: str | None, stan: str | None,
              limit: int = 500) -> list[Row[Any]]:
@@ -359,26 +412,20 @@ class Store:
     def find_hold(self, conn: Connection, tid: str, mid: str, approval_code: str,
                   rrn: str | None) -> Row[Any] | None:
         """The authorization hold an 0220 completes (by DE38, and DE37 when sent), locked."""
-        cond = [txn.c.kind == "auth", txn.c.terminal_id == tid, txn.c.merchant_id == mid,
-                txn.c.approval_code == approval_code]
+        params = {"tid": tid, "mid": mid, "code": approval_code}
         if rrn:
-            cond.append(txn.c.rrn == rrn)
-        return conn.execute(select(txn).where(and_(*cond)).order_by(txn.c.id.desc())
-                            .with_for_update()).first()
+            return conn.execute(_HOLD_BY_RRN, {**params, "rrn_": rrn}).first()
+        return conn.execute(_HOLD, params).first()
 
     def refund_stats(self, conn: Connection, sale_id: int) -> tuple[int, int]:
         """``(refunded_minor, count)`` of the sale's effective refunds."""
-        row = conn.execute(select(func.coalesce(func.sum(txn.c.amount_minor), 0), func.count())
-                           .where(txn.c.original_id == sale_id, txn.c.kind == "refund",
-                                  txn.c.state == "approved")).one()
+        row = conn.execute(_REFUND_STATS, {"sale_id": sale_id}).one()
         return int(row[0]), int(row[1])
 
     def merchant_refunded(self, conn: Connection, mid: str, business_date: str) -> int:
         """Sum of the merchant's effective refunds on one business date."""
-        return int(conn.execute(
-            select(func.coalesce(func.sum(txn.c.amount_minor), 0))
-            .where(txn.c.merchant_id == mid, txn.c.business_date == business_date,
-                   txn.c.kind == "refund", txn.c.state == "approved")).scalar_one())
+        return int(conn.execute(_MERCHANT_REFUNDED, {"mid": mid, "bdate": business_date}
+                                ).scalar_one())
 
     def view(self, conn: Connection, row: Row[Any]) -> OriginalView:
         """The rules' view of a transaction row (with refund totals and batch state)."""
@@ -395,63 +442,56 @@ class Store:
     def reversal_target(self, conn: Connection, mid: str, tid: str, stan: str,
                         business_date: str) -> Row[Any] | None:
         """The newest non-declined transaction with this (MID, TID, STAN, business date)."""
-        return conn.execute(select(txn).where(
-            txn.c.merchant_id == mid, txn.c.terminal_id == tid, txn.c.stan == stan,
-            txn.c.business_date == business_date, txn.c.state != "declined",
-        ).order_by(txn.c.id.desc()).with_for_update()).first()
+        return conn.execute(_REVERSAL_TARGET, {"mid": mid, "tid": tid, "stan_": stan,
+                                               "bdate": business_date}).first()
 
     def mark_reversal(self, conn: Connection, mid: str, tid: str, stan: str,
                       business_date: str, target_id: int | None, at_ms: int) -> None:
         """Record an accepted reversal; ``target_id`` None makes it a tombstone."""
-        conn.execute(reversal_mark.insert().values(merchant_id=mid, terminal_id=tid, stan=stan,
-                                                   business_date=business_date,
-                                                   target_id=target_id, at_ms=at_ms))
+        conn.execute(_MARK_INSERT, {"merchant_id": mid, "terminal_id": tid, "stan": stan,
+                                    "business_date": business_date, "target_id": target_id,
+                                    "at_ms": at_ms})
 
     def tombstoned(self, conn: Connection, mid: str, tid: str, stan: str,
                    business_date: str) -> bool:
         """True when a reversal for this key arrived before any original."""
-        return conn.execute(select(reversal_mark.c.id).where(
-            reversal_mark.c.merchant_id == mid, reversal_mark.c.terminal_id == tid,
-            reversal_mark.c.stan == stan, reversal_mark.c.business_date == business_date,
-            reversal_mark.c.target_id.is_(None))).first() is not None
+        return conn.execute(_TOMBSTONE, {"mid": mid, "tid": tid, "stan_": stan,
+                                         "bdate": business_date}).first() is not None
 
     # -- reviews ---------------------------------------------------------------------------
 
     def add_review(self, conn: Connection, txn_id: int, level: int, at_ms: int) -> int:
         """Open a review for a held refund."""
-        key = conn.execute(review.insert().values(txn_id=txn_id, level=level,
-                                                  state="pending_review",
-                                                  created_ms=at_ms)).inserted_primary_key
+        key = conn.execute(_REVIEW_INSERT, {"txn_id": txn_id, "level": level,
+                                            "state": "pending_review", "created_ms": at_ms}
+                           ).inserted_primary_key
         assert key is not None
         return int(key[0])
 
     def review_row(self, conn: Connection, review_id: int, *,
                    lock: bool = False) -> Row[Any] | None:
         """A review by id."""
-        q = select(review).where(review.c.id == review_id)
-        return conn.execute(q.with_for_update() if lock else q).first()
+        return conn.execute(_REVIEW_LOCKED if lock else _REVIEW, {"rid": review_id}).first()
 
     def review_of(self, conn: Connection, txn_id: int) -> Row[Any] | None:
         """The review of a transaction, if any."""
-        return conn.execute(select(review).where(review.c.txn_id == txn_id)).first()
+        return conn.execute(_REVIEW_OF, {"txn_id_": txn_id}).first()
 
     def approvals(self, conn: Connection, review_id: int) -> list[Row[Any]]:
         """Who approved a review, in order."""
-        return list(conn.execute(select(review_approval)
-                                 .where(review_approval.c.review_id == review_id)
-                                 .order_by(review_approval.c.id)).all())
+        return list(conn.execute(_APPROVALS, {"rid": review_id}).all())
 
     def add_approval(self, conn: Connection, review_id: int, approver: str, note: str,
                      at_ms: int) -> None:
         """Record one approver's approval."""
-        conn.execute(review_approval.insert().values(review_id=review_id, approver=approver,
-                                                     note=note, at_ms=at_ms))
+        conn.execute(_APPROVAL_INSERT, {"review_id": review_id, "approver": approver,
+                                        "note": note, "at_ms": at_ms})
 
     def decide_review(self, conn: Connection, review_id: int, state: str, at_ms: int,
                       reason: str | None = None) -> None:
         """Set a review's final state."""
-        conn.execute(review.update().where(review.c.id == review_id)
-                     .values(state=state, decided_ms=at_ms, reason=reason))
+        conn.execute(_REVIEW_UPDATE, {"rid": review_id, "state": state, "decided_ms": at_ms,
+                                      "reason": reason})
 
     def reviews(self, conn: Connection, state: str | None) -> list[Row[Any]]:
         """Reviews, optionally by state, newest first."""
@@ -465,13 +505,12 @@ class Store:
     def add_event(self, conn: Connection, txn_id: int | None, at_ms: int, kind: str,
                   **detail: Any) -> None:
         """Append one audit event."""
-        conn.execute(event.insert().values(txn_id=txn_id, at_ms=at_ms, kind=kind,
-                                           detail=json.dumps(detail, sort_keys=True)))
+        conn.execute(_EVENT_INSERT, {"txn_id": txn_id, "at_ms": at_ms, "kind": kind,
+                                     "detail": json.dumps(detail, sort_keys=True)})
 
     def events(self, conn: Connection, txn_id: int) -> list[dict[str, Any]]:
         """The audit events of one transaction, oldest first."""
-        rows = conn.execute(select(event).where(event.c.txn_id == txn_id)
-                            .order_by(event.c.id)).all()
+        rows = conn.execute(_EVENTS, {"txn_id_": txn_id}).all()
         return [{"at_ms": int(r.at_ms), "kind": r.kind, **json.loads(r.detail)} for r in rows]
 
 

@@ -33,9 +33,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
 from host.ledger.schema import ledger_entry, ledger_head, posting_group, request_log
+
+# Statements of the posting path, built once (building Core statements per call costs more CPU
+# than the database's own execute; docs/performance.md).
+_HEAD_LOCKED = select(ledger_head.c.last_id, ledger_head.c.last_hash).where(
+    ledger_head.c.id == 1).with_for_update()
+_HEAD_UPDATE = update(ledger_head).where(ledger_head.c.id == 1)
+_GROUP_INSERT = insert(posting_group)
+_ENTRY_INSERT = insert(ledger_entry)
+_ENTRIES = (select(ledger_entry.c.account, ledger_entry.c.side, ledger_entry.c.amount_minor)
+            .where(ledger_entry.c.group_id == bindparam("gid")).order_by(ledger_entry.c.id))
+_GROUP = select(posting_group).where(posting_group.c.id == bindparam("gid"))
+_GROUPS = (select(posting_group).where(posting_group.c.reference == bindparam("ref"))
+           .order_by(posting_group.c.id))
+_REVERSERS = select(posting_group.c.id).where(posting_group.c.reverses == bindparam("gid"))
+_RECALL = select(request_log.c.fingerprint, request_log.c.result).where(
+    request_log.c.key == bindparam("k"))
+_REMEMBER = insert(request_log)
 
 Entry = tuple[str, str, int]
 """``(account, "D" | "C", amount_minor)``."""
@@ -103,20 +120,18 @@ class Ledger:
         positive integer; nothing is written then.
         """
         amount = _check(entries)
-        head = conn.execute(select(ledger_head).where(ledger_head.c.id == 1)
-                            .with_for_update()).one()
+        head = conn.execute(_HEAD_LOCKED).one()
         group = Group(int(head.last_id) + 1, kind, reference, reverses, parent_id, currency,
                       amount, at_ms, memo)
         digest = group_hash(head.last_hash, group, entries)
-        conn.execute(posting_group.insert().values(
-            id=group.id, kind=kind, reference=reference, reverses=reverses, parent_id=parent_id,
-            currency=currency, amount_minor=amount, at_ms=at_ms, memo=memo,
-            prev_hash=head.last_hash, hash=digest))
-        conn.execute(ledger_entry.insert(), [
+        conn.execute(_GROUP_INSERT, {
+            "id": group.id, "kind": kind, "reference": reference, "reverses": reverses,
+            "parent_id": parent_id, "currency": currency, "amount_minor": amount,
+            "at_ms": at_ms, "memo": memo, "prev_hash": head.last_hash, "hash": digest})
+        conn.execute(_ENTRY_INSERT, [
             {"group_id": group.id, "account": a, "side": s, "amount_minor": m,
              "currency": currency} for a, s, m in entries])
-        conn.execute(ledger_head.update().where(ledger_head.c.id == 1)
-                     .values(last_id=group.id, last_hash=digest))
+        conn.execute(_HEAD_UPDATE, {"last_id": group.id, "last_hash": digest})
         return group.id
 
     def post(self, conn: Connection, entries: Sequence[Entry], *, currency: str, at: datetime,
@@ -127,27 +142,22 @@ class Ledger:
 
     def entries(self, conn: Connection, group_id: int) -> list[Entry]:
         """The entries of one group in insertion order."""
-        rows = conn.execute(select(ledger_entry.c.account, ledger_entry.c.side,
-                                   ledger_entry.c.amount_minor)
-                            .where(ledger_entry.c.group_id == group_id)
-                            .order_by(ledger_entry.c.id)).all()
+        rows = conn.execute(_ENTRIES, {"gid": group_id}).all()
         return [(r.account, r.side, int(r.amount_minor)) for r in rows]
 
     def group(self, conn: Connection, group_id: int) -> Group | None:
         """One group, or None."""
-        row = conn.execute(select(posting_group).where(posting_group.c.id == group_id)).first()
+        row = conn.execute(_GROUP, {"gid": group_id}).first()
         return None if row is None else _group(row)
 
     def groups(self, conn: Connection, reference: str) -> list[Group]:
         """Every group with this reference, oldest first."""
-        rows = conn.execute(select(posting_group).where(posting_group.c.reference == reference)
-                            .order_by(posting_group.c.id)).all()
+        rows = conn.execute(_GROUPS, {"ref": reference}).all()
         return [_group(r) for r in rows]
 
     def effective(self, conn: Connection, group_id: int) -> bool:
         """True unless an effective group reverses this one."""
-        reversers = conn.execute(select(posting_group.c.id)
-                                 .where(posting_group.c.reverses == group_id)).scalars().all()
+        reversers = conn.execute(_REVERSERS, {"gid": group_id}).scalars().all()
         return not any(self.effective(conn, int(r)) for r in reversers)
 
     def reverse(self, conn: Connection, group_id: int, *, at_ms: int, reference: str,
@@ -192,15 +202,14 @@ class Ledger:
 
     def recall(self, conn: Connection, key: str) -> tuple[str, str] | None:
         """``(fingerprint, result)`` stored under ``key``, or None."""
-        row = conn.execute(select(request_log.c.fingerprint, request_log.c.result)
-                           .where(request_log.c.key == key)).first()
+        row = conn.execute(_RECALL, {"k": key}).first()
         return None if row is None else (row.fingerprint, row.result)
 
     def remember(self, conn: Connection, key: str, fingerprint: str, result: str,
                  at_ms: int) -> None:
         """Store the result of the request ``key`` (raises IntegrityError if already there)."""
-        conn.execute(request_log.insert().values(key=key, fingerprint=fingerprint,
-                                                 result=result, at_ms=at_ms))
+        conn.execute(_REMEMBER, {"key": key, "fingerprint": fingerprint, "result": result,
+                                 "at_ms": at_ms})
 
 
 def _group(row: object) -> Group:
