@@ -217,9 +217,10 @@ class HostRuntime:
         from host.notifications import Notifier, WebhookSender  # late: SQLAlchemy is heavy
 
         outbox = getattr(getattr(self.service, "settlement", None), "outbox", None)
-        if outbox is None or self._worker is None:
-            return None
         cfg = getattr(config, "notifications", None)
+        if outbox is None or self._worker is None or cfg is None or not (cfg.file or
+                                                                          cfg.webhook_url):
+            return None  # the outbox table alone needs nothing after the commit
         sender = None
         if cfg is not None and cfg.webhook_url:
             sender = WebhookSender(cfg.webhook_url, outbox, self._worker.call, clock.now,
