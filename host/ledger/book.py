@@ -42,6 +42,9 @@ from host.ledger.schema import ledger_entry, ledger_head, posting_group, request
 _HEAD_LOCKED = select(ledger_head.c.last_id, ledger_head.c.last_hash).where(
     ledger_head.c.id == 1).with_for_update()
 _HEAD_UPDATE = update(ledger_head).where(ledger_head.c.id == 1)
+_HEAD_ADVANCE = update(ledger_head).where(
+    ledger_head.c.id == 1, ledger_head.c.last_id == bindparam("seen_id"),
+    ledger_head.c.last_hash == bindparam("seen_hash"))
 _GROUP_INSERT = insert(posting_group)
 _ENTRY_INSERT = insert(ledger_entry)
 _ENTRIES = (select(ledger_entry.c.account, ledger_entry.c.side, ledger_entry.c.amount_minor)
@@ -109,7 +112,19 @@ def _check(entries: Sequence[Entry]) -> int:
 
 
 class Ledger:
-    """Double-entry book on the caller's connection (stateless; safe to share)."""
+    """Double-entry book on the caller's connection (safe to share between threads).
+
+    The only state is a hint: the chain head this instance last wrote. A posting first tries
+    to advance the stored head *from that hint* with one conditional UPDATE (``WHERE last_id =
+    hint AND last_hash = hint``), which also takes the head's row lock; when another writer
+    (another service on the same database, a rolled-back savepoint) moved the head, the UPDATE
+    matches nothing and the posting falls back to reading the head under lock. Either way the
+    new group links to the head as stored in the writer's transaction, so the chain never
+    forks; the hint only saves the read.
+    """
+
+    def __init__(self) -> None:
+        self._head: tuple[int, str] | None = None
 
     def post_group(self, conn: Connection, entries: Sequence[Entry], *, currency: str,
                    at_ms: int, reference: str, kind: str = "posting", memo: str = "",
@@ -120,18 +135,29 @@ class Ledger:
         positive integer; nothing is written then.
         """
         amount = _check(entries)
-        head = conn.execute(_HEAD_LOCKED).one()
-        group = Group(int(head.last_id) + 1, kind, reference, reverses, parent_id, currency,
-                      amount, at_ms, memo)
-        digest = group_hash(head.last_hash, group, entries)
+        hint = self._head
+        if hint is not None:
+            group = Group(hint[0] + 1, kind, reference, reverses, parent_id, currency, amount,
+                          at_ms, memo)
+            prev, digest = hint[1], group_hash(hint[1], group, entries)
+            if conn.execute(_HEAD_ADVANCE, {"seen_id": hint[0], "seen_hash": prev,
+                                            "last_id": group.id, "last_hash": digest}
+                            ).rowcount != 1:
+                hint = None
+        if hint is None:
+            head = conn.execute(_HEAD_LOCKED).one()
+            group = Group(int(head.last_id) + 1, kind, reference, reverses, parent_id, currency,
+                          amount, at_ms, memo)
+            prev, digest = head.last_hash, group_hash(head.last_hash, group, entries)
+            conn.execute(_HEAD_UPDATE, {"last_id": group.id, "last_hash": digest})
         conn.execute(_GROUP_INSERT, {
             "id": group.id, "kind": kind, "reference": reference, "reverses": reverses,
             "parent_id": parent_id, "currency": currency, "amount_minor": amount,
-            "at_ms": at_ms, "memo": memo, "prev_hash": head.last_hash, "hash": digest})
+            "at_ms": at_ms, "memo": memo, "prev_hash": prev, "hash": digest})
         conn.execute(_ENTRY_INSERT, [
             {"group_id": group.id, "account": a, "side": s, "amount_minor": m,
              "currency": currency} for a, s, m in entries])
-        conn.execute(_HEAD_UPDATE, {"last_id": group.id, "last_hash": digest})
+        self._head = (group.id, digest)  # a hint: wrong after a rollback, then just a miss
         return group.id
 
     def post(self, conn: Connection, entries: Sequence[Entry], *, currency: str, at: datetime,
