@@ -59,6 +59,7 @@ from sqlalchemy import (
     update,
 )
 
+from host.ledger.prepared import Prepared
 from host.ledger.verify import Violation
 from host.rules import OriginalView
 
@@ -181,54 +182,58 @@ host_meta = Table(
 
 # -- statements of the request path, built once ----------------------------------------------
 # Building a Core statement per call (``insert(t).values(...)``, ``select(...).where(...)``)
-# costs far more CPU than SQLite's own execute (coercions and cache keys, docs/performance.md);
-# these are built at import with bind parameters and take their values at execute time. A
-# built statement memoises its cache key, so the engine's compiled cache finds it at once.
+# and running it through ``Connection.execute`` costs far more CPU than SQLite's own work
+# (docs/performance.md). These are built at import with bind parameters, take their values at
+# run time and run as prepared statements (:mod:`host.ledger.prepared`).
 
-_TERMINAL = select(terminal).where(terminal.c.terminal_id == bindparam("tid"))
-_TERMINAL_LOCKED = _TERMINAL.with_for_update()
-_TERMINAL_INSERT = insert(terminal)
-_TERMINAL_UPDATE = update(terminal).where(terminal.c.terminal_id == bindparam("tid"))
-_BATCH = select(batch).where(batch.c.id == bindparam("bid"))
-_BATCH_STATE = select(batch.c.state).where(batch.c.id == bindparam("bid"))
-_BATCH_INSERT = insert(batch)
-_TXN_INSERT = insert(txn)
-_TXN_UPDATE = update(txn).where(txn.c.id == bindparam("txn_id_"))
-_TXN_BY_ID = select(txn).where(txn.c.id == bindparam("txn_id_"))
-_TXN_BY_ID_LOCKED = _TXN_BY_ID.with_for_update()
-_TXN_BY_RRN = select(txn).where(txn.c.rrn == bindparam("rrn_"))
-_TXN_BY_RRN_LOCKED = _TXN_BY_RRN.with_for_update()
+_TERMINAL = Prepared(select(terminal).where(terminal.c.terminal_id == bindparam("tid")))
+_TERMINAL_LOCKED = Prepared(_TERMINAL.stmt.with_for_update())
+_TERMINAL_INSERT = Prepared(insert(terminal))
+_TERMINAL_UPDATE = Prepared(update(terminal).where(terminal.c.terminal_id == bindparam("tid")))
+_BATCH = Prepared(select(batch).where(batch.c.id == bindparam("bid")))
+_BATCH_STATE = Prepared(select(batch.c.state).where(batch.c.id == bindparam("bid")))
+_BATCH_INSERT = Prepared(insert(batch))
+_TXN_INSERT = Prepared(insert(txn))
+_TXN_UPDATE = Prepared(update(txn).where(txn.c.id == bindparam("txn_id_")))
+_TXN_BY_ID = Prepared(select(txn).where(txn.c.id == bindparam("txn_id_")))
+_TXN_BY_ID_LOCKED = Prepared(_TXN_BY_ID.stmt.with_for_update())
+_TXN_BY_RRN = Prepared(select(txn).where(txn.c.rrn == bindparam("rrn_")))
+_TXN_BY_RRN_LOCKED = Prepared(_TXN_BY_RRN.stmt.with_for_update())
 _HOLD_WHERE = (txn.c.kind == "auth", txn.c.terminal_id == bindparam("tid"),
                txn.c.merchant_id == bindparam("mid"), txn.c.approval_code == bindparam("code"))
-_HOLD = select(txn).where(*_HOLD_WHERE).order_by(txn.c.id.desc()).with_for_update()
-_HOLD_BY_RRN = (select(txn).where(*_HOLD_WHERE, txn.c.rrn == bindparam("rrn_"))
-                .order_by(txn.c.id.desc()).with_for_update())
-_REFUND_STATS = select(func.coalesce(func.sum(txn.c.amount_minor), 0), func.count()).where(
-    txn.c.original_id == bindparam("sale_id"), txn.c.kind == "refund", txn.c.state == "approved")
-_MERCHANT_REFUNDED = select(func.coalesce(func.sum(txn.c.amount_minor), 0)).where(
+_HOLD = Prepared(select(txn).where(*_HOLD_WHERE).order_by(txn.c.id.desc()).with_for_update())
+_HOLD_BY_RRN = Prepared(select(txn).where(*_HOLD_WHERE, txn.c.rrn == bindparam("rrn_"))
+                        .order_by(txn.c.id.desc()).with_for_update())
+_REFUND_STATS = Prepared(
+    select(func.coalesce(func.sum(txn.c.amount_minor), 0), func.count())
+    .where(txn.c.original_id == bindparam("sale_id"), txn.c.kind == "refund",
+           txn.c.state == "approved"))
+_MERCHANT_REFUNDED = Prepared(select(func.coalesce(func.sum(txn.c.amount_minor), 0)).where(
     txn.c.merchant_id == bindparam("mid"), txn.c.business_date == bindparam("bdate"),
-    txn.c.kind == "refund", txn.c.state == "approved")
-_REVERSAL_TARGET = select(txn).where(
+    txn.c.kind == "refund", txn.c.state == "approved"))
+_REVERSAL_TARGET = Prepared(select(txn).where(
     txn.c.merchant_id == bindparam("mid"), txn.c.terminal_id == bindparam("tid"),
     txn.c.stan == bindparam("stan_"), txn.c.business_date == bindparam("bdate"),
-    txn.c.state != "declined").order_by(txn.c.id.desc()).with_for_update()
-_MARK_INSERT = insert(reversal_mark)
-_TOMBSTONE = select(reversal_mark.c.id).where(
+    txn.c.state != "declined").order_by(txn.c.id.desc()).with_for_update())
+_MARK_INSERT = Prepared(insert(reversal_mark))
+_TOMBSTONE = Prepared(select(reversal_mark.c.id).where(
     reversal_mark.c.merchant_id == bindparam("mid"),
     reversal_mark.c.terminal_id == bindparam("tid"),
     reversal_mark.c.stan == bindparam("stan_"),
     reversal_mark.c.business_date == bindparam("bdate"),
-    reversal_mark.c.target_id.is_(None)).limit(1)
-_REVIEW_INSERT = insert(review)
-_REVIEW = select(review).where(review.c.id == bindparam("rid"))
-_REVIEW_LOCKED = _REVIEW.with_for_update()
-_REVIEW_OF = select(review).where(review.c.txn_id == bindparam("txn_id_"))
-_REVIEW_UPDATE = update(review).where(review.c.id == bindparam("rid"))
-_APPROVALS = (select(review_approval).where(review_approval.c.review_id == bindparam("rid"))
-              .order_by(review_approval.c.id))
-_APPROVAL_INSERT = insert(review_approval)
-_EVENT_INSERT = insert(event)
-_EVENTS = select(event).where(event.c.txn_id == bindparam("txn_id_")).order_by(event.c.id)
+    reversal_mark.c.target_id.is_(None)).limit(1))
+_REVIEW_INSERT = Prepared(insert(review))
+_REVIEW = Prepared(select(review).where(review.c.id == bindparam("rid")))
+_REVIEW_LOCKED = Prepared(_REVIEW.stmt.with_for_update())
+_REVIEW_OF = Prepared(select(review).where(review.c.txn_id == bindparam("txn_id_")))
+_REVIEW_UPDATE = Prepared(update(review).where(review.c.id == bindparam("rid")))
+_APPROVALS = Prepared(select(review_approval)
+                      .where(review_approval.c.review_id == bindparam("rid"))
+                      .order_by(review_approval.c.id))
+_APPROVAL_INSERT = Prepared(insert(review_approval))
+_EVENT_INSERT = Prepared(insert(event))
+_EVENTS = Prepared(select(event).where(event.c.txn_id == bindparam("txn_id_"))
+                   .order_by(event.c.id))
 
 #: Every column of ``txn`` an insert may leave out (stable key set: one compiled statement).
 _TXN_OPTIONAL = {"pan_masked": None, "pan_hash": None, "original_id": None, "rule": None,
@@ -278,14 +283,14 @@ class Store:
 
     def terminal(self, conn: Connection, tid: str, *, lock: bool = False) -> Row[Any] | None:
         """The terminal's row, optionally locked for update."""
-        return conn.execute(_TERMINAL_LOCKED if lock else _TERMINAL, {"tid": tid}).first()
+        return (_TERMINAL_LOCKED if lock else _TERMINAL).run(conn, {"tid": tid}).first()
 
     def ensure_terminal(self, conn: Connection, tid: str, mid: str, at_ms: int, *,
                         enrolled: bool) -> Row[Any]:
         """The terminal's locked row, created on first use."""
         row = self.terminal(conn, tid, lock=True)
         if row is None:
-            conn.execute(_TERMINAL_INSERT, {"terminal_id": tid, "merchant_id": mid,
+            _TERMINAL_INSERT.run(conn, {"terminal_id": tid, "merchant_id": mid,
                                             "enrolled": int(enrolled), "since_ms": at_ms,
                                             "signed_on": 0})
             row = self.terminal(conn, tid, lock=True)
@@ -294,7 +299,7 @@ class Store:
 
     def set_signed_on(self, conn: Connection, tid: str, signed_on: bool) -> None:
         """Record sign-on or sign-off."""
-        conn.execute(_TERMINAL_UPDATE, {"tid": tid, "signed_on": int(signed_on)})
+        _TERMINAL_UPDATE.run(conn, {"tid": tid, "signed_on": int(signed_on)})
 
     def open_batch(self, conn: Connection, tid: str, mid: str, at_ms: int,
                    business_date: str) -> int:
@@ -302,12 +307,12 @@ class Store:
         row = self.ensure_terminal(conn, tid, mid, at_ms, enrolled=False)
         if row.open_batch_id is not None:
             return int(row.open_batch_id)
-        key = conn.execute(_BATCH_INSERT, {
+        key = _BATCH_INSERT.run(conn, {
             "terminal_id": tid, "merchant_id": mid, "state": "open",
             "business_date": business_date, "opened_ms": at_ms}).inserted_primary_key
         assert key is not None
         bid = int(key[0])
-        conn.execute(_TERMINAL_UPDATE, {"tid": tid, "open_batch_id": bid})
+        _TERMINAL_UPDATE.run(conn, {"tid": tid, "open_batch_id": bid})
         return bid
 
     def current_batch(self, conn: Connection, tid: str) -> Row[Any] | None:
@@ -315,19 +320,19 @@ class Store:
         row = self.terminal(conn, tid, lock=True)
         if row is None or row.open_batch_id is None:
             return None
-        return conn.execute(_BATCH, {"bid": row.open_batch_id}).first()
+        return _BATCH.run(conn, {"bid": row.open_batch_id}).first()
 
     def batch_row(self, conn: Connection, batch_id: int | None) -> Row[Any] | None:
         """A batch by id."""
         if batch_id is None:
             return None
-        return conn.execute(_BATCH, {"bid": batch_id}).first()
+        return _BATCH.run(conn, {"bid": batch_id}).first()
 
     def batch_open(self, conn: Connection, batch_id: int | None) -> bool:
         """True when the batch exists and is open."""
         if batch_id is None:
             return False
-        return conn.execute(_BATCH_STATE, {"bid": batch_id}).scalar() == "open"
+        return _BATCH_STATE.run(conn, {"bid": batch_id}).scalar() == "open"
 
     def batch_totals(self, conn: Connection, batch_id: int, currency: str) -> dict[str, int]:
         """Effective debits (sales, completions) and credits (refunds) of a batch in a currency."""
@@ -377,27 +382,27 @@ class Store:
 
     def insert_txn(self, conn: Connection, **values: Any) -> tuple[int, str, str]:
         """Insert a transaction; returns ``(id, rrn, approval_code)`` derived from its id."""
-        key = conn.execute(_TXN_INSERT, {**_TXN_OPTIONAL, **values}).inserted_primary_key
+        key = _TXN_INSERT.run(conn, {**_TXN_OPTIONAL, **values}).inserted_primary_key
         assert key is not None
         tid = int(key[0])
         rrn, code = rrn_for(self.rrn_prefix, tid), approval_code_for(tid)
-        conn.execute(_TXN_UPDATE, {"txn_id_": tid, "rrn": rrn, "approval_code": code})
+        _TXN_UPDATE.run(conn, {"txn_id_": tid, "rrn": rrn, "approval_code": code})
         return tid, rrn, code
 
     def update_txn(self, conn: Connection, txn_id: int, **values: Any) -> None:
         """Change columns of one transaction (state, group, batch, review state)."""
-        conn.execute(_TXN_UPDATE, {"txn_id_": txn_id, **values})
+        _TXN_UPDATE.run(conn, {"txn_id_": txn_id, **values})
 
     def txn_by_id(self, conn: Connection, txn_id: int | None, *,
                   lock: bool = False) -> Row[Any] | None:
         """A transaction by id (optionally locked for update)."""
         if txn_id is None:
             return None
-        return conn.execute(_TXN_BY_ID_LOCKED if lock else _TXN_BY_ID, {"txn_id_": txn_id}).first()
+        return (_TXN_BY_ID_LOCKED if lock else _TXN_BY_ID).run(conn, {"txn_id_": txn_id}).first()
 
     def txn_by_rrn(self, conn: Connection, rrn: str, *, lock: bool = False) -> Row[Any] | None:
         """A transaction by its host-assigned RRN (optionally locked for update)."""
-        return conn.execute(_TXN_BY_RRN_LOCKED if lock else _TXN_BY_RRN, {"rrn_": rrn}).first()
+        return (_TXN_BY_RRN_LOCKED if lock else _TXN_BY_RRN).run(conn, {"rrn_": rrn}).first()
 
     def txns(self, conn: Connection, tid: str | None, stan: str | None,
              limit: int = 500) -> list[Row[Any]]:
@@ -414,17 +419,17 @@ class Store:
         """The authorization hold an 0220 completes (by DE38, and DE37 when sent), locked."""
         params = {"tid": tid, "mid": mid, "code": approval_code}
         if rrn:
-            return conn.execute(_HOLD_BY_RRN, {**params, "rrn_": rrn}).first()
-        return conn.execute(_HOLD, params).first()
+            return _HOLD_BY_RRN.run(conn, {**params, "rrn_": rrn}).first()
+        return _HOLD.run(conn, params).first()
 
     def refund_stats(self, conn: Connection, sale_id: int) -> tuple[int, int]:
         """``(refunded_minor, count)`` of the sale's effective refunds."""
-        row = conn.execute(_REFUND_STATS, {"sale_id": sale_id}).one()
+        row: Any = _REFUND_STATS.run(conn, {"sale_id": sale_id}).one()
         return int(row[0]), int(row[1])
 
     def merchant_refunded(self, conn: Connection, mid: str, business_date: str) -> int:
         """Sum of the merchant's effective refunds on one business date."""
-        return int(conn.execute(_MERCHANT_REFUNDED, {"mid": mid, "bdate": business_date}
+        return int(_MERCHANT_REFUNDED.run(conn, {"mid": mid, "bdate": business_date}
                                 ).scalar_one())
 
     def view(self, conn: Connection, row: Row[Any]) -> OriginalView:
@@ -442,27 +447,27 @@ class Store:
     def reversal_target(self, conn: Connection, mid: str, tid: str, stan: str,
                         business_date: str) -> Row[Any] | None:
         """The newest non-declined transaction with this (MID, TID, STAN, business date)."""
-        return conn.execute(_REVERSAL_TARGET, {"mid": mid, "tid": tid, "stan_": stan,
+        return _REVERSAL_TARGET.run(conn, {"mid": mid, "tid": tid, "stan_": stan,
                                                "bdate": business_date}).first()
 
     def mark_reversal(self, conn: Connection, mid: str, tid: str, stan: str,
                       business_date: str, target_id: int | None, at_ms: int) -> None:
         """Record an accepted reversal; ``target_id`` None makes it a tombstone."""
-        conn.execute(_MARK_INSERT, {"merchant_id": mid, "terminal_id": tid, "stan": stan,
+        _MARK_INSERT.run(conn, {"merchant_id": mid, "terminal_id": tid, "stan": stan,
                                     "business_date": business_date, "target_id": target_id,
                                     "at_ms": at_ms})
 
     def tombstoned(self, conn: Connection, mid: str, tid: str, stan: str,
                    business_date: str) -> bool:
         """True when a reversal for this key arrived before any original."""
-        return conn.execute(_TOMBSTONE, {"mid": mid, "tid": tid, "stan_": stan,
+        return _TOMBSTONE.run(conn, {"mid": mid, "tid": tid, "stan_": stan,
                                          "bdate": business_date}).first() is not None
 
     # -- reviews ---------------------------------------------------------------------------
 
     def add_review(self, conn: Connection, txn_id: int, level: int, at_ms: int) -> int:
         """Open a review for a held refund."""
-        key = conn.execute(_REVIEW_INSERT, {"txn_id": txn_id, "level": level,
+        key = _REVIEW_INSERT.run(conn, {"txn_id": txn_id, "level": level,
                                             "state": "pending_review", "created_ms": at_ms}
                            ).inserted_primary_key
         assert key is not None
@@ -471,26 +476,26 @@ class Store:
     def review_row(self, conn: Connection, review_id: int, *,
                    lock: bool = False) -> Row[Any] | None:
         """A review by id."""
-        return conn.execute(_REVIEW_LOCKED if lock else _REVIEW, {"rid": review_id}).first()
+        return (_REVIEW_LOCKED if lock else _REVIEW).run(conn, {"rid": review_id}).first()
 
     def review_of(self, conn: Connection, txn_id: int) -> Row[Any] | None:
         """The review of a transaction, if any."""
-        return conn.execute(_REVIEW_OF, {"txn_id_": txn_id}).first()
+        return _REVIEW_OF.run(conn, {"txn_id_": txn_id}).first()
 
     def approvals(self, conn: Connection, review_id: int) -> list[Row[Any]]:
         """Who approved a review, in order."""
-        return list(conn.execute(_APPROVALS, {"rid": review_id}).all())
+        return list(_APPROVALS.run(conn, {"rid": review_id}).all())
 
     def add_approval(self, conn: Connection, review_id: int, approver: str, note: str,
                      at_ms: int) -> None:
         """Record one approver's approval."""
-        conn.execute(_APPROVAL_INSERT, {"review_id": review_id, "approver": approver,
+        _APPROVAL_INSERT.run(conn, {"review_id": review_id, "approver": approver,
                                         "note": note, "at_ms": at_ms})
 
     def decide_review(self, conn: Connection, review_id: int, state: str, at_ms: int,
                       reason: str | None = None) -> None:
         """Set a review's final state."""
-        conn.execute(_REVIEW_UPDATE, {"rid": review_id, "state": state, "decided_ms": at_ms,
+        _REVIEW_UPDATE.run(conn, {"rid": review_id, "state": state, "decided_ms": at_ms,
                                       "reason": reason})
 
     def reviews(self, conn: Connection, state: str | None) -> list[Row[Any]]:
@@ -505,12 +510,12 @@ class Store:
     def add_event(self, conn: Connection, txn_id: int | None, at_ms: int, kind: str,
                   **detail: Any) -> None:
         """Append one audit event."""
-        conn.execute(_EVENT_INSERT, {"txn_id": txn_id, "at_ms": at_ms, "kind": kind,
+        _EVENT_INSERT.run(conn, {"txn_id": txn_id, "at_ms": at_ms, "kind": kind,
                                      "detail": json.dumps(detail, sort_keys=True)})
 
     def events(self, conn: Connection, txn_id: int) -> list[dict[str, Any]]:
         """The audit events of one transaction, oldest first."""
-        rows = conn.execute(_EVENTS, {"txn_id_": txn_id}).all()
+        rows = _EVENTS.run(conn, {"txn_id_": txn_id}).all()
         return [{"at_ms": int(r.at_ms), "kind": r.kind, **json.loads(r.detail)} for r in rows]
 
 

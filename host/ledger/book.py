@@ -32,30 +32,34 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
+from host.ledger.prepared import Prepared
 from host.ledger.schema import ledger_entry, ledger_head, posting_group, request_log
 
-# Statements of the posting path, built once (building Core statements per call costs more CPU
-# than the database's own execute; docs/performance.md).
-_HEAD_LOCKED = select(ledger_head.c.last_id, ledger_head.c.last_hash).where(
-    ledger_head.c.id == 1).with_for_update()
-_HEAD_UPDATE = update(ledger_head).where(ledger_head.c.id == 1)
-_HEAD_ADVANCE = update(ledger_head).where(
+# Statements of the posting path, built once and run as prepared statements (building and
+# executing Core statements per call costs more CPU than the database's own work;
+# docs/performance.md, host.ledger.prepared).
+_HEAD_LOCKED = Prepared(select(ledger_head.c.last_id, ledger_head.c.last_hash).where(
+    ledger_head.c.id == 1).with_for_update())
+_HEAD_UPDATE = Prepared(update(ledger_head).where(ledger_head.c.id == 1))
+_HEAD_ADVANCE = Prepared(update(ledger_head).where(
     ledger_head.c.id == 1, ledger_head.c.last_id == bindparam("seen_id"),
-    ledger_head.c.last_hash == bindparam("seen_hash"))
-_GROUP_INSERT = insert(posting_group)
-_ENTRY_INSERT = insert(ledger_entry)
-_ENTRIES = (select(ledger_entry.c.account, ledger_entry.c.side, ledger_entry.c.amount_minor)
+    ledger_head.c.last_hash == bindparam("seen_hash")))
+_GROUP_INSERT = Prepared(insert(posting_group))
+_ENTRY_INSERT = Prepared(insert(ledger_entry))
+_ENTRIES = Prepared(select(ledger_entry.c.account, ledger_entry.c.side, ledger_entry.c.amount_minor)
             .where(ledger_entry.c.group_id == bindparam("gid")).order_by(ledger_entry.c.id))
-_GROUP = select(posting_group).where(posting_group.c.id == bindparam("gid"))
-_GROUPS = (select(posting_group).where(posting_group.c.reference == bindparam("ref"))
+_GROUP = Prepared(select(posting_group).where(posting_group.c.id == bindparam("gid")))
+_GROUPS = Prepared(select(posting_group).where(posting_group.c.reference == bindparam("ref"))
            .order_by(posting_group.c.id))
-_REVERSERS = select(posting_group.c.id).where(posting_group.c.reverses == bindparam("gid"))
-_RECALL = select(request_log.c.fingerprint, request_log.c.result).where(
-    request_log.c.key == bindparam("k"))
-_REMEMBER = insert(request_log)
+_REVERSERS = Prepared(select(posting_group.c.id).where(
+    posting_group.c.reverses == bindparam("gid")))
+_RECALL = Prepared(select(request_log.c.fingerprint, request_log.c.result).where(
+    request_log.c.key == bindparam("k")))
+_REMEMBER = Prepared(insert(request_log))
 
 Entry = tuple[str, str, int]
 """``(account, "D" | "C", amount_minor)``."""
@@ -140,21 +144,21 @@ class Ledger:
             group = Group(hint[0] + 1, kind, reference, reverses, parent_id, currency, amount,
                           at_ms, memo)
             prev, digest = hint[1], group_hash(hint[1], group, entries)
-            if conn.execute(_HEAD_ADVANCE, {"seen_id": hint[0], "seen_hash": prev,
+            if _HEAD_ADVANCE.run(conn, {"seen_id": hint[0], "seen_hash": prev,
                                             "last_id": group.id, "last_hash": digest}
                             ).rowcount != 1:
                 hint = None
         if hint is None:
-            head = conn.execute(_HEAD_LOCKED).one()
+            head = _HEAD_LOCKED.run(conn).one()
             group = Group(int(head.last_id) + 1, kind, reference, reverses, parent_id, currency,
                           amount, at_ms, memo)
             prev, digest = head.last_hash, group_hash(head.last_hash, group, entries)
-            conn.execute(_HEAD_UPDATE, {"last_id": group.id, "last_hash": digest})
-        conn.execute(_GROUP_INSERT, {
+            _HEAD_UPDATE.run(conn, {"last_id": group.id, "last_hash": digest})
+        _GROUP_INSERT.run(conn, {
             "id": group.id, "kind": kind, "reference": reference, "reverses": reverses,
             "parent_id": parent_id, "currency": currency, "amount_minor": amount,
             "at_ms": at_ms, "memo": memo, "prev_hash": prev, "hash": digest})
-        conn.execute(_ENTRY_INSERT, [
+        _ENTRY_INSERT.run_many(conn, [
             {"group_id": group.id, "account": a, "side": s, "amount_minor": m,
              "currency": currency} for a, s, m in entries])
         self._head = (group.id, digest)  # a hint: wrong after a rollback, then just a miss
@@ -168,22 +172,22 @@ class Ledger:
 
     def entries(self, conn: Connection, group_id: int) -> list[Entry]:
         """The entries of one group in insertion order."""
-        rows = conn.execute(_ENTRIES, {"gid": group_id}).all()
+        rows = _ENTRIES.run(conn, {"gid": group_id}).all()
         return [(r.account, r.side, int(r.amount_minor)) for r in rows]
 
     def group(self, conn: Connection, group_id: int) -> Group | None:
         """One group, or None."""
-        row = conn.execute(_GROUP, {"gid": group_id}).first()
+        row = _GROUP.run(conn, {"gid": group_id}).first()
         return None if row is None else _group(row)
 
     def groups(self, conn: Connection, reference: str) -> list[Group]:
         """Every group with this reference, oldest first."""
-        rows = conn.execute(_GROUPS, {"ref": reference}).all()
+        rows = _GROUPS.run(conn, {"ref": reference}).all()
         return [_group(r) for r in rows]
 
     def effective(self, conn: Connection, group_id: int) -> bool:
         """True unless an effective group reverses this one."""
-        reversers = conn.execute(_REVERSERS, {"gid": group_id}).scalars().all()
+        reversers = _REVERSERS.run(conn, {"gid": group_id}).scalars().all()
         return not any(self.effective(conn, int(r)) for r in reversers)
 
     def reverse(self, conn: Connection, group_id: int, *, at_ms: int, reference: str,
@@ -228,19 +232,17 @@ class Ledger:
 
     def recall(self, conn: Connection, key: str) -> tuple[str, str] | None:
         """``(fingerprint, result)`` stored under ``key``, or None."""
-        row = conn.execute(_RECALL, {"k": key}).first()
+        row = _RECALL.run(conn, {"k": key}).first()
         return None if row is None else (row.fingerprint, row.result)
 
     def remember(self, conn: Connection, key: str, fingerprint: str, result: str,
                  at_ms: int) -> None:
         """Store the result of the request ``key`` (raises IntegrityError if already there)."""
-        conn.execute(_REMEMBER, {"key": key, "fingerprint": fingerprint, "result": result,
+        _REMEMBER.run(conn, {"key": key, "fingerprint": fingerprint, "result": result,
                                  "at_ms": at_ms})
 
 
-def _group(row: object) -> Group:
-    r = row._mapping  # type: ignore[attr-defined]
-    return Group(int(r["id"]), r["kind"], r["reference"],
-                 None if r["reverses"] is None else int(r["reverses"]),
-                 None if r["parent_id"] is None else int(r["parent_id"]),
-                 r["currency"], int(r["amount_minor"]), int(r["at_ms"]), r["memo"])
+def _group(r: Any) -> Group:
+    return Group(int(r.id), r.kind, r.reference, None if r.reverses is None else int(r.reverses),
+                 None if r.parent_id is None else int(r.parent_id), r.currency,
+                 int(r.amount_minor), int(r.at_ms), r.memo)

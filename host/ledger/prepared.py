@@ -1,0 +1,206 @@
+"""Prepared statements for the request path: a Core statement compiled once, run cheaply.
+
+SQLAlchemy's ``Connection.execute`` costs about 20 µs of CPU per statement even when the
+compiled form comes from its cache (execution context, parameter processing, result set-up,
+event dispatch) -- more than SQLite's own work for the host's small statements, and the host
+runs a dozen per sale (docs/performance.md). :class:`Prepared` keeps the statement written in
+Core and compiled by SQLAlchemy for the connection's dialect, and on SQLite runs the compiled
+SQL on the connection's DBAPI cursor inside the transaction SQLAlchemy began. Everything else
+goes through ``Connection.execute`` unchanged, and so does SQLite whenever the fast path could
+behave differently:
+
+* no transaction begun on the connection (``execute`` would autobegin it);
+* cursor event listeners on the engine (e.g. the ``before_commit`` crash point, counters);
+* a statement needing bind or result processing, or Python-side column defaults (the caller
+  left a column out): checked once per compiled form.
+
+Driver errors are raised as SQLAlchemy's own exception classes (``IntegrityError``,
+``OperationalError`` ...), exactly as ``execute`` raises them, so callers' retry and error
+handling see no difference. Results offer the subset of ``Result`` the host uses.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Connection, CursorResult, exc
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_Params = Mapping[str, Any]
+
+
+class _Plan:
+    """One compiled form: SQL text, the order of its positional parameters, the row type."""
+
+    __slots__ = ("sql", "order", "fixed", "row")
+
+    def __init__(self, compiled: SQLCompiler, row: type | None) -> None:
+        self.sql = compiled.string
+        self.order: tuple[str, ...] = tuple(compiled.positiontup or ())
+        # Literal values the statement carries itself (e.g. ``kind == "auth"``).
+        self.fixed = {name: bind.effective_value for name, bind in compiled.binds.items()
+                      if not bind.required}
+        self.row = row
+
+    def args(self, params: _Params) -> tuple[Any, ...]:
+        fixed = self.fixed
+        return tuple(params[k] if k in params else fixed[k] for k in self.order)
+
+
+class Prepared:
+    """A statement built once; :meth:`run` executes it on a connection with parameters."""
+
+    __slots__ = ("stmt", "_plans", "_row")
+
+    def __init__(self, stmt: Executable) -> None:
+        self.stmt: Any = stmt
+        self._plans: dict[frozenset[str], _Plan | None] = {}
+        names = list(getattr(stmt, "selected_columns", {}).keys()) if hasattr(
+            stmt, "selected_columns") else []
+        self._row = _row_type(names) if names else None
+
+    def run(self, conn: Connection, params: _Params | None = None) -> CursorResult[Any]:
+        """Execute with ``params``; returns ``first/one/scalar/scalar_one/all/scalars``,
+        ``rowcount`` and ``inserted_primary_key`` like a SQLAlchemy result."""
+        params = params or {}
+        plan = self._plan(conn, params) if _fast(conn) else None
+        if plan is None:
+            return conn.execute(self.stmt, dict(params))
+        args = plan.args(params)
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        try:
+            # Duck-typed: the subset of CursorResult the host's callers use.
+            return cast(CursorResult[Any], _Result(raw.execute(plan.sql, args), plan.row))
+        except conn.dialect.loaded_dbapi.Error as err:
+            raise _wrapped(conn, plan.sql, args, err) from err
+
+    def run_many(self, conn: Connection, rows: Sequence[_Params]) -> None:
+        """Execute once per parameter set (one ``executemany``); all sets have the same keys."""
+        plan = self._plan(conn, rows[0]) if rows and _fast(conn) else None
+        if plan is None:
+            conn.execute(self.stmt, [dict(r) for r in rows])
+            return
+        args = [plan.args(r) for r in rows]
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        try:
+            raw.executemany(plan.sql, args)
+        except conn.dialect.loaded_dbapi.Error as err:
+            raise _wrapped(conn, plan.sql, args, err) from err
+
+    def _plan(self, conn: Connection, params: _Params) -> _Plan | None:
+        key = frozenset(params)
+        try:
+            return self._plans[key]
+        except KeyError:
+            pass
+        plan = self._compile(conn, key)
+        self._plans[key] = plan
+        return plan
+
+    def _compile(self, conn: Connection, keys: frozenset[str]) -> _Plan | None:
+        dialect = conn.dialect
+        compiled = cast(SQLCompiler, self.stmt.compile(dialect=dialect,
+                                                       column_keys=sorted(keys)))
+        if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch",
+                                                                  None):
+            return None  # a Python-side default to fill in: leave it to SQLAlchemy
+        if any(compiled._bind_processors.values()):
+            return None
+        for col in getattr(compiled, "_result_columns", ()):
+            if dialect.type_descriptor(col[3]).result_processor(dialect, None) is not None:
+                return None
+        return _Plan(compiled, self._row)
+
+
+def _fast(conn: Connection) -> bool:
+    dispatch = conn.dispatch
+    return (conn.dialect.name == "sqlite" and conn.in_transaction()
+            and not dispatch.before_cursor_execute and not dispatch.after_cursor_execute)
+
+
+def _wrapped(conn: Connection, sql: str, args: Any, err: Exception) -> exc.StatementError:
+    return exc.DBAPIError.instance(sql, args, err, conn.dialect.loaded_dbapi.Error,
+                                   dialect=conn.dialect)
+
+
+def _row_type(names: Iterable[str]) -> type:
+    base = namedtuple("Row", list(names), rename=True)  # type: ignore[misc]
+
+    class Row(base):
+        """A result row: attributes by column name, indexes, and ``_mapping``."""
+
+        __slots__ = ()
+
+        @property
+        def _mapping(self) -> dict[str, Any]:
+            return self._asdict()
+
+    return Row
+
+
+class _Result:
+    """The subset of a SQLAlchemy result the host uses, over a DBAPI cursor."""
+
+    __slots__ = ("_cursor", "_row")
+
+    def __init__(self, cursor: Any, row: type | None) -> None:
+        self._cursor = cursor
+        self._row = row
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+    @property
+    def inserted_primary_key(self) -> tuple[int]:
+        return (int(self._cursor.lastrowid),)
+
+    def _make(self, raw: Sequence[Any]) -> Any:
+        return self._row(*raw) if self._row is not None else tuple(raw)
+
+    def first(self) -> Any:
+        raw = self._cursor.fetchone()
+        self._cursor.close()
+        return None if raw is None else self._make(raw)
+
+    def one(self) -> Any:
+        rows = self._cursor.fetchall()
+        if len(rows) != 1:
+            raise exc.NoResultFound("no row") if not rows else exc.MultipleResultsFound(
+                "more than one row")
+        return self._make(rows[0])
+
+    def one_or_none(self) -> Any:
+        rows = self._cursor.fetchall()
+        if len(rows) > 1:
+            raise exc.MultipleResultsFound("more than one row")
+        return self._make(rows[0]) if rows else None
+
+    def scalar(self) -> Any:
+        raw = self._cursor.fetchone()
+        self._cursor.close()
+        return None if raw is None else raw[0]
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def all(self) -> list[Any]:
+        return [self._make(r) for r in self._cursor.fetchall()]
+
+    def scalars(self) -> _Scalars:
+        return _Scalars(self._cursor)
+
+
+class _Scalars:
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def all(self) -> list[Any]:
+        return [r[0] for r in self._cursor.fetchall()]

@@ -1,0 +1,112 @@
+"""The ledger's request-path shortcuts keep its guarantees: the in-memory chain-head hint never
+forks the chain (other writers and rollbacks only make it miss), and host.ledger.prepared's
+SQLite fast path behaves like Connection.execute (rows, counts, errors) and steps aside for
+cursor listeners and connections outside a transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, bindparam, event, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from host.ledger import Ledger, create_schema, open_engine, schema_transaction, verify_database
+from host.ledger.prepared import Prepared
+from host.ledger.schema import request_log
+
+SALE = [("scheme_settlement", "D", 100), ("merchant_payable:M", "C", 100)]
+INSERT = Prepared(insert(request_log))
+BY_KEY = Prepared(select(request_log).where(request_log.c.key == bindparam("k")))
+TOUCH = Prepared(update(request_log).where(request_log.c.key == bindparam("k")))
+ALL_KEYS = Prepared(select(request_log.c.key).where(request_log.c.at_ms > 0)
+                    .order_by(request_log.c.key))
+
+
+@pytest.fixture
+def engine(db: str) -> Iterator[Engine]:
+    """An empty ledger database."""
+    eng = open_engine(db)
+    with schema_transaction(eng) as conn:
+        create_schema(conn)
+    yield eng
+    eng.dispose()
+
+
+def _row(key: str, at_ms: int = 1) -> dict[str, object]:
+    return {"key": key, "fingerprint": "f", "result": "{}", "at_ms": at_ms}
+
+
+def test_rows_counts_and_scalars_match_the_plain_path(engine: Engine) -> None:
+    """Fast and plain runs return the same rows, attributes, rowcounts and scalars."""
+    with engine.begin() as conn:
+        INSERT.run_many(conn, [_row("a"), _row("b")])
+        fast = BY_KEY.run(conn, {"k": "a"}).first()
+        plain = conn.execute(BY_KEY.stmt, {"k": "a"}).first()
+        assert fast is not None and plain is not None
+        assert type(fast) is not type(plain)  # the fast path really ran
+        assert tuple(fast) == tuple(plain) and fast.key == "a" and fast._mapping["at_ms"] == 1
+        assert TOUCH.run(conn, {"k": "b", "at_ms": 5}).rowcount == 1
+        assert TOUCH.run(conn, {"k": "zz", "at_ms": 5}).rowcount == 0
+        assert ALL_KEYS.run(conn).scalars().all() == ["a", "b"]
+        assert BY_KEY.run(conn, {"k": "missing"}).first() is None
+    with engine.connect() as conn:  # outside a transaction: the plain path, same answer
+        row = BY_KEY.run(conn, {"k": "b"}).first()
+        assert row is not None and row.at_ms == 5
+        conn.rollback()
+
+
+def test_a_duplicate_key_raises_sqlalchemys_integrity_error(engine: Engine) -> None:
+    """A constraint violation on the fast path is sqlalchemy.exc.IntegrityError, as execute
+    raises it (callers retry on it)."""
+    with engine.begin() as conn:
+        INSERT.run(conn, _row("a"))
+        with pytest.raises(IntegrityError):
+            INSERT.run(conn, _row("a"))
+
+
+def test_cursor_listeners_see_every_statement(engine: Engine) -> None:
+    """With a before_cursor_execute listener installed every statement goes through it."""
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_a: seen.append(statement.split()[0]))
+    with engine.begin() as conn:
+        INSERT.run(conn, _row("a"))
+        BY_KEY.run(conn, {"k": "a"}).first()
+    assert seen.count("INSERT") == 1 and seen.count("SELECT") == 1
+
+
+def _post(engine: Engine, book: Ledger, ref: str) -> int:
+    with engine.begin() as conn:
+        return book.post_group(conn, SALE, currency="CNY", at_ms=1, reference=ref)
+
+
+def test_two_ledgers_interleaving_on_one_database_keep_one_chain(engine: Engine, db: str) -> None:
+    """Two Ledger instances (two services) alternate: ids run 1..6 and the chain verifies."""
+    first, second = Ledger(), Ledger()
+    ids = [_post(engine, book, f"r{i}") for i, book in enumerate([first, second] * 3)]
+    assert ids == [1, 2, 3, 4, 5, 6]
+    assert verify_database(db)["ok"]
+
+
+def test_a_rolled_back_posting_leaves_no_gap(engine: Engine, db: str) -> None:
+    """A posting whose transaction rolls back does not advance the chain for the next one."""
+    book = Ledger()
+    _post(engine, book, "kept")
+    with engine.connect() as conn, conn.begin() as txn:
+        book.post_group(conn, SALE, currency="CNY", at_ms=1, reference="rolled back")
+        txn.rollback()
+    assert _post(engine, book, "next") == 2
+    assert verify_database(db)["ok"]
+
+
+def test_a_rolled_back_savepoint_leaves_no_gap(engine: Engine, db: str) -> None:
+    """Inside one transaction, a posting in a rolled-back savepoint is not built upon."""
+    book = Ledger()
+    with engine.begin() as conn:
+        book.post_group(conn, SALE, currency="CNY", at_ms=1, reference="a")
+        with conn.begin_nested() as sp:
+            book.post_group(conn, SALE, currency="CNY", at_ms=1, reference="gone")
+            sp.rollback()
+        assert book.post_group(conn, SALE, currency="CNY", at_ms=1, reference="b") == 2
+    assert verify_database(db)["ok"]
