@@ -11,20 +11,18 @@ loop, so the response-after-commit rule (reliability.md I6) holds for every requ
 At low load a batch is one request and nothing waits; under load the batch grows by itself to
 what arrived during the previous commit (no timer, no added latency).
 
-The batch runner is :func:`batch_runner`: the service's own ``handle_batch`` when it has one;
-otherwise, for a :class:`host.service.HostService` (an ``engine`` it opens each request's
-transaction from, and a re-entrant ``_lock``), it opens one transaction and, for the duration
-of the batch, lets ``service.engine.begin()`` open a SAVEPOINT on that transaction instead. A
-request that fails or declines silently rolls back its savepoint only. Set
-``POSLAB_GROUP_COMMIT=0`` to switch group commit off (one commit per request, for comparison).
+The batch runner is :func:`batch_runner`: the service's ``handle_batch``
+(:meth:`host.service.HostService.handle_batch`), where a request that fails or declines
+silently rolls back its own savepoint only. A service without one gets one call per request.
+Set ``POSLAB_GROUP_COMMIT=0`` to switch group commit off (one commit per request, for
+comparison).
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -34,46 +32,13 @@ from host.worker import ServiceWorker
 ENV = "POSLAB_GROUP_COMMIT"
 
 
-class _SavepointEngine:
-    """Stands in for the service's engine during a batch: ``begin()`` opens a savepoint on the
-    batch's connection; everything else is the real engine's."""
-
-    def __init__(self, conn: Any, real: Any) -> None:
-        self._conn = conn
-        self._real = real
-
-    @contextmanager
-    def begin(self) -> Iterator[Any]:
-        with self._conn.begin_nested():
-            yield self._conn
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
 def batch_runner(service: Any) -> Callable[[list[dict[str, str]]], list[Any]] | None:
     """How to run a batch of requests in one commit for ``service``, or None when it cannot."""
     if os.environ.get(ENV, "1") == "0":
         return None
     own: Callable[[list[dict[str, str]]], list[Any]] | None = getattr(service, "handle_batch",
                                                                      None)
-    if own is not None:
-        return own
-    engine, lock = getattr(service, "engine", None), getattr(service, "_lock", None)
-    if engine is None or lock is None or not hasattr(engine, "begin"):
-        return None
-
-    def run(batch: list[dict[str, str]]) -> list[Any]:
-        with lock:
-            real = service.engine
-            with real.begin() as conn:  # COMMIT when this block ends, before anything returns
-                service.engine = _SavepointEngine(conn, real)
-                try:
-                    return [service.handle(fields) for fields in batch]
-                finally:
-                    service.engine = real
-
-    return run
+    return own
 
 
 class GroupCommitter:
