@@ -21,7 +21,20 @@ from twisted.internet import reactor  # noqa: E402
 
 reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
 
+pytest_plugins = ["card_data_scan"]
+
 Runner = Callable[..., Any]
+
+
+@pytest.fixture(autouse=True)
+def _shared_loop_is_current() -> None:
+    """Make the shared loop current again before each test.
+
+    Code under test that calls ``asyncio.run()`` (the load generator's CLI, for one) leaves the
+    main thread with no current loop when it returns; later tests that ask asyncio for the
+    current loop must still get the one the reactor runs on.
+    """
+    asyncio.set_event_loop(LOOP)
 
 
 @pytest.fixture(scope="session")
