@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, func, select
@@ -150,6 +150,12 @@ class _Ctx:
     @property
     def bdate(self) -> str:
         return self.business_date.isoformat()
+
+    @property
+    def match_dates(self) -> tuple[str, str]:
+        """Where a reversal looks for its original (and an original for a tombstone): this
+        business date, then the previous one (business dates are consecutive calendar days)."""
+        return self.bdate, (self.business_date - timedelta(days=1)).isoformat()
 
     @property
     def de15(self) -> str:
@@ -417,7 +423,7 @@ class HostService:
         if declined is not None:
             return declined
         if self.store.tombstoned(ctx.conn, req.merchant_id, req.terminal_id, req.stan,
-                                 ctx.bdate):
+                                 ctx.match_dates):
             return Decision.decline(RuleId.REVERSED_BEFORE_ARRIVAL, ("tombstone",))
         return None
 
@@ -544,9 +550,24 @@ class HostService:
     # -- 0400 / 0401 ---------------------------------------------------------------------
 
     def _reversal(self, ctx: _Ctx, req: ReversalRequest) -> Reply:
+        """Match an 0400/0401 to its original and undo it (see :func:`rules.evaluate_reversal`).
+
+        Matching: the newest non-declined transaction with the reversal's (MID, TID, STAN) on
+        the current business date, else on the previous one -- a reversal sent just after the
+        cut-off still finds the sale made just before it. Two dates are enough because a
+        terminal reuses a STAN only after its counter wraps. Nothing found: 00
+        REVERSAL_UNKNOWN (or 25) and a **tombstone** on the current date, unless one already
+        exists on either date (a repeat). An original arriving later is declined 12
+        REVERSED_BEFORE_ARRIVAL when a tombstone sits on its business date or the previous
+        one: both dates come from the host's clock at arrival and the original arrives after
+        its reversal, so its date is the tombstone's or later, never earlier (an original
+        already stored on date D when the reversal comes on D+1 is matched, not tombstoned).
+        A reversal two or more business dates after its original finds nothing: it answers
+        00 REVERSAL_UNKNOWN, leaves a tombstone and the original stays effective.
+        """
         conn = ctx.conn
         target = self.store.reversal_target(conn, req.merchant_id, req.terminal_id, req.stan,
-                                            ctx.bdate)
+                                            ctx.match_dates)
         if target is not None and target.kind == "adjustment":
             # The newest row with this key is the adjustment a late reversal booked: a repeat
             # of that reversal is answered for the transaction it reversed.
@@ -555,7 +576,7 @@ class HostService:
         adjustment = None
         if target is None:
             if not self.store.tombstoned(conn, req.merchant_id, req.terminal_id, req.stan,
-                                         ctx.bdate):
+                                         ctx.match_dates):
                 self.store.mark_reversal(conn, req.merchant_id, req.terminal_id, req.stan,
                                          ctx.bdate, None, ctx.now_ms)
                 self.store.add_event(conn, None, ctx.now_ms, "tombstone", stan=req.stan,

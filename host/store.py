@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -445,10 +445,15 @@ class Store:
     # -- reversals and tombstones ------------------------------------------------------------
 
     def reversal_target(self, conn: Connection, mid: str, tid: str, stan: str,
-                        business_date: str) -> Row[Any] | None:
-        """The newest non-declined transaction with this (MID, TID, STAN, business date)."""
-        return _REVERSAL_TARGET.run(conn, {"mid": mid, "tid": tid, "stan_": stan,
-                                               "bdate": business_date}).first()
+                        business_dates: Sequence[str]) -> Row[Any] | None:
+        """The newest non-declined transaction with this (MID, TID, STAN) on the first of
+        ``business_dates`` (current first, then the previous one) that has any."""
+        for bdate in business_dates:
+            row = _REVERSAL_TARGET.run(conn, {"mid": mid, "tid": tid, "stan_": stan,
+                                              "bdate": bdate}).first()
+            if row is not None:
+                return row
+        return None
 
     def mark_reversal(self, conn: Connection, mid: str, tid: str, stan: str,
                       business_date: str, target_id: int | None, at_ms: int) -> None:
@@ -458,10 +463,12 @@ class Store:
                                     "at_ms": at_ms})
 
     def tombstoned(self, conn: Connection, mid: str, tid: str, stan: str,
-                   business_date: str) -> bool:
-        """True when a reversal for this key arrived before any original."""
-        return _TOMBSTONE.run(conn, {"mid": mid, "tid": tid, "stan_": stan,
-                                         "bdate": business_date}).first() is not None
+                   business_dates: Sequence[str]) -> bool:
+        """True when a reversal for (MID, TID, STAN) arrived before any original and left a
+        tombstone on one of ``business_dates``."""
+        return any(_TOMBSTONE.run(conn, {"mid": mid, "tid": tid, "stan_": stan,
+                                         "bdate": bdate}).first() is not None
+                   for bdate in business_dates)
 
     # -- reviews ---------------------------------------------------------------------------
 
