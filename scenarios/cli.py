@@ -161,6 +161,10 @@ def keyword_matcher(expr: str) -> Any:
     return match
 
 
+PROGRESS_WIDTH = 50
+"""Scenarios per progress line."""
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     """Run scenarios and report."""
     loaded = _load(args.paths, out)
@@ -186,7 +190,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         if args.time:
             print(f"{progress_mark(outcome)} {outcome.duration_s:6.2f}s {outcome.name}", file=out)
         else:
+            # pytest-style progress: a mark per scenario, the count at each line's end
             out.write(progress_mark(outcome))
+            if len(outcomes) % PROGRESS_WIDTH == 0 or len(outcomes) == len(items):
+                out.write(f" [{len(outcomes):>{len(str(len(items)))}}/{len(items)}]\n")
             out.flush()
 
     if args.jobs > 1:
@@ -202,8 +209,6 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         finally:
             release_threads()
     elapsed = time.monotonic() - started
-    if not args.time:
-        print(file=out)
     for outcome in outcomes:
         if outcome.status in ("failed", "error"):
             print("\n" + render_failure(outcome), file=out)
