@@ -53,6 +53,7 @@ from sqlalchemy import (
     update,
 )
 
+from host.ledger.prepared import Prepared
 from protocol.masking import mask_pan
 
 EVENTS = ("refund_approved", "refund_rejected", "refund_posted", "merchant_funded")
@@ -77,6 +78,9 @@ notification = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", String(200)),
 )
+
+# Built once: :meth:`Outbox.add` runs on the request path (every approved refund).
+_INSERT = Prepared(notification.insert())
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
@@ -121,14 +125,12 @@ class Outbox:
         """Record one event in the caller's transaction ``conn``; returns its id."""
         if event not in EVENTS:
             raise ValueError(f"unknown notification event {event!r}")
-        result = conn.execute(
-            notification.insert().values(
-                at=at, event=event, merchant_id=merchant_id, rrn=rrn, reference=reference,
-                pan_masked=mask_pan(pan) if pan else None, amount_minor=amount_minor,
-                currency=currency, detail=detail, file_written=False, attempts=0,
-            )
-        )  # fmt: skip
-        key = result.inserted_primary_key
+        key = _INSERT.run(conn, {
+            "at": at, "event": event, "merchant_id": merchant_id, "rrn": rrn,
+            "reference": reference, "pan_masked": mask_pan(pan) if pan else None,
+            "amount_minor": amount_minor, "currency": currency, "detail": detail,
+            "file_written": False, "attempts": 0,
+        }).inserted_primary_key  # fmt: skip
         if self.on_add is not None:
             self.on_add()
         return int(key[0]) if key else 0

@@ -146,6 +146,9 @@ class _Ctx:
     policy: RefundPolicy
     business_date: date
     key: str
+    #: The terminal's row, read locked by :meth:`HostService._merchant` (enrolled terminals
+    #: only): batch assignment uses it instead of reading it again.
+    terminal: Row[Any] | None = None
 
     @property
     def bdate(self) -> str:
@@ -281,9 +284,10 @@ class HostService:
     def _transact(self, request: Any, fields: dict[str, str], raw: dict[str, str], key: str,
                   now: datetime) -> Reply:
         with self._write() as conn:
-            merchant = self._merchant(conn, fields, now)
+            merchant, terminal = self._merchant(conn, fields, now)
             ctx = _Ctx(conn, fields, now, to_ms(now), merchant,
-                       self._policy(merchant), self._business_date(merchant, now), key)
+                       self._policy(merchant), self._business_date(merchant, now), key,
+                       terminal)
             if isinstance(request, NetworkRequest):
                 return self._network(ctx, request)
             fingerprint = self._fingerprint(raw)
@@ -346,24 +350,27 @@ class HostService:
     # -- terminals and merchants ----------------------------------------------------------------
 
     def _merchant(self, conn: Connection, fields: Mapping[str, str],
-                  now: datetime) -> MerchantConfig:
+                  now: datetime) -> tuple[MerchantConfig, Row[Any] | None]:
+        """The request's merchant, and for an enrolled terminal its row read locked (the lock
+        batch assignment would take later anyway; the row is then not read twice)."""
         tid, mid = fields["41"], fields["42"]
         owner = self.config.merchant_of_terminal(tid)
         if owner is not None:
             if owner.id != mid:
                 raise _Decline(self._plain(fields, "03", RuleId.UNKNOWN_MERCHANT.value))
-            return owner
-        row = self.store.terminal(conn, tid)
+            return owner, None
+        row = self.store.terminal(conn, tid, lock=True)
         if row is not None and row.enrolled:
             if row.merchant_id != mid:
                 raise _Decline(self._plain(fields, "03", RuleId.UNKNOWN_MERCHANT.value))
-            return self._profile(mid)
+            return self._profile(mid), row
         if not self.allow_unknown_terminals:
             raise _Decline(self._plain(fields, "58", RuleId.UNKNOWN_TERMINAL.value))
-        self.store.ensure_terminal(conn, tid, mid, to_ms(now), enrolled=True)
+        row = self.store.ensure_terminal(conn, tid, mid, to_ms(now), enrolled=True,
+                                         locked=row)
         self.store.add_event(conn, None, to_ms(now), "terminal_enrolled", terminal=tid,
                              merchant=mid)
-        return self._profile(mid)
+        return self._profile(mid), row
 
     def _profile(self, mid: str) -> MerchantConfig:
         found = self.config.merchant(mid)
@@ -444,13 +451,14 @@ class HostService:
         kind = "auth" if is_auth else "sale"
         row_id, rrn, code = self._insert(ctx, req, kind, decision, pan,
                                          state="authorized" if is_auth else "approved",
-                                         batched=not is_auth)
+                                         batched=not is_auth, store_ids=not decision.approved)
         if decision.approved:
             mid, amount = req.merchant_id, req.amount.minor
             legs = ([(acct.PENDING_HOLDS, "D", amount), (merchant_holds(mid), "C", amount)]
                     if is_auth else
                     [(acct.SCHEME_SETTLEMENT, "D", amount), (merchant_payable(mid), "C", amount)])
-            self._post(ctx, row_id, kind, legs, req.amount.currency)
+            self._post(ctx, row_id, kind, legs, req.amount.currency, rrn=rrn,
+                       approval_code=code)
         return self._financial_reply(ctx, req, kind, decision, rrn, code, pan)
 
     def _completion(self, ctx: _Ctx, req: CompletionAdvice, pan: Pan | None,
@@ -463,17 +471,21 @@ class HostService:
             pan_masked, pan_hash = hold.pan_masked, hold.pan_hash
         else:
             pan_masked, pan_hash = (pan.masked, self._hash(pan)) if pan else (None, None)
+        posts = decision.approved and hold is not None
         row_id, rrn, code = self._insert(ctx, req, "completion", decision, None,
+                                         store_ids=not posts,
                                          original_id=hold.id if hold is not None else None,
                                          pan_masked=pan_masked, pan_hash=pan_hash)
-        if decision.approved and hold is not None:
+        if posts:
+            assert hold is not None
             ref = _ref(row_id)
             self.ledger.reverse(ctx.conn, int(hold.group_id), at_ms=ctx.now_ms, reference=ref,
                                 kind="hold_release")
             amount = req.amount.minor
             self._post(ctx, row_id, "completion",
                        [(acct.SCHEME_SETTLEMENT, "D", amount),
-                        (merchant_payable(req.merchant_id), "C", amount)], req.amount.currency)
+                        (merchant_payable(req.merchant_id), "C", amount)], req.amount.currency,
+                       rrn=rrn, approval_code=code)
             self.store.update_txn(ctx.conn, int(hold.id), state="completed")
             self.store.add_event(ctx.conn, int(hold.id), ctx.now_ms, "completed", by=rrn,
                                  amount_minor=amount)
@@ -496,7 +508,7 @@ class HostService:
             decision = rules.evaluate_refund(ask, view, ctx.policy)
         review = decision.review_level if decision.approved else 0
         row_id, rrn, code = self._insert(
-            ctx, req, "refund", decision, pan,
+            ctx, req, "refund", decision, pan, store_ids=not decision.approved,
             original_id=original.id if original is not None else None,
             review_state="pending_review" if review else None, reason=req.reason.value,
             evidence=req.evidence, operator=req.operator)
@@ -512,7 +524,7 @@ class HostService:
                 original.group_id is not None else None
             self._post(ctx, row_id, "refund", [(merchant_payable(mid), "D", amount),
                                                (credit, "C", amount)],
-                       req.amount.currency, parent_id=parent)
+                       req.amount.currency, parent_id=parent, rrn=rrn, approval_code=code)
             if review:
                 review_id = self.store.add_review(ctx.conn, row_id, review, ctx.now_ms)
                 self.store.add_event(ctx.conn, row_id, ctx.now_ms, "review_opened",
@@ -533,15 +545,19 @@ class HostService:
         decision = pre or rules.evaluate_void(ask, view, self.config.void)
         pan_masked = original.pan_masked if original is not None else None
         pan_hash = original.pan_hash if original is not None else None
-        row_id, rrn, code = self._insert(ctx, req, "void", decision, None,
+        posts = decision.approved and original is not None
+        row_id, rrn, code = self._insert(ctx, req, "void", decision, None, store_ids=not posts,
                                          original_id=original.id if original is not None
                                          else None, pan_masked=pan_masked, pan_hash=pan_hash,
                                          operator=req.operator)
-        if decision.approved and original is not None:
+        if posts:
+            assert original is not None
             groups = self.ledger.reverse_reference(ctx.conn, _ref(int(original.id)),
                                                    at_ms=ctx.now_ms, new_reference=_ref(row_id),
                                                    kind="void")
-            self.store.update_txn(ctx.conn, row_id, group_id=groups[0] if groups else None)
+            # One UPDATE for the ids (insert_txn left them) and the ledger group.
+            self.store.update_txn(ctx.conn, row_id, group_id=groups[0] if groups else None,
+                                  rrn=rrn, approval_code=code)
             self.store.update_txn(ctx.conn, int(original.id), state="voided")
             self._cancel_review(ctx, int(original.id), "voided")
             self.store.add_event(ctx.conn, int(original.id), ctx.now_ms, "voided", by=rrn)
@@ -710,7 +726,10 @@ class HostService:
 
     def _insert(self, ctx: _Ctx, req: FinancialRequest, kind: str, decision: Decision,
                 pan: Pan | None, *, state: str = "approved", batched: bool = True,
-                **extra: Any) -> tuple[int, str, str]:
+                store_ids: bool = True, **extra: Any) -> tuple[int, str, str]:
+        """Insert the transaction row; ``store_ids=False`` when the caller writes ``rrn`` and
+        ``approval_code`` itself in the UPDATE that records the ledger group (one UPDATE, not
+        two; :meth:`Store.insert_txn`)."""
         values: dict[str, Any] = {
             "kind": kind, "mti": req.mti, "processing_code": req.processing_code,
             "request_key": ctx.key,
@@ -725,18 +744,23 @@ class HostService:
             values["pan_masked"], values["pan_hash"] = pan.masked, self._hash(pan)
         values.update(extra)
         if decision.approved and batched:
+            locked = ctx.terminal
+            if locked is not None and locked.terminal_id != req.terminal_id:
+                locked = None
             values["batch_id"] = self.store.open_batch(ctx.conn, req.terminal_id,
-                                                       req.merchant_id, ctx.now_ms, ctx.bdate)
-        row_id, rrn, code = self.store.insert_txn(ctx.conn, **values)
+                                                       req.merchant_id, ctx.now_ms, ctx.bdate,
+                                                       locked=locked)
+        row_id, rrn, code = self.store.insert_txn(ctx.conn, store_ids=store_ids, **values)
         self.store.add_event(ctx.conn, row_id, ctx.now_ms, "decided", rc=decision.code,
                              rule=decision.de44, fired=list(decision.fired))
         return row_id, rrn, code
 
     def _post(self, ctx: _Ctx, txn_id: int, kind: str, legs: list[tuple[str, str, int]],
-              currency: str, parent_id: int | None = None) -> int:
+              currency: str, parent_id: int | None = None, **row: Any) -> int:
+        """Post the transaction's ledger group; ``row``: more columns for the same UPDATE."""
         gid = self.ledger.post_group(ctx.conn, legs, currency=currency, at_ms=ctx.now_ms,
                                      reference=_ref(txn_id), kind=kind, parent_id=parent_id)
-        self.store.update_txn(ctx.conn, txn_id, group_id=gid)
+        self.store.update_txn(ctx.conn, txn_id, group_id=gid, **row)
         return gid
 
     # -- responses and log lines -------------------------------------------------------------

@@ -41,12 +41,14 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    bindparam,
     func,
     select,
     update,
 )
 
 from host.ledger import to_ms
+from host.ledger.prepared import Prepared
 from host.notifications import Outbox
 from host.settlement_jobs import (
     ClosedBatch,
@@ -68,6 +70,15 @@ settled_item = Table(
     Column("batch", String(64), nullable=False),
     Column("adjusted", Boolean, nullable=False, default=False),
 )  # fmt: skip
+
+# The refund and its sale's RRN in one statement, built once (notify_refund runs on the
+# request path for every approved refund).
+_sale = txn.alias("sale")
+_REFUND_FOR_NOTICE = Prepared(
+    select(txn.c.merchant_id, txn.c.rrn, txn.c.pan_masked, txn.c.amount_minor, txn.c.currency,
+           txn.c.reason, _sale.c.rrn.label("sale_rrn"))
+    .select_from(txn.outerjoin(_sale, _sale.c.id == txn.c.original_id))
+    .where(txn.c.id == bindparam("txn_id_")))
 
 _CAPTURES = ("sale", "completion", "refund")
 _MEMBER_KINDS = (*_CAPTURES, "adjustment")
@@ -271,15 +282,11 @@ class EngineDesk(SettlementDesk):
                       **detail: Any) -> None:
         """Emit ``refund_approved`` / ``refund_rejected`` for refund ``txn_id`` in the engine's
         transaction ``conn`` (the notification exists exactly when the decision commits)."""
-        row = conn.execute(select(txn).where(txn.c.id == txn_id)).one_or_none()
+        row = _REFUND_FOR_NOTICE.run(conn, {"txn_id_": txn_id}).one_or_none()
         if row is None or self.outbox is None:
             return
-        sale_rrn = None
-        if row.original_id is not None:
-            sale_rrn = conn.execute(select(txn.c.rrn).where(txn.c.id == row.original_id)
-                                    ).scalar()
         self.outbox.add(conn, event_name, at, merchant_id=row.merchant_id, rrn=row.rrn,
-                        reference=sale_rrn, pan=row.pan_masked,
+                        reference=row.sale_rrn, pan=row.pan_masked,
                         amount_minor=int(row.amount_minor), currency=row.currency,
                         refund_reason=row.reason, **detail)
 

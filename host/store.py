@@ -286,9 +286,10 @@ class Store:
         return (_TERMINAL_LOCKED if lock else _TERMINAL).run(conn, {"tid": tid}).first()
 
     def ensure_terminal(self, conn: Connection, tid: str, mid: str, at_ms: int, *,
-                        enrolled: bool) -> Row[Any]:
-        """The terminal's locked row, created on first use."""
-        row = self.terminal(conn, tid, lock=True)
+                        enrolled: bool, locked: Row[Any] | None = None) -> Row[Any]:
+        """The terminal's locked row, created on first use; ``locked`` is that row when the
+        caller already read it locked in this transaction (it is not read again)."""
+        row = locked if locked is not None else self.terminal(conn, tid, lock=True)
         if row is None:
             _TERMINAL_INSERT.run(conn, {"terminal_id": tid, "merchant_id": mid,
                                             "enrolled": int(enrolled), "since_ms": at_ms,
@@ -302,9 +303,10 @@ class Store:
         _TERMINAL_UPDATE.run(conn, {"tid": tid, "signed_on": int(signed_on)})
 
     def open_batch(self, conn: Connection, tid: str, mid: str, at_ms: int,
-                   business_date: str) -> int:
-        """The terminal's open batch id, opening one when there is none (terminal row locked)."""
-        row = self.ensure_terminal(conn, tid, mid, at_ms, enrolled=False)
+                   business_date: str, *, locked: Row[Any] | None = None) -> int:
+        """The terminal's open batch id, opening one when there is none (terminal row locked;
+        ``locked``: the row as the caller read it locked in this transaction)."""
+        row = self.ensure_terminal(conn, tid, mid, at_ms, enrolled=False, locked=locked)
         if row.open_batch_id is not None:
             return int(row.open_batch_id)
         key = _BATCH_INSERT.run(conn, {
@@ -380,13 +382,19 @@ class Store:
 
     # -- transactions -------------------------------------------------------------------------
 
-    def insert_txn(self, conn: Connection, **values: Any) -> tuple[int, str, str]:
-        """Insert a transaction; returns ``(id, rrn, approval_code)`` derived from its id."""
+    def insert_txn(self, conn: Connection, *, store_ids: bool = True,
+                   **values: Any) -> tuple[int, str, str]:
+        """Insert a transaction; returns ``(id, rrn, approval_code)`` derived from its id.
+
+        ``store_ids=False`` leaves writing ``rrn`` and ``approval_code`` to the caller, who
+        must pass them to :meth:`update_txn` in the same transaction (one UPDATE instead of
+        two when the row gets its ledger group id next)."""
         key = _TXN_INSERT.run(conn, {**_TXN_OPTIONAL, **values}).inserted_primary_key
         assert key is not None
         tid = int(key[0])
         rrn, code = rrn_for(self.rrn_prefix, tid), approval_code_for(tid)
-        _TXN_UPDATE.run(conn, {"txn_id_": tid, "rrn": rrn, "approval_code": code})
+        if store_ids:
+            _TXN_UPDATE.run(conn, {"txn_id_": tid, "rrn": rrn, "approval_code": code})
         return tid, rrn, code
 
     def update_txn(self, conn: Connection, txn_id: int, **values: Any) -> None:

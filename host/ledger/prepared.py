@@ -11,8 +11,11 @@ behave differently:
 
 * no transaction begun on the connection (``execute`` would autobegin it);
 * cursor event listeners on the engine (e.g. the ``before_commit`` crash point, counters);
-* a statement needing bind or result processing, or Python-side column defaults (the caller
-  left a column out): checked once per compiled form.
+* a statement needing result processing, or Python-side column defaults (the caller left a
+  column out): checked once per compiled form.
+
+Bind processing (e.g. ``DateTime`` or ``JSON`` columns on SQLite) is applied on the fast path
+with the compiled form's own processors, as ``execute`` applies them.
 
 Driver errors are raised as SQLAlchemy's own exception classes (``IntegrityError``,
 ``OperationalError`` ...), exactly as ``execute`` raises them, so callers' retry and error
@@ -35,19 +38,25 @@ _Params = Mapping[str, Any]
 class _Plan:
     """One compiled form: SQL text, the order of its positional parameters, the row type."""
 
-    __slots__ = ("sql", "order", "fixed", "row")
+    __slots__ = ("sql", "order", "fixed", "row", "procs")
 
-    def __init__(self, compiled: SQLCompiler, row: type | None) -> None:
+    def __init__(self, compiled: SQLCompiler, row: type | None,
+                 procs: dict[str, Any]) -> None:
         self.sql = compiled.string
         self.order: tuple[str, ...] = tuple(compiled.positiontup or ())
         # Literal values the statement carries itself (e.g. ``kind == "auth"``).
         self.fixed = {name: bind.effective_value for name, bind in compiled.binds.items()
                       if not bind.required}
         self.row = row
+        # The dialect's bind processors by position (None: no type needs one).
+        self.procs = tuple(procs.get(k) for k in self.order) if procs else None
 
     def args(self, params: _Params) -> tuple[Any, ...]:
         fixed = self.fixed
-        return tuple(params[k] if k in params else fixed[k] for k in self.order)
+        values = tuple(params[k] if k in params else fixed[k] for k in self.order)
+        if self.procs is None:
+            return values
+        return tuple(v if f is None else f(v) for f, v in zip(self.procs, values, strict=True))
 
 
 class Prepared:
@@ -109,12 +118,13 @@ class Prepared:
         if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch",
                                                                   None):
             return None  # a Python-side default to fill in: leave it to SQLAlchemy
-        if any(compiled._bind_processors.values()):
-            return None
+        procs = {k: f for k, f in compiled._bind_processors.items() if f is not None}
+        if any(not callable(f) for f in procs.values()):
+            return None  # tuple types: leave them to SQLAlchemy
         for col in getattr(compiled, "_result_columns", ()):
             if dialect.type_descriptor(col[3]).result_processor(dialect, None) is not None:
                 return None
-        return _Plan(compiled, self._row)
+        return _Plan(compiled, self._row, procs)
 
 
 def _fast(conn: Connection) -> bool:
