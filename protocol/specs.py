@@ -19,7 +19,10 @@ table and profile without touching the rest.
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 
@@ -187,9 +190,10 @@ KNOWN_MTIS: frozenset[str] = frozenset(
 """Message types poslab speaks; anything else is a validation error."""
 
 
-def field_table(table: str) -> dict[str, FieldSpec]:
-    """The named table keyed by field key (``"2"`` ...)."""
-    return {f.key: f for f in TABLES[table]}
+@functools.cache
+def field_table(table: str) -> Mapping[str, FieldSpec]:
+    """The named table keyed by field key (``"2"`` ...), built once (read-only)."""
+    return MappingProxyType({f.key: f for f in TABLES[table]})
 
 
 def compile_spec(table: str) -> dict[str, dict[str, Any]]:
