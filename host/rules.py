@@ -150,6 +150,26 @@ def review_level(amount_minor: int, policy: RefundPolicy) -> int:
     return 0
 
 
+def _original_checks(t: _Trail, original: OriginalView | None, kinds: tuple[str, ...],
+                     kind_check: str, merchant_id: str) -> Decision | None:
+    """The checks every referenced refund or void makes of its original, in this order:
+    found (25), of a kind it may reference (12), still effective (12), same merchant (12).
+    Returns the decline, or None when the original passes."""
+    t.run("original_found")
+    if original is None:
+        return t.decline(RuleId.ORIGINAL_NOT_FOUND)
+    t.run(kind_check)
+    if original.kind not in kinds:
+        return t.decline(RuleId.ORIGINAL_NOT_A_SALE)
+    t.run("original_effective")
+    if original.state != "approved":
+        return t.decline(RuleId.ORIGINAL_NOT_EFFECTIVE)
+    t.run("same_merchant")
+    if original.merchant_id != merchant_id:
+        return t.decline(RuleId.ORIGINAL_OTHER_MERCHANT)
+    return None
+
+
 def evaluate_refund(ask: RefundAsk, original: OriginalView | None,
                     policy: RefundPolicy) -> Decision:
     """Decide a refund (see the module docstring for the order of checks)."""
@@ -159,18 +179,11 @@ def evaluate_refund(ask: RefundAsk, original: OriginalView | None,
         if not policy.allow_unreferenced:
             return t.decline(RuleId.UNREFERENCED_REFUND)
     else:
-        t.run("original_found")
-        if original is None:
-            return t.decline(RuleId.ORIGINAL_NOT_FOUND)
-        t.run("original_is_sale")
-        if original.kind not in REFUNDABLE_KINDS:
-            return t.decline(RuleId.ORIGINAL_NOT_A_SALE)
-        t.run("original_effective")
-        if original.state != "approved":
-            return t.decline(RuleId.ORIGINAL_NOT_EFFECTIVE)
-        t.run("same_merchant")
-        if original.merchant_id != ask.merchant_id:
-            return t.decline(RuleId.ORIGINAL_OTHER_MERCHANT)
+        refused = _original_checks(t, original, tuple(REFUNDABLE_KINDS), "original_is_sale",
+                                   ask.merchant_id)
+        if refused is not None:
+            return refused
+        assert original is not None
         if policy.require_same_pan:
             t.run("same_card")
             if original.pan_hash != ask.pan_hash:
@@ -207,19 +220,11 @@ def evaluate_refund(ask: RefundAsk, original: OriginalView | None,
 def evaluate_void(ask: VoidAsk, original: OriginalView | None, policy: VoidPolicy) -> Decision:
     """Decide a void of a sale (020000) or of a refund (220000)."""
     t = _Trail()
-    t.run("original_found")
-    if original is None:
-        return t.decline(RuleId.ORIGINAL_NOT_FOUND)
-    t.run("original_kind")
     wanted = ("refund",) if ask.voids_refund else tuple(REFUNDABLE_KINDS)
-    if original.kind not in wanted:
-        return t.decline(RuleId.ORIGINAL_NOT_A_SALE)
-    t.run("original_effective")
-    if original.state != "approved":
-        return t.decline(RuleId.ORIGINAL_NOT_EFFECTIVE)
-    t.run("same_merchant")
-    if original.merchant_id != ask.merchant_id:
-        return t.decline(RuleId.ORIGINAL_OTHER_MERCHANT)
+    refused = _original_checks(t, original, wanted, "original_kind", ask.merchant_id)
+    if refused is not None:
+        return refused
+    assert original is not None
     if policy.same_terminal:
         t.run("same_terminal")
         if original.terminal_id != ask.terminal_id:
