@@ -37,6 +37,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import (
     JSON,
@@ -52,6 +53,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.python.failure import Failure
 
 from host.ledger.prepared import Prepared
 from protocol.masking import mask_pan
@@ -250,7 +253,6 @@ class WebhookSender:
 
     def pump(self) -> Any:
         """Start delivering every undelivered row; the Deferred fires when all have settled."""
-        from twisted.internet.defer import gatherResults, succeed
 
         if self._stopped:
             return succeed([])
@@ -265,7 +267,6 @@ class WebhookSender:
         """Stop delivering: cut back-off waits short, cancel POSTs in flight, record nothing
         more. The Deferred fires once every delivery has ended (before the worker stops);
         rows not delivered keep their attempts and are retried after a restart."""
-        from twisted.internet.defer import gatherResults
 
         self._stopped = True
         for wait, call in list(self._waits.items()):
@@ -278,7 +279,6 @@ class WebhookSender:
         return gatherResults(list(self._active), consumeErrors=True)
 
     async def _deliver_async(self, row: dict[str, Any]) -> bool:
-        from twisted.internet.defer import Deferred
 
         reactor = self._the_reactor()
         self._busy.add(row["id"])
@@ -309,7 +309,6 @@ class WebhookSender:
             self._busy.discard(row["id"])
 
     def _deliver(self, row: dict[str, Any]) -> Any:
-        from twisted.internet.defer import Deferred
 
         d = Deferred.fromCoroutine(self._deliver_async(row))
         if not d.called:
@@ -324,7 +323,6 @@ class WebhookSender:
 
     async def _post_once(self, row: dict[str, Any]) -> str | None:
         """One POST; None on a 2xx answer, else a short error text."""
-        from twisted.internet.defer import Deferred
         from twisted.internet.protocol import Protocol
         from twisted.web.client import Agent, FileBodyProducer
         from twisted.web.http_headers import Headers
@@ -403,7 +401,6 @@ class Notifier:
         self.blocking(self.outbox.flush_file).addBoth(self._flushed)
 
     def _flushed(self, result: object) -> None:
-        from twisted.python.failure import Failure
 
         self._flushing = False
         if isinstance(result, Failure):  # a full disk must not stop the host or the webhook
@@ -426,7 +423,6 @@ class Notifier:
     def when_idle(self) -> Any:
         """A Deferred that fires once no file flush is running or queued (at once when idle):
         every notification committed before the call is then in the file."""
-        from twisted.internet.defer import Deferred, succeed
 
         if not self._flushing:
             return succeed(None)
@@ -437,7 +433,6 @@ class Notifier:
     def stop(self) -> Any:
         """Stop reacting to new rows and end webhook deliveries; the Deferred fires when done.
         The caller flushes the file once more (in the worker) before closing the service."""
-        from twisted.internet.defer import succeed
 
         self._stopped = True
         self.outbox.on_add = None
@@ -449,7 +444,6 @@ def _ip_literal_endpoints(reactor: Any, url: str, timeout_s: float) -> Any:
     (Twisted resolves host names in the reactor's thread pool, which a plain IP never needs);
     None otherwise, so host names and https use the Agent's own endpoints."""
     import ipaddress
-    from urllib.parse import urlsplit
 
     from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
     from twisted.web.iweb import IAgentEndpointFactory

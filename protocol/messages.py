@@ -37,7 +37,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
-from protocol.codes import EntryMode, NetworkCode, ProcessingCode, RefundReason, RuleId
+from protocol.codes import (
+    EntryMode,
+    NetworkCode,
+    ProcessingCode,
+    RefundReason,
+    RuleId,
+    response_text,
+)
 from protocol.errors import ValidationError
 from protocol.masking import Pan, Track2
 from protocol.money import Money, currency
@@ -618,8 +625,6 @@ class FinancialResponse(Response):
             return f"Refund exceeds the remaining {self.remaining.format()} of this sale"
         if rule is not None:
             return rule.explanation
-        from protocol.codes import response_text
-
         return response_text(self.response_code)
 
 
