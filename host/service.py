@@ -503,8 +503,10 @@ class HostService:
                 merchant_id=req.merchant_id, currency=req.amount.currency,
                 amount_minor=req.amount.minor, pan_hash=self._hash(pan),
                 referenced=bool(req.original_rrn), now_ms=ctx.now_ms,
+                # Summed only when a daily cap is set: it reads every refund of the day.
                 merchant_refunded_today_minor=self.store.merchant_refunded(
-                    ctx.conn, req.merchant_id, ctx.bdate))
+                    ctx.conn, req.merchant_id, ctx.bdate)
+                if ctx.policy.daily_amount_cap_minor is not None else 0)
             decision = rules.evaluate_refund(ask, view, ctx.policy)
         review = decision.review_level if decision.approved else 0
         row_id, rrn, code = self._insert(
