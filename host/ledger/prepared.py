@@ -10,7 +10,8 @@ goes through ``Connection.execute`` unchanged, and so does SQLite whenever the f
 behave differently:
 
 * no transaction begun on the connection (``execute`` would autobegin it);
-* cursor event listeners on the engine (e.g. the ``before_commit`` crash point, counters);
+* cursor event listeners on the engine (e.g. the ``before_commit`` crash point, counters),
+  as they stood when the Connection object ran its first prepared statement;
 * a statement needing result processing, or Python-side column defaults (the caller left a
   column out): checked once per compiled form.
 
@@ -127,10 +128,36 @@ class Prepared:
         return _Plan(compiled, self._row, procs)
 
 
+def run_plain(conn: Connection, sql: str) -> None:
+    """Run a parameterless statement (``SAVEPOINT`` and the like) the cheapest safe way: on
+    the DBAPI connection when :class:`Prepared` would take its fast path, else through
+    ``exec_driver_sql`` (cursor listeners then see it, as they see every other statement)."""
+    if not _fast(conn):
+        conn.exec_driver_sql(sql)
+        return
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    try:
+        raw.execute(sql)
+    except conn.dialect.loaded_dbapi.Error as err:
+        raise _wrapped(conn, sql, (), err) from err
+
+
+_FAST_ATTR = "_poslab_fast_path"
+
+
 def _fast(conn: Connection) -> bool:
-    dispatch = conn.dispatch
-    return (conn.dialect.name == "sqlite" and conn.in_transaction()
-            and not dispatch.before_cursor_execute and not dispatch.after_cursor_execute)
+    # Whether the dialect and the engine's cursor listeners allow the fast path is fixed for
+    # a Connection object's life in practice (listeners are installed before traffic), and
+    # asking the event dispatch costs more than the statement's own Python work: decide once
+    # per Connection, remembered on it. Only "inside a transaction" is asked per call.
+    allowed = getattr(conn, _FAST_ATTR, None)
+    if allowed is None:
+        dispatch = conn.dispatch
+        allowed = (conn.dialect.name == "sqlite" and not dispatch.before_cursor_execute
+                   and not dispatch.after_cursor_execute)
+        setattr(conn, _FAST_ATTR, allowed)
+    return bool(allowed) and conn.in_transaction()
 
 
 def _wrapped(conn: Connection, sql: str, args: Any, err: Exception) -> exc.StatementError:
