@@ -48,6 +48,7 @@ from sqlalchemy import Connection, Row, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from host import cards, rules
+from host.canonical_json import dumps_sorted
 from host.clock import Clock
 from host.config import HostConfig, MerchantConfig, RefundPolicy
 from host.ledger import (
@@ -181,6 +182,8 @@ class HostService:
         self._lock = threading.RLock()
         self._batch_conn: Connection | None = None  # set while handle_batch runs
         self._schedules: dict[tuple[str, str], CutoffSchedule] = {}
+        self._windows: dict[tuple[str, str], tuple[date, datetime, datetime]] = {}
+        self._unlisted: dict[str, MerchantConfig] = {}  # default profile copied per MID
         with schema_transaction(self.engine) as conn:
             create_schema(conn)
             store_metadata.create_all(conn)
@@ -299,7 +302,7 @@ class HostService:
             if reply.response is None:
                 raise _Decline(reply)  # silent issuer: roll back, book nothing, send nothing
             stored = {"fields": reply.response.to_fields(), "log": reply.log}
-            self.ledger.remember(conn, key, fingerprint, json.dumps(stored, sort_keys=True),
+            self.ledger.remember(conn, key, fingerprint, dumps_sorted(stored),
                                  ctx.now_ms)
             return reply
 
@@ -329,7 +332,7 @@ class HostService:
         pan = _pan_of(fields)
         if pan is not None:
             doc["pan"] = self._hash(pan)
-        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(dumps_sorted(doc).encode()).hexdigest()
 
     def _replay(self, ctx: _Ctx, seen: tuple[str, str], fingerprint: str) -> Reply:
         stored_fp, result = seen
@@ -343,10 +346,13 @@ class HostService:
 
     def _fill_times(self, fields: dict[str, str], now: datetime) -> None:
         # Non-strict hosts answer what they can: missing times come from the host's clock.
-        fields.setdefault("7", now.strftime("%m%d%H%M%S"))
+        if "7" not in fields:
+            fields["7"] = now.strftime("%m%d%H%M%S")
         if fields.get("t") in ("0100", "0200", "0220", "0221"):
-            fields.setdefault("12", now.strftime("%H%M%S"))
-            fields.setdefault("13", now.strftime("%m%d"))
+            if "12" not in fields:
+                fields["12"] = now.strftime("%H%M%S")
+            if "13" not in fields:
+                fields["13"] = now.strftime("%m%d")
 
     # -- terminals and merchants ----------------------------------------------------------------
 
@@ -377,7 +383,12 @@ class HostService:
         found = self.config.merchant(mid)
         if found is not None:
             return found
-        return self.config.default_merchant.model_copy(update={"id": mid, "terminals": ()})
+        copied = self._unlisted.get(mid)
+        if copied is None:  # the config does not change while the host runs
+            copied = self.config.default_merchant.model_copy(update={"id": mid,
+                                                                     "terminals": ()})
+            self._unlisted[mid] = copied
+        return copied
 
     def _policy(self, merchant: MerchantConfig) -> RefundPolicy:
         if self.config.merchant(merchant.id) is not None:
@@ -386,11 +397,18 @@ class HostService:
 
     def _business_date(self, merchant: MerchantConfig, now: datetime) -> date:
         cutoff = merchant.cutoff or self.config.settlement.cutoff  # the merchant's own first
-        sched = self._schedules.get((merchant.timezone, cutoff))
+        key = (merchant.timezone, cutoff)
+        # The business date only changes at a cut-off: remember the current window per
+        # schedule rather than resolving local cut-off times on every request.
+        known = self._windows.get(key)
+        if known is not None and known[1] <= now < known[2]:
+            return known[0]
+        sched = self._schedules.get(key)
         if sched is None:
             sched = CutoffSchedule.parse(merchant.timezone, cutoff)
-            self._schedules[(merchant.timezone, cutoff)] = sched
-        return sched.business_date(now)
+            self._schedules[key] = sched
+        self._windows[key] = window = sched.window(now)
+        return window[0]
 
     def _hash(self, pan: Pan) -> str:
         return cards.card_hash(self._card_key, pan)

@@ -109,6 +109,12 @@ class CutoffSchedule:
             day += timedelta(days=1)
         return day
 
+    def window(self, instant: datetime) -> tuple[date, datetime, datetime]:
+        """``instant``'s business date with the instants that start it (inclusive) and end it
+        (exclusive): every instant in between has the same business date."""
+        day = self.business_date(instant)
+        return day, self.cutoff_instant(day - timedelta(days=1)), self.cutoff_instant(day)
+
     def next_cutoff(self, instant: datetime) -> datetime:
         """The first cut-off strictly after ``instant`` (that ends instant's business date)."""
         return self.cutoff_instant(self.business_date(instant))

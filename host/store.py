@@ -55,10 +55,12 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    or_,
     select,
     update,
 )
 
+from host.canonical_json import dumps_sorted
 from host.ledger.prepared import Prepared
 from host.ledger.verify import Violation
 from host.rules import OriginalView
@@ -220,7 +222,8 @@ _TOMBSTONE = Prepared(select(reversal_mark.c.id).where(
     reversal_mark.c.merchant_id == bindparam("mid"),
     reversal_mark.c.terminal_id == bindparam("tid"),
     reversal_mark.c.stan == bindparam("stan_"),
-    reversal_mark.c.business_date == bindparam("bdate"),
+    or_(reversal_mark.c.business_date == bindparam("bdate"),
+        reversal_mark.c.business_date == bindparam("bdate2")),
     reversal_mark.c.target_id.is_(None)).limit(1))
 _REVIEW_INSERT = Prepared(insert(review))
 _REVIEW = Prepared(select(review).where(review.c.id == bindparam("rid")))
@@ -474,9 +477,11 @@ class Store:
                    business_dates: Sequence[str]) -> bool:
         """True when a reversal for (MID, TID, STAN) arrived before any original and left a
         tombstone on one of ``business_dates``."""
-        return any(_TOMBSTONE.run(conn, {"mid": mid, "tid": tid, "stan_": stan,
-                                         "bdate": bdate}).first() is not None
-                   for bdate in business_dates)
+        first, *rest = business_dates
+        if len(rest) > 1:
+            raise ValueError("tombstoned looks at one or two business dates")
+        return _TOMBSTONE.run(conn, {"mid": mid, "tid": tid, "stan_": stan, "bdate": first,
+                                     "bdate2": rest[0] if rest else first}).first() is not None
 
     # -- reviews ---------------------------------------------------------------------------
 
@@ -526,7 +531,7 @@ class Store:
                   **detail: Any) -> None:
         """Append one audit event."""
         _EVENT_INSERT.run(conn, {"txn_id": txn_id, "at_ms": at_ms, "kind": kind,
-                                     "detail": json.dumps(detail, sort_keys=True)})
+                                     "detail": dumps_sorted(detail)})
 
     def events(self, conn: Connection, txn_id: int) -> list[dict[str, Any]]:
         """The audit events of one transaction, oldest first."""
