@@ -84,6 +84,22 @@ def test_k2_business_dates_never_decrease_across_dst(
             current = day
 
 
+@pytest.mark.parametrize("tz_name", ["America/New_York", "Europe/London"])
+@pytest.mark.parametrize("cutoff", ["23:00", "02:30"])
+def test_window_bounds_hold_one_business_date_across_dst(tz_name: str, cutoff: str) -> None:
+    """A window's start has its business date, the instant before its end too, its end the
+    next one, every 7 minutes through a DST change (what the host's per-window cache relies on)."""
+    sched = CutoffSchedule.parse(tz_name, cutoff)
+    instant = datetime(2026, 3, 5, tzinfo=UTC)
+    while instant < datetime(2026, 4, 5, tzinfo=UTC):
+        day, start, end = sched.window(instant)
+        assert start <= instant < end
+        assert sched.business_date(start) == day == sched.business_date(instant)
+        assert sched.business_date(end - timedelta(microseconds=1)) == day
+        assert sched.business_date(end) == day + timedelta(days=1)
+        instant += timedelta(minutes=7)
+
+
 def test_bad_zone_and_cutoff_are_named() -> None:
     """Unknown zones and malformed cut-off times raise errors that quote the value."""
     with pytest.raises(SettlementConfigError, match="Mars/Olympus"):
