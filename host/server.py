@@ -98,6 +98,7 @@ class IsoHostProtocol(FramedProtocol):
         self._tail: Deferred[Any] = succeed(None)  # the last response in request order
         self._deadline: DelayedCall | None = None
         self._idle: DelayedCall | None = None
+        self._last_frame = 0.0  # when the last complete frame arrived (the idle timer's clock)
         self._closing = False
         self._frames_in_call = 0
 
@@ -146,10 +147,20 @@ class IsoHostProtocol(FramedProtocol):
     # -- timers ----------------------------------------------------------------------------
 
     def _arm_idle(self) -> None:
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
+        """Start the idle timer; frames only move :attr:`_last_frame` (see :meth:`_idle_due`)."""
+        self._last_frame = self.factory.timer.seconds()
         self._idle = self.factory.timer.callLater(self.factory.limits.idle_timeout_s,
-                                                  self._shut, "idle_timeout")
+                                                  self._idle_due)
+
+    def _idle_due(self) -> None:
+        # Re-arming a timer on every frame costs a cancel and a new timer per message; the
+        # timer instead checks when it fires, and waits out the rest if a frame came since.
+        quiet = self.factory.timer.seconds() - self._last_frame
+        left = self.factory.limits.idle_timeout_s - quiet
+        if left > 0:
+            self._idle = self.factory.timer.callLater(left, self._idle_due)
+        else:
+            self._shut("idle_timeout")
 
     def _arm_deadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
@@ -187,7 +198,7 @@ class IsoHostProtocol(FramedProtocol):
         self._frames_in_call += 1
         if self._closing or self.factory.stopping:
             return  # shutting down: a request not yet accepted is never processed
-        self._arm_idle()
+        self._last_frame = self.factory.timer.seconds()
         started = time.perf_counter()
         codec = self.factory.codec
         tpdu = Tpdu(payload[:TPDU_LEN]) if codec.profile.tpdu and len(payload) >= TPDU_LEN else None

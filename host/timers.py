@@ -31,6 +31,9 @@ class Timer(Protocol):
     def callLater(self, delay: float, fn: Callable[..., Any], *args: Any) -> DelayedCall:  # noqa: N802
         """Call ``fn(*args)`` after ``delay`` seconds."""
 
+    def seconds(self) -> float:
+        """The current time on this timer's clock."""
+
 
 class _Handle:
     def __init__(self) -> None:
@@ -61,3 +64,7 @@ class MonotonicTimer:
 
         h.handle = self._loop.call_later(delay, _fire)
         return h
+
+    def seconds(self) -> float:
+        """The loop's monotonic time (what :meth:`callLater` counts in)."""
+        return self._loop.time()
