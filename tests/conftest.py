@@ -21,7 +21,7 @@ from twisted.internet import reactor  # noqa: E402
 
 reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
 
-pytest_plugins = ["card_data_scan"]
+pytest_plugins = ["card_data_scan", "pg_schema"]
 
 Runner = Callable[..., Any]
 

@@ -26,7 +26,8 @@ handling see no difference. Results offer the subset of ``Result`` the host uses
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, exc
@@ -39,7 +40,7 @@ _Params = Mapping[str, Any]
 class _Plan:
     """One compiled form: SQL text, the order of its positional parameters, the row type."""
 
-    __slots__ = ("sql", "order", "fixed", "row", "procs")
+    __slots__ = ("sql", "order", "fixed", "row", "procs", "_pick")
 
     def __init__(self, compiled: SQLCompiler, row: type | None,
                  procs: dict[str, Any]) -> None:
@@ -51,13 +52,24 @@ class _Plan:
         self.row = row
         # The dialect's bind processors by position (None: no type needs one).
         self.procs = tuple(procs.get(k) for k in self.order) if procs else None
+        self._pick = _picker(self.order)
 
     def args(self, params: _Params) -> tuple[Any, ...]:
-        fixed = self.fixed
-        values = tuple(params[k] if k in params else fixed[k] for k in self.order)
+        # The caller's values win over the statement's own literals, as in ``execute``.
+        values = self._pick({**self.fixed, **params} if self.fixed else params)
         if self.procs is None:
             return values
         return tuple(v if f is None else f(v) for f, v in zip(self.procs, values, strict=True))
+
+
+def _picker(order: tuple[str, ...]) -> Callable[[_Params], tuple[Any, ...]]:
+    """A function taking the values of ``order`` out of a mapping, as a tuple, in C."""
+    if len(order) > 1:
+        return cast(Callable[[_Params], tuple[Any, ...]], itemgetter(*order))
+    if order:
+        one = itemgetter(order[0])
+        return lambda params: (one(params),)
+    return lambda _params: ()
 
 
 class Prepared:

@@ -19,9 +19,10 @@ MID = "BENCHMERCHANT01"
 """The merchant id the bench and crash tools use (enrolled by --allow-unknown-terminals)."""
 
 
-def start_host(db: Path, *, env: dict[str, str] | None = None, log: Path | None = None,
+def start_host(db: Path | str, *, env: dict[str, str] | None = None, log: Path | None = None,
                extra: Iterable[str] = ()) -> ServerProcess:
-    """``poslab-host`` on port 0 with ``db`` as its ledger; returns once it listens."""
+    """``poslab-host`` on port 0 with ``db`` (SQLite path or database URL) as its ledger;
+    returns once it listens. The URL goes to the host as one argv item, never via a shell."""
     argv = [*python_module("host"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
             "--db", str(db), "--allow-unknown-terminals", *extra]
     if log is not None:

@@ -3,7 +3,8 @@
 The host SIGKILLs itself before the COMMIT, after the COMMIT but before the answer is written,
 or just after the answer left. The terminal then resolves by repeating the request or by
 reversing it, against a restarted host on the same ledger. Whatever the combination, the
-terminal's final view equals the ledger and nothing is booked twice.
+terminal's final view equals the ledger and nothing is booked twice -- on SQLite and on
+PostgreSQL (``pg_url``: skipped without ``POSLAB_TEST_PG_URL``).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ POINTS = {"before_commit": (False, False), "after_commit_before_send": (False, T
 
 @pytest.mark.parametrize("strategy", ["repeat", "reverse"])
 @pytest.mark.parametrize("point", list(POINTS))
-def test_crashpoint_then_recovery(point: str, strategy: str, tmp_path: Path,
+def test_crashpoint_then_recovery(point: str, strategy: str, ledger_db: str,
+                                  verify_offline: Callable[[], tuple[int, str]],
                                   run: Callable[..., Any]) -> None:
     """Crash at ``point``; restart; the terminal's ``strategy`` leaves ledger == terminal view."""
-    db = tmp_path / "ledger.db"
+    db = ledger_db
     crashing = start_host(db, env={"POSLAB_CRASHPOINT": point})
     term = JournalingTerminal("127.0.0.1", int(crashing.ready["iso_port"]), "CP000001", MID,
                               timeout=3.0)
@@ -67,6 +69,8 @@ def test_crashpoint_then_recovery(point: str, strategy: str, tmp_path: Path,
         assert verify["ok"], verify["violations"]
     finally:
         host.stop()
+    status, output = verify_offline()
+    assert status == 0, f"poslab-host ledger verify: {output}"
 
 
 def test_unknown_crashpoint_is_a_clear_start_error(tmp_path: Path) -> None:

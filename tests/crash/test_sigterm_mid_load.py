@@ -1,13 +1,13 @@
 """SIGTERM in the middle of load (reliability.md C4): the host stops accepting, answers or rolls
 back what is in flight, writes no half frame, and exits 0; the ledger then matches every
-terminal's view once in-flight requests are resolved against a restarted host."""
+terminal's view once in-flight requests are resolved against a restarted host. Runs once on
+SQLite and once on PostgreSQL (``pg_url``: skipped without ``POSLAB_TEST_PG_URL``)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +17,11 @@ from scenarios.loadgen.journal import JournalingTerminal
 
 pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
 
-def test_sigterm_mid_load_exits_cleanly(tmp_path: Path, run: Callable[..., Any]) -> None:
+
+def test_sigterm_mid_load_exits_cleanly(ledger_db: str, run: Callable[..., Any],
+                                        verify_offline: Callable[[], tuple[int, str]]) -> None:
     """SIGTERM under load: exit 0, 0 partial frames, and terminal views reconcile."""
-    db = tmp_path / "ledger.db"
+    db = ledger_db
     server = start_host(db)
     port = int(server.ready["iso_port"])
     terminals = [JournalingTerminal("127.0.0.1", port, f"ST{i:06d}", MID, timeout=5.0)
@@ -61,3 +63,5 @@ def test_sigterm_mid_load_exits_cleanly(tmp_path: Path, run: Callable[..., Any])
         assert client.get("/ledger/verify")["ok"]
     finally:
         host.stop()
+    status, output = verify_offline()
+    assert status == 0, f"poslab-host ledger verify: {output}"
