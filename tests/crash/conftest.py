@@ -1,0 +1,45 @@
+"""Fixtures for the crash tests: the ledger each host subprocess runs on, per backend, and the
+offline ``poslab-host ledger verify`` run against it."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from scenarios.loadgen.procs import python_module
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The ledger backend: every test that takes it runs once per backend."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def ledger_db(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """The ``--db`` value for ``backend``: an SQLite file under ``tmp_path``, or the
+    ``pg_url`` fixture's URL (private schema in ``?options=-csearch_path%3D...``).
+
+    Subprocesses get it as one argv item, so nothing on the way splits or re-quotes it.
+    """
+    if backend == "sqlite":
+        return str(tmp_path / "ledger.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def verify_offline(ledger_db: str) -> Callable[[], tuple[int, str]]:
+    """Run ``poslab-host ledger verify --db <ledger_db>``; return its exit status (0 clean)
+    and its output."""
+
+    def _verify() -> tuple[int, str]:
+        done = subprocess.run([*python_module("host"), "ledger", "verify", "--db", ledger_db],
+                              capture_output=True, text=True, timeout=60, check=False)
+        return done.returncode, (done.stdout + done.stderr).strip()[-2000:]
+
+    return _verify

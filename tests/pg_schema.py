@@ -1,0 +1,45 @@
+"""pytest plugin: the ``pg_url`` fixture, a PostgreSQL database on a private schema.
+
+Registered by the root conftest so host tests and crash tests share one definition.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL on a private schema (dropped afterwards).
+
+    Skips without ``POSLAB_TEST_PG_URL``; with ``POSLAB_REQUIRE_PG=1`` an unreachable server
+    fails the test instead.
+    """
+    base = os.environ.get("POSLAB_TEST_PG_URL")
+    required = os.environ.get("POSLAB_REQUIRE_PG") == "1"
+    if not base:
+        if required:
+            pytest.fail("POSLAB_REQUIRE_PG=1 but POSLAB_TEST_PG_URL is not set")
+        pytest.skip("POSLAB_TEST_PG_URL not set")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:  # noqa: BLE001 - any connection problem
+        admin.dispose()
+        if required:
+            pytest.fail(f"PostgreSQL required but unreachable: {type(exc).__name__}")
+        pytest.skip(f"PostgreSQL unreachable: {type(exc).__name__}")
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
