@@ -4,10 +4,12 @@ SQLAlchemy's ``Connection.execute`` costs about 20 µs of CPU per statement even
 compiled form comes from its cache (execution context, parameter processing, result set-up,
 event dispatch) -- more than SQLite's own work for the host's small statements, and the host
 runs a dozen per sale (docs/performance.md). :class:`Prepared` keeps the statement written in
-Core and compiled by SQLAlchemy for the connection's dialect, and on SQLite runs the compiled
-SQL on the connection's DBAPI cursor inside the transaction SQLAlchemy began. Everything else
-goes through ``Connection.execute`` unchanged, and so does SQLite whenever the fast path could
-behave differently:
+Core and compiled by SQLAlchemy for the connection's dialect, and on SQLite (sqlite3) and
+PostgreSQL (psycopg 3) runs the compiled SQL on the connection's DBAPI connection inside the
+transaction SQLAlchemy began. psycopg prepares a statement on the server after a few
+executions of the same text, so on PostgreSQL the fast path is also a server-side prepared
+statement. Everything else goes through ``Connection.execute`` unchanged, and so do those two
+whenever the fast path could behave differently:
 
 * no transaction begun on the connection (``execute`` would autobegin it);
 * cursor event listeners on the engine (e.g. the ``before_commit`` crash point, counters),
@@ -16,7 +18,8 @@ behave differently:
   column out): checked once per compiled form.
 
 Bind processing (e.g. ``DateTime`` or ``JSON`` columns on SQLite) is applied on the fast path
-with the compiled form's own processors, as ``execute`` applies them.
+with the compiled form's own processors, as ``execute`` applies them. An INSERT compiled with
+``RETURNING`` (PostgreSQL's way to hand back the new key) reads its key from that row.
 
 Driver errors are raised as SQLAlchemy's own exception classes (``IntegrityError``,
 ``OperationalError`` ...), exactly as ``execute`` raises them, so callers' retry and error
@@ -40,26 +43,35 @@ _Params = Mapping[str, Any]
 class _Plan:
     """One compiled form: SQL text, the order of its positional parameters, the row type."""
 
-    __slots__ = ("sql", "order", "fixed", "row", "procs", "_pick")
+    __slots__ = ("sql", "order", "named", "returning", "fixed", "row", "procs", "_pick")
 
     def __init__(self, compiled: SQLCompiler, row: type | None,
                  procs: dict[str, Any]) -> None:
         self.sql = compiled.string
-        self.order: tuple[str, ...] = tuple(compiled.positiontup or ())
+        # SQLite's driver takes positional parameters (``?``), psycopg named ones
+        # (``%(name)s``): the same values, in the compiled order or by name.
+        self.named = compiled.positiontup is None
+        self.order: tuple[str, ...] = tuple(
+            dict.fromkeys(compiled.bind_names.values()) if self.named
+            else compiled.positiontup or ())
+        # An INSERT compiled with ``RETURNING id`` (PostgreSQL): the new key is a result row.
+        self.returning = bool(getattr(compiled, "implicit_returning", None))
         # Literal values the statement carries itself (e.g. ``kind == "auth"``).
-        self.fixed = {name: bind.effective_value for name, bind in compiled.binds.items()
+        self.fixed = {name: bind.effective_value for bind, name in compiled.bind_names.items()
                       if not bind.required}
         self.row = row
         # The dialect's bind processors by position (None: no type needs one).
         self.procs = tuple(procs.get(k) for k in self.order) if procs else None
         self._pick = _picker(self.order)
 
-    def args(self, params: _Params) -> tuple[Any, ...]:
+    def args(self, params: _Params) -> tuple[Any, ...] | dict[str, Any]:
+        """The driver's parameters for ``params``: a tuple (positional) or a dict (named)."""
         # The caller's values win over the statement's own literals, as in ``execute``.
         values = self._pick({**self.fixed, **params} if self.fixed else params)
-        if self.procs is None:
-            return values
-        return tuple(v if f is None else f(v) for f, v in zip(self.procs, values, strict=True))
+        if self.procs is not None:
+            values = tuple(v if f is None else f(v)
+                           for f, v in zip(self.procs, values, strict=True))
+        return dict(zip(self.order, values, strict=True)) if self.named else values
 
 
 def _picker(order: tuple[str, ...]) -> Callable[[_Params], tuple[Any, ...]]:
@@ -79,7 +91,8 @@ class Prepared:
 
     def __init__(self, stmt: Executable) -> None:
         self.stmt: Any = stmt
-        self._plans: dict[frozenset[str], _Plan | None] = {}
+        # Per dialect (one process may hold SQLite and PostgreSQL engines), per key set.
+        self._plans: dict[tuple[str, frozenset[str]], _Plan | None] = {}
         names = list(getattr(stmt, "selected_columns", {}).keys()) if hasattr(
             stmt, "selected_columns") else []
         self._row = _row_type(names) if names else None
@@ -96,7 +109,8 @@ class Prepared:
         assert raw is not None
         try:
             # Duck-typed: the subset of CursorResult the host's callers use.
-            return cast(CursorResult[Any], _Result(raw.execute(plan.sql, args), plan.row))
+            return cast(CursorResult[Any], _Result(raw.execute(plan.sql, args), plan.row,
+                                                   plan.returning))
         except conn.dialect.loaded_dbapi.Error as err:
             raise _wrapped(conn, plan.sql, args, err) from err
 
@@ -106,21 +120,29 @@ class Prepared:
         if plan is None:
             conn.execute(self.stmt, [dict(r) for r in rows])
             return
-        args = [plan.args(r) for r in rows]
+        args: Any = [plan.args(r) for r in rows]
         raw = conn.connection.dbapi_connection
         assert raw is not None
         try:
-            raw.executemany(plan.sql, args)
+            if plan.named:  # psycopg: executemany is a cursor method (pipelined)
+                cursor = raw.cursor()
+                try:
+                    cursor.executemany(plan.sql, args)
+                finally:
+                    cursor.close()
+            else:
+                raw.executemany(plan.sql, args)
         except conn.dialect.loaded_dbapi.Error as err:
             raise _wrapped(conn, plan.sql, args, err) from err
 
     def _plan(self, conn: Connection, params: _Params) -> _Plan | None:
-        key = frozenset(params)
+        keys = frozenset(params)
+        key = (conn.dialect.name, keys)
         try:
             return self._plans[key]
         except KeyError:
             pass
-        plan = self._compile(conn, key)
+        plan = self._compile(conn, keys)
         self._plans[key] = plan
         return plan
 
@@ -156,6 +178,8 @@ def run_plain(conn: Connection, sql: str) -> None:
 
 
 _FAST_ATTR = "_poslab_fast_path"
+# Drivers whose connection runs ``execute(sql, params)`` itself: sqlite3 and psycopg 3.
+_FAST_DRIVERS = frozenset({"pysqlite", "psycopg"})
 
 
 def _fast(conn: Connection) -> bool:
@@ -166,7 +190,7 @@ def _fast(conn: Connection) -> bool:
     allowed = getattr(conn, _FAST_ATTR, None)
     if allowed is None:
         dispatch = conn.dispatch
-        allowed = (conn.dialect.name == "sqlite" and not dispatch.before_cursor_execute
+        allowed = (conn.dialect.driver in _FAST_DRIVERS and not dispatch.before_cursor_execute
                    and not dispatch.after_cursor_execute)
         setattr(conn, _FAST_ATTR, allowed)
     return bool(allowed) and conn.in_transaction()
@@ -195,11 +219,12 @@ def _row_type(names: Iterable[str]) -> type:
 class _Result:
     """The subset of a SQLAlchemy result the host uses, over a DBAPI cursor."""
 
-    __slots__ = ("_cursor", "_row")
+    __slots__ = ("_cursor", "_row", "_returning")
 
-    def __init__(self, cursor: Any, row: type | None) -> None:
+    def __init__(self, cursor: Any, row: type | None, returning: bool = False) -> None:
         self._cursor = cursor
         self._row = row
+        self._returning = returning
 
     @property
     def rowcount(self) -> int:
@@ -207,6 +232,8 @@ class _Result:
 
     @property
     def inserted_primary_key(self) -> tuple[int]:
+        if self._returning:  # PostgreSQL: the INSERT ... RETURNING row
+            return (int(self._cursor.fetchone()[0]),)
         return (int(self._cursor.lastrowid),)
 
     def _make(self, raw: Sequence[Any]) -> Any:

@@ -1,7 +1,7 @@
 """The ledger's request-path shortcuts keep its guarantees: the in-memory chain-head hint never
 forks the chain (other writers and rollbacks only make it miss), and host.ledger.prepared's
-SQLite fast path behaves like Connection.execute (rows, counts, errors) and steps aside for
-cursor listeners and connections outside a transaction."""
+fast path (SQLite and PostgreSQL) behaves like Connection.execute (rows, counts, errors, new
+keys) and steps aside for cursor listeners and connections outside a transaction."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from host.ledger import Ledger, create_schema, open_engine, schema_transaction, verify_database
 from host.ledger.prepared import Prepared
 from host.ledger.schema import request_log
+from host.store import event as event_table
+from host.store import metadata as store_metadata
 
 SALE = [("scheme_settlement", "D", 100), ("merchant_payable:M", "C", 100)]
 INSERT = Prepared(insert(request_log))
@@ -23,10 +25,16 @@ ALL_KEYS = Prepared(select(request_log.c.key).where(request_log.c.at_ms > 0)
                     .order_by(request_log.c.key))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest) -> str:
+    """A fresh database of each backend the fast path serves (sqlite3, psycopg)."""
+    return str(request.getfixturevalue("db" if request.param == "sqlite" else "pg_url"))
+
+
 @pytest.fixture
-def engine(db: str) -> Iterator[Engine]:
+def engine(url: str) -> Iterator[Engine]:
     """An empty ledger database."""
-    eng = open_engine(db)
+    eng = open_engine(url)
     with schema_transaction(eng) as conn:
         create_schema(conn)
     yield eng
@@ -56,6 +64,20 @@ def test_rows_counts_and_scalars_match_the_plain_path(engine: Engine) -> None:
         conn.rollback()
 
 
+def test_inserted_primary_keys_are_the_new_rows_keys(engine: Engine) -> None:
+    """An INSERT that leaves the key to the database reports the key it got (lastrowid on
+    SQLite, the RETURNING row on PostgreSQL), as execute does."""
+    add = Prepared(insert(event_table))
+    with schema_transaction(engine) as conn:
+        store_metadata.create_all(conn)
+    with engine.begin() as conn:
+        row = {"txn_id": None, "at_ms": 1, "kind": "k", "detail": "{}"}
+        keys = [add.run(conn, row).inserted_primary_key[0] for _ in range(3)]
+        plain = conn.execute(add.stmt, row).inserted_primary_key[0]
+        stored = conn.execute(select(event_table.c.id).order_by(event_table.c.id)).scalars()
+        assert keys + [plain] == list(stored) and len(set(keys)) == 3
+
+
 def test_a_duplicate_key_raises_sqlalchemys_integrity_error(engine: Engine) -> None:
     """A constraint violation on the fast path is sqlalchemy.exc.IntegrityError, as execute
     raises it (callers retry on it)."""
@@ -81,15 +103,15 @@ def _post(engine: Engine, book: Ledger, ref: str) -> int:
         return book.post_group(conn, SALE, currency="CNY", at_ms=1, reference=ref)
 
 
-def test_two_ledgers_interleaving_on_one_database_keep_one_chain(engine: Engine, db: str) -> None:
+def test_two_ledgers_interleaving_on_one_database_keep_one_chain(engine: Engine, url: str) -> None:
     """Two Ledger instances (two services) alternate: ids run 1..6 and the chain verifies."""
     first, second = Ledger(), Ledger()
     ids = [_post(engine, book, f"r{i}") for i, book in enumerate([first, second] * 3)]
     assert ids == [1, 2, 3, 4, 5, 6]
-    assert verify_database(db)["ok"]
+    assert verify_database(url)["ok"]
 
 
-def test_a_rolled_back_posting_leaves_no_gap(engine: Engine, db: str) -> None:
+def test_a_rolled_back_posting_leaves_no_gap(engine: Engine, url: str) -> None:
     """A posting whose transaction rolls back does not advance the chain for the next one."""
     book = Ledger()
     _post(engine, book, "kept")
@@ -97,10 +119,10 @@ def test_a_rolled_back_posting_leaves_no_gap(engine: Engine, db: str) -> None:
         book.post_group(conn, SALE, currency="CNY", at_ms=1, reference="rolled back")
         txn.rollback()
     assert _post(engine, book, "next") == 2
-    assert verify_database(db)["ok"]
+    assert verify_database(url)["ok"]
 
 
-def test_a_rolled_back_savepoint_leaves_no_gap(engine: Engine, db: str) -> None:
+def test_a_rolled_back_savepoint_leaves_no_gap(engine: Engine, url: str) -> None:
     """Inside one transaction, a posting in a rolled-back savepoint is not built upon."""
     book = Ledger()
     with engine.begin() as conn:
@@ -109,4 +131,4 @@ def test_a_rolled_back_savepoint_leaves_no_gap(engine: Engine, db: str) -> None:
             book.post_group(conn, SALE, currency="CNY", at_ms=1, reference="gone")
             sp.rollback()
         assert book.post_group(conn, SALE, currency="CNY", at_ms=1, reference="b") == 2
-    assert verify_database(db)["ok"]
+    assert verify_database(url)["ok"]
