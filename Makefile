@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports pytest clean bench-scenarios
+.PHONY: demo test lint typecheck imports pytest clean bench-scenarios powerloss
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck imports pytest
+
+# reliability.md C5 (manual, not in `make test`): the ledger on a LazyFS-style FUSE filesystem
+# that drops unsynced writes after kill -9 (docs/power-loss.md). Needs /dev/fuse and fuse3.
+powerloss: $(STAMP)
+	@command -v fusermount3 >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null)
+	POSLAB_POWERLOSS=1 $(BIN)/python -m pytest tests/powerloss -q -s
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
