@@ -66,9 +66,10 @@ from host.ledger.prepared import run_plain
 from host.ledger.schema import posting_group
 from host.rules import Decision
 from host.settlement import CutoffSchedule
-from host.store import STORE_CHECKS, Store
+from host.store import STORE_CHECKS, Store, txn_reference
 from host.store import metadata as store_metadata
 from host.store import txn as txn_table
+from host.txn_views import TxnViews
 from protocol.codes import NetworkCode, RuleId
 from protocol.errors import ValidationError
 from protocol.masking import Pan
@@ -179,6 +180,7 @@ class HostService:
         self.engine = open_engine(db_url)
         self.ledger = Ledger()
         self.store = Store(config.host.rrn_prefix)
+        self.views = TxnViews(self.store, self.ledger)
         self._lock = threading.RLock()
         self._batch_conn: Connection | None = None  # set while handle_batch runs
         self._schedules: dict[tuple[str, str], CutoffSchedule] = {}
@@ -497,7 +499,7 @@ class HostService:
                                          pan_masked=pan_masked, pan_hash=pan_hash)
         if posts:
             assert hold is not None
-            ref = _ref(row_id)
+            ref = txn_reference(row_id)
             self.ledger.reverse(ctx.conn, int(hold.group_id), at_ms=ctx.now_ms, reference=ref,
                                 kind="hold_release")
             amount = req.amount.minor
@@ -573,9 +575,9 @@ class HostService:
                                          operator=req.operator)
         if posts:
             assert original is not None
-            groups = self.ledger.reverse_reference(ctx.conn, _ref(int(original.id)),
-                                                   at_ms=ctx.now_ms, new_reference=_ref(row_id),
-                                                   kind="void")
+            groups = self.ledger.reverse_reference(
+                ctx.conn, txn_reference(int(original.id)), at_ms=ctx.now_ms,
+                new_reference=txn_reference(row_id), kind="void")
             # One UPDATE for the ids (insert_txn left them) and the ledger group.
             self.store.update_txn(ctx.conn, row_id, group_id=groups[0] if groups else None,
                                   rrn=rrn, approval_code=code)
@@ -670,8 +672,8 @@ class HostService:
         """Reverse an effective transaction: mirror its groups and restore what it changed;
         returns the mirror groups."""
         tid = int(target.id)
-        groups = self.ledger.reverse_reference(ctx.conn, _ref(tid), at_ms=ctx.now_ms,
-                                               new_reference=_ref(tid), kind="reversal")
+        groups = self.ledger.reverse_reference(ctx.conn, txn_reference(tid), at_ms=ctx.now_ms,
+                                               new_reference=txn_reference(tid), kind="reversal")
         self.store.update_txn(ctx.conn, tid, state="reversed")
         self.store.mark_reversal(ctx.conn, target.merchant_id, target.terminal_id, target.stan,
                                  ctx.bdate, tid, ctx.now_ms)
@@ -780,7 +782,8 @@ class HostService:
               currency: str, parent_id: int | None = None, **row: Any) -> int:
         """Post the transaction's ledger group; ``row``: more columns for the same UPDATE."""
         gid = self.ledger.post_group(ctx.conn, legs, currency=currency, at_ms=ctx.now_ms,
-                                     reference=_ref(txn_id), kind=kind, parent_id=parent_id)
+                                     reference=txn_reference(txn_id), kind=kind,
+                                     parent_id=parent_id)
         self.store.update_txn(ctx.conn, txn_id, group_id=gid, **row)
         return gid
 
@@ -863,7 +866,7 @@ class HostService:
         """One transaction with its capture/refund/settlement state, amounts, rules, events."""
         with self._lock, self.engine.connect() as conn:
             row = self.store.txn_by_rrn(conn, rrn)
-            out = self._txn_detail(conn, row) if row is not None else None
+            out = self.views.detail(conn, row) if row is not None else None
             conn.rollback()
         if out is not None and self.settlement is not None:
             out["refund_settlement"] = self.settlement.refund_state(rrn)  # settled / posted
@@ -872,7 +875,7 @@ class HostService:
     def transactions(self, tid: str | None = None, stan: str | None = None) -> list[dict[str, Any]]:
         """Transactions by terminal and/or STAN, newest first (summaries)."""
         with self._lock, self.engine.connect() as conn:
-            out = [self._txn_summary(conn, r) for r in self.store.txns(conn, tid, stan)]
+            out = [self.views.summary(conn, r) for r in self.store.txns(conn, tid, stan)]
             conn.rollback()
         return out
 
@@ -893,7 +896,7 @@ class HostService:
     def reviews(self, state: str | None = None) -> list[dict[str, Any]]:
         """Refund reviews (optionally by state: pending_review, approved, rejected, cancelled)."""
         with self._lock, self.engine.connect() as conn:
-            out = [self._review_dict(conn, r) for r in self.store.reviews(conn, state)]
+            out = [self.views.review(conn, r) for r in self.store.reviews(conn, state)]
             conn.rollback()
         return out
 
@@ -928,7 +931,7 @@ class HostService:
                 self.ledger.post_group(conn, [(acct.REFUNDS_UNDER_REVIEW, "D", amount),
                                               (acct.SCHEME_SETTLEMENT, "C", amount)],
                                        currency=row.currency, at_ms=now_ms,
-                                       reference=_ref(txn_id), kind="review_release",
+                                       reference=txn_reference(txn_id), kind="review_release",
                                        memo=f"approved by {', '.join(names + [approver])}")
                 self.store.decide_review(conn, review_id, "approved", now_ms)
                 self.store.update_txn(conn, txn_id, review_state="approved")
@@ -936,7 +939,7 @@ class HostService:
                     self.settlement.notify_refund(conn, "refund_approved", txn_id,
                                                   self.clock.now(), review=review_id)
                 self.store.add_event(conn, txn_id, now_ms, "review_approved", merchant=mid)
-            out = self._review_dict(conn, self.store.review_row(conn, review_id))
+            out = self.views.review(conn, self.store.review_row(conn, review_id))
         return out
 
     def reject_review(self, review_id: int, approver: str, reason: str) -> dict[str, Any]:
@@ -955,8 +958,9 @@ class HostService:
         with self.engine.begin() as conn:
             rev = self._open_review(conn, review_id)
             txn_id = int(rev.txn_id)
-            self.ledger.reverse_reference(conn, _ref(txn_id), at_ms=now_ms,
-                                          new_reference=_ref(txn_id), kind="review_rejected",
+            self.ledger.reverse_reference(conn, txn_reference(txn_id), at_ms=now_ms,
+                                          new_reference=txn_reference(txn_id),
+                                          kind="review_rejected",
                                           memo=f"rejected by {approver}: {reason}")
             self.store.decide_review(conn, review_id, "rejected", now_ms, reason)
             self.store.update_txn(conn, txn_id, state="rejected", review_state="rejected")
@@ -965,7 +969,7 @@ class HostService:
                                               review=review_id, reason=reason)
             self.store.add_event(conn, txn_id, now_ms, "review_rejected", approver=approver,
                                  reason=reason)
-            out = self._review_dict(conn, self.store.review_row(conn, review_id))
+            out = self.views.review(conn, self.store.review_row(conn, review_id))
         return out
 
     def _open_review(self, conn: Connection, review_id: int) -> Row[Any]:
@@ -981,75 +985,8 @@ class HostService:
         with self._lock:
             self.engine.dispose()
 
-    # -- admin views -----------------------------------------------------------------------
-
-    def _txn_summary(self, conn: Connection, row: Row[Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "rrn": row.rrn, "kind": row.kind, "mti": row.mti,
-            "processing_code": row.processing_code, "stan": row.stan,
-            "terminal_id": row.terminal_id, "merchant_id": row.merchant_id,
-            "amount_minor": int(row.amount_minor), "currency": row.currency,
-            "pan": row.pan_masked, "business_date": row.business_date,
-            "at": _iso(int(row.at_ms)), "response_code": row.response_code, "rule": row.rule,
-            "approval_code": row.approval_code if row.state != "declined" else None,
-            "state": row.state, "capture_state": _capture_state(row),
-            "settlement_state": _settlement_state(self.store.batch_row(conn, row.batch_id)),
-            "review_state": row.review_state,
-        }
-        if row.kind == "refund":
-            out.update(reason=row.reason, evidence=row.evidence, operator=row.operator)
-        return out
-
-    def _txn_detail(self, conn: Connection, row: Row[Any]) -> dict[str, Any]:
-        out = self._txn_summary(conn, row)
-        out["rules_fired"] = json.loads(row.rules_fired or "[]")
-        out["events"] = self.store.events(conn, int(row.id))
-        original = self.store.txn_by_id(conn, row.original_id)
-        out["original_rrn"] = original.rrn if original is not None else None
-        if row.kind in rules.REFUNDABLE_KINDS:
-            view = self.store.view(conn, row)
-            out["refunded_minor"] = view.refunded_minor
-            out["remaining_minor"] = view.remaining_minor
-            out["refund_count"] = view.refund_count
-            out["refund_state"] = ("NONE" if view.refunded_minor == 0 else
-                                   "FULL" if view.refunded_minor >= view.amount_minor else
-                                   "PARTIAL")
-            out["refunds"] = [self._txn_summary(conn, r) for r in conn.execute(
-                select(txn_table).where(txn_table.c.original_id == row.id,
-                                        txn_table.c.kind == "refund")
-                .order_by(txn_table.c.id)).all()]
-        rev = self.store.review_of(conn, int(row.id))
-        if rev is not None:
-            out["review"] = self._review_dict(conn, rev)
-        out["ledger"] = [{"group": g.id, "kind": g.kind, "amount_minor": g.amount_minor,
-                          "currency": g.currency, "reverses": g.reverses, "memo": g.memo,
-                          "effective": self.ledger.effective(conn, g.id),
-                          "entries": self.ledger.entries(conn, g.id)}
-                         for g in self.ledger.groups(conn, _ref(int(row.id)))]
-        return out
-
-    def _review_dict(self, conn: Connection, rev: Row[Any] | None) -> dict[str, Any]:
-        assert rev is not None
-        row = self.store.txn_by_id(conn, int(rev.txn_id))
-        assert row is not None
-        return {
-            "id": int(rev.id), "state": rev.state, "level": int(rev.level),
-            "approvals_needed": int(rev.level),
-            "approved_by": [{"approver": a.approver, "note": a.note, "at": _iso(int(a.at_ms))}
-                            for a in self.store.approvals(conn, int(rev.id))],
-            "reason": rev.reason, "created": _iso(int(rev.created_ms)),
-            "decided": _iso(int(rev.decided_ms)) if rev.decided_ms is not None else None,
-            "rrn": row.rrn, "merchant_id": row.merchant_id, "terminal_id": row.terminal_id,
-            "amount_minor": int(row.amount_minor), "currency": row.currency,
-            "pan": row.pan_masked, "refund_reason": row.reason,
-        }
-
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _ref(txn_id: int) -> str:
-    return f"txn:{txn_id}"
 
 
 def _kind(req: FinancialRequest) -> str:
@@ -1087,30 +1024,3 @@ def _transient(exc: DBAPIError) -> bool:
 def _totals_dict(totals: BatchTotals) -> dict[str, int]:
     return {"debits_count": totals.debits_count, "debits_minor": totals.debits_minor,
             "credits_count": totals.credits_count, "credits_minor": totals.credits_minor}
-
-
-def _capture_state(row: Row[Any]) -> str:
-    if row.state == "declined":
-        return "DECLINED"
-    if row.kind == "auth":
-        return {"authorized": "AUTHORIZED", "completed": "CAPTURED",
-                "reversed": "CANCELLED"}.get(row.state, str(row.state).upper())
-    if row.kind == "refund" and row.state == "approved":
-        return "PENDING_REVIEW" if row.review_state == "pending_review" else "APPROVED"
-    if row.kind == "adjustment":
-        return "ADJUSTMENT"
-    return {"approved": "CAPTURED", "voided": "VOIDED", "reversed": "REVERSED",
-            "rejected": "REJECTED"}.get(row.state, str(row.state).upper())
-
-
-def _settlement_state(batch_row: Row[Any] | None) -> str | None:
-    if batch_row is None:
-        return None
-    return "OPEN_BATCH" if batch_row.state == "open" else "CLOSED_BATCH"
-
-
-def _iso(at_ms: int) -> str:
-    from datetime import UTC
-
-    return datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(timespec="milliseconds")
-

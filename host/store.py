@@ -248,6 +248,11 @@ BATCHED_KINDS = ("sale", "refund", "void", "completion")
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+def txn_reference(txn_id: int) -> str:
+    """The ledger reference of a transaction's posting groups (``txn:<id>``)."""
+    return f"txn:{txn_id}"
+
+
 def approval_code_for(txn_id: int) -> str:
     """Six base-36 characters derived from the row id (unique for 2 billion transactions)."""
     out = ""
