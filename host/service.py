@@ -64,6 +64,14 @@ from host.ledger import (
 from host.ledger import accounts as acct
 from host.ledger.prepared import run_plain
 from host.ledger.schema import posting_group
+from host.replies import (
+    Reply,
+    financial_reply,
+    format_error_reply,
+    log_context,
+    pan_of,
+    plain_reply,
+)
 from host.rules import Decision
 from host.settlement import CutoffSchedule
 from host.store import STORE_CHECKS, Store, txn_reference
@@ -74,7 +82,6 @@ from protocol.codes import NetworkCode, RuleId
 from protocol.errors import ValidationError
 from protocol.masking import Pan
 from protocol.messages import (
-    AnyResponse,
     AuthorizationRequest,
     BatchTotals,
     BatchUploadRequest,
@@ -92,10 +99,8 @@ from protocol.messages import (
     VoidRequest,
     parse_request,
     parse_response,
-    response_mti,
 )
 from protocol.money import Money
-from protocol.validate import validate_fields
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -104,20 +109,7 @@ T = TypeVar("T")
 #: card secrets (never hashed into anything) and MACs.
 _VOLATILE = frozenset({"t", "p", "h", "7", "12", "13", "2", "35", "45", "36", "52", "55", "64",
                        "128"})
-_ECHO = ("3", "4", "7", "11", "41", "42", "49")
 _RETRIES = 8
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the server sends (``response``; None = send nothing) and logs (``log``).
-
-    ``log`` keys: kind, mti, stan, tid, mid, rc, rule, rrn, pan (masked), amount_minor,
-    currency (absent when unknown).
-    """
-
-    response: AnyResponse | None
-    log: dict[str, object]
 
 
 class AdminError(Exception):
@@ -246,21 +238,11 @@ class HostService:
                 return exc.reply
             except SQLAlchemyError as exc:
                 log.error("database error, answering 96: %s", type(exc).__name__)
-                return self._plain(request, "96", RuleId.SYSTEM_ERROR.value)
+                return plain_reply(request, "96", RuleId.SYSTEM_ERROR.value)
 
     def format_error(self, error: ValidationError) -> Reply:
         """MTI+10 with RC 30 when MTI, STAN and TID are readable; otherwise send nothing."""
-        fields = error.fields
-        reason = "MISSING_FIELD" if "missing" in error.reason else "FORMAT_ERROR"
-        rule = f"{reason}:{error.field}" if error.field else reason
-        usable = {k: v for k, v in fields.items() if k in _ECHO + ("t",) and _valid(k, v, fields)}
-        if error.field in usable:
-            usable.pop(error.field)
-        if not {"t", "11", "41"} <= set(usable) or not usable["t"].endswith(("00", "01", "20",
-                                                                              "21")):
-            return Reply(None, {"kind": "format_error", "rc": "30", "rule": rule,
-                                "mti": fields.get("t"), "reason": error.reason})
-        return self._plain(usable, "30", rule[:25])
+        return format_error_reply(error)
 
     # -- pipeline -----------------------------------------------------------------------------
 
@@ -331,7 +313,7 @@ class HostService:
     def _fingerprint(self, fields: Mapping[str, str]) -> str:
         doc = {k: v for k, v in fields.items() if k not in _VOLATILE}
         doc["class"] = fields.get("t", "")[:3]
-        pan = _pan_of(fields)
+        pan = pan_of(fields)
         if pan is not None:
             doc["pan"] = self._hash(pan)
         return hashlib.sha256(dumps_sorted(doc).encode()).hexdigest()
@@ -339,7 +321,7 @@ class HostService:
     def _replay(self, ctx: _Ctx, seen: tuple[str, str], fingerprint: str) -> Reply:
         stored_fp, result = seen
         if stored_fp != fingerprint:
-            return self._plain(ctx.fields, "94", RuleId.DUPLICATE_DIFFERENT.value, ctx,
+            return plain_reply(ctx.fields, "94", RuleId.DUPLICATE_DIFFERENT.value, ctx.de15,
                                kind="duplicate")
         stored = json.loads(result)
         logged = dict(stored["log"])
@@ -366,15 +348,15 @@ class HostService:
         owner = self.config.merchant_of_terminal(tid)
         if owner is not None:
             if owner.id != mid:
-                raise _Decline(self._plain(fields, "03", RuleId.UNKNOWN_MERCHANT.value))
+                raise _Decline(plain_reply(fields, "03", RuleId.UNKNOWN_MERCHANT.value))
             return owner, None
         row = self.store.terminal(conn, tid, lock=True)
         if row is not None and row.enrolled:
             if row.merchant_id != mid:
-                raise _Decline(self._plain(fields, "03", RuleId.UNKNOWN_MERCHANT.value))
+                raise _Decline(plain_reply(fields, "03", RuleId.UNKNOWN_MERCHANT.value))
             return self._profile(mid), row
         if not self.allow_unknown_terminals:
-            raise _Decline(self._plain(fields, "58", RuleId.UNKNOWN_TERMINAL.value))
+            raise _Decline(plain_reply(fields, "58", RuleId.UNKNOWN_TERMINAL.value))
         row = self.store.ensure_terminal(conn, tid, mid, to_ms(now), enrolled=True,
                                          locked=row)
         self.store.add_event(conn, None, to_ms(now), "terminal_enrolled", terminal=tid,
@@ -425,14 +407,14 @@ class HostService:
         resp = NetworkResponse(mti_value="0810", stan=req.stan, terminal_id=req.terminal_id,
                                merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
                                response_code="00", business_date=ctx.de15, code=req.code.value)
-        return Reply(resp, self._log(ctx.fields, "network", "00", None))
+        return Reply(resp, log_context(ctx.fields, "network", "00", None))
 
     # -- 0100 / 0200 / 0220 ------------------------------------------------------------------------
 
     def _financial(self, ctx: _Ctx, req: FinancialRequest) -> Reply:
         pan = req.card.account if req.card is not None else None
         if pan is not None and cards.silent_card(self.config, pan):
-            return Reply(None, self._log(ctx.fields, _kind(req), "", None, note="no_response"))
+            return Reply(None, log_context(ctx.fields, _kind(req), "", None, note="no_response"))
         pre = self._precheck(ctx, req, pan)
         if isinstance(req, RefundRequest):
             return self._refund(ctx, req, pan, pre)
@@ -480,7 +462,7 @@ class HostService:
                     [(acct.SCHEME_SETTLEMENT, "D", amount), (merchant_payable(mid), "C", amount)])
             self._post(ctx, row_id, kind, legs, req.amount.currency, rrn=rrn,
                        approval_code=code)
-        return self._financial_reply(ctx, req, kind, decision, rrn, code, pan)
+        return financial_reply(ctx.fields, req, kind, decision, rrn, code, pan, ctx.de15)
 
     def _completion(self, ctx: _Ctx, req: CompletionAdvice, pan: Pan | None,
                     pre: Decision | None) -> Reply:
@@ -510,7 +492,7 @@ class HostService:
             self.store.update_txn(ctx.conn, int(hold.id), state="completed")
             self.store.add_event(ctx.conn, int(hold.id), ctx.now_ms, "completed", by=rrn,
                                  amount_minor=amount)
-        return self._financial_reply(ctx, req, "completion", decision, rrn, code, pan)
+        return financial_reply(ctx.fields, req, "completion", decision, rrn, code, pan, ctx.de15)
 
     def _refund(self, ctx: _Ctx, req: RefundRequest, pan: Pan | None,
                 pre: Decision | None) -> Reply:
@@ -557,8 +539,8 @@ class HostService:
                                      amount_minor=amount)
             if not review and self.settlement is not None:
                 self.settlement.notify_refund(ctx.conn, "refund_approved", row_id, ctx.now)
-        return self._financial_reply(ctx, req, "refund", decision, rrn, code, pan,
-                                     remaining=remaining)
+        return financial_reply(ctx.fields, req, "refund", decision, rrn, code, pan, ctx.de15,
+                               remaining=remaining)
 
     def _void(self, ctx: _Ctx, req: VoidRequest, pan: Pan | None,
               pre: Decision | None) -> Reply:
@@ -584,7 +566,7 @@ class HostService:
             self.store.update_txn(ctx.conn, int(original.id), state="voided")
             self._cancel_review(ctx, int(original.id), "voided")
             self.store.add_event(ctx.conn, int(original.id), ctx.now_ms, "voided", by=rrn)
-        return self._financial_reply(ctx, req, "void", decision, rrn, code, pan)
+        return financial_reply(ctx.fields, req, "void", decision, rrn, code, pan, ctx.de15)
 
     # -- 0400 / 0401 ---------------------------------------------------------------------
 
@@ -641,8 +623,8 @@ class HostService:
             processing_code=req.processing_code, amount=req.amount, rrn=rrn)
         pan = req.card.account if req.card is not None else None
         more = {"adjustment": adjustment} if adjustment else {}
-        return Reply(resp, self._log(ctx.fields, "reversal", decision.code, decision.de44, rrn=rrn,
-                                     pan=pan, **more))
+        return Reply(resp, log_context(ctx.fields, "reversal", decision.code, decision.de44,
+                                       rrn=rrn, pan=pan, **more))
 
     def _late_adjustment(self, ctx: _Ctx, target: Row[Any], groups: list[int]) -> str:
         """Book a reversal that came after the original's batch closed: the closed batch and its
@@ -726,7 +708,7 @@ class HostService:
             batch_number=req.batch_number, processing_code=ctx.fields.get("3"),
             totals=BatchTotals(cur, ours["debits_count"], ours["debits_minor"],
                                ours["credits_count"], ours["credits_minor"]))
-        return Reply(resp, self._log(ctx.fields, "reconciliation", resp.response_code, rule))
+        return Reply(resp, log_context(ctx.fields, "reconciliation", resp.response_code, rule))
 
     def _upload(self, ctx: _Ctx, req: BatchUploadRequest) -> Reply:
         row = self.store.txn_by_rrn(ctx.conn, req.rrn)
@@ -742,8 +724,8 @@ class HostService:
             merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
             response_code="00" if found else "25", rule=rule, business_date=ctx.de15,
             rrn=req.rrn, batch_number=req.batch_number)
-        return Reply(resp, self._log(ctx.fields, "upload", resp.response_code, rule,
-                                     rrn=req.rrn))
+        return Reply(resp, log_context(ctx.fields, "upload", resp.response_code, rule,
+                                       rrn=req.rrn))
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -788,67 +770,6 @@ class HostService:
         return gid
 
     # -- responses and log lines -------------------------------------------------------------
-
-    def _financial_reply(self, ctx: _Ctx, req: FinancialRequest, kind: str, decision: Decision,
-                         rrn: str, code: str, pan: Pan | None,
-                         remaining: Money | None = None) -> Reply:
-        resp = FinancialResponse(
-            mti_value=response_mti(req.mti), stan=req.stan, terminal_id=req.terminal_id,
-            merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
-            response_code=decision.code, rule=decision.de44, business_date=ctx.de15,
-            processing_code=req.processing_code, amount=req.amount, rrn=rrn,
-            approval_code=code if decision.approved else None, remaining=remaining)
-        return Reply(resp, self._log(ctx.fields, kind, decision.code, decision.de44, rrn=rrn,
-                                     pan=pan))
-
-    def _plain(self, fields: Mapping[str, str], rc: str, rule: str | None,
-               ctx: _Ctx | None = None, kind: str = "decline") -> Reply:
-        """A decline that echoes what is readable and books nothing (58, 03, 30, 94, 96)."""
-        mti = fields.get("t", "0200")
-        reply_mti = response_mti(mti)
-        base: dict[str, Any] = {
-            "mti_value": reply_mti, "stan": fields.get("11", "000000"),
-            "terminal_id": fields.get("41", " " * 8),
-            "merchant_id": fields.get("42", " " * 15), "transmitted_at": fields.get("7"),
-            "response_code": rc, "rule": rule,
-            "business_date": ctx.de15 if ctx is not None else None,
-        }
-        resp: AnyResponse
-        if mti == "0800":
-            resp = NetworkResponse(code=fields.get("70"), **base)
-        elif mti == "0500":
-            resp = ReconciliationResponse(processing_code=fields.get("3"),
-                                          batch_number=fields.get("60"), **base)
-        elif mti == "0320":
-            resp = BatchUploadResponse(rrn=fields.get("37"), batch_number=fields.get("60"),
-                                       **base)
-        else:
-            amount = None
-            try:
-                if "4" in fields and "49" in fields:
-                    from protocol.money import currency as lookup
-
-                    amount = Money(int(fields["4"]), lookup(fields["49"]).alpha)
-            except ValueError:
-                amount = None
-            resp = FinancialResponse(processing_code=fields.get("3", "000000"), amount=amount,
-                                     **base)
-        return Reply(resp, self._log(fields, kind, rc, rule, pan=_pan_of(fields)))
-
-    @staticmethod
-    def _log(fields: Mapping[str, str], kind: str, rc: str, rule: str | None, *,
-             rrn: str | None = None, pan: Pan | None = None, **more: object) -> dict[str, object]:
-        out: dict[str, object] = {"kind": kind, "mti": fields.get("t"), "stan": fields.get("11"),
-                                  "tid": fields.get("41"), "mid": fields.get("42"), "rc": rc,
-                                  "rule": rule, "rrn": rrn}
-        if pan is not None:
-            out["pan"] = pan.masked
-        if "4" in fields and fields["4"].isdigit():
-            out["amount_minor"] = int(fields["4"])
-        if "49" in fields:
-            out["currency"] = fields["49"]
-        out.update(more)
-        return out
 
     # == admin ===================================================================================
 
@@ -993,25 +914,6 @@ def _kind(req: FinancialRequest) -> str:
     return {"AuthorizationRequest": "auth", "SaleRequest": "sale", "RefundRequest": "refund",
             "VoidRequest": "void", "CompletionAdvice": "completion"}.get(type(req).__name__,
                                                                          "financial")
-
-
-def _pan_of(fields: Mapping[str, str]) -> Pan | None:
-    digits = fields.get("2")
-    if digits is None and "35" in fields:
-        digits = fields["35"].replace("D", "=").split("=", 1)[0]
-    if not digits or not digits.isdigit():
-        return None
-    return Pan(digits)
-
-
-def _valid(key: str, value: str, fields: Mapping[str, str]) -> bool:
-    if key == "t":
-        return True
-    try:
-        validate_fields({"t": fields.get("t", "0200"), key: value})
-    except ValidationError:
-        return False
-    return True
 
 
 def _transient(exc: DBAPIError) -> bool:
