@@ -9,7 +9,8 @@ not start on a bad config, so callers print ``str(error)`` and exit.
 Layout (every table optional; without ``[[merchants]]`` the demo merchant ``MERCHANT0000001``
 with terminal ``TERM0001`` is used)::
 
-    [host]        currency, admin_token, rrn_prefix, card_hash_key, unknown_card
+    [host]        currency, admin_token, rrn_prefix, card_hash_key, unknown_card,
+                  sqlite_synchronous
     [[merchants]] id, name, currencies (["*"] = any), currency, timezone, country, subdivision,
                   mdr_percent, fixed_fee_minor, cutoff, funding_days, terminals, and an optional
                   [merchants.refund]
@@ -72,6 +73,10 @@ class HostSection(_Strict):
     :ivar card_hash_key: hex key of the keyed PAN hash; generated and kept in the database
         when absent.
     :ivar unknown_card: how a PAN outside the catalogue behaves (the catalogue's default card).
+    :ivar sqlite_synchronous: SQLite's ``synchronous`` setting. ``FULL`` (the default) loses
+        no acknowledged transaction even on power loss; ``NORMAL`` is faster and still loses
+        nothing when the host process crashes, but may lose the last acknowledged commits when
+        the machine loses power (docs/power-loss.md measures it). PostgreSQL ignores it.
     """
 
     currency: str = "CNY"
@@ -79,6 +84,7 @@ class HostSection(_Strict):
     rrn_prefix: str = Field(default="", max_length=4, pattern=r"^[A-Za-z0-9]*$")
     card_hash_key: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{32,128}$")
     unknown_card: Literal["approve", "decline"] = "approve"
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
     _currency = field_validator("currency")(_check_currency)
 

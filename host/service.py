@@ -169,7 +169,7 @@ class HostService:
         self.clock = clock
         self.strict = strict
         self.allow_unknown_terminals = allow_unknown_terminals
-        self.engine = open_engine(db_url)
+        self.engine = open_engine(db_url, synchronous=config.host.sqlite_synchronous)
         self.ledger = Ledger()
         self.store = Store(config.host.rrn_prefix)
         self.views = TxnViews(self.store, self.ledger)

@@ -3,12 +3,13 @@ tampered rows and broken hash chains, the CLI entry point verify_database."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from host.config import load_config
 from host.ledger import (
     Ledger,
     LedgerError,
@@ -19,6 +20,7 @@ from host.ledger import (
     schema_transaction,
     verify_database,
 )
+from host.service import HostService
 
 
 @pytest.fixture
@@ -117,3 +119,15 @@ def test_sqlite_settings(engine: Engine) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+@pytest.mark.parametrize(("mode", "pragma"), [("FULL", 2), ("NORMAL", 1)])
+def test_service_takes_sqlite_synchronous_from_config(
+        make_service: Callable[..., HostService], mode: str, pragma: int) -> None:
+    """[host] sqlite_synchronous reaches the service's SQLite connections (FULL by default)."""
+    config = load_config()
+    assert config.host.sqlite_synchronous == "FULL"
+    service = make_service(config.model_copy(update={
+        "host": config.host.model_copy(update={"sqlite_synchronous": mode})}))
+    with service.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
