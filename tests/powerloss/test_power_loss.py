@@ -5,10 +5,11 @@ cache). After SIGKILL the filesystem drops every unsynced page, is unmounted, an
 reopened from the backing directory: what is left is what a power cut would have left.
 
 * the self-test proves the filesystem really loses unsynced data (else "0 lost" proves nothing);
-* ``poslab-host`` (``synchronous=FULL``, its only mode) must lose 0 acknowledged approvals, and
-  ``ledger verify`` must stay clean;
-* ``synchronous=FULL`` vs ``NORMAL`` through the ledger's own engine (``poslab-host`` cannot run
-  NORMAL): FULL must lose 0 acknowledged commits; NORMAL's loss is printed, not asserted.
+* ``poslab-host`` with ``[host] sqlite_synchronous = "FULL"`` (the default) must lose 0
+  acknowledged approvals, and ``ledger verify`` must stay clean; with ``"NORMAL"`` the loss is
+  printed, not asserted (verify must still be clean);
+* ``synchronous=FULL`` vs ``NORMAL`` through the ledger's own engine: FULL must lose 0
+  acknowledged commits; NORMAL's loss is printed, not asserted.
 
 Run with ``make powerloss`` (``POSLAB_POWERLOSS=1``); needs /dev/fuse, fuse3 and mfusepy.
 ``POSLAB_POWERLOSS_RUNS`` sets the kill/lose cycles per case (default 3).
@@ -29,6 +30,7 @@ from typing import Any
 import pytest
 from lazyfs import LazyMount, unavailable
 
+from host.config import default_config_text
 from scenarios.loadgen.hostctl import MID, admin, host_transactions, is_effective, start_host
 from scenarios.loadgen.journal import JournalingTerminal
 from scenarios.loadgen.procs import python_module
@@ -86,15 +88,29 @@ def _verify_offline(db: Path) -> tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr).strip()[-2000:]
 
 
-def test_host_on_full_loses_no_acknowledged_approval(dirs: tuple[Path, Path],
+def _host_config(tmp: Path, mode: str) -> list[str]:
+    """``--config`` argv for the shipped config with ``[host] sqlite_synchronous = mode``."""
+    shipped = default_config_text()
+    path = tmp / f"host-{mode}.toml"
+    path.write_text(shipped.replace('sqlite_synchronous = "FULL"',
+                                    f'sqlite_synchronous = "{mode}"', 1))
+    assert f'sqlite_synchronous = "{mode}"' in path.read_text()
+    return ["--config", str(path)]
+
+
+@pytest.mark.parametrize("mode", ["FULL", "NORMAL"])
+def test_host_loses_no_acknowledged_approval_on_full(dirs: tuple[Path, Path], tmp_path: Path,
+                                                     mode: str,
                                                      run: Callable[..., Any]) -> None:
-    """kill -9 + lose-unfsynced-writes, RUNS times: every approval a terminal saw survives."""
+    """kill -9 + lose-unfsynced-writes, RUNS times: on FULL every approval a terminal saw
+    survives; on NORMAL the loss is reported, not asserted (the documented trade-off)."""
     backing, mnt = dirs
+    config = _host_config(tmp_path, mode)
     terminals: list[JournalingTerminal] = []
     summaries = []
     for cycle in range(RUNS):
         with LazyMount(backing, mnt) as fs:
-            server = start_host(mnt / "ledger.db")
+            server = start_host(mnt / "ledger.db", extra=config)
             batch = [JournalingTerminal("127.0.0.1", int(server.ready["iso_port"]),
                                         f"PL{cycle:02d}{i:04d}", MID, timeout=1.0)
                      for i in range(TERMINALS)]
@@ -119,7 +135,7 @@ def test_host_on_full_loses_no_acknowledged_approval(dirs: tuple[Path, Path],
             server.close()
             summaries.append(fs.lose_unfsynced_writes())
             fs.unmount()
-    server = start_host(backing / "ledger.db")
+    server = start_host(backing / "ledger.db", extra=config)
     try:
         client = admin(server)
         acked, lost = 0, []
@@ -133,13 +149,14 @@ def test_host_on_full_loses_no_acknowledged_approval(dirs: tuple[Path, Path],
     finally:
         server.stop()
     status, offline = _verify_offline(backing / "ledger.db")
-    print(f"\nC5 poslab-host synchronous=FULL: {RUNS} x (kill -9, lose-unfsynced-writes): "
+    print(f"\nC5 poslab-host synchronous={mode}: {RUNS} x (kill -9, lose-unfsynced-writes): "
           f"{acked} approvals acknowledged, {len(lost)} lost; verify ok={verify['ok']}; "
           f"offline verify exit {status}")
     for line in summaries:
         print(f"  lazyfs: {line}")
     assert acked > 0, "the load never got an approval through"
-    assert lost == [], f"acknowledged but lost: {lost[:10]}"
+    if mode == "FULL":
+        assert lost == [], f"acknowledged but lost: {lost[:10]}"
     assert verify["ok"], f"ledger verify: {verify['violations']}"
     assert status == 0, f"poslab-host ledger verify: {offline}"
 
