@@ -69,24 +69,52 @@ def hit(point: str, transport: Any = None) -> None:
 def install_before_commit(engine: Any) -> None:
     """Arm ``before_commit`` on a SQLAlchemy engine: die as a transaction that wrote commits.
 
-    Read-only transactions and rolled-back ones do not count. Installs nothing (no per-statement
-    cost) unless ``before_commit`` is the armed point.
+    Read-only transactions and rolled-back ones do not count. Installs nothing unless
+    ``before_commit`` is the armed point. On SQLite and PostgreSQL the write is detected at
+    COMMIT time from the connection itself, with no cursor listener: a cursor listener turns
+    off the request path's prepared fast path (host/ledger/prepared.py), and the crash must
+    hit the statements production runs.
     """
     if ACTIVE != "before_commit" or engine is None:
         return
     from sqlalchemy import event
 
-    def _mark(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
-            conn.info["poslab_wrote"] = True
+    name = engine.dialect.name
+    if name == "sqlite":
+        def _begin(conn: Any) -> None:
+            conn.info["poslab_changes"] = conn.connection.dbapi_connection.total_changes
+
+        def _wrote(conn: Any) -> bool:
+            # total_changes: rows inserted, updated or deleted on this connection so far.
+            base = conn.info.pop("poslab_changes", None)
+            return base is not None and conn.connection.dbapi_connection.total_changes > base
+
+        event.listen(engine, "begin", _begin)
+    elif name == "postgresql":
+        def _wrote(conn: Any) -> bool:
+            # PostgreSQL assigns a transaction id at the first write, not before.
+            cur = conn.connection.dbapi_connection.cursor()
+            try:
+                cur.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+                return bool(cur.fetchone()[0])
+            finally:
+                cur.close()
+    else:  # other backends: watch the statements (costs the fast path; poslab uses neither)
+        def _mark(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+                conn.info["poslab_wrote"] = True
+
+        def _wrote(conn: Any) -> bool:
+            return bool(conn.info.pop("poslab_wrote", False))
+
+        def _rollback(conn: Any) -> None:
+            conn.info.pop("poslab_wrote", None)
+
+        event.listen(engine, "before_cursor_execute", _mark)
+        event.listen(engine, "rollback", _rollback)
 
     def _commit(conn: Any) -> None:
-        if conn.info.pop("poslab_wrote", False):
+        if _wrote(conn):
             hit("before_commit")
 
-    def _rollback(conn: Any) -> None:
-        conn.info.pop("poslab_wrote", None)
-
-    event.listen(engine, "before_cursor_execute", _mark)
     event.listen(engine, "commit", _commit)
-    event.listen(engine, "rollback", _rollback)

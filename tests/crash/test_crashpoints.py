@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from host import crashpoints
+from host.ledger.db import open_engine
 from scenarios.loadgen.hostctl import (
     MID,
     admin,
@@ -71,6 +74,32 @@ def test_crashpoint_then_recovery(point: str, strategy: str, ledger_db: str,
         host.stop()
     status, output = verify_offline()
     assert status == 0, f"poslab-host ledger verify: {output}"
+
+
+def test_before_commit_fires_on_writing_commits_only(ledger_db: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Armed before_commit: hit by a commit that wrote only, with no cursor listener installed."""
+    monkeypatch.setattr(crashpoints, "ACTIVE", "before_commit")
+    hits: list[str] = []
+    monkeypatch.setattr(crashpoints, "hit", hits.append)
+    engine = open_engine(ledger_db)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE cp_probe (n INTEGER)"))
+        crashpoints.install_before_commit(engine)
+        with engine.begin() as conn:
+            # a cursor listener would switch off the prepared fast path the host really runs
+            assert not conn.dispatch.before_cursor_execute
+            conn.execute(text("SELECT count(*) FROM cp_probe")).scalar_one()
+        with engine.connect() as conn:
+            conn.execute(text("INSERT INTO cp_probe VALUES (1)"))
+            conn.rollback()
+        assert hits == [], "a read-only or rolled-back transaction must not count"
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO cp_probe VALUES (2)"))
+        assert hits == ["before_commit"]
+    finally:
+        engine.dispose()
 
 
 def test_unknown_crashpoint_is_a_clear_start_error(tmp_path: Path) -> None:
