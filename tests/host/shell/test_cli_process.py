@@ -74,6 +74,25 @@ def test_host_process_answers_a_sale_and_exits_0_on_sigterm(tmp_path: Path) -> N
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
+def test_host_process_exits_0_on_sigint(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) stops the host like SIGTERM: exit 0, no traceback."""
+    ready = tmp_path / "ready.json"
+    proc = subprocess.Popen(
+        [*HOST, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ready-file", str(ready),
+         "--db", str(tmp_path / "ledger.db")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_file(ready, proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def run_host(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run poslab-host expecting it to fail fast."""
     return subprocess.run([*HOST, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
