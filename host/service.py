@@ -178,6 +178,7 @@ class HostService:
         self._schedules: dict[tuple[str, str], CutoffSchedule] = {}
         self._windows: dict[tuple[str, str], tuple[date, datetime, datetime]] = {}
         self._unlisted: dict[str, MerchantConfig] = {}  # default profile copied per MID
+        self._unsettled: set[str] = set()  # merchants enrolled since the last commit
         with schema_transaction(self.engine) as conn:
             create_schema(conn)
             store_metadata.create_all(conn)
@@ -197,12 +198,15 @@ class HostService:
         the COMMIT, so every reply leaves after its effects are durable (reliability.md I6);
         when the COMMIT fails it raises and no reply of the batch may be sent.
         """
-        with self._lock, self.engine.begin() as conn:
-            self._batch_conn = conn
-            try:
-                return [self.handle(fields) for fields in batch]
-            finally:
-                self._batch_conn = None
+        with self._lock:
+            with self.engine.begin() as conn:
+                self._batch_conn = conn
+                try:
+                    replies = [self.handle(fields) for fields in batch]
+                finally:
+                    self._batch_conn = None
+            self._start_settling()
+            return replies
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -229,7 +233,10 @@ class HostService:
         with self._lock:
             request = dict(fields)
             try:
-                return self._handle(request)
+                reply = self._handle(request)
+                if self._batch_conn is None:  # committed: not part of a batch
+                    self._start_settling()
+                return reply
             except ValidationError as exc:
                 if not exc.fields:
                     exc.fields = request
@@ -239,6 +246,14 @@ class HostService:
             except SQLAlchemyError as exc:
                 log.error("database error, answering 96: %s", type(exc).__name__)
                 return plain_reply(request, "96", RuleId.SYSTEM_ERROR.value)
+
+    def _start_settling(self) -> None:
+        """After a commit: merchants first enrolled in it get cut-offs and funding like listed
+        ones (their enrolment is durable now; a restart finds them in the terminal table)."""
+        while self._unsettled:
+            mid = self._unsettled.pop()
+            if self.settlement is not None and self.config.merchant(mid) is None:
+                self.settlement.enrol_unlisted(mid)
 
     def format_error(self, error: ValidationError) -> Reply:
         """MTI+10 with RC 30 when MTI, STAN and TID are readable; otherwise send nothing."""
@@ -354,16 +369,19 @@ class HostService:
         if row is not None and row.enrolled:
             if row.merchant_id != mid:
                 raise _Decline(plain_reply(fields, "03", RuleId.UNKNOWN_MERCHANT.value))
-            return self._profile(mid), row
+            return self.merchant_profile(mid), row
         if not self.allow_unknown_terminals:
             raise _Decline(plain_reply(fields, "58", RuleId.UNKNOWN_TERMINAL.value))
         row = self.store.ensure_terminal(conn, tid, mid, to_ms(now), enrolled=True,
                                          locked=row)
+        self._unsettled.add(mid)  # settled from the next commit on (_start_settling)
         self.store.add_event(conn, None, to_ms(now), "terminal_enrolled", terminal=tid,
                              merchant=mid)
-        return self._profile(mid), row
+        return self.merchant_profile(mid), row
 
-    def _profile(self, mid: str) -> MerchantConfig:
+    def merchant_profile(self, mid: str) -> MerchantConfig:
+        """The merchant's config entry, or for a merchant only development-mode enrolment
+        knows, the default merchant's profile under its id."""
         found = self.config.merchant(mid)
         if found is not None:
             return found

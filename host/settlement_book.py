@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -53,12 +54,14 @@ from host.notifications import Outbox
 from host.settlement_jobs import (
     ClosedBatch,
     Member,
+    MerchantTerms,
     SettlementDesk,
+    merchant_terms,
     metadata,
     settlement,
     terms_from_config,
 )
-from host.store import Store, batch, event, txn
+from host.store import Store, batch, event, terminal, txn
 
 settled_item = Table(
     "settled_item", metadata,
@@ -276,7 +279,28 @@ class StoreRefundSource:
 
 
 class EngineDesk(SettlementDesk):
-    """The settlement desk of a running host: adds the engine's refund notifications."""
+    """The settlement desk of a running host: adds the engine's refund notifications, and
+    settles merchants that only development-mode enrolment knows (``unlisted_terms``)."""
+
+    unlisted_terms: Callable[[str], MerchantTerms] | None = None
+    """The terms of a merchant the config does not list (the default profile under its id)."""
+
+    def install(self) -> None:
+        """Also settle every merchant with a terminal enrolled in development mode, including
+        one whose enrolment committed just before the host stopped."""
+        if self.unlisted_terms is not None:
+            with self.engine.connect() as conn:
+                enrolled = conn.execute(select(terminal.c.merchant_id).distinct()
+                                        .where(terminal.c.enrolled == 1)).scalars().all()
+            for mid in set(enrolled) - set(self.terms):
+                self.terms[mid] = self.unlisted_terms(mid)
+        super().install()
+
+    def enrol_unlisted(self, merchant_id: str) -> bool:
+        """:meth:`enrol` a merchant the config does not list; False when already known."""
+        if merchant_id in self.terms or self.unlisted_terms is None:
+            return False
+        return self.enrol(self.unlisted_terms(merchant_id))
 
     def notify_refund(self, conn: Connection, event_name: str, txn_id: int, at: datetime,
                       **detail: Any) -> None:
@@ -302,5 +326,7 @@ def build_desk(service: Any) -> EngineDesk | None:
     desk = EngineDesk(service.engine, terms_from_config(service.config), clock,
                       StoreBatchBook(service.store), service.ledger, outbox)
     desk.refund_source = StoreRefundSource(service.engine)
+    desk.unlisted_terms = lambda mid: merchant_terms(service.config,
+                                                     service.merchant_profile(mid))
     desk.install()
     return desk

@@ -47,6 +47,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from host.calendar import BusinessCalendar, calendar_for
 from host.clock import ManualClock, SystemClock
@@ -204,38 +205,43 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
 
 def terms_from_config(config: Any) -> dict[str, MerchantTerms]:
     """Merchant terms for every ``[[merchants]]`` entry of a HostConfig (duck-typed)."""
+    out: dict[str, MerchantTerms] = {}
+    for m in _get(config, "merchants", default=[]):
+        terms = merchant_terms(config, m)
+        out[terms.merchant_id] = terms
+    return out
+
+
+def merchant_terms(config: Any, m: Any) -> MerchantTerms:
+    """The terms of one merchant entry ``m``, with the config's ``[settlement]`` and
+    ``[refund]`` defaults for what the entry leaves out (duck-typed)."""
     settlement_cfg = _get(config, "settlement", default={})
     refund_cfg = _get(config, "refund", default={})
     cutoff = str(_get(settlement_cfg, "cutoff", default="23:00"))
     funding_days = int(_get(settlement_cfg, "funding_days", default=1))
     seed = str(_get(refund_cfg, "posting_seed", "seed", default="poslab"))
-    out: dict[str, MerchantTerms] = {}
-    for m in _get(config, "merchants", default=[]):
-        mid = str(_get(m, "id"))
-        refund = _get(m, "refund", default=None) or refund_cfg
-        fees_cfg = _get(m, "fees", default=m)
-        fees = FeeSchedule.from_config(
-            str(_get(fees_cfg, "mdr_percent", default="0")),
-            int(_get(fees_cfg, "fixed_fee_minor", "fixed_minor", default=0)),
-            str(_get(refund, "fee_policy", default=_get(refund_cfg, "fee_policy",
-                                                        default="keep_mdr"))),
-            int(_get(refund, "per_refund_fee_minor",
-                     default=_get(refund_cfg, "per_refund_fee_minor", default=0))),
-        )
-        lo, hi = _get(refund, "posting_days", default=_get(refund_cfg, "posting_days",
-                                                           default=(3, 7)))
-        out[mid] = MerchantTerms(
-            merchant_id=mid,
-            schedule=CutoffSchedule.parse(str(_get(m, "timezone", default="UTC")),
-                                          str(_get(m, "cutoff", default=cutoff))),
-            calendar=calendar_for(str(_get(m, "country", default="US")),
-                                  _get(m, "subdivision")),
-            fees=fees,
-            funding_days=int(_get(m, "funding_days", default=funding_days)),
-            posting_days=(int(lo), int(hi)),
-            seed=seed,
-        )
-    return out
+    refund = _get(m, "refund", default=None) or refund_cfg
+    fees_cfg = _get(m, "fees", default=m)
+    fees = FeeSchedule.from_config(
+        str(_get(fees_cfg, "mdr_percent", default="0")),
+        int(_get(fees_cfg, "fixed_fee_minor", "fixed_minor", default=0)),
+        str(_get(refund, "fee_policy", default=_get(refund_cfg, "fee_policy",
+                                                    default="keep_mdr"))),
+        int(_get(refund, "per_refund_fee_minor",
+                 default=_get(refund_cfg, "per_refund_fee_minor", default=0))),
+    )
+    lo, hi = _get(refund, "posting_days", default=_get(refund_cfg, "posting_days",
+                                                       default=(3, 7)))
+    return MerchantTerms(
+        merchant_id=str(_get(m, "id")),
+        schedule=CutoffSchedule.parse(str(_get(m, "timezone", default="UTC")),
+                                      str(_get(m, "cutoff", default=cutoff))),
+        calendar=calendar_for(str(_get(m, "country", default="US")), _get(m, "subdivision")),
+        fees=fees,
+        funding_days=int(_get(m, "funding_days", default=funding_days)),
+        posting_days=(int(lo), int(hi)),
+        seed=seed,
+    )
 
 
 # -- the desk -----------------------------------------------------------------------------------
@@ -322,6 +328,33 @@ class SettlementDesk:
             self._schedule_funding(sid, mid, day)
         for rrn, mid, day in unposted:
             self._schedule_posting(rrn, mid, day)
+
+    def enrol(self, terms: MerchantTerms) -> bool:
+        """Start settling a merchant the config does not list (a terminal enrolled in
+        development mode): its business day is created and its cut-off scheduled, so its
+        batches close, settle and fund like a listed merchant's. False when already known."""
+        mid = terms.merchant_id
+        if mid in self.terms:
+            return False
+        self.terms[mid] = terms
+        now = self.clock.now()
+        day: date | None = None
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as conn:
+                    day = conn.execute(select(merchant_day.c.business_date)
+                                       .where(merchant_day.c.merchant_id == mid)).scalar()
+                    if day is None:
+                        day = terms.schedule.business_date(now)
+                        conn.execute(merchant_day.insert().values(merchant_id=mid,
+                                                                  business_date=day))
+                break
+            except IntegrityError:  # another host on the database created it first
+                if attempt == 2:
+                    raise
+        assert day is not None
+        self._schedule_cutoff(mid, day)
+        return True
 
     def business_date(self, merchant_id: str, at: datetime) -> date:
         """The business date a transaction of ``merchant_id`` stamped ``at`` belongs to.

@@ -42,6 +42,9 @@ def test_a_batch_is_one_commit_and_every_request_is_booked(service: Any) -> None
     """Three sales in one batch: three approvals with distinct RRNs, one COMMIT, ledger clean."""
     run = batch_runner(service)
     assert run is not None
+    # The merchant's first request enrols it for settlement in a commit of its own: once.
+    run(sales(n=1, tid="GW"))
+    service.commits.clear()
     replies = run(sales())
     assert [r.response.response_code for r in replies] == ["00", "00", "00"]
     assert len({r.response.rrn for r in replies}) == 3
