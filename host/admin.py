@@ -9,7 +9,8 @@ Core routes::
 
     GET  /health                       service health plus open connections
     GET  /transactions/{rrn}           one transaction with its events, or 404
-    GET  /transactions?tid=&stan=      {"transactions": [...]}
+    GET  /transactions?tid=&stan=&limit=&cursor=
+                                       {"transactions": [...], "next": cursor or null}
     GET  /ledger/balances              per account per currency
     GET  /ledger/verify                {"ok": bool, "violations": [...], "checked": {...}}
     GET  /reviews?state=               {"reviews": [...]}
@@ -61,6 +62,10 @@ ROUTE_MODULES: tuple[str, ...] = ("host.admin_faults", "host.admin_settlement")
 T = TypeVar("T")
 JSON_TYPE = "application/json"
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PAGE_DEFAULT = 500
+"""Transactions per page of ``GET /transactions`` unless ``limit`` says otherwise."""
+PAGE_MAX = 1000
+"""The largest ``limit`` ``GET /transactions`` accepts."""
 
 
 class HttpError(Exception):
@@ -233,10 +238,15 @@ def _transaction(ctx: AdminContext, req: AdminRequest) -> Deferred[Any]:
 @route("GET", "/transactions")
 def _transactions(ctx: AdminContext, req: AdminRequest) -> Deferred[Any]:
     tid, stan = req.query.get("tid"), req.query.get("stan")
+    limit, cursor = req.query.get("limit", str(PAGE_DEFAULT)), req.query.get("cursor")
     if stan is not None and not stan.isdigit():
         raise HttpError(400, "stan must be digits")
-    return ctx.call(ctx.service.transactions, tid=tid, stan=stan).addCallback(
-        lambda rows: {"transactions": rows})
+    if not limit.isdigit() or not 1 <= int(limit) <= PAGE_MAX:
+        raise HttpError(400, f"limit must be a whole number from 1 to {PAGE_MAX}")
+    if cursor is not None and not cursor.isdigit():
+        raise HttpError(400, "cursor must be the 'next' value of an earlier page")
+    return ctx.call(ctx.service.transactions_page, tid=tid, stan=stan, limit=int(limit),
+                    cursor=cursor)
 
 
 @route("GET", "/ledger/balances")

@@ -812,11 +812,23 @@ class HostService:
         return out
 
     def transactions(self, tid: str | None = None, stan: str | None = None) -> list[dict[str, Any]]:
-        """Transactions by terminal and/or STAN, newest first (summaries)."""
+        """Transactions by terminal and/or STAN, newest first (summaries; the first 500)."""
+        return list(self.transactions_page(tid, stan)["transactions"])
+
+    def transactions_page(self, tid: str | None = None, stan: str | None = None,
+                          limit: int = 500, cursor: str | None = None) -> dict[str, Any]:
+        """One page of :meth:`transactions`: ``{"transactions": [...], "next": cursor}``.
+
+        ``next`` is None on the last page; passing it back as ``cursor`` gives the following
+        (older) page. Rows booked meanwhile never shift a page: the cursor is a position.
+        """
+        before = int(cursor) if cursor is not None else None
         with self._lock, self.engine.connect() as conn:
-            out = [self.views.summary(conn, r) for r in self.store.txns(conn, tid, stan)]
+            rows = self.store.txns(conn, tid, stan, limit + 1, before)
+            page = [self.views.summary(conn, r) for r in rows[:limit]]
             conn.rollback()
-        return out
+        more = len(rows) > limit
+        return {"transactions": page, "next": str(rows[limit - 1].id) if more else None}
 
     def balances(self) -> dict[str, dict[str, int]]:
         """Net debit (debits - credits) per account per currency, in minor units."""

@@ -421,13 +421,16 @@ class Store:
         return (_TXN_BY_RRN_LOCKED if lock else _TXN_BY_RRN).run(conn, {"rrn_": rrn}).first()
 
     def txns(self, conn: Connection, tid: str | None, stan: str | None,
-             limit: int = 500) -> list[Row[Any]]:
-        """Transactions filtered by terminal and/or STAN, newest first."""
+             limit: int = 500, before_id: int | None = None) -> list[Row[Any]]:
+        """Transactions filtered by terminal and/or STAN, newest first; ``before_id`` pages on
+        (only rows older than that one)."""
         q = select(txn)
         if tid is not None:
             q = q.where(txn.c.terminal_id == tid)
         if stan is not None:
             q = q.where(txn.c.stan == stan)
+        if before_id is not None:
+            q = q.where(txn.c.id < before_id)
         return list(conn.execute(q.order_by(txn.c.id.desc()).limit(limit)).all())
 
     def find_hold(self, conn: Connection, tid: str, mid: str, approval_code: str,

@@ -12,8 +12,8 @@ from scenarios.loadgen.admin_client import AdminClient
 from scenarios.loadgen.journal import JournalingTerminal
 from scenarios.loadgen.procs import ServerProcess, python_module
 
-LISTING_LIMIT = 500
-"""Rows the host's ``GET /transactions`` returns at most."""
+PAGE = 1000
+"""Rows asked per ``GET /transactions`` page (the host's largest page)."""
 
 MID = "BENCHMERCHANT01"
 """The merchant id the bench and crash tools use (enrolled by --allow-unknown-terminals)."""
@@ -39,22 +39,18 @@ def admin(server: ServerProcess) -> AdminClient:
     return AdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
 
 
-def host_transactions(client: AdminClient, tid: str,
-                      stans: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Every transaction the host recorded for ``tid``.
-
-    The admin listing returns at most :data:`LISTING_LIMIT` rows (newest first); when a
-    terminal has more, the STANs in ``stans`` are fetched one by one instead.
-    """
-    answer = client.get(f"/transactions?tid={tid}")
-    txns: list[dict[str, Any]] = answer["transactions"] if isinstance(answer, dict) else answer
-    if len(txns) < LISTING_LIMIT:
-        return txns
+def host_transactions(client: AdminClient, tid: str) -> list[dict[str, Any]]:
+    """Every transaction the host recorded for ``tid``, newest first, page by page
+    (``GET /transactions`` with its ``next`` cursor)."""
     out: list[dict[str, Any]] = []
-    for stan in sorted(set(stans)):
-        one = client.get(f"/transactions?tid={tid}&stan={stan}")
-        out += one["transactions"] if isinstance(one, dict) else one
-    return out
+    cursor: str | None = None
+    while True:
+        query = f"/transactions?tid={tid}&limit={PAGE}" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(query)
+        out += page["transactions"]
+        cursor = page.get("next")
+        if cursor is None:
+            return out
 
 
 def is_effective(txn: dict[str, Any]) -> bool:
@@ -88,5 +84,4 @@ def reconcile(terminal: JournalingTerminal, txns: list[dict[str, Any]]) -> list[
 
 def terminal_problems(client: AdminClient, terminal: JournalingTerminal) -> list[str]:
     """:func:`reconcile` one terminal against the host it talks to."""
-    stans = [e.stan for e in terminal.journal]
-    return reconcile(terminal, host_transactions(client, terminal.tid, stans))
+    return reconcile(terminal, host_transactions(client, terminal.tid))

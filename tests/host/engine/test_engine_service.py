@@ -317,3 +317,19 @@ def test_pan_never_stored_in_clear(term: Term, service: HostService, db: str) ->
         with open(path, "rb") as fh:
             data += fh.read()
     assert VISA.encode() not in data and b"411111******1111" in data
+
+
+def test_transaction_pages_walk_every_row_once(term: Term, service: HostService) -> None:
+    """GET /transactions paging: newest first, each row once, a last page with next None, and
+    a sale booked between pages never shifts the pages still to come."""
+    for amount in range(1, 8):
+        term.send(term.sale(amount))
+    first = service.transactions_page(TID, limit=3)
+    term.send(term.sale(99))  # booked while the client pages: not in the older pages
+    second = service.transactions_page(TID, limit=3, cursor=first["next"])
+    last = service.transactions_page(TID, limit=3, cursor=second["next"])
+    amounts = [t["amount_minor"] for page in (first, second, last)
+               for t in page["transactions"]]
+    assert amounts == [7, 6, 5, 4, 3, 2, 1]
+    assert last["next"] is None and first["next"] is not None
+    assert service.transactions_page(TID, limit=1)["transactions"][0]["amount_minor"] == 99

@@ -196,6 +196,11 @@ class FakeService:
     def transactions(self, tid: str | None = None, stan: str | None = None) -> list[dict[str, Any]]:
         return [{"rrn": "000000000001", "tid": tid, "stan": stan}]
 
+    def transactions_page(self, tid: str | None = None, stan: str | None = None,
+                          limit: int = 500, cursor: str | None = None) -> dict[str, Any]:
+        return {"transactions": self.transactions(tid, stan), "next": None,
+                "asked": {"limit": limit, "cursor": cursor}}
+
     def balances(self) -> dict[str, Any]:
         return {"merchant_payable:M1": {"USD": 0}}
 

@@ -78,7 +78,9 @@ def test_endpoint_shapes(start_host: Any, run: Any) -> None:
     assert get("/health") == {"status": "ok", "database": "fake", "open_connections": 0}
     assert get("/transactions/000000000001")["rrn"] == "000000000001"
     assert get("/transactions?tid=T1&stan=000007") == {
-        "transactions": [{"rrn": "000000000001", "tid": "T1", "stan": "000007"}]}
+        "transactions": [{"rrn": "000000000001", "tid": "T1", "stan": "000007"}], "next": None,
+        "asked": {"limit": 500, "cursor": None}}
+    assert get("/transactions?limit=2&cursor=41")["asked"] == {"limit": 2, "cursor": "41"}
     assert get("/ledger/balances") == {"merchant_payable:M1": {"USD": 0}}
     assert get("/ledger/verify")["ok"] is True
     assert get("/reviews?state=pending_review")["reviews"][0]["id"] == 1
@@ -101,6 +103,9 @@ def test_endpoint_shapes(start_host: Any, run: Any) -> None:
     ("POST", "/reviews/x/approve", {"body": {"approver": "a"}}, 404, "no such id"),
     ("POST", "/reviews/2/approve", {"body": {"approver": "a"}}, 404, "no review 2"),
     ("GET", "/transactions?stan=12a", {}, 400, "stan must be digits"),
+    ("GET", "/transactions?limit=0", {}, 400, "limit must be a whole number from 1 to 1000"),
+    ("GET", "/transactions?limit=5000", {}, 400, "limit must be a whole number from 1 to"),
+    ("GET", "/transactions?cursor=abc", {}, 400, "cursor must be the 'next' value"),
 ])
 def test_errors_are_json_with_status(start_host: Any, run: Any, method: str, path: str,
                                      kwargs: dict[str, Any], status: int, error: str) -> None:
