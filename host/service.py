@@ -322,8 +322,8 @@ class HostService:
         when = fields.get("7") or (fields.get("13", "") + fields.get("12", ""))
         if not when:  # nothing identifies a retransmission: every such message is new
             when = f"@{now.timestamp():.6f}-{uuid.uuid4().hex[:8]}"
-        return "|".join((fields.get("t", "")[:3], fields.get("41", ""), fields.get("11", ""),
-                         when))
+        return _request_key_of(fields.get("t", ""), fields.get("41", ""), fields.get("11", ""),
+                               when)
 
     def _fingerprint(self, fields: Mapping[str, str]) -> str:
         doc = {k: v for k, v in fields.items() if k not in _VOLATILE}
@@ -601,12 +601,15 @@ class HostService:
         one: both dates come from the host's clock at arrival and the original arrives after
         its reversal, so its date is the tombstone's or later, never earlier (an original
         already stored on date D when the reversal comes on D+1 is matched, not tombstoned).
-        A reversal two or more business dates after its original finds nothing: it answers
-        00 REVERSAL_UNKNOWN, leaves a tombstone and the original stays effective.
+        With DE90 the original is found exactly, at any age: DE90's MTI, STAN and DE7 are the
+        request key the original was stored under. Only a reversal without DE90 (or whose DE90
+        names nothing stored) relies on the two-date match: two or more business dates after
+        its original it finds nothing, answers 00 REVERSAL_UNKNOWN, leaves a tombstone and the
+        original stays effective.
         """
         conn = ctx.conn
-        target = self.store.reversal_target(conn, req.merchant_id, req.terminal_id, req.stan,
-                                            ctx.match_dates)
+        target = self._named_original(ctx, req) or self.store.reversal_target(
+            conn, req.merchant_id, req.terminal_id, req.stan, ctx.match_dates)
         if target is not None and target.kind == "adjustment":
             # The newest row with this key is the adjustment a late reversal booked: a repeat
             # of that reversal is answered for the transaction it reversed.
@@ -643,6 +646,17 @@ class HostService:
         more = {"adjustment": adjustment} if adjustment else {}
         return Reply(resp, log_context(ctx.fields, "reversal", decision.code, decision.de44,
                                        rrn=rrn, pan=pan, **more))
+
+    def _named_original(self, ctx: _Ctx, req: ReversalRequest) -> Row[Any] | None:
+        """The transaction DE90 names (this terminal's, this merchant's, not declined)."""
+        named = req.original
+        if named is None:
+            return None
+        key = _request_key_of(named.mti, req.terminal_id, named.stan, named.transmitted_at)
+        row = self.store.txn_by_request_key(ctx.conn, key)
+        if row is None or row.merchant_id != req.merchant_id or row.state == "declined":
+            return None
+        return row
 
     def _late_adjustment(self, ctx: _Ctx, target: Row[Any], groups: list[int]) -> str:
         """Book a reversal that came after the original's batch closed: the closed batch and its
@@ -938,6 +952,12 @@ class HostService:
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _request_key_of(mti: str, tid: str, stan: str, when: str) -> str:
+    """A request's idempotency key: MTI class (a repeat 0201/0401 is its 0200/0400), TID, STAN,
+    transmission time. Transaction rows keep it, so DE90 can name one exactly."""
+    return "|".join((mti[:3], tid, stan, when))
 
 
 def _kind(req: FinancialRequest) -> str:

@@ -201,6 +201,8 @@ _TXN_BY_ID = Prepared(select(txn).where(txn.c.id == bindparam("txn_id_")))
 _TXN_BY_ID_LOCKED = Prepared(_TXN_BY_ID.stmt.with_for_update())
 _TXN_BY_RRN = Prepared(select(txn).where(txn.c.rrn == bindparam("rrn_")))
 _TXN_BY_RRN_LOCKED = Prepared(_TXN_BY_RRN.stmt.with_for_update())
+_TXN_BY_KEY_LOCKED = Prepared(select(txn).where(txn.c.request_key == bindparam("key_"))
+                              .with_for_update())
 _HOLD_WHERE = (txn.c.kind == "auth", txn.c.terminal_id == bindparam("tid"),
                txn.c.merchant_id == bindparam("mid"), txn.c.approval_code == bindparam("code"))
 _HOLD = Prepared(select(txn).where(*_HOLD_WHERE).order_by(txn.c.id.desc()).with_for_update())
@@ -419,6 +421,10 @@ class Store:
     def txn_by_rrn(self, conn: Connection, rrn: str, *, lock: bool = False) -> Row[Any] | None:
         """A transaction by its host-assigned RRN (optionally locked for update)."""
         return (_TXN_BY_RRN_LOCKED if lock else _TXN_BY_RRN).run(conn, {"rrn_": rrn}).first()
+
+    def txn_by_request_key(self, conn: Connection, key: str) -> Row[Any] | None:
+        """The transaction a request with this request key booked, locked for update."""
+        return _TXN_BY_KEY_LOCKED.run(conn, {"key_": key}).first()
 
     def txns(self, conn: Connection, tid: str | None, stan: str | None,
              limit: int = 500, before_id: int | None = None) -> list[Row[Any]]:

@@ -87,16 +87,40 @@ def test_original_after_its_reversal_across_cutoff_is_declined(term: Term, servi
     assert service.verify()["ok"]
 
 
-def test_reversal_two_business_dates_later_finds_nothing(term: Term, service: HostService,
-                                                         clock: ManualClock) -> None:
-    """As documented: 0400 two business dates after its sale answers 00 REVERSAL_UNKNOWN,
-    leaves the sale effective and a tombstone that declines a new original with that STAN."""
+def test_reversal_without_de90_two_business_dates_later_finds_nothing(
+        term: Term, service: HostService, clock: ManualClock) -> None:
+    """As documented: an 0400 without DE90 two business dates after its sale answers 00
+    REVERSAL_UNKNOWN, leaves the sale effective and a tombstone that declines a new original
+    with that STAN."""
     clock.set(BEFORE)
     sale = term.sale(1000)
     assert rc(term.send(sale)) == ("00", None)
     clock.set(AFTER + timedelta(days=1))  # business date 2026-03-04
-    assert rc(term.send(term.reversal(sale))) == ("00", "REVERSAL_UNKNOWN")
+    bare = {k: v for k, v in term.reversal(sale).items() if k != "90"}
+    assert rc(term.send(bare)) == ("00", "REVERSAL_UNKNOWN")
     assert sale_state(service) == "approved"  # (the payable itself was funded meanwhile)
     again = dict(sale, **{"7": clock.now().strftime("%m%d%H%M%S")})  # same STAN, new message
     assert rc(term.send(again)) == ("12", "REVERSED_BEFORE_ARRIVAL")
     assert sale_state(service) == "approved" and service.verify()["ok"]
+
+
+@pytest.mark.parametrize("days_later", [1, 9])
+def test_reversal_with_de90_finds_its_sale_at_any_age(term: Term, service: HostService,
+                                                      clock: ManualClock,
+                                                      days_later: int) -> None:
+    """DE90 names the sale exactly: days after its batch settled, the 0400 reverses it with a
+    late adjustment in the open batch; the 0401 repeat adds nothing; verify stays clean."""
+    clock.set(BEFORE)
+    sale = term.sale(1000)
+    first = term.send(sale)
+    assert rc(first) == ("00", None)
+    clock.set(AFTER + timedelta(days=days_later))
+    reversal = term.reversal(sale)
+    reply = term.send(reversal)
+    assert rc(reply) == ("00", None) and reply.log["rrn"] == first.log["rrn"]
+    assert reply.log.get("adjustment")
+    assert sale_state(service) == "reversed"
+    assert rc(term.send(term.reversal(sale, repeat=True))) == ("00", None)
+    adjustments = [t for t in service.transactions() if t["kind"] == "adjustment"]
+    assert [t["amount_minor"] for t in adjustments] == [-1000]
+    assert service.verify()["ok"]
