@@ -250,10 +250,23 @@ class HostService:
     def _start_settling(self) -> None:
         """After a commit: merchants first enrolled in it get cut-offs and funding like listed
         ones (their enrolment is durable now; a restart finds them in the terminal table)."""
-        while self._unsettled:
-            mid = self._unsettled.pop()
-            if self.settlement is not None and self.config.merchant(mid) is None:
+        if self.settlement is None:  # a clock that cannot schedule: nothing is settled
+            self._unsettled.clear()
+        if not self._unsettled or self.settlement is None:
+            return
+        for mid in sorted(self._unsettled):
+            if self.config.merchant(mid) is not None:
+                self._unsettled.discard(mid)
+                continue
+            try:
                 self.settlement.enrol_unlisted(mid)
+            except SQLAlchemyError as exc:
+                # The requests are committed and their replies must go out: try again after
+                # the next commit (and a restart finds the merchant in the terminal table).
+                log.error("could not start settling merchant %s yet: %s", mid,
+                          type(exc).__name__)
+                continue
+            self._unsettled.discard(mid)
 
     def format_error(self, error: ValidationError) -> Reply:
         """MTI+10 with RC 30 when MTI, STAN and TID are readable; otherwise send nothing."""

@@ -7,6 +7,9 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+from sqlalchemy.exc import OperationalError
+
 from host.clock import ManualClock
 from host.config import load_config
 from host.service import HostService
@@ -83,5 +86,31 @@ def test_listed_merchants_are_not_enrolled_twice(tmp_path: Path) -> None:
         listed = dict(desk.terms)
         assert desk.enrol(listed["MERCHANT0000001"]) is False
         assert desk.terms == listed
+    finally:
+        service.close()
+
+
+def test_an_enrolment_that_fails_never_fails_the_committed_requests(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If starting to settle a new merchant fails after the commit, the request still gets
+    its approval, and the merchant is enrolled after the next commit."""
+    clock = ManualClock(datetime(2026, 11, 26, 10, 0, tzinfo=SH))
+    service = _service(tmp_path / "host.db", clock)
+    desk = _desk(service)
+    real = desk.enrol_unlisted  # type: ignore[attr-defined]
+    calls: list[str] = []
+
+    def flaky(mid: str) -> bool:
+        calls.append(mid)
+        if len(calls) == 1:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return bool(real(mid))
+
+    monkeypatch.setattr(desk, "enrol_unlisted", flaky)
+    try:
+        _sale(service, "000001", 1000)  # approved although the enrolment failed
+        assert MID not in desk.terms
+        _sale(service, "000002", 1000)
+        assert MID in desk.terms and calls == [MID, MID]
     finally:
         service.close()
