@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports pytest clean bench-scenarios powerloss
+.PHONY: demo test lint typecheck imports pytest clean bench bench-scenarios powerloss
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ powerloss: $(STAMP)
 	@command -v fusermount3 >/dev/null || (apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null)
 	POSLAB_POWERLOSS=1 $(BIN)/python -m pytest tests/powerloss -q -s
+
+# The throughput figures of docs/performance.md: the host (SQLite, synchronous=FULL) and the
+# bare codec ceiling in one invocation, 50 terminals. Not part of `make test`.
+bench: $(DEMO_STAMP)
+	$(BIN)/poslab-bench --with-host --ceiling --terminals 50 --duration 10
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
