@@ -48,5 +48,9 @@ powerloss: $(STAMP)
 bench: $(DEMO_STAMP)
 	$(BIN)/poslab-bench --with-host --ceiling --terminals 50 --duration 10
 
+# How long the bundled scenario library takes (docs/qa-guide.md): median of three runs.
+bench-scenarios: $(DEMO_STAMP)
+	$(BIN)/python -m scenarios.bench --runs 3
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
