@@ -175,8 +175,9 @@ class HostService:
         self.views = TxnViews(self.store, self.ledger)
         self._lock = threading.RLock()
         self._batch_conn: Connection | None = None  # set while handle_batch runs
-        self._schedules: dict[tuple[str, str], CutoffSchedule] = {}
-        self._windows: dict[tuple[str, str], tuple[date, datetime, datetime]] = {}
+        # Per (time zone, cut-off): the schedule and the business-date window last seen.
+        self._schedules: dict[tuple[str, str],
+                              tuple[CutoffSchedule, tuple[date, datetime, datetime]]] = {}
         self._unlisted: dict[str, MerchantConfig] = {}  # default profile copied per MID
         self._unsettled: set[str] = set()  # merchants enrolled since the last commit
         with schema_transaction(self.engine) as conn:
@@ -250,16 +251,14 @@ class HostService:
     def _start_settling(self) -> None:
         """After a commit: merchants first enrolled in it get cut-offs and funding like listed
         ones (their enrolment is durable now; a restart finds them in the terminal table)."""
-        if self.settlement is None:  # a clock that cannot schedule: nothing is settled
+        desk = self.settlement
+        if desk is None:  # a clock that cannot schedule: nothing is settled
             self._unsettled.clear()
-        if not self._unsettled or self.settlement is None:
             return
         for mid in sorted(self._unsettled):
-            if self.config.merchant(mid) is not None:
-                self._unsettled.discard(mid)
-                continue
             try:
-                self.settlement.enrol_unlisted(mid)
+                if self.config.merchant(mid) is None:
+                    desk.enrol_unlisted(mid)
             except SQLAlchemyError as exc:
                 # The requests are committed and their replies must go out: try again after
                 # the next commit (and a restart finds the merchant in the terminal table).
@@ -415,14 +414,15 @@ class HostService:
         key = (merchant.timezone, cutoff)
         # The business date only changes at a cut-off: remember the current window per
         # schedule rather than resolving local cut-off times on every request.
-        known = self._windows.get(key)
-        if known is not None and known[1] <= now < known[2]:
-            return known[0]
-        sched = self._schedules.get(key)
-        if sched is None:
+        known = self._schedules.get(key)
+        if known is not None:
+            sched, (day, start, end) = known
+            if start <= now < end:
+                return day
+        else:
             sched = CutoffSchedule.parse(merchant.timezone, cutoff)
-            self._schedules[key] = sched
-        self._windows[key] = window = sched.window(now)
+        window = sched.window(now)
+        self._schedules[key] = (sched, window)
         return window[0]
 
     def _hash(self, pan: Pan) -> str:

@@ -336,25 +336,25 @@ class SettlementDesk:
         mid = terms.merchant_id
         if mid in self.terms:
             return False
+        try:
+            with self.engine.begin() as conn:
+                day = self._merchant_day(conn, mid)
+                if day is None:
+                    day = terms.schedule.business_date(self.clock.now())
+                    conn.execute(merchant_day.insert().values(merchant_id=mid,
+                                                              business_date=day))
+        except IntegrityError:  # another host on the database created it first
+            with self.engine.connect() as conn:
+                day = self._merchant_day(conn, mid)
+        # Known only once its day exists: a failed attempt is retried in full.
         self.terms[mid] = terms
-        now = self.clock.now()
-        day: date | None = None
-        for attempt in (1, 2):
-            try:
-                with self.engine.begin() as conn:
-                    day = conn.execute(select(merchant_day.c.business_date)
-                                       .where(merchant_day.c.merchant_id == mid)).scalar()
-                    if day is None:
-                        day = terms.schedule.business_date(now)
-                        conn.execute(merchant_day.insert().values(merchant_id=mid,
-                                                                  business_date=day))
-                break
-            except IntegrityError:  # another host on the database created it first
-                if attempt == 2:
-                    raise
-        assert day is not None
         self._schedule_cutoff(mid, day)
         return True
+
+    @staticmethod
+    def _merchant_day(conn: Connection, merchant_id: str) -> Any:
+        return conn.execute(select(merchant_day.c.business_date)
+                            .where(merchant_day.c.merchant_id == merchant_id)).scalar()
 
     def business_date(self, merchant_id: str, at: datetime) -> date:
         """The business date a transaction of ``merchant_id`` stamped ``at`` belongs to.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -97,16 +98,16 @@ def test_an_enrolment_that_fails_never_fails_the_committed_requests(
     clock = ManualClock(datetime(2026, 11, 26, 10, 0, tzinfo=SH))
     service = _service(tmp_path / "host.db", clock)
     desk = _desk(service)
-    real = desk.enrol_unlisted  # type: ignore[attr-defined]
+    real = desk._merchant_day
     calls: list[str] = []
 
-    def flaky(mid: str) -> bool:
+    def flaky(conn: Any, mid: str) -> Any:  # the desk's first read of the merchant's day
         calls.append(mid)
         if len(calls) == 1:
-            raise OperationalError("INSERT", {}, Exception("database is locked"))
-        return bool(real(mid))
+            raise OperationalError("SELECT", {}, Exception("database is locked"))
+        return real(conn, mid)
 
-    monkeypatch.setattr(desk, "enrol_unlisted", flaky)
+    monkeypatch.setattr(desk, "_merchant_day", flaky)
     try:
         _sale(service, "000001", 1000)  # approved although the enrolment failed
         assert MID not in desk.terms
