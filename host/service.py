@@ -251,6 +251,8 @@ class HostService:
     def _start_settling(self) -> None:
         """After a commit: merchants first enrolled in it get cut-offs and funding like listed
         ones (their enrolment is durable now; a restart finds them in the terminal table)."""
+        if not self._unsettled:  # the usual case, once per request
+            return
         desk = self.settlement
         if desk is None:  # a clock that cannot schedule: nothing is settled
             self._unsettled.clear()
