@@ -51,10 +51,16 @@ def _bad_character(draw: st.DrawFn) -> tuple[FieldSpec, str, int]:
     spec = draw(st.sampled_from([s for s in DATA_SPECS if s.number not in CALENDAR]))
     value = draw(field_value(spec).filter(bool))
     i = draw(st.integers(0, len(value) - 1))
-    bad = draw(st.sampled_from(_OUTSIDE[spec.fmt]))
-    if spec.fmt == "xn" and i > 0 and bad in "CD":  # a sign is only wrong after position 0
-        bad = "X"
+    bad = draw(st.sampled_from(_bad_characters(spec.fmt, i)))
     return spec, value[:i] + bad + value[i + 1 :], i
+
+
+def _bad_characters(fmt: str, offset: int) -> str:
+    """Characters that break ``fmt`` at ``offset``: for xn, C and D are the valid sign at
+    offset 0 and wrong anywhere after it."""
+    if fmt == "xn" and offset == 0:
+        return "".join(c for c in _OUTSIDE[fmt] if c not in "CD")
+    return _OUTSIDE[fmt]
 
 
 @PROPS
@@ -66,6 +72,20 @@ def test_wrong_character_class_is_rejected(case: tuple[FieldSpec, str, int]) -> 
     if spec.sensitivity is Sensitivity.PLAIN:
         assert f"at offset {i}" in exc.reason  # says where, not what the value was
     assert repr(value) not in exc.reason or len(value) == 1  # the value itself is not quoted
+
+
+@pytest.mark.parametrize("fmt", sorted(_OUTSIDE))
+def test_every_bad_character_breaks_its_field(fmt: str) -> None:
+    """Each character the strategy above may plant, at the first, second and last offset of a
+    valid value, makes the field invalid (C or D in an xn sign position would not)."""
+    spec = min((s for s in DATA_SPECS if s.fmt == fmt and s.number not in CALENDAR),
+               key=lambda s: (not s.fixed, s.number))
+    digits = "0" * (spec.max_len * 2 if fmt == "b" else spec.max_len)
+    value = "C" + digits[1:] if fmt == "xn" else digits
+    CODEC.encode({**BASE, spec.key: value})  # valid before a character is planted
+    for i in sorted({0, 1, len(value) - 1}):
+        for bad in _bad_characters(fmt, i):
+            _rejects({**BASE, spec.key: value[:i] + bad + value[i + 1 :]}, spec.key)
 
 
 @PROPS
