@@ -72,12 +72,16 @@ def safe_url(url: str) -> str:
 
 def resolve_admin_token(explicit: str | None, config: object) -> str:
     """The admin token: explicit, else ``$POSLAB_ADMIN_TOKEN``, else ``host.admin_token`` from
-    the config, else a fresh random one."""
+    the config, else a fresh random one.
+
+    A generated token is hex (192 bits): URL-safe base64 begins with ``-`` about one time in
+    64, and a command line such as ``--token $TOKEN`` then reads it as an option.
+    """
     configured = getattr(getattr(config, "host", None), "admin_token", None)
     for candidate in (explicit, os.environ.get(TOKEN_ENV), configured):
         if candidate:
             return str(candidate)
-    return secrets.token_urlsafe(24)
+    return secrets.token_hex(24)
 
 
 def _default_service_factory() -> ServiceFactory:
