@@ -31,6 +31,7 @@ class UsageError(ValueError):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="poslab-terminal",
+        usage="%(prog)s [options] [--with-host [-- HOST-OPTIONS...]]",
         description="POS terminal simulator: a countertop terminal talking ISO 8583 to a host.",
         epilog="Keys: 1-8 menu, 0-9 amount, Enter OK, Esc back, F2 message inspector, "
                "F5 reconnect, Ctrl+Q quit.")
@@ -60,10 +61,28 @@ def _parser() -> argparse.ArgumentParser:
                    help="write what you do and what the host answers as a scenario file "
                         "(rewritten after every transaction); replay it with "
                         "poslab-scenarios run FILE")
-    p.add_argument("--with-host", nargs=argparse.REMAINDER, metavar="HOST-ARGS",
-                   help="start poslab-host on free ports (extra arguments go to it; this "
-                        "option must come last) and stop it on exit")
+    p.add_argument("--with-host", action="store_true",
+                   help="start poslab-host on free loopback ports and stop it on exit; "
+                        "options for it go after -- (e.g. --with-host -- --strict) or in "
+                        "--host-arg")
+    p.add_argument("--host-arg", action="append", default=[], metavar="ARG",
+                   help="one argument for the --with-host host, repeatable; write options "
+                        "with = (--host-arg=--strict)")
     return p
+
+
+def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The terminal's options and the embedded host's arguments.
+
+    Everything after the first ``--`` belongs to the host, as do ``--host-arg`` values; every
+    other argument is the terminal's, wherever ``--with-host`` stands among them.
+    """
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = _parser().parse_args(argv[:cut])
+    host_args = [*args.host_arg, *argv[cut + 1 :]]
+    if host_args and not args.with_host:
+        raise UsageError("host arguments (after -- or in --host-arg) need --with-host")
+    return args, host_args
 
 
 def build_config(args: argparse.Namespace) -> TerminalConfig:
@@ -95,15 +114,15 @@ def build_config(args: argparse.Namespace) -> TerminalConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the terminal; the exit status is 0 on a normal quit, 2 on a usage or start error."""
-    args = _parser().parse_args(argv)
     host: HostProcess | None = None
     try:
+        args, host_args = parse_command_line(sys.argv[1:] if argv is None else list(argv))
         config = build_config(args)
         record = Path(args.record) if args.record is not None else None
         if record is not None:
             RecordFile.check(record)
-        if args.with_host is not None:
-            host = HostProcess(config.data_dir, args.with_host, config.profile)
+        if args.with_host:
+            host = HostProcess(config.data_dir, host_args, config.profile)
             port = host.start()
             config = replace(config, host="127.0.0.1", port=port)
         return _run(config, record)

@@ -38,11 +38,15 @@ class HostProcess:
         """The host's command line."""
         args = ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
                 "--ready-file", str(self.ready_file)]
-        if "--db" not in self.extra_args:
+        if not self._given("--db"):
             args += ["--db", f"sqlite:///{(self.data_dir / 'host.db').resolve()}"]
-        if self.profile and "--profile" not in self.extra_args:
+        if self.profile and not self._given("--profile"):
             args += ["--profile", self.profile]  # both ends must speak the same wire profile
         return [sys.executable, "-m", "host", *args, *self.extra_args]
+
+    def _given(self, option: str) -> bool:
+        """Whether the extra arguments set ``option`` (``--db URL`` or ``--db=URL``)."""
+        return any(a == option or a.startswith(option + "=") for a in self.extra_args)
 
     def start(self) -> int:
         """Start the host and wait for its ready file; return its ISO 8583 port."""

@@ -12,7 +12,7 @@ import pytest
 from term_helpers import screen_text, until
 
 from terminal.app import PosApp
-from terminal.cli import main
+from terminal.cli import main, parse_command_line
 from terminal.config import TerminalConfig
 from terminal.flow import Step
 from terminal.hostproc import HostProcess
@@ -36,11 +36,39 @@ def test_bad_arguments_are_one_line(args: list[str], message: str,
 
 def test_host_that_fails_to_start_is_reported(tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    """--with-host with arguments the host refuses: exit 2 and the host's own complaint."""
-    assert main(["--data-dir", str(tmp_path), "--with-host", "--no-such-option"]) == 2
+    """--with-host, then a terminal option, then a host option the host refuses: exit 2 with
+    the host's own complaint, and the host ran in the terminal's data directory."""
+    assert main(["--with-host", "--data-dir", str(tmp_path), "--", "--no-such-option"]) == 2
     err = capsys.readouterr().err
     assert "poslab-host exited with status 2" in err and "--no-such-option" in err
     assert "Traceback" not in err
+    assert "--no-such-option" in (tmp_path / "host.log").read_text()
+
+
+@pytest.mark.parametrize(("argv", "data_dir", "host_args"), [
+    (["--with-host", "--data-dir", "D"], "D", []),
+    (["--data-dir", "D", "--with-host"], "D", []),
+    (["--with-host", "--data-dir", "D", "--", "--strict", "--db", "x.db"], "D",
+     ["--strict", "--db", "x.db"]),
+    (["--with-host", "--host-arg=--strict", "--data-dir", "D", "--host-arg", "x"], "D",
+     ["--strict", "x"]),
+    (["--with-host", "--host-arg=--strict", "--", "--data-dir", "H"], "data/terminal",
+     ["--strict", "--data-dir", "H"]),
+])
+def test_with_host_is_a_flag_in_any_position(argv: list[str], data_dir: str,
+                                             host_args: list[str]) -> None:
+    """--with-host takes no arguments: options after it stay the terminal's; the host gets
+    only what follows -- and the --host-arg values."""
+    args, extra = parse_command_line(argv)
+    assert args.with_host and args.data_dir == data_dir and extra == host_args
+
+
+def test_host_arguments_without_with_host_are_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Host arguments with no embedded host to take them: exit 2, one line."""
+    assert main(["--", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "need --with-host" in err and err.count("\n") == 1
 
 
 def test_host_command_line() -> None:
@@ -52,6 +80,7 @@ def test_host_command_line() -> None:
                         "/d/host-ready.json"]
     assert cmd[-3:] == ["--db", "sqlite:////d/host.db", "--strict"]
     assert "--db" not in HostProcess(Path("/d"), ["--db", "x"]).command()[:-2]
+    assert "--db" not in HostProcess(Path("/d"), ["--db=x"]).command()
     assert HostProcess(Path("/d"), [], "iso87-ascii-4a").command()[-2:] == [
         "--profile", "iso87-ascii-4a"]
 
