@@ -70,7 +70,10 @@ def _rule(value: object) -> object:
     if not isinstance(value, str):
         raise ValueError("a rule is a DE44 rule id such as REFUND_EXCEEDS_REMAINING")
     if RuleId.parse(value) is None:
-        close = difflib.get_close_matches(value.upper(), [r.value for r in RuleId], n=3)
+        # cutoff 0.8: typos (REFUND_COUNT_LIMT) find their rule; a different rule that only
+        # shares a prefix (REFUND_TOO_BIG -> REFUND_COUNT_LIMIT) is not offered.
+        close = difflib.get_close_matches(value.upper(), [r.value for r in RuleId], n=3,
+                                          cutoff=0.8)
         hint = f"; did you mean {' or '.join(close)}?" if close else " (see docs/scenarios.md)"
         raise ValueError(f"unknown rule id {value!r}{hint}")
     return value

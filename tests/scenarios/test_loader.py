@@ -61,6 +61,25 @@ steps:
     ]
 
 
+def test_rule_suggestions_are_only_close_matches(write):
+    """An unknown rule id that merely shares a prefix with real ones gets no guess, only
+    where the rule ids are listed; a near-miss typo still gets its rule."""
+    path = write("rules.yaml", """\
+name: rules
+steps:
+  - sale: {card: "4111111111111111", amount: "1.00"}
+    expect: {rule: REFUND_TOO_BIG}
+  - sale: {card: "4111111111111111", amount: "1.00"}
+    expect: {rule: refund_count_limt}
+""")
+    assert problems_of(path) == [
+        f"{path}:4:14: step 1.expect.rule: unknown rule id 'REFUND_TOO_BIG' "
+        "(see docs/scenarios.md)",
+        f"{path}:6:14: step 2.expect.rule: unknown rule id 'refund_count_limt'; "
+        "did you mean REFUND_COUNT_LIMIT?",
+    ]
+
+
 def test_yaml_syntax_error_has_position(write):
     """A YAML syntax error names the line where the parser gave up."""
     path = write("syntax.yaml", 'name: x\nsteps:\n  - sale: {card: 1, amount: "1"\n')
