@@ -16,6 +16,8 @@ command line is wrong.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
 import sys
@@ -25,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from scenarios.loader import Loaded, load_paths
 from scenarios.outcome import ScenarioOutcome
@@ -52,10 +54,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     handler: Any = {"run": cmd_run, "validate": cmd_validate, "new": cmd_new}[args.command]
     try:
-        return int(handler(args, sys.stdout))
+        return int(handler(args, cast(TextIO, ReaderMayLeave(sys.stdout))))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_FAILED
+
+
+class ReaderMayLeave:
+    """Standard output that goes quiet once its reader has gone (``... | head``).
+
+    The run carries on, so its JUnit and JSON reports are still written and the exit status
+    still says whether every scenario passed; there is no BrokenPipeError traceback.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        """Write ``text``, or drop it when nobody reads any more."""
+        if not self.reader_gone:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush, or do nothing when nobody reads any more."""
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def _silence(self) -> None:
+        self.reader_gone = True
+        # Python flushes stdout once more at exit: point the descriptor at /dev/null so that
+        # last flush has somewhere to go instead of printing "Exception ignored ...".
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,23 @@ def _steps_of(junit: Path) -> list[str]:
     node = ET.parse(junit).getroot().find("testcase/system-out")
     assert node is not None and node.text
     return node.text.splitlines()
+
+
+def test_output_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
+    """`poslab-scenarios run ... | head` when head has already gone: no BrokenPipeError
+    traceback, the run still finishes, writes its JUnit report and exits 0 (all passed)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has left before the first line
+    junit = tmp_path / "junit.xml"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "scenarios", "run", str(LIBRARY / "card_declines.yaml"),
+             "--junit", str(junit)],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120,
+            check=False)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+    assert result.stderr == ""
+    assert result.returncode == 0
+    assert "<testsuite" in junit.read_text()
