@@ -121,9 +121,29 @@ def _fail(message: str) -> int:
     return 2
 
 
+def missing_driver(db: str) -> str | None:
+    """Why ``db`` cannot be opened for want of a driver, or None.
+
+    SQLite comes with Python; PostgreSQL needs psycopg, which ``pip install poslab`` leaves
+    out (it is the ``postgresql`` extra).
+    """
+    scheme = db.split("://", 1)[0].split("+", 1)[0] if "://" in db else "sqlite"
+    if scheme not in ("postgresql", "postgres"):
+        return None
+    try:
+        import psycopg  # noqa: F401 - only whether it imports
+    except ImportError:
+        return ("--db: PostgreSQL needs the psycopg driver, which is not installed; "
+                "install it with: pip install 'poslab[postgresql]'")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``poslab-host``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    problem = missing_driver(args.db)
+    if problem is not None:
+        return _fail(problem)
     if args.command == "ledger":
         return ledger_verify(args.db)
     if args.command == "report":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -71,3 +72,45 @@ def test_ledger_verify_exit_codes(tmp_path: Path, monkeypatch: Any, capsys: Any)
     report.update(ok=True, violations=[])
     assert main(["ledger", "verify", "--db", str(db)]) == 0
     assert capsys.readouterr().out == "ledger OK (entries=3)\n"
+
+
+PG_URL = "postgresql://poslab@127.0.0.1:1/poslab"
+
+
+@pytest.mark.parametrize("argv", [
+    ["ledger", "verify", "--db", PG_URL],
+    ["report", "settlement", "--db", PG_URL.replace("postgresql", "postgresql+psycopg"),
+     "--date", "2026-11-27"],
+])
+def test_postgresql_without_its_driver_names_the_extra(capsys: Any, monkeypatch: Any,
+                                                       argv: list[str]) -> None:
+    """`--db postgresql://...` with psycopg missing: exit 2, one line that says which extra
+    to install, before any connection or reactor is attempted."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now fails
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "pip install 'poslab[postgresql]'" in err
+
+
+def test_serving_postgresql_without_its_driver_names_the_extra() -> None:
+    """The same for the server itself (in a child process: serving installs a reactor)."""
+    code = ("import sys; sys.modules['psycopg'] = None; from host.cli import main; "
+            f"raise SystemExit(main(['--db', {PG_URL!r}, '--listen', '127.0.0.1:0', "
+            "'--admin', '127.0.0.1:0']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "pip install 'poslab[postgresql]'" in result.stderr
+
+
+def test_postgresql_driver_is_an_extra_of_its_own() -> None:
+    """The distribution offers a `postgresql` extra that brings psycopg, which the plain
+    install leaves out."""
+    from importlib.metadata import metadata
+
+    meta = metadata("poslab")
+    assert "postgresql" in (meta.get_all("Provides-Extra") or [])
+    requires = meta.get_all("Requires-Dist") or []
+    assert any(r.startswith("psycopg") and 'extra == "postgresql"' in r for r in requires)
+    assert not [r for r in requires if r.startswith("psycopg") and "extra" not in r]
