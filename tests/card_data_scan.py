@@ -1,8 +1,8 @@
-"""Suite-wide guard against card data leaking into what poslab writes (reliability.md S4, I14).
+"""Suite-wide guard against card data leaking into what poslab writes.
 
-This pytest plugin keeps the captured output and failure text of every test; the test in
-``test_zz_card_data.py`` runs last and scans that text plus every file the suite left under
-pytest's temporary directory (SQLite databases, WAL files, JSON logs, journals, receipts,
+This pytest plugin keeps the captured output and failure text of every test and, when the
+session finishes, scans that text plus every file the suite left under pytest's temporary
+directory (SQLite databases, WAL files, JSON logs, journals, receipts,
 notification outboxes, reports) and the snapshot SVGs, for
 
 * any Luhn-valid run of 13-19 digits that starts like a card number (2-6), and
@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,11 @@ def output_files(roots: list[Path]) -> Iterator[Path]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Keep each test's captured stdout/stderr/log and failure text."""
+    """Keep each test's captured stdout/stderr/log and failure text.
+
+    Under pytest-xdist the controller receives every worker's reports here, so the scan at
+    session end sees the output of the whole run.
+    """
     parts = [content for _, content in report.sections]
     if report.longrepr is not None:
         parts.append(report.longreprtext)
@@ -74,14 +79,64 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         EVIDENCE.texts[key] = EVIDENCE.texts.get(key, "") + "\n".join(parts)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the scan after everything else, whatever the order of collection."""
-    last = [i for i in items if i.get_closest_marker("card_data_scan")]
-    for item in last:
-        items.remove(item)
-    items.extend(last)
+@dataclass
+class ScanResult:
+    """What the suite-wide scan looked at and what it found."""
+
+    files: int = 0
+    bytes: int = 0
+    outputs: int = 0
+    hits: list[str] = field(default_factory=list)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker of the final scan."""
-    config.addinivalue_line("markers", "card_data_scan: the suite-wide card data scan (runs last)")
+def scan(roots: list[Path], evidence: Evidence) -> ScanResult:
+    """Scan every output file under ``roots`` and every captured test output."""
+    result = ScanResult(outputs=len(evidence.texts))
+    for path in output_files(roots):
+        data = path.read_bytes()
+        result.files += 1
+        result.bytes += len(data)
+        result.hits += [f"{path}: {h}" for h in find_card_data(data)]
+    for test_id, text in evidence.texts.items():
+        result.bytes += len(text)
+        result.hits += [f"output of {test_id}: {h}" for h in find_card_data(text.encode())]
+    return result
+
+
+SNAPSHOTS = Path(__file__).parent / "terminal" / "__snapshots__"
+
+
+RESULT_KEY = pytest.StashKey[ScanResult]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the last test (in the controller, when pytest-xdist runs workers): scan the run's
+    whole temporary directory, every worker's included, the snapshots and every test's
+    captured output; any hit fails the run."""
+    config = session.config
+    if hasattr(config, "workerinput") or config.option.collectonly:
+        return  # an xdist worker: the controller scans once everything has finished
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # noqa: SLF001
+    result = scan([base, SNAPSHOTS], EVIDENCE)
+    config.stash[RESULT_KEY] = result
+    if result.hits or result.files + result.outputs == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say what the scan covered, or list what it found (masked)."""
+    result = config.stash.get(RESULT_KEY, None)
+    if result is None:
+        return
+    if result.hits or result.files + result.outputs == 0:
+        terminalreporter.write_sep("=", "card data scan FAILED", red=True)
+        terminalreporter.write_line(
+            f"{len(result.hits)} card data hits in {result.files} files and {result.outputs} "
+            "test outputs (scanning nothing at all fails too):")
+        for hit in result.hits[:40]:
+            terminalreporter.write_line(f"  {hit}")
+    else:
+        terminalreporter.write_line(
+            f"card data scan: {result.files} files, {result.bytes:,} bytes, "
+            f"{result.outputs} test outputs, 0 hits")

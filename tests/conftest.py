@@ -1,7 +1,8 @@
 """Root test harness: one asyncio loop with the Twisted asyncio reactor bound to it.
 
-Installed at import time, before anything imports ``twisted.internet.reactor`` (stack.md P1);
-tests are plain sync functions that drive coroutines with the ``run`` fixture (stack.md §3).
+Installed at import time, before anything imports ``twisted.internet.reactor``; tests are plain
+sync functions that drive coroutines with the ``run`` fixture (docs/design-notes.md, "One loop,
+one reactor").
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from twisted.internet import reactor  # noqa: E402
 
 reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
 
-pytest_plugins = ["card_data_scan", "pg_schema"]
+pytest_plugins = ["card_data_scan", "pg_schema", "pytester"]
 
 Runner = Callable[..., Any]
 

@@ -1,0 +1,69 @@
+"""The suite-wide scan for card data in everything a run produced (tests/card_data_scan.py):
+the scanner itself, and the end-of-session scan failing a run, with and without xdist."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from card_data_scan import find_card_data
+
+TESTS = Path(__file__).parent
+LEAKY = """
+def test_writes_a_receipt(tmp_path):
+    (tmp_path / "receipt.txt").write_text("card 4111" + "1" * 12)
+
+
+def test_prints_it(capsys):
+    print("pan=" + "5555" * 3 + "4444")
+"""
+CLEAN = """
+def test_writes_a_masked_receipt(tmp_path):
+    (tmp_path / "receipt.txt").write_text("card 411111******1111")
+"""
+
+
+def test_scanner_finds_what_it_must() -> None:
+    """The scanner flags a bare PAN and track 2, and passes masked PANs, RRNs and hex digests."""
+    assert find_card_data(b"log pan=4111111111111111 end")
+    assert find_card_data(b"\x00;4111111111111111=30121010000?")
+    assert not find_card_data(b"pan=411111******1111 rrn=000000000001 ts=1764205200000")
+    assert not find_card_data(b"hash=ab4111111111111111cd")
+
+
+def _run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    """Run ``source`` as a test module in a child pytest with the scan plugin loaded."""
+    pytester.makepyfile(test_inner=source)
+    basetemp = pytester.path / "inner-tmp"
+    try:
+        return pytester.runpytest_subprocess("-p", "card_data_scan", "-p", "no:cacheprovider",
+                                             f"--basetemp={basetemp}", *args)
+    finally:
+        shutil.rmtree(basetemp, ignore_errors=True)  # the planted PANs must not outlive it
+
+
+@pytest.fixture(autouse=True)
+def _child_finds_the_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_leaked_pan_fails_the_run(pytester: pytest.Pytester, workers: list[str]) -> None:
+    """Passing tests that leave a full PAN in a file or in their output make the run exit 1,
+    naming the file and the test with the PAN masked; under xdist the controller sees the
+    files and output of every worker."""
+    result = _run(pytester, LEAKY, *workers)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "2 passed" in out and "card data scan FAILED" in out
+    assert "receipt.txt: PAN 411111******1111" in out
+    assert "test_prints_it (call): PAN 555555******4444" in out
+    assert "4111111111111111" not in out and "5555555555554444" not in out
+
+
+def test_a_clean_run_says_what_it_scanned(pytester: pytest.Pytester) -> None:
+    """A run with masked PANs only passes, and says how much it scanned."""
+    result = _run(pytester, CLEAN)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["card data scan: * files, * bytes, * test outputs, 0 hits"])
