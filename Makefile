@@ -36,7 +36,7 @@ pytest: $(STAMP)
 
 test: lint typecheck imports pytest
 
-# reliability.md C5 (manual, not in `make test`): the ledger on a LazyFS-style FUSE filesystem
+# Power loss (manual, not in `make test`): the ledger on a LazyFS-style FUSE filesystem
 # that drops unsynced writes after kill -9 (docs/power-loss.md). Needs /dev/fuse and fuse3.
 powerloss: $(STAMP)
 	@command -v fusermount3 >/dev/null || (apt-get update -qq && \

@@ -223,7 +223,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _run_reactor(args: argparse.Namespace, config: Any, log: Any) -> int:
-    # stack.md §2, standalone host: bind Twisted to an explicit new loop before anything
+    # Standalone host (docs/design-notes.md): bind Twisted to an explicit new loop before anything
     # imports twisted.internet.reactor.
     from twisted.internet import asyncioreactor
 

@@ -93,7 +93,7 @@ FeePolicy = Literal["keep_mdr", "refund_mdr_prorata", "per_refund_fee"]
 
 
 class RefundPolicy(_Strict):
-    """``[refund]``: refund rules (domain.md §6), overridable per merchant.
+    """``[refund]``: refund rules (docs/design-notes.md), overridable per merchant.
 
     :ivar window_days: a refund must come within this many days of its sale (12 otherwise).
     :ivar partial_allowed: when false a refund must be for the whole remaining amount.
@@ -145,7 +145,7 @@ class RefundOverride(_Strict):
 
 
 class VoidPolicy(_Strict):
-    """``[void]``: voids are full-amount, same-terminal, open-batch only (domain.md §6)."""
+    """``[void]``: voids are full-amount, same-terminal, open-batch only (docs/design-notes.md)."""
 
     full_amount_only: bool = True
     same_terminal: bool = True

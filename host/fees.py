@@ -5,7 +5,7 @@ the minor unit (``2.5`` -> ``3``, ``2.4999`` -> ``2``); amounts are never floats
 
 **MDR on a sale** = ``round_half_up(amount * mdr_percent / 100) + fixed_fee_minor``.
 
-**Refund fee policies** (domain.md §8.5: sources disagree, so it is configurable):
+**Refund fee policies** (acquirers differ, so it is configurable):
 
 * ``keep_mdr`` (default) -- the acquirer keeps the sale's MDR; a refund costs the merchant nothing
   more and returns nothing.

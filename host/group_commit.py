@@ -6,7 +6,7 @@ requests to :meth:`GroupCommitter.submit` instead of calling ``service.handle`` 
 committer runs, in the one worker thread, ``service.handle_batch(requests)`` on everything that
 queued up since the last batch. The service executes each request in its own savepoint inside
 one transaction and commits once; only after that COMMIT returns do the replies go back to the
-loop, so the response-after-commit rule (reliability.md I6) holds for every request.
+loop, so the response-after-commit rule (docs/design-notes.md) holds for every request.
 
 At low load a batch is one request and nothing waits; under load the batch grows by itself to
 what arrived during the previous commit (no timer, no added latency).

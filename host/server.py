@@ -1,6 +1,6 @@
 """The ISO 8583 server: frames in, service calls in the worker thread, frames out.
 
-Thin by design (style.md rule 3): everything about money lives in :mod:`host.service`. Per
+Thin by design (docs/design-notes.md): everything about money lives in :mod:`host.service`. Per
 connection, a complete frame is decoded on the event loop (about 60 µs), then:
 
 * undecodable bytes (:class:`~protocol.DecodeError`) or a bad length header
@@ -69,7 +69,7 @@ class IsoService(Protocol):
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """The ``[limits]`` section as the server uses it (defaults are reliability.md b.0)."""
+    """The ``[limits]`` section as the server uses it (defaults: docs/design-notes.md)."""
 
     max_frame_bytes: int = 8192
     frame_deadline_s: float = 5.0

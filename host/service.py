@@ -196,7 +196,7 @@ class HostService:
 
         Each request runs as :meth:`handle` does, in its own savepoint: one that fails, is
         retried or declines silently rolls back only its own writes. This returns only after
-        the COMMIT, so every reply leaves after its effects are durable (reliability.md I6);
+        the COMMIT, so every reply leaves after its effects are durable (docs/design-notes.md);
         when the COMMIT fails it raises and no reply of the batch may be sent.
         """
         with self._lock:

@@ -2,10 +2,11 @@
 
 Twisted's ``reactor.callLater`` measures time with ``reactor.seconds``, which is ``time.time``
 even on the asyncio reactor, so a wall-clock step would stretch or shrink a deadline
-(reliability.md, design lesson 7). The asyncio loop underneath schedules on ``time.monotonic``;
-:class:`MonotonicTimer` exposes that with the same ``callLater`` shape as Twisted's
-``IReactorTime``, so tests can pass a ``twisted.internet.task.Clock`` instead. The host's
-business clock (:mod:`host.clock`) is never used for these timers.
+(docs/design-notes.md, "Timers follow the monotonic clock"). The asyncio loop underneath
+schedules on ``time.monotonic``; :class:`MonotonicTimer` exposes that with the same
+``callLater`` shape as Twisted's ``IReactorTime``, so tests can pass a
+``twisted.internet.task.Clock`` instead. The host's business clock (:mod:`host.clock`) is
+never used for these timers.
 """
 
 from __future__ import annotations

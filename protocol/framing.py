@@ -4,7 +4,7 @@
 payloads however it arrives (byte by byte, in random chunks, several frames per chunk). A zero
 length, a length over ``max_frame_bytes`` or a non-digit ASCII header raises
 :class:`~protocol.errors.FramingError`: the stream can no longer be trusted and the connection
-must be closed (reliability.md, b.0).
+must be closed (docs/design-notes.md, "Framing and connection limits").
 """
 
 from __future__ import annotations

@@ -275,7 +275,7 @@ def get_profile(name: str) -> WireProfile:
         ) from None
 
 
-# Mandatory fields per request kind for --strict hosts (domain.md §2.5). Keyed by (MTI, DE3 type
+# Mandatory fields per request kind, --strict hosts (docs/design-notes.md). Keyed by (MTI, DE3 type
 # digits or "*"). Card data is checked separately: DE2 or DE35 must be present.
 _FINANCIAL = frozenset({"3", "4", "7", "11", "12", "13", "22", "25", "41", "42", "49"})
 _FINANCIAL = frozenset({"3", "4", "7", "11", "12", "13", "22", "25", "41", "42", "49"})

@@ -3,7 +3,8 @@
 :class:`FramedProtocol` feeds received bytes to a :class:`~protocol.framing.Deframer` and calls
 :meth:`~FramedProtocol.frameReceived` once per complete frame; a framing error calls
 :meth:`~FramedProtocol.framingError`, which by default drops the connection. It imports no
-reactor, so importing it never installs one (stack.md P1).
+reactor, so importing it never installs one
+(docs/design-notes.md, "One loop, one reactor").
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Content validation that pyiso8583 does not do.
 
 pyiso8583 checks lengths against the spec but accepts letters in numeric fields and any hex in
-binary ones (stack.md §4). :func:`validate_fields` checks every present field against its
-:class:`~protocol.specs.FieldSpec` row: the character class of its format, the exact length of
-fixed fields, the maximum of variable ones, calendar sanity of the date/time fields, and that the
-MTI is one poslab speaks. Errors name the field and never quote the value of a sensitive field.
+binary ones (docs/design-notes.md, "Decoding is not validation"). :func:`validate_fields`
+checks every present field against its :class:`~protocol.specs.FieldSpec` row: the character
+class of its format, the exact length of fixed fields, the maximum of variable ones, calendar
+sanity of the date/time fields, and that the MTI is one poslab speaks. Errors name the field
+and never quote the value of a sensitive field.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 If a reactor is already installed (the test suite's conftest, an application embedding the
 runner) it is reused, provided it is the asyncio reactor; otherwise a new loop is created and
-the reactor installed on it. The reactor module is only imported inside functions (stack.md P1).
+the reactor installed on it. The reactor module is only imported inside functions
+(docs/design-notes.md, "One loop, one reactor").
 """
 
 from __future__ import annotations

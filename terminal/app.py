@@ -130,7 +130,7 @@ class PosApp(App[None]):
 
     def run(self, *args: Any, loop: asyncio.AbstractEventLoop | None = None,
             **kwargs: Any) -> None:
-        """Run on the shared loop unless told otherwise (stack.md P2, P2b)."""
+        """Run on the shared loop unless told otherwise (docs/design-notes.md)."""
         from terminal.runtime import install
 
         return super().run(*args, loop=loop or install(), **kwargs)

@@ -8,7 +8,7 @@ as an answer.
 
 :class:`Link` is the asyncio face the engine uses: ``connect()``, ``send(message, timeout)``.
 Failures come back as :class:`LinkError` subclasses with text a person can act on. The reactor
-is imported lazily (stack.md P1).
+is imported lazily (docs/design-notes.md, "One loop, one reactor").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Packaging guard (style.md §4): our four import names, console scripts and import layers."""
+"""Packaging guard: our four import names, console scripts and import layers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Names of the ledger's accounts (domain.md §9). An account is just a name: no table row.
+"""Names of the ledger's accounts. An account is just a name: no table row.
 
 ========================  =================================================================
 ``scheme_settlement``     what the card schemes owe the acquirer (debit) for captured sales

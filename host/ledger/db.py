@@ -1,4 +1,5 @@
-"""Database engines for the ledger: URL handling and the SQLite settings of reliability.md (d).
+"""Database engines for the ledger: URL handling and the SQLite settings
+(docs/design-notes.md, "Storage settings").
 
 A plain path means an SQLite file; ``sqlite:///...`` and ``postgresql://`` /
 ``postgresql+psycopg://`` URLs go to SQLAlchemy (``postgresql://`` and ``postgres://`` are

@@ -1,4 +1,4 @@
-"""Invariant checks over a whole ledger database (reliability.md (c)).
+"""Invariant checks over a whole ledger database (docs/design-notes.md, "Ledger invariants").
 
 Each check returns violations as ``{"invariant": "I1", "detail": "..."}`` naming the group,
 account or key concerned, so a person can find the row. Checks:

@@ -2,7 +2,7 @@
 
 Runs the way the host runs (Twisted on the asyncio reactor, one process, the shared
 :class:`protocol.transport.FramedProtocol`), so host throughput divided by this server's is the
-share of the machine the host's own work leaves (stack.md §7). Start it with
+share of the machine the host's own work leaves. Start it with
 ``python -m scenarios.loadgen.ceiling --ready-file PATH [--profile NAME]``; SIGTERM exits 0.
 """
 

@@ -11,7 +11,7 @@ SQLite ledger (or ``--db URL``) and ``--allow-unknown-terminals``, so the bench'
 ``BN000001``... are enrolled with the default merchant profile. ``--ceiling`` also runs, in the
 same invocation, a bare server that only deframes, decodes, encodes and answers with the same
 codec, and prints the host's throughput as a ratio of it: on a shared, noisy machine only such
-in-run ratios mean something (stack.md §7). The generator always runs in this process, the
+in-run ratios mean something. The generator always runs in this process, the
 servers in their own.
 """
 

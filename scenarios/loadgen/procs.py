@@ -82,7 +82,7 @@ class ServerProcess:
                     return data
                 except ValueError:
                     pass  # being written: poll again
-            time.sleep(0.02)  # polling a readiness file with a deadline (common.md allows it)
+            time.sleep(0.02)  # a child reports readiness only by its file: poll, with a deadline
         self.stop()
         raise ServerFailed(f"{self.name} did not become ready within {timeout:.0f} s: "
                            f"{self.stderr_tail()}")

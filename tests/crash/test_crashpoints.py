@@ -1,4 +1,4 @@
-"""Deterministic crash points x terminal recovery paths (reliability.md C2).
+"""Deterministic crash points x terminal recovery paths.
 
 The host SIGKILLs itself before the COMMIT, after the COMMIT but before the answer is written,
 or just after the answer left. The terminal then resolves by repeating the request or by

@@ -1,4 +1,4 @@
-"""kill -9 under load (reliability.md C1): no approval a terminal saw is ever lost.
+"""kill -9 under load: no approval a terminal saw is ever lost.
 
 A host subprocess serves concurrent journaling terminals; it is SIGKILLed at random moments
 and restarted on the same ledger. Terminals resolve whatever was in flight by repeating it or

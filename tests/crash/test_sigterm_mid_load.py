@@ -1,4 +1,4 @@
-"""SIGTERM in the middle of load (reliability.md C4): the host stops accepting, answers or rolls
+"""SIGTERM in the middle of load: the host stops accepting, answers or rolls
 back what is in flight, writes no half frame, and exits 0; the ledger then matches every
 terminal's view once in-flight requests are resolved against a restarted host. Runs once on
 SQLite and once on PostgreSQL (``pg_url``: skipped without ``POSLAB_TEST_PG_URL``)."""

@@ -1,5 +1,5 @@
 """Commit one row per transaction through the ledger's own SQLite engine and print each id only
-after its COMMIT returned (reliability.md M2's writer), with ``synchronous`` chosen per run.
+after its COMMIT returned, with ``synchronous`` chosen per run.
 
 Test tooling for the power-loss test: ``poslab-host`` has no option for ``synchronous=NORMAL``
 (only :func:`host.ledger.open_engine` takes it), so NORMAL's loss is measured with this writer.

@@ -1,4 +1,4 @@
-"""A LazyFS-style FUSE filesystem for power-loss tests (test tooling, reliability.md C5).
+"""A LazyFS-style FUSE filesystem for power-loss tests (test tooling; docs/power-loss.md).
 
 Like ``dsrhaslab/lazyfs``, it passes everything through to a backing directory except file
 *data*: ``write()`` lands in the filesystem's own page cache (4 KiB pages, in memory) and reaches

@@ -1,4 +1,4 @@
-"""Power loss on a LazyFS-style filesystem (reliability.md C5; manual, opt-in).
+"""Power loss on a LazyFS-style filesystem (docs/power-loss.md; manual, opt-in).
 
 The ledger lives on :mod:`lazyfs` (a FUSE filesystem that keeps unsynced data in its own page
 cache). After SIGKILL the filesystem drops every unsynced page, is unmounted, and the ledger is

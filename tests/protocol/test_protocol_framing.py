@@ -1,4 +1,4 @@
-"""Framing: the sans-IO deframer and the Twisted protocol (reliability.md P4/P5; item 5).
+"""Framing: the sans-IO deframer and the Twisted protocol (issue 2, item 5).
 
 Every property is checked for both length headers, ``2b`` (2-byte big-endian) and ``4a`` (4
 ASCII digits): frames split at every offset, byte by byte, in random chunks and several to a

@@ -1,4 +1,4 @@
-"""Decoder robustness over mutated frames (reliability.md P2; issue 2, item 3).
+"""Decoder robustness over mutated frames (issue 2, item 3).
 
 Plain seeded ``random`` instead of hypothesis: 20 000+ cases must run in a few seconds, and a
 failure names the seed, the frame and the mutation so it can be replayed.

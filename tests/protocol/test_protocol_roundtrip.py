@@ -1,4 +1,4 @@
-"""Hypothesis round trips over generated valid messages (reliability.md P1; issue 2, item 2)."""
+"""Hypothesis round trips over generated valid messages (issue 2, item 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Field validation properties (reliability.md P3; issue 2, item 4).
+"""Field validation properties (issue 2, item 4).
 
 pyiso8583 checks lengths only; poslab's validator checks every field's character class, exact
 fixed length, variable maximum and date/time sanity, and that the MTI is one poslab speaks.

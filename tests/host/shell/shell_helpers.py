@@ -1,6 +1,6 @@
 """Test helpers for the host shell: request builders, an asyncio ISO client and a fake service.
 
-The fake service follows the engine contract (/tmp/host_contract.md) closely enough to drive
+The fake service answers like :class:`host.service.HostService` closely enough to drive
 the server and admin API; tests that need the real rules use :class:`host.service.HostService`.
 """
 

@@ -101,7 +101,7 @@ def _bad_amount() -> bytes:
 def test_malformed_frames_closed_or_answered_30_while_healthy_link_works(
         start_host: Any, run: Any) -> None:
     """Zero length, oversize and garbage close their connection; bad content gets 30; a
-    healthy terminal keeps getting answers throughout (reliability.md P7)."""
+    healthy terminal keeps getting answers throughout."""
     host = start_host()
 
     async def scenario() -> dict[str, object]:
