@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from twisted.internet import asyncioreactor
 
 LOOP = asyncio.new_event_loop()
@@ -23,6 +24,12 @@ from twisted.internet import reactor  # noqa: E402
 reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
 
 pytest_plugins = ["card_data_scan", "pg_schema", "pytester"]
+
+# `--hypothesis-profile=ci` (.ci/run): no example database, so a run never replays what an
+# earlier run on the same checkout saved, and a failure prints the blob that reproduces it.
+# .ci/run also picks and prints the seed. Locally the default profile keeps .hypothesis/, which
+# replays a failing example first until it is fixed (`make clean` removes it).
+settings.register_profile("ci", database=None, print_blob=True)
 
 Runner = Callable[..., Any]
 
