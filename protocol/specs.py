@@ -38,12 +38,13 @@ from protocol.headers import (
     TpduSpec,
     length_header,
 )
-from protocol.transactions import KNOWN_MTIS, Direction, TxnRoute, TxnType
+from protocol.transactions import KNOWN_MTIS, Direction, FieldMatch, TxnRoute, TxnType
 
 __all__ = [
     "DEFAULT_PROFILE", "GENERIC_ROUTES", "ISO87", "ISO87_ASCII", "KNOWN_MTIS", "LENGTH_HEADERS",
-    "PROFILES", "TABLES", "Ascii4", "Bcd2", "Binary2", "Direction", "Encoding", "FieldSpec",
-    "FieldTable", "LengthCount", "LengthHeader", "MessageHeader", "Sensitivity", "TpduSpec",
+    "PROFILES", "TABLES", "Ascii4", "Bcd2", "Binary2", "Direction", "Encoding", "FieldMatch",
+    "FieldSpec", "FieldTable", "LengthCount", "LengthHeader", "MessageHeader", "Sensitivity",
+    "TpduSpec",
     "TxnRoute", "TxnType", "WireProfile", "compile_spec", "field_table", "get_profile",
     "length_header", "mandatory_fields",
 ]  # fmt: skip
@@ -56,7 +57,7 @@ _SETTLEMENT = frozenset({"3", "7", "11", "41", "42", "49", "60", "74", "76", "86
 _UPLOAD = frozenset({"3", "4", "11", "37", "41", "42", "49", "60"})
 _NETWORK = frozenset({"7", "11", "41", "42", "70"})
 
-T = TxnType
+T, M = TxnType, FieldMatch
 GENERIC_ROUTES: tuple[TxnRoute, ...] = (
     TxnRoute(T.AUTHORIZATION, "0100", "000000", keyed=False, request_fields=_FINANCIAL,
              card_required=True),
@@ -70,12 +71,15 @@ GENERIC_ROUTES: tuple[TxnRoute, ...] = (
     TxnRoute(T.SETTLEMENT_AFTER_UPLOAD, "0500", "960000", request_fields=_SETTLEMENT),
     TxnRoute(T.SETTLEMENT, "0500", "920000", keyed=False, request_fields=_SETTLEMENT),
     TxnRoute(T.BATCH_UPLOAD, "0320", None, keyed=False, request_fields=_UPLOAD),
-    TxnRoute(T.SIGN_ON, "0800", None, keyed=False, match={"70": "001"}, request_fields=_NETWORK),
-    TxnRoute(T.SIGN_OFF, "0800", None, keyed=False, match={"70": "002"}, request_fields=_NETWORK),
-    TxnRoute(T.ECHO, "0800", None, keyed=False, match={"70": "301"}, request_fields=_NETWORK),
+    TxnRoute(T.SIGN_ON, "0800", None, keyed=False, match=(M("70", "001"),),
+             request_fields=_NETWORK),
+    TxnRoute(T.SIGN_OFF, "0800", None, keyed=False, match=(M("70", "002"),),
+             request_fields=_NETWORK),
+    TxnRoute(T.ECHO, "0800", None, keyed=False, match=(M("70", "301"),),
+             request_fields=_NETWORK),
 )
 """How the generic ISO 8583:1987 profile spells each logical transaction."""
-del T
+del T, M
 
 
 @dataclass(frozen=True, eq=False)

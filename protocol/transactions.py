@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from dataclasses import dataclass
 
 
 class TxnType(enum.StrEnum):
@@ -32,6 +31,23 @@ class TxnType(enum.StrEnum):
     ECHO = "echo"
 
 
+@dataclass(frozen=True)
+class FieldMatch:
+    """A field value that identifies a transaction: ``value`` found at ``offset`` of the field.
+
+    A CUP profile keys financial messages on DE60.1 (``FieldMatch("60", "22")``) and network
+    management on DE60.3 (``FieldMatch("60", "004", offset=8)``).
+    """
+
+    key: str
+    value: str
+    offset: int = 0
+
+    def __call__(self, fields: Mapping[str, str]) -> bool:
+        """True when ``fields`` carries the value at the offset."""
+        return fields.get(self.key, "").startswith(self.value, self.offset)
+
+
 class Direction(enum.Enum):
     """Which way a message travels."""
 
@@ -47,8 +63,7 @@ class TxnRoute:
     :ivar processing_code: DE3 to send; ``None`` when the message carries the original's.
     :ivar keyed: whether DE3's transaction-type digits (its first two) identify the
         transaction; a route that is not keyed matches any DE3 of its MTI.
-    :ivar match: other fields that identify it, value prefixes by key (``{"70": "001"}``;
-        a CUP profile would key on DE25 and DE60.1).
+    :ivar match: other field values that identify it (DE70 ``001`` for a sign-on).
     :ivar request_fields: / :ivar response_fields: fields a strict peer requires.
     :ivar card_required: the request must carry card data (DE2 or DE35).
     """
@@ -57,7 +72,7 @@ class TxnRoute:
     mti: str
     processing_code: str | None = None
     keyed: bool = True
-    match: Mapping[str, str] = field(default_factory=dict)
+    match: tuple[FieldMatch, ...] = ()
     repeat_mti: str | None = None
     request_fields: frozenset[str] = frozenset()
     response_fields: frozenset[str] = frozenset()
@@ -66,7 +81,6 @@ class TxnRoute:
     def __post_init__(self) -> None:
         if self.keyed and self.processing_code is None:
             raise ValueError(f"{self.txn}: a route keyed on DE3 needs a processing code")
-        object.__setattr__(self, "match", MappingProxyType(dict(self.match)))
 
     @property
     def mtis(self) -> tuple[str, ...]:
@@ -78,7 +92,7 @@ class TxnRoute:
         if self.keyed and (processing_code is None or self.processing_code is None
                            or processing_code[:2] != self.processing_code[:2]):
             return False
-        return all(fields.get(key, "").startswith(value) for key, value in self.match.items())
+        return all(rule(fields) for rule in self.match)
 
     def mandatory(self, direction: Direction) -> frozenset[str]:
         """The fields this direction must carry."""

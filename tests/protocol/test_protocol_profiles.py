@@ -18,7 +18,14 @@ from protocol_samples import samples
 from protocol import Codec, Direction, EncodeError, TxnType, ValidationError, frame, get_profile
 from protocol.fields import ISO87, FieldSpec, FieldTable, LengthCount
 from protocol.headers import Encoding, MessageHeader, TpduSpec, length_header
-from protocol.specs import GENERIC_ROUTES, PROFILES, TxnRoute, WireProfile, compile_spec
+from protocol.specs import (
+    GENERIC_ROUTES,
+    PROFILES,
+    FieldMatch,
+    TxnRoute,
+    WireProfile,
+    compile_spec,
+)
 from protocol.validate import validate_fields
 
 BCD, ASCII = Encoding.BCD, Encoding.ASCII
@@ -43,16 +50,17 @@ BCD_TABLE = FieldTable(
     tuple(_DE60 if f.number == 60 else _cup_style(f) for f in ISO87),
     mti_enc=BCD,
 )
-T = TxnType
+T, M = TxnType, FieldMatch
 BCD_ROUTES = (
-    TxnRoute(T.SALE, "0200", "000000", match={"60": "22"}, request_fields=frozenset({"3", "4"}),
+    TxnRoute(T.SALE, "0200", "000000", match=(M("60", "22"),), request_fields=frozenset({"3", "4"}),
              card_required=True),
-    TxnRoute(T.VOID, "0200", "200000", match={"60": "23"}, request_fields=frozenset({"37"})),
-    TxnRoute(T.REFUND, "0220", "200000", match={"60": "25"},
+    TxnRoute(T.VOID, "0200", "200000", match=(M("60", "23"),), request_fields=frozenset({"37"})),
+    TxnRoute(T.REFUND, "0220", "200000", match=(M("60", "25"),),
              request_fields=frozenset({"3", "4", "37", "60"}),
              response_fields=frozenset({"37", "39"}), card_required=True),
-    TxnRoute(T.COMPLETION, "0220", "000000", match={"60": "24"}),
-    TxnRoute(T.SIGN_ON, "0800", None, keyed=False, match={"60": "00"}),
+    TxnRoute(T.COMPLETION, "0220", "000000", match=(M("60", "24"),)),
+    TxnRoute(T.SIGN_ON, "0800", None, keyed=False, match=(M("60", "004", offset=8),)),
+    TxnRoute(T.SIGN_OFF, "0820", None, keyed=False, match=(M("60", "002", offset=8),)),
 )
 BCD_PROFILE = WireProfile(
     "bcd-test", BCD_TABLE, length_header("2b"),
@@ -158,6 +166,10 @@ def test_bcd_profile_spells_refund_as_0220() -> None:
     assert BCD_PROFILE.identify("0220", "000000", {"60": "24000001"}) is TxnType.COMPLETION
     assert BCD_PROFILE.identify("0200", "200000", {"60": "23000001"}) is TxnType.VOID
     assert BCD_PROFILE.identify("0200", "200000", {"60": "25000001"}) is None
+    # Network management is keyed on DE60.3, eight digits into DE60.
+    assert BCD_PROFILE.identify("0800", None, {"60": "00000001004"}) is TxnType.SIGN_ON
+    assert BCD_PROFILE.identify("0820", None, {"60": "00000001002"}) is TxnType.SIGN_OFF
+    assert BCD_PROFILE.identify("0800", None, {"60": "00000001002"}) is None
     assert BCD_PROFILE.mandatory(TxnType.REFUND, Direction.RESPONSE) == {"37", "39"}
     with pytest.raises(ValueError, match="bcd-test.*settlement"):
         BCD_PROFILE.message_for(TxnType.SETTLEMENT)
@@ -170,9 +182,10 @@ GENERIC = get_profile("iso87-ascii")
 def test_generic_message_for_identifies_back(route: TxnRoute) -> None:
     """Every logical transaction's (MTI, DE3) and identifying fields identify it again."""
     mti, code = GENERIC.message_for(route.txn)
-    assert GENERIC.identify(mti, code or "000000", dict(route.match)) is route.txn
+    fields = {m.key: m.value for m in route.match}
+    assert GENERIC.identify(mti, code or "000000", fields) is route.txn
     if route.repeat_mti:
-        assert GENERIC.identify(route.repeat_mti, code, dict(route.match)) is route.txn
+        assert GENERIC.identify(route.repeat_mti, code, fields) is route.txn
 
 
 def test_generic_identify_matches_the_typed_messages() -> None:
