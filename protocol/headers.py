@@ -8,7 +8,6 @@ message header are optional parts of a :class:`~protocol.specs.WireProfile`.
 from __future__ import annotations
 
 import enum
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from protocol.errors import FramingError
@@ -22,7 +21,7 @@ class Encoding(enum.Enum):
     BINARY = "binary"  # raw bytes, held as upper-case hex text in field dicts
 
 
-class LengthHeader(ABC):
+class LengthHeader:
     """The prefix that says how many bytes of message follow.
 
     :ivar name: the name profiles and tests use (``"2b"``, ``"4a"``, ``"2bcd"``).
@@ -36,11 +35,11 @@ class LengthHeader(ABC):
     limit: int
     description: str
 
-    @abstractmethod
-    def _pack(self, n: int) -> bytes: ...
+    def _pack(self, n: int) -> bytes:
+        raise NotImplementedError
 
-    @abstractmethod
-    def _unpack(self, head: bytes, pos: int) -> int: ...
+    def _unpack(self, head: bytes, pos: int) -> int:
+        raise NotImplementedError
 
     def encode(self, n: int) -> bytes:
         """The header announcing ``n`` bytes; FramingError when ``n`` is 0 or too large."""
