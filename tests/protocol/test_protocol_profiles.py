@@ -14,6 +14,7 @@ import dataclasses
 import iso8583
 import pytest
 from protocol_samples import samples
+from test_protocol_golden import GOLDEN
 
 from protocol import Codec, Direction, EncodeError, TxnType, ValidationError, frame, get_profile
 from protocol.fields import ISO87, FieldSpec, FieldTable, LengthCount
@@ -234,6 +235,19 @@ def test_built_in_profiles_share_one_table_and_differ_in_framing() -> None:
                      "iso87-ascii-tpdu": ("2b", True)}
     assert {p.table.name for p in PROFILES.values()} == {"iso87"}
     assert all(p.mac_field is None and p.mac_scheme is None for p in PROFILES.values())
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_built_in_profiles_put_the_golden_body_on_the_wire(name: str) -> None:
+    """Each built-in profile frames the hand-checked body exactly as before profiles were data."""
+    body = bytes.fromhex(GOLDEN[name])
+    fields = samples()[name].to_fields()
+    wires = {p: frame(Codec(p).encode(fields), get_profile(p).length_header) for p in PROFILES}
+    assert wires == {
+        "iso87-ascii": len(body).to_bytes(2, "big") + body,
+        "iso87-ascii-4a": b"%04d" % len(body) + body,
+        "iso87-ascii-tpdu": (len(body) + 5).to_bytes(2, "big") + bytes.fromhex("6000000000") + body,
+    }
 
 
 def test_length_header_equals_its_name() -> None:
