@@ -52,7 +52,7 @@ def _bad_character(draw: st.DrawFn) -> tuple[FieldSpec, str, int]:
     value = draw(field_value(spec).filter(bool))
     i = draw(st.integers(0, len(value) - 1))
     bad = draw(st.sampled_from(_OUTSIDE[spec.fmt]))
-    if spec.fmt == "xn" and i > 0 and bad in "CD":  # a sign is only wrong after position 0
+    if spec.fmt == "xn" and i == 0 and bad in "CD":  # at position 0 a sign is right
         bad = "X"
     return spec, value[:i] + bad + value[i + 1 :], i
 
