@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from host.config import MerchantConfig, RefundPolicy, VoidPolicy
 from protocol.codes import RuleId
-from protocol.specs import CARD_REQUIRED, mandatory_fields
+from protocol.specs import DEFAULT_PROFILE, WireProfile, get_profile
 
 DAY_MS = 86_400_000
 
@@ -286,15 +286,6 @@ def evaluate_reversal(target: OriginalView) -> Decision:
     return Decision.approve(tuple(t.fired))
 
 
-def missing_field(fields: Mapping[str, str]) -> str | None:
+def missing_field(fields: Mapping[str, str], profile: WireProfile | None = None) -> str | None:
     """The first field a strict host requires that ``fields`` lacks (``"2"`` for card data)."""
-    mti = fields.get("t", "")
-    code = fields.get("3")
-    for key in sorted(mandatory_fields(mti, code), key=int):
-        if key not in fields:
-            return key
-    kind = (code or "")[:2]
-    if ((mti, kind) in CARD_REQUIRED or (mti, "*") in CARD_REQUIRED) and \
-            "2" not in fields and "35" not in fields:
-        return "2"
-    return None
+    return (profile or get_profile(DEFAULT_PROFILE)).missing_field(fields)

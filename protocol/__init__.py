@@ -39,16 +39,25 @@ from protocol.messages import (
     response_mti,
 )
 from protocol.money import Currency, Money, currency
-from protocol.specs import DEFAULT_PROFILE, PROFILES, WireProfile, get_profile
+from protocol.specs import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    Direction,
+    LengthHeader,
+    TxnType,
+    WireProfile,
+    get_profile,
+)
 
 __all__ = [
     "DEFAULT_PROFILE", "PROFILES", "AuthorizationRequest", "BatchTotals", "BatchUploadRequest",
     "BatchUploadResponse", "CardData", "Codec", "CompletionAdvice", "Currency", "DecodeError",
-    "Deframer", "EncodeError", "EntryMode", "FinancialResponse", "FramingError", "Money",
+    "Deframer", "Direction", "EncodeError", "EntryMode", "FinancialResponse", "FramingError",
+    "LengthHeader", "Money",
     "NetworkCode", "NetworkRequest", "NetworkResponse", "OriginalData", "Pan", "ProcessingCode",
     "ProtocolError", "ReconciliationRequest", "ReconciliationResponse", "RefundReason",
     "RefundRequest", "ResponseCode", "ReversalRequest", "RuleId", "SaleRequest", "Tpdu",
-    "Track2", "ValidationError", "VoidRequest", "WireProfile", "currency", "describe",
+    "Track2", "TxnType", "ValidationError", "VoidRequest", "WireProfile", "currency", "describe",
     "describe_fields", "frame", "get_profile", "luhn_ok", "mask_pan", "parse_request",
     "parse_response", "response_mti", "response_text", "scrub",
 ]  # fmt: skip

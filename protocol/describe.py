@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from protocol.codes import EntryMode, NetworkCode, ProcessingCode, RuleId, response_text
 from protocol.errors import ProtocolError
+from protocol.fields import FieldSpec, FieldTable, Sensitivity, field_table
 from protocol.masking import mask_pan
 from protocol.messages import Message, OriginalData
 from protocol.money import Money, currency
 from protocol.private_data import decode_remaining, decode_tlv
-from protocol.specs import FieldSpec, Sensitivity, field_table
 
 _MTI_MEANING = {
     "0100": "Authorization request", "0110": "Authorization response",
@@ -53,7 +53,9 @@ class FieldLine:
         return f"{label:<6}{self.name:<40.40} {self.value}{tail}"
 
 
-def describe_fields(fields: Mapping[str, str], table: str = "iso87") -> list[FieldLine]:
+def describe_fields(
+    fields: Mapping[str, str], table: str | FieldTable = "iso87"
+) -> list[FieldLine]:
     """Explain each field of a field dict, in field order, with card data made safe."""
     specs = field_table(table)
     mti = fields.get("t", "")
@@ -67,7 +69,7 @@ def describe_fields(fields: Mapping[str, str], table: str = "iso87") -> list[Fie
         if sensitivity is Sensitivity.PAN:
             value = mask_pan(raw)
         elif sensitivity is Sensitivity.SECRET:
-            size = len(raw) // 2 if spec and spec.fmt == "b" else len(raw)
+            size = len(raw) // 2 if spec and spec.hex_text else len(raw)
             value = f"[{size} bytes hidden]"
         else:
             value = raw
@@ -76,7 +78,7 @@ def describe_fields(fields: Mapping[str, str], table: str = "iso87") -> list[Fie
     return lines
 
 
-def describe(message: Message | Mapping[str, str], table: str = "iso87") -> str:
+def describe(message: Message | Mapping[str, str], table: str | FieldTable = "iso87") -> str:
     """Multi-line explanation of a typed message or a field dict."""
     fields = message.to_fields() if isinstance(message, Message) else message
     return "\n".join(str(line) for line in describe_fields(fields, table))

@@ -1,33 +1,24 @@
 """Length-prefixed framing, sans-IO.
 
-``frame(payload)`` adds the length header; :class:`Deframer` cuts a byte stream back into
-payloads however it arrives (byte by byte, in random chunks, several frames per chunk). A zero
-length, a length over ``max_frame_bytes`` or a non-digit ASCII header raises
+``frame(payload, header)`` adds the length header; :class:`Deframer` cuts a byte stream back into
+payloads however it arrives (byte by byte, in random chunks, several frames per chunk). The
+header is a :class:`~protocol.headers.LengthHeader` or its name (``"2b"``, ``"4a"``, ``"2bcd"``).
+A zero length, a length over ``max_frame_bytes`` or a header that is not a number raises
 :class:`~protocol.errors.FramingError`: the stream can no longer be trusted and the connection
 must be closed (docs/design-notes.md, "Framing and connection limits").
 """
 
 from __future__ import annotations
 
-import struct
-
 from protocol.errors import FramingError
-from protocol.specs import LengthHeader
+from protocol.headers import LengthHeader, length_header
 
 DEFAULT_MAX_FRAME_BYTES = 8192
-_HEADER_LEN = {"2b": 2, "4a": 4}
 
 
-def frame(payload: bytes, header: LengthHeader = "2b") -> bytes:
+def frame(payload: bytes, header: LengthHeader | str = "2b") -> bytes:
     """Prefix ``payload`` with its length."""
-    n = len(payload)
-    if header == "2b":
-        if not 0 < n <= 0xFFFF:
-            raise FramingError(f"payload of {n} bytes cannot be framed with a 2-byte header")
-        return struct.pack("!H", n) + payload
-    if not 0 < n <= 9999:
-        raise FramingError(f"payload of {n} bytes cannot be framed with a 4-digit header")
-    return b"%04d" % n + payload
+    return length_header(header).encode(len(payload)) + payload
 
 
 class Deframer:
@@ -38,11 +29,11 @@ class Deframer:
     """
 
     def __init__(
-        self, header: LengthHeader = "2b", max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+        self, header: LengthHeader | str = "2b", max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     ) -> None:
-        self.header = header
+        self.header = length_header(header)
         self.max_frame_bytes = max_frame_bytes
-        self._hlen = _HEADER_LEN[header]
+        self._hlen = self.header.size
         self._buf = bytearray()
         self._consumed = 0  # stream offset of _buf[0], for error positions
 
@@ -70,12 +61,7 @@ class Deframer:
         return frames
 
     def _length(self, head: bytes) -> int:
-        if self.header == "2b":
-            n: int = struct.unpack("!H", head)[0]
-        else:
-            if not head.isdigit():
-                raise FramingError("length header is not 4 ASCII digits", pos=self._consumed)
-            n = int(head)
+        n = self.header.decode(head, self._consumed)
         if n == 0:
             raise FramingError("zero-length frame", pos=self._consumed)
         if n > self.max_frame_bytes:

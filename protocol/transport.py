@@ -15,17 +15,18 @@ from twisted.internet.protocol import Protocol
 
 from protocol.errors import FramingError
 from protocol.framing import DEFAULT_MAX_FRAME_BYTES, Deframer, frame
-from protocol.specs import LengthHeader
+from protocol.headers import LengthHeader
 
 
 class FramedProtocol(Protocol):
     """Length-prefixed frames over a stream transport.
 
-    :ivar length_header: ``"2b"`` or ``"4a"``; set before the connection is made.
+    :ivar length_header: a :class:`~protocol.headers.LengthHeader` or its name (``"2b"``,
+        ``"4a"``); set before the connection is made.
     :ivar max_frame_bytes: frames announced larger than this close the connection.
     """
 
-    length_header: LengthHeader = "2b"
+    length_header: LengthHeader | str = "2b"
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     _deframer: Deframer | None = None
 

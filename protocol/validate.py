@@ -1,11 +1,12 @@
 """Content validation that pyiso8583 does not do.
 
 pyiso8583 checks lengths against the spec but accepts letters in numeric fields and any hex in
-binary ones (docs/design-notes.md, "Decoding is not validation"). :func:`validate_fields`
-checks every present field against its :class:`~protocol.specs.FieldSpec` row: the character
-class of its format, the exact length of fixed fields, the maximum of variable ones, calendar
-sanity of the date/time fields, and that the MTI is one poslab speaks. Errors name the field
-and never quote the value of a sensitive field.
+binary or BCD ones. :func:`validate_fields` checks every present field against its
+:class:`~protocol.fields.FieldSpec` row: the character class of its format, that a BCD or binary
+field holds what its encoding can carry, the exact length of fixed fields and the maximum of
+variable ones (counted as the row counts them: characters, bytes or BCD digits), the row's
+content rule (calendar sanity of dates and times), and that the MTI is one poslab speaks. Errors
+name the field and never quote the value of a sensitive field.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from collections.abc import Callable, Mapping
 from functools import cache
 
 from protocol.errors import ValidationError
-from protocol.specs import KNOWN_MTIS, FieldSpec, Sensitivity, field_table
+from protocol.fields import (
+    FieldSpec,
+    FieldTable,
+    LengthCount,
+    Sensitivity,
+    field_table,
+    resolve_table,
+)
+from protocol.headers import Encoding
+from protocol.transactions import KNOWN_MTIS
 
 _CLASSES: dict[str, re.Pattern[str]] = {
     "n": re.compile(r"[0-9]*"),
@@ -35,11 +45,14 @@ _DESCRIBE = {
 }
 
 
-def validate_fields(fields: Mapping[str, str], table: str = "iso87") -> None:
+_HEX = re.compile(r"[0-9A-Fa-f]*")
+
+
+def validate_fields(fields: Mapping[str, str], table: str | FieldTable = "iso87") -> None:
     """Raise :class:`ValidationError` for the first field that breaks the table.
 
     ``fields`` is a field dict as the codec produces it: ``"t"`` for the MTI, ``"2"`` ... for
-    data elements; binary fields as hex text.
+    data elements; binary fields as hex text, BCD fields as digits.
     """
     mti = fields.get("t")
     if mti is None:
@@ -53,14 +66,12 @@ def validate_fields(fields: Mapping[str, str], table: str = "iso87") -> None:
             if key in ("t", "p", "h"):
                 continue
             raise ValidationError("field is not in the spec", field=key, fields=fields)
-        spec, binary, fixed, max_len, match, calendar = check
-        size = len(value)
-        if binary:
-            size = -1 if size % 2 else size // 2
+        spec, plain, fixed, max_len, match, content = check
+        size = len(value) if plain else spec.size(value)
         # Every rule of _check_one in one expression; only a failure pays for finding out
         # which rule broke and saying so (_check_one raises with the message).
-        if (size != max_len if fixed else not 0 <= size <= max_len) or match(value) is None \
-                or (calendar is not None and not calendar(value)):
+        if size is None or (size != max_len if fixed else not 0 <= size <= max_len) \
+                or match(value) is None or (content is not None and not content(value)):
             _check_one(spec, value, fields)
 
 
@@ -68,18 +79,31 @@ _Check = tuple[FieldSpec, bool, bool, int, Callable[[str], object], Callable[[st
 
 
 @cache
-def _fast_checks(table: str) -> dict[str, _Check]:
-    """Per field key of ``table``: the spec and what :func:`_check_one` checks, looked up once."""
-    return {key: (spec, spec.fmt == "b", spec.fixed, spec.max_len,
-                  _CLASSES[spec.fmt].fullmatch, _CALENDAR.get(key))
-            for key, spec in field_table(table).items()}
+def _fast_checks(table: str | FieldTable) -> dict[str, _Check]:
+    """Per field key of ``table``: the spec and what :func:`_check_one` checks, looked up once.
+
+    ``plain`` marks the common case (length in characters) that needs no call to count.
+    """
+    return {key: (spec, not spec.hex_text and spec.len_count is LengthCount.BYTES, spec.fixed,
+                  spec.max_len, _matcher(spec), _CONTENT[spec.content] if spec.content else None)
+            for key, spec in field_table(resolve_table(table)).items()}
+
+
+def _matcher(spec: FieldSpec) -> Callable[[str], object]:
+    """The format's character class, and for BCD/binary fields also what the encoding holds."""
+    allowed = _CLASSES[spec.fmt].fullmatch
+    if not spec.hex_text or spec.fmt == "b":
+        return allowed
+    return lambda value: allowed(value) and _HEX.fullmatch(value)
 
 
 def _check_one(spec: FieldSpec, value: str, fields: Mapping[str, str]) -> None:
-    size = len(value) // 2 if spec.fmt == "b" else len(value)
-    if spec.fmt == "b" and len(value) % 2:
-        raise ValidationError("binary field has an odd number of hex digits", field=spec.key,
-                              fields=fields)
+    size = spec.size(value)
+    if size is None:
+        reason = ("binary field has an odd number of hex digits"
+                  if spec.data_enc is Encoding.BINARY
+                  else f"{spec.name} has an odd number of digits and no pad")
+        raise ValidationError(reason, field=spec.key, fields=fields)
     if spec.fixed and size != spec.max_len:
         raise ValidationError(
             f"{spec.name} must be exactly {spec.max_len} long, got {size}",
@@ -102,7 +126,11 @@ def _check_one(spec: FieldSpec, value: str, fields: Mapping[str, str]) -> None:
         raise ValidationError(
             f"{spec.name} must be {_DESCRIBE[spec.fmt]}{shown}", field=spec.key, fields=fields
         )
-    checker = _CALENDAR.get(spec.key)
+    if spec.hex_text and not _HEX.fullmatch(value):
+        assert spec.data_enc is not None
+        raise ValidationError(f"{spec.name} must be hex digits ({spec.data_enc.value} encoding)",
+                              field=spec.key, fields=fields)
+    checker = _CONTENT[spec.content] if spec.content else None
     if checker is not None and not checker(value):
         raise ValidationError(f"{spec.name} is not a valid date/time ({value!r})",
                               field=spec.key, fields=fields)
@@ -136,10 +164,10 @@ def _yymm(v: str) -> bool:
     return 1 <= int(v[2:4]) <= 12
 
 
-_CALENDAR = {
-    "7": lambda v: _mmdd(v[:4]) and _hhmmss(v[4:]),
-    "12": _hhmmss,
-    "13": _mmdd,
-    "14": _yymm,
-    "15": _mmdd,
+_CONTENT: dict[str, Callable[[str], bool]] = {
+    "MMDDhhmmss": lambda v: _mmdd(v[:4]) and _hhmmss(v[4:]),
+    "hhmmss": _hhmmss,
+    "MMDD": _mmdd,
+    "YYMM": _yymm,
 }
+"""Content rules a :class:`~protocol.fields.FieldSpec` row can name."""

@@ -83,7 +83,8 @@ class _Terminal(asyncio.Protocol):
         kind, target, started = self.pending
         self.pending = None
         tally = self.run.tally if self.run.measuring else self.run.warm
-        body = payload[5:] if self.run.codec.profile.tpdu else payload
+        tpdu = self.run.codec.profile.tpdu
+        body = payload[tpdu.size:] if tpdu is not None else payload
         fields = self.run.scanner.scan(body)
         if fields is None:
             try:

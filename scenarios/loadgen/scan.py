@@ -11,23 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 from protocol import Codec
-from protocol.specs import compile_spec
 
 
 class FieldScanner:
     """Slice selected fields out of an encoded body (ASCII length prefixes only)."""
 
     def __init__(self, codec: Codec, wanted: tuple[str, ...] = ("37", "39")) -> None:
-        spec = compile_spec(codec.profile.table)
+        spec = codec.profile.spec()
         self._wanted = {int(k) for k in wanted}
         self._last = max(self._wanted)
         # per field number: (len_type, max_len, is_binary); None when the layout is unusual
         self._layout: list[tuple[int, int, bool] | None] = [None] * 129
-        self.usable = spec["t"]["max_len"] == 4 and spec["p"]["data_enc"] == "b"
+        self.usable = spec["h"]["max_len"] == 0 and spec["t"]["max_len"] == 4 \
+            and spec["t"]["data_enc"] == "ascii" and spec["p"]["data_enc"] == "b"
         for key, entry in spec.items():
             if not key.isdigit():
                 continue
-            ok = entry["len_enc"] == "ascii" and entry["data_enc"] in ("ascii", "b")
+            ok = entry["len_enc"] == "ascii" and entry["data_enc"] in ("ascii", "b") \
+                and entry.get("len_count", "bytes") == "bytes"
             self._layout[int(key)] = (
                 (entry["len_type"], entry["max_len"], entry["data_enc"] == "b") if ok else None)
 

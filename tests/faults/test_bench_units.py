@@ -3,9 +3,12 @@ and its command-line errors."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from protocol import Codec, parse_request
+from protocol import Codec, get_profile, parse_request
+from protocol.headers import Encoding, MessageHeader
 from scenarios.loadgen.cli import main
 from scenarios.loadgen.scan import FieldScanner
 from scenarios.loadgen.workload import UsageError, build_plans, parse_mix
@@ -57,6 +60,17 @@ def test_scanner_agrees_with_the_codec() -> None:
         decoded = codec.decode_body(body)
         assert scanner.scan(body) == {k: decoded[k] for k in ("37", "39") if k in decoded}
     assert scanner.scan(b"0210") is None
+
+
+def test_scanner_declines_a_profile_with_a_message_header() -> None:
+    """A message header before the MTI is a layout the scanner does not walk: it declines."""
+    profile = dataclasses.replace(get_profile("iso87-ascii"), name="with-header",
+                                  message_header=MessageHeader(2, Encoding.ASCII, "AB"))
+    codec = Codec(profile)
+    body = codec.encode({"t": "0210", "11": "000001", "39": "00", "37": "000000000001"})
+    assert codec.decode_body(body)["39"] == "00"
+    scanner = FieldScanner(codec)
+    assert not scanner.usable and scanner.scan(body) is None
 
 
 @pytest.mark.parametrize("argv, text", [

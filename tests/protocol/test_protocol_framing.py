@@ -1,9 +1,9 @@
 """Framing: the sans-IO deframer and the Twisted protocol (issue 2, item 5).
 
-Every property is checked for both length headers, ``2b`` (2-byte big-endian) and ``4a`` (4
-ASCII digits): frames split at every offset, byte by byte, in random chunks and several to a
-chunk arrive complete, once each and in order; a zero, oversized or non-digit length header is a
-FramingError that closes the connection.
+Every property is checked for each length header, ``2b`` (2-byte big-endian), ``4a`` (4 ASCII
+digits) and ``2bcd`` (4 BCD digits in 2 bytes): frames split at every offset, byte by byte, in
+random chunks and several to a chunk arrive complete, once each and in order; a zero, oversized
+or non-digit length header is a FramingError that closes the connection.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from protocol import Codec, Deframer, FramingError, frame
 from protocol.specs import LengthHeader
 from protocol.transport import FramedProtocol
 
-HEADERS: tuple[LengthHeader, ...] = ("2b", "4a")
+HEADERS: tuple[LengthHeader | str, ...] = ("2b", "4a", "2bcd")
 PAYLOADS = [Codec().encode(m.to_fields()) for m in samples().values()]
 PROPS = settings(max_examples=200, deadline=None)
 
@@ -39,7 +39,7 @@ def _feed_all(deframer: Deframer, chunks: list[bytes]) -> list[bytes]:
 class Recorder(FramedProtocol):
     """Collects frames and framing errors."""
 
-    def __init__(self, header: LengthHeader) -> None:
+    def __init__(self, header: LengthHeader | str) -> None:
         self.length_header = header
         self.frames: list[bytes] = []
         self.errors: list[FramingError] = []
@@ -54,14 +54,14 @@ class Recorder(FramedProtocol):
         super().framingError(error)
 
 
-def _connected(header: LengthHeader) -> tuple[Recorder, StringTransport]:
+def _connected(header: LengthHeader | str) -> tuple[Recorder, StringTransport]:
     proto, transport = Recorder(header), StringTransport()
     proto.makeConnection(transport)
     return proto, transport
 
 
 @pytest.mark.parametrize("header", HEADERS)
-def test_every_split_offset_of_two_frames(header: LengthHeader) -> None:
+def test_every_split_offset_of_two_frames(header: LengthHeader | str) -> None:
     """Two real messages in one stream, cut at every offset pair: both arrive once, in order."""
     first, second = PAYLOADS[1], PAYLOADS[2]
     stream = frame(first, header) + frame(second, header)
@@ -74,7 +74,7 @@ def test_every_split_offset_of_two_frames(header: LengthHeader) -> None:
 
 
 @pytest.mark.parametrize("header", HEADERS)
-def test_byte_by_byte_and_all_in_one_chunk(header: LengthHeader) -> None:
+def test_byte_by_byte_and_all_in_one_chunk(header: LengthHeader | str) -> None:
     """All sample messages fed one byte at a time, then all in one chunk: same frames."""
     stream = b"".join(frame(p, header) for p in PAYLOADS)
     d = Deframer(header)
@@ -86,7 +86,7 @@ def test_byte_by_byte_and_all_in_one_chunk(header: LengthHeader) -> None:
 @PROPS
 @given(payloads, st.lists(st.integers(min_value=0), max_size=40), st.sampled_from(HEADERS))
 def test_random_chunks_lose_duplicate_reorder_nothing(
-    frames: list[bytes], cuts: list[int], header: LengthHeader
+    frames: list[bytes], cuts: list[int], header: LengthHeader | str
 ) -> None:
     """Any frames cut into any chunks: 0 lost, 0 duplicated, 0 reordered."""
     stream = b"".join(frame(p, header) for p in frames)
@@ -98,7 +98,7 @@ def test_random_chunks_lose_duplicate_reorder_nothing(
 @PROPS
 @given(payloads, st.lists(st.integers(min_value=0), max_size=40), st.sampled_from(HEADERS))
 def test_twisted_protocol_any_chunks(
-    frames: list[bytes], cuts: list[int], header: LengthHeader
+    frames: list[bytes], cuts: list[int], header: LengthHeader | str
 ) -> None:
     """FramedProtocol over StringTransport delivers the same frames whatever the chunking."""
     proto, transport = _connected(header)
@@ -119,7 +119,7 @@ def test_in_progress_tracks_a_partial_frame() -> None:
     assert d.feed(b"b") == [b"ab"] and not d.in_progress
 
 
-ABUSE: list[tuple[LengthHeader, bytes, str]] = [
+ABUSE: list[tuple[LengthHeader | str, bytes, str]] = [
     ("2b", b"\x00\x00", "zero-length"),
     ("2b", b"\xff\xff", "exceeds"),
     ("2b", b"\x20\x01", "exceeds"),  # 8193, one over the default cap
@@ -129,12 +129,15 @@ ABUSE: list[tuple[LengthHeader, bytes, str]] = [
     ("4a", b" 123", "not 4 ASCII digits"),
     ("4a", b"-001", "not 4 ASCII digits"),
     ("4a", b"\x00\x00\x00\x05", "not 4 ASCII digits"),
+    ("2bcd", b"\x00\x00", "zero-length"),
+    ("2bcd", b"\x99\x99", "exceeds"),
+    ("2bcd", b"\x0a\x01", "not 4 BCD digits"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("header", "head", "text"), ABUSE)
 def test_length_header_abuse_is_a_framing_error(
-    header: LengthHeader, head: bytes, text: str
+    header: LengthHeader | str, head: bytes, text: str
 ) -> None:
     """Zero, oversized and non-digit headers raise FramingError naming the stream offset."""
     with pytest.raises(FramingError, match=text):
@@ -148,7 +151,9 @@ def test_length_header_abuse_is_a_framing_error(
 
 
 @pytest.mark.parametrize(("header", "head", "text"), ABUSE)
-def test_framing_error_aborts_the_connection(header: LengthHeader, head: bytes, text: str) -> None:
+def test_framing_error_aborts_the_connection(
+    header: LengthHeader | str, head: bytes, text: str
+) -> None:
     """A bad header aborts the connection; the frame before it is delivered, none after."""
     proto, transport = _connected(header)
     good = frame(b"ok", header)
@@ -176,7 +181,9 @@ def test_header_then_eof_delivers_nothing() -> None:
 
 def test_frame_refuses_empty_and_oversized_payloads() -> None:
     """frame() cannot produce a header the deframer would reject."""
-    cases: tuple[tuple[LengthHeader, int], ...] = (("2b", 0x10000), ("4a", 10000))
+    cases: tuple[tuple[LengthHeader | str, int], ...] = (
+        ("2b", 0x10000), ("4a", 10000), ("2bcd", 10000)
+    )
     for header, too_big in cases:
         with pytest.raises(FramingError):
             frame(b"", header)
@@ -189,6 +196,7 @@ def test_frame_golden_and_equal_to_int16_string_receiver() -> None:
     """frame(b"foo") is b"\\x00\\x03foo", exactly what Twisted's Int16StringReceiver writes."""
     assert frame(b"foo") == b"\x00\x03foo"
     assert frame(b"foo", "4a") == b"0003foo"
+    assert frame(b"x" * 1234, "2bcd")[:2] == b"\x12\x34"
     receiver, transport = Int16StringReceiver(), StringTransport()
     receiver.makeConnection(transport)
     for payload in (b"foo", *PAYLOADS):
