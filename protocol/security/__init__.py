@@ -2,17 +2,19 @@
 PIN blocks and DUKPT.
 
 Pure: no I/O. Built on ``cryptography`` (TDES from its ``decrepit`` namespace, AES, CMAC,
-RFC 3394 key wrap) and ``pydukpt`` for TDES DUKPT. Secret values (:class:`Key`,
-:class:`PinBlock`) never render their bytes and refuse to be pickled. Test keys only: there
-is no HSM here, and no real card data belongs near it.
+RFC 3394 key wrap) and ``pydukpt`` for TDES DUKPT; AES DUKPT is written here. Secret values
+(:class:`Key`, :class:`PinBlock`) never render their bytes and refuse to be pickled. Test
+keys only: there is no HSM here, and no real card data belongs near it.
 
 Modules: :mod:`~protocol.security.keys` (key values, check values, generation),
 :mod:`~protocol.security.wrap` (working keys under the TMK), :mod:`~protocol.security.mac`
 (ISO 9797-1, X9.19, AES-CMAC, CUP ECB, the scheme registry),
 :mod:`~protocol.security.pinblock` (ISO 9564 formats 0 and 4),
-:mod:`~protocol.security.dukpt` (ANSI X9.24-1 TDES DUKPT), :mod:`~protocol.security.errors`.
+:mod:`~protocol.security.dukpt` (ANSI X9.24-1 TDES DUKPT),
+:mod:`~protocol.security.aes_dukpt` (ANSI X9.24-3 AES DUKPT), :mod:`~protocol.security.errors`.
 """
 
+from protocol.security.aes_dukpt import AesDukptHost, AesDukptKeys, AesDukptTerminal, AesKsn
 from protocol.security.dukpt import DukptHost, DukptKeys, DukptTerminal, Ksn
 from protocol.security.errors import (
     KeyCheckError,
@@ -34,9 +36,9 @@ from protocol.security.pinblock import (
 from protocol.security.wrap import WorkingKeys, WrappedKey, unwrap_key, wrap_key
 
 __all__ = [
-    "MAC_SCHEMES", "DukptHost", "DukptKeys", "DukptTerminal", "Key", "KeyAlgorithm",
-    "KeyCheckError", "KeyFormatError", "KeyWrapError", "Ksn", "KsnExhaustedError", "MacScheme",
-    "Padding", "PinBlock", "PinBlockError", "PinBlockFormat", "SecurityError", "WorkingKeys",
-    "WrappedKey", "decipher_pin", "encipher_pin", "get_mac_scheme", "unwrap_key", "verify_pin",
-    "wrap_key",
+    "MAC_SCHEMES", "AesDukptHost", "AesDukptKeys", "AesDukptTerminal", "AesKsn", "DukptHost",
+    "DukptKeys", "DukptTerminal", "Key", "KeyAlgorithm", "KeyCheckError", "KeyFormatError",
+    "KeyWrapError", "Ksn", "KsnExhaustedError", "MacScheme", "Padding", "PinBlock",
+    "PinBlockError", "PinBlockFormat", "SecurityError", "WorkingKeys", "WrappedKey",
+    "decipher_pin", "encipher_pin", "get_mac_scheme", "unwrap_key", "verify_pin", "wrap_key",
 ]  # fmt: skip
