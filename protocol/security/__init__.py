@@ -11,11 +11,14 @@ Modules: :mod:`~protocol.security.keys` (key values, check values, generation),
 (ISO 9797-1, X9.19, AES-CMAC, CUP ECB, the scheme registry),
 :mod:`~protocol.security.pinblock` (ISO 9564 formats 0 and 4),
 :mod:`~protocol.security.dukpt` (ANSI X9.24-1 TDES DUKPT),
-:mod:`~protocol.security.aes_dukpt` (ANSI X9.24-3 AES DUKPT), :mod:`~protocol.security.errors`.
+:mod:`~protocol.security.aes_dukpt` (ANSI X9.24-3 AES DUKPT),
+:mod:`~protocol.security.dukpt_roles` (host and terminal sides of either),
+:mod:`~protocol.security.errors`.
 """
 
-from protocol.security.aes_dukpt import AesDukptHost, AesDukptKeys, AesDukptTerminal, AesKsn
-from protocol.security.dukpt import DukptHost, DukptKeys, DukptTerminal, Ksn
+from protocol.security.aes_dukpt import AES_DUKPT, AesKsn
+from protocol.security.dukpt import TDES_DUKPT, Ksn
+from protocol.security.dukpt_roles import DukptHost, DukptKeys, DukptScheme, DukptTerminal
 from protocol.security.errors import (
     KeyCheckError,
     KeyFormatError,
@@ -36,8 +39,8 @@ from protocol.security.pinblock import (
 from protocol.security.wrap import WorkingKeys, WrappedKey, unwrap_key, wrap_key
 
 __all__ = [
-    "MAC_SCHEMES", "AesDukptHost", "AesDukptKeys", "AesDukptTerminal", "AesKsn", "DukptHost",
-    "DukptKeys", "DukptTerminal", "Key", "KeyAlgorithm", "KeyCheckError", "KeyFormatError",
+    "AES_DUKPT", "MAC_SCHEMES", "TDES_DUKPT", "AesKsn", "DukptHost", "DukptKeys", "DukptScheme",
+    "DukptTerminal", "Key", "KeyAlgorithm", "KeyCheckError", "KeyFormatError",
     "KeyWrapError", "Ksn", "KsnExhaustedError", "MacScheme", "Padding", "PinBlock",
     "PinBlockError", "PinBlockFormat", "SecurityError", "WorkingKeys", "WrappedKey",
     "decipher_pin", "encipher_pin", "get_mac_scheme", "unwrap_key", "verify_pin", "wrap_key",

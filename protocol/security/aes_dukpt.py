@@ -17,6 +17,8 @@ Compared with TDES DUKPT:
   transaction key with their own usage, instead of XOR variants.
 
 Only AES-128 base, transaction and working keys are supported (the published vectors).
+Host and terminal are :class:`~protocol.security.dukpt_roles.DukptHost` and
+``DukptTerminal`` with :data:`AES_DUKPT`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import enum
 from dataclasses import dataclass
 
 from protocol.security import ciphers
+from protocol.security.dukpt_roles import DukptKeys, DukptScheme
 from protocol.security.errors import KeyFormatError, KsnExhaustedError
 from protocol.security.keys import Key, KeyAlgorithm
 
@@ -111,23 +114,17 @@ def _derive(key: bytes, usage: KeyUsage, data: bytes) -> bytes:
     return ciphers.aes_encrypt(key, _derivation_data(usage, data))
 
 
-def _require_aes(key: Key, what: str) -> bytes:
-    if key.algorithm is not KeyAlgorithm.AES_128:
-        raise KeyFormatError(f"AES DUKPT needs an AES-128 {what}, not {key.algorithm.value}")
-    return key.get_secret_value()
-
-
 def derive_initial_key(bdk: Key, ksn: AesKsn) -> Key:
     """The initial key of the device whose initial key ID ``ksn`` carries."""
     material = _derive(
-        _require_aes(bdk, "BDK"), KeyUsage.KEY_DERIVATION_INITIAL_KEY, ksn.initial_key_id
+        AES_DUKPT.require(bdk, "BDK"), KeyUsage.KEY_DERIVATION_INITIAL_KEY, ksn.initial_key_id
     )
     return Key(KeyAlgorithm.AES_128, material)
 
 
 def derive_transaction_key(initial_key: Key, ksn: AesKsn) -> Key:
     """The transaction (derivation) key for ``ksn``'s counter."""
-    key = _require_aes(initial_key, "initial key")
+    key = AES_DUKPT.require(initial_key, "initial key")
     derivation_id = ksn.initial_key_id[4:]
     working_counter = 0
     bit = 1 << 31
@@ -143,40 +140,18 @@ def derive_transaction_key(initial_key: Key, ksn: AesKsn) -> Key:
 def derive_working_key(transaction_key: Key, ksn: AesKsn, usage: KeyUsage) -> Key:
     """The AES-128 working key of ``usage`` for transaction ``ksn``."""
     data = ksn.initial_key_id[4:] + ksn.counter.to_bytes(4, "big")
-    material = _derive(_require_aes(transaction_key, "transaction key"), usage, data)
+    material = _derive(AES_DUKPT.require(transaction_key, "transaction key"), usage, data)
     return Key(KeyAlgorithm.AES_128, material)
 
 
-@dataclass(frozen=True)
-class AesDukptKeys:
-    """The keys of one AES DUKPT transaction (``repr`` shows check values only).
-
-    :ivar ksn: the KSN they belong to.
-    :ivar transaction: the transaction key the working keys derive from.
-    :ivar pin: PIN encryption key (format 4 PIN blocks).
-    :ivar mac_request: MAC generation key, for the terminal's request.
-    :ivar mac_response: MAC verification key, for the host's response.
-    :ivar data_request: data encryption key (request direction).
-    :ivar data_response: data decryption key (response direction).
-    """
-
-    ksn: AesKsn
-    transaction: Key
-    pin: Key
-    mac_request: Key
-    mac_response: Key
-    data_request: Key
-    data_response: Key
-
-
-def aes_transaction_keys(initial_key: Key, ksn: AesKsn) -> AesDukptKeys:
+def aes_transaction_keys(initial_key: Key, ksn: AesKsn) -> DukptKeys[AesKsn]:
     """Every key of the transaction ``ksn``, derived from the device's initial key."""
     transaction = derive_transaction_key(initial_key, ksn)
 
     def working(usage: KeyUsage) -> Key:
         return derive_working_key(transaction, ksn, usage)
 
-    return AesDukptKeys(
+    return DukptKeys(
         ksn=ksn,
         transaction=transaction,
         pin=working(KeyUsage.PIN_ENCRYPTION),
@@ -187,46 +162,6 @@ def aes_transaction_keys(initial_key: Key, ksn: AesKsn) -> AesDukptKeys:
     )
 
 
-class AesDukptHost:
-    """Host side: derives any transaction's keys from the AES BDK and the KSN received."""
-
-    def __init__(self, bdk: Key) -> None:
-        _require_aes(bdk, "BDK")
-        self._bdk = bdk
-
-    def initial_key(self, ksn: AesKsn) -> Key:
-        """The initial key to load into the device ``ksn`` names."""
-        return derive_initial_key(self._bdk, ksn)
-
-    def keys_for(self, ksn: AesKsn) -> AesDukptKeys:
-        """The keys of transaction ``ksn``."""
-        return aes_transaction_keys(derive_initial_key(self._bdk, ksn), ksn)
-
-    def __repr__(self) -> str:
-        return f"AesDukptHost(bdk={self._bdk!r})"
-
-
-class AesDukptTerminal:
-    """Terminal side: the initial key and the KSN of the last transaction.
-
-    Each transaction key is derived from the initial key afresh (the standard's
-    intermediate-key registers are a speed-up a test terminal does not need).
-
-    :ivar ksn: the KSN last used (counter 0 right after loading).
-    """
-
-    def __init__(self, initial_key: Key, ksn: AesKsn) -> None:
-        _require_aes(initial_key, "initial key")
-        self._initial_key = initial_key
-        self.ksn = ksn
-
-    def next_transaction(self) -> AesDukptKeys:
-        """Advance the counter and return the new transaction's keys.
-
-        :raises KsnExhaustedError: no counter is left; the device needs a new initial key.
-        """
-        self.ksn = self.ksn.next()
-        return aes_transaction_keys(self._initial_key, self.ksn)
-
-    def __repr__(self) -> str:
-        return f"AesDukptTerminal(initial_key={self._initial_key!r}, ksn={self.ksn})"
+AES_DUKPT: DukptScheme[AesKsn] = DukptScheme(
+    "AES DUKPT", KeyAlgorithm.AES_128, derive_initial_key, aes_transaction_keys
+)

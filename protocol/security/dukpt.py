@@ -8,9 +8,9 @@ derives the same key from BDK + KSN. Keys for a purpose are variants of the tran
 (PIN, MAC request/response, data request/response).
 
 The derivations are ``pydukpt``'s (MIT, pinned to 0.1.0; checked against the published
-X9.24-1 vectors in the tests). :class:`DukptTerminal` derives each transaction key from the
-IPEK afresh instead of keeping the standard's 21 future-key registers: the keys are the
-same, and a test terminal does not need the speed.
+X9.24-1 vectors in the tests). Host and terminal are
+:class:`~protocol.security.dukpt_roles.DukptHost` and ``DukptTerminal`` with
+:data:`TDES_DUKPT`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pydukpt
 
+from protocol.security.dukpt_roles import DukptKeys, DukptScheme
 from protocol.security.errors import KeyFormatError, KsnExhaustedError
 from protocol.security.keys import Key, KeyAlgorithm
 
@@ -75,43 +76,15 @@ class Ksn:
         return f"Ksn({self})"
 
 
-@dataclass(frozen=True)
-class DukptKeys:
-    """The keys of one DUKPT transaction (``repr`` shows check values only).
-
-    :ivar ksn: the KSN they belong to.
-    :ivar transaction: the current transaction key, from which the others are variants.
-    :ivar pin: PIN encryption key (format 0 PIN blocks).
-    :ivar mac_request: MAC key for the terminal's request.
-    :ivar mac_response: MAC key for the host's response.
-    :ivar data_request: data encryption key for the request.
-    :ivar data_response: data encryption key for the response.
-    """
-
-    ksn: Ksn
-    transaction: Key
-    pin: Key
-    mac_request: Key
-    mac_response: Key
-    data_request: Key
-    data_response: Key
-
-
-def _require_tdes(key: Key, what: str) -> bytes:
-    if key.algorithm is not KeyAlgorithm.TDES_2KEY:
-        raise KeyFormatError(f"TDES DUKPT needs a TDES-2 {what}, not {key.algorithm.value}")
-    return key.get_secret_value()
-
-
 def derive_ipek(bdk: Key, ksn: Ksn) -> Key:
     """The initial key of the device ``ksn`` names (its counter is ignored)."""
-    ipek = pydukpt.derive_ipek(_require_tdes(bdk, "BDK"), ksn.value)
+    ipek = pydukpt.derive_ipek(TDES_DUKPT.require(bdk, "BDK"), ksn.value)
     return Key(KeyAlgorithm.TDES_2KEY, ipek)
 
 
-def transaction_keys(ipek: Key, ksn: Ksn) -> DukptKeys:
+def transaction_keys(ipek: Key, ksn: Ksn) -> DukptKeys[Ksn]:
     """Every key of the transaction ``ksn``, derived from the device's initial key."""
-    current = pydukpt.derive_key(_require_tdes(ipek, "IPEK"), ksn.value)
+    current = pydukpt.derive_key(TDES_DUKPT.require(ipek, "IPEK"), ksn.value)
 
     def tdes(material: bytes) -> Key:
         return Key(KeyAlgorithm.TDES_2KEY, material)
@@ -127,43 +100,6 @@ def transaction_keys(ipek: Key, ksn: Ksn) -> DukptKeys:
     )
 
 
-class DukptHost:
-    """Host side: derives any transaction's keys from the BDK and the KSN received."""
-
-    def __init__(self, bdk: Key) -> None:
-        _require_tdes(bdk, "BDK")
-        self._bdk = bdk
-
-    def initial_key(self, ksn: Ksn) -> Key:
-        """The IPEK to load into the device ``ksn`` names."""
-        return derive_ipek(self._bdk, ksn)
-
-    def keys_for(self, ksn: Ksn) -> DukptKeys:
-        """The keys of transaction ``ksn``."""
-        return transaction_keys(derive_ipek(self._bdk, ksn), ksn)
-
-    def __repr__(self) -> str:
-        return f"DukptHost(bdk={self._bdk!r})"
-
-
-class DukptTerminal:
-    """Terminal side: the initial key and the KSN of the last transaction.
-
-    :ivar ksn: the KSN last used (counter 0 right after loading).
-    """
-
-    def __init__(self, ipek: Key, ksn: Ksn) -> None:
-        _require_tdes(ipek, "IPEK")
-        self._ipek = ipek
-        self.ksn = ksn
-
-    def next_transaction(self) -> DukptKeys:
-        """Advance the counter and return the new transaction's keys.
-
-        :raises KsnExhaustedError: no counter is left; the device needs a new initial key.
-        """
-        self.ksn = self.ksn.next()
-        return transaction_keys(self._ipek, self.ksn)
-
-    def __repr__(self) -> str:
-        return f"DukptTerminal(ipek={self._ipek!r}, ksn={self.ksn})"
+TDES_DUKPT: DukptScheme[Ksn] = DukptScheme(
+    "TDES DUKPT", KeyAlgorithm.TDES_2KEY, derive_ipek, transaction_keys
+)

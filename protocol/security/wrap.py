@@ -122,15 +122,10 @@ class WorkingKeys:
             data=Key.generate(algorithm) if with_data else None,
         )
 
-    def _named(self) -> list[tuple[str, Key]]:
-        named = [("PIN key", self.pin), ("MAC key", self.mac)]
-        return named + ([("data key", self.data)] if self.data is not None else [])
-
     def wrap(self, tmk: Key, *, kcv_length: int = 4) -> bytes:
         """Every key wrapped under ``tmk`` with its check value, PIN, MAC, data key in order."""
-        return b"".join(
-            wrap_key(tmk, key, kcv_length=kcv_length).to_bytes() for _, key in self._named()
-        )
+        keys = [self.pin, self.mac] + ([self.data] if self.data is not None else [])
+        return b"".join(wrap_key(tmk, key, kcv_length=kcv_length).to_bytes() for key in keys)
 
     @classmethod
     def unwrap(
@@ -152,11 +147,11 @@ class WorkingKeys:
                 f"working keys: {len(payload)} bytes fit neither two nor three wrapped"
                 f" {algorithm.value} keys of {size} bytes"
             )
-        names = ("PIN key", "MAC key", "data key")
+        cut = wrapped_length(algorithm)
+        names = ("PIN key", "MAC key", "data key")[: len(payload) // size]
         keys = []
-        for i in range(len(payload) // size):
+        for i, name in enumerate(names):
             chunk = payload[i * size : (i + 1) * size]
-            cut = wrapped_length(algorithm)
             wrapped = WrappedKey(algorithm, chunk[:cut], chunk[cut:])
-            keys.append(unwrap_key(tmk, wrapped, what=names[i]))
+            keys.append(unwrap_key(tmk, wrapped, what=name))
         return cls(keys[0], keys[1], keys[2] if len(keys) == 3 else None)

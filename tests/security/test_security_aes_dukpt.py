@@ -6,6 +6,10 @@ import pytest
 from psec import aes as psec_aes
 
 from protocol.security import (
+    AES_DUKPT,
+    AesKsn,
+    DukptHost,
+    DukptTerminal,
     Key,
     KeyAlgorithm,
     KeyFormatError,
@@ -14,7 +18,6 @@ from protocol.security import (
     encipher_pin,
     get_mac_scheme,
 )
-from protocol.security.aes_dukpt import AesDukptHost, AesDukptTerminal, AesKsn
 from protocol.security.mac import cmac
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -55,7 +58,7 @@ SEQUENCE = [
 
 def test_initial_key_from_bdk() -> None:
     """BDK FEDCBA98…F1F1, initial key ID 1234567890123456: initial key 1273671E…52A1."""
-    initial_key = AesDukptHost(BDK).initial_key(INITIAL_KSN.with_counter(5))
+    initial_key = DukptHost(AES_DUKPT, BDK).initial_key(INITIAL_KSN.with_counter(5))
     assert initial_key.get_secret_value().hex().upper() == "1273671EA26AC29AFA4D1084127652A1"
 
 
@@ -64,7 +67,7 @@ def test_sample_sequence(
     counter: int, current: str, cmac_request: str, cmac_response: str, data: str
 ) -> None:
     """Counters 1-8: transaction keys, request/response CMACs and request data reproduce."""
-    keys = AesDukptHost(BDK).keys_for(INITIAL_KSN.with_counter(counter))
+    keys = DukptHost(AES_DUKPT, BDK).keys_for(INITIAL_KSN.with_counter(counter))
     assert keys.transaction.get_secret_value().hex().upper() == current
     assert cmac(keys.mac_request, DATA).hex().upper() == cmac_request
     assert cmac(keys.mac_response, DATA).hex().upper() == cmac_response
@@ -78,8 +81,8 @@ def test_sample_sequence(
 
 def test_terminal_walks_the_sequence_and_pins_round_trip() -> None:
     """A loaded terminal advances 1..8 like the host, and its format 4 PIN blocks read back."""
-    host = AesDukptHost(BDK)
-    terminal = AesDukptTerminal(host.initial_key(INITIAL_KSN), INITIAL_KSN)
+    host = DukptHost(AES_DUKPT, BDK)
+    terminal = DukptTerminal(AES_DUKPT, host.initial_key(INITIAL_KSN), INITIAL_KSN)
     for counter, current, *_ in SEQUENCE:
         keys = terminal.next_transaction()
         assert keys.ksn.counter == counter
@@ -100,6 +103,6 @@ def test_counter_rules() -> None:
 def test_wrong_key_kind_and_ksn_length() -> None:
     """AES DUKPT refuses a TDES BDK and a KSN that is not 12 bytes."""
     with pytest.raises(KeyFormatError, match="AES-128 BDK, not TDES-2"):
-        AesDukptHost(Key.generate(KeyAlgorithm.TDES_2KEY))
+        DukptHost(AES_DUKPT, Key.generate(KeyAlgorithm.TDES_2KEY))
     with pytest.raises(KeyFormatError, match="12 bytes, not 10"):
         AesKsn.from_hex("FFFF9876543210E00001")

@@ -7,6 +7,7 @@ from psec import des as psec_des
 from security_oracle import psec_call
 
 from protocol.security import (
+    TDES_DUKPT,
     DukptHost,
     DukptTerminal,
     Key,
@@ -47,12 +48,12 @@ def test_ipek_from_bdk_and_ksn() -> None:
     """BDK 0123…3210 and KSN FFFF9876543210E00000 give IPEK 6AC292FAA1315B4D858AB3A3D7D5933A."""
     ipek = derive_ipek(BDK, INITIAL_KSN)
     assert ipek.get_secret_value().hex().upper() == IPEK_HEX
-    assert DukptHost(BDK).initial_key(INITIAL_KSN.with_counter(7)) == ipek
+    assert DukptHost(TDES_DUKPT, BDK).initial_key(INITIAL_KSN.with_counter(7)) == ipek
 
 
 def test_counter_one_pin_key_and_pin_block() -> None:
     """Counter 1: transaction key 042666B4…7BC9, its PIN variant, and PIN block 1B9C1845EB993A7A."""
-    keys = DukptHost(BDK).keys_for(INITIAL_KSN.with_counter(1))
+    keys = DukptHost(TDES_DUKPT, BDK).keys_for(INITIAL_KSN.with_counter(1))
     assert keys.transaction.get_secret_value().hex().upper() == "042666B49184CFA368DE9628D0397BC9"
     # The PIN key is the transaction key XOR 00000000000000FF00000000000000FF.
     assert keys.pin.get_secret_value().hex().upper() == "042666B49184CF5C68DE9628D0397B36"
@@ -72,7 +73,7 @@ def test_initial_sequence(
     request_data: str,
 ) -> None:
     """Counters 1-5: keys, PIN blocks, X9.19 request/response MACs and request data reproduce."""
-    keys = DukptHost(BDK).keys_for(INITIAL_KSN.with_counter(counter))
+    keys = DukptHost(TDES_DUKPT, BDK).keys_for(INITIAL_KSN.with_counter(counter))
     assert keys.transaction.get_secret_value().hex().upper() == current
     block = encipher_pin(keys.pin, PIN, PAN)
     assert block.get_secret_value().hex().upper() == pin_block
@@ -89,8 +90,8 @@ def test_initial_sequence(
 
 def test_terminal_and_host_derive_the_same_keys() -> None:
     """A terminal loaded with the IPEK advances 1, 2, 3… and the host derives the same keys."""
-    host = DukptHost(BDK)
-    terminal = DukptTerminal(host.initial_key(INITIAL_KSN), INITIAL_KSN)
+    host = DukptHost(TDES_DUKPT, BDK)
+    terminal = DukptTerminal(TDES_DUKPT, host.initial_key(INITIAL_KSN), INITIAL_KSN)
     for expected_counter, current, *_ in SEQUENCE:
         keys = terminal.next_transaction()
         assert keys.ksn.counter == expected_counter
@@ -109,7 +110,7 @@ def test_counter_skips_values_with_more_than_ten_one_bits() -> None:
 def test_exhausted_terminal_refuses_another_transaction() -> None:
     """At counter 0x1FF800 the terminal raises KsnExhaustedError and keeps its KSN."""
     last = INITIAL_KSN.with_counter(0x1FF800)
-    terminal = DukptTerminal(derive_ipek(BDK, INITIAL_KSN), last)
+    terminal = DukptTerminal(TDES_DUKPT, derive_ipek(BDK, INITIAL_KSN), last)
     with pytest.raises(KsnExhaustedError, match="FFFF9876543210E00000"):
         terminal.next_transaction()
     assert terminal.ksn == last
@@ -122,13 +123,13 @@ def test_ksn_and_key_kind_errors() -> None:
     with pytest.raises(KeyFormatError, match="not hexadecimal"):
         Ksn.from_hex("FFFF9876543210E0000X")
     with pytest.raises(KeyFormatError, match="TDES-2 BDK, not AES-128"):
-        DukptHost(Key.generate(KeyAlgorithm.AES_128))
+        DukptHost(TDES_DUKPT, Key.generate(KeyAlgorithm.AES_128))
 
 
 def test_dukpt_objects_render_no_key_bytes() -> None:
     """Host, terminal and per-transaction keys render KCVs and the KSN, never key bytes."""
-    host = DukptHost(BDK)
-    terminal = DukptTerminal(host.initial_key(INITIAL_KSN), INITIAL_KSN)
+    host = DukptHost(TDES_DUKPT, BDK)
+    terminal = DukptTerminal(TDES_DUKPT, host.initial_key(INITIAL_KSN), INITIAL_KSN)
     keys = terminal.next_transaction()
     text = repr(host) + repr(terminal) + repr(keys)
     assert "FFFF9876543210E00001" in text
