@@ -29,18 +29,24 @@ IPEK_HEX = "6AC292FAA1315B4D858AB3A3D7D5933A"
 PIN, PAN, DATA = "1234", "4012345678909", b"4012345678909D987"
 
 # X9.24-1:2009 A.4.2 "Initial Sequence", as transcribed in moov-io/dukpt pkg/des/des_test.go:
-# counter, current transaction key, PIN block, request MAC, response MAC, request data.
+# counter, current transaction key, PIN block, request MAC, response MAC, request data,
+# response data.
 SEQUENCE = [
     (1, "042666B49184CFA368DE9628D0397BC9", "1B9C1845EB993A7A", "9CCC78173FC4FB64",
-     "20364223C1FF00FA", "FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F"),
+     "20364223C1FF00FA", "FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F",
+     "1FCC89AF66222F27B903898BB2BC8589CDBFDE5EC6AFCC25"),
     (2, "C46551CEF9FD24B0AA9AD834130D3BC7", "10A01C8D02C69107", "F608A9BCA6FFC311",
-     "D1FCA6BEF05D24D2", "A2B4E70F846E63D68775B7215EB4563DFD3037244C61CC13"),
+     "D1FCA6BEF05D24D2", "A2B4E70F846E63D68775B7215EB4563DFD3037244C61CC13",
+     "5B692A6B1FDD5E25B0DEFAFDE1672E402F8011360CFF3508"),
     (3, "0DF3D9422ACA56E547676D07AD6BADFA", "18DC07B94797B466", "20B59A4FEAC937E3",
-     "BAD4CC9CC2AE326C", "BD751E65F10E75B6C1D5B1D283496A36C2DE21D993C387A7"),
+     "BAD4CC9CC2AE326C", "BD751E65F10E75B6C1D5B1D283496A36C2DE21D993C387A7",
+     "345992D4163E4926C927BFD8ABD5D76F087A9CE81D5A27B8"),
     (4, "279C0F6AEED0BE652B2C733E1383AE91", "0BC79509D5645DF7", "C7BFA6CC44161828",
-     "1EB08AEECE6FF0C2", "1118F50947441BBDA3C8C70220021A12EC31CC473F7215F4"),
+     "1EB08AEECE6FF0C2", "1118F50947441BBDA3C8C70220021A12EC31CC473F7215F4",
+     "418C7413576C0D1819E785D3807AF32334231FDEC23414DB"),
     (5, "5F8DC6D2C845C125508DDC048093B83F", "5BC0AF22AD87B327", "0202B96339022058",
-     "5CBE3E81D1D2A0FB", "9FD7BD1EC28845ACA93367A9DA9317BD555C6B33AE22D365"),
+     "5CBE3E81D1D2A0FB", "9FD7BD1EC28845ACA93367A9DA9317BD555C6B33AE22D365",
+     "7D4C109E49E83355A556AE949EED359F4404E7A2F0167C00"),
 ]  # fmt: skip
 
 
@@ -62,7 +68,16 @@ def test_counter_one_pin_key_and_pin_block() -> None:
 
 
 @pytest.mark.parametrize(
-    ("counter", "current", "pin_block", "request_mac", "response_mac", "request_data"), SEQUENCE
+    (
+        "counter",
+        "current",
+        "pin_block",
+        "request_mac",
+        "response_mac",
+        "request_data",
+        "response_data",
+    ),
+    SEQUENCE,
 )
 def test_initial_sequence(
     counter: int,
@@ -71,8 +86,9 @@ def test_initial_sequence(
     request_mac: str,
     response_mac: str,
     request_data: str,
+    response_data: str,
 ) -> None:
-    """Counters 1-5: keys, PIN blocks, X9.19 request/response MACs and request data reproduce."""
+    """Counters 1-5: keys, PIN blocks, X9.19 request/response MACs, request/response data."""
     keys = DukptHost(TDES_DUKPT, BDK).keys_for(INITIAL_KSN.with_counter(counter))
     assert keys.transaction.get_secret_value().hex().upper() == current
     block = encipher_pin(keys.pin, PIN, PAN)
@@ -86,6 +102,10 @@ def test_initial_sequence(
         psec_des.encrypt_tdes_cbc, keys.data_request.get_secret_value(), bytes(8), padded
     )
     assert encrypted.hex().upper() == request_data
+    encrypted = psec_call(
+        psec_des.encrypt_tdes_cbc, keys.data_response.get_secret_value(), bytes(8), padded
+    )
+    assert encrypted.hex().upper() == response_data
 
 
 def test_terminal_and_host_derive_the_same_keys() -> None:
