@@ -81,6 +81,8 @@ def _parse_hex(text: str, what: str, expected_digits: int | None = None) -> byte
     digits = "".join(text.split())
     if expected_digits is not None and len(digits) != expected_digits:
         raise KeyFormatError(f"{what}: needs {expected_digits} hex digits, got {len(digits)}")
+    if len(digits) % 2:
+        raise KeyFormatError(f"{what}: needs an even number of hex digits, got {len(digits)}")
     try:
         return binascii.unhexlify(digits)
     except (binascii.Error, ValueError):

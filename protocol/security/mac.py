@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from protocol.security import ciphers
 from protocol.security.errors import KeyFormatError
@@ -106,12 +106,13 @@ class MacScheme:
 
     :ivar name: the registry name a profile setting uses.
     :ivar description: one line for help texts.
+    :ivar function: key, data -> the algorithm's full MAC.
     :ivar length: bytes of MAC kept (the leftmost), 8 for an ISO 8583 DE64/DE128.
     """
 
     name: str
     description: str
-    function: Callable[[Key, bytes], bytes]
+    function: Callable[[Key, bytes], bytes] = field(repr=False)
     length: int = 8
 
     def compute(self, key: Key, data: bytes) -> bytes:

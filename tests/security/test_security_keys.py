@@ -46,6 +46,14 @@ def test_from_hex_accepts_matching_check_value_of_any_length() -> None:
     assert Key.from_hex(ANSI_HEX, KeyAlgorithm.TDES_2KEY, kcv=full) == key
 
 
+def test_from_hex_rejects_a_malformed_check_value() -> None:
+    """An odd-length or non-hex KCV is a format error naming the check value."""
+    with pytest.raises(KeyFormatError, match="check value: needs an even number of hex digits"):
+        Key.from_hex(ANSI_HEX, KeyAlgorithm.TDES_2KEY, kcv="08D")
+    with pytest.raises(KeyFormatError, match="check value: not hexadecimal"):
+        Key.from_hex(ANSI_HEX, KeyAlgorithm.TDES_2KEY, kcv="08DZ")
+
+
 def test_from_hex_rejects_wrong_check_value_without_echoing_the_key() -> None:
     """A mismatched KCV names the key and both check values, never the key digits."""
     with pytest.raises(KeyCheckError) as caught:
