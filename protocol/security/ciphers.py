@@ -1,10 +1,12 @@
-"""Block-cipher operations on raw bytes: the only place that touches ``cryptography``'s ciphers.
+"""Block-cipher operations on raw bytes: the only place that builds ``cryptography`` ciphers.
+
+(RFC 3394 key wrap, in :mod:`~protocol.security.wrap`, is ``cryptography``'s ``keywrap``.)
 
 TDES comes from ``cryptography.hazmat.decrepit`` (its home since cryptography 43; the old
-``primitives`` name warns). cryptography deprecates 8- and 16-byte TDES
-keys (it wants all three parts spelt out), so :func:`_three_part` expands them first: a
-double-length key K1|K2 becomes K1|K2|K1 and single DES (the inner steps of X9.19 and the
-CUP MAC) becomes K|K|K. The results are the same; only the warning goes.
+``primitives`` name warns). cryptography also deprecates 8- and 16-byte TDES keys (it wants
+all three parts spelt out), so :func:`_three_part` expands them first: a double-length key
+K1|K2 becomes K1|K2|K1 and single DES (the inner steps of X9.19 and the CUP MAC) becomes
+K|K|K. The results are the same; only the warning goes.
 
 Everything here is ECB over whole blocks; callers chain blocks themselves (CBC-MAC, X9.19,
 format 4 PIN blocks), so every mode in this package is visible in the module that uses it.
