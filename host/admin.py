@@ -117,6 +117,8 @@ class AdminRequest:
             return default
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise HttpError(400, f"body member {name!r} must be a {kind.__name__}")
+        if isinstance(value, str):
+            _storable(value, f"body member {name!r}")
         return value
 
     def int_param(self, name: str) -> int:
@@ -215,6 +217,17 @@ def load_route_modules() -> None:
     """Import :data:`ROUTE_MODULES` so their routes register (idempotent)."""
     for name in ROUTE_MODULES:
         importlib.import_module(name)
+
+
+def _storable(text: str, what: str) -> None:
+    """400 unless ``text`` can be stored as text by both databases: no NUL (PostgreSQL refuses
+    it) and no lone surrogate (JSON ``"\\ud800"``, which is not UTF-8)."""
+    if "\x00" in text:
+        raise HttpError(400, f"{what} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HttpError(400, f"{what} is not valid Unicode (a lone surrogate)") from None
 
 
 def db_int(raw: str) -> int | None:

@@ -160,12 +160,18 @@ def test_two_approvers_must_differ_beyond_case_and_width(host: Host) -> None:
 
 def test_over_long_approver_is_400_on_both_databases(host: Host) -> None:
     """An approver name over 64 characters is 400 naming the limit (it was 500 on PostgreSQL
-    and accepted on SQLite); 64 characters are accepted."""
+    and accepted on SQLite), so is a note holding NUL or a lone surrogate; 64 characters are
+    accepted."""
     review = held_refund(host)
     for action in ("approve", "reject"):
         with pytest.raises(AdminCallError) as refused:
             host.api.post(f"/reviews/{review}/{action}", {"approver": "a" * 65, "reason": "r"})
         assert refused.value.status == 400 and "at most 64" in str(refused.value)
+    with pytest.raises(AdminCallError) as refused:
+        host.api.post(f"/reviews/{review}/approve", {"approver": "a", "note": "x\x00y"})
+    assert refused.value.status == 400 and "NUL" in str(refused.value)
+    lone = json.dumps({"approver": "b", "note": "\ud800"}).encode()  # escaped: valid JSON
+    assert host.raw("POST", f"/reviews/{review}/approve", lone)[0] == 400
     approved = host.api.post(f"/reviews/{review}/approve", {"approver": "a" * 64})
     assert [a["approver"] for a in approved["approved_by"]] == ["a" * 64]
 
