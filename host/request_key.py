@@ -16,11 +16,14 @@ Transaction rows keep the key, so a reversal's DE90 (MTI, STAN, DE7) can name it
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import date
 
 #: MTIs whose DE60 is the terminal's batch number.
 _BATCH_MTIS = frozenset({"0500", "0320"})
+#: Longer batch numbers (DE60 is LLLVAR) go into the key as a digest.
+_BATCH_MAX = 32
 
 
 def request_key_of(mti: str, tid: str, stan: str, when: str) -> str:
@@ -34,5 +37,7 @@ def request_key(fields: Mapping[str, str], business_date: date) -> str:
     when = fields.get("7")
     if not when:
         batch = fields.get("60") if mti in _BATCH_MTIS else None
+        if batch and len(batch) > _BATCH_MAX:  # keep every key within the key column
+            batch = "#" + hashlib.sha256(batch.encode()).hexdigest()[:32]
         when = f"B{batch}" if batch else f"D{business_date.isoformat()}"
     return request_key_of(mti, fields.get("41", ""), fields.get("11", ""), when)

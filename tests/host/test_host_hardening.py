@@ -87,6 +87,22 @@ def test_retransmission_without_de7_is_answered_from_the_first(host: Host) -> No
     assert host.api.get("/ledger/verify")["ok"]
 
 
+def test_settlement_without_de7_is_keyed_on_its_batch_and_zero_totals_stay_readable(
+        host: Host) -> None:
+    """An 0500 without DE7 is keyed on its batch: the same STAN and batch with other totals is
+    94; its all-zero DE86/DE88 are logged as sent, not masked as if they were card numbers."""
+    zero = {"t": "0500", "3": "920000", "11": "000777", "41": TID, "42": MID, "49": "156",
+            "60": "000001", "74": "0000000000", "76": "0000000000",
+            "86": "0000000000000000", "88": "0000000000000000"}
+    first, again = host.iso.send(zero), host.iso.send(zero)
+    assert (first["39"], again["39"]) == ("00", "00")
+    other = host.iso.send({**zero, "76": "0000000001", "88": "0000000000000100"})
+    assert (other["39"], other["44"]) == ("94", "DUPLICATE_DIFFERENT")
+    log = host.log.read_text()
+    assert re.search(r"DE86 +Credits, amount +0000000000000000", log)
+    assert re.search(r"DE88 +Debits, amount +0000000000000000", log)
+
+
 def test_card_numbers_in_de48_are_masked_in_rows_api_and_log(host: Host) -> None:
     """Card numbers in a refund's DE48 evidence and operator (their TLV lengths glued to them)
     are masked in the stored row, in GET /transactions and in the --log-fields log."""
