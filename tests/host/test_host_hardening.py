@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from test_host_independent_client import MID, TID, IsoClient, financial
 
+from host.ledger import open_engine
+from host.store import txn
 from scenarios.loadgen.admin_client import AdminCallError, AdminClient
 from scenarios.loadgen.procs import ServerProcess, python_module
 
@@ -29,11 +32,23 @@ EVIDENCE_PAN, OPERATOR_PAN = "5555555555554444", "6212345678901265"
 class Host:
     """A running host process with its two clients and its message log."""
 
-    def __init__(self, server: ServerProcess, log: Path) -> None:
+    def __init__(self, server: ServerProcess, log: Path, db: str) -> None:
         self.server = server
         self.log = log
+        self.db = db
         self.iso = IsoClient(int(server.ready["iso_port"]))
         self.api = AdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
+
+    def stored(self, rrn: str) -> tuple[str, str]:
+        """The evidence and operator columns of the transaction row, read from the database."""
+        engine = open_engine(self.db)
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(select(txn.c.evidence, txn.c.operator)
+                                   .where(txn.c.rrn == rrn)).one()
+        finally:
+            engine.dispose()
+        return str(row.evidence), str(row.operator)
 
     def raw(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
         """One admin call with a raw body; the status and the parsed JSON answer."""
@@ -55,7 +70,7 @@ def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Host]:
     server = ServerProcess([*python_module("host"), "--listen", "127.0.0.1:0", "--admin",
                             "127.0.0.1:0", "--db", db, "--log-file", str(log), "--log-fields"],
                            name="poslab-host")
-    running = Host(server, log)
+    running = Host(server, log, db)
     yield running
     running.iso.close()
     assert server.stop() == 0
@@ -110,6 +125,7 @@ def test_card_numbers_in_de48_are_masked_in_rows_api_and_log(host: Host) -> None
     de48 = f"RS006returnEV016{EVIDENCE_PAN}OP016{OPERATOR_PAN}"
     answer = host.iso.send(refund(sale["37"], 1000, de48))
     assert answer["39"] == "00"
+    assert host.stored(answer["37"]) == ("555555******4444", "621234******1265")
     shown = host.api.get(f"/transactions/{answer['37']}")
     assert (shown["evidence"], shown["operator"]) == ("555555******4444", "621234******1265")
     listed = json.dumps(host.api.get(f"/transactions?tid={TID}"))
