@@ -60,6 +60,9 @@ ROUTE_MODULES: tuple[str, ...] = ("host.admin_faults", "host.admin_settlement")
 """Modules that register admin routes with :func:`route` at import time."""
 
 T = TypeVar("T")
+DB_INT_MAX = 2**63 - 1
+"""The largest id or cursor either database can compare (a signed 64-bit BIGINT)."""
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
 JSON_TYPE = "application/json"
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PAGE_DEFAULT = 500
@@ -114,14 +117,18 @@ class AdminRequest:
             return default
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise HttpError(400, f"body member {name!r} must be a {kind.__name__}")
+        if isinstance(value, str):
+            _storable(value, f"body member {name!r}")
         return value
 
     def int_param(self, name: str) -> int:
-        """A path parameter that must be a non-negative integer (404 otherwise)."""
+        """A path parameter that must be a database id: 0-9 digits up to 2**63 - 1 (404
+        otherwise: no row can have any other id)."""
         raw = self.params[name]
-        if not raw.isdigit():
-            raise HttpError(404, f"no such {name}: {raw!r}")
-        return int(raw)
+        value = db_int(raw)
+        if value is None:
+            raise HttpError(404, f"no such {name}: {raw[:40]!r}")
+        return value
 
 
 @dataclass
@@ -212,6 +219,26 @@ def load_route_modules() -> None:
         importlib.import_module(name)
 
 
+def _storable(text: str, what: str) -> None:
+    """400 unless ``text`` can be stored as text by both databases: no NUL (PostgreSQL refuses
+    it) and no lone surrogate (JSON ``"\\ud800"``, which is not UTF-8)."""
+    if "\x00" in text:
+        raise HttpError(400, f"{what} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HttpError(400, f"{what} is not valid Unicode (a lone surrogate)") from None
+
+
+def db_int(raw: str) -> int | None:
+    """``raw`` as a non-negative 64-bit integer, or None when it is anything else (a sign,
+    non-ASCII digits such as ``²``, or a value beyond BIGINT that the database would refuse)."""
+    if _ASCII_DIGITS.fullmatch(raw) is None:
+        return None
+    value = int(raw)
+    return value if value <= DB_INT_MAX else None
+
+
 # -- core routes ------------------------------------------------------------------------------
 
 
@@ -239,11 +266,11 @@ def _transaction(ctx: AdminContext, req: AdminRequest) -> Deferred[Any]:
 def _transactions(ctx: AdminContext, req: AdminRequest) -> Deferred[Any]:
     tid, stan = req.query.get("tid"), req.query.get("stan")
     limit, cursor = req.query.get("limit", str(PAGE_DEFAULT)), req.query.get("cursor")
-    if stan is not None and not stan.isdigit():
-        raise HttpError(400, "stan must be digits")
-    if not limit.isdigit() or not 1 <= int(limit) <= PAGE_MAX:
+    if stan is not None and re.fullmatch(r"[0-9]{1,6}", stan) is None:
+        raise HttpError(400, "stan must be digits, at most 6")
+    if re.fullmatch(r"[0-9]{1,4}", limit) is None or not 1 <= int(limit) <= PAGE_MAX:
         raise HttpError(400, f"limit must be a whole number from 1 to {PAGE_MAX}")
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and db_int(cursor) is None:
         raise HttpError(400, "cursor must be the 'next' value of an earlier page")
     return ctx.call(ctx.service.transactions_page, tid=tid, stan=stan, limit=int(limit),
                     cursor=cursor)
@@ -337,6 +364,9 @@ class AdminResource(Resource):
         handler, params = self.routes.match(method, path)
         query = {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
                  for k, v in (request.args or {}).items() if v}
+        if "\x00" in path or any("\x00" in k + v for k, v in query.items()):
+            # PostgreSQL cannot compare text holding NUL: refuse it here for every route.
+            raise HttpError(400, "the path or query contains a NUL character")
         raw = request.content.read() if request.content is not None else b""
         body: Any = None
         if raw.strip():
@@ -344,6 +374,8 @@ class AdminResource(Resource):
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 raise HttpError(400, "the request body is not valid JSON") from None
+            except RecursionError:  # nesting deeper than the parser can follow
+                raise HttpError(400, "the request body is nested too deeply") from None
         return handler(self.ctx, AdminRequest(method, path, params, query, body))
 
     def _error(self, failure: Failure, method: str, path: str) -> AdminResponse:

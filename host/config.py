@@ -22,6 +22,7 @@ with terminal ``TERM0001`` is used)::
                   override both with its own ``cutoff`` and ``funding_days``
     [notifications] file (JSON-lines copy), webhook_url, max_attempts, backoff_s, timeout_s
     [limits]      network protection limits
+    [text_limits] longest free text accepted: DE48 evidence and operator, review approver
     [[cards]]     the test card catalogue (see :class:`CardEntry`)
     [[faults]]    fault injection rules active from start-up (see :class:`host.faults.FaultRule`)
 """
@@ -209,6 +210,22 @@ class LimitsSection(_Strict):
     max_connections: int = Field(default=100, ge=1)
 
 
+class TextLimitsSection(_Strict):
+    """``[text_limits]``: the longest free text the host accepts, checked before anything is
+    stored so SQLite and PostgreSQL answer alike (the columns are never the limit).
+
+    :ivar evidence_max: characters of a refund's DE48 ``EV`` item (longer: 30, DE44 names it).
+    :ivar operator_max: characters of a refund's or void's DE48 ``OP`` item (longer: 30).
+    :ivar approver_max: characters of a review approver's name (longer: HTTP 400).
+
+    Each may be lowered, never raised past the column that stores it.
+    """
+
+    evidence_max: int = Field(default=200, ge=1, le=200)
+    operator_max: int = Field(default=40, ge=1, le=40)
+    approver_max: int = Field(default=64, ge=1, le=64)
+
+
 class MerchantConfig(_Strict):
     """``[[merchants]]``: a merchant, its terminals and its refund policy overrides."""
 
@@ -306,6 +323,7 @@ class HostConfig(_Strict):
     settlement: SettlementSection = SettlementSection()
     notifications: NotificationsSection = NotificationsSection()
     limits: LimitsSection = LimitsSection()
+    text_limits: TextLimitsSection = TextLimitsSection()
     cards: tuple[CardEntry, ...] = ()
     faults: tuple[FaultRule, ...] = ()  # [[faults]]: fault injection rules (host.faults)
 

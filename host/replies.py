@@ -109,6 +109,8 @@ def format_error_reply(error: ValidationError) -> Reply:
     fields = error.fields
     reason = "MISSING_FIELD" if "missing" in error.reason else "FORMAT_ERROR"
     rule = f"{reason}:{error.field}" if error.field else reason
+    # A DE48 error says which item is wrong and how (``48:EV@11 LEN 250>MAX 200``).
+    rule = getattr(error, "response_text", None) or rule
     usable = {k: v for k, v in fields.items() if k in _ECHO + ("t",) and _valid(k, v, fields)}
     if error.field in usable:
         usable.pop(error.field)

@@ -9,7 +9,8 @@ effects are committed. Per request, in order:
 3. terminal and merchant: unknown TID -> 58, unknown or mismatched MID -> 03 (development mode
    enrols them with the default merchant profile);
 4. in **one write transaction** (``BEGIN IMMEDIATE`` on SQLite, row locks on PostgreSQL):
-   the duplicate check on the request key ``(MTI class, TID, STAN, DE7 | DE13+DE12)`` -- same
+   the duplicate check on the request key (:mod:`host.request_key`: MTI class, TID, STAN and
+   DE7, or without DE7 the batch or business date; never a value the host filled in) -- same
    content replays the stored response, different content -> 94 -- then the pure rules
    (:mod:`host.rules`, :mod:`host.cards`), the ledger postings (:mod:`host.ledger`), the
    transaction rows (:mod:`host.store`) and the stored response, then COMMIT;
@@ -37,7 +38,7 @@ import hashlib
 import json
 import logging
 import threading
-import uuid
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,13 +73,14 @@ from host.replies import (
     pan_of,
     plain_reply,
 )
+from host.request_key import request_key, request_key_of
 from host.rules import Decision
 from host.settlement import CutoffSchedule
 from host.store import STORE_CHECKS, Store, txn_reference
 from host.store import metadata as store_metadata
 from host.store import txn as txn_table
 from host.txn_views import TxnViews
-from protocol.codes import NetworkCode, RuleId
+from protocol.codes import NetworkCode, ProcessingCode, RuleId
 from protocol.errors import ValidationError
 from protocol.masking import Pan
 from protocol.messages import (
@@ -101,6 +103,7 @@ from protocol.messages import (
     parse_response,
 )
 from protocol.money import Money
+from protocol.private_data import check_lengths, mask_card_numbers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,6 +113,9 @@ T = TypeVar("T")
 _VOLATILE = frozenset({"t", "p", "h", "7", "12", "13", "2", "35", "45", "36", "52", "55", "64",
                        "128"})
 _RETRIES = 8
+#: DE3 of the 0200s whose DE48 carries free text (refund, void of a sale, void of a refund).
+_FREE_TEXT_CODES = frozenset({ProcessingCode.REFUND.value, ProcessingCode.VOID_SALE.value,
+                              ProcessingCode.VOID_REFUND.value})
 
 
 class AdminError(Exception):
@@ -173,6 +179,8 @@ class HostService:
         self.ledger = Ledger()
         self.store = Store(config.host.rrn_prefix)
         self.views = TxnViews(self.store, self.ledger)
+        limits = config.text_limits
+        self._de48_limits = {"EV": limits.evidence_max, "OP": limits.operator_max}
         self._lock = threading.RLock()
         self._batch_conn: Connection | None = None  # set while handle_batch runs
         # Per (time zone, cut-off): the schedule and the business-date window last seen.
@@ -281,11 +289,14 @@ class HostService:
         if missing is not None:
             raise ValidationError(f"mandatory field {missing} is missing", field=missing,
                                   fields=fields)
-        key = self._request_key(fields, now)
-        fingerprint_src = dict(fields)
+        if "48" in fields and fields.get("3") in _FREE_TEXT_CODES and fields.get("t") == "0200":
+            # Refund/void free text: limits before the database, card numbers never stored.
+            check_lengths(fields["48"], self._de48_limits)
+            fields["48"] = mask_card_numbers(fields["48"])
+        fingerprint_src = dict(fields)  # what the terminal sent: no host-filled times
         self._fill_times(fields, now)
         request = parse_request(fields)
-        return self._retrying(lambda: self._transact(request, fields, fingerprint_src, key, now))
+        return self._retrying(lambda: self._transact(request, fields, fingerprint_src, now))
 
     def _retrying(self, fn: Callable[[], T]) -> T:
         for attempt in range(_RETRIES):
@@ -298,13 +309,14 @@ class HostService:
                     raise
         raise AssertionError("unreachable")
 
-    def _transact(self, request: Any, fields: dict[str, str], raw: dict[str, str], key: str,
+    def _transact(self, request: Any, fields: dict[str, str], raw: dict[str, str],
                   now: datetime) -> Reply:
         with self._write() as conn:
             merchant, terminal = self._merchant(conn, fields, now)
-            ctx = _Ctx(conn, fields, now, to_ms(now), merchant,
-                       self._policy(merchant), self._business_date(merchant, now), key,
-                       terminal)
+            business_date = self._business_date(merchant, now)
+            ctx = _Ctx(conn, fields, now, to_ms(now), merchant, self._policy(merchant),
+                       business_date, request_key(raw, business_date), terminal)
+            key = ctx.key
             if isinstance(request, NetworkRequest):
                 return self._network(ctx, request)
             fingerprint = self._fingerprint(raw)
@@ -330,14 +342,6 @@ class HostService:
         return self._financial(ctx, request)
 
     # -- request key, fingerprint, replay ------------------------------------------------------
-
-    @staticmethod
-    def _request_key(fields: Mapping[str, str], now: datetime) -> str:
-        when = fields.get("7") or (fields.get("13", "") + fields.get("12", ""))
-        if not when:  # nothing identifies a retransmission: every such message is new
-            when = f"@{now.timestamp():.6f}-{uuid.uuid4().hex[:8]}"
-        return _request_key_of(fields.get("t", ""), fields.get("41", ""), fields.get("11", ""),
-                               when)
 
     def _fingerprint(self, fields: Mapping[str, str]) -> str:
         doc = {k: v for k, v in fields.items() if k not in _VOLATILE}
@@ -667,7 +671,7 @@ class HostService:
         named = req.original
         if named is None:
             return None
-        key = _request_key_of(named.mti, req.terminal_id, named.stan, named.transmitted_at)
+        key = request_key_of(named.mti, req.terminal_id, named.stan, named.transmitted_at)
         row = self.store.txn_by_request_key(ctx.conn, key)
         if row is None or row.merchant_id != req.merchant_id or row.state == "declined":
             return None
@@ -883,12 +887,12 @@ class HostService:
     def approve_review(self, review_id: int, approver: str, note: str = "") -> dict[str, Any]:
         """Add one approval; at the required count the refund is released for settlement.
 
-        Raises :class:`AdminError` 400 (no approver), 404 (unknown review), 409 (already
-        decided, or the same approver twice).
+        Raises :class:`AdminError` 400 (no approver, or one longer than
+        ``[text_limits] approver_max``), 404 (unknown review), 409 (already decided, or the
+        same approver twice: names are compared after NFKC normalisation and case folding, so
+        ``alice`` and ``ALICE`` are one person).
         """
-        approver = (approver or "").strip()
-        if not approver:
-            raise AdminError(400, "approver is required")
+        approver = self._approver(approver)
         with self._lock:
             return self._retrying(lambda: self._approve(review_id, approver, note))
 
@@ -897,7 +901,7 @@ class HostService:
         with self.engine.begin() as conn:
             rev = self._open_review(conn, review_id)
             names = [a.approver for a in self.store.approvals(conn, review_id)]
-            if approver in names:
+            if same_person(approver) in {same_person(n) for n in names}:
                 raise AdminError(409, f"{approver} already approved review {review_id}; a "
                                       f"second, different approver is needed")
             self.store.add_approval(conn, review_id, approver, note, now_ms)
@@ -927,9 +931,9 @@ class HostService:
 
         Raises :class:`AdminError` 400 (no approver or reason), 404, 409 (already decided).
         """
-        approver, reason = (approver or "").strip(), (reason or "").strip()
-        if not approver or not reason:
-            raise AdminError(400, "approver and reason are required to reject a refund")
+        approver, reason = self._approver(approver), (reason or "").strip()
+        if not reason:
+            raise AdminError(400, "a reason is required to reject a refund")
         with self._lock:
             return self._retrying(lambda: self._reject(review_id, approver, reason))
 
@@ -952,6 +956,17 @@ class HostService:
             out = self.views.review(conn, self.store.review_row(conn, review_id))
         return out
 
+    def _approver(self, name: str) -> str:
+        """The approver's name as given, trimmed; 400 when empty or over the limit."""
+        name = (name or "").strip()
+        if not name:
+            raise AdminError(400, "approver is required")
+        limit = self.config.text_limits.approver_max
+        if len(name) > limit:
+            raise AdminError(400, f"approver is {len(name)} characters; at most {limit} "
+                                  f"are allowed ([text_limits] approver_max)")
+        return name
+
     def _open_review(self, conn: Connection, review_id: int) -> Row[Any]:
         rev = self.store.review_row(conn, review_id, lock=True)
         if rev is None:
@@ -969,10 +984,10 @@ class HostService:
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _request_key_of(mti: str, tid: str, stan: str, when: str) -> str:
-    """A request's idempotency key: MTI class (a repeat 0201/0401 is its 0200/0400), TID, STAN,
-    transmission time. Transaction rows keep it, so DE90 can name one exactly."""
-    return "|".join((mti[:3], tid, stan, when))
+def same_person(name: str) -> str:
+    """An approver's name as compared for the two-approver rule: NFKC-normalised and case
+    folded (``ALICE``, ``alice`` and full-width ``ａｌｉｃｅ`` are one person)."""
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def _kind(req: FinancialRequest) -> str:

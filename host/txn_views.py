@@ -2,7 +2,8 @@
 
 :class:`TxnViews` reads through the store and the ledger on a connection the caller opened
 (the service holds its lock and rolls the read back). Card numbers appear only masked: the
-rows hold nothing else.
+rows hold nothing else, and free text (refund evidence, operator) is scrubbed again on the way
+out for rows an older version stored unmasked.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from host import rules
 from host.ledger import Ledger
 from host.store import Store, txn_reference
 from host.store import txn as txn_table
+from protocol.masking import scrub
 
 
 class TxnViews:
@@ -41,7 +43,9 @@ class TxnViews:
             "review_state": row.review_state,
         }
         if row.kind == "refund":
-            out.update(reason=row.reason, evidence=row.evidence, operator=row.operator)
+            # Masked again on the way out: rows written before free text was masked on entry.
+            out.update(reason=row.reason, evidence=_masked(row.evidence),
+                       operator=_masked(row.operator))
         return out
 
     def detail(self, conn: Connection, row: Row[Any]) -> dict[str, Any]:
@@ -111,6 +115,10 @@ def settlement_state(batch_row: Row[Any] | None) -> str | None:
     if batch_row is None:
         return None
     return "OPEN_BATCH" if batch_row.state == "open" else "CLOSED_BATCH"
+
+
+def _masked(text: str | None) -> str | None:
+    return scrub(text) if text else text
 
 
 def iso_ms(at_ms: int) -> str:

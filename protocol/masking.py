@@ -2,15 +2,23 @@
 
 PCI DSS 3.4.1 allows at most the first six and the last four digits of a PAN on display. The
 :class:`Pan` type keeps the digits for the code that needs them (matching, Luhn, hashing) but
-renders masked everywhere Python renders objects. :func:`scrub` masks any Luhn-valid 13-19 digit
-run and any track-2 looking string inside free text, for error messages that quote input.
+renders masked everywhere Python renders objects. :func:`scrub` masks card numbers and track-2
+looking strings inside free text, for error messages and log lines that quote input.
+
+What :func:`scrub` treats as a card number: 13-19 digits that pass the Luhn check and start
+with 1-9 (no issuer identification number starts with 0, so zero-padded amounts such as DE86
+``0000000000000000`` are left alone). Such a number is also found at the end of a longer
+digit run when a 1-3 digit length or zero padding runs into it (DE48 ``EV016`` followed by the
+card number reads as the 19-digit run ``016...``). A card number with more digits glued after
+it is not recognised: free text should separate it.
 """
 
 from __future__ import annotations
 
 import re
 
-_PAN_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+_DIGIT_RUN = re.compile(r"\d{13,}")
+_PAN_MIN, _PAN_MAX = 13, 19
 _TRACK2 = re.compile(r"(?<![0-9])(\d{12,19})[=D](\d{4})[0-9A-F=D]*")
 
 
@@ -35,9 +43,30 @@ def mask_pan(pan: str) -> str:
 
 
 def scrub(text: str) -> str:
-    """Mask track-2 data and Luhn-valid PAN-length digit runs inside ``text``."""
+    """Mask track-2 data and card numbers (see the module docstring) inside ``text``.
+
+    The result has the same length as ``text``: digits are replaced by ``*`` one for one, so a
+    tag-length-value layout stays readable after masking.
+    """
     text = _TRACK2.sub(lambda m: mask_pan(m.group(1)) + "=****", text)
-    return _PAN_RUN.sub(lambda m: mask_pan(m.group(0)) if luhn_ok(m.group(0)) else m.group(0), text)
+    return _DIGIT_RUN.sub(lambda m: _mask_run(m.group(0)), text)
+
+
+def _mask_run(run: str) -> str:
+    """``run`` (all digits) with the card number that ends it masked, if there is one.
+
+    Besides the whole run, the candidates are the run without a 1-3 digit length prefix (an
+    LLVAR/LLLVAR or DE48 tag-length-value length glued to the number) and without its leading
+    zeros (a right-aligned, zero-padded number). Only these few, so that long non-card runs
+    (DE90, padded amounts) are not masked by chance.
+    """
+    n = len(run)
+    for start in sorted({0, 1, 2, 3, n - len(run.lstrip("0"))}):
+        size = n - start
+        if (_PAN_MIN <= size <= _PAN_MAX and run[start] != "0"
+                and luhn_ok(run[start:])):
+            return run[:start] + mask_pan(run[start:])
+    return run
 
 
 class Pan:

@@ -48,7 +48,14 @@ from protocol.codes import (
 from protocol.errors import ValidationError
 from protocol.masking import Pan, Track2
 from protocol.money import Money, currency
-from protocol.private_data import decode_remaining, decode_tlv, encode_remaining, encode_tlv
+from protocol.private_data import (
+    De48Error,
+    decode_remaining,
+    decode_tlv,
+    encode_remaining,
+    encode_tlv,
+    tlv_items,
+)
 
 Fields: TypeAlias = dict[str, str]
 
@@ -75,8 +82,9 @@ def _de48(fields: Mapping[str, str]) -> dict[str, str]:
     """DE48 items; a malformed DE48 error carries the fields so a host can still answer 30."""
     try:
         return decode_tlv(fields.get("48", ""))
-    except ValidationError as exc:
-        raise ValidationError(exc.reason, field="48", fields=fields) from None
+    except De48Error as exc:  # keeps its DE44 text (tag, offset, what is wrong)
+        exc.fields = dict(fields)
+        raise
 
 
 def _put(out: Fields, key: str, value: str | None) -> None:
@@ -306,8 +314,11 @@ class RefundRequest(FinancialRequest):
         try:
             reason = RefundReason(items.get("RS", "other"))
         except ValueError:
-            raise ValidationError("unknown refund reason in DE48", field="48",
-                                  fields=fields) from None
+            where = [i.offset for i in tlv_items(fields.get("48", "")) if i.tag == "RS"][-1]
+            error = De48Error(f"unknown refund reason in DE48 at offset {where}",
+                              f"48:RS@{where} UNKNOWN REASON")
+            error.fields = dict(fields)
+            raise error from None
         return cls(original_rrn=fields.get("37"), reason=reason, evidence=items.get("EV"),
                    operator=items.get("OP"), **kw)  # type: ignore[arg-type]
 

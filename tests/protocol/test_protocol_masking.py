@@ -123,6 +123,25 @@ def test_scrub_leaves_non_card_digit_runs() -> None:
     assert scrub(text) == text
 
 
+def test_scrub_leaves_zero_padded_amounts() -> None:
+    """All-zero and zero-padded amounts (DE86 ``0000000000000000``) pass Luhn but are no card
+    numbers: no issuer number starts with 0, so they stay readable."""
+    text = "086 Credits, amount: 0000000000000000 088 Debits, amount: 0000000000012550"
+    assert scrub(text) == text
+
+
+@pytest.mark.parametrize(("glued", "masked"), [
+    ("EV0165555555555554444", "EV016555555******4444"),   # DE48 length digits run into it
+    ("OP0166212345678901265", "OP016621234******1265"),
+    ("165555555555554444", "16555555******4444"),           # an LLVAR length in a raw dump
+    ("000005555555555554444", "00000555555******4444"),     # right-aligned, zero-padded
+])
+def test_scrub_finds_a_card_number_its_length_digits_run_into(glued: str, masked: str) -> None:
+    """A card number at the end of a longer digit run (1-3 length digits or zero padding in
+    front) is masked to its first 6 and last 4 digits, the digits in front kept."""
+    assert scrub(f"fields: {glued} end") == f"fields: {masked} end"
+
+
 @pytest.mark.parametrize("name", ["sale_0200", "auth_0100", "refund_0200", "auth_resp_0110"])
 def test_describe_shows_no_card_secrets(name: str) -> None:
     """describe() masks the PAN and hides track 2 and the PIN block behind a length note."""
