@@ -1,4 +1,5 @@
-"""The ISO listener under attack, with the real service on SQLite and PostgreSQL.
+"""The host under attack (ISO listener and clock commands), with the real service on SQLite and
+PostgreSQL.
 
 Frames are built with plain pyiso8583 and its ``default`` (1987 ASCII) spec, not with poslab's
 codec. Outcomes are waited for with a bound (an answer, a close, or the bound passing, which
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import struct
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import iso8583
 import pytest
@@ -68,13 +72,20 @@ class Gate:
         return self.inner.handle_batch(batch)
 
 
+class Host(NamedTuple):
+    """A started host: the runtime, the gate around its service, its simulated clock."""
+
+    runtime: HostRuntime
+    gate: Gate
+    clock: ManualClock
+
+
 @pytest.fixture
-def real_host(run: Callable[..., Any], db: str) -> Iterator[Callable[..., tuple[HostRuntime,
-                                                                              Gate]]]:
+def real_host(run: Callable[..., Any], db: str) -> Iterator[Callable[..., Host]]:
     """Start a host with the real service on ``db`` and the given ``[limits]``."""
     started: list[HostRuntime] = []
 
-    def _start(**limits: Any) -> tuple[HostRuntime, Gate]:
+    def _start(**limits: Any) -> Host:
         from host.service import HostService
 
         config = load_config(None)
@@ -86,9 +97,10 @@ def real_host(run: Callable[..., Any], db: str) -> Iterator[Callable[..., tuple[
             return gates[0]
 
         runtime = HostRuntime(log=MessageLog(io.StringIO()), service_factory=factory)
-        run(runtime.start(config, db, ManualClock(NOW), allow_unknown_terminals=True))
+        clock = ManualClock(NOW)
+        run(runtime.start(config, db, clock, allow_unknown_terminals=True))
         started.append(runtime)
-        return runtime, gates[0]
+        return Host(runtime, gates[0], clock)
 
     yield _start
     for runtime in started:
@@ -179,7 +191,7 @@ UNUSUAL: dict[str, tuple[dict[str, str], str | None]] = {
 def test_every_decodable_frame_is_answered_30_or_closed(real_host: Any, run: Any) -> None:
     """Each odd-but-decodable frame gets its answer class with RC 30 and a reason in DE44, or
     a close when it has no STAN or TID to answer to; never silence."""
-    runtime, _ = real_host()
+    runtime, _, _ = real_host()
 
     async def one(fields: dict[str, str]) -> Any:
         conn = await Conn.open(runtime.iso_port)
@@ -207,7 +219,7 @@ def test_every_decodable_frame_is_answered_30_or_closed(real_host: Any, run: Any
 def test_pipelining_client_cannot_starve_another_terminal(real_host: Any, run: Any) -> None:
     """A client that pipelines 2000 echoes without reading gets at most max_in_flight of them
     ahead of a well-behaved terminal's request, not the whole backlog."""
-    runtime, gate = real_host(max_in_flight=4)
+    runtime, gate, _ = real_host(max_in_flight=4)
     gate.open.clear()
 
     async def scenario() -> int:
@@ -231,7 +243,7 @@ def test_pipelining_client_cannot_starve_another_terminal(real_host: Any, run: A
 def test_frames_of_a_closed_connection_are_not_processed(real_host: Any, run: Any) -> None:
     """Frames a client pipelined over the cap are dropped when it goes: the service sees a
     bounded few, not the 2000 sent."""
-    runtime, gate = real_host(max_in_flight=4)
+    runtime, gate, _ = real_host(max_in_flight=4)
     gate.open.clear()
 
     async def scenario() -> None:
@@ -260,7 +272,7 @@ def test_frames_of_a_closed_connection_are_not_processed(real_host: Any, run: An
 def test_one_peer_cannot_take_every_connection(real_host: Any, run: Any) -> None:
     """A peer holding idle connections up to its per-peer limit leaves room: a terminal from
     another address connects and is served, and the peer's extra connections are refused."""
-    runtime, _ = real_host(max_connections=8, max_connections_per_peer=4,
+    runtime, _, _ = real_host(max_connections=8, max_connections_per_peer=4,
                            first_frame_timeout_s=60, idle_timeout_s=60)
 
     async def scenario() -> tuple[list[bool], str]:
@@ -286,7 +298,7 @@ def test_first_frame_timeout_frees_slots_held_by_silent_sockets(real_host: Any,
                                                                  run: Any) -> None:
     """Silent connections from many peers fill the cap; the first-frame timeout closes them
     (long before the idle timeout) and a terminal refused meanwhile gets in and is served."""
-    runtime, _ = real_host(max_connections=6, max_connections_per_peer=2,
+    runtime, _, _ = real_host(max_connections=6, max_connections_per_peer=2,
                            first_frame_timeout_s=0.5, idle_timeout_s=60)
 
     async def scenario() -> tuple[bool, str]:
@@ -301,3 +313,82 @@ def test_first_frame_timeout_frees_slots_held_by_silent_sockets(real_host: Any,
         return refused, "none" if answer is None else answer["39"]
 
     assert run(scenario(), timeout=30) == (True, "00")
+
+
+# -- clock commands ------------------------------------------------------------------------------
+
+
+def admin(runtime: HostRuntime, method: str, path: str, raw: bytes | None = None,
+          timeout: float = 20) -> tuple[int, Any]:
+    """One blocking admin call: (status, parsed JSON body)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{runtime.admin_port}{path}", data=raw,
+                                 method=method)
+    req.add_header("Authorization", f"Bearer {runtime.admin_token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+BAD_MOVES = [
+    ("/clock/advance", b'{"seconds": NaN}'),
+    ("/clock/advance", b'{"seconds": Infinity}'),
+    ("/clock/advance", b'{"seconds": -Infinity}'),
+    ("/clock/advance", b'{"seconds": 1e308}'),
+    ("/clock/advance", b'{"days": 1000000000}'),
+    ("/clock/advance", b'{"hours": ' + b"9" * 400 + b"}"),
+    ("/clock/advance", b'{"days": 367}'),
+    ("/clock/advance", b'{"business_days": 100000}'),
+    ("/clock/set", b'{"instant": "9999-12-31T23:00:00-05:00"}'),
+    ("/clock/set", b'{"instant": "9999-01-01T00:00:00Z"}'),
+    ("/clock/set", b'{"instant": "2026-03-16T10:30:00Z"}'),
+]
+"""Clock moves that are not numbers, cannot be represented, or go past 366 days."""
+
+
+def test_clock_moves_out_of_range_are_400_with_a_json_error(real_host: Any,
+                                                            run: Any) -> None:
+    """NaN, infinite, huge and over-the-limit moves answer 400 {"error": ...} and leave the
+    clock where it was, where they answered 500 or blocked the host before."""
+    runtime, _, clock = real_host()
+
+    async def calls() -> list[tuple[int, bool]]:
+        out = []
+        for path, raw in BAD_MOVES:
+            status, body = await asyncio.to_thread(admin, runtime, "POST", path, raw)
+            out.append((status, isinstance(body.get("error"), str)))
+        return out
+
+    assert run(calls(), timeout=60) == [(400, True)] * len(BAD_MOVES)
+    assert clock.now() == NOW
+
+
+def test_a_long_clock_move_lets_iso_requests_through(real_host: Any, run: Any) -> None:
+    """A 300-day move runs in slices: an echo sent after the move began is answered on the
+    move's second day (DE15), not after its 300 days."""
+    runtime, _, clock = real_host()
+    began, go_on = threading.Event(), threading.Event()
+
+    def first_day_event(at: datetime) -> None:
+        began.set()
+        go_on.wait(20)
+
+    clock.schedule(NOW + timedelta(hours=1), first_day_event)
+
+    async def scenario() -> tuple[int, str]:
+        move = asyncio.ensure_future(asyncio.to_thread(
+            admin, runtime, "POST", "/clock/advance", b'{"days": 300}', 60))
+        await asyncio.to_thread(began.wait, SILENCE_S)
+        conn = await Conn.open(runtime.iso_port)
+        conn.send(echo("000321"))
+        go_on.set()
+        answer = await conn.outcome()
+        conn.close()
+        status, _ = await move
+        assert answer is not None
+        return status, answer.get("15", "")
+
+    status, business_date = run(scenario(), timeout=90)
+    assert status == 200 and clock.now() == NOW + timedelta(days=300)
+    assert business_date in {"0314", "0315", "0316"}, business_date
