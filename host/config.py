@@ -21,7 +21,8 @@ with terminal ``TERM0001`` is used)::
     [settlement]  cutoff "HH:MM" (business-day cut-over), funding_days; a merchant may
                   override both with its own ``cutoff`` and ``funding_days``
     [notifications] file (JSON-lines copy), webhook_url, max_attempts, backoff_s, timeout_s
-    [limits]      network protection limits
+    [limits]      protection limits: frames, timers, connections (total, per peer), requests in
+                  flight per connection, the longest simulated clock move
     [[cards]]     the test card catalogue (see :class:`CardEntry`)
     [[faults]]    fault injection rules active from start-up (see :class:`host.faults.FaultRule`)
 """

@@ -18,15 +18,6 @@ from scenarios.loadgen.procs import ServerProcess, python_module
 START = "2025-03-14T10:30:00+00:00"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An SQLite file, or a private PostgreSQL schema."""
-    if request.param == "sqlite":
-        return str(tmp_path / "ledger.db")
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 def test_sigterm_stops_a_long_clock_move(db: str, tmp_path: Path) -> None:
     """A host busy moving its clock 30,000 days (allowed by config) stops on SIGTERM within
     seconds and exits 0; before, the move ran to its end and SIGTERM waited for it."""

@@ -17,7 +17,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import iso8583
@@ -33,15 +32,6 @@ TID, MID, PAN = "TERM0001", "MERCHANT0000001", "4111111111111111"
 NOW = datetime(2025, 3, 14, 10, 30, tzinfo=UTC)
 SILENCE_S = 5.0
 """How long a test waits for an answer or a close before calling the host silent."""
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The ledger each test runs on: an SQLite file, or a private PostgreSQL schema."""
-    if request.param == "sqlite":
-        return str(tmp_path / "ledger.db")
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 class Gate:
@@ -216,17 +206,24 @@ def test_every_decodable_frame_is_answered_30_or_closed(real_host: Any, run: Any
 # -- flow control per connection ---------------------------------------------------------------
 
 
+async def held_flood(runtime: HostRuntime, gate: Gate, frames: int = 2000) -> Conn:
+    """With the service held by ``gate``: pipeline ``frames`` echoes without reading, and
+    return once the service has begun on the first of them."""
+    gate.open.clear()
+    flood = await Conn.open(runtime.iso_port)
+    for n in range(1, frames + 1):
+        flood.send(echo(f"{n:06d}", tid="FLOOD001"))
+    await asyncio.to_thread(gate.entered.wait, SILENCE_S)
+    return flood
+
+
 def test_pipelining_client_cannot_starve_another_terminal(real_host: Any, run: Any) -> None:
     """A client that pipelines 2000 echoes without reading gets at most max_in_flight of them
     ahead of a well-behaved terminal's request, not the whole backlog."""
     runtime, gate, _ = real_host(max_in_flight=4)
-    gate.open.clear()
 
     async def scenario() -> int:
-        flood = await Conn.open(runtime.iso_port)
-        for n in range(1, 2001):
-            flood.send(echo(f"{n:06d}", tid="FLOOD001"))
-        await asyncio.to_thread(gate.entered.wait, SILENCE_S)
+        flood = await held_flood(runtime, gate)
         good = await Conn.open(runtime.iso_port, "127.0.0.2")
         good.send(echo("999999"))
         gate.open.set()
@@ -244,13 +241,9 @@ def test_frames_of_a_closed_connection_are_not_processed(real_host: Any, run: An
     """Frames a client pipelined over the cap are dropped when it goes: the service sees a
     bounded few, not the 2000 sent."""
     runtime, gate, _ = real_host(max_in_flight=4)
-    gate.open.clear()
 
     async def scenario() -> None:
-        flood = await Conn.open(runtime.iso_port)
-        for n in range(1, 2001):
-            flood.send(echo(f"{n:06d}", tid="FLOOD001"))
-        await asyncio.to_thread(gate.entered.wait, SILENCE_S)
+        flood = await held_flood(runtime, gate)
         flood.writer.transport.abort()
         gate.open.set()
         assert runtime.factory is not None
