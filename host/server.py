@@ -264,7 +264,7 @@ class IsoHostProtocol(FramedProtocol):
         if self._closing:
             return
         if self._paused:
-            self._cancel_deadline()  # restarted by _request_done when reading resumes
+            self._cancel_deadline()  # restarted by _take_waiting when reading resumes
         elif self.frame_in_progress:
             # The deadline runs from the first byte of the frame now buffered: keep it if
             # that frame was already partial before this chunk, restart it otherwise.
