@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports pytest clean bench bench-scenarios powerloss
+.PHONY: demo test lint typecheck imports pytest clean bench bench-scenarios powerloss fuzz
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -54,6 +54,15 @@ powerloss: $(STAMP)
 # bare codec ceiling in one invocation, 50 terminals. Not part of `make test`.
 bench: $(DEMO_STAMP)
 	$(BIN)/poslab-bench --with-host --ceiling --terminals 50 --duration 10
+
+# The long fuzz run of docs/hardening.md: a host process gets FUZZ_FRAMES seeded, mostly mutated
+# frames while one client floods it with 10 MB of echoes it never reads. Not part of `make test`
+# (the suite runs 3,000 frames, tests/fuzz/test_fuzz_host.py). Exit 0 = no silence, no double
+# answer; the JSON report has the outcomes per mutation and the host's RSS.
+FUZZ_FRAMES ?= 204000
+FUZZ_SEED ?= 1
+fuzz: $(DEMO_STAMP)
+	$(BIN)/python tests/fuzz/fuzz_host.py --frames $(FUZZ_FRAMES) --seed $(FUZZ_SEED) --flood-mb 10
 
 # How long the bundled scenario library takes (docs/qa-guide.md): median of three runs.
 bench-scenarios: $(DEMO_STAMP)

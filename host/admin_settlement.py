@@ -9,22 +9,30 @@
     GET  /reports/refunds?from=YYYY-MM-DD&to=YYYY-MM-DD&format=json|csv
 
 Moving the clock runs every due event (cut-offs, funding, refund posting) in the service's worker
-thread, like ISO traffic, so a cut-off never interleaves with a transaction. The real clock
-cannot be moved (409). The settlement desk comes from ``service.settlement`` (or
-``extras["settlement"]``); without one the settlement routes answer 503.
+thread, like ISO traffic, so a cut-off never interleaves with a transaction. A move is at most
+``[limits] max_clock_move_days`` long (400 beyond, and for a NaN, infinite or negative amount)
+and runs in slices of one simulated day, each its own worker call: ISO requests that arrive
+meanwhile are served between slices, and a host that is stopping ends the move at the next
+slice (503 with the instant reached). The real clock cannot be moved (409). The settlement
+desk comes from ``service.settlement`` (or ``extras["settlement"]``); without one the
+settlement routes answer 503.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from twisted.internet.defer import Deferred
+
 from host.admin import AdminContext, AdminRequest, AdminResponse, HttpError, route
-from host.clock import ClockError, ManualClock, parse_duration
+from host.clock import MAX_MOVE, ClockError, ManualClock, check_move, parse_duration, too_far
 from host.reports import SETTLEMENT_COLUMNS, render, render_refunds, settlement_rows
 from host.settlement_jobs import SettlementDesk
 
 CSV_TYPE = "text/csv; charset=utf-8"
+SLICE = timedelta(days=1)
+"""The simulated time one worker call of a clock move covers."""
 
 
 def _desk(ctx: AdminContext) -> SettlementDesk:
@@ -67,6 +75,25 @@ def _date_param(req: AdminRequest, name: str) -> date | None:
         raise HttpError(400, f"{name} must be a date YYYY-MM-DD, got {raw!r}") from None
 
 
+def _max_move(ctx: AdminContext) -> timedelta:
+    most = ctx.extras.get("max_clock_move")
+    return most if isinstance(most, timedelta) else MAX_MOVE
+
+
+def _move(ctx: AdminContext, clock: ManualClock, target: datetime) -> Deferred[Any]:
+    """Move the clock to ``target`` one slice per worker call; the clock view at the end."""
+
+    def step(_: object = None) -> Deferred[Any]:
+        if ctx.worker.stopping:
+            raise HttpError(503, "the host is stopping; the clock stopped at "
+                                 f"{clock.now().isoformat()}")
+        d = ctx.call(clock.step_toward, target, SLICE)
+        d.addCallback(lambda now: ctx.call(_clock_view, ctx) if now >= target else step())
+        return d
+
+    return step()
+
+
 @route("GET", "/clock")
 def get_clock(ctx: AdminContext, req: AdminRequest) -> Any:
     """The clock's mode and instant, pending events, and each merchant's business date."""
@@ -84,6 +111,9 @@ def advance_clock(ctx: AdminContext, req: AdminRequest) -> Any:
         n = body["business_days"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise HttpError(400, '"business_days" must be a non-negative integer')
+        most = _max_move(ctx)
+        if n > most.days:  # n business days are at least n calendar days
+            raise HttpError(400, too_far(most))
         desk = _desk(ctx)
         merchant = body.get("merchant") or next(iter(desk.terms), None)
         if merchant not in desk.terms:
@@ -92,23 +122,22 @@ def advance_clock(ctx: AdminContext, req: AdminRequest) -> Any:
             raise HttpError(400, 'give "business_days" (and optionally "merchant") only')
         terms = desk.terms[merchant]
 
-        def by_days() -> dict[str, Any]:
-            clock.advance_business_days(n, terms.calendar, terms.schedule.tz)
-            return _clock_view(ctx)
+        def target_day() -> datetime:
+            target = clock.business_days_ahead(n, terms.calendar, terms.schedule.tz)
+            try:
+                check_move(clock.now(), target, most)
+            except ClockError as exc:
+                raise HttpError(400, str(exc)) from None
+            return target
 
         ctx.log.audit("clock_advance", business_days=n, merchant=merchant)
-        return ctx.call(by_days)
+        return ctx.call(target_day).addCallback(lambda target: _move(ctx, clock, target))
     try:
-        delta = parse_duration(body)
+        delta = parse_duration(body, _max_move(ctx))
     except ClockError as exc:
         raise HttpError(400, str(exc)) from None
-
-    def by_delta() -> dict[str, Any]:
-        clock.advance(delta)
-        return _clock_view(ctx)
-
     ctx.log.audit("clock_advance", seconds=delta.total_seconds())
-    return ctx.call(by_delta)
+    return _move(ctx, clock, clock.now() + delta)
 
 
 @route("POST", "/clock/set")
@@ -122,16 +151,20 @@ def set_clock(ctx: AdminContext, req: AdminRequest) -> Any:
         raise HttpError(400, f"instant {raw!r} is not an ISO 8601 date-time") from None
     if instant.tzinfo is None:
         raise HttpError(400, f"instant {raw!r} needs a UTC offset, e.g. +08:00 or Z")
-
-    def jump() -> dict[str, Any]:
-        try:
-            clock.set(instant)
-        except ClockError as exc:
-            raise HttpError(400, str(exc)) from None
-        return _clock_view(ctx)
-
+    try:
+        target = instant.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is past the last UTC instant
+        raise HttpError(400, f"instant {raw!r} is out of range") from None
+    current = clock.now()
+    if target < current:
+        raise HttpError(400, f"the simulated clock only moves forward: {target.isoformat()} "
+                             f"is before {current.isoformat()}")
+    try:
+        check_move(current, target, _max_move(ctx))
+    except ClockError as exc:
+        raise HttpError(400, str(exc)) from None
     ctx.log.audit("clock_set", instant=instant.isoformat())
-    return ctx.call(jump)
+    return _move(ctx, clock, target)
 
 
 def _formatted(rows: list[dict[str, Any]], fmt: str, key: str) -> Any:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -242,12 +243,26 @@ class ManualClock(_ScheduledClock):
 
         A local time that does not exist on the target day (DST gap) resolves forward.
         """
+        return self.set(self.business_days_ahead(n, calendar, zone))
+
+    def business_days_ahead(self, n: int, calendar: BusinessDays, zone: ZoneInfo) -> datetime:
+        """The instant :meth:`advance_business_days` would move to (the clock does not move)."""
         if n < 0:
             raise ClockError("the simulated clock only moves forward")
         local = self.now().astimezone(zone)
         day = calendar.add_business_days(local.date(), n) if n else local.date()
         wall = datetime.combine(day, local.time().replace(tzinfo=None, fold=0), zone)
-        return self.set(max(wall.astimezone(UTC), self.now()))
+        return max(wall.astimezone(UTC), self.now())
+
+    def step_toward(self, target: datetime, most: timedelta) -> datetime:
+        """Move at most ``most`` toward ``target``, running the events due on the way; return
+        the new instant. A long move made of such steps, each its own call, lets other work
+        (requests, a shutdown) run between the steps; a target already passed is a no-op."""
+        with self._run_lock:
+            current = self.now()
+            if target <= current:
+                return current
+            return self._run_until(min(target, current + most))
 
     def _run_until(self, target: datetime) -> datetime:
         while (event := self.scheduler.pop_due(target)) is not None:
@@ -257,13 +272,39 @@ class ManualClock(_ScheduledClock):
         return self.now()
 
 
-def parse_duration(body: dict[str, object]) -> timedelta:
-    """``{"seconds": N}`` or ``{"hours": N}`` -> a timedelta; anything else raises ClockError."""
+MAX_MOVE = timedelta(days=366)
+"""The longest clock move one command may ask for unless ``[limits] max_clock_move_days``
+says otherwise: moving runs every event on the way, so the bound bounds the work."""
+
+
+def parse_duration(body: dict[str, object], most: timedelta = MAX_MOVE) -> timedelta:
+    """``{"seconds": N}`` or ``{"hours": N}`` -> a timedelta of at most ``most``; anything else
+    (several units, a negative, NaN or infinite number, a move longer than ``most``) raises
+    ClockError."""
     units = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
     given = [k for k in body if k in units]
     if len(given) != 1 or len(body) != 1:
         raise ClockError('give exactly one of "seconds", "minutes", "hours" or "days"')
     value = body[given[0]]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 \
+            or (isinstance(value, float) and math.isnan(value)):
         raise ClockError(f'"{given[0]}" must be a non-negative number, got {value!r}')
-    return timedelta(seconds=value * units[given[0]])
+    try:
+        seconds = float(value) * units[given[0]]
+    except OverflowError:  # an integer too large for a float is too far anyway
+        seconds = math.inf
+    if seconds > most.total_seconds():  # also infinity, and what a timedelta cannot hold
+        raise ClockError(too_far(most))
+    return timedelta(seconds=seconds)
+
+
+def too_far(most: timedelta) -> str:
+    """The error text of a move longer than ``most``."""
+    return (f"the clock moves at most {most.days} days in one command "
+            f"([limits] max_clock_move_days); move in several steps")
+
+
+def check_move(current: datetime, target: datetime, most: timedelta) -> None:
+    """Raise ClockError when going from ``current`` to ``target`` is longer than ``most``."""
+    if target - current > most:
+        raise ClockError(too_far(most))

@@ -21,7 +21,8 @@ with terminal ``TERM0001`` is used)::
     [settlement]  cutoff "HH:MM" (business-day cut-over), funding_days; a merchant may
                   override both with its own ``cutoff`` and ``funding_days``
     [notifications] file (JSON-lines copy), webhook_url, max_attempts, backoff_s, timeout_s
-    [limits]      network protection limits
+    [limits]      protection limits: frames, timers, connections (total, per peer), requests in
+                  flight per connection, the longest simulated clock move
     [text_limits] longest free text accepted: DE48 evidence and operator, review approver
     [[cards]]     the test card catalogue (see :class:`CardEntry`)
     [[faults]]    fault injection rules active from start-up (see :class:`host.faults.FaultRule`)
@@ -202,12 +203,31 @@ class NotificationsSection(_Strict):
 
 
 class LimitsSection(_Strict):
-    """``[limits]``: protection of the ISO 8583 listener."""
+    """``[limits]``: protection of the ISO 8583 listener and of the simulated clock.
+
+    :ivar max_frame_bytes: a frame announced larger than this closes its connection.
+    :ivar frame_deadline_s: a frame must be complete this long after its first byte.
+    :ivar idle_timeout_s: a connection without a complete frame for this long is closed.
+    :ivar first_frame_timeout_s: a new connection must complete its first frame this soon,
+        so sockets that never send cannot hold the connection slots (the idle timeout still
+        applies when it is the shorter).
+    :ivar max_connections: open connections in all.
+    :ivar max_connections_per_peer: open connections from one IP address, so that one peer
+        cannot lock every other terminal out (no effect when not below max_connections).
+    :ivar max_in_flight: requests of one connection with the service at a time; the host
+        stops reading a connection that pipelines more until it has answered.
+    :ivar max_clock_move_days: the longest move of the simulated clock in one admin command
+        (``/clock/advance`` and ``/clock/set``); longer moves get 400.
+    """
 
     max_frame_bytes: int = Field(default=8192, ge=64, le=65535)
-    frame_deadline_s: float = Field(default=5, gt=0)
-    idle_timeout_s: float = Field(default=120, gt=0)
+    frame_deadline_s: float = Field(default=5, gt=0, allow_inf_nan=False)
+    idle_timeout_s: float = Field(default=120, gt=0, allow_inf_nan=False)
+    first_frame_timeout_s: float = Field(default=5, gt=0, allow_inf_nan=False)
     max_connections: int = Field(default=100, ge=1)
+    max_connections_per_peer: int = Field(default=50, ge=1)
+    max_in_flight: int = Field(default=8, ge=1, le=1024)
+    max_clock_move_days: int = Field(default=366, ge=1, le=36600)
 
 
 class TextLimitsSection(_Strict):

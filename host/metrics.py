@@ -14,7 +14,9 @@ Standard families::
     poslab_open_connections                  ISO connections currently open
     poslab_connections_total                 ISO connections accepted
     poslab_connections_closed_total{reason}  closes the host decided: framing, decode,
-                                             frame_deadline, idle_timeout, over_limit
+                                             frame_deadline, first_frame_timeout,
+                                             idle_timeout, unanswerable, over_limit,
+                                             over_peer_limit
 """
 
 from __future__ import annotations

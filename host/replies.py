@@ -25,6 +25,7 @@ from protocol.messages import (
 )
 from protocol.money import Money
 from protocol.money import currency as currency_by_code
+from protocol.specs import KNOWN_MTIS
 from protocol.validate import validate_fields
 
 #: Fields a declined or unreadable request's answer echoes, when they are valid.
@@ -74,23 +75,31 @@ def financial_reply(fields: Mapping[str, str], req: FinancialRequest, kind: str,
                                    pan=pan))
 
 
+def answer_mti(mti: str) -> str:
+    """The MTI of the answer to ``mti``: its response (0200 -> 0210, 0120 -> 0130, 0421 ->
+    0430), or, for a response sent to the host by mistake, that response class itself (0210 ->
+    0210), so that even a message the host never expects can be answered with 30."""
+    return mti[:2] + str(int(mti[2]) | 1) + "0"
+
+
 def plain_reply(fields: Mapping[str, str], rc: str, rule: str | None,
                 business_date: str | None = None, kind: str = "decline") -> Reply:
     """A decline that echoes what is readable and books nothing (58, 03, 30, 94, 96)."""
     mti = fields.get("t", "0200")
+    message_class = mti[1]
     base: dict[str, Any] = {
-        "mti_value": response_mti(mti), "stan": fields.get("11", "000000"),
+        "mti_value": answer_mti(mti), "stan": fields.get("11", "000000"),
         "terminal_id": fields.get("41", " " * 8),
         "merchant_id": fields.get("42", " " * 15), "transmitted_at": fields.get("7"),
         "response_code": rc, "rule": rule, "business_date": business_date,
     }
     resp: AnyResponse
-    if mti == "0800":
+    if message_class == "8":
         resp = NetworkResponse(code=fields.get("70"), **base)
-    elif mti == "0500":
+    elif message_class == "5":
         resp = ReconciliationResponse(processing_code=fields.get("3"),
                                       batch_number=fields.get("60"), **base)
-    elif mti == "0320":
+    elif message_class == "3":
         resp = BatchUploadResponse(rrn=fields.get("37"), batch_number=fields.get("60"), **base)
     else:
         amount = None
@@ -105,19 +114,26 @@ def plain_reply(fields: Mapping[str, str], rc: str, rule: str | None,
 
 
 def format_error_reply(error: ValidationError) -> Reply:
-    """MTI+10 with RC 30 when MTI, STAN and TID are readable; otherwise send nothing."""
+    """The answer class of the MTI (:func:`answer_mti`) with RC 30 and the reason in DE44 when
+    MTI, STAN and TID are readable; otherwise no response, which the server turns into a close
+    (a response nobody can match would be worse than none)."""
     fields = error.fields
-    reason = "MISSING_FIELD" if "missing" in error.reason else "FORMAT_ERROR"
-    rule = f"{reason}:{error.field}" if error.field else reason
+    if error.field == "t":
+        reason = "UNSUPPORTED_MTI"
+    else:
+        reason = "MISSING_FIELD" if "missing" in error.reason else "FORMAT_ERROR"
+    rule = f"{reason}:{error.field}" if error.field and error.field != "t" else reason
     # A DE48 error says which item is wrong and how (``48:EV@11 LEN 250>MAX 200``).
     rule = getattr(error, "response_text", None) or rule
-    usable = {k: v for k, v in fields.items() if k in _ECHO + ("t",) and _valid(k, v, fields)}
+    usable = {k: v for k, v in fields.items() if k in _ECHO and _valid(k, v, fields)}
     if error.field in usable:
         usable.pop(error.field)
-    if not {"t", "11", "41"} <= set(usable) or not usable["t"].endswith(("00", "01", "20",
-                                                                          "21")):
+    mti = fields.get("t")
+    if mti in KNOWN_MTIS:  # a known MTI is answerable even when it is not one poslab handles
+        usable["t"] = mti
+    if not {"t", "11", "41"} <= set(usable):
         return Reply(None, {"kind": "format_error", "rc": "30", "rule": rule,
-                            "mti": fields.get("t"), "reason": error.reason})
+                            "mti": mti, "reason": error.reason})
     return plain_reply(usable, "30", rule[:25])
 
 

@@ -23,6 +23,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -30,6 +31,7 @@ from twisted.internet.error import CannotListenError
 
 from host import crashpoints
 from host.admin import AdminContext, admin_site
+from host.clock import MAX_MOVE
 from host.fault_actions import FaultHook
 from host.faults import FaultRegistry
 from host.group_commit import GroupCommitter
@@ -160,6 +162,7 @@ class HostRuntime:
             rules = getattr(config, "faults", ())  # [[faults]] in the config file
             self.faults = FaultHook(FaultRegistry(rules), self.metrics, self.log, timer)
             self.extras.setdefault("faults", self.faults)
+            self.extras.setdefault("max_clock_move", max_clock_move(config))
             self.factory = IsoServerFactory(self.service, worker, codec,
                                             ServerLimits.from_config(config), self.log,
                                             self.metrics, timer, self.faults)
@@ -246,6 +249,8 @@ class HostRuntime:
 
     async def _stop(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._worker is not None:
+            self._worker.stopping = True  # a long clock move stops at its next slice
         if self._clock_poll is not None and self._clock_poll.active():
             self._clock_poll.cancel()
 
@@ -276,6 +281,12 @@ class HostRuntime:
                     self.log.event("service_close_error", error=f"{type(exc).__name__}: {exc}")
             worker.stop()
         self.log.event("stopped")
+
+
+def max_clock_move(config: object) -> timedelta:
+    """``[limits] max_clock_move_days`` as a timedelta (the default when not configured)."""
+    days = getattr(getattr(config, "limits", None), "max_clock_move_days", None)
+    return timedelta(days=days) if isinstance(days, int) else MAX_MOVE
 
 
 def _next_look(clock: Any, speed: float, every_s: float) -> float:

@@ -11,19 +11,36 @@ connection, a complete frame is decoded on the event loop (about 60 µs), then:
   STAN or TID is unreadable, and then the connection is closed;
 * otherwise ``service.handle(fields)``.
 
+Every frame gets exactly one outcome: an answer, or a close. A reply without a response is
+sent as nothing only when the service marks it deliberate (a ``no_response`` test card, whose
+terminal is meant to time out) or a fault rule decides so; any other empty reply means no
+answer can be addressed, and the connection is closed rather than left to hang.
+
 Service calls run in the host's one worker thread (:class:`~host.worker.ServiceWorker`), never
 on the loop; responses on one connection go out in request order. Protection, from
-``[limits]``: a frame announced larger than ``max_frame_bytes`` closes the connection; a frame
-not complete ``frame_deadline_s`` after its first byte closes it (slowloris; an idle timer
-reset on every byte would not, design lesson 2); no complete frame for ``idle_timeout_s``
-closes it (an 0800 echo keeps a quiet link open); connections over ``max_connections`` are
-closed as soon as they are accepted. Timers are monotonic (:mod:`host.timers`).
+``[limits]``:
+
+* a frame announced larger than ``max_frame_bytes`` closes the connection; a frame not
+  complete ``frame_deadline_s`` after its first byte closes it (slowloris; an idle timer reset
+  on every byte would not, design lesson 2); no complete frame for ``idle_timeout_s`` closes it
+  (an 0800 echo keeps a quiet link open); no first frame ``first_frame_timeout_s`` after the
+  connect closes it, so idle sockets cannot hold the connection slots;
+* connections over ``max_connections``, or over ``max_connections_per_peer`` from one IP
+  address, are closed as soon as they are accepted, so one peer cannot lock others out;
+* at most ``max_in_flight`` requests per connection are with the service at a time; a client
+  that pipelines more is not read any further (``pauseProducing``) until answers went out, so
+  its frames wait in the kernel's socket buffers, not in the host's memory, and other
+  connections keep their turn. The frames of the last chunk read that are over the cap wait on
+  the connection and are dropped with it when the client goes.
+
+Timers are monotonic (:mod:`host.timers`).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,7 +91,10 @@ class ServerLimits:
     max_frame_bytes: int = 8192
     frame_deadline_s: float = 5.0
     idle_timeout_s: float = 120.0
+    first_frame_timeout_s: float = 5.0
     max_connections: int = 100
+    max_connections_per_peer: int = 50
+    max_in_flight: int = 8
 
     @classmethod
     def from_config(cls, config: object) -> ServerLimits:
@@ -85,6 +105,10 @@ class ServerLimits:
                       for name in cls.__dataclass_fields__})
 
 
+SILENT_NOTE = "no_response"
+"""``Reply.log["note"]`` of a deliberate silence (a ``no_response`` test card)."""
+
+
 class IsoHostProtocol(FramedProtocol):
     """One terminal connection."""
 
@@ -92,30 +116,43 @@ class IsoHostProtocol(FramedProtocol):
         self.factory = factory
         self.conn_id = conn_id
         self.peer = peer
+        self.peer_host = peer.rsplit(":", 1)[0]  # the IP address the per-peer cap counts
         self.length_header = factory.codec.profile.length_header
         self.max_frame_bytes = factory.limits.max_frame_bytes
         self.lost: Deferred[None] = Deferred()
         self._tail: Deferred[Any] = succeed(None)  # the last response in request order
         self._deadline: DelayedCall | None = None
         self._idle: DelayedCall | None = None
+        self._first_frame: DelayedCall | None = None
         self._last_frame = 0.0  # when the last complete frame arrived (the idle timer's clock)
         self._closing = False
         self._frames_in_call = 0
+        self._in_flight = 0  # requests accepted and not yet answered on this connection
+        self._waiting: deque[bytes] = deque()  # complete frames over the in-flight cap
+        self._paused = False  # reading stopped because of the in-flight cap
+        self._unsent = _WriteBackpressure(self)  # answers the client does not read
 
     # -- connection life -------------------------------------------------------------------
 
     def connectionMade(self) -> None:  # noqa: N802 - Twisted naming
-        """Count and log the connection; start the idle timer."""
+        """Count and log the connection; start the idle and first-frame timers."""
         super().connectionMade()
+        transport: Any = self.transport
+        transport.registerProducer(self._unsent, True)
         self.factory.opened(self)
         self._arm_idle()
+        self._first_frame = self.factory.timer.callLater(
+            self.factory.limits.first_frame_timeout_s, self._shut, "first_frame_timeout")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
-        """Stop the timers and tell whoever waits on :attr:`lost`."""
-        for timer in (self._deadline, self._idle):
+        """Stop the timers, drop frames not yet accepted, tell whoever waits on :attr:`lost`."""
+        for timer in (self._deadline, self._idle, self._first_frame):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._deadline = self._idle = None
+        self._deadline = self._idle = self._first_frame = None
+        if self._waiting:
+            self.factory.log.event("dropped_frames", conn=self.conn_id, frames=len(self._waiting))
+            self._waiting.clear()
         self.factory.closed(self)
         self.lost.callback(None)
 
@@ -132,6 +169,8 @@ class IsoHostProtocol(FramedProtocol):
         transport.pauseProducing()
 
         def _close(_: object) -> None:
+            # A registered producer would hold loseConnection until it finished.
+            transport.unregisterProducer()
             transport.loseConnection()
             # A peer that never reads could hold loseConnection open; do not wait for ever.
             self.factory.timer.callLater(self.factory.limits.frame_deadline_s,
@@ -155,6 +194,9 @@ class IsoHostProtocol(FramedProtocol):
     def _idle_due(self) -> None:
         # Re-arming a timer on every frame costs a cancel and a new timer per message; the
         # timer instead checks when it fires, and waits out the rest if a frame came since.
+        # A connection whose requests the host has not answered yet is not idle.
+        if self._in_flight or self._waiting:
+            self._last_frame = self.factory.timer.seconds()
         quiet = self.factory.timer.seconds() - self._last_frame
         left = self.factory.limits.idle_timeout_s - quiet
         if left > 0:
@@ -163,10 +205,52 @@ class IsoHostProtocol(FramedProtocol):
             self._shut("idle_timeout")
 
     def _arm_deadline(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
+        self._cancel_deadline()
         self._deadline = self.factory.timer.callLater(self.factory.limits.frame_deadline_s,
                                                       self._shut, "frame_deadline")
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    # -- flow control ----------------------------------------------------------------------
+
+    def _pause(self) -> None:
+        """Stop reading while at the in-flight cap. The partial frame's deadline stops too:
+        the host, not the client, is the one holding the frame back now."""
+        if self._paused:
+            return
+        self._paused = True
+        self._cancel_deadline()
+        transport: Any = self.transport
+        if transport is not None:
+            transport.pauseProducing()
+
+    def _at_cap(self) -> bool:
+        """True while no further frame may be accepted on this connection."""
+        return (self._in_flight >= self.factory.limits.max_in_flight
+                or self._unsent.blocked)
+
+    def _request_done(self) -> None:
+        """One of this connection's requests was answered (or dropped): take the next."""
+        self._in_flight -= 1
+        self.factory.request_finished()
+        self._take_waiting()
+
+    def _take_waiting(self) -> None:
+        """Accept held frames while under the cap; read again once none is held."""
+        while self._waiting and not self._at_cap() and not self._closing \
+                and not self.factory.stopping:
+            self._accept(self._waiting.popleft())
+        if self._paused and not self._waiting and not self._closing \
+                and not self.factory.stopping:
+            self._paused = False
+            transport: Any = self.transport
+            if transport is not None:
+                transport.resumeProducing()
+            if self.frame_in_progress:
+                self._arm_deadline()
 
     # -- bytes in --------------------------------------------------------------------------
 
@@ -179,7 +263,9 @@ class IsoHostProtocol(FramedProtocol):
         super().dataReceived(data)
         if self._closing:
             return
-        if self.frame_in_progress:
+        if self._paused:
+            self._cancel_deadline()  # restarted by _take_waiting when reading resumes
+        elif self.frame_in_progress:
             # The deadline runs from the first byte of the frame now buffered: keep it if
             # that frame was already partial before this chunk, restart it otherwise.
             if not had_partial or self._frames_in_call or self._deadline is None:
@@ -194,10 +280,22 @@ class IsoHostProtocol(FramedProtocol):
         self._shut("framing", error=str(error))
 
     def frameReceived(self, payload: bytes) -> None:  # noqa: N802
-        """Decode one frame and queue its service call."""
+        """Accept one frame, or hold it (and stop reading) while at the in-flight cap."""
         self._frames_in_call += 1
         if self._closing or self.factory.stopping:
             return  # shutting down: a request not yet accepted is never processed
+        if self._first_frame is not None:
+            if self._first_frame.active():
+                self._first_frame.cancel()
+            self._first_frame = None
+        if self._waiting or self._at_cap():
+            self._waiting.append(payload)  # at most the rest of one read: reading stops here
+            self._pause()
+            return
+        self._accept(payload)
+
+    def _accept(self, payload: bytes) -> None:
+        """Decode one frame and queue its service call."""
         self._last_frame = self.factory.timer.seconds()
         started = time.perf_counter()
         codec = self.factory.codec
@@ -226,6 +324,7 @@ class IsoHostProtocol(FramedProtocol):
     def _queue(self, reply: Deferred[Any], tpdu: Tpdu | None, started: float, in_mti: str,
                format_error: bool, decision: Any) -> None:
         self.factory.request_started()
+        self._in_flight += 1
         # Chaining on the previous response keeps answers in request order on this connection.
         self._tail.addBoth(lambda _: reply)
         self._tail.addBoth(self._respond, tpdu, started, in_mti, format_error, decision)
@@ -242,10 +341,10 @@ class IsoHostProtocol(FramedProtocol):
             self._shut("internal_error")
             later = None
         if later is None:
-            self.factory.request_finished()
+            self._request_done()
             return None
         # A fault delays the send: the tail (and so the next response) waits for it.
-        later.addBoth(lambda _: self.factory.request_finished())
+        later.addBoth(lambda _: self._request_done())
         return later
 
     def _send(self, result: ReplyLike | Failure, tpdu: Tpdu | None, started: float,
@@ -260,10 +359,12 @@ class IsoHostProtocol(FramedProtocol):
         response = result.response
         if response is None:
             log.event("no_response", **{"mti": in_mti, **result.log, "conn": self.conn_id})
-            if format_error:
-                self._shut("unreadable_message")
-            elif decision is not None:
+            if decision is not None and not format_error:
                 return self._deliver_fault(decision, None)
+            if format_error or result.log.get("note") != SILENT_NOTE:
+                # Nothing can be addressed to this request: a close tells the terminal now,
+                # where silence would leave it waiting for its timeout.
+                self._shut("unanswerable")
             return None
         out = response.to_fields()
         try:
@@ -304,6 +405,27 @@ class IsoHostProtocol(FramedProtocol):
             transport.abortConnection()
 
 
+class _WriteBackpressure:
+    """The transport's push producer: Twisted pauses it when the answers written to a client
+    fill the transport's buffer (the client does not read them), and resumes it once they are
+    flushed. While paused, the connection accepts no new request, so its answers cannot pile
+    up in the host's memory."""
+
+    def __init__(self, conn: IsoHostProtocol) -> None:
+        self.conn = conn
+        self.blocked = False
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted naming
+        self.blocked = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.blocked = False
+        self.conn._take_waiting()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.blocked = True
+
+
 class IsoServerFactory(Factory):
     """Builds :class:`IsoHostProtocol` connections sharing one service, worker and codec.
 
@@ -322,6 +444,7 @@ class IsoServerFactory(Factory):
         self.metrics = metrics
         self.timer = timer
         self.connections: set[IsoHostProtocol] = set()
+        self._per_peer: Counter[str] = Counter()  # open connections per peer IP address
         self._ids = itertools.count(1)
         self._pending = 0
         self._drain_waiters: list[Deferred[None]] = []
@@ -330,16 +453,23 @@ class IsoServerFactory(Factory):
 
     def buildProtocol(self, addr: IAddress | None) -> IsoHostProtocol | None:  # noqa: N802
         """A new connection, or None (Twisted then closes the socket) when over the cap."""
-        peer = f"{getattr(addr, 'host', '?')}:{getattr(addr, 'port', '?')}"
+        host = str(getattr(addr, "host", "?"))
+        peer = f"{host}:{getattr(addr, 'port', '?')}"
         if len(self.connections) >= self.limits.max_connections:
             self.metrics.closed.inc(reason="over_limit")
             self.log.event("close", peer=peer, reason="over_limit",
                            max_connections=self.limits.max_connections)
             return None
+        if self._per_peer[host] >= self.limits.max_connections_per_peer:
+            self.metrics.closed.inc(reason="over_peer_limit")
+            self.log.event("close", peer=peer, reason="over_peer_limit",
+                           max_connections_per_peer=self.limits.max_connections_per_peer)
+            return None
         return IsoHostProtocol(self, next(self._ids), peer)
 
     def opened(self, conn: IsoHostProtocol) -> None:
         """Book-keeping for a connection that is now open."""
+        self._per_peer[conn.peer_host] += 1
         self.connections.add(conn)
         self.metrics.connections.inc()
         self.metrics.open_connections.set(len(self.connections))
@@ -347,6 +477,10 @@ class IsoServerFactory(Factory):
 
     def closed(self, conn: IsoHostProtocol) -> None:
         """Book-keeping for a connection that is gone."""
+        if conn in self.connections:
+            self._per_peer[conn.peer_host] -= 1
+            if not self._per_peer[conn.peer_host]:
+                del self._per_peer[conn.peer_host]
         self.connections.discard(conn)
         self.metrics.open_connections.set(len(self.connections))
         self.log.event("disconnect", conn=conn.conn_id)
@@ -393,5 +527,6 @@ class IsoServerFactory(Factory):
         for conn in list(self.connections):
             transport: Any = conn.transport
             if transport is not None:
+                transport.unregisterProducer()
                 transport.loseConnection()
         return DeferredList(waits)

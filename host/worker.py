@@ -22,6 +22,8 @@ class ServiceWorker:
     """A single-thread pool bound to a reactor.
 
     :ivar in_flight: calls submitted and not yet finished (the runtime waits for them on stop).
+    :ivar stopping: set when the host begins to stop; work made of many calls (a long clock
+        move) checks it between calls and gives up, so a shutdown does not wait for it.
     """
 
     def __init__(self, reactor: Any, name: str = "poslab-service") -> None:
@@ -29,6 +31,7 @@ class ServiceWorker:
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
         self._started = False
         self.in_flight = 0
+        self.stopping = False
 
     def start(self) -> None:
         """Start the thread (idempotent)."""

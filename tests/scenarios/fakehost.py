@@ -57,7 +57,7 @@ class FakeService:
         card = getattr(req, "card", None)
         silent = card is not None and card.account.digits == SILENT_PAN
         if silent and not isinstance(req, ReversalRequest):
-            return Reply(None, {})
+            return Reply(None, {"note": "no_response"})  # a deliberate silence (host.server)
         amount: Money = req.amount  # type: ignore[union-attr]
         self._rrn += 1
         rrn, rc, rule, remaining = f"{self._rrn:012d}", "00", None, None

@@ -42,6 +42,15 @@ class RunningHost:
         return self.log.getvalue().splitlines()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A ledger of each backend: an SQLite file, or a private PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 @pytest.fixture
 def start_host(run: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., RunningHost]]:
     """Start hosts with a fake service (or a given one); stop them after the test."""

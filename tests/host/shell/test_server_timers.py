@@ -63,7 +63,8 @@ def test_deadline_restarts_for_each_new_frame() -> None:
 
 def test_echo_resets_idle_timer() -> None:
     """An 0800 echo before the idle timeout keeps the link; silence afterwards closes it."""
-    proto, transport, clock = connect(ServerLimits(frame_deadline_s=5, idle_timeout_s=60))
+    proto, transport, clock = connect(ServerLimits(frame_deadline_s=5, idle_timeout_s=60,
+                                                   first_frame_timeout_s=60))
     clock.advance(59)
     proto.dataReceived(frame(Codec().encode(echo())))
     assert Codec().decode(transport.value()[2:])[1]["t"] == "0810"
