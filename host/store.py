@@ -47,6 +47,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -292,14 +293,17 @@ TXN_FIXED = ("kind", "mti", "processing_code", "request_key", "merchant_id", "te
 TXN_ONCE = ("rrn", "approval_code", "group_id")
 
 
+_FIXED_VALUES = itemgetter(*TXN_FIXED)
+
+
 def txn_mac(key: ChainKey, values: Mapping[str, Any]) -> str:
     """The MAC of a transaction row's fixed columns."""
-    return key.mac(["txn", *(values[c] for c in TXN_FIXED)])
+    return key.mac(("txn", _FIXED_VALUES(values)))
 
 
 def event_mac(key: ChainKey, txn_id: int | None, at_ms: int, kind: str, detail: str) -> str:
     """The MAC of one audit event."""
-    return key.mac(["event", txn_id, at_ms, kind, detail])
+    return key.mac_text(f"event|{txn_id}|{at_ms}|{len(kind)}:{kind}|{detail}")
 
 
 class Store:

@@ -38,7 +38,7 @@ from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
 from host.ledger.chain import ChainKey
 from host.ledger.prepared import Prepared
-from host.ledger.schema import head_doc, ledger_entry, ledger_head, posting_group, request_log
+from host.ledger.schema import head_mac, ledger_entry, ledger_head, posting_group, request_log
 
 # Statements of the posting path, built once and run as prepared statements (building and
 # executing Core statements per call costs more CPU than the database's own work;
@@ -96,7 +96,9 @@ def group_hash(key: ChainKey, prev_hash: str, group: Group, entries: Sequence[En
 
 def request_mac(key: ChainKey, rkey: str, fingerprint: str, result: str, at_ms: int) -> str:
     """The MAC of one stored reply (``request_log`` row)."""
-    return key.mac(["request", rkey, fingerprint, result, at_ms])
+    # Length-prefixed where a value may hold the separator: one text, one reading.
+    return key.mac_text(f"request|{at_ms}|{len(rkey)}:{rkey}|{len(fingerprint)}:{fingerprint}|"
+                        f"{result}")
 
 
 def to_ms(at: datetime) -> int:
@@ -157,7 +159,7 @@ class Ledger:
             if _HEAD_ADVANCE.run(conn, {
                     "seen_id": hint[0], "seen_hash": prev, "seen_entries": hint[2],
                     "last_id": group.id, "last_hash": digest, "entries": count,
-                    "mac": key.mac(head_doc(group.id, digest, count))}).rowcount != 1:
+                    "mac": head_mac(key, group.id, digest, count)}).rowcount != 1:
                 hint = None
         if hint is None:
             head = _HEAD_LOCKED.run(conn).one()
@@ -166,7 +168,7 @@ class Ledger:
             prev, digest = head.last_hash, group_hash(key, head.last_hash, group, entries)
             count = int(head.entries) + len(entries)
             _HEAD_UPDATE.run(conn, {"last_id": group.id, "last_hash": digest, "entries": count,
-                                    "mac": key.mac(head_doc(group.id, digest, count))})
+                                    "mac": head_mac(key, group.id, digest, count)})
         _GROUP_INSERT.run(conn, {
             "id": group.id, "kind": kind, "reference": reference, "reverses": reverses,
             "parent_id": parent_id, "currency": currency, "amount_minor": amount,

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 KEY_FILE_ENV = "POSLAB_CHAIN_KEY_FILE"
+# Built once: json.dumps with non-default separators builds a new encoder on every call.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 PG_KEY_FILE = "poslab-chain.key"
 _KEY_BYTES = 32
 
@@ -61,7 +63,7 @@ class ChainKey:
 
     def mac(self, doc: Any) -> str:
         """Hex HMAC-SHA256 of ``doc`` as compact JSON (lists, strings, ints, None)."""
-        return self.mac_text(json.dumps(doc, separators=(",", ":")))
+        return hmac.new(self._key, _ENCODE(doc).encode(), hashlib.sha256).hexdigest()
 
 
 def key_path(db_url: str, configured: str | None = None) -> Path:

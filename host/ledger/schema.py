@@ -34,7 +34,6 @@ refuses it with :class:`SchemaVersionError` rather than mix unkeyed and keyed hi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -121,9 +120,9 @@ class SchemaVersionError(Exception):
     """The database was written by a poslab version whose ledger this one cannot extend."""
 
 
-def head_doc(last_id: int, last_hash: str, entries: int) -> list[Any]:
-    """What the head's MAC covers."""
-    return ["head", last_id, last_hash, entries]
+def head_mac(key: ChainKey, last_id: int, last_hash: str, entries: int) -> str:
+    """The MAC of the chain head (its last id, last hash and entry count)."""
+    return key.mac_text(f"head|{last_id}|{last_hash}|{entries}")
 
 
 def create_schema(conn: Connection, key: ChainKey) -> None:
@@ -143,7 +142,7 @@ def create_schema(conn: Connection, key: ChainKey) -> None:
     if head is None:
         conn.execute(ledger_head.insert().values(
             id=1, last_id=0, last_hash=GENESIS_HASH, entries=0, key_check=key.check,
-            mac=key.mac(head_doc(0, GENESIS_HASH, 0))))
+            mac=head_mac(key, 0, GENESIS_HASH, 0)))
     elif head.key_check != key.check:
         raise ChainKeyError(
             f"the ledger in this database was written with a different chain key than the one "

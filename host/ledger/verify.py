@@ -36,7 +36,7 @@ from host.ledger.chain import ChainKey, ChainKeyError, key_path, read_key
 from host.ledger.db import open_engine
 from host.ledger.schema import (
     GENESIS_HASH,
-    head_doc,
+    head_mac,
     ledger_entry,
     ledger_head,
     posting_group,
@@ -145,7 +145,7 @@ def read_anchor(db_url: str, key: ChainKey) -> Anchor:
     if head.key_check != key.check:
         raise ChainKeyError(f"the ledger was written with a different chain key than the one "
                             f"in {key.path}")
-    if head.mac != key.mac(head_doc(int(head.last_id), head.last_hash, int(head.entries))):
+    if head.mac != head_mac(key, int(head.last_id), head.last_hash, int(head.entries)):
         raise ValueError("the chain head was altered (its MAC does not hold): run "
                          "'poslab-host ledger verify' before anchoring")
     return Anchor(int(head.last_id), head.last_hash)
@@ -168,7 +168,7 @@ def _head(head: Any, key: ChainKey, groups: list[Group], hashes: dict[int, tuple
           entry_count: int) -> list[Violation]:
     out = []
     last_id, last_hash, count = int(head.last_id), head.last_hash, int(head.entries)
-    if head.mac != key.mac(head_doc(last_id, last_hash, count)):
+    if head.mac != head_mac(key, last_id, last_hash, count):
         out.append(_v("HEAD", "the chain head was altered: its MAC does not match its last "
                               "id, hash and entry count"))
     newest = groups[-1].id if groups else 0

@@ -24,7 +24,7 @@ from host.ledger import (
     verify_database,
 )
 from host.ledger.book import Group, group_hash
-from host.ledger.schema import head_doc, ledger_entry, ledger_head, posting_group
+from host.ledger.schema import head_mac, ledger_entry, ledger_head, posting_group
 from host.service import HostService
 from host.store import drop_store_triggers
 from tests.host.engine.conftest import Term
@@ -117,7 +117,7 @@ def _rehash(conn: Connection, key: ChainKey) -> None:
                      .values(prev_hash=prev, hash=digest))
         prev, count, last = digest, count + len(legs), int(r.id)
     conn.execute(ledger_head.update().values(last_id=last, last_hash=prev, entries=count,
-                                             mac=key.mac(head_doc(last, prev, count))))
+                                             mac=head_mac(key, last, prev, count)))
 
 
 def test_editing_a_group_and_rehashing_the_chain_is_caught(book: Book) -> None:
@@ -149,7 +149,7 @@ def test_appending_a_forged_balanced_group_is_caught(book: Book) -> None:
              "currency": "CNY"} for a, s, m in legs])
         conn.execute(ledger_head.update().values(
             last_id=forged.id, last_hash=digest, entries=entries + 2,
-            mac=ATTACKER.mac(head_doc(forged.id, digest, entries + 2))))
+            mac=head_mac(ATTACKER, forged.id, digest, entries + 2)))
     assert {"CHAIN", "HEAD"} <= book.verify()
 
 
