@@ -261,3 +261,57 @@ def test_a_database_from_before_the_keyed_chain_is_refused(db: str, clock: Manua
     old.dispose()
     with pytest.raises(Exception, match="before the keyed hash chain"):
         HostService(load_config(), db, clock)
+
+
+def _snapshot(db: str, to: str) -> None:
+    import sqlite3
+
+    src, dst = sqlite3.connect(db), sqlite3.connect(to)
+    src.backup(dst)
+    src.close()
+    dst.close()
+
+
+def test_a_saved_anchor_proves_a_rollback_to_an_old_copy(
+        db: str, tmp_path: Path, make_service: Callable[..., HostService], clock: ManualClock,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An old copy of the database put back is self-consistent (verify alone is clean), but
+    the anchor from ``ledger anchor`` or the settlement report proves the chain was cut."""
+    from host.cli import main
+
+    service = make_service()
+    term = Term(service, clock)
+    term.approved_sale(1_000)
+    old = str(tmp_path / "old.db")
+    _snapshot(db, old)
+    term.approved_sale(2_000)
+    assert main(["ledger", "anchor", "--db", db]) == 0
+    anchor = capsys.readouterr().out.strip()
+    assert anchor.startswith("poslab-anchor:v1:2:")
+    assert main(["report", "settlement", "--db", db]) == 0
+    report = tmp_path / "settlement.csv"
+    report.write_text(capsys.readouterr().out)
+    assert report.read_text().splitlines()[-1] == f"# ledger anchor {anchor}"
+    assert main(["ledger", "verify", "--db", db, "--anchor", str(report)]) == 0
+    service.close()
+    _snapshot(old, db)  # the attacker puts the old copy back
+    capsys.readouterr()
+    assert main(["ledger", "verify", "--db", db]) == 0
+    assert main(["ledger", "verify", "--db", db, "--anchor", anchor]) == 1
+    assert "ANCHOR: the anchored group 2 is missing" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--anchor", "poslab-anchor:v1:1:xyz"], "no anchor of the form"),
+    (["--key-file", "/nonexistent/chain.key"], "no chain key file"),
+])
+def test_ledger_verify_bad_anchor_or_key_is_one_line(
+        db: str, make_service: Callable[..., HostService], capsys: pytest.CaptureFixture[str],
+        argv: list[str], message: str) -> None:
+    """A malformed anchor or a missing key file: one line on stderr naming it, exit 2."""
+    from host.cli import main
+
+    make_service()
+    assert main(["ledger", "verify", "--db", db, *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
