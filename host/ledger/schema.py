@@ -130,13 +130,7 @@ def create_schema(conn: Connection, key: ChainKey) -> None:
 
     Raises :class:`SchemaVersionError` on a ledger from before the keyed chain and
     :class:`~host.ledger.chain.ChainKeyError` on one written with another chain key."""
-    inspector = inspect(conn)
-    if inspector.has_table("ledger_head") and "mac" not in {
-            c["name"] for c in inspector.get_columns("ledger_head")}:
-        raise SchemaVersionError(
-            "this database holds a ledger from before the keyed hash chain (no ledger_head.mac)"
-            "; this version cannot extend it: export what you need with the older poslab and "
-            "start on a new database")
+    check_schema_version(conn)
     metadata.create_all(conn)
     head = conn.execute(ledger_head.select()).first()
     if head is None:
@@ -148,6 +142,17 @@ def create_schema(conn: Connection, key: ChainKey) -> None:
             f"the ledger in this database was written with a different chain key than the one "
             f"in {key.path}: start with the key file it was written with")
     create_append_only_triggers(conn, APPEND_ONLY_TABLES)
+
+
+def check_schema_version(conn: Connection) -> None:
+    """Raise :class:`SchemaVersionError` when the ledger predates the keyed chain."""
+    inspector = inspect(conn)
+    if inspector.has_table("ledger_head") and "mac" not in {
+            c["name"] for c in inspector.get_columns("ledger_head")}:
+        raise SchemaVersionError(
+            "this database holds a ledger from before the keyed hash chain (no ledger_head.mac)"
+            "; this version cannot extend or verify it: use the poslab version that wrote it, "
+            "and start this one on a new database")
 
 
 def create_append_only_triggers(conn: Connection, tables: Sequence[str]) -> None:

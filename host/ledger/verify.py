@@ -36,6 +36,7 @@ from host.ledger.chain import ChainKey, ChainKeyError, key_path, read_key
 from host.ledger.db import open_engine
 from host.ledger.schema import (
     GENESIS_HASH,
+    check_schema_version,
     head_mac,
     ledger_entry,
     ledger_head,
@@ -54,7 +55,11 @@ def _v(invariant: str, detail: str) -> Violation:
 def verify_connection(conn: Connection, key: ChainKey,
                       extra_checks: Iterable[ExtraCheck] = (),
                       anchor: Anchor | None = None) -> dict[str, Any]:
-    """Run every check on an open connection; the report shape of ``HostService.verify()``."""
+    """Run every check on an open connection; the report shape of ``HostService.verify()``.
+
+    Raises :class:`~host.ledger.schema.SchemaVersionError` on a ledger from before the keyed
+    chain."""
+    check_schema_version(conn)
     head = conn.execute(select(ledger_head)).first()
     if head is None or head.key_check != key.check:
         why = ("the ledger has no head row" if head is None else
@@ -138,6 +143,7 @@ def read_anchor(db_url: str, key: ChainKey) -> Anchor:
     engine = open_engine(db_url)
     try:
         with engine.connect() as conn:
+            check_schema_version(conn)
             head = conn.execute(select(ledger_head)).one()
             conn.rollback()
     finally:

@@ -250,9 +250,13 @@ def test_key_file_generated_beside_the_database(db: str, make_service: Callable[
             assert secret not in dump
 
 
-def test_a_database_from_before_the_keyed_chain_is_refused(db: str, clock: ManualClock) -> None:
-    """An old ledger (head without a MAC) is refused with a message saying why."""
+def test_a_database_from_before_the_keyed_chain_is_refused(
+        db: str, clock: ManualClock, capsys: pytest.CaptureFixture[str]) -> None:
+    """An old ledger (head without a MAC) is refused with a message saying why, by the host
+    and by ledger verify (one line, exit 2)."""
     from sqlalchemy import create_engine
+
+    from host.cli import main
 
     old = create_engine(f"sqlite:///{db}")
     with old.begin() as conn:
@@ -261,6 +265,9 @@ def test_a_database_from_before_the_keyed_chain_is_refused(db: str, clock: Manua
     old.dispose()
     with pytest.raises(Exception, match="before the keyed hash chain"):
         HostService(load_config(), db, clock)
+    assert main(["ledger", "verify", "--db", db]) == 2
+    err = capsys.readouterr().err
+    assert "before the keyed hash chain" in err and err.count("\n") == 1
 
 
 def _snapshot(db: str, to: str) -> None:
