@@ -600,6 +600,10 @@ class HostService:
             self.store.update_txn(ctx.conn, row_id, group_id=groups[0] if groups else None,
                                   rrn=rrn, approval_code=code)
             self.store.update_txn(ctx.conn, int(original.id), state="voided")
+            if original.kind == "completion" and original.original_id is not None:
+                # The void mirrored the hold's release too: the hold is live again, as after
+                # a reversal of the completion (_undo).
+                self.store.update_txn(ctx.conn, int(original.original_id), state="authorized")
             self._cancel_review(ctx, int(original.id), "voided")
             self.store.add_event(ctx.conn, int(original.id), ctx.now_ms, "voided", by=rrn)
         return financial_reply(ctx.fields, req, "void", decision, rrn, code, pan, ctx.de15)

@@ -322,3 +322,41 @@ def test_ledger_verify_bad_anchor_or_key_is_one_line(
     assert main(["ledger", "verify", "--db", db, *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_every_legitimate_state_change_verifies_clean(
+        url: str, make_service: Callable[..., HostService], clock: ManualClock) -> None:
+    """Sales, refunds, voids, reversals, holds and completions (voided and reversed), refunds
+    held for review (approved and rejected): state cross-checks raise nothing; in particular a
+    voided completion puts its hold back to authorized, as the ledger says."""
+    from tests.host.engine.conftest import config_with
+
+    service = make_service(config_with(refund={"review_amount_minor": 5_000}), db_url=url)
+    term = Term(service, clock)
+    sale = term.approved_sale(20_000)
+    for amount in (1_000, 6_000, 7_000):  # the last two are held for review
+        assert term.send(term.refund(amount, sale)).response.response_code == "00"  # type: ignore[union-attr]
+    held = service.reviews("pending_review")
+    service.approve_review(held[0]["id"], "alice")
+    service.reject_review(held[1]["id"], "bob", "no receipt")
+    voided = term.approved_sale(3_000)
+    void = term.void(voided, 3_000)
+    term.send(void)
+    term.send(term.reversal(void))  # the void undone: the sale is live again
+    reversed_sale = term.sale(4_000)
+    term.send(reversed_sale)
+    term.send(term.reversal(reversed_sale))
+    for undo in ("void", "reversal"):
+        hold = term.send(term.auth(5_000)).response
+        fields = term.completion(4_000, hold.approval_code, hold.rrn)  # type: ignore[union-attr]
+        done = term.send(fields).response
+        assert done is not None and done.response_code == "00"
+        term.send(term.void(done.rrn, 4_000) if undo == "void"  # type: ignore[attr-defined]
+                  else term.reversal(fields))
+    report = service.verify()
+    assert report["ok"], report["violations"]
+    with service.engine.connect() as conn:
+        states = [r.state for r in conn.execute(text(
+            "SELECT state FROM txn WHERE kind = 'auth' ORDER BY id")).all()]
+        conn.rollback()
+    assert states == ["authorized", "authorized"]
