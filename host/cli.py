@@ -6,14 +6,19 @@
                 [--profile NAME] [--ready-file PATH] [--allow-unknown-terminals] [--strict]
                 [--log-file PATH] [--log-fields] [--clock real|simulated] [--start ISO8601]
                 [--speed FACTOR]
-    poslab-host ledger verify [--db URL]
+    poslab-host ledger verify [--db URL] [--key-file PATH] [--anchor FILE|VALUE]
+    poslab-host ledger anchor [--db URL] [--key-file PATH]
     poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
 
 Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JSON with
 ``iso_port``, ``admin_port``, ``pid``, ``admin_token``) only once both sockets listen. SIGTERM
 or SIGINT stops accepting, answers in-flight requests and exits 0. Bad arguments, a bad config,
 a port in use or an unreachable database print one line on stderr and exit 2.
-``ledger verify`` prints each invariant violation and exits 1 when there is any.
+``ledger verify`` prints each invariant violation and exits 1 when there is any; with
+``--anchor`` it also proves the chain still holds that anchored head. ``ledger anchor`` prints
+the current chain head as one anchor line (after checking the head against the chain key).
+Both find the chain key as the host does (``--key-file``, ``$POSLAB_CHAIN_KEY_FILE``, ``[host]
+chain_key_file`` of ``--config``, beside the SQLite file); a missing key is an error (exit 2).
 """
 
 from __future__ import annotations
@@ -108,10 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "real second (3600: an hour a second); it still moves by command too")
     sub = p.add_subparsers(dest="command", metavar="{ledger,report}")
     ledger = sub.add_parser("ledger", help="ledger tools")
-    ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify}", required=True)
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify,anchor}",
+                                       required=True)
     verify = ledger_sub.add_parser("verify", help="check the ledger invariants")
-    verify.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                        help="SQLite file path or database URL (default: ./poslab.db)")
+    anchor = ledger_sub.add_parser("anchor", help="print the chain head as an anchor line")
+    verify.add_argument("--anchor", metavar="FILE|VALUE",
+                        help="an anchor line (or a file holding one, e.g. a settlement report) "
+                             "the chain must still contain")
+    for cmd in (verify, anchor):
+        cmd.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
+                         help="SQLite file path or database URL (default: ./poslab.db)")
+        cmd.add_argument("--key-file", metavar="PATH",
+                         help="the chain key file (default: as the host finds it)")
     add_report_parser(sub)
     return p
 
@@ -145,20 +158,57 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         return _fail(problem)
     if args.command == "ledger":
-        return ledger_verify(args.db)
+        from host.config import ConfigError
+
+        try:
+            key_file = _key_file(args)
+        except ConfigError as exc:
+            return _fail(f"bad config: {exc}")
+        if args.ledger_command == "anchor":
+            return ledger_anchor(args.db, key_file)
+        return ledger_verify(args.db, key_file, args.anchor)
     if args.command == "report":
         return run_report(args)
     return serve(args)
 
 
-def ledger_verify(db: str) -> int:
+def _key_file(args: argparse.Namespace) -> Path:
+    """Where the chain key is: ``--key-file``, else as the host finds it (``[host]
+    chain_key_file`` of ``--config`` under ``$POSLAB_CHAIN_KEY_FILE``, else the default).
+
+    Raises :class:`host.config.ConfigError` for a bad ``--config``."""
+    from host.ledger import key_path
+
+    if args.key_file:
+        return Path(args.key_file)
+    configured = None
+    if args.config:
+        from host.config import load_config
+
+        configured = load_config(args.config).host.chain_key_file
+    return key_path(args.db, configured)
+
+
+def ledger_verify(db: str, key_file: Path | None = None, anchor: str | None = None) -> int:
     """Print each invariant violation of the ledger at ``db``; 0 clean, 1 violations, 2 error."""
     if "://" not in db and not Path(db).is_file():
         return _fail(f"no database file at {db}")
     try:
-        from host.ledger import verify_database
+        from host.ledger import (
+            AnchorError,
+            ChainKeyError,
+            key_path,
+            parse_anchor,
+            read_key,
+            verify_database,
+        )
 
-        report = verify_database(db)
+        anchored = parse_anchor(anchor) if anchor is not None else None
+        key = read_key(key_file or key_path(db))
+    except (AnchorError, ChainKeyError) as exc:
+        return _fail(str(exc))
+    try:
+        report = verify_database(db, key, anchor=anchored)
     except Exception as exc:
         return _fail(f"cannot verify the ledger in {safe_url(db)}: {first_line(exc)}")
     for violation in report.get("violations", []):
@@ -169,6 +219,23 @@ def ledger_verify(db: str) -> int:
         return 0
     print(f"{len(report.get('violations', []))} violation(s) found", file=sys.stderr)
     return 1
+
+
+def ledger_anchor(db: str, key_file: Path | None = None) -> int:
+    """Print the chain head of the ledger at ``db`` as an anchor line; 0, or 2 on an error."""
+    if "://" not in db and not Path(db).is_file():
+        return _fail(f"no database file at {db}")
+    try:
+        from host.ledger import ChainKeyError, key_path, read_anchor, read_key
+
+        key = read_key(key_file or key_path(db))
+    except ChainKeyError as exc:
+        return _fail(str(exc))
+    try:
+        print(read_anchor(db, key))
+    except Exception as exc:
+        return _fail(f"cannot anchor the ledger in {safe_url(db)}: {first_line(exc)}")
+    return 0
 
 
 def _clock(args: argparse.Namespace) -> Any:

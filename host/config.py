@@ -10,7 +10,7 @@ Layout (every table optional; without ``[[merchants]]`` the demo merchant ``MERC
 with terminal ``TERM0001`` is used)::
 
     [host]        currency, admin_token, rrn_prefix, card_hash_key, unknown_card,
-                  sqlite_synchronous
+                  sqlite_synchronous, chain_key_file
     [[merchants]] id, name, currencies (["*"] = any), currency, timezone, country, subdivision,
                   mdr_percent, fixed_fee_minor, cutoff, funding_days, terminals, and an optional
                   [merchants.refund]
@@ -79,6 +79,10 @@ class HostSection(_Strict):
         no acknowledged transaction even on power loss; ``NORMAL`` is faster and still loses
         nothing when the host process crashes, but may lose the last acknowledged commits when
         the machine loses power (docs/power-loss.md measures it). PostgreSQL ignores it.
+    :ivar chain_key_file: the file holding the ledger's chain key (docs/tamper-evidence.md);
+        ``$POSLAB_CHAIN_KEY_FILE`` overrides it. Default: beside an SQLite database
+        (``<file>.chain-key``), ``poslab-chain.key`` in the working directory for PostgreSQL.
+        Generated (mode 0600) on first start when missing.
     """
 
     currency: str = "CNY"
@@ -87,6 +91,7 @@ class HostSection(_Strict):
     card_hash_key: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{32,128}$")
     unknown_card: Literal["approve", "decline"] = "approve"
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    chain_key_file: str | None = Field(default=None, min_length=1)
 
     _currency = field_validator("currency")(_check_currency)
 

@@ -53,8 +53,11 @@ from host.canonical_json import dumps_sorted
 from host.clock import Clock
 from host.config import HostConfig, MerchantConfig, RefundPolicy
 from host.ledger import (
+    ChainKey,
     Ledger,
     create_schema,
+    ensure_key,
+    key_path,
     merchant_holds,
     merchant_payable,
     open_engine,
@@ -76,8 +79,7 @@ from host.replies import (
 from host.request_key import request_key, request_key_of
 from host.rules import Decision
 from host.settlement import CutoffSchedule
-from host.store import STORE_CHECKS, Store, txn_reference
-from host.store import metadata as store_metadata
+from host.store import Store, create_store_schema, store_checks, txn_reference
 from host.store import txn as txn_table
 from host.txn_views import TxnViews
 from protocol.codes import NetworkCode, ProcessingCode, RuleId
@@ -175,9 +177,10 @@ class HostService:
         self.clock = clock
         self.strict = strict
         self.allow_unknown_terminals = allow_unknown_terminals
+        self.chain_key = _chain_key(db_url, config.host.chain_key_file)
         self.engine = open_engine(db_url, synchronous=config.host.sqlite_synchronous)
-        self.ledger = Ledger()
-        self.store = Store(config.host.rrn_prefix)
+        self.ledger = Ledger(self.chain_key)
+        self.store = Store(self.chain_key, config.host.rrn_prefix)
         self.views = TxnViews(self.store, self.ledger)
         limits = config.text_limits
         self._de48_limits = {"EV": limits.evidence_max, "OP": limits.operator_max}
@@ -189,8 +192,8 @@ class HostService:
         self._unlisted: dict[str, MerchantConfig] = {}  # default profile copied per MID
         self._unsettled: set[str] = set()  # merchants enrolled since the last commit
         with schema_transaction(self.engine) as conn:
-            create_schema(conn)
-            store_metadata.create_all(conn)
+            create_schema(conn, self.chain_key)
+            create_store_schema(conn)
             self._card_key = self.store.card_key(conn, config.host.card_hash_key)
         # Settlement timing (cut-offs, funding, refund posting, notifications): one hook.
         from host.settlement_book import build_desk  # late: it imports this module's store
@@ -601,6 +604,10 @@ class HostService:
             self.store.update_txn(ctx.conn, row_id, group_id=groups[0] if groups else None,
                                   rrn=rrn, approval_code=code)
             self.store.update_txn(ctx.conn, int(original.id), state="voided")
+            if original.kind == "completion" and original.original_id is not None:
+                # The void mirrored the hold's release too: the hold is live again, as after
+                # a reversal of the completion (_undo).
+                self.store.update_txn(ctx.conn, int(original.original_id), state="authorized")
             self._cancel_review(ctx, int(original.id), "voided")
             self.store.add_event(ctx.conn, int(original.id), ctx.now_ms, "voided", by=rrn)
         return financial_reply(ctx.fields, req, "void", decision, rrn, code, pan, ctx.de15)
@@ -873,7 +880,7 @@ class HostService:
     def verify(self) -> dict[str, Any]:
         """Check the ledger and store invariants; each violation named precisely."""
         with self._lock, self.engine.connect() as conn:
-            report = verify_connection(conn, STORE_CHECKS)
+            report = verify_connection(conn, self.chain_key, store_checks(self.chain_key))
             conn.rollback()
         return report
 
@@ -988,6 +995,17 @@ def same_person(name: str) -> str:
     """An approver's name as compared for the two-approver rule: NFKC-normalised and case
     folded (``ALICE``, ``alice`` and full-width ``ａｌｉｃｅ`` are one person)."""
     return unicodedata.normalize("NFKC", name).casefold()
+
+
+def _chain_key(db_url: str, configured: str | None) -> ChainKey:
+    """The chain key of ``db_url``, generated on first start (its path logged, never the key)."""
+    path = key_path(db_url, configured)
+    key, created = ensure_key(path)
+    if created:
+        log.warning("generated the ledger chain key %s (mode 0600): keep it, and back it up "
+                    "apart from the database; without it the ledger cannot be verified", path)
+    return key
+
 
 
 def _kind(req: FinancialRequest) -> str:

@@ -30,6 +30,15 @@ Card data is only ever a masked PAN plus a keyed hash. Tables:
     The audit trail shown by the admin API (received, decided, reversed, reviewed ...).
 ``host_meta``
     Key/value: the generated card hash key when the config has none.
+
+History is protected twice (docs/tamper-evidence.md). Triggers (:func:`create_store_schema`)
+refuse DELETE on every history table, UPDATE on ``event``, ``reversal_mark`` and
+``review_approval``, UPDATE of a transaction's fixed columns (everything but ``state``,
+``review_state`` and the ids written once after the insert), of a review's subject and level,
+and of a closed batch. And every ``txn`` and ``event`` row carries ``mac``, the chain key's MAC
+over its fixed content (:data:`TXN_FIXED`), so an edit made after dropping the triggers still
+shows; the mutable ``state`` is cross-checked against the ledger and the event log
+(:func:`store_checks`).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -61,8 +71,10 @@ from sqlalchemy import (
 )
 
 from host.canonical_json import dumps_sorted
+from host.ledger.chain import ChainKey
 from host.ledger.prepared import Prepared
-from host.ledger.verify import Violation
+from host.ledger.schema import create_append_only_triggers
+from host.ledger.verify import ExtraCheck, Violation
 from host.rules import OriginalView
 
 metadata = MetaData()
@@ -97,6 +109,7 @@ txn = Table(
     Column("evidence", String(200)),
     Column("operator", String(40)),
     Column("rules_fired", Text, nullable=False, default="[]"),
+    Column("mac", String(64), nullable=False),
     Index("ix_txn_original", "original_id"),
     Index("ix_txn_key", "merchant_id", "terminal_id", "stan", "business_date"),
     Index("ix_txn_merchant_day", "merchant_id", "business_date", "kind"),
@@ -172,6 +185,7 @@ event = Table(
     Column("at_ms", BigInteger, nullable=False),
     Column("kind", String(32), nullable=False),
     Column("detail", Text, nullable=False, default="{}"),
+    Column("mac", String(64), nullable=False),
     Index("ix_event_txn", "txn_id"),
     sqlite_autoincrement=True,
 )  # fmt: skip
@@ -270,10 +284,35 @@ def rrn_for(prefix: str, txn_id: int) -> str:
     return f"{prefix}{txn_id:0{12 - len(prefix)}d}"
 
 
-class Store:
-    """Queries and updates on the store's tables, always on the caller's connection."""
+#: The columns of ``txn`` fixed at insert: covered by the row's MAC, refused by the trigger.
+TXN_FIXED = ("kind", "mti", "processing_code", "request_key", "merchant_id", "terminal_id",
+             "stan", "business_date", "at_ms", "amount_minor", "currency", "pan_masked",
+             "pan_hash", "original_id", "response_code", "rule", "batch_id", "reason",
+             "evidence", "operator", "rules_fired")
+#: Written once after the insert (NULL until then), never changed afterwards.
+TXN_ONCE = ("rrn", "approval_code", "group_id")
 
-    def __init__(self, rrn_prefix: str = "") -> None:
+
+_FIXED_VALUES = itemgetter(*TXN_FIXED)
+
+
+def txn_mac(key: ChainKey, values: Mapping[str, Any]) -> str:
+    """The MAC of a transaction row's fixed columns."""
+    return key.mac(("txn", _FIXED_VALUES(values)))
+
+
+def event_mac(key: ChainKey, txn_id: int | None, at_ms: int, kind: str, detail: str) -> str:
+    """The MAC of one audit event."""
+    return key.mac_text(f"event|{txn_id}|{at_ms}|{len(kind)}:{kind}|{detail}")
+
+
+class Store:
+    """Queries and updates on the store's tables, always on the caller's connection.
+
+    ``key`` is the chain key the rows' MACs are made with."""
+
+    def __init__(self, key: ChainKey, rrn_prefix: str = "") -> None:
+        self.key = key
         self.rrn_prefix = rrn_prefix
 
     # -- meta and card key -----------------------------------------------------------------
@@ -360,7 +399,8 @@ class Store:
             out[f"{side}_minor"] += int(total)
         return out
 
-    def batch_content_hash(self, conn: Connection, batch_id: int) -> str:
+    @staticmethod
+    def batch_content_hash(conn: Connection, batch_id: int) -> str:
         """SHA-256 over the batch's membership (id, kind, amount, currency of each transaction).
 
         States are left out on purpose: a review decision may still change a member's state
@@ -399,7 +439,9 @@ class Store:
         ``store_ids=False`` leaves writing ``rrn`` and ``approval_code`` to the caller, who
         must pass them to :meth:`update_txn` in the same transaction (one UPDATE instead of
         two when the row gets its ledger group id next)."""
-        key = _TXN_INSERT.run(conn, {**_TXN_OPTIONAL, **values}).inserted_primary_key
+        row = {**_TXN_OPTIONAL, **values}
+        row["mac"] = txn_mac(self.key, row)
+        key = _TXN_INSERT.run(conn, row).inserted_primary_key
         assert key is not None
         tid = int(key[0])
         rrn, code = rrn_for(self.rrn_prefix, tid), approval_code_for(tid)
@@ -544,8 +586,10 @@ class Store:
     def add_event(self, conn: Connection, txn_id: int | None, at_ms: int, kind: str,
                   **detail: Any) -> None:
         """Append one audit event."""
+        text = dumps_sorted(detail)
         _EVENT_INSERT.run(conn, {"txn_id": txn_id, "at_ms": at_ms, "kind": kind,
-                                     "detail": dumps_sorted(detail)})
+                                 "detail": text,
+                                 "mac": event_mac(self.key, txn_id, at_ms, kind, text)})
 
     def events(self, conn: Connection, txn_id: int) -> list[dict[str, Any]]:
         """The audit events of one transaction, oldest first."""
@@ -601,10 +645,9 @@ def check_batch_membership(conn: Connection) -> list[Violation]:
 
 def check_closed_batches(conn: Connection) -> list[Violation]:
     """I12: a closed batch's content still hashes to what was recorded at close."""
-    store = Store()
     out = []
     for row in conn.execute(select(batch).where(batch.c.state == "closed")).all():
-        if row.content_hash != store.batch_content_hash(conn, int(row.id)):
+        if row.content_hash != Store.batch_content_hash(conn, int(row.id)):
             out.append({"invariant": "I12", "detail": f"closed batch {row.id} of terminal "
                                                       f"{row.terminal_id} changed after close"})
     return out
@@ -616,14 +659,104 @@ def _has_store(conn: Connection) -> bool:
     return bool(inspect(conn).has_table("txn"))
 
 
-def _guarded(check: Any) -> Any:
+def _guarded(check: Any) -> ExtraCheck:
     def run(conn: Connection) -> list[Violation]:
-        return check(conn) if _has_store(conn) else []
+        return list(check(conn)) if _has_store(conn) else []
 
     run.__doc__ = check.__doc__
     return run
 
 
-STORE_CHECKS = [_guarded(c) for c in (check_one_txn_per_key, check_refunds_within_sale,
-                                      check_batch_membership, check_closed_batches)]
-"""The store's invariant checks (skipped on a database without the store's tables)."""
+def store_checks(key: ChainKey) -> list[ExtraCheck]:
+    """The store's invariant checks under the chain ``key`` (each skipped on a database
+    without the store's tables): run by ``HostService.verify()`` and
+    ``host.ledger.verify_database()``."""
+    from host.store_verify import history_checks
+
+    plain = (check_one_txn_per_key, check_refunds_within_sale, check_batch_membership,
+             check_closed_batches)
+    return [_guarded(c) for c in (*plain, *history_checks(key))]
+
+
+_FIXED_LIST = ", ".join(TXN_FIXED + ("mac",))
+_SQLITE_TRIGGERS = (
+    f"CREATE TRIGGER IF NOT EXISTS txn_fixed BEFORE UPDATE OF {_FIXED_LIST} ON txn "
+    "BEGIN SELECT RAISE(ABORT, 'history table txn: its fixed columns never change'); END",
+    "CREATE TRIGGER IF NOT EXISTS txn_once BEFORE UPDATE OF rrn, approval_code, group_id ON txn "
+    "WHEN (OLD.rrn IS NOT NULL AND NEW.rrn IS NOT OLD.rrn) "
+    "OR (OLD.approval_code IS NOT NULL AND NEW.approval_code IS NOT OLD.approval_code) "
+    "OR (OLD.group_id IS NOT NULL AND NEW.group_id IS NOT OLD.group_id) "
+    "BEGIN SELECT RAISE(ABORT, 'history table txn: rrn, approval_code and group_id are "
+    "written once'); END",
+    "CREATE TRIGGER IF NOT EXISTS review_fixed BEFORE UPDATE OF id, txn_id, level, created_ms "
+    "ON review BEGIN SELECT RAISE(ABORT, 'history table review: its subject never changes'); "
+    "END",
+    "CREATE TRIGGER IF NOT EXISTS batch_closed_fixed BEFORE UPDATE ON batch "
+    "WHEN OLD.state = 'closed' "
+    "BEGIN SELECT RAISE(ABORT, 'history table batch: a closed batch never changes'); END",
+)
+_PG_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION poslab_fixed_columns() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_TABLE_NAME = 'txn' THEN
+    IF ROW(OLD.id, {", ".join("OLD." + c for c in TXN_FIXED + ("mac",))})
+       IS DISTINCT FROM ROW(NEW.id, {", ".join("NEW." + c for c in TXN_FIXED + ("mac",))})
+    THEN RAISE EXCEPTION 'history table txn: its fixed columns never change'; END IF;
+    IF (OLD.rrn IS NOT NULL AND NEW.rrn IS DISTINCT FROM OLD.rrn)
+       OR (OLD.approval_code IS NOT NULL AND NEW.approval_code IS DISTINCT FROM OLD.approval_code)
+       OR (OLD.group_id IS NOT NULL AND NEW.group_id IS DISTINCT FROM OLD.group_id)
+    THEN RAISE EXCEPTION 'history table txn: rrn, approval_code and group_id are written once';
+    END IF;
+  ELSIF TG_TABLE_NAME = 'review' THEN
+    IF ROW(OLD.id, OLD.txn_id, OLD.level, OLD.created_ms)
+       IS DISTINCT FROM ROW(NEW.id, NEW.txn_id, NEW.level, NEW.created_ms)
+    THEN RAISE EXCEPTION 'history table review: its subject never changes'; END IF;
+  ELSIF TG_TABLE_NAME = 'batch' AND OLD.state = 'closed' THEN
+    RAISE EXCEPTION 'history table batch: a closed batch never changes';
+  END IF;
+  RETURN NEW;
+END $$
+"""
+#: Tables that only ever grow.
+APPEND_ONLY = ("event", "reversal_mark", "review_approval")
+#: Tables whose rows change in restricted ways but are never deleted.
+NO_DELETE = ("txn", "review", "batch")
+
+
+def create_store_schema(conn: Connection) -> None:
+    """Create the store's tables and the triggers that keep its history (idempotent)."""
+    metadata.create_all(conn)
+    create_append_only_triggers(conn, APPEND_ONLY)
+    if conn.dialect.name == "sqlite":
+        for sql in _SQLITE_TRIGGERS:
+            conn.exec_driver_sql(sql)
+        for table in NO_DELETE:
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'history table {table} is append-only: DELETE "
+                f"refused'); END")
+        return
+    conn.exec_driver_sql(_PG_FUNCTION)
+    for table in NO_DELETE:
+        conn.exec_driver_sql(
+            f"CREATE OR REPLACE TRIGGER {table}_fixed BEFORE UPDATE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION poslab_fixed_columns()")
+        conn.exec_driver_sql(
+            f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION poslab_append_only()")
+        conn.exec_driver_sql(
+            f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION poslab_append_only()")
+
+
+def drop_store_triggers(conn: Connection) -> None:
+    """Remove the store's triggers (tests use this to tamper with history on purpose)."""
+    from host.ledger.schema import drop_append_only_triggers
+
+    drop_append_only_triggers(conn, APPEND_ONLY + NO_DELETE)
+    if conn.dialect.name == "sqlite":
+        for name in ("txn_fixed", "txn_once", "review_fixed", "batch_closed_fixed"):
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+    else:
+        for table in NO_DELETE:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_fixed ON {table}")

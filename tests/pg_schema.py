@@ -8,14 +8,16 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL on a private schema (dropped afterwards).
+def pg_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A PostgreSQL URL on a private schema (dropped afterwards), with its own ledger chain
+    key file in the test's temporary directory (``$POSLAB_CHAIN_KEY_FILE``).
 
     Skips without ``POSLAB_TEST_PG_URL``; with ``POSLAB_REQUIRE_PG=1`` an unreachable server
     fails the test instead.
@@ -36,6 +38,7 @@ def pg_url() -> Iterator[str]:
         if required:
             pytest.fail(f"PostgreSQL required but unreachable: {type(exc).__name__}")
         pytest.skip(f"PostgreSQL unreachable: {type(exc).__name__}")
+    monkeypatch.setenv("POSLAB_CHAIN_KEY_FILE", str(tmp_path / f"{schema}.chain-key"))
     sep = "&" if "?" in base else "?"
     try:
         yield f"{base}{sep}options=-csearch_path%3D{schema}"

@@ -7,10 +7,12 @@ check, its postings and its stored response commit together (the response is sen
 that commit).
 
 Hash chain: group ``n`` stores ``prev_hash`` = hash of group ``n-1`` (``0`` * 64 for the first)
-and ``hash`` = SHA-256 of the canonical JSON of ``[prev_hash, id, kind, reference, reverses,
-parent_id, currency, amount_minor, at_ms, memo, entries]`` where entries are ``[account, side,
-amount_minor]`` in insertion order. Changing any stored byte of history breaks the chain from
-that group on (:mod:`host.ledger.verify`).
+and ``hash`` = HMAC-SHA256 under the chain key (:mod:`host.ledger.chain`) of the compact JSON
+of ``[prev_hash, id, kind, reference, reverses, parent_id, currency, amount_minor, at_ms, memo,
+entries]`` where entries are ``[account, side, amount_minor]`` in insertion order. The head row
+keeps the last id and hash, the number of entries and its own MAC. Changing any stored byte of
+history breaks the chain from that group on, and without the key nobody can compute the hashes
+again (:mod:`host.ledger.verify`).
 
 Effective: a group is effective unless an effective group reverses it (a reversal that was
 itself reversed no longer counts), so voiding a sale and then reversing the void makes the
@@ -18,7 +20,7 @@ sale effective again.
 
 API for other modules (the settlement desk posts funding and fees through :meth:`Ledger.post`)::
 
-    ledger = Ledger()
+    ledger = Ledger(key)
     gid = ledger.post_group(conn, [("scheme_settlement", "D", 1000),
                                    ("merchant_payable:M1", "C", 1000)],
                             currency="CNY", at_ms=now_ms, reference="txn:1", kind="sale")
@@ -27,8 +29,6 @@ API for other modules (the settlement desk posts funding and fees through :meth:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,18 +36,21 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
+from host.ledger.chain import ChainKey
 from host.ledger.prepared import Prepared
-from host.ledger.schema import ledger_entry, ledger_head, posting_group, request_log
+from host.ledger.schema import head_mac, ledger_entry, ledger_head, posting_group, request_log
 
 # Statements of the posting path, built once and run as prepared statements (building and
 # executing Core statements per call costs more CPU than the database's own work;
 # docs/performance.md, host.ledger.prepared).
-_HEAD_LOCKED = Prepared(select(ledger_head.c.last_id, ledger_head.c.last_hash).where(
+_HEAD_LOCKED = Prepared(select(ledger_head.c.last_id, ledger_head.c.last_hash,
+                               ledger_head.c.entries).where(
     ledger_head.c.id == 1).with_for_update())
 _HEAD_UPDATE = Prepared(update(ledger_head).where(ledger_head.c.id == 1))
 _HEAD_ADVANCE = Prepared(update(ledger_head).where(
     ledger_head.c.id == 1, ledger_head.c.last_id == bindparam("seen_id"),
-    ledger_head.c.last_hash == bindparam("seen_hash")))
+    ledger_head.c.last_hash == bindparam("seen_hash"),
+    ledger_head.c.entries == bindparam("seen_entries")))
 _GROUP_INSERT = Prepared(insert(posting_group))
 _ENTRY_INSERT = Prepared(insert(ledger_entry))
 _ENTRIES = Prepared(select(ledger_entry.c.account, ledger_entry.c.side, ledger_entry.c.amount_minor)
@@ -84,12 +87,18 @@ class Group:
     memo: str
 
 
-def group_hash(prev_hash: str, group: Group, entries: Sequence[Entry]) -> str:
+def group_hash(key: ChainKey, prev_hash: str, group: Group, entries: Sequence[Entry]) -> str:
     """The chain hash of one group (see the module docstring)."""
-    doc = [prev_hash, group.id, group.kind, group.reference, group.reverses, group.parent_id,
-           group.currency, group.amount_minor, group.at_ms, group.memo,
-           [[a, s, int(m)] for a, s, m in entries]]
-    return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()
+    return key.mac([prev_hash, group.id, group.kind, group.reference, group.reverses,
+                    group.parent_id, group.currency, group.amount_minor, group.at_ms, group.memo,
+                    [[a, s, int(m)] for a, s, m in entries]])
+
+
+def request_mac(key: ChainKey, rkey: str, fingerprint: str, result: str, at_ms: int) -> str:
+    """The MAC of one stored reply (``request_log`` row)."""
+    # Length-prefixed where a value may hold the separator: one text, one reading.
+    return key.mac_text(f"request|{at_ms}|{len(rkey)}:{rkey}|{len(fingerprint)}:{fingerprint}|"
+                        f"{result}")
 
 
 def to_ms(at: datetime) -> int:
@@ -118,17 +127,18 @@ def _check(entries: Sequence[Entry]) -> int:
 class Ledger:
     """Double-entry book on the caller's connection (safe to share between threads).
 
-    The only state is a hint: the chain head this instance last wrote. A posting first tries
-    to advance the stored head *from that hint* with one conditional UPDATE (``WHERE last_id =
-    hint AND last_hash = hint``), which also takes the head's row lock; when another writer
-    (another service on the same database, a rolled-back savepoint) moved the head, the UPDATE
-    matches nothing and the posting falls back to reading the head under lock. Either way the
-    new group links to the head as stored in the writer's transaction, so the chain never
-    forks; the hint only saves the read.
+    ``key`` is the chain key every hash is made with. The only state is a hint: the chain head
+    this instance last wrote. A posting first tries to advance the stored head *from that hint*
+    with one conditional UPDATE (``WHERE last_id, last_hash, entries = hint``), which also
+    takes the head's row lock; when another writer (another service on the same database, a
+    rolled-back savepoint) moved the head, the UPDATE matches nothing and the posting falls
+    back to reading the head under lock. Either way the new group links to the head as stored
+    in the writer's transaction, so the chain never forks; the hint only saves the read.
     """
 
-    def __init__(self) -> None:
-        self._head: tuple[int, str] | None = None
+    def __init__(self, key: ChainKey) -> None:
+        self.key = key
+        self._head: tuple[int, str, int] | None = None
 
     def post_group(self, conn: Connection, entries: Sequence[Entry], *, currency: str,
                    at_ms: int, reference: str, kind: str = "posting", memo: str = "",
@@ -139,21 +149,26 @@ class Ledger:
         positive integer; nothing is written then.
         """
         amount = _check(entries)
+        key = self.key
         hint = self._head
         if hint is not None:
             group = Group(hint[0] + 1, kind, reference, reverses, parent_id, currency, amount,
                           at_ms, memo)
-            prev, digest = hint[1], group_hash(hint[1], group, entries)
-            if _HEAD_ADVANCE.run(conn, {"seen_id": hint[0], "seen_hash": prev,
-                                            "last_id": group.id, "last_hash": digest}
-                            ).rowcount != 1:
+            prev, digest = hint[1], group_hash(key, hint[1], group, entries)
+            count = hint[2] + len(entries)
+            if _HEAD_ADVANCE.run(conn, {
+                    "seen_id": hint[0], "seen_hash": prev, "seen_entries": hint[2],
+                    "last_id": group.id, "last_hash": digest, "entries": count,
+                    "mac": head_mac(key, group.id, digest, count)}).rowcount != 1:
                 hint = None
         if hint is None:
             head = _HEAD_LOCKED.run(conn).one()
             group = Group(int(head.last_id) + 1, kind, reference, reverses, parent_id, currency,
                           amount, at_ms, memo)
-            prev, digest = head.last_hash, group_hash(head.last_hash, group, entries)
-            _HEAD_UPDATE.run(conn, {"last_id": group.id, "last_hash": digest})
+            prev, digest = head.last_hash, group_hash(key, head.last_hash, group, entries)
+            count = int(head.entries) + len(entries)
+            _HEAD_UPDATE.run(conn, {"last_id": group.id, "last_hash": digest, "entries": count,
+                                    "mac": head_mac(key, group.id, digest, count)})
         _GROUP_INSERT.run(conn, {
             "id": group.id, "kind": kind, "reference": reference, "reverses": reverses,
             "parent_id": parent_id, "currency": currency, "amount_minor": amount,
@@ -161,7 +176,7 @@ class Ledger:
         _ENTRY_INSERT.run_many(conn, [
             {"group_id": group.id, "account": a, "side": s, "amount_minor": m,
              "currency": currency} for a, s, m in entries])
-        self._head = (group.id, digest)  # a hint: wrong after a rollback, then just a miss
+        self._head = (group.id, digest, count)  # a hint: wrong after a rollback, then a miss
         return group.id
 
     def post(self, conn: Connection, entries: Sequence[Entry], *, currency: str, at: datetime,
@@ -239,7 +254,8 @@ class Ledger:
                  at_ms: int) -> None:
         """Store the result of the request ``key`` (raises IntegrityError if already there)."""
         _REMEMBER.run(conn, {"key": key, "fingerprint": fingerprint, "result": result,
-                                 "at_ms": at_ms})
+                             "at_ms": at_ms,
+                             "mac": request_mac(self.key, key, fingerprint, result, at_ms)})
 
 
 def _group(r: Any) -> Group:

@@ -7,22 +7,33 @@
     NULL), ``parent_id`` (the group this one draws against, e.g. a refund against its sale; the
     sum of effective children never exceeds the parent, invariant I9), ``currency``,
     ``amount_minor`` (sum of the debits), ``at_ms`` (host clock), ``memo``, ``prev_hash`` and
-    ``hash`` (SHA-256 chain, see :mod:`host.ledger.book`).
+    ``hash`` (keyed HMAC-SHA256 chain, see :mod:`host.ledger.book` and
+    :mod:`host.ledger.chain`).
 ``ledger_entry``
     One leg of a group: ``group_id``, ``account``, ``side`` (``D``/``C``), ``amount_minor``
     (> 0), ``currency``.
 ``ledger_head``
-    One row: the last group's id and hash. Writers lock it (``FOR UPDATE`` on PostgreSQL; the
-    SQLite write lock covers it) so the chain never forks.
+    One row: the last group's id and hash, the number of entries, ``mac`` (the chain key's MAC
+    over those three, so the head cannot be wound back without the key) and ``key_check``
+    (identifies the chain key the ledger is written with). Writers lock it (``FOR UPDATE`` on
+    PostgreSQL; the SQLite write lock covers it) so the chain never forks.
 ``request_log``
-    Idempotency records: an opaque key, the fingerprint of the request's content and the stored
-    result (JSON text). A key is recorded once (primary key, invariant I5).
+    Idempotency records: an opaque key, the fingerprint of the request's content, the stored
+    result (JSON text) and ``mac`` over all of them. A key is recorded once (primary key,
+    invariant I5).
 
-Triggers on SQLite and PostgreSQL refuse UPDATE and DELETE on ``posting_group`` and
-``ledger_entry`` (and TRUNCATE on PostgreSQL): corrections are new groups (invariant I4).
+Triggers on SQLite and PostgreSQL refuse UPDATE and DELETE on ``posting_group``,
+``ledger_entry`` and ``request_log`` (and TRUNCATE on PostgreSQL): corrections are new groups
+(invariant I4). Triggers stop mistakes and casual edits; someone who can drop them is caught by
+the keyed MACs instead (:mod:`host.ledger.verify`).
+
+A database written before the chain was keyed has no ``ledger_head.mac``: :func:`create_schema`
+refuses it with :class:`SchemaVersionError` rather than mix unkeyed and keyed history.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from sqlalchemy import (
     BigInteger,
@@ -36,8 +47,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     text,
 )
+
+from host.ledger.chain import ChainKey, ChainKeyError
 
 metadata = MetaData()
 
@@ -77,6 +91,9 @@ ledger_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("last_id", BigInteger, nullable=False),
     Column("last_hash", String(64), nullable=False),
+    Column("entries", BigInteger, nullable=False),
+    Column("mac", String(64), nullable=False),
+    Column("key_check", String(64), nullable=False),
 )  # fmt: skip
 
 request_log = Table(
@@ -85,34 +102,71 @@ request_log = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("result", Text, nullable=False),
     Column("at_ms", BigInteger, nullable=False),
+    Column("mac", String(64), nullable=False),
 )  # fmt: skip
 
 GENESIS_HASH = "0" * 64
-APPEND_ONLY_TABLES = ("posting_group", "ledger_entry")
+APPEND_ONLY_TABLES = ("posting_group", "ledger_entry", "request_log")
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION poslab_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  RAISE EXCEPTION 'ledger table % is append-only: % refused', TG_TABLE_NAME, TG_OP;
+  RAISE EXCEPTION 'history table % is append-only: % refused', TG_TABLE_NAME, TG_OP;
 END $$
 """
 
 
-def create_schema(conn: Connection) -> None:
-    """Create the tables, the head row and the append-only triggers (idempotent)."""
+class SchemaVersionError(Exception):
+    """The database was written by a poslab version whose ledger this one cannot extend."""
+
+
+def head_mac(key: ChainKey, last_id: int, last_hash: str, entries: int) -> str:
+    """The MAC of the chain head (its last id, last hash and entry count)."""
+    return key.mac_text(f"head|{last_id}|{last_hash}|{entries}")
+
+
+def create_schema(conn: Connection, key: ChainKey) -> None:
+    """Create the tables, the head row and the append-only triggers (idempotent).
+
+    Raises :class:`SchemaVersionError` on a ledger from before the keyed chain and
+    :class:`~host.ledger.chain.ChainKeyError` on one written with another chain key."""
+    check_schema_version(conn)
     metadata.create_all(conn)
-    if conn.execute(ledger_head.select()).first() is None:
-        conn.execute(ledger_head.insert().values(id=1, last_id=0, last_hash=GENESIS_HASH))
+    head = conn.execute(ledger_head.select()).first()
+    if head is None:
+        conn.execute(ledger_head.insert().values(
+            id=1, last_id=0, last_hash=GENESIS_HASH, entries=0, key_check=key.check,
+            mac=head_mac(key, 0, GENESIS_HASH, 0)))
+    elif head.key_check != key.check:
+        raise ChainKeyError(
+            f"the ledger in this database was written with a different chain key than the one "
+            f"in {key.path}: start with the key file it was written with")
+    create_append_only_triggers(conn, APPEND_ONLY_TABLES)
+
+
+def check_schema_version(conn: Connection) -> None:
+    """Raise :class:`SchemaVersionError` when the ledger predates the keyed chain."""
+    inspector = inspect(conn)
+    if inspector.has_table("ledger_head") and "mac" not in {
+            c["name"] for c in inspector.get_columns("ledger_head")}:
+        raise SchemaVersionError(
+            "this database holds a ledger from before the keyed hash chain (no ledger_head.mac)"
+            "; this version cannot extend or verify it: use the poslab version that wrote it, "
+            "and start this one on a new database")
+
+
+def create_append_only_triggers(conn: Connection, tables: Sequence[str]) -> None:
+    """Triggers refusing UPDATE and DELETE (and TRUNCATE on PostgreSQL) on ``tables``."""
     if conn.dialect.name == "sqlite":
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             for op in ("UPDATE", "DELETE"):
                 conn.execute(text(
                     f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, 'ledger table {table} is append-only: "
+                    f"BEGIN SELECT RAISE(ABORT, 'history table {table} is append-only: "
                     f"{op} refused'); END"))
     else:
         conn.execute(text(_PG_FUNCTION))
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             conn.execute(text(
                 f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON "
                 f"{table} FOR EACH ROW EXECUTE FUNCTION poslab_append_only()"))
@@ -121,9 +175,10 @@ def create_schema(conn: Connection) -> None:
                 f"FOR EACH STATEMENT EXECUTE FUNCTION poslab_append_only()"))
 
 
-def drop_append_only_triggers(conn: Connection) -> None:
+def drop_append_only_triggers(conn: Connection, tables: Sequence[str] = APPEND_ONLY_TABLES
+                              ) -> None:
     """Remove the triggers (tests use this to tamper with history on purpose)."""
-    for table in APPEND_ONLY_TABLES:
+    for table in tables:
         if conn.dialect.name == "sqlite":
             for op in ("update", "delete"):
                 conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_{op}"))

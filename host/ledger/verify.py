@@ -10,7 +10,14 @@ account or key concerned, so a person can find the row. Checks:
 ``I7``  each group reversed by at most one effective group, and that one an exact mirror
 ``I9``  groups drawing on a parent (refunds on their sale) never exceed it: the effective
         children sum to at most the parent's amount, and to 0 when the parent is not effective
-``CHAIN``  every group's ``prev_hash`` is its predecessor's hash and its ``hash`` recomputes
+``KEY``    the ledger was written with the chain key verify was given (else nothing else is
+           checked: every hash would fail and say nothing useful)
+``HEAD``   the head row's MAC holds, and its last id, last hash and entry count are those of
+           the stored chain (deleting the newest groups and winding the head back shows here)
+``CHAIN``  group ids run 1, 2, 3 ... without a gap, every group's ``prev_hash`` is its
+           predecessor's hash and its ``hash`` recomputes under the chain key
+``REQUEST``  every stored reply (``request_log`` row) still carries its MAC
+``ANCHOR`` (when given) the chain still holds the anchored hash at the anchored position
 
 Extra checks (e.g. the transaction store's) are callables ``(conn) -> list[violation]``.
 """
@@ -23,9 +30,19 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from host.ledger.book import Group, group_hash
+from host.ledger.anchor import Anchor
+from host.ledger.book import Group, group_hash, request_mac
+from host.ledger.chain import ChainKey, ChainKeyError, key_path, read_key
 from host.ledger.db import open_engine
-from host.ledger.schema import GENESIS_HASH, ledger_entry, posting_group, request_log
+from host.ledger.schema import (
+    GENESIS_HASH,
+    check_schema_version,
+    head_mac,
+    ledger_entry,
+    ledger_head,
+    posting_group,
+    request_log,
+)
 
 Violation = dict[str, str]
 ExtraCheck = Callable[[Connection], list[Violation]]
@@ -35,9 +52,21 @@ def _v(invariant: str, detail: str) -> Violation:
     return {"invariant": invariant, "detail": detail}
 
 
-def verify_connection(conn: Connection,
-                      extra_checks: Iterable[ExtraCheck] = ()) -> dict[str, Any]:
-    """Run every check on an open connection; the report shape of ``HostService.verify()``."""
+def verify_connection(conn: Connection, key: ChainKey,
+                      extra_checks: Iterable[ExtraCheck] = (),
+                      anchor: Anchor | None = None) -> dict[str, Any]:
+    """Run every check on an open connection; the report shape of ``HostService.verify()``.
+
+    Raises :class:`~host.ledger.schema.SchemaVersionError` on a ledger from before the keyed
+    chain."""
+    check_schema_version(conn)
+    head = conn.execute(select(ledger_head)).first()
+    if head is None or head.key_check != key.check:
+        why = ("the ledger has no head row" if head is None else
+               f"the ledger was written with a different chain key than the one in {key.path}"
+               f"; no hash can be checked with this key")
+        return {"ok": False, "violations": [_v("KEY", why)],
+                "checked": {"groups": 0, "entries": 0}}
     groups = [Group(int(r.id), r.kind, r.reference,
                     None if r.reverses is None else int(r.reverses),
                     None if r.parent_id is None else int(r.parent_id),
@@ -54,43 +83,81 @@ def verify_connection(conn: Connection,
         orphan += int(r.group_id) not in known
     checks = list(extra_checks)
     violations: list[Violation] = []
+    entry_count = sum(len(v) for v in entries.values())
+    violations += _head(head, key, groups, hashes, entry_count)
+    violations += _chain(key, groups, entries, hashes)
+    if anchor is not None:
+        violations += _anchor(anchor, hashes)
     violations += _balanced(groups, entries)
     violations += _conservation(conn)
     violations += _keys(conn)
-    effective = _effective(groups)
+    requests = _requests(conn, key, violations)
+    effective = effective_groups(groups)
     violations += _reversals(groups, entries, effective)
     violations += _draws(groups, effective)
-    violations += _chain(groups, entries, hashes)
     for check in checks:
         violations += check(conn)
     return {
         "ok": not violations,
         "violations": violations,
-        "checked": {"groups": len(groups), "entries": sum(len(v) for v in entries.values()),
-                    "orphan_entries": orphan, "extra_checks": len(checks)},
+        "checked": {"groups": len(groups), "entries": entry_count,
+                    "orphan_entries": orphan, "requests": requests,
+                    "extra_checks": len(checks), "anchor": anchor is not None},
     }
 
 
-def verify_database(db_url: str, extra_checks: Iterable[ExtraCheck] = ()) -> dict[str, Any]:
+def verify_database(db_url: str, key: ChainKey | None = None,
+                    extra_checks: Iterable[ExtraCheck] | None = None,
+                    anchor: Anchor | None = None) -> dict[str, Any]:
     """Open ``db_url`` (path or URL), run every check, close; see :func:`verify_connection`.
 
-    Without ``extra_checks`` this also runs the transaction store's checks when the database
-    has its tables (``host.store.store_checks``), so ``poslab-host ledger verify`` sees all.
+    ``key`` defaults to the key file found for ``db_url`` (:func:`host.ledger.chain.key_path`;
+    raises :class:`~host.ledger.chain.ChainKeyError` when there is none). Without
+    ``extra_checks`` this also runs the transaction store's checks when the database has its
+    tables (``host.store.store_checks``), so ``poslab-host ledger verify`` sees all.
     """
+    if key is None:
+        key = read_key(key_path(db_url))
     engine = open_engine(db_url)
     try:
-        checks = list(extra_checks)
-        if not checks:
-            checks = _store_checks()
+        checks = _store_checks(key) if extra_checks is None else list(extra_checks)
         with engine.connect() as conn:
-            report = verify_connection(conn, checks)
+            report = verify_connection(conn, key, checks, anchor)
             conn.rollback()
         return report
     finally:
         engine.dispose()
 
 
-def _store_checks() -> list[ExtraCheck]:
+def chain_head(conn: Connection) -> Anchor:
+    """The stored chain head as an anchor (last group id and hash)."""
+    head = conn.execute(select(ledger_head.c.last_id, ledger_head.c.last_hash)).one()
+    return Anchor(int(head.last_id), head.last_hash)
+
+
+def read_anchor(db_url: str, key: ChainKey) -> Anchor:
+    """The chain head of ``db_url`` as an anchor, once its MAC holds under ``key``.
+
+    Raises :class:`~host.ledger.chain.ChainKeyError` for another key and :class:`ValueError`
+    for a head that was altered (run verify then)."""
+    engine = open_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            check_schema_version(conn)
+            head = conn.execute(select(ledger_head)).one()
+            conn.rollback()
+    finally:
+        engine.dispose()
+    if head.key_check != key.check:
+        raise ChainKeyError(f"the ledger was written with a different chain key than the one "
+                            f"in {key.path}")
+    if head.mac != head_mac(key, int(head.last_id), head.last_hash, int(head.entries)):
+        raise ValueError("the chain head was altered (its MAC does not hold): run "
+                         "'poslab-host ledger verify' before anchoring")
+    return Anchor(int(head.last_id), head.last_hash)
+
+
+def _store_checks(key: ChainKey) -> list[ExtraCheck]:
     # The store builds on the ledger, not the other way round: look its checks up lazily and
     # only by name, so the ledger stays importable (and verifiable) on its own.
     import importlib
@@ -99,8 +166,50 @@ def _store_checks() -> list[ExtraCheck]:
         store = importlib.import_module("host.store")
     except ImportError:  # pragma: no cover - the ledger used without the host
         return []
-    found: list[ExtraCheck] = list(getattr(store, "STORE_CHECKS", []))
+    found: list[ExtraCheck] = list(store.store_checks(key))
     return found
+
+
+def _head(head: Any, key: ChainKey, groups: list[Group], hashes: dict[int, tuple[str, str]],
+          entry_count: int) -> list[Violation]:
+    out = []
+    last_id, last_hash, count = int(head.last_id), head.last_hash, int(head.entries)
+    if head.mac != head_mac(key, last_id, last_hash, count):
+        out.append(_v("HEAD", "the chain head was altered: its MAC does not match its last "
+                              "id, hash and entry count"))
+    newest = groups[-1].id if groups else 0
+    if last_id != newest or last_id != len(groups):
+        out.append(_v("HEAD", f"the head says {last_id} groups but the chain holds "
+                              f"{len(groups)} (newest id {newest}): groups were "
+                              f"{'deleted' if last_id > newest else 'added or deleted'}"))
+    elif last_hash != (hashes[newest][1] if groups else GENESIS_HASH):
+        out.append(_v("HEAD", f"the head's hash is not group {newest}'s hash"))
+    if count != entry_count:
+        out.append(_v("HEAD", f"the head counts {count} entries but {entry_count} are stored"))
+    return out
+
+
+def _anchor(anchor: Anchor, hashes: dict[int, tuple[str, str]]) -> list[Violation]:
+    if anchor.last_id == 0:
+        return []
+    found = hashes.get(anchor.last_id)
+    if found is None:
+        return [_v("ANCHOR", f"the anchored group {anchor.last_id} is missing: the chain was "
+                             f"cut back below the anchor")]
+    if found[1] != anchor.last_hash:
+        return [_v("ANCHOR", f"group {anchor.last_id} does not carry the anchored hash "
+                             f"{anchor.last_hash[:12]}...: the chain was rewritten")]
+    return []
+
+
+def _requests(conn: Connection, key: ChainKey, out: list[Violation]) -> int:
+    n = 0
+    for r in conn.execute(select(request_log)).all():
+        n += 1
+        if r.mac != request_mac(key, r.key, r.fingerprint, r.result, int(r.at_ms)):
+            out.append(_v("REQUEST", f"stored reply of request {r.key!r} was altered: it no "
+                                     f"longer matches its MAC"))
+    return n
 
 
 def _balanced(groups: list[Group], entries: dict[int, list[tuple[str, str, int, str]]]
@@ -148,7 +257,8 @@ def _keys(conn: Connection) -> list[Violation]:
     return [_v("I5", f"request key {k!r} recorded {n} times") for k, n in rows]
 
 
-def _effective(groups: list[Group]) -> dict[int, bool]:
+def effective_groups(groups: list[Group]) -> dict[int, bool]:
+    """Per group id: True unless an effective group reverses it."""
     reversers: dict[int, list[int]] = defaultdict(list)
     for g in groups:
         if g.reverses is not None:
@@ -197,7 +307,8 @@ def _draws(groups: list[Group], effective: dict[int, bool]) -> list[Violation]:
     return out
 
 
-def _chain(groups: list[Group], entries: dict[int, list[tuple[str, str, int, str]]],
+def _chain(key: ChainKey, groups: list[Group],
+           entries: dict[int, list[tuple[str, str, int, str]]],
            hashes: dict[int, tuple[str, str]]) -> list[Violation]:
     out = []
     prev = GENESIS_HASH
@@ -210,10 +321,11 @@ def _chain(groups: list[Group], entries: dict[int, list[tuple[str, str, int, str
         if stored_prev != prev:
             out.append(_v("CHAIN", f"group {g.id} links to {stored_prev[:12]}... but its "
                                    f"predecessor's hash is {prev[:12]}..."))
-        recomputed = group_hash(stored_prev, g, [(a, s, m) for a, s, m, _ in entries[g.id]])
+        recomputed = group_hash(key, stored_prev, g,
+                                [(a, s, m) for a, s, m, _ in entries[g.id]])
         if recomputed != stored:
-            out.append(_v("CHAIN", f"group {g.id} ({g.kind} {g.reference}) was altered: its "
-                                   f"content no longer matches its hash"))
+            out.append(_v("CHAIN", f"group {g.id} ({g.kind} {g.reference}) was altered or "
+                                   f"forged: its content no longer matches its keyed hash"))
         prev = stored
         expected_id = g.id + 1
     return out

@@ -11,10 +11,13 @@ from sqlalchemy.exc import DBAPIError
 
 from host.config import load_config
 from host.ledger import (
+    ChainKey,
     Ledger,
     LedgerError,
     create_schema,
     drop_append_only_triggers,
+    ensure_key,
+    key_path,
     normalise_url,
     open_engine,
     schema_transaction,
@@ -24,12 +27,18 @@ from host.service import HostService
 
 
 @pytest.fixture
-def engine(db: str) -> Iterator[Engine]:
+def key(db: str) -> ChainKey:
+    """The chain key of the test database (generated beside it)."""
+    return ensure_key(key_path(db))[0]
+
+
+@pytest.fixture
+def engine(db: str, key: ChainKey) -> Iterator[Engine]:
     """A ledger database with one sale, one refund drawn on it and a reversal of the refund."""
     eng = open_engine(db)
     with schema_transaction(eng) as conn:
-        create_schema(conn)
-    book = Ledger()
+        create_schema(conn, key)
+    book = Ledger(key)
     with eng.begin() as conn:
         sale = book.post_group(conn, [("scheme_settlement", "D", 1000), ("merchant_payable:M", "C",
                                                                         1000)],
@@ -49,9 +58,9 @@ def test_clean_ledger_verifies(engine: Engine, db: str) -> None:
     assert report["ok"] and report["checked"]["groups"] == 3 and report["checked"]["entries"] == 6
 
 
-def test_posting_rules(engine: Engine) -> None:
+def test_posting_rules(engine: Engine, key: ChainKey) -> None:
     """Unbalanced, empty and non-positive postings are refused; a group reverses only once."""
-    book = Ledger()
+    book = Ledger(key)
     with engine.begin() as conn:
         for entries in ([("a", "D", 1), ("b", "C", 2)], [], [("a", "D", 0), ("b", "C", 0)],
                         [("a", "X", 1), ("b", "C", 1)]):

@@ -11,7 +11,17 @@ import pytest
 from sqlalchemy import Engine, bindparam, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from host.ledger import Ledger, create_schema, open_engine, schema_transaction, verify_database
+from host.ledger import (
+    ChainKey,
+    Ledger,
+    create_schema,
+    drop_append_only_triggers,
+    ensure_key,
+    key_path,
+    open_engine,
+    schema_transaction,
+    verify_database,
+)
 from host.ledger.prepared import Prepared
 from host.ledger.schema import request_log
 from host.store import event as event_table
@@ -32,17 +42,25 @@ def url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def engine(url: str) -> Iterator[Engine]:
-    """An empty ledger database."""
+def key(url: str) -> ChainKey:
+    """The chain key of the test database (generated in its default place)."""
+    return ensure_key(key_path(url))[0]
+
+
+@pytest.fixture
+def engine(url: str, key: ChainKey) -> Iterator[Engine]:
+    """An empty ledger database (request_log without its append-only triggers: the fast-path
+    tests below use it as a plain table and update it)."""
     eng = open_engine(url)
     with schema_transaction(eng) as conn:
-        create_schema(conn)
+        create_schema(conn, key)
+        drop_append_only_triggers(conn, ["request_log"])
     yield eng
     eng.dispose()
 
 
 def _row(key: str, at_ms: int = 1) -> dict[str, object]:
-    return {"key": key, "fingerprint": "f", "result": "{}", "at_ms": at_ms}
+    return {"key": key, "fingerprint": "f", "result": "{}", "at_ms": at_ms, "mac": "m"}
 
 
 def test_rows_counts_and_scalars_match_the_plain_path(engine: Engine) -> None:
@@ -71,7 +89,7 @@ def test_inserted_primary_keys_are_the_new_rows_keys(engine: Engine) -> None:
     with schema_transaction(engine) as conn:
         store_metadata.create_all(conn)
     with engine.begin() as conn:
-        row = {"txn_id": None, "at_ms": 1, "kind": "k", "detail": "{}"}
+        row = {"txn_id": None, "at_ms": 1, "kind": "k", "detail": "{}", "mac": "m"}
         keys = [add.run(conn, row).inserted_primary_key[0] for _ in range(3)]
         plain = conn.execute(add.stmt, row).inserted_primary_key[0]
         stored = conn.execute(select(event_table.c.id).order_by(event_table.c.id)).scalars()
@@ -103,17 +121,18 @@ def _post(engine: Engine, book: Ledger, ref: str) -> int:
         return book.post_group(conn, SALE, currency="CNY", at_ms=1, reference=ref)
 
 
-def test_two_ledgers_interleaving_on_one_database_keep_one_chain(engine: Engine, url: str) -> None:
+def test_two_ledgers_interleaving_on_one_database_keep_one_chain(engine: Engine, url: str,
+                                                                 key: ChainKey) -> None:
     """Two Ledger instances (two services) alternate: ids run 1..6 and the chain verifies."""
-    first, second = Ledger(), Ledger()
+    first, second = Ledger(key), Ledger(key)
     ids = [_post(engine, book, f"r{i}") for i, book in enumerate([first, second] * 3)]
     assert ids == [1, 2, 3, 4, 5, 6]
     assert verify_database(url)["ok"]
 
 
-def test_a_rolled_back_posting_leaves_no_gap(engine: Engine, url: str) -> None:
+def test_a_rolled_back_posting_leaves_no_gap(engine: Engine, url: str, key: ChainKey) -> None:
     """A posting whose transaction rolls back does not advance the chain for the next one."""
-    book = Ledger()
+    book = Ledger(key)
     _post(engine, book, "kept")
     with engine.connect() as conn, conn.begin() as txn:
         book.post_group(conn, SALE, currency="CNY", at_ms=1, reference="rolled back")
@@ -122,9 +141,9 @@ def test_a_rolled_back_posting_leaves_no_gap(engine: Engine, url: str) -> None:
     assert verify_database(url)["ok"]
 
 
-def test_a_rolled_back_savepoint_leaves_no_gap(engine: Engine, url: str) -> None:
+def test_a_rolled_back_savepoint_leaves_no_gap(engine: Engine, url: str, key: ChainKey) -> None:
     """Inside one transaction, a posting in a rolled-back savepoint is not built upon."""
-    book = Ledger()
+    book = Ledger(key)
     with engine.begin() as conn:
         book.post_group(conn, SALE, currency="CNY", at_ms=1, reference="a")
         with conn.begin_nested() as sp:

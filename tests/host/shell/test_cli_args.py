@@ -24,7 +24,7 @@ from host.cli import main, write_ready_file
     (["--clock", "simulated", "--start", "2025-03-14T10:00:00"], "has no timezone"),
     (["--clock", "simulated", "--start", "yesterday"], "not an ISO 8601 instant"),
     (["--bogus"], "unrecognized arguments: --bogus"),
-    (["ledger"], "required: {verify}"),
+    (["ledger"], "required: {verify,anchor}"),
 ])
 def test_bad_arguments_one_line_exit_2(capsys: Any, argv: list[str], message: str) -> None:
     """Each bad argument exits 2 with one stderr line naming the problem."""
@@ -64,7 +64,11 @@ def test_ledger_verify_exit_codes(tmp_path: Path, monkeypatch: Any, capsys: Any)
         {"invariant": "I1", "detail": "entry 2 unbalanced: USD +100"},
         {"invariant": "I6", "detail": "hash chain broken at entry 3"}]}
     fake = types.ModuleType("host.ledger")
-    fake.verify_database = lambda url: report  # type: ignore[attr-defined]
+    fake.verify_database = lambda url, key, anchor=None: report  # type: ignore[attr-defined]
+    fake.key_path = lambda url, configured=None: Path(url)  # type: ignore[attr-defined]
+    fake.read_key = lambda path: "key"  # type: ignore[attr-defined]
+    fake.parse_anchor = lambda value: value  # type: ignore[attr-defined]
+    fake.AnchorError = fake.ChainKeyError = ValueError  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "host.ledger", fake)
     assert main(["ledger", "verify", "--db", str(db)]) == 1
     assert capsys.readouterr().out.splitlines() == [
