@@ -7,7 +7,7 @@ a reversal -- is kept in :attr:`IsoClient.stray` for the report.
 
 :class:`AdminClient` calls the host's HTTP admin API through ``twisted.web.client.Agent``. It
 never blocks: an in-process host serves the same loop, and a blocking HTTP call there would
-deadlock. The reactor is imported lazily (stack.md P1).
+deadlock. The reactor is imported lazily: importing it first would install the wrong one.
 """
 
 from __future__ import annotations

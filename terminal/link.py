@@ -6,9 +6,12 @@ number are never confused. A response nobody waits for any more -- typically the
 request that already timed out and was reversed -- is reported as *late* and never delivered
 as an answer.
 
-:class:`Link` is the asyncio face the engine uses: ``connect()``, ``send(message, timeout)``.
-Failures come back as :class:`LinkError` subclasses with text a person can act on. The reactor
-is imported lazily (stack.md P1).
+:class:`LinkPort` is what a terminal session's driver needs of a link: ``connect()``,
+``send(message, timeout)``, ``connected``; :class:`Link` is the TUI's implementation of it, in
+asyncio terms. :func:`correlation_key` is the one rule for matching an answer to its request,
+shared by every client that speaks to the host. Failures come back as :class:`LinkError`
+subclasses with text a person can act on. The reactor is imported lazily: importing it first
+would install the wrong one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IAddress
@@ -67,6 +70,30 @@ class Traffic:
         return self.fields.get("t", "????")
 
 
+def correlation_key(fields: Fields, answer: bool = False) -> tuple[str, str]:
+    """The (response MTI, STAN) an answer to ``fields`` carries; with ``answer`` the key
+    ``fields`` (itself an answer) carries. An 0410 and a late 0210 for one STAN never match."""
+    mti = fields.get("t", "")
+    return (mti if answer else response_mti(mti), fields.get("11", ""))
+
+
+class LinkPort(Protocol):
+    """What a session's driver needs of its connection to the host."""
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is up."""
+        ...
+
+    async def connect(self) -> None:
+        """Connect if not connected; raise :class:`LinkError` with advice when it fails."""
+        ...
+
+    async def send(self, message: Message, timeout_s: float) -> AnyResponse:
+        """The typed answer to ``message``; :class:`LinkTimeout` or :class:`LinkError`."""
+        ...
+
+
 class LinkProtocol(FramedProtocol):
     """Framed ISO 8583 client: request/response matched on (response MTI, STAN)."""
 
@@ -84,7 +111,7 @@ class LinkProtocol(FramedProtocol):
         Cancelling the Deferred (the response timeout) forgets the request, so its answer, if
         it ever comes, is reported as late.
         """
-        key = (response_mti(fields["t"]), fields["11"])
+        key = correlation_key(fields)
         body = self.codec.encode(fields)
 
         def forget(_: Deferred[Fields]) -> None:
@@ -104,8 +131,7 @@ class LinkProtocol(FramedProtocol):
             self._on_traffic(Traffic(datetime.now(), "received", {}, payload,
                                      note=f"undecodable: {exc}"))
             return
-        key = (fields.get("t", ""), fields.get("11", ""))
-        d = self._pending.pop(key, None)
+        d = self._pending.pop(correlation_key(fields, answer=True), None)
         self._on_traffic(Traffic(datetime.now(), "received", fields, payload, late=d is None,
                                  note="" if d else "late or unexpected: no request waits"))
         if d is not None:

@@ -1,6 +1,6 @@
 """A journaling terminal for crash and fault tests: every request is recorded before it is sent.
 
-Like a real terminal (and TigerBeetle's client, reliability.md), it writes the request to its
+Like a real terminal (and TigerBeetle's client), it writes the request to its
 journal *before* sending it, so after a timeout, a dropped connection or a dead host it knows
 exactly which work is in flight, and resolves it in one of two ways:
 

@@ -1,4 +1,4 @@
-"""A hypothesis state machine over the service and its ledger (reliability.md L1).
+"""A hypothesis state machine over the service and its ledger.
 
 Sales, refunds with amounts clustered around the remaining refundable balance (remaining-2 ..
 remaining+2, plus uniform ones), exact and different-content duplicates, reversals with
