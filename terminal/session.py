@@ -286,12 +286,13 @@ class TerminalSession:
                                      totals=totals or self.totals(), after_upload=after_upload,
                                      **self.ids())
 
-    def uploads(self) -> list[BatchUploadRequest]:
-        """One 0320 per effective transaction of the open batch (after a 95)."""
+    def uploads(self, currency: str | None = None) -> list[BatchUploadRequest]:
+        """One 0320 per effective transaction of the open batch (after a 95), in ``currency``
+        when given."""
         batch = self.journal.batch_number
         out = []
         for txn in self.journal.open_batch():
-            if not (txn.effective and txn.rrn):
+            if not (txn.effective and txn.rrn) or currency not in (None, txn.currency):
                 continue
             local = datetime.fromisoformat(txn.local_time)
             out.append(BatchUploadRequest(
