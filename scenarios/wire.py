@@ -1,9 +1,10 @@
 """The runner's two connections to a host, both async on the shared Twisted asyncio reactor.
 
-:class:`IsoClient` speaks framed ISO 8583 over TCP like a terminal, but also writes raw bytes
-(malformed-input scenarios) and notices when the host closes the connection. Responses are
-matched by (response MTI, STAN); anything else that arrives -- a duplicate, a late answer after
-a reversal -- is kept in :attr:`IsoClient.stray` for the report.
+:class:`IsoClient` is the terminal's own :class:`~terminal.link.Link` (one correlation rule:
+response MTI and STAN) seen in the runner's terms: no answer within the wait is None, a host
+that closes the connection is a :class:`WireError`, raw bytes (malformed-input scenarios) may be
+written, and answers nobody waited for -- a duplicate, a late answer after a reversal -- are
+kept in :attr:`IsoClient.stray` for the report.
 
 :class:`AdminClient` calls the host's HTTP admin API through ``twisted.web.client.Agent``. It
 never blocks: an in-process host serves the same loop, and a blocking HTTP call there would
@@ -16,18 +17,14 @@ import asyncio
 import io
 import json
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ClientFactory, connectionDone
-from twisted.python.failure import Failure
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-from protocol import Codec, ProtocolError
-from protocol.messages import response_mti
-from protocol.transport import FramedProtocol
+from protocol import Codec
+from terminal.link import Link, LinkDown, LinkError, LinkTimeout, Traffic
 
 Fields = dict[str, str]
 
@@ -36,67 +33,27 @@ class WireError(Exception):
     """The host could not be reached, or answered the admin API with an error."""
 
 
-@dataclass
-class _Pending:
-    key: tuple[str, str]
-    future: asyncio.Future[Fields]
-
-
-class _IsoProtocol(FramedProtocol):
-    def __init__(self, client: IsoClient) -> None:
-        self.client = client
-
-    def connectionMade(self) -> None:  # noqa: N802 - Twisted naming
-        super().connectionMade()
-        self.client._made(self)
-
-    def frameReceived(self, payload: bytes) -> None:  # noqa: N802
-        self.client._frame(payload)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
-        self.client._lost()
-
-
-class _Factory(ClientFactory):
-    def __init__(self, client: IsoClient) -> None:
-        self.client = client
-
-    def buildProtocol(self, addr: Any) -> _IsoProtocol:  # noqa: N802
-        return _IsoProtocol(self.client)
-
-    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:  # noqa: N802
-        self.client._failed(reason)
-
-
-@dataclass
 class IsoClient:
-    """One terminal connection: ``await connect()``, ``await request(fields, timeout_s)``."""
+    """One terminal connection: ``await request(fields, timeout_s)``; connects on demand."""
 
-    host: str
-    port: int
-    codec: Codec
-    stray: list[Fields] = field(default_factory=list)
-    garbled: list[bytes] = field(default_factory=list)
-    _proto: _IsoProtocol | None = None
-    _pending: list[_Pending] = field(default_factory=list)
-    _connected: asyncio.Future[None] | None = None
-    _closed: asyncio.Future[None] | None = None
+    def __init__(self, host: str, port: int, codec: Codec, timeout_s_connect: float = 5.0
+                 ) -> None:
+        self.host, self.port, self.codec = host, port, codec
+        self.link = Link(host, port, codec, timeout_s_connect)
+        self.stray: list[Fields] = []
+        self.link.listeners.append(self._traffic)
 
     @property
     def connected(self) -> bool:
         """True while the TCP connection is open."""
-        return self._proto is not None
+        return self.link.connected
 
-    async def connect(self, timeout_s: float = 5.0) -> None:
+    async def connect(self) -> None:
         """Open the connection (again, after the host closed it)."""
-        loop = asyncio.get_running_loop()
-        self._connected = loop.create_future()
-        self._closed = loop.create_future()
-        _reactor().connectTCP(self.host, self.port, _Factory(self), timeout=timeout_s)
         try:
-            await asyncio.wait_for(self._connected, timeout_s)
-        except TimeoutError:
-            raise WireError(f"cannot connect to {self.host}:{self.port}: timed out") from None
+            await self.link.connect()
+        except LinkError:
+            raise WireError(f"cannot connect to {self.host}:{self.port}") from None
 
     async def request(self, fields: Fields, timeout_s: float) -> Fields | None:
         """Send ``fields``; the matching response, or None when none came within the timeout.
@@ -107,81 +64,30 @@ class IsoClient:
 
     async def send_and_wait(self, payload: bytes, fields: Fields | None, timeout_s: float,
                             framed: bool = True) -> Fields | None:
-        """Write ``payload`` (framed, or as it is) and wait for the answer to ``fields``.
-
-        With ``fields`` None the first response of any kind is the answer.
-        """
-        if self._proto is None or self._proto.transport is None:
+        """Send ``fields`` (already encoded as ``payload``) and wait for its answer; with
+        ``fields`` None write ``payload`` (framed, or as it is) and take the first answer."""
+        if not self.link.connected:
             await self.connect()
-        assert self._proto is not None and self._proto.transport is not None
-        loop = asyncio.get_running_loop()
-        key = (response_mti(fields["t"]), fields.get("11", "")) if fields else ("*", "*")
-        pending = _Pending(key, loop.create_future())
-        self._pending.append(pending)
-        if framed:
-            self._proto.sendFrame(payload)
-        else:
-            transport: Any = self._proto.transport
-            transport.write(payload)
-        closed = self._closed
-        assert closed is not None
-        waits: set[asyncio.Future[Any]] = {pending.future, closed}
         try:
-            done, _ = await asyncio.wait(waits, timeout=timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if pending in self._pending:
-                self._pending.remove(pending)
-        if pending.future in done:
-            return pending.future.result()
-        if closed in done:
-            raise WireError("the host closed the connection")
-        return None
+            if fields is not None:
+                return await self.link.send_fields(fields, timeout_s)
+            return await self.link.send_raw(payload, timeout_s, framed)
+        except LinkTimeout:
+            return None
+        except LinkDown:
+            raise WireError("the host closed the connection") from None
 
     async def wait_closed(self, timeout_s: float) -> bool:
         """True when the host closes the connection within ``timeout_s``."""
-        if self._closed is None:
-            return True
-        try:
-            await asyncio.wait_for(asyncio.shield(self._closed), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+        return await self.link.wait_closed(timeout_s)
 
     def close(self) -> None:
         """Drop the connection."""
-        if self._proto is not None and self._proto.transport is not None:
-            transport: Any = self._proto.transport
-            transport.loseConnection()
+        self.link.close()
 
-    # -- protocol callbacks
-    def _made(self, proto: _IsoProtocol) -> None:
-        self._proto = proto
-        if self._connected is not None and not self._connected.done():
-            self._connected.set_result(None)
-
-    def _failed(self, reason: Failure) -> None:
-        if self._connected is not None and not self._connected.done():
-            self._connected.set_exception(
-                WireError(f"cannot connect to {self.host}:{self.port}: {reason.getErrorMessage()}"))
-
-    def _lost(self) -> None:
-        self._proto = None
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(None)
-
-    def _frame(self, payload: bytes) -> None:
-        try:
-            _, fields = self.codec.decode(payload)
-        except ProtocolError:
-            self.garbled.append(payload)
-            return
-        key = (fields.get("t", ""), fields.get("11", ""))
-        for pending in self._pending:
-            if pending.key in (key, ("*", "*")) and not pending.future.done():
-                pending.future.set_result(fields)
-                return
-        self.stray.append(fields)
+    def _traffic(self, item: Traffic) -> None:
+        if item.late and item.fields:
+            self.stray.append(item.fields)
 
 
 class AdminClient:
