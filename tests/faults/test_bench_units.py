@@ -46,7 +46,8 @@ def test_terminal_references_only_its_own_approved_sales() -> None:
 
 
 def test_scanner_agrees_with_the_codec() -> None:
-    """DE37 and DE39 sliced by the scanner equal pyiso8583's decode, secondary bitmap included."""
+    """MTI, DE11, DE37 and DE39 sliced by the scanner equal pyiso8583's decode, secondary
+    bitmap included."""
     codec = Codec()
     scanner = FieldScanner(codec)
     base = {"t": "0210", "2": "4761739001010119", "3": "000000", "4": "000000010000",
@@ -55,7 +56,8 @@ def test_scanner_agrees_with_the_codec() -> None:
     for extra in ({}, {"37": "000000000001"}, {"37": "ABC000000001", "70": "301"}):
         body = codec.encode(base | extra)
         decoded = codec.decode_body(body)
-        assert scanner.scan(body) == {k: decoded[k] for k in ("37", "39") if k in decoded}
+        assert scanner.scan(body) == {k: decoded[k] for k in ("t", "11", "37", "39")
+                                      if k in decoded}
     assert scanner.scan(b"0210") is None
 
 
