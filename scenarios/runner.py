@@ -45,10 +45,11 @@ from protocol.money import Money
 from protocol.money import currency as find_currency
 from protocol.private_data import decode_remaining
 from scenarios import schema
+from scenarios.admin import AdminCallError, AdminError
 from scenarios.loader import Loaded
 from scenarios.outcome import Exchange, ScenarioOutcome, StepOutcome
 from scenarios.targets import Target, TargetError
-from scenarios.wire import AdminStatus, IsoClient, WireError
+from scenarios.wire import IsoClient, WireError
 from terminal.cards import Card
 from terminal.config import TerminalConfig
 from terminal.flow import Draft, Original
@@ -249,7 +250,7 @@ async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
                 result.status, result.actual = "skipped", str(exc)
             except ScenarioBroken as exc:
                 result.status, result.actual = "error", str(exc)
-            except WireError as exc:
+            except (WireError, AdminError) as exc:
                 result.status, result.actual = "failed", str(exc)
                 result.expected = result.expected or "an answer"
             if result.status in ("failed", "error"):
@@ -575,7 +576,7 @@ async def _admin_call(session: Session, method: str, path: str, body: Any = None
     admin = _admin(session)
     try:
         return await admin.call(method, path, body)
-    except AdminStatus as exc:
+    except AdminCallError as exc:
         if exc.status in (404, 405) and not path.startswith(("/transactions/", "/reviews/")):
             raise StepSkipped(f"the host has no {method} {path.split('?')[0]} "
                               f"(HTTP {exc.status})") from None
