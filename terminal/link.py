@@ -140,7 +140,7 @@ class LinkProtocol(FramedProtocol):
             self.sendFrame(payload)
         else:
             assert self.transport is not None
-            self.transport.write(payload)
+            cast(Any, self.transport).write(payload)
         self._on_traffic(Traffic(datetime.now(), "sent", {}, payload, note="raw bytes"))
         return d
 
