@@ -3,10 +3,13 @@ and its command-line errors."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from protocol import Codec, parse_request
+from protocol import Codec, frame, parse_request
 from scenarios.loadgen.cli import main
+from scenarios.loadgen.driver import LoadRun, _Terminal
 from scenarios.loadgen.scan import FieldScanner
 from scenarios.loadgen.workload import UsageError, build_plans, parse_mix
 
@@ -43,6 +46,47 @@ def test_terminal_references_only_its_own_approved_sales() -> None:
     plan.settle("sale", None, True, "RRN000000001")
     kinds = {plan.next_request()[0] for _ in range(5)}
     assert "void" in kinds
+
+
+class _Wire:
+    """A transport that keeps what the terminal writes."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def test_answer_to_another_request_is_not_taken_as_the_answer(run: Any) -> None:
+    """A bench terminal counts an answer with another STAN as an error and keeps waiting; the
+    answer with its own STAN completes the request."""
+    codec = Codec()
+    [plan] = build_plans(codec, 1, {"sale": 1}, mid="BENCHMERCHANT01", currency="CNY",
+                         pan="4761739001010119", seed=5)
+    load = LoadRun("127.0.0.1", 0, codec, [plan])
+    load.running = load.measuring = True
+
+    async def exchange() -> None:
+        term = _Terminal(load, plan)
+        term.transport = _Wire()  # type: ignore[assignment]
+        term.send_next()
+        stan = plan.answer_key[1]
+        other = f"{int(stan) % 999_999 + 1:06d}"
+
+        def answer(trace: str) -> bytes:
+            return frame(codec.encode({"t": "0210", "3": "000000", "11": trace, "39": "00",
+                                       "37": "000000000001", "41": plan.tid,
+                                       "42": "BENCHMERCHANT01"}))
+
+        term.data_received(answer(other))
+        assert (load.tally.errors, load.tally.sent["sale"]) == (1, 0)
+        assert term.pending is not None
+        load.running = False  # no next request after this one
+        term.data_received(answer(stan))
+        assert (load.tally.errors, load.tally.sent["sale"]) == (1, 1)
+
+    run(exchange())
 
 
 def test_scanner_agrees_with_the_codec() -> None:
