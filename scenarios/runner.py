@@ -1,18 +1,20 @@
 """Run scenarios: build each step's message, send it like a terminal, compare, record.
 
-One :class:`Session` per scenario holds what a terminal would: the next STAN (seeded), the
-simulated time it stamps messages with (the scenario's clock start, moved by ``advance``), a
-journal of sent transactions by step id (for ``original:`` references, reversals and batch
-totals) and the current batch number. A step that fails stops its scenario; the rest is
-reported as not run.
+One :class:`Session` per scenario drives the terminal's own sans-IO
+:class:`~terminal.session.TerminalSession` -- one per terminal the scenario speaks as -- so a
+scenario builds requests, journals them, reverses them and totals its batch exactly as
+``poslab-terminal`` does. The runner adds what a terminal does not have: the simulated time
+(the scenario's clock start, moved by ``advance``), step ids for ``original:`` references and
+a judge for every answer. A step that fails stops its scenario; the rest is reported as not
+run.
 
 Determinism: the seed (``--seed``, else the scenario's ``seed:``, else a hash of its name)
 fixes the STANs; the clock start fixes every timestamp; a fresh host per scenario fixes the
 rest. The same seed replays the same bytes.
 
 Timeouts: a step expecting an answer waits up to :data:`ANSWER_WAIT_S`; a step with ``expect:
-{timeout: true}`` waits the scenario's ``timeout_s`` and then, like a terminal, sends the
-reversal (0400, then up to :data:`REVERSAL_REPEATS` 0401 repeats while unanswered).
+{timeout: true}`` waits the scenario's ``timeout_s`` and then the terminal session reverses it
+(0400, then up to :data:`REVERSAL_REPEATS` 0401 repeats while unacknowledged).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import random
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -31,27 +33,29 @@ from protocol import Codec, ProtocolError, RuleId, response_text
 from protocol.codes import EntryMode, NetworkCode, RefundReason
 from protocol.masking import Pan, Track2
 from protocol.messages import (
-    AuthorizationRequest,
     BatchTotals,
-    BatchUploadRequest,
     CardData,
+    FinancialResponse,
     Message,
-    NetworkRequest,
-    OriginalData,
-    ReconciliationRequest,
-    RefundRequest,
+    NetworkResponse,
     ReversalRequest,
-    SaleRequest,
-    VoidRequest,
+    parse_response,
 )
 from protocol.money import Money
 from protocol.money import currency as find_currency
 from protocol.private_data import decode_remaining
 from scenarios import schema
+from scenarios.admin import AdminCallError, AdminError
 from scenarios.loader import Loaded
 from scenarios.outcome import Exchange, ScenarioOutcome, StepOutcome
 from scenarios.targets import Target, TargetError
-from scenarios.wire import AdminStatus, IsoClient, WireError
+from scenarios.wire import IsoClient, WireError
+from terminal.cards import Card
+from terminal.config import TerminalConfig
+from terminal.flow import Draft, Original
+from terminal.journal import Journal, TxnKind
+from terminal.journal import Txn as Line
+from terminal.session import TerminalSession
 
 Fields = dict[str, str]
 DEFAULT_START = datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=8)))  # a Monday
@@ -82,7 +86,11 @@ class ScenarioBroken(Exception):
 
 @dataclass
 class Txn:
-    """A transaction the session's terminal sent, as its journal keeps it."""
+    """A transaction a scenario step sent: the terminal's journal line plus what the runner
+    needs to refer to it again (the full card for a refund, the request and answer fields).
+
+    :ivar terminal: the session that sent it (its journal holds :attr:`line`).
+    """
 
     kind: str
     request: Fields
@@ -90,10 +98,8 @@ class Txn:
     amount: Money
     pan: str
     expiry: str
-    tid: str
-    mid: str
-    batch: str
-    effective: bool = False
+    terminal: TerminalSession
+    line: Line
 
     @property
     def rrn(self) -> str | None:
@@ -104,6 +110,11 @@ class Txn:
     def stan(self) -> str:
         """The request's trace number."""
         return self.request["11"]
+
+    @property
+    def effective(self) -> bool:
+        """Approved and neither voided nor reversed, as the terminal's journal says."""
+        return self.line.effective
 
 
 def seed_for(loaded: Loaded, override: int | None) -> int:
@@ -126,31 +137,36 @@ class Session:
     now: datetime
     client: IsoClient
     journal: dict[str, Txn] = field(default_factory=dict)
-    sent: list[Txn] = field(default_factory=list)
-    batches: dict[str, int] = field(default_factory=dict)
-    _stan: int = 0
+    terminals: dict[tuple[str, str], TerminalSession] = field(default_factory=dict)
 
     @property
     def scenario(self) -> schema.Scenario:
         """The scenario being run."""
         return self.loaded.scenario
 
-    def next_stan(self) -> str:
-        """The next trace number (seeded start, 1..999999 wrapping)."""
-        self._stan = self._stan % 999_999 + 1
-        return f"{self._stan:06d}"
+    def terminal(self, tid: str | None = None, mid: str | None = None) -> TerminalSession:
+        """The terminal session that speaks as ``tid``/``mid`` (default: the scenario's).
 
-    def batch(self, tid: str) -> str:
-        """The terminal's open batch number."""
-        return f"{self.batches.setdefault(tid, 1):06d}"
+        Each starts its STANs at a point fixed by the seed (the scenario's own terminal at
+        the same point as ever) and stamps messages with the scenario's simulated time.
+        """
+        key = (tid or self.target.tid, mid or self.target.mid)
+        found = self.terminals.get(key)
+        if found is None:
+            first = key == (self.target.tid, self.target.mid)
+            rng = random.Random(self.seed if first else f"{self.seed}/{key[0]}/{key[1]}")
+            config = TerminalConfig(
+                profile=self.scenario.terminal.profile, terminal_id=key[0],
+                merchant_id=key[1], currency=self.target.currency,
+                timeout_s_response=self.scenario.timeout_s, reversal_repeats=REVERSAL_REPEATS)
+            found = TerminalSession(config, Journal.in_memory(rng.randrange(1, 900_000) + 1),
+                                    clock=lambda: self.now)
+            self.terminals[key] = found
+        return found
 
-    # -- message building -----------------------------------------------------------------
-    def stamp(self) -> dict[str, str]:
-        """DE7 (UTC) and DE12/DE13 (terminal local time) from the session's clock."""
-        utc = self.now.astimezone(UTC)
-        local = self.now
-        return {"transmitted_at": utc.strftime("%m%d%H%M%S"),
-                "local_time": local.strftime("%H%M%S"), "local_date": local.strftime("%m%d")}
+    def transmitted_at(self) -> str:
+        """DE7 (UTC) from the session's clock."""
+        return self.now.astimezone(UTC).strftime("%m%d%H%M%S")
 
     def card(self, ref: str) -> tuple[str, str]:
         """(PAN, expiry) for a PAN or a deck card name."""
@@ -204,7 +220,6 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
         codec = Codec(scenario.terminal.profile)
         session = Session(loaded, target, used_seed, codec, start,
                           IsoClient(target.iso_host, target.iso_port, codec))
-        session._stan = random.Random(used_seed).randrange(1, 900_000)
         await _run_steps(session, outcome)
     except TargetError as exc:
         outcome.status, outcome.error = "error", f"cannot set up the host: {exc}"
@@ -235,7 +250,7 @@ async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
                 result.status, result.actual = "skipped", str(exc)
             except ScenarioBroken as exc:
                 result.status, result.actual = "error", str(exc)
-            except WireError as exc:
+            except (WireError, AdminError) as exc:
                 result.status, result.actual = "failed", str(exc)
                 result.expected = result.expected or "an answer"
             if result.status in ("failed", "error"):
@@ -308,8 +323,12 @@ def check_answer(expect: schema.Expect, fields: Fields) -> None:
 
 
 async def exchange(session: Session, result: StepOutcome, message: Message | Fields,
-                   expect: schema.Expect, label: str) -> Fields | None:
-    """Send one request and judge the answer (or its absence) against ``expect``."""
+                   expect: schema.Expect, label: str, txn: Txn | None = None) -> Fields | None:
+    """Send one request and judge the answer (or its absence) against ``expect``.
+
+    With ``txn`` (a financial request its terminal journalled) the answer, or its absence
+    and the reversal that follows, is recorded in the terminal's journal.
+    """
     fields = message.to_fields() if isinstance(message, Message) else message
     record = Exchange(label, request=fields)
     result.exchanges.append(record)
@@ -330,10 +349,12 @@ async def exchange(session: Session, result: StepOutcome, message: Message | Fie
     if answer is not None:
         result.rule = answer.get("44")
         result.actual = _describe_answer(answer)
+        if txn is not None:
+            _answered(txn, answer)
     if expect.timeout:
         if answer is not None:
             raise StepFailed(_expected_text(expect), _describe_answer(answer))
-        await reverse_after_timeout(session, result, fields, expect.reversal)
+        await reverse_after_timeout(session, result, txn, expect.reversal)
         return None
     if expect.closed:
         closed = answer is None and await session.client.wait_closed(ANSWER_WAIT_S)
@@ -342,21 +363,38 @@ async def exchange(session: Session, result: StepOutcome, message: Message | Fie
             raise StepFailed(_expected_text(expect), got)
         return None
     if answer is None:
-        await reverse_after_timeout(session, result, fields, None)
+        await reverse_after_timeout(session, result, txn, None)
         raise StepFailed(_expected_text(expect), f"no answer within {wait:g} s (reversed)")
     check_answer(expect, answer)
     return answer
 
 
-async def reverse_after_timeout(session: Session, result: StepOutcome, original: Fields,
-                                want: str | None) -> Fields | None:
-    """Play the terminal's reversal for an unanswered request: 0400, then 0401 repeats."""
-    if original.get("t") not in ("0100", "0200"):
+def _typed(answer: Fields) -> Any:
+    """The typed answer, or None when it does not parse (a judge still sees the fields)."""
+    try:
+        return parse_response(answer)
+    except ProtocolError:
         return None
-    reversal = reversal_fields(original)
-    for attempt in range(REVERSAL_REPEATS + 1):
-        if attempt:
-            reversal = {**reversal, "t": "0401"}
+
+
+def _answered(txn: Txn, answer: Fields) -> None:
+    """Hand an answer to the terminal that journalled ``txn``."""
+    txn.response = answer
+    typed = _typed(answer)
+    if isinstance(typed, FinancialResponse):
+        txn.terminal.answered(txn.line, typed)
+
+
+async def reverse_after_timeout(session: Session, result: StepOutcome, txn: Txn | None,
+                                want: str | None) -> Fields | None:
+    """The terminal session reverses an unanswered request: 0400, then 0401 repeats until
+    acknowledged. ``want``: the DE39 the scenario expects the reversal to get."""
+    if txn is None:
+        return None
+    terminal = txn.terminal
+    terminal.unanswered(txn.line)
+    for attempt in range(terminal.reversal_tries):
+        reversal = terminal.reversal_for(txn.line).to_fields()
         record = Exchange("reversal" if not attempt else f"reversal repeat {attempt}",
                           request=reversal)
         result.exchanges.append(record)
@@ -365,10 +403,13 @@ async def reverse_after_timeout(session: Session, result: StepOutcome, original:
         except WireError:
             answer = None
         record.response = answer
-        if answer is not None:
-            if want is not None and answer.get("39") != want:
-                raise StepFailed(f"the reversal answered {want}",
-                                 "reversal got " + _describe_answer(answer))
+        if answer is None:
+            continue
+        if want is not None and answer.get("39") != want:
+            raise StepFailed(f"the reversal answered {want}",
+                             "reversal got " + _describe_answer(answer))
+        acknowledged = terminal.reversal_answered(txn.line, _typed(answer))
+        if acknowledged or want is not None:
             return answer
     if want is not None:
         raise StepFailed(f"the reversal answered {want}",
@@ -376,46 +417,34 @@ async def reverse_after_timeout(session: Session, result: StepOutcome, original:
     return None
 
 
-def reversal_fields(original: Fields) -> Fields:
-    """The 0400 a terminal sends for ``original``: same STAN, amount, card; DE90."""
-    keep = ("3", "4", "11", "41", "42", "49", "2", "14", "35", "22", "25", "7", "12", "13")
-    fields = {k: original[k] for k in keep if k in original}
-    fields["t"] = "0400"
-    fields["39"] = "68"
-    if "7" in original:
-        fields["90"] = OriginalData(original["t"], original["11"], original["7"]).to_field()
-    return fields
-
-
 # -- steps ----------------------------------------------------------------------------------
-def _routing(session: Session, p: Any) -> tuple[str, str, str]:
-    return (p.terminal or session.target.tid, p.merchant or session.target.mid,
-            getattr(p, "stan", None) or session.next_stan())
+def _card(pan: str, expiry: str) -> Card:
+    return Card("", Pan(pan), expiry, "")
 
 
-def _journal(session: Session, step: schema.Step, txn: Txn) -> None:
+async def _financial(session: Session, step: schema.Step, result: StepOutcome, p: Any,
+                     draft: Draft, pan: str, expiry: str, evidence: str | None = None) -> Txn:
+    """Journal ``draft`` in the step's terminal, send it, judge and record the answer."""
+    terminal = session.terminal(p.terminal, p.merchant)
+    pending = terminal.begin(draft, stan=p.stan, evidence=evidence)
+    txn = Txn(step.verb, pending.request.to_fields(), None, draft.amount, pan, expiry,
+              terminal, pending.txn)
     if step.id:
         session.journal[step.id] = txn
-    session.sent.append(txn)
+    await exchange(session, result, pending.request, _expect(step), step.verb, txn)
+    return txn
 
 
 async def _payment(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.CardPayment = step.params
-    tid, mid, stan = _routing(session, p)
     pan, expiry = session.card(p.card)
-    amount = session.money(p.amount, p.currency)
-    cls = AuthorizationRequest if step.verb == "authorize" else SaleRequest
-    msg = cls(stan=stan, terminal_id=tid, merchant_id=mid, card=card_data(pan, expiry, p.entry),
-              amount=amount, **session.stamp())
-    txn = Txn(step.verb, msg.to_fields(), None, amount, pan, expiry, tid, mid, session.batch(tid))
-    _journal(session, step, txn)
-    txn.response = await exchange(session, result, msg, _expect(step), step.verb)
-    txn.effective = bool(txn.response and txn.response.get("39") == "00")
+    kind = TxnKind.AUTHORIZE if step.verb == "authorize" else TxnKind.SALE
+    draft = Draft(kind, session.money(p.amount, p.currency), _card(pan, expiry), _ENTRY[p.entry])
+    await _financial(session, step, result, p, draft, pan, expiry)
 
 
 async def _refund(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Refund = step.params
-    tid, mid, stan = _routing(session, p)
     orig = session.original(p.original) if p.original else None
     if p.card:
         pan, expiry = session.card(p.card)
@@ -426,19 +455,13 @@ async def _refund(session: Session, step: schema.Step, result: StepOutcome) -> N
     if orig is not None and rrn is None:
         raise ScenarioBroken(f"step {p.original!r} got no RRN from the host to refer to")
     amount = session.money(p.amount, p.currency or (orig.amount.currency if orig else None))
-    msg = RefundRequest(stan=stan, terminal_id=tid, merchant_id=mid,
-                        card=card_data(pan, expiry, p.entry), amount=amount, original_rrn=rrn,
-                        reason=RefundReason(p.reason), evidence=p.evidence, operator=p.operator,
-                        **session.stamp())
-    txn = Txn("refund", msg.to_fields(), None, amount, pan, expiry, tid, mid, session.batch(tid))
-    _journal(session, step, txn)
-    txn.response = await exchange(session, result, msg, _expect(step), "refund")
-    txn.effective = bool(txn.response and txn.response.get("39") == "00")
+    draft = Draft(TxnKind.REFUND, amount, _card(pan, expiry), _ENTRY[p.entry],
+                  Original(rrn) if rrn else None, RefundReason(p.reason), p.operator)
+    await _financial(session, step, result, p, draft, pan, expiry, p.evidence)
 
 
 async def _void(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Void = step.params
-    tid, mid, stan = _routing(session, p)
     orig = session.original(p.original) if p.original else None
     if orig is not None:
         rrn = orig.rrn
@@ -451,84 +474,66 @@ async def _void(session: Session, step: schema.Step, result: StepOutcome) -> Non
         assert p.original_rrn and p.amount and p.card
         rrn, (pan, expiry) = p.original_rrn, session.card(p.card)
         amount, of_refund = session.money(p.amount, p.currency), bool(p.of_refund)
-    msg = VoidRequest(stan=stan, terminal_id=tid, merchant_id=mid,
-                      card=card_data(pan, expiry, "manual"), amount=amount, original_rrn=rrn,
-                      voids_refund=of_refund, **session.stamp())
-    txn = Txn("void", msg.to_fields(), None, amount, pan, expiry, tid, mid, session.batch(tid))
-    _journal(session, step, txn)
-    txn.response = await exchange(session, result, msg, _expect(step), "void")
-    if txn.response and txn.response.get("39") == "00" and orig is not None:
-        orig.effective = False
+    original = Original(rrn, TxnKind.REFUND if of_refund else TxnKind.SALE)
+    draft = Draft(TxnKind.VOID, amount, _card(pan, expiry), EntryMode.MANUAL, original)
+    txn = await _financial(session, step, result, p, draft, pan, expiry)
+    if orig is not None and txn.response and txn.response.get("39") == "00":
+        orig.line.voided = True  # the terminal marks the original it finds by RRN; this one
+        # may have been made by another terminal of the scenario
 
 
 async def _reverse(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Reverse = step.params
     if p.original:
         orig = session.original(p.original)
-        fields = reversal_fields(orig.request)
+        message: Message = orig.terminal.reversal_request(orig.line, repeat=p.repeat)
     else:
         assert p.stan and p.amount and p.card
         tid, mid = p.terminal or session.target.tid, p.merchant or session.target.mid
         pan, expiry = session.card(p.card)
         amount = session.money(p.amount, p.currency)
-        msg = ReversalRequest(stan=p.stan, terminal_id=tid, merchant_id=mid,
-                              processing_code=_KIND_CODE[p.kind], amount=amount,
-                              card=card_data(pan, expiry, "manual"),
-                              transmitted_at=session.stamp()["transmitted_at"])
-        fields = msg.to_fields()
+        message = ReversalRequest(stan=p.stan, terminal_id=tid, merchant_id=mid,
+                                  processing_code=_KIND_CODE[p.kind], amount=amount,
+                                  card=card_data(pan, expiry, "manual"), repeat=p.repeat,
+                                  transmitted_at=session.transmitted_at())
         orig = None
-    if p.repeat:
-        fields["t"] = "0401"
-    answer = await exchange(session, result, fields, _expect(step), "reversal")
+    answer = await exchange(session, result, message, _expect(step), "reversal")
     if orig is not None and answer is not None and answer.get("39") == "00":
-        orig.effective = False
+        orig.terminal.reversal_answered(orig.line, _typed(answer))
 
 
 async def _settle(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Settle = step.params
-    tid, mid = p.terminal or session.target.tid, p.merchant or session.target.mid
+    terminal = session.terminal(p.terminal, p.merchant)
     cur = find_currency(p.currency or session.target.currency).alpha
-    batch = session.batch(tid)
-    mine = [t for t in session.sent if t.tid == tid and t.batch == batch and t.effective
-            and t.amount.currency == cur]
     if p.totals == "journal":
-        sales = [t for t in mine if t.kind == "sale"]
-        refunds = [t for t in mine if t.kind == "refund"]
-        totals = BatchTotals(cur, len(sales), sum(t.amount.minor for t in sales),
-                             len(refunds), sum(t.amount.minor for t in refunds))
+        totals = terminal.journal.totals(cur)
     else:
         t = p.totals
         totals = BatchTotals(cur, t.sales_count, session.money(t.sales, cur).minor,
                              t.refunds_count, session.money(t.refunds, cur).minor)
-    msg = ReconciliationRequest(stan=session.next_stan(), terminal_id=tid, merchant_id=mid,
-                                batch_number=batch, totals=totals,
-                                transmitted_at=session.stamp()["transmitted_at"])
+    msg = terminal.reconciliation(totals)
     answer = await exchange(session, result, msg, _expect(step), "settlement")
     if answer is None:
         return
     if answer.get("39") == "95" and p.upload:
-        for txn in mine:
-            assert txn.rrn is not None
-            up = BatchUploadRequest(stan=txn.stan, terminal_id=tid, merchant_id=mid,
-                                    batch_number=batch, processing_code=txn.request["3"],
-                                    amount=txn.amount, rrn=txn.rrn,
-                                    approval_code=(txn.response or {}).get("38"),
-                                    local_time=txn.request.get("12"),
-                                    local_date=txn.request.get("13"))
+        for up in terminal.uploads(cur):
             await exchange(session, result, up, schema.Expect(response="00"), "batch upload")
-        close = replace(msg, stan=session.next_stan(), after_upload=True)
+        close = terminal.reconciliation(totals, after_upload=True)
         answer = await exchange(session, result, close, schema.Expect(response="00"),
                                 "settlement after upload")
     if answer is not None and answer.get("39") == "00":
-        session.batches[tid] = int(batch) + 1
+        terminal.close_batch()
 
 
 async def _echo(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Echo = step.params
-    msg = NetworkRequest(stan=session.next_stan(), terminal_id=p.terminal or session.target.tid,
-                         merchant_id=p.merchant or session.target.mid, code=_NET[p.code],
-                         transmitted_at=session.stamp()["transmitted_at"])
-    await exchange(session, result, msg, _expect(step), p.code.replace("_", "-"))
+    terminal = session.terminal(p.terminal, p.merchant)
+    msg = terminal.network_request(_NET[p.code])
+    answer = await exchange(session, result, msg, _expect(step), p.code.replace("_", "-"))
+    typed = _typed(answer) if answer is not None else None
+    if isinstance(typed, NetworkResponse):
+        terminal.network_answered(msg, typed)
 
 
 async def _send_raw(session: Session, step: schema.Step, result: StepOutcome) -> None:
@@ -571,7 +576,7 @@ async def _admin_call(session: Session, method: str, path: str, body: Any = None
     admin = _admin(session)
     try:
         return await admin.call(method, path, body)
-    except AdminStatus as exc:
+    except AdminCallError as exc:
         if exc.status in (404, 405) and not path.startswith(("/transactions/", "/reviews/")):
             raise StepSkipped(f"the host has no {method} {path.split('?')[0]} "
                               f"(HTTP {exc.status})") from None

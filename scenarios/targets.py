@@ -19,8 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from scenarios.admin import AdminClient
 from scenarios.schema import Scenario
-from scenarios.wire import AdminClient
 
 
 class TargetError(Exception):

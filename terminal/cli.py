@@ -21,7 +21,7 @@ from terminal.cards import DeckError
 from terminal.config import TerminalConfig
 from terminal.hostproc import HostProcess, HostStartError
 from terminal.journal import JournalError
-from terminal.recorder import RecordError, RecordFile, record_to
+from terminal.recording import Recorder, RecordError, RecordSink, load_recorder
 
 
 class UsageError(ValueError):
@@ -119,13 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         args, host_args = parse_command_line(sys.argv[1:] if argv is None else list(argv))
         config = build_config(args)
         record = Path(args.record) if args.record is not None else None
-        if record is not None:
-            RecordFile.check(record)
+        recorder = load_recorder() if record is not None else None
+        if recorder is not None and record is not None:
+            recorder.check(record)
         if args.with_host:
             host = HostProcess(config.data_dir, host_args, config.profile)
             port = host.start()
             config = replace(config, host="127.0.0.1", port=port)
-        return _run(config, record)
+        return _run(config, record, recorder)
     except (UsageError, HostStartError, JournalError, DeckError, RecordError, OSError) as exc:
         print(f"poslab-terminal: {exc}", file=sys.stderr)
         return 2
@@ -136,17 +137,18 @@ def main(argv: list[str] | None = None) -> int:
             host.stop()
 
 
-def _run(config: TerminalConfig, record: Path | None = None) -> int:
+def _run(config: TerminalConfig, record: Path | None = None,
+         recorder: Recorder | None = None) -> int:
     from terminal import runtime
 
     loop = runtime.install()
     from terminal.app import PosApp  # imports the reactor lazily, after the install
 
-    sink: RecordFile | None = None
+    sink: RecordSink | None = None
     try:
         app = PosApp(config)
         if record is not None:
-            sink = record_to(record, config, datetime.now().astimezone())
+            sink = (recorder or load_recorder()).open(record, config, datetime.now().astimezone())
             app.engine.observers.append(sink)
         # SIGTERM or a closed terminal window quit like Ctrl+Q, so the finally blocks run and
         # an embedded host is stopped rather than orphaned.

@@ -1,8 +1,10 @@
 """The terminal's persistent journal: trace counter, batch number, transactions, reversals.
 
-One JSON file in the data directory, rewritten atomically (write a temporary file, then
-``os.replace``) after every change, so a crash leaves either the old or the new journal. It
-never holds a full PAN, track data or a PIN: cards are kept as masked PAN and deck name.
+Where it lives is a :class:`JournalStore`: :class:`JsonFileStore` is one JSON file in the data
+directory, rewritten atomically (write a temporary file, then ``os.replace``) after every
+change, so a crash leaves either the old or the new journal; :class:`MemoryStore` keeps nothing
+on disk (scenario runs, the load generator, tests). It never holds a full PAN, track data or a
+PIN: cards are kept as masked PAN and deck name.
 
 A request that was sent but never answered stays ``REVERSAL_PENDING`` until a reversal for it
 is acknowledged (store and forward): the terminal retries it before its next transaction.
@@ -16,6 +18,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 from protocol.messages import BatchTotals
 
@@ -33,6 +36,7 @@ class TxnKind(enum.StrEnum):
     SALE = "sale"
     REFUND = "refund"
     VOID = "void"
+    AUTHORIZE = "authorize"  # an 0100 hold (scenarios send them; the keypad does not)
 
     @property
     def heading(self) -> str:
@@ -110,27 +114,94 @@ class _State:
     txns: list[Txn] = field(default_factory=list)
 
 
-class Journal:
-    """The journal of one terminal, kept in ``data_dir/journal.json``."""
+class JournalStore(Protocol):
+    """Where a journal's state is kept: ``load()`` the saved document (None: nothing saved yet),
+    ``save(doc)`` after every change. The document is the JSON object of format 1."""
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved document, or None."""
+        ...
+
+    def save(self, doc: dict[str, Any]) -> None:
+        """Persist ``doc`` durably enough for this store's purpose."""
+        ...
+
+
+class JsonFileStore:
+    """``data_dir/journal.json``, replaced atomically on every save (the terminal's format)."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.path = data_dir / JOURNAL_FILE
+
+    def load(self) -> dict[str, Any] | None:
+        """The document on disk, or None when there is no journal file yet."""
+        if not self.path.exists():
+            return None
+        doc = json.loads(self.path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        return doc
+
+    def save(self, doc: dict[str, Any]) -> None:
+        """Write ``doc`` to a temporary file, then move it over the journal."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+class MemoryStore:
+    """A journal that lives as long as the process: nothing is written anywhere.
+
+    :ivar first_stan: the trace number the first request gets (scenarios seed it).
+    """
+
+    def __init__(self, first_stan: int = 1) -> None:
+        self.first_stan = first_stan
+
+    def load(self) -> dict[str, Any] | None:
+        """A fresh journal whose next STAN is :attr:`first_stan`."""
+        return {"format": _FORMAT, "stan": (self.first_stan - 1) % 999999, "batch": 1,
+                "txns": []}
+
+    def save(self, doc: dict[str, Any]) -> None:
+        """Nothing to do: the journal object holds the state."""
+
+
+class Journal:
+    """The journal of one terminal, kept in ``data_dir/journal.json`` unless another
+    :class:`JournalStore` is given."""
+
+    def __init__(self, data_dir: Path | None = None, store: JournalStore | None = None) -> None:
+        if store is None:
+            if data_dir is None:
+                raise ValueError("a journal needs a data directory or a store")
+            store = JsonFileStore(data_dir)
+        self.store = store
+        self.data_dir = data_dir if data_dir is not None else Path(".")
+        self.path = data_dir / JOURNAL_FILE if data_dir is not None else None
         self._state = self._load()
+
+    @classmethod
+    def in_memory(cls, first_stan: int = 1) -> Journal:
+        """A journal kept only in memory, its first STAN ``first_stan``."""
+        return cls(store=MemoryStore(first_stan))
 
     # -- persistence -------------------------------------------------------------------------
 
     def _load(self) -> _State:
-        if not self.path.exists():
-            return _State()
+        where = self.path or "in memory"
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            doc = self.store.load()
+            if doc is None:
+                return _State()
             if doc.get("format") != _FORMAT:
                 raise ValueError(f"unsupported format {doc.get('format')!r}")
             state = _State(int(doc["stan"]), int(doc["batch"]), doc.get("business_date"),
                            [Txn.from_json(t) for t in doc["txns"]])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise JournalError(f"journal {self.path} is unreadable: {exc}. Move it away "
+            raise JournalError(f"journal {where} is unreadable: {exc}. Move it away "
                                "to start a fresh journal.") from None
         for txn in state.txns:
             # Sent before a crash and never answered: the host may hold it, so reverse it.
@@ -139,14 +210,13 @@ class Journal:
         return state
 
     def save(self) -> None:
-        """Write the journal atomically."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Hand the whole journal to the store (atomically replaced on disk)."""
+        if isinstance(self.store, MemoryStore):
+            return  # the hot path of scenario and load runs: no document to build
         doc = {"format": _FORMAT, "stan": self._state.stan, "batch": self._state.batch,
                "business_date": self._state.business_date,
                "txns": [asdict(t) for t in self._state.txns]}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        self.store.save(doc)
 
     # -- counters ----------------------------------------------------------------------------
 
@@ -248,8 +318,9 @@ class Journal:
         return [t for t in self._state.txns if t.status is TxnStatus.REVERSAL_PENDING]
 
     def totals(self, currency: str) -> BatchTotals:
-        """Batch totals of the open batch: debits are sales, credits are refunds."""
-        sales = [t for t in self.open_batch() if t.kind is TxnKind.SALE and t.effective]
-        refunds = [t for t in self.open_batch() if t.kind is TxnKind.REFUND and t.effective]
+        """Batch totals of the open batch in ``currency``: debits are sales, credits refunds."""
+        mine = [t for t in self.open_batch() if t.effective and t.currency == currency]
+        sales = [t for t in mine if t.kind is TxnKind.SALE]
+        refunds = [t for t in mine if t.kind is TxnKind.REFUND]
         return BatchTotals(currency, len(sales), sum(t.amount_minor for t in sales),
                            len(refunds), sum(t.amount_minor for t in refunds))

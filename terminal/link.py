@@ -6,9 +6,12 @@ number are never confused. A response nobody waits for any more -- typically the
 request that already timed out and was reversed -- is reported as *late* and never delivered
 as an answer.
 
-:class:`Link` is the asyncio face the engine uses: ``connect()``, ``send(message, timeout)``.
-Failures come back as :class:`LinkError` subclasses with text a person can act on. The reactor
-is imported lazily (docs/design-notes.md, "One loop, one reactor").
+:class:`LinkPort` is what a terminal session's driver needs of a link: ``connect()``,
+``send(message, timeout)``, ``connected``; :class:`Link` is the TUI's implementation of it, in
+asyncio terms. :func:`correlation_key` is the one rule for matching an answer to its request,
+shared by every client that speaks to the host. Failures come back as :class:`LinkError`
+subclasses with text a person can act on. The reactor is imported lazily: importing it first
+would install the wrong one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IAddress
@@ -67,6 +70,30 @@ class Traffic:
         return self.fields.get("t", "????")
 
 
+def correlation_key(fields: Fields, answer: bool = False) -> tuple[str, str]:
+    """The (response MTI, STAN) an answer to ``fields`` carries; with ``answer`` the key
+    ``fields`` (itself an answer) carries. An 0410 and a late 0210 for one STAN never match."""
+    mti = fields.get("t", "")
+    return (mti if answer else response_mti(mti), fields.get("11", ""))
+
+
+class LinkPort(Protocol):
+    """What a session's driver needs of its connection to the host."""
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is up."""
+        ...
+
+    async def connect(self) -> None:
+        """Connect if not connected; raise :class:`LinkError` with advice when it fails."""
+        ...
+
+    async def send(self, message: Message, timeout_s: float) -> AnyResponse:
+        """The typed answer to ``message``; :class:`LinkTimeout` or :class:`LinkError`."""
+        ...
+
+
 class LinkProtocol(FramedProtocol):
     """Framed ISO 8583 client: request/response matched on (response MTI, STAN)."""
 
@@ -77,6 +104,9 @@ class LinkProtocol(FramedProtocol):
         self._on_traffic = on_traffic
         self._on_lost = on_lost
         self._pending: dict[tuple[str, str], Deferred[Fields]] = {}
+        # Waiters for raw bytes (a test's malformed frame): the first answer nobody else waits
+        # for is theirs, whatever its MTI and STAN.
+        self._any: list[Deferred[Fields]] = []
 
     def request(self, fields: Fields) -> Deferred[Fields]:
         """Send ``fields`` and return a Deferred firing with the matching response fields.
@@ -84,7 +114,7 @@ class LinkProtocol(FramedProtocol):
         Cancelling the Deferred (the response timeout) forgets the request, so its answer, if
         it ever comes, is reported as late.
         """
-        key = (response_mti(fields["t"]), fields["11"])
+        key = correlation_key(fields)
         body = self.codec.encode(fields)
 
         def forget(_: Deferred[Fields]) -> None:
@@ -96,6 +126,24 @@ class LinkProtocol(FramedProtocol):
         self._on_traffic(Traffic(datetime.now(), "sent", dict(fields), body))
         return d
 
+    def request_raw(self, payload: bytes, framed: bool = True) -> Deferred[Fields]:
+        """Write ``payload`` (framed, or exactly as given) and return a Deferred firing with
+        the next answer no request waits for."""
+
+        def forget(d: Deferred[Fields]) -> None:
+            if d in self._any:
+                self._any.remove(d)
+
+        d: Deferred[Fields] = Deferred(forget)
+        self._any.append(d)
+        if framed:
+            self.sendFrame(payload)
+        else:
+            assert self.transport is not None
+            cast(Any, self.transport).write(payload)
+        self._on_traffic(Traffic(datetime.now(), "sent", {}, payload, note="raw bytes"))
+        return d
+
     def frameReceived(self, payload: bytes) -> None:  # noqa: N802 - Twisted naming
         """Decode a response and fire whoever waits for it."""
         try:
@@ -104,8 +152,9 @@ class LinkProtocol(FramedProtocol):
             self._on_traffic(Traffic(datetime.now(), "received", {}, payload,
                                      note=f"undecodable: {exc}"))
             return
-        key = (fields.get("t", ""), fields.get("11", ""))
-        d = self._pending.pop(key, None)
+        d = self._pending.pop(correlation_key(fields, answer=True), None)
+        if d is None and self._any:
+            d = self._any.pop(0)
         self._on_traffic(Traffic(datetime.now(), "received", fields, payload, late=d is None,
                                  note="" if d else "late or unexpected: no request waits"))
         if d is not None:
@@ -114,7 +163,8 @@ class LinkProtocol(FramedProtocol):
     def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
         """Fail every waiting request."""
         pending, self._pending = self._pending, {}
-        for d in pending.values():
+        waiting, self._any = self._any, []
+        for d in [*pending.values(), *waiting]:
             d.errback(LinkDown("the host closed the connection"))
         self._on_lost()
 
@@ -132,6 +182,7 @@ class Link:
         if on_traffic is not None:
             self.listeners.append(on_traffic)
         self._proto: LinkProtocol | None = None
+        self._closed: asyncio.Future[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -147,8 +198,11 @@ class Link:
         for listener in list(self.listeners):
             listener(item)
 
-    def _lost(self) -> None:
-        self._proto = None
+    def _lost(self, proto: LinkProtocol, closed: asyncio.Future[None]) -> None:
+        if self._proto is proto:  # not an older connection that ends late
+            self._proto = None
+        if not closed.done():
+            closed.set_result(None)
 
     async def connect(self) -> None:
         """Open the TCP connection; raise :class:`LinkDown` with advice when it fails."""
@@ -157,7 +211,8 @@ class Link:
 
         if self._proto is not None:
             return
-        proto = LinkProtocol(self.codec, self._traffic, self._lost)
+        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        proto = LinkProtocol(self.codec, self._traffic, lambda: self._lost(proto, closed))
         endpoint = TCP4ClientEndpoint(reactor, self.host, self.port,
                                       timeout=max(int(self.timeout_s_connect), 1))
         try:
@@ -165,7 +220,7 @@ class Link:
         except Exception as exc:  # noqa: BLE001 - every failure becomes advice for a person
             raise LinkDown(f"cannot reach the host at {self.address}: {_why(exc)}. Start "
                            "poslab-host there, or run poslab-terminal --with-host.") from None
-        self._proto = proto
+        self._proto, self._closed = proto, closed
 
     async def send(self, message: Message, timeout_s: float) -> AnyResponse:
         """Send ``message`` and return the typed response, or raise a :class:`LinkError`."""
@@ -175,12 +230,30 @@ class Link:
         """Send a raw field dict and return the response fields."""
         if self._proto is None:
             raise LinkDown(f"not connected to the host at {self.address}")
-        d = self._proto.request(fields)
+        return await self._wait(self._proto.request(fields), timeout_s)
+
+    async def send_raw(self, payload: bytes, timeout_s: float, framed: bool = True) -> Fields:
+        """Write raw bytes (framed or as they are) and return the next unclaimed answer."""
+        if self._proto is None:
+            raise LinkDown(f"not connected to the host at {self.address}")
+        return await self._wait(self._proto.request_raw(payload, framed), timeout_s)
+
+    async def _wait(self, d: Deferred[Fields], timeout_s: float) -> Fields:
         future: asyncio.Future[Any] = d.asFuture(asyncio.get_running_loop())
         try:
             return cast(Fields, await asyncio.wait_for(future, timeout_s))
         except (TimeoutError, CancelledError):
             raise LinkTimeout(f"no answer from the host within {timeout_s:g} s") from None
+
+    async def wait_closed(self, timeout_s: float) -> bool:
+        """True when the host closes the connection within ``timeout_s`` (or it is closed)."""
+        if self._proto is None or self._closed is None:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def close(self) -> None:
         """Drop the connection."""

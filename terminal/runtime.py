@@ -1,5 +1,4 @@
-"""One asyncio loop, Twisted bound to it, Textual running it
-(docs/design-notes.md, "One loop, one reactor").
+"""One asyncio loop, Twisted bound to it, Textual running it.
 
 :func:`install` is idempotent: the first call creates the loop, installs Twisted's asyncio
 reactor on it and starts the reactor without signal handlers; later calls return the same loop.

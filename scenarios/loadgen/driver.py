@@ -1,8 +1,12 @@
 """Closed-loop load: N asyncio terminals, one request in flight each, latencies recorded.
 
 Plain asyncio Protocols (the cheapest client on one core) so the generator leaves as much CPU
-as possible to the host it measures. Responses are decoded without validation: the generator
-needs only DE39 and DE37, and a host that sends something undecodable is counted, not trusted.
+as possible to the host it measures. Requests come from the terminal session's builder (see
+:mod:`scenarios.loadgen.workload`); an answer is matched to its request by the terminal's
+:func:`~terminal.link.correlation_key`, and one that matches nothing in flight is counted as
+an error, never taken as the answer. Responses are decoded without validation: the generator
+needs only MTI, DE11, DE39 and DE37, and a host that sends something undecodable is counted,
+not trusted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from protocol import Codec, DecodeError, frame
 from protocol.framing import Deframer
 from scenarios.loadgen.scan import FieldScanner
 from scenarios.loadgen.workload import KINDS, Sale, TerminalPlan
+from terminal.link import correlation_key
 
 
 @dataclass
@@ -41,6 +46,7 @@ class _Terminal(asyncio.Protocol):
         self.deframer = Deframer(run.codec.profile.length_header)
         self.transport: asyncio.Transport | None = None
         self.pending: tuple[str, Sale | None, float] | None = None
+        self.waits_for: tuple[str, str] = ("", "")  # the correlation key of the answer
         self.connected = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -61,6 +67,7 @@ class _Terminal(asyncio.Protocol):
             self.run.terminal_idle()
             return
         kind, payload, target = self.plan.next_request()
+        self.waits_for = self.plan.answer_key
         self.pending = (kind, target, time.perf_counter())
         self.transport.write(frame(payload, self.run.codec.profile.length_header))
 
@@ -93,6 +100,10 @@ class _Terminal(asyncio.Protocol):
                 tally.errors += 1
                 self.send_next()
                 return
+        if correlation_key(fields, answer=True) != self.waits_for:
+            tally.errors += 1  # an answer to something else (a late or foreign one): ignored
+            self.pending = (kind, target, started)
+            return
         rc = fields.get("39", "??")
         approved = rc == "00"
         tally.sent[kind] += 1

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from scenarios.loadgen.admin_client import AdminClient
+from scenarios.admin import BlockingAdminClient
 from scenarios.loadgen.journal import JournalingTerminal
 from scenarios.loadgen.procs import ServerProcess, python_module
 
@@ -34,12 +34,12 @@ def start_host(db: Path | str, *, env: dict[str, str] | None = None, log: Path |
     return ServerProcess(argv, name="poslab-host", env=full_env)
 
 
-def admin(server: ServerProcess) -> AdminClient:
+def admin(server: ServerProcess) -> BlockingAdminClient:
     """The admin client of a started host."""
-    return AdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
+    return BlockingAdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
 
 
-def host_transactions(client: AdminClient, tid: str) -> list[dict[str, Any]]:
+def host_transactions(client: BlockingAdminClient, tid: str) -> list[dict[str, Any]]:
     """Every transaction the host recorded for ``tid``, newest first, page by page
     (``GET /transactions`` with its ``next`` cursor)."""
     out: list[dict[str, Any]] = []
@@ -82,6 +82,6 @@ def reconcile(terminal: JournalingTerminal, txns: list[dict[str, Any]]) -> list[
     return problems
 
 
-def terminal_problems(client: AdminClient, terminal: JournalingTerminal) -> list[str]:
+def terminal_problems(client: BlockingAdminClient, terminal: JournalingTerminal) -> list[str]:
     """:func:`reconcile` one terminal against the host it talks to."""
     return reconcile(terminal, host_transactions(client, terminal.tid))

@@ -1,8 +1,12 @@
 """A journaling terminal for crash and fault tests: every request is recorded before it is sent.
 
-Like a real terminal (and TigerBeetle's client), it writes the request to its
-journal *before* sending it, so after a timeout, a dropped connection or a dead host it knows
-exactly which work is in flight, and resolves it in one of two ways:
+Its requests and reversals come from a :class:`~terminal.session.TerminalSession` on an
+in-memory journal, and answers are matched by the terminal's
+:func:`~terminal.link.correlation_key`; what it adds is a plain asyncio socket and the two
+ways a test resolves unanswered work. Like a real terminal (and TigerBeetle's client), it
+writes the request to its journal *before* sending it, so after a timeout, a dropped
+connection or a dead host it knows exactly which work is in flight, and resolves it in one of
+two ways:
 
 ``repeat``   send the identical request again (same STAN and DE7); the host either replays the
              stored answer or, if it never committed the first, processes it now;
@@ -17,22 +21,17 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
-from protocol import (
-    CardData,
-    Codec,
-    DecodeError,
-    EntryMode,
-    FramingError,
-    Money,
-    OriginalData,
-    Pan,
-    ReversalRequest,
-    SaleRequest,
-    frame,
-)
+from protocol import Codec, DecodeError, EntryMode, FramingError, Money, Pan, frame
 from protocol.framing import Deframer
+from terminal.cards import Card
+from terminal.config import TerminalConfig
+from terminal.flow import Draft
+from terminal.journal import Journal, Txn, TxnKind
+from terminal.link import correlation_key
+from terminal.session import TerminalSession
 
 State = Literal["in_flight", "approved", "declined", "reversed"]
 Strategy = Literal["repeat", "reverse"]
@@ -50,6 +49,7 @@ class JournalEntry:
     rc: str | None = None
     rrn: str | None = None
     resolved_by: str | None = None
+    line: Txn | None = field(default=None, repr=False, compare=False)  # the session's line
 
 
 @dataclass
@@ -72,12 +72,14 @@ class JournalingTerminal:
         self.host, self.port = host, port
         self.tid, self.mid = tid, mid
         self.codec = codec or Codec()
-        self.card = CardData(EntryMode.MANUAL, pan=Pan(pan), expiry="3012")
+        self.card = Card("test card", Pan(pan), "3012", "")
+        self.session = TerminalSession(
+            TerminalConfig(terminal_id=tid, merchant_id=mid, currency=currency),
+            Journal.in_memory(stan_start), clock=lambda: datetime.now(UTC))
         self.currency = currency
         self.timeout = timeout
         self.journal: list[JournalEntry] = []
         self.counters = Counters()
-        self._stan = stan_start - 1
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._deframer = Deframer(self.codec.profile.length_header)
@@ -133,7 +135,7 @@ class JournalingTerminal:
                     self.counters.garbled += 1
                     self.disconnect()
                     return None
-                if answer.get("11") != fields["11"] or answer.get("t", "")[:2] != fields["t"][:2]:
+                if correlation_key(answer, answer=True) != correlation_key(fields):
                     self.counters.unsolicited += 1
                     continue
                 return answer
@@ -148,20 +150,12 @@ class JournalingTerminal:
 
     # -- transactions ----------------------------------------------------------------------
 
-    def _next_stan(self) -> str:
-        self._stan = self._stan % 999_999 + 1
-        return f"{self._stan:06d}"
-
     async def sale(self, amount_minor: int) -> JournalEntry:
         """Journal, then send, a sale; its entry stays in flight when no answer came."""
-        now = time.gmtime()
-        request = SaleRequest(stan=self._next_stan(), card=self.card,
-                              amount=Money(amount_minor, self.currency), terminal_id=self.tid,
-                              merchant_id=self.mid,
-                              transmitted_at=time.strftime("%m%d%H%M%S", now),
-                              local_time=time.strftime("%H%M%S", now),
-                              local_date=time.strftime("%m%d", now))
-        entry = JournalEntry("sale", request.stan, request.to_fields(), amount_minor)
+        pending = self.session.begin(Draft(TxnKind.SALE, Money(amount_minor, self.currency),
+                                           self.card, EntryMode.MANUAL))
+        entry = JournalEntry("sale", pending.request.stan, pending.request.to_fields(),
+                             amount_minor, line=pending.txn)
         self.journal.append(entry)
         self._settle(entry, await self.exchange(entry.fields))
         return entry
@@ -175,14 +169,10 @@ class JournalingTerminal:
         entry.state = "approved" if entry.rc == "00" else "declined"
 
     def reversal_fields(self, entry: JournalEntry, repeat: bool) -> dict[str, str]:
-        """The 0400/0401 that undoes ``entry`` (same STAN, amount, DE90 of the original)."""
-        f = entry.fields
-        return ReversalRequest(
-            stan=entry.stan, terminal_id=self.tid, merchant_id=self.mid,
-            transmitted_at=f.get("7"), processing_code=f["3"],
-            amount=Money(entry.amount_minor, self.currency), repeat=repeat, card=self.card,
-            original=OriginalData(f["t"], entry.stan, f.get("7", "0000000000")),
-        ).to_fields()
+        """The session's 0400/0401 that undoes ``entry`` (same STAN, amount, DE90 of the
+        original)."""
+        assert entry.line is not None
+        return self.session.reversal_request(entry.line, repeat).to_fields()
 
     @property
     def in_flight(self) -> list[JournalEntry]:

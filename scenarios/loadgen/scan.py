@@ -1,8 +1,9 @@
 """A cheap reader of a few fields of a response, so the generator spares its CPU for the socket.
 
 Full decoding costs about 40 us a message with pyiso8583, which on a 2-core machine is CPU the
-host under test does not get. The bench needs only DE39 and DE37, so it walks the bitmap and
-length prefixes of the profile's compiled spec and slices those two fields. Anything the walk
+host under test does not get. The bench needs only the MTI and DE11 (to match the answer to
+its request), DE39 and DE37, so it walks the bitmap and length prefixes of the profile's
+compiled spec and slices those fields. Anything the walk
 does not understand returns None and the caller falls back to :meth:`protocol.Codec.decode_body`.
 """
 
@@ -16,9 +17,10 @@ from protocol import Codec
 class FieldScanner:
     """Slice selected fields out of an encoded body (ASCII length prefixes only)."""
 
-    def __init__(self, codec: Codec, wanted: tuple[str, ...] = ("37", "39")) -> None:
+    def __init__(self, codec: Codec, wanted: tuple[str, ...] = ("t", "11", "37", "39")) -> None:
         spec = codec.profile.spec()
-        self._wanted = {int(k) for k in wanted}
+        self._mti = "t" in wanted
+        self._wanted = {int(k) for k in wanted if k.isdigit()}
         self._last = max(self._wanted)
         # per field number: (len_type, max_len, is_binary); None when the layout is unusual
         self._layout: list[tuple[int, int, bool] | None] = [None] * 129
@@ -43,6 +45,8 @@ class FieldScanner:
             pos, nbits = 20, 128
         out: dict[str, str] = {}
         try:
+            if self._mti:
+                out["t"] = body[:4].decode("ascii")
             for n in range(2, self._last + 1):
                 if not bitmap >> (nbits - n) & 1:
                     continue

@@ -1,30 +1,27 @@
 """What the simulated terminals send: the mix, pre-built request templates and per-terminal state.
 
-Requests are encoded once per kind and terminal; each send only patches the fixed-width STAN
-(and the original RRN of refunds and voids) into a copy of the bytes, so the generator spends its
-CPU on the socket, not on pyiso8583. Profiles whose fields are not plain ASCII fall back to a
-full encode per request.
+Requests are built by the terminal session's request builder
+(:func:`terminal.session.build_request`, the same the TUI and the scenario runner use) and
+encoded once per kind and terminal; each send only patches the fixed-width STAN (and the
+original RRN of refunds and voids) into a copy of the bytes, so the generator spends its CPU on
+the socket, not on pyiso8583. Profiles whose fields are not plain ASCII fall back to a full
+encode per request. This lean path keeps no journal: a bench terminal never reverses.
 """
 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
 
-from protocol import (
-    CardData,
-    Codec,
-    EntryMode,
-    Money,
-    Pan,
-    RefundReason,
-    RefundRequest,
-    SaleRequest,
-    VoidRequest,
-)
+from protocol import Codec, EntryMode, Money, Pan, RefundReason
+from protocol.messages import response_mti
+from terminal.cards import Card
+from terminal.config import TerminalConfig
+from terminal.flow import Draft, Original
+from terminal.journal import TxnKind
+from terminal.session import build_request
 
 KINDS = ("sale", "refund", "void")
 DEFAULT_MIX = "sale=60,refund=30,void=10"
@@ -62,7 +59,9 @@ class Template:
     def __init__(self, codec: Codec, build: Callable[[str, str], dict[str, str]]) -> None:
         self._codec = codec
         self._build = build
-        self._bytes = codec.encode(build(_STAN_MARK, _RRN_MARK))
+        fields = build(_STAN_MARK, _RRN_MARK)
+        self.answer_mti = response_mti(fields["t"])
+        self._bytes = codec.encode(fields)
         self._stan_at = self._offset(_STAN_MARK)
         self._rrn_at = self._offset(_RRN_MARK)
         self.patchable = self._stan_at is not None
@@ -106,6 +105,8 @@ class TerminalPlan:
     weights: tuple[list[str], list[int]]
     stan: int
     sales: list[Sale] = field(default_factory=list)
+    #: the correlation key (response MTI, STAN) of the answer to the last request
+    answer_key: tuple[str, str] = ("", "")
 
     def next_stan(self) -> str:
         """The next trace number (wraps after 999999, skipping 000000)."""
@@ -126,9 +127,11 @@ class TerminalPlan:
         if target is None:
             kind = "sale"
         stan = self.next_stan()
+        template = self.templates[kind]
+        self.answer_key = (template.answer_mti, stan)
         if target is None:
-            return kind, self.templates["sale"].render(stan), None
-        return kind, self.templates[kind].render(stan, target.rrn), target
+            return kind, template.render(stan), None
+        return kind, template.render(stan, target.rrn), target
 
     def settle(self, kind: str, target: Sale | None, approved: bool, rrn: str | None) -> None:
         """Remember the outcome so later refunds and voids stay valid."""
@@ -147,33 +150,31 @@ def build_plans(codec: Codec, terminals: int, mix: dict[str, int], *, mid: str,
                 currency: str, pan: str, seed: int, tid_prefix: str = "BN") -> list[TerminalPlan]:
     """One plan per terminal: TIDs ``BN000001``...; STANs start at a random point per run."""
     rng = random.Random(seed)
-    now = time.gmtime()
-    sent = time.strftime("%m%d%H%M%S", now)
-    local_time, local_date = time.strftime("%H%M%S", now), time.strftime("%m%d", now)
-    card = CardData(EntryMode.MANUAL, pan=Pan(pan), expiry="3012")
+    now = datetime.now(UTC)
+    card = Card("bench", Pan(pan), "3012", "")
     kinds = [k for k in KINDS if mix.get(k, 0) > 0]
     weights = (kinds, [mix[k] for k in kinds])
+    sale = Draft(TxnKind.SALE, Money(SALE_MINOR, currency), card, EntryMode.MANUAL)
+    refund = Draft(TxnKind.REFUND, Money(REFUND_MINOR, currency), card, EntryMode.MANUAL,
+                   reason=RefundReason.RETURN)
+    void = Draft(TxnKind.VOID, Money(SALE_MINOR, currency), card, EntryMode.MANUAL)
     plans = []
     for i in range(terminals):
         tid = f"{tid_prefix}{i + 1:06d}"[:8]
-        common: dict[str, Any] = {"terminal_id": tid, "merchant_id": mid, "transmitted_at": sent,
-                  "local_time": local_time, "local_date": local_date}
+        config = TerminalConfig(terminal_id=tid, merchant_id=mid, currency=currency)
 
-        def sale(stan: str, _rrn: str, common: dict[str, Any] = common) -> dict[str, str]:
-            return SaleRequest(stan=stan, card=card, amount=Money(SALE_MINOR, currency),
-                               **common).to_fields()
+        def builder(draft: Draft, config: TerminalConfig = config
+                    ) -> Callable[[str, str], dict[str, str]]:
+            def build(stan: str, rrn: str) -> dict[str, str]:
+                referenced = draft if draft.kind is TxnKind.SALE else \
+                    Draft(draft.kind, draft.amount, draft.card, draft.entry_mode, Original(rrn),
+                          draft.reason)
+                return build_request(referenced, stan, config, now).to_fields()
+            return build
 
-        def refund(stan: str, rrn: str, common: dict[str, Any] = common) -> dict[str, str]:
-            return RefundRequest(stan=stan, card=card, amount=Money(REFUND_MINOR, currency),
-                                 original_rrn=rrn, reason=RefundReason.RETURN,
-                                 **common).to_fields()
-
-        def void(stan: str, rrn: str, common: dict[str, Any] = common) -> dict[str, str]:
-            return VoidRequest(stan=stan, card=card, amount=Money(SALE_MINOR, currency),
-                               original_rrn=rrn, **common).to_fields()
-
-        templates = {"sale": Template(codec, sale), "refund": Template(codec, refund),
-                     "void": Template(codec, void)}
+        templates = {"sale": Template(codec, builder(sale)),
+                     "refund": Template(codec, builder(refund)),
+                     "void": Template(codec, builder(void))}
         plans.append(TerminalPlan(tid, mid, templates, random.Random(rng.random()), weights,
                                   stan=rng.randrange(1, 900_000)))
     return plans

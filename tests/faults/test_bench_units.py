@@ -4,12 +4,14 @@ and its command-line errors."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
-from protocol import Codec, get_profile, parse_request
+from protocol import Codec, frame, get_profile, parse_request
 from protocol.headers import Encoding, MessageHeader
 from scenarios.loadgen.cli import main
+from scenarios.loadgen.driver import LoadRun, _Terminal
 from scenarios.loadgen.scan import FieldScanner
 from scenarios.loadgen.workload import UsageError, build_plans, parse_mix
 
@@ -48,8 +50,50 @@ def test_terminal_references_only_its_own_approved_sales() -> None:
     assert "void" in kinds
 
 
+class _Wire:
+    """A transport that keeps what the terminal writes."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def test_answer_to_another_request_is_not_taken_as_the_answer(run: Any) -> None:
+    """A bench terminal counts an answer with another STAN as an error and keeps waiting; the
+    answer with its own STAN completes the request."""
+    codec = Codec()
+    [plan] = build_plans(codec, 1, {"sale": 1}, mid="BENCHMERCHANT01", currency="CNY",
+                         pan="4761739001010119", seed=5)
+    load = LoadRun("127.0.0.1", 0, codec, [plan])
+    load.running = load.measuring = True
+
+    async def exchange() -> None:
+        term = _Terminal(load, plan)
+        term.transport = _Wire()  # type: ignore[assignment]
+        term.send_next()
+        stan = plan.answer_key[1]
+        other = f"{int(stan) % 999_999 + 1:06d}"
+
+        def answer(trace: str) -> bytes:
+            return frame(codec.encode({"t": "0210", "3": "000000", "11": trace, "39": "00",
+                                       "37": "000000000001", "41": plan.tid,
+                                       "42": "BENCHMERCHANT01"}))
+
+        term.data_received(answer(other))
+        assert (load.tally.errors, load.tally.sent["sale"]) == (1, 0)
+        assert term.pending is not None
+        load.running = False  # no next request after this one
+        term.data_received(answer(stan))
+        assert (load.tally.errors, load.tally.sent["sale"]) == (1, 1)
+
+    run(exchange())
+
+
 def test_scanner_agrees_with_the_codec() -> None:
-    """DE37 and DE39 sliced by the scanner equal pyiso8583's decode, secondary bitmap included."""
+    """MTI, DE11, DE37 and DE39 sliced by the scanner equal pyiso8583's decode, secondary
+    bitmap included."""
     codec = Codec()
     scanner = FieldScanner(codec)
     base = {"t": "0210", "2": "4761739001010119", "3": "000000", "4": "000000010000",
@@ -58,7 +102,8 @@ def test_scanner_agrees_with_the_codec() -> None:
     for extra in ({}, {"37": "000000000001"}, {"37": "ABC000000001", "70": "301"}):
         body = codec.encode(base | extra)
         decoded = codec.decode_body(body)
-        assert scanner.scan(body) == {k: decoded[k] for k in ("37", "39") if k in decoded}
+        assert scanner.scan(body) == {k: decoded[k] for k in ("t", "11", "37", "39")
+                                      if k in decoded}
     assert scanner.scan(b"0210") is None
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from scenarios.loadgen.admin_client import AdminCallError, AdminClient
+from scenarios.admin import AdminCallError
+from scenarios.admin import BlockingAdminClient as AdminClient
 from scenarios.loadgen.hostctl import MID, admin, host_transactions, is_effective, start_host
 from scenarios.loadgen.journal import JournalingTerminal
 from scenarios.loadgen.procs import ServerProcess

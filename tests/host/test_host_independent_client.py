@@ -18,7 +18,7 @@ import iso8583
 import pytest
 from iso8583.specs import default as PYISO_DEFAULT
 
-from scenarios.loadgen.admin_client import AdminClient
+from scenarios.admin import BlockingAdminClient as AdminClient
 from scenarios.loadgen.procs import ServerProcess, python_module
 
 TID, MID, PAN = "TERM0001", "MERCHANT0000001", "4111111111111111"

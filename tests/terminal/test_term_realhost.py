@@ -20,10 +20,10 @@ from protocol.money import Money
 from terminal.app import PosApp
 from terminal.cards import load_deck
 from terminal.config import TerminalConfig
-from terminal.engine import build_request
 from terminal.flow import Draft, Step
 from terminal.journal import TxnKind, TxnStatus
 from terminal.link import Link
+from terminal.session import build_request
 
 
 def test_real_sale_refund_over_refund(real_config: TerminalConfig, real_host: RealHost,

@@ -1,6 +1,6 @@
 """``poslab-terminal --record FILE``: terminal exchanges become a scenario that replays green.
 
-Unit tests feed :class:`terminal.recorder.Recorder` typed exchanges and compare the scenario
+Unit tests feed :class:`scenarios.recorder.Recorder` typed exchanges and compare the scenario
 it builds; the end-to-end test records a pilot session against a real host and replays the
 file with the scenario runner on a fresh in-process host.
 """
@@ -32,12 +32,12 @@ from protocol.messages import (
 from protocol.money import Money
 from scenarios.cli import make_target_factory
 from scenarios.loader import load_file, load_text
+from scenarios.recorder import Exchanged, Recorder, RecordFile, record_to
 from scenarios.runner import run_scenario
 from terminal.app import PosApp
 from terminal.cards import load_deck
 from terminal.cli import main
 from terminal.config import TerminalConfig
-from terminal.recorder import Exchanged, Recorder, RecordFile, record_to
 
 TZ = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=TZ)

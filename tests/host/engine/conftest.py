@@ -1,5 +1,6 @@
 """Fixtures for the in-process engine tests: a simulated clock, the default config, services
-on a fresh SQLite file, and :class:`Term`, a tiny terminal that builds request field dicts."""
+on a fresh SQLite file, and :class:`Term`, a scripted terminal whose requests come from the
+real terminal session (:class:`terminal.session.TerminalSession`)."""
 
 from __future__ import annotations
 
@@ -15,21 +16,20 @@ from host.config import HostConfig, load_config, parse_config
 from host.service import HostService, Reply
 from protocol import (
     BatchTotals,
-    CardData,
     EntryMode,
     Money,
     NetworkCode,
     NetworkRequest,
-    OriginalData,
     Pan,
     ReconciliationRequest,
     RefundReason,
-    RefundRequest,
-    ReversalRequest,
-    SaleRequest,
-    VoidRequest,
 )
-from protocol.messages import AuthorizationRequest, CompletionAdvice
+from protocol.messages import CompletionAdvice
+from terminal.cards import Card
+from terminal.config import TerminalConfig
+from terminal.flow import Draft, Original
+from terminal.journal import Journal, Txn, TxnKind
+from terminal.session import TerminalSession
 
 VISA = "4111111111111111"
 MC = "5555555555554444"
@@ -99,43 +99,60 @@ def term(service: HostService, clock: ManualClock) -> Term:
 
 
 class Term:
-    """A scripted terminal: numbers STANs, stamps DE7 from the clock, sends to a service."""
+    """A scripted terminal: numbers STANs, stamps DE7 from the clock, sends to a service.
+
+    Requests are built and journalled by a real :class:`TerminalSession` (in memory), so a
+    reversal here is the terminal's own 0400/0401 for the journalled original.
+    """
 
     def __init__(self, service: HostService, clock: ManualClock, tid: str = TID,
                  mid: str = MID) -> None:
         self.service, self.clock, self.tid, self.mid = service, clock, tid, mid
         self.stan = 0
         self._sent = 0
+        self.session = TerminalSession(TerminalConfig(terminal_id=tid, merchant_id=mid),
+                                       Journal.in_memory(), clock=self._stamp)
+        self._lines: dict[tuple[str, str], Txn] = {}
 
     def next_stan(self) -> str:
         """The next trace number."""
         self.stan += 1
         return f"{self.stan:06d}"
 
+    def _stamp(self) -> datetime:
+        """The clock's hour with a per-message counter as minute and second: DE7 is unique
+        per message of this terminal."""
+        self._sent += 1
+        now = self.clock.now().astimezone(UTC)
+        return now.replace(minute=self._sent // 60 % 60, second=self._sent % 60)
+
     def de7(self) -> str:
         """A transmission time unique per message of this terminal (clock + counter)."""
-        self._sent += 1
-        now = self.clock.now()
-        return now.strftime("%m%d%H") + f"{self._sent // 60 % 60:02d}{self._sent % 60:02d}"
+        return self._stamp().strftime("%m%d%H%M%S")
 
     def _base(self) -> dict[str, Any]:
-        return {"stan": self.next_stan(), "terminal_id": self.tid, "merchant_id": self.mid,
-                "transmitted_at": self.de7()}
+        return self.session.ids(stan=self.next_stan())
 
     @staticmethod
-    def card(pan: str = VISA) -> CardData:
-        """Manually keyed card data."""
-        return CardData(EntryMode.MANUAL, pan=Pan(pan), expiry="3012")
+    def card(pan: str = VISA) -> Card:
+        """A test card, keyed in manually."""
+        return Card("test card", Pan(pan), "3012", "")
+
+    def _begin(self, draft: Draft) -> dict[str, str]:
+        pending = self.session.begin(draft, stan=self.next_stan())
+        fields = pending.request.to_fields()
+        self._lines[(fields["11"], fields["7"])] = pending.txn
+        return fields
 
     def sale(self, amount: int, pan: str = VISA, cur: str = "CNY") -> dict[str, str]:
         """An 0200 purchase."""
-        return SaleRequest(card=self.card(pan), amount=Money(amount, cur),
-                           local_time="100000", local_date="0302", **self._base()).to_fields()
+        return self._begin(Draft(TxnKind.SALE, Money(amount, cur), self.card(pan),
+                                 EntryMode.MANUAL))
 
     def auth(self, amount: int, pan: str = VISA) -> dict[str, str]:
         """An 0100 authorization."""
-        return AuthorizationRequest(card=self.card(pan), amount=Money(amount, "CNY"),
-                                    **self._base()).to_fields()
+        return self._begin(Draft(TxnKind.AUTHORIZE, Money(amount, "CNY"), self.card(pan),
+                                 EntryMode.MANUAL))
 
     def completion(self, amount: int, approval_code: str, rrn: str | None = None
                    ) -> dict[str, str]:
@@ -147,23 +164,19 @@ class Term:
     def refund(self, amount: int, rrn: str | None, pan: str = VISA, cur: str = "CNY",
                reason: RefundReason = RefundReason.OTHER) -> dict[str, str]:
         """An 0200 refund of the sale with RRN ``rrn``."""
-        return RefundRequest(card=self.card(pan), amount=Money(amount, cur), original_rrn=rrn,
-                             reason=reason, **self._base()).to_fields()
+        return self._begin(Draft(TxnKind.REFUND, Money(amount, cur), self.card(pan),
+                                 EntryMode.MANUAL, Original(rrn) if rrn else None, reason))
 
     def void(self, rrn: str, amount: int, voids_refund: bool = False) -> dict[str, str]:
         """An 0200 void."""
-        return VoidRequest(card=None, amount=Money(amount, "CNY"), original_rrn=rrn,
-                           voids_refund=voids_refund, **self._base()).to_fields()
+        kind = TxnKind.REFUND if voids_refund else TxnKind.SALE
+        return self._begin(Draft(TxnKind.VOID, Money(amount, "CNY"),
+                                 original=Original(rrn, kind)))
 
     def reversal(self, original: dict[str, str], repeat: bool = False) -> dict[str, str]:
-        """An 0400 (0401) for ``original``: its STAN, DE3, DE4, DE49, a new DE7."""
-        return ReversalRequest(
-            stan=original["11"], terminal_id=original["41"], merchant_id=original["42"],
-            transmitted_at=self.de7(), processing_code=original["3"],
-            amount=Money(int(original["4"]), "CNY" if original["49"] == "156" else "USD"),
-            repeat=repeat,
-            original=OriginalData(original["t"], original["11"], original.get("7", "0" * 10)),
-        ).to_fields()
+        """The terminal's 0400 (0401) for ``original``: its STAN, DE3, DE4, DE49, a new DE7."""
+        line = self._lines[(original["11"], original["7"])]
+        return self.session.reversal_request(line, repeat=repeat).to_fields()
 
     def settle(self, batch: str, sales: tuple[int, int], refunds: tuple[int, int],
                after_upload: bool = False) -> dict[str, str]:

@@ -1,5 +1,9 @@
 """``poslab-terminal --record FILE``: what the terminal did, as a scenario that replays green.
 
+The terminal knows nothing of the scenario language: it finds this module through the
+``poslab.terminal_recorder`` entry point (:mod:`terminal.recording`) and hands it what its
+session exchanged.
+
 :class:`Recorder` is pure: the engine hands it one :class:`Exchanged` per completed exchange
 (the typed request, the typed answer or none, the reversal's answer) and it keeps the
 scenario steps of docs/scenarios.md -- ``sale``, ``refund``, ``void``, ``settle``, ``echo`` and
@@ -38,10 +42,8 @@ import yaml
 
 from protocol.codes import EntryMode, NetworkCode, RuleId
 from protocol.messages import (
-    AnyResponse,
     FinancialRequest,
     FinancialResponse,
-    Message,
     NetworkRequest,
     ReconciliationRequest,
     RefundRequest,
@@ -51,6 +53,10 @@ from protocol.messages import (
 from protocol.money import Money
 from protocol.specs import DEFAULT_PROFILE
 from terminal.config import TerminalConfig
+from terminal.recording import RecordError
+from terminal.session import Exchanged
+
+__all__ = ["PLUGIN", "Exchanged", "RecordError", "RecordFile", "Recorder", "record_to"]
 
 _ENTRY = {EntryMode.MANUAL: "manual", EntryMode.SWIPE: "swipe", EntryMode.CHIP: "chip",
           EntryMode.CONTACTLESS: "contactless"}
@@ -59,33 +65,6 @@ _NETWORK = {NetworkCode.ECHO: "echo", NetworkCode.SIGN_ON: "sign_on",
 _PREFIX = {"sale": "s", "refund": "r", "void": "v"}
 _PARAM_ORDER = ("original", "original_rrn", "card", "amount", "reason", "operator", "of_refund",
                 "currency", "entry")
-
-
-class RecordError(ValueError):
-    """The recording file cannot be written; the text names the file and the problem."""
-
-
-@dataclass(frozen=True)
-class Exchanged:
-    """One exchange the terminal completed, as the recorder needs it.
-
-    :ivar request: the typed request (sale, refund, void, 0500 or 0800).
-    :ivar response: the host's typed answer; None when it never answered.
-    :ivar at: the terminal's local time when the request was sent.
-    :ivar card_name: the deck name of the presented card (for a void: of the original's card).
-    :ivar reversal: for an unanswered financial request, the DE39 that acknowledged the
-        terminal's reversal (None: not acknowledged yet).
-    :ivar settled: for a settlement, whether the batch was closed in the end.
-    :ivar uploaded: for a settlement, how many transactions were uploaded after a 95.
-    """
-
-    request: Message
-    response: AnyResponse | None
-    at: datetime
-    card_name: str | None = None
-    reversal: str | None = None
-    settled: bool = False
-    uploaded: int = 0
 
 
 @dataclass
@@ -404,6 +383,17 @@ def record_to(path: Path, config: TerminalConfig, started: datetime) -> RecordFi
     observers."""
     return RecordFile(path, Recorder(config.address, started, config.terminal_id,
                                      config.merchant_id, config.currency, config.profile))
+
+
+class ScenarioRecorder:
+    """What the terminal's ``poslab.terminal_recorder`` entry point finds (see
+    :class:`terminal.recording.Recorder`)."""
+
+    check = staticmethod(RecordFile.check)
+    open = staticmethod(record_to)
+
+
+PLUGIN = ScenarioRecorder()
 
 
 def _temp(path: Path) -> Path:

@@ -1,0 +1,184 @@
+"""The one client of the host's admin API: JSON over HTTP with a Bearer token.
+
+Only the scenario layer (the runner, the bench, the crash and fault tools, and tests) calls
+the admin API -- the terminal never does -- so the client lives here and terminal and host
+stay independent of it. It has two transports over one definition of a call (headers, body,
+how an answer and an error are read):
+
+* :class:`AdminClient` is asynchronous, through ``twisted.web.client.Agent``: an in-process
+  host serves the same loop, and a blocking call there would deadlock;
+* :class:`BlockingAdminClient` uses ``urllib`` for tools that drive a host subprocess from
+  plain synchronous code.
+
+Both raise :class:`AdminCallError` (with the HTTP status) for an error answer and
+:class:`AdminUnreachable` when no answer came. The reactor is imported lazily: importing it
+first would install the wrong one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import urllib.error
+import urllib.request
+import warnings
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
+
+
+class AdminError(Exception):
+    """The admin API could not be used; the text says which call and why."""
+
+
+class AdminUnreachable(AdminError):
+    """No answer: the host is not listening there, or the connection failed."""
+
+
+class AdminCallError(AdminError):
+    """The admin API answered with an HTTP error status.
+
+    :ivar status: the HTTP status.
+    :ivar message: the host's ``error`` text (or the body).
+    """
+
+    def __init__(self, status: int, message: str, method: str = "", path: str = "") -> None:
+        where = f"admin API {method} {path}: " if method else ""
+        super().__init__(f"{where}HTTP {status} {message}")
+        self.status = status
+        self.message = message
+
+
+def _headers(token: str | None, has_body: bool) -> dict[str, str]:
+    out = {"Authorization": f"Bearer {token}"} if token else {}
+    if has_body:
+        out["Content-Type"] = "application/json"
+    return out
+
+
+def _body(body: object) -> bytes | None:
+    return None if body is None else json.dumps(body).encode()
+
+
+def read_answer(method: str, path: str, status: int, raw: bytes, content_type: str) -> Any:
+    """A JSON answer decoded (text answers as str, an empty one as None); an error status
+    raises :class:`AdminCallError` with the host's ``error`` text."""
+    text = raw.decode("utf-8", "replace")
+    data: Any = text
+    if "json" in content_type and text.strip():
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = text
+    elif not text.strip():
+        data = None
+    if not 200 <= status < 300:
+        detail = data.get("error", data) if isinstance(data, dict) else data
+        raise AdminCallError(status, str(detail), method, path)
+    return data
+
+
+class BlockingAdminClient:
+    """Bearer-token JSON calls to ``http://host:port``, blocking the caller."""
+
+    def __init__(self, port: int, token: str, host: str = "127.0.0.1",
+                 timeout: float = 10.0) -> None:
+        self.base = f"http://{host}:{port}"
+        self.token = token
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: object = None) -> Any:
+        """One call; JSON answers are parsed, text answers returned as str."""
+        data = _body(body)
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers=_headers(self.token, data is not None))
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                return read_answer(method, path, resp.status, resp.read(),
+                                   resp.headers.get("Content-Type", ""))
+        except urllib.error.HTTPError as exc:
+            return read_answer(method, path, exc.code, exc.read(),
+                               exc.headers.get("Content-Type", ""))
+        except OSError as exc:
+            raise AdminUnreachable(f"admin API {method} {path}: {exc}") from None
+
+    def get(self, path: str) -> Any:
+        """GET ``path``."""
+        return self.call("GET", path)
+
+    def post(self, path: str, body: object = None) -> Any:
+        """POST ``body`` as JSON."""
+        return self.call("POST", path, body)
+
+    def delete(self, path: str) -> Any:
+        """DELETE ``path``."""
+        return self.call("DELETE", path)
+
+
+class AdminClient:
+    """Bearer-token JSON calls to ``base_url``, awaited on the shared loop."""
+
+    def __init__(self, base_url: str, token: str | None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+
+    async def call(self, method: str, path: str, body: object = None) -> Any:
+        """One call; JSON answers are parsed, text answers returned as str."""
+        from twisted.web.client import Agent, FileBodyProducer, readBody
+        from twisted.web.http_headers import Headers
+
+        data = _body(body)
+        headers = Headers({k.encode(): [v.encode()]
+                           for k, v in _headers(self.token, data is not None).items()})
+        producer: Any = None
+        if data is not None:
+            producer = FileBodyProducer(io.BytesIO(data))  # type: ignore[no-untyped-call]
+        agent = Agent.usingEndpointFactory(_reactor(), _DirectEndpoints())  # type: ignore[no-untyped-call]
+        url = (self.base_url + path).encode()
+        try:
+            response = await _future(agent.request(method.encode(), url, headers, producer))
+            with warnings.catch_warnings():
+                # Twisted warns about its own transport type here; nothing to act on.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                body_d = readBody(response)
+            raw = await _future(body_d)
+        except Exception as exc:  # twisted raises many connection error types
+            raise AdminUnreachable(f"admin API {method} {path}: {exc}") from None
+        kind = response.headers.getRawHeaders(b"content-type") or [b""]
+        return read_answer(method, path, response.code, raw, kind[0].decode("latin-1"))
+
+    async def get(self, path: str) -> Any:
+        """GET ``path``."""
+        return await self.call("GET", path)
+
+    async def post(self, path: str, body: object = None) -> Any:
+        """POST ``body`` as JSON."""
+        return await self.call("POST", path, body)
+
+    async def delete(self, path: str) -> Any:
+        """DELETE ``path``."""
+        return await self.call("DELETE", path)
+
+
+@implementer(IAgentEndpointFactory)
+class _DirectEndpoints:
+    """Plain TCP endpoints: an IP address needs no resolver thread (the default Agent's
+    getaddrinfo runs in the reactor's thread pool, which then keeps the process alive)."""
+
+    def endpointForURI(self, uri: Any) -> Any:  # noqa: N802 - Twisted naming
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+
+        return TCP4ClientEndpoint(_reactor(), uri.host.decode(), uri.port, timeout=10)
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def _future(d: Deferred[Any]) -> asyncio.Future[Any]:
+    return d.asFuture(asyncio.get_running_loop())
