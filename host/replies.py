@@ -8,7 +8,8 @@ answer, and the log context every message line of the server carries.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from host.rules import Decision
@@ -41,6 +42,15 @@ class Reply:
 
     response: AnyResponse | None
     log: dict[str, object]
+
+
+def stamped(reply: Reply, local: datetime) -> Reply:
+    """``reply`` carrying the host's own date and time (DE13/DE12) in the merchant's zone,
+    so terminals show the host's time (simulated or real), never their machine's."""
+    if reply.response is None:
+        return reply
+    return Reply(replace(reply.response, host_date=local.strftime("%m%d"),
+                         host_time=local.strftime("%H%M%S")), reply.log)
 
 
 def log_context(fields: Mapping[str, str], kind: str, rc: str, rule: str | None, *,

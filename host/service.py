@@ -71,9 +71,10 @@ from host.replies import (
     log_context,
     pan_of,
     plain_reply,
+    stamped,
 )
 from host.rules import Decision
-from host.settlement import CutoffSchedule
+from host.settlement import CutoffSchedule, zone
 from host.store import STORE_CHECKS, Store, txn_reference
 from host.store import metadata as store_metadata
 from host.store import txn as txn_table
@@ -305,13 +306,14 @@ class HostService:
             ctx = _Ctx(conn, fields, now, to_ms(now), merchant,
                        self._policy(merchant), self._business_date(merchant, now), key,
                        terminal)
+            local = now.astimezone(zone(merchant.timezone))
             if isinstance(request, NetworkRequest):
-                return self._network(ctx, request)
+                return stamped(self._network(ctx, request), local)
             fingerprint = self._fingerprint(raw)
             seen = self.ledger.recall(conn, key)
             if seen is not None:
                 return self._replay(ctx, seen, fingerprint)
-            reply = self._dispatch(ctx, request)
+            reply = stamped(self._dispatch(ctx, request), local)
             if reply.response is None:
                 raise _Decline(reply)  # silent issuer: roll back, book nothing, send nothing
             stored = {"fields": reply.response.to_fields(), "log": reply.log}
