@@ -196,6 +196,7 @@ class Engine:
         txn.rrn = response.rrn or txn.rrn
         txn.approval_code = response.approval_code
         txn.business_date = response.business_date
+        txn.host_date, txn.host_time = response.host_date, response.host_time
         self.journal.set_business_date(response.business_date)
         text = response_text(response.response_code)
         if response.approved:
@@ -218,7 +219,7 @@ class Engine:
 
     def _finish(self, txn: Txn) -> None:
         path = receipt.save(txn, self.config.data_dir, self.config.merchant_id,
-                            self.config.terminal_id)
+                            self.config.terminal_id, self.config.timezone)
         txn.receipt = path.name
         self.journal.update(txn)
 
@@ -326,7 +327,8 @@ class Engine:
                                  f"{response_text(last.response_code)}")
         new = self.journal.close_batch()
         return SettleOutcome(True, False, uploaded, batch, new,
-                             f"Totals differed; {uploaded} transactions uploaded, batch closed.")
+                             f"Totals differed; {uploaded} transaction"
+                             f"{'' if uploaded == 1 else 's'} uploaded, batch closed.")
 
     async def _reconcile(self, batch: str, totals: BatchTotals, after_upload: bool
                          ) -> ReconciliationResponse:
