@@ -48,11 +48,14 @@ from terminal.screens import (
     plural,
 )
 from terminal.widgets import (
+    FLOW_WIDTH,
     AmountDisplay,
     Keypad,
     MessagePane,
+    PanePlace,
     ReceiptView,
     StatusLine,
+    pane_place,
     status_text,
 )
 
@@ -63,9 +66,6 @@ MODES = {"s": EntryMode.SWIPE, "i": EntryMode.CHIP, "t": EntryMode.CONTACTLESS,
          "m": EntryMode.MANUAL}
 _MODE_NAMES = {EntryMode.SWIPE: "swipe", EntryMode.CHIP: "insert",
                EntryMode.CONTACTLESS: "tap", EntryMode.MANUAL: "manual"}
-#: From this many columns the message inspector sits beside the 80-column flow.
-WIDE = 118
-FLOW_WIDTH = 80
 HINTS = {
     Step.MENU: "1-8 or ↑↓ Enter: choose   F2 messages   F5 reconnect   Ctrl+Q quit",
     Step.ORIGINAL: "↑↓ Enter: choose   R: key in an RRN   Esc: cancel",
@@ -91,6 +91,16 @@ class TxnFinished(Message):
     """The engine finished a transaction."""
 
     outcome: Outcome
+
+
+class _Body(Horizontal):
+    """The flow and the message inspector; a new size may move the inspector."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The window changed: place the inspector again."""
+        app = self.app
+        if isinstance(app, PosApp):
+            app.place_pane()
 
 
 class PosApp(App[None]):
@@ -131,8 +141,9 @@ class PosApp(App[None]):
         self._deadline = 0.0
         self._originals: dict[str, flow.Original] = {}
         self._mounted = False
-        #: Whether the inspector shows, by window kind (wide: True); F2 flips the current one.
-        self._pane_wanted = {True: True, False: False}
+        #: Whether the inspector shows, by where it goes; F2 flips the current one.
+        self._pane_wanted = {PanePlace.BESIDE: True, PanePlace.BELOW: True,
+                             PanePlace.COVER: False}
         self._focus_before_pane: Any = None
         self.set_reactive(PosApp.state, FlowState(policy=flow.Policy(
             config.currency, config.supervisor_password, config.supervisor_for_refund,
@@ -158,7 +169,7 @@ class PosApp(App[None]):
     def compose(self) -> ComposeResult:
         """Status line, the flow's panels, the inspector pane and the key hints."""
         yield StatusLine(id="status")
-        with Horizontal(id="body"):
+        with _Body(id="body"):
             with Vertical(id="main"):
                 yield Static("", id="prompt", markup=False)
                 with ContentSwitcher(initial="menu", id="panels"):
@@ -217,7 +228,7 @@ class PosApp(App[None]):
     def on_mount(self) -> None:
         """Show the menu, then connect and sign on."""
         self._mounted = True
-        self._place_pane()
+        self.place_pane()
         self.refresh_status()
         self.watch_state(self.state)
         self.sign_on()
@@ -293,35 +304,38 @@ class PosApp(App[None]):
 
     @property
     def wide(self) -> bool:
-        """Room for the inspector beside the 80-column flow."""
-        return self.size.width >= WIDE
+        """Room for the inspector beside the 80-column flow (and for whole masked PANs)."""
+        return pane_place(self.size.width, self.size.height) is PanePlace.BESIDE
+
+    @property
+    def pane_place(self) -> PanePlace:
+        """Where the inspector goes in a window of this size."""
+        return pane_place(self.size.width, self.size.height)
 
     @property
     def pane_shown(self) -> bool:
-        """The inspector shows: on wide windows unless closed, elsewhere once F2 opens it."""
-        return self._pane_wanted[self.wide]
+        """The inspector shows: beside or below the flow unless closed, else once F2 opens
+        it."""
+        return self._pane_wanted[self.pane_place]
 
     @property
     def pane_covers_flow(self) -> bool:
-        """The inspector fills the window in place of the flow (too narrow for both)."""
-        return self.pane_shown and not self.wide
-
-    def on_resize(self, event: events.Resize) -> None:
-        """Lay the inspector out for the new size."""
-        self._place_pane()
+        """The inspector fills the window in place of the flow (too small for both)."""
+        return self.pane_shown and self.pane_place is PanePlace.COVER
 
     def action_inspector(self) -> None:
         """Show or hide the message inspector."""
-        self._pane_wanted[self.wide] = not self.pane_shown
-        self._place_pane()
+        self._pane_wanted[self.pane_place] = not self.pane_shown
+        self.place_pane()
 
-    def _place_pane(self) -> None:
+    def place_pane(self) -> None:
+        """Put the inspector where the window's size says (or hide it), and redraw it."""
         if not self._mounted or not self.screen_stack:
             return
         main = self.screen_stack[0]
-        covered = main.has_class("-full")
-        main.set_class(self.pane_shown and self.wide, "-beside")
-        main.set_class(self.pane_covers_flow, "-full")
+        covered = main.has_class(f"-{PanePlace.COVER.value}")
+        for place in PanePlace:
+            main.set_class(self.pane_shown and self.pane_place is place, f"-{place.value}")
         scroll = main.query_one("#inspector-scroll")
         if self.pane_covers_flow and not covered:
             self._focus_before_pane = self.focused
@@ -340,7 +354,7 @@ class PosApp(App[None]):
         if not found or not self.pane_shown:
             return  # hidden, or traffic while the app shuts down
         pane = found.first()
-        width = self.size.width - (FLOW_WIDTH + 1 if self.wide else 0)
+        width = self.size.width - (FLOW_WIDTH + 1 if self.wide else 0)  # + its border
         lines, anchor = inspector.layout(self.traffic, times.zone(self.config.timezone), width)
         scrolling = self.focused is not None and self.focused.id == "inspector-scroll"
         pane.show(lines, anchor if reopened or not scrolling else None,

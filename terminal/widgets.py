@@ -7,6 +7,8 @@ The keypad follows Textual's calculator example: physical keys are routed to
 
 from __future__ import annotations
 
+import enum
+
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.widgets import Button, Digits, Static
@@ -89,3 +91,25 @@ class MessagePane(Vertical):
         if anchor is not None:
             scroll = self.query_one("#inspector-scroll", VerticalScroll)
             scroll.call_after_refresh(scroll.scroll_to, 0, anchor, animate=False)
+
+
+#: The flow is laid out for 80 columns; the inspector goes beside it from this many.
+FLOW_WIDTH = 80
+WIDE = 118
+#: From this many rows (on narrower windows) the inspector goes below the flow.
+TALL = 36
+
+
+class PanePlace(enum.StrEnum):
+    """Where the message inspector goes: beside or below the flow, or over it (F2)."""
+
+    BESIDE = "beside"
+    BELOW = "below"
+    COVER = "cover"
+
+
+def pane_place(width: int, height: int) -> PanePlace:
+    """The inspector's place in a window of ``width`` x ``height`` cells."""
+    if width >= WIDE:
+        return PanePlace.BESIDE
+    return PanePlace.BELOW if height >= TALL else PanePlace.COVER

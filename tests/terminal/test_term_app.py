@@ -291,3 +291,20 @@ def test_wording_status_and_settle_key(config: TerminalConfig, run: Any) -> None
     assert "SETTLED" in texts["after"] and "BATCH 000002" in texts["after"]
     footer = texts["after"].splitlines()[-1]
     assert "Settle" not in footer and "Back" in footer
+
+
+def test_inspector_place_follows_the_window_size(config: TerminalConfig, run: Any) -> None:
+    """The inspector goes beside the flow at 120x40, below it at 100x40, and hides at 80x24
+    (where F2 shows it in place of the flow), as the window is resized."""
+    seen: list[tuple[bool, bool, bool]] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        for size in ((120, 40), (100, 40), (80, 24)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            text = screen_text(pilot)
+            seen.append(("MESSAGES" in text, "Main menu" in text,
+                         "0810" in text.split("MESSAGES")[-1]))
+
+    drive(config, run, script)
+    assert seen == [(True, True, True), (True, True, True), (False, True, False)]
