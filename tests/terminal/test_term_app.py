@@ -308,3 +308,21 @@ def test_inspector_place_follows_the_window_size(config: TerminalConfig, run: An
 
     drive(config, run, script)
     assert seen == [(True, True, True), (True, True, True), (False, True, False)]
+
+
+def test_one_uploaded_transaction_is_singular(config: TerminalConfig, run: Any,
+                                              fake_host: tuple[int, FakeHostState]) -> None:
+    """When the host's totals differ and one sale is uploaded, the settlement screen says
+    "1 transaction uploaded"."""
+    texts: list[str] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        await sale(app, pilot, "1250")
+        fake_host[1].extra_debits_minor = 100  # the host saw a sale the terminal did not
+        await pilot.press("4", "enter")
+        await until(pilot, lambda: app.journal.batch_number == "000002", what="settlement")
+        await pilot.pause()
+        texts.append(" ".join(screen_text(pilot).split()))
+
+    drive(config, run, script)
+    assert "1 transaction uploaded" in texts[0] and fake_host[1].uploads
