@@ -49,8 +49,10 @@ def stamped(reply: Reply, local: datetime) -> Reply:
     so terminals show the host's time (simulated or real), never their machine's."""
     if reply.response is None:
         return reply
-    return Reply(replace(reply.response, host_date=local.strftime("%m%d"),
-                         host_time=local.strftime("%H%M%S")), reply.log)
+    # f-strings: strftime costs a few microseconds per answer on the hot path.
+    return Reply(replace(reply.response, host_date=f"{local.month:02d}{local.day:02d}",
+                         host_time=f"{local.hour:02d}{local.minute:02d}{local.second:02d}"),
+                 reply.log)
 
 
 def log_context(fields: Mapping[str, str], kind: str, rc: str, rule: str | None, *,
