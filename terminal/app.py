@@ -305,7 +305,7 @@ class PosApp(App[None]):
     @property
     def wide(self) -> bool:
         """Room for the inspector beside the 80-column flow (and for whole masked PANs)."""
-        return pane_place(self.size.width, self.size.height) is PanePlace.BESIDE
+        return self.pane_place is PanePlace.BESIDE
 
     @property
     def pane_place(self) -> PanePlace:
@@ -324,7 +324,9 @@ class PosApp(App[None]):
         return self.pane_shown and self.pane_place is PanePlace.COVER
 
     def action_inspector(self) -> None:
-        """Show or hide the message inspector."""
+        """Show or hide the message inspector (it belongs to the main screen)."""
+        if self.screen_stack and self.screen is not self.screen_stack[0]:
+            return
         self._pane_wanted[self.pane_place] = not self.pane_shown
         self.place_pane()
 
