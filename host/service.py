@@ -75,10 +75,11 @@ from host.replies import (
     log_context,
     pan_of,
     plain_reply,
+    stamped,
 )
 from host.request_key import request_key, request_key_of
 from host.rules import Decision
-from host.settlement import CutoffSchedule
+from host.settlement import CutoffSchedule, zone
 from host.store import Store, create_store_schema, store_checks, txn_reference
 from host.store import txn as txn_table
 from host.txn_views import TxnViews
@@ -320,13 +321,14 @@ class HostService:
             ctx = _Ctx(conn, fields, now, to_ms(now), merchant, self._policy(merchant),
                        business_date, request_key(raw, business_date), terminal)
             key = ctx.key
+            local = now.astimezone(zone(merchant.timezone))
             if isinstance(request, NetworkRequest):
-                return self._network(ctx, request)
+                return stamped(self._network(ctx, request), local)
             fingerprint = self._fingerprint(raw)
             seen = self.ledger.recall(conn, key)
             if seen is not None:
                 return self._replay(ctx, seen, fingerprint)
-            reply = self._dispatch(ctx, request)
+            reply = stamped(self._dispatch(ctx, request), local)
             if reply.response is None:
                 raise _Decline(reply)  # silent issuer: roll back, book nothing, send nothing
             stored = {"fields": reply.response.to_fields(), "log": reply.log}

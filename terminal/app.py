@@ -8,9 +8,10 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -22,17 +23,15 @@ from textual.widgets import (
     Button,
     ContentSwitcher,
     DataTable,
-    Footer,
     Input,
     OptionList,
-    RichLog,
     Static,
 )
 from textual.widgets.option_list import Option
 
 from protocol.codec import Codec
 from protocol.codes import EntryMode, RefundReason
-from terminal import flow, inspector, receipt
+from terminal import flow, inspector, receipt, times
 from terminal.cards import Card, load_deck
 from terminal.config import TerminalConfig
 from terminal.engine import Clock, Engine
@@ -44,9 +43,21 @@ from terminal.screens import (
     SettingsScreen,
     SettlementScreen,
     TotalsScreen,
+    card_cell,
     money_text,
+    plural,
 )
-from terminal.widgets import AmountDisplay, Keypad, ReceiptView, StatusLine
+from terminal.widgets import (
+    FLOW_WIDTH,
+    AmountDisplay,
+    Keypad,
+    MessagePane,
+    PanePlace,
+    ReceiptView,
+    StatusLine,
+    pane_place,
+    status_text,
+)
 
 MENU = (("sale", "Sale"), ("refund", "Refund"), ("void", "Void"), ("settle", "Settlement"),
         ("journal", "Journal / Reprint"), ("totals", "Batch totals"), ("settings", "Settings"),
@@ -56,7 +67,7 @@ MODES = {"s": EntryMode.SWIPE, "i": EntryMode.CHIP, "t": EntryMode.CONTACTLESS,
 _MODE_NAMES = {EntryMode.SWIPE: "swipe", EntryMode.CHIP: "insert",
                EntryMode.CONTACTLESS: "tap", EntryMode.MANUAL: "manual"}
 HINTS = {
-    Step.MENU: "1-8 or ↑↓ Enter: choose   F2 messages   Ctrl+Q quit",
+    Step.MENU: "1-8 or ↑↓ Enter: choose   F2 messages   F5 reconnect   Ctrl+Q quit",
     Step.ORIGINAL: "↑↓ Enter: choose   R: key in an RRN   Esc: cancel",
     Step.AMOUNT: "0-9 amount   Backspace delete   Del clear   Enter OK   Esc cancel",
     Step.REASON: "1-5 or ↑↓ Enter: choose   Esc: cancel",
@@ -82,16 +93,28 @@ class TxnFinished(Message):
     outcome: Outcome
 
 
+class _Body(Horizontal):
+    """The flow and the message inspector; a new size may move the inspector."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The window changed: place the inspector again."""
+        app = self.app
+        if isinstance(app, PosApp):
+            app.place_pane()
+
+
 class PosApp(App[None]):
     """poslab's countertop terminal."""
 
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = False
     TITLE = "poslab terminal"
+    # The main screen's hint line names its keys; the footers of the other screens show
+    # only their own keys, Esc and Ctrl+Q.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Back"),
-        Binding("f2", "inspector", "Messages"),
-        Binding("f5", "reconnect", "Reconnect"),
+        Binding("f2", "inspector", "Messages", show=False),
+        Binding("f5", "reconnect", "Reconnect", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -107,8 +130,10 @@ class PosApp(App[None]):
         self.link = Link(config.host, config.port, Codec(config.profile),
                          config.timeout_s_connect)
         self.link.listeners.append(self._traffic)
-        self.engine = (Engine(config, self.journal, self.link, clock) if clock
-                       else Engine(config, self.journal, self.link))
+        # The terminal's local time (DE12/DE13) is the merchant's, whatever the machine's zone.
+        merchant_zone = times.zone(config.timezone)
+        self.engine = Engine(config, self.journal, self.link,
+                             clock or (lambda: datetime.now(merchant_zone)))
         self.traffic: list[Traffic] = []
         self.offline_reason = ""
         self.copy = receipt.Copy.MERCHANT
@@ -116,6 +141,10 @@ class PosApp(App[None]):
         self._deadline = 0.0
         self._originals: dict[str, flow.Original] = {}
         self._mounted = False
+        #: Whether the inspector shows, by where it goes; F2 flips the current one.
+        self._pane_wanted = {PanePlace.BESIDE: True, PanePlace.BELOW: True,
+                             PanePlace.COVER: False}
+        self._focus_before_pane: Any = None
         self.set_reactive(PosApp.state, FlowState(policy=flow.Policy(
             config.currency, config.supervisor_password, config.supervisor_for_refund,
             config.supervisor_for_void)))
@@ -140,66 +169,66 @@ class PosApp(App[None]):
     def compose(self) -> ComposeResult:
         """Status line, the flow's panels, the inspector pane and the key hints."""
         yield StatusLine(id="status")
-        with Vertical(id="main"):
-            yield Static("", id="prompt", markup=False)
-            with ContentSwitcher(initial="menu", id="panels"):
-                with Horizontal(id="menu"):
-                    with Vertical(id="menu-left"):
-                        yield OptionList(*[Option(f"{i}  {label}", id=key)
-                                           for i, (key, label) in enumerate(MENU, start=1)],
-                                         id="menu-list")
-                        yield Static("", id="menu-note", markup=False)
-                    yield Static(self._guide(), id="guide")
-                with Vertical(id="original"):
-                    yield DataTable(id="original-table", cursor_type="row")
-                    yield Input(placeholder="original RRN (R to type one)", id="rrn-input",
-                                restrict=r"[0-9A-Za-z]*", max_length=12)
-                with Horizontal(id="amount"):
-                    with Vertical(id="amount-left"):
-                        yield Static("", id="amount-context")
-                        yield AmountDisplay("0.00", id="amount-display")
-                        yield Static(self.config.currency, id="amount-currency")
-                    yield Keypad(id="keypad")
-                yield OptionList(*[Option(f"{i}  {r.label}", id=r.value)
-                                   for i, r in enumerate(RefundReason, start=1)], id="reason")
-                with Vertical(id="card"):
-                    yield OptionList(*[Option(f"{c.name:<26} {c.masked}  {c.outcome}",
-                                              id=str(i)) for i, c in enumerate(self.deck)],
-                                     id="card-list")
-                    with Horizontal(id="card-modes"):
-                        for key, mode in MODES.items():
-                            button = Button(f"{key.upper()} {_MODE_NAMES[mode]}",
-                                            id=f"mode-{key}", classes="mode")
-                            button.can_focus = False
-                            yield button
-                yield Static("", id="confirm", markup=False)
-                with Vertical(id="supervisor"):
-                    yield Input(password=True, id="password", placeholder="password")
-                yield Static("", id="sending")
-                with Horizontal(id="result"):
-                    with Vertical(id="result-left"):
-                        yield Static("", id="result-title")
-                        yield Static("", id="result-detail", markup=False)
-                    yield ReceiptView(id="result-receipt")
-            yield Static("", id="hint")
-        yield RichLog(id="inspector", wrap=False, markup=False, highlight=False)
-        yield Footer()
+        with _Body(id="body"):
+            with Vertical(id="main"):
+                yield Static("", id="prompt", markup=False)
+                with ContentSwitcher(initial="menu", id="panels"):
+                    with Horizontal(id="menu"):
+                        with Vertical(id="menu-left"):
+                            yield OptionList(*[Option(f"{i}  {label}", id=key)
+                                               for i, (key, label) in enumerate(MENU, start=1)],
+                                             id="menu-list")
+                            yield Static("", id="menu-note", markup=False)
+                        yield Static(self._guide(), id="guide")
+                    with Vertical(id="original"):
+                        yield DataTable(id="original-table", cursor_type="row")
+                        yield Input(placeholder="original RRN (R to type one)", id="rrn-input",
+                                    restrict=r"[0-9A-Za-z]*", max_length=12)
+                    with Horizontal(id="amount"):
+                        with Vertical(id="amount-left"):
+                            yield Static("", id="amount-context")
+                            yield AmountDisplay("0.00", id="amount-display")
+                            yield Static(self.config.currency, id="amount-currency")
+                        yield Keypad(id="keypad")
+                    yield OptionList(*[Option(f"{i}  {r.label}", id=r.value)
+                                       for i, r in enumerate(RefundReason, start=1)], id="reason")
+                    with Vertical(id="card"):
+                        yield OptionList(*[Option(f"{c.name:<26} {c.masked}  {c.outcome}",
+                                                  id=str(i)) for i, c in enumerate(self.deck)],
+                                         id="card-list")
+                        with Horizontal(id="card-modes"):
+                            for key, mode in MODES.items():
+                                button = Button(f"{key.upper()} {_MODE_NAMES[mode]}",
+                                                id=f"mode-{key}", classes="mode")
+                                button.can_focus = False
+                                yield button
+                    yield Static("", id="confirm", markup=False)
+                    with Vertical(id="supervisor"):
+                        yield Input(password=True, id="password", placeholder="password")
+                    yield Static("", id="sending")
+                    with Horizontal(id="result"):
+                        with Vertical(id="result-left"):
+                            yield Static("", id="result-title")
+                            yield Static("", id="result-detail", markup=False)
+                        yield ReceiptView(id="result-receipt")
+                yield Static("", id="hint")
+            yield MessagePane(id="inspector")
 
     def _guide(self) -> str:
         password = self.config.supervisor_password
         shown = password if password == TerminalConfig().supervisor_password else "****"
+        # Paragraphs, not hard-wrapped lines: the box reflows them to its width.
         return ("QUICK START\n\n"
-                "Sale: 1, type 1250 for 12.50,\n  Enter, then I to insert the\n"
-                "  highlighted card.\n\n"
-                "Refund: 2, Enter on the sale,\n  Enter (amount = what is left)\n"
-                f"  4 (return), I, password {shown}.\n\n"
-                "Try the other cards (↑↓ on the\ncard list) for declines and a\n"
-                "host that never answers.")
+                "Sale: 1, type 1250 for 12.50, Enter, then I to insert the highlighted card.\n\n"
+                "Refund: 2, Enter on the sale, Enter (the amount left; typing replaces it), "
+                f"4 (return), I, password {shown}.\n\n"
+                "Void: 3, Enter on the transaction, Enter.\n\n"
+                "Other cards (↑↓ on the card list) decline, or never get an answer.")
 
     def on_mount(self) -> None:
         """Show the menu, then connect and sign on."""
         self._mounted = True
-        self.query_one("#inspector").display = False
+        self.place_pane()
         self.refresh_status()
         self.watch_state(self.state)
         self.sign_on()
@@ -243,17 +272,20 @@ class PosApp(App[None]):
         """Ids, batch, business date and link state."""
         mark = {"ONLINE": "● ONLINE", "OFFLINE": "✖ OFFLINE"}.get(self.link_state,
                                                                  f"… {self.link_state}")
-        if not self._mounted or not self.query("#menu-note"):
+        main = self.screen_stack[0] if self.screen_stack else None
+        if not self._mounted or main is None or not main.query("#menu-note"):
             return  # a late echo or sign-on result while the app shuts down
-        self.query_one(StatusLine).show(self.config.terminal_id, self.config.merchant_id,
-                                        self.journal.batch_number, self.journal.business_date,
-                                        mark)
-        note = self.query_one("#menu-note", Static)
+        text = status_text(self.config.terminal_id, self.config.merchant_id,
+                           self.journal.batch_number, self.journal.business_date, mark)
+        for screen in self.screen_stack:
+            for line in screen.query(StatusLine):
+                line.update(text)
+        note = main.query_one("#menu-note", Static)
         if self.link_state == "OFFLINE":
             note.update(f"{self.offline_reason}\nPress F5 to try again.")
         else:
-            note.update(f"{len(self.journal)} journal lines  ·  "
-                        f"{len(self.journal.pending_reversals())} reversals pending")
+            note.update(f"{plural(len(self.journal), 'journal line')}  ·  "
+                        f"{plural(len(self.journal.pending_reversals()), 'reversal')} pending")
 
     def _traffic(self, item: Traffic) -> None:
         self.post_message(TrafficSeen(item))
@@ -263,20 +295,72 @@ class PosApp(App[None]):
         self.sign_on()
 
     def on_traffic_seen(self, message: TrafficSeen) -> None:
-        """Log a message in the inspector."""
+        """Keep the message for the inspector and redraw it when it shows."""
         self.traffic.append(message.item)
-        found = self.query("#inspector").results(RichLog)
-        log = next(iter(found), None)
-        if log is None:
-            return  # traffic while the app shuts down
-        for line in inspector.render(message.item):
-            log.write(line)
-        log.write("")
+        del self.traffic[:-inspector.KEEP]
+        self._fill_pane()
+
+    # -- the message inspector ---------------------------------------------------------------
+
+    @property
+    def wide(self) -> bool:
+        """Room for the inspector beside the 80-column flow (and for whole masked PANs)."""
+        return self.pane_place is PanePlace.BESIDE
+
+    @property
+    def pane_place(self) -> PanePlace:
+        """Where the inspector goes in a window of this size."""
+        return pane_place(self.size.width, self.size.height)
+
+    @property
+    def pane_shown(self) -> bool:
+        """The inspector shows: beside or below the flow unless closed, else once F2 opens
+        it."""
+        return self._pane_wanted[self.pane_place]
+
+    @property
+    def pane_covers_flow(self) -> bool:
+        """The inspector fills the window in place of the flow (too small for both)."""
+        return self.pane_shown and self.pane_place is PanePlace.COVER
 
     def action_inspector(self) -> None:
-        """Show or hide the message inspector."""
-        pane = self.query_one("#inspector")
-        pane.display = not pane.display
+        """Show or hide the message inspector (it belongs to the main screen)."""
+        if self.screen_stack and self.screen is not self.screen_stack[0]:
+            return
+        self._pane_wanted[self.pane_place] = not self.pane_shown
+        self.place_pane()
+
+    def place_pane(self) -> None:
+        """Put the inspector where the window's size says (or hide it), and redraw it."""
+        if not self._mounted or not self.screen_stack:
+            return
+        main = self.screen_stack[0]
+        covered = main.has_class(f"-{PanePlace.COVER.value}")
+        for place in PanePlace:
+            main.set_class(self.pane_shown and self.pane_place is place, f"-{place.value}")
+        scroll = main.query_one("#inspector-scroll")
+        if self.pane_covers_flow and not covered:
+            self._focus_before_pane = self.focused
+            scroll.focus()
+        elif covered and not self.pane_covers_flow:
+            if self._focus_before_pane is not None and self._focus_before_pane.is_attached:
+                self._focus_before_pane.focus()
+            else:
+                self.set_focus(None)
+        self._fill_pane(reopened=True)
+
+    def _fill_pane(self, reopened: bool = False) -> None:
+        """Render the traffic for the pane's width; open it on the last financial exchange
+        unless the operator is scrolling it."""
+        found = self.screen_stack[0].query(MessagePane) if self.screen_stack else None
+        if not found or not self.pane_shown:
+            return  # hidden, or traffic while the app shuts down
+        pane = found.first()
+        width = self.size.width - (FLOW_WIDTH + 1 if self.wide else 0)  # + its border
+        lines, anchor = inspector.layout(self.traffic, times.zone(self.config.timezone), width)
+        scrolling = self.focused is not None and self.focused.id == "inspector-scroll"
+        pane.show(lines, anchor if reopened or not scrolling else None,
+                  MessagePane.HELP_FULL if self.pane_covers_flow else MessagePane.HELP)
 
     # -- the flow ----------------------------------------------------------------------------
 
@@ -327,7 +411,10 @@ class PosApp(App[None]):
 
     def _prompt(self, state: FlowState) -> str:
         kind = f"{state.kind.heading}  " if state.kind else ""
-        return f"{kind}{state.message or 'Main menu'}"
+        amount = ""
+        if state.step in (Step.CARD, Step.CONFIRM, Step.SUPERVISOR, Step.SENDING):
+            amount = f"{state.amount.currency} {state.amount.format()}  "
+        return f"{kind}{amount}{state.message or 'Main menu'}"
 
     def _render_menu(self, state: FlowState, entering: bool) -> None:
         if entering:
@@ -339,35 +426,42 @@ class PosApp(App[None]):
             return
         table = self.query_one("#original-table", DataTable)
         table.clear(columns=True)
-        table.add_columns("Date", "Type", "Card", "Amount", "RRN", "Left")
-        rrn_input = self.query_one("#rrn-input", Input)
-        rrn_input.value = ""
-        rrn_input.display = state.kind is TxnKind.REFUND
-        rows = (self.journal.refundable() if state.kind is TxnKind.REFUND
-                else self.journal.voidable())
+        refund = state.kind is TxnKind.REFUND
+        table.add_columns("Time", "Type", "Card", "Amount", "RRN", "Left" if refund else "Batch")
+        self.query_one("#rrn-input", Input).value = ""
+        # A void lists settled transactions too, marked: the host refuses them (12), and
+        # showing that refusal is part of learning the terminal.
+        rows = self.journal.refundable() if refund else self.journal.void_choices()
         self._originals = {}
         cur = self.config.currency
+        tz = times.zone(self.config.timezone)
         for txn in rows:
             left = self.journal.remaining_minor(txn) if txn.kind is TxnKind.SALE else None
             self._originals[str(txn.seq)] = flow.Original(
                 txn.rrn or "", txn.kind, txn.amount_minor, left, txn.masked_pan,
                 txn.card_name)
-            table.add_row(txn.local_time[5:16].replace("T", " "), txn.kind.heading,
-                          txn.masked_pan or "-", money_text(txn.amount_minor, cur), txn.rrn,
-                          money_text(left, cur), key=str(txn.seq))
+            last = money_text(left, cur) if refund else (
+                f"{txn.batch} settled" if txn.settled else txn.batch)
+            table.add_row(times.when(txn, tz)[:12], txn.kind.heading,
+                          card_cell(txn.masked_pan, self.wide),
+                          money_text(txn.amount_minor, cur), txn.rrn, last, key=str(txn.seq))
         table.focus()
-        empty = "  (none in the journal"
-        empty += ": press R to key in an RRN)" if state.kind is TxnKind.REFUND else ")"
+        empty = "  (none in the journal: press R to key in an RRN)"
         self.query_one("#prompt", Static).update(self._prompt(state) + ("" if rows else empty))
 
     def _render_amount(self, state: FlowState, entering: bool) -> None:
         self.query_one(AmountDisplay).show(state.amount)
         context = ""
         orig = state.original
-        if orig is not None:
+        cur = self.config.currency
+        if orig is not None and state.kind is TxnKind.VOID:
+            context = f"Void of {orig.rrn}: the amount of the original {orig.kind.value}"
+        elif orig is not None:
             context = (f"Original {orig.rrn}  {orig.masked_pan or ''}\n"
-                       f"Sale {money_text(orig.amount_minor, self.config.currency)}  ·  "
-                       f"refundable {money_text(orig.remaining_minor, self.config.currency)}")
+                       f"Sale {money_text(orig.amount_minor, cur)}  ·  "
+                       f"refundable {money_text(orig.remaining_minor, cur)}")
+        if state.prefilled:
+            context += "\nTyping replaces it; Backspace edits it"
         self.query_one("#amount-context", Static).update(context)
         if entering:
             self.set_focus(None)
@@ -426,12 +520,16 @@ class PosApp(App[None]):
         title = self.query_one("#result-title", Static)
         title.update(outcome.title)
         title.set_classes(outcome.status)
-        self.query_one("#result-detail", Static).update(outcome.detail)
+        detail = outcome.detail
+        if outcome.status == "declined" and outcome.txn_seq is not None:
+            rule = self.journal.get(outcome.txn_seq).rule
+            detail += f"\n\nDE44 rule: {rule}" if rule else ""
+        self.query_one("#result-detail", Static).update(detail)
         view = self.query_one("#result-receipt", ReceiptView)
         if outcome.txn_seq is not None:
             txn = self.journal.get(outcome.txn_seq)
             view.show(receipt.render(txn, self.copy, self.config.merchant_id,
-                                     self.config.terminal_id))
+                                     self.config.terminal_id, timezone=self.config.timezone))
         else:
             view.show([])
         view.display = outcome.txn_seq is not None
@@ -444,6 +542,8 @@ class PosApp(App[None]):
         """Number and letter keys for the flow's steps (buttons and lists do the rest)."""
         if not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
             return
+        if self.pane_covers_flow:
+            return  # the flow is hidden behind the inspector: keys only scroll it
         step, key, char = self.state.step, event.key, event.character or ""
         if step is Step.MENU and char.isdigit() and 1 <= int(char) <= len(MENU):
             self.choose(MENU[int(char) - 1][0])
@@ -457,7 +557,7 @@ class PosApp(App[None]):
             self.dispatch(flow.PickReason(list(RefundReason)[int(char) - 1]))
         elif step is Step.CARD and key in MODES:
             self.present(MODES[key])
-        elif step is Step.ORIGINAL and key == "r" and self.state.kind is TxnKind.REFUND:
+        elif step is Step.ORIGINAL and key == "r":
             self.query_one("#rrn-input", Input).focus()
             event.stop()
         elif step in (Step.CONFIRM, Step.RESULT) and key == "enter":
@@ -507,10 +607,12 @@ class PosApp(App[None]):
             self.notify("An RRN is up to 12 letters or digits", severity="warning")
             return
         known = self.journal.by_rrn(rrn)
-        left = self.journal.remaining_minor(known) if known else None
+        if known is None:  # not in this journal: the host decides (a void asks the amount)
+            self.dispatch(flow.PickOriginal(flow.Original(rrn)))
+            return
+        left = self.journal.remaining_minor(known) if known.kind is TxnKind.SALE else None
         self.dispatch(flow.PickOriginal(flow.Original(
-            rrn, TxnKind.SALE, known.amount_minor if known else None, left,
-            known.masked_pan if known else None)))
+            rrn, known.kind, known.amount_minor, left, known.masked_pan, known.card_name)))
 
     @on(Input.Submitted, "#password")
     def _password(self, event: Input.Submitted) -> None:
@@ -538,7 +640,10 @@ class PosApp(App[None]):
             self.action_inspector()
 
     def action_cancel(self) -> None:
-        """Escape: leave the current step."""
+        """Escape: close an inspector that covers the flow, else leave the current step."""
+        if self.pane_covers_flow:
+            self.action_inspector()
+            return
         if self.state.step is Step.ORIGINAL and self.focused is self.query_one("#rrn-input"):
             table = self.query_one("#original-table", DataTable)
             if table.row_count:

@@ -16,6 +16,7 @@ class TerminalConfig:
     :ivar reversal_repeats: how many 0401 repeats follow an unanswered 0400.
     :ivar echo_interval_s: link check period (0800/301); 0 disables it.
     :ivar supervisor_password: asked before refunds and voids when the matching flag is on.
+    :ivar timezone: the merchant's IANA time zone; times on screens and slips are shown in it.
     """
 
     host: str = "127.0.0.1"
@@ -24,6 +25,7 @@ class TerminalConfig:
     terminal_id: str = "TERM0001"
     merchant_id: str = "MERCHANT0000001"
     currency: str = "CNY"
+    timezone: str = "Asia/Shanghai"
     data_dir: Path = field(default_factory=lambda: Path("data/terminal"))
     timeout_s_response: float = 15.0
     timeout_s_connect: float = 5.0

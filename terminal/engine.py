@@ -92,7 +92,7 @@ class Engine:
 
     def _receipt(self, txn: Txn) -> str:
         return receipt.save(txn, self.config.data_dir, self.config.merchant_id,
-                            self.config.terminal_id).name
+                            self.config.terminal_id, self.config.timezone).name
 
     def _observe(self, event: Exchanged) -> None:
         for observer in list(self.observers):
@@ -232,7 +232,8 @@ class Engine:
                                  f"{response_text(last.response_code)}")
         new = self.session.close_batch()
         return SettleOutcome(True, False, uploaded, batch, new,
-                             f"Totals differed; {uploaded} transactions uploaded, batch closed.")
+                             f"Totals differed; {uploaded} transaction"
+                             f"{'' if uploaded == 1 else 's'} uploaded, batch closed.")
 
     async def _reconcile(self, req: ReconciliationRequest) -> ReconciliationResponse:
         at = self.clock()

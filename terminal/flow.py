@@ -8,7 +8,11 @@ Paths through the steps::
 
     Sale:    MENU -> AMOUNT -> CARD -> SENDING -> RESULT -> MENU
     Refund:  MENU -> ORIGINAL -> AMOUNT -> REASON -> CARD [-> SUPERVISOR] -> SENDING -> RESULT
-    Void:    MENU -> ORIGINAL -> CONFIRM [-> SUPERVISOR] -> SENDING -> RESULT
+    Void:    MENU -> ORIGINAL [-> AMOUNT] -> CONFIRM [-> SUPERVISOR] -> SENDING -> RESULT
+
+A refund's amount starts as what is left of the sale, and a void of a keyed-in RRN the journal
+does not know asks for the amount first. A pre-filled amount is replaced by the first digit
+typed, as on a real terminal; Backspace edits it instead.
 
 ``Cancel`` leaves any input step for the menu; nothing can interrupt ``SENDING``.
 """
@@ -110,6 +114,8 @@ class FlowState:
     message: str = ""
     outcome: Outcome | None = None
     policy: Policy = Policy()
+    #: the amount was filled in for the operator: the next digit starts it afresh.
+    prefilled: bool = False
 
     @property
     def amount(self) -> Money:
@@ -258,11 +264,11 @@ def _original(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, 
     if not isinstance(event, PickOriginal):
         return state, ()
     orig = event.original
-    if state.kind is TxnKind.VOID:
-        return _go(state, Step.CONFIRM, original=orig,
-                   digits=str(orig.amount_minor or 0)), ()
+    if state.kind is TxnKind.VOID and orig.amount_minor:
+        return _go(state, Step.CONFIRM, original=orig, digits=str(orig.amount_minor)), ()
     default = orig.remaining_minor if orig.remaining_minor is not None else orig.amount_minor
-    return _go(state, Step.AMOUNT, original=orig, digits=str(default) if default else ""), ()
+    return _go(state, Step.AMOUNT, original=orig, digits=str(default) if default else "",
+               prefilled=bool(default)), ()
 
 
 def _amount(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
@@ -270,19 +276,22 @@ def _amount(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ..
     if isinstance(event, Digit):
         if not event.digit.isdigit():
             return state, ()
-        digits = (digits + event.digit).lstrip("0")
+        digits = ("" if state.prefilled else digits) + event.digit
+        digits = digits.lstrip("0")
         if len(digits) > MAX_AMOUNT_DIGITS:
             return replace(state, message="The amount is too long"), ()
-        return replace(state, digits=digits, message=_PROMPTS[Step.AMOUNT]), ()
+        return replace(state, digits=digits, message=_PROMPTS[Step.AMOUNT], prefilled=False), ()
     if isinstance(event, Backspace):
-        return replace(state, digits=digits[:-1]), ()
+        return replace(state, digits=digits[:-1], prefilled=False), ()
     if isinstance(event, Clear):
-        return replace(state, digits=""), ()
+        return replace(state, digits="", prefilled=False), ()
     if isinstance(event, Enter):
         if not digits or int(digits) == 0:
             return replace(state, message="Enter an amount above zero"), ()
         if state.kind is TxnKind.REFUND:
-            return _go(state, Step.REASON), ()
+            return _go(state, Step.REASON, prefilled=False), ()
+        if state.kind is TxnKind.VOID:
+            return _go(state, Step.CONFIRM, prefilled=False), ()
         return _go(state, Step.CARD), ()
     return state, ()
 

@@ -9,6 +9,7 @@ sensitive fields itself.
 from __future__ import annotations
 
 import re
+from datetime import tzinfo
 
 from protocol.describe import describe_fields
 from protocol.masking import luhn_ok, mask_pan
@@ -48,16 +49,55 @@ def safe_hex(raw: bytes, fields: dict[str, str], width: int = 16) -> list[str]:
     return lines
 
 
-def render(item: Traffic) -> list[str]:
-    """The inspector's entry for one message: header, field breakdown and masked hex."""
+#: How many messages the inspector keeps (the oldest go first).
+KEEP = 200
+#: Below this many columns the breakdown drops the field names and the dump shows 8 bytes a line.
+FULL_WIDTH = 76
+
+
+def render(item: Traffic, tz: tzinfo | None = None, width: int = FULL_WIDTH) -> list[str]:
+    """The inspector's entry for one message: header, field breakdown and masked hex.
+
+    Times are shown in ``tz`` (the merchant's zone; machine time when None). A pane narrower
+    than :data:`FULL_WIDTH` gets the compact form: ``DE39 00  Approved`` and 8-byte dump lines.
+    """
     arrow = ">>" if item.direction == "sent" else "<<"
-    head = f"{item.at:%H:%M:%S} {arrow} {item.direction.upper()} {item.mti}"
+    head = f"{item.at.astimezone(tz):%H:%M:%S} {arrow} {item.direction.upper()} {item.mti}"
     if item.late:
         head += "  LATE (no request waiting; ignored)"
     if item.note and not item.late:
         head += f"  {item.note}"
     lines = [head]
-    if item.fields:
-        lines += ["  " + str(line) for line in describe_fields(item.fields)]
-    lines += ["  " + line for line in safe_hex(item.raw, item.fields)]
+    compact = width < FULL_WIDTH
+    for field in describe_fields(item.fields) if item.fields else []:
+        if compact:
+            label = "MTI" if field.key == "t" else f"DE{field.key}"
+            tail = f"  {field.meaning}" if field.meaning else ""
+            lines.append(f"{label:<5}{field.value}{tail}")
+        else:
+            lines.append(f"  {field}")
+    if compact:
+        lines += [line.replace("  ", " ", 1) for line in safe_hex(item.raw, item.fields, 8)]
+    else:
+        lines += [" " + line for line in safe_hex(item.raw, item.fields)]
     return lines
+
+
+def is_financial(item: Traffic) -> bool:
+    """A request or answer that is not network management (08xx): what a trainer looks at."""
+    return not item.mti.startswith("08")
+
+
+def layout(items: list[Traffic], tz: tzinfo | None, width: int) -> tuple[list[str], int]:
+    """All entries as lines, and the line the pane opens on: the start of the last financial
+    exchange (its request), else of the last message."""
+    lines: list[str] = []
+    anchor = 0
+    last_financial: int | None = None
+    for item in items:
+        anchor = len(lines)
+        if is_financial(item) and item.direction == "sent":
+            last_financial = anchor
+        lines += render(item, tz, width)
+        lines.append("")
+    return lines, last_financial if last_financial is not None else anchor

@@ -77,6 +77,8 @@ class Txn:
     rrn: str | None = None
     approval_code: str | None = None
     business_date: str | None = None
+    host_date: str | None = None  # DE13 MMDD of the answer: the host's date, merchant's zone
+    host_time: str | None = None  # DE12 hhmmss of the answer
     original_rrn: str | None = None
     reason: str | None = None
     operator: str | None = None
@@ -303,9 +305,15 @@ class Journal:
 
     def voidable(self) -> list[Txn]:
         """Sales and refunds of the open batch that can still be voided, newest first."""
+        return [t for t in self.void_choices() if t.batch == self.batch_number
+                and not t.settled]
+
+    def void_choices(self) -> list[Txn]:
+        """Every sale and refund a void could name, newest first: the open batch's voidable
+        ones and those of settled batches (the host refuses those, and trainers show it)."""
         refunded = {t.original_rrn for t in self._state.txns
                     if t.kind is TxnKind.REFUND and t.effective}
-        return [t for t in reversed(self.open_batch())
+        return [t for t in reversed(self._state.txns)
                 if t.effective and t.rrn
                 and not (t.kind is TxnKind.SALE and t.rrn in refunded)]
 

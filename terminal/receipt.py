@@ -13,9 +13,12 @@ from pathlib import Path
 
 from protocol.codes import EntryMode, RefundReason, response_text
 from protocol.money import Money
+from terminal import times
+from terminal.config import TerminalConfig
 from terminal.journal import Txn, TxnKind, TxnStatus
 
 WIDTH = 32
+DEFAULT_ZONE = TerminalConfig.timezone
 
 
 class Copy(enum.StrEnum):
@@ -48,13 +51,17 @@ def _wrap(text: str) -> list[str]:
 
 
 def render(txn: Txn, copy: Copy, merchant_id: str, terminal_id: str,
-           merchant_name: str = "POSLAB DEMO STORE") -> list[str]:
-    """The lines of one copy of the slip for ``txn``."""
+           merchant_name: str = "POSLAB DEMO STORE", timezone: str = DEFAULT_ZONE) -> list[str]:
+    """The lines of one copy of the slip for ``txn``.
+
+    Pairs of short fields share a line so a whole copy fits an 80x24 screen beside the flow.
+    The date is the host's (see :mod:`terminal.times`) in the merchant's ``timezone``.
+    """
     rule = "-" * WIDTH
-    lines = [_center(merchant_name), _pair("MID", merchant_id), _pair("TID", terminal_id),
-             _pair(f"BATCH {txn.batch}", f"STAN {txn.stan}"), _pair("DATE", txn.local_time[:16]
-                                                                     .replace("T", " ")),
-             rule, _center(txn.kind.heading), rule]
+    lines = [_center(merchant_name), _pair(f"MID {merchant_id}", f"TID {terminal_id}"),
+             _pair(f"BATCH {txn.batch}", f"STAN {txn.stan}"),
+             _pair("DATE", times.when(txn, times.zone(timezone))),
+             f" {txn.kind.heading} ".center(WIDTH, "-")]
     if txn.masked_pan:
         shown = txn.masked_pan if copy is Copy.MERCHANT else "**** " + txn.masked_pan[-4:]
         lines.append(_pair("CARD", shown))
@@ -64,8 +71,7 @@ def render(txn: Txn, copy: Copy, merchant_id: str, terminal_id: str,
         lines.append(_pair("ORIG RRN", txn.original_rrn))
     if txn.reason:
         lines.append(_pair("REASON", RefundReason(txn.reason).label))
-    lines.append(_pair("RRN", txn.rrn or "-"))
-    lines.append(_pair("AUTH CODE", txn.approval_code or "-"))
+    lines.append(_pair(f"RRN {txn.rrn or '-'}", f"AUTH {txn.approval_code or '-'}"))
     sign = "-" if txn.kind is not TxnKind.SALE else ""
     amount = Money(txn.amount_minor, txn.currency)
     lines += [rule, _pair("AMOUNT", f"{txn.currency} {sign}{amount.format()}"), rule]
@@ -73,10 +79,10 @@ def render(txn: Txn, copy: Copy, merchant_id: str, terminal_id: str,
     if txn.approved:
         signer = "CARDHOLDER" if txn.kind is TxnKind.SALE else "MERCHANT"
         if copy is Copy.MERCHANT:
-            lines += ["", "", "X" + "_" * (WIDTH - 1), _center(f"{signer} SIGNATURE")]
+            lines += ["", "X" + "_" * (WIDTH - 1), _center(f"{signer} SIGNATURE")]
         if txn.kind is TxnKind.SALE:
             lines.append(_center("I agree to pay the above total"))
-    lines += ["", _center(f"*** {copy.value} ***")]
+    lines.append(_center(f"*** {copy.value} ***"))
     return lines
 
 
@@ -93,17 +99,18 @@ def _verdict(txn: Txn) -> list[str]:
                                                       "No money has moved.")]
 
 
-def text(txn: Txn, merchant_id: str, terminal_id: str) -> str:
+def text(txn: Txn, merchant_id: str, terminal_id: str, timezone: str = DEFAULT_ZONE) -> str:
     """Both copies, as one printable text."""
-    merchant = render(txn, Copy.MERCHANT, merchant_id, terminal_id)
-    customer = render(txn, Copy.CUSTOMER, merchant_id, terminal_id)
+    merchant = render(txn, Copy.MERCHANT, merchant_id, terminal_id, timezone=timezone)
+    customer = render(txn, Copy.CUSTOMER, merchant_id, terminal_id, timezone=timezone)
     return "\n".join(merchant + ["", "- " * (WIDTH // 2), ""] + customer) + "\n"
 
 
-def save(txn: Txn, data_dir: Path, merchant_id: str, terminal_id: str) -> Path:
+def save(txn: Txn, data_dir: Path, merchant_id: str, terminal_id: str,
+         timezone: str = DEFAULT_ZONE) -> Path:
     """Write both copies under ``data_dir/receipts`` and return the file's path."""
     folder = data_dir / "receipts"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"B{txn.batch}-S{txn.stan}-{txn.kind.value}.txt"
-    path.write_text(text(txn, merchant_id, terminal_id), encoding="utf-8")
+    path.write_text(text(txn, merchant_id, terminal_id, timezone), encoding="utf-8")
     return path

@@ -15,10 +15,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from protocol.money import Money
-from terminal import receipt
+from terminal import receipt, times
 from terminal.engine import SettleOutcome
-from terminal.journal import Txn
-from terminal.widgets import ReceiptView
+from terminal.journal import Txn, TxnStatus
+from terminal.widgets import ReceiptView, StatusLine
 
 if TYPE_CHECKING:
     from terminal.app import PosApp
@@ -29,8 +29,32 @@ def money_text(minor: int | None, currency: str) -> str:
     return Money(minor, currency).format() if minor is not None else "-"
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 reversal``, ``2 reversals``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def card_cell(masked_pan: str | None, wide: bool) -> str:
+    """A card for a table cell: the masked PAN, or on narrow screens only its last four."""
+    if not masked_pan:
+        return "-"
+    return masked_pan if wide else f"**{masked_pan[-4:]}"
+
+
+_RESULTS = {TxnStatus.REVERSAL_PENDING: "to reverse"}
+
+
+def result_cell(txn: Txn) -> str:
+    """What became of a journal line, in at most 11 characters."""
+    if txn.voided:
+        return "voided"
+    if txn.status is TxnStatus.DECLINED and txn.response_code:
+        return f"declined {txn.response_code}"
+    return _RESULTS.get(txn.status, txn.status.value)
+
+
 class _SubScreen(Screen[None]):
-    """A screen reached from the menu: Escape goes back."""
+    """A screen reached from the menu, under the same status line: Escape goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
 
@@ -38,6 +62,20 @@ class _SubScreen(Screen[None]):
     def pos(self) -> PosApp:
         """The app, typed."""
         return cast("PosApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        """The status line, this screen's widgets, the footer."""
+        yield StatusLine(id="status")
+        yield from self.body()
+        yield Footer()
+
+    def body(self) -> ComposeResult:
+        """The widgets between the status line and the footer."""
+        yield from ()
+
+    def on_screen_resume(self) -> None:
+        """Fill in the status line."""
+        self.pos.refresh_status()
 
     def action_back(self) -> None:
         """Return to the menu."""
@@ -61,16 +99,27 @@ class SettlementScreen(_SubScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "settle", "Settle")]
 
-    def compose(self) -> ComposeResult:
+    #: the batch was settled here: Enter has nothing more to send.
+    done = False
+    busy = False
+
+    def body(self) -> ComposeResult:
         """Title, totals, result."""
         yield Static("SETTLEMENT", classes="title")
         yield Static(self.totals_text(), id="settle-totals", classes="body")
         yield Static("Press Enter to send the batch totals to the host.", id="settle-status",
                      classes="body", markup=False)
-        yield Footer()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer Settle only until the batch is settled, and not while it is being sent."""
+        if action == "settle":
+            return not (self.done or self.busy)
+        return True
 
     def action_settle(self) -> None:
         """Send the totals."""
+        self.busy = True
+        self.refresh_bindings()
         self.query_one("#settle-status", Static).update("Settling with the host …")
         self.run_settlement()
 
@@ -78,10 +127,15 @@ class SettlementScreen(_SubScreen):
     async def run_settlement(self) -> None:
         """The 0500 exchange (and upload) in a worker."""
         result: SettleOutcome = await self.pos.engine.settle()
-        verdict = "SETTLED" if result.ok else "NOT SETTLED"
-        self.query_one("#settle-status", Static).update(
-            f"{verdict}: {result.detail}\nClosed batch {result.closed_batch}; "
-            f"open batch now {result.new_batch}.\nEsc: back")
+        self.busy, self.done = False, result.ok
+        self.refresh_bindings()
+        if result.ok:
+            text = (f"SETTLED: {result.detail}\nClosed batch {result.closed_batch}; "
+                    f"open batch now {result.new_batch}.\n\nEsc: back to the menu")
+        else:
+            text = (f"NOT SETTLED: {result.detail}\nBatch {result.closed_batch} stays open."
+                    "\n\nEnter: try again   Esc: back to the menu")
+        self.query_one("#settle-status", Static).update(text)
         self.query_one("#settle-totals", Static).update(self.totals_text())
         self.pos.refresh_status()
 
@@ -89,11 +143,10 @@ class SettlementScreen(_SubScreen):
 class TotalsScreen(_SubScreen):
     """The open batch's totals."""
 
-    def compose(self) -> ComposeResult:
+    def body(self) -> ComposeResult:
         """Title and totals."""
         yield Static("BATCH TOTALS", classes="title")
         yield Static(self.totals_text(), classes="body")
-        yield Footer()
 
 
 class SettingsScreen(_SubScreen):
@@ -106,11 +159,10 @@ class SettingsScreen(_SubScreen):
         Binding("minus", "timeout(-1)", "Timeout -1 s"),
     ]
 
-    def compose(self) -> ComposeResult:
+    def body(self) -> ComposeResult:
         """Title and values."""
         yield Static("SETTINGS", classes="title")
         yield Static(self._text(), id="settings-text", classes="body", markup=False)
-        yield Footer()
 
     def _text(self) -> str:
         c = self.pos.config
@@ -119,6 +171,7 @@ class SettingsScreen(_SubScreen):
             f"Host               {c.address}  (profile {c.profile})\n"
             f"Terminal id        {c.terminal_id}\nMerchant id        {c.merchant_id}\n"
             f"Currency           {c.currency}\n"
+            f"Time zone          {c.timezone}   (times on screens and slips)\n"
             f"Response timeout   {c.timeout_s_response:g} s       (+ / -)\n"
             f"Reversal repeats   {c.reversal_repeats}\n"
             f"Echo every         {c.echo_interval_s:g} s\n"
@@ -147,27 +200,23 @@ class SettingsScreen(_SubScreen):
 class JournalScreen(_SubScreen):
     """Every journal line; Enter shows (reprints) its receipt."""
 
-    def compose(self) -> ComposeResult:
+    def body(self) -> ComposeResult:
         """The table."""
         yield Static("JOURNAL  (Enter: reprint receipt)", classes="title")
         yield DataTable(id="journal-table", cursor_type="row")
-        yield Footer()
 
     def on_mount(self) -> None:
-        """Fill the table, newest first."""
+        """Fill the table, newest first; at 80 columns the card shrinks to its last four so
+        the whole RRN and the batch stay in view."""
         table = self.query_one(DataTable)
-        table.add_columns("#", "Time", "Type", "Card", "Amount", "Result", "RRN", "Batch")
+        table.add_columns("Time", "Type", "Card", "Amount", "Result", "RRN", "Batch")
         cur = self.pos.config.currency
+        tz = times.zone(self.pos.config.timezone)
         for txn in reversed(list(self.pos.journal)):
-            result = txn.status.value.replace("_", " ")
-            if txn.response_code and txn.status.value == "declined":
-                result = f"declined {txn.response_code}"
-            if txn.voided:
-                result += " (voided)"
-            table.add_row(str(txn.seq), txn.local_time[5:16].replace("T", " "),
-                          txn.kind.heading, txn.masked_pan or "-",
-                          money_text(txn.amount_minor, cur), result, txn.rrn or "-", txn.batch,
-                          key=str(txn.seq))
+            table.add_row(times.when(txn, tz)[:12], txn.kind.heading,
+                          card_cell(txn.masked_pan, self.pos.wide),
+                          money_text(txn.amount_minor, cur), result_cell(txn), txn.rrn or "-",
+                          txn.batch, key=str(txn.seq))
         table.focus()
 
     @on(DataTable.RowSelected)
@@ -185,21 +234,21 @@ class ReceiptScreen(_SubScreen):
         super().__init__()
         self.txn = txn
 
-    def compose(self) -> ComposeResult:
+    def body(self) -> ComposeResult:
         """The slip."""
-        yield Static(f"RECEIPT  {self.txn.kind.heading}  STAN {self.txn.stan}",
-                     classes="title")
+        yield Static(f"RECEIPT  {self.txn.kind.heading}  STAN {self.txn.stan}  "
+                     "(↑↓ PgUp PgDn scroll)", classes="title")
         yield ReceiptView(id="reprint")
-        yield Footer()
 
     def on_mount(self) -> None:
         """Render both copies."""
         c = self.pos.config
-        self.query_one(ReceiptView).show(
-            receipt.text(self.txn, c.merchant_id, c.terminal_id).splitlines())
+        view = self.query_one(ReceiptView)
+        view.show(receipt.text(self.txn, c.merchant_id, c.terminal_id, c.timezone).splitlines())
+        view.focus()
 
     def action_reprint(self) -> None:
         """Write the receipt file again."""
         c = self.pos.config
-        path = receipt.save(self.txn, c.data_dir, c.merchant_id, c.terminal_id)
+        path = receipt.save(self.txn, c.data_dir, c.merchant_id, c.terminal_id, c.timezone)
         self.notify(f"Receipt saved to {path}")

@@ -188,6 +188,7 @@ class TerminalSession:
         txn.rrn = response.rrn or txn.rrn
         txn.approval_code = response.approval_code
         txn.business_date = response.business_date
+        txn.host_date, txn.host_time = response.host_date, response.host_time
         self.journal.set_business_date(response.business_date)
         text = response_text(response.response_code)
         if response.approved:

@@ -1,4 +1,5 @@
-"""Terminal widgets: the keypad, the amount display, the status line and the receipt view.
+"""Terminal widgets: the keypad, the amount display, the status line, the receipt view and the
+message inspector's pane.
 
 The keypad follows Textual's calculator example: physical keys are routed to
 ``Button.press()`` so keyboard and mouse share one path.
@@ -6,11 +7,14 @@ The keypad follows Textual's calculator example: physical keys are routed to
 
 from __future__ import annotations
 
+import enum
+
 from textual.app import ComposeResult
-from textual.containers import Grid, VerticalScroll
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.widgets import Button, Digits, Static
 
 from protocol.money import Money
+from terminal.times import day_month
 
 KEYPAD = ("7", "8", "9", "4", "5", "6", "1", "2", "3", "00", "0", "back", "clear", "ok")
 _LABELS = {"back": "⌫", "clear": "C", "ok": "OK"}
@@ -40,14 +44,14 @@ class AmountDisplay(Digits):
 
 
 class StatusLine(Static):
-    """One line: ids, batch, business date and link state."""
+    """One line: ids, batch, business date and link state (on every screen)."""
 
-    def show(self, terminal_id: str, merchant_id: str, batch: str, business_date: str | None,
-             link: str) -> None:
-        """Render the status."""
-        date = f"{business_date[:2]}/{business_date[2:]}" if business_date else "--/--"
-        self.update(f" TID {terminal_id}  MID {merchant_id}  BATCH {batch}  "
-                    f"BUS.DATE {date}  {link}")
+
+def status_text(terminal_id: str, merchant_id: str, batch: str, business_date: str | None,
+                link: str) -> str:
+    """The status line's text; the business date is the host's DE15 (MMDD)."""
+    date = day_month(business_date)
+    return f" TID {terminal_id}  MID {merchant_id}  BATCH {batch}  BUS.DATE {date}  {link}"
 
 
 class ReceiptView(VerticalScroll):
@@ -60,3 +64,52 @@ class ReceiptView(VerticalScroll):
     def show(self, lines: list[str]) -> None:
         """Replace the slip's text."""
         self.query_one(".slip", Static).update("\n".join(lines))
+
+
+class MessagePane(Vertical):
+    """The message inspector: a title saying how to scroll, then the rendered traffic.
+
+    The text is one static in a scrolling container (no wrapping), so a line number is a
+    scroll offset: :meth:`show` opens the pane at a chosen message, scrolled fully left.
+    """
+
+    HELP = "MESSAGES (Tab, then ↑↓ PgUp PgDn)"
+    HELP_FULL = "MESSAGES  ↑↓ PgUp PgDn Home End ←→ scroll  ·  F2 or Esc: back"
+
+    def compose(self) -> ComposeResult:
+        """Title and the scrolling text."""
+        yield Static(self.HELP, id="inspector-head", markup=False)
+        with VerticalScroll(id="inspector-scroll"):
+            yield Static("", id="inspector-text", markup=False)
+
+    def show(self, lines: list[str], anchor: int | None, help_text: str = HELP) -> None:
+        """Replace the text; with an ``anchor``, scroll so that line is at the top and column 0
+        at the left (None keeps the operator's scroll position)."""
+        self.query_one("#inspector-head", Static).update(help_text)
+        self.query_one("#inspector-text", Static).update(
+            "\n".join(lines) if lines else "(no messages yet)")
+        if anchor is not None:
+            scroll = self.query_one("#inspector-scroll", VerticalScroll)
+            scroll.call_after_refresh(scroll.scroll_to, 0, anchor, animate=False)
+
+
+#: The flow is laid out for 80 columns; the inspector goes beside it from this many.
+FLOW_WIDTH = 80
+WIDE = 118
+#: From this many rows (on narrower windows) the inspector goes below the flow.
+TALL = 36
+
+
+class PanePlace(enum.StrEnum):
+    """Where the message inspector goes: beside or below the flow, or over it (F2)."""
+
+    BESIDE = "beside"
+    BELOW = "below"
+    COVER = "cover"
+
+
+def pane_place(width: int, height: int) -> PanePlace:
+    """The inspector's place in a window of ``width`` x ``height`` cells."""
+    if width >= WIDE:
+        return PanePlace.BESIDE
+    return PanePlace.BELOW if height >= TALL else PanePlace.COVER

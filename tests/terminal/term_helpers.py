@@ -63,15 +63,16 @@ def assert_no_full_pan(pilot: Pilot[None]) -> None:
 
 
 def drive(config: TerminalConfig, run: Any, script: Script,
-          prepare: Callable[[PosApp], None] | None = None) -> PosApp:
-    """Start the app at 80x24 (``prepare`` sees it first), wait until it is online, run
+          prepare: Callable[[PosApp], None] | None = None,
+          size: tuple[int, int] = (80, 24)) -> PosApp:
+    """Start the app at ``size`` (``prepare`` sees it first), wait until it is online, run
     ``script``."""
     app = PosApp(config)
     if prepare is not None:
         prepare(app)
 
     async def go() -> None:
-        async with app.run_test(size=(80, 24)) as pilot:
+        async with app.run_test(size=size) as pilot:
             await until(pilot, lambda: app.link_state == "ONLINE", what="sign-on")
             await script(app, pilot)
 

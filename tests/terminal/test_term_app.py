@@ -27,6 +27,7 @@ from terminal.app import PosApp
 from terminal.config import TerminalConfig
 from terminal.flow import Step
 from terminal.journal import TxnStatus
+from terminal.screens import JournalScreen, SettlementScreen
 
 
 def test_sale_approved_with_receipt(config: TerminalConfig, run: Any) -> None:
@@ -97,7 +98,8 @@ def test_inspector_shows_masked_traffic(config: TerminalConfig, run: Any) -> Non
     assert "contactless" in dump and "swipe" in dump and "Track 2 data" in dump
     assert not any(pan in dump.replace(" ", "") for pan in PANS)
     assert "34 31 31 31 31 31 31 31 31 31 31" not in dump  # the PAN's bytes in hex
-    assert "0000  30 32 31 30" in texts[0]  # the last 0210's hex dump is on screen
+    # The pane opens on the last sale's request (8.00, contactless), not on the first one.
+    assert "SENT 0200" in texts[0] and "8.00 CNY" in texts[0] and "7.00 CNY" not in texts[0]
 
 
 def test_late_approval_after_reversal_is_never_shown_approved(
@@ -154,3 +156,173 @@ def test_settings_change_supervisor_and_timeout(config: TerminalConfig, run: Any
     app = drive(config, run, script)
     assert "refund off, void off" in texts[0] and "2 s" in texts[0]
     assert "APPROVED" in texts[1] and app.engine.config.timeout_s_response == 2.0
+
+
+def test_typed_refund_amount_replaces_the_prefilled_one(config: TerminalConfig,
+                                                        run: Any) -> None:
+    """On the refund's amount screen (pre-filled 125.00), typing 500 refunds 5.00."""
+    texts: list[str] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        await sale(app, pilot, "12500")
+        await pilot.press("2", "enter")
+        await until(pilot, lambda: app.state.step is Step.AMOUNT, what="the amount")
+        await pilot.press(*"500")
+        assert app.state.amount.minor == 500
+        await pilot.press("enter", "4", "i", *"0000", "enter")
+        texts.append(await result(app, pilot))
+
+    app = drive(config, run, script)
+    assert "APPROVED" in texts[0] and "CNY -5.00" in texts[0]
+    assert app.journal.get(2).amount_minor == 500
+
+
+def test_void_r_keys_in_an_rrn(config: TerminalConfig, run: Any) -> None:
+    """On the Void screen R opens the RRN box; a journal RRN goes to the confirmation with
+    the original's amount, an unknown one asks for the amount."""
+    seen: list[tuple[Step, int]] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        await sale(app, pilot, "4200")
+        rrn = app.journal.get(1).rrn or ""
+        for typed in (rrn, "999999999999"):
+            await pilot.press("3", "r", *typed, "enter")
+            await pilot.pause()
+            seen.append((app.state.step, app.state.amount.minor))
+            await pilot.press("escape")
+
+    drive(config, run, script)
+    assert seen == [(Step.CONFIRM, 4200), (Step.AMOUNT, 0)]
+
+
+def test_journal_at_80x24_shows_whole_rrn_and_batch(config: TerminalConfig, run: Any) -> None:
+    """At 80x24 the journal shows every RRN in full and the batch, under the status line."""
+    texts: list[str] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        await sale(app, pilot, "1250")
+        await sale(app, pilot, "300", card_down=3)  # declined 05
+        await pilot.press("5")
+        await until(pilot, lambda: isinstance(app.screen, JournalScreen), what="the journal")
+        await pilot.pause()
+        texts.append(screen_text(pilot))
+
+    app = drive(config, run, script)
+    text = texts[0]
+    for txn in app.journal:
+        line = next(row for row in text.splitlines() if txn.rrn and txn.rrn in row)
+        assert "000001" in line.split(txn.rrn or "")[1]  # the batch, right of the RRN
+    assert "declined 05" in text and "TID TERM0001" in text and "BATCH 000001" in text
+
+
+def test_inspector_opens_on_the_last_financial_exchange(config: TerminalConfig,
+                                                        run: Any) -> None:
+    """An echo after a sale: F2 at 80x24 opens on the sale's 0200, not the echo, scrolled
+    fully left, and the pane says how to scroll; Esc returns to the flow."""
+    texts: list[str] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        await sale(app, pilot, "1250")
+        app.echo()
+        await until(pilot, lambda: app.traffic[-1].mti == "0810", what="the echo")
+        await pilot.press("f2")
+        await pilot.pause()
+        texts.append(screen_text(pilot))
+        await pilot.press("escape")
+        await pilot.pause()
+        texts.append(screen_text(pilot))
+
+    drive(config, run, script)
+    lines = texts[0].splitlines()
+    assert "PgUp" in lines[1] and "SENT 0200" in lines[2], texts[0]
+    assert "12.50 CNY" in texts[0] and "Main menu" not in texts[0]
+    assert "Main menu" in texts[1]
+
+
+def test_wide_window_shows_inspector_beside_the_flow(config: TerminalConfig,
+                                                     run: Any) -> None:
+    """At 120x40 the menu and the message inspector show side by side without F2, as do a
+    result and its full receipt; with the inspector hidden the quick start reflows wider."""
+    texts: list[str] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        texts.append(screen_text(pilot))
+        await pilot.press("1", *"1250", "enter", "i")
+        texts.append(await result(app, pilot))
+        await pilot.press("enter", "f2")
+        await pilot.pause()
+        texts.append(screen_text(pilot))
+
+    drive(config, run, script, size=(120, 40))
+    menu, done, alone = texts
+    assert "Main menu" in menu and "MESSAGES" in menu and "SENT 0800" in menu
+    assert "APPROVED" in done and "SENT 0200" in done and "MERCHANT COPY" in done
+    assert "MESSAGES" not in alone
+    assert "Sale: 1, type 1250 for 12.50, Enter, then I to insert the highlighted" in alone
+
+
+def test_wording_status_and_settle_key(config: TerminalConfig, run: Any) -> None:
+    """Singular counts, the amount on the card screen, the status line on other screens, hint
+    keys named once, and no Settle key once the batch is settled."""
+    texts: dict[str, str] = {}
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        await pilot.press("1", *"1250", "enter")
+        texts["card"] = screen_text(pilot)
+        await pilot.press("i")
+        await result(app, pilot)
+        await pilot.press("enter")
+        await pilot.pause()
+        texts["menu"] = screen_text(pilot)
+        await pilot.press("4")
+        await until(pilot, lambda: isinstance(app.screen, SettlementScreen), what="settle")
+        await pilot.pause()
+        texts["before"] = screen_text(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.journal.batch_number == "000002", what="settlement")
+        await pilot.pause()
+        texts["after"] = screen_text(pilot)
+
+    drive(config, run, script)
+    assert "CNY 12.50" in texts["card"].splitlines()[1]
+    assert "1 journal line " in texts["menu"] and "0 reversals pending" in texts["menu"]
+    assert texts["menu"].count("Ctrl+Q") + texts["menu"].count("^q") == 1
+    assert "Settle" in texts["before"] and "BATCH 000001" in texts["before"]
+    assert "SETTLED" in texts["after"] and "BATCH 000002" in texts["after"]
+    footer = texts["after"].splitlines()[-1]
+    assert "Settle" not in footer and "Back" in footer
+
+
+def test_inspector_place_follows_the_window_size(config: TerminalConfig, run: Any) -> None:
+    """The inspector goes beside the flow at 120x40, below it at 100x40, and hides at 80x24
+    (where F2 shows it in place of the flow), as the window is resized."""
+    seen: list[tuple[bool, bool, bool]] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        for size in ((120, 40), (100, 40), (80, 24)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            text = screen_text(pilot)
+            seen.append(("MESSAGES" in text, "Main menu" in text,
+                         "0810" in text.split("MESSAGES")[-1]))
+
+    drive(config, run, script)
+    assert seen == [(True, True, True), (True, True, True), (False, True, False)]
+
+
+def test_one_uploaded_transaction_is_singular(config: TerminalConfig, run: Any,
+                                              fake_host: tuple[int, FakeHostState]) -> None:
+    """When the host's totals differ and one sale is uploaded, the settlement screen says
+    "1 transaction uploaded"."""
+    texts: list[str] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        await sale(app, pilot, "1250")
+        fake_host[1].extra_debits_minor = 100  # the host saw a sale the terminal did not
+        await pilot.press("4", "enter")
+        await until(pilot, lambda: app.journal.batch_number == "000002", what="settlement")
+        await pilot.pause()
+        texts.append(" ".join(screen_text(pilot).split()))
+
+    drive(config, run, script)
+    assert "1 transaction uploaded" in texts[0] and fake_host[1].uploads

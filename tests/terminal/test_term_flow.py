@@ -71,6 +71,31 @@ def test_refund_defaults_to_remaining_and_needs_supervisor() -> None:
         TxnKind.REFUND, 4000, RefundReason.PRODUCT_RECALL, orig, "SUP1")
 
 
+def test_first_digit_replaces_the_prefilled_refund_amount() -> None:
+    """Typing 500 over the pre-filled 125.00 gives 5.00 (not 12505.00); Backspace instead
+    edits the pre-filled amount, and later digits append as usual."""
+    orig = flow.Original("000000000001", amount_minor=12500, remaining_minor=12500)
+    start, _ = run(FlowState(), flow.Start(TxnKind.REFUND), flow.PickOriginal(orig))
+    assert start.prefilled
+    typed, _ = run(start, flow.Digit("5"), flow.Digit("0"), flow.Digit("0"))
+    assert typed.amount.minor == 500 and not typed.prefilled
+    edited, _ = run(start, flow.Backspace(), flow.Digit("7"))
+    assert edited.amount.minor == 12507
+
+
+def test_void_of_a_keyed_rrn_asks_for_the_amount() -> None:
+    """A void of an RRN the journal does not know asks for the amount, then confirms."""
+    policy = flow.Policy(supervisor_for_void=False)
+    state, _ = run(FlowState(policy=policy), flow.Start(TxnKind.VOID),
+                   flow.PickOriginal(flow.Original("ABC123456789")))
+    assert state.step is Step.AMOUNT and not state.prefilled
+    state, effects = run(state, *[flow.Digit(d) for d in "4200"], flow.Enter())
+    assert state.step is Step.CONFIRM and not effects
+    state, effects = run(state, flow.Enter())
+    assert effects[0].draft.amount.minor == 4200
+    assert effects[0].draft.original == flow.Original("ABC123456789")
+
+
 def test_void_is_full_amount_after_confirm() -> None:
     """Void: the amount is the original's, there is no amount step, Enter confirms."""
     orig = flow.Original("000000000009", TxnKind.SALE, amount_minor=4200)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from terminal import receipt
+from terminal import receipt, times
 from terminal.journal import Journal, Txn, TxnKind, TxnStatus
 
 SALE = Txn(seq=0, kind=TxnKind.SALE, stan="000001", batch="000001", amount_minor=10000,
@@ -49,6 +49,33 @@ def test_remaining_refundable_and_voidable(tmp_path: Path) -> None:
     assert journal.remaining_minor(sale) == 7000
     assert [t.kind for t in journal.voidable()] == [TxnKind.REFUND]
     assert journal.refundable() == [sale]
+
+
+def test_void_choices_include_settled_transactions(tmp_path: Path) -> None:
+    """After settlement nothing is voidable, but the void list still offers the settled sale
+    (marked settled) so the host can refuse it."""
+    journal = Journal(tmp_path)
+    journal.add(SALE)
+    journal.close_batch()
+    assert journal.voidable() == []
+    [choice] = journal.void_choices()
+    assert choice.rrn == SALE.rrn and choice.settled
+
+
+def test_times_are_the_hosts_in_the_merchant_zone() -> None:
+    """A slip's time is the host's DE13/DE12 when given, else DE7 (UTC) in the merchant's
+    zone; the machine's zone and the send time recorded on the terminal are not used."""
+    shanghai, berlin = times.zone("Asia/Shanghai"), times.zone("Europe/Berlin")
+    stamped = replace(SALE, host_date="0314", host_time="180005",
+                      local_time="2026-12-03T23:00:00+00:00")
+    assert times.when(stamped, shanghai) == "14 Mar 18:00:05"
+    # DE7 0115023000 is 02:30 UTC: 10:30 in Shanghai, 03:30 in Berlin.
+    unstamped = replace(SALE, local_time="2026-01-15T02:30:00+00:00")
+    assert times.when(unstamped, shanghai) == "15 Jan 10:30:00"
+    assert times.when(unstamped, berlin) == "15 Jan 03:30:00"
+    text = "\n".join(receipt.render(stamped, receipt.Copy.MERCHANT, "M", "T",
+                                    timezone="Asia/Shanghai"))
+    assert "14 Mar 18:00:05" in text
 
 
 def test_totals_and_batch_close(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from term_helpers import SILENT_CARD, RealHost, drive, refund, result, sale, screen_text, until
@@ -21,8 +22,10 @@ from terminal.app import PosApp
 from terminal.cards import load_deck
 from terminal.config import TerminalConfig
 from terminal.flow import Draft, Step
+from terminal.hostproc import HostProcess
 from terminal.journal import TxnKind, TxnStatus
 from terminal.link import Link
+from terminal.screens import SettlementScreen
 from terminal.session import build_request
 
 
@@ -167,3 +170,51 @@ def test_real_refund_of_a_keyed_rrn(real_config: TerminalConfig, real_host: Real
     drive(real_config, run, script)
     assert "APPROVED" in texts[0] and "Remaining refundable: 80.00" in texts[0]
     assert real_host.get(f"/transactions/{texts[1]}")["remaining_minor"] == 8000
+
+
+def test_real_void_after_settlement_is_refused(real_config: TerminalConfig, run: Any) -> None:
+    """After settlement the Void list still shows the sale, marked settled, and voiding it
+    gets the host's 12 VOID_AFTER_SETTLEMENT on screen."""
+    texts: list[str] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        await sale(app, pilot, "4200")
+        await pilot.press("4")
+        await until(pilot, lambda: isinstance(app.screen, SettlementScreen), what="settle")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.journal.batch_number == "000002", what="settlement")
+        await pilot.press("escape", "3")
+        await pilot.pause()
+        texts.append(screen_text(pilot))
+        await pilot.press("enter", "enter", *"0000", "enter")
+        texts.append(await result(app, pilot))
+
+    app = drive(real_config, run, script)
+    rrn = app.journal.get(1).rrn or ""
+    listed = next(line for line in texts[0].splitlines() if rrn in line)
+    assert "000001 settled" in listed and "(none in the journal" not in texts[0]
+    assert "DECLINED 12" in texts[1] and "VOID_AFTER_SETTLEMENT" in texts[1]
+
+
+def test_real_times_follow_the_simulated_host_clock(tmp_path: Path, run: Any) -> None:
+    """With the host on a simulated clock, the status line, the receipt and the journal show
+    the host's date and time in the merchant's zone (Asia/Shanghai), not the machine's."""
+    host = HostProcess(tmp_path / "host", ["--clock", "simulated",
+                                           "--start", "2025-03-14T10:00:00+00:00"])
+    port = host.start()
+    texts: list[str] = []
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        texts.append(await sale(app, pilot, "1250"))
+
+    try:
+        config = TerminalConfig(port=port, data_dir=tmp_path / "terminal",
+                                timeout_s_response=5.0, echo_interval_s=0)
+        app = drive(config, run, script)
+    finally:
+        host.stop()
+    txn = app.journal.get(1)
+    assert (txn.host_date, txn.host_time[:2]) == ("0314", "18")  # 10:00 UTC = 18:00 Shanghai
+    assert "BUS.DATE 14 Mar" in texts[0] and "DATE             14 Mar 18:0" in texts[0]
+    receipt_file = config.data_dir / "receipts" / (txn.receipt or "")
+    assert "14 Mar 18:0" in receipt_file.read_text()

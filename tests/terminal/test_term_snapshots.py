@@ -7,6 +7,7 @@ layout change, and look at them before committing.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,6 +20,7 @@ from terminal.config import TerminalConfig
 from terminal.flow import Step
 
 SIZE = (80, 24)
+WIDE = (120, 40)
 WHEN = datetime(2026, 1, 15, 10, 30, tzinfo=timezone(timedelta(hours=8)))
 
 
@@ -136,3 +138,66 @@ def test_snapshot_settlement(config: TerminalConfig, snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(_app(config), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_void_after_settlement(config: TerminalConfig, snap_compare: Any) -> None:
+    """After settlement the Void list shows the settled sale, marked, with R to key an RRN."""
+
+    async def before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, PosApp)
+        await _online(pilot)
+        await _sale(pilot)
+        await pilot.press("enter", "4", "enter")
+        await until(pilot, lambda: app.journal.batch_number == "000002", what="settlement")
+        await pilot.press("escape", "3")
+        await pilot.pause()
+
+    assert snap_compare(_app(config), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_refund_amount_prefilled(config: TerminalConfig, snap_compare: Any) -> None:
+    """The refund's amount screen: pre-filled with what is left, saying typing replaces it."""
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await _online(pilot)
+        await _sale(pilot, "12500")
+        await pilot.press("enter", "2", "enter")
+        await pilot.pause()
+
+    assert snap_compare(_app(config), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_inspector_80x24(config: TerminalConfig, snap_compare: Any) -> None:
+    """F2 at 80x24: the inspector fills the window, opens on the sale's 0200, says how to
+    scroll (message times pinned)."""
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await _online(pilot)
+        await _sale(pilot)
+        await pilot.press("enter")
+        _pin_traffic_times(pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+
+    assert snap_compare(_app(config), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_wide_sale_with_inspector(config: TerminalConfig, snap_compare: Any) -> None:
+    """At 120x40 an approved sale and its receipt beside the message inspector."""
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await _online(pilot)
+        await _sale(pilot)
+        _pin_traffic_times(pilot)
+        await pilot.press("f2", "f2")  # hide and show again: redrawn with the pinned times
+        await pilot.pause()
+
+    assert snap_compare(_app(config), terminal_size=WIDE, run_before=before)
+
+
+def _pin_traffic_times(pilot: Pilot[Any]) -> None:
+    """The inspector stamps messages with the machine's clock: pin them for a stable image."""
+    app = pilot.app
+    assert isinstance(app, PosApp)
+    app.traffic[:] = [replace(item, at=WHEN) for item in app.traffic]

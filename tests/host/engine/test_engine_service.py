@@ -144,6 +144,19 @@ def test_business_date_rolls_at_cutoff(term: Term, clock: ManualClock) -> None:
     assert reply.response is not None and reply.response.business_date == "0303"
 
 
+def test_answers_carry_the_host_time_in_the_merchant_zone(term: Term,
+                                                         clock: ManualClock) -> None:
+    """0210 and 0810 carry the host clock's date and time (DE13/DE12) in the merchant's zone,
+    so a terminal prints the host's (simulated) time, not its machine's."""
+    clock.advance(timedelta(hours=14, minutes=30, seconds=5))  # 2026-03-03 00:30:05 Shanghai
+    sale = term.send(term.sale(100)).response
+    sign_on = term.send(term.network(NetworkCode.SIGN_ON)).response
+    for answer in (sale, sign_on):
+        assert answer is not None
+        assert (answer.host_date, answer.host_time) == ("0303", "003005")
+        validate_fields(answer.to_fields())
+
+
 def test_refund_happy_path_records_reason_and_remaining(term: Term,
                                                          service: HostService) -> None:
     """A partial refund is approved with DE54 remaining; the DE48 reason is recorded."""
