@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
 import os
 import re
 import sys
@@ -53,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INVALID
     handler: Any = {"run": cmd_run, "validate": cmd_validate, "new": cmd_new}[args.command]
+    # Each scenario's in-process host is thrown away with its ledger, so its start-up notices
+    # (a chain key generated beside a temporary database) are noise here; what a host decides
+    # reaches the user through its answers and the report.
+    logging.getLogger("host").addHandler(logging.NullHandler())
     try:
         return int(handler(args, cast(TextIO, ReaderMayLeave(sys.stdout))))
     except KeyboardInterrupt:

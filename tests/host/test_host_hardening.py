@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scenarios.loadgen.admin_client import AdminCallError, AdminClient
 from sqlalchemy import select
 from test_host_independent_client import MID, TID, IsoClient, financial
 
 from host.ledger import open_engine
 from host.store import txn
+from scenarios.admin import AdminCallError
+from scenarios.admin import BlockingAdminClient as AdminClient
 from scenarios.loadgen.procs import ServerProcess, python_module
 
 README = Path(__file__).resolve().parents[2] / "README.md"

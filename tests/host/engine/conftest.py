@@ -24,7 +24,7 @@ from protocol import (
     ReconciliationRequest,
     RefundReason,
 )
-from protocol.messages import CompletionAdvice
+from protocol.messages import CompletionAdvice, OriginalData, ReversalRequest
 from terminal.cards import Card
 from terminal.config import TerminalConfig
 from terminal.flow import Draft, Original
@@ -175,8 +175,15 @@ class Term:
 
     def reversal(self, original: dict[str, str], repeat: bool = False) -> dict[str, str]:
         """The terminal's 0400 (0401) for ``original``: its STAN, DE3, DE4, DE49, a new DE7."""
-        line = self._lines[(original["11"], original["7"])]
-        return self.session.reversal_request(line, repeat=repeat).to_fields()
+        line = self._lines.get((original["11"], original["7"]))
+        if line is not None:
+            return self.session.reversal_request(line, repeat=repeat).to_fields()
+        # a message the session did not build (an 0220 completion): reverse it by its fields
+        return ReversalRequest(
+            stan=original["11"], terminal_id=original["41"], merchant_id=original["42"],
+            transmitted_at=self.de7(), processing_code=original["3"],
+            amount=Money(int(original["4"]), "CNY"), repeat=repeat,
+            original=OriginalData(original["t"], original["11"], original["7"])).to_fields()
 
     def settle(self, batch: str, sales: tuple[int, int], refunds: tuple[int, int],
                after_upload: bool = False) -> dict[str, str]:

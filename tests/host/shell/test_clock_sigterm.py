@@ -10,9 +10,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from scenarios.loadgen.admin_client import AdminCallError, AdminClient
 
 from host.config import default_config_text
+from scenarios.admin import AdminCallError
+from scenarios.admin import BlockingAdminClient as AdminClient
 from scenarios.loadgen.procs import ServerProcess, python_module
 
 START = "2025-03-14T10:30:00+00:00"
