@@ -60,6 +60,19 @@ from protocol.private_data import (
 Fields: TypeAlias = dict[str, str]
 
 
+#: The longest batch number (DE60 of an 0500 or 0320) poslab keeps; checked here, before any
+#: database sees it, so every backend answers a longer one alike (30, ``FORMAT_ERROR:60``).
+BATCH_NUMBER_MAX = 16
+
+
+def _batch_number(fields: Mapping[str, str]) -> str:
+    number = _req(fields, "60")
+    if len(number) > BATCH_NUMBER_MAX:
+        raise ValidationError(f"batch number longer than {BATCH_NUMBER_MAX} characters",
+                              field="60", fields=fields)
+    return number
+
+
 def _req(fields: Mapping[str, str], key: str) -> str:
     try:
         return fields[key]
@@ -481,7 +494,7 @@ class ReconciliationRequest(Message):
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> ReconciliationRequest:
         """Parse a decoded 0500."""
-        return cls(batch_number=_req(fields, "60"), totals=BatchTotals.from_fields(fields),
+        return cls(batch_number=_batch_number(fields), totals=BatchTotals.from_fields(fields),
                    after_upload=fields.get("3") == ProcessingCode.RECONCILE_AFTER_UPLOAD.value,
                    **cls._base_kwargs(fields))  # type: ignore[arg-type]
 
@@ -514,7 +527,7 @@ class BatchUploadRequest(Message):
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> BatchUploadRequest:
         """Parse a decoded 0320."""
-        return cls(batch_number=_req(fields, "60"), processing_code=_req(fields, "3"),
+        return cls(batch_number=_batch_number(fields), processing_code=_req(fields, "3"),
                    amount=_money(fields), rrn=_req(fields, "37"),
                    approval_code=fields.get("38"), local_time=fields.get("12"),
                    local_date=fields.get("13"),

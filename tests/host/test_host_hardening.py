@@ -119,6 +119,17 @@ def test_settlement_without_de7_is_keyed_on_its_batch_and_zero_totals_stay_reada
     assert re.search(r"DE88 +Debits, amount +0000000000000000", log)
 
 
+def test_over_long_batch_number_is_30_on_both_databases(host: Host) -> None:
+    """An 0500 whose DE60 batch number is longer than the 16 characters kept is refused with 30
+    naming DE60 on SQLite and PostgreSQL alike (PostgreSQL used to answer 96, SQLite 00)."""
+    close = {"t": "0500", "3": "920000", "11": "000778", "41": TID, "42": MID, "49": "156",
+             "60": "1" * 17, "74": "0000000000", "76": "0000000000",
+             "86": "0000000000000000", "88": "0000000000000000"}
+    answer = host.iso.send(close)
+    assert (answer["39"], answer["44"]) == ("30", "FORMAT_ERROR:60")
+    assert host.api.get("/ledger/verify")["ok"]
+
+
 def test_card_numbers_in_de48_are_masked_in_rows_api_and_log(host: Host) -> None:
     """Card numbers in a refund's DE48 evidence and operator (their TLV lengths glued to them)
     are masked in the stored row, in GET /transactions and in the --log-fields log."""
