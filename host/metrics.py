@@ -1,11 +1,11 @@
-"""Host metrics in the Prometheus text exposition format (version 0.0.4), served at
-``GET /metrics``.
+"""Host metrics, served at ``GET /metrics`` in the Prometheus text format (version 0.0.4).
 
-A tiny registry instead of a dependency: counters and gauges with labels, and one latency
-histogram. Everything is updated on the reactor thread, but a lock keeps a scrape consistent
-if another thread ever updates a family. Other modules add their own families with
-:meth:`Metrics.counter` / :meth:`Metrics.gauge` (e.g. injected faults) and they appear in the
-same scrape.
+The values live in a ``prometheus_client`` :class:`~prometheus_client.CollectorRegistry` of
+this host's own (never the library's global default one: tests run many hosts in one process),
+and the library writes the exposition. The thin wrappers here keep the host's calling style,
+labels by keyword (``requests.inc(mti="0200", rc="00")``), and let other modules add families
+with :meth:`Metrics.counter` / :meth:`Metrics.gauge` (e.g. injected faults) that appear in the
+same scrape. The library's own locks keep updates and scrapes consistent across threads.
 
 Standard families::
 
@@ -21,157 +21,127 @@ Standard families::
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Iterable, Sequence
+from typing import TypeAlias
 
-Labels = tuple[tuple[str, str], ...]
+import prometheus_client
+from prometheus_client import CollectorRegistry, generate_latest
+
+# The ``*_created`` timestamp series would add a name per family that /metrics never served;
+# the switch is process-wide, and this module is the process's only user of the library.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated
 
 LATENCY_BUCKETS_MS: tuple[float, ...] = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
-
-def _fmt_labels(labels: Labels, extra: Iterable[tuple[str, str]] = ()) -> str:
-    items = [*labels, *extra]
-    if not items:
-        return ""
-    body = ",".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in items
-    )
-    return "{" + body + "}"
+_Series: TypeAlias = prometheus_client.Counter | prometheus_client.Gauge
+"""One family, or one labelled child of it, as the library holds it."""
 
 
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+class Counter:
+    """A monotonically increasing count per label set.
 
+    Label names are given when the family is made, or else taken from the first :meth:`inc`;
+    a later call with other label names is a ``ValueError``.
+    """
 
-class _Family:
-    kind = "untyped"
+    _kind: type[prometheus_client.Counter] | type[prometheus_client.Gauge] = (
+        prometheus_client.Counter)
 
-    def __init__(self, name: str, help_text: str, lock: threading.Lock) -> None:
+    def __init__(self, registry: CollectorRegistry, name: str, help_text: str,
+                 labelnames: Sequence[str] | None) -> None:
         self.name = name
         self.help = help_text
-        self._lock = lock
-        self._values: dict[Labels, float] = {}
+        self._registry = registry
+        self._metric: _Series | None = None
+        if labelnames is not None:
+            self._make(labelnames)
 
-    def _key(self, labels: dict[str, str]) -> Labels:
-        return tuple(sorted((k, str(v)) for k, v in labels.items()))
+    def _make(self, labelnames: Iterable[str]) -> _Series:
+        self._metric = self._kind(self.name, self.help, sorted(labelnames),
+                                  registry=self._registry)
+        return self._metric
 
-    def get(self, **labels: str) -> float:
-        """The current value of one series (0 when never touched)."""
-        with self._lock:
-            return self._values.get(self._key(labels), 0)
-
-    def lines(self) -> list[str]:
-        return [f"{self.name}{_fmt_labels(k)} {_num(v)}" for k, v in sorted(self._values.items())]
-
-
-_H = TypeVar("_H", bound=_Family)
-
-
-class Counter(_Family):
-    """A monotonically increasing count per label set."""
-
-    kind = "counter"
+    def series(self, **labels: str) -> _Series:
+        """The library's child for one label set, to keep at hand on a hot path."""
+        metric = self._metric if self._metric is not None else self._make(labels)
+        return metric.labels(**labels) if labels else metric
 
     def inc(self, amount: float = 1, **labels: str) -> None:
         """Add ``amount`` to the series named by ``labels``."""
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0) + amount
+        self.series(**labels).inc(amount)
+
+    def get(self, **labels: str) -> float:
+        """The current value of one series (0 when never touched)."""
+        if self._metric is None:
+            return 0.0
+        for family in self._metric.collect():
+            for sample in family.samples:
+                if sample.name in (self.name, f"{self.name}_total") and sample.labels == labels:
+                    return sample.value
+        return 0.0
 
 
 class Gauge(Counter):
     """A value that goes up and down (:meth:`inc` accepts negative amounts)."""
 
-    kind = "gauge"
+    _kind = prometheus_client.Gauge
 
     def set(self, value: float, **labels: str) -> None:
         """Set the series to ``value``."""
-        with self._lock:
-            self._values[self._key(labels)] = value
-
-
-class Histogram(_Family):
-    """Cumulative buckets, sum and count of observations (no labels)."""
-
-    kind = "histogram"
-
-    def __init__(self, name: str, help_text: str, lock: threading.Lock,
-                 buckets: tuple[float, ...]) -> None:
-        super().__init__(name, help_text, lock)
-        self.buckets = buckets
-        self._counts = [0] * len(buckets)
-        self._sum = 0.0
-        self._count = 0
-
-    def observe(self, value: float) -> None:
-        """Record one observation."""
-        with self._lock:
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    self._counts[i] += 1
-            self._sum += value
-            self._count += 1
-
-    @property
-    def count(self) -> int:
-        """How many observations so far."""
-        return self._count
-
-    def lines(self) -> list[str]:
-        out = [f'{self.name}_bucket{{le="{_num(b)}"}} {c}'
-               for b, c in zip(self.buckets, self._counts, strict=True)]
-        out.append(f'{self.name}_bucket{{le="+Inf"}} {self._count}')
-        out.append(f"{self.name}_sum {_num(self._sum)}")
-        out.append(f"{self.name}_count {self._count}")
-        return out
+        series = self.series(**labels)
+        assert isinstance(series, prometheus_client.Gauge)
+        series.set(value)
 
 
 class Metrics:
-    """The registry of one host process."""
+    """The metrics of one host process, in a registry of its own."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._families: dict[str, _Family] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._names: set[str] = {"poslab_request_latency_ms"}
         self.requests = self.counter("poslab_requests_total",
-                                     "ISO 8583 requests answered, by request MTI and DE39.")
-        self.latency_ms = self._add(Histogram(
+                                     "ISO 8583 requests answered, by request MTI and DE39.",
+                                     labelnames=("mti", "rc"))
+        self.latency_ms = prometheus_client.Histogram(
             "poslab_request_latency_ms", "Time from a complete request frame to its response, ms.",
-            self._lock, LATENCY_BUCKETS_MS))
+            buckets=LATENCY_BUCKETS_MS, registry=self.registry)
         self.open_connections = self.gauge("poslab_open_connections",
-                                           "ISO 8583 connections currently open.")
-        self.open_connections.set(0)
+                                           "ISO 8583 connections currently open.", labelnames=())
         self.connections = self.counter("poslab_connections_total",
-                                        "ISO 8583 connections accepted.")
+                                        "ISO 8583 connections accepted.", labelnames=())
         self.closed = self.counter("poslab_connections_closed_total",
-                                   "Connections the host closed, by reason.")
+                                   "Connections the host closed, by reason.",
+                                   labelnames=("reason",))
+        # request() runs once per answered message: keep its (mti, rc) series at hand rather
+        # than have the library validate and look up the label names every time.
+        self._request_series: dict[tuple[str, str], _Series] = {}
 
-    def _add(self, family: _H) -> _H:
-        if family.name in self._families:
-            raise ValueError(f"metric {family.name} is already registered")
-        self._families[family.name] = family
-        return family
+    def counter(self, name: str, help_text: str,
+                labelnames: Sequence[str] | None = None) -> Counter:
+        """Register a new counter family (label names now, or from its first ``inc``)."""
+        return Counter(self.registry, self._claim(name), help_text, labelnames)
 
-    def counter(self, name: str, help_text: str) -> Counter:
-        """Register a new counter family."""
-        return self._add(Counter(name, help_text, self._lock))
+    def gauge(self, name: str, help_text: str,
+              labelnames: Sequence[str] | None = None) -> Gauge:
+        """Register a new gauge family (label names now, or from its first use)."""
+        return Gauge(self.registry, self._claim(name), help_text, labelnames)
 
-    def gauge(self, name: str, help_text: str) -> Gauge:
-        """Register a new gauge family."""
-        return self._add(Gauge(name, help_text, self._lock))
+    def _claim(self, name: str) -> str:
+        # The registry refuses a duplicate only once the family is made, which for a family
+        # whose label names come from its first use would be at the first request.
+        if name in self._names:
+            raise ValueError(f"metric {name} is already registered")
+        self._names.add(name)
+        return name
 
     def request(self, mti: str, rc: str, latency_ms: float) -> None:
         """Count one answered request and its latency."""
-        self.requests.inc(mti=mti, rc=rc)
+        series = self._request_series.get((mti, rc))
+        if series is None:
+            series = self._request_series[(mti, rc)] = self.requests.series(mti=mti, rc=rc)
+        series.inc()
         self.latency_ms.observe(latency_ms)
 
     def render(self) -> str:
         """The whole registry as Prometheus text."""
-        out: list[str] = []
-        with self._lock:
-            for fam in self._families.values():
-                out.append(f"# HELP {fam.name} {fam.help}")
-                out.append(f"# TYPE {fam.name} {fam.kind}")
-                out.extend(fam.lines())
-        return "\n".join(out) + "\n"
+        return generate_latest(self.registry).decode()

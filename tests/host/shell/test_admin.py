@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import TOKEN
+from prometheus_client.parser import text_string_to_metric_families
 from shell_helpers import IsoClient, sale
 
 from host.admin import HttpError, RouteTable
@@ -148,6 +149,35 @@ def test_metrics_text_parses_and_counts(start_host: Any, run: Any) -> None:
     assert samples["poslab_request_latency_ms_count"] == 2
     assert samples['poslab_request_latency_ms_bucket{le="+Inf"}'] == 2
     assert samples["poslab_connections_total"] == 1
+
+
+def _scrape(run: Any, host: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics, parsed by the Prometheus client's own text parser."""
+    status, text, _ = http(run, host.admin_port, "GET", "/metrics")
+    assert status == 200
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_move_by_one_per_sale(start_host: Any, run: Any) -> None:
+    """One approved sale moves its requests counter and the latency histogram count by one."""
+    host = start_host()
+
+    async def one_sale(stan: str) -> None:
+        client = await IsoClient.connect(host.iso_port)
+        await client.request(sale(stan=stan))
+        client.close()
+
+    run(one_sale("000001"))
+    before = _scrape(run, host)
+    run(one_sale("000002"))
+    after = _scrape(run, host)
+    approved = ("poslab_requests_total", (("mti", "0200"), ("rc", "00")))
+    count = ("poslab_request_latency_ms_count", ())
+    assert (before[approved], after[approved]) == (1, 2)
+    assert (before[count], after[count]) == (1, 2)
+    assert after[("poslab_request_latency_ms_bucket", (("le", "+Inf"),))] == 2
+    assert not any(name.endswith("_created") for name, _ in after)
 
 
 def test_route_table_for_extension_modules() -> None:
