@@ -185,7 +185,7 @@ class NotificationsSection(_Strict):
     :ivar max_attempts: POSTs per notification before it is left undelivered (shown by
         ``GET /notifications``; retried again after a restart only if attempts remain).
     :ivar backoff_s: wait before the first retry; each further retry waits twice as long.
-    :ivar timeout_s: connect timeout of one POST.
+    :ivar timeout_s: one POST is given up (a failed attempt) without an answer this soon.
     """
 
     file: str | None = Field(default=None, min_length=1)

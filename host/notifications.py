@@ -30,7 +30,6 @@ by the file or the network.
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from collections.abc import Callable
@@ -207,10 +206,11 @@ BlockingCall = Callable[..., Any]
 class WebhookSender:
     """POSTs notifications as JSON to ``url`` with exponential back-off.
 
-    Runs on the reactor (``twisted.web.client.Agent``); database work goes through ``blocking``
+    Runs on the reactor (``treq`` over Twisted's ``Agent``); database work goes through ``blocking``
     (the service worker). ``delays_s`` are the waits between attempts of one row, so the number
-    of attempts is ``len(delays_s) + 1``. Back-off uses the reactor's monotonic timers, never
-    the (possibly simulated) business clock.
+    of attempts is ``len(delays_s) + 1``. An attempt with no answer within ``timeout_s``
+    (connecting included) is cancelled and counts as failed. Back-off uses the reactor's
+    monotonic timers, never the (possibly simulated) business clock.
     """
 
     def __init__(
@@ -322,35 +322,34 @@ class WebhookSender:
         return d
 
     async def _post_once(self, row: dict[str, Any]) -> str | None:
-        """One POST; None on a 2xx answer, else a short error text."""
-        from twisted.internet.protocol import Protocol
-        from twisted.web.client import Agent, FileBodyProducer
-        from twisted.web.http_headers import Headers
+        """One POST (``treq``, cut off after ``timeout_s``); None on a 2xx answer, else a short
+        error text."""
+        import treq
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent, HTTPConnectionPool
 
         reactor = self._the_reactor()
-        untyped: Any = (Agent, FileBodyProducer)  # twisted.web.client is untyped
-        literal = _ip_literal_endpoints(reactor, self.url, self.timeout_s)
-        agent = (untyped[0].usingEndpointFactory(reactor, literal) if literal is not None
-                 else untyped[0](reactor, connectTimeout=self.timeout_s))
-        headers = Headers({b"content-type": [b"application/json"]})
-        body = untyped[1](io.BytesIO(json.dumps(row, sort_keys=True).encode()))
+        untyped: Any = (Agent, HTTPConnectionPool)  # twisted.web.client is untyped
+        # No keep-alive: a connection left open would outlive stop() and the receiver's port.
+        pool = untyped[1](reactor, persistent=False)
+        literal = _ip_literal_endpoints(reactor, self.url)
+        agent = (untyped[0].usingEndpointFactory(reactor, literal, pool=pool)
+                 if literal is not None else untyped[0](reactor, pool=pool))
+        client = HTTPClient(agent)
         try:
-            request = agent.request(b"POST", self.url.encode(), headers, body)
+            # Redirects are not followed: a 3xx is a failed attempt, like any non-2xx answer.
+            request = client.post(self.url, json=row, allow_redirects=False,
+                                  timeout=self.timeout_s, reactor=reactor)
+            request.addCallback(lambda response: treq.content(response).addCallback(
+                lambda _body: response))  # read to the end so the connection closes
             self._requests.add(request)
             try:
                 response = await request
             finally:
                 self._requests.discard(request)
-            done: Deferred[None] = Deferred()
-
-            class _Discard(Protocol):
-                # The answer's body is not used; read it to the end so the connection closes.
-                def connectionLost(self, reason: object = None) -> None:
-                    done.callback(None)
-
-            response.deliverBody(_Discard())
-            await done
-        except Exception as exc:  # network failures are retried, not raised
+        except Exception as exc:  # network failures and time-outs are retried, not raised
+            if _cancelled(exc):  # stop() records nothing, so this was the time-out
+                return f"no answer within {self.timeout_s:g} s"
             return f"{type(exc).__name__}: {exc}"[:200]
         if 200 <= response.code < 300:
             return None
@@ -439,7 +438,18 @@ class Notifier:
         return self.sender.stop() if self.sender is not None else succeed(None)
 
 
-def _ip_literal_endpoints(reactor: Any, url: str, timeout_s: float) -> Any:
+def _cancelled(exc: Exception) -> bool:
+    """Whether a request failed because it was cancelled (before or after connecting)."""
+    from twisted.internet.defer import CancelledError
+    from twisted.internet.error import ConnectingCancelledError
+    from twisted.web.client import ResponseNeverReceived
+
+    if isinstance(exc, ResponseNeverReceived):
+        return any(reason.check(CancelledError) for reason in exc.reasons)
+    return isinstance(exc, CancelledError | ConnectingCancelledError)
+
+
+def _ip_literal_endpoints(reactor: Any, url: str) -> Any:
     """For ``http://<IP address>...`` an endpoint factory that connects without a name lookup
     (Twisted resolves host names in the reactor's thread pool, which a plain IP never needs);
     None otherwise, so host names and https use the Agent's own endpoints."""
@@ -461,6 +471,6 @@ def _ip_literal_endpoints(reactor: Any, url: str, timeout_s: float) -> Any:
     @implementer(IAgentEndpointFactory)
     class _Literal:
         def endpointForURI(self, uri: Any) -> Any:
-            return kind(reactor, str(address), uri.port, timeout=timeout_s)
+            return kind(reactor, str(address), uri.port)
 
     return _Literal()

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 from settlement_fakes import Receiver
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 from twisted.internet.defer import maybeDeferred
-from twisted.web.server import Site
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 
-from host.notifications import Outbox, WebhookSender
+from host.notifications import Outbox, WebhookSender, notification
 
 AT = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 PAN = "6222021234567890123"
@@ -119,3 +120,38 @@ def test_webhook_connection_refused_is_recorded(run: Any, outbox: Outbox) -> Non
     assert row["attempts"] == 1 and not row["delivered"]
     with pytest.raises(ValueError, match="http"):
         WebhookSender("ftp://x", outbox, maybeDeferred, lambda: AT)
+
+
+class _Silent(Resource):
+    """A receiver that takes every POST and never answers it."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posts = 0
+
+    def render_POST(self, request: Any) -> Any:  # noqa: N802 - twisted.web naming
+        self.posts += 1
+        return NOT_DONE_YET
+
+
+def test_webhook_timeout_counts_as_failed_attempt(run: Any, outbox: Outbox) -> None:
+    """A receiver that never answers is cut off after timeout_s and retried; the error is kept."""
+    from twisted.internet import reactor
+
+    hook = _Silent()
+    port = reactor.listenTCP(0, Site(hook), interface="127.0.0.1")  # type: ignore[attr-defined]
+    _emit(outbox)
+    try:
+        sender = WebhookSender(f"http://127.0.0.1:{port.getHost().port}/hook", outbox,
+                               maybeDeferred, lambda: AT, delays_s=(0.01,), timeout_s=0.05)
+        run(sender.pump().asFuture(asyncio.get_event_loop()))
+    finally:
+        run(port.stopListening().asFuture(asyncio.get_event_loop()))
+    assert hook.posts == 2
+    (row,) = outbox.entries()
+    assert not row["delivered"] and row["attempts"] == 2
+    with outbox.engine.connect() as conn:
+        error = conn.execute(select(notification.c.last_error)).scalar_one()
+    assert error == "no answer within 0.05 s"
