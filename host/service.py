@@ -46,7 +46,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, func, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from host import cards, rules
 from host.canonical_json import dumps_sorted
@@ -66,6 +66,7 @@ from host.ledger import (
     verify_connection,
 )
 from host.ledger import accounts as acct
+from host.ledger.db_retry import run_retrying
 from host.ledger.prepared import run_plain
 from host.ledger.schema import posting_group
 from host.replies import (
@@ -303,15 +304,9 @@ class HostService:
         return self._retrying(lambda: self._transact(request, fields, fingerprint_src, now))
 
     def _retrying(self, fn: Callable[[], T]) -> T:
-        for attempt in range(_RETRIES):
-            try:
-                return fn()
-            except (IntegrityError, OperationalError) as exc:
-                # A concurrent twin inserted the same key first, or the database was busy or
-                # chose us as a deadlock victim: run again; the retry sees the other's result.
-                if attempt == _RETRIES - 1 or not _transient(exc):
-                    raise
-        raise AssertionError("unreachable")
+        # A concurrent twin inserted the same key first, or the database was busy or chose us
+        # as a deadlock victim: run again; the retry sees the other's result.
+        return run_retrying(fn, _RETRIES)
 
     def _transact(self, request: Any, fields: dict[str, str], raw: dict[str, str],
                   now: datetime) -> Reply:
@@ -1014,13 +1009,6 @@ def _kind(req: FinancialRequest) -> str:
     return {"AuthorizationRequest": "auth", "SaleRequest": "sale", "RefundRequest": "refund",
             "VoidRequest": "void", "CompletionAdvice": "completion"}.get(type(req).__name__,
                                                                          "financial")
-
-
-def _transient(exc: DBAPIError) -> bool:
-    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
-    if isinstance(exc, IntegrityError):
-        return "unique" in text or "duplicate" in text
-    return any(s in text for s in ("locked", "busy", "deadlock", "serializ", "could not"))
 
 
 def _totals_dict(totals: BatchTotals) -> dict[str, int]:
