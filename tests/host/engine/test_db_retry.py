@@ -37,6 +37,29 @@ class _Attempts:
         return run_retrying(attempt, attempts)
 
 
+def _first_error_then_success(
+    release: Callable[[], None], action: Callable[[], None], close: Callable[[], None]
+) -> DBAPIError:
+    """Runs ``action`` through run_retrying while another connection holds a lock, calling
+    ``release`` (that connection ends its transaction) before the second attempt; asserts the
+    second attempt succeeded and returns the first attempt's error."""
+
+    def attempt(n: int) -> int:
+        if n == 2:
+            release()
+        action()
+        return n
+
+    attempts = _Attempts()
+    try:
+        assert attempts.run(attempt) == 2
+    finally:
+        close()
+    first = attempts.errors[0]
+    assert isinstance(first, OperationalError)
+    return first
+
+
 @pytest.fixture
 def sqlite_engines(tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
     """Two engines on one SQLite file; the second never waits for a lock (timeout 0)."""
@@ -55,21 +78,13 @@ def test_sqlite_busy_is_retried(sqlite_engines: tuple[Engine, Engine]) -> None:
     and succeeds once the lock is released."""
     holder, waiter = sqlite_engines
     raw = holder.raw_connection()
-    raw.execute("BEGIN IMMEDIATE")  # type: ignore[attr-defined]  # hold the write lock
+    raw.execute("BEGIN IMMEDIATE")  # hold the write lock
 
-    def write(n: int) -> int:
-        if n == 2:
-            raw.commit()  # the other writer finishes between the attempts
+    def write() -> None:
         with waiter.begin() as conn:
             conn.execute(text("INSERT INTO item (id, amount) VALUES (1, 5)"))
-        return n
 
-    attempts = _Attempts()
-    try:
-        assert attempts.run(write) == 2
-    finally:
-        raw.close()
-    first = attempts.errors[0]
+    first = _first_error_then_success(raw.commit, write, raw.close)
     assert isinstance(first, OperationalError) and isinstance(first.orig, sqlite3.Error)
     assert first.orig.sqlite_errorname == "SQLITE_BUSY"
 
@@ -147,19 +162,12 @@ def test_postgresql_lock_not_available_is_retried(pg_engine: Engine) -> None:
     holder.begin()
     holder.execute(text("SELECT * FROM item WHERE id = 1 FOR UPDATE"))
 
-    def lock_row(n: int) -> int:
-        if n == 2:
-            holder.commit()
+    def lock_row() -> None:
         with pg_engine.begin() as conn:
             conn.execute(text("SELECT * FROM item WHERE id = 1 FOR UPDATE NOWAIT"))
-        return n
 
-    attempts = _Attempts()
-    try:
-        assert attempts.run(lock_row) == 2
-    finally:
-        holder.close()
-    assert getattr(attempts.errors[0] and attempts.errors[0].orig, "sqlstate", None) == "55P03"
+    first = _first_error_then_success(holder.commit, lock_row, holder.close)
+    assert getattr(first.orig, "sqlstate", None) == "55P03"
 
 
 def test_postgresql_other_errors_are_not_retried(pg_engine: Engine) -> None:
@@ -174,4 +182,5 @@ def test_postgresql_other_errors_are_not_retried(pg_engine: Engine) -> None:
     with pytest.raises(IntegrityError, match="amount_unique_positive"):
         attempts.run(insert)
     assert len(attempts.errors) == 1
-    assert getattr(attempts.errors[0] and attempts.errors[0].orig, "sqlstate", None) == "23514"
+    error = attempts.errors[0]
+    assert error is not None and getattr(error.orig, "sqlstate", None) == "23514"
