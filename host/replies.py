@@ -8,7 +8,7 @@ answer, and the log context every message line of the server carries.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -48,12 +48,19 @@ class Reply:
 def stamped(reply: Reply, local: datetime) -> Reply:
     """``reply`` carrying the host's own date and time (DE13/DE12) in the merchant's zone,
     so terminals show the host's time (simulated or real), never their machine's."""
-    if reply.response is None:
+    response = reply.response
+    if response is None:
         return reply
-    # f-strings: strftime costs a few microseconds per answer on the hot path.
-    return Reply(replace(reply.response, host_date=f"{local.month:02d}{local.day:02d}",
-                         host_time=f"{local.hour:02d}{local.minute:02d}{local.second:02d}"),
-                 reply.log)
+    # f-strings: strftime costs a few microseconds per answer on the hot path. The copy is the
+    # response's own attributes with the two fields set: the messages are plain frozen
+    # dataclasses (no __post_init__, no slots), and dataclasses.replace, which runs __init__
+    # again, cost 5 µs per answer against under 2 µs for this.
+    stamped_response = object.__new__(type(response))
+    attributes = stamped_response.__dict__
+    attributes.update(response.__dict__)
+    attributes["host_date"] = f"{local.month:02d}{local.day:02d}"
+    attributes["host_time"] = f"{local.hour:02d}{local.minute:02d}{local.second:02d}"
+    return Reply(stamped_response, reply.log)
 
 
 def log_context(fields: Mapping[str, str], kind: str, rc: str, rule: str | None, *,

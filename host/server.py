@@ -236,7 +236,8 @@ class IsoHostProtocol(FramedProtocol):
         """One of this connection's requests was answered (or dropped): take the next."""
         self._in_flight -= 1
         self.factory.request_finished()
-        self._take_waiting()
+        if self._paused or self._waiting:  # the usual case, nothing held, costs no call
+            self._take_waiting()
 
     def _take_waiting(self) -> None:
         """Accept held frames while under the cap; read again once none is held."""
