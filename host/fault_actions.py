@@ -30,6 +30,7 @@ class SkippedReply:
 
     response: Any = None
     log: dict[str, object] = field(default_factory=dict)
+    silent: bool = False  # the fault decides what the terminal gets, not this flag
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,14 @@ class Reply:
     """What the server sends (``response``; None = send nothing) and logs (``log``).
 
     ``log`` keys: kind, mti, stan, tid, mid, rc, rule, rrn, pan (masked), amount_minor,
-    currency (absent when unknown).
+    currency (absent when unknown). ``silent`` marks a deliberate non-answer (a ``no_response``
+    test card, whose terminal is meant to time out); any other reply without a response means
+    nothing can be addressed, and the server closes the connection instead.
     """
 
     response: AnyResponse | None
     log: dict[str, object]
+    silent: bool = False
 
 
 def stamped(reply: Reply, local: datetime) -> Reply:

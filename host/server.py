@@ -73,6 +73,10 @@ class ReplyLike(Protocol):
     def log(self) -> dict[str, object]:
         """Facts for the log line (kind, rule, rrn, masked pan ...)."""
 
+    @property
+    def silent(self) -> bool:
+        """True when sending nothing is deliberate (otherwise the connection is closed)."""
+
 
 class IsoService(Protocol):
     """The part of :class:`host.service.HostService` the server calls (blocking)."""
@@ -103,10 +107,6 @@ class ServerLimits:
         base = cls()
         return cls(**{name: getattr(limits, name, getattr(base, name))
                       for name in cls.__dataclass_fields__})
-
-
-SILENT_NOTE = "no_response"
-"""``Reply.log["note"]`` of a deliberate silence (a ``no_response`` test card)."""
 
 
 class IsoHostProtocol(FramedProtocol):
@@ -362,7 +362,7 @@ class IsoHostProtocol(FramedProtocol):
             log.event("no_response", **{"mti": in_mti, **result.log, "conn": self.conn_id})
             if decision is not None and not format_error:
                 return self._deliver_fault(decision, None)
-            if format_error or result.log.get("note") != SILENT_NOTE:
+            if format_error or not result.silent:
                 # Nothing can be addressed to this request: a close tells the terminal now,
                 # where silence would leave it waiting for its timeout.
                 self._shut("unanswerable")

@@ -451,7 +451,8 @@ class HostService:
     def _financial(self, ctx: _Ctx, req: FinancialRequest) -> Reply:
         pan = req.card.account if req.card is not None else None
         if pan is not None and cards.silent_card(self.config, pan):
-            return Reply(None, log_context(ctx.fields, _kind(req), "", None, note="no_response"))
+            return Reply(None, log_context(ctx.fields, _kind(req), "", None, note="no_response"),
+                         silent=True)
         pre = self._precheck(ctx, req, pan)
         if isinstance(req, RefundRequest):
             return self._refund(ctx, req, pan, pre)

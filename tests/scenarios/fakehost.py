@@ -34,6 +34,7 @@ class Reply:
 
     response: Any
     log: dict[str, object]
+    silent: bool = False
 
 
 @dataclass
@@ -57,7 +58,7 @@ class FakeService:
         card = getattr(req, "card", None)
         silent = card is not None and card.account.digits == SILENT_PAN
         if silent and not isinstance(req, ReversalRequest):
-            return Reply(None, {"note": "no_response"})  # a deliberate silence (host.server)
+            return Reply(None, {"note": "no_response"}, silent=True)  # a deliberate silence
         amount: Money = req.amount  # type: ignore[union-attr]
         self._rrn += 1
         rrn, rc, rule, remaining = f"{self._rrn:012d}", "00", None, None

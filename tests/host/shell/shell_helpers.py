@@ -128,6 +128,7 @@ class FakeReply:
 
     response: Any
     log: dict[str, object]
+    silent: bool = False
 
 
 @dataclass
