@@ -1,0 +1,122 @@
+"""Where security data sits in a message, and which bytes a MAC covers.
+
+Host and terminal must agree byte for byte, so the layout lives here, once:
+
+* **MAC span.** A MAC covers the message as sent, from the MTI up to (excluding) the MAC
+  field, with the MAC field's bitmap bit already set: the length header, the TPDU and the
+  fixed message header are not covered. The MAC field is the last field of the message
+  (DE64 without a secondary bitmap, DE128 with one), so the span is the message minus its last
+  :data:`MAC_LENGTH` bytes. A sender encodes the message with a placeholder MAC
+  (:data:`MAC_PLACEHOLDER`) and then :func:`seal` puts the real one in; a receiver checks the
+  bytes it received with :func:`mac_matches` and never re-encodes them.
+* **Working keys at sign-on.** The 0810 carries the wrapped working keys — PIN key, MAC key,
+  optionally data key, each ciphertext followed by its check value (the layout of
+  :meth:`protocol.security.WorkingKeys.wrap`). A binary field carries the bytes; a text field
+  (the generic profiles' DE62) carries them as upper-case hex (:func:`key_block_text`).
+* **Security control (DE53, n16).** Digit 1: the ISO 9564 PIN block format (``0`` or ``4``);
+  digit 2: the key algorithm (``2`` TDES double length, ``3`` TDES triple length, ``8``
+  AES-128); digit 3: key management (``0`` master/session keys from sign-on, ``1`` TDES DUKPT,
+  ``2`` AES DUKPT); digits 4-16 zero. :class:`SecurityControl` reads and writes it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+from dataclasses import dataclass
+
+from protocol.security.errors import KeyFormatError
+from protocol.security.keys import Key, KeyAlgorithm
+from protocol.security.mac import MacScheme
+from protocol.security.pinblock import PinBlockFormat
+
+MAC_LENGTH = 8
+"""Bytes of a MAC field (DE64 or DE128, ``b 8``)."""
+
+MAC_PLACEHOLDER = "00" * MAC_LENGTH
+"""The MAC field value (hex text, as a field dict holds binary fields) to encode before sealing."""
+
+
+def mac_span(message: bytes) -> bytes:
+    """The bytes a MAC covers: ``message`` (MTI to the end) without its trailing MAC field."""
+    if len(message) <= MAC_LENGTH:
+        raise ValueError("message too short to carry a MAC field")
+    return message[:-MAC_LENGTH]
+
+
+def seal(message: bytes, scheme: MacScheme, key: Key) -> bytes:
+    """``message`` (encoded with :data:`MAC_PLACEHOLDER` as its last field) with its real MAC."""
+    span = mac_span(message)
+    return span + scheme.compute(key, span)
+
+
+def mac_matches(message: bytes, scheme: MacScheme, key: Key) -> bool:
+    """True when the last :data:`MAC_LENGTH` bytes of ``message`` are the MAC of the rest."""
+    return scheme.verify(key, mac_span(message), message[-MAC_LENGTH:])
+
+
+def key_block_text(block: bytes) -> str:
+    """Wrapped working keys as the upper-case hex a text field carries."""
+    return block.hex().upper()
+
+
+def key_block_bytes(text: str) -> bytes:
+    """The wrapped working keys from their hex text.
+
+    :raises KeyFormatError: the text is not even-length hex.
+    """
+    try:
+        return binascii.unhexlify(text)
+    except (binascii.Error, ValueError):
+        raise KeyFormatError("working-key block is not hex text") from None
+
+
+class KeyManagement(enum.Enum):
+    """How the terminal's PIN and MAC keys are established (DE53 digit 3)."""
+
+    MASTER_SESSION = "0"
+    TDES_DUKPT = "1"
+    AES_DUKPT = "2"
+
+
+_ALGORITHM_DIGITS = {
+    KeyAlgorithm.TDES_2KEY: "2",
+    KeyAlgorithm.TDES_3KEY: "3",
+    KeyAlgorithm.AES_128: "8",
+}
+_FORMAT_DIGITS = {PinBlockFormat.ISO_0: "0", PinBlockFormat.ISO_4: "4"}
+
+
+@dataclass(frozen=True)
+class SecurityControl:
+    """DE53 security-related control information: PIN block format, key algorithm, key scheme."""
+
+    pin_format: PinBlockFormat
+    algorithm: KeyAlgorithm
+    management: KeyManagement = KeyManagement.MASTER_SESSION
+
+    def text(self) -> str:
+        """The 16 digits of DE53."""
+        head = (_FORMAT_DIGITS[self.pin_format] + _ALGORITHM_DIGITS[self.algorithm]
+                + self.management.value)
+        return head.ljust(16, "0")
+
+    @classmethod
+    def parse(cls, text: str) -> SecurityControl:
+        """Read DE53.
+
+        :raises KeyFormatError: not 16 digits, or a digit poslab does not know (named).
+        """
+        if len(text) != 16 or not text.isdigit():
+            raise KeyFormatError("DE53 must be 16 digits")
+        formats = {v: k for k, v in _FORMAT_DIGITS.items()}
+        algorithms = {v: k for k, v in _ALGORITHM_DIGITS.items()}
+        if text[0] not in formats:
+            raise KeyFormatError(f"DE53 digit 1: unknown PIN block format {text[0]!r}")
+        if text[1] not in algorithms:
+            raise KeyFormatError(f"DE53 digit 2: unknown key algorithm {text[1]!r}")
+        try:
+            management = KeyManagement(text[2])
+        except ValueError:
+            raise KeyFormatError(f"DE53 digit 3: unknown key management {text[2]!r}") from None
+        return cls(formats[text[0]], algorithms[text[1]], management)
