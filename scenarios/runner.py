@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from protocol import Codec, ProtocolError, RuleId, response_text
 from protocol.codes import EntryMode, NetworkCode, RefundReason
@@ -44,6 +46,7 @@ from protocol.messages import (
 from protocol.money import Money
 from protocol.money import currency as find_currency
 from protocol.private_data import decode_remaining
+from scenarios import admin as admin_api
 from scenarios import schema
 from scenarios.admin import AdminCallError, AdminError
 from scenarios.loader import Loaded
@@ -61,6 +64,7 @@ Fields = dict[str, str]
 DEFAULT_START = datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=8)))  # a Monday
 ANSWER_WAIT_S = 10.0
 REVERSAL_REPEATS = 3
+M = TypeVar("M", bound=BaseModel)
 _ENTRY = {"manual": EntryMode.MANUAL, "swipe": EntryMode.SWIPE, "chip": EntryMode.CHIP,
           "contactless": EntryMode.CONTACTLESS}
 _NET = {"echo": NetworkCode.ECHO, "sign_on": NetworkCode.SIGN_ON, "sign_off": NetworkCode.SIGN_OFF}
@@ -573,37 +577,50 @@ def _admin(session: Session) -> Any:
 
 
 async def _admin_call(session: Session, method: str, path: str, body: Any = None) -> Any:
-    admin = _admin(session)
+    """An untyped admin call (scenario checks read any host's JSON leniently)."""
     try:
-        return await admin.call(method, path, body)
+        return await _admin(session).call(method, path, body)
     except AdminCallError as exc:
-        if exc.status in (404, 405) and not path.startswith(("/transactions/", "/reviews/")):
-            raise StepSkipped(f"the host has no {method} {path.split('?')[0]} "
-                              f"(HTTP {exc.status})") from None
-        raise StepFailed(f"{method} {path} to succeed", str(exc)) from None
+        raise _admin_failure(exc, method, path) from None
+
+
+async def _admin_fetch(session: Session, call: admin_api.AdminCall[M]) -> M:
+    """A typed admin call: the answer as its model."""
+    client: admin_api.AdminClient = _admin(session)
+    try:
+        return await client.fetch(call)
+    except AdminCallError as exc:
+        raise _admin_failure(exc, call.method, call.path) from None
+    except ValidationError as exc:
+        raise StepFailed(f"{call.method} {call.path} to answer a {call.model.__name__}",
+                         f"{exc.error_count()} members of another shape") from None
+
+
+def _admin_failure(exc: AdminCallError, method: str, path: str) -> Exception:
+    """A missing admin route skips the step (the host cannot do it); any other error fails it."""
+    if exc.status in (404, 405) and not path.startswith(("/transactions/", "/reviews/")):
+        return StepSkipped(f"the host has no {method} {path.split('?')[0]} "
+                           f"(HTTP {exc.status})")
+    return StepFailed(f"{method} {path} to succeed", str(exc))
 
 
 async def _advance(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Advance = step.params
     if p.to is not None:
-        body: dict[str, Any] = {"instant": p.to.isoformat()}
-        data = await _admin_call(session, "POST", "/clock/set", body)
+        call = admin_api.set_clock(p.to.isoformat())
+    elif p.business_days is not None:
+        call = admin_api.advance_clock(business_days=p.business_days)
+    elif p.hours is not None:
+        call = admin_api.advance_clock(hours=p.hours)
     else:
-        if p.business_days is not None:
-            body = {"business_days": p.business_days}
-        elif p.hours is not None:
-            body = {"hours": p.hours}
-        else:
-            seconds = (p.seconds or 0) + 60 * (p.minutes or 0) + 86400 * (p.days or 0)
-            body = {"seconds": seconds}
-        data = await _admin_call(session, "POST", "/clock/advance", body)
-    result.actual = f"clock now {data.get('now') if isinstance(data, dict) else data}"
-    now = data.get("now") if isinstance(data, dict) else None
-    if isinstance(now, str):
-        try:
-            session.now = datetime.fromisoformat(now).astimezone(session.now.tzinfo)
-        except ValueError:
-            pass
+        seconds = (p.seconds or 0) + 60 * (p.minutes or 0) + 86400 * (p.days or 0)
+        call = admin_api.advance_clock(seconds=seconds)
+    view = await _admin_fetch(session, call)
+    result.actual = f"clock now {view.now}"
+    try:
+        session.now = datetime.fromisoformat(view.now).astimezone(session.now.tzinfo)
+    except ValueError:
+        pass
 
 
 async def _check(session: Session, step: schema.Step, result: StepOutcome) -> None:
@@ -617,18 +634,17 @@ async def _review(session: Session, step: schema.Step, result: StepOutcome) -> N
     review_id = p.review_id
     if review_id is None:
         rrn = session.original(p.refund).rrn
-        data = await _admin_call(session, "GET", "/reviews")
-        reviews = data.get("reviews", data) if isinstance(data, dict) else data
-        found = [r for r in reviews or [] if rrn in (r.get("rrn"), r.get("refund_rrn"))]
+        listed = await _admin_fetch(session, admin_api.reviews())
+        found = [r for r in listed.reviews if r.rrn == rrn]
         if not found:
             raise StepFailed(f"a review for the refund {rrn}", "no such review at the host")
-        review_id = found[0].get("id")
+        review_id = found[0].id
     action = "approve" if step.verb == "approve_review" else "reject"
-    body = {"approver": p.approver, "note": p.note} if action == "approve" else \
-        {"approver": p.approver, "reason": p.reason or p.note}
+    call = admin_api.approve_review(review_id, p.approver, p.note) if action == "approve" \
+        else admin_api.reject_review(review_id, p.approver, p.reason or p.note)
     result.expected = f"review {review_id} {action}d"
-    data = await _admin_call(session, "POST", f"/reviews/{review_id}/{action}", body)
-    result.actual = f"review {review_id}: {data.get('state') if isinstance(data, dict) else data}"
+    review = await _admin_fetch(session, call)
+    result.actual = f"review {review_id}: {review.state}"
 
 
 async def _fault(session: Session, step: schema.Step, result: StepOutcome) -> None:
@@ -651,12 +667,12 @@ async def _fault(session: Session, step: schema.Step, result: StepOutcome) -> No
         rule["delay_ms"] = p.ms
     if p.code:
         rule["response_code"] = p.code
-    await _admin_call(session, "POST", "/faults", rule)
+    await _admin_fetch(session, admin_api.add_faults(rule))
     result.actual = f"fault installed: {p.action}"
 
 
 async def _clear_faults(session: Session, step: schema.Step, result: StepOutcome) -> None:
-    await _admin_call(session, "DELETE", "/faults")
+    await _admin_fetch(session, admin_api.clear_faults())
 
 
 _STEPS: dict[str, Callable[[Session, schema.Step, StepOutcome], Any]] = {
