@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", metavar="FACTOR", type=_speed,
                    help="let the simulated clock run by itself, FACTOR simulated seconds per "
                         "real second (3600: an hour a second); it still moves by command too")
-    sub = p.add_subparsers(dest="command", metavar="{ledger,report}")
+    sub = p.add_subparsers(dest="command", metavar="{ledger,report,openapi}")
     ledger = sub.add_parser("ledger", help="ledger tools")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify,anchor}",
                                        required=True)
@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--key-file", metavar="PATH",
                          help="the chain key file (default: as the host finds it)")
     add_report_parser(sub)
+    sub.add_parser("openapi", help="print the admin API's OpenAPI document (JSON)")
     return p
 
 
@@ -169,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         return ledger_verify(args.db, key_file, args.anchor)
     if args.command == "report":
         return run_report(args)
+    if args.command == "openapi":
+        from host.admin.openapi import document_text
+
+        print(document_text())
+        return 0
     return serve(args)
 
 

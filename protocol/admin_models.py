@@ -267,7 +267,7 @@ class AdvanceBody(AdminModel):
 class SetClockBody(AdminModel):
     """``POST /clock/set``: an ISO 8601 instant with a UTC offset, never earlier than now."""
 
-    instant: str
+    instant: str = Field(json_schema_extra={"format": "date-time"})
 
 
 class SettlementRow(AdminModel):

@@ -20,6 +20,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from host.admin.api import (
+    DB_INT_MAX,
     PROMETHEUS_TYPE,
     AdminContext,
     AdminRequest,
@@ -77,10 +78,10 @@ def transaction(ctx: AdminContext, req: AdminRequest) -> Deferred[TxnDetail]:
 @route("GET", "/transactions", model=TxnPage, query=(
     Query("tid", "only this terminal's transactions"),
     Query("stan", "only this STAN (1-6 digits)", {"type": "string", "pattern": "^[0-9]{1,6}$"}),
-    Query("limit", f"rows per page, 1-{PAGE_MAX} (default {PAGE_DEFAULT})",
-          {"type": "string", "pattern": "^[0-9]{1,4}$"}),
+    Query("limit", f"rows per page (default {PAGE_DEFAULT})",
+          {"type": "integer", "minimum": 1, "maximum": PAGE_MAX}),
     Query("cursor", "the 'next' value of the previous page",
-          {"type": "string", "pattern": "^[0-9]{1,19}$"}),
+          {"type": "integer", "minimum": 0, "maximum": DB_INT_MAX}),
 ))
 def transactions(ctx: AdminContext, req: AdminRequest) -> Deferred[TxnPage]:
     """Transactions newest first, one page at a time."""
@@ -113,7 +114,10 @@ def verify(ctx: AdminContext, req: AdminRequest) -> Deferred[VerifyReport]:
 ))
 def reviews(ctx: AdminContext, req: AdminRequest) -> Deferred[ReviewList]:
     """Refund reviews, optionally of one state."""
-    return ctx.call(ctx.service.reviews, req.query.get("state")).addCallback(
+    state = req.query.get("state")
+    if state is not None and state not in _REVIEW_STATES:  # a typo would list nothing
+        raise HttpError(400, f"state must be one of {', '.join(_REVIEW_STATES)}")
+    return ctx.call(ctx.service.reviews, state).addCallback(
         lambda rows: ReviewList(reviews=rows))
 
 

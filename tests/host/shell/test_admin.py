@@ -112,6 +112,7 @@ def test_endpoint_shapes(start_host: Any, run: Any) -> None:
     ("GET", "/transactions?limit=0", {}, 400, "limit must be a whole number from 1 to 1000"),
     ("GET", "/transactions?limit=5000", {}, 400, "limit must be a whole number from 1 to"),
     ("GET", "/transactions?cursor=abc", {}, 400, "cursor must be the 'next' value"),
+    ("GET", "/reviews?state=pending", {}, 400, "state must be one of pending_review, approved"),
 ])
 def test_errors_are_json_with_status(start_host: Any, run: Any, method: str, path: str,
                                      kwargs: dict[str, Any], status: int, error: str) -> None:
