@@ -23,7 +23,9 @@ _OUT = {"t": "0210", "3": "000000", "4": "000000001000", "11": "000123", "37": "
 _CONTEXT = {"kind": "sale", "rule": None, "rrn": "000000000123"}
 
 
-class _Discard(io.TextIOBase):
+class _Discard(io.StringIO):
+    """A text stream that keeps nothing."""
+
     def write(self, text: str) -> int:
         return len(text)
 
