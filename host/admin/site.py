@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from pydantic import BaseModel
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -143,10 +143,8 @@ class AdminApp:
             answer = AdminResponse(r.model.model_validate(result), status=r.status)
         return write_answer(request, answer)
 
-    def _failure(self, failure: Failure, request: Any) -> Failure | bytes:
+    def _failure(self, failure: Failure, request: Any) -> bytes:
         exc: Any = failure.value
-        if isinstance(exc, CancelledError):
-            return failure  # the client went away; klein drops it quietly
         answer = error_answer(exc)
         if answer is None:
             method = request.method.decode("ascii", "replace")
