@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import re
 import sys
 import threading
@@ -90,6 +89,17 @@ PROCESSORS: list[structlog.typing.Processor] = [stamp, redact_secrets, render_sc
 """The structlog chain every host log line goes through, in order."""
 
 
+class _LineLogger(structlog.BoundLoggerBase):
+    """A structlog bound logger with one method, which takes the members as a dict: the
+    keyword-argument methods of the stock loggers copy every message line's members three
+    times on the way to the processors."""
+
+    def write(self, event: str, members: dict[str, Any]) -> None:
+        """Run ``event`` and ``members`` through the processors and write the line."""
+        args, kw = self._process_event("info", event, members)
+        self._logger.info(*args, **kw)
+
+
 class _LineSink:
     """The structlog logger: writes each rendered line to a stream, one writer at a time."""
 
@@ -133,9 +143,8 @@ class MessageLog:
         self.with_fields = with_fields
         self._table = table
         # bind() once: the lazy proxy wrap_logger returns would rebuild the logger per line.
-        self._log = structlog.wrap_logger(
-            _LineSink(self._stream), processors=PROCESSORS,
-            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)).bind()
+        self._log: _LineLogger = structlog.wrap_logger(
+            _LineSink(self._stream), processors=PROCESSORS, wrapper_class=_LineLogger).bind()
 
     @classmethod
     def to_file(cls, path: str, *, with_fields: bool = False, table: str = "iso87") -> MessageLog:
@@ -161,7 +170,7 @@ class MessageLog:
         if self.with_fields:
             record["fields"] = [str(line) for line in describe_fields(fields, self._table)]
         record.pop("event", None)  # the line's event is "message", whatever the context says
-        self._log.info("message", **record)
+        self._log.write("message", record)
 
     def audit(self, action: str, **details: object) -> None:
         """Log a security-relevant event (admin authentication failures, admin commands)."""
@@ -169,7 +178,7 @@ class MessageLog:
 
     def event(self, event: str, **details: object) -> None:
         """Log any other event: connection opened/closed, framing error, startup."""
-        self._log.info(event, **details)
+        self._log.write(event, details)
 
     def close(self) -> None:
         """Close the file if this log opened it."""
