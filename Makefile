@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports pytest clean bench bench-scenarios powerloss fuzz
+.PHONY: demo test lint typecheck imports pytest clean bench bench-scenarios powerloss fuzz \
+	screenshots
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -67,6 +68,12 @@ fuzz: $(DEMO_STAMP)
 # How long the bundled scenario library takes (docs/qa-guide.md): median of three runs.
 bench-scenarios: $(DEMO_STAMP)
 	$(BIN)/python -m scenarios.bench --runs 3
+
+# The README's pictures of the terminal in a browser (docs/img/browser-*.png): the browser test
+# saves them there. Needs Debian's chromium (apt-get install chromium).
+screenshots: $(STAMP)
+	POSLAB_SCREENSHOTS_DIR=docs/img POSLAB_REQUIRE_BROWSER=1 \
+	  $(BIN)/python -m pytest -p no:xdist -q tests/terminal/test_term_browser.py -k sale
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

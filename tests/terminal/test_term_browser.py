@@ -66,7 +66,6 @@ def test_browser_sale_and_partial_refund(tmp_path: Path, chromium: str) -> None:
         page = browser.new_page(viewport={"width": 1280, "height": 760})
         tab = Tab(page, url)
         assert "TID TERM0001" in tab.wait_for(MENU_HINT)
-        page.screenshot(path=str(shots / "browser-menu.png"))
 
         sold = _sale(tab, "10000")
         assert "APPROVED" in sold and "100.00" in sold, sold
@@ -79,6 +78,7 @@ def test_browser_sale_and_partial_refund(tmp_path: Path, chromium: str) -> None:
         assert "APPROVED" in refunded and "60.00" in refunded, refunded
         assert "Remaining refundable: 40.00" in " ".join(refunded.split())
         assert FULL_PAN not in refunded
+        tab.wait_for("  refund")  # the message pane has moved to the refund's request
         page.screenshot(path=str(shots / "browser-refund.png"))
         browser.close()
     assert (data / "TERM0001" / "journal.json").is_file()
