@@ -201,11 +201,13 @@ def classroom_host_arguments(host_args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the terminal; the exit status is 0 on a normal quit, 2 on a usage or start error."""
     host: HostProcess | None = None
+    session = False
     try:
         args, host_args = parse_command_line(sys.argv[1:] if argv is None else list(argv))
+        session = args.serve_session
         config = build_config(args)
         options, tids = serve_options(args)
-        if args.serve_session:
+        if session:
             from terminal.serve_session import run_session
 
             return run_session(config, tids, _run)
@@ -231,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         return _run(config, record, recorder)
     except (UsageError, ServeError, HostStartError, JournalError, DeckError, RecordError,
             OSError) as exc:
-        print(f"poslab-terminal: {exc}", file=sys.stderr)
+        print(f"poslab-terminal: {exc}", file=sys.stderr, flush=True)
+        if session:  # a browser tab: its screen is the only place its user looks
+            from terminal.serve_session import show_notice
+
+            show_notice(f"This terminal cannot start: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,7 +1,8 @@
 """One browser tab's terminal: claim an id from the pool, run the terminal as that id.
 
-When every id is taken the tab shows why instead of a terminal (and the server's console gets
-the same line), so a trainer knows to close a tab or start with a larger pool.
+When every id is taken, or the terminal cannot start (an unreadable journal in its folder),
+the tab shows why instead of a terminal, and the server's output gets the same line when the
+tab closes.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class NoticeApp(App[None]):
         yield Static(f"{self.message}\n\nCtrl+Q closes this page's session.", id="notice")
 
 
+def show_notice(message: str) -> None:
+    """Show ``message`` in the tab until its user closes it."""
+    NoticeApp(message).run()
+
+
 def run_session(config: TerminalConfig, tids: tuple[str, ...],
                 run_terminal: Callable[[TerminalConfig], int]) -> int:
     """Claim an id (locks under ``DATA-DIR/tid-locks``) and run the terminal as it, with the
@@ -51,7 +57,7 @@ def run_session(config: TerminalConfig, tids: tuple[str, ...],
     if held is None:
         message = pool_full_message(tids)
         print(f"poslab-terminal: {message}", file=sys.stderr, flush=True)
-        NoticeApp(message).run()
+        show_notice(message)
         return 2
     with held:
         return run_terminal(replace(config, terminal_id=held.tid,

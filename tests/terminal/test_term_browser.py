@@ -112,3 +112,21 @@ def test_browser_tabs_take_ids_from_the_pool(tmp_path: Path, chromium: str) -> N
         browser.close()
     wait_released(locks / "LAB00001.lock")
     wait_released(locks / "LAB00002.lock")
+
+
+def test_browser_tab_shows_why_its_terminal_cannot_start(tmp_path: Path, chromium: str) -> None:
+    """A tab whose id has an unreadable journal shows the error on the page, naming the file,
+    not an empty 'session ended'; the journal is left as it was."""
+    from playwright.sync_api import sync_playwright
+
+    data = tmp_path / "data"
+    journal = data / "LAB00001" / "journal.json"
+    journal.parent.mkdir(parents=True)
+    journal.write_text("{not json", encoding="utf-8")
+    with served_terminals(data, "--tid-pool", "LAB00001") as (_, url), sync_playwright() as pw:
+        browser = launch(pw, chromium)
+        tab = Tab(browser.new_page(), url)
+        notice = " ".join(tab.wait_for("cannot start").split())
+        browser.close()
+    assert "journal" in notice and "LAB00001" in notice and "unreadable" in notice, notice
+    assert journal.read_text(encoding="utf-8") == "{not json"
