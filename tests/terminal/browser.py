@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +70,42 @@ def chromium_or_skip() -> str:
     return path
 
 
+@dataclass
+class Served:
+    """A running ``--serve`` process, its URL, and what it wrote (read as it comes, so a full
+    pipe never blocks it)."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    stderr: list[str]
+    readers: list[threading.Thread]
+
+    def stop(self) -> None:
+        """SIGTERM, and wait for it to end (its host and its tabs' terminals with it) and for
+        its output to be read to the end."""
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        for reader in self.readers:
+            reader.join(timeout=30)
+
+
 @contextmanager
-def served_terminals(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``poslab-terminal --serve --port 0 --with-host`` in ``data_dir``: yields the process and
-    the URL it printed once listening; stops it (and so its host and tabs) afterwards."""
+def served_terminals(data_dir: Path, *extra: str) -> Iterator[Served]:
+    """``poslab-terminal --serve --port 0 --with-host`` in ``data_dir``, once it has printed
+    its URL; stopped afterwards."""
     cmd = [sys.executable, "-m", "terminal", "--serve", "--port", "0", "--with-host",
            "--data-dir", str(data_dir), "--echo", "0", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     try:
-        yield proc, _announced_url(proc)
+        url = _announced_url(proc)
+        assert proc.stdout is not None and proc.stderr is not None
+        served = Served(proc, url, [], [])
+        for stream, sink in ((proc.stdout, []), (proc.stderr, served.stderr)):
+            reader = threading.Thread(target=sink.extend, args=(stream,), daemon=True)
+            reader.start()
+            served.readers.append(reader)
+        yield served
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -93,8 +120,9 @@ def _announced_url(proc: subprocess.Popen[str]) -> str:
             raise AssertionError("poslab-terminal --serve printed nothing")
     line = proc.stdout.readline()
     if " on http://" not in line:
-        err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
-        raise AssertionError(f"unexpected first line {line!r} {err}")
+        proc.terminate()
+        raise AssertionError(f"unexpected first line {line!r}; stderr: "
+                             f"{proc.communicate(timeout=30)[1]}")
     return line.split(" on ", 1)[1].split()[0]
 
 

@@ -61,10 +61,10 @@ def test_browser_sale_and_partial_refund(tmp_path: Path, chromium: str) -> None:
 
     shots = _shots(tmp_path)
     data = tmp_path / "data"
-    with served_terminals(data) as (_, url), sync_playwright() as pw:
+    with served_terminals(data) as served, sync_playwright() as pw:
         browser = launch(pw, chromium)
         page = browser.new_page(viewport={"width": 1280, "height": 760})
-        tab = Tab(page, url)
+        tab = Tab(page, served.url)
         assert "TID TERM0001" in tab.wait_for(MENU_HINT)
 
         sold = _sale(tab, "10000")
@@ -92,8 +92,9 @@ def test_browser_tabs_take_ids_from_the_pool(tmp_path: Path, chromium: str) -> N
 
     data = tmp_path / "data"
     locks = data / LOCK_FOLDER
-    with served_terminals(data, "--tid-pool", "LAB00001-LAB00002") as (proc, url), \
+    with served_terminals(data, "--tid-pool", "LAB00001-LAB00002") as served, \
             sync_playwright() as pw:
+        url = served.url
         browser = launch(pw, chromium)
         first = Tab(browser.new_page(), url)
         assert "TID LAB00001" in first.wait_for(MENU_HINT)
@@ -107,8 +108,7 @@ def test_browser_tabs_take_ids_from_the_pool(tmp_path: Path, chromium: str) -> N
         wait_released(locks / "LAB00001.lock")
         again = Tab(browser.new_page(), url)
         assert "TID LAB00001" in again.wait_for(MENU_HINT)
-        proc.terminate()  # with the tabs still open
-        proc.wait(timeout=30)
+        served.stop()  # with the tabs still open
         browser.close()
     wait_released(locks / "LAB00001.lock")
     wait_released(locks / "LAB00002.lock")
@@ -123,9 +123,9 @@ def test_browser_tab_shows_why_its_terminal_cannot_start(tmp_path: Path, chromiu
     journal = data / "LAB00001" / "journal.json"
     journal.parent.mkdir(parents=True)
     journal.write_text("{not json", encoding="utf-8")
-    with served_terminals(data, "--tid-pool", "LAB00001") as (_, url), sync_playwright() as pw:
+    with served_terminals(data, "--tid-pool", "LAB00001") as served, sync_playwright() as pw:
         browser = launch(pw, chromium)
-        tab = Tab(browser.new_page(), url)
+        tab = Tab(browser.new_page(), served.url)
         notice = " ".join(tab.wait_for("cannot start").split())
         browser.close()
     assert "journal" in notice and "LAB00001" in notice and "unreadable" in notice, notice

@@ -146,7 +146,8 @@ def test_served_page_links_back_to_the_address_used(tmp_path: Path) -> None:
     address the browser asked for, and the page is titled with the pool."""
     ready = tmp_path / "ready.json"
     with served_terminals(tmp_path / "data", "--ready-file", str(ready),
-                          "--tid-pool", "LAB00001-LAB00003") as (_, url):
+                          "--tid-pool", "LAB00001-LAB00003") as served:
+        url = served.url
         info = json.loads(ready.read_text())
         assert info["url"] == url and url == f"http://127.0.0.1:{info['port']}/"
         assert info["tids"] == ["LAB00001", "LAB00002", "LAB00003"]
@@ -160,9 +161,8 @@ def test_served_page_links_back_to_the_address_used(tmp_path: Path) -> None:
 
 def test_allowed_remote_bind_warns(tmp_path: Path) -> None:
     """--bind 0.0.0.0 --allow-remote serves, after a warning on stderr."""
-    with served_terminals(tmp_path, "--bind", "0.0.0.0", "--allow-remote") as (proc, url):
-        assert url.startswith("http://0.0.0.0:")
-        proc.terminate()
-        assert proc.stderr is not None
-        err = proc.stderr.read()
+    with served_terminals(tmp_path, "--bind", "0.0.0.0", "--allow-remote") as served:
+        assert served.url.startswith("http://0.0.0.0:")
+        served.stop()
+    err = "".join(served.stderr)
     assert "WARNING: serving on 0.0.0.0" in err and "anyone who can reach" in err
