@@ -30,8 +30,9 @@ class TerminalServer(Server):
     """textual-serve's server, listening where asked and quiet about its command line."""
 
     def __init__(self, plan: SessionPlan, options: ServeOptions) -> None:
-        super().__init__(shlex.join(plan.command), host=options.bind, port=options.port,
-                         title=f"poslab terminal ({describe(plan.tids)})")
+        # textual-serve runs the command through /bin/sh; exec leaves one process per tab
+        super().__init__("exec " + shlex.join(plan.command), host=options.bind, port=options.port,
+                         title=f"poslab terminals {describe(plan.tids)}")
         self.plan = plan
         self.options = options
 
