@@ -60,9 +60,8 @@ def check_bind(options: ServeOptions) -> str | None:
     if not options.allow_remote:
         raise ServeError(f"--bind {options.bind} would let other machines use the terminals; "
                          "add --allow-remote to do that on purpose")
-    return (f"WARNING: serving on {options.bind}:{options.port}: anyone who can reach this "
-            "address can drive the terminals (no login, no TLS). Use it only on a classroom "
-            "network you trust.")
+    return (f"WARNING: serving on {options.bind}: anyone who can reach this address can drive "
+            "the terminals (no login, no TLS). Use it only on a classroom network you trust.")
 
 
 def session_command(argv: list[str]) -> list[str]:

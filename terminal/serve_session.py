@@ -41,7 +41,8 @@ class NoticeApp(App[None]):
 
     def compose(self) -> ComposeResult:
         """The message and how to leave."""
-        yield Static(f"{self.message}\n\nCtrl+Q closes this page's session.", id="notice")
+        yield Static(f"{self.message}\n\nCtrl+Q ends this session; the page's Restart button "
+                     "then tries again.", id="notice")
 
 
 def show_notice(message: str) -> None:
