@@ -35,9 +35,28 @@ class TerminalServer(Server):
                          title=f"poslab terminals {describe(plan.tids)}")
         self.plan = plan
         self.options = options
+        self._sessions: set[asyncio.Task[Any]] = set()
 
     async def on_startup(self, app: web.Application) -> None:
         """No banner: :func:`serve` prints the URL once the port is bound."""
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """One tab's session, remembered so that a stop can end it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        try:
+            return await super().handle_websocket(request)
+        finally:
+            self._sessions.discard(task)
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """End every open tab's session now: textual-serve then tells its terminal to quit and
+        waits for it. Left alone, open websockets would hold the stop up for many seconds."""
+        sessions = list(self._sessions)
+        for task in sessions:
+            task.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
 
     @aiohttp_jinja2.template("app_index.html")
     async def handle_index(self, request: web.Request) -> dict[str, Any]:
