@@ -4,6 +4,7 @@ the session hand-over and the served page's links."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -166,3 +167,15 @@ def test_allowed_remote_bind_warns(tmp_path: Path) -> None:
         served.stop()
     err = "".join(served.stderr)
     assert "WARNING: serving on 0.0.0.0" in err and "anyone who can reach" in err
+
+
+def test_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A --port another program holds ends in one line naming the address, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--serve", "--port", str(port), "--host", "127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+    assert err.count("\n") == 1
