@@ -90,15 +90,15 @@ class TerminalServer(Server):
     def _announce(self, port: int) -> None:
         host = f"[{self.options.bind}]" if ":" in self.options.bind else self.options.bind
         url = f"http://{host}:{port}/"
-        print(f"poslab-terminal: serving terminals {describe(self.plan.tids)} on {url} "
-              f"(host {self.plan.host}); one terminal per browser tab; Ctrl+C stops",
-              flush=True)
-        if self.options.ready_file is not None:
+        if self.options.ready_file is not None:  # first: whoever reads the line finds it
             info = {"url": url, "port": port, "bind": self.options.bind,
                     "host": self.plan.host, "tids": list(self.plan.tids), "pid": os.getpid()}
             tmp = self.options.ready_file.with_name(self.options.ready_file.name + ".tmp")
             tmp.write_text(json.dumps(info), encoding="utf-8")
             tmp.replace(self.options.ready_file)  # readers never see half a file
+        print(f"poslab-terminal: serving terminals {describe(self.plan.tids)} on {url} "
+              f"(host {self.plan.host}); one terminal per browser tab; Ctrl+C stops",
+              flush=True)
 
 
 def serve(plan: SessionPlan, options: ServeOptions) -> int:
