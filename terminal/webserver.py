@@ -3,7 +3,10 @@
 textual-serve serves a page with xterm.js and, for every websocket (every browser tab), starts
 a new process running the session command, whose screen travels over that websocket. The page's
 links are built from the address the browser used (its ``Host`` header), so the same server
-works on ``127.0.0.1`` and, when allowed, on a classroom address.
+works on ``127.0.0.1`` and, when allowed, on a classroom address. The page loads nothing from
+elsewhere: textual-serve's page links a web font from the internet, which a classroom network
+may block or a firewall may leave hanging (a stylesheet holds the page up until it answers), so
+that link is left out and the terminal uses the browser's monospace font.
 """
 
 from __future__ import annotations
@@ -13,17 +16,33 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 from textual_serve.server import Server, to_int
 
 from terminal.serve import ServeError, ServeOptions, SessionPlan, check_bind
 from terminal.tidpool import describe
+
+#: A ``<link>`` to a stylesheet on another site (textual-serve's web font).
+_REMOTE_STYLESHEET = re.compile(r"<link\b[^>]*\bhref=\"https?://[^>]*>", re.IGNORECASE)
+
+
+class _LocalPageLoader(jinja2.FileSystemLoader):
+    """textual-serve's templates without links to other sites."""
+
+    def get_source(self, environment: jinja2.Environment,
+                   template: str) -> tuple[str, str, Callable[[], bool]]:
+        """The template's text with remote stylesheet links removed."""
+        source, filename, uptodate = super().get_source(environment, template)
+        return _REMOTE_STYLESHEET.sub("", source), filename, uptodate
 
 
 class TerminalServer(Server):
@@ -36,6 +55,11 @@ class TerminalServer(Server):
         self.plan = plan
         self.options = options
         self._sessions: set[asyncio.Task[Any]] = set()
+
+    async def _make_app(self) -> web.Application:
+        app = await super()._make_app()
+        aiohttp_jinja2.setup(app, loader=_LocalPageLoader(self.templates_path))
+        return app
 
     async def on_startup(self, app: web.Application) -> None:
         """No banner: :func:`serve` prints the URL once the port is bound."""

@@ -131,13 +131,18 @@ class Tab:
 
     def __init__(self, page: Any, url: str) -> None:
         self.page = page
+        #: what the page tried to fetch from anywhere but the server (refused, never sent)
+        self.elsewhere: list[str] = []
         page.add_init_script(CAPTURE_TERMINALS)
-        # the page also links a web font; nothing but the server itself is ever fetched
-        page.route(lambda u: not u.startswith(url), lambda route: route.abort())
+        page.route(lambda u: not u.startswith(url), self._refuse)
         page.goto(url)
         page.wait_for_function("() => window.__poslabScreen().trim().length > 0",
                                timeout=STEP_TIMEOUT_MS)
         page.locator(".xterm-helper-textarea").focus()
+
+    def _refuse(self, route: Any) -> None:
+        self.elsewhere.append(route.request.url)
+        route.abort()
 
     def screen(self) -> str:
         """The visible terminal rows as text."""

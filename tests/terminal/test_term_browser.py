@@ -56,7 +56,8 @@ def _partial_refund(tab: Tab, amount: str) -> str:
 
 def test_browser_sale_and_partial_refund(tmp_path: Path, chromium: str) -> None:
     """In a browser tab: a sale of 100.00 and a refund of 60.00 of it, keyed on the keyboard,
-    are both approved on the page (PAN masked), by the tab's own terminal and data folder."""
+    are both approved on the page (PAN masked), by the tab's own terminal and data folder; the
+    page fetched nothing from anywhere but the server."""
     from playwright.sync_api import sync_playwright
 
     shots = _shots(tmp_path)
@@ -81,6 +82,7 @@ def test_browser_sale_and_partial_refund(tmp_path: Path, chromium: str) -> None:
         tab.wait_for("  refund")  # the message pane has moved to the refund's request
         page.screenshot(path=str(shots / "browser-refund.png"))
         browser.close()
+    assert tab.elsewhere == []  # the page works on a classroom network without internet
     assert (data / "TERM0001" / "journal.json").is_file()
     assert not (data / "TERM0002").exists()
 
