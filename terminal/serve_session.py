@@ -51,14 +51,15 @@ def show_notice(message: str) -> None:
 
 
 def run_session(config: TerminalConfig, tids: tuple[str, ...],
-                run_terminal: Callable[[TerminalConfig], int]) -> int:
+                run_terminal: Callable[[TerminalConfig], int],
+                notify: Callable[[str], None] = show_notice) -> int:
     """Claim an id (locks under ``DATA-DIR/tid-locks``) and run the terminal as it, with the
-    data folder ``DATA-DIR/<TID>``; 2 after showing the notice when the pool is exhausted."""
+    data folder ``DATA-DIR/<TID>``; 2 after ``notify`` showed why when the pool is exhausted."""
     held = claim(tids, config.data_dir / LOCK_FOLDER)
     if held is None:
         message = pool_full_message(tids)
         print(f"poslab-terminal: {message}", file=sys.stderr, flush=True)
-        show_notice(message)
+        notify(message)
         return 2
     with held:
         return run_terminal(replace(config, terminal_id=held.tid,

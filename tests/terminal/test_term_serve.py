@@ -9,9 +9,11 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browser import served_terminals
+from textual.widgets import Static
 
 from terminal.cli import (
     build_config,
@@ -22,7 +24,7 @@ from terminal.cli import (
     session_arguments,
 )
 from terminal.config import TerminalConfig
-from terminal.serve_session import LOCK_FOLDER, run_session
+from terminal.serve_session import LOCK_FOLDER, NoticeApp, pool_full_message, run_session
 from terminal.tidpool import PoolError, claim, parse_pool
 
 
@@ -93,6 +95,36 @@ def test_session_runs_as_the_claimed_id_in_its_own_folder(tmp_path: Path) -> Non
     held = claim(pool, tmp_path / LOCK_FOLDER)
     assert held is not None and held.tid == "LAB00001"  # both free again
     held.release()
+
+
+def test_exhausted_pool_is_explained_not_run(tmp_path: Path, run: Any,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """With every id held, no terminal runs: the tab's notice and the server's output both
+    name the pool and --tid-pool, and the status is 2."""
+    held = [claim((tid,), tmp_path / LOCK_FOLDER) for tid in ("LAB00001", "LAB00002")]
+    shown: list[str] = []
+
+    def terminal(config: TerminalConfig) -> int:
+        raise AssertionError("a terminal ran without an id")
+
+    pool = ("LAB00001", "LAB00002")
+    assert run_session(TerminalConfig(data_dir=tmp_path), pool, terminal, shown.append) == 2
+    assert shown == [pool_full_message(pool)]
+    assert "LAB00001..LAB00002 (2 ids)" in shown[0] and "--tid-pool" in shown[0]
+    assert shown[0] in capsys.readouterr().err
+    screen: list[str] = []
+
+    async def look() -> None:
+        app = NoticeApp(shown[0])
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            screen.append(str(app.query_one("#notice", Static).render()))
+
+    run(look())
+    assert shown[0] in screen[0] and "Restart" in screen[0]
+    for claimed in held:
+        assert claimed is not None
+        claimed.release()
 
 
 def test_session_arguments_carry_the_terminal_settings(tmp_path: Path) -> None:
