@@ -5,7 +5,10 @@
     poslab-host [--config FILE] [--db URL] [--listen HOST:PORT] [--admin HOST:PORT]
                 [--profile NAME] [--ready-file PATH] [--allow-unknown-terminals] [--strict]
                 [--log-file PATH] [--log-fields] [--clock real|simulated] [--start ISO8601]
-                [--speed FACTOR]
+                [--speed FACTOR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]
+                [--tls-require-client-cert] [--tls-tid-in-cert]] [--admin-tls-cert FILE
+                --admin-tls-key FILE [--admin-tls-client-ca FILE]
+                [--admin-tls-require-client-cert]]
     poslab-host ledger verify [--db URL] [--key-file PATH] [--anchor FILE|VALUE]
     poslab-host ledger anchor [--db URL] [--key-file PATH]
     poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
@@ -111,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", metavar="FACTOR", type=_speed,
                    help="let the simulated clock run by itself, FACTOR simulated seconds per "
                         "real second (3600: an hour a second); it still moves by command too")
+    _add_tls_options(p)
     sub = p.add_subparsers(dest="command", metavar="{ledger,report}")
     ledger = sub.add_parser("ledger", help="ledger tools")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify,anchor}",
@@ -127,6 +131,57 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the chain key file (default: as the host finds it)")
     add_report_parser(sub)
     return p
+
+
+TLS_FLAGS = {  # option -> (port, key of [tls.<port>])
+    "tls_cert": ("iso", "cert_file"), "tls_key": ("iso", "key_file"),
+    "tls_client_ca": ("iso", "client_ca_file"),
+    "tls_require_client_cert": ("iso", "require_client_cert"),
+    "tls_tid_in_cert": ("iso", "tid_in_certificate"),
+    "admin_tls_cert": ("admin", "cert_file"), "admin_tls_key": ("admin", "key_file"),
+    "admin_tls_client_ca": ("admin", "client_ca_file"),
+    "admin_tls_require_client_cert": ("admin", "require_client_cert"),
+}
+
+
+def _add_tls_options(p: argparse.ArgumentParser) -> None:
+    """``--tls-*`` and ``--admin-tls-*``: each overrides its ``[tls.iso]`` / ``[tls.admin]``
+    key of the config (docs/security.md, "TLS")."""
+    g = p.add_argument_group("TLS (each overrides its key in [tls.iso] / [tls.admin])")
+    g.add_argument("--tls-cert", metavar="FILE",
+                   help="PEM server certificate (chain) of the ISO port: listen on TLS")
+    g.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    g.add_argument("--tls-client-ca", metavar="FILE",
+                   help="PEM CA certificate(s) that sign terminal certificates")
+    g.add_argument("--tls-require-client-cert", action="store_true", default=None,
+                   help="mutual TLS: refuse terminals without a certificate of that CA")
+    g.add_argument("--tls-tid-in-cert", action="store_true", default=None,
+                   help="DE41 must be the terminal certificate's CN or a DNS SAN (else 58)")
+    g.add_argument("--admin-tls-cert", metavar="FILE",
+                   help="PEM server certificate (chain) of the admin API: serve HTTPS")
+    g.add_argument("--admin-tls-key", metavar="FILE", help="PEM private key of --admin-tls-cert")
+    g.add_argument("--admin-tls-client-ca", metavar="FILE",
+                   help="PEM CA certificate(s) that sign admin client certificates")
+    g.add_argument("--admin-tls-require-client-cert", action="store_true", default=None,
+                   help="mutual TLS on the admin API")
+
+
+def apply_tls_flags(config: Any, args: argparse.Namespace) -> Any:
+    """``config`` with the ``--tls-*`` flags given on the command line in its ``[tls]``;
+    raises :class:`host.config.ConfigError` when the result is inconsistent."""
+    from host.config import parse_config
+
+    changes: dict[str, dict[str, object]] = {}
+    for option, (port, key) in TLS_FLAGS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            changes.setdefault(port, {})[key] = value
+    if not changes:
+        return config
+    data = config.model_dump(mode="python", exclude_none=True)
+    for port, keys in changes.items():
+        data.setdefault("tls", {}).setdefault(port, {}).update(keys)
+    return parse_config(data, "--tls options with the config")
 
 
 def _fail(message: str) -> int:
@@ -275,6 +330,15 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(f"bad config: {exc}")
     except OSError as exc:
         return _fail(f"cannot read config {args.config}: {exc.strerror or exc}")
+    try:
+        config = apply_tls_flags(config, args)
+        from host.tls import TlsSetupError, check
+
+        check(config)  # a bad certificate file stops the host before it opens the database
+    except ConfigError as exc:
+        return _fail(f"bad config: {exc}")
+    except TlsSetupError as exc:
+        return _fail(f"TLS: {exc}")
 
     from host.logs import MessageLog
 
