@@ -59,10 +59,11 @@ def server_options(section: Any, port_name: str) -> ssl.CertificateOptions | Non
                        if section.client_ca_file else ())
     except TlsFileError as exc:
         raise TlsSetupError(str(exc)) from None
+    # pyOpenSSL takes the certificate and key as cryptography objects (its own X509 and PKey
+    # are deprecated there); its certificate store still wants X509 for the client CAs.
     return ssl.CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(pair.key),
-        certificate=crypto.X509.from_cryptography(pair.leaf),
-        extraCertChain=[crypto.X509.from_cryptography(c) for c in pair.chain[1:]],
+        privateKey=cast(Any, pair.key), certificate=cast(Any, pair.leaf),
+        extraCertChain=cast(Any, list(pair.chain[1:])),
         verify=bool(authorities),
         caCerts=[crypto.X509.from_cryptography(c) for c in authorities] or None,
         requireCertificate=bool(section.require_client_cert),
