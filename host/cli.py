@@ -181,7 +181,7 @@ def apply_tls_flags(config: Any, args: argparse.Namespace) -> Any:
     data = config.model_dump(mode="python", exclude_none=True)
     for port, keys in changes.items():
         data.setdefault("tls", {}).setdefault(port, {}).update(keys)
-    return parse_config(data, "--tls options with the config")
+    return parse_config(data, "--tls-* options with the config")
 
 
 def _fail(message: str) -> int:
