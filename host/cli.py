@@ -133,14 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-TLS_FLAGS = {  # option -> (port, key of [tls.<port>])
-    "tls_cert": ("iso", "cert_file"), "tls_key": ("iso", "key_file"),
-    "tls_client_ca": ("iso", "client_ca_file"),
-    "tls_require_client_cert": ("iso", "require_client_cert"),
+_TLS_PORTS = (  # option prefix, [tls.<section>], the port and its clients in help texts
+    ("tls", "iso", "the ISO port", "terminal"),
+    ("admin-tls", "admin", "the admin API", "admin client"),
+)
+_TLS_KEYS = {"cert": "cert_file", "key": "key_file", "client_ca": "client_ca_file",
+             "require_client_cert": "require_client_cert"}
+TLS_FLAGS = {  # argparse dest -> ([tls.<section>], key)
+    **{f"{prefix.replace('-', '_')}_{option}": (section, key)
+       for prefix, section, _, _ in _TLS_PORTS for option, key in _TLS_KEYS.items()},
     "tls_tid_in_cert": ("iso", "tid_in_certificate"),
-    "admin_tls_cert": ("admin", "cert_file"), "admin_tls_key": ("admin", "key_file"),
-    "admin_tls_client_ca": ("admin", "client_ca_file"),
-    "admin_tls_require_client_cert": ("admin", "require_client_cert"),
 }
 
 
@@ -148,22 +150,20 @@ def _add_tls_options(p: argparse.ArgumentParser) -> None:
     """``--tls-*`` and ``--admin-tls-*``: each overrides its ``[tls.iso]`` / ``[tls.admin]``
     key of the config (docs/security.md, "TLS")."""
     g = p.add_argument_group("TLS (each overrides its key in [tls.iso] / [tls.admin])")
-    g.add_argument("--tls-cert", metavar="FILE",
-                   help="PEM server certificate (chain) of the ISO port: listen on TLS")
-    g.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
-    g.add_argument("--tls-client-ca", metavar="FILE",
-                   help="PEM CA certificate(s) that sign terminal certificates")
-    g.add_argument("--tls-require-client-cert", action="store_true", default=None,
-                   help="mutual TLS: refuse terminals without a certificate of that CA")
-    g.add_argument("--tls-tid-in-cert", action="store_true", default=None,
-                   help="DE41 must be the terminal certificate's CN or a DNS SAN (else 58)")
-    g.add_argument("--admin-tls-cert", metavar="FILE",
-                   help="PEM server certificate (chain) of the admin API: serve HTTPS")
-    g.add_argument("--admin-tls-key", metavar="FILE", help="PEM private key of --admin-tls-cert")
-    g.add_argument("--admin-tls-client-ca", metavar="FILE",
-                   help="PEM CA certificate(s) that sign admin client certificates")
-    g.add_argument("--admin-tls-require-client-cert", action="store_true", default=None,
-                   help="mutual TLS on the admin API")
+    for prefix, section, port, clients in _TLS_PORTS:
+        g.add_argument(f"--{prefix}-cert", metavar="FILE",
+                       help=f"PEM server certificate (chain) of {port}: listen on TLS")
+        g.add_argument(f"--{prefix}-key", metavar="FILE", help=f"PEM private key of "
+                                                               f"--{prefix}-cert")
+        g.add_argument(f"--{prefix}-client-ca", metavar="FILE",
+                       help=f"PEM CA certificate(s) that sign {clients} certificates")
+        g.add_argument(f"--{prefix}-require-client-cert", action="store_true", default=None,
+                       help=f"mutual TLS on {port}: refuse clients without a certificate "
+                            "of that CA")
+        if section == "iso":
+            g.add_argument("--tls-tid-in-cert", action="store_true", default=None,
+                           help="DE41 must be the terminal certificate's CN or a DNS SAN "
+                                "(else 58)")
 
 
 def apply_tls_flags(config: Any, args: argparse.Namespace) -> Any:
