@@ -200,3 +200,32 @@ def test_scenarios_run_over_mutual_tls(mtls_host: ServerProcess, module_pki: Pki
     assert scenarios_cli.main(["run", str(path), "--host", iso, "--tid", TID, "-q", *tls]) == 0
     assert scenarios_cli.main(["run", str(path), "--host", iso, "--tid", TID, "-q",
                                "--tls-ca", str(module_pki.ca)]) == 1
+
+
+def _echo(tid: str = TID) -> dict[str, str]:
+    return {"t": "0800", "7": "1127090000", "11": f"{next(_STANS):06d}", "70": "301",
+            "41": tid, "42": MID}
+
+
+def test_terminal_link_without_certificate_says_tls_failed(
+        mtls_host: ServerProcess, module_pki: Pki, run: Any) -> None:
+    """The terminal's link to an mTLS host, without a certificate, fails with the TLS reason
+    (not a bare "closed"); with TERM0001's certificate the same echo is answered 00."""
+    from protocol import Codec
+    from terminal.link import Link, LinkDown
+
+    port = int(mtls_host.ready["iso_port"])
+
+    async def echo(tls: ClientTls) -> dict[str, str]:
+        link = Link("127.0.0.1", port, Codec("iso87-ascii"), tls=tls)
+        await link.connect()
+        try:
+            return await link.send_fields(_echo(), 10)
+        finally:
+            link.close()
+
+    with pytest.raises(LinkDown, match="TLS connection to the host failed.*certificate"):
+        run(echo(ClientTls(ca_file=str(module_pki.ca))))
+    client = module_pki.client(TID)
+    answer = run(echo(ClientTls(str(module_pki.ca), str(client.cert), str(client.key))))
+    assert answer["39"] == "00"
