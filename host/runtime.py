@@ -200,6 +200,31 @@ class HostRuntime:
         self._listeners.append(port)
         return int(port.getHost().port)
 
+    def _close_connections(self, factory: IsoServerFactory) -> Deferred[Any]:
+        """Close every ISO connection; abort those still open after ``frame_deadline_s``.
+
+        A TLS close waits for the client's close_notify, which a client that does not read
+        never sends; without the abort it would hold the stop until its idle timeout.
+        """
+        closed = factory.close_all()
+        timer = MonotonicTimer(asyncio.get_running_loop())
+
+        def abort_rest() -> None:
+            for conn in list(factory.connections):
+                transport: Any = conn.transport
+                if transport is not None:
+                    self.log.event("close", conn=conn.conn_id, reason="stop_abort")
+                    transport.abortConnection()
+
+        pending = timer.callLater(factory.limits.frame_deadline_s, abort_rest)
+
+        def done(result: object) -> object:
+            if pending.active():
+                pending.cancel()
+            return result
+
+        return closed.addBoth(done)
+
     def _poll_clock(self, clock: Any, timer: MonotonicTimer, every_s: float = 1.0) -> None:
         """Run the clock's due events (cut-offs, funding...) when time moves by itself.
 
@@ -274,7 +299,7 @@ class HostRuntime:
         if self.factory is not None:
             self.factory.stop_reading()
             await wait(self.factory.drained())
-            await wait(self.factory.close_all())
+            await wait(self._close_connections(self.factory))
         worker = self._worker
         if self.notifier is not None:
             await wait(self.notifier.stop())

@@ -8,9 +8,11 @@ the ISO port and ``tid_in_certificate``.
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 import struct
+import subprocess
 from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
@@ -229,3 +231,31 @@ def test_terminal_link_without_certificate_says_tls_failed(
     client = module_pki.client(TID)
     answer = run(echo(ClientTls(str(module_pki.ca), str(client.cert), str(client.key))))
     assert answer["39"] == "00"
+
+
+def test_sigterm_with_a_tls_client_that_stopped_reading_exits_0(
+        module_pki: Pki, tmp_path: Path) -> None:
+    """SIGTERM stops a TLS host even while a client that got its answer no longer reads (so
+    never returns the TLS close): its connection is aborted after frame_deadline_s, exit 0."""
+    config = tmp_path / "host.toml"
+    config.write_text("[limits]\nframe_deadline_s = 1\n", encoding="utf-8")
+    server = _start(["--db", str(tmp_path / "ledger.db"), "--config", str(config),
+                     "--tls-cert", str(module_pki.server.cert),
+                     "--tls-key", str(module_pki.server.key)])
+    context = ssl.create_default_context(cafile=str(module_pki.ca))
+    raw = socket.create_connection(("127.0.0.1", int(server.ready["iso_port"])), timeout=20)
+    try:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            body, _ = iso8583.encode(_echo(), PYISO_DEFAULT)
+            sock.sendall(struct.pack("!H", len(body)) + bytes(body))
+            _read(sock, struct.unpack("!H", _read(sock, 2))[0])  # answered; reads no more
+            server.proc.send_signal(signal.SIGTERM)
+            try:
+                status = server.proc.wait(15)
+            except subprocess.TimeoutExpired:  # still waiting for the client's TLS close
+                status = server.kill()
+            log = server.stderr_tail(50000)
+    finally:
+        server.stop()
+    assert status == 0
+    assert '"reason":"stop_abort"' in log
