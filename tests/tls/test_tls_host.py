@@ -140,6 +140,18 @@ def test_admin_api_over_tls_needs_the_ca(tls_host: ServerProcess, module_pki: Pk
         _admin(tls_host, ClientTls()).get("/transactions?limit=1")
 
 
+def test_async_admin_client_over_https(tls_host: ServerProcess, module_pki: Pki,
+                                      run: Any) -> None:
+    """The scenario runner's admin client (Twisted Agent) calls an https:// admin URL through
+    the CA it is given."""
+    from scenarios.admin import AdminClient
+
+    url = f"https://127.0.0.1:{tls_host.ready['admin_port']}"
+    client = AdminClient(url, str(tls_host.ready["admin_token"]),
+                         ClientTls(ca_file=str(module_pki.ca)))
+    assert "transactions" in run(client.get("/transactions?limit=1"))
+
+
 def test_mtls_without_client_certificate_is_refused_and_books_nothing(
         mtls_host: ServerProcess, module_pki: Pki) -> None:
     """Mutual TLS: a terminal with no certificate never gets an answer and its sale is not
