@@ -25,6 +25,7 @@ from terminal.journal import JournalError
 from terminal.recording import Recorder, RecordError, RecordSink, load_recorder
 from terminal.serve import ServeError, ServeOptions, SessionPlan, check_bind, session_command
 from terminal.tidpool import DEFAULT_POOL, PoolError, parse_pool
+from terminal.tls import ClientTlsError, client_tls
 
 
 class UsageError(ValueError):
@@ -60,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="asked before refunds and voids (default %(default)s)")
     p.add_argument("--no-supervisor", action="store_true",
                    help="do not ask for the supervisor password")
+    p.add_argument("--tls", action="store_true",
+                   help="connect to the host over TLS (implied by the other --tls options)")
+    p.add_argument("--tls-ca", metavar="FILE",
+                   help="PEM CA certificate that signs the host's (default: the system's CAs)")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="this terminal's PEM certificate, for hosts that require one")
+    p.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     p.add_argument("--record", metavar="FILE",
                    help="write what you do and what the host answers as a scenario file "
                         "(rewritten after every transaction); replay it with "
@@ -131,12 +139,17 @@ def build_config(args: argparse.Namespace) -> TerminalConfig:
         raise UsageError("--reversal-repeats must be between 0 and 10")
     if args.echo < 0:
         raise UsageError("--echo must be 0 (off) or a positive number of seconds")
+    try:
+        tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key, args.tls)
+    except ClientTlsError as exc:
+        raise UsageError(str(exc)) from None
     return TerminalConfig(
         host=host, port=int(port_text), profile=args.profile, terminal_id=tid,
         merchant_id=args.mid, currency=cur, data_dir=Path(args.data_dir),
         timeout_s_response=args.timeout, reversal_repeats=args.reversal_repeats,
         echo_interval_s=args.echo, supervisor_password=args.supervisor_password,
-        supervisor_for_refund=not args.no_supervisor, supervisor_for_void=not args.no_supervisor)
+        supervisor_for_refund=not args.no_supervisor, supervisor_for_void=not args.no_supervisor,
+        tls=tls)
 
 
 def serve_options(args: argparse.Namespace) -> tuple[ServeOptions, tuple[str, ...]]:
@@ -184,6 +197,12 @@ def session_arguments(args: argparse.Namespace, config: TerminalConfig) -> list[
         argv.append("--no-supervisor")
     if args.tid_pool is not None:
         argv += ["--tid-pool", args.tid_pool]
+    if args.tls:
+        argv.append("--tls")
+    for flag, path in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
+                       ("--tls-key", args.tls_key)):
+        if path is not None:
+            argv += [flag, str(Path(path).resolve())]
     return argv
 
 
