@@ -223,7 +223,7 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
         target = await make_target(scenario, start)
         codec = Codec(scenario.terminal.profile)
         session = Session(loaded, target, used_seed, codec, start,
-                          IsoClient(target.iso_host, target.iso_port, codec))
+                          IsoClient(target.iso_host, target.iso_port, codec, tls=target.tls))
         await _run_steps(session, outcome)
     except TargetError as exc:
         outcome.status, outcome.error = "error", f"cannot set up the host: {exc}"
