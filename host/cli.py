@@ -228,9 +228,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "openapi":
         from host.admin.openapi import document_text
 
-        print(document_text())
-        return 0
+        return _print_to_a_reader_that_may_leave(document_text())
     return serve(args)
+
+
+def _print_to_a_reader_that_may_leave(text: str) -> int:
+    """Print ``text``; when the reader has gone (``... | head``) stop quietly, no traceback."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: give that flush somewhere harmless to go.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 0
 
 
 def _key_file(args: argparse.Namespace) -> Path:

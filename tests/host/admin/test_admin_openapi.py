@@ -83,3 +83,15 @@ def test_typed_client_reads_a_live_host(live_host: ServerProcess) -> None:
     with pytest.raises(AdminCallError) as missing:
         client.fetch(api.transaction("999999999999"))
     assert missing.value.status == 404
+
+
+def test_openapi_into_a_reader_that_leaves_early_is_quiet() -> None:
+    """`poslab-host openapi | head -c 1` exits 0 with nothing on stderr (no BrokenPipe trace)."""
+    reader = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL)
+    assert reader.stdin is not None
+    printed = subprocess.run([*python_module("host"), "openapi"], stdout=reader.stdin,
+                             stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    reader.stdin.close()
+    reader.wait(timeout=60)
+    assert (printed.returncode, printed.stderr) == (0, "")
