@@ -22,6 +22,7 @@ from terminal.config import TerminalConfig
 from terminal.hostproc import HostProcess, HostStartError
 from terminal.journal import JournalError
 from terminal.recording import Recorder, RecordError, RecordSink, load_recorder
+from terminal.security.keystore import KeyStoreError
 
 
 class UsageError(ValueError):
@@ -31,7 +32,8 @@ class UsageError(ValueError):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="poslab-terminal",
-        usage="%(prog)s [options] [--with-host [-- HOST-OPTIONS...]]",
+        usage="%(prog)s [options] [--with-host [-- HOST-OPTIONS...]]\n"
+              "       %(prog)s keys {import,dukpt,show} ... (the terminal's keys)",
         description="POS terminal simulator: a countertop terminal talking ISO 8583 to a host.",
         epilog="Keys: 1-8 menu, 0-9 amount, Enter OK, Esc back, F2 message inspector, "
                "F5 reconnect, Ctrl+Q quit.")
@@ -115,8 +117,13 @@ def build_config(args: argparse.Namespace) -> TerminalConfig:
 def main(argv: list[str] | None = None) -> int:
     """Run the terminal; the exit status is 0 on a normal quit, 2 on a usage or start error."""
     host: HostProcess | None = None
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["keys"]:
+        from terminal.security.cli import run as keys
+
+        return keys(arguments[1:])
     try:
-        args, host_args = parse_command_line(sys.argv[1:] if argv is None else list(argv))
+        args, host_args = parse_command_line(arguments)
         config = build_config(args)
         record = Path(args.record) if args.record is not None else None
         recorder = load_recorder() if record is not None else None
@@ -127,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             port = host.start()
             config = replace(config, host="127.0.0.1", port=port)
         return _run(config, record, recorder)
-    except (UsageError, HostStartError, JournalError, DeckError, RecordError, OSError) as exc:
+    except (UsageError, HostStartError, JournalError, DeckError, RecordError, KeyStoreError,
+            OSError) as exc:
         print(f"poslab-terminal: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

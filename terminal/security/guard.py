@@ -23,6 +23,8 @@ from terminal.security.state import SIGN_ON_AGAIN, MacKeys, TerminalSecurity, ma
 
 #: The requests that carry a MAC (with their repeats); their answers carry one too.
 MAC_MTIS = frozenset({"0100", "0200", "0220", "0221", "0400", "0401", "0420", "0421"})
+#: The MAC field of a message with a secondary bitmap.
+SECONDARY_MAC_FIELD = "128"
 #: The field that carries a DUKPT terminal's KSN in a request.
 KSN_FIELD = "62"
 
@@ -66,7 +68,7 @@ class Sealing:
         (:data:`~terminal.security.state.SIGN_ON_AGAIN`): a host that could not check the
         request's MAC, or has no keys for this terminal, cannot MAC its answer either.
         """
-        if self.mac_field not in fields:
+        if not any(f in fields for f in (self.mac_field, SECONDARY_MAC_FIELD)):
             return fields.get("39") in SIGN_ON_AGAIN
         message = payload[self.offset :]
         return len(message) > MAC_LENGTH and mac_matches(message, self.scheme,
@@ -102,5 +104,14 @@ class MacGuard:
             return out, None
         fault, self.fault = self.fault, None
         if fault is not MacFault.MISSING:
-            out[self.mac_field] = MAC_PLACEHOLDER
+            out[mac_field_for(out, self.mac_field)] = MAC_PLACEHOLDER
         return out, Sealing(self.scheme, keys, self.mac_field, self.offset, fault)
+
+
+def mac_field_for(fields: Mapping[str, str], primary: str) -> str:
+    """The MAC field of ``fields``: the last one, DE128 when a field needs the secondary bitmap.
+
+    ``primary`` is the profile's MAC field (DE64 on the generic profiles).
+    """
+    secondary = any(k.isdigit() and int(k) > 64 for k in fields)
+    return SECONDARY_MAC_FIELD if secondary and primary == "64" else primary
