@@ -288,3 +288,35 @@ def test_pin_screen_masked_entry_backspace_escape_enter(sconfig: TerminalConfig,
     assert "APPROVED" in seen["right"] and "DECLINED 55" in seen["wrong"]
     assert secure[1].pin_results == ["ok", "wrong"]
     assert secure[1].received.count("0200") == 2
+
+
+# -- nothing secret on screen or disk ----------------------------------------------------------
+
+
+def test_no_pin_block_or_key_in_inspector_or_journal(sconfig: TerminalConfig, secure: Any,
+                                                     run: Any) -> None:
+    """The inspector explains DE52/53/62/64 without their secrets, and neither it nor the
+    journal holds a PIN block, a wrapped or clear key, or the clear PIN."""
+    from terminal import inspector
+
+    seen: list[Traffic] = []
+    engine = _engine(sconfig, seen)
+    run(engine.sign_on())
+    run(engine.transact(_sale(1000, MASTERCARD, "9753")))
+    text = "\n".join(line for item in seen for line in inspector.render(item))
+    state: SecureState = secure[1]
+    block = state.seen_fields[-1]["52"]
+    wrapped = next(f["62"] for f in (t.fields for t in seen) if f.get("t") == "0810")
+    working = state.working
+    assert working is not None
+    secrets = [block, " ".join(block[i:i + 2] for i in range(0, 16, 2)), wrapped, wrapped[:16],
+               working.pin.get_secret_value().hex().upper(),
+               working.mac.get_secret_value().hex().upper(), TMK_HEX, "9753"]
+    journal = (sconfig.data_dir / "journal.json").read_text()
+    for secret in secrets:
+        assert secret not in text and secret not in journal
+    assert "[PIN block, 8 bytes]" in text
+    assert "PIN block ISO format 0, TDES double length, keys from sign-on" in text
+    kcvs = f"{working.pin.kcv(4).hex().upper()}, {working.mac.kcv(4).hex().upper()}"
+    assert f"2 wrapped keys (PIN, MAC), KCVs {kcvs}" in text
+    assert "MAC (x9.19, 8 bytes)" in text
