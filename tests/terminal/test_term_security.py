@@ -313,6 +313,8 @@ def test_no_pin_block_or_key_in_inspector_or_journal(sconfig: TerminalConfig, se
                working.pin.get_secret_value().hex().upper(),
                working.mac.get_secret_value().hex().upper(), TMK_HEX, "9753"]
     journal = (sconfig.data_dir / "journal.json").read_text()
+    dumped = b"".join(inspector.masked_bytes(item.raw, item.fields) for item in seen)
+    assert bytes.fromhex(block) not in dumped and wrapped.encode() not in dumped
     for secret in secrets:
         assert secret not in text and secret not in journal
     assert "[PIN block, 8 bytes]" in text
