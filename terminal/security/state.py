@@ -74,11 +74,13 @@ class TerminalSecurity:
     """
 
     def __init__(self, profile: WireProfile, store: KeyStore | None = None,
-                 tmk: Key | None = None) -> None:
+                 tmk: Key | None = None,
+                 dukpt: tuple[DukptTerminal[Ksn], Key] | None = None) -> None:
+        """Keys from ``store`` (the data directory), or given (a scenario's, kept in memory)."""
         self.profile = profile
         self.store = store
         self.tmk = tmk if tmk is not None else (store.load_tmk() if store else None)
-        loaded = store.load_dukpt() if store else None
+        loaded = dukpt if dukpt is not None else (store.load_dukpt() if store else None)
         self.dukpt: DukptTerminal[Ksn] | None = loaded[0] if loaded else None
         self._initial: Key | None = loaded[1] if loaded else None
         self.working: WorkingKeys | None = None
@@ -137,9 +139,10 @@ class TerminalSecurity:
 
     def next_ksn(self) -> str:
         """Advance the DUKPT counter, save it, and return the new KSN (20 hex digits)."""
-        assert self.dukpt is not None and self.store is not None and self._initial is not None
+        assert self.dukpt is not None and self._initial is not None
         self.dukpt.ksn = self.dukpt.ksn.next()
-        self.store.save_dukpt(self.dukpt, self._initial)
+        if self.store is not None:
+            self.store.save_dukpt(self.dukpt, self._initial)
         return str(self.dukpt.ksn)
 
     def mac_keys(self, ksn: str | None) -> MacKeys | None:
