@@ -16,12 +16,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from protocol.codec import Codec
-from protocol.security import get_mac_scheme
 from protocol.security.mac import MacScheme
 from protocol.security.wire import MAC_LENGTH, MAC_PLACEHOLDER, mac_matches, seal
-from terminal.security.state import SIGN_ON_AGAIN, MacKeys, TerminalSecurity, mac_setting
+from terminal.security.state import (
+    SIGN_ON_AGAIN,
+    MacKeys,
+    TerminalSecurity,
+    mac_scheme_for,
+    mac_setting,
+)
 
-#: The requests that carry a MAC (with their repeats); their answers carry one too.
+#: The requests that carry a MAC (with their repeats; their answers carry one too), for a
+#: profile that does not list its own (``mac_mtis``).
 MAC_MTIS = frozenset({"0100", "0200", "0220", "0221", "0400", "0401", "0420", "0421"})
 #: The MAC field of a message with a secondary bitmap.
 SECONDARY_MAC_FIELD = "128"
@@ -84,9 +90,9 @@ class MacGuard:
 
     def __init__(self, security: TerminalSecurity, codec: Codec) -> None:
         self.security = security
-        field_number, scheme_name = mac_setting(codec.profile)
-        self.mac_field = str(field_number)
-        self.scheme = get_mac_scheme(scheme_name)
+        self.profile = codec.profile
+        self.mac_field = str(mac_setting(codec.profile)[0])
+        self.mac_mtis: frozenset[str] = getattr(codec.profile, "mac_mtis", None) or MAC_MTIS
         header = codec.profile.message_header
         self.offset = (codec.profile.tpdu.size if codec.profile.tpdu else 0) + (
             header.size if header else 0)
@@ -95,7 +101,7 @@ class MacGuard:
     def prepare(self, fields: Mapping[str, str]) -> tuple[Fields, Sealing | None]:
         """The fields to encode, and the sealing to apply (None: this message has no MAC)."""
         out = dict(fields)
-        if out.get("t") not in MAC_MTIS or not self.security.can_mac:
+        if out.get("t") not in self.mac_mtis or not self.security.can_mac:
             return out, None
         if self.security.dukpt is not None and KSN_FIELD not in out:
             out[KSN_FIELD] = self.security.next_ksn()
@@ -105,7 +111,8 @@ class MacGuard:
         fault, self.fault = self.fault, None
         if fault is not MacFault.MISSING:
             out[mac_field_for(out, self.mac_field)] = MAC_PLACEHOLDER
-        return out, Sealing(self.scheme, keys, self.mac_field, self.offset, fault)
+        scheme = mac_scheme_for(self.profile, keys.request)
+        return out, Sealing(scheme, keys, self.mac_field, self.offset, fault)
 
 
 def mac_field_for(fields: Mapping[str, str], primary: str) -> str:

@@ -23,6 +23,7 @@ from protocol.security import (
     DukptKeys,
     DukptTerminal,
     Key,
+    KeyAlgorithm,
     KeyCheckError,
     KeyWrapError,
     Ksn,
@@ -30,7 +31,9 @@ from protocol.security import (
     SecurityError,
     WorkingKeys,
     encipher_pin,
+    get_mac_scheme,
 )
+from protocol.security.mac import MacScheme
 from protocol.security.wire import KeyManagement, SecurityControl, key_block_bytes
 from protocol.specs import WireProfile
 from terminal.security.keystore import KeyStore
@@ -61,9 +64,21 @@ class MacKeys:
 
 
 def mac_setting(profile: WireProfile) -> tuple[int, str]:
-    """(MAC field number, MAC scheme name) of ``profile``, with the generic default."""
+    """(MAC field number, MAC scheme name for TDES keys) of ``profile``, with the generic
+    default."""
     return (getattr(profile, "mac_field", None) or DEFAULT_MAC_FIELD,
             getattr(profile, "mac_scheme", None) or DEFAULT_MAC_SCHEME)
+
+
+def mac_scheme_for(profile: WireProfile, key: Key) -> MacScheme:
+    """The MAC scheme for ``key``: the profile's for TDES keys, AES-CMAC for AES keys."""
+    return get_mac_scheme(mac_setting(profile)[1] if key.algorithm.is_tdes else "aes-cmac")
+
+
+def working_key_algorithm(tmk: KeyAlgorithm) -> KeyAlgorithm:
+    """The working keys a sign-on sends under a TMK of ``tmk``: double-length TDES under either
+    TDES TMK (the retail MAC takes a double-length key), AES-128 under an AES TMK."""
+    return KeyAlgorithm.TDES_2KEY if tmk.is_tdes else KeyAlgorithm.AES_128
 
 
 class TerminalSecurity:
@@ -101,7 +116,7 @@ class TerminalSecurity:
                                  "import one with poslab-terminal keys import")
         try:
             self.working = WorkingKeys.unwrap(self.tmk, key_block_bytes(key_block),
-                                              self.tmk.algorithm)
+                                              working_key_algorithm(self.tmk.algorithm))
         except (KeyCheckError, KeyWrapError, SecurityError) as exc:
             self.working = None
             raise SignOnKeyError(f"working keys refused: {exc}") from None
