@@ -707,24 +707,24 @@ class BatchUploadResponse(Response):
 class NetworkResponse(Response):
     """0810: answers sign-on, sign-off and echo; DE15 is the host's business date.
 
-    :ivar key_block: DE62 of a sign-on answer: the working keys wrapped under the TMK, as hex
+    :ivar wrapped_keys: DE62 of a sign-on answer: the working keys wrapped under the TMK, as hex
         (``protocol.security.wire.key_block_text``); None when the host sends none.
     """
 
     code: str | None = None
-    key_block: str | None = field(default=None, repr=False)
+    wrapped_keys: str | None = field(default=None, repr=False)
 
     def to_fields(self) -> Fields:
         """The field dict for the codec."""
         out = self._response_fields()
         _put(out, "70", self.code)
-        _put(out, "62", self.key_block)
+        _put(out, "62", self.wrapped_keys)
         return out
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> NetworkResponse:
         """Parse a decoded 0810."""
-        return cls(code=fields.get("70"), key_block=fields.get("62"),
+        return cls(code=fields.get("70"), wrapped_keys=fields.get("62"),
                    **cls._response_kwargs(fields))  # type: ignore[arg-type]
 
 

@@ -168,7 +168,7 @@ class TerminalSession:
             self.sign_on_state.signed_on = False
             if response.approved and self.security is not None:
                 self.sign_on_state.keys = None
-                self.sign_on_state.keys = self.security.accept_sign_on(response.key_block)
+                self.sign_on_state.keys = self.security.accept_sign_on(response.wrapped_keys)
             self.sign_on_state.signed_on = response.approved
         elif request.code is NetworkCode.SIGN_OFF and response.approved:
             self.sign_on_state = SignOn()

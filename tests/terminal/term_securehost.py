@@ -112,7 +112,7 @@ class SecureHostProtocol(FakeHostProtocol):
                 wrapped[-1] ^= 0xFF  # the MAC key's check value
             block = key_block_text(bytes(wrapped))
         self._send(NetworkResponse(mti_value="0810", response_code="00", code=fields["70"],
-                                   key_block=block, **ids).to_fields(), None)  # type: ignore[arg-type]
+                                   wrapped_keys=block, **ids).to_fields(), None)  # type: ignore[arg-type]
 
     def _mac_keys(self, fields: dict[str, str]) -> tuple[Key | None, Key | None]:
         st = self.state
