@@ -322,3 +322,32 @@ def test_no_pin_block_or_key_in_inspector_or_journal(sconfig: TerminalConfig, se
     kcvs = f"{working.pin.kcv(4).hex().upper()}, {working.mac.kcv(4).hex().upper()}"
     assert f"2 wrapped keys (PIN, MAC), KCVs {kcvs}" in text
     assert "MAC (x9.19, 8 bytes)" in text
+
+
+# -- AES keys --------------------------------------------------------------------------------
+
+
+def test_aes_keys_mac_with_cmac_and_refuse_a_pin_the_profile_cannot_carry(tmp_path: Path
+                                                                          ) -> None:
+    """Under an AES TMK the working keys are AES-128: requests are sealed with AES-CMAC, and a
+    PIN is refused because format 4 needs 16 bytes and the generic DE52 carries 8."""
+    from protocol.security import Key, KeyAlgorithm, WorkingKeys, get_mac_scheme
+    from protocol.security.wire import key_block_text, mac_matches
+    from protocol.specs import get_profile
+    from terminal.security.guard import MacGuard
+    from terminal.security.state import SecurityUnavailable, TerminalSecurity
+
+    aes_tmk = Key.generate(KeyAlgorithm.AES_128)
+    keys = WorkingKeys.generate(KeyAlgorithm.AES_128, with_data=False)
+    security = TerminalSecurity(get_profile("iso87-ascii"), tmk=aes_tmk)
+    security.accept_sign_on(key_block_text(keys.wrap(aes_tmk)))
+    assert security.working == keys
+    codec = Codec()
+    fields, sealing = MacGuard(security, codec).prepare(
+        {"t": "0200", "3": "000000", "4": "000000000100", "11": "000001", "41": "TERM0001",
+         "42": "MERCHANT0000001", "49": "156"})
+    assert sealing is not None
+    sealed = sealing.seal(codec.encode(fields))
+    assert mac_matches(sealed, get_mac_scheme("aes-cmac"), keys.mac)
+    with pytest.raises(SecurityUnavailable, match="ISO 4 PIN block of 16 bytes.*carries 8"):
+        security.pin_data("1234", "5555555555554444")
