@@ -34,7 +34,7 @@ from protocol.codes import EntryMode, RefundReason
 from terminal import flow, inspector, receipt, times
 from terminal.cards import Card, load_deck
 from terminal.config import TerminalConfig
-from terminal.engine import Clock, Engine
+from terminal.engine import Clock, Engine, SignOnRefused
 from terminal.flow import FlowState, Outcome, Step
 from terminal.journal import Journal, TxnKind
 from terminal.link import Link, LinkError, Traffic
@@ -247,6 +247,13 @@ class PosApp(App[None]):
         self.link_state = "CONNECTING"
         try:
             resp = await self.engine.sign_on()
+        except SignOnRefused as exc:
+            # The host answered, but its working keys failed their check values every time.
+            self.offline_reason = str(exc)
+            self.link_state = "SIGN-ON REFUSED"
+            self.update_pin_entry()
+            self.notify(str(exc), title="Working keys refused", severity="error", timeout=8)
+            return
         except LinkError as exc:
             self.offline_reason = str(exc)
             self.link_state = "OFFLINE"
@@ -400,6 +407,7 @@ class PosApp(App[None]):
         elif message.outcome.status != "failed":
             self.link_state = "ONLINE" if message.outcome.status != "no_response" else \
                 self.link_state
+        self.update_pin_entry()  # a sign-on after a 63/77 may have replaced or dropped keys
         self.refresh_status()
 
     def watch_state(self, state: FlowState) -> None:

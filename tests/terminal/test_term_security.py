@@ -351,3 +351,26 @@ def test_aes_keys_mac_with_cmac_and_refuse_a_pin_the_profile_cannot_carry(tmp_pa
     assert mac_matches(sealed, get_mac_scheme("aes-cmac"), keys.mac)
     with pytest.raises(SecurityUnavailable, match="ISO 4 PIN block of 16 bytes.*carries 8"):
         security.pin_data("1234", "5555555555554444")
+
+
+def test_app_shows_why_the_sign_on_keys_were_refused(sconfig: TerminalConfig, secure: Any,
+                                                     run: Any) -> None:
+    """When every sign-on's keys fail their KCVs the status says SIGN-ON REFUSED, the reason
+    names the key and its check values, and the PIN step stays off."""
+    from term_helpers import until
+
+    from terminal.app import PosApp
+
+    secure[1].bad_kcv_sign_ons = 5
+    app = PosApp(sconfig)
+    seen: dict[str, Any] = {}
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.link_state == "SIGN-ON REFUSED", what="refusal")
+            seen["reason"] = app.offline_reason
+            seen["pin_entry"] = app.state.policy.pin_entry
+
+    run(go(), timeout=60)
+    assert "MAC key: check value" in seen["reason"] and "3 times" in seen["reason"]
+    assert seen["pin_entry"] is False
