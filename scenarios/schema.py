@@ -495,7 +495,23 @@ class ClockSpec(_Model):
         return self
 
 
-class TmkSpec(_Model):
+class _KeySpec(_Model):
+    """A key given in a scenario: refused at load time unless it matches its check value."""
+
+    def build(self) -> Key:
+        """The key, checked against its KCV."""
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _checks(self) -> _KeySpec:
+        try:
+            self.build()
+        except SecurityError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class TmkSpec(_KeySpec):
     """``terminal.tmk``: the terminal master key (test keys only), checked against its KCV."""
 
     key: Hex
@@ -507,16 +523,8 @@ class TmkSpec(_Model):
         return Key.from_hex(self.key, KeyAlgorithm(self.algorithm), kcv=self.kcv,
                             what="terminal.tmk")
 
-    @model_validator(mode="after")
-    def _checks(self) -> TmkSpec:
-        try:
-            self.build()
-        except SecurityError as exc:
-            raise ValueError(str(exc)) from None
-        return self
 
-
-class DukptSpec(_Model):
+class DukptSpec(_KeySpec):
     """``terminal.dukpt``: a TDES DUKPT initial key with its KCV and the initial KSN."""
 
     initial_key: Hex
@@ -527,14 +535,6 @@ class DukptSpec(_Model):
         """The initial key, checked against its KCV."""
         return Key.from_hex(self.initial_key, KeyAlgorithm.TDES_2KEY, kcv=self.kcv,
                             what="terminal.dukpt.initial_key")
-
-    @model_validator(mode="after")
-    def _checks(self) -> DukptSpec:
-        try:
-            self.build()
-        except SecurityError as exc:
-            raise ValueError(str(exc)) from None
-        return self
 
 
 class TerminalSpec(_Model):
