@@ -89,6 +89,22 @@ def test_keys_import_checks_kcv_and_stores_0600(tmp_path: Path, capsys: Any) -> 
     assert "08D7B4" in shown and TMK_HEX not in shown
 
 
+def test_keys_dukpt_stores_initial_key_and_ksn(tmp_path: Path, capsys: Any) -> None:
+    """`keys dukpt` checks the initial key's KCV, stores it with the KSN (0600) and `keys
+    show` prints the KCV and KSN only; a short KSN is refused with a message."""
+    data = str(tmp_path / "d")
+    ipek = "6AC292FAA1315B4D858AB3A3D7D5933A"
+    assert main(["keys", "--data-dir", data, "dukpt", "--initial-key", ipek, "--kcv", "AF8C07",
+                 "--ksn", KSN0]) == 0
+    assert main(["keys", "--data-dir", data, "show"]) == 0
+    out = capsys.readouterr().out
+    assert "AF8C07" in out and KSN0 in out and "counter 0" in out and ipek not in out
+    assert stat.S_IMODE(KeyStore(Path(data)).dukpt_path.stat().st_mode) == 0o600
+    assert main(["keys", "--data-dir", data, "dukpt", "--initial-key", ipek, "--kcv", "AF8C07",
+                 "--ksn", "FFFF98"]) == 2
+    assert "KSN" in capsys.readouterr().err
+
+
 def test_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     """A TMK file with group or world bits is refused with the chmod to run."""
     store = KeyStore(tmp_path)
@@ -374,3 +390,36 @@ def test_app_shows_why_the_sign_on_keys_were_refused(sconfig: TerminalConfig, se
     run(go(), timeout=60)
     assert "MAC key: check value" in seen["reason"] and "3 times" in seen["reason"]
     assert seen["pin_entry"] is False
+
+
+def test_aes_pin_key_builds_format_4_where_de52_has_16_bytes() -> None:
+    """On a profile whose DE52 carries 16 bytes an AES PIN key gives an ISO format 4 block
+    (DE53 4-8-0) that the PIN key verifies for the right PIN only."""
+    from dataclasses import replace as change
+
+    from protocol.fields import FieldTable
+    from protocol.security import (
+        Key,
+        KeyAlgorithm,
+        PinBlock,
+        PinBlockFormat,
+        WorkingKeys,
+        verify_pin,
+    )
+    from protocol.security.wire import key_block_text
+    from protocol.specs import ISO87_ASCII, WireProfile, length_header
+    from terminal.security.state import TerminalSecurity
+
+    wide = FieldTable("wide-de52", tuple(change(f, max_len=16) if f.number == 52 else f
+                                         for f in ISO87_ASCII.fields),
+                      ISO87_ASCII.mti_enc, ISO87_ASCII.bitmap_enc)
+    profile = WireProfile("wide-de52", wide, length_header("2b"), "DE52 of 16 bytes")
+    tmk_aes = Key.generate(KeyAlgorithm.AES_128)
+    keys = WorkingKeys.generate(KeyAlgorithm.AES_128, with_data=False)
+    security = TerminalSecurity(profile, tmk=tmk_aes)
+    security.accept_sign_on(key_block_text(keys.wrap(tmk_aes)))
+    block, control, ksn = security.pin_data("1234", "5555555555554444")
+    assert len(block) == 32 and control == "4800000000000000" and ksn is None
+    sent = PinBlock(bytes.fromhex(block), PinBlockFormat.ISO_4)
+    assert verify_pin(keys.pin, sent, "5555555555554444", "1234")
+    assert not verify_pin(keys.pin, sent, "5555555555554444", "4321")
