@@ -143,7 +143,8 @@ def test_kcv_mismatch_signs_on_again(sconfig: TerminalConfig, secure: Any, run: 
     engine = _engine(sconfig)
     assert run(engine.sign_on()).approved
     assert secure[1].received == ["0800", "0800"]
-    assert engine.session.sign_on_state.keys.mac == secure[1].working.mac
+    keys = engine.session.sign_on_state.keys
+    assert keys is not None and keys.mac == secure[1].working.mac
 
 
 def test_kcv_mismatch_every_time_is_reported(sconfig: TerminalConfig, secure: Any,
