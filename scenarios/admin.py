@@ -29,6 +29,8 @@ from twisted.internet.defer import Deferred
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
+from terminal.tls import ClientTls
+
 
 class AdminError(Exception):
     """The admin API could not be used; the text says which call and why."""
@@ -85,10 +87,11 @@ class BlockingAdminClient:
     """Bearer-token JSON calls to ``http://host:port``, blocking the caller."""
 
     def __init__(self, port: int, token: str, host: str = "127.0.0.1",
-                 timeout: float = 10.0) -> None:
-        self.base = f"http://{host}:{port}"
+                 timeout: float = 10.0, tls: ClientTls | None = None) -> None:
+        self.base = f"{'https' if tls else 'http'}://{host}:{port}"
         self.token = token
         self.timeout = timeout
+        self._context = tls.ssl_context() if tls else None
 
     def call(self, method: str, path: str, body: object = None) -> Any:
         """One call; JSON answers are parsed, text answers returned as str."""
@@ -96,7 +99,8 @@ class BlockingAdminClient:
         req = urllib.request.Request(self.base + path, data=data, method=method,
                                      headers=_headers(self.token, data is not None))
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=self.timeout,  # noqa: S310
+                                        context=self._context) as resp:
                 return read_answer(method, path, resp.status, resp.read(),
                                    resp.headers.get("Content-Type", ""))
         except urllib.error.HTTPError as exc:
@@ -121,9 +125,11 @@ class BlockingAdminClient:
 class AdminClient:
     """Bearer-token JSON calls to ``base_url``, awaited on the shared loop."""
 
-    def __init__(self, base_url: str, token: str | None) -> None:
+    def __init__(self, base_url: str, token: str | None, tls: ClientTls | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.tls = tls
+        """TLS options for an ``https://`` base URL (None: the system's CAs)."""
 
     async def call(self, method: str, path: str, body: object = None) -> Any:
         """One call; JSON answers are parsed, text answers returned as str."""
@@ -136,7 +142,7 @@ class AdminClient:
         producer: Any = None
         if data is not None:
             producer = FileBodyProducer(io.BytesIO(data))  # type: ignore[no-untyped-call]
-        agent = Agent.usingEndpointFactory(_reactor(), _DirectEndpoints())  # type: ignore[no-untyped-call]
+        agent = Agent.usingEndpointFactory(_reactor(), _DirectEndpoints(self.tls))  # type: ignore[no-untyped-call]
         url = (self.base_url + path).encode()
         try:
             response = await _future(agent.request(method.encode(), url, headers, producer))
@@ -165,12 +171,19 @@ class AdminClient:
 
 @implementer(IAgentEndpointFactory)
 class _DirectEndpoints:
-    """Plain TCP endpoints: an IP address needs no resolver thread (the default Agent's
-    getaddrinfo runs in the reactor's thread pool, which then keeps the process alive)."""
+    """TCP endpoints (TLS ones for ``https``): an IP address needs no resolver thread (the
+    default Agent's getaddrinfo runs in the reactor's thread pool, which then keeps the process
+    alive)."""
+
+    def __init__(self, tls: ClientTls | None = None) -> None:
+        self.tls = tls
 
     def endpointForURI(self, uri: Any) -> Any:  # noqa: N802 - Twisted naming
         from twisted.internet.endpoints import TCP4ClientEndpoint
 
+        if uri.scheme == b"https":
+            return (self.tls or ClientTls()).endpoint(_reactor(), uri.host.decode(), uri.port,
+                                                      timeout=10)
         return TCP4ClientEndpoint(_reactor(), uri.host.decode(), uri.port, timeout=10)
 
 

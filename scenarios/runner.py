@@ -223,7 +223,7 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
         target = await make_target(scenario, start)
         codec = Codec(scenario.terminal.profile)
         session = Session(loaded, target, used_seed, codec, start,
-                          IsoClient(target.iso_host, target.iso_port, codec),
+                          IsoClient(target.iso_host, target.iso_port, codec, tls=target.tls),
                           security=security_steps.build_security(scenario, codec))
         session.client.link.guard = security_steps.guard_for(session.security, codec)
         await _run_steps(session, outcome)

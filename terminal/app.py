@@ -129,7 +129,7 @@ class PosApp(App[None]):
         self.deck = deck if deck is not None else load_deck()
         self.journal = Journal(config.data_dir)
         self.link = Link(config.host, config.port, Codec(config.profile),
-                         config.timeout_s_connect)
+                         config.timeout_s_connect, tls=config.tls)
         self.link.listeners.append(self._traffic)
         # The terminal's local time (DE12/DE13) is the merchant's, whatever the machine's zone.
         merchant_zone = times.zone(config.timezone)

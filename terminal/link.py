@@ -32,6 +32,7 @@ from protocol.errors import ProtocolError
 from protocol.messages import AnyResponse, Message, parse_response, response_mti
 from protocol.transport import FramedProtocol
 from terminal.security.guard import MacGuard, Sealing
+from terminal.tls import ClientTls
 
 Fields = dict[str, str]
 
@@ -195,8 +196,12 @@ class LinkProtocol(FramedProtocol):
         pending, self._pending = self._pending, {}
         self._sealings.clear()
         waiting, self._any = self._any, []
+        why = "the host closed the connection"
+        tls_error = _tls_error(reason)
+        if tls_error:
+            why = f"the TLS connection to the host failed ({tls_error})"
         for d in [*pending.values(), *waiting]:
-            d.errback(LinkDown("the host closed the connection"))
+            d.errback(LinkDown(why))
         self._on_lost()
 
 
@@ -204,7 +209,10 @@ class Link:
     """The engine's view of the host connection, in asyncio terms."""
 
     def __init__(self, host: str, port: int, codec: Codec, timeout_s_connect: float = 5.0,
-                 on_traffic: Callable[[Traffic], None] | None = None) -> None:
+                 on_traffic: Callable[[Traffic], None] | None = None,
+                 tls: ClientTls | None = None) -> None:
+        self.tls = tls
+        """TLS options (terminal.tls); None connects over plain TCP."""
         self.host = host
         self.port = port
         self.codec = codec
@@ -247,8 +255,9 @@ class Link:
         closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         proto = LinkProtocol(self.codec, self._traffic, lambda: self._lost(proto, closed),
                              lambda: self.guard)
-        endpoint = TCP4ClientEndpoint(reactor, self.host, self.port,
-                                      timeout=max(int(self.timeout_s_connect), 1))
+        timeout = max(int(self.timeout_s_connect), 1)
+        endpoint = (self.tls.endpoint(reactor, self.host, self.port, timeout) if self.tls
+                    else TCP4ClientEndpoint(reactor, self.host, self.port, timeout=timeout))
         try:
             await endpoint.connect(cast(Any, _Factory(proto))).asFuture(asyncio.get_running_loop())
         except Exception as exc:  # noqa: BLE001 - every failure becomes advice for a person
@@ -305,6 +314,16 @@ class _Factory(ClientFactory):
     def buildProtocol(self, addr: IAddress | None) -> LinkProtocol:  # noqa: N802 - Twisted naming
         """The prepared protocol."""
         return self.proto
+
+
+def _tls_error(reason: Failure | None) -> str:
+    """OpenSSL's first reason when the connection ended on a TLS error, else ``""``."""
+    value = getattr(reason, "value", None)
+    if value is None or not type(value).__module__.startswith("OpenSSL"):
+        return ""
+    errors = value.args[0] if value.args and isinstance(value.args[0], list) else []
+    texts = [str(e[-1]) for e in errors if isinstance(e, tuple) and e and e[-1]]
+    return "; ".join(texts) or type(value).__name__
 
 
 def _why(exc: BaseException) -> str:
