@@ -24,18 +24,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="data/terminal", metavar="DIR",
                    help="the terminal's data directory (default %(default)s)")
     sub = p.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="store the terminal master key (TMK)")
+    # --data-dir may also follow the command; SUPPRESS keeps an absent one from resetting it.
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--data-dir", default=argparse.SUPPRESS, metavar="DIR",
+                       help="the terminal's data directory")
+    imp = sub.add_parser("import", parents=[where], help="store the terminal master key (TMK)")
     imp.add_argument("--tmk", required=True, metavar="HEX", help="the TMK in hex")
     imp.add_argument("--kcv", required=True, metavar="HEX", help="its check value")
     imp.add_argument("--algorithm", default="TDES-2", metavar="ALG",
                      help="TDES-2 (default), TDES-3 or AES-128")
-    duk = sub.add_parser("dukpt", help="store a TDES DUKPT initial key and KSN")
+    duk = sub.add_parser("dukpt", parents=[where],
+                         help="store a TDES DUKPT initial key and KSN")
     duk.add_argument("--initial-key", required=True, metavar="HEX",
                      help="the initial key (IPEK) in hex, 32 digits")
     duk.add_argument("--kcv", required=True, metavar="HEX", help="its check value")
     duk.add_argument("--ksn", required=True, metavar="HEX",
                      help="the initial KSN, 20 hex digits (counter 0)")
-    sub.add_parser("show", help="print the stored keys' check values (never the keys)")
+    sub.add_parser("show", parents=[where],
+                   help="print the stored keys' check values (never the keys)")
     return p
 
 

@@ -84,7 +84,7 @@ def test_keys_import_checks_kcv_and_stores_0600(tmp_path: Path, capsys: Any) -> 
     assert "KCV 08D7B4" in out and TMK_HEX not in out
     assert stat.S_IMODE((data / "tmk.json").stat().st_mode) == 0o600
     assert KeyStore(data).load_tmk() == tmk()
-    assert main(["keys", "--data-dir", str(data), "show"]) == 0
+    assert main(["keys", "show", "--data-dir", str(data)]) == 0
     shown = capsys.readouterr().out
     assert "08D7B4" in shown and TMK_HEX not in shown
 
