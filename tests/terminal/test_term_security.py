@@ -163,7 +163,7 @@ def test_kcv_mismatch_every_time_is_reported(sconfig: TerminalConfig, secure: An
 # -- MAC -------------------------------------------------------------------------------------
 
 
-def test_sale_and_reversal_are_macd(sconfig: TerminalConfig, secure: Any, run: Any) -> None:
+def test_sale_is_macd_both_ways(sconfig: TerminalConfig, secure: Any, run: Any) -> None:
     """After sign-on a sale carries a MAC the host verifies over the bytes it received, and
     the terminal accepts the host's MAC'd answer."""
     engine = _engine(sconfig)
