@@ -47,7 +47,7 @@ from protocol.money import Money
 from protocol.money import currency as find_currency
 from protocol.private_data import decode_remaining
 from scenarios import admin as admin_api
-from scenarios import schema
+from scenarios import schema, security_steps
 from scenarios.admin import AdminCallError, AdminError
 from scenarios.loader import Loaded
 from scenarios.outcome import Exchange, ScenarioOutcome, StepOutcome
@@ -58,6 +58,7 @@ from terminal.config import TerminalConfig
 from terminal.flow import Draft, Original
 from terminal.journal import Journal, TxnKind
 from terminal.journal import Txn as Line
+from terminal.security.state import SecurityUnavailable, SignOnKeyError, TerminalSecurity
 from terminal.session import TerminalSession
 
 Fields = dict[str, str]
@@ -142,6 +143,8 @@ class Session:
     client: IsoClient
     journal: dict[str, Txn] = field(default_factory=dict)
     terminals: dict[tuple[str, str], TerminalSession] = field(default_factory=dict)
+    #: the scenario terminal's keys (``terminal.tmk`` / ``terminal.dukpt``), None without
+    security: TerminalSecurity | None = None
 
     @property
     def scenario(self) -> schema.Scenario:
@@ -164,7 +167,8 @@ class Session:
                 merchant_id=key[1], currency=self.target.currency,
                 timeout_s_response=self.scenario.timeout_s, reversal_repeats=REVERSAL_REPEATS)
             found = TerminalSession(config, Journal.in_memory(rng.randrange(1, 900_000) + 1),
-                                    clock=lambda: self.now)
+                                    clock=lambda: self.now,
+                                    security=self.security if first else None)
             self.terminals[key] = found
         return found
 
@@ -223,7 +227,9 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
         target = await make_target(scenario, start)
         codec = Codec(scenario.terminal.profile)
         session = Session(loaded, target, used_seed, codec, start,
-                          IsoClient(target.iso_host, target.iso_port, codec, tls=target.tls))
+                          IsoClient(target.iso_host, target.iso_port, codec, tls=target.tls),
+                          security=security_steps.build_security(scenario, codec))
+        session.client.link.guard = security_steps.guard_for(session.security, codec)
         await _run_steps(session, outcome)
     except TargetError as exc:
         outcome.status, outcome.error = "error", f"cannot set up the host: {exc}"
@@ -430,7 +436,12 @@ async def _financial(session: Session, step: schema.Step, result: StepOutcome, p
                      draft: Draft, pan: str, expiry: str, evidence: str | None = None) -> Txn:
     """Journal ``draft`` in the step's terminal, send it, judge and record the answer."""
     terminal = session.terminal(p.terminal, p.merchant)
-    pending = terminal.begin(draft, stan=p.stan, evidence=evidence)
+    try:
+        pending = terminal.begin(draft, stan=p.stan, evidence=evidence)
+    except SecurityUnavailable as exc:
+        raise ScenarioBroken(f"pin: {exc} (give terminal.tmk and sign on first, or "
+                             "terminal.dukpt)") from None
+    security_steps.arm_mac_fault(session, getattr(p, "mac", None))
     txn = Txn(step.verb, pending.request.to_fields(), None, draft.amount, pan, expiry,
               terminal, pending.txn)
     if step.id:
@@ -443,7 +454,8 @@ async def _payment(session: Session, step: schema.Step, result: StepOutcome) -> 
     p: schema.CardPayment = step.params
     pan, expiry = session.card(p.card)
     kind = TxnKind.AUTHORIZE if step.verb == "authorize" else TxnKind.SALE
-    draft = Draft(kind, session.money(p.amount, p.currency), _card(pan, expiry), _ENTRY[p.entry])
+    draft = Draft(kind, session.money(p.amount, p.currency), _card(pan, expiry), _ENTRY[p.entry],
+                  pin=p.pin)
     await _financial(session, step, result, p, draft, pan, expiry)
 
 
@@ -501,6 +513,7 @@ async def _reverse(session: Session, step: schema.Step, result: StepOutcome) -> 
                                   card=card_data(pan, expiry, "manual"), repeat=p.repeat,
                                   transmitted_at=session.transmitted_at())
         orig = None
+    security_steps.arm_mac_fault(session, p.mac)
     answer = await exchange(session, result, message, _expect(step), "reversal")
     if orig is not None and answer is not None and answer.get("39") == "00":
         orig.terminal.reversal_answered(orig.line, _typed(answer))
@@ -537,7 +550,10 @@ async def _echo(session: Session, step: schema.Step, result: StepOutcome) -> Non
     answer = await exchange(session, result, msg, _expect(step), p.code.replace("_", "-"))
     typed = _typed(answer) if answer is not None else None
     if isinstance(typed, NetworkResponse):
-        terminal.network_answered(msg, typed)
+        try:
+            terminal.network_answered(msg, typed)
+        except SignOnKeyError as exc:
+            raise StepFailed("working keys that pass their checks", str(exc)) from None
 
 
 async def _send_raw(session: Session, step: schema.Step, result: StepOutcome) -> None:
@@ -626,7 +642,11 @@ async def _advance(session: Session, step: schema.Step, result: StepOutcome) -> 
 async def _check(session: Session, step: schema.Step, result: StepOutcome) -> None:
     from scenarios.checks import run_check
 
-    await run_check(session, step.params, result, _admin_call)
+    p: schema.Check = step.params
+    if p.keys is not None:
+        security_steps.check_keys(session.terminal(), p.keys)
+    if p.transaction or p.ledger or p.settlement or p.notification or p.reviews is not None:
+        await run_check(session, p, result, _admin_call)
 
 
 async def _review(session: Session, step: schema.Step, result: StepOutcome) -> None:
@@ -680,6 +700,7 @@ _STEPS: dict[str, Callable[[Session, schema.Step, StepOutcome], Any]] = {
     "reverse": _reverse, "settle": _settle, "echo": _echo, "advance": _advance,
     "check": _check, "approve_review": _review, "reject_review": _review,
     "send_raw": _send_raw, "fault": _fault, "clear_faults": _clear_faults,
+    "sign_on": security_steps.sign_on,
 }
 assert set(_STEPS) == set(schema.VERBS)
 

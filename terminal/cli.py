@@ -23,6 +23,7 @@ from terminal.config import TerminalConfig
 from terminal.hostproc import HostProcess, HostStartError
 from terminal.journal import JournalError
 from terminal.recording import Recorder, RecordError, RecordSink, load_recorder
+from terminal.security.keystore import KeyStoreError
 from terminal.serve import ServeError, ServeOptions, SessionPlan, check_bind, session_command
 from terminal.tidpool import DEFAULT_POOL, PoolError, parse_pool
 from terminal.tls import ClientTlsError, client_tls
@@ -35,7 +36,8 @@ class UsageError(ValueError):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="poslab-terminal",
-        usage="%(prog)s [options] [--serve [--port N]] [--with-host [-- HOST-OPTIONS...]]",
+        usage="%(prog)s [options] [--serve [--port N]] [--with-host [-- HOST-OPTIONS...]]\n"
+              "       %(prog)s keys {import,dukpt,show} ... (the terminal's keys)",
         description="POS terminal simulator: a countertop terminal talking ISO 8583 to a host.",
         epilog="Keys: 1-8 menu, 0-9 amount, Enter OK, Esc back, F2 message inspector, "
                "F5 reconnect, Ctrl+Q quit.")
@@ -220,9 +222,14 @@ def classroom_host_arguments(host_args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the terminal; the exit status is 0 on a normal quit, 2 on a usage or start error."""
     host: HostProcess | None = None
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["keys"]:
+        from terminal.security.cli import run as keys
+
+        return keys(arguments[1:])
     session = False
     try:
-        args, host_args = parse_command_line(sys.argv[1:] if argv is None else list(argv))
+        args, host_args = parse_command_line(arguments)
         session = args.serve_session
         config = build_config(args)
         options, tids = serve_options(args)
@@ -251,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             config = replace(config, host="127.0.0.1", port=port)
         return _run(config, record, recorder)
     except (UsageError, ServeError, HostStartError, JournalError, DeckError, RecordError,
-            OSError) as exc:
+            KeyStoreError, OSError) as exc:
         print(f"poslab-terminal: {exc}", file=sys.stderr, flush=True)
         if session:  # a browser tab: its screen is the only place its user looks
             from terminal.serve_session import show_notice

@@ -31,6 +31,7 @@ from protocol.codec import Codec
 from protocol.errors import ProtocolError
 from protocol.messages import AnyResponse, Message, parse_response, response_mti
 from protocol.transport import FramedProtocol
+from terminal.security.guard import MacGuard, Sealing
 from terminal.tls import ClientTls
 
 Fields = dict[str, str]
@@ -46,6 +47,10 @@ class LinkDown(LinkError):
 
 class LinkTimeout(LinkError):
     """No answer within the response timeout."""
+
+
+class MacMismatch(LinkError):
+    """The host's answer arrived but its MAC did not match: it cannot be trusted as an answer."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,12 @@ class LinkProtocol(FramedProtocol):
     """Framed ISO 8583 client: request/response matched on (response MTI, STAN)."""
 
     def __init__(self, codec: Codec, on_traffic: Callable[[Traffic], None],
-                 on_lost: Callable[[], None]) -> None:
+                 on_lost: Callable[[], None],
+                 guard: Callable[[], MacGuard | None] = lambda: None) -> None:
         self.codec = codec
+        self._guard = guard
+        # How the answer to each sealed request is checked, by correlation key.
+        self._sealings: dict[tuple[str, str], Sealing] = {}
         self.length_header = codec.profile.length_header
         self._on_traffic = on_traffic
         self._on_lost = on_lost
@@ -116,10 +125,20 @@ class LinkProtocol(FramedProtocol):
         it ever comes, is reported as late.
         """
         key = correlation_key(fields)
+        guard = self._guard()
+        sealing = None
+        if guard is not None:
+            fields, sealing = guard.prepare(fields)
         body = self.codec.encode(fields)
+        if sealing is not None:
+            body = sealing.seal(body)
+            self._sealings[key] = sealing
+        else:
+            self._sealings.pop(key, None)
 
         def forget(_: Deferred[Fields]) -> None:
             self._pending.pop(key, None)
+            self._sealings.pop(key, None)
 
         d: Deferred[Fields] = Deferred(forget)
         self._pending[key] = d
@@ -153,17 +172,29 @@ class LinkProtocol(FramedProtocol):
             self._on_traffic(Traffic(datetime.now(), "received", {}, payload,
                                      note=f"undecodable: {exc}"))
             return
-        d = self._pending.pop(correlation_key(fields, answer=True), None)
+        key = correlation_key(fields, answer=True)
+        d = self._pending.pop(key, None)
+        sealing = self._sealings.pop(key, None) if d is not None else None
         if d is None and self._any:
             d = self._any.pop(0)
+        mac_ok = sealing is None or sealing.answer_ok(payload, fields)
+        note = "" if d else "late or unexpected: no request waits"
+        if not mac_ok:
+            note = "MAC FAILED: the answer does not match its MAC"
         self._on_traffic(Traffic(datetime.now(), "received", fields, payload, late=d is None,
-                                 note="" if d else "late or unexpected: no request waits"))
-        if d is not None:
+                                 note=note))
+        if d is None:
+            return
+        if mac_ok:
             d.callback(fields)
+        else:
+            d.errback(MacMismatch(f"the host's {fields.get('t', '')} to STAN "
+                                  f"{fields.get('11', '')} failed its MAC check"))
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
         """Fail every waiting request."""
         pending, self._pending = self._pending, {}
+        self._sealings.clear()
         waiting, self._any = self._any, []
         why = "the host closed the connection"
         tls_error = _tls_error(reason)
@@ -187,6 +218,8 @@ class Link:
         self.codec = codec
         self.timeout_s_connect = timeout_s_connect
         self.listeners: list[Callable[[Traffic], None]] = []
+        #: seals financial requests and checks their answers; None: no MACs.
+        self.guard: MacGuard | None = None
         if on_traffic is not None:
             self.listeners.append(on_traffic)
         self._proto: LinkProtocol | None = None
@@ -220,7 +253,8 @@ class Link:
         if self._proto is not None:
             return
         closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        proto = LinkProtocol(self.codec, self._traffic, lambda: self._lost(proto, closed))
+        proto = LinkProtocol(self.codec, self._traffic, lambda: self._lost(proto, closed),
+                             lambda: self.guard)
         timeout = max(int(self.timeout_s_connect), 1)
         endpoint = (self.tls.endpoint(reactor, self.host, self.port, timeout) if self.tls
                     else TCP4ClientEndpoint(reactor, self.host, self.port, timeout=timeout))
