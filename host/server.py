@@ -54,6 +54,7 @@ from host.fault_actions import FaultHook
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
+from host.security.gate import attach_raw, encode_response
 from host.timers import DelayedCall, Timer
 from host.worker import ServiceWorker
 from protocol import Codec, DecodeError, FramingError, ProtocolError, Tpdu, ValidationError
@@ -312,6 +313,7 @@ class IsoHostProtocol(FramedProtocol):
             self._shut("decode", error=str(exc), bytes=len(payload))
             return
         self.factory.log.message("in", self.conn_id, fields)
+        attach_raw(fields, payload, codec.profile)  # the bytes a MAC covers (host.security)
         faults = self.factory.faults
         decision = faults.match(self.conn_id, fields) if faults is not None else None
         if faults is not None and decision is not None:
@@ -369,7 +371,8 @@ class IsoHostProtocol(FramedProtocol):
             return None
         out = response.to_fields()
         try:
-            payload = self.factory.codec.encode(out, tpdu.reply if tpdu else None)
+            payload = encode_response(self.factory.service, self.factory.codec, out,
+                                      tpdu.reply if tpdu else None)  # MAC'd (host.security)
         except ProtocolError as exc:
             log.event("encode_error", conn=self.conn_id, mti=in_mti, error=str(exc))
             self._shut("encode_error")
