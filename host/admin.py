@@ -56,7 +56,8 @@ from host.logs import MessageLog
 from host.metrics import Metrics
 from host.worker import ServiceWorker
 
-ROUTE_MODULES: tuple[str, ...] = ("host.admin_faults", "host.admin_settlement")
+ROUTE_MODULES: tuple[str, ...] = ("host.admin_faults", "host.admin_settlement",
+                                  "host.security.admin_routes")
 """Modules that register admin routes with :func:`route` at import time."""
 
 T = TypeVar("T")

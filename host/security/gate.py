@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection
@@ -123,6 +123,27 @@ class HostSecurity:
             return get_mac_scheme("aes-cmac")
         return get_mac_scheme(self.profile.mac_scheme or "x9.19")
 
+    def describe(self, conn: Connection) -> list[dict[str, Any]]:
+        """What the admin API shows per terminal: settings and check values, never a key."""
+        entries = {e.tid: e for e in self.tmks.entries(conn)}
+        tids = sorted(set(entries) | {t.tid for t in self.settings.terminals})
+        out = []
+        for tid in tids:
+            entry, terminal, session = (entries.get(tid), self.settings.terminal(tid),
+                                        self.sessions.keys(tid))
+            out.append({
+                "tid": tid,
+                "algorithm": entry.algorithm if entry else None,
+                "kcv": entry.kcv if entry else None,
+                "source": entry.source if entry else None,
+                "mac": terminal.mac if terminal else "off",
+                "key_management": terminal.key_management if terminal else "master-session",
+                "signed_on": session is not None,
+                "pin_key_kcv": session.pin.kcv(4).hex().upper() if session else None,
+                "mac_key_kcv": session.mac.kcv(4).hex().upper() if session else None,
+            })
+        return out
+
     # -- MAC on requests --------------------------------------------------------------------
 
     def authenticate(self, fields: dict[str, str]) -> Reply | None:
@@ -194,7 +215,11 @@ class HostSecurity:
             self.sessions.drop(tid)
         if request.code is not NetworkCode.SIGN_ON or response.response_code != "00":
             return response
-        tmk = self.tmks.master_key(conn, tid)
+        try:
+            tmk = self.tmks.master_key(conn, tid)
+        except SecurityError as exc:
+            log.error("sign-on of %s refused: %s", tid, exc)
+            return replace(response, response_code="96", rule=RuleId.SYSTEM_ERROR.value)
         if tmk is None:
             return response
         keys = WorkingKeys.generate(working_algorithm(tmk.algorithm))
