@@ -107,6 +107,7 @@ class HostSecurity:
         self.profile = profile or get_profile(DEFAULT_PROFILE)
         self.tmks = TmkStore(self.settings, KeyEncryptionKey(chain_key))
         self.sessions = Sessions()
+        self._terminals = {t.tid: t for t in self.settings.terminals}
         bdk = self.settings.base_derivation_key()
         self._dukpt = DukptHost(TDES_DUKPT, bdk) if bdk is not None else None
 
@@ -129,7 +130,7 @@ class HostSecurity:
         tids = sorted(set(entries) | {t.tid for t in self.settings.terminals})
         out = []
         for tid in tids:
-            entry, terminal, session = (entries.get(tid), self.settings.terminal(tid),
+            entry, terminal, session = (entries.get(tid), self._terminals.get(tid),
                                         self.sessions.keys(tid))
             out.append({
                 "tid": tid,
@@ -150,7 +151,7 @@ class HostSecurity:
         """A refusal for a request whose MAC does not hold, or None to go on (see module)."""
         raw = fields.pop(RAW_MESSAGE, None)
         mti, tid = fields.get("t", ""), fields.get("41", "")
-        terminal = self.settings.terminal(tid)
+        terminal = self._terminals.get(tid)
         if terminal is None or terminal.mac == "off" or mti not in self.profile.mac_mtis:
             return None
         keys = self._mac_keys(terminal, fields)
@@ -243,13 +244,19 @@ class HostSecurity:
                 return Decision(False, RuleId.INCORRECT_PIN.code, RuleId.INCORRECT_PIN,
                                 ("pin",), detail="REQUIRED")
             return None
-        terminal = self.settings.terminal(fields.get("41", ""))
+        tid = fields.get("41", "")
+        terminal = self._terminals.get(tid)
+        dukpt = terminal is not None and terminal.key_management == "dukpt"
+        if not dukpt and self.sessions.keys(tid) is None:
+            if terminal is None and self.tmks.master_key(conn, tid) is None:
+                return None  # a terminal without keys: its PIN blocks are not checked
+            return Decision(False, self.settings.sign_on_first_code, RuleId.SIGN_ON_REQUIRED,
+                            ("pin",))
         try:
             control = wire.SecurityControl.parse(fields.get("53", ""))
-            key = self._pin_key(terminal, fields, control)
-            if key is None:
-                return Decision(False, self.settings.sign_on_first_code,
-                                RuleId.SIGN_ON_REQUIRED, ("pin",))
+            key = self._pin_key(dukpt, fields, control)
+            if control.algorithm is not key.algorithm:
+                raise SecurityError(f"DE53 digit 2 says {control.algorithm.value}")
             block = PinBlock(bytes.fromhex(fields["52"]), control.pin_format)
             expected = card.pin if card is not None else None
             if expected is None:
@@ -269,9 +276,8 @@ class HostSecurity:
                 else RuleId.PIN_TRIES_EXCEEDED)
         return Decision(False, rule.code, rule, ("pin",))
 
-    def _pin_key(self, terminal: TerminalSecurity | None, fields: Mapping[str, str],
-                 control: wire.SecurityControl) -> Key | None:
-        dukpt = terminal is not None and terminal.key_management == "dukpt"
+    def _pin_key(self, dukpt: bool, fields: Mapping[str, str],
+                 control: wire.SecurityControl) -> Key:
         expected = (wire.KeyManagement.TDES_DUKPT if dukpt
                     else wire.KeyManagement.MASTER_SESSION)
         if control.management is not expected:
@@ -283,7 +289,9 @@ class HostSecurity:
             key: Key = derived.pin
             return key
         session = self.sessions.keys(fields.get("41", ""))
-        return session.pin if session is not None else None
+        if session is None:
+            raise SecurityError("the terminal signed off")
+        return session.pin
 
 
 def encode_response(service: object, codec: Codec, fields: Mapping[str, str],
