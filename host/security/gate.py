@@ -15,9 +15,9 @@
 * :func:`encode_response` -- the one place responses are encoded: a response to a request whose
   MAC verified is MAC'd under the matching key.
 
-Working keys are TDES-2 for TDES master keys (ISO 9797-1 algorithm 3 needs a double-length
-key) and AES-128 for AES master keys; the profile's MAC scheme applies to TDES keys, AES keys
-use AES-CMAC.
+Which working keys a TMK gets and which MAC scheme a key takes are the wire contract's
+(:func:`~protocol.security.wire.working_key_algorithm`,
+:func:`~protocol.security.wire.mac_scheme_for`).
 """
 
 from __future__ import annotations
@@ -47,13 +47,11 @@ from protocol.security import (
     TDES_DUKPT,
     DukptHost,
     Key,
-    KeyAlgorithm,
     Ksn,
     MacScheme,
     PinBlock,
     SecurityError,
     WorkingKeys,
-    get_mac_scheme,
     verify_pin,
     wire,
 )
@@ -92,11 +90,6 @@ class _MacKeys:
     response: Key
 
 
-def working_algorithm(tmk: KeyAlgorithm) -> KeyAlgorithm:
-    """The algorithm of the working keys sent under a TMK of ``tmk``."""
-    return KeyAlgorithm.TDES_2KEY if tmk.is_tdes else KeyAlgorithm.AES_128
-
-
 class HostSecurity:
     """Keys, MACs and PINs for one host (see the module docstring)."""
 
@@ -120,9 +113,7 @@ class HostSecurity:
 
     def scheme(self, key: Key) -> MacScheme:
         """The MAC scheme for ``key``: the profile's for TDES keys, AES-CMAC for AES keys."""
-        if not key.algorithm.is_tdes:
-            return get_mac_scheme("aes-cmac")
-        return get_mac_scheme(self.profile.mac_scheme or "x9.19")
+        return wire.mac_scheme_for(self.profile.mac_scheme, key)
 
     def describe(self, conn: Connection) -> list[dict[str, Any]]:
         """What the admin API shows per terminal: settings and check values, never a key."""
@@ -223,7 +214,7 @@ class HostSecurity:
             return replace(response, response_code="96", rule=RuleId.SYSTEM_ERROR.value)
         if tmk is None:
             return response
-        keys = WorkingKeys.generate(working_algorithm(tmk.algorithm))
+        keys = WorkingKeys.generate(wire.working_key_algorithm(tmk.algorithm))
         block = wire.key_block_text(keys.wrap(tmk))
         self.sessions.install(tid, keys)
         log.info("terminal %s signed on: PIN key %s, MAC key %s", tid,

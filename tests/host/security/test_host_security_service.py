@@ -15,10 +15,10 @@ from sec_client import MID, TMK, config_text
 
 from host.clock import ManualClock
 from host.config import HostConfig, parse_config
-from host.security.gate import attach_raw
+from host.security.gate import attach_raw, encode_response
 from host.service import HostService
 from protocol import Codec
-from protocol.security import KeyAlgorithm, WorkingKeys, encipher_pin, get_mac_scheme, wire
+from protocol.security import Key, KeyAlgorithm, WorkingKeys, encipher_pin, get_mac_scheme, wire
 
 VISA, MASTERCARD, PIN_CARD = "4111111111111111", "5555555555554444", "4000000000000127"
 CODEC = Codec("iso87-ascii")
@@ -161,3 +161,31 @@ def test_a_terminal_without_keys_is_served_as_before(
     sign_on = svc.handle({"t": "0800", "7": "0310100000", "11": "000002", "41": "TERM0002",
                           "42": MID, "70": "001"})
     assert sign_on.response is not None and "62" not in sign_on.response.to_fields()
+
+
+def test_an_aes_tmk_gets_aes_working_keys_and_aes_cmac_macs(
+        services: list[HostService], tmp_path: Path, clock: ManualClock) -> None:
+    """A terminal with an AES-128 TMK receives AES-128 working keys (RFC 3394 wrapped, KCVs
+    checked on unwrap); its AES-CMAC'd sale is approved and the answer carries an AES-CMAC."""
+    aes_tmk = Key.generate(KeyAlgorithm.AES_128)
+    data = tomllib.loads(config_text())
+    data["security"]["terminals"][0].update(
+        tmk=aes_tmk.get_secret_value().hex(), tmk_kcv=aes_tmk.kcv().hex(), algorithm="aes-128")
+    svc = HostService(parse_config(data, "<test>"), str(tmp_path / "host.db"), clock)
+    services.append(svc)
+    signed = svc.handle({"t": "0800", "7": "0310100000", "11": "000001", "41": "TERM0001",
+                         "42": MID, "70": "001"})
+    assert signed.response is not None
+    keys = WorkingKeys.unwrap(aes_tmk, bytes.fromhex(signed.response.to_fields()["62"]),
+                              KeyAlgorithm.AES_128)
+    cmac = get_mac_scheme("aes-cmac")
+    fields = {"t": "0200", "2": VISA, "3": "000000", "4": "000000001000", "7": "0310100000",
+              "11": "000002", "12": "100000", "13": "0310", "14": "3012", "22": "051",
+              "25": "00", "41": "TERM0001", "42": MID, "49": "156", "64": wire.MAC_PLACEHOLDER}
+    payload = wire.seal(CODEC.encode(fields), cmac, keys.mac)
+    _, decoded = CODEC.decode(payload)
+    attach_raw(decoded, payload, CODEC.profile)
+    reply = svc.handle(decoded)
+    assert reply.response is not None and reply.response.response_code == "00"
+    answer = encode_response(svc, CODEC, reply.response.to_fields(), None)
+    assert wire.mac_matches(answer, cmac, keys.mac)
