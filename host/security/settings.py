@@ -2,7 +2,7 @@
 the response codes of security failures.
 
 Key text is checked against its check value while the config loads, so a mistyped TMK or BDK
-is a config error naming the terminal (``security.terminals[0].tmk_kcv: TMK of terminal
+is a config error naming the terminal (``security.terminals[0]: TMK of terminal
 T0000001 (TDES-2): check value 1A2B3C does not match expected 08D7B4``) and the host does not
 start. The key digits themselves never appear in an error.
 
