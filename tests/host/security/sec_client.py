@@ -98,12 +98,14 @@ class SecureTerminal:
 
     def __init__(self, port: int, tid: str) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.reader = self.sock.makefile("rb")
         self.tid = tid
         self.keys: WorkingKeys | None = None
         self.last_raw = b""
 
     def close(self) -> None:
         """Close the socket."""
+        self.reader.close()
         self.sock.close()
 
     def exchange(self, raw: bytes) -> dict[str, Any]:
@@ -115,13 +117,10 @@ class SecureTerminal:
         return answer
 
     def _read(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("host closed the connection")
-            buf += chunk
-        return buf
+        data: bytes = self.reader.read(n)
+        if len(data) < n:
+            raise ConnectionError("host closed the connection")
+        return data
 
     def sign_on(self, tmk: Key = TMK) -> dict[str, Any]:
         """0800 DE70=001; unwrap the working keys of the 0810 (raises if a KCV fails)."""
