@@ -46,6 +46,7 @@ from protocol.messages import NetworkRequest, NetworkResponse
 from protocol.security import (
     TDES_DUKPT,
     DukptHost,
+    DukptKeys,
     Key,
     Ksn,
     MacScheme,
@@ -111,6 +112,11 @@ class HostSecurity:
         """Take the MAC'd messages and the MAC scheme from the wire profile the host speaks."""
         self.profile = profile
 
+    @property
+    def mac_field(self) -> str:
+        """The field-dict key of the profile's MAC field (DE64 on the generic profiles)."""
+        return str(self.profile.mac_field or 64)
+
     def scheme(self, key: Key) -> MacScheme:
         """The MAC scheme for ``key``: the profile's for TDES keys, AES-CMAC for AES keys."""
         return wire.mac_scheme_for(self.profile.mac_scheme, key)
@@ -151,7 +157,7 @@ class HostSecurity:
                 return None
             return self._refuse(fields, self.settings.sign_on_first_code,
                                 RuleId.SIGN_ON_REQUIRED)
-        if raw is None or "64" not in fields:
+        if raw is None or self.mac_field not in fields:
             return self._refuse(fields, self.settings.mac_failure_code, RuleId.MAC_FAILED,
                                 "MISSING")
         message = bytes.fromhex(raw)
@@ -170,7 +176,7 @@ class HostSecurity:
         session = self.sessions.keys(terminal.tid)
         return _MacKeys(session.mac, session.mac) if session is not None else None
 
-    def _dukpt_keys(self, fields: Mapping[str, str]) -> Any:
+    def _dukpt_keys(self, fields: Mapping[str, str]) -> DukptKeys[Ksn] | None:
         text = fields.get("62", "")
         if self._dukpt is None or len(text) != 20:
             return None
@@ -193,7 +199,7 @@ class HostSecurity:
                                          fields.get("t", ""))
         if key is None:
             return encode(fields)
-        payload = encode({**fields, str(self.profile.mac_field or 64): wire.MAC_PLACEHOLDER})
+        payload = encode({**fields, self.mac_field: wire.MAC_PLACEHOLDER})
         return payload[:body_offset] + wire.seal(payload[body_offset:], self.scheme(key), key)
 
     # -- sign-on ----------------------------------------------------------------------------
@@ -277,8 +283,7 @@ class HostSecurity:
             derived = self._dukpt_keys(fields)
             if derived is None:
                 raise SecurityError("no usable KSN in DE62")
-            key: Key = derived.pin
-            return key
+            return derived.pin
         session = self.sessions.keys(fields.get("41", ""))
         if session is None:
             raise SecurityError("the terminal signed off")

@@ -132,16 +132,20 @@ class SecureTerminal:
                                            KeyAlgorithm.TDES_2KEY)
         return answer
 
-    def sale(self, pan: str, amount_minor: int, *, pin: str | None = None,
-             pin_key: Key | None = None, mac_key: Key | None = None, ksn: str | None = None,
-             management: str = "0", tamper: bool = False) -> dict[str, Any]:
-        """A 0200 sale; with a PIN block (DE52/DE53), a KSN (DE62) and a MAC (DE64) as asked.
+    def sale(self, pan: str, amount_minor: int, *, code: str = "000000", rrn: str | None = None,
+             pin: str | None = None, pin_key: Key | None = None, mac_key: Key | None = None,
+             ksn: str | None = None, management: str = "0", tamper: bool = False
+             ) -> dict[str, Any]:
+        """A 0200 (a sale, or with ``code`` and ``rrn`` a refund or void); with a PIN block
+        (DE52/DE53), a KSN (DE62) and a MAC (DE64) as asked.
 
         ``tamper`` changes one byte of the amount after the MAC was computed."""
         fields: dict[str, Any] = {
-            "t": "0200", "2": pan, "3": "000000", "4": f"{amount_minor:012d}",
+            "t": "0200", "2": pan, "3": code, "4": f"{amount_minor:012d}",
             "7": "0310100000", "11": _stan(), "12": "100000", "13": "0310", "14": "3012",
             "22": "051", "25": "00", "41": self.tid, "42": MID, "49": "156"}
+        if rrn is not None:
+            fields["37"] = rrn
         if pin is not None:
             assert pin_key is not None
             fields["52"] = encipher_pin(pin_key, pin, pan).get_secret_value().hex()

@@ -43,8 +43,9 @@ def _terminal(server: ServerProcess, tid: str) -> SecureTerminal:
 
 def test_signed_on_terminal_macs_a_pin_sale_and_a_tampered_byte_books_nothing(
         host: ServerProcess) -> None:
-    """Sign-on keys unwrap under the TMK with good KCVs; a MAC'd PIN sale is approved with a
-    response MAC that verifies; one tampered byte gets 63 MAC_FAILED and books nothing."""
+    """Sign-on keys unwrap under the TMK with good KCVs; a MAC'd PIN sale, a MAC'd partial
+    refund and a MAC'd void are approved with response MACs that verify; one tampered byte gets
+    63 MAC_FAILED and books nothing."""
     term = _terminal(host, "TERM0001")
     try:
         signed = term.sign_on()
@@ -53,6 +54,11 @@ def test_signed_on_terminal_macs_a_pin_sale_and_a_tampered_byte_books_nothing(
         sale = term.sale(VISA, 1500, pin="1234", pin_key=keys.pin, mac_key=keys.mac)
         assert sale["39"] == "00", sale
         assert term.response_mac_ok(keys.mac)
+        refund = term.sale(VISA, 500, code="200000", rrn=sale["37"], mac_key=keys.mac)
+        assert refund["39"] == "00" and term.response_mac_ok(keys.mac)
+        other = term.sale(VISA, 800, mac_key=keys.mac)
+        void = term.sale(VISA, 800, code="020000", rrn=other["37"], mac_key=keys.mac)
+        assert void["39"] == "00" and term.response_mac_ok(keys.mac)
         tampered = term.sale(VISA, 2500, mac_key=keys.mac, tamper=True)
         assert (tampered["39"], tampered["44"]) == ("63", "MAC_FAILED")
         assert "64" not in tampered
@@ -61,7 +67,7 @@ def test_signed_on_terminal_macs_a_pin_sale_and_a_tampered_byte_books_nothing(
     api = _admin(host)
     booked = api.get("/transactions?tid=TERM0001")
     rows = booked["transactions"] if isinstance(booked, dict) else booked
-    assert [r["amount_minor"] for r in rows] == [1500]
+    assert sorted(r["amount_minor"] for r in rows) == [500, 800, 800, 1500]
     assert api.get("/ledger/verify")["ok"]
 
 
