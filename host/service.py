@@ -451,7 +451,7 @@ class HostService:
                                merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
                                response_code="00", business_date=ctx.de15, code=req.code.value)
         resp = self.security.sign_on(ctx.conn, req, resp)  # working keys in DE62
-        return Reply(resp, log_context(ctx.fields, "network", "00", None))
+        return Reply(resp, log_context(ctx.fields, "network", resp.response_code, resp.rule))
 
     # -- 0100 / 0200 / 0220 ------------------------------------------------------------------------
 
