@@ -12,6 +12,7 @@
     poslab-host ledger verify [--db URL] [--key-file PATH] [--anchor FILE|VALUE]
     poslab-host ledger anchor [--db URL] [--key-file PATH]
     poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
+    poslab-host keys generate|list [--db URL] ...          (see host/security/cli.py)
 
 Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JSON with
 ``iso_port``, ``admin_port``, ``pid``, ``admin_token``) only once both sockets listen. SIGTERM
@@ -38,6 +39,7 @@ from typing import Any, NoReturn
 
 from host.cli_report import add_report_parser, run_report
 from host.runtime import first_line, safe_url
+from host.security.cli import add_keys_parser, run_keys
 from protocol import DEFAULT_PROFILE, PROFILES
 
 PROG = "poslab-host"
@@ -115,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let the simulated clock run by itself, FACTOR simulated seconds per "
                         "real second (3600: an hour a second); it still moves by command too")
     _add_tls_options(p)
-    sub = p.add_subparsers(dest="command", metavar="{ledger,report,openapi}")
+    sub = p.add_subparsers(dest="command", metavar="{ledger,report,keys,openapi}")
     ledger = sub.add_parser("ledger", help="ledger tools")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify,anchor}",
                                        required=True)
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--key-file", metavar="PATH",
                          help="the chain key file (default: as the host finds it)")
     add_report_parser(sub)
+    add_keys_parser(sub)
     sub.add_parser("openapi", help="print the admin API's OpenAPI document (JSON)")
     return p
 
@@ -225,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         return ledger_verify(args.db, key_file, args.anchor)
     if args.command == "report":
         return run_report(args)
+    if args.command == "keys":
+        return run_keys(args)
     if args.command == "openapi":
         from host.admin.openapi import document_text
 

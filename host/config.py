@@ -30,6 +30,8 @@ with terminal ``TERM0001`` is used)::
                   require_client_cert
     [[cards]]     the test card catalogue (see :class:`CardEntry`)
     [[faults]]    fault injection rules active from start-up (see :class:`host.faults.FaultRule`)
+    [security]    terminal master keys, MAC enforcement, DUKPT BDK, security response codes
+                  (see :mod:`host.security.settings`)
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from host.faults import FaultRule
+from host.security.settings import SecuritySection
 from protocol.masking import luhn_ok, scrub
 from protocol.money import currency as lookup_currency
 
@@ -374,13 +377,14 @@ class CardEntry(_Strict):
     :ivar behaviour: ``approve``; ``decline`` (with ``decline_code``); ``insufficient_funds``
         (amounts above ``balance_minor`` get 51); ``expired`` (54); ``no_response`` (the host
         books nothing and sends nothing, so the terminal times out and reverses).
-    :ivar pin: the PIN a terminal should ask for (documentation for testers; the emulator
-        does not verify PIN blocks).
+    :ivar pin: the card's test PIN: a PIN block in DE52 is checked against it (docs/security.md).
+    :ivar pin_required: a purchase with this card and no PIN block is declined 55.
     """
 
     pan: str = Field(pattern=r"^[0-9]{13,19}$")
     expiry: str = Field(default="3012", pattern=r"^[0-9]{2}(0[1-9]|1[0-2])$")
     pin: str | None = Field(default=None, pattern=r"^[0-9]{4,12}$")
+    pin_required: bool = False
     behaviour: CardBehaviour = "approve"
     decline_code: str = Field(default="05", pattern=r"^[0-9A-Z]{2}$")
     balance_minor: int | None = Field(default=None, ge=0)
@@ -418,6 +422,7 @@ class HostConfig(_Strict):
     tls: TlsSection = TlsSection()
     cards: tuple[CardEntry, ...] = ()
     faults: tuple[FaultRule, ...] = ()  # [[faults]]: fault injection rules (host.faults)
+    security: SecuritySection = SecuritySection()  # keys, MAC, PIN (host.security.settings)
 
     @model_validator(mode="after")
     def _unique(self) -> HostConfig:

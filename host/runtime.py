@@ -158,6 +158,8 @@ class HostRuntime:
                 raise StartError(f"cannot open the database {safe_url(db_url)}: "
                                  f"{first_line(exc)}") from exc
             crashpoints.install_before_commit(getattr(self.service, "engine", None))
+            if getattr(self.service, "security", None) is not None:
+                self.service.security.use_profile(codec.profile)  # MAC'd MTIs and scheme
             self.notifier = self._notifications(config, clock, reactor)
             timer = MonotonicTimer(loop)
             rules = getattr(config, "faults", ())  # [[faults]] in the config file

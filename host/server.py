@@ -55,6 +55,7 @@ from host.fault_actions import FaultHook
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
+from host.security.gate import attach_raw, encode_response
 from host.timers import DelayedCall, Timer
 from host.worker import ServiceWorker
 from protocol import Codec, DecodeError, FramingError, ProtocolError, Tpdu, ValidationError
@@ -313,6 +314,7 @@ class IsoHostProtocol(FramedProtocol):
             self._shut("decode", error=str(exc), bytes=len(payload))
             return
         self.factory.log.message("in", self.conn_id, fields)
+        attach_raw(fields, payload, codec.profile)  # the bytes a MAC covers (host.security)
         refusal = self.factory.admission(self, fields) if self.factory.admission else None
         if refusal is not None:  # answered here, never booked (host.tls.TidBinding)
             self._queue(succeed(refusal), tpdu, started, fields["t"], False, None)
@@ -374,7 +376,8 @@ class IsoHostProtocol(FramedProtocol):
             return None
         out = response.to_fields()
         try:
-            payload = self.factory.codec.encode(out, tpdu.reply if tpdu else None)
+            payload = encode_response(self.factory.service, self.factory.codec, out,
+                                      tpdu.reply if tpdu else None)  # MAC'd (host.security)
         except ProtocolError as exc:
             log.event("encode_error", conn=self.conn_id, mti=in_mti, error=str(exc))
             self._shut("encode_error")

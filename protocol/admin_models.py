@@ -233,6 +233,30 @@ class FaultList(AdminModel):
     faults: list[FaultView]
 
 
+# -- security ---------------------------------------------------------------------------------
+
+
+class TerminalKeys(AdminModel):
+    """One terminal's key state: algorithms and check values, never a key."""
+
+    tid: str
+    algorithm: str | None
+    kcv: str | None
+    source: str | None
+    mac: str
+    key_management: str
+    signed_on: bool
+    pin_key_kcv: str | None
+    mac_key_kcv: str | None
+
+
+class SecurityKeys(AdminModel):
+    """``GET /security/keys``."""
+
+    terminals: list[TerminalKeys]
+
+
+
 # -- clock, settlement, notifications, reports ----------------------------------------------
 
 

@@ -138,6 +138,11 @@ class RuleId(enum.StrEnum):
     INSUFFICIENT_FUNDS = ("INSUFFICIENT_FUNDS", "51", "The card has insufficient funds")
     EXPIRED_CARD = ("EXPIRED_CARD", "54", "The card has expired")
     INCORRECT_PIN = ("INCORRECT_PIN", "55", "The PIN is wrong")
+    PIN_TRIES_EXCEEDED = ("PIN_TRIES_EXCEEDED", "75",
+                          "Too many wrong PINs for this card: locked until a later business day")
+    PIN_FORMAT_ERROR = ("PIN_FORMAT_ERROR", "99", "The PIN block or DE53 is malformed")
+    MAC_FAILED = ("MAC_FAILED", "63", "The message authentication code does not verify")
+    SIGN_ON_REQUIRED = ("SIGN_ON_REQUIRED", "77", "The terminal must sign on for new keys first")
     ORIGINAL_NOT_FOUND = ("ORIGINAL_NOT_FOUND", "25", "No sale with this reference was found")
     ORIGINAL_NOT_A_SALE = ("ORIGINAL_NOT_A_SALE", "12", "The referenced transaction is not a sale")
     ORIGINAL_NOT_EFFECTIVE = ("ORIGINAL_NOT_EFFECTIVE", "12",

@@ -5,7 +5,7 @@
 imported: a new one is added to this list.
 """
 
-from host.admin import core, faults, openapi, settlement  # noqa: F401  (register routes)
+from host.admin import core, faults, openapi, security, settlement  # noqa: F401  (register routes)
 from host.admin.api import (
     AdminContext,
     AdminRequest,

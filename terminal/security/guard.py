@@ -17,14 +17,8 @@ from dataclasses import dataclass
 
 from protocol.codec import Codec
 from protocol.security.mac import MacScheme
-from protocol.security.wire import MAC_LENGTH, MAC_PLACEHOLDER, mac_matches, seal
-from terminal.security.state import (
-    SIGN_ON_AGAIN,
-    MacKeys,
-    TerminalSecurity,
-    mac_scheme_for,
-    mac_setting,
-)
+from protocol.security.wire import MAC_LENGTH, MAC_PLACEHOLDER, mac_matches, mac_scheme_for, seal
+from terminal.security.state import SIGN_ON_AGAIN, MacKeys, TerminalSecurity, mac_setting
 
 #: The requests that carry a MAC (with their repeats; their answers carry one too), for a
 #: profile that does not list its own (``mac_mtis``).
@@ -111,7 +105,7 @@ class MacGuard:
         fault, self.fault = self.fault, None
         if fault is not MacFault.MISSING:
             out[mac_field_for(out, self.mac_field)] = MAC_PLACEHOLDER
-        scheme = mac_scheme_for(self.profile, keys.request)
+        scheme = mac_scheme_for(mac_setting(self.profile)[1], keys.request)
         return out, Sealing(scheme, keys, self.mac_field, self.offset, fault)
 
 

@@ -23,7 +23,6 @@ from protocol.security import (
     DukptKeys,
     DukptTerminal,
     Key,
-    KeyAlgorithm,
     KeyCheckError,
     KeyWrapError,
     Ksn,
@@ -31,10 +30,13 @@ from protocol.security import (
     SecurityError,
     WorkingKeys,
     encipher_pin,
-    get_mac_scheme,
 )
-from protocol.security.mac import MacScheme
-from protocol.security.wire import KeyManagement, SecurityControl, key_block_bytes
+from protocol.security.wire import (
+    KeyManagement,
+    SecurityControl,
+    key_block_bytes,
+    working_key_algorithm,
+)
 from protocol.specs import WireProfile
 from terminal.security.keystore import KeyStore
 
@@ -68,17 +70,6 @@ def mac_setting(profile: WireProfile) -> tuple[int, str]:
     default."""
     return (getattr(profile, "mac_field", None) or DEFAULT_MAC_FIELD,
             getattr(profile, "mac_scheme", None) or DEFAULT_MAC_SCHEME)
-
-
-def mac_scheme_for(profile: WireProfile, key: Key) -> MacScheme:
-    """The MAC scheme for ``key``: the profile's for TDES keys, AES-CMAC for AES keys."""
-    return get_mac_scheme(mac_setting(profile)[1] if key.algorithm.is_tdes else "aes-cmac")
-
-
-def working_key_algorithm(tmk: KeyAlgorithm) -> KeyAlgorithm:
-    """The working keys a sign-on sends under a TMK of ``tmk``: double-length TDES under either
-    TDES TMK (the retail MAC takes a double-length key), AES-128 under an AES TMK."""
-    return KeyAlgorithm.TDES_2KEY if tmk.is_tdes else KeyAlgorithm.AES_128
 
 
 class TerminalSecurity:
