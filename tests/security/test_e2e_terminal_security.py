@@ -1,6 +1,5 @@
 """The terminal's security against the real host's (host.security): the scenarios of
-scenarios/security on a fresh in-process host each, over real TCP. Skipped until the host side
-exists in this tree."""
+scenarios/security on a fresh in-process host each, over real TCP."""
 
 from __future__ import annotations
 
@@ -9,13 +8,11 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("host.security")
-
-import scenarios  # noqa: E402
-from scenarios.loader import load_paths  # noqa: E402
-from scenarios.report import render_failure  # noqa: E402
-from scenarios.runner import run_scenario  # noqa: E402
-from scenarios.targets import start_local  # noqa: E402
+import scenarios
+from scenarios.loader import load_paths
+from scenarios.report import render_failure
+from scenarios.runner import run_scenario
+from scenarios.targets import start_local
 
 LOADED, PROBLEMS = load_paths([Path(scenarios.__file__).parent / "security"])
 
