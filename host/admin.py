@@ -52,6 +52,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from host.event_sse import with_event_stream
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.worker import ServiceWorker
@@ -411,7 +412,7 @@ def admin_site(ctx: AdminContext, token: str) -> Site:
     """The Twisted web site serving the admin API."""
     load_route_modules()
     site_class: Any = Site  # twisted.web is untyped
-    site: Site = site_class(AdminResource(ctx, token))
+    site: Site = site_class(with_event_stream(AdminResource(ctx, token), ctx, token))
     site.displayTracebacks = False
     site.noisy = False
     return site

@@ -32,6 +32,7 @@ from twisted.internet.error import CannotListenError
 from host import crashpoints
 from host.admin import AdminContext, admin_site
 from host.clock import MAX_MOVE
+from host.event_stream import EventBus
 from host.fault_actions import FaultHook
 from host.faults import FaultRegistry
 from host.group_commit import GroupCommitter
@@ -167,6 +168,7 @@ class HostRuntime:
                                             ServerLimits.from_config(config), self.log,
                                             self.metrics, timer, self.faults)
             self.factory.committer = GroupCommitter(worker, self.service)
+            self.factory.events = self.extras.setdefault("events", EventBus(clock=clock))
             self.iso_port = self._listen(reactor, "ISO 8583", listen, self.factory)
             self.admin_token = resolve_admin_token(admin_token, config)
             ctx = AdminContext(self.service, worker, self.metrics, self.log, clock, self.extras)
@@ -258,6 +260,8 @@ class HostRuntime:
             if d is not None:
                 await d.asFuture(loop)
 
+        if "event_stream" in self.extras:  # open event streams would outlive the host
+            self.extras["event_stream"].close_all()
         for port in self._listeners:
             await wait(port.stopListening())
         self._listeners.clear()

@@ -50,6 +50,7 @@ from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
 
 from host import crashpoints
+from host.event_stream import EventBus
 from host.fault_actions import FaultHook
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
@@ -312,6 +313,7 @@ class IsoHostProtocol(FramedProtocol):
             self._shut("decode", error=str(exc), bytes=len(payload))
             return
         self.factory.log.message("in", self.conn_id, fields)
+        self.factory.events.message("in", self.conn_id, fields)
         faults = self.factory.faults
         decision = faults.match(self.conn_id, fields) if faults is not None else None
         if faults is not None and decision is not None:
@@ -381,6 +383,7 @@ class IsoHostProtocol(FramedProtocol):
                         dropped="connection closed before the response")
             return None
         log.message("out", self.conn_id, out, context=result.log, latency_ms=latency_ms)
+        self.factory.events.message("out", self.conn_id, out, result.log, latency_ms)
         if decision is not None:
             return self._deliver_fault(decision, payload)
         crashpoints.hit("after_commit_before_send")
@@ -451,6 +454,7 @@ class IsoServerFactory(Factory):
         self._drain_waiters: list[Deferred[None]] = []
         self.stopping = False
         self.committer: GroupCommitter | None = None  # set by the runtime (host.group_commit)
+        self.events = EventBus()  # the runtime's bus (host.event_stream); idle until watched
 
     def buildProtocol(self, addr: IAddress | None) -> IsoHostProtocol | None:  # noqa: N802
         """A new connection, or None (Twisted then closes the socket) when over the cap."""
