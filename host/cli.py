@@ -9,6 +9,7 @@
     poslab-host ledger verify [--db URL] [--key-file PATH] [--anchor FILE|VALUE]
     poslab-host ledger anchor [--db URL] [--key-file PATH]
     poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
+    poslab-host console [--admin URL --token T | --ready-file F] [--theme projector]
 
 Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JSON with
 ``iso_port``, ``admin_port``, ``pid``, ``admin_token``) only once both sockets listen. SIGTERM
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from host.cli_report import add_report_parser, run_report
+from host.console.cli import add_console_parser, run_console
 from host.runtime import first_line, safe_url
 from protocol import DEFAULT_PROFILE, PROFILES
 
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", metavar="FACTOR", type=_speed,
                    help="let the simulated clock run by itself, FACTOR simulated seconds per "
                         "real second (3600: an hour a second); it still moves by command too")
-    sub = p.add_subparsers(dest="command", metavar="{ledger,report}")
+    sub = p.add_subparsers(dest="command", metavar="{ledger,report,console}")
     ledger = sub.add_parser("ledger", help="ledger tools")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify,anchor}",
                                        required=True)
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--key-file", metavar="PATH",
                          help="the chain key file (default: as the host finds it)")
     add_report_parser(sub)
+    add_console_parser(sub)
     return p
 
 
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         return ledger_verify(args.db, key_file, args.anchor)
     if args.command == "report":
         return run_report(args)
+    if args.command == "console":
+        return run_console(args)
     return serve(args)
 
 
