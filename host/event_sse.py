@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from host.event_tail import EventTail
 
 KEEPALIVE_S = 15.0
+DISARM_S = 120.0
+"""How long after its last listener left the bus keeps recording for a reconnect."""
 QUEUE_MAX = 5000
 """Records waiting for a client that does not read before its stream is closed."""
 PATH = b"events"
@@ -121,6 +123,7 @@ class EventStreamResource(Resource):
         self.log = log
         self.reactor = reactor
         self.clients: set[_Client] = set()
+        self._disarm: Any = None
 
     def render(self, request: Any) -> int | bytes:
         """Answer one request: 405 for other methods, 401 without the token, else stream."""
@@ -145,6 +148,8 @@ class EventStreamResource(Resource):
         request.setHeader("x-accel-buffering", "no")
         client = _Client(request, self.reactor, self._closed)
         self.clients.add(client)
+        if self._disarm is not None and self._disarm.active():
+            self._disarm.cancel()
         request.registerProducer(client, True)
         request.notifyFinish().addBoth(lambda _: client.close())
         request.write(b"retry: 1000\n\n")
@@ -171,11 +176,15 @@ class EventStreamResource(Resource):
             self.bus.unsubscribe(client.deliver)
             if self.tail is not None:
                 self.tail.detach()
+            if not self.clients:
+                self._disarm = self.reactor.callLater(DISARM_S, self.bus.disarm)
 
     def close_all(self) -> None:
         """End every open stream (the host is stopping)."""
         for client in list(self.clients):
             client.close()
+        if self._disarm is not None and self._disarm.active():
+            self._disarm.cancel()
 
     def _authorized(self, request: Any) -> bool:
         header = request.getHeader("authorization") or ""

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from protocol import Codec, ProtocolError, RuleId, response_text
 from protocol.codes import EntryMode, NetworkCode, RefundReason
@@ -138,6 +138,7 @@ class Session:
     client: IsoClient
     journal: dict[str, Txn] = field(default_factory=dict)
     terminals: dict[tuple[str, str], TerminalSession] = field(default_factory=dict)
+    pace: Pace | None = None
 
     @property
     def scenario(self) -> schema.Scenario:
@@ -206,8 +207,21 @@ def card_data(pan: str, expiry: str, entry: str) -> CardData:
 TargetFactory = Callable[[schema.Scenario, datetime], Any]  # async -> Target
 
 
+class Pace(Protocol):
+    """Lesson mode's hold on the run (:mod:`scenarios.lesson`): called around each step."""
+
+    async def start(self, session: Session) -> None:
+        """Before the first step (the session's target is up)."""
+
+    async def before(self, session: Session, index: int, step: schema.Step) -> None:
+        """Before step ``index`` (0-based) is sent."""
+
+    def after(self, step: schema.Step, result: StepOutcome) -> None:
+        """Once the step ran."""
+
+
 async def run_scenario(loaded: Loaded, make_target: TargetFactory,
-                       seed: int | None = None) -> ScenarioOutcome:
+                       seed: int | None = None, pace: Pace | None = None) -> ScenarioOutcome:
     """Run one scenario on a target made for it; never raises for scenario problems."""
     scenario = loaded.scenario
     used_seed = seed_for(loaded, seed)
@@ -219,7 +233,9 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
         target = await make_target(scenario, start)
         codec = Codec(scenario.terminal.profile)
         session = Session(loaded, target, used_seed, codec, start,
-                          IsoClient(target.iso_host, target.iso_port, codec))
+                          IsoClient(target.iso_host, target.iso_port, codec), pace=pace)
+        if pace is not None:
+            await pace.start(session)
         await _run_steps(session, outcome)
     except TargetError as exc:
         outcome.status, outcome.error = "error", f"cannot set up the host: {exc}"
@@ -240,6 +256,8 @@ async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
     lines = session.loaded.step_lines or tuple(0 for _ in steps)
     try:
         for index, step in enumerate(steps):
+            if session.pace is not None:
+                await session.pace.before(session, index, step)
             result = StepOutcome(index + 1, step.label, lines[index])
             outcome.steps.append(result)
             try:
@@ -253,6 +271,8 @@ async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
             except (WireError, AdminError) as exc:
                 result.status, result.actual = "failed", str(exc)
                 result.expected = result.expected or "an answer"
+            if session.pace is not None:
+                session.pace.after(step, result)
             if result.status in ("failed", "error"):
                 outcome.status = result.status
                 for later in range(index + 1, len(steps)):

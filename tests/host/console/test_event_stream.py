@@ -179,3 +179,19 @@ def test_an_unwatched_bus_builds_no_events() -> None:
     assert [item.id for item in got] == [1, 2, 3]
     backlog, lost = EventBus.subscribe(bus, lambda _: None, after=0)
     assert [item.id for item in backlog] == [2, 3] and lost
+
+
+def test_a_disarmed_bus_records_nothing_and_a_resume_learns_of_the_gap() -> None:
+    """After the last listener left and the bus disarmed, messages cost nothing again, and a
+    listener resuming from its last id is told events were lost."""
+    bus = EventBus()
+    fields = {"t": "0200", "3": "000000", "11": "000001", "4": "000000001000"}
+    seen: list[Any] = []
+    bus.subscribe(seen.append)
+    bus.message("in", 1, fields)
+    bus.unsubscribe(seen.append)
+    bus.disarm()
+    bus.message("in", 1, fields)  # nobody listens: not recorded
+    assert not bus.armed and bus.last_id == 2  # the skipped id marks the gap
+    backlog, lost = bus.subscribe(lambda _: None, after=seen[-1].id)
+    assert backlog == [] and lost
