@@ -10,8 +10,9 @@ one SSE record::
 A client that reconnects sends the last id it saw as ``Last-Event-ID`` (header, or the query
 parameter ``last_event_id``) and gets the events it missed from the bus's replay buffer. A new
 client, or one whose gap is older than the buffer (first a ``reset`` record), gets a ``hello``
-record: ``{"last_id", "ledger_head", "balances"}`` -- the net balance per account and currency
-after posting group ``ledger_head``, so it can apply exactly the ``posting`` events after it.
+record: ``{"last_id", "ledger_head", "balances", "merchants"}`` -- the net balance per account
+and currency after posting group ``ledger_head``, so it can apply exactly the ``posting`` events
+after it, and each merchant's calendar country, subdivision and time zone.
 A comment line every :data:`KEEPALIVE_S` seconds keeps proxies from closing a quiet stream.
 
 A client that stops reading is not buffered for without end: once :data:`QUEUE_MAX` records wait
@@ -115,9 +116,10 @@ class EventStreamResource(Resource):
     isLeaf = True
 
     def __init__(self, bus: EventBus, tail: EventTail | None, token: str, log: MessageLog,
-                 reactor: Any) -> None:
+                 reactor: Any, merchants: dict[str, dict[str, Any]] | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.bus = bus
+        self.merchants = merchants or {}
         self.tail = tail
         self._token = token.encode()
         self.log = log
@@ -164,10 +166,12 @@ class EventStreamResource(Resource):
             if after is None or lost:
                 self.tail.snapshot().addCallbacks(
                     lambda snap: client.write(_record(safe_line(
-                        {"last_id": self.bus.last_id, **snap}), "hello")),
+                        {"last_id": self.bus.last_id, "merchants": self.merchants, **snap}),
+                        "hello")),
                     lambda _: client.close())
         elif after is None or lost:
-            client.write(_record(json.dumps({"last_id": self.bus.last_id}), "hello"))
+            client.write(_record(json.dumps({"last_id": self.bus.last_id,
+                                             "merchants": self.merchants}), "hello"))
         return NOT_DONE_YET
 
     def _closed(self, client: _Client) -> None:
@@ -233,6 +237,18 @@ def with_event_stream(admin: Resource, ctx: Any, token: str) -> Resource:
 
     engine = getattr(ctx.service, "engine", None)
     tail = EventTail(bus, engine, ctx.clock, ctx.call, reactor) if engine is not None else None
-    stream = EventStreamResource(bus, tail, token, ctx.log, reactor)
+    stream = EventStreamResource(bus, tail, token, ctx.log, reactor, merchant_calendars(ctx))
     ctx.extras["event_stream"] = stream
     return _Mount(admin, stream)
+
+
+def merchant_calendars(ctx: Any) -> dict[str, dict[str, Any]]:
+    """Per merchant: the business calendar's country and subdivision and the time zone, so a
+    client can show business days and holidays with the same ``holidays`` tables."""
+    desk = getattr(ctx.service, "settlement", None)
+    out: dict[str, dict[str, Any]] = {}
+    for mid, terms in (getattr(desk, "terms", None) or {}).items():
+        calendar = terms.calendar
+        out[str(mid)] = {"country": calendar.country, "subdivision": calendar.subdivision,
+                         "timezone": str(terms.schedule.tz)}
+    return out

@@ -94,6 +94,7 @@ class ConsoleApp(App[None]):
         self.taccounts = TAccounts()
         self.chain = "not checked yet"
         self.clock_view: dict[str, Any] | None = None
+        self.merchants: dict[str, dict[str, Any]] = {}
         self.reviews: list[dict[str, Any]] = []
         self.selected: str | None = None
         self.board: list[Stage] = []
@@ -198,6 +199,7 @@ class ConsoleApp(App[None]):
         if kind == "hello":
             self.stream_state = "live"
             self.taccounts.hello(data.get("balances") or {}, int(data.get("ledger_head") or 0))
+            self.merchants = dict(data.get("merchants") or {})
             self._show_ledger()
             self.refresh_clock()
             self.refresh_reviews()
@@ -242,7 +244,7 @@ class ConsoleApp(App[None]):
         except AdminApiError as exc:
             self.notify(f"clock: {exc.message}", severity="warning")
             return
-        self.query_one(ClockPanel).show(self.clock_view)
+        self.query_one(ClockPanel).show(self.clock_view, self.merchants)
         self._status()
         self._changed()
 
@@ -356,7 +358,7 @@ class ConsoleApp(App[None]):
             return None
         if path.startswith("/clock"):
             self.clock_view = answer
-            self.query_one(ClockPanel).show(answer)
+            self.query_one(ClockPanel).show(answer, self.merchants)
             self._status()
             self._changed()
         return answer

@@ -15,7 +15,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from host.calendar import CalendarError, calendar_for
 
 from protocol.money import Money
 
@@ -177,6 +181,41 @@ class TAccounts:
             return order, acct.account, acct.currency
 
         return sorted(self.accounts.values(), key=rank)
+
+
+# -- the calendar ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Day:
+    """One calendar day of a merchant: business day or not, and the holiday's name."""
+
+    day: date
+    business: bool
+    holiday: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``business``, ``weekend``, ``holiday: <name>`` or ``make-up workday``."""
+        if self.holiday:
+            return f"holiday: {self.holiday}" if not self.business else \
+                f"business ({self.holiday})"
+        if self.business:
+            return "make-up workday" if self.day.weekday() >= 5 else "business"
+        return "weekend"
+
+
+def calendar_days(merchant: Mapping[str, Any], now_iso: str, count: int = 7) -> list[Day]:
+    """``count`` days from the merchant's local date at ``now_iso``, from the same ``holidays``
+    tables the host uses (``merchant``: the stream's ``country``, ``subdivision``, ``timezone``);
+    empty when the country or the instant is unknown."""
+    try:
+        calendar = calendar_for(str(merchant.get("country")), merchant.get("subdivision"))
+        local = datetime.fromisoformat(now_iso).astimezone(ZoneInfo(str(merchant["timezone"])))
+    except (CalendarError, KeyError, ValueError):
+        return []
+    days = [local.date() + timedelta(days=n) for n in range(count)]
+    return [Day(d, calendar.is_business_day(d), calendar.holiday_name(d)) for d in days]
 
 
 # -- the refund life cycle ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from host.console.model import (
     Rung,
     Stage,
     TAccount,
+    calendar_days,
     money,
 )
 
@@ -131,8 +132,9 @@ class ClockPanel(Static):
 
     BORDER_TITLE = "Clock and calendar"
 
-    def show(self, view: Mapping[str, Any] | None) -> None:
-        """Render a ``GET /clock`` answer."""
+    def show(self, view: Mapping[str, Any] | None,
+             merchants: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Render a ``GET /clock`` answer and, per merchant calendar, the coming days."""
         if not view:
             self.update("clock: unknown")
             return
@@ -144,8 +146,19 @@ class ClockPanel(Static):
         cutoff = next((e for e in pending if str(e.get("key", "")).startswith("cutoff:")), None)
         lines.append(Text(f"next cut-off: {clock_text(str(cutoff['at'])) if cutoff else '-'}",
                           style="bold"))
-        for event in pending[:6]:
+        for event in pending[:4]:
             lines.append(Text(f"  {clock_text(str(event.get('at')))}  {event.get('key')}"))
+        shown: set[tuple[str, str]] = set()
+        for merchant in (merchants or {}).values():
+            where = (str(merchant.get("country")), str(merchant.get("timezone")))
+            days = calendar_days(merchant, str(view.get("now", "")))
+            if where in shown or not days:
+                continue
+            shown.add(where)
+            lines.append(Text(f"calendar {where[0]} ({where[1]})", style="bold"))
+            for day in days:
+                lines.append(Text(f"  {day.day:%a %m-%d}  {day.label}",
+                                  style="" if day.business else "yellow"))
         lines.append(Text("h +1 hour   c next cut-off   d +1 business day", style="dim"))
         self.update(Group(*lines))
 

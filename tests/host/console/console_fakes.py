@@ -27,7 +27,10 @@ def message(direction: str, rc: str | None, stan: str, amount: int, txn_type: st
 
 
 RECORDS = [
-    StreamRecord(None, "hello", {"last_id": 0, "ledger_head": 0, "balances": {}}),
+    StreamRecord(None, "hello", {"last_id": 0, "ledger_head": 0, "balances": {},
+                                 "merchants": {"MERCHANT0000001": {
+                                     "country": "CN", "subdivision": None,
+                                     "timezone": "Asia/Shanghai"}}}),
     StreamRecord(1, "message", message("in", None, "000101", 12_500, "sale", None,
                                        "2026-03-02T02:00:00.000+00:00")),
     StreamRecord(2, "message", message("out", "00", "000101", 12_500, "sale", "000000000001",

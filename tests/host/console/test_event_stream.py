@@ -55,6 +55,8 @@ def test_a_sale_streams_its_messages_stage_and_posting(live_host: LiveHost, run:
             it = _events(source)
             hello = await asyncio.wait_for(_until(it, "hello", seen), 5)
             assert json.loads(hello.data)["ledger_head"] == 0
+            assert json.loads(hello.data)["merchants"]["MERCHANT0000001"] == {
+                "country": "CN", "subdivision": None, "timezone": "Asia/Shanghai"}
             answer = await live_host.sale("000101", 12_500)
             assert answer["39"] == "00"
             await asyncio.wait_for(_until(it, "posting", seen), 5)
