@@ -20,7 +20,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from host.calendar import CalendarError, calendar_for
-
 from protocol.money import Money
 
 LADDER_MAX = 1000
