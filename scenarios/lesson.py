@@ -18,7 +18,6 @@ import asyncio
 import sys
 import zlib
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TextIO
 
 from protocol import response_text, scrub
@@ -26,7 +25,7 @@ from protocol.money import Money
 from scenarios.admin import AdminCallError, AdminError
 from scenarios.loader import Loaded
 from scenarios.outcome import Exchange, ScenarioOutcome, StepOutcome
-from scenarios.runner import Session
+from scenarios.runner import Session, follow_host_clock
 from scenarios.schema import Step
 
 _TXN = {"00": "sale", "02": "void", "20": "refund", "22": "void of refund"}
@@ -66,12 +65,7 @@ class LessonPace:
             health = await admin.call("GET", "/health")
         except (AdminError, AdminCallError):
             return  # no clock to follow: the scenario's own start time stands
-        now = clock.get("now") if isinstance(clock, dict) else None
-        if isinstance(now, str):
-            try:
-                session.now = datetime.fromisoformat(now).astimezone(session.now.tzinfo)
-            except ValueError:
-                pass
+        now = follow_host_clock(session, clock)
         if not self.seeded:
             count = health.get("transactions") if isinstance(health, dict) else None
             session.seed = zlib.crc32(f"{now}/{count}".encode()) % 1_000_000

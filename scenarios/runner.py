@@ -618,12 +618,18 @@ async def _advance(session: Session, step: schema.Step, result: StepOutcome) -> 
             body = {"seconds": seconds}
         data = await _admin_call(session, "POST", "/clock/advance", body)
     result.actual = f"clock now {data.get('now') if isinstance(data, dict) else data}"
-    now = data.get("now") if isinstance(data, dict) else None
+    follow_host_clock(session, data)
+
+
+def follow_host_clock(session: Session, clock_view: Any) -> str | None:
+    """Take the host's instant from a ``/clock`` answer as the session's time; return it."""
+    now = clock_view.get("now") if isinstance(clock_view, dict) else None
     if isinstance(now, str):
         try:
             session.now = datetime.fromisoformat(now).astimezone(session.now.tzinfo)
         except ValueError:
             pass
+    return now if isinstance(now, str) else None
 
 
 async def _check(session: Session, step: schema.Step, result: StepOutcome) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ def test_each_lesson_plays_green_against_a_running_host_twice(
         lesson: Path, host: list[str], tmp_path: Path, capsys: Any) -> None:
     """--lesson --no-wait passes every step, shows each say: line and effect, and passes
     again on the same host (new STANs, not retransmissions)."""
+    stans: list[set[str]] = []
     for attempt in (1, 2):
         report = tmp_path / f"r{attempt}.json"
         status = cli.main(["run", str(lesson), "--lesson", "--no-wait", *host,
@@ -69,6 +71,8 @@ def test_each_lesson_plays_green_against_a_running_host_twice(
         assert f"[{len(outcome['steps'])}/{len(outcome['steps'])}]" in out
         assert "→ 0200 sale" in out and ("← 0210 sale" in out or "← no answer" in out)
         assert "4111111111111111" not in out and "5555555555554444" not in out
+        stans.append(set(re.findall(r"STAN (\d{6})", out)))
+    assert stans[0] and not stans[0] & stans[1]
 
 
 def test_a_lesson_waits_for_enter_before_each_step(host: list[str], capsys: Any,
