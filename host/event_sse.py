@@ -72,7 +72,7 @@ class _Client:
             self.request.write(self.waiting.popleft())
 
     def stopProducing(self) -> None:  # noqa: N802
-        self.close()
+        self.close(gone=True)
 
     def deliver(self, item: Published) -> None:
         """Bus listener: may run in the worker thread; writes happen in the loop's."""
@@ -97,14 +97,15 @@ class _Client:
             self.write(b": keepalive\n\n")
             self.keepalive = self.reactor.callLater(KEEPALIVE_S, self._keepalive)
 
-    def close(self) -> None:
+    def close(self, gone: bool = False) -> None:
+        """End the stream (``gone``: the client already went; nothing is left to finish)."""
         if self.closed:
             return
         self.closed = True
         if self.keepalive.active():
             self.keepalive.cancel()
         self.on_close(self)
-        if not self.request.finished:
+        if not gone and not self.request.finished:
             self.request.unregisterProducer()
             self.request.finish()
 
@@ -153,7 +154,7 @@ class EventStreamResource(Resource):
         if self._disarm is not None and self._disarm.active():
             self._disarm.cancel()
         request.registerProducer(client, True)
-        request.notifyFinish().addBoth(lambda _: client.close())
+        request.notifyFinish().addBoth(lambda _: client.close(gone=True))
         request.write(b"retry: 1000\n\n")
         backlog, lost = self.bus.subscribe(client.deliver, after)
         if lost:

@@ -197,3 +197,43 @@ def test_a_disarmed_bus_records_nothing_and_a_resume_learns_of_the_gap() -> None
     assert not bus.armed and bus.last_id == 2  # the skipped id marks the gap
     backlog, lost = bus.subscribe(lambda _: None, after=seen[-1].id)
     assert backlog == [] and lost
+
+
+class _FakeRequest:
+    """Just what the stream writes to: bytes written, finished or not."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.finished = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def unregisterProducer(self) -> None:  # noqa: N802 - Twisted naming
+        pass
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+def test_a_client_that_stops_reading_is_held_then_cut_off() -> None:
+    """While the socket is full records wait (in order, none written); past QUEUE_MAX waiting
+    the stream is closed, so a stuck client cannot grow the host's memory."""
+    from twisted.internet.task import Clock
+
+    from host.event_sse import QUEUE_MAX, _Client
+
+    closed: list[Any] = []
+    request = _FakeRequest()
+    client = _Client(request, Clock(), closed.append)
+    client.write(b"a")
+    client.pauseProducing()
+    client.write(b"b")
+    client.write(b"c")
+    assert request.written == [b"a"]
+    client.resumeProducing()
+    assert request.written == [b"a", b"b", b"c"]
+    client.pauseProducing()
+    for _ in range(QUEUE_MAX + 1):
+        client.write(b"x")
+    assert closed == [client] and request.finished
