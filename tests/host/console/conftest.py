@@ -61,12 +61,17 @@ def _de7(clock: ManualClock) -> str:
 
 
 @pytest.fixture
-def live_host(run: Callable[..., Any], tmp_path: Path) -> Iterator[LiveHost]:
+def host_db(tmp_path: Path) -> str:
+    """The live host's database: an SQLite file (modules may override with both backends)."""
+    return str(tmp_path / "ledger.db")
+
+
+@pytest.fixture
+def live_host(run: Callable[..., Any], host_db: str) -> Iterator[LiveHost]:
     """A real host on port 0 with the shipped config and a frozen simulated clock."""
     clock = ManualClock(START)
     runtime = HostRuntime(log=MessageLog(io.StringIO()))
-    run(runtime.start(load_config(None), str(tmp_path / "ledger.db"), clock,
-                      admin_token=TOKEN))
+    run(runtime.start(load_config(None), host_db, clock, admin_token=TOKEN))
     client = IsoClient("127.0.0.1", runtime.iso_port, Codec("iso87-ascii"))
     try:
         yield LiveHost(runtime, clock, client)

@@ -5,15 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from host.event_stream import EventBus
 from tests.host.console.conftest import PAN, TOKEN, LiveHost
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def host_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The stream reads committed rows: each test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 async def _events(source: Any) -> AsyncIterator[ServerSentEvent]:
