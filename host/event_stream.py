@@ -122,11 +122,6 @@ class StageEvent(StreamEvent):
     currency: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def is_review(self) -> bool:
-        """True for review opened / approval / approved / rejected."""
-        return self.stage.startswith("review_")
-
 
 @dataclass(frozen=True)
 class SettlementEvent(StreamEvent):
@@ -291,12 +286,6 @@ class EventBus:
     def watch_answers(self, watcher: Callable[[], None]) -> None:
         """Call ``watcher`` (in the loop's thread) after each answer the server sends."""
         self._watchers.append(watcher)
-
-    @property
-    def listening(self) -> int:
-        """How many listeners are subscribed."""
-        with self._lock:
-            return len(self._listeners)
 
     @property
     def last_id(self) -> int:

@@ -102,3 +102,34 @@ def test_console_without_a_host_location_exits_2(argv: list[str], message: str,
     assert run_console(build_parser().parse_args(argv)) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_ready_file_gives_the_admin_url_and_token(tmp_path: Path) -> None:
+    """--ready-file: the admin port and token come from the host's ready file."""
+    from host.console.client import connection
+
+    ready = tmp_path / "host.json"
+    ready.write_text('{"iso_port": 1, "admin_port": 8584, "pid": 2, "admin_token": "tk"}')
+    assert connection(None, None, str(ready)) == ("http://127.0.0.1:8584", "tk")
+
+
+def test_an_unreachable_host_is_a_notification_not_a_traceback(run: Any) -> None:
+    """A console pointed at a closed port says it cannot reach the host and keeps retrying."""
+    import socket
+
+    from host.console.client import AdminApi
+
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def script() -> tuple[str, list[str]]:
+        app = ConsoleApp(AdminApi(f"http://127.0.0.1:{port}", "t"))
+        async with app.run_test(size=SIZE):
+            await app.wait_until(lambda: app.stream_state == "reconnecting"
+                                 and any("cannot reach" in str(n.message)
+                                         for n in app._notifications), 5)
+            return app.stream_state, [str(n.message) for n in app._notifications]
+
+    state, notes = run(script())
+    assert state == "reconnecting" and not any("Traceback" in n for n in notes)
