@@ -263,8 +263,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
         pace = LessonPace(out, wait=not args.no_wait, seeded=args.seed is not None)
         try:
-            outcomes = run_sync(run_lessons(items, make_target_factory(remote), args.seed, pace,
-                                            lambda _: None))
+            outcomes = run_sync(run_lessons(items, make_target_factory(remote), args.seed, pace))
         finally:
             release_threads()
     elif args.jobs > 1:

@@ -145,14 +145,8 @@ def _money(minor: int, currency: str | None) -> str:
 
 
 async def run_lessons(items: list[Loaded], make_target: Any, seed: int | None,
-                      pace: LessonPace, on_done: Callable[[ScenarioOutcome], None]
-                      ) -> list[ScenarioOutcome]:
+                      pace: LessonPace) -> list[ScenarioOutcome]:
     """Play each lesson in turn, one step at a time."""
     from scenarios.runner import run_scenario
 
-    outcomes = []
-    for loaded in items:
-        outcome = await run_scenario(loaded, make_target, seed, pace=pace)
-        outcomes.append(outcome)
-        on_done(outcome)
-    return outcomes
+    return [await run_scenario(loaded, make_target, seed, pace=pace) for loaded in items]

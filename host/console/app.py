@@ -22,6 +22,7 @@ from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.reactive import var
 from textual.theme import Theme
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Static, Tab, Tabs
 
@@ -38,6 +39,8 @@ from host.console.panels import (
     clock_text,
 )
 
+VERIFY_AFTER_S = 1.0
+"""The chain is verified this long after the first of a burst of postings."""
 WIDE_COLUMNS = 150
 """From this many columns the panels sit side by side instead of in tabs."""
 PANELS = (("ladder", "1 Ladder"), ("board", "2 Refund"), ("ledger", "3 Ledger"),
@@ -99,6 +102,7 @@ class ConsoleApp(App[None]):
         self.selected: str | None = None
         self.board: list[Stage] = []
         self._board_rrns: set[str] = set()  # the selected sale and its refunds
+        self._verify_timer: Timer | None = None
         self.stream_state = "connecting"
         self.changed = asyncio.Event()
 
@@ -196,22 +200,19 @@ class ConsoleApp(App[None]):
     def apply(self, record: StreamRecord) -> None:
         """Update the model and panels for one record."""
         data, kind = record.data, record.type
+        self.stream_state = "reconnecting" if kind == "disconnected" else "live"
         if kind == "hello":
-            self.stream_state = "live"
             self.taccounts.hello(data.get("balances") or {}, int(data.get("ledger_head") or 0))
             self.merchants = dict(data.get("merchants") or {})
             self._show_ledger()
             self.refresh_clock()
             self.refresh_reviews()
-        elif kind == "disconnected":
-            self.stream_state = "reconnecting"
         elif kind == "message" and record.id is not None:
-            self.stream_state = "live"
             self.query_one(LadderPanel).add_rung(self.ladder.add(record.id, data))
         elif kind == "posting":
             if self.taccounts.post(data):
                 self._show_ledger()
-                self.verify_chain()
+                self._verify_soon()
         elif kind == "stage":
             if str(data.get("stage", "")).startswith("review_"):
                 self.refresh_reviews()
@@ -229,6 +230,16 @@ class ConsoleApp(App[None]):
         if self.selected is not None and (always or self.selected in (rrn, original)
                                           or rrn in self._board_rrns):
             self.load_board(self.selected)
+
+    def _verify_soon(self) -> None:
+        """Check the chain once postings pause: a verification reads the whole ledger, so a
+        burst of postings asks for one, not one each."""
+        if self._verify_timer is None:
+            self._verify_timer = self.set_timer(VERIFY_AFTER_S, self._verify_due)
+
+    def _verify_due(self) -> None:
+        self._verify_timer = None
+        self.verify_chain()
 
     def _show_ledger(self) -> None:
         self.query_one(LedgerPanel).show(self.taccounts.ordered(), self.chain)
