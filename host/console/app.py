@@ -194,8 +194,14 @@ class ConsoleApp(App[None]):
     @closing_safe
     async def follow_stream(self) -> None:
         """Apply every stream record as it comes."""
-        async for record in self.api.events():
-            self.apply(record)
+        try:
+            async for record in self.api.events():
+                self.apply(record)
+        except AdminApiError as exc:
+            self.stream_state = f"refused ({exc.status})"
+            self.notify(exc.message, severity="error", timeout=30)
+            self._status()
+            self._changed()
 
     def apply(self, record: StreamRecord) -> None:
         """Update the model and panels for one record."""

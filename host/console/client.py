@@ -96,7 +96,8 @@ class AdminApi:
         return data
 
     async def events(self) -> AsyncIterator[StreamRecord]:
-        """The event stream, for ever: reconnects (with the last id seen) when it drops."""
+        """The event stream, for ever: reconnects (with the last id seen) when it drops;
+        :class:`AdminApiError` when the host refuses it (a wrong token)."""
         last: str | None = None
         stream = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(10.0, read=None),
                                    headers=self._http.headers)
@@ -106,9 +107,7 @@ class AdminApi:
                 try:
                     async with aconnect_sse(stream, "GET", "/events", headers=headers) as src:
                         if src.response.status_code != 200:
-                            raise AdminApiError(src.response.status_code,
-                                                f"GET /events answered "
-                                                f"{src.response.status_code}")
+                            raise await _refused(src.response)
                         async for sse in src.aiter_sse():
                             if not sse.data:  # the opening ``retry:`` record
                                 continue
@@ -126,3 +125,13 @@ class AdminApi:
     async def close(self) -> None:
         """Close the connections."""
         await self._http.aclose()
+
+
+async def _refused(response: httpx.Response) -> AdminApiError:
+    """The host's own reason for refusing the stream (a wrong token, a host without one)."""
+    await response.aread()
+    try:
+        message = str(response.json().get("error") or response.reason_phrase)
+    except (ValueError, AttributeError):
+        message = response.reason_phrase
+    return AdminApiError(response.status_code, f"GET /events: {message}")

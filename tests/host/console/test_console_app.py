@@ -154,3 +154,17 @@ def test_clock_keys_move_the_simulated_clock(live_host: LiveHost, run: Any) -> N
     before, hour, cutoff = run(script())
     assert before.startswith("2026-03-02T02:00") and hour.startswith("2026-03-02T03:00")
     assert cutoff > hour
+
+
+def test_a_wrong_token_is_said_plainly(live_host: LiveHost, run: Any) -> None:
+    """The host refuses the stream: the console says why (the host's message), no traceback."""
+
+    async def script() -> tuple[str, list[str]]:
+        app = ConsoleApp(AdminApi(live_host.admin_url, "not-the-token"))
+        async with app.run_test(size=(80, 24)):
+            await app.wait_until(lambda: app.stream_state.startswith("refused"), 5)
+            return app.stream_state, [str(n.message) for n in app._notifications]
+
+    state, notes = run(script())
+    assert state == "refused (401)"
+    assert "GET /events: missing or wrong bearer token" in notes
