@@ -133,3 +133,19 @@ def test_an_unreachable_host_is_a_notification_not_a_traceback(run: Any) -> None
 
     state, notes = run(script())
     assert state == "reconnecting" and not any("Traceback" in n for n in notes)
+
+
+def test_typing_a_name_in_the_prompt_does_not_fire_the_clock_keys(run: Any) -> None:
+    """Letters typed as an approver's name go to the prompt: 'c', 'd', 'h' move no clock."""
+
+    async def script() -> list[tuple[str, str, Any]]:
+        api = FakeApi()
+        app = ConsoleApp(api)  # type: ignore[arg-type]
+        async with app.run_test(size=SIZE) as pilot:
+            await _ready(pilot)
+            await pilot.press("5", "a")
+            await pilot.press(*"chad", "enter")
+            await app.wait_until(lambda: bool(api.sent), 5)
+            return api.sent
+
+    assert run(script()) == [("POST", "/reviews/1/approve", {"approver": "chad"})]
