@@ -16,7 +16,8 @@ state from the admin API.
 
 Costs: until a listener subscribes, :meth:`EventBus.message` is one attribute test (the bus is
 not *armed*: about 50 ns), so a host nobody watches pays nothing. While armed, a message event
-costs about 50 µs of CPU (most of it the field-by-field rendering). The SSE resource disarms
+costs about 50 µs of CPU, most of it the field-by-field rendering, which is left out (``fields``
+empty) while nobody is subscribed at that moment (about 15 µs then). The SSE resource disarms
 the bus some time after its last listener left (:data:`host.event_sse.DISARM_S`), so a console
 that reconnects within that time finds the messages it missed in the buffer; one that comes back
 later is told that events were lost.
@@ -237,8 +238,9 @@ class EventBus:
             rrn=_str(facts.get("rrn")), amount_minor=_int(facts.get("amount_minor")),
             currency=_str(facts.get("currency")), pan=_str(facts.get("pan")),
             rc=_str(facts.get("rc")), rule=_str(facts.get("rule")), latency_ms=latency_ms,
+            # The rendering is most of the cost: only for someone watching right now.
             fields=[[line.key, line.name, line.value, line.meaning]
-                    for line in describe_fields(fields, self.table)])
+                    for line in describe_fields(fields, self.table)] if self._listeners else [])
         self.publish(event)
         if direction == "out":
             for watcher in list(self._watchers):

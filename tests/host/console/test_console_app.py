@@ -15,6 +15,8 @@ from host.console.panels import FieldsScreen
 from tests.host.console.conftest import PAN, TOKEN, LiveHost
 
 PAYABLE = "merchant_payable:MERCHANT0000001"
+WAIT_S = 15.0
+"""A deadline for state that has no latency promise (a loaded CI machine is slow)."""
 
 
 def _console(host: LiveHost) -> ConsoleApp:
@@ -22,7 +24,7 @@ def _console(host: LiveHost) -> ConsoleApp:
 
 
 async def _live(app: ConsoleApp) -> None:
-    await app.wait_until(lambda: app.taccounts.head is not None, 5)
+    await app.wait_until(lambda: app.taccounts.head is not None, WAIT_S)
 
 
 def _balance(app: ConsoleApp, account: str) -> int | None:
@@ -58,7 +60,7 @@ def test_enter_opens_the_field_view_with_the_pan_masked(live_host: LiveHost, run
         async with app.run_test(size=(80, 24)) as pilot:
             await _live(app)
             await live_host.sale("000501", 3_000)
-            await app.wait_until(lambda: len(app.ladder.rungs) == 2, 5)
+            await app.wait_until(lambda: len(app.ladder.rungs) == 2, WAIT_S)
             await pilot.press("1", "up", "enter")
             await pilot.pause()
             screen = app.screen
@@ -80,22 +82,23 @@ def test_the_board_follows_a_partial_refund_to_the_card(live_host: LiveHost,
             await _live(app)
             sale = await live_host.sale("000601", 20_000)
             await live_host.refund("000602", sale["37"], 5_000)
-            await app.wait_until(lambda: len(app.ladder.rungs) == 4, 5)
+            await app.wait_until(lambda: len(app.ladder.rungs) == 4, WAIT_S)
             await pilot.press("1", "up", "up", "up")
-            await app.wait_until(lambda: app.selected == sale["37"] and len(app.board) == 7, 5)
+            await app.wait_until(lambda: app.selected == sale["37"] and len(app.board) == 7,
+                                 WAIT_S)
             assert [s.state for s in app.board][3:5] == [DONE, CURRENT]
             await pilot.press("c")  # to the cut-off: the refund settles in a batch
-            await app.wait_until(lambda: app.board[4].state == DONE, 5)
+            await app.wait_until(lambda: app.board[4].state == DONE, WAIT_S)
             posting_day = app.board[5].detail.removeprefix("business day ")
             while str((app.clock_view or {}).get("now", ""))[:10] < posting_day:
                 before = (app.clock_view or {}).get("now")
                 await pilot.press("d")  # a business day nearer the card
                 await app.wait_until(
-                    lambda before=before: (app.clock_view or {}).get("now") != before, 5)
-            await app.wait_until(lambda: app.board[6].state == DONE, 5)
+                    lambda before=before: (app.clock_view or {}).get("now") != before, WAIT_S)
+            await app.wait_until(lambda: app.board[6].state == DONE, WAIT_S)
             return app.board
 
-    board = run(script())
+    board = run(script(), 90)  # a dozen business days of jobs on a loaded machine
     assert [s.state for s in board] == [DONE, DONE, "skipped", DONE, DONE, DONE, DONE]
     assert all(s.at for s in board if s.state == DONE)
     assert "50.00 CNY" in board[3].detail and "411111******1111" in board[3].detail
@@ -118,13 +121,13 @@ def test_two_approvers_release_a_large_refund_from_the_console(live_host: LiveHo
             sale = await live_host.sale("000701", 6_000_000)
             refund = await live_host.refund("000702", sale["37"], 5_500_000)
             assert refund["39"] == "00"
-            await app.wait_until(lambda: bool(app.reviews), 5)
+            await app.wait_until(lambda: bool(app.reviews), WAIT_S)
             await approve(pilot, "alice")
-            await app.wait_until(lambda: len(app.reviews[0]["approved_by"]) == 1, 5)
+            await app.wait_until(lambda: len(app.reviews[0]["approved_by"]) == 1, WAIT_S)
             await approve(pilot, "ALICE")
             await approve(pilot, "bob")
-            await app.wait_until(lambda: app.reviews[0]["state"] == "approved", 5)
-            await app.wait_until(lambda: _balance(app, "refunds_under_review") == 0, 5)
+            await app.wait_until(lambda: app.reviews[0]["state"] == "approved", WAIT_S)
+            await app.wait_until(lambda: _balance(app, "refunds_under_review") == 0, WAIT_S)
             notes = [str(n.message) for n in app._notifications]
             return notes, _balance(app, "refunds_under_review")
 
@@ -140,15 +143,15 @@ def test_clock_keys_move_the_simulated_clock(live_host: LiveHost, run: Any) -> N
         app = _console(live_host)
         async with app.run_test(size=(80, 24)) as pilot:
             await _live(app)
-            await app.wait_until(lambda: app.clock_view is not None, 5)
+            await app.wait_until(lambda: app.clock_view is not None, WAIT_S)
             before = str(app.clock_view and app.clock_view["now"])
             await pilot.press("h")
             await app.wait_until(lambda: app.clock_view is not None
-                                 and app.clock_view["now"] != before, 5)
+                                 and app.clock_view["now"] != before, WAIT_S)
             hour = str(app.clock_view and app.clock_view["now"])
             await pilot.press("c")
             await app.wait_until(lambda: app.clock_view is not None
-                                 and app.clock_view["now"] != hour, 5)
+                                 and app.clock_view["now"] != hour, WAIT_S)
             return before, hour, str(app.clock_view and app.clock_view["now"])
 
     before, hour, cutoff = run(script())
@@ -162,7 +165,7 @@ def test_a_wrong_token_is_said_plainly(live_host: LiveHost, run: Any) -> None:
     async def script() -> tuple[str, list[str]]:
         app = ConsoleApp(AdminApi(live_host.admin_url, "not-the-token"))
         async with app.run_test(size=(80, 24)):
-            await app.wait_until(lambda: app.stream_state.startswith("refused"), 5)
+            await app.wait_until(lambda: app.stream_state.startswith("refused"), WAIT_S)
             return app.stream_state, [str(n.message) for n in app._notifications]
 
     state, notes = run(script())
