@@ -195,17 +195,21 @@ def test_an_unwatched_bus_builds_no_events() -> None:
 
 
 def test_a_disarmed_bus_records_nothing_and_a_resume_learns_of_the_gap() -> None:
-    """After the last listener left and the bus disarmed, messages cost nothing again, and a
-    listener resuming from its last id is told events were lost."""
+    """Armed without a subscriber, messages are kept without their field rendering; once
+    disarmed they cost nothing, and a listener resuming from its last id learns of the gap."""
     bus = EventBus()
     fields = {"t": "0200", "3": "000000", "11": "000001", "4": "000000001000"}
     seen: list[Any] = []
     bus.subscribe(seen.append)
     bus.message("in", 1, fields)
     bus.unsubscribe(seen.append)
+    bus.message("in", 1, fields)  # armed, nobody subscribed right now: kept, not rendered
+    kept, _ = bus.subscribe(seen.append, after=seen[-1].id)
+    bus.unsubscribe(seen.append)
+    assert seen[0].event.fields and kept[0].event.fields == []
     bus.disarm()
     bus.message("in", 1, fields)  # nobody listens: not recorded
-    assert not bus.armed and bus.last_id == 2  # the skipped id marks the gap
+    assert not bus.armed and bus.last_id == 3  # the skipped id marks the gap
     backlog, lost = bus.subscribe(lambda _: None, after=seen[-1].id)
     assert backlog == [] and lost
 
