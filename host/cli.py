@@ -13,6 +13,7 @@
     poslab-host ledger anchor [--db URL] [--key-file PATH]
     poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
     poslab-host keys generate|list [--db URL] ...          (see host/security/cli.py)
+    poslab-host console [--admin URL --token T | --ready-file F] [--theme projector]
 
 Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JSON with
 ``iso_port``, ``admin_port``, ``pid``, ``admin_token``) only once both sockets listen. SIGTERM
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from host.cli_report import add_report_parser, run_report
+from host.console.cli import add_console_parser, run_console
 from host.runtime import first_line, safe_url
 from host.security.cli import add_keys_parser, run_keys
 from protocol import DEFAULT_PROFILE, PROFILES
@@ -117,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let the simulated clock run by itself, FACTOR simulated seconds per "
                         "real second (3600: an hour a second); it still moves by command too")
     _add_tls_options(p)
-    sub = p.add_subparsers(dest="command", metavar="{ledger,report,keys,openapi}")
+    sub = p.add_subparsers(dest="command", metavar="{ledger,report,keys,openapi,console}")
     ledger = sub.add_parser("ledger", help="ledger tools")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify,anchor}",
                                        required=True)
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_keys_parser(sub)
     sub.add_parser("openapi", help="print the admin API's OpenAPI document (JSON)")
+    add_console_parser(sub)
     return p
 
 
@@ -234,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         from host.admin.openapi import document_text
 
         return _print_to_a_reader_that_may_leave(document_text())
+    if args.command == "console":
+        return run_console(args)
     return serve(args)
 
 

@@ -32,6 +32,7 @@ from twisted.internet.error import CannotListenError
 from host import crashpoints
 from host.admin import AdminContext, admin_site
 from host.clock import MAX_MOVE
+from host.event_stream import EventBus
 from host.fault_actions import FaultHook
 from host.faults import FaultRegistry
 from host.group_commit import GroupCommitter
@@ -170,6 +171,7 @@ class HostRuntime:
                                             ServerLimits.from_config(config), self.log,
                                             self.metrics, timer, self.faults)
             self.factory.committer = GroupCommitter(worker, self.service)
+            self.factory.events = self.extras.setdefault("events", EventBus(clock=clock))
             iso_tls, admin_tls = _tls_options(config)
             if iso_tls is not None and config.tls.iso.tid_in_certificate:
                 self.factory.admission = TidBinding(self.log).refusal
@@ -295,6 +297,8 @@ class HostRuntime:
             if d is not None:
                 await d.asFuture(loop)
 
+        if "event_stream" in self.extras:  # open event streams would outlive the host
+            self.extras["event_stream"].close_all()
         for port in self._listeners:
             await wait(port.stopListening())
         self._listeners.clear()

@@ -51,6 +51,7 @@ from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
 
 from host import crashpoints
+from host.event_stream import EventBus
 from host.fault_actions import FaultHook
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
@@ -314,6 +315,7 @@ class IsoHostProtocol(FramedProtocol):
             self._shut("decode", error=str(exc), bytes=len(payload))
             return
         self.factory.log.message("in", self.conn_id, fields)
+        self.factory.events.message("in", self.conn_id, fields)
         attach_raw(fields, payload, codec.profile)  # the bytes a MAC covers (host.security)
         refusal = self.factory.admission(self, fields) if self.factory.admission else None
         if refusal is not None:  # answered here, never booked (host.tls.TidBinding)
@@ -389,6 +391,7 @@ class IsoHostProtocol(FramedProtocol):
                         dropped="connection closed before the response")
             return None
         log.message("out", self.conn_id, out, context=result.log, latency_ms=latency_ms)
+        self.factory.events.message("out", self.conn_id, out, result.log, latency_ms)
         if decision is not None:
             return self._deliver_fault(decision, payload)
         crashpoints.hit("after_commit_before_send")
@@ -463,6 +466,7 @@ class IsoServerFactory(Factory):
         # None admits it, a reply refuses it.
         self.admission: Callable[[IsoHostProtocol, dict[str, str]], ReplyLike | None] | None \
             = None
+        self.events = EventBus()  # the runtime's bus (host.event_stream); idle until watched
 
     def buildProtocol(self, addr: IAddress | None) -> IsoHostProtocol | None:  # noqa: N802
         """A new connection, or None (Twisted then closes the socket) when over the cap."""

@@ -6,6 +6,7 @@
                      [--seed N] [--jobs N] [--host HOST:PORT [--admin URL] [--token T]
                      [--tid ID] [--mid ID] [--currency CUR] [--tls-ca FILE]
                      [--tls-cert FILE --tls-key FILE]] [--time] [-q]
+                     [--lesson [--no-wait]]
     poslab-scenarios validate PATH...
     poslab-scenarios new NAME [--dir DIR]
 
@@ -135,6 +136,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     run.add_argument("--time", action="store_true", help="print each scenario's duration")
     run.add_argument("-q", "--quiet", action="store_true", help="no summary table")
+    run.add_argument("--lesson", action="store_true",
+                     help="play step by step against --host: say each step's 'say:' line, "
+                          "wait for Enter, send, show the effect")
+    run.add_argument("--no-wait", action="store_true",
+                     help="with --lesson: do not wait for Enter (tests, CI)")
     val = sub.add_parser("validate", help="check scenario files without running them")
     val.add_argument("paths", nargs="+", metavar="PATH")
     new = sub.add_parser("new", help="write a commented scenario template")
@@ -233,6 +239,16 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     if (args.tls_ca or args.tls_cert or args.tls_key) and not args.host:
         print("--tls-ca, --tls-cert and --tls-key need --host", file=out)
         return EXIT_INVALID
+    if args.lesson and not (args.host and args.admin):
+        print("--lesson plays against a running host: give --host HOST:PORT and --admin URL",
+              file=out)
+        return EXIT_INVALID
+    if args.no_wait and not args.lesson:
+        print("--no-wait belongs to --lesson", file=out)
+        return EXIT_INVALID
+    if args.lesson and args.jobs > 1:
+        print("--lesson plays one step at a time: --jobs cannot be used with it", file=out)
+        return EXIT_INVALID
     if not items:
         print(f"0 of {len(loaded)} scenarios selected", file=out)
         return EXIT_OK
@@ -255,7 +271,16 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f" [{len(outcomes):>{len(str(len(items)))}}/{len(items)}]\n")
             out.flush()
 
-    if args.jobs > 1:
+    if args.lesson:
+        from scenarios.lesson import LessonPace, run_lessons
+        from scenarios.loop import release_threads, run_sync
+
+        pace = LessonPace(out, wait=not args.no_wait, seeded=args.seed is not None)
+        try:
+            outcomes = run_sync(run_lessons(items, make_target_factory(remote), args.seed, pace))
+        finally:
+            release_threads()
+    elif args.jobs > 1:
         order = {id(item): n for n, item in enumerate(items)}
         results = _run_parallel(items, args.seed, remote, args.jobs, done)
         outcomes = [results[order[id(i)]] for i in items]

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -145,6 +145,7 @@ class Session:
     terminals: dict[tuple[str, str], TerminalSession] = field(default_factory=dict)
     #: the scenario terminal's keys (``terminal.tmk`` / ``terminal.dukpt``), None without
     security: TerminalSecurity | None = None
+    pace: Pace | None = None
 
     @property
     def scenario(self) -> schema.Scenario:
@@ -214,8 +215,21 @@ def card_data(pan: str, expiry: str, entry: str) -> CardData:
 TargetFactory = Callable[[schema.Scenario, datetime], Any]  # async -> Target
 
 
+class Pace(Protocol):
+    """Lesson mode's hold on the run (:mod:`scenarios.lesson`): called around each step."""
+
+    async def start(self, session: Session) -> None:
+        """Before the first step (the session's target is up)."""
+
+    async def before(self, session: Session, index: int, step: schema.Step) -> None:
+        """Before step ``index`` (0-based) is sent."""
+
+    def after(self, step: schema.Step, result: StepOutcome) -> None:
+        """Once the step ran."""
+
+
 async def run_scenario(loaded: Loaded, make_target: TargetFactory,
-                       seed: int | None = None) -> ScenarioOutcome:
+                       seed: int | None = None, pace: Pace | None = None) -> ScenarioOutcome:
     """Run one scenario on a target made for it; never raises for scenario problems."""
     scenario = loaded.scenario
     used_seed = seed_for(loaded, seed)
@@ -228,8 +242,10 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
         codec = Codec(scenario.terminal.profile)
         session = Session(loaded, target, used_seed, codec, start,
                           IsoClient(target.iso_host, target.iso_port, codec, tls=target.tls),
-                          security=security_steps.build_security(scenario, codec))
+                          security=security_steps.build_security(scenario, codec), pace=pace)
         session.client.link.guard = security_steps.guard_for(session.security, codec)
+        if pace is not None:
+            await pace.start(session)
         await _run_steps(session, outcome)
     except TargetError as exc:
         outcome.status, outcome.error = "error", f"cannot set up the host: {exc}"
@@ -250,6 +266,8 @@ async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
     lines = session.loaded.step_lines or tuple(0 for _ in steps)
     try:
         for index, step in enumerate(steps):
+            if session.pace is not None:
+                await session.pace.before(session, index, step)
             result = StepOutcome(index + 1, step.label, lines[index])
             outcome.steps.append(result)
             try:
@@ -263,6 +281,8 @@ async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
             except (WireError, AdminError) as exc:
                 result.status, result.actual = "failed", str(exc)
                 result.expected = result.expected or "an answer"
+            if session.pace is not None:
+                session.pace.after(step, result)
             if result.status in ("failed", "error"):
                 outcome.status = result.status
                 for later in range(index + 1, len(steps)):
@@ -633,8 +653,13 @@ async def _advance(session: Session, step: schema.Step, result: StepOutcome) -> 
         call = admin_api.advance_clock(seconds=seconds)
     view = await _admin_fetch(session, call)
     result.actual = f"clock now {view.now}"
+    follow_host_clock(session, view.now)
+
+
+def follow_host_clock(session: Session, now: str) -> None:
+    """Take the host's instant (a ``/clock`` answer's ``now``) as the session's time."""
     try:
-        session.now = datetime.fromisoformat(view.now).astimezone(session.now.tzinfo)
+        session.now = datetime.fromisoformat(now).astimezone(session.now.tzinfo)
     except ValueError:
         pass
 

@@ -16,9 +16,9 @@ A scenario file is one YAML mapping (see ``docs/scenarios.md`` for every key wit
 Every step is a mapping with exactly one *verb* key (``sale``, ``authorize``, ``refund``,
 ``void``, ``reverse``, ``settle``, ``echo``, ``advance``, ``check``, ``approve_review``,
 ``reject_review``, ``send_raw``, ``fault``, ``clear_faults``, ``sign_on``) plus optional ``id``,
-``note``, ``repeat`` and ``expect``. The loader (:mod:`scenarios.loader`) expands ``vars``,
-``cases`` and ``repeat`` before these models see the data, and maps every validation error back
-to its file, line and column.
+``note``, ``say`` (the line lesson mode shows before the step), ``repeat`` and ``expect``. The
+loader (:mod:`scenarios.loader`) expands ``vars``, ``cases`` and ``repeat`` before these models
+see the data, and maps every validation error back to its file, line and column.
 
 Amounts are decimal strings in major units (``"100.00"``); plain integers are accepted, floats
 are refused because YAML would silently round them.
@@ -425,10 +425,11 @@ class SignOnStep(_Model):
 
 
 class Step(_Model):
-    """One step: exactly one verb plus ``id``, ``note`` and ``expect``."""
+    """One step: exactly one verb plus ``id``, ``note``, ``say`` and ``expect``."""
 
     id: Text | None = None
     note: str | None = None
+    say: str | None = None
     expect: Expect | None = None
     sale: CardPayment | None = None
     authorize: CardPayment | None = None

@@ -5,7 +5,14 @@
 imported: a new one is added to this list.
 """
 
-from host.admin import core, faults, openapi, security, settlement  # noqa: F401  (register routes)
+from host.admin import (  # noqa: F401  (register routes)
+    core,
+    events,
+    faults,
+    openapi,
+    security,
+    settlement,
+)
 from host.admin.api import (
     AdminContext,
     AdminRequest,
