@@ -69,6 +69,7 @@ from host.ledger import accounts as acct
 from host.ledger.db_retry import run_retrying
 from host.ledger.prepared import run_plain
 from host.ledger.schema import posting_group
+from host.pipeline.request import IsoRequest
 from host.replies import (
     Reply,
     financial_reply,
@@ -108,6 +109,7 @@ from protocol.messages import (
 )
 from protocol.money import Money
 from protocol.private_data import check_lengths, mask_card_numbers
+from protocol.specs import WireProfile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -243,11 +245,16 @@ class HostService:
         run_plain(conn, "RELEASE SAVEPOINT poslab_request")
 
     def handle(self, fields: Mapping[str, str]) -> Reply:
-        """Decide one request and commit its effects; see the module docstring."""
+        """Decide one request and commit its effects; see the module docstring.
+
+        ``fields`` is an :class:`~host.pipeline.request.IsoRequest` from the server, or a
+        plain field mapping, taken as decoded with the default wire profile.
+        """
         with self._lock:
-            request = dict(fields)
+            envelope = IsoRequest.of(fields)
+            request = dict(envelope.fields)
             try:
-                reply = self._handle(request)
+                reply = self._handle(request, envelope.profile)
                 if self._batch_conn is None:  # committed: not part of a batch
                     self._start_settling()
                 return reply
@@ -288,9 +295,10 @@ class HostService:
 
     # -- pipeline -----------------------------------------------------------------------------
 
-    def _handle(self, fields: dict[str, str]) -> Reply:
+    def _handle(self, fields: dict[str, str], profile: WireProfile) -> Reply:
         now = self.clock.now()
-        missing = rules.missing_field(fields) if self.strict else None
+        # The connection's profile says what is mandatory, not the default profile.
+        missing = profile.missing_field(fields) if self.strict else None
         if missing is not None:
             raise ValidationError(f"mandatory field {missing} is missing", field=missing,
                                   fields=fields)
