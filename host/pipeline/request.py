@@ -19,11 +19,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from protocol.codec import Tpdu
-from protocol.codes import ProcessingCode
+from protocol.codes import NetworkCode, ProcessingCode
+from protocol.errors import ValidationError
 from protocol.masking import Pan
+from protocol.messages import (
+    AuthorizationRequest,
+    BatchUploadRequest,
+    CompletionAdvice,
+    NetworkRequest,
+    ReconciliationRequest,
+    RefundRequest,
+    Request,
+    ReversalRequest,
+    SaleRequest,
+    VoidRequest,
+)
 from protocol.money import Money
 from protocol.money import currency as currency_by_code
-from protocol.specs import DEFAULT_PROFILE, WireProfile, get_profile
+from protocol.specs import DEFAULT_PROFILE, KNOWN_MTIS, WireProfile, get_profile
+from protocol.transactions import TxnType
+from protocol.validate import validate_fields
 
 _DEFAULT = get_profile(DEFAULT_PROFILE)
 
@@ -36,8 +51,12 @@ _FREE_TEXT_CODES = frozenset({ProcessingCode.REFUND.value, ProcessingCode.VOID_S
                               ProcessingCode.VOID_REFUND.value})
 #: MTIs that carry a local transaction date and time (DE12, DE13).
 _LOCAL_TIME_MTIS = frozenset({"0100", "0200", "0220", "0221"})
+#: The key of the MTI in a field mapping.
+MTI = "t"
 #: Fields a declined or unreadable request's answer echoes, when they are valid.
-ECHOED = ("3", "4", "7", "11", "41", "42", "49")
+_ECHOED = ("3", "4", "7", "11", "41", "42", "49")
+#: What an answer needs to be addressed at all: MTI, STAN and terminal.
+_ADDRESS = frozenset({"t", "11", "41"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,6 +140,28 @@ def log_facts(fields: Mapping[str, str]) -> dict[str, object]:
     return out
 
 
+def echoable(fields: Mapping[str, str], bad_field: str | None) -> dict[str, str] | None:
+    """What an answer to a request that broke the spec may echo: the valid echo fields but the
+    bad one, and a known MTI (answerable even when poslab does not handle it); None when the
+    MTI, STAN or terminal cannot be echoed, so no answer can be addressed."""
+    mti = fields.get("t")
+    checked_as = fields.get("t", "0200")
+    usable = {k: v for k, v in fields.items() if k in _ECHOED and _valid(k, v, checked_as)}
+    if bad_field in usable:
+        usable.pop(bad_field)
+    if mti in KNOWN_MTIS:
+        usable["t"] = mti
+    return usable if _ADDRESS <= usable.keys() else None
+
+
+def _valid(key: str, value: str, mti: str) -> bool:
+    try:
+        validate_fields({"t": mti, key: value})
+    except ValidationError:
+        return False
+    return True
+
+
 def pan_of(fields: Mapping[str, str]) -> Pan | None:
     """The request's card number (DE2, else the PAN part of DE35), or None."""
     digits = fields.get("2")
@@ -167,3 +208,23 @@ def fingerprint_doc(fields: Mapping[str, str]) -> dict[str, str]:
     doc = {k: v for k, v in fields.items() if k not in VOLATILE}
     doc["class"] = fields.get("t", "")[:3]
     return doc
+
+
+def txn_type(message: Request) -> TxnType:
+    """The logical transaction of a typed request."""
+    if isinstance(message, VoidRequest):
+        return TxnType.VOID_REFUND if message.voids_refund else TxnType.VOID
+    if isinstance(message, ReconciliationRequest):
+        return TxnType.SETTLEMENT_AFTER_UPLOAD if message.after_upload else TxnType.SETTLEMENT
+    if isinstance(message, NetworkRequest):
+        return _NETWORK[message.code]
+    return _BY_CLASS[type(message)]
+
+
+_BY_CLASS: dict[type, TxnType] = {
+    SaleRequest: TxnType.SALE, AuthorizationRequest: TxnType.AUTHORIZATION,
+    RefundRequest: TxnType.REFUND, CompletionAdvice: TxnType.COMPLETION,
+    ReversalRequest: TxnType.REVERSAL, BatchUploadRequest: TxnType.BATCH_UPLOAD,
+}
+_NETWORK = {NetworkCode.SIGN_ON: TxnType.SIGN_ON, NetworkCode.SIGN_OFF: TxnType.SIGN_OFF,
+            NetworkCode.ECHO: TxnType.ECHO}
