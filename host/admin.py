@@ -52,6 +52,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from host.errors import Conflict, DomainError, NotFound
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.worker import ServiceWorker
@@ -198,6 +199,15 @@ class RouteTable:
         if allowed:
             raise MethodNotAllowed(sorted(set(allowed)))
         raise HttpError(404, f"no such endpoint: {path}")
+
+
+def http_error(exc: BaseException | None) -> BaseException | None:
+    """The one place a domain error of the core (:mod:`host.errors`) becomes an HTTP status:
+    Invalid 400, NotFound 404, Conflict 409. Anything else is returned as it is."""
+    if not isinstance(exc, DomainError):
+        return exc
+    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
+    return HttpError(status, exc.message)
 
 
 class MethodNotAllowed(HttpError):
@@ -379,7 +389,7 @@ class AdminResource(Resource):
         return handler(self.ctx, AdminRequest(method, path, params, query, body))
 
     def _error(self, failure: Failure, method: str, path: str) -> AdminResponse:
-        exc = failure.value
+        exc = http_error(failure.value)
         status = getattr(exc, "status", None)
         message = getattr(exc, "message", None)
         if isinstance(status, int) and 400 <= status < 600 and isinstance(message, str):

@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from host import cards
@@ -50,25 +49,24 @@ from host.ledger import (
     key_path,
     open_engine,
     schema_transaction,
-    to_ms,
-    verify_connection,
 )
 from host.ledger.db_retry import run_retrying
 from host.ledger.prepared import run_plain
-from host.ledger.schema import posting_group
-from host.pipeline import postings, stages
+from host.pipeline import stages
 from host.pipeline.context import Context, Decline
 from host.pipeline.handlers import HANDLERS, Handler
 from host.pipeline.request import IsoRequest
+from host.queries import Queries
 from host.replies import (
     Reply,
     format_error_reply,
     plain_reply,
     stamped,
 )
+from host.reviews import Reviews
 from host.settlement import CutoffSchedule, zone
-from host.store import Store, create_store_schema, store_checks, txn_reference
-from host.store import txn as txn_table
+from host.settlement_book import build_desk
+from host.store import Store, create_store_schema
 from host.txn_views import TxnViews
 from protocol.codes import RuleId
 from protocol.errors import ValidationError
@@ -78,15 +76,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RETRIES = 8
-
-
-class AdminError(Exception):
-    """A bad admin command: ``status`` is the HTTP status, ``message`` says what is wrong."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class HostService:
@@ -117,9 +106,11 @@ class HostService:
             create_store_schema(conn)
             self._card_key = self.store.card_key(conn, config.host.card_hash_key)
         # Settlement timing (cut-offs, funding, refund posting, notifications): one hook.
-        from host.settlement_book import build_desk  # late: it imports this module's store
-
         self.settlement = build_desk(self)
+        self.queries = Queries(self.engine, self._lock, self.store, self.ledger, self.views,
+                               self.chain_key, lambda: self.settlement)
+        self.review_desk = Reviews(self.engine, self._lock, clock, self.store, self.ledger,
+                                   self.views, config.text_limits, lambda: self.settlement)
 
     # == ISO traffic ==========================================================================
 
@@ -286,27 +277,16 @@ class HostService:
         self._unsettled.add(mid)
 
 
-    # == admin ===================================================================================
+    # == admin (delegates: host.queries, host.reviews) =========================================
 
     def health(self) -> dict[str, Any]:
         """Liveness plus a few counts."""
-        with self._lock, self.engine.connect() as conn:
-            count = conn.execute(select(func.count()).select_from(txn_table)).scalar_one()
-            groups = conn.execute(select(func.count()).select_from(posting_group)).scalar_one()
-            conn.rollback()
-        return {"status": "ok", "database": self.engine.dialect.name,
-                "transactions": int(count), "posting_groups": int(groups),
-                "strict": self.strict, "allow_unknown_terminals": self.allow_unknown_terminals}
+        return {"status": "ok", **self.queries.counts(), "strict": self.strict,
+                "allow_unknown_terminals": self.allow_unknown_terminals}
 
     def transaction(self, rrn: str) -> dict[str, Any] | None:
         """One transaction with its capture/refund/settlement state, amounts, rules, events."""
-        with self._lock, self.engine.connect() as conn:
-            row = self.store.txn_by_rrn(conn, rrn)
-            out = self.views.detail(conn, row) if row is not None else None
-            conn.rollback()
-        if out is not None and self.settlement is not None:
-            out["refund_settlement"] = self.settlement.refund_state(rrn)  # settled / posted
-        return out
+        return self.queries.transaction(rrn)
 
     def transactions(self, tid: str | None = None, stan: str | None = None) -> list[dict[str, Any]]:
         """Transactions by terminal and/or STAN, newest first (summaries; the first 500)."""
@@ -314,130 +294,28 @@ class HostService:
 
     def transactions_page(self, tid: str | None = None, stan: str | None = None,
                           limit: int = 500, cursor: str | None = None) -> dict[str, Any]:
-        """One page of :meth:`transactions`: ``{"transactions": [...], "next": cursor}``.
-
-        ``next`` is None on the last page; passing it back as ``cursor`` gives the following
-        (older) page. Rows booked meanwhile never shift a page: the cursor is a position.
-        """
-        before = int(cursor) if cursor is not None else None
-        with self._lock, self.engine.connect() as conn:
-            rows = self.store.txns(conn, tid, stan, limit + 1, before)
-            page = [self.views.summary(conn, r) for r in rows[:limit]]
-            conn.rollback()
-        more = len(rows) > limit
-        return {"transactions": page, "next": str(rows[limit - 1].id) if more else None}
+        """One page of :meth:`transactions` (see :meth:`host.queries.Queries.transactions_page`)."""
+        return self.queries.transactions_page(tid, stan, limit, cursor)
 
     def balances(self) -> dict[str, dict[str, int]]:
         """Net debit (debits - credits) per account per currency, in minor units."""
-        with self._lock, self.engine.connect() as conn:
-            out = self.ledger.balances(conn)
-            conn.rollback()
-        return out
+        return self.queries.balances()
 
     def verify(self) -> dict[str, Any]:
         """Check the ledger and store invariants; each violation named precisely."""
-        with self._lock, self.engine.connect() as conn:
-            report = verify_connection(conn, self.chain_key, store_checks(self.chain_key))
-            conn.rollback()
-        return report
+        return self.queries.verify()
 
     def reviews(self, state: str | None = None) -> list[dict[str, Any]]:
         """Refund reviews (optionally by state: pending_review, approved, rejected, cancelled)."""
-        with self._lock, self.engine.connect() as conn:
-            out = [self.views.review(conn, r) for r in self.store.reviews(conn, state)]
-            conn.rollback()
-        return out
+        return self.review_desk.list(state)
 
     def approve_review(self, review_id: int, approver: str, note: str = "") -> dict[str, Any]:
-        """Add one approval; at the required count the refund is released for settlement.
-
-        Raises :class:`AdminError` 400 (no approver, or one longer than
-        ``[text_limits] approver_max``), 404 (unknown review), 409 (already decided, or the
-        same approver twice: names are compared after NFKC normalisation and case folding, so
-        ``alice`` and ``ALICE`` are one person).
-        """
-        approver = self._approver(approver)
-        with self._lock:
-            return self._retrying(lambda: self._approve(review_id, approver, note))
-
-    def _approve(self, review_id: int, approver: str, note: str) -> dict[str, Any]:
-        now_ms = to_ms(self.clock.now())
-        with self.engine.begin() as conn:
-            rev = self._open_review(conn, review_id)
-            names = [a.approver for a in self.store.approvals(conn, review_id)]
-            if same_person(approver) in {same_person(n) for n in names}:
-                raise AdminError(409, f"{approver} already approved review {review_id}; a "
-                                      f"second, different approver is needed")
-            self.store.add_approval(conn, review_id, approver, note, now_ms)
-            txn_id = int(rev.txn_id)
-            self.store.add_event(conn, txn_id, now_ms, "review_approval", approver=approver,
-                                 note=note)
-            if len(names) + 1 >= int(rev.level):
-                row = self.store.txn_by_id(conn, txn_id, lock=True)
-                assert row is not None
-                mid, amount = row.merchant_id, int(row.amount_minor)
-                self.ledger.post_group(conn, postings.entries(postings.REVIEW_RELEASE, mid,
-                                                              amount),
-                                       currency=row.currency, at_ms=now_ms,
-                                       reference=txn_reference(txn_id), kind="review_release",
-                                       memo=f"approved by {', '.join(names + [approver])}")
-                self.store.decide_review(conn, review_id, "approved", now_ms)
-                self.store.update_txn(conn, txn_id, review_state="approved")
-                if self.settlement is not None:
-                    self.settlement.notify_refund(conn, "refund_approved", txn_id,
-                                                  self.clock.now(), review=review_id)
-                self.store.add_event(conn, txn_id, now_ms, "review_approved", merchant=mid)
-            out = self.views.review(conn, self.store.review_row(conn, review_id))
-        return out
+        """Add one approval (:meth:`host.reviews.Reviews.approve`)."""
+        return self.review_desk.approve(review_id, approver, note)
 
     def reject_review(self, review_id: int, approver: str, reason: str) -> dict[str, Any]:
-        """Reject a held refund: its ledger group is mirrored and the reason recorded.
-
-        Raises :class:`AdminError` 400 (no approver or reason), 404, 409 (already decided).
-        """
-        approver, reason = self._approver(approver), (reason or "").strip()
-        if not reason:
-            raise AdminError(400, "a reason is required to reject a refund")
-        with self._lock:
-            return self._retrying(lambda: self._reject(review_id, approver, reason))
-
-    def _reject(self, review_id: int, approver: str, reason: str) -> dict[str, Any]:
-        now_ms = to_ms(self.clock.now())
-        with self.engine.begin() as conn:
-            rev = self._open_review(conn, review_id)
-            txn_id = int(rev.txn_id)
-            self.ledger.reverse_reference(conn, txn_reference(txn_id), at_ms=now_ms,
-                                          new_reference=txn_reference(txn_id),
-                                          kind="review_rejected",
-                                          memo=f"rejected by {approver}: {reason}")
-            self.store.decide_review(conn, review_id, "rejected", now_ms, reason)
-            self.store.update_txn(conn, txn_id, state="rejected", review_state="rejected")
-            if self.settlement is not None:
-                self.settlement.notify_refund(conn, "refund_rejected", txn_id, self.clock.now(),
-                                              review=review_id, reason=reason)
-            self.store.add_event(conn, txn_id, now_ms, "review_rejected", approver=approver,
-                                 reason=reason)
-            out = self.views.review(conn, self.store.review_row(conn, review_id))
-        return out
-
-    def _approver(self, name: str) -> str:
-        """The approver's name as given, trimmed; 400 when empty or over the limit."""
-        name = (name or "").strip()
-        if not name:
-            raise AdminError(400, "approver is required")
-        limit = self.config.text_limits.approver_max
-        if len(name) > limit:
-            raise AdminError(400, f"approver is {len(name)} characters; at most {limit} "
-                                  f"are allowed ([text_limits] approver_max)")
-        return name
-
-    def _open_review(self, conn: Connection, review_id: int) -> Row[Any]:
-        rev = self.store.review_row(conn, review_id, lock=True)
-        if rev is None:
-            raise AdminError(404, f"no review {review_id}")
-        if rev.state != "pending_review":
-            raise AdminError(409, f"review {review_id} is already {rev.state}")
-        return rev
+        """Reject a held refund (:meth:`host.reviews.Reviews.reject`)."""
+        return self.review_desk.reject(review_id, approver, reason)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -446,12 +324,6 @@ class HostService:
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def same_person(name: str) -> str:
-    """An approver's name as compared for the two-approver rule: NFKC-normalised and case
-    folded (``ALICE``, ``alice`` and full-width ``ａｌｉｃｅ`` are one person)."""
-    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def _chain_key(db_url: str, configured: str | None) -> ChainKey:
