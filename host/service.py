@@ -55,14 +55,14 @@ from host.ledger.prepared import run_plain
 from host.pipeline import stages
 from host.pipeline.context import Context, Decline
 from host.pipeline.handlers import HANDLERS, Handler
-from host.pipeline.request import IsoRequest
-from host.queries import Queries
-from host.replies import (
+from host.pipeline.replies import (
     Reply,
     format_error_reply,
     plain_reply,
     stamped,
 )
+from host.pipeline.request import IsoRequest
+from host.queries import Queries
 from host.reviews import Reviews
 from host.settlement import CutoffSchedule, zone
 from host.settlement_book import build_desk

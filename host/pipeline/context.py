@@ -20,8 +20,8 @@ from sqlalchemy import Connection, Row
 
 from host.config import HostConfig, MerchantConfig, RefundPolicy
 from host.ledger import Ledger
+from host.pipeline.replies import Reply
 from host.pipeline.request import IsoRequest
-from host.replies import Reply
 from host.settlement_book import EngineDesk
 from host.store import Store
 from protocol.masking import Pan

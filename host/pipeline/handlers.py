@@ -24,7 +24,7 @@ from host.domain import ReviewState, TxnKind, TxnState
 from host.pipeline import postings
 from host.pipeline import request as wire
 from host.pipeline.context import Context
-from host.replies import Reply, financial_reply, log_context
+from host.pipeline.replies import Reply, financial_reply, log_context
 from host.request_key import request_key_of
 from host.rules import Decision
 from host.store import txn_reference

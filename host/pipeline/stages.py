@@ -3,7 +3,7 @@ decide and book (the handler of the request's transaction, :mod:`host.pipeline.h
 remember the answer.
 
 Each stage is a function over the request's :class:`~host.pipeline.context.Context`. A stage
-that can end the request early returns the :class:`~host.replies.Reply` to send (or raises
+that can end the request early returns the :class:`~host.pipeline.replies.Reply` to send (or raises
 :class:`~host.pipeline.context.Decline` inside the write transaction); ``None`` means carry on.
 """
 
@@ -19,8 +19,8 @@ from host.canonical_json import dumps_sorted
 from host.ledger import to_ms
 from host.pipeline import request as wire
 from host.pipeline.context import Context, Decline, Services
+from host.pipeline.replies import Reply, plain_reply
 from host.pipeline.request import IsoRequest
-from host.replies import Reply, plain_reply
 from host.request_key import request_key
 from protocol.codes import RuleId
 from protocol.errors import ValidationError
