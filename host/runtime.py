@@ -88,9 +88,13 @@ def resolve_admin_token(explicit: str | None, config: object) -> str:
 
 def _default_service_factory() -> ServiceFactory:
     from host.service import HostService  # imported late: its database stack is heavy
+    from host.sql_storage import SqlStorage
 
-    factory: ServiceFactory = HostService
-    return factory
+    def open_service(config: Any, db_url: str, clock: Any, **options: Any) -> HostService:
+        # The composition root: the database is opened here and handed to the service.
+        return HostService(config, SqlStorage.open(db_url, config), clock, **options)
+
+    return open_service
 
 
 class HostRuntime:

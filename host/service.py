@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -41,17 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from host import cards
 from host.clock import Clock
 from host.config import HostConfig, MerchantConfig, RefundPolicy
-from host.ledger import (
-    ChainKey,
-    Ledger,
-    create_schema,
-    ensure_key,
-    key_path,
-    open_engine,
-    schema_transaction,
-)
 from host.ledger.db_retry import run_retrying
-from host.ledger.prepared import run_plain
 from host.pipeline import stages
 from host.pipeline.context import Context, Decline
 from host.pipeline.handlers import HANDLERS, Handler
@@ -66,7 +56,7 @@ from host.queries import Queries
 from host.reviews import Reviews
 from host.settlement import CutoffSchedule, zone
 from host.settlement_book import build_desk
-from host.store import Store, create_store_schema
+from host.sql_storage import SqlStorage
 from host.txn_views import TxnViews
 from protocol.codes import RuleId
 from protocol.errors import ValidationError
@@ -81,16 +71,22 @@ _RETRIES = 8
 class HostService:
     """The acquirer host's engine: ISO traffic in, committed decisions out; admin queries."""
 
-    def __init__(self, config: HostConfig, db_url: str, clock: Clock, *, strict: bool = False,
-                 allow_unknown_terminals: bool = False) -> None:
+    def __init__(self, config: HostConfig, storage: SqlStorage | str, clock: Clock, *,
+                 strict: bool = False, allow_unknown_terminals: bool = False) -> None:
+        """``storage``: the opened database (:meth:`SqlStorage.open`, as the composition root
+        does), or a database URL for tools and tests, opened here."""
         self.config = config
         self.clock = clock
         self.strict = strict
         self.allow_unknown_terminals = allow_unknown_terminals
-        self.chain_key = _chain_key(db_url, config.host.chain_key_file)
-        self.engine = open_engine(db_url, synchronous=config.host.sqlite_synchronous)
-        self.ledger = Ledger(self.chain_key)
-        self.store = Store(self.chain_key, config.host.rrn_prefix)
+        if isinstance(storage, str):
+            storage = SqlStorage.open(storage, config)
+        self.storage = storage
+        self.engine = storage.engine
+        self.chain_key = storage.chain_key
+        self.ledger = storage.ledger
+        self.store = storage.store
+        self._card_key = storage.card_key
         self.views = TxnViews(self.store, self.ledger)
         limits = config.text_limits
         self._de48_limits = {"EV": limits.evidence_max, "OP": limits.operator_max}
@@ -101,10 +97,6 @@ class HostService:
                               tuple[CutoffSchedule, tuple[date, datetime, datetime]]] = {}
         self._unlisted: dict[str, MerchantConfig] = {}  # default profile copied per MID
         self._unsettled: set[str] = set()  # merchants enrolled since the last commit
-        with schema_transaction(self.engine) as conn:
-            create_schema(conn, self.chain_key)
-            create_store_schema(conn)
-            self._card_key = self.store.card_key(conn, config.host.card_hash_key)
         # Settlement timing (cut-offs, funding, refund posting, notifications): one hook.
         self.settlement = build_desk(self)
         self.queries = Queries(self.engine, self._lock, self.store, self.ledger, self.views,
@@ -123,7 +115,7 @@ class HostService:
         when the COMMIT fails it raises and no reply of the batch may be sent.
         """
         with self._lock:
-            with self.engine.begin() as conn:
+            with self.storage.begin() as conn:
                 self._batch_conn = conn
                 try:
                     replies = [self.handle(fields) for fields in batch]
@@ -132,25 +124,11 @@ class HostService:
             self._start_settling()
             return replies
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self) -> AbstractContextManager[Connection]:
         """One request's write transaction: its own (BEGIN IMMEDIATE on SQLite), or a savepoint
         of the batch's transaction inside :meth:`handle_batch`."""
         conn = self._batch_conn
-        if conn is None:
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        # Plain SQL savepoints: SQLAlchemy's begin_nested costs ~40 µs of CPU per request for
-        # bookkeeping this code does not need (one level, always released or rolled back here).
-        run_plain(conn, "SAVEPOINT poslab_request")
-        try:
-            yield conn
-        except BaseException:
-            run_plain(conn, "ROLLBACK TO SAVEPOINT poslab_request")
-            run_plain(conn, "RELEASE SAVEPOINT poslab_request")
-            raise
-        run_plain(conn, "RELEASE SAVEPOINT poslab_request")
+        return self.storage.begin() if conn is None else self.storage.savepoint(conn)
 
     def handle(self, fields: Mapping[str, str]) -> Reply:
         """Decide one request and commit its effects; see the module docstring.
@@ -320,17 +298,7 @@ class HostService:
     def close(self) -> None:
         """Release the database connections."""
         with self._lock:
-            self.engine.dispose()
+            self.storage.close()
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _chain_key(db_url: str, configured: str | None) -> ChainKey:
-    """The chain key of ``db_url``, generated on first start (its path logged, never the key)."""
-    path = key_path(db_url, configured)
-    key, created = ensure_key(path)
-    if created:
-        log.warning("generated the ledger chain key %s (mode 0600): keep it, and back it up "
-                    "apart from the database; without it the ledger cannot be verified", path)
-    return key

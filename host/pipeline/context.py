@@ -6,24 +6,21 @@ stage, inside the request's write transaction, fills in the connection, the merc
 request key; the handlers read it and book through :attr:`Context.host`.
 
 :class:`Services` is what stages and handlers may use of the host: its configuration, the
-transaction store and ledger, settlement, and a few lookups. :class:`~host.service.HostService`
-provides it.
+storage port's repositories (:mod:`host.pipeline.ports`), settlement, and a few lookups.
+:class:`~host.service.HostService` provides it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
-
-from sqlalchemy import Connection, Row
+from typing import Protocol
 
 from host.config import HostConfig, MerchantConfig, RefundPolicy
-from host.ledger import Ledger
+from host.pipeline.ports import Book, Record, Tx, TxnStore
 from host.pipeline.replies import Reply
 from host.pipeline.request import IsoRequest
 from host.settlement_book import EngineDesk
-from host.store import Store
 from protocol.masking import Pan
 from protocol.messages import Request
 from protocol.transactions import TxnType
@@ -33,9 +30,15 @@ class Services(Protocol):
     """What the pipeline uses of the host."""
 
     config: HostConfig
-    store: Store
-    ledger: Ledger
     allow_unknown_terminals: bool
+
+    @property
+    def store(self) -> TxnStore:
+        """Terminals, batches, transaction rows, reviews and events."""
+
+    @property
+    def ledger(self) -> Book:
+        """The ledger and the remembered answers."""
 
     @property
     def settlement(self) -> EngineDesk | None:
@@ -92,9 +95,9 @@ class Context:
     txn: TxnType
     now: datetime
     now_ms: int
-    conn: Connection = field(init=False)
+    conn: Tx = field(init=False)
     merchant: MerchantConfig = field(init=False)
-    terminal: Row[Any] | None = field(init=False)
+    terminal: Record | None = field(init=False)
     policy: RefundPolicy = field(init=False)
     business_date: date = field(init=False)
     key: str = field(init=False)

@@ -17,13 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
-
 from host import cards, rules
 from host.domain import ReviewState, TxnKind, TxnState
 from host.pipeline import postings
 from host.pipeline import request as wire
 from host.pipeline.context import Context
+from host.pipeline.ports import Record
 from host.pipeline.replies import Reply, financial_reply, log_context
 from host.request_key import request_key_of
 from host.rules import Decision
@@ -326,7 +325,7 @@ def reversal(ctx: Context) -> Reply:
                                    rrn=rrn, pan=pan, **more))
 
 
-def named_original(ctx: Context, req: ReversalRequest) -> Row[Any] | None:
+def named_original(ctx: Context, req: ReversalRequest) -> Record | None:
     """The transaction DE90 names (this terminal's, this merchant's, not declined)."""
     named = req.original
     if named is None:
@@ -338,7 +337,7 @@ def named_original(ctx: Context, req: ReversalRequest) -> Row[Any] | None:
     return row
 
 
-def late_adjustment(ctx: Context, req: ReversalRequest, target: Row[Any],
+def late_adjustment(ctx: Context, req: ReversalRequest, target: Record,
                     groups: list[int]) -> str:
     """Book a reversal that came after the original's batch closed: the closed batch and its
     content hash stay as they are; the terminal's open batch gets an ``adjustment`` row of
@@ -365,7 +364,7 @@ def late_adjustment(ctx: Context, req: ReversalRequest, target: Row[Any],
     return rrn
 
 
-def undo(ctx: Context, target: Row[Any]) -> list[int]:
+def undo(ctx: Context, target: Record) -> list[int]:
     """Reverse an effective transaction: mirror its groups and restore what it changed;
     returns the mirror groups."""
     host, conn = ctx.host, ctx.conn

@@ -13,12 +13,11 @@ import hashlib
 import json
 from datetime import datetime
 
-from sqlalchemy import Connection
-
 from host.canonical_json import dumps_sorted
 from host.ledger import to_ms
 from host.pipeline import request as wire
 from host.pipeline.context import Context, Decline, Services
+from host.pipeline.ports import Tx
 from host.pipeline.replies import Reply, plain_reply
 from host.pipeline.request import IsoRequest
 from host.request_key import request_key
@@ -64,7 +63,7 @@ def authenticate(ctx: Context) -> Reply | None:
     return None
 
 
-def identify(ctx: Context, conn: Connection) -> None:
+def identify(ctx: Context, conn: Tx) -> None:
     """Inside the write transaction: the terminal's merchant, its business date and the
     request key. Raises :class:`Decline`: 58 for an unknown terminal (unless development mode
     enrols it with the default merchant profile), 03 for a mismatched or unknown merchant."""
