@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -32,12 +32,15 @@ from host.worker import ServiceWorker
 ENV = "POSLAB_GROUP_COMMIT"
 
 
-def batch_runner(service: Any) -> Callable[[list[Mapping[str, str]]], list[Any]] | None:
+#: Runs a batch of requests in one commit and returns their replies.
+BatchRunner = Callable[[Sequence[Mapping[str, str]]], list[Any]]
+
+
+def batch_runner(service: Any) -> BatchRunner | None:
     """How to run a batch of requests in one commit for ``service``, or None when it cannot."""
     if os.environ.get(ENV, "1") == "0":
         return None
-    own: Callable[[list[Mapping[str, str]]], list[Any]] | None = getattr(service, "handle_batch",
-                                                                     None)
+    own: BatchRunner | None = getattr(service, "handle_batch", None)
     return own
 
 

@@ -28,48 +28,31 @@ which then serialises them (that is how concurrent refunds of one sale never exc
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
-from datetime import date, datetime
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
-
-from host import cards
 from host.clock import Clock
-from host.config import HostConfig, MerchantConfig, RefundPolicy
-from host.ledger.db_retry import run_retrying
-from host.pipeline import stages
-from host.pipeline.context import Context, Decline
-from host.pipeline.handlers import HANDLERS, Handler
-from host.pipeline.replies import (
-    Reply,
-    format_error_reply,
-    plain_reply,
-    stamped,
-)
-from host.pipeline.request import IsoRequest
+from host.config import HostConfig, MerchantConfig
+from host.pipeline.core import Pipeline
+from host.pipeline.replies import Reply
 from host.queries import Queries
 from host.reviews import Reviews
-from host.settlement import CutoffSchedule, zone
 from host.settlement_book import build_desk
 from host.sql_storage import SqlStorage
 from host.txn_views import TxnViews
-from protocol.codes import RuleId
 from protocol.errors import ValidationError
-from protocol.masking import Pan
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-_RETRIES = 8
+__all__ = ["HostService", "Reply"]
 
 
 class HostService:
-    """The acquirer host's engine: ISO traffic in, committed decisions out; admin queries."""
+    """The acquirer host's engine: ISO traffic in, committed decisions out; admin queries.
+
+    It composes the request path (:class:`~host.pipeline.core.Pipeline`) on SQL storage with
+    settlement, the admin read side (:mod:`host.queries`) and the review workflow
+    (:mod:`host.reviews`); the methods below are the entry points the server, the admin API,
+    the runtime, scenarios and tests call.
+    """
 
     def __init__(self, config: HostConfig, storage: SqlStorage | str, clock: Clock, *,
                  strict: bool = False, allow_unknown_terminals: bool = False) -> None:
@@ -86,174 +69,34 @@ class HostService:
         self.chain_key = storage.chain_key
         self.ledger = storage.ledger
         self.store = storage.store
-        self._card_key = storage.card_key
         self.views = TxnViews(self.store, self.ledger)
-        limits = config.text_limits
-        self._de48_limits = {"EV": limits.evidence_max, "OP": limits.operator_max}
-        self._lock = threading.RLock()
-        self._batch_conn: Connection | None = None  # set while handle_batch runs
-        # Per (time zone, cut-off): the schedule and the business-date window last seen.
-        self._schedules: dict[tuple[str, str],
-                              tuple[CutoffSchedule, tuple[date, datetime, datetime]]] = {}
-        self._unlisted: dict[str, MerchantConfig] = {}  # default profile copied per MID
-        self._unsettled: set[str] = set()  # merchants enrolled since the last commit
+        self.pipeline = Pipeline(config, storage, clock, strict=strict,
+                                 allow_unknown_terminals=allow_unknown_terminals)
+        self._lock = self.pipeline.lock
         # Settlement timing (cut-offs, funding, refund posting, notifications): one hook.
-        self.settlement = build_desk(self)
+        self.settlement = self.pipeline.settlement = build_desk(self)
         self.queries = Queries(self.engine, self._lock, self.store, self.ledger, self.views,
                                self.chain_key, lambda: self.settlement)
         self.review_desk = Reviews(self.engine, self._lock, clock, self.store, self.ledger,
                                    self.views, config.text_limits, lambda: self.settlement)
 
-    # == ISO traffic ==========================================================================
-
-    def handle_batch(self, batch: Sequence[Mapping[str, str]]) -> list[Reply]:
-        """Decide several requests in one transaction with one COMMIT (group commit).
-
-        Each request runs as :meth:`handle` does, in its own savepoint: one that fails, is
-        retried or declines silently rolls back only its own writes. This returns only after
-        the COMMIT, so every reply leaves after its effects are durable (docs/design-notes.md);
-        when the COMMIT fails it raises and no reply of the batch may be sent.
-        """
-        with self._lock:
-            with self.storage.begin() as conn:
-                self._batch_conn = conn
-                try:
-                    replies = [self.handle(fields) for fields in batch]
-                finally:
-                    self._batch_conn = None
-            self._start_settling()
-            return replies
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        """One request's write transaction: its own (BEGIN IMMEDIATE on SQLite), or a savepoint
-        of the batch's transaction inside :meth:`handle_batch`."""
-        conn = self._batch_conn
-        return self.storage.begin() if conn is None else self.storage.savepoint(conn)
+    # == ISO traffic (delegates: host.pipeline.core) ============================================
 
     def handle(self, fields: Mapping[str, str]) -> Reply:
-        """Decide one request and commit its effects; see the module docstring.
+        """Decide one request and commit its effects (:meth:`Pipeline.handle`)."""
+        return self.pipeline.handle(fields)
 
-        ``fields`` is an :class:`~host.pipeline.request.IsoRequest` from the server, or a
-        plain field mapping, taken as decoded with the default wire profile.
-        """
-        with self._lock:
-            envelope = IsoRequest.of(fields)
-            try:
-                reply = self._handle(envelope)
-                if self._batch_conn is None:  # committed: not part of a batch
-                    self._start_settling()
-                return reply
-            except ValidationError as exc:
-                if not exc.fields:
-                    exc.fields = dict(envelope.fields)
-                return self.format_error(exc)
-            except Decline as exc:
-                return exc.reply
-            except SQLAlchemyError as exc:
-                log.error("database error, answering 96: %s", type(exc).__name__)
-                return plain_reply(envelope.fields, "96", RuleId.SYSTEM_ERROR.value)
-
-    def _start_settling(self) -> None:
-        """After a commit: merchants first enrolled in it get cut-offs and funding like listed
-        ones (their enrolment is durable now; a restart finds them in the terminal table)."""
-        if not self._unsettled:  # the usual case, once per request
-            return
-        desk = self.settlement
-        if desk is None:  # a clock that cannot schedule: nothing is settled
-            self._unsettled.clear()
-            return
-        for mid in sorted(self._unsettled):
-            try:
-                if self.config.merchant(mid) is None:
-                    desk.enrol_unlisted(mid)
-            except SQLAlchemyError as exc:
-                # The requests are committed and their replies must go out: try again after
-                # the next commit (and a restart finds the merchant in the terminal table).
-                log.error("could not start settling merchant %s yet: %s", mid,
-                          type(exc).__name__)
-                continue
-            self._unsettled.discard(mid)
+    def handle_batch(self, batch: Sequence[Mapping[str, str]]) -> list[Reply]:
+        """Decide several requests with one COMMIT (:meth:`Pipeline.handle_batch`)."""
+        return self.pipeline.handle_batch(batch)
 
     def format_error(self, error: ValidationError) -> Reply:
         """MTI+10 with RC 30 when MTI, STAN and TID are readable; otherwise send nothing."""
-        return format_error_reply(error)
-
-    # -- pipeline -----------------------------------------------------------------------------
-
-    def _handle(self, envelope: IsoRequest) -> Reply:
-        ctx = stages.validate(self, envelope, self.clock.now(), strict=self.strict,
-                              text_limits=self._de48_limits)
-        refused = stages.authenticate(ctx)
-        if refused is not None:
-            return refused
-        handler = HANDLERS[ctx.txn]
-        return self._retrying(lambda: self._transact(ctx, handler))
-
-    def _retrying(self, fn: Callable[[], T]) -> T:
-        # A concurrent twin inserted the same key first, or the database was busy or chose us
-        # as a deadlock victim: run again; the retry sees the other's result.
-        return run_retrying(fn, _RETRIES)
-
-    def _transact(self, ctx: Context, handler: Handler) -> Reply:
-        with self._write() as conn:
-            stages.identify(ctx, conn)
-            local = ctx.now.astimezone(zone(ctx.merchant.timezone))
-            if not handler.deduplicated:
-                return stamped(handler.run(ctx), local)
-            digest = stages.fingerprint(ctx)
-            replayed = stages.deduplicate(ctx, digest)
-            if replayed is not None:
-                return replayed
-            reply = stamped(handler.run(ctx), local)
-            stages.remember(ctx, digest, reply)
-            return reply
-
-    # -- what the pipeline asks of the host (host.pipeline.context.Services) ------------------
+        return self.pipeline.format_error(error)
 
     def merchant_profile(self, mid: str) -> MerchantConfig:
-        """The merchant's config entry, or for a merchant only development-mode enrolment
-        knows, the default merchant's profile under its id."""
-        found = self.config.merchant(mid)
-        if found is not None:
-            return found
-        copied = self._unlisted.get(mid)
-        if copied is None:  # the config does not change while the host runs
-            copied = self.config.default_merchant.model_copy(update={"id": mid,
-                                                                     "terminals": ()})
-            self._unlisted[mid] = copied
-        return copied
-
-    def refund_policy(self, merchant: MerchantConfig) -> RefundPolicy:
-        """The merchant's refund policy (the default merchant's for an unlisted one)."""
-        if self.config.merchant(merchant.id) is not None:
-            return self.config.refund_policy(merchant.id)
-        return self.config.refund_policy(self.config.default_merchant.id)
-
-    def business_date(self, merchant: MerchantConfig, now: datetime) -> date:
-        """The merchant's business date at ``now`` (its own cut-off first)."""
-        cutoff = merchant.cutoff or self.config.settlement.cutoff
-        key = (merchant.timezone, cutoff)
-        # The business date only changes at a cut-off: remember the current window per
-        # schedule rather than resolving local cut-off times on every request.
-        known = self._schedules.get(key)
-        if known is not None:
-            sched, (day, start, end) = known
-            if start <= now < end:
-                return day
-        else:
-            sched = CutoffSchedule.parse(merchant.timezone, cutoff)
-        window = sched.window(now)
-        self._schedules[key] = (sched, window)
-        return window[0]
-
-    def card_hash(self, pan: Pan) -> str:
-        """The keyed hash a card number is stored and compared as."""
-        return cards.card_hash(self._card_key, pan)
-
-    def enrolled(self, mid: str) -> None:
-        """A merchant first enrolled in this transaction: settled from the next commit on."""
-        self._unsettled.add(mid)
-
+        """The merchant's config entry, or the default merchant's profile under its id."""
+        return self.pipeline.merchant_profile(mid)
 
     # == admin (delegates: host.queries, host.reviews) =========================================
 

@@ -9,10 +9,12 @@ SQLite), create the ledger and store schemas, and read the card-hash key. The co
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from host.config import HostConfig
 from host.ledger import (
@@ -24,10 +26,13 @@ from host.ledger import (
     open_engine,
     schema_transaction,
 )
+from host.ledger.db_retry import run_retrying
 from host.ledger.prepared import run_plain
 from host.store import Store, create_store_schema
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+_RETRIES = 8
 
 
 class SqlStorage:
@@ -38,6 +43,8 @@ class SqlStorage:
     :ivar store: the transaction store; ``ledger`` the ledger.
     :ivar card_key: the key card numbers are hashed with.
     """
+
+    errors: tuple[type[Exception], ...] = (SQLAlchemyError,)
 
     def __init__(self, engine: Engine, chain_key: ChainKey, store: Store, ledger: Ledger,
                  card_key: bytes) -> None:
@@ -78,6 +85,10 @@ class SqlStorage:
             run_plain(conn, "RELEASE SAVEPOINT poslab_request")
             raise
         run_plain(conn, "RELEASE SAVEPOINT poslab_request")
+
+    def retrying(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` again (up to 8 times) on a retryable database error."""
+        return run_retrying(fn, _RETRIES)
 
     def close(self) -> None:
         """Release the database connections."""

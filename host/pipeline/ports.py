@@ -14,12 +14,13 @@ PostgreSQL; the composition root (:mod:`host.runtime`) opens it and gives it to 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from host.rules import OriginalView
 
+T = TypeVar("T")
 #: An open transaction of the adapter (the SQL adapter's is a SQLAlchemy connection).
 Tx: TypeAlias = Any
 #: A row read back, its columns as attributes.
@@ -135,7 +136,17 @@ class Book(Protocol):
 
 
 class Storage(Protocol):
-    """A host database: transactions and the repositories that work inside them."""
+    """A host database: transactions and the repositories that work inside them.
+
+    :ivar errors: the exceptions that mean the database failed (the request is answered 96
+        and nothing of it is committed).
+    """
+
+    errors: tuple[type[Exception], ...]
+
+    @property
+    def card_key(self) -> bytes:
+        """The key card numbers are hashed with."""
 
     @property
     def store(self) -> TxnStore:
@@ -150,6 +161,10 @@ class Storage(Protocol):
 
     def savepoint(self, conn: Tx) -> AbstractContextManager[Tx]:
         """A nested transaction inside ``conn``, rolled back alone on an error."""
+
+    def retrying(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (one whole write transaction), again when the database asks for a retry
+        (a busy database, a deadlock victim, a concurrent twin that committed first)."""
 
     def close(self) -> None:
         """Release the connections."""
