@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred
 from host.admin import AdminContext, AdminRequest, AdminResponse, HttpError, route
 from host.clock import MAX_MOVE, ClockError, ManualClock, check_move, parse_duration, too_far
 from host.reports import SETTLEMENT_COLUMNS, render, render_refunds, settlement_rows
-from host.settlement_jobs import SettlementDesk
+from host.settlement.jobs import SettlementDesk
 
 CSV_TYPE = "text/csv; charset=utf-8"
 SLICE = timedelta(days=1)

@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from host.faults import FaultRule
+from host.faults.rules import FaultRule
 from protocol.masking import luhn_ok, scrub
 from protocol.money import currency as lookup_currency
 
@@ -350,7 +350,7 @@ class HostConfig(_Strict):
     limits: LimitsSection = LimitsSection()
     text_limits: TextLimitsSection = TextLimitsSection()
     cards: tuple[CardEntry, ...] = ()
-    faults: tuple[FaultRule, ...] = ()  # [[faults]]: fault injection rules (host.faults)
+    faults: tuple[FaultRule, ...] = ()  # [[faults]]: fault injection rules (host.faults.rules)
 
     @model_validator(mode="after")
     def _unique(self) -> HostConfig:

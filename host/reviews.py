@@ -25,7 +25,7 @@ from host.errors import Conflict, Invalid, NotFound
 from host.ledger import Ledger, to_ms
 from host.ledger.db_retry import run_retrying
 from host.pipeline import postings
-from host.settlement_book import EngineDesk
+from host.settlement.book import EngineDesk
 from host.store import Store, txn_reference
 from host.txn_views import TxnViews
 

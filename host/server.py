@@ -52,7 +52,7 @@ from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
 
 from host import crashpoints
-from host.fault_actions import FaultHook
+from host.faults.actions import FaultHook
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics

@@ -37,7 +37,7 @@ from host.pipeline.core import Pipeline
 from host.pipeline.replies import Reply
 from host.queries import Queries
 from host.reviews import Reviews
-from host.settlement_book import build_desk
+from host.settlement.book import build_desk
 from host.sql_storage import SqlStorage
 from host.txn_views import TxnViews
 from protocol.errors import ValidationError

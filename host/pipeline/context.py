@@ -20,7 +20,7 @@ from host.config import HostConfig, MerchantConfig, RefundPolicy
 from host.pipeline.ports import Book, Record, Tx, TxnStore
 from host.pipeline.replies import Reply
 from host.pipeline.request import IsoRequest
-from host.settlement_book import EngineDesk
+from host.settlement.book import EngineDesk
 from protocol.masking import Pan
 from protocol.messages import Request
 from protocol.transactions import TxnType

@@ -29,8 +29,8 @@ from host.pipeline.handlers import HANDLERS, Handler
 from host.pipeline.ports import Book, Storage, Tx, TxnStore
 from host.pipeline.replies import Reply, format_error_reply, plain_reply, stamped
 from host.pipeline.request import IsoRequest
-from host.settlement import CutoffSchedule, zone
-from host.settlement_book import EngineDesk
+from host.settlement.book import EngineDesk
+from host.settlement.cutoffs import CutoffSchedule, zone
 from protocol.codes import RuleId
 from protocol.errors import ValidationError
 from protocol.masking import Pan

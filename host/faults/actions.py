@@ -1,4 +1,4 @@
-"""Carry out fault decisions on a live connection (the Twisted side of :mod:`host.faults`).
+"""Carry out fault decisions on a live connection (the Twisted side of :mod:`host.faults.rules`).
 
 The server calls two functions, one on each side of the service call:
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 
-from host.faults import FaultDecision, FaultRegistry, forced_response, garble
+from host.faults.rules import FaultDecision, FaultRegistry, forced_response, garble
 
 
 @dataclass(frozen=True)
