@@ -21,6 +21,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 
 from host.faults.rules import FaultDecision, FaultRegistry, forced_response, garble
+from host.wire import log_facts
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ class FaultHook:
         decision = self.registry.match(fields)
         if decision is not None:
             self._counter.inc(action=decision.action, fault=decision.fault_id)
-            self.log.event("fault", conn=conn_id, mti=fields.get("t"), stan=fields.get("11"),
-                           tid=fields.get("41"), **decision.log())
+            facts = log_facts(fields)
+            self.log.event("fault", conn=conn_id, mti=facts["mti"], stan=facts["stan"],
+                           tid=facts["tid"], **decision.log())
         return decision
 
     def submit(self, decision: FaultDecision, request: Mapping[str, str],

@@ -17,10 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from host import cards, rules
+from host import cards, rules, wire
 from host.domain import ReviewState, TxnKind, TxnState
 from host.pipeline import postings
-from host.pipeline import request as wire
 from host.pipeline.context import Context
 from host.pipeline.ports import Record
 from host.pipeline.replies import Reply, financial_reply, log_context

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from host.pipeline.request import MTI, Echo, echoable, log_facts, mti_of, pan_of
 from host.rules import Decision
+from host.wire import MTI, Echo, echoable, log_facts, mti_of, pan_of
 from protocol.errors import ValidationError
 from protocol.masking import Pan
 from protocol.messages import (

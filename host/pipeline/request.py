@@ -4,24 +4,17 @@ The server shell decodes a frame with its connection's wire profile and hands th
 :class:`IsoRequest`: the decoded fields, the frame's bytes as received (a MAC check needs them)
 and the profile that decoded them (a strict host checks that profile's mandatory fields, not
 the default's). It reads as a ``Mapping[str, str]`` of the fields, so code that only needs the
-fields (the fault rules, the message log, test doubles) takes it as it is.
-
-This module is also the one place in the core that spells field numbers for what every
-answer echoes (:class:`Echo`) and for the facts the pipeline reads before typed parsing: the
-card number, the free text of a refund or void, the transmission times a lenient host fills
-in, and the fields left out of a request's content fingerprint.
+fields (the fault rules, the message log, test doubles) takes it as it is. :func:`txn_type`
+names the logical transaction of a typed message, which picks its handler.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from protocol.codec import Tpdu
-from protocol.codes import NetworkCode, ProcessingCode
-from protocol.errors import ValidationError
-from protocol.masking import Pan
+from protocol.codes import NetworkCode
 from protocol.messages import (
     AuthorizationRequest,
     BatchUploadRequest,
@@ -34,29 +27,10 @@ from protocol.messages import (
     SaleRequest,
     VoidRequest,
 )
-from protocol.money import Money
-from protocol.money import currency as currency_by_code
-from protocol.specs import DEFAULT_PROFILE, KNOWN_MTIS, WireProfile, get_profile
+from protocol.specs import DEFAULT_PROFILE, WireProfile, get_profile
 from protocol.transactions import TxnType
-from protocol.validate import validate_fields
 
 _DEFAULT = get_profile(DEFAULT_PROFILE)
-
-#: Fields left out of a request's content fingerprint: transmission times (part of the key),
-#: card secrets (never hashed into anything) and MACs.
-VOLATILE = frozenset({"t", "p", "h", "7", "12", "13", "2", "35", "45", "36", "52", "55", "64",
-                      "128"})
-#: DE3 of the 0200s whose DE48 carries free text (refund, void of a sale, void of a refund).
-_FREE_TEXT_CODES = frozenset({ProcessingCode.REFUND.value, ProcessingCode.VOID_SALE.value,
-                              ProcessingCode.VOID_REFUND.value})
-#: MTIs that carry a local transaction date and time (DE12, DE13).
-_LOCAL_TIME_MTIS = frozenset({"0100", "0200", "0220", "0221"})
-#: The key of the MTI in a field mapping.
-MTI = "t"
-#: Fields a declined or unreadable request's answer echoes, when they are valid.
-_ECHOED = ("3", "4", "7", "11", "41", "42", "49")
-#: What an answer needs to be addressed at all: MTI, STAN and terminal.
-_ADDRESS = frozenset({"t", "11", "41"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,120 +68,6 @@ class IsoRequest(Mapping[str, str]):
     def missing_field(self) -> str | None:
         """The first field this request's profile requires of it that it lacks."""
         return self.profile.missing_field(self.fields)
-
-
-@dataclass(frozen=True)
-class Echo:
-    """What an answer to a request echoes of it, read without typed parsing (which may be what
-    failed): enough to address a decline that books nothing."""
-
-    mti: str
-    stan: str
-    terminal_id: str
-    merchant_id: str
-    transmitted_at: str | None
-    processing_code: str | None
-    amount: Money | None
-    network_code: str | None
-    batch_number: str | None
-    rrn: str | None
-
-    @classmethod
-    def of(cls, fields: Mapping[str, str]) -> Echo:
-        """The echoed facts of ``fields`` (a missing MTI reads as 0200)."""
-        amount = None
-        try:
-            if "4" in fields and "49" in fields:
-                amount = Money(int(fields["4"]), currency_by_code(fields["49"]).alpha)
-        except ValueError:
-            amount = None
-        return cls(mti=fields.get("t", "0200"), stan=fields.get("11", "000000"),
-                   terminal_id=fields.get("41", " " * 8),
-                   merchant_id=fields.get("42", " " * 15), transmitted_at=fields.get("7"),
-                   processing_code=fields.get("3"), amount=amount,
-                   network_code=fields.get("70"), batch_number=fields.get("60"),
-                   rrn=fields.get("37"))
-
-
-def log_facts(fields: Mapping[str, str]) -> dict[str, object]:
-    """The request's own facts for its log line: MTI, STAN, TID, MID, amount and currency."""
-    out: dict[str, object] = {"mti": fields.get("t"), "stan": fields.get("11"),
-                              "tid": fields.get("41"), "mid": fields.get("42")}
-    if "4" in fields and fields["4"].isdigit():
-        out["amount_minor"] = int(fields["4"])
-    if "49" in fields:
-        out["currency"] = fields["49"]
-    return out
-
-
-def echoable(fields: Mapping[str, str], bad_field: str | None) -> dict[str, str] | None:
-    """What an answer to a request that broke the spec may echo: the valid echo fields but the
-    bad one, and a known MTI (answerable even when poslab does not handle it); None when the
-    MTI, STAN or terminal cannot be echoed, so no answer can be addressed."""
-    mti = fields.get("t")
-    checked_as = fields.get("t", "0200")
-    usable = {k: v for k, v in fields.items() if k in _ECHOED and _valid(k, v, checked_as)}
-    if bad_field in usable:
-        usable.pop(bad_field)
-    if mti in KNOWN_MTIS:
-        usable["t"] = mti
-    return usable if _ADDRESS <= usable.keys() else None
-
-
-def _valid(key: str, value: str, mti: str) -> bool:
-    try:
-        validate_fields({"t": mti, key: value})
-    except ValidationError:
-        return False
-    return True
-
-
-def pan_of(fields: Mapping[str, str]) -> Pan | None:
-    """The request's card number (DE2, else the PAN part of DE35), or None."""
-    digits = fields.get("2")
-    if digits is None and "35" in fields:
-        digits = fields["35"].replace("D", "=").split("=", 1)[0]
-    if not digits or not digits.isdigit():
-        return None
-    return Pan(digits)
-
-
-def mti_of(fields: Mapping[str, str]) -> str:
-    """The request's MTI, or ``""``."""
-    return fields.get("t", "")
-
-
-def free_text(fields: Mapping[str, str]) -> str | None:
-    """DE48 of a refund or void (terminal-typed evidence and operator), else None."""
-    text = fields.get("48")
-    if text is None or fields.get("t") != "0200" or fields.get("3") not in _FREE_TEXT_CODES:
-        return None
-    return text
-
-
-def with_free_text(fields: dict[str, str], text: str) -> None:
-    """Replace the request's free text (DE48) with ``text`` (its card numbers masked)."""
-    fields["48"] = text
-
-
-def fill_times(fields: dict[str, str], now: datetime) -> None:
-    """Fill DE7 and, where the MTI carries them, DE12/DE13 from ``now`` when absent: a
-    lenient host answers what it can."""
-    if "7" not in fields:
-        fields["7"] = now.strftime("%m%d%H%M%S")
-    if fields.get("t") in _LOCAL_TIME_MTIS:
-        if "12" not in fields:
-            fields["12"] = now.strftime("%H%M%S")
-        if "13" not in fields:
-            fields["13"] = now.strftime("%m%d")
-
-
-def fingerprint_doc(fields: Mapping[str, str]) -> dict[str, str]:
-    """What a request's content fingerprint covers: every stable field, plus its MTI class
-    (the card number is added hashed by the caller)."""
-    doc = {k: v for k, v in fields.items() if k not in VOLATILE}
-    doc["class"] = fields.get("t", "")[:3]
-    return doc
 
 
 def txn_type(message: Request) -> TxnType:

@@ -13,13 +13,13 @@ import hashlib
 import json
 from datetime import datetime
 
+from host import wire
 from host.canonical_json import dumps_sorted
 from host.ledger import to_ms
-from host.pipeline import request as wire
 from host.pipeline.context import Context, Decline, Services
 from host.pipeline.ports import Tx
 from host.pipeline.replies import Reply, plain_reply
-from host.pipeline.request import IsoRequest
+from host.pipeline.request import IsoRequest, txn_type
 from host.request_key import request_key
 from protocol.codes import RuleId
 from protocol.errors import ValidationError
@@ -48,7 +48,7 @@ def validate(host: Services, request: IsoRequest, now: datetime, *, strict: bool
     sent = dict(fields)  # what the terminal sent: no host-filled times
     wire.fill_times(fields, now)
     message = parse_request(fields)
-    return Context(host, request, sent, fields, message, wire.txn_type(message), now,
+    return Context(host, request, sent, fields, message, txn_type(message), now,
                    to_ms(now))
 
 
