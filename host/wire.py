@@ -92,15 +92,17 @@ def forced_answer(request: Mapping[str, str], code: str, rule: str,
     return out
 
 
-def log_facts(fields: Mapping[str, str]) -> dict[str, object]:
-    """The request's own facts for its log line: MTI, STAN, TID, MID, amount and currency."""
-    out: dict[str, object] = {"mti": fields.get("t"), "stan": fields.get("11"),
-                              "tid": fields.get("41"), "mid": fields.get("42")}
+def log_ids(fields: Mapping[str, str]) -> tuple[str | None, str | None, str | None, str | None]:
+    """The request's MTI, STAN, TID and MID for its log line (None when absent)."""
+    return fields.get("t"), fields.get("11"), fields.get("41"), fields.get("42")
+
+
+def add_amount(fields: Mapping[str, str], out: dict[str, object]) -> None:
+    """Add the request's amount (minor units) and currency code to a log line, when known."""
     if "4" in fields and fields["4"].isdigit():
         out["amount_minor"] = int(fields["4"])
     if "49" in fields:
         out["currency"] = fields["49"]
-    return out
 
 
 def echoable(fields: Mapping[str, str], bad_field: str | None) -> dict[str, str] | None:

@@ -21,7 +21,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 
 from host.faults.rules import FaultDecision, FaultRegistry, forced_response, garble
-from host.wire import log_facts
+from host.wire import log_ids
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,8 @@ class FaultHook:
         decision = self.registry.match(fields)
         if decision is not None:
             self._counter.inc(action=decision.action, fault=decision.fault_id)
-            facts = log_facts(fields)
-            self.log.event("fault", conn=conn_id, mti=facts["mti"], stan=facts["stan"],
-                           tid=facts["tid"], **decision.log())
+            mti, stan, tid, _ = log_ids(fields)
+            self.log.event("fault", conn=conn_id, mti=mti, stan=stan, tid=tid, **decision.log())
         return decision
 
     def submit(self, decision: FaultDecision, request: Mapping[str, str],

@@ -69,7 +69,7 @@ class Decline(Exception):
         self.reply = reply
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Context:
     """One request's state on its way through the pipeline.
 
@@ -83,8 +83,8 @@ class Context:
     :ivar now: the host clock at arrival; ``now_ms`` the same in epoch milliseconds.
 
     Set by the identify stage: ``conn`` (the write transaction), ``merchant``, ``terminal``
-    (an enrolled terminal's row, read locked), ``policy``, ``business_date`` and ``key``
-    (the request key, :mod:`host.request_key`).
+    (an enrolled terminal's row, read locked), ``policy``, ``business_date`` (``bdate`` as
+    ``YYYY-MM-DD``) and ``key`` (the request key, :mod:`host.request_key`).
     """
 
     host: Services
@@ -100,12 +100,8 @@ class Context:
     terminal: Record | None = field(init=False)
     policy: RefundPolicy = field(init=False)
     business_date: date = field(init=False)
+    bdate: str = field(init=False)
     key: str = field(init=False)
-
-    @property
-    def bdate(self) -> str:
-        """The business date as ``YYYY-MM-DD``."""
-        return self.business_date.isoformat()
 
     @property
     def match_dates(self) -> tuple[str, str]:

@@ -55,6 +55,8 @@ class Pipeline:
         self.strict = strict
         self.allow_unknown_terminals = allow_unknown_terminals
         self.settlement: EngineDesk | None = None
+        self.store: TxnStore = storage.store
+        self.ledger: Book = storage.ledger
         self.lock = threading.RLock()
         self._card_key = storage.card_key
         limits = config.text_limits
@@ -65,16 +67,6 @@ class Pipeline:
                               tuple[CutoffSchedule, tuple[date, datetime, datetime]]] = {}
         self._unlisted: dict[str, MerchantConfig] = {}  # default profile copied per MID
         self._unsettled: set[str] = set()  # merchants enrolled since the last commit
-
-    @property
-    def store(self) -> TxnStore:
-        """The storage's transaction store."""
-        return self.storage.store
-
-    @property
-    def ledger(self) -> Book:
-        """The storage's ledger."""
-        return self.storage.ledger
 
     # == ISO traffic ==========================================================================
 

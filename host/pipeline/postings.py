@@ -50,4 +50,4 @@ REVIEW_RELEASE: Recipe = (Leg(acct.REFUNDS_UNDER_REVIEW, Side.DEBIT),
 def entries(recipe: Recipe, merchant_id: str, amount_minor: int) -> list[tuple[str, str, int]]:
     """The ledger entries of ``recipe`` for one merchant and amount."""
     return [(leg.account if isinstance(leg.account, str) else leg.account(merchant_id),
-             leg.side, amount_minor) for leg in recipe]
+             leg.side.value, amount_minor) for leg in recipe]

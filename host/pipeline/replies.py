@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from host.rules import Decision
-from host.wire import MTI, Echo, echoable, log_facts, mti_of, pan_of
+from host.wire import MTI, Echo, add_amount, echoable, log_ids, mti_of, pan_of
 from protocol.errors import ValidationError
 from protocol.masking import Pan
 from protocol.messages import (
@@ -65,10 +65,12 @@ def log_context(fields: Mapping[str, str], kind: str, rc: str, rule: str | None,
                 rrn: str | None = None, pan: Pan | None = None,
                 **more: object) -> dict[str, object]:
     """The facts of one answered request for the message log (the PAN masked)."""
-    out: dict[str, object] = {"kind": kind, **log_facts(fields), "rc": rc, "rule": rule,
-                              "rrn": rrn}
+    mti, stan, tid, mid = log_ids(fields)
+    out: dict[str, object] = {"kind": kind, "mti": mti, "stan": stan, "tid": tid, "mid": mid,
+                              "rc": rc, "rule": rule, "rrn": rrn}
     if pan is not None:
         out["pan"] = pan.masked
+    add_amount(fields, out)
     out.update(more)
     return out
 

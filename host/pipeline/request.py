@@ -11,7 +11,6 @@ names the logical transaction of a typed message, which picks its handler.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 
 from protocol.codec import Tpdu
 from protocol.codes import NetworkCode
@@ -33,7 +32,6 @@ from protocol.transactions import TxnType
 _DEFAULT = get_profile(DEFAULT_PROFILE)
 
 
-@dataclass(frozen=True, eq=False)
 class IsoRequest(Mapping[str, str]):
     """One request as the server shell received it.
 
@@ -44,14 +42,22 @@ class IsoRequest(Mapping[str, str]):
     :ivar tpdu: the TPDU it came with, when the profile has one.
     """
 
-    fields: Mapping[str, str]
-    raw: bytes = b""
-    profile: WireProfile = field(default=_DEFAULT)
-    tpdu: Tpdu | None = None
+    # A plain slotted class, not a frozen dataclass: one is built per request, and a frozen
+    # dataclass's __init__ costs about three times as much.
+    __slots__ = ("fields", "raw", "profile", "tpdu")
+
+    def __init__(self, fields: Mapping[str, str], raw: bytes = b"",
+                 profile: WireProfile = _DEFAULT, tpdu: Tpdu | None = None) -> None:
+        self.fields = fields
+        self.raw = raw
+        self.profile = profile
+        self.tpdu = tpdu
 
     @classmethod
     def of(cls, request: Mapping[str, str]) -> IsoRequest:
         """``request`` itself, or a plain field mapping wrapped under the default profile."""
+        if isinstance(request, dict):  # checked first: a plain dict is the common case
+            return cls(request)
         if isinstance(request, IsoRequest):
             return request
         return cls(request)

@@ -93,6 +93,7 @@ def identify(ctx: Context, conn: Tx) -> None:
     ctx.merchant = merchant
     ctx.policy = host.refund_policy(merchant)
     ctx.business_date = host.business_date(merchant, ctx.now)
+    ctx.bdate = ctx.business_date.isoformat()
     ctx.key = request_key(ctx.sent, ctx.business_date)
 
 
