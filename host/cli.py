@@ -12,7 +12,7 @@
     poslab-host ledger verify [--db URL] [--key-file PATH] [--anchor FILE|VALUE]
     poslab-host ledger anchor [--db URL] [--key-file PATH]
     poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
-    poslab-host keys generate|list [--db URL] ...          (see host/security/cli.py)
+    poslab-host keys generate|list [--db URL] ...          (see host/keys_cli.py)
     poslab-host console [--admin URL --token T | --ready-file F] [--theme projector]
 
 Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JSON with
@@ -40,8 +40,8 @@ from typing import Any, NoReturn
 
 from host.cli_report import add_report_parser, run_report
 from host.console.cli import add_console_parser, run_console
+from host.keys_cli import add_keys_parser, run_keys
 from host.runtime import first_line, safe_url
-from host.security.cli import add_keys_parser, run_keys
 from protocol import DEFAULT_PROFILE, PROFILES
 
 PROG = "poslab-host"

@@ -66,8 +66,8 @@ def run_report(args: argparse.Namespace, out: Any = None) -> int:
         render_refunds,
         settlement_rows,
     )
-    from host.settlement_book import StoreRefundSource
-    from host.settlement_jobs import refund_rows, refund_state, settlement, settlement_dict
+    from host.settlement.book import StoreRefundSource
+    from host.settlement.jobs import refund_rows, refund_state, settlement, settlement_dict
 
     out = out or sys.stdout
     db = str(args.db)

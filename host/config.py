@@ -31,7 +31,7 @@ with terminal ``TERM0001`` is used)::
     [[cards]]     the test card catalogue (see :class:`CardEntry`)
     [[faults]]    fault injection rules active from start-up (see :class:`host.faults.FaultRule`)
     [security]    terminal master keys, MAC enforcement, DUKPT BDK, security response codes
-                  (see :mod:`host.security.settings`)
+                  (see :mod:`host.security_config`)
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from host.faults import FaultRule
-from host.security.settings import SecuritySection
+from host.faults.rules import FaultRule
+from host.security_config import SecuritySection
 from protocol.masking import luhn_ok, scrub
 from protocol.money import currency as lookup_currency
 
@@ -421,8 +421,8 @@ class HostConfig(_Strict):
     text_limits: TextLimitsSection = TextLimitsSection()
     tls: TlsSection = TlsSection()
     cards: tuple[CardEntry, ...] = ()
-    faults: tuple[FaultRule, ...] = ()  # [[faults]]: fault injection rules (host.faults)
-    security: SecuritySection = SecuritySection()  # keys, MAC, PIN (host.security.settings)
+    faults: tuple[FaultRule, ...] = ()  # [[faults]]: fault injection rules (host.faults.rules)
+    security: SecuritySection = SecuritySection()  # keys, MAC, PIN (host.security_config)
 
     @model_validator(mode="after")
     def _unique(self) -> HostConfig:

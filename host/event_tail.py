@@ -34,8 +34,8 @@ from host.event_stream import (
     StreamEvent,
 )
 from host.ledger.schema import ledger_entry, posting_group
-from host.notifications import notification
-from host.settlement_jobs import settlement
+from host.settlement.jobs import settlement
+from host.settlement.notifications import notification
 from host.store import event as event_table
 from host.store import txn
 from host.txn_views import iso_ms

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -32,12 +32,15 @@ from host.worker import ServiceWorker
 ENV = "POSLAB_GROUP_COMMIT"
 
 
-def batch_runner(service: Any) -> Callable[[list[dict[str, str]]], list[Any]] | None:
+#: Runs a batch of requests in one commit and returns their replies.
+BatchRunner = Callable[[Sequence[Mapping[str, str]]], list[Any]]
+
+
+def batch_runner(service: Any) -> BatchRunner | None:
     """How to run a batch of requests in one commit for ``service``, or None when it cannot."""
     if os.environ.get(ENV, "1") == "0":
         return None
-    own: Callable[[list[dict[str, str]]], list[Any]] | None = getattr(service, "handle_batch",
-                                                                     None)
+    own: BatchRunner | None = getattr(service, "handle_batch", None)
     return own
 
 
@@ -51,10 +54,10 @@ class GroupCommitter:
     def __init__(self, worker: ServiceWorker, service: Any, *, max_batch: int = 256) -> None:
         self._worker = worker
         self._batch = batch_runner(service)
-        self._single: Callable[[dict[str, str]], Any] = service.handle
+        self._single: Callable[[Mapping[str, str]], Any] = service.handle
         self._max = max_batch
         # deque append (loop) and popleft (worker) are atomic: no lock needed between them.
-        self._queue: deque[tuple[dict[str, str], Deferred[Any]]] = deque()
+        self._queue: deque[tuple[Mapping[str, str], Deferred[Any]]] = deque()
         self._scheduled = False
         self.batches = 0
         self.largest = 0
@@ -64,12 +67,12 @@ class GroupCommitter:
         """True when requests are batched (False: one service call per request)."""
         return self._batch is not None
 
-    def submit(self, fields: dict[str, str]) -> Deferred[Any]:
+    def submit(self, request: Mapping[str, str]) -> Deferred[Any]:
         """Queue one valid request; the Deferred fires (on the loop) with its reply."""
         if self._batch is None:
-            return self._worker.call(self._single, fields)
+            return self._worker.call(self._single, request)
         d: Deferred[Any] = Deferred()
-        self._queue.append((fields, d))
+        self._queue.append((request, d))
         if not self._scheduled:
             self._scheduled = True
             self._worker.call(self._drain).addBoth(self._deliver)
@@ -77,7 +80,7 @@ class GroupCommitter:
 
     def _drain(self) -> list[tuple[Deferred[Any], Any, bool]]:
         """Worker thread: take what is queued (up to max_batch) and run it as one batch."""
-        taken: list[tuple[dict[str, str], Deferred[Any]]] = []
+        taken: list[tuple[Mapping[str, str], Deferred[Any]]] = []
         while self._queue and len(taken) < self._max:
             taken.append(self._queue.popleft())
         if not taken:

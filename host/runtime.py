@@ -13,8 +13,8 @@ stops listening, lets every accepted request be answered (the service commits or
 each one before it returns), closes the connections and then the service.
 
 Customer notifications (``[notifications]`` in the config) are wired here: a
-:class:`~host.notifications.Notifier` on the settlement desk's outbox appends each committed
-notification to the JSON-lines file and POSTs it to the webhook with retries.
+:class:`~host.settlement.notifications.Notifier` on the settlement desk's outbox appends each
+committed notification to the JSON-lines file and POSTs it to the webhook with retries.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from host import crashpoints
 from host.admin import AdminContext, admin_site
 from host.clock import MAX_MOVE
 from host.event_stream import EventBus
-from host.fault_actions import FaultHook
-from host.faults import FaultRegistry
+from host.faults.actions import FaultHook
+from host.faults.rules import FaultRegistry
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
@@ -45,7 +45,7 @@ from host.worker import ServiceWorker
 from protocol import Codec
 
 if TYPE_CHECKING:
-    from host.notifications import Notifier
+    from host.settlement.notifications import Notifier
 
 ServiceFactory = Callable[..., Any]
 """``(config, db_url, clock, *, strict, allow_unknown_terminals) -> service``."""
@@ -90,9 +90,13 @@ def resolve_admin_token(explicit: str | None, config: object) -> str:
 
 def _default_service_factory() -> ServiceFactory:
     from host.service import HostService  # imported late: its database stack is heavy
+    from host.sql_storage import SqlStorage
 
-    factory: ServiceFactory = HostService
-    return factory
+    def open_service(config: Any, db_url: str, clock: Any, **options: Any) -> HostService:
+        # The composition root: the database is opened here and handed to the service.
+        return HostService(config, SqlStorage.open(db_url, config), clock, **options)
+
+    return open_service
 
 
 class HostRuntime:
@@ -103,7 +107,7 @@ class HostRuntime:
     :ivar admin_token: the bearer token the admin API accepts.
     :ivar extras: objects handed to admin route modules (``AdminContext.extras``); the
         runtime puts the fault hook under ``"faults"``.
-    :ivar faults: the :class:`~host.fault_actions.FaultHook` the server consults per request.
+    :ivar faults: the :class:`~host.faults.actions.FaultHook` the server consults per request.
     """
 
     def __init__(self, *, log: MessageLog | None = None,
@@ -260,7 +264,10 @@ class HostRuntime:
 
     def _notifications(self, config: Any, clock: Any, reactor: Any) -> Notifier | None:
         """Wire the settlement desk's outbox to the file copy and the webhook, if any."""
-        from host.notifications import Notifier, WebhookSender  # late: SQLAlchemy is heavy
+        from host.settlement.notifications import (  # late: SQLAlchemy is heavy
+            Notifier,
+            WebhookSender,
+        )
 
         outbox = getattr(getattr(self.service, "settlement", None), "outbox", None)
         cfg = getattr(config, "notifications", None)

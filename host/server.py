@@ -9,7 +9,9 @@ connection, a complete frame is decoded on the event loop (about 60 µs), then:
 * a message that decodes but breaks the spec (:class:`~protocol.ValidationError`):
   ``service.format_error`` answers ``MTI+10`` with RC 30, or returns no response when the MTI,
   STAN or TID is unreadable, and then the connection is closed;
-* otherwise ``service.handle(fields)``.
+* otherwise ``service.handle(request)``, where ``request`` is an
+  :class:`~host.pipeline.request.IsoRequest`: the fields, the frame's bytes and the
+  connection's wire profile (a strict host checks that profile's mandatory fields).
 
 Every frame gets exactly one outcome: an answer, or a close. A reply without a response is
 sent as nothing only when the service marks it deliberate (a ``no_response`` test card, whose
@@ -52,11 +54,12 @@ from twisted.python.failure import Failure
 
 from host import crashpoints
 from host.event_stream import EventBus
-from host.fault_actions import FaultHook
+from host.faults.actions import FaultHook
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
-from host.security.gate import attach_raw, encode_response
+from host.pipeline.request import IsoRequest
+from host.security.gate import encode_response
 from host.timers import DelayedCall, Timer
 from host.worker import ServiceWorker
 from protocol import Codec, DecodeError, FramingError, ProtocolError, Tpdu, ValidationError
@@ -84,8 +87,8 @@ class ReplyLike(Protocol):
 class IsoService(Protocol):
     """The part of :class:`host.service.HostService` the server calls (blocking)."""
 
-    def handle(self, fields: dict[str, str]) -> ReplyLike:
-        """Process one valid request."""
+    def handle(self, request: IsoRequest) -> ReplyLike:
+        """Process one valid request (it reads as its field mapping)."""
 
     def format_error(self, error: ValidationError) -> ReplyLike:
         """Answer a request whose content breaks the spec."""
@@ -316,19 +319,19 @@ class IsoHostProtocol(FramedProtocol):
             return
         self.factory.log.message("in", self.conn_id, fields)
         self.factory.events.message("in", self.conn_id, fields)
-        attach_raw(fields, payload, codec.profile)  # the bytes a MAC covers (host.security)
         refusal = self.factory.admission(self, fields) if self.factory.admission else None
         if refusal is not None:  # answered here, never booked (host.tls.TidBinding)
             self._queue(succeed(refusal), tpdu, started, fields["t"], False, None)
             return
+        request = IsoRequest(fields, payload, codec.profile, tpdu)
         faults = self.factory.faults
         decision = faults.match(self.conn_id, fields) if faults is not None else None
         if faults is not None and decision is not None:
             reply = faults.submit(
                 decision, fields,
-                lambda: self.factory.submit(fields))
+                lambda: self.factory.submit(request))
         else:
-            reply = self.factory.submit(fields)
+            reply = self.factory.submit(request)
         self._queue(reply, tpdu, started, fields["t"], False, decision)
 
     def _queue(self, reply: Deferred[Any], tpdu: Tpdu | None, started: float, in_mti: str,
@@ -514,12 +517,12 @@ class IsoServerFactory(Factory):
             for d in waiters:
                 d.callback(None)
 
-    def submit(self, fields: dict[str, str]) -> Deferred[Any]:
+    def submit(self, request: IsoRequest) -> Deferred[Any]:
         """Hand a valid request to the service: through group commit when the runtime set
         :attr:`committer`, else one worker call per request."""
         if self.committer is not None:
-            return self.committer.submit(fields)
-        return self.worker.call(self.service.handle, fields)
+            return self.committer.submit(request)
+        return self.worker.call(self.service.handle, request)
 
     def stop_reading(self) -> None:
         """Shutdown: accept no new request on any connection (answers still go out), so that

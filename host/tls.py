@@ -30,7 +30,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from host.logs import MessageLog
-from host.replies import plain_reply
+from host.pipeline.replies import plain_reply
 from protocol.codes import RuleId
 from protocol.tls_files import (
     TlsFileError,

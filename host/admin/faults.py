@@ -7,7 +7,7 @@
 
 A rule is the JSON form of :class:`host.faults.FaultRule`; a bad rule is 400 with the message
 naming the member. The registry comes from ``AdminContext.extras["faults"]`` (the runtime puts
-the server's :class:`host.fault_actions.FaultHook` there); without it the routes answer 503.
+the server's :class:`host.faults.actions.FaultHook` there); without it the routes answer 503.
 These routes touch no database, so they run on the loop, not in the worker thread.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from host.admin.api import AdminContext, AdminRequest, AdminResponse, HttpError, route
-from host.faults import FaultError, FaultRegistry, FaultRule
+from host.faults.rules import FaultError, FaultRegistry, FaultRule
 from protocol.admin_models import Deleted, FaultList
 
 FAULT_BODY: Any = FaultRule | list[FaultRule]

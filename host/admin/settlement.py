@@ -36,7 +36,7 @@ from host.admin.api import (
 )
 from host.clock import MAX_MOVE, ClockError, ManualClock, check_move, parse_duration, too_far
 from host.reports import SETTLEMENT_COLUMNS, render, render_refunds, settlement_rows
-from host.settlement_jobs import SettlementDesk
+from host.settlement.jobs import SettlementDesk
 from protocol.admin_models import (
     AdvanceBody,
     ClockView,

@@ -26,6 +26,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from host import errors
 from host.admin.api import (
     JSON_TYPE,
     ROUTES,
@@ -46,9 +47,13 @@ _HIDDEN_METHODS = {"HEAD", "OPTIONS"}  # werkzeug adds HEAD to every GET route
 def error_answer(exc: BaseException) -> AdminResponse | None:
     """The answer to an error a handler raised, or None for an unexpected one (a 500).
 
-    This is the one place an error becomes an HTTP status: :class:`HttpError` and any domain
-    error that carries an int ``status`` and a ``message`` (the service's ``AdminError``).
+    This is the one place an error becomes an HTTP status: :class:`HttpError` as it says, and
+    the core's domain errors (:mod:`host.errors`): Invalid 400, NotFound 404, Conflict 409.
     """
+    if isinstance(exc, errors.DomainError):
+        code = 404 if isinstance(exc, errors.NotFound) else \
+            409 if isinstance(exc, errors.Conflict) else 400
+        return AdminResponse(ErrorBody(error=exc.message), status=code)
     status = getattr(exc, "status", None)
     message = getattr(exc, "message", None)
     if not (isinstance(status, int) and 400 <= status < 600 and isinstance(message, str)):

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from host.calendar import CalendarError, calendar_for
+from host.settlement.calendar import CalendarError, calendar_for
 from protocol.money import Money
 
 LADDER_MAX = 1000

@@ -181,7 +181,7 @@ class Ledger:
 
     def post(self, conn: Connection, entries: Sequence[Entry], *, currency: str, at: datetime,
              reference: str) -> str:
-        """:class:`host.settlement_jobs.LedgerPoster`: post a group, return its id as text."""
+        """:class:`host.settlement.jobs.LedgerPoster`: post a group, return its id as text."""
         return str(self.post_group(conn, entries, currency=currency, at_ms=to_ms(at),
                                    reference=reference, kind="settlement"))
 

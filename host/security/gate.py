@@ -2,11 +2,11 @@
 
 :class:`HostSecurity` is what the service and the server call:
 
-* :meth:`HostSecurity.authenticate` -- before anything is booked: a MAC'd message from a
-  terminal whose MAC enforcement is on must carry a MAC that verifies over the bytes as
-  received (the server hands them over once, :func:`attach_raw`); otherwise the answer is the
-  MAC-failure code with ``MAC_FAILED`` in DE44, or "sign on first" when the terminal has no
-  keys yet. Nothing is booked for either.
+* :meth:`HostSecurity.authenticate` -- the pipeline's authenticate stage, before anything is
+  booked: a MAC'd message from a terminal whose MAC enforcement is on must carry a MAC that
+  verifies over the bytes as received (:attr:`host.pipeline.request.IsoRequest.message`);
+  otherwise the answer is the MAC-failure code with ``MAC_FAILED`` in DE44, or "sign on
+  first" when the terminal has no keys yet. Nothing is booked for either.
 * :meth:`HostSecurity.sign_on` -- an approved sign-on (0800, DE70 001) of a terminal with a TMK
   gets fresh working keys, wrapped under the TMK in DE62; the old keys stop working.
 * :meth:`HostSecurity.check_pin` -- a financial request with DE52 gets its PIN block checked
@@ -32,13 +32,13 @@ from sqlalchemy import Connection
 from host.cards import find_card
 from host.config import HostConfig
 from host.ledger import ChainKey
-from host.replies import Reply, plain_reply
+from host.pipeline.replies import Reply, plain_reply
 from host.rules import Decision
 from host.security import pin_tries
 from host.security.kek import KeyEncryptionKey
 from host.security.sessions import Sessions
-from host.security.settings import TerminalSecurity
 from host.security.tmk_store import TmkStore
+from host.security_config import TerminalSecurity
 from protocol import Codec, Tpdu
 from protocol.codes import NetworkCode, RuleId
 from protocol.masking import Pan
@@ -59,18 +59,6 @@ from protocol.security import (
 from protocol.specs import DEFAULT_PROFILE, WireProfile, get_profile
 
 log = logging.getLogger(__name__)
-
-RAW_MESSAGE = "raw"
-"""The field-dict key under which the server hands the received message bytes (hex, from the
-MTI on) to :meth:`HostSecurity.authenticate`, which removes it before anything else sees it."""
-
-
-def attach_raw(fields: dict[str, str], payload: bytes, profile: WireProfile) -> None:
-    """Put the message as received (MTI to the end: no TPDU, no header) into ``fields``."""
-    skip = (profile.tpdu.size if profile.tpdu else 0) + (
-        profile.message_header.size if profile.message_header else 0)
-    fields[RAW_MESSAGE] = payload[skip:].hex()
-
 
 @dataclass(frozen=True, kw_only=True)
 class SignOnResponse(NetworkResponse):
@@ -144,9 +132,11 @@ class HostSecurity:
 
     # -- MAC on requests --------------------------------------------------------------------
 
-    def authenticate(self, fields: dict[str, str]) -> Reply | None:
-        """A refusal for a request whose MAC does not hold, or None to go on (see module)."""
-        raw = fields.pop(RAW_MESSAGE, None)
+    def authenticate(self, message: bytes, fields: Mapping[str, str]) -> Reply | None:
+        """A refusal for a request whose MAC does not hold, or None to go on (see module).
+
+        ``message`` is the request as received from the MTI on (empty when it did not come off
+        the wire, which counts as no MAC)."""
         mti, tid = fields.get("t", ""), fields.get("41", "")
         terminal = self._terminals.get(tid)
         if terminal is None or terminal.mac == "off" or mti not in self.profile.mac_mtis:
@@ -157,10 +147,9 @@ class HostSecurity:
                 return None
             return self._refuse(fields, self.settings.sign_on_first_code,
                                 RuleId.SIGN_ON_REQUIRED)
-        if raw is None or self.mac_field not in fields:
+        if not message or self.mac_field not in fields:
             return self._refuse(fields, self.settings.mac_failure_code, RuleId.MAC_FAILED,
                                 "MISSING")
-        message = bytes.fromhex(raw)
         if not wire.mac_matches(message, self.scheme(keys.request), keys.request):
             return self._refuse(fields, self.settings.mac_failure_code, RuleId.MAC_FAILED)
         self.sessions.expect_response(tid, fields.get("11", ""), mti, keys.response)

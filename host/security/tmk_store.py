@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, insert, select
 
 from host.security.kek import KeyEncryptionKey
-from host.security.settings import ALGORITHMS, SecuritySection
 from host.security.tables import terminal_key
+from host.security_config import ALGORITHMS, SecuritySection
 from protocol.security import Key, KeyAlgorithm
 
 _NAMES = {algorithm: name for name, algorithm in ALGORITHMS.items()}

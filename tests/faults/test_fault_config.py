@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("host.config", reason="the host engine (host.config) has not landed")
 
 from host.config import ConfigError, default_config_text, parse_config  # noqa: E402
-from host.faults import FaultRegistry  # noqa: E402
+from host.faults.rules import FaultRegistry  # noqa: E402
 
 FAULTS = """
 [[faults]]

@@ -1,9 +1,14 @@
-"""A hypothesis state machine over the service and its ledger.
+"""A hypothesis state machine over the request pipeline and its ledger.
 
 Sales, refunds with amounts clustered around the remaining refundable balance (remaining-2 ..
 remaining+2, plus uniform ones), exact and different-content duplicates, reversals with
 repeats, unknown reversals, voids, batch closes and clock ticks; after every step the ledger
 and store invariants hold and the balances equal a plain-dict model.
+
+The machine runs twice: on the pure path (:class:`host.pipeline.core.Pipeline` over the
+in-memory storage of ``memory_storage.py``: the decisions alone, fast, so it takes many
+examples) and on the real service over SQLite (the same decisions through SQL, with the
+database's own integrity check after every step; fewer examples).
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from hypothesis.stateful import (
 
 from host.clock import ManualClock
 from host.config import HostConfig, load_config
+from host.pipeline.core import Pipeline
 from host.service import HostService
 
 from .conftest import MID, Term
+from .memory_storage import MemoryBook, MemoryStorage
 
 PAYABLE = "merchant_payable:" + MID
 
@@ -77,24 +84,36 @@ CONFIG = _rules_config()
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    """Drives one HostService on a fresh SQLite file and mirrors it in plain dicts."""
+    """Drives one request pipeline and mirrors it in plain dicts; subclasses give the backend
+    (``service``, ``balances``, ``remaining``, ``check``)."""
 
     sales = Bundle("sales")
     refunds = Bundle("refunds")
 
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.mkdtemp(prefix="poslab-sm-", dir=_SCRATCH)
         self.clock = ManualClock(datetime(2026, 3, 2, 2, 0, tzinfo=UTC))
-        self.service = HostService(CONFIG, str(Path(self.dir) / "h.db"), self.clock)
-        self.term = Term(self.service, self.clock)
+        self.service = self.open()
+        self.term = Term(self.service, self.clock)  # type: ignore[arg-type]
         self.all_sales: list[SaleModel] = []
         self.all_refunds: list[RefundModel] = []
         self.sent: list[tuple[dict[str, str], object]] = []
 
-    def teardown(self) -> None:
-        self.service.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def open(self) -> HostService | Pipeline:
+        """The pipeline under test."""
+        raise NotImplementedError
+
+    def balances(self) -> dict[str, dict[str, int]]:
+        """Net debit per account and currency."""
+        raise NotImplementedError
+
+    def remaining(self, rrn: str) -> int:
+        """What can still be refunded of the sale ``rrn``."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """The backend's own integrity checks."""
+        raise NotImplementedError
 
     def _send(self, fields: dict[str, str]) -> tuple[str, str | None, object]:
         reply = self.service.handle(fields)
@@ -137,10 +156,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def exact_duplicate(self, data: st.DataObject) -> None:
         fields, response = data.draw(st.sampled_from(self.sent))
-        before = self.service.balances()
+        before = self.balances()
         reply = self.service.handle(dict(fields))
         assert reply.response == response
-        assert self.service.balances() == before
+        assert self.balances() == before
 
     @precondition(lambda self: bool(self.sent))
     @rule(data=st.data())
@@ -149,10 +168,10 @@ class LedgerMachine(RuleBasedStateMachine):
         if fields.get("t") != "0200":
             return
         changed = dict(fields, **{"4": f"{int(fields['4']) + 1:012d}"})
-        before = self.service.balances()
+        before = self.balances()
         reply = self.service.handle(changed)
         assert reply.response is not None and reply.response.response_code == "94"
-        assert self.service.balances() == before
+        assert self.balances() == before
 
     @rule(sale=consumes(sales), repeats=st.integers(min_value=0, max_value=2))
     def reverse_sale(self, sale: SaleModel, repeats: int) -> None:
@@ -208,17 +227,70 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def ledger_matches_model(self) -> None:
-        report = self.service.verify()
-        assert report["ok"], report["violations"]
+        self.check()
         expected = sum(s.amount - sum(s.refunds.values()) for s in self.all_sales if s.effective)
-        assert -self.service.balances().get(PAYABLE, {}).get("CNY", 0) == expected
+        assert -self.balances().get(PAYABLE, {}).get("CNY", 0) == expected
         for s in self.all_sales[-3:]:
-            view = self.service.transaction(s.rrn)
-            assert view is not None and view["remaining_minor"] == s.remaining
+            assert self.remaining(s.rrn) == s.remaining
 
 
-TestLedgerMachine = LedgerMachine.TestCase
-TestLedgerMachine.settings = settings(
-    max_examples=25, stateful_step_count=25, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+class PureMachine(LedgerMachine):
+    """The pipeline over in-memory storage: no database, no settlement desk."""
+
+    def open(self) -> Pipeline:
+        self.storage = MemoryStorage()
+        return Pipeline(CONFIG, self.storage, self.clock)
+
+    def balances(self) -> dict[str, dict[str, int]]:
+        return MemoryBook.balances(self.storage.tables)
+
+    def remaining(self, rrn: str) -> int:
+        store, tables = self.storage.store, self.storage.tables
+        row = store.txn_by_rrn(tables, rrn)
+        assert row is not None
+        return store.view(tables, row).remaining_minor
+
+    def check(self) -> None:
+        """Each group reversed at most once; no sale refunded beyond its amount."""
+        book, tables = self.storage.ledger, self.storage.tables
+        for gid in tables.groups:
+            reversers = [g["id"] for g in tables.groups.values() if g["reverses"] == gid]
+            assert sum(book.effective(tables, r) for r in reversers) <= 1, gid
+        for row in tables.txns.values():
+            if row["kind"] == "sale":
+                view = self.storage.store.view(tables, self.storage.store.txn_by_id(tables,
+                                                                                    row["id"]))
+                assert view.refunded_minor <= view.amount_minor, row
+
+
+class SqlMachine(LedgerMachine):
+    """The real service on a fresh SQLite file, checked by ``verify()`` after every step."""
+
+    def open(self) -> HostService:
+        self.dir = tempfile.mkdtemp(prefix="poslab-sm-", dir=_SCRATCH)
+        return HostService(CONFIG, str(Path(self.dir) / "h.db"), self.clock)
+
+    def teardown(self) -> None:
+        self.service.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def balances(self) -> dict[str, dict[str, int]]:
+        return self.service.balances()  # type: ignore[union-attr]
+
+    def remaining(self, rrn: str) -> int:
+        view = self.service.transaction(rrn)  # type: ignore[union-attr]
+        assert view is not None
+        return int(view["remaining_minor"])
+
+    def check(self) -> None:
+        report = self.service.verify()  # type: ignore[union-attr]
+        assert report["ok"], report["violations"]
+
+
+_HEALTH = [HealthCheck.too_slow, HealthCheck.filter_too_much]
+TestPureMachine = PureMachine.TestCase
+TestPureMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None,
+                                    suppress_health_check=_HEALTH)
+TestSqlMachine = SqlMachine.TestCase
+TestSqlMachine.settings = settings(max_examples=10, stateful_step_count=25, deadline=None,
+                                   suppress_health_check=_HEALTH)

@@ -1,4 +1,4 @@
-"""The host's time stamp on answers (host.replies.stamped)."""
+"""The host's time stamp on answers (host.pipeline.replies.stamped)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from host.replies import Reply, plain_reply, stamped
+from host.pipeline.replies import Reply, plain_reply, stamped
 
 LOCAL = datetime(2026, 3, 7, 9, 5, 4)
 REQUEST = {"t": "0200", "11": "000123", "41": "TERM0001", "42": "MERCHANT0000001",

@@ -15,7 +15,8 @@ from sec_client import MID, TMK, config_text
 
 from host.clock import ManualClock
 from host.config import HostConfig, parse_config
-from host.security.gate import attach_raw, encode_response
+from host.pipeline.request import IsoRequest
+from host.security.gate import encode_response
 from host.service import HostService
 from protocol import Codec
 from protocol.security import Key, KeyAlgorithm, WorkingKeys, encipher_pin, get_mac_scheme, wire
@@ -63,14 +64,13 @@ class Terminal:
         self.stan = 0
 
     def send(self, fields: dict[str, str]) -> dict[str, str]:
-        """Encode (sealing when DE64 is present), hand over with the raw bytes, answer."""
+        """Encode (sealing when DE64 is present), hand over with the bytes as sent, answer."""
         payload = CODEC.encode(fields)
         if "64" in fields:
             assert self.keys is not None
             payload = wire.seal(payload, X919, self.keys.mac)
         _, decoded = CODEC.decode(payload)
-        attach_raw(decoded, payload, CODEC.profile)
-        reply = self.svc.handle(decoded)
+        reply = self.svc.handle(IsoRequest(decoded, payload, CODEC.profile))
         assert reply.response is not None
         return reply.response.to_fields()
 
@@ -155,8 +155,7 @@ def test_a_terminal_without_keys_is_served_as_before(
               "53": "0200000000000000", "64": "11" * 8}
     payload = CODEC.encode(fields)
     _, decoded = CODEC.decode(payload)
-    attach_raw(decoded, payload, CODEC.profile)
-    reply = svc.handle(decoded)
+    reply = svc.handle(IsoRequest(decoded, payload, CODEC.profile))
     assert reply.response is not None and reply.response.response_code == "00"
     sign_on = svc.handle({"t": "0800", "7": "0310100000", "11": "000002", "41": "TERM0002",
                           "42": MID, "70": "001"})
@@ -184,8 +183,7 @@ def test_an_aes_tmk_gets_aes_working_keys_and_aes_cmac_macs(
               "25": "00", "41": "TERM0001", "42": MID, "49": "156", "64": wire.MAC_PLACEHOLDER}
     payload = wire.seal(CODEC.encode(fields), cmac, keys.mac)
     _, decoded = CODEC.decode(payload)
-    attach_raw(decoded, payload, CODEC.profile)
-    reply = svc.handle(decoded)
+    reply = svc.handle(IsoRequest(decoded, payload, CODEC.profile))
     assert reply.response is not None and reply.response.response_code == "00"
     answer = encode_response(svc, CODEC, reply.response.to_fields(), None)
     assert wire.mac_matches(answer, cmac, keys.mac)

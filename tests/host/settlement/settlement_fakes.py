@@ -21,12 +21,12 @@ from sqlalchemy import Connection, create_engine
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 
-from host.calendar import BusinessCalendar
 from host.clock import ManualClock
-from host.fees import FeeSchedule
-from host.notifications import Outbox
-from host.settlement import CutoffSchedule
-from host.settlement_jobs import ClosedBatch, Member, MerchantTerms, SettlementDesk
+from host.settlement.calendar import BusinessCalendar
+from host.settlement.cutoffs import CutoffSchedule
+from host.settlement.fees import FeeSchedule
+from host.settlement.jobs import ClosedBatch, Member, MerchantTerms, SettlementDesk
+from host.settlement.notifications import Outbox
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NY = ZoneInfo("America/New_York")

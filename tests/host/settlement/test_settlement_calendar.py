@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from host.calendar import BusinessCalendar, CalendarError, calendar_for
+from host.settlement.calendar import BusinessCalendar, CalendarError, calendar_for
 
 
 def test_cn_2026_weekend_make_up_days_are_business_days() -> None:

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from host.calendar import BusinessCalendar
 from host.clock import ClockError, ManualClock, SystemClock, parse_duration
+from host.settlement.calendar import BusinessCalendar
 
 START = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 

@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from settlement_fakes import NY, SHANGHAI, World, make_terms
 
-from host.calendar import BusinessCalendar
-from host.fees import FeeSchedule, RefundFeePolicy
 from host.reports import SETTLEMENT_COLUMNS, render, settlement_rows
-from host.settlement import posting_days
-from host.settlement_jobs import terms_from_config
+from host.settlement.calendar import BusinessCalendar
+from host.settlement.cutoffs import posting_days
+from host.settlement.fees import FeeSchedule, RefundFeePolicy
+from host.settlement.jobs import terms_from_config
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ pytest.importorskip("host.service", reason="the host engine (host.service) has n
 from host.clock import ManualClock  # noqa: E402
 from host.config import load_config  # noqa: E402
 from host.service import HostService  # noqa: E402
-from host.settlement_jobs import SettlementDesk  # noqa: E402
+from host.settlement.jobs import SettlementDesk  # noqa: E402
 from protocol import (  # noqa: E402
     BatchTotals,
     CardData,

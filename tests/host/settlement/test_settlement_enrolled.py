@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from host.clock import ManualClock
 from host.config import load_config
 from host.service import HostService
-from host.settlement_jobs import SettlementDesk
+from host.settlement.jobs import SettlementDesk
 from protocol import CardData, EntryMode, Money, Pan, SaleRequest
 
 SH = ZoneInfo("Asia/Shanghai")  # the default merchant profile's zone (cut-off 23:00)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host.fees import FeeConfigError, FeeSchedule, Line, RefundFeePolicy, figures
+from host.settlement.fees import FeeConfigError, FeeSchedule, Line, RefundFeePolicy, figures
 
 
 def test_mdr_rounds_half_up_plus_fixed_fee() -> None:

@@ -16,7 +16,7 @@ from twisted.internet.defer import maybeDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from host.notifications import Outbox, WebhookSender, notification
+from host.settlement.notifications import Outbox, WebhookSender, notification
 
 AT = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 PAN = "6222021234567890123"

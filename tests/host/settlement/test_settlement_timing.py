@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from host.calendar import BusinessCalendar
-from host.settlement import (
+from host.settlement.calendar import BusinessCalendar
+from host.settlement.cutoffs import (
     CutoffSchedule,
     SettlementConfigError,
     funding_date,

@@ -5,11 +5,11 @@ clock. It owns three tables (``merchant_day``, ``settlement``, ``refund_posting`
 three kinds of due events on the clock, each idempotent and each in one database transaction:
 
 ``cutoff:<merchant>``
-    At the merchant's cut-off (see :mod:`host.settlement` for the business-date rule) the host
-    closes the merchant's batches of the ending business date through the engine's
+    At the merchant's cut-off (see :mod:`host.settlement.cutoffs` for the business-date rule)
+    the host closes the merchant's batches of the ending business date through the engine's
     :class:`BatchBook`, records one settlement per (batch, currency) with its figures
-    (:mod:`host.fees`), its content hash and its funding date, records each settled refund's
-    posting date, and advances the business date by one day.
+    (:mod:`host.settlement.fees`), its content hash and its funding date, records each settled
+    refund's posting date, and advances the business date by one day.
 ``fund:<settlement id>``
     At 09:00 local on the funding date: posts one balanced ledger group (fees
     ``merchant_payable -> acquirer_fee_income``, payout ``merchant_payable -> bank``) through the
@@ -49,13 +49,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from host.calendar import BusinessCalendar, calendar_for
 from host.clock import ManualClock, SystemClock
-from host.fees import FeeSchedule, Figures, Line, figures
 from host.ledger.accounts import ACQUIRER_FEE_INCOME, BANK, merchant_payable
-from host.notifications import Outbox
 from host.reports import RefundRow, refunds_report
-from host.settlement import CutoffSchedule, funding_date, refund_posting_date, resolve_local
+from host.settlement.calendar import BusinessCalendar, calendar_for
+from host.settlement.cutoffs import CutoffSchedule, funding_date, refund_posting_date, resolve_local
+from host.settlement.fees import FeeSchedule, Figures, Line, figures
+from host.settlement.notifications import Outbox
 
 BANK_TIME = time(9, 0)
 """Local time at which funding and refund posting happen on their dates."""

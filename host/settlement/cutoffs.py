@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from host.calendar import BusinessCalendar
+from host.settlement.calendar import BusinessCalendar
 
 
 class SettlementConfigError(ValueError):

@@ -1,4 +1,4 @@
-"""Carry out fault decisions on a live connection (the Twisted side of :mod:`host.faults`).
+"""Carry out fault decisions on a live connection (the Twisted side of :mod:`host.faults.rules`).
 
 The server calls two functions, one on each side of the service call:
 
@@ -20,7 +20,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 
-from host.faults import FaultDecision, FaultRegistry, forced_response, garble
+from host.faults.rules import FaultDecision, FaultRegistry, forced_response, garble
+from host.wire import log_ids
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ class FaultHook:
         decision = self.registry.match(fields)
         if decision is not None:
             self._counter.inc(action=decision.action, fault=decision.fault_id)
-            self.log.event("fault", conn=conn_id, mti=fields.get("t"), stan=fields.get("11"),
-                           tid=fields.get("41"), **decision.log())
+            mti, stan, tid, _ = log_ids(fields)
+            self.log.event("fault", conn=conn_id, mti=mti, stan=stan, tid=tid, **decision.log())
         return decision
 
     def submit(self, decision: FaultDecision, request: Mapping[str, str],

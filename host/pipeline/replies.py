@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from host.rules import Decision
+from host.wire import MTI, Echo, add_amount, echoable, log_ids, mti_of, pan_of
 from protocol.errors import ValidationError
 from protocol.masking import Pan
 from protocol.messages import (
@@ -25,12 +26,6 @@ from protocol.messages import (
     response_mti,
 )
 from protocol.money import Money
-from protocol.money import currency as currency_by_code
-from protocol.specs import KNOWN_MTIS
-from protocol.validate import validate_fields
-
-#: Fields a declined or unreadable request's answer echoes, when they are valid.
-_ECHO = ("3", "4", "7", "11", "41", "42", "49")
 
 
 @dataclass(frozen=True)
@@ -70,15 +65,12 @@ def log_context(fields: Mapping[str, str], kind: str, rc: str, rule: str | None,
                 rrn: str | None = None, pan: Pan | None = None,
                 **more: object) -> dict[str, object]:
     """The facts of one answered request for the message log (the PAN masked)."""
-    out: dict[str, object] = {"kind": kind, "mti": fields.get("t"), "stan": fields.get("11"),
-                              "tid": fields.get("41"), "mid": fields.get("42"), "rc": rc,
-                              "rule": rule, "rrn": rrn}
+    mti, stan, tid, mid = log_ids(fields)
+    out: dict[str, object] = {"kind": kind, "mti": mti, "stan": stan, "tid": tid, "mid": mid,
+                              "rc": rc, "rule": rule, "rrn": rrn}
     if pan is not None:
         out["pan"] = pan.masked
-    if "4" in fields and fields["4"].isdigit():
-        out["amount_minor"] = int(fields["4"])
-    if "49" in fields:
-        out["currency"] = fields["49"]
+    add_amount(fields, out)
     out.update(more)
     return out
 
@@ -107,31 +99,24 @@ def answer_mti(mti: str) -> str:
 def plain_reply(fields: Mapping[str, str], rc: str, rule: str | None,
                 business_date: str | None = None, kind: str = "decline") -> Reply:
     """A decline that echoes what is readable and books nothing (58, 03, 30, 94, 96)."""
-    mti = fields.get("t", "0200")
-    message_class = mti[1]
+    echo = Echo.of(fields)
+    message_class = echo.mti[1]
     base: dict[str, Any] = {
-        "mti_value": answer_mti(mti), "stan": fields.get("11", "000000"),
-        "terminal_id": fields.get("41", " " * 8),
-        "merchant_id": fields.get("42", " " * 15), "transmitted_at": fields.get("7"),
+        "mti_value": answer_mti(echo.mti), "stan": echo.stan, "terminal_id": echo.terminal_id,
+        "merchant_id": echo.merchant_id, "transmitted_at": echo.transmitted_at,
         "response_code": rc, "rule": rule, "business_date": business_date,
     }
     resp: AnyResponse
     if message_class == "8":
-        resp = NetworkResponse(code=fields.get("70"), **base)
+        resp = NetworkResponse(code=echo.network_code, **base)
     elif message_class == "5":
-        resp = ReconciliationResponse(processing_code=fields.get("3"),
-                                      batch_number=fields.get("60"), **base)
+        resp = ReconciliationResponse(processing_code=echo.processing_code,
+                                      batch_number=echo.batch_number, **base)
     elif message_class == "3":
-        resp = BatchUploadResponse(rrn=fields.get("37"), batch_number=fields.get("60"), **base)
+        resp = BatchUploadResponse(rrn=echo.rrn, batch_number=echo.batch_number, **base)
     else:
-        amount = None
-        try:
-            if "4" in fields and "49" in fields:
-                amount = Money(int(fields["4"]), currency_by_code(fields["49"]).alpha)
-        except ValueError:
-            amount = None
-        resp = FinancialResponse(processing_code=fields.get("3", "000000"), amount=amount,
-                                 **base)
+        resp = FinancialResponse(processing_code=echo.processing_code or "000000",
+                                 amount=echo.amount, **base)
     return Reply(resp, log_context(fields, kind, rc, rule, pan=pan_of(fields)))
 
 
@@ -139,41 +124,15 @@ def format_error_reply(error: ValidationError) -> Reply:
     """The answer class of the MTI (:func:`answer_mti`) with RC 30 and the reason in DE44 when
     MTI, STAN and TID are readable; otherwise no response, which the server turns into a close
     (a response nobody can match would be worse than none)."""
-    fields = error.fields
-    if error.field == "t":
+    if error.field == MTI:
         reason = "UNSUPPORTED_MTI"
     else:
         reason = "MISSING_FIELD" if "missing" in error.reason else "FORMAT_ERROR"
-    rule = f"{reason}:{error.field}" if error.field and error.field != "t" else reason
+    rule = f"{reason}:{error.field}" if error.field and error.field != MTI else reason
     # A DE48 error says which item is wrong and how (``48:EV@11 LEN 250>MAX 200``).
     rule = getattr(error, "response_text", None) or rule
-    usable = {k: v for k, v in fields.items() if k in _ECHO and _valid(k, v, fields)}
-    if error.field in usable:
-        usable.pop(error.field)
-    mti = fields.get("t")
-    if mti in KNOWN_MTIS:  # a known MTI is answerable even when it is not one poslab handles
-        usable["t"] = mti
-    if not {"t", "11", "41"} <= set(usable):
+    usable = echoable(error.fields, error.field)
+    if usable is None:
         return Reply(None, {"kind": "format_error", "rc": "30", "rule": rule,
-                            "mti": mti, "reason": error.reason})
+                            "mti": mti_of(error.fields) or None, "reason": error.reason})
     return plain_reply(usable, "30", rule[:25])
-
-
-def pan_of(fields: Mapping[str, str]) -> Pan | None:
-    """The request's card number (DE2, else the PAN part of DE35), or None."""
-    digits = fields.get("2")
-    if digits is None and "35" in fields:
-        digits = fields["35"].replace("D", "=").split("=", 1)[0]
-    if not digits or not digits.isdigit():
-        return None
-    return Pan(digits)
-
-
-def _valid(key: str, value: str, fields: Mapping[str, str]) -> bool:
-    if key == "t":
-        return True
-    try:
-        validate_fields({"t": fields.get("t", "0200"), key: value})
-    except ValidationError:
-        return False
-    return True

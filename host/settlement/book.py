@@ -50,8 +50,7 @@ from sqlalchemy import (
 
 from host.ledger import to_ms
 from host.ledger.prepared import Prepared
-from host.notifications import Outbox
-from host.settlement_jobs import (
+from host.settlement.jobs import (
     ClosedBatch,
     Member,
     MerchantTerms,
@@ -61,6 +60,7 @@ from host.settlement_jobs import (
     settlement,
     terms_from_config,
 )
+from host.settlement.notifications import Outbox
 from host.store import Store, batch, event, terminal, txn
 
 settled_item = Table(
@@ -102,7 +102,7 @@ def _hash(members: list[Member]) -> str:
 
 
 class StoreBatchBook:
-    """:class:`host.settlement_jobs.BatchBook` on the engine's ``txn`` / ``batch`` tables."""
+    """:class:`host.settlement.jobs.BatchBook` on the engine's ``txn`` / ``batch`` tables."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -241,7 +241,7 @@ class StoreBatchBook:
 
 
 class StoreRefundSource:
-    """:class:`host.settlement_jobs.RefundSource` on the ``txn`` table (declined ones left out).
+    """:class:`host.settlement.jobs.RefundSource` on the ``txn`` table (declined ones left out).
 
     A refund's state is the engine's: ``approved``, ``pending_review``, ``rejected`` or
     ``reversed``; the desk turns ``approved`` into ``settled`` / ``posted`` when it applies.

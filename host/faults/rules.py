@@ -39,13 +39,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from protocol import RuleId, mask_pan, response_mti
-from protocol.masking import Track2
+from host.wire import Echo, forced_answer, mti_of, pan_of
+from protocol import RuleId, mask_pan
 
 Action = Literal["delay", "drop", "close", "respond", "garble", "duplicate"]
 
-# Fields echoed from the request into an answer the host builds without processing.
-_ECHO = ("3", "4", "11", "41", "42", "49", "7", "37")
 
 
 class FaultError(ValueError):
@@ -225,8 +223,8 @@ class FaultRegistry:
                     continue
                 if entry.pan_hash is not None:
                     if pan_hash is None:
-                        pan = _request_pan(fields)
-                        pan_hash = self._hash(pan) if pan else b""
+                        pan = pan_of(fields)
+                        pan_hash = self._hash(pan.digits) if pan else b""
                     if not hmac.compare_digest(pan_hash, entry.pan_hash):
                         continue
                 if entry.remaining is not None:
@@ -240,14 +238,15 @@ class FaultRegistry:
     @staticmethod
     def _matches(entry: _Entry, fields: Mapping[str, str]) -> bool:
         rule = entry.rule
-        if rule.mti is not None and fields.get("t") != rule.mti:
+        echo = Echo.of(fields)
+        if rule.mti is not None and mti_of(fields) != rule.mti:
             return False
-        if rule.processing_code is not None and fields.get("3") != rule.processing_code:
+        if rule.processing_code is not None and echo.processing_code != rule.processing_code:
             return False
-        if rule.tid is not None and fields.get("41", "").strip() != rule.tid.strip():
+        if rule.tid is not None and echo.terminal_id.strip() != rule.tid.strip():
             return False
         if rule.amount_min_minor is not None or rule.amount_max_minor is not None:
-            text = fields.get("4", "")
+            text = echo.amount_text or ""
             if not text.isdigit():
                 return False
             amount = int(text)
@@ -258,17 +257,6 @@ class FaultRegistry:
         return True
 
 
-def _request_pan(fields: Mapping[str, str]) -> str | None:
-    if "2" in fields:
-        return fields["2"]
-    if "35" in fields:
-        try:
-            return Track2(fields["35"]).pan.digits
-        except ValueError:
-            return None
-    return None
-
-
 def forced_response(request: Mapping[str, str], code: str,
                     processed: Mapping[str, str] | None = None) -> dict[str, str]:
     """The field dict of a ``respond`` fault's answer: DE39 ``code``, DE44 ``FORCED``.
@@ -276,16 +264,7 @@ def forced_response(request: Mapping[str, str], code: str,
     When the request was processed, the real response is the base (its RRN stays, so the
     terminal can still refer to it); otherwise the answer echoes the request's ids.
     """
-    if processed is not None:
-        out = dict(processed)
-    else:
-        out = {k: request[k] for k in _ECHO if k in request}
-        out["t"] = response_mti(request.get("t", "0200"))
-    out["39"] = code
-    out["44"] = RuleId.FORCED.value
-    if code != "00":
-        out.pop("38", None)  # no approval code on a decline
-    return out
+    return forced_answer(request, code, RuleId.FORCED.value, processed)
 
 
 def garble(payload: bytes) -> bytes:

@@ -1,0 +1,139 @@
+"""The one per-request value the pipeline's stages share: :class:`Context`.
+
+Stages keep no state of their own (the service is shared by every connection): what one
+request needs travels in its :class:`Context`. The validate stage creates it; the identify
+stage, inside the request's write transaction, fills in the connection, the merchant and the
+request key; the handlers read it and book through :attr:`Context.host`.
+
+:class:`Services` is what stages and handlers may use of the host: its configuration, the
+storage port's repositories (:mod:`host.pipeline.ports`), settlement, and a few lookups.
+:class:`~host.service.HostService` provides it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Protocol
+
+from host.config import HostConfig, MerchantConfig, RefundPolicy
+from host.pipeline.ports import Book, Record, Tx, TxnStore
+from host.pipeline.replies import Reply
+from host.pipeline.request import IsoRequest
+from host.rules import Decision
+from host.settlement.book import EngineDesk
+from protocol.masking import Pan
+from protocol.messages import NetworkRequest, NetworkResponse, Request
+from protocol.transactions import TxnType
+
+
+class Services(Protocol):
+    """What the pipeline uses of the host."""
+
+    config: HostConfig
+    allow_unknown_terminals: bool
+
+    @property
+    def store(self) -> TxnStore:
+        """Terminals, batches, transaction rows, reviews and events."""
+
+    @property
+    def ledger(self) -> Book:
+        """The ledger and the remembered answers."""
+
+    @property
+    def settlement(self) -> EngineDesk | None:
+        """Settlement timing and notifications (None with a clock that cannot schedule)."""
+
+    def merchant_profile(self, mid: str) -> MerchantConfig:
+        """The merchant's config entry, or the default profile under its id."""
+
+    def refund_policy(self, merchant: MerchantConfig) -> RefundPolicy:
+        """The refund policy that applies to ``merchant``."""
+
+    def business_date(self, merchant: MerchantConfig, now: datetime) -> date:
+        """The merchant's business date at ``now``."""
+
+    def card_hash(self, pan: Pan) -> str:
+        """The keyed hash a card number is stored and compared as."""
+
+    def enrolled(self, mid: str) -> None:
+        """Note a merchant first enrolled in this transaction (settled after the commit)."""
+
+    @property
+    def security(self) -> MessageSecurity | None:
+        """MAC, sign-on keys and PIN checks (:class:`host.security.gate.HostSecurity`), or
+        None on a host without them."""
+
+
+class MessageSecurity(Protocol):
+    """What the pipeline asks of message security: the authenticate stage, the keys of a
+    sign-on's answer, and the PIN check of a financial request."""
+
+    def authenticate(self, message: bytes, fields: Mapping[str, str]) -> Reply | None:
+        """A refusal (MAC failed, sign on first) or None to go on; nothing is booked yet."""
+
+    def sign_on(self, conn: Tx, request: NetworkRequest,
+                response: NetworkResponse) -> NetworkResponse:
+        """The 0810 for ``request``, with fresh working keys when it is a keyed sign-on."""
+
+    def check_pin(self, conn: Tx, fields: Mapping[str, str], pan: Pan | None,
+                  business_date: str, now_ms: int, card_hash: Callable[[Pan], str]
+                  ) -> Decision | None:
+        """A decline for a wrong, locked or malformed PIN, or None."""
+
+
+class Decline(Exception):
+    """Answer with this reply before any transaction row is written (the request's writes
+    roll back)."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.log.get("rule"))
+        self.reply = reply
+
+
+@dataclass(eq=False, slots=True)
+class Context:
+    """One request's state on its way through the pipeline.
+
+    :ivar host: the host's services.
+    :ivar request: the request as received (fields, bytes, wire profile).
+    :ivar sent: the fields as the terminal sent them (request key and fingerprint: nothing the
+        host filled in).
+    :ivar fields: the working fields (free text masked, missing times filled).
+    :ivar message: the typed request.
+    :ivar txn: its logical transaction.
+    :ivar now: the host clock at arrival; ``now_ms`` the same in epoch milliseconds.
+
+    Set by the identify stage: ``conn`` (the write transaction), ``merchant``, ``terminal``
+    (an enrolled terminal's row, read locked), ``policy``, ``business_date`` (``bdate`` as
+    ``YYYY-MM-DD``) and ``key`` (the request key, :mod:`host.request_key`).
+    """
+
+    host: Services
+    request: IsoRequest
+    sent: dict[str, str]
+    fields: dict[str, str]
+    message: Request
+    txn: TxnType
+    now: datetime
+    now_ms: int
+    conn: Tx = field(init=False)
+    merchant: MerchantConfig = field(init=False)
+    terminal: Record | None = field(init=False)
+    policy: RefundPolicy = field(init=False)
+    business_date: date = field(init=False)
+    bdate: str = field(init=False)
+    key: str = field(init=False)
+
+    @property
+    def match_dates(self) -> tuple[str, str]:
+        """Where a reversal looks for its original (and an original for a tombstone): this
+        business date, then the previous one (business dates are consecutive calendar days)."""
+        return self.bdate, (self.business_date - timedelta(days=1)).isoformat()
+
+    @property
+    def de15(self) -> str:
+        """The business date as the answer's settlement date (``MMDD``)."""
+        return self.business_date.strftime("%m%d")

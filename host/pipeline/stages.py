@@ -1,0 +1,135 @@
+"""The pipeline's stages, in order: validate -> authenticate -> identify -> de-duplicate ->
+decide and book (the handler of the request's transaction, :mod:`host.pipeline.handlers`) ->
+remember the answer.
+
+Each stage is a function over the request's :class:`~host.pipeline.context.Context`. A stage
+that can end the request early returns the :class:`~host.pipeline.replies.Reply` to send (or raises
+:class:`~host.pipeline.context.Decline` inside the write transaction); ``None`` means carry on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from host import wire
+from host.canonical_json import dumps_sorted
+from host.ledger import to_ms
+from host.pipeline.context import Context, Decline, Services
+from host.pipeline.ports import Tx
+from host.pipeline.replies import Reply, plain_reply
+from host.pipeline.request import IsoRequest, txn_type
+from host.request_key import request_key
+from protocol.codes import RuleId
+from protocol.errors import ValidationError
+from protocol.messages import parse_request, parse_response
+from protocol.private_data import check_lengths, mask_card_numbers
+
+
+def validate(host: Services, request: IsoRequest, now: datetime, *, strict: bool,
+             text_limits: dict[str, int]) -> Context:
+    """Check and type the request; raises :class:`ValidationError` (answered 30).
+
+    A strict host requires the mandatory fields of the request's own wire profile; a lenient
+    one fills missing transmission times from ``now``. A refund's or void's free text is
+    checked against ``text_limits`` and its card numbers masked before anything is stored.
+    """
+    fields = dict(request.fields)
+    # The connection's profile says what is mandatory, not the default profile.
+    missing = request.profile.missing_field(fields) if strict else None
+    if missing is not None:
+        raise ValidationError(f"mandatory field {missing} is missing", field=missing,
+                              fields=fields)
+    text = wire.free_text(fields)
+    if text is not None:
+        check_lengths(text, text_limits)
+        wire.with_free_text(fields, mask_card_numbers(text))
+    sent = dict(fields)  # what the terminal sent: no host-filled times
+    wire.fill_times(fields, now)
+    message = parse_request(fields)
+    return Context(host, request, sent, fields, message, txn_type(message), now,
+                   to_ms(now))
+
+
+def authenticate(ctx: Context) -> Reply | None:
+    """Check the request's message authentication: a reply to refuse it, or None.
+
+    Message security (:class:`host.security.gate.HostSecurity`) checks the MAC over the bytes
+    as received (``ctx.request.message``) before anything is read from or written to the
+    database: a MAC that does not hold, or a terminal that must sign on first, books nothing.
+    The PIN is checked later, by the financial handlers, where the card is known.
+    """
+    security = ctx.host.security
+    if security is None:
+        return None
+    return security.authenticate(ctx.request.message, ctx.fields)
+
+
+def identify(ctx: Context, conn: Tx) -> None:
+    """Inside the write transaction: the terminal's merchant, its business date and the
+    request key. Raises :class:`Decline`: 58 for an unknown terminal (unless development mode
+    enrols it with the default merchant profile), 03 for a mismatched or unknown merchant."""
+    host, message = ctx.host, ctx.message
+    ctx.conn = conn
+    tid, mid = message.terminal_id, message.merchant_id
+    ctx.terminal = None
+    owner = host.config.merchant_of_terminal(tid)
+    if owner is not None:
+        if owner.id != mid:
+            raise Decline(plain_reply(ctx.fields, "03", RuleId.UNKNOWN_MERCHANT.value))
+        merchant = owner
+    else:
+        row = host.store.terminal(conn, tid, lock=True)
+        if row is None or not row.enrolled:
+            if not host.allow_unknown_terminals:
+                raise Decline(plain_reply(ctx.fields, "58", RuleId.UNKNOWN_TERMINAL.value))
+            row = host.store.ensure_terminal(conn, tid, mid, ctx.now_ms, enrolled=True,
+                                             locked=row)
+            host.enrolled(mid)
+            host.store.add_event(conn, None, ctx.now_ms, "terminal_enrolled", terminal=tid,
+                                 merchant=mid)
+        elif row.merchant_id != mid:
+            raise Decline(plain_reply(ctx.fields, "03", RuleId.UNKNOWN_MERCHANT.value))
+        merchant = host.merchant_profile(mid)
+        ctx.terminal = row  # read locked: batch assignment uses it instead of reading again
+    ctx.merchant = merchant
+    ctx.policy = host.refund_policy(merchant)
+    ctx.business_date = host.business_date(merchant, ctx.now)
+    ctx.bdate = ctx.business_date.isoformat()
+    ctx.key = request_key(ctx.sent, ctx.business_date)
+
+
+def fingerprint(ctx: Context) -> str:
+    """The request's content fingerprint: what the terminal sent, minus volatile fields, with
+    the card number as its keyed hash."""
+    doc = wire.fingerprint_doc(ctx.sent)
+    pan = wire.pan_of(ctx.sent)
+    if pan is not None:
+        doc["pan"] = ctx.host.card_hash(pan)
+    return hashlib.sha256(dumps_sorted(doc).encode()).hexdigest()
+
+
+def deduplicate(ctx: Context, digest: str) -> Reply | None:
+    """A request key seen before: the stored answer again when the content is the same,
+    94 DUPLICATE_DIFFERENT when it is not; None for a new request."""
+    seen = ctx.host.ledger.recall(ctx.conn, ctx.key)
+    if seen is None:
+        return None
+    stored_fp, result = seen
+    if stored_fp != digest:
+        return plain_reply(ctx.fields, "94", RuleId.DUPLICATE_DIFFERENT.value, ctx.de15,
+                           kind="duplicate")
+    stored = json.loads(result)
+    logged = dict(stored["log"])
+    logged["replayed"] = True
+    return Reply(parse_response(stored["fields"]), logged)
+
+
+def remember(ctx: Context, digest: str, reply: Reply) -> None:
+    """Store the answer under the request key, in the same transaction as its effects; a
+    reply without a response is a silent issuer's: nothing booked, nothing sent."""
+    if reply.response is None:
+        raise Decline(reply)  # roll back, book nothing, send nothing
+    stored = {"fields": reply.response.to_fields(), "log": reply.log}
+    ctx.host.ledger.remember(ctx.conn, ctx.key, digest, dumps_sorted(stored), ctx.now_ms)
