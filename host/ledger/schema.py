@@ -7,7 +7,7 @@
     NULL), ``parent_id`` (the group this one draws against, e.g. a refund against its sale; the
     sum of effective children never exceeds the parent, invariant I9), ``currency``,
     ``amount_minor`` (sum of the debits), ``at_ms`` (host clock), ``memo``, ``prev_hash`` and
-    ``hash`` (keyed HMAC-SHA256 chain, see :mod:`host.ledger.book` and
+    ``hash`` (keyed MAC chain, see :mod:`host.ledger.book` and
     :mod:`host.ledger.chain`).
 ``ledger_entry``
     One leg of a group: ``group_id``, ``account``, ``side`` (``D``/``C``), ``amount_minor``
@@ -15,8 +15,9 @@
 ``ledger_head``
     One row: the last group's id and hash, the number of entries, ``mac`` (the chain key's MAC
     over those three, so the head cannot be wound back without the key) and ``key_check``
-    (identifies the chain key the ledger is written with). Writers lock it (``FOR UPDATE`` on
-    PostgreSQL; the SQLite write lock covers it) so the chain never forks.
+    (identifies the chain key the ledger is written with, and its MAC scheme). Writers lock
+    it (``FOR UPDATE`` on PostgreSQL; the SQLite write lock covers it) so the chain never
+    forks.
 ``request_log``
     Idempotency records: an opaque key, the fingerprint of the request's content, the stored
     result (JSON text) and ``mac`` over all of them. A key is recorded once (primary key,
@@ -129,8 +130,10 @@ def head_mac(key: ChainKey, last_id: int, last_hash: str, entries: int) -> str:
 def create_schema(conn: Connection, key: ChainKey) -> None:
     """Create the tables, the head row and the append-only triggers (idempotent).
 
-    Raises :class:`SchemaVersionError` on a ledger from before the keyed chain and
-    :class:`~host.ledger.chain.ChainKeyError` on one written with another chain key."""
+    ``key`` switches to the MAC scheme of an existing ledger (:meth:`ChainKey.adopt`); a new
+    ledger gets the key's own. Raises :class:`SchemaVersionError` on a ledger from before the
+    keyed chain and :class:`~host.ledger.chain.ChainKeyError` on one written with another chain
+    key."""
     check_schema_version(conn)
     metadata.create_all(conn)
     head = conn.execute(ledger_head.select()).first()
@@ -138,7 +141,7 @@ def create_schema(conn: Connection, key: ChainKey) -> None:
         conn.execute(ledger_head.insert().values(
             id=1, last_id=0, last_hash=GENESIS_HASH, entries=0, key_check=key.check,
             mac=head_mac(key, 0, GENESIS_HASH, 0)))
-    elif head.key_check != key.check:
+    elif not key.adopt(head.key_check):  # an older ledger keeps its own MAC scheme
         raise ChainKeyError(
             f"the ledger in this database was written with a different chain key than the one "
             f"in {key.path}: start with the key file it was written with")
