@@ -57,7 +57,7 @@ SCHEMES = ("blake2b", "hmac-sha256")
 _CHECK_TEXT = {"hmac-sha256": "poslab chain key check v1", "blake2b": "poslab chain key check v2"}
 
 
-def _mac_function(key: bytes, scheme: str) -> Callable[[bytes], str]:
+def keyed_mac(key: bytes, scheme: str) -> Callable[[bytes], str]:
     """``data -> hex MAC`` under ``key``. The keyed state is built once and copied per MAC:
     HMAC's two key blocks (or BLAKE2b's key block) are then hashed once, not per call."""
     if scheme == "blake2b":
@@ -92,7 +92,7 @@ class ChainKey:
         self.path = path
         self.scheme = scheme
         """The MAC scheme in use (see the module docstring)."""
-        self._mac = _mac_function(key, scheme)
+        self._mac = keyed_mac(key, scheme)
         self.check = self.mac_text(_CHECK_TEXT[scheme])
         """MAC over a fixed text: identifies the key and the scheme without revealing it."""
 
@@ -105,7 +105,7 @@ class ChainKey:
         """Switch to the scheme whose key check is ``check`` (the ledger's, from its head);
         False, unchanged, when no scheme of this key gives it (another key wrote the ledger)."""
         for scheme in SCHEMES:
-            mac = _mac_function(self._key, scheme)
+            mac = keyed_mac(self._key, scheme)
             if hmac.compare_digest(mac(_CHECK_TEXT[scheme].encode()), check):
                 self.scheme, self._mac, self.check = scheme, mac, check
                 return True
