@@ -99,7 +99,9 @@ class _Settlements:
         self.batch_hash = {int(r.id): r.content_hash for r in
                            conn.execute(select(batch.c.id, batch.c.content_hash)).all()}
         self.items = conn.execute(select(settled_item).order_by(settled_item.c.txn_id)).all()
+        self.item_of = {int(i.txn_id): i for i in self.items}
         self.settlements = conn.execute(select(settlement).order_by(settlement.c.id)).all()
+        self.settlement_of = {f"settlement:{s.id}": s for s in self.settlements}
         self.postings = {r.rrn: r for r in conn.execute(select(refund_posting)).all()}
         self.notices = (conn.execute(select(notification).order_by(notification.c.id)).all()
                         if inspect(conn).has_table(notification.name) else None)
@@ -179,9 +181,8 @@ class _Settlements:
                                                  f"hold adjustments {settled_adjustments[who]} "
                                                  f"(count, amount) but the items marked "
                                                  f"adjusted give {adjusted[who]}"))
-        known = {f"settlement:{s.id}" for s in self.settlements}
         for reference in sorted(self.by_reference):
-            if reference.startswith("settlement:") and reference not in known:
+            if reference.startswith("settlement:") and reference not in self.settlement_of:
                 self.out.append(_v("SETTLEMENT", f"ledger group of {reference} exists but the "
                                                  f"settlement row is gone"))
 
@@ -259,7 +260,7 @@ class _Settlements:
                                                                      p.currency):
             return "has no ledger group booking its amount"
         s = settlements.get(int(p.settlement_id))
-        item = next((i for i in self.items if int(i.txn_id) == int(row.id)), None)
+        item = self.item_of.get(int(row.id))
         if s is None or (s.merchant_id, s.currency, s.business_date) != (
                 p.merchant_id, p.currency, p.settlement_date) or item is None \
                 or item.batch != s.batch:
@@ -314,7 +315,7 @@ class _Settlements:
                     n.reference != f"settlement:{p.settlement_id}":
                 return "disagrees with its refund posting"
         elif n.event == "merchant_funded":
-            s = next((s for s in self.settlements if f"settlement:{s.id}" == n.reference), None)
+            s = self.settlement_of.get(n.reference)
             if s is None or said != (s.merchant_id, s.figures.get("net_minor"), s.currency):
                 return "disagrees with its settlement"
         else:
