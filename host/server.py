@@ -41,6 +41,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -312,6 +313,10 @@ class IsoHostProtocol(FramedProtocol):
             self._shut("decode", error=str(exc), bytes=len(payload))
             return
         self.factory.log.message("in", self.conn_id, fields)
+        refusal = self.factory.admission(self, fields) if self.factory.admission else None
+        if refusal is not None:  # answered here, never booked (host.tls.TidBinding)
+            self._queue(succeed(refusal), tpdu, started, fields["t"], False, None)
+            return
         faults = self.factory.faults
         decision = faults.match(self.conn_id, fields) if faults is not None else None
         if faults is not None and decision is not None:
@@ -451,6 +456,10 @@ class IsoServerFactory(Factory):
         self._drain_waiters: list[Deferred[None]] = []
         self.stopping = False
         self.committer: GroupCommitter | None = None  # set by the runtime (host.group_commit)
+        # The runtime's check of a connection's right to send a request (host.tls.TidBinding):
+        # None admits it, a reply refuses it.
+        self.admission: Callable[[IsoHostProtocol, dict[str, str]], ReplyLike | None] | None \
+            = None
 
     def buildProtocol(self, addr: IAddress | None) -> IsoHostProtocol | None:  # noqa: N802
         """A new connection, or None (Twisted then closes the socket) when over the cap."""

@@ -127,6 +127,8 @@ class RuleId(enum.StrEnum):
 
     UNKNOWN_TERMINAL = ("UNKNOWN_TERMINAL", "58", "This terminal is not registered at the host")
     UNKNOWN_MERCHANT = ("UNKNOWN_MERCHANT", "03", "The merchant id is not known to the host")
+    CERT_TID_MISMATCH = ("CERT_TID_MISMATCH", "58",
+                         "The terminal's TLS certificate does not name this terminal id")
     CURRENCY_NOT_ACCEPTED = ("CURRENCY_NOT_ACCEPTED", "12",
                              "The merchant does not accept this currency")
     FORMAT_ERROR = ("FORMAT_ERROR", "30", "The message breaks the format rules")

@@ -34,7 +34,7 @@ from protocol.codes import EntryMode, RefundReason
 from terminal import flow, inspector, receipt, times
 from terminal.cards import Card, load_deck
 from terminal.config import TerminalConfig
-from terminal.engine import Clock, Engine
+from terminal.engine import Clock, Engine, SignOnRefused
 from terminal.flow import FlowState, Outcome, Step
 from terminal.journal import Journal, TxnKind
 from terminal.link import Link, LinkError, Traffic
@@ -72,6 +72,7 @@ HINTS = {
     Step.AMOUNT: "0-9 amount   Backspace delete   Del clear   Enter OK   Esc cancel",
     Step.REASON: "1-5 or ↑↓ Enter: choose   Esc: cancel",
     Step.CARD: "↑↓ card, then S swipe  I insert  T tap  M manual (Enter = insert)   Esc cancel",
+    Step.PIN: "0-9 PIN   Backspace delete   Enter OK   Esc cancel",
     Step.CONFIRM: "Enter: confirm   Esc: cancel",
     Step.SUPERVISOR: "Type the supervisor password, Enter   Esc: cancel",
     Step.SENDING: "Please wait",
@@ -128,7 +129,7 @@ class PosApp(App[None]):
         self.deck = deck if deck is not None else load_deck()
         self.journal = Journal(config.data_dir)
         self.link = Link(config.host, config.port, Codec(config.profile),
-                         config.timeout_s_connect)
+                         config.timeout_s_connect, tls=config.tls)
         self.link.listeners.append(self._traffic)
         # The terminal's local time (DE12/DE13) is the merchant's, whatever the machine's zone.
         merchant_zone = times.zone(config.timezone)
@@ -202,6 +203,9 @@ class PosApp(App[None]):
                                                 id=f"mode-{key}", classes="mode")
                                 button.can_focus = False
                                 yield button
+                    with Vertical(id="pin"):
+                        yield Static("", id="pin-card", markup=False)
+                        yield Static("", id="pin-display", markup=False)
                     yield Static("", id="confirm", markup=False)
                     with Vertical(id="supervisor"):
                         yield Input(password=True, id="password", placeholder="password")
@@ -243,6 +247,13 @@ class PosApp(App[None]):
         self.link_state = "CONNECTING"
         try:
             resp = await self.engine.sign_on()
+        except SignOnRefused as exc:
+            # The host answered, but its working keys failed their check values every time.
+            self.offline_reason = str(exc)
+            self.link_state = "SIGN-ON REFUSED"
+            self.update_pin_entry()
+            self.notify(str(exc), title="Working keys refused", severity="error", timeout=8)
+            return
         except LinkError as exc:
             self.offline_reason = str(exc)
             self.link_state = "OFFLINE"
@@ -250,6 +261,14 @@ class PosApp(App[None]):
             return
         self.offline_reason = "" if resp.approved else f"sign-on refused: {resp.response_code}"
         self.link_state = "ONLINE" if resp.approved else "SIGN-ON REFUSED"
+        self.update_pin_entry()
+
+    def update_pin_entry(self) -> None:
+        """Ask for PINs only while the terminal holds a key to encipher them."""
+        security = self.engine.session.security
+        able = security is not None and security.can_encipher_pin
+        if able != self.state.policy.pin_entry:
+            self.state = replace(self.state, policy=replace(self.state.policy, pin_entry=able))
 
     @work(exclusive=True, group="echo")
     async def echo(self) -> None:
@@ -388,6 +407,7 @@ class PosApp(App[None]):
         elif message.outcome.status != "failed":
             self.link_state = "ONLINE" if message.outcome.status != "no_response" else \
                 self.link_state
+        self.update_pin_entry()  # a sign-on after a 63/77 may have replaced or dropped keys
         self.refresh_status()
 
     def watch_state(self, state: FlowState) -> None:
@@ -412,7 +432,7 @@ class PosApp(App[None]):
     def _prompt(self, state: FlowState) -> str:
         kind = f"{state.kind.heading}  " if state.kind else ""
         amount = ""
-        if state.step in (Step.CARD, Step.CONFIRM, Step.SUPERVISOR, Step.SENDING):
+        if state.step in (Step.CARD, Step.PIN, Step.CONFIRM, Step.SUPERVISOR, Step.SENDING):
             amount = f"{state.amount.currency} {state.amount.format()}  "
         return f"{kind}{amount}{state.message or 'Main menu'}"
 
@@ -480,6 +500,16 @@ class PosApp(App[None]):
             if pan and card.masked == pan:
                 cards.highlighted = i
         cards.focus()
+
+    def _render_pin(self, state: FlowState, entering: bool) -> None:
+        card = state.card
+        self.query_one("#pin-card", Static).update(
+            f"{card.name if card else ''}  {card.masked if card else ''}\n"
+            f"{state.amount.currency} {state.amount.format()}")
+        shown = "*" * len(state.pin) if state.pin else "(type the PIN)"
+        self.query_one("#pin-display", Static).update(shown)
+        if entering:
+            self.set_focus(None)
 
     def _render_confirm(self, state: FlowState, entering: bool) -> None:
         orig = state.original
@@ -557,6 +587,15 @@ class PosApp(App[None]):
             self.dispatch(flow.PickReason(list(RefundReason)[int(char) - 1]))
         elif step is Step.CARD and key in MODES:
             self.present(MODES[key])
+        elif step is Step.PIN:
+            pin_keys: dict[str, flow.Event] = {"backspace": flow.Backspace(),
+                                               "delete": flow.Clear(), "enter": flow.Enter()}
+            pin_event = pin_keys.get(key)
+            if pin_event is None and char.isdigit():
+                pin_event = flow.Digit(char)
+            if pin_event is not None:
+                self.dispatch(pin_event)
+                event.stop()
         elif step is Step.ORIGINAL and key == "r":
             self.query_one("#rrn-input", Input).focus()
             event.stop()

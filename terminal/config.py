@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.specs import DEFAULT_PROFILE
+from terminal.tls import ClientTls
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class TerminalConfig:
     :ivar echo_interval_s: link check period (0800/301); 0 disables it.
     :ivar supervisor_password: asked before refunds and voids when the matching flag is on.
     :ivar timezone: the merchant's IANA time zone; times on screens and slips are shown in it.
+    :ivar tls: TLS options for the host connection (:mod:`terminal.tls`); None: plain TCP.
     """
 
     host: str = "127.0.0.1"
@@ -34,6 +36,7 @@ class TerminalConfig:
     supervisor_password: str = "0000"
     supervisor_for_refund: bool = True
     supervisor_for_void: bool = True
+    tls: ClientTls | None = None
 
     @property
     def address(self) -> str:

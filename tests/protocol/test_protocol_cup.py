@@ -1,0 +1,306 @@
+"""The China UnionPay POS profile against frames written out by hand from the public layouts.
+
+Each golden frame below is annotated field by field (TPDU, 6-byte BCD header, BCD MTI, binary
+bitmap, then each field in the CUP encoding) and was assembled by hand, not by poslab's encoder;
+MACs were computed with psec's TDES (the written-out CUP ECB MAC in ``security_oracle``). Each
+frame must decode to its fields and re-encode to the same bytes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from protocol import Codec, TxnType, ValidationError
+from protocol.cup import CUP_MAC_MTIS, CUP_PROFILE, CUP_TABLE
+from protocol.cup_private import (
+    CupTotals,
+    De60,
+    De61,
+    SchemeTotals,
+    SettlementResult,
+    UploadRecord,
+    parse_upload,
+    upload_text,
+)
+from protocol.security import Key, KeyAlgorithm, WorkingKeys, get_mac_scheme
+from protocol.validate import validate_fields
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "security"))
+from security_oracle import reference_cup_mac  # noqa: E402
+
+CODEC = Codec(CUP_PROFILE)
+TMK = "0123456789ABCDEFFEDCBA9876543210"
+MAK = "FEDCBA98765432100123456789ABCDEF"
+MAC_KEY = bytes.fromhex(TMK)  # the MAC key of the financial frames below
+REQUEST_TPDU, RESPONSE_TPDU = "6000020000", "6000000002"
+HEADER = "603100000000"
+TID, MID, CNY = "5445524D30303031", "4D45524348414E5430303030303031", "313536"
+IDS = {"41": "TERM0001", "42": "MERCHANT0000001"}
+PAN = "6212345678901234"
+
+GOLDEN: dict[str, tuple[TxnType | None, dict[str, str], list[str]]] = {
+    "sale_0200": (TxnType.SALE, {
+        "t": "0200", "2": PAN, "3": "000000", "4": "000000010000", "11": "000123", "22": "021",
+        "25": "00", **IDS, "49": "156", "60": "2200000100050", "64": "4437374344363145"}, [
+        REQUEST_TPDU, HEADER,
+        "0200",  # MTI, 2 bytes BCD
+        "7020048000C08011",  # bitmap: 2 3 4 11 22 25 41 42 49 60 64
+        "16" "6212345678901234",  # DE2: LL 16 digits (BCD), 8 bytes
+        "000000",  # DE3 sale
+        "000000010000",  # DE4 100.00
+        "000123",  # DE11 trace
+        "0021",  # DE22 n3, left-padded: swiped
+        "00",  # DE25 normal presentment
+        TID, MID,  # DE41, DE42 ASCII
+        CNY,  # DE49 "156" ASCII
+        "0013" "2200000100050F",  # DE60: LLL 13 digits; 22 sale | batch 000001 | 000 | 5 | 0
+        "4437374344363145",  # DE64: CUP ECB MAC "D77CD61E" as ASCII
+    ]),
+    "sale_0210": (None, {
+        "t": "0210", "2": PAN, "3": "000000", "4": "000000010000", "11": "000123",
+        "12": "103000", "13": "1204", "15": "1204", "25": "00", "32": "01020000",
+        "37": "433810000001", "38": "123456", "39": "00", **IDS, "49": "156",
+        "60": "2200000100050", "64": "3134433730443446"}, [
+        RESPONSE_TPDU, HEADER,  # destination and source swapped
+        "0210",
+        "703A00810EC08011",  # 2 3 4 11 12 13 15 25 32 37 38 39 41 42 49 60 64
+        "16" "6212345678901234", "000000", "000000010000", "000123",
+        "103000",  # DE12 hhmmss
+        "1204",  # DE13 MMDD
+        "1204",  # DE15 settlement date
+        "00",
+        "08" "01020000",  # DE32: LL 8 digits, acquirer institution
+        "343333383130303030303031",  # DE37 RRN "433810000001" ASCII
+        "313233343536",  # DE38 "123456"
+        "3030",  # DE39 "00"
+        TID, MID, CNY,
+        "0013" "2200000100050F",
+        "3134433730443446",  # DE64 "14C70D4F"
+    ]),
+    "refund_0220": (TxnType.REFUND, {
+        "t": "0220", "2": PAN, "3": "200000", "4": "000000003000", "11": "000124",
+        "22": "021", "25": "00", "37": "433810000001", **IDS, "49": "156",
+        "60": "2500000100050", "61": "0000010001231204", "64": "4541413843434533"}, [
+        REQUEST_TPDU, HEADER,
+        "0220",  # a refund is an advice-class message
+        "7020048008C08019",  # 2 3 4 11 22 25 37 41 42 49 60 61 64
+        "16" "6212345678901234",
+        "200000",  # DE3 refund
+        "000000003000",  # DE4 30.00, at most what remains of the sale
+        "000124", "0021", "00",
+        "343333383130303030303031",  # DE37: the original sale's RRN
+        TID, MID, CNY,
+        "0013" "2500000100050F",  # DE60.1 25 refund
+        "0016" "0000010001231204",  # DE61: orig batch 000001 | orig trace 000123 | 12-04
+        "4541413843434533",  # DE64 "EAA8CCE3"
+    ]),
+    "reversal_0400": (TxnType.REVERSAL, {
+        "t": "0400", "2": PAN, "3": "000000", "4": "000000010000", "11": "000123",
+        "22": "021", "25": "00", "39": "98", **IDS, "49": "156", "60": "2200000100050",
+        "64": "3439453536394242"}, [
+        REQUEST_TPDU, HEADER,
+        "0400",
+        "7020048002C08011",  # 2 3 4 11 22 25 39 41 42 49 60 64
+        "16" "6212345678901234", "000000", "000000010000",
+        "000123",  # the sale's own trace: a reversal reuses it
+        "0021", "00",
+        "3938",  # DE39 "98": reason, no response received
+        TID, MID, CNY,
+        "0013" "2200000100050F",  # the original's DE60
+        "3439453536394242",  # DE64 "49E569BB"
+    ]),
+    "sign_on_0800": (TxnType.SIGN_ON, {
+        "t": "0800", "11": "000001", **IDS, "60": "00000001004", "63": "001"}, [
+        REQUEST_TPDU, HEADER,
+        "0800",
+        "0020000000C00012",  # 11 41 42 60 63
+        "000001", TID, MID,
+        "0011" "00000001004F",  # DE60: 00 | batch 000001 | 004 triple-key sign-on
+        "0003" "303031",  # DE63: LLL 3, operator "001" ASCII
+    ]),
+    "sign_on_0810": (None, {
+        "t": "0810", "11": "000001", "12": "103000", "13": "1204", "32": "01020000",
+        "37": "433800000001", "39": "00", **IDS, "60": "00000002004",
+        "62": "4230EF1CB26849551FD1B02B237AF9AEAD7614FE"
+              "1FD1B02B237AF9AE1A4D672DCA6CB3357B83586D"
+              "1A4D672DCA6CB3354230EF1CB26849554FA9846C"}, [
+        RESPONSE_TPDU, HEADER,
+        "0810",
+        "003800010AC00014",  # 11 12 13 32 37 39 41 42 60 62
+        "000001", "103000", "1204", "08" "01020000",
+        "343333383030303030303031",  # DE37 "433800000001"
+        "3030", TID, MID,
+        "0011" "00000002004F",  # DE60.2: the host's batch, 000002
+        "0060",  # DE62: LLL 60 bytes, three keys under the TMK, each + 4-byte check value
+        "4230EF1CB26849551FD1B02B237AF9AE" "AD7614FE",  # PIN key, KCV
+        "1FD1B02B237AF9AE1A4D672DCA6CB335" "7B83586D",  # MAC key, KCV
+        "1A4D672DCA6CB3354230EF1CB2684955" "4FA9846C",  # data key, KCV
+    ]),
+    "settlement_0500": (TxnType.SETTLEMENT, {
+        "t": "0500", "11": "000125", **IDS,
+        "48": "000000010000001000000003000001" "0" "000000000000000000000000000000" "0",
+        "49": "156", "60": "00000001201", "63": "001"}, [
+        REQUEST_TPDU, HEADER,
+        "0500",
+        "0020000000C18012",  # 11 41 42 48 49 60 63
+        "000125", TID, MID,
+        "0062",  # DE48: LLL 62 digits, 31 bytes
+        "000000010000" "001" "000000003000" "001" "0",  # domestic: debits, credits, flag
+        "000000000000" "000" "000000000000" "000" "0",  # foreign
+        CNY,
+        "0011" "00000001201F",  # DE60.3 201: settlement
+        "0003" "303031",
+    ]),
+    "upload_0320": (TxnType.BATCH_UPLOAD, {
+        "t": "0320", "11": "000126", **IDS,
+        "48": "01" "00" "000123" "00006212345678901234" "000000010000",
+        "60": "00000001201"}, [
+        REQUEST_TPDU, HEADER,
+        "0320",
+        "0020000000C10010",  # 11 41 42 48 60
+        "000126", TID, MID,
+        "0042",  # DE48: LLL 42 digits
+        "01",  # one record
+        "00" "000123" "00006212345678901234" "000000010000",  # domestic | trace | PAN | 100.00
+        "0011" "00000001201F",
+    ]),
+}
+
+
+def _wire(name: str) -> bytes:
+    return bytes.fromhex("".join(GOLDEN[name][2]))
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_frame_decodes_to_its_fields_and_re_encodes_byte_identical(name: str) -> None:
+    """A hand-built CUP frame decodes to the annotated fields and encodes back to its bytes."""
+    _, fields, _ = GOLDEN[name]
+    wire = _wire(name)
+    tpdu, decoded = CODEC.decode(wire)
+    assert decoded == {**fields, "h": HEADER}
+    assert CODEC.encode(decoded, tpdu) == wire
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_request_is_identified_and_complete(name: str) -> None:
+    """Each request is told apart by MTI + DE3 + DE25 + DE60 and carries its mandatory fields."""
+    txn, fields, _ = GOLDEN[name]
+    if txn is None:
+        pytest.skip("a response")
+    assert CUP_PROFILE.identify(fields["t"], fields.get("3"), fields) is txn
+    assert CUP_PROFILE.missing_field(fields) is None
+
+
+@pytest.mark.parametrize("name", ["sale_0200", "sale_0210", "refund_0220", "reversal_0400"])
+def test_golden_mac_is_the_cup_ecb_mac_of_mti_to_de63(name: str) -> None:
+    """DE64 is the CUP ECB MAC of the bytes from the MTI up to DE64, per psec and per poslab."""
+    body = _wire(name)[5 + 6:]  # past the TPDU and the message header
+    span, mac = body[:-8], body[-8:]
+    assert reference_cup_mac(MAC_KEY, span) == mac
+    key = Key.from_hex(TMK, KeyAlgorithm.TDES_2KEY)
+    assert get_mac_scheme(CUP_PROFILE.mac_scheme or "").compute(key, span) == mac
+    assert GOLDEN[name][1]["t"] in CUP_MAC_MTIS
+
+
+def test_sign_on_response_keys_unwrap_under_the_tmk_with_their_check_values() -> None:
+    """The 0810's DE62 is PIN, MAC and data key under the TMK, each KCV checking."""
+    block = bytes.fromhex(GOLDEN["sign_on_0810"][1]["62"])
+    keys = WorkingKeys.unwrap(Key.from_hex(TMK, KeyAlgorithm.TDES_2KEY), block,
+                              KeyAlgorithm.TDES_2KEY)
+    assert keys.mac.kcv(4).hex().upper() == "7B83586D"
+    assert keys.data is not None and keys.data.kcv(4).hex().upper() == "4FA9846C"
+    assert Key.from_hex(MAK, KeyAlgorithm.TDES_2KEY).kcv() == keys.mac.kcv()
+
+
+def test_refund_and_void_are_told_apart_by_de60_not_by_mti_and_code_alone() -> None:
+    """0200/20 is a void only with 60.1 23; 0220/20 is a refund only with 60.1 25."""
+    refund = GOLDEN["refund_0220"][1]
+    assert CUP_PROFILE.identify("0220", "200000", {**refund, "60": "2300000100050"}) is None
+    void = {**refund, "t": "0200", "60": "2300000100050"}
+    assert CUP_PROFILE.identify("0200", "200000", void) is TxnType.VOID
+    assert CUP_PROFILE.message_for(TxnType.REFUND) == ("0220", "200000")
+
+
+def test_sign_on_with_single_length_keys_is_not_a_sign_on() -> None:
+    """60.3 001 (single-length DES keys) is not carried; 003 and 004 are."""
+    base = GOLDEN["sign_on_0800"][1]
+    assert CUP_PROFILE.identify("0800", None, {**base, "60": "00000001001"}) is None
+    assert CUP_PROFILE.identify("0800", None, {**base, "60": "00000001003"}) is TxnType.SIGN_ON
+    assert CUP_PROFILE.message_for(TxnType.SIGN_ON) == ("0800", None)
+
+
+def test_strict_checks_name_the_missing_cup_field() -> None:
+    """A refund without DE61 (original data) misses 61; a sale without card data misses 2."""
+    refund = dict(GOLDEN["refund_0220"][1])
+    del refund["61"]
+    assert CUP_PROFILE.missing_field(refund) == "61"
+    sale = dict(GOLDEN["sale_0200"][1])
+    del sale["2"]
+    assert CUP_PROFILE.missing_field(sale) == "2"
+
+
+def test_pan_in_a_bcd_field_must_be_digits() -> None:
+    """The table refuses letters in BCD DE2 and names the field."""
+    fields = {**GOLDEN["sale_0200"][1], "2": "62123456789A1234"}
+    with pytest.raises(ValidationError) as info:
+        validate_fields(fields, CUP_TABLE)
+    assert info.value.field == "2"
+
+
+def test_de60_and_de61_round_trip() -> None:
+    """DE60 splits into type, batch, network code and flags; DE61 into batch, trace, date."""
+    de60 = De60.parse("2200000100050")
+    assert (de60.type_code, de60.batch, de60.network_code, de60.read_capability) == \
+        ("22", "000001", "000", "5")
+    assert de60.text() == "2200000100050"
+    assert De60.parse("00000001004").network_code == "004"
+    de61 = De61.parse("0000010001231204")
+    assert (de61.batch, de61.trace, de61.date_mmdd) == ("000001", "000123", "1204")
+    assert de61.text() == "0000010001231204"
+
+
+@pytest.mark.parametrize(("parse", "text", "message"), [
+    (De60.parse, "2200", "must be 8 or"),
+    (De60.parse, "22A00001", "digits"),
+    (De61.parse, "000001", "12 or 16"),
+])
+def test_private_field_errors_name_the_field(parse, text, message) -> None:  # type: ignore[no-untyped-def]
+    """A short or non-digit DE60/DE61 is a validation error naming the field."""
+    with pytest.raises(ValidationError, match=message) as info:
+        parse(text)
+    assert info.value.field in ("60", "61")
+
+
+def test_settlement_totals_round_trip_and_flag_the_result() -> None:
+    """DE48 totals: domestic and foreign halves; the host answers with flag 1 or 2."""
+    totals = CupTotals.parse(GOLDEN["settlement_0500"][1]["48"])
+    assert totals.domestic == SchemeTotals(10000, 1, 3000, 1)
+    assert totals.foreign == SchemeTotals()
+    assert totals.result is SettlementResult.SENT
+    answered = CupTotals(totals.domestic, totals.foreign, SettlementResult.BALANCED)
+    assert answered.text()[30] == "1" and answered.text()[61] == "1"
+    assert CupTotals.parse(answered.text()) == answered
+
+
+def test_settlement_totals_refuse_disagreeing_flags() -> None:
+    """The two halves' result flags must agree."""
+    text = "0" * 30 + "1" + "0" * 30 + "2"
+    with pytest.raises(ValidationError, match="flags"):
+        CupTotals.parse(text)
+
+
+def test_upload_records_round_trip_without_showing_the_pan() -> None:
+    """0320 records parse to card type, trace, PAN and amount; their repr hides the PAN."""
+    records = parse_upload(GOLDEN["upload_0320"][1]["48"])
+    assert records == [UploadRecord(False, "000123", PAN, 10000)]
+    assert upload_text(records) == GOLDEN["upload_0320"][1]["48"]
+    assert PAN not in repr(records)
+
+
+def test_upload_refuses_a_count_that_does_not_match() -> None:
+    """A record count that disagrees with the digits is named."""
+    with pytest.raises(ValidationError, match="count 2"):
+        parse_upload("02" + "0" * 40)
