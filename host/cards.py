@@ -8,11 +8,12 @@ host stores instead of a PAN (refund matching compares hashes, never PANs).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from host.config import CardEntry, HostConfig
+from host.ledger.keyed import keyed_mac
 from protocol.codes import RuleId
 from protocol.masking import Pan
 
@@ -72,4 +73,10 @@ def silent_card(config: HostConfig, pan: Pan) -> bool:
 
 def card_hash(key: bytes, pan: Pan) -> str:
     """Keyed HMAC-SHA-256 of the PAN, hex: what the database keeps to match cards."""
-    return hmac.new(key, pan.digits.encode("ascii"), hashlib.sha256).hexdigest()
+    return _keyed(key)(pan.digits.encode("ascii"))
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(key: bytes) -> Callable[[bytes], str]:
+    # The key's HMAC state is built once per key, not once per card (same digest).
+    return keyed_mac(key, "hmac-sha256")

@@ -14,6 +14,8 @@ event or request concerned (run from :func:`host.store.store_checks`):
 ``EVENT``   every audit event still matches its MAC
 ``REQUEST`` every transaction has its stored reply, and every stored reply of a financial
             request (MTI 01xx/02xx) has its transaction
+
+The settlement desk's tables are checked by :mod:`host.settlement.verify`.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ def history_checks(key: ChainKey) -> tuple[Callable[[Connection], list[Violation
         """TXN, STATE, EVENT, REQUEST: the store's rows against their MACs and the ledger."""
         return _History(conn, key).run()
 
-    checks: tuple[ExtraCheck, ...] = (check_history,)
+    from host.settlement.verify import settlement_checks  # late: it imports the desk's tables
+
+    checks: tuple[ExtraCheck, ...] = (check_history, *settlement_checks(key))
     return checks
 
 

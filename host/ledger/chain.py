@@ -1,9 +1,20 @@
 """The chain key: a host secret kept outside the database, and the MACs made with it.
 
 Every posting group's ``hash``, the chain head, and the MAC column of each history row
-(transactions, stored replies, audit events) is an HMAC-SHA256 under this key. Someone who can
-write to the database but cannot read the key file cannot produce a value that verifies, so
-they cannot re-hash the chain after editing it or append a group of their own.
+(transactions, stored replies, audit events, settlements, refund postings) is a keyed MAC under
+this key. Someone who can write to the database but cannot read the key file cannot produce a
+value that verifies, so they cannot re-hash the chain after editing it or append a group of
+their own.
+
+Two MAC schemes, one per ledger, told apart by the key check stored in the chain head:
+
+``blake2b`` (scheme 2, every ledger created from now on)
+    keyed BLAKE2b with a 32-byte digest (:func:`hashlib.blake2b`, the key as its ``key``):
+    a MAC by design, about half the CPU of HMAC-SHA256 for the host's short documents.
+``hmac-sha256`` (scheme 1)
+    HMAC-SHA256, the ledgers written before scheme 2; they are extended and verified with it,
+    never rewritten (re-MACing history would make the old part only as good as the moment of
+    conversion).
 
 The key lives in a file of 64 hex characters (32 random bytes), never in the database and never
 in a log or report. Where it is found (first match wins):
@@ -15,18 +26,20 @@ in a log or report. Where it is found (first match wins):
 
 The host generates the file (mode 0600) on first start when it is missing and logs its path;
 ``poslab-host ledger verify`` only reads it. :attr:`ChainKey.check` -- a MAC over a fixed text,
-stored in the chain head -- tells apart "written with another key" from "every row altered".
+stored in the chain head -- tells apart "written with another key" from "every row altered",
+and which scheme the ledger uses (:meth:`ChainKey.adopt`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
 import secrets
 from pathlib import Path
 from typing import Any
+
+from host.ledger.keyed import keyed_mac
 
 KEY_FILE_ENV = "POSLAB_CHAIN_KEY_FILE"
 # Built once: json.dumps with non-default separators builds a new encoder on every call.
@@ -39,31 +52,50 @@ class ChainKeyError(Exception):
     """The chain key file is missing, unreadable or malformed; ``str()`` names the file."""
 
 
+SCHEMES = ("blake2b", "hmac-sha256")
+"""The MAC schemes, newest (the one a new ledger gets) first."""
+_CHECK_TEXT = {"hmac-sha256": "poslab chain key check v1", "blake2b": "poslab chain key check v2"}
+
+
 class ChainKey:
-    """An HMAC-SHA256 key; ``repr``/``str`` never show it."""
+    """A chain key and the MAC scheme of the ledger it writes; ``repr``/``str`` never show
+    the key."""
 
-    __slots__ = ("_key", "path", "check")
+    __slots__ = ("_key", "path", "check", "scheme", "_mac")
 
-    def __init__(self, key: bytes, path: Path | None = None) -> None:
+    def __init__(self, key: bytes, path: Path | None = None, scheme: str = SCHEMES[0]) -> None:
         if len(key) < 16:
             raise ChainKeyError("a chain key needs at least 16 bytes")
         self._key = key
         self.path = path
-        self.check = self.mac_text("poslab chain key check v1")
-        """MAC over a fixed text: identifies the key without revealing it."""
+        self.scheme = scheme
+        """The MAC scheme in use (see the module docstring)."""
+        self._mac = keyed_mac(key, scheme)
+        self.check = self.mac_text(_CHECK_TEXT[scheme])
+        """MAC over a fixed text: identifies the key and the scheme without revealing it."""
 
     def __repr__(self) -> str:
-        return f"ChainKey(path={str(self.path)!r})"
+        return f"ChainKey(path={str(self.path)!r}, scheme={self.scheme!r})"
 
     __str__ = __repr__
 
+    def adopt(self, check: str) -> bool:
+        """Switch to the scheme whose key check is ``check`` (the ledger's, from its head);
+        False, unchanged, when no scheme of this key gives it (another key wrote the ledger)."""
+        for scheme in SCHEMES:
+            mac = keyed_mac(self._key, scheme)
+            if hmac.compare_digest(mac(_CHECK_TEXT[scheme].encode()), check):
+                self.scheme, self._mac, self.check = scheme, mac, check
+                return True
+        return False
+
     def mac_text(self, text: str) -> str:
-        """Hex HMAC-SHA256 of ``text``."""
-        return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
+        """Hex MAC of ``text``."""
+        return self._mac(text.encode())
 
     def mac(self, doc: Any) -> str:
-        """Hex HMAC-SHA256 of ``doc`` as compact JSON (lists, strings, ints, None)."""
-        return hmac.new(self._key, _ENCODE(doc).encode(), hashlib.sha256).hexdigest()
+        """Hex MAC of ``doc`` as compact JSON (lists, strings, ints, None)."""
+        return self._mac(_ENCODE(doc).encode())
 
 
 def key_path(db_url: str, configured: str | None = None) -> Path:

@@ -7,7 +7,7 @@
     NULL), ``parent_id`` (the group this one draws against, e.g. a refund against its sale; the
     sum of effective children never exceeds the parent, invariant I9), ``currency``,
     ``amount_minor`` (sum of the debits), ``at_ms`` (host clock), ``memo``, ``prev_hash`` and
-    ``hash`` (keyed HMAC-SHA256 chain, see :mod:`host.ledger.book` and
+    ``hash`` (keyed MAC chain, see :mod:`host.ledger.book` and
     :mod:`host.ledger.chain`).
 ``ledger_entry``
     One leg of a group: ``group_id``, ``account``, ``side`` (``D``/``C``), ``amount_minor``
@@ -15,8 +15,9 @@
 ``ledger_head``
     One row: the last group's id and hash, the number of entries, ``mac`` (the chain key's MAC
     over those three, so the head cannot be wound back without the key) and ``key_check``
-    (identifies the chain key the ledger is written with). Writers lock it (``FOR UPDATE`` on
-    PostgreSQL; the SQLite write lock covers it) so the chain never forks.
+    (identifies the chain key the ledger is written with, and its MAC scheme). Writers lock
+    it (``FOR UPDATE`` on PostgreSQL; the SQLite write lock covers it) so the chain never
+    forks.
 ``request_log``
     Idempotency records: an opaque key, the fingerprint of the request's content, the stored
     result (JSON text) and ``mac`` over all of them. A key is recorded once (primary key,
@@ -34,6 +35,7 @@ refuses it with :class:`SchemaVersionError` rather than mix unkeyed and keyed hi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import (
     BigInteger,
@@ -128,8 +130,10 @@ def head_mac(key: ChainKey, last_id: int, last_hash: str, entries: int) -> str:
 def create_schema(conn: Connection, key: ChainKey) -> None:
     """Create the tables, the head row and the append-only triggers (idempotent).
 
-    Raises :class:`SchemaVersionError` on a ledger from before the keyed chain and
-    :class:`~host.ledger.chain.ChainKeyError` on one written with another chain key."""
+    ``key`` switches to the MAC scheme of an existing ledger (:meth:`ChainKey.adopt`); a new
+    ledger gets the key's own. Raises :class:`SchemaVersionError` on a ledger from before the
+    keyed chain and :class:`~host.ledger.chain.ChainKeyError` on one written with another chain
+    key."""
     check_schema_version(conn)
     metadata.create_all(conn)
     head = conn.execute(ledger_head.select()).first()
@@ -137,7 +141,7 @@ def create_schema(conn: Connection, key: ChainKey) -> None:
         conn.execute(ledger_head.insert().values(
             id=1, last_id=0, last_hash=GENESIS_HASH, entries=0, key_check=key.check,
             mac=head_mac(key, 0, GENESIS_HASH, 0)))
-    elif head.key_check != key.check:
+    elif not key.adopt(head.key_check):  # an older ledger keeps its own MAC scheme
         raise ChainKeyError(
             f"the ledger in this database was written with a different chain key than the one "
             f"in {key.path}: start with the key file it was written with")
@@ -185,3 +189,87 @@ def drop_append_only_triggers(conn: Connection, tables: Sequence[str] = APPEND_O
         else:
             conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}"))
             conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}"))
+
+
+# -- history tables whose rows move on, in named steps ------------------------------------------
+
+_PG_REFUSE = """
+CREATE OR REPLACE FUNCTION poslab_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'history table %: % refused (%)', TG_TABLE_NAME, TG_OP, TG_ARGV[0];
+END $$
+"""
+
+
+@dataclass(frozen=True)
+class UpdateRule:
+    """One named rule every UPDATE of a history table keeps; a trigger refuses the others.
+
+    The rule holds when the ``fixed`` columns keep their values, or else when ``unless`` (SQL
+    over ``OLD`` and ``NEW``, the same on SQLite and PostgreSQL) is true: the one move the code
+    legitimately makes, e.g. ``OLD.status = 'closed' AND NEW.status = 'funded'``."""
+
+    name: str
+    """Also the trigger's name (unique in the database)."""
+    table: str
+    says: str
+    """What the rule allows, in the refusal's message."""
+    fixed: tuple[str, ...]
+    unless: str | None = None
+
+    def condition(self, dialect: str) -> str:
+        """The SQL boolean that holds for every update this rule allows."""
+        # PostgreSQL's json type has no equality: compare every column as text there.
+        same = " AND ".join(
+            f"OLD.{c} IS NEW.{c}" if dialect == "sqlite" else
+            f"OLD.{c}::text IS NOT DISTINCT FROM NEW.{c}::text" for c in self.fixed)
+        return f"({same}) OR ({self.unless})" if self.unless else f"({same})"
+
+
+def create_history_triggers(conn: Connection, no_delete: Sequence[str],
+                            rules: Sequence[UpdateRule]) -> None:
+    """Triggers refusing DELETE (and TRUNCATE on PostgreSQL) on ``no_delete`` and every UPDATE
+    that breaks one of ``rules``; each refusal names the table and the rule (idempotent)."""
+    sqlite = conn.dialect.name == "sqlite"
+    if not sqlite:
+        conn.execute(text(_PG_FUNCTION))
+        conn.execute(text(_PG_REFUSE))
+    for table in no_delete:
+        if sqlite:
+            conn.execute(text(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'history table {table}: DELETE refused'); END"))
+        else:
+            conn.execute(text(
+                f"CREATE OR REPLACE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION poslab_append_only()"))
+            conn.execute(text(
+                f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION poslab_append_only()"))
+    for rule in rules:
+        why = f"{rule.name}: {rule.says}".replace("'", "")
+        when = f"({rule.condition(conn.dialect.name)}) IS NOT TRUE"
+        if sqlite:
+            conn.execute(text(
+                f"CREATE TRIGGER IF NOT EXISTS {rule.name} BEFORE UPDATE ON {rule.table} "
+                f"WHEN {when} BEGIN SELECT RAISE(ABORT, 'history table {rule.table}: UPDATE "
+                f"refused ({why})'); END"))
+        else:
+            conn.execute(text(
+                f"CREATE OR REPLACE TRIGGER {rule.name} BEFORE UPDATE ON {rule.table} "
+                f"FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION poslab_refuse('{why}')"))
+
+
+def drop_history_triggers(conn: Connection, no_delete: Sequence[str],
+                          rules: Sequence[UpdateRule]) -> None:
+    """Remove what :func:`create_history_triggers` made (tests tamper with history so)."""
+    sqlite = conn.dialect.name == "sqlite"
+    for table in no_delete:
+        if sqlite:
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_delete"))
+        else:
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_delete ON {table}"))
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}"))
+    for rule in rules:
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {rule.name}" +
+                          ("" if sqlite else f" ON {rule.table}")))

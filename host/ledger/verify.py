@@ -61,7 +61,7 @@ def verify_connection(conn: Connection, key: ChainKey,
     chain."""
     check_schema_version(conn)
     head = conn.execute(select(ledger_head)).first()
-    if head is None or head.key_check != key.check:
+    if head is None or not key.adopt(head.key_check):
         why = ("the ledger has no head row" if head is None else
                f"the ledger was written with a different chain key than the one in {key.path}"
                f"; no hash can be checked with this key")
@@ -148,7 +148,7 @@ def read_anchor(db_url: str, key: ChainKey) -> Anchor:
             conn.rollback()
     finally:
         engine.dispose()
-    if head.key_check != key.check:
+    if not key.adopt(head.key_check):
         raise ChainKeyError(f"the ledger was written with a different chain key than the one "
                             f"in {key.path}")
     if head.mac != head_mac(key, int(head.last_id), head.last_hash, int(head.entries)):

@@ -50,6 +50,7 @@ from sqlalchemy import (
 
 from host.ledger import to_ms
 from host.ledger.prepared import Prepared
+from host.ledger.schema import UpdateRule
 from host.settlement.jobs import (
     ClosedBatch,
     Member,
@@ -73,6 +74,14 @@ settled_item = Table(
     Column("batch", String(64), nullable=False),
     Column("adjusted", Boolean, nullable=False, default=False),
 )  # fmt: skip
+
+SETTLED_ITEM_RULES = (
+    UpdateRule("settled_item_fixed", "settled_item", "only the adjusted flag changes",
+               ("txn_id", "merchant_id", "kind", "amount_minor", "currency", "batch")),
+    UpdateRule("settled_item_adjusted_once", "settled_item", "adjusted moves once, false -> true",
+               ("adjusted",), "NOT OLD.adjusted AND NEW.adjusted"),
+)
+"""The named UPDATE rules of ``settled_item`` (an item is settled once, adjusted at most once)."""
 
 # The refund and its sale's RRN in one statement, built once (notify_refund runs on the
 # request path for every approved refund).
@@ -132,9 +141,10 @@ class StoreBatchBook:
             members = self._members_at_close(conn, row)
             if members:
                 out.append(ClosedBatch(_label(row), str(row.content_hash), members))
-        late = self._late(conn, merchant_id)
+        label = _late_label(merchant_id, business_date)
+        late = self._late(conn, merchant_id, label)
         if late:
-            out.append(ClosedBatch(_late_label(merchant_id, business_date), _hash(late), late))
+            out.append(ClosedBatch(label, _hash(late), late))
         return out
 
     def content_hash(self, conn: Connection, label: str) -> str | None:
@@ -210,7 +220,7 @@ class StoreBatchBook:
             out.append(self._member(conn, row, _label(brow)))
         return out
 
-    def _late(self, conn: Connection, merchant_id: str) -> list[Member]:
+    def _late(self, conn: Connection, merchant_id: str, label: str) -> list[Member]:
         out: list[Member] = []
         # Refunds released by review after their batch closed, never settled.
         released = conn.execute(
@@ -222,7 +232,7 @@ class StoreBatchBook:
                    batch.c.state == "closed", settled_item.c.txn_id.is_(None))
             .order_by(txn.c.id)).all()
         for row in released:
-            out.append(self._member(conn, row, f"late:{row.batch_id}"))
+            out.append(self._member(conn, row, label))
         # Settled items undone since: one adjustment each.
         undone = conn.execute(
             select(settled_item, txn.c.rrn, txn.c.pan_masked)
@@ -282,6 +292,9 @@ class EngineDesk(SettlementDesk):
     """The settlement desk of a running host: adds the engine's refund notifications, and
     settles merchants that only development-mode enrolment knows (``unlisted_terms``)."""
 
+    history_rules = (*SettlementDesk.history_rules, *SETTLED_ITEM_RULES)
+    history_tables = (*SettlementDesk.history_tables, "settled_item")
+
     unlisted_terms: Callable[[str], MerchantTerms] | None = None
     """The terms of a merchant the config does not list (the default profile under its id)."""
 
@@ -324,7 +337,7 @@ def build_desk(service: Any) -> EngineDesk | None:
     notif = getattr(service.config, "notifications", None)
     outbox = Outbox(service.engine, getattr(notif, "file", None))
     desk = EngineDesk(service.engine, terms_from_config(service.config), clock,
-                      StoreBatchBook(service.store), service.ledger, outbox)
+                      StoreBatchBook(service.store), service.ledger, outbox, service.chain_key)
     desk.refund_source = StoreRefundSource(service.engine)
     desk.unlisted_terms = lambda mid: merchant_terms(service.config,
                                                      service.merchant_profile(mid))

@@ -49,8 +49,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from host.canonical_json import dumps_sorted
 from host.clock import ManualClock, SystemClock
 from host.ledger.accounts import ACQUIRER_FEE_INCOME, BANK, merchant_payable
+from host.ledger.chain import ChainKey
+from host.ledger.db import schema_transaction
+from host.ledger.schema import UpdateRule, create_history_triggers
 from host.reports import RefundRow, refunds_report
 from host.settlement.calendar import BusinessCalendar, calendar_for
 from host.settlement.cutoffs import CutoffSchedule, funding_date, refund_posting_date, resolve_local
@@ -82,6 +86,7 @@ settlement = Table(
     Column("status", String(16), nullable=False),  # closed | funded
     Column("funded_at", DateTime(timezone=True)),
     Column("ledger_group", String(64)),
+    Column("mac", String(64)),  # the chain key's MAC over SETTLEMENT_SEALED (NULL: no key)
     UniqueConstraint("batch", "currency"),
 )  # fmt: skip
 
@@ -97,7 +102,58 @@ refund_posting = Table(
     Column("posting_date", Date, nullable=False),
     Column("state", String(16), nullable=False),  # settled | posted
     Column("posted_at", DateTime(timezone=True)),
+    Column("mac", String(64)),  # the chain key's MAC over POSTING_SEALED (NULL: no key)
 )  # fmt: skip
+
+# -- what may change once written (docs/tamper-evidence.md) --------------------------------------
+
+#: Columns of a settlement covered by its MAC: everything decided at the cut-off.
+SETTLEMENT_SEALED = ("merchant_id", "batch", "currency", "business_date", "content_hash",
+                     "figures", "funding_date")
+#: Columns of a refund posting covered by its MAC.
+POSTING_SEALED = ("rrn", "merchant_id", "settlement_id", "pan_masked", "amount_minor",
+                  "currency", "settlement_date", "posting_date")
+
+SETTLEMENT_RULES = (
+    UpdateRule("settlement_fixed", "settlement", "only status, funded_at and ledger_group change",
+               ("id", *SETTLEMENT_SEALED, "closed_at", "mac")),
+    UpdateRule("settlement_funded_once", "settlement",
+               "status moves once, closed -> funded, with funded_at and ledger_group",
+               ("status", "funded_at", "ledger_group"),
+               "OLD.status = 'closed' AND NEW.status = 'funded' AND NEW.funded_at IS NOT NULL"),
+    UpdateRule("refund_posting_fixed", "refund_posting", "only state and posted_at change",
+               (*POSTING_SEALED, "mac")),
+    UpdateRule("refund_posting_posted_once", "refund_posting",
+               "state moves once, settled -> posted, with posted_at", ("state", "posted_at"),
+               "OLD.state = 'settled' AND NEW.state = 'posted' AND NEW.posted_at IS NOT NULL"),
+)
+"""The named UPDATE rules of the desk's history tables (:func:`create_history_triggers`)."""
+SETTLEMENT_HISTORY = ("settlement", "refund_posting")
+"""Tables of the desk whose rows are never deleted. ``merchant_day`` is the current business
+date of each merchant, not history."""
+
+
+def _sealed(row: Mapping[str, Any], columns: Sequence[str]) -> list[Any]:
+    """A row's sealed values as its MAC covers them (dates as ISO text, JSON sorted)."""
+    out: list[Any] = []
+    for c in columns:
+        value = row[c]
+        if isinstance(value, date):
+            value = value.isoformat()
+        elif isinstance(value, dict):
+            value = dumps_sorted(value)
+        out.append(value)
+    return out
+
+
+def settlement_mac(key: ChainKey, row: Mapping[str, Any]) -> str:
+    """The MAC of a settlement row's sealed columns (:data:`SETTLEMENT_SEALED`)."""
+    return key.mac(["settlement", *_sealed(row, SETTLEMENT_SEALED)])
+
+
+def posting_mac(key: ChainKey, row: Mapping[str, Any]) -> str:
+    """The MAC of a refund posting's sealed columns (:data:`POSTING_SEALED`)."""
+    return key.mac(["refund_posting", *_sealed(row, POSTING_SEALED)])
 
 
 # -- what the engine provides ------------------------------------------------------------------
@@ -278,8 +334,38 @@ def funding_entries(fig: Figures, merchant_id: str) -> list[tuple[str, str, int]
     return entries
 
 
+def create_desk_schema(conn: Connection, key: ChainKey | None, no_delete: Sequence[str],
+                       rules: Sequence[UpdateRule]) -> None:
+    """Create the desk's tables and their history triggers (idempotent).
+
+    A database from before settlements and postings carried a MAC gets the ``mac`` column,
+    and its rows are sealed with ``key`` once, at that upgrade (before any trigger exists)."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(conn)
+    for table, mac in ((settlement, settlement_mac), (refund_posting, posting_mac)):
+        if inspector.has_table(table.name) and "mac" not in {
+                c["name"] for c in inspector.get_columns(table.name)}:
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN mac VARCHAR(64)")
+            if key is not None:
+                pk = table.primary_key.columns.values()[0]
+                for row in conn.execute(select(table)).all():
+                    conn.execute(update(table).where(pk == row._mapping[pk.name])
+                                 .values(mac=mac(key, dict(row._mapping))))
+    metadata.create_all(conn)
+    create_history_triggers(conn, no_delete, rules)
+
+
 class SettlementDesk:
-    """Clock-driven settlement for every merchant (see module docstring)."""
+    """Clock-driven settlement for every merchant (see module docstring).
+
+    ``key`` is the chain key settlement and posting rows are sealed with (None: unsealed, as in
+    tests without a ledger)."""
+
+    history_rules: tuple[UpdateRule, ...] = SETTLEMENT_RULES
+    """The UPDATE rules of the desk's tables (a subclass adds those of its own tables)."""
+    history_tables: tuple[str, ...] = SETTLEMENT_HISTORY
+    """The desk's tables whose rows are never deleted."""
 
     def __init__(
         self,
@@ -289,6 +375,7 @@ class SettlementDesk:
         book: BatchBook,
         ledger: LedgerPoster | None = None,
         outbox: Outbox | None = None,
+        key: ChainKey | None = None,
     ) -> None:
         self.engine = engine
         self.terms = dict(terms)
@@ -296,11 +383,13 @@ class SettlementDesk:
         self.book = book
         self.ledger = ledger
         self.outbox = outbox
+        self.key = key
         self.notified: Callable[[], None] | None = None
         """Called after a commit that added notifications (the runtime pumps the webhook)."""
         self.refund_source: RefundSource | None = None
         """Where the refunds report reads the engine's refunds (set by the service's hook)."""
-        metadata.create_all(engine)
+        with schema_transaction(engine) as conn:
+            create_desk_schema(conn, key, self.history_tables, self.history_rules)
 
     # -- setup and business dates --------------------------------------------------------------
 
@@ -424,11 +513,13 @@ class SettlementDesk:
         for currency in sorted({m.currency for m in batch.members}):
             members = [m for m in batch.members if m.currency == currency]
             fig = figures(member_line(m, terms.fees) for m in members)
+            values = {"merchant_id": terms.merchant_id, "batch": batch.batch,
+                      "currency": currency, "business_date": day,
+                      "content_hash": batch.content_hash, "figures": fig.as_dict(),
+                      "funding_date": fund_day}
             key = conn.execute(settlement.insert().values(
-                merchant_id=terms.merchant_id, batch=batch.batch, currency=currency,
-                business_date=day, closed_at=closed_at, content_hash=batch.content_hash,
-                figures=fig.as_dict(), funding_date=fund_day, status="closed",
-            )).inserted_primary_key  # fmt: skip
+                **values, closed_at=closed_at, status="closed", mac=self._seal(
+                    settlement_mac, values))).inserted_primary_key
             assert key is not None
             sid = key[0]
             created.append((int(sid), fund_day))
@@ -437,13 +528,18 @@ class SettlementDesk:
                     continue
                 pday = refund_posting_date(day, terms.calendar, terms.seed, m.rrn,
                                            terms.posting_days)
+                posting = {"rrn": m.rrn, "merchant_id": terms.merchant_id,
+                           "settlement_id": int(sid), "pan_masked": m.pan_masked,
+                           "amount_minor": m.amount_minor, "currency": currency,
+                           "settlement_date": day, "posting_date": pday}
                 conn.execute(refund_posting.insert().values(
-                    rrn=m.rrn, merchant_id=terms.merchant_id, settlement_id=int(sid),
-                    pan_masked=m.pan_masked, amount_minor=m.amount_minor, currency=currency,
-                    settlement_date=day, posting_date=pday, state="settled",
-                ))  # fmt: skip
+                    **posting, state="settled", mac=self._seal(posting_mac, posting)))
                 postings.append((m.rrn, pday))
         return created, postings
+
+    def _seal(self, mac: Callable[[ChainKey, Mapping[str, Any]], str],
+              values: Mapping[str, Any]) -> str | None:
+        return None if self.key is None else mac(self.key, values)
 
     def run_funding(self, sid: int) -> bool:
         """Fund settlement ``sid`` (once): ledger group, status ``funded``, notification."""

@@ -55,7 +55,9 @@ from sqlalchemy import (
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.python.failure import Failure
 
+from host.ledger.db import schema_transaction
 from host.ledger.prepared import Prepared
+from host.ledger.schema import UpdateRule, create_history_triggers
 from protocol.masking import mask_pan
 
 EVENTS = ("refund_approved", "refund_rejected", "refund_posted", "merchant_funded")
@@ -80,6 +82,26 @@ notification = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", String(200)),
 )
+
+#: The columns of a notification fixed when it is recorded (what the customer is told).
+NOTICE_FIXED = ("id", "at", "event", "merchant_id", "rrn", "reference", "pan_masked",
+                "amount_minor", "currency", "detail")
+
+NOTIFICATION_RULES = (
+    UpdateRule("notification_fixed", "notification",
+               "only the delivery columns (file_written, delivered_at, attempts, last_error) "
+               "change", NOTICE_FIXED),
+    UpdateRule("notification_written_once", "notification", "file_written moves false -> true",
+               ("file_written",), "NOT OLD.file_written AND NEW.file_written"),
+    UpdateRule("notification_delivered_once", "notification",
+               "delivered_at is set once and kept", ("delivered_at",),
+               "OLD.delivered_at IS NULL"),
+    UpdateRule("notification_attempts_count_up", "notification",
+               "attempts go up by one per webhook attempt", ("attempts",),
+               "NEW.attempts = OLD.attempts + 1"),
+)
+"""The named UPDATE rules of the outbox (:func:`host.ledger.schema.create_history_triggers`);
+its rows are never deleted."""
 
 # Built once: :meth:`Outbox.add` runs on the request path (every approved refund).
 _INSERT = Prepared(notification.insert())
@@ -108,7 +130,9 @@ class Outbox:
         self.on_add: Callable[[], None] | None = None
         """Called by :meth:`add` after each insert, still inside the caller's transaction:
         it must only schedule work for after the commit (the runtime's :class:`Notifier`)."""
-        metadata.create_all(engine)
+        with schema_transaction(engine) as conn:
+            metadata.create_all(conn)
+            create_history_triggers(conn, ("notification",), NOTIFICATION_RULES)
 
     def add(
         self,

@@ -151,3 +151,53 @@ def test_a_rolled_back_savepoint_leaves_no_gap(engine: Engine, url: str, key: Ch
             sp.rollback()
         assert book.post_group(conn, SALE, currency="CNY", at_ms=1, reference="b") == 2
     assert verify_database(url)["ok"]
+
+
+def _head_row(engine: Engine) -> tuple[int, int]:
+    from host.ledger.schema import ledger_head
+
+    with engine.connect() as conn:
+        row = conn.execute(select(ledger_head.c.last_id, ledger_head.c.entries)).one()
+        conn.rollback()
+    return int(row.last_id), int(row.entries)
+
+
+def test_one_transaction_writes_the_head_twice_on_sqlite(engine: Engine, url: str,
+                                                         key: ChainKey) -> None:
+    """Three postings in one SQLite transaction write the head row twice, at the first posting
+    and before the commit (PostgreSQL: once per posting, its row lock orders writers); the
+    committed head is the chain's end."""
+    book = Ledger(key)
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_a: seen.append(sql))
+    with engine.begin() as conn:
+        for ref in ("a", "b", "c"):
+            book.post_group(conn, SALE, currency="CNY", at_ms=1, reference=ref)
+    updates = sum(s.startswith("UPDATE ledger_head") for s in seen)
+    assert updates == (2 if url.startswith("/") or "sqlite" in url else 3)
+    assert _head_row(engine) == (3, 6)
+    assert verify_database(url)["ok"]
+
+
+@pytest.mark.parametrize("lost", [[0], [1], [2], [1, 2], [0, 1, 2]])
+def test_postings_in_rolled_back_plain_savepoints_never_reach_the_head(
+        engine: Engine, url: str, key: ChainKey, lost: list[int]) -> None:
+    """As the service's group commit does (plain SQL savepoints, one per request): whichever
+    requests' savepoints roll back -- the first, a middle one, the last -- the chain and the
+    committed head hold exactly the kept postings, and the next transaction links to them."""
+    from host.ledger.prepared import run_plain
+
+    book = Ledger(key)
+    with engine.begin() as conn:
+        for i in range(3):
+            run_plain(conn, "SAVEPOINT poslab_request")
+            book.post_group(conn, SALE, currency="CNY", at_ms=1, reference=f"r{i}")
+            run_plain(conn, ("ROLLBACK TO SAVEPOINT poslab_request" if i in lost
+                             else "RELEASE SAVEPOINT poslab_request"))
+            if i in lost:
+                run_plain(conn, "RELEASE SAVEPOINT poslab_request")
+    kept = 3 - len(lost)
+    assert _head_row(engine) == (kept, 2 * kept)
+    assert _post(engine, book, "next") == kept + 1
+    assert verify_database(url)["ok"]
