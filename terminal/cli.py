@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from protocol.money import currency as find_currency
 from protocol.specs import PROFILES
+from terminal import i18n
 from terminal.cards import DeckError
 from terminal.config import TerminalConfig
 from terminal.hostproc import HostProcess, HostStartError
@@ -60,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="asked before refunds and voids (default %(default)s)")
     p.add_argument("--no-supervisor", action="store_true",
                    help="do not ask for the supervisor password")
+    p.add_argument("--lang", choices=i18n.LANGUAGES,
+                   help="language of screens and receipts: en or zh-CN (Simplified Chinese); "
+                        "default from LC_ALL / LC_MESSAGES / LANG (zh_CN chooses Chinese), "
+                        "else en")
     p.add_argument("--record", metavar="FILE",
                    help="write what you do and what the host answers as a scenario file "
                         "(rewritten after every transaction); replay it with "
@@ -136,7 +142,8 @@ def build_config(args: argparse.Namespace) -> TerminalConfig:
         merchant_id=args.mid, currency=cur, data_dir=Path(args.data_dir),
         timeout_s_response=args.timeout, reversal_repeats=args.reversal_repeats,
         echo_interval_s=args.echo, supervisor_password=args.supervisor_password,
-        supervisor_for_refund=not args.no_supervisor, supervisor_for_void=not args.no_supervisor)
+        supervisor_for_refund=not args.no_supervisor, supervisor_for_void=not args.no_supervisor,
+        lang=args.lang or i18n.from_environment(os.environ))
 
 
 def serve_options(args: argparse.Namespace) -> tuple[ServeOptions, tuple[str, ...]]:
@@ -179,7 +186,7 @@ def session_arguments(args: argparse.Namespace, config: TerminalConfig) -> list[
             "--timeout", repr(config.timeout_s_response),
             "--reversal-repeats", str(config.reversal_repeats),
             "--echo", repr(config.echo_interval_s),
-            "--supervisor-password", config.supervisor_password]
+            "--supervisor-password", config.supervisor_password, "--lang", config.lang]
     if args.no_supervisor:
         argv.append("--no-supervisor")
     if args.tid_pool is not None:

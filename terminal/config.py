@@ -17,6 +17,7 @@ class TerminalConfig:
     :ivar echo_interval_s: link check period (0800/301); 0 disables it.
     :ivar supervisor_password: asked before refunds and voids when the matching flag is on.
     :ivar timezone: the merchant's IANA time zone; times on screens and slips are shown in it.
+    :ivar lang: the language of screens and receipts, ``en`` or ``zh-CN`` (:mod:`terminal.i18n`).
     """
 
     host: str = "127.0.0.1"
@@ -34,6 +35,7 @@ class TerminalConfig:
     supervisor_password: str = "0000"
     supervisor_for_refund: bool = True
     supervisor_for_void: bool = True
+    lang: str = "en"
 
     @property
     def address(self) -> str:

@@ -32,6 +32,7 @@ from protocol.messages import (
 from terminal import receipt
 from terminal.config import TerminalConfig
 from terminal.flow import Draft, Outcome
+from terminal.i18n import N_
 from terminal.journal import Journal, Txn
 from terminal.link import LinkError, LinkPort, LinkTimeout, Traffic
 from terminal.session import Clock, Exchanged, TerminalSession, build_request, local_now
@@ -215,7 +216,7 @@ class Engine:
             first = await self._reconcile(self.session.reconciliation(totals))
             if first.approved:
                 new = self.session.close_batch()
-                return SettleOutcome(True, True, 0, batch, new, "Batch balanced and closed.")
+                return SettleOutcome(True, True, 0, batch, new, N_("Batch balanced and closed."))
             if first.response_code != "95":
                 return SettleOutcome(False, False, 0, batch, batch,
                                      f"Settlement refused: {response_text(first.response_code)}")

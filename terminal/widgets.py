@@ -14,6 +14,7 @@ from textual.containers import Grid, Vertical, VerticalScroll
 from textual.widgets import Button, Digits, Static
 
 from protocol.money import Money
+from terminal.i18n import _
 from terminal.times import day_month
 
 KEYPAD = ("7", "8", "9", "4", "5", "6", "1", "2", "3", "00", "0", "back", "clear", "ok")
@@ -51,7 +52,8 @@ def status_text(terminal_id: str, merchant_id: str, batch: str, business_date: s
                 link: str) -> str:
     """The status line's text; the business date is the host's DE15 (MMDD)."""
     date = day_month(business_date)
-    return f" TID {terminal_id}  MID {merchant_id}  BATCH {batch}  BUS.DATE {date}  {link}"
+    return _(" TID {tid}  MID {mid}  BATCH {batch}  BUS.DATE {date}  {link}").format(
+        tid=terminal_id, mid=merchant_id, batch=batch, date=date, link=link)
 
 
 class ReceiptView(VerticalScroll):
