@@ -64,6 +64,10 @@ class CupEngine:
                 return Outcome("failed", "NOT COMPLETED", "The host refused the sign-on.")
         except LinkError as exc:
             return Outcome("failed", "HOST OFFLINE", str(exc))
+        if not await self.forward_reversals():
+            return Outcome("failed", "REVERSAL PENDING",
+                           "An earlier transaction still waits for its reversal to reach "
+                           "the host. Check the link and try again.")
         pending, request = self.session.begin(draft)
         try:
             answer = await self.link.send_fields(request, self._timeout)
@@ -83,19 +87,33 @@ class CupEngine:
         base.unanswered(txn)
         acknowledged = None
         if request["t"] == "0200":
-            for _ in range(base.reversal_tries):
-                try:
-                    await self.link.connect()
-                    answer = await self.link.send_fields(self.session.reversal_fields(request),
-                                                         self._timeout)
-                except (LinkError, ProtocolError):
-                    continue
-                if answer.get("39") in ("00", "25"):
-                    acknowledged = answer["39"]
-                    txn.status = TxnStatus.REVERSED
-                    base.journal.update(txn)
-                    break
+            reversal = self.session.reversal_fields(request)
+            acknowledged = await self._reverse(txn, reversal, base.reversal_tries)
         return base.no_answer_outcome(txn, acknowledged, why)
+
+    async def _reverse(self, txn: Txn, reversal: Fields, tries: int) -> str | None:
+        """Send ``reversal`` until the host acknowledges it (00, or 25: it never saw the
+        original) or the tries run out; the acknowledging DE39, or None."""
+        for _ in range(tries):
+            try:
+                await self.link.connect()
+                answer = await self.link.send_fields(reversal, self._timeout)
+            except (LinkError, ProtocolError):
+                continue
+            if answer.get("39") in ("00", "25"):
+                txn.status = TxnStatus.REVERSED
+                self.session.session.journal.update(txn)
+                return answer["39"]
+        return None
+
+    async def forward_reversals(self) -> bool:
+        """Send each stored 0400 once more; True when no 0200 waits for its reversal."""
+        waiting = False
+        for txn in self.session.session.pending_reversals():
+            reversal = self.session.stored_reversal(txn)
+            if reversal is not None and not await self._reverse(txn, reversal, 1):
+                waiting = True
+        return not waiting
 
     async def settle(self) -> CupSettleOutcome:
         """0500 with the CUP totals; on result flag 2 the batch upload and its closing 0320;

@@ -17,7 +17,8 @@ the generic profile's typed messages:
   domestic, others foreign); an 0510 with result flag ``2`` asks for the batch upload:
   ``0320`` messages of at most 8 records (60.3 ``201``), then the closing ``0320`` with 60.3
   ``207``;
-* reversal ``0400`` of an unanswered 0200: the original's fields with DE39 ``98``.
+* reversal ``0400`` of an unanswered 0200: the original's fields with DE39 ``98``; one the host
+  did not acknowledge is rebuilt from the journal line and forwarded before the next request.
 
 DE64 (the MAC) is the security layer's: without working keys no MAC is sent.
 """
@@ -160,6 +161,8 @@ class CupSession:
         """Journal ``draft`` ``PENDING`` and return its line and its CUP request."""
         pending = self.session.begin(draft)
         fields = self.request_fields(draft, pending.txn.stan, pending.at)
+        pending.txn.processing_code = fields["3"]  # the CUP code, for a later reversal
+        self.session.journal.update(pending.txn)
         return pending, fields
 
     def answered(self, txn: Txn, answer: Fields) -> Outcome:
@@ -181,6 +184,23 @@ class CupSession:
         keep = ("2", "3", "4", "11", "14", "22", "25", "41", "42", "49", "60", "61")
         out = {"t": "0400", **{k: request[k] for k in keep if k in request}}
         out["39"] = NO_ANSWER_REASON
+        return out
+
+    def stored_reversal(self, txn: Txn) -> Fields | None:
+        """The 0400 for a journal line still waiting for its reversal (store and forward),
+        rebuilt from the line; None for a refund (an 0220 advice is not reversed)."""
+        if txn.kind not in (TxnKind.SALE, TxnKind.VOID):
+            return None
+        route = self.profile.route(_KIND_ROUTE[txn.kind])
+        type_code = next(m.value for m in route.match if m.key == "60")
+        out: Fields = {"t": "0400", "3": txn.processing_code, "4": f"{txn.amount_minor:012d}",
+                       "11": txn.stan, "22": "012", "25": "00", "39": NO_ANSWER_REASON,
+                       "41": self.session.config.terminal_id,
+                       "42": self.session.config.merchant_id, "49": self._currency(),
+                       "60": De60(type_code, txn.batch).text()}
+        card = self._deck_card(txn.masked_pan)
+        if card is not None:
+            out["2"] = card.pan.digits
         return out
 
     # -- settlement --------------------------------------------------------------------------

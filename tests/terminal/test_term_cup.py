@@ -69,6 +69,7 @@ class CupResponder:
     result: SettlementResult = SettlementResult.NOT_BALANCED
     refuse_next: str | None = None
     silent_pans: set[str] = field(default_factory=set)
+    silent_reversals: bool = False
     seen: list[dict[str, str]] = field(default_factory=list)
     approved: dict[str, dict[str, str]] = field(default_factory=dict)
     signed_on: bool = False
@@ -93,7 +94,7 @@ class CupResponder:
             self.approved[rrn] = req
             return {**out, "39": "00", "37": rrn, "38": "AUTH01", "13": "1204", "12": "101500"}
         if mti == "0400":
-            return {**out, "39": "00"}
+            return None if self.silent_reversals else {**out, "39": "00"}
         if mti == "0500":
             totals = CupTotals.parse(req["48"])
             return {**out, "39": "00", "48": CupTotals(totals.domestic, totals.foreign,
@@ -257,6 +258,36 @@ def test_cup_reverses_an_unanswered_sale_with_reason_98(tmp_path: Path, run: Any
     assert {k: reversal[k] for k in ("3", "4", "11", "60")} == \
         {k: sale[k] for k in ("3", "4", "11", "60")}
     assert [t.status for t in cup.session.journal] == [TxnStatus.REVERSED]
+
+
+def test_cup_forwards_a_stored_reversal_before_the_next_sale(tmp_path: Path, run: Any) -> None:
+    """A reversal the host did not acknowledge is kept and sent again, rebuilt from the journal
+    with the CUP processing code and DE60, before the next sale goes out."""
+    responder = CupResponder(silent_pans={UNIONPAY}, silent_reversals=True)
+
+    async def go() -> Any:
+        server = await serve(responder)
+        cup, link = _terminal(tmp_path, server.sockets[0].getsockname()[1])
+        engine = CupEngine(cup, link)
+        try:
+            first = await engine.transact(_sale(700))
+            responder.silent_pans.clear()
+            responder.silent_reversals = False
+            second = await engine.transact(_sale(800, VISA))
+            return first, second, cup
+        finally:
+            link.close()
+            server.close()
+
+    first, second, cup = run(go())
+    assert (first.status, second.status) == ("no_response", "approved")
+    sale = responder.seen[1]
+    stored = responder.seen[3]
+    assert [r["t"] for r in responder.seen] == ["0800", "0200", "0400", "0400", "0200"]
+    assert stored["39"] == "98" and stored["2"] == UNIONPAY
+    assert {k: stored[k] for k in ("3", "4", "11", "60")} == \
+        {k: sale[k] for k in ("3", "4", "11", "60")}
+    assert [t.status for t in cup.session.journal] == [TxnStatus.REVERSED, TxnStatus.APPROVED]
 
 
 def test_upload_splits_into_messages_of_eight_records(tmp_path: Path) -> None:
