@@ -58,6 +58,7 @@ from terminal.widgets import (
     StatusLine,
     pane_place,
     status_text,
+    translate_bindings,
 )
 
 MENU = (("sale", N_("Sale")), ("refund", N_("Refund")), ("void", N_("Void")),
@@ -130,10 +131,10 @@ class PosApp(App[None]):
     # The main screen's hint line names its keys; the footers of the other screens show
     # only their own keys, Esc and Ctrl+Q.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Back"),
-        Binding("f2", "inspector", "Messages", show=False),
-        Binding("f5", "reconnect", "Reconnect", show=False),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("escape", "cancel", N_("Back")),
+        Binding("f2", "inspector", N_("Messages"), show=False),
+        Binding("f5", "reconnect", N_("Reconnect"), show=False),
+        Binding("ctrl+q", "quit", N_("Quit"), priority=True),
     ]
 
     state: var[FlowState] = var(FlowState, always_update=True)
@@ -144,6 +145,7 @@ class PosApp(App[None]):
         super().__init__()
         self.config = config
         i18n.use(config.lang)
+        translate_bindings(self)
         self.deck = deck if deck is not None else load_deck()
         self.journal = Journal(config.data_dir)
         self.link = Link(config.host, config.port, Codec(config.profile),

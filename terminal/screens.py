@@ -19,7 +19,7 @@ from terminal import receipt, times
 from terminal.engine import SettleOutcome
 from terminal.i18n import N_, _, ngettext
 from terminal.journal import Txn, TxnStatus
-from terminal.widgets import ReceiptView, StatusLine
+from terminal.widgets import ReceiptView, StatusLine, translate_bindings
 
 if TYPE_CHECKING:
     from terminal.app import PosApp
@@ -59,7 +59,11 @@ def result_cell(txn: Txn) -> str:
 class _SubScreen(Screen[None]):
     """A screen reached from the menu, under the same status line: Escape goes back."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", N_("Back"))]
+
+    def __init__(self) -> None:
+        super().__init__()
+        translate_bindings(self)
 
     @property
     def pos(self) -> PosApp:
@@ -103,7 +107,7 @@ class _SubScreen(Screen[None]):
 class SettlementScreen(_SubScreen):
     """Batch totals and the settlement exchange."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "settle", "Settle")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "settle", N_("Settle"))]
 
     #: the batch was settled here: Enter has nothing more to send.
     done = False
@@ -163,9 +167,9 @@ class SettingsScreen(_SubScreen):
     here for this session, the rest on the command line."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "supervisor", "Supervisor on/off"),
-        Binding("plus,equals_sign", "timeout(1)", "Timeout +1 s"),
-        Binding("minus", "timeout(-1)", "Timeout -1 s"),
+        Binding("s", "supervisor", N_("Supervisor on/off")),
+        Binding("plus,equals_sign", "timeout(1)", N_("Timeout +1 s")),
+        Binding("minus", "timeout(-1)", N_("Timeout -1 s")),
     ]
 
     def body(self) -> ComposeResult:
@@ -242,7 +246,7 @@ class JournalScreen(_SubScreen):
 class ReceiptScreen(_SubScreen):
     """Both copies of one receipt; P saves it again as a text file."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("p", "reprint", "Reprint to file")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("p", "reprint", N_("Reprint to file"))]
 
     def __init__(self, txn: Txn) -> None:
         super().__init__()

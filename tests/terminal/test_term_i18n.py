@@ -156,8 +156,8 @@ def test_english_receipt_is_unchanged_by_the_catalogue() -> None:
 
 
 def test_tui_in_chinese_sale_and_decline(config: TerminalConfig, run: Any) -> None:
-    """With --lang zh-CN the menu, prompts, result and receipt are Chinese, a decline shows the
-    response code's Chinese meaning, and the saved receipt is a 签购单."""
+    """With --lang zh-CN the menu, prompts, result, receipt and footer keys are Chinese, a
+    decline shows the response code's Chinese meaning, and the saved receipt is a 签购单."""
     seen: dict[str, str] = {}
 
     async def script(app: PosApp, pilot: Pilot[None]) -> None:
@@ -168,12 +168,17 @@ def test_tui_in_chinese_sale_and_decline(config: TerminalConfig, run: Any) -> No
         seen["approved"] = await result(app, pilot)
         await pilot.press("enter")
         seen["declined"] = await sale(app, pilot, "100", card_down=3)
+        await pilot.press("7")
+        seen["settings"] = screen_text(pilot)
 
     drive(replace(config, lang="zh-CN"), run, script)
     assert all(w in seen["menu"] for w in ("消费", "退货", "撤销", "结算", "主菜单", "在线"))
+    assert re.search(r"账务日期 \d\d月\d\d日", seen["menu"])
     assert "请刷卡、插卡或挥卡" in seen["card"] and "插卡" in seen["card"]
     assert "交易成功" in seen["approved"] and "签购单" in seen["approved"]
     assert "交易失败 05 拒绝交易" in seen["declined"]
+    assert "返回" in seen["settings"] and "主管密码 开/关" in seen["settings"]
+    assert "Back" not in seen["settings"]
     files = sorted((config.data_dir / "receipts").glob("*.txt"))
     assert files and "签购单" in files[0].read_text(encoding="utf-8")
 
