@@ -12,6 +12,7 @@ from typing import Protocol
 from protocol.cup_private import CupTotals, SettlementResult
 from protocol.errors import ProtocolError
 from terminal.cup_session import CupSession, Fields
+from terminal.engine import REVERSAL_WAITING
 from terminal.flow import Draft, Outcome
 from terminal.journal import Txn, TxnStatus
 from terminal.link import LinkError, LinkTimeout
@@ -60,14 +61,13 @@ class CupEngine:
         """Sign on when needed, send ``draft`` and return what the result screen shows; a
         ``77``/``A0`` answer is followed by a new sign-on."""
         try:
+            await self.link.connect()
             if not self.session.signed_on and not await self.sign_on():
                 return Outcome("failed", "NOT COMPLETED", "The host refused the sign-on.")
         except LinkError as exc:
             return Outcome("failed", "HOST OFFLINE", str(exc))
         if not await self.forward_reversals():
-            return Outcome("failed", "REVERSAL PENDING",
-                           "An earlier transaction still waits for its reversal to reach "
-                           "the host. Check the link and try again.")
+            return REVERSAL_WAITING
         pending, request = self.session.begin(draft)
         try:
             answer = await self.link.send_fields(request, self._timeout)
@@ -117,19 +117,28 @@ class CupEngine:
 
     async def settle(self) -> CupSettleOutcome:
         """0500 with the CUP totals; on result flag 2 the batch upload and its closing 0320;
-        the batch closes when the host answered 00."""
+        the batch closes when the host answered 00 to each. Stored reversals go first; a link
+        failure leaves the batch open."""
         batch = self.session.batch
-        answer = await self.link.send_fields(self.session.settlement_request(), self._timeout)
-        if answer.get("39") != "00" or "48" not in answer:
-            return CupSettleOutcome(False, None, 0, batch, batch)
-        result = CupTotals.parse(answer["48"]).result
-        uploaded = 0
-        if result is SettlementResult.NOT_BALANCED:
-            records = len(self.session.upload_records())
-            for upload in self.session.upload_requests():
-                reply = await self.link.send_fields(upload, self._timeout)
-                if reply.get("39") != "00":
-                    return CupSettleOutcome(False, result, uploaded, batch, batch)
-            uploaded = records
+        refused = CupSettleOutcome(False, None, 0, batch, batch)
+        try:
+            await self.link.connect()
+            if not await self.forward_reversals():
+                return refused
+            answer = await self.link.send_fields(self.session.settlement_request(),
+                                                 self._timeout)
+            if answer.get("39") != "00" or "48" not in answer:
+                return refused
+            result = CupTotals.parse(answer["48"]).result
+            uploaded = 0
+            if result is SettlementResult.NOT_BALANCED:
+                for upload in self.session.upload_requests():
+                    reply = await self.link.send_fields(upload, self._timeout)
+                    if reply.get("39") != "00":
+                        return CupSettleOutcome(False, result, uploaded, batch, batch)
+                    if upload["60"][8:] != "207":
+                        uploaded += int(upload["48"][:2])
+        except (LinkError, ProtocolError):
+            return refused
         new = self.session.session.close_batch()
         return CupSettleOutcome(True, result, uploaded, batch, new)

@@ -40,6 +40,12 @@ from terminal.session import Clock, Exchanged, TerminalSession, build_request, l
 __all__ = ["Clock", "Engine", "Exchanged", "SettleOutcome", "build_request"]
 
 
+REVERSAL_WAITING = Outcome("failed", "REVERSAL PENDING",
+                           "An earlier transaction still waits for its reversal to reach the "
+                           "host. Check the link and try again.")
+"""What a new transaction shows while a stored reversal still cannot be delivered."""
+
+
 @dataclass(frozen=True)
 class SettleOutcome:
     """What a settlement did.
@@ -132,9 +138,7 @@ class Engine:
         except LinkError as exc:
             return Outcome("failed", "HOST OFFLINE", str(exc))
         if not await self.forward_reversals():
-            return Outcome("failed", "REVERSAL PENDING",
-                           "An earlier transaction still waits for its reversal to reach "
-                           "the host. Check the link and try again.")
+            return REVERSAL_WAITING
         pending = self.session.begin(draft)
         request, txn = pending.request, pending.txn
         answer: AnyResponse | None = None

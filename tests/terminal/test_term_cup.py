@@ -206,6 +206,7 @@ def test_cup_day_sale_void_refund_settlement_and_upload(tmp_path: Path, run: Any
         (void_req["11"], 5000, True), (refund_req["11"], 3000, False)]
     assert uploads[1]["48"] == "0004"
     assert settled.ok and settled.result is SettlementResult.NOT_BALANCED
+    assert settled.uploaded == 4
     assert (settled.closed_batch, settled.new_batch) == ("000042", "000043")
     assert cup.session.journal.batch_number == "000043"
 
@@ -288,6 +289,27 @@ def test_cup_forwards_a_stored_reversal_before_the_next_sale(tmp_path: Path, run
     assert {k: stored[k] for k in ("3", "4", "11", "60")} == \
         {k: sale[k] for k in ("3", "4", "11", "60")}
     assert [t.status for t in cup.session.journal] == [TxnStatus.REVERSED, TxnStatus.APPROVED]
+
+
+def test_cup_balanced_settlement_closes_without_upload(tmp_path: Path, run: Any) -> None:
+    """An 0510 with result flag 1 closes the batch at once: no 0320 is sent."""
+    responder = CupResponder(result=SettlementResult.BALANCED)
+
+    async def go() -> Any:
+        server = await serve(responder)
+        cup, link = _terminal(tmp_path, server.sockets[0].getsockname()[1])
+        engine = CupEngine(cup, link)
+        try:
+            await engine.transact(_sale(100))
+            return await engine.settle()
+        finally:
+            link.close()
+            server.close()
+
+    settled = run(go())
+    assert [r["t"] for r in responder.seen] == ["0800", "0200", "0500"]
+    assert settled.ok and settled.result is SettlementResult.BALANCED and settled.uploaded == 0
+    assert (settled.closed_batch, settled.new_batch) == ("000042", "000043")
 
 
 def test_upload_splits_into_messages_of_eight_records(tmp_path: Path) -> None:
