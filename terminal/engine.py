@@ -32,7 +32,7 @@ from protocol.messages import (
 from terminal import receipt
 from terminal.config import TerminalConfig
 from terminal.flow import Draft, Outcome
-from terminal.i18n import N_
+from terminal.i18n import _, meaning, ngettext
 from terminal.journal import Journal, Txn
 from terminal.link import LinkError, LinkPort, LinkTimeout, Traffic
 from terminal.session import Clock, Exchanged, TerminalSession, build_request, local_now
@@ -170,7 +170,7 @@ class Engine:
         """0400 (or 0401 once one was sent) until acknowledged or the attempts run out;
         the acknowledging DE39 (00, or 25 when the host never saw the original) or None."""
         tries = attempts if attempts is not None else self.session.reversal_tries
-        for _ in range(tries):
+        for _attempt in range(tries):
             request = self.session.reversal_for(txn)
             try:
                 await self.link.connect()
@@ -215,15 +215,16 @@ class Engine:
             await self.link.connect()
             if not await self.forward_reversals():
                 return SettleOutcome(False, False, 0, batch, batch,
-                                     "A reversal still waits for the host; settle later.")
+                                     _("A reversal still waits for the host; settle later."))
             totals = self.session.totals()
             first = await self._reconcile(self.session.reconciliation(totals))
             if first.approved:
                 new = self.session.close_batch()
-                return SettleOutcome(True, True, 0, batch, new, N_("Batch balanced and closed."))
+                return SettleOutcome(True, True, 0, batch, new, _("Batch balanced and closed."))
             if first.response_code != "95":
                 return SettleOutcome(False, False, 0, batch, batch,
-                                     f"Settlement refused: {response_text(first.response_code)}")
+                                     _("Settlement refused: {meaning}").format(
+                                         meaning=meaning(response_text(first.response_code))))
             uploaded = 0
             for upload in self.session.uploads():
                 await self.link.send(upload, self.config.timeout_s_response)
@@ -233,12 +234,13 @@ class Engine:
             return SettleOutcome(False, False, 0, batch, batch, str(exc))
         if not last.approved:
             return SettleOutcome(False, False, uploaded, batch, batch,
-                                 f"Closing after upload failed: "
-                                 f"{response_text(last.response_code)}")
+                                 _("Closing after upload failed: {meaning}").format(
+                                     meaning=meaning(response_text(last.response_code))))
         new = self.session.close_batch()
         return SettleOutcome(True, False, uploaded, batch, new,
-                             f"Totals differed; {uploaded} transaction"
-                             f"{'' if uploaded == 1 else 's'} uploaded, batch closed.")
+                             ngettext("Totals differed; {count} transaction uploaded, batch "
+                                      "closed.", "Totals differed; {count} transactions "
+                                      "uploaded, batch closed.", uploaded).format(count=uploaded))
 
     async def _reconcile(self, req: ReconciliationRequest) -> ReconciliationResponse:
         at = self.clock()

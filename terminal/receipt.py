@@ -149,7 +149,7 @@ def _verdict(txn: Txn) -> list[str]:
         out = [_center(_("DECLINED {code}").format(code=code)),
                _center(i18n.meaning(response_text(code)))]
         if txn.explanation and txn.explanation != response_text(code):
-            out += _wrap(txn.explanation)
+            out += _wrap(_(txn.explanation))
         return out
     return [_center(_("NO RESPONSE - REVERSED")),
             *_wrap(_("This transaction did not complete. No money has moved."))]

@@ -141,13 +141,13 @@ class SettlementScreen(_SubScreen):
         self.refresh_bindings()
         if result.ok:
             text = _("SETTLED: {detail}\nClosed batch {closed}; open batch now {new}.\n\n"
-                     "Esc: back to the menu").format(detail=_(result.detail),
+                     "Esc: back to the menu").format(detail=result.detail,
                                                     closed=result.closed_batch,
                                                     new=result.new_batch)
         else:
             text = _("NOT SETTLED: {detail}\nBatch {closed} stays open.\n\n"
                      "Enter: try again   Esc: back to the menu").format(
-                detail=_(result.detail), closed=result.closed_batch)
+                detail=result.detail, closed=result.closed_batch)
         self.query_one("#settle-status", Static).update(text)
         self.query_one("#settle-totals", Static).update(self.totals_text())
         self.pos.refresh_status()

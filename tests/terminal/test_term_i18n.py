@@ -17,7 +17,7 @@ from rich.cells import cell_len
 from term_helpers import drive, result, sale, screen_text
 from textual.pilot import Pilot
 
-from protocol.codes import RefundReason, ResponseCode
+from protocol.codes import RefundReason, ResponseCode, RuleId
 from terminal import cli, i18n, receipt
 from terminal.app import LINK_STATES, OUTCOME_TITLES, PosApp
 from terminal.config import TerminalConfig
@@ -40,13 +40,14 @@ def _po() -> Any:
 
 
 def message_ids() -> set[str]:
-    """Every text the terminal shows: marked in its code, plus the enum texts it translates."""
+    """Every text the terminal shows: marked in its code, plus the enum texts it translates
+    (transaction kinds, refund reasons, response-code meanings, the DE44 rules' explanations)."""
     found = {msg if isinstance(msg, str) else msg[0]
              for _f, _l, msg, _c, _x in extract_from_dir(
                  str(TERMINAL_DIR), [("**.py", "python")],
                  keywords={"_": None, "N_": None, "ngettext": (1, 2)})}
     found |= {k.heading for k in TxnKind} | {r.label for r in RefundReason}
-    found |= {rc.text for rc in ResponseCode}
+    found |= {rc.text for rc in ResponseCode} | {r.explanation for r in RuleId}
     return found | set(LINK_STATES) | set(OUTCOME_TITLES)
 
 
@@ -139,12 +140,15 @@ def test_chinese_receipt_is_a_sales_slip(kind: TxnKind, name: str) -> None:
 
 
 def test_chinese_receipt_declined_says_why_in_chinese() -> None:
-    """A declined slip gives the code and its meaning in Chinese, wrapped to the paper."""
+    """A declined slip gives the code, its meaning and the host's rule explanation in Chinese,
+    wrapped to the paper."""
     i18n.use(i18n.CHINESE)
-    lines = receipt.render(_txn(TxnKind.SALE, TxnStatus.DECLINED, "51"), receipt.Copy.CUSTOMER,
-                           "MERCHANT0000001", "TERM0001")
+    txn = _txn(TxnKind.SALE, TxnStatus.DECLINED, "51")
+    txn.explanation = RuleId.INSUFFICIENT_FUNDS.explanation
+    lines = receipt.render(txn, receipt.Copy.CUSTOMER, "MERCHANT0000001", "TERM0001")
     text = "\n".join(lines)
     assert "交易失败 51" in text and "余额不足" in text and "持卡人存根" in text
+    assert "卡内余额不足" in text and all(cell_len(line) <= receipt.WIDTH for line in lines)
     assert "621234******1265" not in text and "**** 1265" in text
 
 
