@@ -7,8 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports pytest clean bench bench-scenarios powerloss fuzz \
-	screenshots i18n
+.PHONY: demo test lint typecheck imports pytest clean bench bench-compare bench-scenarios \
+        powerloss fuzz screenshots i18n
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -53,8 +53,25 @@ powerloss: $(STAMP)
 
 # The throughput figures of docs/performance.md: the host (SQLite, synchronous=FULL) and the
 # bare codec ceiling in one invocation, 50 terminals. Not part of `make test`.
+# ...then poslab-host against iso8583sim's mock host under iso8583sim's load generator
+# (docs/performance.md, "Against iso8583sim").
 bench: $(DEMO_STAMP)
 	$(BIN)/poslab-bench --with-host --ceiling --terminals 50 --duration 10
+	$(MAKE) --no-print-directory bench-compare
+
+# iso8583sim is AGPL: it gets a virtual environment of its own and is only run as a program,
+# never imported by poslab. Pinned, so the load it generates stays the one measured.
+ISO8583SIM_VENV := .venv-iso8583sim
+ISO8583SIM := $(ISO8583SIM_VENV)/bin/iso8583sim
+$(ISO8583SIM):
+	$(PYTHON) -m venv $(ISO8583SIM_VENV)
+	$(ISO8583SIM_VENV)/bin/python -m pip install --quiet 'iso8583sim==1.6.0'
+
+# Alternates 3 times: iso8583sim serve, then poslab-host (SQLite, synchronous=FULL), each under
+# `iso8583sim load -n 4000 -c 50 --connections 10`; msg/s, the median ratio, CPU per process.
+bench-compare: $(DEMO_STAMP) $(ISO8583SIM)
+	$(BIN)/python -m scenarios.loadgen.compare_iso8583sim --iso8583sim $(ISO8583SIM) \
+	  --rounds 3 --count 4000 --concurrency 50 --connections 10
 
 # The long fuzz run of docs/hardening.md: a host process gets FUZZ_FRAMES seeded, mostly mutated
 # frames while one client floods it with 10 MB of echoes it never reads. Not part of `make test`
@@ -81,4 +98,4 @@ i18n: $(STAMP)
 	$(BIN)/pybabel compile --statistics -d terminal/locale -D poslab
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(ISO8583SIM_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

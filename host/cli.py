@@ -5,10 +5,15 @@
     poslab-host [--config FILE] [--db URL] [--listen HOST:PORT] [--admin HOST:PORT]
                 [--profile NAME] [--ready-file PATH] [--allow-unknown-terminals] [--strict]
                 [--log-file PATH] [--log-fields] [--clock real|simulated] [--start ISO8601]
-                [--speed FACTOR]
+                [--speed FACTOR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]
+                [--tls-require-client-cert] [--tls-tid-in-cert]] [--admin-tls-cert FILE
+                --admin-tls-key FILE [--admin-tls-client-ca FILE]
+                [--admin-tls-require-client-cert]]
     poslab-host ledger verify [--db URL] [--key-file PATH] [--anchor FILE|VALUE]
     poslab-host ledger anchor [--db URL] [--key-file PATH]
     poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
+    poslab-host keys generate|list [--db URL] ...          (see host/security/cli.py)
+    poslab-host console [--admin URL --token T | --ready-file F] [--theme projector]
 
 Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JSON with
 ``iso_port``, ``admin_port``, ``pid``, ``admin_token``) only once both sockets listen. SIGTERM
@@ -34,7 +39,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from host.cli_report import add_report_parser, run_report
+from host.console.cli import add_console_parser, run_console
 from host.runtime import first_line, safe_url
+from host.security.cli import add_keys_parser, run_keys
 from protocol import DEFAULT_PROFILE, PROFILES
 
 PROG = "poslab-host"
@@ -111,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", metavar="FACTOR", type=_speed,
                    help="let the simulated clock run by itself, FACTOR simulated seconds per "
                         "real second (3600: an hour a second); it still moves by command too")
-    sub = p.add_subparsers(dest="command", metavar="{ledger,report}")
+    _add_tls_options(p)
+    sub = p.add_subparsers(dest="command", metavar="{ledger,report,keys,openapi,console}")
     ledger = sub.add_parser("ledger", help="ledger tools")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="{verify,anchor}",
                                        required=True)
@@ -126,7 +134,61 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--key-file", metavar="PATH",
                          help="the chain key file (default: as the host finds it)")
     add_report_parser(sub)
+    add_keys_parser(sub)
+    sub.add_parser("openapi", help="print the admin API's OpenAPI document (JSON)")
+    add_console_parser(sub)
     return p
+
+
+_TLS_PORTS = (  # option prefix, [tls.<section>], the port and its clients in help texts
+    ("tls", "iso", "the ISO port", "terminal"),
+    ("admin-tls", "admin", "the admin API", "admin client"),
+)
+_TLS_KEYS = {"cert": "cert_file", "key": "key_file", "client_ca": "client_ca_file",
+             "require_client_cert": "require_client_cert"}
+TLS_FLAGS = {  # argparse dest -> ([tls.<section>], key)
+    **{f"{prefix.replace('-', '_')}_{option}": (section, key)
+       for prefix, section, _, _ in _TLS_PORTS for option, key in _TLS_KEYS.items()},
+    "tls_tid_in_cert": ("iso", "tid_in_certificate"),
+}
+
+
+def _add_tls_options(p: argparse.ArgumentParser) -> None:
+    """``--tls-*`` and ``--admin-tls-*``: each overrides its ``[tls.iso]`` / ``[tls.admin]``
+    key of the config (docs/security.md, "TLS")."""
+    g = p.add_argument_group("TLS (each overrides its key in [tls.iso] / [tls.admin])")
+    for prefix, section, port, clients in _TLS_PORTS:
+        g.add_argument(f"--{prefix}-cert", metavar="FILE",
+                       help=f"PEM server certificate (chain) of {port}: listen on TLS")
+        g.add_argument(f"--{prefix}-key", metavar="FILE", help=f"PEM private key of "
+                                                               f"--{prefix}-cert")
+        g.add_argument(f"--{prefix}-client-ca", metavar="FILE",
+                       help=f"PEM CA certificate(s) that sign {clients} certificates")
+        g.add_argument(f"--{prefix}-require-client-cert", action="store_true", default=None,
+                       help=f"mutual TLS on {port}: refuse clients without a certificate "
+                            "of that CA")
+        if section == "iso":
+            g.add_argument("--tls-tid-in-cert", action="store_true", default=None,
+                           help="DE41 must be the terminal certificate's CN or a DNS SAN "
+                                "(else 58)")
+
+
+def apply_tls_flags(config: Any, args: argparse.Namespace) -> Any:
+    """``config`` with the ``--tls-*`` flags given on the command line in its ``[tls]``;
+    raises :class:`host.config.ConfigError` when the result is inconsistent."""
+    from host.config import parse_config
+
+    changes: dict[str, dict[str, object]] = {}
+    for option, (port, key) in TLS_FLAGS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            changes.setdefault(port, {})[key] = value
+    if not changes:
+        return config
+    data = config.model_dump(mode="python", exclude_none=True)
+    for port, keys in changes.items():
+        data.setdefault("tls", {}).setdefault(port, {}).update(keys)
+    return parse_config(data, "--tls-* options with the config")
 
 
 def _fail(message: str) -> int:
@@ -169,7 +231,27 @@ def main(argv: list[str] | None = None) -> int:
         return ledger_verify(args.db, key_file, args.anchor)
     if args.command == "report":
         return run_report(args)
+    if args.command == "keys":
+        return run_keys(args)
+    if args.command == "openapi":
+        from host.admin.openapi import document_text
+
+        return _print_to_a_reader_that_may_leave(document_text())
+    if args.command == "console":
+        return run_console(args)
     return serve(args)
+
+
+def _print_to_a_reader_that_may_leave(text: str) -> int:
+    """Print ``text``; when the reader has gone (``... | head``) stop quietly, no traceback."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: give that flush somewhere harmless to go.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 0
 
 
 def _key_file(args: argparse.Namespace) -> Path:
@@ -275,6 +357,15 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(f"bad config: {exc}")
     except OSError as exc:
         return _fail(f"cannot read config {args.config}: {exc.strerror or exc}")
+    try:
+        config = apply_tls_flags(config, args)
+        from host.tls import TlsSetupError, check
+
+        check(config)  # a bad certificate file stops the host before it opens the database
+    except ConfigError as exc:
+        return _fail(f"bad config: {exc}")
+    except TlsSetupError as exc:
+        return _fail(f"TLS: {exc}")
 
     from host.logs import MessageLog
 

@@ -24,8 +24,14 @@ with terminal ``TERM0001`` is used)::
     [limits]      protection limits: frames, timers, connections (total, per peer), requests in
                   flight per connection, the longest simulated clock move
     [text_limits] longest free text accepted: DE48 evidence and operator, review approver
+    [tls.iso]     TLS on the ISO 8583 port: cert_file, key_file, client_ca_file,
+                  require_client_cert, tid_in_certificate
+    [tls.admin]   TLS on the admin API port: cert_file, key_file, client_ca_file,
+                  require_client_cert
     [[cards]]     the test card catalogue (see :class:`CardEntry`)
     [[faults]]    fault injection rules active from start-up (see :class:`host.faults.FaultRule`)
+    [security]    terminal master keys, MAC enforcement, DUKPT BDK, security response codes
+                  (see :mod:`host.security.settings`)
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from host.faults import FaultRule
+from host.security.settings import SecuritySection
 from protocol.masking import luhn_ok, scrub
 from protocol.money import currency as lookup_currency
 
@@ -251,6 +258,68 @@ class TextLimitsSection(_Strict):
     approver_max: int = Field(default=64, ge=1, le=64)
 
 
+class TlsListenerSection(_Strict):
+    """``[tls.admin]`` (and the common keys of ``[tls.iso]``): TLS on one listening port.
+
+    The port speaks TLS when ``cert_file`` and ``key_file`` are set (PEM; the certificate file
+    may carry intermediates after the server certificate). Relative paths are relative to the
+    host's working directory; the files are read and checked at start.
+
+    :ivar client_ca_file: PEM certificates of the CA(s) that sign client certificates; a
+        client that presents a certificate not signed by them is refused in the handshake.
+    :ivar require_client_cert: mutual TLS: a client without a valid certificate is refused in
+        the handshake (needs ``client_ca_file``).
+    """
+
+    cert_file: str | None = Field(default=None, min_length=1)
+    key_file: str | None = Field(default=None, min_length=1)
+    client_ca_file: str | None = Field(default=None, min_length=1)
+    require_client_cert: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """True when the port listens on TLS."""
+        return self.cert_file is not None
+
+    @model_validator(mode="after")
+    def _complete(self) -> TlsListenerSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both or neither")
+        if self.client_ca_file is not None and not self.enabled:
+            raise ValueError("client_ca_file needs cert_file and key_file (TLS on the port)")
+        if self.require_client_cert and self.client_ca_file is None:
+            raise ValueError("require_client_cert needs client_ca_file, the CA that signs "
+                             "the client certificates")
+        return self
+
+
+class IsoTlsSection(TlsListenerSection):
+    """``[tls.iso]``: TLS on the ISO 8583 port.
+
+    :ivar tid_in_certificate: every request's DE41 must be a name of the connection's client
+        certificate (its common name or a DNS subject alternative name); any other request
+        is answered 58 with ``CERT_TID_MISMATCH`` in DE44 and books nothing (needs
+        ``client_ca_file``; set ``require_client_cert`` too, or a connection without a
+        certificate gets 58 on every request).
+    """
+
+    tid_in_certificate: bool = False
+
+    @model_validator(mode="after")
+    def _tid_needs_ca(self) -> IsoTlsSection:
+        if self.tid_in_certificate and self.client_ca_file is None:
+            raise ValueError("tid_in_certificate needs client_ca_file (client certificates)")
+        return self
+
+
+class TlsSection(_Strict):
+    """``[tls]``: TLS and mutual TLS on the ISO 8583 port (``[tls.iso]``) and on the admin
+    API port (``[tls.admin]``); both plain TCP when absent."""
+
+    iso: IsoTlsSection = IsoTlsSection()
+    admin: TlsListenerSection = TlsListenerSection()
+
+
 class MerchantConfig(_Strict):
     """``[[merchants]]``: a merchant, its terminals and its refund policy overrides."""
 
@@ -308,13 +377,14 @@ class CardEntry(_Strict):
     :ivar behaviour: ``approve``; ``decline`` (with ``decline_code``); ``insufficient_funds``
         (amounts above ``balance_minor`` get 51); ``expired`` (54); ``no_response`` (the host
         books nothing and sends nothing, so the terminal times out and reverses).
-    :ivar pin: the PIN a terminal should ask for (documentation for testers; the emulator
-        does not verify PIN blocks).
+    :ivar pin: the card's test PIN: a PIN block in DE52 is checked against it (docs/security.md).
+    :ivar pin_required: a purchase with this card and no PIN block is declined 55.
     """
 
     pan: str = Field(pattern=r"^[0-9]{13,19}$")
     expiry: str = Field(default="3012", pattern=r"^[0-9]{2}(0[1-9]|1[0-2])$")
     pin: str | None = Field(default=None, pattern=r"^[0-9]{4,12}$")
+    pin_required: bool = False
     behaviour: CardBehaviour = "approve"
     decline_code: str = Field(default="05", pattern=r"^[0-9A-Z]{2}$")
     balance_minor: int | None = Field(default=None, ge=0)
@@ -349,8 +419,10 @@ class HostConfig(_Strict):
     notifications: NotificationsSection = NotificationsSection()
     limits: LimitsSection = LimitsSection()
     text_limits: TextLimitsSection = TextLimitsSection()
+    tls: TlsSection = TlsSection()
     cards: tuple[CardEntry, ...] = ()
     faults: tuple[FaultRule, ...] = ()  # [[faults]]: fault injection rules (host.faults)
+    security: SecuritySection = SecuritySection()  # keys, MAC, PIN (host.security.settings)
 
     @model_validator(mode="after")
     def _unique(self) -> HostConfig:

@@ -58,7 +58,8 @@ class FaultRule(BaseModel):
     ``pan`` is accepted as input only: the registry replaces it with a keyed hash at once.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: JSON true is not the number 1, nor 1 the boolean true (pydantic would convert)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     action: Action

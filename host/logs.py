@@ -1,26 +1,33 @@
 """The host's JSON-lines log: one line per ISO message in and out, plus connection and audit
-events.
+events, written through structlog.
 
-Every line is a JSON object with at least ``time`` (UTC, ISO 8601) and ``event``. Message lines
-(``event: "message"``) carry ``conn``, ``direction`` (``in``/``out``), ``mti``, ``stan``,
-``tid``, ``mid``, ``rc``, ``rule``, ``rrn``, ``pan`` (masked), ``amount_minor``, ``currency`` and,
-on ``out``, ``latency_ms``; with ``with_fields`` they also carry ``fields``, the
-:func:`protocol.describe_fields` rendering (card data already made safe there).
+Every line is a JSON object with at least ``time`` (UTC, ISO 8601 with milliseconds) and
+``event``. Message lines (``event: "message"``) carry ``conn``, ``direction`` (``in``/``out``),
+``mti``, ``stan``, ``tid``, ``mid``, ``rc``, ``rule``, ``rrn``, ``pan`` (masked),
+``amount_minor``, ``currency`` and, on ``out``, ``latency_ms``; with ``with_fields`` they also
+carry ``fields``, the :func:`protocol.describe_fields` rendering (card data already made safe
+there).
 
-Card data never reaches the file: the PAN is masked when the line is built, and the finished
-line goes through :func:`protocol.scrub` as a last line of defence, so a full PAN or track that
-slipped into some free-text value is masked too.
+Card data never reaches the file. The PAN is masked when a message line is built; then every
+line, whatever logged it, passes the structlog processor chain :data:`PROCESSORS`:
+:func:`stamp` (time first, then the event), :func:`redact_secrets` (a member named like a PIN
+block, track, CVV or key is replaced by ``[redacted]``) and :func:`render_scrubbed` (the JSON
+line, with any card number or track that slipped into free text masked by
+:func:`protocol.scrub`, first 6 and last 4 digits kept).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+import structlog
 
 from protocol import describe_fields, mask_pan, scrub
 from protocol.masking import Track2
@@ -39,10 +46,75 @@ _ENCODE = json.JSONEncoder(default=str, separators=(",", ":")).encode
 _MAYBE_CARD = re.compile(r"\d{12}[\d=D]")
 
 
+SECRET_KEYS = frozenset({
+    "pin", "pin_block", "pinblock", "track", "track1", "track2", "track_data",
+    "cvv", "cvv2", "cvc", "cvc2", "cav", "key", "keys", "tmk", "tpk", "tak", "zpk", "bdk", "ipek",
+})
+"""Member names whose value is never written (nor any name ending in ``_key``)."""
+REDACTED = "[redacted]"
+
+EventDict = MutableMapping[str, Any]
+
+
 def safe_line(record: Mapping[str, object]) -> str:
     """``record`` as one JSON line with card data masked (:func:`protocol.scrub`)."""
     line = _ENCODE(record)
     return scrub(line) if _MAYBE_CARD.search(line) else line
+
+
+def stamp(logger: object, method: str, event_dict: EventDict) -> EventDict:
+    """Processor: ``time`` (now, UTC) and ``event`` first, then the event's own members."""
+    return {"time": _now(), "event": event_dict.pop("event", None), **event_dict}
+
+
+def redact_secrets(logger: object, method: str, event_dict: EventDict) -> EventDict:
+    """Processor: replace the value of any member named like a PIN block, track, CVV or key."""
+    for name in _secret_names(tuple(event_dict)):
+        event_dict[name] = REDACTED
+    return event_dict
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    # Cached by the line's member names: the same few layouts repeat on every message.
+    return tuple(n for n in names if n in SECRET_KEYS or n.endswith("_key"))
+
+
+def render_scrubbed(logger: object, method: str, event_dict: EventDict) -> str:
+    """Renderer: the event as one compact JSON line, card numbers and tracks masked."""
+    return safe_line(event_dict)
+
+
+PROCESSORS: list[structlog.typing.Processor] = [stamp, redact_secrets, render_scrubbed]
+"""The structlog chain every host log line goes through, in order."""
+
+
+class _LineLogger(structlog.BoundLoggerBase):
+    """A structlog bound logger with one method, which takes the members as a dict: the
+    keyword-argument methods of the stock loggers copy every message line's members three
+    times on the way to the processors."""
+
+    def write(self, event: str, members: dict[str, Any]) -> None:
+        """Run ``event`` and ``members`` through the processors and write the line."""
+        args, kw = self._process_event("info", event, members)
+        self._logger.info(*args, **kw)
+
+
+class _LineSink:
+    """The structlog logger: writes each rendered line to a stream, one writer at a time."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def info(self, line: str) -> None:
+        """Write ``line`` and a newline, flushed."""
+        with self._lock:
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            except ValueError:  # stream closed during shutdown: nothing left to tell
+                pass
 
 
 def summarize(fields: Mapping[str, str]) -> dict[str, object]:
@@ -70,7 +142,9 @@ class MessageLog:
         self._own = own_stream
         self.with_fields = with_fields
         self._table = table
-        self._lock = threading.Lock()
+        # bind() once: the lazy proxy wrap_logger returns would rebuild the logger per line.
+        self._log: _LineLogger = structlog.wrap_logger(
+            _LineSink(self._stream), processors=PROCESSORS, wrapper_class=_LineLogger).bind()
 
     @classmethod
     def to_file(cls, path: str, *, with_fields: bool = False, table: str = "iso87") -> MessageLog:
@@ -86,8 +160,7 @@ class MessageLog:
         message itself does not say; the message's own fields win.
         """
         # Built in one dict, in the order the keys have always had: later sources win.
-        record: dict[str, object] = {"time": _now(), "event": "message",
-                                     "conn": conn, "direction": direction}
+        record: dict[str, Any] = {"conn": conn, "direction": direction}
         if context:
             record.update(context)
         record.update(summarize(fields))
@@ -96,7 +169,8 @@ class MessageLog:
                 record[key] = value
         if self.with_fields:
             record["fields"] = [str(line) for line in describe_fields(fields, self._table)]
-        self._write(safe_line(record))
+        record.pop("event", None)  # the line's event is "message", whatever the context says
+        self._log.write("message", record)
 
     def audit(self, action: str, **details: object) -> None:
         """Log a security-relevant event (admin authentication failures, admin commands)."""
@@ -104,17 +178,7 @@ class MessageLog:
 
     def event(self, event: str, **details: object) -> None:
         """Log any other event: connection opened/closed, framing error, startup."""
-        record: dict[str, Any] = {"time": _now(), "event": event}
-        record.update(details)
-        self._write(safe_line(record))
-
-    def _write(self, line: str) -> None:
-        with self._lock:
-            try:
-                self._stream.write(line + "\n")
-                self._stream.flush()
-            except ValueError:  # stream closed during shutdown: nothing left to tell
-                pass
+        self._log.write(event, details)
 
     def close(self) -> None:
         """Close the file if this log opened it."""

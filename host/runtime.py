@@ -32,6 +32,7 @@ from twisted.internet.error import CannotListenError
 from host import crashpoints
 from host.admin import AdminContext, admin_site
 from host.clock import MAX_MOVE
+from host.event_stream import EventBus
 from host.fault_actions import FaultHook
 from host.faults import FaultRegistry
 from host.group_commit import GroupCommitter
@@ -39,6 +40,7 @@ from host.logs import MessageLog
 from host.metrics import Metrics
 from host.server import IsoServerFactory, ServerLimits
 from host.timers import MonotonicTimer
+from host.tls import TidBinding, TlsServerFactory, TlsSetupError, server_options
 from host.worker import ServiceWorker
 from protocol import Codec
 
@@ -157,6 +159,8 @@ class HostRuntime:
                 raise StartError(f"cannot open the database {safe_url(db_url)}: "
                                  f"{first_line(exc)}") from exc
             crashpoints.install_before_commit(getattr(self.service, "engine", None))
+            if getattr(self.service, "security", None) is not None:
+                self.service.security.use_profile(codec.profile)  # MAC'd MTIs and scheme
             self.notifier = self._notifications(config, clock, reactor)
             timer = MonotonicTimer(loop)
             rules = getattr(config, "faults", ())  # [[faults]] in the config file
@@ -167,20 +171,30 @@ class HostRuntime:
                                             ServerLimits.from_config(config), self.log,
                                             self.metrics, timer, self.faults)
             self.factory.committer = GroupCommitter(worker, self.service)
-            self.iso_port = self._listen(reactor, "ISO 8583", listen, self.factory)
+            self.factory.events = self.extras.setdefault("events", EventBus(clock=clock))
+            iso_tls, admin_tls = _tls_options(config)
+            if iso_tls is not None and config.tls.iso.tid_in_certificate:
+                self.factory.admission = TidBinding(self.log).refusal
+            self.iso_port = self._listen(reactor, "ISO 8583", listen, self.factory, iso_tls)
             self.admin_token = resolve_admin_token(admin_token, config)
             ctx = AdminContext(self.service, worker, self.metrics, self.log, clock, self.extras)
             self.admin_port = self._listen(reactor, "the admin API", admin,
-                                           admin_site(ctx, self.admin_token))
+                                           admin_site(ctx, self.admin_token), admin_tls)
         except BaseException:
             await self.stop()
             raise
         self._poll_clock(clock, MonotonicTimer(loop), self.clock_poll_s)
         self.log.event("listening", iso_port=self.iso_port, admin_port=self.admin_port,
-                       profile=codec.profile.name)
+                       profile=codec.profile.name,
+                       iso_tls=_tls_mode(getattr(config, "tls", None), "iso"),
+                       admin_tls=_tls_mode(getattr(config, "tls", None), "admin"))
         return self.iso_port, self.admin_port
 
-    def _listen(self, reactor: Any, what: str, where: tuple[str, int], factory: Any) -> int:
+    def _listen(self, reactor: Any, what: str, where: tuple[str, int], factory: Any,
+                tls: Any = None) -> int:
+        """Listen for ``factory`` on ``where``, through TLS when ``tls`` (Twisted options)."""
+        if tls is not None:
+            factory = TlsServerFactory(tls, factory, self.log, what.removeprefix("the "))
         try:
             port = reactor.listenTCP(where[1], factory, interface=where[0])
         except CannotListenError as exc:
@@ -189,6 +203,31 @@ class HostRuntime:
                              f"{reason}") from None
         self._listeners.append(port)
         return int(port.getHost().port)
+
+    def _close_connections(self, factory: IsoServerFactory) -> Deferred[Any]:
+        """Close every ISO connection; abort those still open after ``frame_deadline_s``.
+
+        A TLS close waits for the client's close_notify, which a client that does not read
+        never sends; without the abort it would hold the stop until its idle timeout.
+        """
+        closed = factory.close_all()
+        timer = MonotonicTimer(asyncio.get_running_loop())
+
+        def abort_rest() -> None:
+            for conn in list(factory.connections):
+                transport: Any = conn.transport
+                if transport is not None:
+                    self.log.event("close", conn=conn.conn_id, reason="stop_abort")
+                    transport.abortConnection()
+
+        pending = timer.callLater(factory.limits.frame_deadline_s, abort_rest)
+
+        def done(result: object) -> object:
+            if pending.active():
+                pending.cancel()
+            return result
+
+        return closed.addBoth(done)
 
     def _poll_clock(self, clock: Any, timer: MonotonicTimer, every_s: float = 1.0) -> None:
         """Run the clock's due events (cut-offs, funding...) when time moves by itself.
@@ -258,13 +297,15 @@ class HostRuntime:
             if d is not None:
                 await d.asFuture(loop)
 
+        if "event_stream" in self.extras:  # open event streams would outlive the host
+            self.extras["event_stream"].close_all()
         for port in self._listeners:
             await wait(port.stopListening())
         self._listeners.clear()
         if self.factory is not None:
             self.factory.stop_reading()
             await wait(self.factory.drained())
-            await wait(self.factory.close_all())
+            await wait(self._close_connections(self.factory))
         worker = self._worker
         if self.notifier is not None:
             await wait(self.notifier.stop())
@@ -281,6 +322,26 @@ class HostRuntime:
                     self.log.event("service_close_error", error=f"{type(exc).__name__}: {exc}")
             worker.stop()
         self.log.event("stopped")
+
+
+def _tls_options(config: Any) -> tuple[Any, Any]:
+    """Twisted TLS options of the ISO and admin ports (None: plain TCP); :class:`StartError`
+    naming the file when one cannot be used."""
+    tls = getattr(config, "tls", None)
+    if tls is None:
+        return None, None
+    try:
+        return server_options(tls.iso, "[tls.iso]"), server_options(tls.admin, "[tls.admin]")
+    except TlsSetupError as exc:
+        raise StartError(str(exc)) from None
+
+
+def _tls_mode(tls: Any, port: str) -> str:
+    """``off``, ``tls`` or ``mtls`` for the log line that says the host listens."""
+    section = getattr(tls, port, None)
+    if section is None or not section.enabled:
+        return "off"
+    return "mtls" if section.require_client_cert else "tls"
 
 
 def max_clock_move(config: object) -> timedelta:

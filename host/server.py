@@ -41,6 +41,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,10 +51,12 @@ from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
 
 from host import crashpoints
+from host.event_stream import EventBus
 from host.fault_actions import FaultHook
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
+from host.security.gate import attach_raw, encode_response
 from host.timers import DelayedCall, Timer
 from host.worker import ServiceWorker
 from protocol import Codec, DecodeError, FramingError, ProtocolError, Tpdu, ValidationError
@@ -312,6 +315,12 @@ class IsoHostProtocol(FramedProtocol):
             self._shut("decode", error=str(exc), bytes=len(payload))
             return
         self.factory.log.message("in", self.conn_id, fields)
+        self.factory.events.message("in", self.conn_id, fields)
+        attach_raw(fields, payload, codec.profile)  # the bytes a MAC covers (host.security)
+        refusal = self.factory.admission(self, fields) if self.factory.admission else None
+        if refusal is not None:  # answered here, never booked (host.tls.TidBinding)
+            self._queue(succeed(refusal), tpdu, started, fields["t"], False, None)
+            return
         faults = self.factory.faults
         decision = faults.match(self.conn_id, fields) if faults is not None else None
         if faults is not None and decision is not None:
@@ -369,7 +378,8 @@ class IsoHostProtocol(FramedProtocol):
             return None
         out = response.to_fields()
         try:
-            payload = self.factory.codec.encode(out, tpdu.reply if tpdu else None)
+            payload = encode_response(self.factory.service, self.factory.codec, out,
+                                      tpdu.reply if tpdu else None)  # MAC'd (host.security)
         except ProtocolError as exc:
             log.event("encode_error", conn=self.conn_id, mti=in_mti, error=str(exc))
             self._shut("encode_error")
@@ -381,6 +391,7 @@ class IsoHostProtocol(FramedProtocol):
                         dropped="connection closed before the response")
             return None
         log.message("out", self.conn_id, out, context=result.log, latency_ms=latency_ms)
+        self.factory.events.message("out", self.conn_id, out, result.log, latency_ms)
         if decision is not None:
             return self._deliver_fault(decision, payload)
         crashpoints.hit("after_commit_before_send")
@@ -451,6 +462,11 @@ class IsoServerFactory(Factory):
         self._drain_waiters: list[Deferred[None]] = []
         self.stopping = False
         self.committer: GroupCommitter | None = None  # set by the runtime (host.group_commit)
+        # The runtime's check of a connection's right to send a request (host.tls.TidBinding):
+        # None admits it, a reply refuses it.
+        self.admission: Callable[[IsoHostProtocol, dict[str, str]], ReplyLike | None] | None \
+            = None
+        self.events = EventBus()  # the runtime's bus (host.event_stream); idle until watched
 
     def buildProtocol(self, addr: IAddress | None) -> IsoHostProtocol | None:  # noqa: N802
         """A new connection, or None (Twisted then closes the socket) when over the cap."""

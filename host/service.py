@@ -80,6 +80,8 @@ from host.replies import (
 )
 from host.request_key import request_key, request_key_of
 from host.rules import Decision
+from host.security.gate import HostSecurity
+from host.security.tables import create_security_schema
 from host.settlement import CutoffSchedule, zone
 from host.store import Store, create_store_schema, store_checks, txn_reference
 from host.store import txn as txn_table
@@ -197,6 +199,8 @@ class HostService:
             create_schema(conn, self.chain_key)
             create_store_schema(conn)
             self._card_key = self.store.card_key(conn, config.host.card_hash_key)
+            create_security_schema(conn)
+        self.security = HostSecurity(config, self.chain_key)  # keys, MAC, PIN (host.security)
         # Settlement timing (cut-offs, funding, refund posting, notifications): one hook.
         from host.settlement_book import build_desk  # late: it imports this module's store
 
@@ -289,6 +293,8 @@ class HostService:
     # -- pipeline -----------------------------------------------------------------------------
 
     def _handle(self, fields: dict[str, str]) -> Reply:
+        if (refused := self.security.authenticate(fields)) is not None:
+            return refused  # a MAC that does not hold: nothing is booked
         now = self.clock.now()
         missing = rules.missing_field(fields) if self.strict else None
         if missing is not None:
@@ -444,7 +450,8 @@ class HostService:
         resp = NetworkResponse(mti_value="0810", stan=req.stan, terminal_id=req.terminal_id,
                                merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
                                response_code="00", business_date=ctx.de15, code=req.code.value)
-        return Reply(resp, log_context(ctx.fields, "network", "00", None))
+        resp = self.security.sign_on(ctx.conn, req, resp)  # working keys in DE62
+        return Reply(resp, log_context(ctx.fields, "network", resp.response_code, resp.rule))
 
     # -- 0100 / 0200 / 0220 ------------------------------------------------------------------------
 
@@ -473,7 +480,8 @@ class HostService:
         if self.store.tombstoned(ctx.conn, req.merchant_id, req.terminal_id, req.stan,
                                  ctx.match_dates):
             return Decision.decline(RuleId.REVERSED_BEFORE_ARRIVAL, ("tombstone",))
-        return None
+        return self.security.check_pin(ctx.conn, ctx.fields, pan, ctx.bdate, ctx.now_ms,
+                                       self._hash)  # DE52 (host.security)
 
     def _purchase(self, ctx: _Ctx, req: SaleRequest | AuthorizationRequest, pan: Pan | None,
                   pre: Decision | None) -> Reply:

@@ -127,6 +127,8 @@ class RuleId(enum.StrEnum):
 
     UNKNOWN_TERMINAL = ("UNKNOWN_TERMINAL", "58", "This terminal is not registered at the host")
     UNKNOWN_MERCHANT = ("UNKNOWN_MERCHANT", "03", "The merchant id is not known to the host")
+    CERT_TID_MISMATCH = ("CERT_TID_MISMATCH", "58",
+                         "The terminal's TLS certificate does not name this terminal id")
     CURRENCY_NOT_ACCEPTED = ("CURRENCY_NOT_ACCEPTED", "12",
                              "The merchant does not accept this currency")
     FORMAT_ERROR = ("FORMAT_ERROR", "30", "The message breaks the format rules")
@@ -136,6 +138,11 @@ class RuleId(enum.StrEnum):
     INSUFFICIENT_FUNDS = ("INSUFFICIENT_FUNDS", "51", "The card has insufficient funds")
     EXPIRED_CARD = ("EXPIRED_CARD", "54", "The card has expired")
     INCORRECT_PIN = ("INCORRECT_PIN", "55", "The PIN is wrong")
+    PIN_TRIES_EXCEEDED = ("PIN_TRIES_EXCEEDED", "75",
+                          "Too many wrong PINs for this card: locked until a later business day")
+    PIN_FORMAT_ERROR = ("PIN_FORMAT_ERROR", "99", "The PIN block or DE53 is malformed")
+    MAC_FAILED = ("MAC_FAILED", "63", "The message authentication code does not verify")
+    SIGN_ON_REQUIRED = ("SIGN_ON_REQUIRED", "77", "The terminal must sign on for new keys first")
     ORIGINAL_NOT_FOUND = ("ORIGINAL_NOT_FOUND", "25", "No sale with this reference was found")
     ORIGINAL_NOT_A_SALE = ("ORIGINAL_NOT_A_SALE", "12", "The referenced transaction is not a sale")
     ORIGINAL_NOT_EFFECTIVE = ("ORIGINAL_NOT_EFFECTIVE", "12",

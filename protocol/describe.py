@@ -1,7 +1,10 @@
 """Field-by-field explanation of a message, for logs, the message inspector and trainers.
 
 Sensitive fields never show their value: the PAN is masked to first 6 / last 4, track data,
-PIN blocks and MACs are replaced by a note of their length.
+PIN blocks and MACs are replaced by a note of their length. Security fields are explained
+without their secrets: DE52 ``[PIN block, 8 bytes]``, DE53 its digits spelled out, DE62 of a
+sign-on answer the number of wrapped keys and their check values (never the wrapped bytes), DE62
+of a request the DUKPT KSN and its counter, DE64/DE128 the MAC scheme and size.
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ from protocol.masking import mask_pan
 from protocol.messages import Message, OriginalData
 from protocol.money import Money, currency
 from protocol.private_data import decode_remaining, decode_tlv
+from protocol.security.errors import SecurityError
+from protocol.security.wire import KeyManagement, SecurityControl
+
+#: The MAC scheme named when a caller does not say (the generic profiles').
+DEFAULT_MAC_SCHEME = "x9.19"
+_MAC_FIELDS = ("64", "128")
 
 _MTI_MEANING = {
     "0100": "Authorization request", "0110": "Authorization response",
@@ -54,9 +63,13 @@ class FieldLine:
 
 
 def describe_fields(
-    fields: Mapping[str, str], table: str | FieldTable = "iso87"
+    fields: Mapping[str, str], table: str | FieldTable = "iso87",
+    mac_scheme: str = DEFAULT_MAC_SCHEME,
 ) -> list[FieldLine]:
-    """Explain each field of a field dict, in field order, with card data made safe."""
+    """Explain each field of a field dict, in field order, with card data made safe.
+
+    ``mac_scheme`` names the profile's MAC algorithm in the DE64/DE128 line.
+    """
     specs = field_table(table)
     mti = fields.get("t", "")
     lines = [FieldLine("t", "Message type indicator", mti, _MTI_MEANING.get(mti, ""))]
@@ -66,14 +79,23 @@ def describe_fields(
         name = spec.name if spec else "Unknown field"
         raw = fields[key]
         sensitivity = spec.sensitivity if spec else Sensitivity.PLAIN
+        size = len(raw) // 2 if spec and spec.hex_text else len(raw)
         if sensitivity is Sensitivity.PAN:
             value = mask_pan(raw)
+        elif key == "52":
+            value = f"[PIN block, {size} bytes]"
+        elif key in _MAC_FIELDS and sensitivity is Sensitivity.SECRET:
+            value = f"[MAC, {size} bytes]"
         elif sensitivity is Sensitivity.SECRET:
-            size = len(raw) // 2 if spec and spec.hex_text else len(raw)
             value = f"[{size} bytes hidden]"
+        elif key == "62" and is_key_block(fields):
+            value = f"[wrapped keys, {len(raw) // 2} bytes]"
         else:
             value = raw
-        meaning = _meaning(key, raw, fields) if _numeric_ok(spec, raw) else ""
+        if key in _MAC_FIELDS and sensitivity is Sensitivity.SECRET:
+            meaning = f"MAC ({mac_scheme}, {size} bytes)"
+        else:
+            meaning = _meaning(key, raw, fields) if _numeric_ok(spec, raw) else ""
         lines.append(FieldLine(key, name, value, meaning))
     return lines
 
@@ -136,6 +158,48 @@ def _de48(raw: str, _: Mapping[str, str]) -> str:
     return ", ".join(f"{names.get(k, k)}={v}" for k, v in items.items())
 
 
+def is_key_block(fields: Mapping[str, str]) -> bool:
+    """True when DE62 of ``fields`` carries wrapped working keys (a network management answer)."""
+    return fields.get("t", "") in ("0810", "0830") and "62" in fields
+
+
+#: Bytes of one wrapped key with its 4-byte check value: TDES double length, then TDES triple
+#: length or AES-128 (RFC 3394 adds 8 bytes to the 16).
+_WRAPPED_SIZES = (20, 28)
+
+
+def _de62(raw: str, fields: Mapping[str, str]) -> str:
+    if is_key_block(fields):
+        data = bytes.fromhex(raw)
+        for size in _WRAPPED_SIZES:
+            count = len(data) // size
+            if len(data) % size == 0 and count in (2, 3):
+                kcvs = ", ".join(data[i * size + size - 4 : (i + 1) * size].hex().upper()
+                                 for i in range(count))
+                names = "PIN, MAC" + (", data" if count == 3 else "")
+                return f"{count} wrapped keys ({names}), KCVs {kcvs}"
+        return "working-key block of an unknown layout"
+    if len(raw) == 20 and all(c in "0123456789ABCDEFabcdef" for c in raw):
+        counter = int(raw[-6:], 16) & 0x1FFFFF
+        return f"DUKPT KSN, transaction counter {counter}"
+    return ""
+
+
+_KEY_KINDS = {"TDES-2": "TDES double length", "TDES-3": "TDES triple length",
+              "AES-128": "AES-128"}
+_MANAGEMENT = {KeyManagement.MASTER_SESSION: "keys from sign-on",
+               KeyManagement.TDES_DUKPT: "TDES DUKPT", KeyManagement.AES_DUKPT: "AES DUKPT"}
+
+
+def _de53(raw: str, _: Mapping[str, str]) -> str:
+    try:
+        control = SecurityControl.parse(raw)
+    except SecurityError as exc:
+        return str(exc)
+    return (f"PIN block ISO format {control.pin_format.value}, "
+            f"{_KEY_KINDS[control.algorithm.value]}, {_MANAGEMENT[control.management]}")
+
+
 def _de54(raw: str, _: Mapping[str, str]) -> str:
     remaining = decode_remaining(raw)
     return f"remaining refundable {remaining}" if remaining else ""
@@ -155,8 +219,10 @@ _MEANINGS = {
     "44": _rule,
     "48": _de48,
     "49": lambda raw, f: currency(raw).alpha,
+    "53": _de53,
     "54": _de54,
     "60": lambda raw, f: f"batch {raw}",
+    "62": _de62,
     "70": lambda raw, f: _NETWORK_MEANING.get(raw, ""),
     "90": _de90,
 }

@@ -151,6 +151,7 @@ class CardData:
     expiry: str | None = None  # YYMM
     track2: Track2 | None = None
     pin_block: str | None = field(default=None, repr=False)  # hex, DE52
+    security_control: str | None = None  # DE53, with a PIN block
 
     @property
     def account(self) -> Pan:
@@ -170,6 +171,7 @@ class CardData:
             out["35"] = self.track2.data
         out["22"] = self.entry_mode.value + ("1" if self.pin_block else "2")
         _put(out, "52", self.pin_block)
+        _put(out, "53", self.security_control)
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> CardData:
@@ -191,6 +193,7 @@ class CardData:
             expiry=fields.get("14"),
             track2=track2,
             pin_block=fields.get("52"),
+            security_control=fields.get("53"),
         )
 
 
@@ -239,6 +242,7 @@ class FinancialRequest(Message):
     local_time: str | None = None  # DE12 hhmmss
     local_date: str | None = None  # DE13 MMDD
     pos_condition: str = "00"  # DE25
+    ksn: str | None = None  # DE62: a DUKPT terminal's key serial number, 20 hex digits
 
     @property
     def processing_code(self) -> str:
@@ -255,6 +259,7 @@ class FinancialRequest(Message):
         out["25"] = self.pos_condition
         if self.card is not None:
             self.card.to_fields(out)
+        _put(out, "62", self.ksn)
         return out
 
     @classmethod
@@ -700,20 +705,27 @@ class BatchUploadResponse(Response):
 
 @dataclass(frozen=True, kw_only=True)
 class NetworkResponse(Response):
-    """0810: answers sign-on, sign-off and echo; DE15 is the host's business date."""
+    """0810: answers sign-on, sign-off and echo; DE15 is the host's business date.
+
+    :ivar wrapped_keys: DE62 of a sign-on answer: the working keys wrapped under the TMK, as hex
+        (``protocol.security.wire.key_block_text``); None when the host sends none.
+    """
 
     code: str | None = None
+    wrapped_keys: str | None = field(default=None, repr=False)
 
     def to_fields(self) -> Fields:
         """The field dict for the codec."""
         out = self._response_fields()
         _put(out, "70", self.code)
+        _put(out, "62", self.wrapped_keys)
         return out
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> NetworkResponse:
         """Parse a decoded 0810."""
-        return cls(code=fields.get("70"), **cls._response_kwargs(fields))  # type: ignore[arg-type]
+        return cls(code=fields.get("70"), wrapped_keys=fields.get("62"),
+                   **cls._response_kwargs(fields))  # type: ignore[arg-type]
 
 
 AnyResponse: TypeAlias = (

@@ -41,10 +41,10 @@ from protocol.headers import (
 from protocol.transactions import KNOWN_MTIS, Direction, FieldMatch, TxnRoute, TxnType
 
 __all__ = [
-    "DEFAULT_PROFILE", "GENERIC_ROUTES", "ISO87", "ISO87_ASCII", "KNOWN_MTIS", "LENGTH_HEADERS",
-    "PROFILES", "TABLES", "Ascii4", "Bcd2", "Binary2", "Direction", "Encoding", "FieldMatch",
-    "FieldSpec", "FieldTable", "LengthCount", "LengthHeader", "MessageHeader", "Sensitivity",
-    "TpduSpec",
+    "DEFAULT_PROFILE", "GENERIC_MAC_MTIS", "GENERIC_ROUTES", "ISO87", "ISO87_ASCII", "KNOWN_MTIS",
+    "LENGTH_HEADERS", "PROFILES", "TABLES", "Ascii4", "Bcd2", "Binary2", "Direction", "Encoding",
+    "FieldMatch", "FieldSpec", "FieldTable", "LengthCount", "LengthHeader", "MessageHeader",
+    "Sensitivity", "TpduSpec",
     "TxnRoute", "TxnType", "WireProfile", "compile_spec", "field_table", "get_profile",
     "length_header", "mandatory_fields",
 ]  # fmt: skip
@@ -81,6 +81,13 @@ GENERIC_ROUTES: tuple[TxnRoute, ...] = (
 """How the generic ISO 8583:1987 profile spells each logical transaction."""
 del T, M
 
+GENERIC_MAC_MTIS: frozenset[str] = frozenset({
+    "0100", "0110", "0200", "0210", "0220", "0221", "0230",
+    "0400", "0401", "0410", "0420", "0421", "0430",
+})
+"""The messages that carry a MAC on the generic profiles: the financial requests, their
+repeats and reversals, and the responses to them."""
+
 
 @dataclass(frozen=True, eq=False)
 class WireProfile:
@@ -91,8 +98,10 @@ class WireProfile:
     :ivar tpdu: the TPDU after the length header, or None; a response swaps its addresses.
     :ivar message_header: a fixed header before the MTI, or None.
     :ivar routes: how each logical transaction is spelled, with its mandatory fields.
-    :ivar mac_field: / :ivar mac_scheme: where a MAC goes and how it is computed; a slot for
-        message security (no profile MACs yet).
+    :ivar mac_field: / :ivar mac_scheme: where a MAC goes (the last field, see
+        :mod:`protocol.security.wire`) and its scheme in :data:`protocol.security.MAC_SCHEMES`
+        (for TDES keys; AES keys use AES-CMAC).
+    :ivar mac_mtis: the messages that carry a MAC when the terminal's keys call for one.
     """
 
     name: str
@@ -104,6 +113,7 @@ class WireProfile:
     routes: tuple[TxnRoute, ...] = field(default=GENERIC_ROUTES, repr=False)
     mac_field: int | None = None
     mac_scheme: str | None = None
+    mac_mtis: frozenset[str] = frozenset()
     _by_mti: Mapping[str, tuple[TxnRoute, ...]] = field(init=False, repr=False)
     _by_txn: Mapping[TxnType, TxnRoute] = field(init=False, repr=False)
 
@@ -182,21 +192,27 @@ class WireProfile:
         return None
 
 
+_GENERIC_MAC: dict[str, Any] = {"mac_field": 64, "mac_scheme": "x9.19",
+                                "mac_mtis": GENERIC_MAC_MTIS}
+
 PROFILES: dict[str, WireProfile] = {
     p.name: p
     for p in (
         WireProfile(
             "iso87-ascii", ISO87_ASCII, length_header("2b"),
             "ISO 8583:1987, ASCII fields, binary bitmap, 2-byte binary length (default)",
+            **_GENERIC_MAC,
         ),
         WireProfile(
             "iso87-ascii-4a", ISO87_ASCII, length_header("4a"),
             "ISO 8583:1987, ASCII fields, binary bitmap, 4 ASCII digit length",
+            **_GENERIC_MAC,
         ),
         WireProfile(
             "iso87-ascii-tpdu", ISO87_ASCII, length_header("2b"),
             "ISO 8583:1987, ASCII fields, 2-byte binary length followed by a 5-byte TPDU",
             tpdu=TpduSpec(),
+            **_GENERIC_MAC,
         ),
     )
 }  # fmt: skip

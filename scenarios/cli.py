@@ -4,7 +4,9 @@
 
     poslab-scenarios run PATH... [-k EXPR] [--tags T,U] [--junit FILE] [--json FILE]
                      [--seed N] [--jobs N] [--host HOST:PORT [--admin URL] [--token T]
-                     [--tid ID] [--mid ID] [--currency CUR]] [--time] [-q]
+                     [--tid ID] [--mid ID] [--currency CUR] [--tls-ca FILE]
+                     [--tls-cert FILE --tls-key FILE]] [--time] [-q]
+                     [--lesson [--no-wait]]
     poslab-scenarios validate PATH...
     poslab-scenarios new NAME [--dir DIR]
 
@@ -126,8 +128,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tid", help="terminal id for --host (default from the host config)")
     run.add_argument("--mid", help="merchant id for --host")
     run.add_argument("--currency", help="currency for --host")
+    run.add_argument("--tls-ca", metavar="FILE",
+                     help="connect to --host (and an https --admin) over TLS, trusting this "
+                          "PEM CA")
+    run.add_argument("--tls-cert", metavar="FILE",
+                     help="client certificate (PEM) for a host that requires one")
+    run.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     run.add_argument("--time", action="store_true", help="print each scenario's duration")
     run.add_argument("-q", "--quiet", action="store_true", help="no summary table")
+    run.add_argument("--lesson", action="store_true",
+                     help="play step by step against --host: say each step's 'say:' line, "
+                          "wait for Enter, send, show the effect")
+    run.add_argument("--no-wait", action="store_true",
+                     help="with --lesson: do not wait for Enter (tests, CI)")
     val = sub.add_parser("validate", help="check scenario files without running them")
     val.add_argument("paths", nargs="+", metavar="PATH")
     new = sub.add_parser("new", help="write a commented scenario template")
@@ -223,10 +236,27 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     if args.admin and not args.host:
         print("--admin needs --host", file=out)
         return EXIT_INVALID
+    if (args.tls_ca or args.tls_cert or args.tls_key) and not args.host:
+        print("--tls-ca, --tls-cert and --tls-key need --host", file=out)
+        return EXIT_INVALID
+    if args.lesson and not (args.host and args.admin):
+        print("--lesson plays against a running host: give --host HOST:PORT and --admin URL",
+              file=out)
+        return EXIT_INVALID
+    if args.no_wait and not args.lesson:
+        print("--no-wait belongs to --lesson", file=out)
+        return EXIT_INVALID
+    if args.lesson and args.jobs > 1:
+        print("--lesson plays one step at a time: --jobs cannot be used with it", file=out)
+        return EXIT_INVALID
     if not items:
         print(f"0 of {len(loaded)} scenarios selected", file=out)
         return EXIT_OK
-    remote = _remote_args(args)
+    try:
+        remote = _remote_args(args)
+    except ValueError as exc:  # terminal.tls.ClientTlsError: a bad --tls-* file
+        print(exc, file=out)
+        return EXIT_INVALID
     started = time.monotonic()
     outcomes: list[ScenarioOutcome] = []
 
@@ -241,7 +271,16 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f" [{len(outcomes):>{len(str(len(items)))}}/{len(items)}]\n")
             out.flush()
 
-    if args.jobs > 1:
+    if args.lesson:
+        from scenarios.lesson import LessonPace, run_lessons
+        from scenarios.loop import release_threads, run_sync
+
+        pace = LessonPace(out, wait=not args.no_wait, seeded=args.seed is not None)
+        try:
+            outcomes = run_sync(run_lessons(items, make_target_factory(remote), args.seed, pace))
+        finally:
+            release_threads()
+    elif args.jobs > 1:
         order = {id(item): n for n, item in enumerate(items)}
         results = _run_parallel(items, args.seed, remote, args.jobs, done)
         outcomes = [results[order[id(i)]] for i in items]
@@ -270,9 +309,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 def _remote_args(args: argparse.Namespace) -> dict[str, Any] | None:
     if not args.host:
         return None
+    from terminal.tls import client_tls
+
     return {"address": args.host, "admin_url": args.admin,
             "token": args.token or os.environ.get("POSLAB_ADMIN_TOKEN"), "tid": args.tid,
-            "mid": args.mid, "currency": args.currency}
+            "mid": args.mid, "currency": args.currency,
+            "tls": client_tls(args.tls_ca, args.tls_cert, args.tls_key)}
 
 
 def make_target_factory(remote: dict[str, Any] | None) -> Any:

@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from protocol import Codec, ProtocolError, RuleId, response_text
 from protocol.codes import EntryMode, NetworkCode, RefundReason
@@ -44,7 +46,8 @@ from protocol.messages import (
 from protocol.money import Money
 from protocol.money import currency as find_currency
 from protocol.private_data import decode_remaining
-from scenarios import schema
+from scenarios import admin as admin_api
+from scenarios import schema, security_steps
 from scenarios.admin import AdminCallError, AdminError
 from scenarios.loader import Loaded
 from scenarios.outcome import Exchange, ScenarioOutcome, StepOutcome
@@ -55,12 +58,14 @@ from terminal.config import TerminalConfig
 from terminal.flow import Draft, Original
 from terminal.journal import Journal, TxnKind
 from terminal.journal import Txn as Line
+from terminal.security.state import SecurityUnavailable, SignOnKeyError, TerminalSecurity
 from terminal.session import TerminalSession
 
 Fields = dict[str, str]
 DEFAULT_START = datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=8)))  # a Monday
 ANSWER_WAIT_S = 10.0
 REVERSAL_REPEATS = 3
+M = TypeVar("M", bound=BaseModel)
 _ENTRY = {"manual": EntryMode.MANUAL, "swipe": EntryMode.SWIPE, "chip": EntryMode.CHIP,
           "contactless": EntryMode.CONTACTLESS}
 _NET = {"echo": NetworkCode.ECHO, "sign_on": NetworkCode.SIGN_ON, "sign_off": NetworkCode.SIGN_OFF}
@@ -138,6 +143,9 @@ class Session:
     client: IsoClient
     journal: dict[str, Txn] = field(default_factory=dict)
     terminals: dict[tuple[str, str], TerminalSession] = field(default_factory=dict)
+    #: the scenario terminal's keys (``terminal.tmk`` / ``terminal.dukpt``), None without
+    security: TerminalSecurity | None = None
+    pace: Pace | None = None
 
     @property
     def scenario(self) -> schema.Scenario:
@@ -160,7 +168,8 @@ class Session:
                 merchant_id=key[1], currency=self.target.currency,
                 timeout_s_response=self.scenario.timeout_s, reversal_repeats=REVERSAL_REPEATS)
             found = TerminalSession(config, Journal.in_memory(rng.randrange(1, 900_000) + 1),
-                                    clock=lambda: self.now)
+                                    clock=lambda: self.now,
+                                    security=self.security if first else None)
             self.terminals[key] = found
         return found
 
@@ -206,8 +215,21 @@ def card_data(pan: str, expiry: str, entry: str) -> CardData:
 TargetFactory = Callable[[schema.Scenario, datetime], Any]  # async -> Target
 
 
+class Pace(Protocol):
+    """Lesson mode's hold on the run (:mod:`scenarios.lesson`): called around each step."""
+
+    async def start(self, session: Session) -> None:
+        """Before the first step (the session's target is up)."""
+
+    async def before(self, session: Session, index: int, step: schema.Step) -> None:
+        """Before step ``index`` (0-based) is sent."""
+
+    def after(self, step: schema.Step, result: StepOutcome) -> None:
+        """Once the step ran."""
+
+
 async def run_scenario(loaded: Loaded, make_target: TargetFactory,
-                       seed: int | None = None) -> ScenarioOutcome:
+                       seed: int | None = None, pace: Pace | None = None) -> ScenarioOutcome:
     """Run one scenario on a target made for it; never raises for scenario problems."""
     scenario = loaded.scenario
     used_seed = seed_for(loaded, seed)
@@ -219,7 +241,11 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
         target = await make_target(scenario, start)
         codec = Codec(scenario.terminal.profile)
         session = Session(loaded, target, used_seed, codec, start,
-                          IsoClient(target.iso_host, target.iso_port, codec))
+                          IsoClient(target.iso_host, target.iso_port, codec, tls=target.tls),
+                          security=security_steps.build_security(scenario, codec), pace=pace)
+        session.client.link.guard = security_steps.guard_for(session.security, codec)
+        if pace is not None:
+            await pace.start(session)
         await _run_steps(session, outcome)
     except TargetError as exc:
         outcome.status, outcome.error = "error", f"cannot set up the host: {exc}"
@@ -240,6 +266,8 @@ async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
     lines = session.loaded.step_lines or tuple(0 for _ in steps)
     try:
         for index, step in enumerate(steps):
+            if session.pace is not None:
+                await session.pace.before(session, index, step)
             result = StepOutcome(index + 1, step.label, lines[index])
             outcome.steps.append(result)
             try:
@@ -253,6 +281,8 @@ async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
             except (WireError, AdminError) as exc:
                 result.status, result.actual = "failed", str(exc)
                 result.expected = result.expected or "an answer"
+            if session.pace is not None:
+                session.pace.after(step, result)
             if result.status in ("failed", "error"):
                 outcome.status = result.status
                 for later in range(index + 1, len(steps)):
@@ -426,7 +456,12 @@ async def _financial(session: Session, step: schema.Step, result: StepOutcome, p
                      draft: Draft, pan: str, expiry: str, evidence: str | None = None) -> Txn:
     """Journal ``draft`` in the step's terminal, send it, judge and record the answer."""
     terminal = session.terminal(p.terminal, p.merchant)
-    pending = terminal.begin(draft, stan=p.stan, evidence=evidence)
+    try:
+        pending = terminal.begin(draft, stan=p.stan, evidence=evidence)
+    except SecurityUnavailable as exc:
+        raise ScenarioBroken(f"pin: {exc} (give terminal.tmk and sign on first, or "
+                             "terminal.dukpt)") from None
+    security_steps.arm_mac_fault(session, getattr(p, "mac", None))
     txn = Txn(step.verb, pending.request.to_fields(), None, draft.amount, pan, expiry,
               terminal, pending.txn)
     if step.id:
@@ -439,7 +474,8 @@ async def _payment(session: Session, step: schema.Step, result: StepOutcome) -> 
     p: schema.CardPayment = step.params
     pan, expiry = session.card(p.card)
     kind = TxnKind.AUTHORIZE if step.verb == "authorize" else TxnKind.SALE
-    draft = Draft(kind, session.money(p.amount, p.currency), _card(pan, expiry), _ENTRY[p.entry])
+    draft = Draft(kind, session.money(p.amount, p.currency), _card(pan, expiry), _ENTRY[p.entry],
+                  pin=p.pin)
     await _financial(session, step, result, p, draft, pan, expiry)
 
 
@@ -497,6 +533,7 @@ async def _reverse(session: Session, step: schema.Step, result: StepOutcome) -> 
                                   card=card_data(pan, expiry, "manual"), repeat=p.repeat,
                                   transmitted_at=session.transmitted_at())
         orig = None
+    security_steps.arm_mac_fault(session, p.mac)
     answer = await exchange(session, result, message, _expect(step), "reversal")
     if orig is not None and answer is not None and answer.get("39") == "00":
         orig.terminal.reversal_answered(orig.line, _typed(answer))
@@ -533,7 +570,10 @@ async def _echo(session: Session, step: schema.Step, result: StepOutcome) -> Non
     answer = await exchange(session, result, msg, _expect(step), p.code.replace("_", "-"))
     typed = _typed(answer) if answer is not None else None
     if isinstance(typed, NetworkResponse):
-        terminal.network_answered(msg, typed)
+        try:
+            terminal.network_answered(msg, typed)
+        except SignOnKeyError as exc:
+            raise StepFailed("working keys that pass their checks", str(exc)) from None
 
 
 async def _send_raw(session: Session, step: schema.Step, result: StepOutcome) -> None:
@@ -573,43 +613,65 @@ def _admin(session: Session) -> Any:
 
 
 async def _admin_call(session: Session, method: str, path: str, body: Any = None) -> Any:
-    admin = _admin(session)
+    """An untyped admin call (scenario checks read any host's JSON leniently)."""
     try:
-        return await admin.call(method, path, body)
+        return await _admin(session).call(method, path, body)
     except AdminCallError as exc:
-        if exc.status in (404, 405) and not path.startswith(("/transactions/", "/reviews/")):
-            raise StepSkipped(f"the host has no {method} {path.split('?')[0]} "
-                              f"(HTTP {exc.status})") from None
-        raise StepFailed(f"{method} {path} to succeed", str(exc)) from None
+        raise _admin_failure(exc, method, path) from None
+
+
+async def _admin_fetch(session: Session, call: admin_api.AdminCall[M]) -> M:
+    """A typed admin call: the answer as its model."""
+    client: admin_api.AdminClient = _admin(session)
+    try:
+        return await client.fetch(call)
+    except AdminCallError as exc:
+        raise _admin_failure(exc, call.method, call.path) from None
+    except ValidationError as exc:
+        raise StepFailed(f"{call.method} {call.path} to answer a {call.model.__name__}",
+                         f"{exc.error_count()} members of another shape") from None
+
+
+def _admin_failure(exc: AdminCallError, method: str, path: str) -> Exception:
+    """A missing admin route skips the step (the host cannot do it); any other error fails it."""
+    if exc.status in (404, 405) and not path.startswith(("/transactions/", "/reviews/")):
+        return StepSkipped(f"the host has no {method} {path.split('?')[0]} "
+                           f"(HTTP {exc.status})")
+    return StepFailed(f"{method} {path} to succeed", str(exc))
 
 
 async def _advance(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Advance = step.params
     if p.to is not None:
-        body: dict[str, Any] = {"instant": p.to.isoformat()}
-        data = await _admin_call(session, "POST", "/clock/set", body)
+        call = admin_api.set_clock(p.to.isoformat())
+    elif p.business_days is not None:
+        call = admin_api.advance_clock(business_days=p.business_days)
+    elif p.hours is not None:
+        call = admin_api.advance_clock(hours=p.hours)
     else:
-        if p.business_days is not None:
-            body = {"business_days": p.business_days}
-        elif p.hours is not None:
-            body = {"hours": p.hours}
-        else:
-            seconds = (p.seconds or 0) + 60 * (p.minutes or 0) + 86400 * (p.days or 0)
-            body = {"seconds": seconds}
-        data = await _admin_call(session, "POST", "/clock/advance", body)
-    result.actual = f"clock now {data.get('now') if isinstance(data, dict) else data}"
-    now = data.get("now") if isinstance(data, dict) else None
-    if isinstance(now, str):
-        try:
-            session.now = datetime.fromisoformat(now).astimezone(session.now.tzinfo)
-        except ValueError:
-            pass
+        seconds = (p.seconds or 0) + 60 * (p.minutes or 0) + 86400 * (p.days or 0)
+        call = admin_api.advance_clock(seconds=seconds)
+    view = await _admin_fetch(session, call)
+    result.actual = f"clock now {view.now}"
+    follow_host_clock(session, view.now)
+
+
+def follow_host_clock(session: Session, now: str) -> None:
+    """Take the host's instant (a ``/clock`` answer's ``now``) as the session's time."""
+    try:
+        session.now = datetime.fromisoformat(now).astimezone(session.now.tzinfo)
+    except ValueError:
+        pass
 
 
 async def _check(session: Session, step: schema.Step, result: StepOutcome) -> None:
     from scenarios.checks import run_check
 
-    await run_check(session, step.params, result, _admin_call)
+    p: schema.Check = step.params
+    if p.keys is not None:
+        security_steps.check_keys(session.terminal(), p.keys)
+    if p.transaction or p.ledger or p.settlement or p.notification or p.reviews is not None:
+        await run_check(session, p, result, _admin_call)
 
 
 async def _review(session: Session, step: schema.Step, result: StepOutcome) -> None:
@@ -617,18 +679,17 @@ async def _review(session: Session, step: schema.Step, result: StepOutcome) -> N
     review_id = p.review_id
     if review_id is None:
         rrn = session.original(p.refund).rrn
-        data = await _admin_call(session, "GET", "/reviews")
-        reviews = data.get("reviews", data) if isinstance(data, dict) else data
-        found = [r for r in reviews or [] if rrn in (r.get("rrn"), r.get("refund_rrn"))]
+        listed = await _admin_fetch(session, admin_api.reviews())
+        found = [r for r in listed.reviews if r.rrn == rrn]
         if not found:
             raise StepFailed(f"a review for the refund {rrn}", "no such review at the host")
-        review_id = found[0].get("id")
+        review_id = found[0].id
     action = "approve" if step.verb == "approve_review" else "reject"
-    body = {"approver": p.approver, "note": p.note} if action == "approve" else \
-        {"approver": p.approver, "reason": p.reason or p.note}
+    call = admin_api.approve_review(review_id, p.approver, p.note) if action == "approve" \
+        else admin_api.reject_review(review_id, p.approver, p.reason or p.note)
     result.expected = f"review {review_id} {action}d"
-    data = await _admin_call(session, "POST", f"/reviews/{review_id}/{action}", body)
-    result.actual = f"review {review_id}: {data.get('state') if isinstance(data, dict) else data}"
+    review = await _admin_fetch(session, call)
+    result.actual = f"review {review_id}: {review.state}"
 
 
 async def _fault(session: Session, step: schema.Step, result: StepOutcome) -> None:
@@ -651,12 +712,12 @@ async def _fault(session: Session, step: schema.Step, result: StepOutcome) -> No
         rule["delay_ms"] = p.ms
     if p.code:
         rule["response_code"] = p.code
-    await _admin_call(session, "POST", "/faults", rule)
+    await _admin_fetch(session, admin_api.add_faults(rule))
     result.actual = f"fault installed: {p.action}"
 
 
 async def _clear_faults(session: Session, step: schema.Step, result: StepOutcome) -> None:
-    await _admin_call(session, "DELETE", "/faults")
+    await _admin_fetch(session, admin_api.clear_faults())
 
 
 _STEPS: dict[str, Callable[[Session, schema.Step, StepOutcome], Any]] = {
@@ -664,6 +725,7 @@ _STEPS: dict[str, Callable[[Session, schema.Step, StepOutcome], Any]] = {
     "reverse": _reverse, "settle": _settle, "echo": _echo, "advance": _advance,
     "check": _check, "approve_review": _review, "reject_review": _review,
     "send_raw": _send_raw, "fault": _fault, "clear_faults": _clear_faults,
+    "sign_on": security_steps.sign_on,
 }
 assert set(_STEPS) == set(schema.VERBS)
 

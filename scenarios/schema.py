@@ -15,10 +15,10 @@ A scenario file is one YAML mapping (see ``docs/scenarios.md`` for every key wit
 
 Every step is a mapping with exactly one *verb* key (``sale``, ``authorize``, ``refund``,
 ``void``, ``reverse``, ``settle``, ``echo``, ``advance``, ``check``, ``approve_review``,
-``reject_review``, ``send_raw``, ``fault``, ``clear_faults``) plus optional ``id``, ``note``,
-``repeat`` and ``expect``. The loader (:mod:`scenarios.loader`) expands ``vars``, ``cases`` and
-``repeat`` before these models see the data, and maps every validation error back to its
-file, line and column.
+``reject_review``, ``send_raw``, ``fault``, ``clear_faults``, ``sign_on``) plus optional ``id``,
+``note``, ``say`` (the line lesson mode shows before the step), ``repeat`` and ``expect``. The
+loader (:mod:`scenarios.loader`) expands ``vars``, ``cases`` and ``repeat`` before these models
+see the data, and maps every validation error back to its file, line and column.
 
 Amounts are decimal strings in major units (``"100.00"``); plain integers are accepted, floats
 are refused because YAML would silently round them.
@@ -34,10 +34,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from protocol.codes import RefundReason, RuleId
+from protocol.security import Key, KeyAlgorithm, SecurityError
 
 VERBS = (
     "sale", "authorize", "refund", "void", "reverse", "settle", "echo", "advance", "check",
-    "approve_review", "reject_review", "send_raw", "fault", "clear_faults",
+    "approve_review", "reject_review", "send_raw", "fault", "clear_faults", "sign_on",
 )  # fmt: skip
 
 
@@ -86,10 +87,27 @@ def _text(value: object) -> object:
     return value
 
 
+def _pin(value: object) -> object:
+    value = _text(value)
+    if not (isinstance(value, str) and value.isdigit() and 4 <= len(value) <= 12):
+        raise ValueError('a PIN is 4 to 12 digits in quotes, e.g. "1234"')
+    return value
+
+
+def _hex(value: object) -> object:
+    value = _text(value)
+    if not isinstance(value, str) or not value or any(
+            c not in "0123456789ABCDEFabcdef" for c in value):
+        raise ValueError("write keys, check values and KSNs as hexadecimal text in quotes")
+    return value.upper()
+
+
 Amount = Annotated[str, BeforeValidator(_amount)]
 Code = Annotated[str, BeforeValidator(_code)]
 Rule = Annotated[str, BeforeValidator(_rule)]
 Text = Annotated[str, BeforeValidator(_text)]
+Pin = Annotated[str, BeforeValidator(_pin)]
+Hex = Annotated[str, BeforeValidator(_hex)]
 Entry = Literal["manual", "swipe", "chip", "contactless"]
 Reason = Literal["transaction_failure", "payment_error", "product_recall", "return", "other"]
 assert set(Reason.__args__) == {r.value for r in RefundReason}  # type: ignore[attr-defined]
@@ -111,6 +129,9 @@ class Expect(_Model):
     :ivar remaining: the remaining refundable amount the answer carries in DE54.
     :ivar approval_code: whether DE38 must be present (true) or absent (false).
     :ivar fields: exact values of other response fields, keyed by field number.
+    :ivar keys: for ``sign_on``: ``received`` (new working keys, each matching its check value,
+        different from the ones held before), ``refused`` (every try's keys failed their check
+        values) or ``none`` (the answer carried no keys).
     """
 
     response: Code | None = None
@@ -121,6 +142,7 @@ class Expect(_Model):
     remaining: Amount | None = None
     approval_code: bool | None = None
     fields: dict[Text, Text] | None = None
+    keys: Literal["received", "refused", "none"] | None = None
 
     @model_validator(mode="after")
     def _exclusive(self) -> Expect:
@@ -138,6 +160,8 @@ class _Routing(_Model):
     terminal: Text | None = None  # DE41; default: the scenario's terminal
     merchant: Text | None = None  # DE42; default: the scenario's merchant
     stan: Text | None = Field(default=None, pattern=r"^\d{6}$")  # default: next from the seed
+    #: a deliberate MAC fault on this request: a wrong MAC, or none at all
+    mac: Literal["bad", "missing"] | None = None
 
 
 class CardPayment(_Routing):
@@ -147,6 +171,7 @@ class CardPayment(_Routing):
     amount: Amount
     currency: str | None = None  # ISO 4217 alpha or numeric; default: the terminal's
     entry: Entry = "manual"
+    pin: Pin | None = None  # the PIN the cardholder types (right or wrong): DE52 + DE53
 
 
 class Refund(_Routing):
@@ -272,6 +297,21 @@ class Advance(_Model):
         return self
 
 
+class KeyState(_Model):
+    """``check: {keys: ...}``: the scenario terminal's key state (check values, never keys).
+
+    :ivar working: whether working keys from a sign-on are held.
+    :ivar tmk_kcv: / :ivar pin_kcv: / :ivar mac_kcv: leading hex digits of a check value.
+    :ivar ksn_counter: the DUKPT transaction counter of the last KSN used.
+    """
+
+    working: Literal["present", "absent"] | None = None
+    tmk_kcv: Hex | None = None
+    pin_kcv: Hex | None = None
+    mac_kcv: Hex | None = None
+    ksn_counter: int | None = Field(default=None, ge=0)
+
+
 class Check(_Model):
     """``check``: assert host state through the admin API.
 
@@ -298,6 +338,7 @@ class Check(_Model):
     settlement: dict[str, Any] | None = None
     notification: dict[str, Any] | None = None
     reviews: dict[str, int] | None = None
+    keys: KeyState | None = None
 
     @model_validator(mode="after")
     def _something(self) -> Check:
@@ -306,9 +347,9 @@ class Check(_Model):
         if any(getattr(self, k) is not None for k in tx_keys) and not self.transaction:
             raise ValueError("transaction state checks need 'transaction: <step id or RRN>'")
         if not (self.transaction or self.ledger or self.settlement or self.notification
-                or self.reviews is not None):
-            raise ValueError("check what? give transaction, ledger, settlement, notification "
-                             "or reviews")
+                or self.reviews is not None or self.keys):
+            raise ValueError("check what? give transaction, ledger, settlement, notification, "
+                             "reviews or keys")
         return self
 
 
@@ -372,11 +413,23 @@ class Fault(_Model):
         return self
 
 
+class SignOnStep(_Model):
+    """``sign_on`` (0800/001): sign on and take the working keys the 0810 carries (DE62).
+
+    Keys that fail their check values are refused and the sign-on is tried again, up to three
+    times in all, as the terminal does; ``expect: {keys: ...}`` says how that must end.
+    """
+
+    terminal: Text | None = None
+    merchant: Text | None = None
+
+
 class Step(_Model):
-    """One step: exactly one verb plus ``id``, ``note`` and ``expect``."""
+    """One step: exactly one verb plus ``id``, ``note``, ``say`` and ``expect``."""
 
     id: Text | None = None
     note: str | None = None
+    say: str | None = None
     expect: Expect | None = None
     sale: CardPayment | None = None
     authorize: CardPayment | None = None
@@ -392,13 +445,14 @@ class Step(_Model):
     send_raw: Annotated[SendRaw | None, BeforeValidator(_raw)] = None
     fault: Fault | None = None
     clear_faults: bool | None = None
+    sign_on: SignOnStep | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _empty_verbs(cls, data: Any) -> Any:
         # `- echo:` and `- echo: {}` mean the same: a verb with default parameters.
         if isinstance(data, dict):
-            for verb in ("echo", "settle", "clear_faults"):
+            for verb in ("echo", "settle", "clear_faults", "sign_on"):
                 if verb in data and data[verb] is None:
                     data = {**data, verb: True if verb == "clear_faults" else {}}
         return data
@@ -442,13 +496,58 @@ class ClockSpec(_Model):
         return self
 
 
+class _KeySpec(_Model):
+    """A key given in a scenario: refused at load time unless it matches its check value."""
+
+    def build(self) -> Key:
+        """The key, checked against its KCV."""
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _checks(self) -> _KeySpec:
+        try:
+            self.build()
+        except SecurityError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class TmkSpec(_KeySpec):
+    """``terminal.tmk``: the terminal master key (test keys only), checked against its KCV."""
+
+    key: Hex
+    kcv: Hex
+    algorithm: Literal["TDES-2", "TDES-3", "AES-128"] = "TDES-2"
+
+    def build(self) -> Key:
+        """The key, checked against its KCV."""
+        return Key.from_hex(self.key, KeyAlgorithm(self.algorithm), kcv=self.kcv,
+                            what="terminal.tmk")
+
+
+class DukptSpec(_KeySpec):
+    """``terminal.dukpt``: a TDES DUKPT initial key with its KCV and the initial KSN."""
+
+    initial_key: Hex
+    kcv: Hex
+    ksn: Hex = Field(min_length=20, max_length=20)
+
+    def build(self) -> Key:
+        """The initial key, checked against its KCV."""
+        return Key.from_hex(self.initial_key, KeyAlgorithm.TDES_2KEY, kcv=self.kcv,
+                            what="terminal.dukpt.initial_key")
+
+
 class TerminalSpec(_Model):
-    """``terminal``: the default TID, MID and currency of the scenario's messages."""
+    """``terminal``: the default TID, MID and currency of the scenario's messages, and the keys
+    of the scenario's terminal (``tmk`` for sign-on key exchange, or ``dukpt``)."""
 
     tid: Text | None = None
     mid: Text | None = None
     currency: str | None = None
     profile: str = "iso87-ascii"
+    tmk: TmkSpec | None = None
+    dukpt: DukptSpec | None = None
 
 
 class Scenario(_Model):

@@ -21,6 +21,7 @@ from typing import Any
 
 from scenarios.admin import AdminClient
 from scenarios.schema import Scenario
+from terminal.tls import ClientTls
 
 
 class TargetError(Exception):
@@ -42,6 +43,7 @@ class Target:
 
     :ivar admin: the admin API client, or None (with ``no_admin_reason``).
     :ivar cards: deck cards by lower-case name.
+    :ivar tls: TLS options of the ISO 8583 connection (None: plain TCP).
     """
 
     iso_host: str
@@ -52,6 +54,7 @@ class Target:
     admin: AdminClient | None = None
     no_admin_reason: str = ""
     cards: dict[str, DeckCard] = field(default_factory=dict)
+    tls: ClientTls | None = None
     _runtime: Any = None
     _tmpdir: str | None = None
 
@@ -177,8 +180,10 @@ def _quiet_log() -> Any:
 
 
 def remote(address: str, admin_url: str | None, token: str | None, scenario: Scenario,
-           tid: str | None, mid: str | None, currency: str | None) -> Target:
-    """A target for an already running host at ``HOST:PORT``."""
+           tid: str | None, mid: str | None, currency: str | None,
+           tls: ClientTls | None = None) -> Target:
+    """A target for an already running host at ``HOST:PORT`` (over TLS with ``tls``, which
+    an ``https://`` admin URL uses too)."""
     host, _, port = address.rpartition(":")
     try:
         port_n = int(port)
@@ -195,6 +200,6 @@ def remote(address: str, admin_url: str | None, token: str | None, scenario: Sce
         host or "127.0.0.1", port_n,
         scenario.terminal.tid or tid or d_tid, scenario.terminal.mid or mid or d_mid,
         scenario.terminal.currency or currency or d_cur,
-        admin=AdminClient(admin_url, token) if admin_url else None,
+        admin=AdminClient(admin_url, token, tls) if admin_url else None,
         no_admin_reason="" if admin_url else "no admin API (run with --admin URL --token T)",
-        cards=deck_from_config(config))
+        cards=deck_from_config(config), tls=tls)

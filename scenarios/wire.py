@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from protocol import Codec
 from terminal.link import Link, LinkDown, LinkError, LinkTimeout, Traffic
+from terminal.tls import ClientTls
 
 Fields = dict[str, str]
 
@@ -23,10 +24,10 @@ class WireError(Exception):
 class IsoClient:
     """One terminal connection: ``await request(fields, timeout_s)``; connects on demand."""
 
-    def __init__(self, host: str, port: int, codec: Codec, timeout_s_connect: float = 5.0
-                 ) -> None:
+    def __init__(self, host: str, port: int, codec: Codec, timeout_s_connect: float = 5.0,
+                 tls: ClientTls | None = None) -> None:
         self.host, self.port, self.codec = host, port, codec
-        self.link = Link(host, port, codec, timeout_s_connect)
+        self.link = Link(host, port, codec, timeout_s_connect, tls=tls)
         self.stray: list[Fields] = []
         self.link.listeners.append(self._traffic)
 
@@ -61,8 +62,8 @@ class IsoClient:
             return await self.link.send_raw(payload, timeout_s, framed)
         except LinkTimeout:
             return None
-        except LinkDown:
-            raise WireError("the host closed the connection") from None
+        except LinkDown as exc:
+            raise WireError(str(exc)) from None
 
     async def wait_closed(self, timeout_s: float) -> bool:
         """True when the host closes the connection within ``timeout_s``."""

@@ -34,7 +34,7 @@ from protocol.codes import EntryMode, RefundReason, response_text
 from terminal import flow, i18n, inspector, receipt, times
 from terminal.cards import Card, load_deck
 from terminal.config import TerminalConfig
-from terminal.engine import Clock, Engine
+from terminal.engine import Clock, Engine, SignOnRefused
 from terminal.flow import FlowState, Outcome, Step
 from terminal.i18n import N_, _
 from terminal.journal import Journal, TxnKind
@@ -75,6 +75,7 @@ HINTS = {
     Step.AMOUNT: N_("0-9 amount   Backspace delete   Del clear   Enter OK   Esc cancel"),
     Step.REASON: N_("1-5 or ↑↓ Enter: choose   Esc: cancel"),
     Step.CARD: N_("↑↓ card, then S swipe  I insert  T tap  M manual (Enter = insert)   Esc cancel"),
+    Step.PIN: N_("0-9 PIN   Backspace delete   Enter OK   Esc cancel"),
     Step.CONFIRM: N_("Enter: confirm   Esc: cancel"),
     Step.SUPERVISOR: N_("Type the supervisor password, Enter   Esc: cancel"),
     Step.SENDING: N_("Please wait"),
@@ -86,7 +87,7 @@ HINTS = {
 LINK_STATES = (N_("ONLINE"), N_("OFFLINE"), N_("CONNECTING"), N_("SIGN-ON REFUSED"))
 #: The titles the engine and session give outcomes (shown through :func:`outcome_title`).
 OUTCOME_TITLES = (N_("APPROVED"), N_("NO RESPONSE"), N_("HOST OFFLINE"), N_("REVERSAL PENDING"),
-                  N_("NOT COMPLETED"))
+                  N_("NOT COMPLETED"), N_("PIN NOT SENT"))
 
 
 def outcome_title(outcome: Outcome) -> str:
@@ -149,7 +150,7 @@ class PosApp(App[None]):
         self.deck = deck if deck is not None else load_deck()
         self.journal = Journal(config.data_dir)
         self.link = Link(config.host, config.port, Codec(config.profile),
-                         config.timeout_s_connect)
+                         config.timeout_s_connect, tls=config.tls)
         self.link.listeners.append(self._traffic)
         # The terminal's local time (DE12/DE13) is the merchant's, whatever the machine's zone.
         merchant_zone = times.zone(config.timezone)
@@ -223,6 +224,9 @@ class PosApp(App[None]):
                                                 id=f"mode-{key}", classes="mode")
                                 button.can_focus = False
                                 yield button
+                    with Vertical(id="pin"):
+                        yield Static("", id="pin-card", markup=False)
+                        yield Static("", id="pin-display", markup=False)
                     yield Static("", id="confirm", markup=False)
                     with Vertical(id="supervisor"):
                         yield Input(password=True, id="password", placeholder=_("password"))
@@ -266,13 +270,28 @@ class PosApp(App[None]):
         self.link_state = "CONNECTING"
         try:
             resp = await self.engine.sign_on()
+        except SignOnRefused as exc:
+            # The host answered, but its working keys failed their check values every time.
+            self.offline_reason = str(exc)
+            self.link_state = "SIGN-ON REFUSED"
+            self.update_pin_entry()
+            self.notify(str(exc), title=_("Working keys refused"), severity="error", timeout=8)
+            return
         except LinkError as exc:
             self.offline_reason = str(exc)
             self.link_state = "OFFLINE"
-            self.notify(str(exc), title="Host unreachable", severity="error", timeout=8)
+            self.notify(str(exc), title=_("Host unreachable"), severity="error", timeout=8)
             return
         self.offline_reason = "" if resp.approved else f"sign-on refused: {resp.response_code}"
         self.link_state = "ONLINE" if resp.approved else "SIGN-ON REFUSED"
+        self.update_pin_entry()
+
+    def update_pin_entry(self) -> None:
+        """Ask for PINs only while the terminal holds a key to encipher them."""
+        security = self.engine.session.security
+        able = security is not None and security.can_encipher_pin
+        if able != self.state.policy.pin_entry:
+            self.state = replace(self.state, policy=replace(self.state.policy, pin_entry=able))
 
     @work(exclusive=True, group="echo")
     async def echo(self) -> None:
@@ -412,6 +431,7 @@ class PosApp(App[None]):
         elif message.outcome.status != "failed":
             self.link_state = "ONLINE" if message.outcome.status != "no_response" else \
                 self.link_state
+        self.update_pin_entry()  # a sign-on after a 63/77 may have replaced or dropped keys
         self.refresh_status()
 
     def watch_state(self, state: FlowState) -> None:
@@ -436,7 +456,7 @@ class PosApp(App[None]):
     def _prompt(self, state: FlowState) -> str:
         kind = f"{_(state.kind.heading)}  " if state.kind else ""
         amount = ""
-        if state.step in (Step.CARD, Step.CONFIRM, Step.SUPERVISOR, Step.SENDING):
+        if state.step in (Step.CARD, Step.PIN, Step.CONFIRM, Step.SUPERVISOR, Step.SENDING):
             amount = f"{state.amount.currency} {state.amount.format()}  "
         if state.step is Step.RESULT and state.outcome is not None:
             return f"{kind}{amount}{outcome_title(state.outcome)}"
@@ -509,6 +529,16 @@ class PosApp(App[None]):
             if pan and card.masked == pan:
                 cards.highlighted = i
         cards.focus()
+
+    def _render_pin(self, state: FlowState, entering: bool) -> None:
+        card = state.card
+        self.query_one("#pin-card", Static).update(
+            f"{card.name if card else ''}  {card.masked if card else ''}\n"
+            f"{state.amount.currency} {state.amount.format()}")
+        shown = "*" * len(state.pin) if state.pin else _("(type the PIN)")
+        self.query_one("#pin-display", Static).update(shown)
+        if entering:
+            self.set_focus(None)
 
     def _render_confirm(self, state: FlowState, entering: bool) -> None:
         orig = state.original
@@ -587,6 +617,15 @@ class PosApp(App[None]):
             self.dispatch(flow.PickReason(list(RefundReason)[int(char) - 1]))
         elif step is Step.CARD and key in MODES:
             self.present(MODES[key])
+        elif step is Step.PIN:
+            pin_keys: dict[str, flow.Event] = {"backspace": flow.Backspace(),
+                                               "delete": flow.Clear(), "enter": flow.Enter()}
+            pin_event = pin_keys.get(key)
+            if pin_event is None and char.isdigit():
+                pin_event = flow.Digit(char)
+            if pin_event is not None:
+                self.dispatch(pin_event)
+                event.stop()
         elif step is Step.ORIGINAL and key == "r":
             self.query_one("#rrn-input", Input).focus()
             event.stop()

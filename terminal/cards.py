@@ -7,7 +7,7 @@ manual entry send the PAN and expiry (DE2/DE14); the entry mode (DE22) says whic
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -37,6 +37,14 @@ class Card:
     pan: Pan
     expiry: str
     outcome: str
+    #: the PIN the host's catalogue holds for a card that asks for one (what a tester types);
+    #: None: the card is used without a PIN.
+    pin: str | None = field(default=None, repr=False)
+
+    @property
+    def needs_pin(self) -> bool:
+        """True when the terminal asks the cardholder for a PIN."""
+        return self.pin is not None
 
     @property
     def masked(self) -> str:
@@ -67,7 +75,12 @@ def load_deck(path: Path | None = None) -> list[Card]:
             expiry = str(row["expiry"])
             if len(expiry) != 4 or not expiry.isdigit():
                 raise ValueError("expiry must be YYMM")
-            cards.append(Card(str(row["name"]), pan, expiry, str(row.get("outcome", ""))))
+            pin = row.get("pin")
+            if pin is not None and not (isinstance(pin, str) and pin.isdigit()
+                                        and 4 <= len(pin) <= 12):
+                raise ValueError("pin must be 4 to 12 digits in quotes")
+            cards.append(Card(str(row["name"]), pan, expiry, str(row.get("outcome", "")),
+                              pin))
         except (KeyError, ValueError) as exc:
             raise DeckError(f"{where}: card #{i} is invalid ({exc})") from None
     if not cards:

@@ -25,8 +25,10 @@ from terminal.config import TerminalConfig
 from terminal.hostproc import HostProcess, HostStartError
 from terminal.journal import JournalError
 from terminal.recording import Recorder, RecordError, RecordSink, load_recorder
+from terminal.security.keystore import KeyStoreError
 from terminal.serve import ServeError, ServeOptions, SessionPlan, check_bind, session_command
 from terminal.tidpool import DEFAULT_POOL, PoolError, parse_pool
+from terminal.tls import ClientTlsError, client_tls
 
 
 class UsageError(ValueError):
@@ -36,7 +38,8 @@ class UsageError(ValueError):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="poslab-terminal",
-        usage="%(prog)s [options] [--serve [--port N]] [--with-host [-- HOST-OPTIONS...]]",
+        usage="%(prog)s [options] [--serve [--port N]] [--with-host [-- HOST-OPTIONS...]]\n"
+              "       %(prog)s keys {import,dukpt,show} ... (the terminal's keys)",
         description="POS terminal simulator: a countertop terminal talking ISO 8583 to a host.",
         epilog="Keys: 1-8 menu, 0-9 amount, Enter OK, Esc back, F2 message inspector, "
                "F5 reconnect, Ctrl+Q quit.")
@@ -66,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="language of screens and receipts: en or zh-CN (Simplified Chinese); "
                         "default from LC_ALL / LC_MESSAGES / LANG (zh_CN chooses Chinese), "
                         "else en")
+    p.add_argument("--tls", action="store_true",
+                   help="connect to the host over TLS (implied by the other --tls options)")
+    p.add_argument("--tls-ca", metavar="FILE",
+                   help="PEM CA certificate that signs the host's (default: the system's CAs)")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="this terminal's PEM certificate, for hosts that require one")
+    p.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     p.add_argument("--record", metavar="FILE",
                    help="write what you do and what the host answers as a scenario file "
                         "(rewritten after every transaction); replay it with "
@@ -137,13 +147,17 @@ def build_config(args: argparse.Namespace) -> TerminalConfig:
         raise UsageError("--reversal-repeats must be between 0 and 10")
     if args.echo < 0:
         raise UsageError("--echo must be 0 (off) or a positive number of seconds")
+    try:
+        tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key, args.tls)
+    except ClientTlsError as exc:
+        raise UsageError(str(exc)) from None
     return TerminalConfig(
         host=host, port=int(port_text), profile=args.profile, terminal_id=tid,
         merchant_id=args.mid, currency=cur, data_dir=Path(args.data_dir),
         timeout_s_response=args.timeout, reversal_repeats=args.reversal_repeats,
         echo_interval_s=args.echo, supervisor_password=args.supervisor_password,
         supervisor_for_refund=not args.no_supervisor, supervisor_for_void=not args.no_supervisor,
-        lang=args.lang or i18n.from_environment(os.environ))
+        tls=tls, lang=args.lang or i18n.from_environment(os.environ))
 
 
 def serve_options(args: argparse.Namespace) -> tuple[ServeOptions, tuple[str, ...]]:
@@ -191,6 +205,12 @@ def session_arguments(args: argparse.Namespace, config: TerminalConfig) -> list[
         argv.append("--no-supervisor")
     if args.tid_pool is not None:
         argv += ["--tid-pool", args.tid_pool]
+    if args.tls:
+        argv.append("--tls")
+    for flag, path in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
+                       ("--tls-key", args.tls_key)):
+        if path is not None:
+            argv += [flag, str(Path(path).resolve())]
     return argv
 
 
@@ -208,9 +228,14 @@ def classroom_host_arguments(host_args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the terminal; the exit status is 0 on a normal quit, 2 on a usage or start error."""
     host: HostProcess | None = None
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["keys"]:
+        from terminal.security.cli import run as keys
+
+        return keys(arguments[1:])
     session = False
     try:
-        args, host_args = parse_command_line(sys.argv[1:] if argv is None else list(argv))
+        args, host_args = parse_command_line(arguments)
         session = args.serve_session
         config = build_config(args)
         options, tids = serve_options(args)
@@ -239,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             config = replace(config, host="127.0.0.1", port=port)
         return _run(config, record, recorder)
     except (UsageError, ServeError, HostStartError, JournalError, DeckError, RecordError,
-            OSError) as exc:
+            KeyStoreError, OSError) as exc:
         print(f"poslab-terminal: {exc}", file=sys.stderr, flush=True)
         if session:  # a browser tab: its screen is the only place its user looks
             from terminal.serve_session import show_notice

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.specs import DEFAULT_PROFILE
+from terminal.tls import ClientTls
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class TerminalConfig:
     :ivar supervisor_password: asked before refunds and voids when the matching flag is on.
     :ivar timezone: the merchant's IANA time zone; times on screens and slips are shown in it.
     :ivar lang: the language of screens and receipts, ``en`` or ``zh-CN`` (:mod:`terminal.i18n`).
+    :ivar tls: TLS options for the host connection (:mod:`terminal.tls`); None: plain TCP.
     """
 
     host: str = "127.0.0.1"
@@ -36,6 +38,7 @@ class TerminalConfig:
     supervisor_for_refund: bool = True
     supervisor_for_void: bool = True
     lang: str = "en"
+    tls: ClientTls | None = None
 
     @property
     def address(self) -> str:

@@ -8,6 +8,12 @@ terminal must respect (the TUI's driver; the scenario runner keeps the same orde
 4. an answer arriving after its request timed out is counted as late on the journal line and
    never turns the transaction into an approval.
 
+Security (see docs/security.md, "Terminal"): the engine gives the link a MAC guard built on the
+session's keys; a sign-on whose working keys fail their check values is tried again, up to
+:data:`~terminal.security.state.SIGN_ON_TRIES` times; an answer refusing for a security reason
+(63, A0, 77) makes the terminal sign on again for fresh keys; an answer whose MAC fails is
+treated as no answer, so the request is reversed.
+
 The session decides and builds; the engine only waits. The clock is a parameter so tests can
 pin the transmission times. :attr:`Engine.observers` hear about every completed exchange
 (``--record`` writes them as a scenario).
@@ -16,7 +22,7 @@ pin the transmission times. :attr:`Engine.observers` hear about every completed 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from protocol.codes import NetworkCode, response_text
@@ -29,15 +35,29 @@ from protocol.messages import (
     ReconciliationResponse,
     parse_response,
 )
+from protocol.specs import get_profile
 from terminal import receipt
 from terminal.config import TerminalConfig
 from terminal.flow import Draft, Outcome
 from terminal.i18n import _, meaning, ngettext
 from terminal.journal import Journal, Txn
 from terminal.link import LinkError, LinkPort, LinkTimeout, Traffic
+from terminal.security.guard import MacGuard
+from terminal.security.keystore import KeyStore
+from terminal.security.state import (
+    SIGN_ON_AGAIN,
+    SIGN_ON_TRIES,
+    SecurityUnavailable,
+    SignOnKeyError,
+    TerminalSecurity,
+)
 from terminal.session import Clock, Exchanged, TerminalSession, build_request, local_now
 
-__all__ = ["Clock", "Engine", "Exchanged", "SettleOutcome", "build_request"]
+__all__ = ["Clock", "Engine", "Exchanged", "SettleOutcome", "SignOnRefused", "build_request"]
+
+
+class SignOnRefused(LinkError):
+    """The host answered the sign-on, but its working keys could not be used (each try)."""
 
 
 REVERSAL_WAITING = Outcome("failed", "REVERSAL PENDING",
@@ -66,9 +86,15 @@ class Engine:
     """Sends transactions for one terminal and keeps its journal straight."""
 
     def __init__(self, config: TerminalConfig, journal: Journal, link: LinkPort,
-                 clock: Clock = local_now) -> None:
-        self.session = TerminalSession(config, journal, clock, receipts=self._receipt)
+                 clock: Clock = local_now, security: TerminalSecurity | None = None) -> None:
+        if security is None:
+            security = TerminalSecurity(get_profile(config.profile), KeyStore(config.data_dir))
+        self.session = TerminalSession(config, journal, clock, receipts=self._receipt,
+                                       security=security)
         self.link = link
+        codec = getattr(link, "codec", None)
+        if codec is not None and hasattr(link, "guard"):
+            link.guard = MacGuard(security, codec)
         #: called with each completed exchange: request, answer or timeout, reversal.
         self.observers: list[Callable[[Exchanged], None]] = []
         # The settlement's first 0500 and its answer (what a recorded ``settle`` step expects).
@@ -108,9 +134,19 @@ class Engine:
     # -- network management ------------------------------------------------------------------
 
     async def sign_on(self) -> NetworkResponse:
-        """Connect if needed and sign on; remembers the host's business date."""
+        """Connect if needed and sign on; remembers the host's business date and keys.
+
+        Working keys that fail their check values are asked for again, up to
+        :data:`SIGN_ON_TRIES` sign-ons; then :class:`SignOnRefused` says why.
+        """
         await self.link.connect()
-        return await self._network(NetworkCode.SIGN_ON)
+        why = ""
+        for _attempt in range(SIGN_ON_TRIES):
+            try:
+                return await self._network(NetworkCode.SIGN_ON)
+            except SignOnKeyError as exc:
+                why = str(exc)
+        raise SignOnRefused(f"sign-on failed {SIGN_ON_TRIES} times: {why}")
 
     async def echo(self) -> NetworkResponse:
         """Echo test; reconnects and signs on again when the link had dropped."""
@@ -125,8 +161,10 @@ class Engine:
         resp = await self.link.send(req, self.config.timeout_s_response)
         if not isinstance(resp, NetworkResponse):
             raise LinkError(f"the host answered a network request with {resp.mti}")
-        self.session.network_answered(req, resp)
-        self._observe(Exchanged(req, resp, at))
+        try:
+            self.session.network_answered(req, resp)
+        finally:
+            self._observe(Exchanged(req, resp, at))
         return resp
 
     # -- financial transactions --------------------------------------------------------------
@@ -139,7 +177,10 @@ class Engine:
             return Outcome("failed", "HOST OFFLINE", str(exc))
         if not await self.forward_reversals():
             return REVERSAL_WAITING
-        pending = self.session.begin(draft)
+        try:
+            pending = self.session.begin(draft)
+        except SecurityUnavailable as exc:
+            return Outcome("failed", "PIN NOT SENT", f"{exc}. Nothing was sent.")
         request, txn = pending.request, pending.txn
         answer: AnyResponse | None = None
         why = ""
@@ -162,7 +203,19 @@ class Engine:
             return outcome
         outcome = self.session.answered(txn, response)
         self._observe(Exchanged(request, response, pending.at, pending.card_name))
+        if response.response_code in SIGN_ON_AGAIN and self.session.security is not None:
+            outcome = replace(outcome, detail=f"{outcome.detail}. {await self._sign_on_again()}")
         return outcome
+
+    async def _sign_on_again(self) -> str:
+        """Sign on for fresh keys after a security refusal; what the screen should add."""
+        try:
+            resp = await self.sign_on()
+        except LinkError as exc:
+            return f"Signing on again failed: {exc}"
+        if not resp.approved:
+            return f"Signing on again was refused ({resp.response_code})."
+        return "The terminal signed on again for fresh keys: try the transaction again."
 
     # -- reversals ---------------------------------------------------------------------------
 

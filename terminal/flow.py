@@ -6,7 +6,7 @@ the engine in a worker. The engine's answer comes back as a :class:`Finished` ev
 
 Paths through the steps::
 
-    Sale:    MENU -> AMOUNT -> CARD -> SENDING -> RESULT -> MENU
+    Sale:    MENU -> AMOUNT -> CARD [-> PIN] -> SENDING -> RESULT -> MENU
     Refund:  MENU -> ORIGINAL -> AMOUNT -> REASON -> CARD [-> SUPERVISOR] -> SENDING -> RESULT
     Void:    MENU -> ORIGINAL [-> AMOUNT] -> CONFIRM [-> SUPERVISOR] -> SENDING -> RESULT
 
@@ -14,13 +14,17 @@ A refund's amount starts as what is left of the sale, and a void of a keyed-in R
 does not know asks for the amount first. A pre-filled amount is replaced by the first digit
 typed, as on a real terminal; Backspace edits it instead.
 
+A sale asks for the PIN when the card wants one (the deck's ``pin``) and the terminal can
+encipher it (:attr:`Policy.pin_entry`: it holds a PIN key). The PIN step takes 4-12 digits,
+shows only their count, and hands the PIN to the engine inside the draft, nowhere else.
+
 ``Cancel`` leaves any input step for the menu; nothing can interrupt ``SENDING``.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from protocol.codes import EntryMode, RefundReason
 from protocol.money import Money
@@ -29,6 +33,7 @@ from terminal.i18n import N_
 from terminal.journal import TxnKind
 
 MAX_AMOUNT_DIGITS = 10
+PIN_DIGITS_MIN, PIN_DIGITS_MAX = 4, 12
 
 
 class Step(enum.StrEnum):
@@ -39,6 +44,7 @@ class Step(enum.StrEnum):
     AMOUNT = "amount"
     REASON = "reason"
     CARD = "card"
+    PIN = "pin"
     CONFIRM = "confirm"
     SUPERVISOR = "supervisor"
     SENDING = "sending"
@@ -65,6 +71,8 @@ class Policy:
     supervisor_password: str = "0000"
     supervisor_for_refund: bool = True
     supervisor_for_void: bool = True
+    #: the terminal holds a PIN key, so cards that want a PIN are asked for one.
+    pin_entry: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,9 @@ class Draft:
     original: Original | None = None
     reason: RefundReason | None = None
     operator: str | None = None
+    #: the PIN the cardholder typed; never shown, stored or logged (the session turns it into
+    #: a PIN block and drops it).
+    pin: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,8 @@ class FlowState:
     policy: Policy = Policy()
     #: the amount was filled in for the operator: the next digit starts it afresh.
     prefilled: bool = False
+    #: the PIN digits typed so far (screens show only how many).
+    pin: str = field(default="", repr=False)
 
     @property
     def amount(self) -> Money:
@@ -225,6 +238,7 @@ _PROMPTS = {
     Step.AMOUNT: N_("Enter the amount"),
     Step.REASON: N_("Why is this refund made?"),
     Step.CARD: N_("Present the card"),
+    Step.PIN: N_("Cardholder: enter the PIN"),
     Step.CONFIRM: N_("Confirm"),
     Step.SUPERVISOR: N_("Supervisor password"),
     Step.SENDING: N_("Processing"),
@@ -307,9 +321,29 @@ def _card(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]
     if not isinstance(event, PresentCard):
         return state, ()
     state = replace(state, card=event.card, entry_mode=event.mode)
+    if state.policy.pin_entry and event.card.needs_pin and \
+            state.kind in (TxnKind.SALE, TxnKind.AUTHORIZE):
+        return _go(state, Step.PIN, pin=""), ()
     if state.needs_supervisor:
         return _go(state, Step.SUPERVISOR), ()
     return _send(state)
+
+
+def _pin(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    if isinstance(event, Digit) and event.digit.isdigit() and len(event.digit) == 1:
+        if len(state.pin) >= PIN_DIGITS_MAX:
+            return replace(state, message=f"A PIN has at most {PIN_DIGITS_MAX} digits"), ()
+        return replace(state, pin=state.pin + event.digit, message=_PROMPTS[Step.PIN]), ()
+    if isinstance(event, Backspace):
+        return replace(state, pin=state.pin[:-1], message=_PROMPTS[Step.PIN]), ()
+    if isinstance(event, Clear):
+        return replace(state, pin="", message=_PROMPTS[Step.PIN]), ()
+    if isinstance(event, Enter):
+        if len(state.pin) < PIN_DIGITS_MIN:
+            return replace(state, message=f"A PIN has {PIN_DIGITS_MIN} to {PIN_DIGITS_MAX} "
+                                          "digits"), ()
+        return _send(state)
+    return state, ()
 
 
 def _confirm(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
@@ -332,8 +366,8 @@ def _send(state: FlowState) -> tuple[FlowState, tuple[Effect, ...]]:
     assert state.kind is not None
     draft = Draft(kind=state.kind, amount=state.amount, card=state.card,
                   entry_mode=state.entry_mode, original=state.original, reason=state.reason,
-                  operator=state.operator)
-    return _go(state, Step.SENDING), (Transmit(draft),)
+                  operator=state.operator, pin=state.pin or None)
+    return _go(state, Step.SENDING, pin=""), (Transmit(draft),)
 
 
 def _sending(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
@@ -350,6 +384,6 @@ def _result(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ..
 
 _HANDLERS = {
     Step.MENU: _menu, Step.ORIGINAL: _original, Step.AMOUNT: _amount, Step.REASON: _reason,
-    Step.CARD: _card, Step.CONFIRM: _confirm, Step.SUPERVISOR: _supervisor,
+    Step.CARD: _card, Step.PIN: _pin, Step.CONFIRM: _confirm, Step.SUPERVISOR: _supervisor,
     Step.SENDING: _sending, Step.RESULT: _result,
 }

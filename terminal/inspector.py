@@ -1,17 +1,19 @@
 """Safe renderings of wire traffic for the message inspector: never a full PAN or track data.
 
 The hex dump is taken from the real bytes, with every byte of the PAN between its first six and
-last four digits, and the whole of track 2 after the PAN's first six digits, replaced by ``*``
-(0x2A) before dumping. The breakdown comes from :func:`protocol.describe_fields`, which masks
+last four digits, the whole of track 2 after the PAN's first six digits, the PIN block (DE52)
+and the wrapped working keys of a sign-on answer (DE62) replaced by ``*`` (0x2A) before
+dumping. The breakdown comes from :func:`protocol.describe_fields`, which masks
 sensitive fields itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import tzinfo
 
-from protocol.describe import describe_fields
+from protocol.describe import describe_fields, is_key_block
 from protocol.masking import luhn_ok, mask_pan
 from terminal.link import Traffic
 
@@ -19,6 +21,8 @@ from terminal.link import Traffic
 def masked_bytes(raw: bytes, fields: dict[str, str]) -> bytes:
     """``raw`` with card data overwritten by ``*``; lengths and offsets are unchanged."""
     out = raw
+    for secret in _secret_bytes(fields):
+        out = out.replace(secret, b"*" * len(secret))
     track = fields.get("35")
     if track:
         out = out.replace(track.encode(), track[:6].encode() + b"*" * (len(track) - 6))
@@ -31,6 +35,17 @@ def masked_bytes(raw: bytes, fields: dict[str, str]) -> bytes:
         return _LONG_RUN.sub(lambda m: mask_pan(m.group().decode()).encode(), out)
     return _PAN_RUN.sub(lambda m: mask_pan(m.group().decode()).encode()
                         if luhn_ok(m.group().decode()) else m.group(), out)
+
+
+def _secret_bytes(fields: dict[str, str]) -> list[bytes]:
+    """How DE52 and a sign-on's DE62 sit in the raw bytes: binary PIN block, hex key text."""
+    out = []
+    with contextlib.suppress(ValueError):
+        if fields.get("52"):
+            out.append(bytes.fromhex(fields["52"]))
+    if is_key_block(fields):
+        out.append(fields["62"].encode())
+    return out
 
 
 _PAN_RUN = re.compile(rb"(?<![0-9])[0-9]{13,19}(?![0-9])")

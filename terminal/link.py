@@ -31,6 +31,8 @@ from protocol.codec import Codec
 from protocol.errors import ProtocolError
 from protocol.messages import AnyResponse, Message, parse_response, response_mti
 from protocol.transport import FramedProtocol
+from terminal.security.guard import MacGuard, Sealing
+from terminal.tls import ClientTls
 
 Fields = dict[str, str]
 
@@ -45,6 +47,10 @@ class LinkDown(LinkError):
 
 class LinkTimeout(LinkError):
     """No answer within the response timeout."""
+
+
+class MacMismatch(LinkError):
+    """The host's answer arrived but its MAC did not match: it cannot be trusted as an answer."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,12 @@ class LinkProtocol(FramedProtocol):
     """Framed ISO 8583 client: request/response matched on (response MTI, STAN)."""
 
     def __init__(self, codec: Codec, on_traffic: Callable[[Traffic], None],
-                 on_lost: Callable[[], None]) -> None:
+                 on_lost: Callable[[], None],
+                 guard: Callable[[], MacGuard | None] = lambda: None) -> None:
         self.codec = codec
+        self._guard = guard
+        # How the answer to each sealed request is checked, by correlation key.
+        self._sealings: dict[tuple[str, str], Sealing] = {}
         self.length_header = codec.profile.length_header
         self._on_traffic = on_traffic
         self._on_lost = on_lost
@@ -115,10 +125,20 @@ class LinkProtocol(FramedProtocol):
         it ever comes, is reported as late.
         """
         key = correlation_key(fields)
+        guard = self._guard()
+        sealing = None
+        if guard is not None:
+            fields, sealing = guard.prepare(fields)
         body = self.codec.encode(fields)
+        if sealing is not None:
+            body = sealing.seal(body)
+            self._sealings[key] = sealing
+        else:
+            self._sealings.pop(key, None)
 
         def forget(_: Deferred[Fields]) -> None:
             self._pending.pop(key, None)
+            self._sealings.pop(key, None)
 
         d: Deferred[Fields] = Deferred(forget)
         self._pending[key] = d
@@ -152,20 +172,36 @@ class LinkProtocol(FramedProtocol):
             self._on_traffic(Traffic(datetime.now(), "received", {}, payload,
                                      note=f"undecodable: {exc}"))
             return
-        d = self._pending.pop(correlation_key(fields, answer=True), None)
+        key = correlation_key(fields, answer=True)
+        d = self._pending.pop(key, None)
+        sealing = self._sealings.pop(key, None) if d is not None else None
         if d is None and self._any:
             d = self._any.pop(0)
+        mac_ok = sealing is None or sealing.answer_ok(payload, fields)
+        note = "" if d else "late or unexpected: no request waits"
+        if not mac_ok:
+            note = "MAC FAILED: the answer does not match its MAC"
         self._on_traffic(Traffic(datetime.now(), "received", fields, payload, late=d is None,
-                                 note="" if d else "late or unexpected: no request waits"))
-        if d is not None:
+                                 note=note))
+        if d is None:
+            return
+        if mac_ok:
             d.callback(fields)
+        else:
+            d.errback(MacMismatch(f"the host's {fields.get('t', '')} to STAN "
+                                  f"{fields.get('11', '')} failed its MAC check"))
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
         """Fail every waiting request."""
         pending, self._pending = self._pending, {}
+        self._sealings.clear()
         waiting, self._any = self._any, []
+        why = "the host closed the connection"
+        tls_error = _tls_error(reason)
+        if tls_error:
+            why = f"the TLS connection to the host failed ({tls_error})"
         for d in [*pending.values(), *waiting]:
-            d.errback(LinkDown("the host closed the connection"))
+            d.errback(LinkDown(why))
         self._on_lost()
 
 
@@ -173,12 +209,17 @@ class Link:
     """The engine's view of the host connection, in asyncio terms."""
 
     def __init__(self, host: str, port: int, codec: Codec, timeout_s_connect: float = 5.0,
-                 on_traffic: Callable[[Traffic], None] | None = None) -> None:
+                 on_traffic: Callable[[Traffic], None] | None = None,
+                 tls: ClientTls | None = None) -> None:
+        self.tls = tls
+        """TLS options (terminal.tls); None connects over plain TCP."""
         self.host = host
         self.port = port
         self.codec = codec
         self.timeout_s_connect = timeout_s_connect
         self.listeners: list[Callable[[Traffic], None]] = []
+        #: seals financial requests and checks their answers; None: no MACs.
+        self.guard: MacGuard | None = None
         if on_traffic is not None:
             self.listeners.append(on_traffic)
         self._proto: LinkProtocol | None = None
@@ -212,9 +253,11 @@ class Link:
         if self._proto is not None:
             return
         closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        proto = LinkProtocol(self.codec, self._traffic, lambda: self._lost(proto, closed))
-        endpoint = TCP4ClientEndpoint(reactor, self.host, self.port,
-                                      timeout=max(int(self.timeout_s_connect), 1))
+        proto = LinkProtocol(self.codec, self._traffic, lambda: self._lost(proto, closed),
+                             lambda: self.guard)
+        timeout = max(int(self.timeout_s_connect), 1)
+        endpoint = (self.tls.endpoint(reactor, self.host, self.port, timeout) if self.tls
+                    else TCP4ClientEndpoint(reactor, self.host, self.port, timeout=timeout))
         try:
             await endpoint.connect(cast(Any, _Factory(proto))).asFuture(asyncio.get_running_loop())
         except Exception as exc:  # noqa: BLE001 - every failure becomes advice for a person
@@ -271,6 +314,16 @@ class _Factory(ClientFactory):
     def buildProtocol(self, addr: IAddress | None) -> LinkProtocol:  # noqa: N802 - Twisted naming
         """The prepared protocol."""
         return self.proto
+
+
+def _tls_error(reason: Failure | None) -> str:
+    """OpenSSL's first reason when the connection ended on a TLS error, else ``""``."""
+    value = getattr(reason, "value", None)
+    if value is None or not type(value).__module__.startswith("OpenSSL"):
+        return ""
+    errors = value.args[0] if value.args and isinstance(value.args[0], list) else []
+    texts = [str(e[-1]) for e in errors if isinstance(e, tuple) and e and e[-1]]
+    return "; ".join(texts) or type(value).__name__
 
 
 def _why(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ The order a driver must keep (the engine is the reference):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,10 +49,12 @@ from protocol.messages import (
     VoidRequest,
 )
 from protocol.money import Money
+from protocol.security import WorkingKeys
 from terminal.config import TerminalConfig
 from terminal.flow import Draft, Outcome
 from terminal.i18n import _
 from terminal.journal import Journal, Txn, TxnKind, TxnStatus
+from terminal.security.state import SecurityUnavailable, TerminalSecurity
 
 Clock = Callable[[], datetime]
 #: Called when a transaction reached its final state; returns the receipt's file name, if any.
@@ -94,12 +96,12 @@ class SignOn:
     """The session's standing with the host.
 
     :ivar signed_on: an 0800 sign-on was answered 00 on the current connection's watch.
-    :ivar keys: working keys from the sign-on. Today's hosts send none, so it stays None; key
-        exchange fills this slot and the request builder reads it (MAC, PIN block).
+    :ivar keys: working keys from the sign-on (checked against their KCVs), None when the host
+        sent none; the MAC guard and the PIN block read them through the session's security.
     """
 
     signed_on: bool = False
-    keys: Any = None
+    keys: WorkingKeys | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ class TerminalSession:
     clock: Clock = local_now
     receipts: ReceiptSink | None = None
     sign_on_state: SignOn = field(default_factory=SignOn)
+    #: the terminal's keys (TMK, working keys, DUKPT); None: a terminal without security.
+    security: TerminalSecurity | None = None
 
     # -- counters and identity ---------------------------------------------------------------
 
@@ -154,12 +158,23 @@ class TerminalSession:
         return NetworkRequest(code=code, **self.ids())
 
     def network_answered(self, request: NetworkRequest, response: NetworkResponse) -> None:
-        """Remember the host's business date and, for a sign-on, that it was accepted."""
+        """Remember the host's business date and, for a sign-on, that it was accepted and the
+        working keys it carried.
+
+        :raises SignOnKeyError: the sign-on's working keys failed their check (the session is
+            then not signed on and holds no working keys).
+        """
         self.journal.set_business_date(response.business_date)
         if request.code is NetworkCode.SIGN_ON:
+            self.sign_on_state.signed_on = False
+            if response.approved and self.security is not None:
+                self.sign_on_state.keys = None
+                self.sign_on_state.keys = self.security.accept_sign_on(response.wrapped_keys)
             self.sign_on_state.signed_on = response.approved
         elif request.code is NetworkCode.SIGN_OFF and response.approved:
             self.sign_on_state = SignOn()
+            if self.security is not None:
+                self.security.forget_keys()
 
     def link_lost(self) -> None:
         """The connection dropped: a new one must sign on again."""
@@ -174,13 +189,29 @@ class TerminalSession:
 
     def begin(self, draft: Draft, stan: str | None = None, evidence: str | None = None
               ) -> Pending:
-        """Build the request for ``draft`` and journal it ``PENDING`` (before it is sent)."""
+        """Build the request for ``draft`` and journal it ``PENDING`` (before it is sent).
+
+        A draft with a PIN gets its PIN block (DE52), security control (DE53) and, under
+        DUKPT, the KSN (DE62); the clear PIN goes no further than this call.
+
+        :raises SecurityUnavailable: the draft has a PIN and the terminal has no PIN key (nothing
+            is journalled then).
+        """
         now = self.clock()
         request = self.build_request(draft, stan or self.next_stan(), now, evidence)
+        if draft.pin is not None:
+            request = self._with_pin(request, draft.pin)
         txn = self.journal.add(_new_txn(draft, request, now, self.journal.batch_number))
         card_name = draft.card.name if draft.card else (
             draft.original.card_name if draft.original else None)
         return Pending(txn, request, now, card_name)
+
+    def _with_pin(self, request: FinancialRequest, pin: str) -> FinancialRequest:
+        if self.security is None or request.card is None:
+            raise SecurityUnavailable("this terminal takes no PIN: it has no keys")
+        block, control, ksn = self.security.pin_data(pin, request.card.account.digits)
+        card = replace(request.card, pin_block=block, security_control=control)
+        return replace(request, card=card, ksn=ksn)
 
     def answered(self, txn: Txn, response: FinancialResponse) -> Outcome:
         """Record the host's answer and return what the result screen shows."""

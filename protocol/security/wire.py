@@ -13,6 +13,11 @@ Host and terminal must agree byte for byte, so the layout lives here, once:
   optionally data key, each ciphertext followed by its check value (the layout of
   :meth:`protocol.security.WorkingKeys.wrap`). A binary field carries the bytes; a text field
   (the generic profiles' DE62) carries them as upper-case hex (:func:`key_block_text`).
+  Working keys are double-length TDES under a TDES TMK of either length (ISO 9797-1
+  algorithm 3 takes a double-length key) and AES-128 under an AES TMK
+  (:func:`working_key_algorithm`).
+* **MAC scheme.** The profile names the scheme for TDES keys; AES keys use AES-CMAC
+  (:func:`mac_scheme_for`).
 * **Security control (DE53, n16).** Digit 1: the ISO 9564 PIN block format (``0`` or ``4``);
   digit 2: the key algorithm (``2`` TDES double length, ``3`` TDES triple length, ``8``
   AES-128); digit 3: key management (``0`` master/session keys from sign-on, ``1`` TDES DUKPT,
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 
 from protocol.security.errors import KeyFormatError
 from protocol.security.keys import Key, KeyAlgorithm
-from protocol.security.mac import MacScheme
+from protocol.security.mac import MacScheme, get_mac_scheme
 from protocol.security.pinblock import PinBlockFormat
 
 MAC_LENGTH = 8
@@ -53,6 +58,19 @@ def seal(message: bytes, scheme: MacScheme, key: Key) -> bytes:
 def mac_matches(message: bytes, scheme: MacScheme, key: Key) -> bool:
     """True when the last :data:`MAC_LENGTH` bytes of ``message`` are the MAC of the rest."""
     return scheme.verify(key, mac_span(message), message[-MAC_LENGTH:])
+
+
+def working_key_algorithm(tmk: KeyAlgorithm) -> KeyAlgorithm:
+    """The algorithm of the working keys a sign-on sends under a TMK of ``tmk``."""
+    return KeyAlgorithm.TDES_2KEY if tmk.is_tdes else KeyAlgorithm.AES_128
+
+
+def mac_scheme_for(profile_scheme: str | None, key: Key) -> MacScheme:
+    """The MAC scheme for ``key``: the profile's (X9.19 when it names none) for TDES keys,
+    AES-CMAC for AES keys."""
+    if not key.algorithm.is_tdes:
+        return get_mac_scheme("aes-cmac")
+    return get_mac_scheme(profile_scheme or "x9.19")
 
 
 def key_block_text(block: bytes) -> str:

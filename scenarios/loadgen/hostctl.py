@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from scenarios.admin import BlockingAdminClient
+from protocol.admin_models import TxnSummary
+from scenarios.admin import BlockingAdminClient, transactions
 from scenarios.loadgen.journal import JournalingTerminal
 from scenarios.loadgen.procs import ServerProcess, python_module
 
@@ -39,36 +39,35 @@ def admin(server: ServerProcess) -> BlockingAdminClient:
     return BlockingAdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
 
 
-def host_transactions(client: BlockingAdminClient, tid: str) -> list[dict[str, Any]]:
+def host_transactions(client: BlockingAdminClient, tid: str) -> list[TxnSummary]:
     """Every transaction the host recorded for ``tid``, newest first, page by page
     (``GET /transactions`` with its ``next`` cursor)."""
-    out: list[dict[str, Any]] = []
+    out: list[TxnSummary] = []
     cursor: str | None = None
     while True:
-        query = f"/transactions?tid={tid}&limit={PAGE}" + (f"&cursor={cursor}" if cursor else "")
-        page = client.get(query)
-        out += page["transactions"]
-        cursor = page.get("next")
+        page = client.fetch(transactions(tid=tid, limit=PAGE, cursor=cursor))
+        out += page.transactions
+        cursor = page.next
         if cursor is None:
             return out
 
 
-def is_effective(txn: dict[str, Any]) -> bool:
+def is_effective(txn: TxnSummary) -> bool:
     """True when the host counts the transaction as money moved (approved, not reversed)."""
-    return str(txn.get("state")) in {"effective", "approved", "pending_review"}
+    return txn.state in {"effective", "approved", "pending_review"}
 
 
-def reconcile(terminal: JournalingTerminal, txns: list[dict[str, Any]]) -> list[str]:
+def reconcile(terminal: JournalingTerminal, txns: list[TxnSummary]) -> list[str]:
     """Problems between one terminal's journal and the host's view (empty = consistent).
 
     Terminal approved (not reversed) -> exactly one effective sale for that STAN;
     declined or reversed -> no effective sale for it. Nothing may be left in flight.
     """
     problems = []
-    by_stan: dict[str, list[dict[str, Any]]] = {}
+    by_stan: dict[str, list[TxnSummary]] = {}
     for txn in txns:
-        if str(txn.get("kind", "sale")) == "sale":
-            by_stan.setdefault(str(txn.get("stan")), []).append(txn)
+        if txn.kind == "sale":
+            by_stan.setdefault(txn.stan, []).append(txn)
     for entry in terminal.journal:
         effective = [t for t in by_stan.get(entry.stan, []) if is_effective(t)]
         if entry.state == "in_flight":

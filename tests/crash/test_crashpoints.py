@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from host import crashpoints
 from host.ledger.db import open_engine
+from scenarios.admin import verify
 from scenarios.loadgen.hostctl import (
     MID,
     admin,
@@ -68,8 +69,8 @@ def test_crashpoint_then_recovery(point: str, strategy: str, ledger_db: str,
         if rrn_seen is not None and strategy == "repeat":
             assert entry.rrn == rrn_seen, "a repeat after the crash must replay the same answer"
         assert terminal_problems(client, term) == []
-        verify = client.get("/ledger/verify")
-        assert verify["ok"], verify["violations"]
+        report = client.fetch(verify())
+        assert report.ok, report.violations
     finally:
         host.stop()
     status, output = verify_offline()

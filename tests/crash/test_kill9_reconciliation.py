@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from scenarios.admin import verify
 from scenarios.loadgen.hostctl import MID, admin, start_host, terminal_problems
 from scenarios.loadgen.journal import JournalingTerminal
 
@@ -82,17 +83,17 @@ def test_kill9_under_load_loses_no_approval(backend: str, ledger_db: str,
         for term in terminals:
             approved += sum(e.state == "approved" for e in term.journal)
             problems += terminal_problems(client, term)
-        verify = client.get("/ledger/verify")
+        report = client.fetch(verify())
     finally:
         server.stop()
     reversed_ = sum(e.state == "reversed" for t in terminals for e in t.journal)
     missing = sum("approved-but-missing" in p for p in problems)
     offline_status, offline = verify_offline()
     print(f"{backend}: kill -9 x {kills}: {approved} approvals, {reversed_} reversed, "
-          f"{missing} approved-but-missing, {len(problems)} problems, verify ok={verify['ok']}, "
+          f"{missing} approved-but-missing, {len(problems)} problems, verify ok={report.ok}, "
           f"offline: {offline} (seed {seed})")
     assert kills == cycles
     assert approved > 0, "the load never got an approval through"
     assert problems == [], f"seed {seed}: " + "; ".join(problems[:10])
-    assert verify["ok"], f"seed {seed}: ledger verify: {verify['violations']}"
+    assert report.ok, f"seed {seed}: ledger verify: {report.violations}"
     assert offline_status == 0, f"seed {seed}: poslab-host ledger verify: {offline}"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from scenarios.admin import verify
 from scenarios.loadgen.hostctl import MID, admin, start_host, terminal_problems
 from scenarios.loadgen.journal import JournalingTerminal
 
@@ -60,7 +61,7 @@ def test_sigterm_mid_load_exits_cleanly(ledger_db: str, run: Callable[..., Any],
         client = admin(host)
         problems = [p for t in terminals for p in terminal_problems(client, t)]
         assert problems == []
-        assert client.get("/ledger/verify")["ok"]
+        assert client.fetch(verify()).ok
     finally:
         host.stop()
     status, output = verify_offline()

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from scenarios.admin import AdminCallError
+from protocol.admin_models import TxnSummary
+from scenarios.admin import AdminCallError, add_faults, clear_faults, faults, verify
 from scenarios.admin import BlockingAdminClient as AdminClient
 from scenarios.loadgen.hostctl import MID, admin, host_transactions, is_effective, start_host
 from scenarios.loadgen.journal import JournalingTerminal
@@ -35,8 +36,8 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def client(host: ServerProcess) -> Iterator[AdminClient]:
     c = admin(host)
     yield c
-    c.delete("/faults")
-    assert c.get("/ledger/verify")["ok"]
+    c.fetch(clear_faults())
+    assert c.fetch(verify()).ok
 
 
 def terminal(host: ServerProcess, timeout: float = 1.0) -> JournalingTerminal:
@@ -44,13 +45,12 @@ def terminal(host: ServerProcess, timeout: float = 1.0) -> JournalingTerminal:
                               timeout=timeout)
 
 
-def effective_sales(client: AdminClient, tid: str) -> list[dict[str, Any]]:
-    return [t for t in host_transactions(client, tid)
-            if t.get("kind", "sale") == "sale" and is_effective(t)]
+def effective_sales(client: AdminClient, tid: str) -> list[TxnSummary]:
+    return [t for t in host_transactions(client, tid) if t.kind == "sale" and is_effective(t)]
 
 
 def add_fault(client: AdminClient, tid: str, **rule: object) -> None:
-    client.post("/faults", {"tid": tid, "mti": "0200", "count": 1, **rule})
+    client.fetch(add_faults({"tid": tid, "mti": "0200", "count": 1, **rule}))
 
 
 def test_dropped_approval_is_reversed_and_nets_to_zero(
@@ -141,12 +141,12 @@ def test_faults_are_listed_counted_and_validated(
         host: ServerProcess, client: AdminClient, run: Callable[..., Any]) -> None:
     """/faults lists rules with counters, /metrics counts them, a bad rule is a 400 naming it."""
     term = terminal(host)
-    client.post("/faults", {"id": "slow", "tid": term.tid, "action": "delay", "process": True,
-                            "delay_ms": 1})
+    client.fetch(add_faults({"id": "slow", "tid": term.tid, "action": "delay", "process": True,
+                             "delay_ms": 1}))
     run(term.sale(100))
-    [rule] = client.get("/faults")["faults"]
-    assert (rule["id"], rule["applied"]) == ("slow", 1)
+    [rule] = client.fetch(faults()).faults
+    assert (rule.id, rule.applied) == ("slow", 1)
     assert 'poslab_faults_applied_total{action="delay",fault="slow"} 1' in client.get("/metrics")
     with pytest.raises(AdminCallError) as info:
-        client.post("/faults", {"action": "delay", "process": True})
+        client.fetch(add_faults({"action": "delay", "process": True}))
     assert info.value.status == 400 and "delay_ms" in info.value.message

@@ -44,6 +44,18 @@ def test_invalid_rules_give_clear_errors(rule: dict[str, object], text: str) -> 
         parse_rule(rule)
 
 
+@pytest.mark.parametrize("rule, key", [
+    ({"action": "drop", "process": True, "amount_max_minor": False}, "amount_max_minor"),
+    ({"action": "drop", "process": True, "count": True}, "count"),
+    ({"action": "delay", "process": True, "delay_ms": True}, "delay_ms"),
+    ({"action": "drop", "process": 1}, "process"),
+])
+def test_booleans_and_numbers_are_not_interchangeable(rule: dict[str, object], key: str) -> None:
+    """JSON true/false is refused where a number belongs, and 0/1 where a boolean does."""
+    with pytest.raises(FaultError, match=rf"fault\.{key}: "):
+        parse_rule(rule)
+
+
 def test_bad_pan_is_refused_without_echoing_it() -> None:
     """A malformed PAN condition is refused and the error never quotes the value."""
     bad = PAN + "X"

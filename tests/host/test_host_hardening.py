@@ -22,7 +22,14 @@ from test_host_independent_client import MID, TID, IsoClient, financial
 
 from host.ledger import open_engine
 from host.store import txn
-from scenarios.admin import AdminCallError
+from scenarios.admin import (
+    AdminCallError,
+    approve_review,
+    reviews,
+    transaction,
+    transactions,
+    verify,
+)
 from scenarios.admin import BlockingAdminClient as AdminClient
 from scenarios.loadgen.procs import ServerProcess, python_module
 
@@ -96,11 +103,11 @@ def test_retransmission_without_de7_is_answered_from_the_first(host: Host) -> No
     first, again = host.iso.send(sale), host.iso.send(sale)
     assert first["39"] == "00"
     assert (again["39"], again["37"], again["38"]) == ("00", first["37"], first["38"])
-    booked = host.api.get(f"/transactions?tid={TID}&stan={sale['11']}")["transactions"]
-    assert [t["rrn"] for t in booked] == [first["37"]]
+    booked = host.api.fetch(transactions(tid=TID, stan=sale["11"])).transactions
+    assert [t.rrn for t in booked] == [first["37"]]
     changed = host.iso.send({**sale, "4": "000000009999"})
     assert (changed["39"], changed["44"]) == ("94", "DUPLICATE_DIFFERENT")
-    assert host.api.get("/ledger/verify")["ok"]
+    assert host.api.fetch(verify()).ok
 
 
 def test_settlement_without_de7_is_keyed_on_its_batch_and_zero_totals_stay_readable(
@@ -127,7 +134,7 @@ def test_over_long_batch_number_is_30_on_both_databases(host: Host) -> None:
              "86": "0000000000000000", "88": "0000000000000000"}
     answer = host.iso.send(close)
     assert (answer["39"], answer["44"]) == ("30", "FORMAT_ERROR:60")
-    assert host.api.get("/ledger/verify")["ok"]
+    assert host.api.fetch(verify()).ok
 
 
 def test_card_numbers_in_de48_are_masked_in_rows_api_and_log(host: Host) -> None:
@@ -138,8 +145,8 @@ def test_card_numbers_in_de48_are_masked_in_rows_api_and_log(host: Host) -> None
     answer = host.iso.send(refund(sale["37"], 1000, de48))
     assert answer["39"] == "00"
     assert host.stored(answer["37"]) == ("555555******4444", "621234******1265")
-    shown = host.api.get(f"/transactions/{answer['37']}")
-    assert (shown["evidence"], shown["operator"]) == ("555555******4444", "621234******1265")
+    shown = host.api.fetch(transaction(answer["37"]))
+    assert (shown.evidence, shown.operator) == ("555555******4444", "621234******1265")
     listed = json.dumps(host.api.get(f"/transactions?tid={TID}"))
     log = host.log.read_text()
     for text in (listed, log):
@@ -160,9 +167,8 @@ def test_malformed_de48_says_which_item_and_why(host: Host) -> None:
     example = re.search(r"DE48 example: `([^`]+)`", README.read_text()).group(1)  # type: ignore[union-attr]
     documented = host.iso.send(refund(sale["37"], 100, example))
     assert documented["39"] == "00"
-    shown = host.api.get(f"/transactions/{documented['37']}")
-    assert (shown["reason"], shown["evidence"], shown["operator"]) == ("return", "RMA-1234",
-                                                                        "ANNA")
+    shown = host.api.fetch(transaction(documented["37"]))
+    assert (shown.reason, shown.evidence, shown.operator) == ("return", "RMA-1234", "ANNA")
 
 
 def test_de48_limits_answer_30_naming_the_limit(host: Host) -> None:
@@ -176,7 +182,7 @@ def test_de48_limits_answer_30_naming_the_limit(host: Host) -> None:
     at_limit = host.iso.send(refund(sale["37"], 100,
                                     "EV200" + "e" * 200 + "OP040" + "o" * 40))
     assert at_limit["39"] == "00"
-    assert host.api.get("/ledger/verify")["ok"]
+    assert host.api.fetch(verify()).ok
 
 
 def held_refund(host: Host) -> int:
@@ -184,22 +190,21 @@ def held_refund(host: Host) -> int:
     sale = host.iso.send(financial("000000", 6_000_000))
     held = host.iso.send(refund(sale["37"], 6_000_000, "RS006return"))
     assert (held["39"], held["44"]) == ("00", "REFUND_PENDING_REVIEW")
-    (review,) = host.api.get("/reviews?state=pending_review")["reviews"]
-    assert review["approvals_needed"] == 2
-    return int(review["id"])
+    (review,) = host.api.fetch(reviews("pending_review")).reviews
+    assert review.approvals_needed == 2
+    return review.id
 
 
 def test_two_approvers_must_differ_beyond_case_and_width(host: Host) -> None:
     """After "alice", "ALICE" and full-width "ａｌｉｃｅ" are refused 409; "bob" releases the
     refund."""
     review = held_refund(host)
-    host.api.post(f"/reviews/{review}/approve", {"approver": "alice"})
+    host.api.fetch(approve_review(review, "alice"))
     for same in ("ALICE", " Alice ", "ａｌｉｃｅ"):
         with pytest.raises(AdminCallError) as refused:
-            host.api.post(f"/reviews/{review}/approve", {"approver": same})
+            host.api.fetch(approve_review(review, same))
         assert refused.value.status == 409
-    assert host.api.post(f"/reviews/{review}/approve", {"approver": "bob"})["state"] == \
-        "approved"
+    assert host.api.fetch(approve_review(review, "bob")).state == "approved"
 
 
 def test_over_long_approver_is_400_on_both_databases(host: Host) -> None:
@@ -212,12 +217,12 @@ def test_over_long_approver_is_400_on_both_databases(host: Host) -> None:
             host.api.post(f"/reviews/{review}/{action}", {"approver": "a" * 65, "reason": "r"})
         assert refused.value.status == 400 and "at most 64" in str(refused.value)
     with pytest.raises(AdminCallError) as refused:
-        host.api.post(f"/reviews/{review}/approve", {"approver": "a", "note": "x\x00y"})
+        host.api.fetch(approve_review(review, "a", "x\x00y"))
     assert refused.value.status == 400 and "NUL" in str(refused.value)
     lone = json.dumps({"approver": "b", "note": "\ud800"}).encode()  # escaped: valid JSON
     assert host.raw("POST", f"/reviews/{review}/approve", lone)[0] == 400
-    approved = host.api.post(f"/reviews/{review}/approve", {"approver": "a" * 64})
-    assert [a["approver"] for a in approved["approved_by"]] == ["a" * 64]
+    approved = host.api.fetch(approve_review(review, "a" * 64))
+    assert [a.approver for a in approved.approved_by] == ["a" * 64]
 
 
 HOSTILE = [

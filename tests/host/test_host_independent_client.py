@@ -19,6 +19,7 @@ import pytest
 from iso8583.specs import default as PYISO_DEFAULT
 
 from scenarios.admin import BlockingAdminClient as AdminClient
+from scenarios.admin import verify
 from scenarios.loadgen.procs import ServerProcess, python_module
 
 TID, MID, PAN = "TERM0001", "MERCHANT0000001", "4111111111111111"
@@ -103,7 +104,7 @@ def test_sale_refunds_void_and_reversal_from_an_independent_client(
     finally:
         client.close()
     api = AdminClient(int(sqlite_host.ready["admin_port"]), str(sqlite_host.ready["admin_token"]))
-    assert api.get("/ledger/verify")["ok"]
+    assert api.fetch(verify()).ok
 
 
 def race_refunds(ports: list[int], clients: int, amount_minor: int) -> list[str]:
@@ -153,7 +154,7 @@ def test_concurrent_refunds_on_postgresql_hosts(pg_url: str) -> None:
         codes = race_refunds(ports, 16, 3000)
         assert codes.count("00") == 3 and codes.count("13") == 13  # 3 x 30.00 <= 100.00
         api = AdminClient(int(first.ready["admin_port"]), str(first.ready["admin_token"]))
-        assert api.get("/ledger/verify")["ok"]
+        assert api.fetch(verify()).ok
     finally:
         assert first.stop() == 0
         assert second.stop() == 0

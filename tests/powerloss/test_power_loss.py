@@ -31,6 +31,7 @@ import pytest
 from lazyfs import LazyMount, unavailable
 
 from host.config import default_config_text
+from scenarios.admin import verify
 from scenarios.loadgen.hostctl import MID, admin, host_transactions, is_effective, start_host
 from scenarios.loadgen.journal import JournalingTerminal
 from scenarios.loadgen.procs import python_module
@@ -143,21 +144,21 @@ def test_host_loses_no_acknowledged_approval_on_full(dirs: tuple[Path, Path], tm
             approved = [e for e in term.journal if e.state == "approved"]
             acked += len(approved)
             txns = host_transactions(client, term.tid)
-            kept = {str(t.get("rrn")) for t in txns if is_effective(t)}
+            kept = {str(t.rrn) for t in txns if is_effective(t)}
             lost += [f"{term.tid} {e.stan} rrn {e.rrn}" for e in approved if e.rrn not in kept]
-        verify = client.get("/ledger/verify")
+        report = client.fetch(verify())
     finally:
         server.stop()
     status, offline = _verify_offline(backing / "ledger.db")
     print(f"\nC5 poslab-host synchronous={mode}: {RUNS} x (kill -9, lose-unfsynced-writes): "
-          f"{acked} approvals acknowledged, {len(lost)} lost; verify ok={verify['ok']}; "
+          f"{acked} approvals acknowledged, {len(lost)} lost; verify ok={report.ok}; "
           f"offline verify exit {status}")
     for line in summaries:
         print(f"  lazyfs: {line}")
     assert acked > 0, "the load never got an approval through"
     if mode == "FULL":
         assert lost == [], f"acknowledged but lost: {lost[:10]}"
-    assert verify["ok"], f"ledger verify: {verify['violations']}"
+    assert report.ok, f"ledger verify: {report.violations}"
     assert status == 0, f"poslab-host ledger verify: {offline}"
 
 

@@ -149,6 +149,6 @@ def test_describe_shows_no_card_secrets(name: str) -> None:
     assert _safe(text), text
     if name == "sale_0200":
         assert "DE35" in text and "[34 bytes hidden]" in text
-        assert "DE52" in text and "[8 bytes hidden]" in text
+        assert "DE52" in text and "[PIN block, 8 bytes]" in text
     else:
         assert "DE2 " in text and mask_pan(samples()[name].to_fields()["2"]) in text

@@ -20,6 +20,7 @@ from protocol import Codec, Direction, EncodeError, TxnType, ValidationError, fr
 from protocol.fields import ISO87, FieldSpec, FieldTable, LengthCount
 from protocol.headers import Encoding, MessageHeader, TpduSpec, length_header
 from protocol.specs import (
+    GENERIC_MAC_MTIS,
     GENERIC_ROUTES,
     PROFILES,
     FieldMatch,
@@ -229,12 +230,16 @@ def test_repeat_completion_is_checked_like_the_original() -> None:
 
 
 def test_built_in_profiles_share_one_table_and_differ_in_framing() -> None:
-    """The three built-in profiles: same table and transactions, their own header and TPDU."""
+    """The three built-in profiles: same table, transactions and MAC setting (X9.19 in DE64
+    on the financial messages and their answers), their own header and TPDU."""
     names = {p.name: (p.length_header.name, p.tpdu is not None) for p in PROFILES.values()}
     assert names == {"iso87-ascii": ("2b", False), "iso87-ascii-4a": ("4a", False),
                      "iso87-ascii-tpdu": ("2b", True)}
     assert {p.table.name for p in PROFILES.values()} == {"iso87"}
-    assert all(p.mac_field is None and p.mac_scheme is None for p in PROFILES.values())
+    assert {(p.mac_field, p.mac_scheme, p.mac_mtis) for p in PROFILES.values()} == {
+        (64, "x9.19", GENERIC_MAC_MTIS)}
+    assert {"0200", "0210", "0400", "0410"} <= GENERIC_MAC_MTIS
+    assert not {"0800", "0810", "0500", "0320"} & GENERIC_MAC_MTIS
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))

@@ -97,7 +97,13 @@ class FakeService:
         sale = self.sales.get(rrn)
         if sale is None:
             return None
-        return {"rrn": rrn, "currency": "CNY", "amount_minor": sale[0],
+        return {"rrn": rrn, "kind": "sale", "mti": "0200", "processing_code": "000000",
+                "stan": "000001", "terminal_id": "T1", "merchant_id": "M1",
+                "currency": "CNY", "amount_minor": sale[0], "pan": None,
+                "business_date": "2026-01-01", "at": "2026-01-01T00:00:00.000+00:00",
+                "response_code": "00", "rule": None, "approval_code": "123456",
+                "state": "approved", "settlement_state": None, "review_state": None,
+                "rules_fired": [], "events": [], "original_rrn": None, "ledger": [],
                 "refunded_minor": sale[1], "remaining_minor": sale[0] - sale[1],
                 "capture_state": "captured"}
 
@@ -105,7 +111,8 @@ class FakeService:
         return {"ok": True, "violations": [], "checked": {}}
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok"}
+        return {"status": "ok", "database": "fake", "transactions": len(self.sales),
+                "posting_groups": 0, "strict": False, "allow_unknown_terminals": True}
 
     def close(self) -> None:
         """Nothing to release."""

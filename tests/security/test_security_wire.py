@@ -13,8 +13,10 @@ from protocol.security.wire import (
     key_block_bytes,
     key_block_text,
     mac_matches,
+    mac_scheme_for,
     mac_span,
     seal,
+    working_key_algorithm,
 )
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -93,3 +95,20 @@ def test_security_control_names_the_bad_digit(text: str, where: str) -> None:
     """A DE53 poslab cannot read raises a key-format error naming the position."""
     with pytest.raises(KeyFormatError, match=where):
         SecurityControl.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("tmk", "working", "scheme"),
+    [(KeyAlgorithm.TDES_2KEY, KeyAlgorithm.TDES_2KEY, "x9.19"),
+     (KeyAlgorithm.TDES_3KEY, KeyAlgorithm.TDES_2KEY, "x9.19"),
+     (KeyAlgorithm.AES_128, KeyAlgorithm.AES_128, "aes-cmac")],
+)
+def test_working_keys_and_mac_scheme_per_tmk_kind(tmk: KeyAlgorithm, working: KeyAlgorithm,
+                                                  scheme: str) -> None:
+    """Every TDES TMK gets double-length working keys (X9.19 needs them), an AES TMK AES-128
+    ones; the profile's scheme MACs under TDES keys, AES-CMAC under AES keys."""
+    assert working_key_algorithm(tmk) is working
+    key = Key.generate(working)
+    chosen = mac_scheme_for("x9.19", key)
+    assert chosen.name == scheme
+    assert len(chosen.compute(key, b"0200 some message")) == 8

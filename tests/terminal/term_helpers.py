@@ -3,15 +3,14 @@ talk to a real host's admin API."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from textual.pilot import Pilot
 
+from scenarios.admin import BlockingAdminClient
 from terminal.app import PosApp
 from terminal.cards import load_deck
 from terminal.config import TerminalConfig
@@ -26,12 +25,10 @@ class RealHost:
     admin_port: int
     token: str
 
-    def get(self, path: str) -> Any:
-        """GET an admin API path and decode its JSON."""
-        req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}",
-                                     headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
-            return json.loads(resp.read())
+    @property
+    def api(self) -> BlockingAdminClient:
+        """The host's admin API through the project's one admin client."""
+        return BlockingAdminClient(self.admin_port, self.token)
 
 
 async def until(pilot: Pilot[None], ready: Callable[[], bool], timeout_s: float = 20.0,

@@ -41,3 +41,11 @@ def test_corrupt_journal_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "journal.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(JournalError, match=r"journal.json is unreadable.*Move it away"):
         Journal(tmp_path)
+
+
+def test_deck_pins_are_the_catalogue_pins() -> None:
+    """A deck card that asks for a PIN documents the PIN the host's catalogue holds for it."""
+    host = {h["pan"]: h.get("pin") for h in
+            tomllib.loads(HOST_DEFAULTS.read_text(encoding="utf-8"))["cards"]}
+    asking = [c for c in load_deck() if c.needs_pin]
+    assert asking and all(c.pin == host[c.pan.digits] for c in asking)

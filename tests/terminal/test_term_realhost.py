@@ -18,6 +18,7 @@ from textual.pilot import Pilot
 from protocol.codec import Codec
 from protocol.codes import EntryMode
 from protocol.money import Money
+from scenarios.admin import balances, transaction, transactions
 from terminal.app import PosApp
 from terminal.cards import load_deck
 from terminal.config import TerminalConfig
@@ -46,9 +47,9 @@ def test_real_sale_refund_over_refund(real_config: TerminalConfig, real_host: Re
     assert "DECLINED 13" in texts[2]
     assert "Refund exceeds the remaining 40.00 of this sale" in texts[2]
     sale_rrn = app.journal.get(1).rrn
-    detail = real_host.get(f"/transactions/{sale_rrn}")
-    assert detail["remaining_minor"] == 4000 and detail["refund_state"] == "PARTIAL"
-    assert [(r["reason"], r["response_code"]) for r in detail["refunds"]] == [
+    detail = real_host.api.fetch(transaction(sale_rrn))
+    assert detail.remaining_minor == 4000 and detail.refund_state == "PARTIAL"
+    assert [(r.reason, r.response_code) for r in detail.refunds or []] == [
         ("return", "00"), ("return", "13")]
     assert (config_receipts := list((real_config.data_dir / "receipts").glob("*.txt")))
     assert len(config_receipts) == 3
@@ -66,8 +67,8 @@ def test_real_void(real_config: TerminalConfig, real_host: RealHost, run: Any) -
     app = drive(real_config, run, script)
     assert "APPROVED" in texts[0] and "VOID" in texts[0], texts[0]
     assert app.journal.get(1).voided
-    detail = real_host.get(f"/transactions/{app.journal.get(1).rrn}")
-    assert detail["capture_state"] == "VOIDED"
+    detail = real_host.api.fetch(transaction(app.journal.get(1).rrn))
+    assert detail.capture_state == "VOIDED"
 
 
 def test_real_no_response_is_reversed_and_nets_to_zero(
@@ -85,15 +86,15 @@ def test_real_no_response_is_reversed_and_nets_to_zero(
     assert "NO RESPONSE" in texts[0] and "APPROVED" not in texts[0]
     assert txn.status is TxnStatus.REVERSED
     assert [t.mti for t in app.traffic if t.direction == "sent"][-2:] == ["0200", "0400"]
-    rows = real_host.get(f"/transactions?tid={real_config.terminal_id}&stan={txn.stan}")
+    page = real_host.api.fetch(transactions(tid=real_config.terminal_id, stan=txn.stan))
     net = 0
-    for row in rows["transactions"]:
-        if row.get("rrn"):
-            for group in real_host.get(f"/transactions/{row['rrn']}")["ledger"]:
-                net += group["amount_minor"] if group["effective"] else 0
+    for row in page.transactions:
+        if row.rrn:
+            for group in real_host.api.fetch(transaction(row.rrn)).ledger:
+                net += group.amount_minor if group.effective else 0
     assert net == 0
-    balances = real_host.get("/ledger/balances")
-    assert all(v == 0 for account in balances.values() for v in account.values())
+    totals = real_host.api.fetch(balances()).root
+    assert all(v == 0 for account in totals.values() for v in account.values())
 
 
 def test_real_settlement_balanced_then_unbalanced(real_config: TerminalConfig,
@@ -169,7 +170,7 @@ def test_real_refund_of_a_keyed_rrn(real_config: TerminalConfig, real_host: Real
 
     drive(real_config, run, script)
     assert "APPROVED" in texts[0] and "Remaining refundable: 80.00" in texts[0]
-    assert real_host.get(f"/transactions/{texts[1]}")["remaining_minor"] == 8000
+    assert real_host.api.fetch(transaction(texts[1])).remaining_minor == 8000
 
 
 def test_real_void_after_settlement_is_refused(real_config: TerminalConfig, run: Any) -> None:

@@ -140,6 +140,15 @@ def test_session_arguments_carry_the_terminal_settings(tmp_path: Path) -> None:
     assert serve_options(child)[1] == parse_pool("LAB00001-LAB00004")
 
 
+def test_session_arguments_carry_tls(tmp_path: Path) -> None:
+    """A served tab connects over TLS when the server was told to."""
+    args, _ = parse_command_line(["--serve", "--tls", "--data-dir", str(tmp_path)])
+    config = build_config(args)
+    child, _ = parse_command_line(["--serve-session", *session_arguments(args, config)])
+    assert build_config(child) == config
+    assert config.tls is not None
+
+
 def test_classroom_host_enrols_pool_ids_unless_configured() -> None:
     """The embedded host of --serve accepts the pool's ids unless a --config is given."""
     assert classroom_host_arguments(["--strict"]) == ["--strict", "--allow-unknown-terminals"]

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from settlement_fakes import SHANGHAI, World, admin_http, make_terms
 
-import host.admin_settlement  # noqa: F401  (registers the routes)
 from host.admin import AdminContext, admin_site
 from host.clock import SystemClock
 from host.logs import MessageLog

@@ -149,7 +149,7 @@ class FakeService:
     closed: bool = False
     _rrn: int = 0
     reviews_list: list[dict[str, Any]] = field(default_factory=lambda: [
-        {"id": 1, "state": "pending_review", "amount_minor": 90000, "approvals": []}])
+        review_view(1, "pending_review")])
 
     def _seen(self) -> None:
         self.threads.add(threading.current_thread().name)
@@ -189,13 +189,17 @@ class FakeService:
 
     def health(self) -> dict[str, Any]:
         self._seen()
-        return {"status": "ok", "database": "fake"}
+        return {"status": "ok", "database": "fake", "transactions": 0, "posting_groups": 0,
+                "strict": False, "allow_unknown_terminals": False}
 
     def transaction(self, rrn: str) -> dict[str, Any] | None:
-        return {"rrn": rrn, "events": []} if rrn == "000000000001" else None
+        if rrn != "000000000001":
+            return None
+        return {**txn_summary(rrn), "rules_fired": [], "events": [], "original_rrn": None,
+                "ledger": []}
 
     def transactions(self, tid: str | None = None, stan: str | None = None) -> list[dict[str, Any]]:
-        return [{"rrn": "000000000001", "tid": tid, "stan": stan}]
+        return [txn_summary("000000000001", tid or TID, stan or "000001")]
 
     def transactions_page(self, tid: str | None = None, stan: str | None = None,
                           limit: int = 500, cursor: str | None = None) -> dict[str, Any]:
@@ -214,15 +218,36 @@ class FakeService:
     def approve_review(self, review_id: int, approver: str, note: str = "") -> dict[str, Any]:
         if review_id != 1:
             raise _AdminError(404, f"no review {review_id}")
-        return {"id": 1, "state": "approved", "approver": approver, "note": note}
+        return review_view(1, "approved", approved_by=[
+            {"approver": approver, "note": note, "at": "2026-11-26T01:00:00.000+00:00"}])
 
     def reject_review(self, review_id: int, approver: str, reason: str) -> dict[str, Any]:
         if review_id != 1:
             raise _AdminError(404, f"no review {review_id}")
-        return {"id": 1, "state": "rejected", "approver": approver, "reason": reason}
+        return review_view(1, "rejected", reason=reason)
 
     def close(self) -> None:
         self.closed = True
+
+
+def txn_summary(rrn: str, tid: str = "TERM0001", stan: str = "000001") -> dict[str, Any]:
+    """A transaction summary of the admin API's shape (an approved sale)."""
+    return {"rrn": rrn, "kind": "sale", "mti": "0200", "processing_code": "000000",
+            "stan": stan, "terminal_id": tid, "merchant_id": "MERCHANT0000001",
+            "amount_minor": 1000, "currency": "USD", "pan": "411111******1111",
+            "business_date": "2026-11-26", "at": "2026-11-26T01:00:00.000+00:00",
+            "response_code": "00", "rule": None, "approval_code": "A1B2C3",
+            "state": "approved", "capture_state": "CAPTURED", "settlement_state": "OPEN_BATCH",
+            "review_state": None}
+
+
+def review_view(review_id: int, state: str, **over: Any) -> dict[str, Any]:
+    """A refund review of the admin API's shape, holding a 900.00 refund."""
+    return {"id": review_id, "state": state, "level": 2, "approvals_needed": 2,
+            "approved_by": [], "reason": None, "created": "2026-11-26T01:00:00.000+00:00",
+            "decided": None, "rrn": "000000000002", "merchant_id": "MERCHANT0000001",
+            "terminal_id": "TERM0001", "amount_minor": 90000, "currency": "USD",
+            "pan": "411111******1111", "refund_reason": "damaged", **over}
 
 
 class _AdminError(Exception):

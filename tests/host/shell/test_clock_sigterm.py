@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from host.config import default_config_text
-from scenarios.admin import AdminCallError
+from protocol.admin_models import ClockView
+from scenarios.admin import AdminCallError, advance_clock, clock
 from scenarios.admin import BlockingAdminClient as AdminClient
 from scenarios.loadgen.procs import ServerProcess, python_module
 
@@ -33,7 +34,7 @@ def test_sigterm_stops_a_long_clock_move(db: str, tmp_path: Path) -> None:
 
     def move() -> None:
         try:
-            outcome.append(api.post("/clock/advance", {"days": 30000}))
+            outcome.append(api.fetch(advance_clock(days=30000)))
         except AdminCallError as exc:
             outcome.append(exc.status)
         except OSError as exc:  # the host went away mid-call
@@ -44,7 +45,7 @@ def test_sigterm_stops_a_long_clock_move(db: str, tmp_path: Path) -> None:
         mover.start()
         # GET /clock is answered between two slices of the move: wait until it has begun.
         for _ in range(200):
-            if datetime.fromisoformat(api.get("/clock")["now"]) > datetime.fromisoformat(START):
+            if datetime.fromisoformat(api.fetch(clock()).now) > datetime.fromisoformat(START):
                 break
         else:
             pytest.fail("the clock did not start moving")
@@ -57,4 +58,4 @@ def test_sigterm_stops_a_long_clock_move(db: str, tmp_path: Path) -> None:
     finally:
         host.stop()
         mover.join(30)
-    assert outcome and outcome[0] != 200 and not isinstance(outcome[0], dict)
+    assert outcome and outcome[0] != 200 and not isinstance(outcome[0], ClockView)

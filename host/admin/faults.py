@@ -1,4 +1,4 @@
-"""Admin routes for fault injection, registered through :func:`host.admin.route`::
+"""Admin routes for fault injection, registered through :func:`host.admin.api.route`::
 
     GET    /faults          {"faults": [...]}  every rule with its counters, PANs masked
     POST   /faults          body: one rule object or a list of them -> 201 {"faults": [added]}
@@ -15,8 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from host.admin import AdminContext, AdminRequest, AdminResponse, HttpError, route
-from host.faults import FaultError, FaultRegistry
+from host.admin.api import AdminContext, AdminRequest, AdminResponse, HttpError, route
+from host.faults import FaultError, FaultRegistry, FaultRule
+from protocol.admin_models import Deleted, FaultList
+
+FAULT_BODY: Any = FaultRule | list[FaultRule]
+"""``POST /faults`` takes one rule or a list of them (the document's request body)."""
 
 
 def _registry(ctx: AdminContext) -> FaultRegistry:
@@ -27,13 +31,13 @@ def _registry(ctx: AdminContext) -> FaultRegistry:
     return registry
 
 
-@route("GET", "/faults")
-def list_faults(ctx: AdminContext, req: AdminRequest) -> dict[str, Any]:
+@route("GET", "/faults", model=FaultList, errors=(503,))
+def list_faults(ctx: AdminContext, req: AdminRequest) -> FaultList:
     """Every fault rule with its counters."""
-    return {"faults": _registry(ctx).list()}
+    return FaultList.model_validate({"faults": _registry(ctx).list()})
 
 
-@route("POST", "/faults")
+@route("POST", "/faults", model=FaultList, status=201, body=FAULT_BODY, errors=(503,))
 def add_faults(ctx: AdminContext, req: AdminRequest) -> AdminResponse:
     """Add one rule or a list of rules (all or none)."""
     registry = _registry(ctx)
@@ -44,22 +48,22 @@ def add_faults(ctx: AdminContext, req: AdminRequest) -> AdminResponse:
     except FaultError as exc:
         raise HttpError(400, str(exc)) from None
     ctx.log.event("audit", action="faults_added", faults=[a["id"] for a in added])
-    return AdminResponse({"faults": added}, status=201)
+    return AdminResponse(FaultList.model_validate({"faults": added}), status=201)
 
 
-@route("DELETE", "/faults")
-def clear_faults(ctx: AdminContext, req: AdminRequest) -> dict[str, Any]:
+@route("DELETE", "/faults", model=Deleted, errors=(503,))
+def clear_faults(ctx: AdminContext, req: AdminRequest) -> Deleted:
     """Remove every rule."""
     n = _registry(ctx).clear()
     ctx.log.event("audit", action="faults_cleared", count=n)
-    return {"deleted": n}
+    return Deleted(deleted=n)
 
 
-@route("DELETE", "/faults/{id}")
-def delete_fault(ctx: AdminContext, req: AdminRequest) -> dict[str, Any]:
+@route("DELETE", "/faults/{id}", model=Deleted, errors=(404, 503))
+def delete_fault(ctx: AdminContext, req: AdminRequest) -> Deleted:
     """Remove one rule by id."""
     fault_id = req.params["id"]
     if not _registry(ctx).delete(fault_id):
         raise HttpError(404, f"no such fault: {fault_id!r}")
     ctx.log.event("audit", action="fault_deleted", fault=fault_id)
-    return {"deleted": 1}
+    return Deleted(deleted=1)

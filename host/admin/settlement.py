@@ -1,4 +1,4 @@
-"""Admin routes for the clock, settlements, notifications and reports (:func:`host.admin.route`)::
+"""Admin routes for the clock, settlements, notifications and reports (:func:`.api.route`)::
 
     GET  /clock                        mode, now, pending events, merchants' business dates
     POST /clock/advance                {"seconds"|"minutes"|"hours"|"days": N}
@@ -25,12 +25,29 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from host.admin import AdminContext, AdminRequest, AdminResponse, HttpError, route
+from host.admin.api import (
+    CSV_TYPE,
+    AdminContext,
+    AdminRequest,
+    AdminResponse,
+    HttpError,
+    Query,
+    route,
+)
 from host.clock import MAX_MOVE, ClockError, ManualClock, check_move, parse_duration, too_far
 from host.reports import SETTLEMENT_COLUMNS, render, render_refunds, settlement_rows
 from host.settlement_jobs import SettlementDesk
+from protocol.admin_models import (
+    AdvanceBody,
+    ClockView,
+    NotificationList,
+    RefundsReport,
+    SetClockBody,
+    SettlementList,
+)
 
-CSV_TYPE = "text/csv; charset=utf-8"
+_DATE = {"type": "string", "format": "date"}
+_FORMAT = Query("format", "json (default) or csv", {"type": "string", "enum": ["json", "csv"]})
 SLICE = timedelta(days=1)
 """The simulated time one worker call of a clock move covers."""
 
@@ -55,14 +72,14 @@ def _manual(ctx: AdminContext) -> ManualClock:
     return ctx.clock
 
 
-def _clock_view(ctx: AdminContext) -> dict[str, Any]:
+def _clock_view(ctx: AdminContext) -> ClockView:
     view: dict[str, Any] = dict(ctx.clock.describe()) if ctx.clock is not None else {}
     if isinstance(ctx.clock, ManualClock):
         view["speed"] = ctx.clock.speed
     desk = _desk_or_none(ctx)
     if desk is not None:
         view["business_dates"] = desk.merchant_days()
-    return view
+    return ClockView.model_validate(view)
 
 
 def _date_param(req: AdminRequest, name: str) -> date | None:
@@ -94,13 +111,13 @@ def _move(ctx: AdminContext, clock: ManualClock, target: datetime) -> Deferred[A
     return step()
 
 
-@route("GET", "/clock")
+@route("GET", "/clock", model=ClockView)
 def get_clock(ctx: AdminContext, req: AdminRequest) -> Any:
     """The clock's mode and instant, pending events, and each merchant's business date."""
     return ctx.call(_clock_view, ctx)
 
 
-@route("POST", "/clock/advance")
+@route("POST", "/clock/advance", model=ClockView, body=AdvanceBody, errors=(409, 503))
 def advance_clock(ctx: AdminContext, req: AdminRequest) -> Any:
     """Move a simulated clock forward, running every due event on the way."""
     clock = _manual(ctx)
@@ -140,7 +157,7 @@ def advance_clock(ctx: AdminContext, req: AdminRequest) -> Any:
     return _move(ctx, clock, clock.now() + delta)
 
 
-@route("POST", "/clock/set")
+@route("POST", "/clock/set", model=ClockView, body=SetClockBody, errors=(409, 503))
 def set_clock(ctx: AdminContext, req: AdminRequest) -> Any:
     """Jump a simulated clock forward to an instant (earlier instants are refused with 400)."""
     clock = _manual(ctx)
@@ -167,15 +184,19 @@ def set_clock(ctx: AdminContext, req: AdminRequest) -> Any:
     return _move(ctx, clock, target)
 
 
-def _formatted(rows: list[dict[str, Any]], fmt: str, key: str) -> Any:
+def _formatted(rows: list[dict[str, Any]], fmt: str) -> Any:
     if fmt == "csv":
         return AdminResponse(render(rows, "csv", SETTLEMENT_COLUMNS), content_type=CSV_TYPE)
     if fmt != "json":
         raise HttpError(400, f"format must be json or csv, got {fmt!r}")
-    return {key: rows}
+    return SettlementList.model_validate({"settlements": rows})
 
 
-@route("GET", "/settlements")
+@route("GET", "/settlements", model=SettlementList, text_type=CSV_TYPE, errors=(503,), query=(
+    Query("date", "only this business date (YYYY-MM-DD)", _DATE),
+    Query("merchant", "only this merchant"),
+    _FORMAT,
+))
 def get_settlements(ctx: AdminContext, req: AdminRequest) -> Any:
     """Settlements per merchant per batch, optionally of one business date / merchant."""
     desk = _desk(ctx)
@@ -184,11 +205,14 @@ def get_settlements(ctx: AdminContext, req: AdminRequest) -> Any:
     merchant = req.query.get("merchant") or None
     d = ctx.call(desk.settlements, on, merchant)
     if fmt == "csv":
-        return d.addCallback(lambda rows: _formatted(settlement_rows(rows), fmt, "settlements"))
-    return d.addCallback(lambda rows: _formatted(rows, fmt, "settlements"))
+        return d.addCallback(lambda rows: _formatted(settlement_rows(rows), fmt))
+    return d.addCallback(lambda rows: _formatted(rows, fmt))
 
 
-@route("GET", "/notifications")
+@route("GET", "/notifications", model=NotificationList, errors=(503,), query=(
+    Query("event", "only this event (refund_approved, settlement_funded ...)"),
+    Query("rrn", "only this transaction's notifications"),
+))
 def get_notifications(ctx: AdminContext, req: AdminRequest) -> Any:
     """The notification outbox, oldest first (PANs masked)."""
     desk = _desk(ctx)
@@ -197,14 +221,18 @@ def get_notifications(ctx: AdminContext, req: AdminRequest) -> Any:
     outbox = desk.outbox
     event, rrn = req.query.get("event") or None, req.query.get("rrn") or None
 
-    def read() -> dict[str, Any]:
+    def read() -> NotificationList:
         desk.committed()  # mirror rows the engine committed since the last job to the file
-        return {"notifications": outbox.entries(event=event, rrn=rrn)}
+        return NotificationList.model_validate(
+            {"notifications": outbox.entries(event=event, rrn=rrn)})
 
     return ctx.call(read)
 
 
-@route("GET", "/reports/refunds")
+@route("GET", "/reports/refunds", model=RefundsReport, text_type=CSV_TYPE, errors=(503,),
+       query=(Query("from", "first business date (YYYY-MM-DD)", _DATE),
+              Query("to", "last business date (YYYY-MM-DD)", _DATE),
+              _FORMAT))
 def get_refunds_report(ctx: AdminContext, req: AdminRequest) -> Any:
     """Refunds by reason, state and age, and the refund rate per merchant."""
     desk = _desk(ctx)
@@ -219,7 +247,7 @@ def get_refunds_report(ctx: AdminContext, req: AdminRequest) -> Any:
     def build() -> Any:
         report = desk.refunds_report(source, start, end)
         if fmt == "json":
-            return report
+            return RefundsReport.model_validate(report)
         return AdminResponse(render_refunds(report, fmt), content_type=CSV_TYPE)
 
     return ctx.call(build)

@@ -1,0 +1,68 @@
+"""The console's pure model: T-accounts from hello + postings, the calendar strip, the board."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from host.console.model import (
+    CURRENT,
+    DONE,
+    FAILED,
+    SKIPPED,
+    TAccounts,
+    calendar_days,
+    refund_board,
+)
+
+CN = {"country": "CN", "subdivision": None, "timezone": "Asia/Shanghai"}
+
+
+def _posting(group: int, amount: int) -> dict[str, object]:
+    return {"group": group, "kind": "sale", "currency": "CNY", "entries": [
+        {"account": "scheme_settlement", "side": "D", "amount_minor": amount},
+        {"account": "merchant_payable:M1", "side": "C", "amount_minor": amount}]}
+
+
+def test_postings_the_hello_already_counts_are_not_applied_twice() -> None:
+    """A posting at or below ledger_head is in the opening balance; one before the hello waits."""
+    accounts = TAccounts()
+    assert not accounts.post(_posting(3, 500))  # before the hello: held
+    accounts.hello({"scheme_settlement": {"CNY": 1000}, "merchant_payable:M1": {"CNY": -1000}},
+                   head=2)
+    assert accounts.post(_posting(4, 200))
+    assert not accounts.post(_posting(4, 200))  # a repeat of what is already applied
+    payable = accounts.accounts[("merchant_payable:M1", "CNY")]
+    assert payable.opening_minor == -1000 and payable.balance_minor == -1700
+    assert [line.balance_minor for line in payable.lines] == [-1500, -1700]
+    assert [a.account for a in accounts.ordered()] == ["merchant_payable:M1",
+                                                        "scheme_settlement"]
+
+
+def test_the_calendar_strip_knows_holidays_and_make_up_workdays() -> None:
+    """China: Labour Day is a holiday; Saturday 2026-02-28 is a make-up workday."""
+    labour = calendar_days(CN, "2026-04-30T16:30:00+00:00", 3)  # 05-01 00:30 in Shanghai
+    assert labour[0].day == date(2026, 5, 1) and not labour[0].business
+    assert labour[0].label.startswith("holiday:")
+    makeup = calendar_days(CN, "2026-02-28T02:00:00+00:00", 1)[0]
+    assert makeup.business and makeup.label == "make-up workday"
+    assert calendar_days({"country": "XX", "timezone": "UTC"}, "2026-01-01T00:00:00Z") == []
+
+
+def test_a_declined_refund_fails_the_first_stage_and_nothing_is_current() -> None:
+    """A refund the host declined: original verification failed, no later stage current."""
+    sale = {"rrn": "1", "response_code": "00", "amount_minor": 100, "currency": "CNY"}
+    refund = {"rrn": "2", "response_code": "13", "rule": "REFUND_EXCEEDS_REMAINING",
+              "amount_minor": 500, "currency": "CNY"}
+    board = refund_board(sale, refund)
+    assert board[0].state == FAILED and "REFUND_EXCEEDS_REMAINING" in board[0].detail
+    assert board[2].state == SKIPPED and CURRENT not in [s.state for s in board]
+
+
+def test_an_approved_refund_without_review_waits_for_the_batch() -> None:
+    """No review needed: that stage is skipped, processed is done, settlement is current."""
+    sale = {"rrn": "1", "response_code": "00", "amount_minor": 100, "currency": "CNY",
+            "pan": "411111******1111"}
+    refund = {"rrn": "2", "response_code": "00", "capture_state": "APPROVED",
+              "amount_minor": 40, "currency": "CNY", "at": "2026-03-02T02:00:00Z"}
+    states = [s.state for s in refund_board(sale, refund)]
+    assert states == [DONE, DONE, SKIPPED, DONE, CURRENT, "waiting", "waiting"]

@@ -1,0 +1,58 @@
+"""The host's JSON log lines: their schema, and the card-data scrub every line goes through."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+
+from host.logs import MessageLog
+
+PAN = "4761739001010119"
+PIN_BLOCK = "0412AC89ABCDEF67"
+TRACK2 = f"{PAN}=25122010000012300000"
+
+
+def _lines(log: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.getvalue().splitlines()]
+
+
+def test_message_line_keeps_its_schema() -> None:
+    """An ISO message line has time, event, conn, direction, ids, amount and the masked PAN."""
+    out = io.StringIO()
+    MessageLog(out).message("out", 3, {"t": "0210", "2": PAN, "4": "000000001000", "11": "000042",
+                                      "41": "TERM0001", "42": "M1", "39": "00", "49": "156"},
+                            {"kind": "sale", "rule": None}, latency_ms=1.5)
+    (line,) = _lines(out)
+    assert list(line)[:2] == ["time", "event"]
+    assert datetime.fromisoformat(str(line["time"])).utcoffset() is not None
+    assert {k: line[k] for k in ("event", "conn", "direction", "mti", "stan", "tid", "mid", "rc",
+                                 "amount_minor", "currency", "pan", "kind", "latency_ms")} == {
+        "event": "message", "conn": 3, "direction": "out", "mti": "0210", "stan": "000042",
+        "tid": "TERM0001", "mid": "M1", "rc": "00", "amount_minor": 1000, "currency": "156",
+        "pan": "476173******0119", "kind": "sale", "latency_ms": 1.5}
+
+
+def test_secrets_are_redacted_by_name_in_every_line() -> None:
+    """A PIN block, track, CVV or key logged as a member is written as [redacted]."""
+    out = io.StringIO()
+    log = MessageLog(out)
+    log.event("sign_on", pin_block=PIN_BLOCK, track2=TRACK2, cvv="123", session_key="00FF" * 8,
+              tmk="11" * 16, kcv="ABC123")
+    log.audit("key_loaded", key="22" * 16)
+    sign_on, audit = _lines(out)
+    assert {k: sign_on[k] for k in ("pin_block", "track2", "cvv", "session_key", "tmk")} == {
+        k: "[redacted]" for k in ("pin_block", "track2", "cvv", "session_key", "tmk")}
+    assert sign_on["kcv"] == "ABC123"  # a check value is not a secret
+    assert audit["key"] == "[redacted]"
+    for secret in (PIN_BLOCK, "00FF00FF", "1111111111", "2222222222", "=2512"):
+        assert secret not in out.getvalue()
+
+
+def test_card_numbers_in_free_text_are_masked_first6_last4() -> None:
+    """A PAN or track 2 inside any text value is masked to its first 6 and last 4 digits."""
+    out = io.StringIO()
+    MessageLog(out).event("admin_error", error=f"bad card {PAN} / {TRACK2}")
+    (line,) = _lines(out)
+    assert PAN not in out.getvalue()
+    assert line["error"] == "bad card 476173******0119 / 476173******0119=****"
