@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck imports pytest clean bench bench-compare bench-scenarios \
-        powerloss fuzz screenshots
+        powerloss fuzz screenshots i18n
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -91,6 +91,11 @@ bench-scenarios: $(DEMO_STAMP)
 screenshots: $(STAMP)
 	POSLAB_SCREENSHOTS_DIR=docs/img POSLAB_REQUIRE_BROWSER=1 \
 	  $(BIN)/python -m pytest -p no:xdist -q tests/terminal/test_term_browser.py -k sale
+
+# The terminal's translations: compile terminal/locale/*/LC_MESSAGES/poslab.po after editing it
+# (the .mo is committed, so a fresh clone runs without this step).
+i18n: $(STAMP)
+	$(BIN)/pybabel compile --statistics -d terminal/locale -D poslab
 
 clean:
 	rm -rf $(VENV) $(ISO8583SIM_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -30,12 +30,13 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 
 from protocol.codec import Codec
-from protocol.codes import EntryMode, RefundReason
-from terminal import flow, inspector, receipt, times
+from protocol.codes import EntryMode, RefundReason, response_text
+from terminal import flow, i18n, inspector, receipt, times
 from terminal.cards import Card, load_deck
 from terminal.config import TerminalConfig
 from terminal.engine import Clock, Engine, SignOnRefused
 from terminal.flow import FlowState, Outcome, Step
+from terminal.i18n import N_, _
 from terminal.journal import Journal, TxnKind
 from terminal.link import Link, LinkError, Traffic
 from terminal.screens import (
@@ -57,27 +58,45 @@ from terminal.widgets import (
     StatusLine,
     pane_place,
     status_text,
+    translate_bindings,
 )
 
-MENU = (("sale", "Sale"), ("refund", "Refund"), ("void", "Void"), ("settle", "Settlement"),
-        ("journal", "Journal / Reprint"), ("totals", "Batch totals"), ("settings", "Settings"),
-        ("inspector", "Message inspector"))
+MENU = (("sale", N_("Sale")), ("refund", N_("Refund")), ("void", N_("Void")),
+        ("settle", N_("Settlement")), ("journal", N_("Journal / Reprint")),
+        ("totals", N_("Batch totals")), ("settings", N_("Settings")),
+        ("inspector", N_("Message inspector")))
 MODES = {"s": EntryMode.SWIPE, "i": EntryMode.CHIP, "t": EntryMode.CONTACTLESS,
          "m": EntryMode.MANUAL}
-_MODE_NAMES = {EntryMode.SWIPE: "swipe", EntryMode.CHIP: "insert",
-               EntryMode.CONTACTLESS: "tap", EntryMode.MANUAL: "manual"}
+_MODE_NAMES = {EntryMode.SWIPE: N_("swipe"), EntryMode.CHIP: N_("insert"),
+               EntryMode.CONTACTLESS: N_("tap"), EntryMode.MANUAL: N_("manual")}
 HINTS = {
-    Step.MENU: "1-8 or ↑↓ Enter: choose   F2 messages   F5 reconnect   Ctrl+Q quit",
-    Step.ORIGINAL: "↑↓ Enter: choose   R: key in an RRN   Esc: cancel",
-    Step.AMOUNT: "0-9 amount   Backspace delete   Del clear   Enter OK   Esc cancel",
-    Step.REASON: "1-5 or ↑↓ Enter: choose   Esc: cancel",
-    Step.CARD: "↑↓ card, then S swipe  I insert  T tap  M manual (Enter = insert)   Esc cancel",
-    Step.PIN: "0-9 PIN   Backspace delete   Enter OK   Esc cancel",
-    Step.CONFIRM: "Enter: confirm   Esc: cancel",
-    Step.SUPERVISOR: "Type the supervisor password, Enter   Esc: cancel",
-    Step.SENDING: "Please wait",
-    Step.RESULT: "Enter: done   C: customer copy   M: merchant copy",
+    Step.MENU: N_("1-8 or ↑↓ Enter: choose   F2 messages   F5 reconnect   Ctrl+Q quit"),
+    Step.ORIGINAL: N_("↑↓ Enter: choose   R: key in an RRN   Esc: cancel"),
+    Step.AMOUNT: N_("0-9 amount   Backspace delete   Del clear   Enter OK   Esc cancel"),
+    Step.REASON: N_("1-5 or ↑↓ Enter: choose   Esc: cancel"),
+    Step.CARD: N_("↑↓ card, then S swipe  I insert  T tap  M manual (Enter = insert)   Esc cancel"),
+    Step.PIN: N_("0-9 PIN   Backspace delete   Enter OK   Esc cancel"),
+    Step.CONFIRM: N_("Enter: confirm   Esc: cancel"),
+    Step.SUPERVISOR: N_("Type the supervisor password, Enter   Esc: cancel"),
+    Step.SENDING: N_("Please wait"),
+    Step.RESULT: N_("Enter: done   C: customer copy   M: merchant copy"),
 }
+
+
+#: The link states the status line shows (translated there).
+LINK_STATES = (N_("ONLINE"), N_("OFFLINE"), N_("CONNECTING"), N_("SIGN-ON REFUSED"))
+#: The titles the engine and session give outcomes (shown through :func:`outcome_title`).
+OUTCOME_TITLES = (N_("APPROVED"), N_("NO RESPONSE"), N_("HOST OFFLINE"), N_("REVERSAL PENDING"),
+                  N_("NOT COMPLETED"), N_("PIN NOT SENT"))
+
+
+def outcome_title(outcome: Outcome) -> str:
+    """The result screen's headline in the language in use: a decline carries its code and
+    the code's meaning, other outcomes their (translated) title."""
+    if outcome.status == "declined" and outcome.response_code:
+        return _("DECLINED {code} {meaning}").format(
+            code=outcome.response_code, meaning=i18n.meaning(response_text(outcome.response_code)))
+    return _(outcome.title)
 
 
 @dataclass
@@ -113,10 +132,10 @@ class PosApp(App[None]):
     # The main screen's hint line names its keys; the footers of the other screens show
     # only their own keys, Esc and Ctrl+Q.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Back"),
-        Binding("f2", "inspector", "Messages", show=False),
-        Binding("f5", "reconnect", "Reconnect", show=False),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("escape", "cancel", N_("Back")),
+        Binding("f2", "inspector", N_("Messages"), show=False),
+        Binding("f5", "reconnect", N_("Reconnect"), show=False),
+        Binding("ctrl+q", "quit", N_("Quit"), priority=True),
     ]
 
     state: var[FlowState] = var(FlowState, always_update=True)
@@ -126,6 +145,8 @@ class PosApp(App[None]):
                  clock: Clock | None = None) -> None:
         super().__init__()
         self.config = config
+        i18n.use(config.lang)
+        translate_bindings(self)
         self.deck = deck if deck is not None else load_deck()
         self.journal = Journal(config.data_dir)
         self.link = Link(config.host, config.port, Codec(config.profile),
@@ -176,14 +197,14 @@ class PosApp(App[None]):
                 with ContentSwitcher(initial="menu", id="panels"):
                     with Horizontal(id="menu"):
                         with Vertical(id="menu-left"):
-                            yield OptionList(*[Option(f"{i}  {label}", id=key)
+                            yield OptionList(*[Option(f"{i}  {_(label)}", id=key)
                                                for i, (key, label) in enumerate(MENU, start=1)],
                                              id="menu-list")
                             yield Static("", id="menu-note", markup=False)
                         yield Static(self._guide(), id="guide")
                     with Vertical(id="original"):
                         yield DataTable(id="original-table", cursor_type="row")
-                        yield Input(placeholder="original RRN (R to type one)", id="rrn-input",
+                        yield Input(placeholder=_("original RRN (R to type one)"), id="rrn-input",
                                     restrict=r"[0-9A-Za-z]*", max_length=12)
                     with Horizontal(id="amount"):
                         with Vertical(id="amount-left"):
@@ -191,7 +212,7 @@ class PosApp(App[None]):
                             yield AmountDisplay("0.00", id="amount-display")
                             yield Static(self.config.currency, id="amount-currency")
                         yield Keypad(id="keypad")
-                    yield OptionList(*[Option(f"{i}  {r.label}", id=r.value)
+                    yield OptionList(*[Option(f"{i}  {_(r.label)}", id=r.value)
                                        for i, r in enumerate(RefundReason, start=1)], id="reason")
                     with Vertical(id="card"):
                         yield OptionList(*[Option(f"{c.name:<26} {c.masked}  {c.outcome}",
@@ -199,7 +220,7 @@ class PosApp(App[None]):
                                          id="card-list")
                         with Horizontal(id="card-modes"):
                             for key, mode in MODES.items():
-                                button = Button(f"{key.upper()} {_MODE_NAMES[mode]}",
+                                button = Button(f"{key.upper()} {_(_MODE_NAMES[mode])}",
                                                 id=f"mode-{key}", classes="mode")
                                 button.can_focus = False
                                 yield button
@@ -208,7 +229,7 @@ class PosApp(App[None]):
                         yield Static("", id="pin-display", markup=False)
                     yield Static("", id="confirm", markup=False)
                     with Vertical(id="supervisor"):
-                        yield Input(password=True, id="password", placeholder="password")
+                        yield Input(password=True, id="password", placeholder=_("password"))
                     yield Static("", id="sending")
                     with Horizontal(id="result"):
                         with Vertical(id="result-left"):
@@ -222,12 +243,14 @@ class PosApp(App[None]):
         password = self.config.supervisor_password
         shown = password if password == TerminalConfig().supervisor_password else "****"
         # Paragraphs, not hard-wrapped lines: the box reflows them to its width.
-        return ("QUICK START\n\n"
-                "Sale: 1, type 1250 for 12.50, Enter, then I to insert the highlighted card.\n\n"
-                "Refund: 2, Enter on the sale, Enter (the amount left; typing replaces it), "
-                f"4 (return), I, password {shown}.\n\n"
-                "Void: 3, Enter on the transaction, Enter.\n\n"
-                "Other cards (↑↓ on the card list) decline, or never get an answer.")
+        return _("QUICK START\n\n"
+                 "Sale: 1, type 1250 for 12.50, Enter, then I to insert the highlighted card."
+                 "\n\n"
+                 "Refund: 2, Enter on the sale, Enter (the amount left; typing replaces it), "
+                 "4 (return), I, password {password}.\n\n"
+                 "Void: 3, Enter on the transaction, Enter.\n\n"
+                 "Other cards (↑↓ on the card list) decline, or never get an answer."
+                 ).format(password=shown)
 
     def on_mount(self) -> None:
         """Show the menu, then connect and sign on."""
@@ -252,12 +275,12 @@ class PosApp(App[None]):
             self.offline_reason = str(exc)
             self.link_state = "SIGN-ON REFUSED"
             self.update_pin_entry()
-            self.notify(str(exc), title="Working keys refused", severity="error", timeout=8)
+            self.notify(str(exc), title=_("Working keys refused"), severity="error", timeout=8)
             return
         except LinkError as exc:
             self.offline_reason = str(exc)
             self.link_state = "OFFLINE"
-            self.notify(str(exc), title="Host unreachable", severity="error", timeout=8)
+            self.notify(str(exc), title=_("Host unreachable"), severity="error", timeout=8)
             return
         self.offline_reason = "" if resp.approved else f"sign-on refused: {resp.response_code}"
         self.link_state = "ONLINE" if resp.approved else "SIGN-ON REFUSED"
@@ -289,8 +312,7 @@ class PosApp(App[None]):
 
     def refresh_status(self) -> None:
         """Ids, batch, business date and link state."""
-        mark = {"ONLINE": "● ONLINE", "OFFLINE": "✖ OFFLINE"}.get(self.link_state,
-                                                                 f"… {self.link_state}")
+        mark = {"ONLINE": "● ", "OFFLINE": "✖ "}.get(self.link_state, "… ") + _(self.link_state)
         main = self.screen_stack[0] if self.screen_stack else None
         if not self._mounted or main is None or not main.query("#menu-note"):
             return  # a late echo or sign-on result while the app shuts down
@@ -301,10 +323,12 @@ class PosApp(App[None]):
                 line.update(text)
         note = main.query_one("#menu-note", Static)
         if self.link_state == "OFFLINE":
-            note.update(f"{self.offline_reason}\nPress F5 to try again.")
+            note.update(f"{self.offline_reason}\n" + _("Press F5 to try again."))
         else:
-            note.update(f"{plural(len(self.journal), 'journal line')}  ·  "
-                        f"{plural(len(self.journal.pending_reversals()), 'reversal')} pending")
+            note.update(_("{lines}  ·  {reversals} pending").format(
+                lines=plural(len(self.journal), N_("journal line"), N_("journal lines")),
+                reversals=plural(len(self.journal.pending_reversals()), N_("reversal"),
+                                 N_("reversals"))))
 
     def _traffic(self, item: Traffic) -> None:
         self.post_message(TrafficSeen(item))
@@ -418,9 +442,9 @@ class PosApp(App[None]):
         entering = switcher.current != state.step.value
         switcher.current = state.step.value
         self.query_one("#prompt", Static).update(self._prompt(state))
-        hint = HINTS[state.step]
+        hint = _(HINTS[state.step])
         if state.step is Step.SUPERVISOR and self.config.supervisor_password == "0000":
-            hint = "Type the supervisor password (demo default 0000), Enter   Esc: cancel"
+            hint = _("Type the supervisor password (demo default 0000), Enter   Esc: cancel")
         self.query_one("#hint", Static).update(hint)
         render = getattr(self, f"_render_{state.step.value}", None)
         if render is not None:
@@ -430,11 +454,13 @@ class PosApp(App[None]):
             self._ticker = None
 
     def _prompt(self, state: FlowState) -> str:
-        kind = f"{state.kind.heading}  " if state.kind else ""
+        kind = f"{_(state.kind.heading)}  " if state.kind else ""
         amount = ""
         if state.step in (Step.CARD, Step.PIN, Step.CONFIRM, Step.SUPERVISOR, Step.SENDING):
             amount = f"{state.amount.currency} {state.amount.format()}  "
-        return f"{kind}{amount}{state.message or 'Main menu'}"
+        if state.step is Step.RESULT and state.outcome is not None:
+            return f"{kind}{amount}{outcome_title(state.outcome)}"
+        return f"{kind}{amount}{_(state.message or N_('Main menu'))}"
 
     def _render_menu(self, state: FlowState, entering: bool) -> None:
         if entering:
@@ -447,7 +473,8 @@ class PosApp(App[None]):
         table = self.query_one("#original-table", DataTable)
         table.clear(columns=True)
         refund = state.kind is TxnKind.REFUND
-        table.add_columns("Time", "Type", "Card", "Amount", "RRN", "Left" if refund else "Batch")
+        table.add_columns(_("Time"), _("Type"), _("Card"), _("Amount"), _("RRN"),
+                          _("Left") if refund else _("Batch"))
         self.query_one("#rrn-input", Input).value = ""
         # A void lists settled transactions too, marked: the host refuses them (12), and
         # showing that refusal is part of learning the terminal.
@@ -461,12 +488,12 @@ class PosApp(App[None]):
                 txn.rrn or "", txn.kind, txn.amount_minor, left, txn.masked_pan,
                 txn.card_name)
             last = money_text(left, cur) if refund else (
-                f"{txn.batch} settled" if txn.settled else txn.batch)
-            table.add_row(times.when(txn, tz)[:12], txn.kind.heading,
+                _("{batch} settled").format(batch=txn.batch) if txn.settled else txn.batch)
+            table.add_row(times.when(txn, tz)[:12], _(txn.kind.heading),
                           card_cell(txn.masked_pan, self.wide),
                           money_text(txn.amount_minor, cur), txn.rrn, last, key=str(txn.seq))
         table.focus()
-        empty = "  (none in the journal: press R to key in an RRN)"
+        empty = "  " + _("(none in the journal: press R to key in an RRN)")
         self.query_one("#prompt", Static).update(self._prompt(state) + ("" if rows else empty))
 
     def _render_amount(self, state: FlowState, entering: bool) -> None:
@@ -475,13 +502,15 @@ class PosApp(App[None]):
         orig = state.original
         cur = self.config.currency
         if orig is not None and state.kind is TxnKind.VOID:
-            context = f"Void of {orig.rrn}: the amount of the original {orig.kind.value}"
+            context = _("Void of {rrn}: the amount of the original {kind}").format(
+                rrn=orig.rrn, kind=_(orig.kind.heading).lower())
         elif orig is not None:
-            context = (f"Original {orig.rrn}  {orig.masked_pan or ''}\n"
-                       f"Sale {money_text(orig.amount_minor, cur)}  ·  "
-                       f"refundable {money_text(orig.remaining_minor, cur)}")
+            context = _("Original {rrn}  {card}\nSale {amount}  ·  refundable {left}").format(
+                rrn=orig.rrn, card=orig.masked_pan or "",
+                amount=money_text(orig.amount_minor, cur),
+                left=money_text(orig.remaining_minor, cur))
         if state.prefilled:
-            context += "\nTyping replaces it; Backspace edits it"
+            context += "\n" + _("Typing replaces it; Backspace edits it")
         self.query_one("#amount-context", Static).update(context)
         if entering:
             self.set_focus(None)
@@ -506,7 +535,7 @@ class PosApp(App[None]):
         self.query_one("#pin-card", Static).update(
             f"{card.name if card else ''}  {card.masked if card else ''}\n"
             f"{state.amount.currency} {state.amount.format()}")
-        shown = "*" * len(state.pin) if state.pin else "(type the PIN)"
+        shown = "*" * len(state.pin) if state.pin else _("(type the PIN)")
         self.query_one("#pin-display", Static).update(shown)
         if entering:
             self.set_focus(None)
@@ -514,10 +543,11 @@ class PosApp(App[None]):
     def _render_confirm(self, state: FlowState, entering: bool) -> None:
         orig = state.original
         assert orig is not None
-        self.query_one("#confirm", Static).update(
-            f"VOID the {orig.kind.value} {orig.rrn}\n\nCard    {orig.masked_pan or '-'}\n"
-            f"Amount  {self.config.currency} {state.amount.format()}\n\nPress Enter to "
-            "confirm.")
+        self.query_one("#confirm", Static).update(_(
+            "VOID the {kind} {rrn}\n\nCard    {card}\nAmount  {currency} {amount}\n\n"
+            "Press Enter to confirm.").format(
+                kind=_(orig.kind.heading).lower(), rrn=orig.rrn, card=orig.masked_pan or "-",
+                currency=self.config.currency, amount=state.amount.format()))
         if entering:
             self.set_focus(None)
 
@@ -536,10 +566,10 @@ class PosApp(App[None]):
     def _tick(self) -> None:
         left = self._deadline - time.monotonic()
         if left > 0:
-            text = (f"PROCESSING\n\nRequest sent to the host.\nWaiting for the answer: "
-                    f"{math.ceil(left)} s")
+            text = _("PROCESSING\n\nRequest sent to the host.\nWaiting for the answer: "
+                     "{seconds} s").format(seconds=math.ceil(left))
         else:
-            text = "NO ANSWER\n\nSending a reversal to the host …"
+            text = _("NO ANSWER\n\nSending a reversal to the host …")
         self.query_one("#sending", Static).update(text)
 
     def _render_result(self, state: FlowState, entering: bool) -> None:
@@ -548,12 +578,12 @@ class PosApp(App[None]):
         if entering:
             self.copy = receipt.Copy.MERCHANT
         title = self.query_one("#result-title", Static)
-        title.update(outcome.title)
+        title.update(outcome_title(outcome))
         title.set_classes(outcome.status)
-        detail = outcome.detail
+        detail = _(outcome.detail) if outcome.detail else ""
         if outcome.status == "declined" and outcome.txn_seq is not None:
             rule = self.journal.get(outcome.txn_seq).rule
-            detail += f"\n\nDE44 rule: {rule}" if rule else ""
+            detail += "\n\n" + _("DE44 rule: {rule}").format(rule=rule) if rule else ""
         self.query_one("#result-detail", Static).update(detail)
         view = self.query_one("#result-receipt", ReceiptView)
         if outcome.txn_seq is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from protocol.money import currency as find_currency
 from protocol.specs import PROFILES
+from terminal import i18n
 from terminal.cards import DeckError
 from terminal.config import TerminalConfig
 from terminal.hostproc import HostProcess, HostStartError
@@ -63,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="asked before refunds and voids (default %(default)s)")
     p.add_argument("--no-supervisor", action="store_true",
                    help="do not ask for the supervisor password")
+    p.add_argument("--lang", choices=i18n.LANGUAGES,
+                   help="language of screens and receipts: en or zh-CN (Simplified Chinese); "
+                        "default from LC_ALL / LC_MESSAGES / LANG (zh_CN chooses Chinese), "
+                        "else en")
     p.add_argument("--tls", action="store_true",
                    help="connect to the host over TLS (implied by the other --tls options)")
     p.add_argument("--tls-ca", metavar="FILE",
@@ -151,7 +157,7 @@ def build_config(args: argparse.Namespace) -> TerminalConfig:
         timeout_s_response=args.timeout, reversal_repeats=args.reversal_repeats,
         echo_interval_s=args.echo, supervisor_password=args.supervisor_password,
         supervisor_for_refund=not args.no_supervisor, supervisor_for_void=not args.no_supervisor,
-        tls=tls)
+        tls=tls, lang=args.lang or i18n.from_environment(os.environ))
 
 
 def serve_options(args: argparse.Namespace) -> tuple[ServeOptions, tuple[str, ...]]:
@@ -194,7 +200,7 @@ def session_arguments(args: argparse.Namespace, config: TerminalConfig) -> list[
             "--timeout", repr(config.timeout_s_response),
             "--reversal-repeats", str(config.reversal_repeats),
             "--echo", repr(config.echo_interval_s),
-            "--supervisor-password", config.supervisor_password]
+            "--supervisor-password", config.supervisor_password, "--lang", config.lang]
     if args.no_supervisor:
         argv.append("--no-supervisor")
     if args.tid_pool is not None:

@@ -18,6 +18,7 @@ class TerminalConfig:
     :ivar echo_interval_s: link check period (0800/301); 0 disables it.
     :ivar supervisor_password: asked before refunds and voids when the matching flag is on.
     :ivar timezone: the merchant's IANA time zone; times on screens and slips are shown in it.
+    :ivar lang: the language of screens and receipts, ``en`` or ``zh-CN`` (:mod:`terminal.i18n`).
     :ivar tls: TLS options for the host connection (:mod:`terminal.tls`); None: plain TCP.
     """
 
@@ -36,6 +37,7 @@ class TerminalConfig:
     supervisor_password: str = "0000"
     supervisor_for_refund: bool = True
     supervisor_for_void: bool = True
+    lang: str = "en"
     tls: ClientTls | None = None
 
     @property

@@ -39,6 +39,7 @@ from protocol.specs import get_profile
 from terminal import receipt
 from terminal.config import TerminalConfig
 from terminal.flow import Draft, Outcome
+from terminal.i18n import _, meaning, ngettext
 from terminal.journal import Journal, Txn
 from terminal.link import LinkError, LinkPort, LinkTimeout, Traffic
 from terminal.security.guard import MacGuard
@@ -57,6 +58,12 @@ __all__ = ["Clock", "Engine", "Exchanged", "SettleOutcome", "SignOnRefused", "bu
 
 class SignOnRefused(LinkError):
     """The host answered the sign-on, but its working keys could not be used (each try)."""
+
+
+REVERSAL_WAITING = Outcome("failed", "REVERSAL PENDING",
+                           "An earlier transaction still waits for its reversal to reach the "
+                           "host. Check the link and try again.")
+"""What a new transaction shows while a stored reversal still cannot be delivered."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ class Engine:
         """
         await self.link.connect()
         why = ""
-        for _ in range(SIGN_ON_TRIES):
+        for _attempt in range(SIGN_ON_TRIES):
             try:
                 return await self._network(NetworkCode.SIGN_ON)
             except SignOnKeyError as exc:
@@ -169,9 +176,7 @@ class Engine:
         except LinkError as exc:
             return Outcome("failed", "HOST OFFLINE", str(exc))
         if not await self.forward_reversals():
-            return Outcome("failed", "REVERSAL PENDING",
-                           "An earlier transaction still waits for its reversal to reach "
-                           "the host. Check the link and try again.")
+            return REVERSAL_WAITING
         try:
             pending = self.session.begin(draft)
         except SecurityUnavailable as exc:
@@ -218,7 +223,7 @@ class Engine:
         """0400 (or 0401 once one was sent) until acknowledged or the attempts run out;
         the acknowledging DE39 (00, or 25 when the host never saw the original) or None."""
         tries = attempts if attempts is not None else self.session.reversal_tries
-        for _ in range(tries):
+        for _attempt in range(tries):
             request = self.session.reversal_for(txn)
             try:
                 await self.link.connect()
@@ -263,15 +268,16 @@ class Engine:
             await self.link.connect()
             if not await self.forward_reversals():
                 return SettleOutcome(False, False, 0, batch, batch,
-                                     "A reversal still waits for the host; settle later.")
+                                     _("A reversal still waits for the host; settle later."))
             totals = self.session.totals()
             first = await self._reconcile(self.session.reconciliation(totals))
             if first.approved:
                 new = self.session.close_batch()
-                return SettleOutcome(True, True, 0, batch, new, "Batch balanced and closed.")
+                return SettleOutcome(True, True, 0, batch, new, _("Batch balanced and closed."))
             if first.response_code != "95":
                 return SettleOutcome(False, False, 0, batch, batch,
-                                     f"Settlement refused: {response_text(first.response_code)}")
+                                     _("Settlement refused: {meaning}").format(
+                                         meaning=meaning(response_text(first.response_code))))
             uploaded = 0
             for upload in self.session.uploads():
                 await self.link.send(upload, self.config.timeout_s_response)
@@ -281,12 +287,13 @@ class Engine:
             return SettleOutcome(False, False, 0, batch, batch, str(exc))
         if not last.approved:
             return SettleOutcome(False, False, uploaded, batch, batch,
-                                 f"Closing after upload failed: "
-                                 f"{response_text(last.response_code)}")
+                                 _("Closing after upload failed: {meaning}").format(
+                                     meaning=meaning(response_text(last.response_code))))
         new = self.session.close_batch()
         return SettleOutcome(True, False, uploaded, batch, new,
-                             f"Totals differed; {uploaded} transaction"
-                             f"{'' if uploaded == 1 else 's'} uploaded, batch closed.")
+                             ngettext("Totals differed; {count} transaction uploaded, batch "
+                                      "closed.", "Totals differed; {count} transactions "
+                                      "uploaded, batch closed.", uploaded).format(count=uploaded))
 
     async def _reconcile(self, req: ReconciliationRequest) -> ReconciliationResponse:
         at = self.clock()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from protocol.codes import EntryMode, RefundReason
 from protocol.money import Money
 from terminal.cards import Card
+from terminal.i18n import N_
 from terminal.journal import TxnKind
 
 MAX_AMOUNT_DIGITS = 10
@@ -233,14 +234,14 @@ Effect = Transmit
 # -- the machine -------------------------------------------------------------------------------
 
 _PROMPTS = {
-    Step.ORIGINAL: "Choose the original transaction",
-    Step.AMOUNT: "Enter the amount",
-    Step.REASON: "Why is this refund made?",
-    Step.CARD: "Present the card",
-    Step.PIN: "Cardholder: enter the PIN",
-    Step.CONFIRM: "Confirm",
-    Step.SUPERVISOR: "Supervisor password",
-    Step.SENDING: "Processing",
+    Step.ORIGINAL: N_("Choose the original transaction"),
+    Step.AMOUNT: N_("Enter the amount"),
+    Step.REASON: N_("Why is this refund made?"),
+    Step.CARD: N_("Present the card"),
+    Step.PIN: N_("Cardholder: enter the PIN"),
+    Step.CONFIRM: N_("Confirm"),
+    Step.SUPERVISOR: N_("Supervisor password"),
+    Step.SENDING: N_("Processing"),
 }
 
 
@@ -293,7 +294,7 @@ def _amount(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ..
         digits = ("" if state.prefilled else digits) + event.digit
         digits = digits.lstrip("0")
         if len(digits) > MAX_AMOUNT_DIGITS:
-            return replace(state, message="The amount is too long"), ()
+            return replace(state, message=N_("The amount is too long")), ()
         return replace(state, digits=digits, message=_PROMPTS[Step.AMOUNT], prefilled=False), ()
     if isinstance(event, Backspace):
         return replace(state, digits=digits[:-1], prefilled=False), ()
@@ -301,7 +302,7 @@ def _amount(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ..
         return replace(state, digits="", prefilled=False), ()
     if isinstance(event, Enter):
         if not digits or int(digits) == 0:
-            return replace(state, message="Enter an amount above zero"), ()
+            return replace(state, message=N_("Enter an amount above zero")), ()
         if state.kind is TxnKind.REFUND:
             return _go(state, Step.REASON, prefilled=False), ()
         if state.kind is TxnKind.VOID:
@@ -357,7 +358,7 @@ def _supervisor(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect
     if not isinstance(event, Password):
         return state, ()
     if event.text != state.policy.supervisor_password:
-        return replace(state, message="Wrong supervisor password, try again"), ()
+        return replace(state, message=N_("Wrong supervisor password, try again")), ()
     return _send(replace(state, operator=event.operator))
 
 

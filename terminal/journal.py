@@ -244,6 +244,12 @@ class Journal:
             self._state.business_date = mmdd
             self.save()
 
+    def use_batch(self, batch: str) -> None:
+        """Open ``batch`` (six digits) as the host assigned it, e.g. in a CUP sign-on answer."""
+        if int(batch) != self._state.batch:
+            self._state.batch = int(batch)
+            self.save()
+
     def close_batch(self) -> str:
         """Mark the open batch settled, open the next one and return its number."""
         for txn in self.open_batch():

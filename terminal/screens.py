@@ -17,8 +17,9 @@ from textual.widgets import DataTable, Footer, Static
 from protocol.money import Money
 from terminal import receipt, times
 from terminal.engine import SettleOutcome
+from terminal.i18n import N_, _, ngettext
 from terminal.journal import Txn, TxnStatus
-from terminal.widgets import ReceiptView, StatusLine
+from terminal.widgets import ReceiptView, StatusLine, translate_bindings
 
 if TYPE_CHECKING:
     from terminal.app import PosApp
@@ -29,9 +30,9 @@ def money_text(minor: int | None, currency: str) -> str:
     return Money(minor, currency).format() if minor is not None else "-"
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 reversal``, ``2 reversals``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def plural(count: int, noun: str, nouns: str) -> str:
+    """``1 reversal``, ``2 reversals`` (``noun`` and ``nouns`` are message ids)."""
+    return f"{count} {ngettext(noun, nouns, count)}"
 
 
 def card_cell(masked_pan: str | None, wide: bool) -> str:
@@ -41,22 +42,28 @@ def card_cell(masked_pan: str | None, wide: bool) -> str:
     return masked_pan if wide else f"**{masked_pan[-4:]}"
 
 
-_RESULTS = {TxnStatus.REVERSAL_PENDING: "to reverse"}
+_RESULTS = {TxnStatus.REVERSAL_PENDING: N_("to reverse"), TxnStatus.PENDING: N_("pending"),
+            TxnStatus.APPROVED: N_("approved"), TxnStatus.DECLINED: N_("declined"),
+            TxnStatus.REVERSED: N_("reversed")}
 
 
 def result_cell(txn: Txn) -> str:
     """What became of a journal line, in at most 11 characters."""
     if txn.voided:
-        return "voided"
+        return _("voided")
     if txn.status is TxnStatus.DECLINED and txn.response_code:
-        return f"declined {txn.response_code}"
-    return _RESULTS.get(txn.status, txn.status.value)
+        return _("declined {code}").format(code=txn.response_code)
+    return _(_RESULTS.get(txn.status, txn.status.value))
 
 
 class _SubScreen(Screen[None]):
     """A screen reached from the menu, under the same status line: Escape goes back."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", N_("Back"))]
+
+    def __init__(self) -> None:
+        super().__init__()
+        translate_bindings(self)
 
     @property
     def pos(self) -> PosApp:
@@ -87,17 +94,20 @@ class _SubScreen(Screen[None]):
         cur = self.pos.config.currency
         t = self.pos.journal.totals(cur)
         net = t.debits_minor - t.credits_minor
-        return (f"Batch {self.pos.journal.batch_number}\n\n"
-                f"            count    amount ({cur})\n"
-                f"Sales       {t.debits_count:>5}  {money_text(t.debits_minor, cur):>14}\n"
-                f"Refunds     {t.credits_count:>5}  {money_text(t.credits_minor, cur):>14}\n"
-                f"Net                {money_text(net, cur):>14}")
+        return _("Batch {batch}\n\n"
+                 "            count    amount ({currency})\n"
+                 "Sales       {sales_count:>5}  {sales:>14}\n"
+                 "Refunds     {refunds_count:>5}  {refunds:>14}\n"
+                 "Net                {net:>14}").format(
+            batch=self.pos.journal.batch_number, currency=cur, sales_count=t.debits_count,
+            sales=money_text(t.debits_minor, cur), refunds_count=t.credits_count,
+            refunds=money_text(t.credits_minor, cur), net=money_text(net, cur))
 
 
 class SettlementScreen(_SubScreen):
     """Batch totals and the settlement exchange."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "settle", "Settle")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "settle", N_("Settle"))]
 
     #: the batch was settled here: Enter has nothing more to send.
     done = False
@@ -105,9 +115,9 @@ class SettlementScreen(_SubScreen):
 
     def body(self) -> ComposeResult:
         """Title, totals, result."""
-        yield Static("SETTLEMENT", classes="title")
+        yield Static(_("SETTLEMENT"), classes="title")
         yield Static(self.totals_text(), id="settle-totals", classes="body")
-        yield Static("Press Enter to send the batch totals to the host.", id="settle-status",
+        yield Static(_("Press Enter to send the batch totals to the host."), id="settle-status",
                      classes="body", markup=False)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -120,7 +130,7 @@ class SettlementScreen(_SubScreen):
         """Send the totals."""
         self.busy = True
         self.refresh_bindings()
-        self.query_one("#settle-status", Static).update("Settling with the host …")
+        self.query_one("#settle-status", Static).update(_("Settling with the host …"))
         self.run_settlement()
 
     @work(exclusive=True, group="settle")
@@ -130,11 +140,14 @@ class SettlementScreen(_SubScreen):
         self.busy, self.done = False, result.ok
         self.refresh_bindings()
         if result.ok:
-            text = (f"SETTLED: {result.detail}\nClosed batch {result.closed_batch}; "
-                    f"open batch now {result.new_batch}.\n\nEsc: back to the menu")
+            text = _("SETTLED: {detail}\nClosed batch {closed}; open batch now {new}.\n\n"
+                     "Esc: back to the menu").format(detail=result.detail,
+                                                    closed=result.closed_batch,
+                                                    new=result.new_batch)
         else:
-            text = (f"NOT SETTLED: {result.detail}\nBatch {result.closed_batch} stays open."
-                    "\n\nEnter: try again   Esc: back to the menu")
+            text = _("NOT SETTLED: {detail}\nBatch {closed} stays open.\n\n"
+                     "Enter: try again   Esc: back to the menu").format(
+                detail=result.detail, closed=result.closed_batch)
         self.query_one("#settle-status", Static).update(text)
         self.query_one("#settle-totals", Static).update(self.totals_text())
         self.pos.refresh_status()
@@ -145,7 +158,7 @@ class TotalsScreen(_SubScreen):
 
     def body(self) -> ComposeResult:
         """Title and totals."""
-        yield Static("BATCH TOTALS", classes="title")
+        yield Static(_("BATCH TOTALS"), classes="title")
         yield Static(self.totals_text(), classes="body")
 
 
@@ -154,32 +167,36 @@ class SettingsScreen(_SubScreen):
     here for this session, the rest on the command line."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "supervisor", "Supervisor on/off"),
-        Binding("plus,equals_sign", "timeout(1)", "Timeout +1 s"),
-        Binding("minus", "timeout(-1)", "Timeout -1 s"),
+        Binding("s", "supervisor", N_("Supervisor on/off")),
+        Binding("plus,equals_sign", "timeout(1)", N_("Timeout +1 s")),
+        Binding("minus", "timeout(-1)", N_("Timeout -1 s")),
     ]
 
     def body(self) -> ComposeResult:
         """Title and values."""
-        yield Static("SETTINGS", classes="title")
+        yield Static(_("SETTINGS"), classes="title")
         yield Static(self._text(), id="settings-text", classes="body", markup=False)
 
     def _text(self) -> str:
         c = self.pos.config
-        on = {True: "on", False: "off"}
-        return (
-            f"Host               {c.address}  (profile {c.profile})\n"
-            f"Terminal id        {c.terminal_id}\nMerchant id        {c.merchant_id}\n"
-            f"Currency           {c.currency}\n"
-            f"Time zone          {c.timezone}   (times on screens and slips)\n"
-            f"Response timeout   {c.timeout_s_response:g} s       (+ / -)\n"
-            f"Reversal repeats   {c.reversal_repeats}\n"
-            f"Echo every         {c.echo_interval_s:g} s\n"
-            f"Supervisor         refund {on[c.supervisor_for_refund]}, "
-            f"void {on[c.supervisor_for_void]}   (S)\n"
-            f"Data directory     {c.data_dir}\n\n"
+        on = {True: _("on"), False: _("off")}
+        return _(
+            "Host               {address}  (profile {profile})\n"
+            "Terminal id        {tid}\nMerchant id        {mid}\n"
+            "Currency           {currency}\n"
+            "Time zone          {timezone}   (times on screens and slips)\n"
+            "Response timeout   {timeout} s       (+ / -)\n"
+            "Reversal repeats   {repeats}\n"
+            "Echo every         {echo} s\n"
+            "Supervisor         refund {refund}, void {void}   (S)\n"
+            "Data directory     {data_dir}\n\n"
             "Changes here last for this session; use poslab-terminal's options (--help) "
-            "to start with other values.")
+            "to start with other values.").format(
+            address=c.address, profile=c.profile, tid=c.terminal_id, mid=c.merchant_id,
+            currency=c.currency, timezone=c.timezone, timeout=f"{c.timeout_s_response:g}",
+            repeats=c.reversal_repeats, echo=f"{c.echo_interval_s:g}",
+            refund=on[c.supervisor_for_refund], void=on[c.supervisor_for_void],
+            data_dir=c.data_dir)
 
     def action_supervisor(self) -> None:
         """Ask for the supervisor password before refunds and voids, or stop asking."""
@@ -202,18 +219,19 @@ class JournalScreen(_SubScreen):
 
     def body(self) -> ComposeResult:
         """The table."""
-        yield Static("JOURNAL  (Enter: reprint receipt)", classes="title")
+        yield Static(_("JOURNAL  (Enter: reprint receipt)"), classes="title")
         yield DataTable(id="journal-table", cursor_type="row")
 
     def on_mount(self) -> None:
         """Fill the table, newest first; at 80 columns the card shrinks to its last four so
         the whole RRN and the batch stay in view."""
         table = self.query_one(DataTable)
-        table.add_columns("Time", "Type", "Card", "Amount", "Result", "RRN", "Batch")
+        table.add_columns(_("Time"), _("Type"), _("Card"), _("Amount"), _("Result"), _("RRN"),
+                          _("Batch"))
         cur = self.pos.config.currency
         tz = times.zone(self.pos.config.timezone)
         for txn in reversed(list(self.pos.journal)):
-            table.add_row(times.when(txn, tz)[:12], txn.kind.heading,
+            table.add_row(times.when(txn, tz)[:12], _(txn.kind.heading),
                           card_cell(txn.masked_pan, self.pos.wide),
                           money_text(txn.amount_minor, cur), result_cell(txn), txn.rrn or "-",
                           txn.batch, key=str(txn.seq))
@@ -228,7 +246,7 @@ class JournalScreen(_SubScreen):
 class ReceiptScreen(_SubScreen):
     """Both copies of one receipt; P saves it again as a text file."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("p", "reprint", "Reprint to file")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("p", "reprint", N_("Reprint to file"))]
 
     def __init__(self, txn: Txn) -> None:
         super().__init__()
@@ -236,8 +254,8 @@ class ReceiptScreen(_SubScreen):
 
     def body(self) -> ComposeResult:
         """The slip."""
-        yield Static(f"RECEIPT  {self.txn.kind.heading}  STAN {self.txn.stan}  "
-                     "(↑↓ PgUp PgDn scroll)", classes="title")
+        yield Static(_("RECEIPT  {kind}  STAN {stan}  (↑↓ PgUp PgDn scroll)").format(
+            kind=_(self.txn.kind.heading), stan=self.txn.stan), classes="title")
         yield ReceiptView(id="reprint")
 
     def on_mount(self) -> None:
@@ -251,4 +269,4 @@ class ReceiptScreen(_SubScreen):
         """Write the receipt file again."""
         c = self.pos.config
         path = receipt.save(self.txn, c.data_dir, c.merchant_id, c.terminal_id, c.timezone)
-        self.notify(f"Receipt saved to {path}")
+        self.notify(_("Receipt saved to {path}").format(path=path))

@@ -52,6 +52,7 @@ from protocol.money import Money
 from protocol.security import WorkingKeys
 from terminal.config import TerminalConfig
 from terminal.flow import Draft, Outcome
+from terminal.i18n import _
 from terminal.journal import Journal, Txn, TxnKind, TxnStatus
 from terminal.security.state import SecurityUnavailable, TerminalSecurity
 
@@ -230,7 +231,8 @@ class TerminalSession:
                     original.voided = True
             detail = response.explanation() if response.rule else text
             if response.remaining is not None and txn.kind is TxnKind.REFUND:
-                detail = f"Remaining refundable: {response.remaining.format()}"
+                detail = _("Remaining refundable: {amount}").format(
+                    amount=response.remaining.format())
             outcome_status, title = "approved", "APPROVED"
         else:
             txn.status = TxnStatus.DECLINED
@@ -248,12 +250,13 @@ class TerminalSession:
     def no_answer_outcome(self, txn: Txn, acknowledged: str | None, why: str = "") -> Outcome:
         """The result screen of an unanswered request after its reversal attempts."""
         self.finish(txn)
-        lead = why or f"The host did not answer within {self.config.timeout_s_response:g} s."
+        lead = why or _("The host did not answer within {seconds} s.").format(
+            seconds=f"{self.config.timeout_s_response:g}")
         if acknowledged:
-            detail = f"{lead} The transaction was reversed: no money has moved."
+            detail = _("{why} The transaction was reversed: no money has moved.").format(why=lead)
         else:
-            detail = (f"{lead} A reversal could not be delivered yet; it is kept and will be "
-                      "sent before the next transaction.")
+            detail = _("{why} A reversal could not be delivered yet; it is kept and will be "
+                       "sent before the next transaction.").format(why=lead)
         return Outcome("no_response", "NO RESPONSE", detail, None, txn.seq)
 
     def finish(self, txn: Txn) -> None:

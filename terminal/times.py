@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from terminal.i18n import N_, _
 from terminal.journal import Txn
 
 
@@ -22,15 +23,17 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = (N_("Jan"), N_("Feb"), N_("Mar"), N_("Apr"), N_("May"), N_("Jun"), N_("Jul"),
+           N_("Aug"), N_("Sep"), N_("Oct"), N_("Nov"), N_("Dec"))
 
 
 def day_month(mmdd: str | None) -> str:
     """``04 Dec`` for the ISO 8583 ``MMDD`` 1204: a month name leaves no doubt which number
-    is the day (the wire says MMDD, the inspector's breakdown day first)."""
+    is the day (the wire says MMDD, the inspector's breakdown day first). In Chinese
+    ``12月04日``: the same six cells, so columns cut at a fixed width still line up."""
     if not mmdd or len(mmdd) != 4 or not mmdd.isdigit() or not 1 <= int(mmdd[:2]) <= 12:
         return "-- ---"
-    return f"{mmdd[2:]} {_MONTHS[int(mmdd[:2]) - 1]}"
+    return _("{day} {month}").format(day=mmdd[2:], month=_(_MONTHS[int(mmdd[:2]) - 1]))
 
 
 def when(txn: Txn, tz: ZoneInfo) -> str:

@@ -8,12 +8,15 @@ The keypad follows Textual's calculator example: physical keys are routed to
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical, VerticalScroll
+from textual.dom import DOMNode
 from textual.widgets import Button, Digits, Static
 
 from protocol.money import Money
+from terminal.i18n import _
 from terminal.times import day_month
 
 KEYPAD = ("7", "8", "9", "4", "5", "6", "1", "2", "3", "00", "0", "back", "clear", "ok")
@@ -47,11 +50,22 @@ class StatusLine(Static):
     """One line: ids, batch, business date and link state (on every screen)."""
 
 
+def translate_bindings(node: DOMNode) -> None:
+    """Show ``node``'s key descriptions (declared in English on its class, marked ``N_``) in the
+    language in use. Textual gives each node its own copy of the class's bindings map; its
+    lists are shared with the class, so they are replaced, never changed in place."""
+    bindings = node._bindings  # noqa: SLF001 - Textual has no public hook for this
+    bindings.key_to_bindings = {
+        key: [replace(b, description=_(b.description)) if b.description else b for b in group]
+        for key, group in bindings.key_to_bindings.items()}
+
+
 def status_text(terminal_id: str, merchant_id: str, batch: str, business_date: str | None,
                 link: str) -> str:
     """The status line's text; the business date is the host's DE15 (MMDD)."""
     date = day_month(business_date)
-    return f" TID {terminal_id}  MID {merchant_id}  BATCH {batch}  BUS.DATE {date}  {link}"
+    return _(" TID {tid}  MID {mid}  BATCH {batch}  BUS.DATE {date}  {link}").format(
+        tid=terminal_id, mid=merchant_id, batch=batch, date=date, link=link)
 
 
 class ReceiptView(VerticalScroll):

@@ -1,0 +1,144 @@
+"""Drives a :class:`~terminal.cup_session.CupSession` over a link that carries field dicts
+(:meth:`terminal.link.Link.send_fields` with a CUP codec): sign-on before the first
+transaction and again after a ``77`` or ``A0``, reversal of an unanswered 0200, and the CUP
+settlement with its batch upload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from protocol.cup_private import CupTotals, SettlementResult
+from protocol.errors import ProtocolError
+from terminal.cup_session import CupSession, Fields
+from terminal.engine import REVERSAL_WAITING
+from terminal.flow import Draft, Outcome
+from terminal.journal import Txn, TxnStatus
+from terminal.link import LinkError, LinkTimeout
+
+
+class FieldLink(Protocol):
+    """What the CUP driver needs of a link: connect, and send a field dict for its answer."""
+
+    async def connect(self) -> None:
+        """Open the connection if it is not open."""
+
+    async def send_fields(self, fields: Fields, timeout_s: float) -> Fields:
+        """Send ``fields``; return the answer's fields or raise a :class:`LinkError`."""
+        ...
+
+
+@dataclass(frozen=True)
+class CupSettleOutcome:
+    """What a CUP settlement did: the host's result flag, the upload, the batches."""
+
+    ok: bool
+    result: SettlementResult | None
+    uploaded: int
+    closed_batch: str
+    new_batch: str
+
+
+class CupEngine:
+    """Sends one terminal's CUP transactions and keeps its journal straight."""
+
+    def __init__(self, session: CupSession, link: FieldLink) -> None:
+        self.session = session
+        self.link = link
+
+    @property
+    def _timeout(self) -> float:
+        return self.session.session.config.timeout_s_response
+
+    async def sign_on(self) -> bool:
+        """Connect if needed and sign on; True when the host accepted (its batch is now ours)."""
+        await self.link.connect()
+        answer = await self.link.send_fields(self.session.sign_on_request(), self._timeout)
+        return self.session.sign_on_answered(answer)
+
+    async def transact(self, draft: Draft) -> Outcome:
+        """Sign on when needed, send ``draft`` and return what the result screen shows; a
+        ``77``/``A0`` answer is followed by a new sign-on."""
+        try:
+            await self.link.connect()
+            if not self.session.signed_on and not await self.sign_on():
+                return Outcome("failed", "NOT COMPLETED", "The host refused the sign-on.")
+        except LinkError as exc:
+            return Outcome("failed", "HOST OFFLINE", str(exc))
+        if not await self.forward_reversals():
+            return REVERSAL_WAITING
+        pending, request = self.session.begin(draft)
+        try:
+            answer = await self.link.send_fields(request, self._timeout)
+        except (LinkTimeout, LinkError, ProtocolError) as exc:
+            return await self._unanswered(pending.txn, request, str(exc))
+        outcome = self.session.answered(pending.txn, answer)
+        if not self.session.signed_on:
+            try:
+                await self.sign_on()
+            except LinkError:
+                pass  # the next transaction tries again
+        return outcome
+
+    async def _unanswered(self, txn: Txn, request: Fields, why: str) -> Outcome:
+        """No answer: reverse an 0200 (0400, DE39 98) up to the configured tries."""
+        base = self.session.session
+        base.unanswered(txn)
+        acknowledged = None
+        if request["t"] == "0200":
+            reversal = self.session.reversal_fields(request)
+            acknowledged = await self._reverse(txn, reversal, base.reversal_tries)
+        return base.no_answer_outcome(txn, acknowledged, why)
+
+    async def _reverse(self, txn: Txn, reversal: Fields, tries: int) -> str | None:
+        """Send ``reversal`` until the host acknowledges it (00, or 25: it never saw the
+        original) or the tries run out; the acknowledging DE39, or None."""
+        for _ in range(tries):
+            try:
+                await self.link.connect()
+                answer = await self.link.send_fields(reversal, self._timeout)
+            except (LinkError, ProtocolError):
+                continue
+            if answer.get("39") in ("00", "25"):
+                txn.status = TxnStatus.REVERSED
+                self.session.session.journal.update(txn)
+                return answer["39"]
+        return None
+
+    async def forward_reversals(self) -> bool:
+        """Send each stored 0400 once more; True when no 0200 waits for its reversal."""
+        waiting = False
+        for txn in self.session.session.pending_reversals():
+            reversal = self.session.stored_reversal(txn)
+            if reversal is not None and not await self._reverse(txn, reversal, 1):
+                waiting = True
+        return not waiting
+
+    async def settle(self) -> CupSettleOutcome:
+        """0500 with the CUP totals; on result flag 2 the batch upload and its closing 0320;
+        the batch closes when the host answered 00 to each. Stored reversals go first; a link
+        failure leaves the batch open."""
+        batch = self.session.batch
+        refused = CupSettleOutcome(False, None, 0, batch, batch)
+        try:
+            await self.link.connect()
+            if not await self.forward_reversals():
+                return refused
+            answer = await self.link.send_fields(self.session.settlement_request(),
+                                                 self._timeout)
+            if answer.get("39") != "00" or "48" not in answer:
+                return refused
+            result = CupTotals.parse(answer["48"]).result
+            uploaded = 0
+            if result is SettlementResult.NOT_BALANCED:
+                for upload in self.session.upload_requests():
+                    reply = await self.link.send_fields(upload, self._timeout)
+                    if reply.get("39") != "00":
+                        return CupSettleOutcome(False, result, uploaded, batch, batch)
+                    if upload["60"][8:] != "207":
+                        uploaded += int(upload["48"][:2])
+        except (LinkError, ProtocolError):
+            return refused
+        new = self.session.session.close_batch()
+        return CupSettleOutcome(True, result, uploaded, batch, new)

@@ -1,0 +1,249 @@
+"""The terminal's China UnionPay mode, sans-IO: the CUP requests it sends and what it makes of
+the answers (see docs/cup-profile.md, "The terminal").
+
+:class:`CupSession` wraps a :class:`~terminal.session.TerminalSession` -- the same journal,
+counters, receipts and result screens -- and writes the requests as CUP field dicts instead of
+the generic profile's typed messages:
+
+* sale ``0200``/``000000``, void ``0200``/``200000`` with DE61 = original batch + trace and the
+  original RRN in DE37, refund ``0220``/``200000`` (an advice) with the original date MMDD in
+  61.3 and the original RRN in DE37; each with DE22, DE25 ``00`` and DE60 = 60.1 type from the
+  profile's route + 60.2 the open batch + 60.3 ``000``;
+* sign-on ``0800`` with 60.3 ``004``: the 0810's 60.2 becomes the open batch; a financial
+  answer ``77`` (batch or sign-on mismatch) or ``A0`` (MAC) drops the sign-on, so the driver
+  signs on again;
+* settlement ``0500`` with 60.3 ``201`` and the CUP totals in DE48 (voided and refunded sales
+  still count as debits; refunds and voids are credits; UnionPay cards, BIN ``62``, are
+  domestic, others foreign); an 0510 with result flag ``2`` asks for the batch upload:
+  ``0320`` messages of at most 8 records (60.3 ``201``), then the closing ``0320`` with 60.3
+  ``207``;
+* reversal ``0400`` of an unanswered 0200: the original's fields with DE39 ``98``; one the host
+  did not acknowledge is rebuilt from the journal line and forwarded before the next request.
+
+DE64 (the MAC) is the security layer's: without working keys no MAC is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from protocol.codes import EntryMode
+from protocol.cup import CUP_PROFILE
+from protocol.cup_private import CupTotals, De60, De61, SchemeTotals, UploadRecord, upload_text
+from protocol.messages import FinancialResponse
+from protocol.money import currency
+from protocol.specs import WireProfile
+from protocol.transactions import TxnType
+from terminal.cards import Card
+from terminal.flow import Draft, Outcome
+from terminal.journal import Txn, TxnKind, TxnStatus
+from terminal.session import Pending, TerminalSession
+
+Fields = dict[str, str]
+
+SIGN_ON_AGAIN = ("77", "A0")
+"""Financial answers after which the terminal must sign on again (batch or sign-on, MAC)."""
+NO_ANSWER_REASON = "98"
+"""DE39 of a reversal sent because the request got no answer."""
+UPLOAD_PER_MESSAGE = 8
+OPERATOR = "01 "
+"""DE63 of a sign-on and a settlement: operator number (3 characters)."""
+
+_KIND_ROUTE = {TxnKind.SALE: TxnType.SALE, TxnKind.VOID: TxnType.VOID,
+               TxnKind.REFUND: TxnType.REFUND, TxnKind.AUTHORIZE: TxnType.AUTHORIZATION}
+# DE22 positions 1-2 in CUP: swiped cards are 02 (the generic profile's 90).
+_CUP_ENTRY = {EntryMode.SWIPE: "02", EntryMode.CHIP: "05", EntryMode.CONTACTLESS: "07",
+              EntryMode.MANUAL: "01"}
+
+
+def is_domestic(masked_pan: str | None) -> bool:
+    """A UnionPay card (BIN 62) counts as domestic in the CUP totals and upload."""
+    return bool(masked_pan and masked_pan.startswith("62"))
+
+
+def cup_totals(txns: list[Txn]) -> CupTotals:
+    """DE48 of the 0500 for ``txns`` (the open batch): approved sales are debits even when
+    voided or refunded later; approved refunds and voids are credits."""
+    sums = {True: [0, 0, 0, 0], False: [0, 0, 0, 0]}
+    for txn in txns:
+        if txn.status is not TxnStatus.APPROVED or txn.kind is TxnKind.AUTHORIZE:
+            continue
+        row = sums[is_domestic(txn.masked_pan)]
+        at = 0 if txn.kind is TxnKind.SALE else 2
+        row[at] += txn.amount_minor
+        row[at + 1] += 1
+    domestic, foreign = (SchemeTotals(*sums[True]), SchemeTotals(*sums[False]))
+    return CupTotals(domestic, foreign)
+
+
+@dataclass
+class CupSession:
+    """A terminal session speaking the CUP POS profile (see the module docstring).
+
+    :ivar deck: the test cards, to find the PAN of a journal line for the batch upload (the
+        journal keeps PANs masked only).
+    """
+
+    session: TerminalSession
+    deck: list[Card] = field(default_factory=list)
+    profile: WireProfile = CUP_PROFILE
+    signed_on: bool = False
+
+    @property
+    def batch(self) -> str:
+        """The open batch (60.2)."""
+        return self.session.journal.batch_number
+
+    def _ids(self, stan: str | None = None) -> Fields:
+        config = self.session.config
+        return {"11": stan or self.session.next_stan(), "41": config.terminal_id,
+                "42": config.merchant_id}
+
+    def _currency(self) -> str:
+        return currency(self.session.config.currency).numeric
+
+    # -- sign-on -----------------------------------------------------------------------------
+
+    def sign_on_request(self) -> Fields:
+        """The 0800 sign-on for the three working keys (60.3 ``004``)."""
+        return {"t": "0800", **self._ids(), "60": De60("00", self.batch, "004").text(),
+                "63": OPERATOR}
+
+    def sign_on_answered(self, answer: Fields) -> bool:
+        """Take the 0810: on ``00`` the terminal is signed on and its batch is the host's 60.2."""
+        self.signed_on = answer.get("39") == "00"
+        if self.signed_on and "60" in answer:
+            self.session.journal.use_batch(De60.parse(answer["60"]).batch)
+        return self.signed_on
+
+    # -- financial transactions --------------------------------------------------------------
+
+    def request_fields(self, draft: Draft, stan: str, now: datetime) -> Fields:
+        """The CUP field dict for ``draft`` (pure apart from reading the journal)."""
+        route = self.profile.route(_KIND_ROUTE[draft.kind])
+        type_code = next(m.value for m in route.match if m.key == "60")
+        out: Fields = {"t": route.mti, "3": route.processing_code or "000000",
+                       "4": f"{draft.amount.minor:012d}", "11": stan,
+                       "25": next(m.value for m in route.match if m.key == "25"),
+                       "41": self.session.config.terminal_id,
+                       "42": self.session.config.merchant_id, "49": self._currency(),
+                       "60": De60(type_code, self.batch).text()}
+        presented, mode = draft.card, draft.entry_mode
+        if presented is None and draft.original is not None:
+            # A void without a card presented: the original's card, keyed in.
+            presented, mode = self._deck_card(draft.original.masked_pan), EntryMode.MANUAL
+        if presented is not None and mode is not None:
+            card = presented.present(mode)
+            if card.pan is not None:
+                out["2"] = card.pan.digits
+            if card.expiry:
+                out["14"] = card.expiry
+            if card.track2 is not None:
+                out["35"] = card.track2.data.replace("=", "D")  # BCD: D separates
+            out["22"] = _CUP_ENTRY[mode] + "2"  # 2: no PIN entered
+        else:
+            out["22"] = "012"
+        original = self.session.journal.by_rrn(draft.original.rrn) if draft.original else None
+        if draft.original is not None:
+            out["37"] = draft.original.rrn
+        if draft.kind is TxnKind.VOID and original is not None:
+            out["61"] = De61(original.batch, original.stan).text()
+            if original.approval_code:
+                out["38"] = original.approval_code
+        elif draft.kind is TxnKind.REFUND:
+            mmdd = _mmdd(original) if original is not None else "0000"
+            out["61"] = De61("000000", "000000", mmdd).text()
+        return out
+
+    def begin(self, draft: Draft) -> tuple[Pending, Fields]:
+        """Journal ``draft`` ``PENDING`` and return its line and its CUP request."""
+        pending = self.session.begin(draft)
+        fields = self.request_fields(draft, pending.txn.stan, pending.at)
+        pending.txn.processing_code = fields["3"]  # the CUP code, for a later reversal
+        self.session.journal.update(pending.txn)
+        return pending, fields
+
+    def answered(self, txn: Txn, answer: Fields) -> Outcome:
+        """Record the host's answer; ``77``/``A0`` also drop the sign-on."""
+        code = answer.get("39", "")
+        if code in SIGN_ON_AGAIN:
+            self.signed_on = False
+        response = FinancialResponse(
+            mti_value=answer.get("t", ""), response_code=code,
+            processing_code=answer.get("3", txn.processing_code), rrn=answer.get("37"),
+            approval_code=answer.get("38"), business_date=answer.get("15"),
+            host_time=answer.get("12"), host_date=answer.get("13"), rule=answer.get("44"),
+            stan=answer.get("11", txn.stan), terminal_id=answer.get("41", ""),
+            merchant_id=answer.get("42", ""))
+        return self.session.answered(txn, response)
+
+    def reversal_fields(self, request: Fields) -> Fields:
+        """The 0400 for an unanswered 0200: its fields with DE39 ``98`` (no answer)."""
+        keep = ("2", "3", "4", "11", "14", "22", "25", "41", "42", "49", "60", "61")
+        out = {"t": "0400", **{k: request[k] for k in keep if k in request}}
+        out["39"] = NO_ANSWER_REASON
+        return out
+
+    def stored_reversal(self, txn: Txn) -> Fields | None:
+        """The 0400 for a journal line still waiting for its reversal (store and forward),
+        rebuilt from the line; None for a refund (an 0220 advice is not reversed)."""
+        if txn.kind not in (TxnKind.SALE, TxnKind.VOID):
+            return None
+        route = self.profile.route(_KIND_ROUTE[txn.kind])
+        type_code = next(m.value for m in route.match if m.key == "60")
+        out: Fields = {"t": "0400", "3": txn.processing_code, "4": f"{txn.amount_minor:012d}",
+                       "11": txn.stan, "22": "012", "25": "00", "39": NO_ANSWER_REASON,
+                       "41": self.session.config.terminal_id,
+                       "42": self.session.config.merchant_id, "49": self._currency(),
+                       "60": De60(type_code, txn.batch).text()}
+        card = self._deck_card(txn.masked_pan)
+        if card is not None:
+            out["2"] = card.pan.digits
+        return out
+
+    # -- settlement --------------------------------------------------------------------------
+
+    def totals(self) -> CupTotals:
+        """The CUP totals of the open batch."""
+        return cup_totals(self.session.journal.open_batch())
+
+    def settlement_request(self) -> Fields:
+        """The 0500 (60.3 ``201``) with the CUP totals in DE48."""
+        return {"t": "0500", **self._ids(), "48": self.totals().text(), "49": self._currency(),
+                "60": De60("00", self.batch, "201").text(), "63": OPERATOR}
+
+    def _deck_card(self, masked_pan: str | None) -> Card | None:
+        """The deck card shown as ``masked_pan`` (None when none or several match)."""
+        found = [c for c in self.deck if masked_pan and c.masked == masked_pan]
+        return found[0] if len(found) == 1 else None
+
+    def upload_records(self) -> list[UploadRecord]:
+        """One record per approved sale, refund or void of the open batch whose card is in the
+        deck (the journal keeps PANs masked, so other cards cannot be uploaded)."""
+        out = []
+        for txn in self.session.journal.open_batch():
+            card = self._deck_card(txn.masked_pan)
+            if txn.status is TxnStatus.APPROVED and card is not None:
+                out.append(UploadRecord(not is_domestic(txn.masked_pan), txn.stan,
+                                        card.pan.digits, txn.amount_minor))
+        return out
+
+    def upload_requests(self) -> Iterator[Fields]:
+        """The 0320 messages carrying the upload (60.3 ``201``, at most 8 records each), then
+        the closing 0320 (60.3 ``207``) with the number of records sent."""
+        records = self.upload_records()
+        for start in range(0, len(records), UPLOAD_PER_MESSAGE):
+            chunk = records[start:start + UPLOAD_PER_MESSAGE]
+            yield {"t": "0320", **self._ids(), "48": upload_text(chunk),
+                   "60": De60("00", self.batch, "201").text()}
+        yield {"t": "0320", **self._ids(), "48": f"{len(records):04d}",
+               "60": De60("00", self.batch, "207").text()}
+
+
+def _mmdd(txn: Txn) -> str:
+    """The original's date MMDD: the host's date when it gave one, else the local date."""
+    if txn.host_date:
+        return txn.host_date
+    return datetime.fromisoformat(txn.local_time).strftime("%m%d")
