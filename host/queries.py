@@ -15,8 +15,9 @@ from sqlalchemy import Engine, func, select
 from host.ledger import ChainKey, Ledger, verify_connection
 from host.ledger.schema import posting_group
 from host.settlement.book import EngineDesk
-from host.store import Store, store_checks
+from host.store import Store
 from host.store import txn as txn_table
+from host.store_verify import store_checks
 from host.txn_views import TxnViews
 
 

@@ -38,7 +38,7 @@ refuse DELETE on every history table, UPDATE on ``event``, ``reversal_mark`` and
 and of a closed batch. And every ``txn`` and ``event`` row carries ``mac``, the chain key's MAC
 over its fixed content (:data:`TXN_FIXED`), so an edit made after dropping the triggers still
 shows; the mutable ``state`` is cross-checked against the ledger and the event log
-(:func:`store_checks`).
+(:func:`host.store_verify.store_checks`).
 """
 
 from __future__ import annotations
@@ -597,7 +597,7 @@ class Store:
         return [{"at_ms": int(r.at_ms), "kind": r.kind, **json.loads(r.detail)} for r in rows]
 
 
-# -- store invariants, run by HostService.verify() and host.ledger.verify_database() ----------
+# -- store invariants, composed by host.store_verify.store_checks ---------------------------
 
 
 def check_one_txn_per_key(conn: Connection) -> list[Violation]:
@@ -659,23 +659,14 @@ def _has_store(conn: Connection) -> bool:
     return bool(inspect(conn).has_table("txn"))
 
 
-def _guarded(check: Any) -> ExtraCheck:
+def guarded(check: Any) -> ExtraCheck:
+    """``check`` skipped (no violations) on a database without the store's tables."""
+
     def run(conn: Connection) -> list[Violation]:
         return list(check(conn)) if _has_store(conn) else []
 
     run.__doc__ = check.__doc__
     return run
-
-
-def store_checks(key: ChainKey) -> list[ExtraCheck]:
-    """The store's invariant checks under the chain ``key`` (each skipped on a database
-    without the store's tables): run by ``HostService.verify()`` and
-    ``host.ledger.verify_database()``."""
-    from host.store_verify import history_checks
-
-    plain = (check_one_txn_per_key, check_refunds_within_sale, check_batch_membership,
-             check_closed_batches)
-    return [_guarded(c) for c in (*plain, *history_checks(key))]
 
 
 _FIXED_LIST = ", ".join(TXN_FIXED + ("mac",))

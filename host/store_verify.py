@@ -1,7 +1,7 @@
 """Checks that the store's history was not rewritten: row MACs, and state against the ledger.
 
 Each check returns violations ``{"invariant": ..., "detail": ...}`` naming the transaction,
-event or request concerned (run from :func:`host.store.store_checks`):
+event or request concerned (composed with the store's own checks by :func:`store_checks`):
 
 ``TXN``     every transaction's fixed columns (amount, PAN hash, request key ...) still match
             the MAC made with the chain key at insert; its approval code is the one its id
@@ -26,15 +26,27 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from host.ledger.anchor import Anchor
 from host.ledger.book import Group
-from host.ledger.chain import ChainKey
+from host.ledger.chain import ChainKey, key_path, read_key
 from host.ledger.schema import posting_group, request_log
-from host.ledger.verify import ExtraCheck, Violation, effective_groups
+from host.ledger.verify import (
+    ExtraCheck,
+    Violation,
+    effective_groups,
+    verify_database,
+)
+from host.settlement.verify import settlement_checks
 from host.store import (
     TXN_FIXED,
     approval_code_for,
+    check_batch_membership,
+    check_closed_batches,
+    check_one_txn_per_key,
+    check_refunds_within_sale,
     event,
     event_mac,
+    guarded,
     review,
     txn,
     txn_mac,
@@ -63,8 +75,6 @@ def history_checks(key: ChainKey) -> tuple[Callable[[Connection], list[Violation
     def check_history(conn: Connection) -> list[Violation]:
         """TXN, STATE, EVENT, REQUEST: the store's rows against their MACs and the ledger."""
         return _History(conn, key).run()
-
-    from host.settlement.verify import settlement_checks  # late: it imports the desk's tables
 
     checks: tuple[ExtraCheck, ...] = (check_history, *settlement_checks(key))
     return checks
@@ -192,3 +202,20 @@ class _History:
 def _plain(value: Any) -> Any:
     """A column value as the MAC saw it at insert (integers as int, text as str)."""
     return int(value) if isinstance(value, int) else value
+
+
+def store_checks(key: ChainKey) -> list[ExtraCheck]:
+    """Every check of the host's tables under the chain ``key`` (each skipped on a database
+    without the store's tables): run by ``HostService.verify()`` and
+    :func:`verify_host_database`."""
+    plain = (check_one_txn_per_key, check_refunds_within_sale, check_batch_membership,
+             check_closed_batches)
+    return [guarded(c) for c in (*plain, *history_checks(key))]
+
+
+def verify_host_database(db_url: str, key: ChainKey | None = None,
+                         anchor: Anchor | None = None) -> dict[str, Any]:
+    """:func:`host.ledger.verify_database` with the store's and settlement's checks too: what
+    ``poslab-host ledger verify`` runs. ``key`` defaults to the key file found for ``db_url``."""
+    key = key if key is not None else read_key(key_path(db_url))
+    return verify_database(db_url, key, store_checks(key), anchor)

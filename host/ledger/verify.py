@@ -112,15 +112,15 @@ def verify_database(db_url: str, key: ChainKey | None = None,
     """Open ``db_url`` (path or URL), run every check, close; see :func:`verify_connection`.
 
     ``key`` defaults to the key file found for ``db_url`` (:func:`host.ledger.chain.key_path`;
-    raises :class:`~host.ledger.chain.ChainKeyError` when there is none). Without
-    ``extra_checks`` this also runs the transaction store's checks when the database has its
-    tables (``host.store.store_checks``), so ``poslab-host ledger verify`` sees all.
+    raises :class:`~host.ledger.chain.ChainKeyError` when there is none). ``extra_checks`` are
+    the checks of tables built on the ledger (the host passes its store's and settlement's,
+    :func:`host.store_verify.verify_host_database`); the ledger knows none of them itself.
     """
     if key is None:
         key = read_key(key_path(db_url))
     engine = open_engine(db_url)
     try:
-        checks = _store_checks(key) if extra_checks is None else list(extra_checks)
+        checks = list(extra_checks or ())
         with engine.connect() as conn:
             report = verify_connection(conn, key, checks, anchor)
             conn.rollback()
@@ -155,19 +155,6 @@ def read_anchor(db_url: str, key: ChainKey) -> Anchor:
         raise ValueError("the chain head was altered (its MAC does not hold): run "
                          "'poslab-host ledger verify' before anchoring")
     return Anchor(int(head.last_id), head.last_hash)
-
-
-def _store_checks(key: ChainKey) -> list[ExtraCheck]:
-    # The store builds on the ledger, not the other way round: look its checks up lazily and
-    # only by name, so the ledger stays importable (and verifiable) on its own.
-    import importlib
-
-    try:
-        store = importlib.import_module("host.store")
-    except ImportError:  # pragma: no cover - the ledger used without the host
-        return []
-    found: list[ExtraCheck] = list(store.store_checks(key))
-    return found
 
 
 def _head(head: Any, key: ChainKey, groups: list[Group], hashes: dict[int, tuple[str, str]],

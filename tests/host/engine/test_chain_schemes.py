@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import select
 
 from host.clock import ManualClock
-from host.ledger import key_path, open_engine, read_key, schema_transaction, verify_database
+from host.ledger import key_path, open_engine, read_key, schema_transaction
 from host.ledger.chain import ChainKey, ensure_key
 from host.ledger.schema import create_schema, ledger_entry, posting_group
 from host.service import HostService
+from host.store_verify import verify_host_database as verify_database
 from tests.host.engine.conftest import Term
 
 

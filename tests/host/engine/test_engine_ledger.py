@@ -21,9 +21,9 @@ from host.ledger import (
     normalise_url,
     open_engine,
     schema_transaction,
-    verify_database,
 )
 from host.service import HostService
+from host.store_verify import verify_host_database as verify_database
 
 
 @pytest.fixture

@@ -20,12 +20,12 @@ from host.ledger import (
     key_path,
     open_engine,
     schema_transaction,
-    verify_database,
 )
 from host.ledger.prepared import Prepared
 from host.ledger.schema import request_log
 from host.store import event as event_table
 from host.store import metadata as store_metadata
+from host.store_verify import verify_host_database as verify_database
 
 SALE = [("scheme_settlement", "D", 100), ("merchant_payable:M", "C", 100)]
 INSERT = Prepared(insert(request_log))

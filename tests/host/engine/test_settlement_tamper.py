@@ -15,8 +15,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from host.clock import ManualClock
-from host.ledger import verify_database
 from host.service import HostService
+from host.store_verify import verify_host_database as verify_database
 from tests.host.engine.conftest import Term
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -21,12 +21,12 @@ from host.ledger import (
     drop_append_only_triggers,
     key_path,
     read_key,
-    verify_database,
 )
 from host.ledger.book import Group, group_hash
 from host.ledger.schema import head_mac, ledger_entry, ledger_head, posting_group
 from host.service import HostService
 from host.store import drop_store_triggers
+from host.store_verify import verify_host_database as verify_database
 from tests.host.engine.conftest import Term
 
 ATTACKER = ChainKey(b"attacker's own key, not the host" * 2)
