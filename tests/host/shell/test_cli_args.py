@@ -63,8 +63,10 @@ def test_ledger_verify_exit_codes(tmp_path: Path, monkeypatch: Any, capsys: Any)
     report: dict[str, Any] = {"ok": False, "checked": {"entries": 3}, "violations": [
         {"invariant": "I1", "detail": "entry 2 unbalanced: USD +100"},
         {"invariant": "I6", "detail": "hash chain broken at entry 3"}]}
+    verifier = types.ModuleType("host.store_verify")
+    verifier.verify_host_database = lambda url, key, anchor=None: report  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "host.store_verify", verifier)
     fake = types.ModuleType("host.ledger")
-    fake.verify_database = lambda url, key, anchor=None: report  # type: ignore[attr-defined]
     fake.key_path = lambda url, configured=None: Path(url)  # type: ignore[attr-defined]
     fake.read_key = lambda path: "key"  # type: ignore[attr-defined]
     fake.parse_anchor = lambda value: value  # type: ignore[attr-defined]
