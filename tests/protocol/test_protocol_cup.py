@@ -184,12 +184,10 @@ def test_golden_frame_decodes_to_its_fields_and_re_encodes_byte_identical(name: 
     assert CODEC.encode(decoded, tpdu) == wire
 
 
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+@pytest.mark.parametrize("name", sorted(n for n, (txn, _, _) in GOLDEN.items() if txn))
 def test_golden_request_is_identified_and_complete(name: str) -> None:
     """Each request is told apart by MTI + DE3 + DE25 + DE60 and carries its mandatory fields."""
     txn, fields, _ = GOLDEN[name]
-    if txn is None:
-        pytest.skip("a response")
     assert CUP_PROFILE.identify(fields["t"], fields.get("3"), fields) is txn
     assert CUP_PROFILE.missing_field(fields) is None
 
