@@ -71,6 +71,7 @@ from sqlalchemy import (
 )
 
 from host.canonical_json import dumps_sorted
+from host.domain import TxnKind, TxnState
 from host.ledger.chain import ChainKey
 from host.ledger.prepared import Prepared
 from host.ledger.schema import create_append_only_triggers
@@ -217,22 +218,22 @@ _TXN_BY_RRN = Prepared(select(txn).where(txn.c.rrn == bindparam("rrn_")))
 _TXN_BY_RRN_LOCKED = Prepared(_TXN_BY_RRN.stmt.with_for_update())
 _TXN_BY_KEY_LOCKED = Prepared(select(txn).where(txn.c.request_key == bindparam("key_"))
                               .with_for_update())
-_HOLD_WHERE = (txn.c.kind == "auth", txn.c.terminal_id == bindparam("tid"),
+_HOLD_WHERE = (txn.c.kind == TxnKind.AUTH, txn.c.terminal_id == bindparam("tid"),
                txn.c.merchant_id == bindparam("mid"), txn.c.approval_code == bindparam("code"))
 _HOLD = Prepared(select(txn).where(*_HOLD_WHERE).order_by(txn.c.id.desc()).with_for_update())
 _HOLD_BY_RRN = Prepared(select(txn).where(*_HOLD_WHERE, txn.c.rrn == bindparam("rrn_"))
                         .order_by(txn.c.id.desc()).with_for_update())
 _REFUND_STATS = Prepared(
     select(func.coalesce(func.sum(txn.c.amount_minor), 0), func.count())
-    .where(txn.c.original_id == bindparam("sale_id"), txn.c.kind == "refund",
-           txn.c.state == "approved"))
+    .where(txn.c.original_id == bindparam("sale_id"), txn.c.kind == TxnKind.REFUND,
+           txn.c.state == TxnState.APPROVED))
 _MERCHANT_REFUNDED = Prepared(select(func.coalesce(func.sum(txn.c.amount_minor), 0)).where(
     txn.c.merchant_id == bindparam("mid"), txn.c.business_date == bindparam("bdate"),
-    txn.c.kind == "refund", txn.c.state == "approved"))
+    txn.c.kind == TxnKind.REFUND, txn.c.state == TxnState.APPROVED))
 _REVERSAL_TARGET = Prepared(select(txn).where(
     txn.c.merchant_id == bindparam("mid"), txn.c.terminal_id == bindparam("tid"),
     txn.c.stan == bindparam("stan_"), txn.c.business_date == bindparam("bdate"),
-    txn.c.state != "declined").order_by(txn.c.id.desc()).with_for_update())
+    txn.c.state != TxnState.DECLINED).order_by(txn.c.id.desc()).with_for_update())
 _MARK_INSERT = Prepared(insert(reversal_mark))
 _TOMBSTONE = Prepared(select(reversal_mark.c.id).where(
     reversal_mark.c.merchant_id == bindparam("mid"),
@@ -260,7 +261,7 @@ _TXN_OPTIONAL = {"pan_masked": None, "pan_hash": None, "original_id": None, "rul
                  "evidence": None, "operator": None, "rules_fired": "[]"}
 
 #: Transaction kinds that capture money and belong to a terminal batch.
-BATCHED_KINDS = ("sale", "refund", "void", "completion")
+BATCHED_KINDS = (TxnKind.SALE, TxnKind.REFUND, TxnKind.VOID, TxnKind.COMPLETION)
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -389,12 +390,13 @@ class Store:
         """Effective debits (sales, completions) and credits (refunds) of a batch in a currency."""
         rows = conn.execute(
             select(txn.c.kind, func.count(), func.coalesce(func.sum(txn.c.amount_minor), 0))
-            .where(txn.c.batch_id == batch_id, txn.c.state == "approved",
-                   txn.c.currency == currency, txn.c.kind.in_(("sale", "completion", "refund")))
+            .where(txn.c.batch_id == batch_id, txn.c.state == TxnState.APPROVED,
+                   txn.c.currency == currency,
+                   txn.c.kind.in_((TxnKind.SALE, TxnKind.COMPLETION, TxnKind.REFUND)))
             .group_by(txn.c.kind)).all()
         out = {"debits_count": 0, "debits_minor": 0, "credits_count": 0, "credits_minor": 0}
         for kind, count, total in rows:
-            side = "credits" if kind == "refund" else "debits"
+            side = "credits" if kind == TxnKind.REFUND else "debits"
             out[f"{side}_count"] += int(count)
             out[f"{side}_minor"] += int(total)
         return out
@@ -613,14 +615,15 @@ def check_refunds_within_sale(conn: Connection) -> list[Violation]:
     out = []
     sales = {int(r.id): r for r in conn.execute(
         select(txn.c.id, txn.c.rrn, txn.c.state, txn.c.amount_minor)
-        .where(txn.c.kind.in_(("sale", "completion")))).all()}
+        .where(txn.c.kind.in_((TxnKind.SALE, TxnKind.COMPLETION)))).all()}
     rows = conn.execute(select(txn.c.original_id, func.sum(txn.c.amount_minor))
-                        .where(txn.c.kind == "refund", txn.c.state == "approved",
+                        .where(txn.c.kind == TxnKind.REFUND, txn.c.state == TxnState.APPROVED,
                                txn.c.original_id.is_not(None))
                         .group_by(txn.c.original_id)).all()
     for sale_id, total in rows:
         sale = sales.get(int(sale_id))
-        limit = int(sale.amount_minor) if sale is not None and sale.state == "approved" else 0
+        limit = int(sale.amount_minor) \
+            if sale is not None and sale.state == TxnState.APPROVED else 0
         if int(total) > limit:
             rrn = sale.rrn if sale is not None else "?"
             out.append({"invariant": "I9", "detail": f"sale {rrn} (txn {sale_id}) has effective "
@@ -632,7 +635,8 @@ def check_batch_membership(conn: Connection) -> list[Violation]:
     """I12: every effective captured transaction belongs to a batch of its own terminal."""
     rows = conn.execute(select(txn.c.id, txn.c.rrn, txn.c.terminal_id, batch.c.terminal_id)
                         .select_from(txn.outerjoin(batch, batch.c.id == txn.c.batch_id))
-                        .where(txn.c.state == "approved", txn.c.kind.in_(BATCHED_KINDS))).all()
+                        .where(txn.c.state == TxnState.APPROVED,
+                               txn.c.kind.in_(BATCHED_KINDS))).all()
     out = []
     for tid, rrn, term, batch_term in rows:
         if batch_term is None:

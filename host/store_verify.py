@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from host.domain import ReviewState, TxnKind, TxnState
 from host.ledger.anchor import Anchor
 from host.ledger.book import Group
 from host.ledger.chain import ChainKey, key_path, read_key
@@ -54,13 +55,14 @@ from host.store import (
 )
 
 #: The state a transaction takes when its group is mirrored by a group of this kind.
-_UNDONE_BY = {"void": "voided", "reversal": "reversed", "hold_release": "completed",
-              "review_rejected": "rejected"}
+_UNDONE_BY: dict[str, str] = {"void": TxnState.VOIDED, "reversal": TxnState.REVERSED,
+                              "hold_release": TxnState.COMPLETED,
+                              "review_rejected": TxnState.REJECTED}
 #: The event each state change writes on the transaction.
 _STATE_EVENT = {"voided": "voided", "reversed": "reversed", "completed": "completed",
                 "rejected": "review_rejected"}
 #: Kinds whose own group carries the transaction's amount.
-_SAME_AMOUNT = ("sale", "auth", "refund", "completion")
+_SAME_AMOUNT = (TxnKind.SALE, TxnKind.AUTH, TxnKind.REFUND, TxnKind.COMPLETION)
 #: Request key prefixes (MTI class) of requests that always book a transaction.
 _FINANCIAL = ("010|", "020|", "022|")
 
@@ -109,7 +111,7 @@ class _History:
         for row in txns:
             self._txn(row, reviews.get(int(row.id)))
         self._orphan_groups({int(r.id) for r in txns})
-        self._requests({r.request_key for r in txns if r.kind != "adjustment"})
+        self._requests({r.request_key for r in txns if r.kind != TxnKind.ADJUSTMENT})
         return self.out
 
     def _events(self) -> None:
@@ -138,7 +140,7 @@ class _History:
         if want_event is not None and want_event not in kinds:
             self.out.append(_v("STATE", f"{name} is {row.state} but the event log has no "
                                         f"'{want_event}' event for it"))
-        if row.state == "declined":
+        if row.state == TxnState.DECLINED:
             if row.group_id is not None or self.by_reference.get(txn_reference(tid)):
                 self.out.append(_v("STATE", f"{name} is declined but booked ledger groups"))
             return
@@ -152,7 +154,7 @@ class _History:
             self.out.append(_v("STATE", f"{name} is {row.state} but its ledger group {gid} "
                                         f"does not exist"))
             return
-        if row.kind == "adjustment":
+        if row.kind == TxnKind.ADJUSTMENT:
             return  # books the mirror of another transaction's group; its state never moves
         if group.reference != txn_reference(int(row.id)):
             self.out.append(_v("STATE", f"{name} points at group {gid}, which belongs to "
@@ -162,8 +164,9 @@ class _History:
             self.out.append(_v("STATE", f"{name} records {row.amount_minor} {row.currency} but "
                                         f"its ledger group {gid} books {group.amount_minor} "
                                         f"{group.currency}"))
+        expected: str
         if self.effective[gid]:
-            expected = "authorized" if row.kind == "auth" else "approved"
+            expected = TxnState.AUTHORIZED if row.kind == TxnKind.AUTH else TxnState.APPROVED
         else:
             undo = next(g for g in self.reversers[gid] if self.effective[g.id])
             expected = _UNDONE_BY.get(undo.kind, f"undone by a {undo.kind} group")
@@ -176,7 +179,7 @@ class _History:
             return
         released = any(g.kind == "review_release"
                        for g in self.by_reference.get(txn_reference(int(row.id)), []))
-        if row.review_state != review_state or (review_state == "approved") != released:
+        if row.review_state != review_state or (review_state == ReviewState.APPROVED) != released:
             self.out.append(_v("STATE", f"{name} has review state {row.review_state} but its "
                                         f"review is {review_state} and the ledger "
                                         f"{'released' if released else 'did not release'} it"))

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select
 
 from host import rules
+from host.domain import ReviewState, TxnKind, TxnState
 from host.ledger import Ledger
 from host.store import Store, txn_reference
 from host.store import txn as txn_table
@@ -37,12 +38,12 @@ class TxnViews:
             "amount_minor": int(row.amount_minor), "currency": row.currency,
             "pan": row.pan_masked, "business_date": row.business_date,
             "at": iso_ms(int(row.at_ms)), "response_code": row.response_code, "rule": row.rule,
-            "approval_code": row.approval_code if row.state != "declined" else None,
+            "approval_code": row.approval_code if row.state != TxnState.DECLINED else None,
             "state": row.state, "capture_state": capture_state(row),
             "settlement_state": settlement_state(self.store.batch_row(conn, row.batch_id)),
             "review_state": row.review_state,
         }
-        if row.kind == "refund":
+        if row.kind == TxnKind.REFUND:
             # Masked again on the way out: rows written before free text was masked on entry.
             out.update(reason=row.reason, evidence=_masked(row.evidence),
                        operator=_masked(row.operator))
@@ -65,7 +66,7 @@ class TxnViews:
                                    "PARTIAL")
             out["refunds"] = [self.summary(conn, r) for r in conn.execute(
                 select(txn_table).where(txn_table.c.original_id == row.id,
-                                        txn_table.c.kind == "refund")
+                                        txn_table.c.kind == TxnKind.REFUND)
                 .order_by(txn_table.c.id)).all()]
         rev = self.store.review_of(conn, int(row.id))
         if rev is not None:
@@ -97,14 +98,14 @@ class TxnViews:
 
 def capture_state(row: Row[Any]) -> str:
     """The transaction's state as the admin API names it (CAPTURED, VOIDED, PENDING_REVIEW...)."""
-    if row.state == "declined":
+    if row.state == TxnState.DECLINED:
         return "DECLINED"
-    if row.kind == "auth":
+    if row.kind == TxnKind.AUTH:
         return {"authorized": "AUTHORIZED", "completed": "CAPTURED",
                 "reversed": "CANCELLED"}.get(row.state, str(row.state).upper())
-    if row.kind == "refund" and row.state == "approved":
-        return "PENDING_REVIEW" if row.review_state == "pending_review" else "APPROVED"
-    if row.kind == "adjustment":
+    if row.kind == TxnKind.REFUND and row.state == TxnState.APPROVED:
+        return "PENDING_REVIEW" if row.review_state == ReviewState.PENDING else "APPROVED"
+    if row.kind == TxnKind.ADJUSTMENT:
         return "ADJUSTMENT"
     return {"approved": "CAPTURED", "voided": "VOIDED", "reversed": "REVERSED",
             "rejected": "REJECTED"}.get(row.state, str(row.state).upper())

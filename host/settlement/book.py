@@ -48,6 +48,7 @@ from sqlalchemy import (
     update,
 )
 
+from host.domain import ReviewState, TxnKind, TxnState
 from host.ledger import to_ms
 from host.ledger.prepared import Prepared
 from host.ledger.schema import UpdateRule
@@ -92,8 +93,8 @@ _REFUND_FOR_NOTICE = Prepared(
     .select_from(txn.outerjoin(_sale, _sale.c.id == txn.c.original_id))
     .where(txn.c.id == bindparam("txn_id_")))
 
-_CAPTURES = ("sale", "completion", "refund")
-_MEMBER_KINDS = (*_CAPTURES, "adjustment")
+_CAPTURES = (TxnKind.SALE, TxnKind.COMPLETION, TxnKind.REFUND)
+_MEMBER_KINDS = (*_CAPTURES, TxnKind.ADJUSTMENT)
 _UNDO_EVENTS = ("reversed", "voided", "review_rejected")
 
 
@@ -161,7 +162,8 @@ class StoreBatchBook:
 
     def _has_adjustment(self, conn: Connection, txn_id: int) -> bool:
         return conn.execute(select(txn.c.id).where(
-            txn.c.original_id == txn_id, txn.c.kind == "adjustment").limit(1)).first() is not None
+            txn.c.original_id == txn_id, txn.c.kind == TxnKind.ADJUSTMENT).limit(1)
+        ).first() is not None
 
     def _adjustment(self, conn: Connection, row: Any) -> Member | None:
         """The settlement member of an engine adjustment row, once per settled item."""
@@ -174,13 +176,13 @@ class StoreBatchBook:
                      .values(adjusted=True))
         original = self.store.txn_by_id(conn, int(row.original_id))
         rrn = original.rrn if original is not None else row.rrn
-        return Member("adjustment", str(rrn), int(row.amount_minor), row.currency,
+        return Member(TxnKind.ADJUSTMENT, str(rrn), int(row.amount_minor), row.currency,
                       row.pan_masked)
 
     def _member(self, conn: Connection, row: Any, label: str) -> Member:
-        kind = "sale" if row.kind == "completion" else row.kind
+        kind = TxnKind.SALE if row.kind == TxnKind.COMPLETION else row.kind
         sale_minor = before = 0
-        if kind == "refund" and row.original_id is not None:
+        if kind == TxnKind.REFUND and row.original_id is not None:
             sale = self.store.txn_by_id(conn, int(row.original_id))
             sale_minor = int(sale.amount_minor) if sale is not None else 0
             before = int(conn.execute(select(func.coalesce(func.sum(settled_item.c.amount_minor),
@@ -188,7 +190,7 @@ class StoreBatchBook:
                                       .select_from(settled_item.join(txn, txn.c.id ==
                                                                      settled_item.c.txn_id))
                                       .where(txn.c.original_id == row.original_id,
-                                             settled_item.c.kind == "refund",
+                                             settled_item.c.kind == TxnKind.REFUND,
                                              settled_item.c.adjusted.is_(False))).scalar_one())
         conn.execute(settled_item.insert().values(
             txn_id=int(row.id), merchant_id=row.merchant_id, kind=kind,
@@ -204,18 +206,19 @@ class StoreBatchBook:
         for row in conn.execute(select(txn).where(txn.c.batch_id == brow.id,
                                                   txn.c.kind.in_(_MEMBER_KINDS))
                                 .order_by(txn.c.id)).all():
-            if row.kind == "adjustment":
-                adjustment = self._adjustment(conn, row) if row.state == "approved" else None
+            if row.kind == TxnKind.ADJUSTMENT:
+                adjustment = self._adjustment(conn, row) if row.state == TxnState.APPROVED else None
                 if adjustment is not None:
                     out.append(adjustment)
                 continue
-            if row.state == "declined" or row.review_state in ("pending_review", "cancelled"):
+            if row.state == TxnState.DECLINED or \
+                    row.review_state in (ReviewState.PENDING, ReviewState.CANCELLED):
                 continue  # a cancelled review: held at close, undone before any release
-            if row.state != "approved" and not self._has_adjustment(conn, int(row.id)):
+            if row.state != TxnState.APPROVED and not self._has_adjustment(conn, int(row.id)):
                 undone = self._undone_ms(conn, int(row.id))
                 if undone is None or undone <= closed_ms:
                     continue  # undone before close: never part of the closed batch
-            if row.kind == "refund" and row.review_state == "rejected":
+            if row.kind == TxnKind.REFUND and row.review_state == ReviewState.REJECTED:
                 continue
             out.append(self._member(conn, row, _label(brow)))
         return out
@@ -227,8 +230,8 @@ class StoreBatchBook:
             select(txn).select_from(
                 txn.join(batch, batch.c.id == txn.c.batch_id)
                 .outerjoin(settled_item, settled_item.c.txn_id == txn.c.id))
-            .where(txn.c.merchant_id == merchant_id, txn.c.kind == "refund",
-                   txn.c.state == "approved", txn.c.review_state == "approved",
+            .where(txn.c.merchant_id == merchant_id, txn.c.kind == TxnKind.REFUND,
+                   txn.c.state == TxnState.APPROVED, txn.c.review_state == ReviewState.APPROVED,
                    batch.c.state == "closed", settled_item.c.txn_id.is_(None))
             .order_by(txn.c.id)).all()
         for row in released:
@@ -239,11 +242,11 @@ class StoreBatchBook:
             .select_from(settled_item.join(txn, txn.c.id == settled_item.c.txn_id))
             .where(settled_item.c.merchant_id == merchant_id,
                    settled_item.c.adjusted.is_(False),
-                   txn.c.state != "approved")
+                   txn.c.state != TxnState.APPROVED)
             .order_by(settled_item.c.txn_id)).all()
         for row in undone:
-            sign = -1 if row.kind == "sale" else 1
-            out.append(Member("adjustment", str(row.rrn), sign * int(row.amount_minor),
+            sign = -1 if row.kind == TxnKind.SALE else 1
+            out.append(Member(TxnKind.ADJUSTMENT, str(row.rrn), sign * int(row.amount_minor),
                               row.currency, row.pan_masked))
             conn.execute(update(settled_item).where(settled_item.c.txn_id == row.txn_id)
                          .values(adjusted=True))
@@ -269,20 +272,21 @@ class StoreRefundSource:
 
     def refund_records(self, start: date | None, end: date | None) -> list[dict[str, Any]]:
         """Refunds with a business date in ``[start, end]``."""
-        query = self._range(select(txn).where(txn.c.kind == "refund",
-                                              txn.c.state != "declined"), start, end)
+        query = self._range(select(txn).where(txn.c.kind == TxnKind.REFUND,
+                                              txn.c.state != TxnState.DECLINED), start, end)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(txn.c.id)).all()
         return [{"merchant_id": r.merchant_id, "rrn": r.rrn, "amount_minor": int(r.amount_minor),
                  "currency": r.currency, "reason": r.reason or "", "created": r.business_date,
-                 "state": "pending_review" if r.state == "approved"
-                 and r.review_state == "pending_review" else r.state} for r in rows]
+                 "state": ReviewState.PENDING if r.state == TxnState.APPROVED
+                 and r.review_state == ReviewState.PENDING else r.state} for r in rows]
 
     def sales_totals(self, start: date | None, end: date | None) -> dict[str, tuple[int, int]]:
         """Effective sales and completions per merchant in the range."""
         query = self._range(
             select(txn.c.merchant_id, func.count(), func.coalesce(func.sum(txn.c.amount_minor), 0))
-            .where(txn.c.kind.in_(("sale", "completion")), txn.c.state == "approved"),
+            .where(txn.c.kind.in_((TxnKind.SALE, TxnKind.COMPLETION)),
+                   txn.c.state == TxnState.APPROVED),
             start, end).group_by(txn.c.merchant_id)
         with self.engine.connect() as conn:
             return {mid: (int(n), int(total)) for mid, n, total in conn.execute(query).all()}

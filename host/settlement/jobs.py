@@ -51,6 +51,7 @@ from sqlalchemy.exc import IntegrityError
 
 from host.canonical_json import dumps_sorted
 from host.clock import ManualClock, SystemClock
+from host.domain import TxnKind, TxnState
 from host.ledger.accounts import ACQUIRER_FEE_INCOME, BANK, merchant_payable
 from host.ledger.chain import ChainKey
 from host.ledger.db import schema_transaction
@@ -307,9 +308,9 @@ def member_line(member: Member, fees: FeeSchedule) -> Line:
     """The settlement line (with its signed fee) for one batch member."""
     if member.fee_minor is not None:
         return Line(member.kind, member.amount_minor, member.fee_minor)
-    if member.kind == "sale":
+    if member.kind == TxnKind.SALE:
         return Line("sale", member.amount_minor, fees.sale_fee(member.amount_minor))
-    if member.kind == "refund":
+    if member.kind == TxnKind.REFUND:
         fee = fees.refund_fee(member.amount_minor, sale_minor=member.sale_minor or
                               member.amount_minor,
                               refunded_before_minor=member.refunded_before_minor)
@@ -524,7 +525,7 @@ class SettlementDesk:
             sid = key[0]
             created.append((int(sid), fund_day))
             for m in members:
-                if m.kind != "refund":
+                if m.kind != TxnKind.REFUND:
                     continue
                 pday = refund_posting_date(day, terms.calendar, terms.seed, m.rrn,
                                            terms.posting_days)
@@ -678,7 +679,7 @@ def refund_rows(records: Sequence[Mapping[str, Any]],
     rows = []
     for r in records:
         state, posted = str(r["state"]), None
-        known = later(str(r["rrn"])) if state == "approved" else None
+        known = later(str(r["rrn"])) if state == TxnState.APPROVED else None
         if known is not None:
             state = known["state"]
             if known["posted_at"]:

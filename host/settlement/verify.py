@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, inspect, select
 
+from host.domain import ReviewState, Side, TxnKind
 from host.ledger.accounts import merchant_payable
 from host.ledger.book import Group
 from host.ledger.chain import ChainKey
@@ -47,7 +48,8 @@ from host.settlement.jobs import (
 from host.settlement.notifications import notification
 from host.store import batch, txn, txn_reference
 
-_CAPTURED = {"sale": "sale", "completion": "sale", "refund": "refund"}
+_CAPTURED = {TxnKind.SALE: TxnKind.SALE, TxnKind.COMPLETION: TxnKind.SALE,
+             TxnKind.REFUND: TxnKind.REFUND}
 _FIGURES = ("sales_count", "sales_minor", "refunds_count", "refunds_minor",
             "adjustments_count", "adjustments_minor", "fees_minor")
 
@@ -137,13 +139,13 @@ class _Settlements:
             return (f"disagrees with its transaction ({row.merchant_id} {row.amount_minor} "
                     f"{row.currency})")
         if "/late/" in item.batch:
-            if row.kind != "refund" or not item.batch.startswith(f"{row.merchant_id}/late/"):
+            if row.kind != TxnKind.REFUND or not item.batch.startswith(f"{row.merchant_id}/late/"):
                 return "sits in a late batch, where only released refunds of its merchant go"
         elif item.batch != f"{row.terminal_id}/{row.batch_id}":
             return f"names another batch than its transaction's ({row.terminal_id}/{row.batch_id})"
         gid = None if row.group_id is None else int(row.group_id)
         group = self.groups.get(gid) if gid is not None else None
-        side = "C" if item.kind == "sale" else "D"
+        side = Side.CREDIT if item.kind == TxnKind.SALE else Side.DEBIT
         leg = (merchant_payable(item.merchant_id), side, int(item.amount_minor))
         if group is None or group.reference != txn_reference(int(row.id)) or (
                 group.amount_minor, group.currency) != (int(item.amount_minor), item.currency) \
@@ -162,13 +164,13 @@ class _Settlements:
         for item in self.items:
             amount = int(item.amount_minor)
             total = sums[(item.batch, item.currency)]
-            offset = 0 if item.kind == "sale" else 2
+            offset = 0 if item.kind == TxnKind.SALE else 2
             total[offset] += 1
             total[offset + 1] += amount
             if item.adjusted:
                 mine = adjusted[(item.merchant_id, item.currency)]
                 mine[0] += 1
-                mine[1] += -amount if item.kind == "sale" else amount
+                mine[1] += -amount if item.kind == TxnKind.SALE else amount
         settled_adjustments: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         for s in self.settlements:
             self._settlement(s, sums[(s.batch, s.currency)])
@@ -244,13 +246,13 @@ class _Settlements:
                 self.out.append(_v("POSTING", f"{name} {problem}"))
         for item in self.items:
             row = self.txns.get(int(item.txn_id))
-            if item.kind == "refund" and row is not None and row.rrn not in self.postings:
+            if item.kind == TxnKind.REFUND and row is not None and row.rrn not in self.postings:
                 self.out.append(_v("POSTING", f"settled refund {row.rrn} (txn {row.id}) has no "
                                               f"refund posting"))
 
     def _posting_problem(self, p: Any, settlements: dict[int, Any]) -> str | None:
         row = self.by_rrn.get(p.rrn)
-        if row is None or row.kind != "refund" or row.response_code != "00":
+        if row is None or row.kind != TxnKind.REFUND or row.response_code != "00":
             return "matches no approved refund"
         if (row.merchant_id, int(row.amount_minor), row.currency, row.pan_masked) != (
                 p.merchant_id, int(p.amount_minor), p.currency, p.pan_masked):
@@ -292,8 +294,8 @@ class _Settlements:
                                              f"{'no' if s.status == 'funded' else 'a'} "
                                              f"merchant_funded notification was recorded"))
         for row in self.txns.values():
-            if row.kind == "refund" and row.response_code == "00" and \
-                    row.review_state in (None, "approved") and \
+            if row.kind == TxnKind.REFUND and row.response_code == "00" and \
+                    row.review_state in (None, ReviewState.APPROVED) and \
                     row.rrn not in sent["refund_approved"]:
                 self.out.append(_v("NOTICE", f"approved refund {row.rrn} (txn {row.id}) has "
                                              f"no refund_approved notification"))
@@ -302,12 +304,12 @@ class _Settlements:
         said = (n.merchant_id, n.amount_minor, n.currency)
         if n.event in ("refund_approved", "refund_rejected"):
             row = self.by_rrn.get(n.rrn)
-            if row is None or row.kind != "refund":
+            if row is None or row.kind != TxnKind.REFUND:
                 return "names no refund"
             if said != (row.merchant_id, int(row.amount_minor), row.currency) or \
                     n.pan_masked != row.pan_masked:
                 return "disagrees with its refund"
-            if n.event == "refund_rejected" and row.review_state != "rejected":
+            if n.event == "refund_rejected" and row.review_state != ReviewState.REJECTED:
                 return "tells of a rejection the refund's review does not record"
         elif n.event == "refund_posted":
             p = self.postings.get(n.rrn)
