@@ -21,6 +21,7 @@ from typing import Any
 import iso8583
 import pytest
 from iso8583.specs import default as PYISO_DEFAULT
+from tls_iso_client import TlsIsoClient
 from tls_pki import Issued, Pki, make_pki
 
 from scenarios import cli as scenarios_cli
@@ -38,29 +39,11 @@ def _sale(tid: str = TID) -> dict[str, str]:
             "14": "3012", "22": "051", "25": "00", "41": tid, "42": MID, "49": "156"}
 
 
-def _read(sock: ssl.SSLSocket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("host closed the connection")
-        buf += chunk
-    return buf
-
-
 def exchange(port: int, fields: dict[str, str], ca: Path,
              client: Issued | None = None) -> dict[str, Any]:
     """One request over a fresh TLS connection; the decoded answer."""
-    context = ssl.create_default_context(cafile=str(ca))
-    if client is not None:
-        context.load_cert_chain(str(client.cert), str(client.key))
-    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
-    with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-        body, _ = iso8583.encode(dict(fields), PYISO_DEFAULT)
-        sock.sendall(struct.pack("!H", len(body)) + bytes(body))
-        size = struct.unpack("!H", _read(sock, 2))[0]
-        answer, _ = iso8583.decode(_read(sock, size), PYISO_DEFAULT)
-    return answer
+    with TlsIsoClient(port, ca, client) as connection:
+        return connection.exchange(fields)
 
 
 def _start(argv: list[str]) -> ServerProcess:
@@ -254,13 +237,9 @@ def test_sigterm_with_a_tls_client_that_stopped_reading_exits_0(
     server = _start(["--db", str(tmp_path / "ledger.db"), "--config", str(config),
                      "--tls-cert", str(module_pki.server.cert),
                      "--tls-key", str(module_pki.server.key)])
-    context = ssl.create_default_context(cafile=str(module_pki.ca))
-    raw = socket.create_connection(("127.0.0.1", int(server.ready["iso_port"])), timeout=20)
     try:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-            body, _ = iso8583.encode(_echo(), PYISO_DEFAULT)
-            sock.sendall(struct.pack("!H", len(body)) + bytes(body))
-            _read(sock, struct.unpack("!H", _read(sock, 2))[0])  # answered; reads no more
+        with TlsIsoClient(int(server.ready["iso_port"]), module_pki.ca) as connection:
+            connection.exchange(_echo())  # answered; reads no more
             server.proc.send_signal(signal.SIGTERM)
             try:
                 status = server.proc.wait(15)
