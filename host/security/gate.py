@@ -36,6 +36,7 @@ from host.pipeline.replies import Reply, plain_reply
 from host.rules import Decision
 from host.security import pin_tries
 from host.security.kek import KeyEncryptionKey
+from host.security.ksn_guard import KsnGuard
 from host.security.sessions import Sessions
 from host.security.tmk_store import TmkStore
 from host.security_config import TerminalSecurity
@@ -89,6 +90,7 @@ class HostSecurity:
         self.profile = profile or get_profile(DEFAULT_PROFILE)
         self.tmks = TmkStore(self.settings, KeyEncryptionKey(chain_key))
         self.sessions = Sessions()
+        self.ksn_guard = KsnGuard()  # DUKPT: one message per counter
         self._terminals = {t.tid: t for t in self.settings.terminals}
         bdk = self.settings.base_derivation_key()
         self._dukpt = DukptHost(TDES_DUKPT, bdk) if bdk is not None else None
@@ -152,6 +154,11 @@ class HostSecurity:
                                 "MISSING")
         if not wire.mac_matches(message, self.scheme(keys.request), keys.request):
             return self._refuse(fields, self.settings.mac_failure_code, RuleId.MAC_FAILED)
+        if terminal.key_management == "dukpt" and \
+                not self.ksn_guard.admit(Ksn.from_hex(fields["62"]), message):
+            # A counter already used for another message: a replay, even with a good MAC.
+            return self._refuse(fields, self.settings.mac_failure_code, RuleId.MAC_FAILED,
+                                "KSN_REUSED")
         self.sessions.expect_response(tid, fields.get("11", ""), mti, keys.response)
         return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sec_client import (
@@ -18,6 +19,7 @@ from sec_client import (
 )
 
 from protocol.security import TDES_DUKPT, DukptTerminal, Ksn
+from scenarios import admin as admin_api
 from scenarios.admin import BlockingAdminClient as AdminClient
 from scenarios.loadgen.procs import ServerProcess
 
@@ -171,3 +173,35 @@ def test_the_tmk_never_appears_in_logs_or_admin_output(tmp_path: Path,
     for text in texts:
         for secret in secrets:
             assert secret not in text.upper()
+
+
+def test_a_dukpt_counter_is_good_for_one_message_only(host: ServerProcess) -> None:
+    """A new message under a KSN counter already used is refused 63 MAC_FAILED:KSN_REUSED and
+    books nothing, though its MAC is good; the same bytes resent get the stored answer, and
+    the next counter is served."""
+    ksn = Ksn.from_hex(KSN_HEX)
+    device = DukptTerminal(TDES_DUKPT, TDES_DUKPT.initial_key(BDK, ksn), ksn)
+    term = _terminal(host, "TERM0003")
+    sent: list[bytes] = []
+    exchange = term.exchange
+
+    def recording(raw: bytes) -> dict[str, Any]:
+        sent.append(raw)
+        return exchange(raw)
+
+    term.exchange = recording  # type: ignore[method-assign]
+    try:
+        keys = device.next_transaction()
+        first = term.sale(VISA, 1200, mac_key=keys.mac_request, ksn=str(keys.ksn))
+        assert first["39"] == "00", first
+        replayed = term.sale(VISA, 99900, mac_key=keys.mac_request, ksn=str(keys.ksn))
+        assert (replayed["39"], replayed["44"]) == ("63", "MAC_FAILED:KSN_REUSED")
+        resent = term.exchange(sent[0])
+        assert (resent["39"], resent["37"]) == ("00", first["37"])
+        following = device.next_transaction()
+        assert term.sale(VISA, 500, mac_key=following.mac_request,
+                         ksn=str(following.ksn))["39"] == "00"
+    finally:
+        term.close()
+    booked = _admin(host).fetch(admin_api.transactions(tid="TERM0003"))
+    assert sorted(t.amount_minor for t in booked.transactions) == [500, 1200]
