@@ -13,7 +13,7 @@
     poslab-host ledger anchor [--db URL] [--key-file PATH]
     poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
     poslab-host keys generate|list [--db URL] ...          (see host/keys_cli.py)
-    poslab-host console [--admin URL --token T | --ready-file F] [--theme projector]
+    poslab-host console [--admin URL --token T | --ready-file F] [--theme projector] [--serve ...]
 
 Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JSON with
 ``iso_port``, ``admin_port``, ``pid``, ``admin_token``) only once both sockets listen. SIGTERM

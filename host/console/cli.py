@@ -3,18 +3,35 @@
 ::
 
     poslab-host console [--admin URL --token T | --ready-file F] [--theme default|projector]
+                        [--serve [--port N] [--bind ADDR --allow-remote] [--serve-ready-file F]]
 
-Exit status: 0 after quitting, 2 when the options do not say where the host is (one line on
-stderr, no traceback).
+With ``--serve`` the console is served to web browsers instead (:mod:`host.console.serve`),
+one console per tab, each with the connection options given here.
+
+Exit status: 0 after quitting, 2 when the options do not say where the host is or a
+``--serve`` option is wrong (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from host.console.serve import (
+    DEFAULT_PORT,
+    ServeError,
+    ServeOptions,
+    bind_warning,
+    serve,
+    tab_command,
+)
+
 THEMES = ("default", "projector")
+#: options that only mean something with --serve (argparse dest names)
+_SERVE_ONLY = ("port", "bind", "allow_remote", "serve_ready_file")
 
 
 def add_console_parser(sub: Any) -> None:
@@ -27,18 +44,62 @@ def add_console_parser(sub: Any) -> None:
                    help="read the admin port and token from the host's --ready-file")
     p.add_argument("--theme", choices=THEMES, default="default",
                    help="projector: large, high-contrast (white and yellow on black)")
+    web = p.add_argument_group(
+        "browser classroom", "serve the console to web browsers, one console per tab, each "
+        "attached to the host given above")
+    web.add_argument("--serve", action="store_true",
+                     help="serve consoles over HTTP instead of running one here")
+    web.add_argument("--port", type=int, metavar="N",
+                     help=f"--serve: the HTTP port, 0 = a free one (default {DEFAULT_PORT})")
+    web.add_argument("--bind", metavar="ADDR",
+                     help="--serve: the address to listen on (default 127.0.0.1); any "
+                          "non-loopback address also needs --allow-remote")
+    web.add_argument("--allow-remote", action="store_true",
+                     help="--serve: allow --bind on an address other machines can reach")
+    web.add_argument("--serve-ready-file", metavar="PATH",
+                     help="--serve: write the URL and port here (JSON) once listening")
 
 
 def run_console(args: argparse.Namespace, prog: str = "poslab-host") -> int:
     """Run the console until the user quits; 2 when the host cannot be located."""
-    from host.console.client import AdminApi, ConnectionProblem, connection
+    from host.console.client import TOKEN_ENV, AdminApi, ConnectionProblem, connection
 
+    problem = _serve_option_problem(args)
+    if problem is not None:
+        print(f"{prog} console: {problem}", file=sys.stderr)
+        return 2
     try:
         url, token = connection(args.console_admin, args.token, args.console_ready_file)
     except ConnectionProblem as exc:
         print(f"{prog} console: {exc}", file=sys.stderr)
         return 2
+    if args.serve:
+        if args.token:  # the tabs inherit it; a command line is visible to every local user
+            os.environ[TOKEN_ENV] = args.token
+        return serve(ServeOptions(
+            command=tab_command(args.console_admin, args.console_ready_file, args.theme),
+            bind=args.bind or "127.0.0.1",
+            port=DEFAULT_PORT if args.port is None else args.port,
+            allow_remote=args.allow_remote,
+            ready_file=Path(args.serve_ready_file) if args.serve_ready_file else None))
     from host.console.app import ConsoleApp
 
     ConsoleApp(AdminApi(url, token), theme_name=args.theme).run()
     return 0
+
+
+def _serve_option_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the ``--serve`` options, so that a forgotten ``--serve`` never
+    silently runs something else than asked; None when nothing is."""
+    if not args.serve:
+        given = [f"--{name.replace('_', '-')}" for name in _SERVE_ONLY
+                 if getattr(args, name) is not None and getattr(args, name) is not False]
+        return f"{given[0]} only applies with --serve" if given else None
+    if args.port is not None and not 0 <= args.port < 65536:
+        return f"--port must be between 0 and 65535, got {args.port}"
+    if args.bind is not None:
+        try:
+            bind_warning(ServeOptions([], bind=args.bind, allow_remote=args.allow_remote))
+        except ServeError as exc:
+            return str(exc)
+    return None
