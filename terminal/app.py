@@ -34,11 +34,13 @@ from protocol.codes import EntryMode, RefundReason, response_text
 from terminal import flow, i18n, inspector, receipt, times
 from terminal.cards import Card, load_deck
 from terminal.config import TerminalConfig
+from terminal.cup_driver import CupDriver
 from terminal.engine import Clock, Engine, SignOnRefused
 from terminal.flow import FlowState, Outcome, Step
 from terminal.i18n import N_, _
 from terminal.journal import Journal, TxnKind
 from terminal.link import Link, LinkError, Traffic
+from terminal.profiles import is_cup, terminal_profile
 from terminal.screens import (
     JournalScreen,
     SettingsScreen,
@@ -149,13 +151,17 @@ class PosApp(App[None]):
         translate_bindings(self)
         self.deck = deck if deck is not None else load_deck()
         self.journal = Journal(config.data_dir)
-        self.link = Link(config.host, config.port, Codec(config.profile),
+        self.link = Link(config.host, config.port, Codec(terminal_profile(config.profile)),
                          config.timeout_s_connect, tls=config.tls)
         self.link.listeners.append(self._traffic)
         # The terminal's local time (DE12/DE13) is the merchant's, whatever the machine's zone.
         merchant_zone = times.zone(config.timezone)
-        self.engine = Engine(config, self.journal, self.link,
-                             clock or (lambda: datetime.now(merchant_zone)))
+        now = clock or (lambda: datetime.now(merchant_zone))
+        #: the China UnionPay profile: sign-on batches, 0220 refunds, CUP settlement.
+        self.cup = is_cup(config.profile)
+        self.engine: Engine | CupDriver = (
+            CupDriver(config, self.journal, self.link, now, self.deck) if self.cup
+            else Engine(config, self.journal, self.link, now))
         self.traffic: list[Traffic] = []
         self.offline_reason = ""
         self.copy = receipt.Copy.MERCHANT
@@ -285,6 +291,7 @@ class PosApp(App[None]):
         self.offline_reason = "" if resp.approved else f"sign-on refused: {resp.response_code}"
         self.link_state = "ONLINE" if resp.approved else "SIGN-ON REFUSED"
         self.update_pin_entry()
+        self.refresh_status()
 
     def update_pin_entry(self) -> None:
         """Ask for PINs only while the terminal holds a key to encipher them."""
@@ -325,10 +332,20 @@ class PosApp(App[None]):
         if self.link_state == "OFFLINE":
             note.update(f"{self.offline_reason}\n" + _("Press F5 to try again."))
         else:
-            note.update(_("{lines}  ·  {reversals} pending").format(
+            note.update(self._sign_on_note() + _("{lines}  ·  {reversals} pending").format(
                 lines=plural(len(self.journal), N_("journal line"), N_("journal lines")),
                 reversals=plural(len(self.journal.pending_reversals()), N_("reversal"),
                                  N_("reversals"))))
+
+    def _sign_on_note(self) -> str:
+        """On CUP, the sign-on the batch comes from (a CUP terminal works in the batch its
+        last sign-on opened, and signs on again after a 77 or A0)."""
+        if not self.cup or not isinstance(self.engine, CupDriver):
+            return ""
+        if self.engine.cup.signed_on:
+            return _("Signed on: the host opened batch {batch}.").format(
+                batch=self.journal.batch_number) + "\n"
+        return _("Not signed on: the next transaction signs on first.") + "\n"
 
     def _traffic(self, item: Traffic) -> None:
         self.post_message(TrafficSeen(item))
@@ -400,7 +417,8 @@ class PosApp(App[None]):
             return  # hidden, or traffic while the app shuts down
         pane = found.first()
         width = self.size.width - (FLOW_WIDTH + 1 if self.wide else 0)  # + its border
-        lines, anchor = inspector.layout(self.traffic, times.zone(self.config.timezone), width)
+        lines, anchor = inspector.layout(self.traffic, times.zone(self.config.timezone), width,
+                                         self.link.codec.profile)
         scrolling = self.focused is not None and self.focused.id == "inspector-scroll"
         pane.show(lines, anchor if reopened or not scrolling else None,
                   MessagePane.HELP_FULL if self.pane_covers_flow else MessagePane.HELP)

@@ -18,12 +18,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 from protocol.money import currency as find_currency
-from protocol.specs import PROFILES
 from terminal import i18n
 from terminal.cards import DeckError
 from terminal.config import TerminalConfig
 from terminal.hostproc import HostProcess, HostStartError
 from terminal.journal import JournalError
+from terminal.profiles import TERMINAL_PROFILES, is_cup
 from terminal.recording import Recorder, RecordError, RecordSink, load_recorder
 from terminal.security.keystore import KeyStoreError
 from terminal.serve import ServeError, ServeOptions, SessionPlan, check_bind, session_command
@@ -47,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {version('poslab')}")
     p.add_argument("--host", default=f"{d.host}:{d.port}", metavar="HOST:PORT",
                    help="the host's ISO 8583 address (default %(default)s)")
-    p.add_argument("--profile", default=d.profile, choices=sorted(PROFILES),
-                   help="wire profile (default %(default)s)")
+    p.add_argument("--profile", default=d.profile, choices=sorted(TERMINAL_PROFILES),
+                   help="wire profile (default %(default)s); cup: a China UnionPay terminal "
+                        "(sign-on batches, 0220 refunds, CUP settlement and upload)")
     p.add_argument("--tid", help=f"terminal id, 8 characters (default {d.terminal_id})")
     p.add_argument("--mid", default=d.merchant_id, help="merchant id, 15 characters")
     p.add_argument("--currency", default=d.currency, help="currency (default %(default)s)")
@@ -254,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             from terminal.webserver import serve
 
             return serve(plan, options)
+        if args.record is not None and is_cup(config.profile):
+            raise UsageError("--record writes scenarios of the generic profiles; it cannot be "
+                             "used with --profile cup")
         record = Path(args.record) if args.record is not None else None
         recorder = load_recorder() if record is not None else None
         if recorder is not None and record is not None:

@@ -6,14 +6,16 @@ settlement with its batch upload.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+from protocol.codes import response_text
 from protocol.cup_private import CupTotals, SettlementResult
 from protocol.errors import ProtocolError
 from terminal.cup_session import CupSession, Fields
 from terminal.engine import REVERSAL_WAITING
 from terminal.flow import Draft, Outcome
+from terminal.i18n import _, meaning
 from terminal.journal import Txn, TxnStatus
 from terminal.link import LinkError, LinkTimeout
 
@@ -31,13 +33,15 @@ class FieldLink(Protocol):
 
 @dataclass(frozen=True)
 class CupSettleOutcome:
-    """What a CUP settlement did: the host's result flag, the upload, the batches."""
+    """What a CUP settlement did: the host's result flag, the upload, the batches, and why it
+    did not close the batch (``why``, empty when it did)."""
 
     ok: bool
     result: SettlementResult | None
     uploaded: int
     closed_batch: str
     new_batch: str
+    why: str = ""
 
 
 class CupEngine:
@@ -75,11 +79,20 @@ class CupEngine:
             return await self._unanswered(pending.txn, request, str(exc))
         outcome = self.session.answered(pending.txn, answer)
         if not self.session.signed_on:
-            try:
-                await self.sign_on()
-            except LinkError:
-                pass  # the next transaction tries again
+            outcome = replace(outcome, detail=f"{outcome.detail}. {await self._sign_on_again()}")
         return outcome
+
+    async def _sign_on_again(self) -> str:
+        """Sign on after a 77/A0; what the result screen adds (the next transaction tries
+        again when this fails)."""
+        try:
+            if await self.sign_on():
+                return _("The terminal signed on again (batch {batch}): try the transaction "
+                         "again.").format(batch=self.session.batch)
+        except (LinkError, ProtocolError) as exc:
+            return _("Signing on again failed: {why}").format(why=exc)
+        return _("Signing on again was refused ({code}).").format(
+            code=self.session.sign_on_code or "--")
 
     async def _unanswered(self, txn: Txn, request: Fields, why: str) -> Outcome:
         """No answer: reverse an 0200 (0400, DE39 98) up to the configured tries."""
@@ -94,7 +107,7 @@ class CupEngine:
     async def _reverse(self, txn: Txn, reversal: Fields, tries: int) -> str | None:
         """Send ``reversal`` until the host acknowledges it (00, or 25: it never saw the
         original) or the tries run out; the acknowledging DE39, or None."""
-        for _ in range(tries):
+        for _attempt in range(tries):
             try:
                 await self.link.connect()
                 answer = await self.link.send_fields(reversal, self._timeout)
@@ -120,25 +133,32 @@ class CupEngine:
         the batch closes when the host answered 00 to each. Stored reversals go first; a link
         failure leaves the batch open."""
         batch = self.session.batch
-        refused = CupSettleOutcome(False, None, 0, batch, batch)
+
+        def refused(why: str, result: SettlementResult | None = None,
+                    uploaded: int = 0) -> CupSettleOutcome:
+            return CupSettleOutcome(False, result, uploaded, batch, batch, why)
+
         try:
             await self.link.connect()
             if not await self.forward_reversals():
-                return refused
+                return refused(_("A reversal still waits for the host; settle later."))
             answer = await self.link.send_fields(self.session.settlement_request(),
                                                  self._timeout)
             if answer.get("39") != "00" or "48" not in answer:
-                return refused
+                return refused(_("Settlement refused: {meaning}").format(
+                    meaning=meaning(response_text(answer.get("39", "")))))
             result = CupTotals.parse(answer["48"]).result
             uploaded = 0
             if result is SettlementResult.NOT_BALANCED:
                 for upload in self.session.upload_requests():
                     reply = await self.link.send_fields(upload, self._timeout)
                     if reply.get("39") != "00":
-                        return CupSettleOutcome(False, result, uploaded, batch, batch)
+                        return refused(_("The host refused the batch upload: {meaning}").format(
+                            meaning=meaning(response_text(reply.get("39", "")))),
+                            result, uploaded)
                     if upload["60"][8:] != "207":
                         uploaded += int(upload["48"][:2])
-        except (LinkError, ProtocolError):
-            return refused
+        except (LinkError, ProtocolError) as exc:
+            return refused(str(exc))
         new = self.session.session.close_batch()
         return CupSettleOutcome(True, result, uploaded, batch, new)

@@ -6,9 +6,10 @@ counters, receipts and result screens -- and writes the requests as CUP field di
 the generic profile's typed messages:
 
 * sale ``0200``/``000000``, void ``0200``/``200000`` with DE61 = original batch + trace and the
-  original RRN in DE37, refund ``0220``/``200000`` (an advice) with the original date MMDD in
-  61.3 and the original RRN in DE37; each with DE22, DE25 ``00`` and DE60 = 60.1 type from the
-  profile's route + 60.2 the open batch + 60.3 ``000``;
+  original RRN in DE37, refund ``0220``/``200000`` (an advice) with DE61 = the original's
+  batch, trace and date MMDD from the journal and the original RRN in DE37; each with DE22,
+  DE25 ``00`` and DE60 = 60.1 type from the profile's route + 60.2 the open batch + 60.3
+  ``000``;
 * sign-on ``0800`` with 60.3 ``004``: the 0810's 60.2 becomes the open batch; a financial
   answer ``77`` (batch or sign-on mismatch) or ``A0`` (MAC) drops the sign-on, so the driver
   signs on again;
@@ -90,6 +91,8 @@ class CupSession:
     deck: list[Card] = field(default_factory=list)
     profile: WireProfile = CUP_PROFILE
     signed_on: bool = False
+    #: DE39 of the last 0810 (None before the first sign-on was answered).
+    sign_on_code: str | None = None
 
     @property
     def batch(self) -> str:
@@ -113,7 +116,8 @@ class CupSession:
 
     def sign_on_answered(self, answer: Fields) -> bool:
         """Take the 0810: on ``00`` the terminal is signed on and its batch is the host's 60.2."""
-        self.signed_on = answer.get("39") == "00"
+        self.sign_on_code = answer.get("39", "")
+        self.signed_on = self.sign_on_code == "00"
         if self.signed_on and "60" in answer:
             self.session.journal.use_batch(De60.parse(answer["60"]).batch)
         return self.signed_on
@@ -152,9 +156,10 @@ class CupSession:
             out["61"] = De61(original.batch, original.stan).text()
             if original.approval_code:
                 out["38"] = original.approval_code
-        elif draft.kind is TxnKind.REFUND:
-            mmdd = _mmdd(original) if original is not None else "0000"
-            out["61"] = De61("000000", "000000", mmdd).text()
+        elif draft.kind is TxnKind.REFUND and original is not None:
+            out["61"] = De61(original.batch, original.stan, _mmdd(original)).text()
+        elif draft.kind is TxnKind.REFUND:  # an RRN keyed in: the host finds it by RRN alone
+            out["61"] = De61("000000", "000000", "0000").text()
         return out
 
     def begin(self, draft: Draft) -> tuple[Pending, Fields]:

@@ -14,8 +14,10 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from protocol.cup_private import CupTotals
 from protocol.money import Money
 from terminal import receipt, times
+from terminal.cup_session import cup_totals
 from terminal.engine import SettleOutcome
 from terminal.i18n import N_, _, ngettext
 from terminal.journal import Txn, TxnStatus
@@ -40,6 +42,21 @@ def card_cell(masked_pan: str | None, wide: bool) -> str:
     if not masked_pan:
         return "-"
     return masked_pan if wide else f"**{masked_pan[-4:]}"
+
+
+def cup_totals_text(batch: str, totals: CupTotals, currency: str) -> str:
+    """CUP settlement totals as the 0500 carries them: debits (every approved sale, also when
+    voided or refunded later) and credits (refunds and voids), domestic and foreign cards."""
+    rows = [(_("Domestic"), totals.domestic), (_("Foreign"), totals.foreign)]
+    lines = [_("Batch {batch}  (China UnionPay totals, {currency})").format(
+        batch=batch, currency=currency), "",
+        "{:<10}{:>5} {:>13}  {:>5} {:>13}".format("", _("count"), _("debits"), _("count"),
+                                                 _("credits"))]
+    for name, group in rows:
+        lines.append(f"{name:<10}{group.debit_count:>5} "
+                     f"{money_text(group.debit_amount, currency):>13}  {group.credit_count:>5} "
+                     f"{money_text(group.credit_amount, currency):>13}")
+    return "\n".join(lines)
 
 
 _RESULTS = {TxnStatus.REVERSAL_PENDING: N_("to reverse"), TxnStatus.PENDING: N_("pending"),
@@ -90,8 +107,11 @@ class _SubScreen(Screen[None]):
         self.pos.refresh_status()
 
     def totals_text(self) -> str:
-        """The open batch's totals as a small table."""
+        """The open batch's totals as a small table (on CUP, as the 0500 counts them)."""
         cur = self.pos.config.currency
+        if self.pos.cup:
+            return cup_totals_text(self.pos.journal.batch_number,
+                                   cup_totals(self.pos.journal.open_batch()), cur)
         t = self.pos.journal.totals(cur)
         net = t.debits_minor - t.credits_minor
         return _("Batch {batch}\n\n"

@@ -1,22 +1,19 @@
 """The terminal's China UnionPay mode against a CUP responder written in this test.
 
-The responder frames and parses with plain pyiso8583 and a field spec written out below from
-the public CUP layouts (BCD numerics and MTI, BCD lengths counted in digits, ASCII text), not
-with poslab's codec; the terminal talks to it over real TCP through its own link.
+The responder (``cup_responder.py``) frames and parses with plain pyiso8583 and a field spec
+written out from the public CUP layouts, not with poslab's codec; the terminal talks to it over
+real TCP through its own link.
 """
 
 from __future__ import annotations
 
-import asyncio
-import struct
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import iso8583
 import pytest
+from cup_responder import CupResponder, serve
 
 from protocol.codec import Codec
 from protocol.codes import EntryMode, RefundReason
@@ -28,103 +25,10 @@ from terminal.config import TerminalConfig
 from terminal.cup_engine import CupEngine
 from terminal.cup_session import CupSession, cup_totals
 from terminal.flow import Draft, Original
+from terminal.inspector import masked_bytes, safe_hex
 from terminal.journal import Journal, TxnKind, TxnStatus
 from terminal.link import Link
 from terminal.session import TerminalSession
-
-
-def _n(digits: int, **kw: Any) -> dict[str, Any]:
-    """A BCD numeric field: fixed (left zero pad) or with a BCD length in digits (F pad)."""
-    if kw.get("len_type"):
-        return {"data_enc": "b", "len_enc": "bcd", "len_type": kw["len_type"],
-                "max_len": digits, "len_count": "nibbles", "right_pad": "F", "desc": ""}
-    return {"data_enc": "b", "len_enc": "bcd", "len_type": 0, "max_len": digits,
-            "len_count": "nibbles", "left_pad": "0", "desc": ""}
-
-
-def _a(length: int, len_type: int = 0) -> dict[str, Any]:
-    return {"data_enc": "ascii", "len_enc": "bcd", "len_type": len_type, "max_len": length,
-            "desc": ""}
-
-
-SPEC: dict[str, dict[str, Any]] = {
-    "h": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 6, "desc": ""},
-    "t": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 2, "desc": ""},
-    "p": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8, "desc": ""},
-    "2": _n(19, len_type=1), "3": _n(6), "4": _n(12), "11": _n(6), "12": _n(6), "13": _n(4),
-    "14": _n(4), "15": _n(4), "22": _n(3), "25": _n(2), "35": _n(37, len_type=1),
-    "37": _a(12), "38": _a(6), "39": _a(2), "41": _a(8), "42": _a(15), "44": _a(25, 1),
-    "48": _n(322, len_type=2), "49": _a(3), "60": _n(17, len_type=2),
-    "61": _n(29, len_type=2), "63": _a(163, 2),
-}
-ECHOED = ("2", "3", "4", "11", "25", "41", "42", "49", "60")
-
-
-@dataclass
-class CupResponder:
-    """A small CUP host: assigns batch 000042 at sign-on, answers 77 to a request outside the
-    signed-on batch (or once on demand), keeps what it approved, takes settlement and upload."""
-
-    batch: str = "000042"
-    result: SettlementResult = SettlementResult.NOT_BALANCED
-    refuse_next: str | None = None
-    silent_pans: set[str] = field(default_factory=set)
-    silent_reversals: bool = False
-    seen: list[dict[str, str]] = field(default_factory=list)
-    approved: dict[str, dict[str, str]] = field(default_factory=dict)
-    signed_on: bool = False
-
-    def answer(self, req: dict[str, str]) -> dict[str, str] | None:
-        self.seen.append(req)
-        mti = req["t"]
-        out = {"t": mti[:2] + str(int(mti[2]) + 1) + mti[3], "h": req["h"],
-               **{k: req[k] for k in ECHOED if k in req}}
-        if mti == "0800":
-            self.signed_on = True
-            out["60"] = "00" + self.batch + "004"
-            return {**out, "39": "00"}
-        if mti in ("0200", "0220"):
-            if req.get("2") in self.silent_pans:
-                return None
-            if self.refuse_next or not self.signed_on or req["60"][2:8] != self.batch:
-                code, self.refuse_next = self.refuse_next or "77", None
-                self.signed_on = False
-                return {**out, "39": code}
-            rrn = f"{len(self.approved) + 1:012d}"
-            self.approved[rrn] = req
-            return {**out, "39": "00", "37": rrn, "38": "AUTH01", "13": "1204", "12": "101500"}
-        if mti == "0400":
-            return None if self.silent_reversals else {**out, "39": "00"}
-        if mti == "0500":
-            totals = CupTotals.parse(req["48"])
-            return {**out, "39": "00", "48": CupTotals(totals.domestic, totals.foreign,
-                                                       self.result).text(), "63": req["63"]}
-        return {**out, "39": "00", "48": req["48"]}  # 0320 -> 0330
-
-
-async def serve(responder: CupResponder) -> asyncio.Server:
-    """The responder on a free loopback port: 2-byte length, TPDU, then the message."""
-
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                (size,) = struct.unpack(">H", await reader.readexactly(2))
-                payload = await reader.readexactly(size)
-                tpdu, body = payload[:5], payload[5:]
-                req, _ = iso8583.decode(body, SPEC)
-                req = {k: v for k, v in req.items() if k not in ("p", "bm")}
-                reply = responder.answer(req)
-                if reply is None:
-                    continue
-                raw, _ = iso8583.encode(reply, SPEC)
-                swapped = tpdu[:1] + tpdu[3:5] + tpdu[1:3]
-                data = swapped + bytes(raw)
-                writer.write(struct.pack(">H", len(data)) + data)
-        except asyncio.IncompleteReadError:
-            writer.close()
-
-    return await asyncio.start_server(client, "127.0.0.1", 0)
-
 
 NOW = datetime(2026, 12, 4, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -155,9 +59,10 @@ def _of(cup: CupSession, rrn: str) -> Original:
 
 
 def test_cup_day_sale_void_refund_settlement_and_upload(tmp_path: Path, run: Any) -> None:
-    """Sign-on takes the host's batch; sale, void (DE61 batch + trace) and 0220 refund (61.3
-    date, DE37 RRN) carry CUP fields; the 0500 totals count voided and refunded sales as
-    debits; flag 2 brings the upload and the closing 207, then the batch closes."""
+    """Sign-on takes the host's batch; sale, void (DE61 batch + trace) and 0220 refund (DE61
+    the original's batch, trace and date; DE37 its RRN) carry CUP fields; the 0500 totals
+    count voided and refunded sales as debits; flag 2 brings the upload and the closing 207,
+    then the batch closes."""
     responder = CupResponder()
 
     async def day() -> tuple[Any, ...]:
@@ -191,7 +96,7 @@ def test_cup_day_sale_void_refund_settlement_and_upload(tmp_path: Path, run: Any
     assert void_req["61"] == "000042" + visa_sale["11"] + "0000"
     assert refund_req["t"] == "0220" and refund_req["3"] == "200000"
     assert refund_req["60"][:8] == "25000042" and refund_req["37"] == "000000000001"
-    assert refund_req["61"] == "000000" "000000" "1204" and refund_req["22"] == "022"
+    assert refund_req["61"] == "000042" + sale["11"] + "1204" and refund_req["22"] == "022"
     for request in responder.seen:  # each is a complete CUP message of its kind
         assert CUP_PROFILE.identify(request["t"], request.get("3"), request) is not None
         assert CUP_PROFILE.missing_field(request) is None, request["t"]
@@ -343,3 +248,26 @@ def test_cup_totals_keep_voided_and_refunded_sales_as_debits(
     totals = cup_totals(txns)
     credit = (400, 1) if voided or refunded else (0, 0)
     assert totals.domestic == SchemeTotals(1000, 1, *credit)
+
+
+def test_inspector_hex_dump_masks_packed_bcd_card_data(tmp_path: Path) -> None:
+    """On CUP the PAN (DE2), track 2 (DE35) and the 0320 upload records sit in the frame as
+    packed BCD: the inspector's dump shows none of those PANs whole, and still shows the BIN."""
+    cup, _ = _terminal(tmp_path)
+    chip, chip_fields = cup.begin(_sale(100))
+    swipe, swipe_fields = cup.begin(Draft(TxnKind.SALE, Money(200, "CNY"), card=_card(VISA),
+                                          entry_mode=EntryMode.SWIPE))
+    for line in (chip.txn, swipe.txn):
+        line.status = TxnStatus.APPROVED
+        cup.session.journal.update(line)
+    codec = Codec(CUP_PROFILE)
+    upload, _closing = cup.upload_requests()
+    for fields, pans in ((chip_fields, [UNIONPAY]), (swipe_fields, [VISA]),
+                         (upload, [UNIONPAY, VISA])):
+        raw = codec.encode(fields)
+        shown = masked_bytes(raw, fields).hex().upper()
+        dump = "".join("".join(line.split("  ")[1].split()) for line in safe_hex(raw, fields))
+        for pan in pans:
+            assert pan in raw.hex().upper()  # the frame really carries it packed
+            assert pan not in shown and pan not in dump, fields["t"]
+            assert pan[:6] in shown, fields["t"]

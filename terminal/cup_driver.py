@@ -1,0 +1,105 @@
+"""The TUI's driver on the China UnionPay profile: :class:`~terminal.cup_engine.CupEngine`
+behind the calls the app makes of :class:`~terminal.engine.Engine` (sign on, echo, transact,
+settle), so the screens need not know which profile the terminal speaks.
+
+A CUP terminal has no echo test of its own: the app's echo timer only signs on again when the
+connection dropped. ``--record`` (which writes generic-profile scenarios) is not offered on
+this profile, so :attr:`CupDriver.observers` stays empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.cup_private import SettlementResult
+from terminal import receipt
+from terminal.cards import Card
+from terminal.config import TerminalConfig
+from terminal.cup_engine import CupEngine
+from terminal.cup_session import CupSession
+from terminal.engine import SettleOutcome
+from terminal.flow import Draft, Outcome
+from terminal.i18n import _, ngettext
+from terminal.journal import Journal, Txn
+from terminal.link import Link
+from terminal.profiles import terminal_profile
+from terminal.session import Clock, TerminalSession
+
+
+@dataclass(frozen=True)
+class SignOnAnswer:
+    """What the status line needs of an 0810: accepted or not, and its DE39."""
+
+    approved: bool
+    response_code: str
+
+
+class CupDriver:
+    """Drives a CUP session for the TUI (see the module docstring)."""
+
+    def __init__(self, config: TerminalConfig, journal: Journal, link: Link, clock: Clock,
+                 deck: list[Card]) -> None:
+        session = TerminalSession(config, journal, clock, receipts=self._receipt)
+        self.cup = CupSession(session, deck=deck, profile=terminal_profile(config.profile))
+        self.core = CupEngine(self.cup, link)
+        self.link = link
+        self.observers: list[Callable[[Any], None]] = []
+
+    @property
+    def session(self) -> TerminalSession:
+        """The wrapped terminal session (journal, counters; no keys on this profile yet)."""
+        return self.cup.session
+
+    @property
+    def config(self) -> TerminalConfig:
+        """The terminal's settings."""
+        return self.session.config
+
+    @config.setter
+    def config(self, config: TerminalConfig) -> None:
+        self.session.config = config
+
+    @property
+    def journal(self) -> Journal:
+        """The terminal's journal."""
+        return self.session.journal
+
+    def _receipt(self, txn: Txn) -> str:
+        c = self.config
+        return receipt.save(txn, c.data_dir, c.merchant_id, c.terminal_id, c.timezone).name
+
+    async def sign_on(self) -> SignOnAnswer:
+        """Connect and sign on (0800, 60.3 ``004``); the host's batch becomes the open batch.
+
+        :raises LinkError: the host could not be reached or did not answer.
+        """
+        approved = await self.core.sign_on()
+        return SignOnAnswer(approved, self.cup.sign_on_code or "")
+
+    async def echo(self) -> SignOnAnswer:
+        """Sign on again when the connection dropped; otherwise the standing sign-on."""
+        if not self.link.connected:
+            return await self.sign_on()
+        return SignOnAnswer(self.cup.signed_on, self.cup.sign_on_code or "")
+
+    async def transact(self, draft: Draft) -> Outcome:
+        """Send ``draft`` (signing on first when needed)."""
+        return await self.core.transact(draft)
+
+    async def settle(self) -> SettleOutcome:
+        """The CUP settlement (0500, and the upload after result flag 2), told as the
+        settlement screen tells any profile's."""
+        done = await self.core.settle()
+        balanced = done.result is SettlementResult.BALANCED
+        if not done.ok:
+            detail = done.why
+        elif balanced:
+            detail = _("The host's totals agree (result 1); batch closed.")
+        else:
+            detail = ngettext("Totals differed (result 2); {count} transaction uploaded, batch "
+                              "closed.", "Totals differed (result 2); {count} transactions "
+                              "uploaded, batch closed.", done.uploaded).format(count=done.uploaded)
+        return SettleOutcome(done.ok, balanced, done.uploaded, done.closed_batch, done.new_batch,
+                             detail)
