@@ -3,7 +3,8 @@
 ::
 
     poslab-scenarios run PATH... [-k EXPR] [--tags T,U] [--junit FILE] [--json FILE]
-                     [--seed N] [--jobs N] [--host HOST:PORT [--admin URL] [--token T]
+                     [--seed N] [--jobs N] [--profile NAME]
+                     [--host HOST:PORT [--admin URL] [--token T]
                      [--tid ID] [--mid ID] [--currency CUR] [--tls-ca FILE]
                      [--tls-cert FILE --tls-key FILE]] [--time] [-q]
                      [--lesson [--no-wait]]
@@ -27,6 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -44,6 +46,7 @@ from scenarios.report import (
 )
 from scenarios.schema import Scenario
 from scenarios.template import render_template, slug
+from terminal.profiles import TERMINAL_PROFILES
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -122,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed for every scenario (default: its own)")
     run.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                      help="run in N worker processes (default 1)")
+    run.add_argument("--profile", choices=sorted(TERMINAL_PROFILES),
+                     help="the wire profile every scenario's terminal speaks, whatever its "
+                          "terminal.profile says (cup: China UnionPay)")
     run.add_argument("--host", metavar="HOST:PORT", help="use this running ISO 8583 host")
     run.add_argument("--admin", metavar="URL", help="its admin API, e.g. http://127.0.0.1:8584")
     run.add_argument("--token", help="admin token (default $POSLAB_ADMIN_TOKEN)")
@@ -252,6 +258,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     if not items:
         print(f"0 of {len(loaded)} scenarios selected", file=out)
         return EXIT_OK
+    if args.profile:  # the command line wins over the files
+        items = [replace(i, scenario=i.scenario.on_profile(args.profile)) for i in items]
     try:
         remote = _remote_args(args)
     except ValueError as exc:  # terminal.tls.ClientTlsError: a bad --tls-* file

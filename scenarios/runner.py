@@ -12,6 +12,10 @@ Determinism: the seed (``--seed``, else the scenario's ``seed:``, else a hash of
 fixes the STANs; the clock start fixes every timestamp; a fresh host per scenario fixes the
 rest. The same seed replays the same bytes.
 
+Profiles: the scenario's terminal speaks ``terminal.profile`` (``run --profile`` wins); on the
+China UnionPay profile the steps go through :mod:`scenarios.cup_steps`. A scenario or step whose
+``profiles:`` leaves out the profile in use is reported as skipped with the reason.
+
 Timeouts: a step expecting an answer waits up to :data:`ANSWER_WAIT_S`; a step with ``expect:
 {timeout: true}`` waits the scenario's ``timeout_s`` and then the terminal session reverses it
 (0400, then up to :data:`REVERSAL_REPEATS` 0401 repeats while unacknowledged).
@@ -47,7 +51,7 @@ from protocol.money import Money
 from protocol.money import currency as find_currency
 from protocol.private_data import decode_remaining
 from scenarios import admin as admin_api
-from scenarios import schema, security_steps
+from scenarios import cup_steps, schema, security_steps
 from scenarios.admin import AdminCallError, AdminError
 from scenarios.loader import Loaded
 from scenarios.outcome import Exchange, ScenarioOutcome, StepOutcome
@@ -55,9 +59,11 @@ from scenarios.targets import Target, TargetError
 from scenarios.wire import IsoClient, WireError
 from terminal.cards import Card
 from terminal.config import TerminalConfig
+from terminal.cup_session import CupSession
 from terminal.flow import Draft, Original
 from terminal.journal import Journal, TxnKind
 from terminal.journal import Txn as Line
+from terminal.profiles import is_cup, terminal_profile
 from terminal.security.state import SecurityUnavailable, SignOnKeyError, TerminalSecurity
 from terminal.session import TerminalSession
 
@@ -95,6 +101,7 @@ class Txn:
     needs to refer to it again (the full card for a refund, the request and answer fields).
 
     :ivar terminal: the session that sent it (its journal holds :attr:`line`).
+    :ivar cup: on the CUP profile, the CUP session wrapping :attr:`terminal`.
     """
 
     kind: str
@@ -105,6 +112,7 @@ class Txn:
     expiry: str
     terminal: TerminalSession
     line: Line
+    cup: CupSession | None = None
 
     @property
     def rrn(self) -> str | None:
@@ -146,11 +154,23 @@ class Session:
     #: the scenario terminal's keys (``terminal.tmk`` / ``terminal.dukpt``), None without
     security: TerminalSecurity | None = None
     pace: Pace | None = None
+    #: the CUP sessions wrapping :attr:`terminals`, by the id of the terminal session
+    cup_sessions: dict[int, CupSession] = field(default_factory=dict)
 
     @property
     def scenario(self) -> schema.Scenario:
         """The scenario being run."""
         return self.loaded.scenario
+
+    @property
+    def profile(self) -> str:
+        """The wire profile the scenario's terminal speaks."""
+        return self.scenario.terminal.profile
+
+    @property
+    def cup(self) -> bool:
+        """True on the China UnionPay profile (:mod:`scenarios.cup_steps`)."""
+        return is_cup(self.profile)
 
     def terminal(self, tid: str | None = None, mid: str | None = None) -> TerminalSession:
         """The terminal session that speaks as ``tid``/``mid`` (default: the scenario's).
@@ -237,9 +257,21 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
     started = time.monotonic()
     start = scenario.clock.start if scenario.clock else DEFAULT_START
     target: Target | None = None
+    if scenario.profiles is not None and scenario.terminal.profile not in scenario.profiles:
+        outcome.status = "skipped"
+        outcome.error = _not_for(scenario.terminal.profile, scenario.profiles, "scenario")
+        lines = loaded.step_lines or tuple(0 for _ in scenario.steps)
+        outcome.steps = [StepOutcome(n + 1, step.label, lines[n], status="skipped",
+                                     actual=outcome.error)
+                         for n, step in enumerate(scenario.steps)]
+        return outcome
+    if is_cup(scenario.terminal.profile) and (scenario.terminal.tmk or scenario.terminal.dukpt):
+        outcome.status = "error"
+        outcome.error = str(cup_steps.not_on_cup("terminal.tmk / terminal.dukpt"))
+        return outcome
     try:
         target = await make_target(scenario, start)
-        codec = Codec(scenario.terminal.profile)
+        codec = Codec(terminal_profile(scenario.terminal.profile))
         session = Session(loaded, target, used_seed, codec, start,
                           IsoClient(target.iso_host, target.iso_port, codec, tls=target.tls),
                           security=security_steps.build_security(scenario, codec), pace=pace)
@@ -261,6 +293,12 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
     return outcome
 
 
+def _not_for(profile: str, profiles: list[str], what: str) -> str:
+    """Why a scenario or step declared for other profiles does not run on ``profile``."""
+    return (f"not on the {profile} profile: the file declares this {what} for "
+            f"{', '.join(profiles)} only")
+
+
 async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
     steps = session.scenario.steps
     lines = session.loaded.step_lines or tuple(0 for _ in steps)
@@ -271,6 +309,8 @@ async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
             result = StepOutcome(index + 1, step.label, lines[index])
             outcome.steps.append(result)
             try:
+                if step.profiles is not None and session.profile not in step.profiles:
+                    raise StepSkipped(_not_for(session.profile, step.profiles, "step"))
                 await _STEPS[step.verb](session, step, result)
             except StepFailed as exc:
                 result.status, result.expected, result.actual = "failed", exc.expected, exc.actual
@@ -410,6 +450,9 @@ def _typed(answer: Fields) -> Any:
 def _answered(txn: Txn, answer: Fields) -> None:
     """Hand an answer to the terminal that journalled ``txn``."""
     txn.response = answer
+    if txn.cup is not None:
+        txn.cup.answered(txn.line, answer)
+        return
     typed = _typed(answer)
     if isinstance(typed, FinancialResponse):
         txn.terminal.answered(txn.line, typed)
@@ -424,7 +467,8 @@ async def reverse_after_timeout(session: Session, result: StepOutcome, txn: Txn 
     terminal = txn.terminal
     terminal.unanswered(txn.line)
     for attempt in range(terminal.reversal_tries):
-        reversal = terminal.reversal_for(txn.line).to_fields()
+        reversal = cup_steps.reversal(txn) if txn.cup is not None \
+            else terminal.reversal_for(txn.line).to_fields()
         record = Exchange("reversal" if not attempt else f"reversal repeat {attempt}",
                           request=reversal)
         result.exchanges.append(record)
@@ -438,7 +482,8 @@ async def reverse_after_timeout(session: Session, result: StepOutcome, txn: Txn 
         if want is not None and answer.get("39") != want:
             raise StepFailed(f"the reversal answered {want}",
                              "reversal got " + _describe_answer(answer))
-        acknowledged = terminal.reversal_answered(txn.line, _typed(answer))
+        acknowledged = txn.cup.reversal_answered(txn.line, answer) if txn.cup is not None \
+            else terminal.reversal_answered(txn.line, _typed(answer))
         if acknowledged or want is not None:
             return answer
     if want is not None:
@@ -456,6 +501,14 @@ async def _financial(session: Session, step: schema.Step, result: StepOutcome, p
                      draft: Draft, pan: str, expiry: str, evidence: str | None = None) -> Txn:
     """Journal ``draft`` in the step's terminal, send it, judge and record the answer."""
     terminal = session.terminal(p.terminal, p.merchant)
+    if session.cup:
+        cup, line, fields = await cup_steps.begin(session, result, terminal, draft, p)
+        txn = Txn(step.verb, fields, None, draft.amount, pan, expiry, terminal, line, cup)
+        if step.id:
+            session.journal[step.id] = txn
+        await exchange(session, result, fields, _expect(step), step.verb, txn)
+        await cup_steps.after_answer(session, result, txn)
+        return txn
     try:
         pending = terminal.begin(draft, stan=p.stan, evidence=evidence)
     except SecurityUnavailable as exc:
@@ -481,6 +534,8 @@ async def _payment(session: Session, step: schema.Step, result: StepOutcome) -> 
 
 async def _refund(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Refund = step.params
+    if session.cup:
+        cup_steps.refund_checks(p)
     orig = session.original(p.original) if p.original else None
     if p.card:
         pan, expiry = session.card(p.card)
@@ -520,6 +575,9 @@ async def _void(session: Session, step: schema.Step, result: StepOutcome) -> Non
 
 async def _reverse(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Reverse = step.params
+    if session.cup:
+        await _reverse_cup(session, step, result)
+        return
     if p.original:
         orig = session.original(p.original)
         message: Message = orig.terminal.reversal_request(orig.line, repeat=p.repeat)
@@ -539,9 +597,31 @@ async def _reverse(session: Session, step: schema.Step, result: StepOutcome) -> 
         orig.terminal.reversal_answered(orig.line, _typed(answer))
 
 
+async def _reverse_cup(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    """``reverse`` on the CUP profile: the 0400 of the original step (or one described by
+    stan, card and amount), which the CUP session marks reversed on 00 or 25."""
+    p: schema.Reverse = step.params
+    orig = session.original(p.original) if p.original else None
+    if orig is not None:
+        if p.repeat:
+            raise cup_steps.not_on_cup("reverse: {repeat: true} (the generic 0401)")
+        fields = cup_steps.reversal(orig)
+    else:
+        assert p.stan and p.amount and p.card
+        terminal = session.terminal(p.terminal, p.merchant)
+        fields = cup_steps.reversal_by_hand(session, terminal, p, session.card(p.card)[0],
+                                            session.money(p.amount, p.currency).minor)
+    answer = await exchange(session, result, fields, _expect(step), "reversal")
+    if orig is not None and orig.cup is not None:
+        orig.cup.reversal_answered(orig.line, answer)
+
+
 async def _settle(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Settle = step.params
     terminal = session.terminal(p.terminal, p.merchant)
+    if session.cup:
+        await cup_steps.settle(session, step, result, terminal, _expect(step))
+        return
     cur = find_currency(p.currency or session.target.currency).alpha
     if p.totals == "journal":
         totals = terminal.journal.totals(cur)
@@ -566,6 +646,9 @@ async def _settle(session: Session, step: schema.Step, result: StepOutcome) -> N
 async def _echo(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Echo = step.params
     terminal = session.terminal(p.terminal, p.merchant)
+    if session.cup:
+        await cup_steps.network(session, step, result, terminal, _expect(step))
+        return
     msg = terminal.network_request(_NET[p.code])
     answer = await exchange(session, result, msg, _expect(step), p.code.replace("_", "-"))
     typed = _typed(answer) if answer is not None else None
@@ -720,12 +803,19 @@ async def _clear_faults(session: Session, step: schema.Step, result: StepOutcome
     await _admin_fetch(session, admin_api.clear_faults())
 
 
+async def _sign_on(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    if session.cup:
+        await cup_steps.sign_on_step(session, step, result)
+    else:
+        await security_steps.sign_on(session, step, result)
+
+
 _STEPS: dict[str, Callable[[Session, schema.Step, StepOutcome], Any]] = {
     "sale": _payment, "authorize": _payment, "refund": _refund, "void": _void,
     "reverse": _reverse, "settle": _settle, "echo": _echo, "advance": _advance,
     "check": _check, "approve_review": _review, "reject_review": _review,
     "send_raw": _send_raw, "fault": _fault, "clear_faults": _clear_faults,
-    "sign_on": security_steps.sign_on,
+    "sign_on": _sign_on,
 }
 assert set(_STEPS) == set(schema.VERBS)
 

@@ -8,7 +8,8 @@ A scenario file is one YAML mapping (see ``docs/scenarios.md`` for every key wit
     seed: 7                                           # optional; --seed overrides
     clock: {start: "2026-11-27T09:00:00+08:00"}       # optional simulated clock start
     host: {refund: {window_days: 30}}                 # optional host config overrides
-    terminal: {tid: "T0000001", mid: "M00000000000001", currency: CNY}
+    terminal: {tid: "T0000001", mid: "M00000000000001", currency: CNY, profile: cup}
+    profiles: [iso87-ascii, iso87-ascii-tpdu]          # optional: the profiles it is for
     vars: {big: "100.00"}                             # ${big} anywhere below
     cases: [{id: small, amount: "1.00"}, ...]         # one scenario per case
     steps: [...]                                      # required, at least one
@@ -16,7 +17,10 @@ A scenario file is one YAML mapping (see ``docs/scenarios.md`` for every key wit
 Every step is a mapping with exactly one *verb* key (``sale``, ``authorize``, ``refund``,
 ``void``, ``reverse``, ``settle``, ``echo``, ``advance``, ``check``, ``approve_review``,
 ``reject_review``, ``send_raw``, ``fault``, ``clear_faults``, ``sign_on``) plus optional ``id``,
-``note``, ``say`` (the line lesson mode shows before the step), ``repeat`` and ``expect``. The
+``note``, ``say`` (the line lesson mode shows before the step), ``repeat``, ``expect`` and
+``profiles`` (the wire profiles the step means something on; on others it is skipped and the
+report says why). ``terminal.profile`` (or ``poslab-scenarios run --profile``, which wins)
+chooses the profile the scenario's terminal speaks. The
 loader (:mod:`scenarios.loader`) expands ``vars``, ``cases`` and ``repeat`` before these models
 see the data, and maps every validation error back to its file, line and column.
 
@@ -87,6 +91,15 @@ def _text(value: object) -> object:
     return value
 
 
+def _profile(value: object) -> object:
+    from terminal.profiles import TERMINAL_PROFILES
+
+    if not isinstance(value, str) or value not in TERMINAL_PROFILES:
+        raise ValueError(f"unknown wire profile {value!r}; choose one of: "
+                         f"{', '.join(sorted(TERMINAL_PROFILES))}")
+    return value
+
+
 def _pin(value: object) -> object:
     value = _text(value)
     if not (isinstance(value, str) and value.isdigit() and 4 <= len(value) <= 12):
@@ -107,6 +120,7 @@ Code = Annotated[str, BeforeValidator(_code)]
 Rule = Annotated[str, BeforeValidator(_rule)]
 Text = Annotated[str, BeforeValidator(_text)]
 Pin = Annotated[str, BeforeValidator(_pin)]
+Profile = Annotated[str, BeforeValidator(_profile)]
 Hex = Annotated[str, BeforeValidator(_hex)]
 Entry = Literal["manual", "swipe", "chip", "contactless"]
 Reason = Literal["transaction_failure", "payment_error", "product_recall", "return", "other"]
@@ -431,6 +445,8 @@ class Step(_Model):
     note: str | None = None
     say: str | None = None
     expect: Expect | None = None
+    #: the wire profiles this step means something on (None: every profile)
+    profiles: list[Profile] | None = Field(default=None, min_length=1)
     sale: CardPayment | None = None
     authorize: CardPayment | None = None
     refund: Refund | None = None
@@ -545,7 +561,7 @@ class TerminalSpec(_Model):
     tid: Text | None = None
     mid: Text | None = None
     currency: str | None = None
-    profile: str = "iso87-ascii"
+    profile: Profile = "iso87-ascii"
     tmk: TmkSpec | None = None
     dukpt: DukptSpec | None = None
 
@@ -560,8 +576,15 @@ class Scenario(_Model):
     clock: ClockSpec | None = None
     host: dict[str, Any] = Field(default_factory=dict)
     terminal: TerminalSpec = Field(default_factory=TerminalSpec)
+    #: the wire profiles the whole scenario means something on (None: every profile)
+    profiles: list[Profile] | None = Field(default=None, min_length=1)
     timeout_s: float = Field(default=1.0, gt=0, le=60)
     steps: list[Step] = Field(min_length=1)
+
+    def on_profile(self, profile: str) -> Scenario:
+        """This scenario with its terminal speaking ``profile`` (``run --profile``)."""
+        return self.model_copy(update={"terminal": self.terminal.model_copy(
+            update={"profile": profile})})
 
 
 def references(step: Step) -> list[str]:

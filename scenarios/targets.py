@@ -144,7 +144,7 @@ async def start_local(scenario: Scenario, start: datetime, *, config: Any = None
     overrides) and :class:`host.service.HostService` -- for tests of the runner itself.
     """
     from host.clock import ManualClock
-    from host.runtime import HostRuntime
+    from host.runtime import HostRuntime, StartError
 
     if config is None:
         config = host_config(scenario.host)
@@ -154,6 +154,9 @@ async def start_local(scenario: Scenario, start: datetime, *, config: Any = None
         iso_port, admin_port = await runtime.start(
             config, str(Path(tmpdir) / "ledger.db"), ManualClock(start),
             profile=scenario.terminal.profile, admin_token="scenario")
+    except StartError as exc:  # an unknown profile, a port: one line for the report
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise TargetError(str(exc)) from None
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise

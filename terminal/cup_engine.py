@@ -16,7 +16,7 @@ from terminal.cup_session import CupSession, Fields
 from terminal.engine import REVERSAL_WAITING
 from terminal.flow import Draft, Outcome
 from terminal.i18n import _, meaning
-from terminal.journal import Txn, TxnStatus
+from terminal.journal import Txn
 from terminal.link import LinkError, LinkTimeout
 
 
@@ -113,10 +113,9 @@ class CupEngine:
                 answer = await self.link.send_fields(reversal, self._timeout)
             except (LinkError, ProtocolError):
                 continue
-            if answer.get("39") in ("00", "25"):
-                txn.status = TxnStatus.REVERSED
-                self.session.session.journal.update(txn)
-                return answer["39"]
+            acknowledged = self.session.reversal_answered(txn, answer)
+            if acknowledged:
+                return acknowledged
         return None
 
     async def forward_reversals(self) -> bool:

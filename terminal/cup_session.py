@@ -40,7 +40,7 @@ from protocol.transactions import TxnType
 from terminal.cards import Card
 from terminal.flow import Draft, Outcome
 from terminal.journal import Txn, TxnKind, TxnStatus
-from terminal.session import Pending, TerminalSession
+from terminal.session import REVERSAL_ACKNOWLEDGED, Pending, TerminalSession
 
 Fields = dict[str, str]
 
@@ -122,6 +122,10 @@ class CupSession:
             self.session.journal.use_batch(De60.parse(answer["60"]).batch)
         return self.signed_on
 
+    def sign_off_request(self) -> Fields:
+        """The 0820 sign-off (60.3 ``002``); after its ``00`` the terminal must sign on."""
+        return {"t": "0820", **self._ids(), "60": De60("00", self.batch, "002").text()}
+
     # -- financial transactions --------------------------------------------------------------
 
     def request_fields(self, draft: Draft, stan: str, now: datetime) -> Fields:
@@ -162,9 +166,10 @@ class CupSession:
             out["61"] = De61("000000", "000000", "0000").text()
         return out
 
-    def begin(self, draft: Draft) -> tuple[Pending, Fields]:
-        """Journal ``draft`` ``PENDING`` and return its line and its CUP request."""
-        pending = self.session.begin(draft)
+    def begin(self, draft: Draft, stan: str | None = None) -> tuple[Pending, Fields]:
+        """Journal ``draft`` ``PENDING`` (under ``stan``, else the next trace number) and
+        return its line and its CUP request."""
+        pending = self.session.begin(draft, stan=stan)
         fields = self.request_fields(draft, pending.txn.stan, pending.at)
         pending.txn.processing_code = fields["3"]  # the CUP code, for a later reversal
         self.session.journal.update(pending.txn)
@@ -194,19 +199,39 @@ class CupSession:
     def stored_reversal(self, txn: Txn) -> Fields | None:
         """The 0400 for a journal line still waiting for its reversal (store and forward),
         rebuilt from the line; None for a refund (an 0220 advice is not reversed)."""
-        if txn.kind not in (TxnKind.SALE, TxnKind.VOID):
-            return None
-        route = self.profile.route(_KIND_ROUTE[txn.kind])
-        type_code = next(m.value for m in route.match if m.key == "60")
-        out: Fields = {"t": "0400", "3": txn.processing_code, "4": f"{txn.amount_minor:012d}",
-                       "11": txn.stan, "22": "012", "25": "00", "39": NO_ANSWER_REASON,
-                       "41": self.session.config.terminal_id,
-                       "42": self.session.config.merchant_id, "49": self._currency(),
-                       "60": De60(type_code, txn.batch).text()}
         card = self._deck_card(txn.masked_pan)
-        if card is not None:
-            out["2"] = card.pan.digits
+        return self.reversal_of(txn.kind, txn.stan, txn.amount_minor, txn.batch,
+                                card.pan.digits if card is not None else None,
+                                txn.processing_code)
+
+    def reversal_of(self, kind: TxnKind, stan: str, amount_minor: int, batch: str,
+                    pan: str | None = None, processing_code: str | None = None
+                    ) -> Fields | None:
+        """The 0400 (DE39 ``98``) undoing the sale or void with trace ``stan`` sent in
+        ``batch``; None for other kinds (an 0220 refund is an advice: it is not reversed)."""
+        if kind not in (TxnKind.SALE, TxnKind.VOID):
+            return None
+        route = self.profile.route(_KIND_ROUTE[kind])
+        type_code = next(m.value for m in route.match if m.key == "60")
+        condition = next(m.value for m in route.match if m.key == "25")
+        out: Fields = {"t": "0400", "3": processing_code or route.processing_code or "000000",
+                       "4": f"{amount_minor:012d}", "11": stan, "22": "012", "25": condition,
+                       "39": NO_ANSWER_REASON, "41": self.session.config.terminal_id,
+                       "42": self.session.config.merchant_id, "49": self._currency(),
+                       "60": De60(type_code, batch).text()}
+        if pan is not None:
+            out["2"] = pan
         return out
+
+    def reversal_answered(self, txn: Txn, answer: Fields | None) -> str | None:
+        """The acknowledging DE39 when ``answer`` acknowledges the reversal of ``txn`` (00,
+        or 25: the host never saw the original); the line is then ``REVERSED``."""
+        code = (answer or {}).get("39")
+        if code not in REVERSAL_ACKNOWLEDGED:
+            return None
+        txn.status = TxnStatus.REVERSED
+        self.session.journal.update(txn)
+        return code
 
     # -- settlement --------------------------------------------------------------------------
 

@@ -1,0 +1,201 @@
+"""The scenario steps on the China UnionPay profile (``terminal.profile: cup`` or
+``poslab-scenarios run --profile cup``).
+
+The runner's terminal then drives the terminal's own sans-IO :class:`~terminal.cup_session.
+CupSession` (what ``poslab-terminal --profile cup`` drives), one per terminal the scenario
+speaks as, and sends its CUP field dicts through the runner's exchange and judge:
+
+* before its first financial step, and again after a ``77`` or ``A0`` answer, the terminal
+  signs on (0800, 60.3 ``004``); the 0810's 60.2 becomes its batch;
+* ``sale``, ``authorize``, ``refund`` (0220 with DE61) and ``void`` (of a sale) go out as the
+  CUP session builds them; an unanswered 0200 is reversed with 0400 / DE39 ``98``;
+* ``settle`` sends the CUP totals of the journal (0500, 60.3 ``201``); result flag ``2`` brings
+  the 0320 upload and its closing 207;
+* ``echo: {code: sign_on | sign_off}`` are the 0800 / 0820 of the profile.
+
+What has no CUP meaning -- an echo test, a void of a refund, given totals, refund evidence,
+the generic 0401 repeat, the reversal of a refund advice, the TMK key exchange -- stops the
+scenario with an error that names the step: a file declares such steps with ``profiles:``, so
+they are reported as skipped, never silently passed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from protocol.cup_private import CupTotals, SettlementResult, parse_upload
+from protocol.errors import ValidationError
+from protocol.masking import mask_pan
+from scenarios import schema
+from scenarios.outcome import Exchange, StepOutcome
+from terminal.cup_session import CupSession, Fields
+from terminal.flow import Draft
+from terminal.journal import TxnKind
+from terminal.session import TerminalSession
+
+if TYPE_CHECKING:
+    from scenarios.runner import Session, Txn
+
+_KINDS = {"sale": TxnKind.SALE, "void": TxnKind.VOID, "refund": TxnKind.REFUND,
+          "authorize": TxnKind.AUTHORIZE}
+
+
+def not_on_cup(what: str) -> Exception:
+    """The error for a step that has no meaning on the CUP profile."""
+    from scenarios.runner import ScenarioBroken
+
+    return ScenarioBroken(f"{what} has no meaning on the cup profile; give the step "
+                          "profiles: [...] without cup, so it is skipped there")
+
+
+def cup_for(session: Session, terminal: TerminalSession) -> CupSession:
+    """The CUP session wrapping ``terminal`` (made on first use)."""
+    found = session.cup_sessions.get(id(terminal))
+    if found is None:
+        found = CupSession(terminal)
+        session.cup_sessions[id(terminal)] = found
+    return found
+
+
+async def sign_on(session: Session, result: StepOutcome, cup: CupSession,
+                  expect: schema.Expect | None = None) -> Fields | None:
+    """0800 sign-on (60.3 ``004``) judged against ``expect`` (default ``00``)."""
+    from scenarios.runner import exchange
+
+    answer = await exchange(session, result, cup.sign_on_request(),
+                            expect or schema.Expect(response="00"), "sign-on")
+    if answer is not None:
+        cup.sign_on_answered(answer)
+    return answer
+
+
+async def sign_on_step(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    """The ``sign_on`` step on CUP: the 0800 (no key exchange on this profile yet)."""
+    p: schema.SignOnStep = step.params
+    expect = step.expect or schema.Expect(response="00")
+    if expect.keys is not None:
+        raise not_on_cup("sign_on with expect: {keys: ...}")
+    await sign_on(session, result, cup_for(session, session.terminal(p.terminal, p.merchant)),
+                  expect)
+
+
+async def begin(session: Session, result: StepOutcome, terminal: TerminalSession,
+                draft: Draft, p: Any) -> tuple[CupSession, Any, Fields]:
+    """Sign on when needed, journal ``draft`` (the step's parameters ``p``) and return its CUP
+    session, line and request."""
+    cup = cup_for(session, terminal)
+    if draft.kind is TxnKind.VOID and draft.original is not None \
+            and draft.original.kind is TxnKind.REFUND:
+        raise not_on_cup("a void of a refund")
+    if draft.pin is not None or getattr(p, "mac", None) is not None:
+        raise not_on_cup("pin: or mac: (the terminal's keys are not used on cup yet)")
+    if draft.card is not None and all(c.pan.digits != draft.card.pan.digits for c in cup.deck):
+        cup.deck.append(draft.card)  # the upload finds full PANs here
+    if not cup.signed_on:
+        await sign_on(session, result, cup)
+    pending, fields = cup.begin(draft, stan=p.stan)
+    return cup, pending.txn, fields
+
+
+def refund_checks(p: schema.Refund) -> None:
+    """Refund parameters the CUP 0220 cannot carry."""
+    if p.evidence is not None or p.operator is not None:
+        raise not_on_cup("refund evidence or operator (the generic DE48)")
+
+
+async def after_answer(session: Session, result: StepOutcome, txn: Txn) -> None:
+    """A 77 or A0 dropped the sign-on: a CUP terminal signs on again at once."""
+    cup = txn.cup
+    if cup is not None and not cup.signed_on and txn.response is not None:
+        await sign_on(session, result, cup)
+
+
+def reversal(txn: Txn) -> Fields:
+    """The 0400 for a CUP request that got no answer; an 0220 advice is not reversed."""
+    if txn.request.get("t") != "0200" or txn.cup is None:
+        raise not_on_cup(f"reversing a {txn.request.get('t')} (a refund is an advice)")
+    return txn.cup.reversal_fields(txn.request)
+
+
+def reversal_by_hand(session: Session, terminal: TerminalSession, p: schema.Reverse,
+                     pan: str, amount_minor: int) -> Fields:
+    """The 0400 of a ``reverse`` step that names no original step (stan, card, amount)."""
+    if p.repeat:
+        raise not_on_cup("reverse: {repeat: true} (the generic 0401)")
+    cup = cup_for(session, terminal)
+    assert p.stan is not None
+    fields = cup.reversal_of(_KINDS[p.kind], p.stan, amount_minor, cup.batch, pan)
+    if fields is None:
+        raise not_on_cup(f"reversing a {p.kind}")
+    return fields
+
+
+async def settle(session: Session, step: schema.Step, result: StepOutcome,
+                 terminal: TerminalSession, expect: schema.Expect) -> None:
+    """0500 with the journal's CUP totals; on result flag 2 the upload and its 207."""
+    from scenarios.runner import exchange
+
+    p: schema.Settle = step.params
+    if p.totals != "journal":
+        raise not_on_cup("settle with given totals (the generic debits and credits)")
+    cup = cup_for(session, terminal)
+    if not cup.signed_on:
+        await sign_on(session, result, cup)
+    answer = await exchange(session, result, cup.settlement_request(), expect, "settlement")
+    if answer is None or answer.get("39") != "00":
+        return
+    try:
+        flag = CupTotals.parse(answer.get("48", "")).result
+    except ValidationError as exc:
+        from scenarios.runner import StepFailed
+
+        raise StepFailed("CUP totals with a result flag in DE48", str(exc)) from None
+    said = (result.expected, f"{result.actual}, result flag {flag.value} "
+            f"({'balanced' if flag is SettlementResult.BALANCED else 'not balanced'})")
+    if flag is SettlementResult.NOT_BALANCED:
+        if not p.upload:
+            result.expected, result.actual = said
+            return
+        records = 0
+        for upload in cup.upload_requests():
+            closing = upload["60"][8:] == "207"
+            await exchange(session, result, upload, schema.Expect(response="00"),
+                           "end of upload" if closing else "batch upload")
+            _mask_records(result.exchanges[-1])
+            records += 0 if closing else int(upload["48"][:2])
+        said = (said[0], f"{said[1]}; {records} records uploaded")
+    result.expected, result.actual = said
+    terminal.close_batch()
+
+
+async def network(session: Session, step: schema.Step, result: StepOutcome,
+                  terminal: TerminalSession, expect: schema.Expect) -> None:
+    """``echo`` with ``code: sign_on`` (0800) or ``sign_off`` (0820, 60.3 ``002``)."""
+    from scenarios.runner import exchange
+
+    code = step.params.code
+    cup = cup_for(session, terminal)
+    if code == "sign_on":
+        await sign_on(session, result, cup, expect)
+        return
+    if code != "sign_off":
+        raise not_on_cup("echo (a CUP terminal has no 0800 echo test)")
+    answer = await exchange(session, result, cup.sign_off_request(), expect, "sign-off")
+    if answer is not None and answer.get("39") == "00":
+        cup.signed_on = False
+
+
+
+def _mask_records(record: Exchange) -> None:
+    """Upload records carry whole PANs inside one long run of digits, which the reports'
+    PAN scrubbing cannot see: keep them in the step's record with each PAN masked."""
+    for fields in (record.request, record.response):
+        if fields and fields.get("t") in ("0320", "0330") and len(fields.get("48", "")) > 4:
+            try:
+                records = parse_upload(fields["48"])
+            except ValidationError:
+                fields["48"] = "*" * len(fields["48"])
+                continue
+            fields["48"] = fields["48"][:2] + "".join(
+                f"{'01' if r.foreign else '00'}{r.trace}{mask_pan(r.pan):0>20}{r.amount:012d}"
+                for r in records)
