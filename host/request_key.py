@@ -31,12 +31,15 @@ def request_key_of(mti: str, tid: str, stan: str, when: str) -> str:
     return "|".join((mti[:3], tid, stan, when))
 
 
-def request_key(fields: Mapping[str, str], business_date: date) -> str:
-    """The key of a request as the terminal sent it (before the host fills in any time)."""
+def request_key(fields: Mapping[str, str], business_date: date, batch: str | None = None) -> str:
+    """The key of a request as the terminal sent it (before the host fills in any time);
+    ``batch``: the batch the request names when its profile says so in every message (CUP
+    60.2: a CUP duplicate is the same MID, TID, trace and batch)."""
     mti = fields.get("t", "")
     when = fields.get("7")
     if not when:
-        batch = fields.get("60") if mti in _BATCH_MTIS else None
+        if batch is None:
+            batch = fields.get("60") if mti in _BATCH_MTIS else None
         if batch and len(batch) > _BATCH_MAX:  # keep every key within the key column
             batch = "#" + hashlib.sha256(batch.encode()).hexdigest()[:32]
         when = f"B{batch}" if batch else f"D{business_date.isoformat()}"

@@ -64,7 +64,7 @@ from host.timers import DelayedCall, Timer
 from host.worker import ServiceWorker
 from protocol import Codec, DecodeError, FramingError, ProtocolError, Tpdu, ValidationError
 from protocol.codec import TPDU_LEN
-from protocol.messages import AnyResponse
+from protocol.messages import AnyResponse, WireResponse
 from protocol.transport import FramedProtocol
 
 
@@ -72,7 +72,7 @@ class ReplyLike(Protocol):
     """What :class:`host.service.Reply` offers the server."""
 
     @property
-    def response(self) -> AnyResponse | None:
+    def response(self) -> AnyResponse | WireResponse | None:
         """The message to send, or None to send nothing."""
 
     @property

@@ -33,6 +33,7 @@ from typing import Any
 
 from host.clock import Clock
 from host.config import HostConfig, MerchantConfig
+from host.cup import CUP_FLOW
 from host.pipeline.core import Pipeline
 from host.pipeline.replies import Reply
 from host.queries import Queries
@@ -72,7 +73,8 @@ class HostService:
         self.store = storage.store
         self.views = TxnViews(self.store, self.ledger)
         self.pipeline = Pipeline(config, storage, clock, strict=strict,
-                                 allow_unknown_terminals=allow_unknown_terminals)
+                                 allow_unknown_terminals=allow_unknown_terminals,
+                                 flows={"cup": CUP_FLOW})  # the CUP profile's own checks
         self._lock = self.pipeline.lock
         # Keys, MAC and PIN (host.security): the pipeline's authenticate stage and handlers.
         self.security = self.pipeline.security = HostSecurity(config, self.chain_key)

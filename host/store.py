@@ -425,6 +425,23 @@ class Store:
                                              terminal.c.open_batch_id == batch_id)
                      .values(open_batch_id=None))
 
+    def last_batch_number(self, conn: Connection, tid: str) -> str | None:
+        """The number of the terminal's most recently closed batch that has one, or None."""
+        number: str | None = conn.execute(
+            select(batch.c.number).where(batch.c.terminal_id == tid, batch.c.state == "closed",
+                                         batch.c.number.is_not(None))
+            .order_by(batch.c.id.desc()).limit(1)).scalar()
+        return number
+
+    def batch_members(self, conn: Connection, batch_id: int) -> list[Row[Any]]:
+        """The transactions of a batch (id, kind, state, stan, amount, currency, masked PAN),
+        oldest first."""
+        rows: Any = conn.execute(
+            select(txn.c.id, txn.c.kind, txn.c.state, txn.c.stan, txn.c.amount_minor,
+                   txn.c.currency, txn.c.pan_masked)
+            .where(txn.c.batch_id == batch_id).order_by(txn.c.id)).all()
+        return list(rows)
+
     def closed_batch(self, conn: Connection, tid: str, number: str) -> Row[Any] | None:
         """The most recent closed batch of a terminal with this number."""
         return conn.execute(select(batch).where(batch.c.terminal_id == tid,

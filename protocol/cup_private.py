@@ -173,3 +173,40 @@ def upload_text(records: list[UploadRecord]) -> str:
     if len(records) > 8:
         raise ValueError("a CUP upload message carries at most 8 records")
     return f"{len(records):02d}" + "".join(r.text() for r in records)
+
+
+@dataclass(frozen=True)
+class CupFacts:
+    """What a CUP message carries beyond poslab's typed message: the request's own MTI, DE60,
+    DE61, the operator of DE63, and the DE48 of a settlement or an upload.
+
+    Requests get it from :func:`protocol.cup_messages.parse_cup_request`; the host sets it on
+    an answer that must carry CUP data back (the host's batch in an 0810, the totals of an
+    0510). Generic messages carry none.
+
+    :ivar mti: the MTI as sent (a refund is ``0220``, a sign-off ``0820``).
+    :ivar de60: DE60 (for an answer: the DE60 to send).
+    :ivar original: DE61 of a void or refund.
+    :ivar operator: DE63 of a sign-on or settlement.
+    :ivar totals: DE48 of an 0500 (as the terminal counted) or an 0510 (as answered).
+    :ivar records: DE48 of an 0320 with 60.3 ``201``.
+    :ivar record_count: DE48 of the closing 0320 (60.3 ``207``): how many records were sent.
+    """
+
+    mti: str
+    de60: De60
+    original: De61 | None = None
+    operator: str | None = None
+    totals: CupTotals | None = None
+    records: tuple[UploadRecord, ...] = ()
+    record_count: int | None = None
+
+    @property
+    def batch(self) -> str:
+        """60.2: the batch the message belongs to."""
+        return self.de60.batch
+
+    @property
+    def network_code(self) -> str:
+        """60.3: the network management code."""
+        return self.de60.network_code

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 from protocol.codes import (
     EntryMode,
@@ -45,6 +45,7 @@ from protocol.codes import (
     RuleId,
     response_text,
 )
+from protocol.cup_private import CupFacts
 from protocol.errors import ValidationError
 from protocol.masking import Pan, Track2
 from protocol.money import Money, currency
@@ -206,11 +207,20 @@ class Message:
     terminal_id: str
     merchant_id: str
     transmitted_at: str | None = None  # DE7 MMDDhhmmss
+    # A CUP message's own data (typed through :attr:`cup`; kept as Any so that a ``**ids``
+    # of strings still type-checks against this constructor).
+    cup_data: Any = field(default=None, repr=False)
+
+    @property
+    def cup(self) -> CupFacts | None:
+        """What a CUP message carries beyond this typed message; None on generic profiles."""
+        facts: CupFacts | None = self.cup_data
+        return facts
 
     @property
     def mti(self) -> str:
-        """The message type indicator."""
-        return self.MTI
+        """The message type indicator (a CUP message's own: a CUP refund is an 0220)."""
+        return self.MTI if self.cup is None else self.cup.mti
 
     def _base_fields(self) -> Fields:
         out: Fields = {"t": self.mti, "11": self.stan, "41": self.terminal_id,
@@ -540,6 +550,20 @@ class BatchUploadRequest(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CupUploadRequest(Message):
+    """0320 of the CUP profile: magnetic-stripe records of a batch the host disagreed with
+    (60.3 ``201``, the records in :attr:`cup`), or the end of that upload (``207``)."""
+
+    MTI: ClassVar[str] = "0320"
+    batch_number: str
+
+    @property
+    def closing(self) -> bool:
+        """True for the message that ends the upload (60.3 ``207``)."""
+        return self.cup is not None and self.cup.record_count is not None
+
+
+@dataclass(frozen=True, kw_only=True)
 class NetworkRequest(Message):
     """0800: sign-on (001), sign-off (002) or echo (301)."""
 
@@ -566,6 +590,7 @@ class NetworkRequest(Message):
 Request: TypeAlias = (
     AuthorizationRequest | SaleRequest | RefundRequest | VoidRequest | CompletionAdvice
     | ReversalRequest | ReconciliationRequest | BatchUploadRequest | NetworkRequest
+    | CupUploadRequest
 )
 
 
@@ -726,6 +751,28 @@ class NetworkResponse(Response):
         """Parse a decoded 0810."""
         return cls(code=fields.get("70"), wrapped_keys=fields.get("62"),
                    **cls._response_kwargs(fields))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class WireResponse:
+    """An answer already written as the field dict of its wire profile (a CUP answer, or one
+    recalled as it was sent): sent as it is."""
+
+    fields: Mapping[str, str]
+
+    @property
+    def mti(self) -> str:
+        """The response MTI."""
+        return self.fields["t"]
+
+    @property
+    def response_code(self) -> str:
+        """DE39."""
+        return self.fields.get("39", "")
+
+    def to_fields(self) -> Fields:
+        """The field dict for the codec (a copy)."""
+        return dict(self.fields)
 
 
 AnyResponse: TypeAlias = (

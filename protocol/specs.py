@@ -12,9 +12,9 @@ keep working.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocol.fields import (
     ISO87,
@@ -39,6 +39,12 @@ from protocol.headers import (
     length_header,
 )
 from protocol.transactions import KNOWN_MTIS, Direction, FieldMatch, TxnRoute, TxnType
+
+if TYPE_CHECKING:
+    from protocol.messages import AnyResponse, Request, WireResponse
+
+    RequestReader = Callable[[Mapping[str, str], "WireProfile"], tuple[TxnType, Request]]
+    ResponseWriter = Callable[[Mapping[str, str], AnyResponse], WireResponse]
 
 __all__ = [
     "DEFAULT_PROFILE", "GENERIC_MAC_MTIS", "GENERIC_ROUTES", "ISO87", "ISO87_ASCII", "KNOWN_MTIS",
@@ -102,6 +108,10 @@ class WireProfile:
         :mod:`protocol.security.wire`) and its scheme in :data:`protocol.security.MAC_SCHEMES`
         (for TDES keys; AES keys use AES-CMAC).
     :ivar mac_mtis: the messages that carry a MAC when the terminal's keys call for one.
+    :ivar reader: / :ivar writer: for a profile with private fields of its own (CUP): how a
+        request's field dict becomes its transaction and typed message, and how a typed answer
+        becomes the profile's field dict (:mod:`protocol.cup_messages`); None on the generic
+        profiles, whose field dicts are the typed messages' own.
     """
 
     name: str
@@ -114,6 +124,8 @@ class WireProfile:
     mac_field: int | None = None
     mac_scheme: str | None = None
     mac_mtis: frozenset[str] = frozenset()
+    reader: RequestReader | None = field(default=None, repr=False)
+    writer: ResponseWriter | None = field(default=None, repr=False)
     _by_mti: Mapping[str, tuple[TxnRoute, ...]] = field(init=False, repr=False)
     _by_txn: Mapping[TxnType, TxnRoute] = field(init=False, repr=False)
 
@@ -217,6 +229,17 @@ PROFILES: dict[str, WireProfile] = {
     )
 }  # fmt: skip
 """Every selectable wire profile by name."""
+
+
+def _register_cup() -> None:
+    # protocol.cup builds its profile from this module's WireProfile, so it is imported here,
+    # after everything it needs is defined.
+    from protocol.cup import CUP_PROFILE
+
+    PROFILES[CUP_PROFILE.name] = CUP_PROFILE
+
+
+_register_cup()
 
 DEFAULT_PROFILE = "iso87-ascii"
 

@@ -74,9 +74,10 @@ class MessageSecurity(Protocol):
     def authenticate(self, message: bytes, fields: Mapping[str, str]) -> Reply | None:
         """A refusal (MAC failed, sign on first) or None to go on; nothing is booked yet."""
 
-    def sign_on(self, conn: Tx, request: NetworkRequest,
-                response: NetworkResponse) -> NetworkResponse:
-        """The 0810 for ``request``, with fresh working keys when it is a keyed sign-on."""
+    def sign_on(self, conn: Tx, request: NetworkRequest, response: NetworkResponse, *,
+                data_key: bool = True) -> NetworkResponse:
+        """The 0810 for ``request``, with fresh working keys when it is a keyed sign-on
+        (``data_key``: a track-data key too)."""
 
     def check_pin(self, conn: Tx, fields: Mapping[str, str], pan: Pan | None,
                   business_date: str, now_ms: int, card_hash: Callable[[Pan], str]

@@ -25,7 +25,8 @@ from host.clock import Clock
 from host.config import HostConfig, MerchantConfig, RefundPolicy
 from host.pipeline import stages
 from host.pipeline.context import Context, Decline, MessageSecurity
-from host.pipeline.handlers import HANDLERS, Handler
+from host.pipeline.flow import GENERIC_FLOW, Flow, written
+from host.pipeline.handlers import Handler
 from host.pipeline.ports import Book, Storage, Tx, TxnStore
 from host.pipeline.replies import Reply, format_error_reply, plain_reply, stamped
 from host.pipeline.request import IsoRequest
@@ -46,11 +47,15 @@ class Pipeline:
         settled, e.g. with a clock that cannot schedule).
     :ivar security: message security (MAC, sign-on keys, PIN), or None: no checks.
     :ivar lock: held while a request or batch runs; readers of the same storage share it.
+    :ivar flows: the pipeline flow of each wire profile that has its own (by profile name,
+        e.g. CUP's, :mod:`host.cup`); other profiles take the generic flow.
     """
 
     def __init__(self, config: HostConfig, storage: Storage, clock: Clock, *,
-                 strict: bool = False, allow_unknown_terminals: bool = False) -> None:
+                 strict: bool = False, allow_unknown_terminals: bool = False,
+                 flows: Mapping[str, Flow] | None = None) -> None:
         self.config = config
+        self.flows: Mapping[str, Flow] = flows or {}
         self.storage = storage
         self.clock = clock
         self.strict = strict
@@ -104,20 +109,23 @@ class Pipeline:
         """
         with self.lock:
             envelope = IsoRequest.of(fields)
-            try:
-                reply = self._handle(envelope)
-                if self._batch_conn is None:  # committed: not part of a batch
-                    self._start_settling()
-                return reply
-            except ValidationError as exc:
-                if not exc.fields:
-                    exc.fields = dict(envelope.fields)
-                return self.format_error(exc)
-            except Decline as exc:
-                return exc.reply
-            except self.storage.errors as exc:
-                log.error("database error, answering 96: %s", type(exc).__name__)
-                return plain_reply(envelope.fields, "96", RuleId.SYSTEM_ERROR.value)
+            return written(envelope.profile, envelope.fields, self._decided(envelope))
+
+    def _decided(self, envelope: IsoRequest) -> Reply:
+        try:
+            reply = self._handle(envelope)
+            if self._batch_conn is None:  # committed: not part of a batch
+                self._start_settling()
+            return reply
+        except ValidationError as exc:
+            if not exc.fields:
+                exc.fields = dict(envelope.fields)
+            return self.format_error(exc)
+        except Decline as exc:
+            return exc.reply
+        except self.storage.errors as exc:
+            log.error("database error, answering 96: %s", type(exc).__name__)
+            return plain_reply(envelope.fields, "96", RuleId.SYSTEM_ERROR.value)
 
     def _start_settling(self) -> None:
         """After a commit: merchants first enrolled in it get cut-offs and funding like listed
@@ -149,20 +157,27 @@ class Pipeline:
     def _handle(self, envelope: IsoRequest) -> Reply:
         ctx = stages.validate(self, envelope, self.clock.now(), strict=self.strict,
                               text_limits=self._de48_limits)
-        refused = stages.authenticate(ctx)
-        if refused is not None:
-            return refused
-        handler = HANDLERS[ctx.txn]
-        return self._retrying(lambda: self._transact(ctx, handler))
+        flow = self.flows.get(envelope.profile.name, GENERIC_FLOW)
+        if flow.authenticate_first:
+            refused = stages.authenticate(ctx)
+            if refused is not None:
+                return refused
+        handler = flow.handlers[ctx.txn]
+        return self._retrying(lambda: self._transact(ctx, handler, flow))
 
     def _retrying(self, fn: Callable[[], Reply]) -> Reply:
         # A concurrent twin inserted the same key first, or the database was busy or chose us
         # as a deadlock victim: run again; the retry sees the other's result.
         return self.storage.retrying(fn)
 
-    def _transact(self, ctx: Context, handler: Handler) -> Reply:
+    def _transact(self, ctx: Context, handler: Handler, flow: Flow) -> Reply:
         with self._write() as conn:
+            if flow.before_identify is not None:
+                ctx.conn = conn
+                flow.before_identify(ctx)
             stages.identify(ctx, conn)
+            if flow.after_identify is not None:
+                flow.after_identify(ctx)
             local = ctx.now.astimezone(zone(ctx.merchant.timezone))
             if not handler.deduplicated:
                 return stamped(handler.run(ctx), local)
@@ -170,7 +185,9 @@ class Pipeline:
             replayed = stages.deduplicate(ctx, digest)
             if replayed is not None:
                 return replayed
-            reply = stamped(handler.run(ctx), local)
+            # Remembered as the profile writes it, so a repeat gets the very same answer.
+            reply = written(ctx.request.profile, ctx.sent,
+                            stamped(handler.run(ctx), local))
             stages.remember(ctx, digest, reply)
             return reply
 

@@ -52,6 +52,18 @@ class TxnStore(Protocol):
     def closed_batch(self, conn: Tx, tid: str, number: str) -> Record | None:
         """The terminal's closed batch of this number, or None."""
 
+    def batch_open(self, conn: Tx, batch_id: int | None) -> bool:
+        """True when the batch exists and is open."""
+
+    def batch_row(self, conn: Tx, batch_id: int | None) -> Record | None:
+        """A batch by id, or None."""
+
+    def last_batch_number(self, conn: Tx, tid: str) -> str | None:
+        """The number of the terminal's most recently closed numbered batch, or None."""
+
+    def batch_members(self, conn: Tx, batch_id: int) -> list[Record]:
+        """The transactions of a batch, oldest first."""
+
     def batch_totals(self, conn: Tx, batch_id: int, currency: str) -> dict[str, int]:
         """Debit and credit counts and amounts of a batch in one currency."""
 

@@ -23,6 +23,7 @@ from protocol.messages import (
     FinancialResponse,
     NetworkResponse,
     ReconciliationResponse,
+    WireResponse,
     response_mti,
 )
 from protocol.money import Money
@@ -38,7 +39,7 @@ class Reply:
     nothing can be addressed, and the server closes the connection instead.
     """
 
-    response: AnyResponse | None
+    response: AnyResponse | WireResponse | None
     log: dict[str, object]
     silent: bool = False
 

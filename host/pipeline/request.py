@@ -18,6 +18,7 @@ from protocol.messages import (
     AuthorizationRequest,
     BatchUploadRequest,
     CompletionAdvice,
+    CupUploadRequest,
     NetworkRequest,
     ReconciliationRequest,
     RefundRequest,
@@ -100,6 +101,7 @@ _BY_CLASS: dict[type, TxnType] = {
     SaleRequest: TxnType.SALE, AuthorizationRequest: TxnType.AUTHORIZATION,
     RefundRequest: TxnType.REFUND, CompletionAdvice: TxnType.COMPLETION,
     ReversalRequest: TxnType.REVERSAL, BatchUploadRequest: TxnType.BATCH_UPLOAD,
+    CupUploadRequest: TxnType.BATCH_UPLOAD,
 }
 _NETWORK = {NetworkCode.SIGN_ON: TxnType.SIGN_ON, NetworkCode.SIGN_OFF: TxnType.SIGN_OFF,
             NetworkCode.ECHO: TxnType.ECHO}

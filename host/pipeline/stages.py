@@ -23,7 +23,7 @@ from host.pipeline.request import IsoRequest, txn_type
 from host.request_key import request_key
 from protocol.codes import RuleId
 from protocol.errors import ValidationError
-from protocol.messages import parse_request, parse_response
+from protocol.messages import WireResponse, parse_request, parse_response
 from protocol.private_data import check_lengths, mask_card_numbers
 
 
@@ -47,9 +47,13 @@ def validate(host: Services, request: IsoRequest, now: datetime, *, strict: bool
         wire.with_free_text(fields, mask_card_numbers(text))
     sent = dict(fields)  # what the terminal sent: no host-filled times
     wire.fill_times(fields, now)
-    message = parse_request(fields)
-    return Context(host, request, sent, fields, message, txn_type(message), now,
-                   to_ms(now))
+    reader = request.profile.reader
+    if reader is not None:  # a profile with private fields of its own (CUP)
+        txn, message = reader(fields, request.profile)
+    else:
+        message = parse_request(fields)
+        txn = txn_type(message)
+    return Context(host, request, sent, fields, message, txn, now, to_ms(now))
 
 
 def authenticate(ctx: Context) -> Reply | None:
@@ -97,7 +101,9 @@ def identify(ctx: Context, conn: Tx) -> None:
     ctx.policy = host.refund_policy(merchant)
     ctx.business_date = host.business_date(merchant, ctx.now)
     ctx.bdate = ctx.business_date.isoformat()
-    ctx.key = request_key(ctx.sent, ctx.business_date)
+    facts = message.cup
+    ctx.key = request_key(ctx.sent, ctx.business_date,
+                          facts.batch if facts is not None else None)
 
 
 def fingerprint(ctx: Context) -> str:
@@ -123,6 +129,8 @@ def deduplicate(ctx: Context, digest: str) -> Reply | None:
     stored = json.loads(result)
     logged = dict(stored["log"])
     logged["replayed"] = True
+    if ctx.request.profile.writer is not None:  # stored as the profile wrote it
+        return Reply(WireResponse(stored["fields"]), logged)
     return Reply(parse_response(stored["fields"]), logged)
 
 

@@ -201,9 +201,10 @@ class HostSecurity:
     # -- sign-on ----------------------------------------------------------------------------
 
     def sign_on(self, conn: Connection, request: NetworkRequest,
-                response: NetworkResponse) -> NetworkResponse:
+                response: NetworkResponse, *, data_key: bool = True) -> NetworkResponse:
         """The 0810 for ``request``: with fresh working keys when it is an approved sign-on of
-        a terminal with a TMK (which then replace the old keys); a sign-off drops the keys."""
+        a terminal with a TMK (which then replace the old keys); a sign-off drops the keys.
+        ``data_key``: send a track-data key after the PIN and MAC keys (CUP 60.3 ``004``)."""
         tid = request.terminal_id
         if request.code is NetworkCode.SIGN_OFF:
             self.sessions.drop(tid)
@@ -216,7 +217,8 @@ class HostSecurity:
             return replace(response, response_code="96", rule=RuleId.SYSTEM_ERROR.value)
         if tmk is None:
             return response
-        keys = WorkingKeys.generate(wire.working_key_algorithm(tmk.algorithm))
+        keys = WorkingKeys.generate(wire.working_key_algorithm(tmk.algorithm),
+                                    with_data=data_key)
         block = wire.key_block_text(keys.wrap(tmk))
         self.sessions.install(tid, keys)
         log.info("terminal %s signed on: PIN key %s, MAC key %s", tid,

@@ -48,9 +48,10 @@ def test_frame_shorter_than_the_tpdu_is_a_decode_error(size: int) -> None:
 
 
 def test_profiles_are_data_selectable_by_name() -> None:
-    """Every profile is reachable by name; an unknown name lists the valid ones."""
+    """Every profile is reachable by name, CUP too; an unknown name lists the valid ones."""
     assert get_profile("iso87-ascii-tpdu").tpdu
     assert get_profile("iso87-ascii-4a").length_header == "4a"
+    assert get_profile("cup").message_header is not None
     assert {p.name for p in PROFILES.values()} == set(PROFILES)
-    with pytest.raises(ValueError, match="iso87-ascii-tpdu"):
-        get_profile("cup")
+    with pytest.raises(ValueError, match="cup, iso87-ascii, iso87-ascii-4a, iso87-ascii-tpdu"):
+        get_profile("cups")

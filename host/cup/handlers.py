@@ -1,0 +1,234 @@
+"""The CUP handlers: what the CUP profile does differently from the generic one.
+
+Sales, authorizations, refunds, voids and reversals run the generic handlers of
+:mod:`host.pipeline.handlers` -- the same rules, ledger postings and events -- behind the checks
+only CUP has: a void's DE61 must name its original's batch and trace, a refund's 61.3 its
+original's date, and a refund (an 0220 advice) is not undone by an 0400. Sign-on, settlement
+and the batch upload are CUP's own:
+
+* sign-on ``0800`` (60.3 ``003``: PIN and MAC keys; ``004``: and the data key) answers the
+  host's batch number in 60.2 and the working keys in DE62; sign-off ``0820`` signs off;
+* settlement ``0500`` compares the terminal's CUP totals (DE48) with the host's, counted the
+  CUP way (:func:`host.cup.batch.cup_totals`): equal -> the batch closes and the 0510 echoes
+  the terminal's totals with result flag ``1``; different -> the batch stays open and the 0510
+  carries the host's totals with flag ``2``; DE39 is ``00`` either way;
+* batch upload ``0320`` 60.3 ``201``: each 40-digit record is checked against the batch (an
+  ``uploaded`` event per record says whether the host has that trace with that amount); the
+  closing ``0320`` 60.3 ``207`` closes the batch.
+
+Batches close through the same store calls and ``batch_closed`` event as the generic 0500, so
+settlement (:mod:`host.settlement`) funds them alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+
+from host.cup.batch import cup_totals, host_batch, is_domestic
+from host.domain import TxnKind
+from host.pipeline import handlers as generic
+from host.pipeline.context import Context
+from host.pipeline.handlers import Handler, financial
+from host.pipeline.ports import Record
+from host.pipeline.replies import Reply, log_context
+from host.rules import Decision
+from host.settlement.cutoffs import zone
+from protocol.codes import NetworkCode, RuleId
+from protocol.cup_private import CupFacts, CupTotals, De60, SettlementResult
+from protocol.masking import Pan
+from protocol.messages import (
+    BatchUploadResponse,
+    CupUploadRequest,
+    FinancialResponse,
+    NetworkRequest,
+    NetworkResponse,
+    ReconciliationRequest,
+    ReconciliationResponse,
+    RefundRequest,
+    ReversalRequest,
+    VoidRequest,
+    response_mti,
+)
+from protocol.transactions import TxnType
+
+#: 60.3 of the sign-on that asks for the data key too.
+_WITH_DATA_KEY = "004"
+
+
+def _facts(ctx: Context) -> CupFacts:
+    facts = ctx.message.cup
+    assert facts is not None  # the CUP reader sets it on every request
+    return facts
+
+
+# == 0800 / 0820 =============================================================================
+
+
+def network(ctx: Context) -> Reply:
+    """Sign-on (keys in DE62, the host's batch in 60.2) or sign-off."""
+    req = ctx.message
+    assert isinstance(req, NetworkRequest)
+    facts, store = _facts(ctx), ctx.host.store
+    signing_on = req.code is NetworkCode.SIGN_ON
+    store.ensure_terminal(ctx.conn, req.terminal_id, req.merchant_id, ctx.now_ms,
+                          enrolled=False)
+    store.set_signed_on(ctx.conn, req.terminal_id, signing_on)
+    mti = response_mti(req.mti)
+    resp = NetworkResponse(
+        mti_value=mti, stan=req.stan, terminal_id=req.terminal_id,
+        merchant_id=req.merchant_id, response_code="00", business_date=ctx.de15,
+        cup_data=CupFacts(mti, De60("00", host_batch(ctx), facts.network_code)))
+    security = ctx.host.security
+    if security is not None:
+        resp = security.sign_on(ctx.conn, req, resp,
+                                data_key=facts.network_code == _WITH_DATA_KEY)
+    return Reply(resp, log_context(ctx.fields, "network", resp.response_code, resp.rule))
+
+
+# == 0200 void / 0220 refund / 0400 ===========================================================
+
+
+def _batch_of(ctx: Context, row: Record) -> str | None:
+    """The CUP batch number of a transaction row: its closed batch's, or the host's current
+    one while its batch is open."""
+    store = ctx.host.store
+    if store.batch_open(ctx.conn, row.batch_id):
+        return host_batch(ctx)
+    found = store.batch_row(ctx.conn, row.batch_id)
+    return found.number if found is not None else None
+
+
+def void(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None) -> Reply:
+    """A void whose DE61 (original batch and trace) must name the sale DE37 names."""
+    original_data = _facts(ctx).original
+    if pre is None and original_data is not None:
+        original = ctx.host.store.txn_by_rrn(ctx.conn, req.original_rrn)
+        if original is not None and (original.stan != original_data.trace
+                                     or _batch_of(ctx, original) != original_data.batch):
+            pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DE61")
+    return generic.void(ctx, req, pan, pre)
+
+
+def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | None) -> Reply:
+    """A refund (0220) whose 61.3 must be its original's date (MMDD, merchant's time zone)."""
+    original_data = _facts(ctx).original
+    if pre is None and original_data is not None and req.original_rrn:
+        original = ctx.host.store.txn_by_rrn(ctx.conn, req.original_rrn)
+        if original is not None and original_data.date_mmdd != _mmdd(ctx, original):
+            pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DATE")
+    return generic.refund(ctx, req, pan, pre)
+
+
+def _mmdd(ctx: Context, row: Record) -> str:
+    """The date (MMDD) the host gave ``row`` in its answer's DE13."""
+    local = datetime.fromtimestamp(int(row.at_ms) / 1000, zone(ctx.merchant.timezone))
+    return f"{local.month:02d}{local.day:02d}"
+
+
+def reversal(ctx: Context) -> Reply:
+    """An 0400; a refund is an advice (0220) and is not reversed: 25 ORIGINAL_NOT_A_SALE."""
+    req = ctx.message
+    assert isinstance(req, ReversalRequest)
+    target = ctx.host.store.reversal_target(ctx.conn, req.merchant_id, req.terminal_id,
+                                            req.stan, ctx.match_dates)
+    reply = None
+    if target is not None and target.kind == TxnKind.REFUND:
+        decision = Decision.decline(RuleId.ORIGINAL_NOT_A_SALE, ("reversal_match",), "0220")
+        resp = FinancialResponse(
+            mti_value="0410", stan=req.stan, terminal_id=req.terminal_id,
+            merchant_id=req.merchant_id, response_code=decision.code, rule=decision.de44,
+            business_date=ctx.de15, processing_code=req.processing_code, amount=req.amount)
+        reply = Reply(resp, log_context(ctx.fields, "reversal", decision.code, decision.de44))
+    else:
+        reply = generic.reversal(ctx)
+    reply.log["reason"] = req.reason_code
+    return reply
+
+
+# == 0500 / 0320 =============================================================================
+
+
+def _close(ctx: Context, batch_id: int, number: str, closed_by: str) -> None:
+    """Close the batch as the generic 0500 does (number, generic totals, event)."""
+    store, req = ctx.host.store, ctx.message
+    currency = ctx.merchant.currency
+    store.close_batch(ctx.conn, batch_id, number=number, at_ms=ctx.now_ms, closed_by=closed_by,
+                      totals=store.batch_totals(ctx.conn, batch_id, currency))
+    store.add_event(ctx.conn, None, ctx.now_ms, "batch_closed", batch=batch_id,
+                    terminal=req.terminal_id, number=number,
+                    after_upload=closed_by == "0320")
+
+
+def _same(ours: CupTotals, theirs: CupTotals) -> bool:
+    return ours.domestic == theirs.domestic and ours.foreign == theirs.foreign
+
+
+def settle(ctx: Context) -> Reply:
+    """0500: compare the CUP totals; close the batch when they agree (see the module)."""
+    req = ctx.message
+    assert isinstance(req, ReconciliationRequest)
+    facts, store = _facts(ctx), ctx.host.store
+    theirs = facts.totals
+    assert theirs is not None  # the reader requires DE48
+    batch = store.current_batch(ctx.conn, req.terminal_id)
+    ours = cup_totals(store.batch_members(ctx.conn, int(batch.id)) if batch else [])
+    balanced = _same(ours, theirs)
+    if balanced:
+        answer = replace(theirs, result=SettlementResult.BALANCED)
+        if batch is not None:
+            _close(ctx, int(batch.id), facts.batch, "0500")
+    else:
+        answer = replace(ours, result=SettlementResult.NOT_BALANCED)
+    rule = None if balanced else RuleId.RECONCILE_MISMATCH.value
+    resp = ReconciliationResponse(
+        mti_value="0510", stan=req.stan, terminal_id=req.terminal_id,
+        merchant_id=req.merchant_id, response_code="00", rule=rule, business_date=ctx.de15,
+        batch_number=facts.batch, cup_data=CupFacts("0510", facts.de60, totals=answer))
+    return Reply(resp, log_context(ctx.fields, "reconciliation", "00", rule,
+                                   balanced=balanced))
+
+
+def upload(ctx: Context) -> Reply:
+    """0320: records checked against the open batch (201), or the upload's end (207)."""
+    req = ctx.message
+    assert isinstance(req, CupUploadRequest)
+    facts, store, conn = _facts(ctx), ctx.host.store, ctx.conn
+    batch = store.current_batch(conn, req.terminal_id)
+    if req.closing:
+        if batch is not None:
+            _close(ctx, int(batch.id), facts.batch, "0320")
+    else:
+        members: Mapping[str, Record] = {
+            row.stan: row for row in (store.batch_members(conn, int(batch.id)) if batch else [])
+            if row.kind != TxnKind.ADJUSTMENT}
+        for record in facts.records:
+            row = members.get(record.trace)
+            matches = row is not None and int(row.amount_minor) == record.amount and \
+                is_domestic(row.pan_masked) != record.foreign
+            store.add_event(conn, int(row.id) if row is not None else None, ctx.now_ms,
+                            "uploaded", terminal=req.terminal_id, trace=record.trace,
+                            batch=facts.batch, matches=matches)
+    resp = BatchUploadResponse(
+        mti_value="0330", stan=req.stan, terminal_id=req.terminal_id,
+        merchant_id=req.merchant_id, response_code="00", business_date=ctx.de15,
+        batch_number=facts.batch, cup_data=CupFacts("0330", facts.de60))
+    return Reply(resp, log_context(ctx.fields, "upload", "00", None,
+                                   records=len(facts.records)))
+
+
+_NETWORK = Handler(network, deduplicated=False)
+
+#: The handler of each logical transaction the CUP profile carries.
+CUP_HANDLERS: Mapping[TxnType, Handler] = {
+    TxnType.SALE: generic.HANDLERS[TxnType.SALE],
+    TxnType.AUTHORIZATION: generic.HANDLERS[TxnType.AUTHORIZATION],
+    TxnType.REFUND: Handler(financial(refund)),
+    TxnType.VOID: Handler(financial(void)),
+    TxnType.REVERSAL: Handler(reversal),
+    TxnType.SETTLEMENT: Handler(settle),
+    TxnType.BATCH_UPLOAD: Handler(upload),
+    TxnType.SIGN_ON: _NETWORK,
+    TxnType.SIGN_OFF: _NETWORK,
+}
