@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck imports pytest clean bench bench-compare bench-scenarios \
-        powerloss fuzz screenshots i18n
+        powerloss fuzz screenshots i18n scenarios-cup
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -85,6 +85,10 @@ fuzz: $(DEMO_STAMP)
 # How long the bundled scenario library takes (docs/qa-guide.md): median of three runs.
 bench-scenarios: $(DEMO_STAMP)
 	$(BIN)/python -m scenarios.bench --runs 3
+
+# The scenario library on the China UnionPay profile (make test runs it on both profiles too).
+scenarios-cup: $(DEMO_STAMP)
+	$(BIN)/poslab-scenarios run scenarios/library --profile cup
 
 # The README's pictures of the terminal in a browser (docs/img/browser-*.png): the browser test
 # saves them there. Needs Debian's chromium (apt-get install chromium).

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from protocol.cup_messages import cup_code
 from protocol.cup_private import CupTotals, SettlementResult, parse_upload
 from protocol.errors import ValidationError
 from protocol.masking import mask_pan
+from protocol.money import Money
 from scenarios import schema
 from scenarios.outcome import Exchange, StepOutcome
 from terminal.cup_session import CupSession, Fields
 from terminal.flow import Draft
+from terminal.journal import Txn as Line
 from terminal.journal import TxnKind
 from terminal.session import TerminalSession
 
@@ -46,6 +49,25 @@ def not_on_cup(what: str) -> Exception:
 
     return ScenarioBroken(f"{what} has no meaning on the cup profile; give the step "
                           "profiles: [...] without cup, so it is skipped there")
+
+
+def spelled_on_cup(expect: schema.Expect) -> schema.Expect:
+    """``expect`` as the CUP profile spells the same decision: a rule's generic response code
+    becomes its CUP code (``13`` with REFUND_EXCEEDS_REMAINING is ``61``), as the host's
+    :func:`protocol.cup_messages.cup_code` writes it; the rule id stays in DE44."""
+    if expect.response is None or expect.rule is None:
+        return expect
+    return expect.model_copy(update={"response": cup_code(expect.response, expect.rule)})
+
+
+def without_absent_remaining(expect: schema.Expect, answer: Fields,
+                             result: StepOutcome) -> schema.Expect:
+    """A CUP answer carries the remaining refundable amount only when the host sends DE54;
+    without it the ``remaining`` expectation is not judged and the step's report says so."""
+    if expect.remaining is None or "54" in answer:
+        return expect
+    result.actual += f"; remaining {expect.remaining} not judged: the CUP answer has no DE54"
+    return expect.model_copy(update={"remaining": None})
 
 
 def cup_for(session: Session, terminal: TerminalSession) -> CupSession:
@@ -79,10 +101,31 @@ async def sign_on_step(session: Session, step: schema.Step, result: StepOutcome)
                   expect)
 
 
+async def signed_on(session: Session, result: StepOutcome, cup: CupSession,
+                    expect: schema.Expect) -> bool:
+    """Sign on when needed. False when the host refused: a CUP terminal then sends nothing
+    more, and the refusal is what the step's ``expect`` is judged against (an unknown
+    terminal's 97 comes here)."""
+    from scenarios.runner import _expected_text, check_answer
+
+    if cup.signed_on:
+        return True
+    answer = await sign_on(session, result, cup, schema.Expect())
+    if cup.signed_on or answer is None:
+        return cup.signed_on
+    expect = spelled_on_cup(expect)
+    result.expected = _expected_text(expect)
+    check_answer(expect, answer)
+    result.actual = f"the sign-on was refused: {result.actual}"
+    return False
+
+
 async def begin(session: Session, result: StepOutcome, terminal: TerminalSession,
-                draft: Draft, p: Any) -> tuple[CupSession, Any, Fields]:
-    """Sign on when needed, journal ``draft`` (the step's parameters ``p``) and return its CUP
-    session, line and request."""
+                draft: Draft, p: Any, expect: schema.Expect, original: Line | None = None
+                ) -> tuple[CupSession, Line, Fields] | None:
+    """Sign on when needed, journal ``draft`` (the step's parameters ``p``; ``original``: the
+    journal line it refers to) and return its CUP session, line and request; None when the
+    sign-on was refused (and judged against ``expect``)."""
     cup = cup_for(session, terminal)
     if draft.kind is TxnKind.VOID and draft.original is not None \
             and draft.original.kind is TxnKind.REFUND:
@@ -91,9 +134,9 @@ async def begin(session: Session, result: StepOutcome, terminal: TerminalSession
         raise not_on_cup("pin: or mac: (the terminal's keys are not used on cup yet)")
     if draft.card is not None and all(c.pan.digits != draft.card.pan.digits for c in cup.deck):
         cup.deck.append(draft.card)  # the upload finds full PANs here
-    if not cup.signed_on:
-        await sign_on(session, result, cup)
-    pending, fields = cup.begin(draft, stan=p.stan)
+    if not await signed_on(session, result, cup, expect):
+        return None
+    pending, fields = cup.begin(draft, stan=p.stan, original_line=original)
     return cup, pending.txn, fields
 
 
@@ -118,16 +161,41 @@ def reversal(txn: Txn) -> Fields:
 
 
 def reversal_by_hand(session: Session, terminal: TerminalSession, p: schema.Reverse,
-                     pan: str, amount_minor: int) -> Fields:
-    """The 0400 of a ``reverse`` step that names no original step (stan, card, amount)."""
-    if p.repeat:
-        raise not_on_cup("reverse: {repeat: true} (the generic 0401)")
+                     pan: str, amount: Money) -> Fields:
+    """The 0400 of a ``reverse`` step that names no original step (stan, card, amount); a
+    ``repeat`` is the same 0400 again (a CUP terminal has no 0401)."""
     cup = cup_for(session, terminal)
     assert p.stan is not None
-    fields = cup.reversal_of(_KINDS[p.kind], p.stan, amount_minor, cup.batch, pan)
+    fields = cup.reversal_of(_KINDS[p.kind], p.stan, amount, cup.batch, pan)
     if fields is None:
         raise not_on_cup(f"reversing a {p.kind}")
     return fields
+
+
+async def reverse(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    """``reverse``: the 0400 of the original step, or of one described by stan, card and
+    amount (signed on first); ``repeat`` sends the same 0400 again, as a CUP terminal repeats
+    a reversal. The CUP session marks the original reversed on 00 or 25."""
+    from scenarios.runner import _expect, exchange
+
+    p: schema.Reverse = step.params
+    if p.mac is not None:
+        raise not_on_cup("mac: (the terminal's keys are not used on cup yet)")
+    orig = session.original(p.original) if p.original else None
+    terminal = orig.terminal if orig is not None else session.terminal(p.terminal, p.merchant)
+    cup = cup_for(session, terminal)
+    if not await signed_on(session, result, cup, _expect(step)):
+        return
+    if orig is not None:
+        fields = reversal(orig)
+    else:
+        assert p.stan and p.amount and p.card
+        fields = reversal_by_hand(session, terminal, p, session.card(p.card)[0],
+                                  session.money(p.amount, p.currency))
+    label = "reversal again (the same 0400)" if p.repeat else "reversal"
+    answer = await exchange(session, result, fields, _expect(step), label)
+    if orig is not None and orig.cup is not None:
+        orig.cup.reversal_answered(orig.line, answer)
 
 
 async def settle(session: Session, step: schema.Step, result: StepOutcome,
@@ -139,8 +207,8 @@ async def settle(session: Session, step: schema.Step, result: StepOutcome,
     if p.totals != "journal":
         raise not_on_cup("settle with given totals (the generic debits and credits)")
     cup = cup_for(session, terminal)
-    if not cup.signed_on:
-        await sign_on(session, result, cup)
+    if not await signed_on(session, result, cup, expect):
+        return
     answer = await exchange(session, result, cup.settlement_request(), expect, "settlement")
     if answer is None or answer.get("39") != "00":
         return

@@ -304,13 +304,16 @@ async def _run_steps(session: Session, outcome: ScenarioOutcome) -> None:
     lines = session.loaded.step_lines or tuple(0 for _ in steps)
     try:
         for index, step in enumerate(steps):
-            if session.pace is not None:
-                await session.pace.before(session, index, step)
             result = StepOutcome(index + 1, step.label, lines[index])
             outcome.steps.append(result)
+            if step.profiles is not None and session.profile not in step.profiles:
+                # not played in a lesson either: nothing is said or sent
+                result.status = "skipped"
+                result.actual = _not_for(session.profile, step.profiles, "step")
+                continue
+            if session.pace is not None:
+                await session.pace.before(session, index, step)
             try:
-                if step.profiles is not None and session.profile not in step.profiles:
-                    raise StepSkipped(_not_for(session.profile, step.profiles, "step"))
                 await _STEPS[step.verb](session, step, result)
             except StepFailed as exc:
                 result.status, result.expected, result.actual = "failed", exc.expected, exc.actual
@@ -400,6 +403,8 @@ async def exchange(session: Session, result: StepOutcome, message: Message | Fie
     and the reversal that follows, is recorded in the terminal's journal.
     """
     fields = message.to_fields() if isinstance(message, Message) else message
+    if session.cup:
+        expect = cup_steps.spelled_on_cup(expect)
     record = Exchange(label, request=fields)
     result.exchanges.append(record)
     result.expected = _expected_text(expect)
@@ -435,6 +440,8 @@ async def exchange(session: Session, result: StepOutcome, message: Message | Fie
     if answer is None:
         await reverse_after_timeout(session, result, txn, None)
         raise StepFailed(_expected_text(expect), f"no answer within {wait:g} s (reversed)")
+    if session.cup:
+        expect = cup_steps.without_absent_remaining(expect, answer, result)
     check_answer(expect, answer)
     return answer
 
@@ -498,11 +505,18 @@ def _card(pan: str, expiry: str) -> Card:
 
 
 async def _financial(session: Session, step: schema.Step, result: StepOutcome, p: Any,
-                     draft: Draft, pan: str, expiry: str, evidence: str | None = None) -> Txn:
-    """Journal ``draft`` in the step's terminal, send it, judge and record the answer."""
+                     draft: Draft, pan: str, expiry: str, evidence: str | None = None,
+                     original: Txn | None = None) -> Txn | None:
+    """Journal ``draft`` in the step's terminal, send it, judge and record the answer
+    (``original``: the step it refers to, perhaps sent by another terminal); None when
+    nothing was sent (a CUP terminal whose sign-on was refused)."""
     terminal = session.terminal(p.terminal, p.merchant)
     if session.cup:
-        cup, line, fields = await cup_steps.begin(session, result, terminal, draft, p)
+        begun = await cup_steps.begin(session, result, terminal, draft, p, _expect(step),
+                                      original.line if original else None)
+        if begun is None:  # the sign-on was refused: nothing more goes out
+            return None
+        cup, line, fields = begun
         txn = Txn(step.verb, fields, None, draft.amount, pan, expiry, terminal, line, cup)
         if step.id:
             session.journal[step.id] = txn
@@ -548,7 +562,7 @@ async def _refund(session: Session, step: schema.Step, result: StepOutcome) -> N
     amount = session.money(p.amount, p.currency or (orig.amount.currency if orig else None))
     draft = Draft(TxnKind.REFUND, amount, _card(pan, expiry), _ENTRY[p.entry],
                   Original(rrn) if rrn else None, RefundReason(p.reason), p.operator)
-    await _financial(session, step, result, p, draft, pan, expiry, p.evidence)
+    await _financial(session, step, result, p, draft, pan, expiry, p.evidence, orig)
 
 
 async def _void(session: Session, step: schema.Step, result: StepOutcome) -> None:
@@ -567,8 +581,9 @@ async def _void(session: Session, step: schema.Step, result: StepOutcome) -> Non
         amount, of_refund = session.money(p.amount, p.currency), bool(p.of_refund)
     original = Original(rrn, TxnKind.REFUND if of_refund else TxnKind.SALE)
     draft = Draft(TxnKind.VOID, amount, _card(pan, expiry), EntryMode.MANUAL, original)
-    txn = await _financial(session, step, result, p, draft, pan, expiry)
-    if orig is not None and txn.response and txn.response.get("39") == "00":
+    txn = await _financial(session, step, result, p, draft, pan, expiry, original=orig)
+    if orig is not None and txn is not None and txn.response and \
+            txn.response.get("39") == "00":
         orig.line.voided = True  # the terminal marks the original it finds by RRN; this one
         # may have been made by another terminal of the scenario
 
@@ -576,7 +591,7 @@ async def _void(session: Session, step: schema.Step, result: StepOutcome) -> Non
 async def _reverse(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Reverse = step.params
     if session.cup:
-        await _reverse_cup(session, step, result)
+        await cup_steps.reverse(session, step, result)
         return
     if p.original:
         orig = session.original(p.original)
@@ -595,25 +610,6 @@ async def _reverse(session: Session, step: schema.Step, result: StepOutcome) -> 
     answer = await exchange(session, result, message, _expect(step), "reversal")
     if orig is not None and answer is not None and answer.get("39") == "00":
         orig.terminal.reversal_answered(orig.line, _typed(answer))
-
-
-async def _reverse_cup(session: Session, step: schema.Step, result: StepOutcome) -> None:
-    """``reverse`` on the CUP profile: the 0400 of the original step (or one described by
-    stan, card and amount), which the CUP session marks reversed on 00 or 25."""
-    p: schema.Reverse = step.params
-    orig = session.original(p.original) if p.original else None
-    if orig is not None:
-        if p.repeat:
-            raise cup_steps.not_on_cup("reverse: {repeat: true} (the generic 0401)")
-        fields = cup_steps.reversal(orig)
-    else:
-        assert p.stan and p.amount and p.card
-        terminal = session.terminal(p.terminal, p.merchant)
-        fields = cup_steps.reversal_by_hand(session, terminal, p, session.card(p.card)[0],
-                                            session.money(p.amount, p.currency).minor)
-    answer = await exchange(session, result, fields, _expect(step), "reversal")
-    if orig is not None and orig.cup is not None:
-        orig.cup.reversal_answered(orig.line, answer)
 
 
 async def _settle(session: Session, step: schema.Step, result: StepOutcome) -> None:

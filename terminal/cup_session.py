@@ -34,7 +34,7 @@ from protocol.codes import EntryMode
 from protocol.cup import CUP_PROFILE
 from protocol.cup_private import CupTotals, De60, De61, SchemeTotals, UploadRecord, upload_text
 from protocol.messages import FinancialResponse
-from protocol.money import currency
+from protocol.money import Money, currency
 from protocol.specs import WireProfile
 from protocol.transactions import TxnType
 from terminal.cards import Card
@@ -128,15 +128,20 @@ class CupSession:
 
     # -- financial transactions --------------------------------------------------------------
 
-    def request_fields(self, draft: Draft, stan: str, now: datetime) -> Fields:
-        """The CUP field dict for ``draft`` (pure apart from reading the journal)."""
+    def request_fields(self, draft: Draft, stan: str, now: datetime,
+                       original_line: Txn | None = None) -> Fields:
+        """The CUP field dict for ``draft`` (pure apart from reading the journal).
+
+        A void or refund names its original from this terminal's journal, found by RRN, or
+        from ``original_line`` when another terminal made the original."""
         route = self.profile.route(_KIND_ROUTE[draft.kind])
         type_code = next(m.value for m in route.match if m.key == "60")
         out: Fields = {"t": route.mti, "3": route.processing_code or "000000",
                        "4": f"{draft.amount.minor:012d}", "11": stan,
                        "25": next(m.value for m in route.match if m.key == "25"),
                        "41": self.session.config.terminal_id,
-                       "42": self.session.config.merchant_id, "49": self._currency(),
+                       "42": self.session.config.merchant_id,
+                       "49": currency(draft.amount.currency).numeric,
                        "60": De60(type_code, self.batch).text()}
         presented, mode = draft.card, draft.entry_mode
         if presented is None and draft.original is not None:
@@ -153,7 +158,8 @@ class CupSession:
             out["22"] = _CUP_ENTRY[mode] + "2"  # 2: no PIN entered
         else:
             out["22"] = "012"
-        original = self.session.journal.by_rrn(draft.original.rrn) if draft.original else None
+        original = original_line or (
+            self.session.journal.by_rrn(draft.original.rrn) if draft.original else None)
         if draft.original is not None:
             out["37"] = draft.original.rrn
         if draft.kind is TxnKind.VOID and original is not None:
@@ -166,11 +172,12 @@ class CupSession:
             out["61"] = De61("000000", "000000", "0000").text()
         return out
 
-    def begin(self, draft: Draft, stan: str | None = None) -> tuple[Pending, Fields]:
+    def begin(self, draft: Draft, stan: str | None = None, original_line: Txn | None = None
+              ) -> tuple[Pending, Fields]:
         """Journal ``draft`` ``PENDING`` (under ``stan``, else the next trace number) and
-        return its line and its CUP request."""
+        return its line and its CUP request (see :meth:`request_fields`)."""
         pending = self.session.begin(draft, stan=stan)
-        fields = self.request_fields(draft, pending.txn.stan, pending.at)
+        fields = self.request_fields(draft, pending.txn.stan, pending.at, original_line)
         pending.txn.processing_code = fields["3"]  # the CUP code, for a later reversal
         self.session.journal.update(pending.txn)
         return pending, fields
@@ -200,24 +207,26 @@ class CupSession:
         """The 0400 for a journal line still waiting for its reversal (store and forward),
         rebuilt from the line; None for a refund (an 0220 advice is not reversed)."""
         card = self._deck_card(txn.masked_pan)
-        return self.reversal_of(txn.kind, txn.stan, txn.amount_minor, txn.batch,
-                                card.pan.digits if card is not None else None,
+        return self.reversal_of(txn.kind, txn.stan, Money(txn.amount_minor, txn.currency),
+                                txn.batch, card.pan.digits if card is not None else None,
                                 txn.processing_code)
 
-    def reversal_of(self, kind: TxnKind, stan: str, amount_minor: int, batch: str,
+    def reversal_of(self, kind: TxnKind, stan: str, amount: Money, batch: str,
                     pan: str | None = None, processing_code: str | None = None
                     ) -> Fields | None:
-        """The 0400 (DE39 ``98``) undoing the sale or void with trace ``stan`` sent in
-        ``batch``; None for other kinds (an 0220 refund is an advice: it is not reversed)."""
+        """The 0400 (DE39 ``98``) undoing the sale or void of ``amount`` with trace ``stan``
+        sent in ``batch``; None for other kinds (an 0220 refund is an advice: it is not
+        reversed)."""
         if kind not in (TxnKind.SALE, TxnKind.VOID):
             return None
         route = self.profile.route(_KIND_ROUTE[kind])
         type_code = next(m.value for m in route.match if m.key == "60")
         condition = next(m.value for m in route.match if m.key == "25")
         out: Fields = {"t": "0400", "3": processing_code or route.processing_code or "000000",
-                       "4": f"{amount_minor:012d}", "11": stan, "22": "012", "25": condition,
+                       "4": f"{amount.minor:012d}", "11": stan, "22": "012", "25": condition,
                        "39": NO_ANSWER_REASON, "41": self.session.config.terminal_id,
-                       "42": self.session.config.merchant_id, "49": self._currency(),
+                       "42": self.session.config.merchant_id,
+                       "49": currency(amount.currency).numeric,
                        "60": De60(type_code, batch).text()}
         if pan is not None:
             out["2"] = pan

@@ -1,7 +1,9 @@
-"""The bundled library (scenarios/library) passes against the real host, one test per scenario."""
+"""The bundled library (scenarios/library) passes against the real host, one test per scenario
+and wire profile: the generic default and China UnionPay (``--profile cup``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,32 @@ def test_library_is_valid_and_described():
                for item in LOADED)
 
 
-@pytest.mark.parametrize("item", LOADED, ids=[item.name for item in LOADED])
+# What the CUP host does not do yet: after the cut-off it refuses a void's DE61 (the batch it
+# names is closed) as ORIGINAL_NOT_FOUND:DE61 before VOID_AFTER_SETTLEMENT can decide.
+CUP_HOST_GAPS = {"void_before_refund_after_cutoff.yaml",
+                 "lesson_void_before_cutoff_refund_after.yaml"}
+
+
+def _on_cup(item):
+    """``item`` as ``run --profile cup`` runs it, marked when the host cannot pass it yet."""
+    marks = [pytest.mark.xfail(strict=True, reason="the CUP host refuses the void's DE61 "
+                               "after the cut-off")] if item.path.name in CUP_HOST_GAPS else []
+    return pytest.param(replace(item, scenario=item.scenario.on_profile("cup")),
+                        id=f"cup-{item.name}", marks=marks)
+
+
+CASES = [*(pytest.param(item, id=item.name) for item in LOADED), *map(_on_cup, LOADED)]
+
+
+@pytest.mark.parametrize("item", CASES)
 def test_library_scenario(item, run):
-    """The scenario passes on a fresh in-process host."""
+    """The scenario passes on a fresh in-process host (one declared for other profiles is
+    skipped whole, with the reason)."""
     outcome = run(run_scenario(item, start_local), timeout=60)
+    profiles = item.scenario.profiles
+    if profiles is not None and item.scenario.terminal.profile not in profiles:
+        assert outcome.status == "skipped" and outcome.error, render_failure(outcome)
+        return
     assert outcome.status == "passed", render_failure(outcome)
 
 
