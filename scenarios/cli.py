@@ -34,6 +34,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TextIO, cast
 
+from protocol.specs import PROFILES
 from scenarios.loader import Loaded, load_paths
 from scenarios.outcome import ScenarioOutcome
 from scenarios.report import (
@@ -46,7 +47,6 @@ from scenarios.report import (
 )
 from scenarios.schema import Scenario
 from scenarios.template import render_template, slug
-from terminal.profiles import TERMINAL_PROFILES
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed for every scenario (default: its own)")
     run.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                      help="run in N worker processes (default 1)")
-    run.add_argument("--profile", choices=sorted(TERMINAL_PROFILES),
+    run.add_argument("--profile", choices=sorted(PROFILES),
                      help="the wire profile every scenario's terminal speaks, whatever its "
                           "terminal.profile says (cup: China UnionPay)")
     run.add_argument("--host", metavar="HOST:PORT", help="use this running ISO 8583 host")

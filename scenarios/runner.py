@@ -59,11 +59,10 @@ from scenarios.targets import Target, TargetError
 from scenarios.wire import IsoClient, WireError
 from terminal.cards import Card
 from terminal.config import TerminalConfig
-from terminal.cup_session import CupSession
+from terminal.cup_session import CupSession, is_cup
 from terminal.flow import Draft, Original
 from terminal.journal import Journal, TxnKind
 from terminal.journal import Txn as Line
-from terminal.profiles import is_cup, terminal_profile
 from terminal.security.state import SecurityUnavailable, SignOnKeyError, TerminalSecurity
 from terminal.session import TerminalSession
 
@@ -271,7 +270,7 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
         return outcome
     try:
         target = await make_target(scenario, start)
-        codec = Codec(terminal_profile(scenario.terminal.profile))
+        codec = Codec(scenario.terminal.profile)
         session = Session(loaded, target, used_seed, codec, start,
                           IsoClient(target.iso_host, target.iso_port, codec, tls=target.tls),
                           security=security_steps.build_security(scenario, codec), pace=pace)

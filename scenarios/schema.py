@@ -39,6 +39,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from protocol.codes import RefundReason, RuleId
 from protocol.security import Key, KeyAlgorithm, SecurityError
+from protocol.specs import PROFILES
 
 VERBS = (
     "sale", "authorize", "refund", "void", "reverse", "settle", "echo", "advance", "check",
@@ -92,11 +93,9 @@ def _text(value: object) -> object:
 
 
 def _profile(value: object) -> object:
-    from terminal.profiles import TERMINAL_PROFILES
-
-    if not isinstance(value, str) or value not in TERMINAL_PROFILES:
+    if not isinstance(value, str) or value not in PROFILES:
         raise ValueError(f"unknown wire profile {value!r}; choose one of: "
-                         f"{', '.join(sorted(TERMINAL_PROFILES))}")
+                         f"{', '.join(sorted(PROFILES))}")
     return value
 
 

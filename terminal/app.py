@@ -35,12 +35,12 @@ from terminal import flow, i18n, inspector, receipt, times
 from terminal.cards import Card, load_deck
 from terminal.config import TerminalConfig
 from terminal.cup_driver import CupDriver
+from terminal.cup_session import is_cup
 from terminal.engine import Clock, Engine, SignOnRefused
 from terminal.flow import FlowState, Outcome, Step
 from terminal.i18n import N_, _
 from terminal.journal import Journal, TxnKind
 from terminal.link import Link, LinkError, Traffic
-from terminal.profiles import is_cup, terminal_profile
 from terminal.screens import (
     JournalScreen,
     SettingsScreen,
@@ -151,7 +151,7 @@ class PosApp(App[None]):
         translate_bindings(self)
         self.deck = deck if deck is not None else load_deck()
         self.journal = Journal(config.data_dir)
-        self.link = Link(config.host, config.port, Codec(terminal_profile(config.profile)),
+        self.link = Link(config.host, config.port, Codec(config.profile),
                          config.timeout_s_connect, tls=config.tls)
         self.link.listeners.append(self._traffic)
         # The terminal's local time (DE12/DE13) is the merchant's, whatever the machine's zone.

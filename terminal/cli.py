@@ -18,12 +18,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 from protocol.money import currency as find_currency
+from protocol.specs import PROFILES
 from terminal import i18n
 from terminal.cards import DeckError
 from terminal.config import TerminalConfig
+from terminal.cup_session import is_cup
 from terminal.hostproc import HostProcess, HostStartError
 from terminal.journal import JournalError
-from terminal.profiles import TERMINAL_PROFILES, is_cup
 from terminal.recording import Recorder, RecordError, RecordSink, load_recorder
 from terminal.security.keystore import KeyStoreError
 from terminal.serve import ServeError, ServeOptions, SessionPlan, check_bind, session_command
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {version('poslab')}")
     p.add_argument("--host", default=f"{d.host}:{d.port}", metavar="HOST:PORT",
                    help="the host's ISO 8583 address (default %(default)s)")
-    p.add_argument("--profile", default=d.profile, choices=sorted(TERMINAL_PROFILES),
+    p.add_argument("--profile", default=d.profile, choices=sorted(PROFILES),
                    help="wire profile (default %(default)s); cup: a China UnionPay terminal "
                         "(sign-on batches, 0220 refunds, CUP settlement and upload)")
     p.add_argument("--tid", help=f"terminal id, 8 characters (default {d.terminal_id})")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.cup_private import SettlementResult
+from protocol.specs import get_profile
 from terminal import receipt
 from terminal.cards import Card
 from terminal.config import TerminalConfig
@@ -24,7 +25,6 @@ from terminal.flow import Draft, Outcome
 from terminal.i18n import _, ngettext
 from terminal.journal import Journal, Txn
 from terminal.link import Link
-from terminal.profiles import terminal_profile
 from terminal.session import Clock, TerminalSession
 
 
@@ -42,7 +42,7 @@ class CupDriver:
     def __init__(self, config: TerminalConfig, journal: Journal, link: Link, clock: Clock,
                  deck: list[Card]) -> None:
         session = TerminalSession(config, journal, clock, receipts=self._receipt)
-        self.cup = CupSession(session, deck=deck, profile=terminal_profile(config.profile))
+        self.cup = CupSession(session, deck=deck, profile=get_profile(config.profile))
         self.core = CupEngine(self.cup, link)
         self.link = link
         self.observers: list[Callable[[Any], None]] = []

@@ -44,6 +44,12 @@ from terminal.session import REVERSAL_ACKNOWLEDGED, Pending, TerminalSession
 
 Fields = dict[str, str]
 
+
+def is_cup(profile: str) -> bool:
+    """True for the China UnionPay profile: the terminal then drives a :class:`CupSession`."""
+    return profile == CUP_PROFILE.name
+
+
 SIGN_ON_AGAIN = ("77", "A0")
 """Financial answers after which the terminal must sign on again (batch or sign-on, MAC)."""
 NO_ANSWER_REASON = "98"

@@ -22,8 +22,8 @@ from protocol.errors import ValidationError
 from protocol.masking import luhn_ok, mask_pan
 from protocol.specs import WireProfile
 from terminal.cup_fields import subfields
+from terminal.cup_session import is_cup
 from terminal.link import Traffic
-from terminal.profiles import is_cup
 
 
 def masked_bytes(raw: bytes, fields: dict[str, str]) -> bytes:

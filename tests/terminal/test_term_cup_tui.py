@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from cup_responder import CupResponder, serve
-from term_helpers import PANS, refund, result, sale, screen_text, until
+from term_helpers import PANS, drive, refund, result, sale, screen_text, until
 from textual.pilot import Pilot
 
 from protocol.cup_private import SettlementResult
@@ -18,6 +18,7 @@ from terminal import i18n
 from terminal.app import PosApp
 from terminal.cli import main
 from terminal.config import TerminalConfig
+from terminal.hostproc import HostProcess
 from terminal.journal import TxnKind, TxnStatus
 
 UNIONPAY = PANS.index("6212345678901265")
@@ -190,3 +191,32 @@ def test_record_is_refused_on_the_cup_profile(tmp_path: Path,
     err = capsys.readouterr().err
     assert code == 2 and "--record" in err and "--profile cup" in err
     assert "Traceback" not in err and not (tmp_path / "x.yaml").exists()
+
+
+def test_cup_terminal_against_the_real_host(tmp_path: Path, run: Any) -> None:
+    """On a real ``poslab-host --profile cup``: the terminal signs on into the host's batch,
+    sells, refunds part of the sale with an 0220 and settles with CUP totals; the host agrees
+    (result 1) and the next batch opens."""
+    host = HostProcess(tmp_path / "host", profile="cup")
+    port = host.start()
+    texts: list[str] = []
+    try:
+        config = TerminalConfig(port=port, profile="cup", data_dir=tmp_path / "data",
+                                timeout_s_response=5.0, reversal_repeats=0, echo_interval_s=0)
+
+        async def script(app: PosApp, pilot: Pilot[None]) -> None:
+            batch = app.journal.batch_number
+            texts.append(await sale(app, pilot, "5000", card_down=UNIONPAY))
+            texts.append(await refund(app, pilot, "2000"))
+            await pilot.press("4", "enter")
+            await until(pilot, lambda: app.journal.batch_number != batch, what="settlement")
+            await pilot.pause()
+            texts.append(" ".join(screen_text(pilot).split()))
+
+        app = drive(config, run, script, size=(130, 40))
+    finally:
+        host.stop()
+    assert "APPROVED" in texts[0] and "APPROVED" in texts[1]
+    assert "agree (result 1)" in texts[2]
+    assert [(t.kind, t.status) for t in app.journal] == [
+        (TxnKind.SALE, TxnStatus.APPROVED), (TxnKind.REFUND, TxnStatus.APPROVED)]
