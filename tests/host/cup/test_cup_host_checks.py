@@ -15,7 +15,7 @@ import pytest
 from cup_terminal import MID, UNIONPAY, CupTerminal, config_text
 
 from host.clock import ManualClock
-from host.config import parse_config
+from host.config import ConfigError, parse_config
 from host.service import HostService
 from protocol.cup import CUP_PROFILE
 
@@ -181,3 +181,11 @@ def test_single_length_sign_on_is_a_format_error(svc: HostService) -> None:
     """60.3 001 (single-length DES keys) is no transaction poslab carries: 30 naming DE60."""
     answer = CupTerminal(svc).send({"t": "0800", "60": "00000001001", "63": "01 "})
     assert _code(answer) == ("30", "FORMAT_ERROR:60")
+
+
+def test_config_names_an_unknown_profile() -> None:
+    """``[host] profile`` must name a wire profile: the error names the key and the choices."""
+    with pytest.raises(ConfigError, match=r"host\.profile: unknown wire profile 'cups'; "
+                                          r"choose one of: cup, "):
+        parse_config({"host": {"profile": "cups"}}, "<test>")
+    assert parse_config({"host": {"profile": "cup"}}, "<test>").host.profile == "cup"

@@ -30,6 +30,9 @@ from terminal.session import TerminalSession
 UNIONPAY, VISA = "6212345678901265", "4111111111111111"
 START = "2026-03-10T02:00:00+00:00"
 CONFIG = """
+[host]
+profile = "cup"
+
 [[merchants]]
 id = "MERCHANT0000001"
 terminals = ["TERM0001"]
@@ -38,11 +41,11 @@ terminals = ["TERM0001"]
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[ServerProcess]:
-    """``poslab-host --profile cup`` on SQLite with its simulated clock at ``START``."""
+    """``poslab-host`` with ``[host] profile = "cup"`` on SQLite, simulated clock at ``START``."""
     config = tmp_path / "host.toml"
     config.write_text(CONFIG, encoding="utf-8")
     server = ServerProcess(
-        [*python_module("host"), "--profile", "cup", "--listen", "127.0.0.1:0", "--admin",
+        [*python_module("host"), "--listen", "127.0.0.1:0", "--admin",
          "127.0.0.1:0", "--db", str(tmp_path / "host.db"), "--config", str(config),
          "--clock", "simulated", "--start", START], name="poslab-host")
     yield server
