@@ -167,7 +167,10 @@ def parse_cup_request(fields: Mapping[str, str], profile: WireProfile) -> tuple[
         return txn, ReconciliationRequest(batch_number=facts.batch,
                                           totals=BatchTotals(_money_currency(fields)),
                                           cup_data=facts, **_ids(fields))
-    return txn, _upload(fields)
+    if txn is TxnType.BATCH_UPLOAD:
+        return txn, _upload(fields)
+    raise ValidationError(f"{txn.value} is not handled on the CUP profile", field="60",
+                          fields=fields)
 
 
 def _upload(fields: Mapping[str, str]) -> Request:
