@@ -23,11 +23,13 @@ from protocol.cup_private import CupTotals, SchemeTotals, UploadRecord, upload_t
 NOW = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def term(tmp_path: Path) -> Iterator[CupTerminal]:
-    """TERM0001 signed on to a fresh CUP host on SQLite."""
-    svc = HostService(parse_config(tomllib.loads(config_text()), "<test>"),
-                      str(tmp_path / "host.db"), ManualClock(NOW))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def term(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CupTerminal]:
+    """TERM0001 signed on to a fresh CUP host on each backend."""
+    db = str(tmp_path / "host.db") if request.param == "sqlite" else \
+        str(request.getfixturevalue("pg_url"))
+    svc = HostService(parse_config(tomllib.loads(config_text()), "<test>"), db,
+                      ManualClock(NOW))
     assert svc.security is not None
     svc.security.use_profile(CUP_PROFILE)
     terminal = CupTerminal(svc)
