@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default=("127.0.0.1", 8583), help="ISO 8583 socket (default 127.0.0.1:8583)")
     p.add_argument("--admin", metavar="HOST:PORT", type=_endpoint, default=("127.0.0.1", 8584),
                    help="admin API socket (default 127.0.0.1:8584)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
-                   help=f"wire profile (default {DEFAULT_PROFILE})")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help=f"wire profile: {', '.join(sorted(PROFILES))} (default: [host] "
+                        f"profile in the config, else {DEFAULT_PROFILE})")
     p.add_argument("--ready-file", metavar="PATH",
                    help="write ports, pid and admin token here once listening")
     p.add_argument("--allow-unknown-terminals", action="store_true",
@@ -395,7 +396,8 @@ def _run_reactor(args: argparse.Namespace, config: Any, log: Any) -> int:
         try:
             iso_port, admin_port = await runtime.start(
                 config, args.db, _clock(args), listen=args.listen, admin=args.admin,
-                profile=args.profile, strict=args.strict,
+                profile=args.profile or config.host.profile or DEFAULT_PROFILE,
+                strict=args.strict,
                 allow_unknown_terminals=args.allow_unknown_terminals)
             if args.ready_file:
                 write_ready_file(args.ready_file, {

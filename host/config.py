@@ -50,6 +50,7 @@ from host.faults.rules import FaultRule
 from host.security_config import SecuritySection
 from protocol.masking import luhn_ok, scrub
 from protocol.money import currency as lookup_currency
+from protocol.specs import get_profile
 
 DEFAULT_CONFIG_NAME = "default_config.toml"
 
@@ -90,6 +91,8 @@ class HostSection(_Strict):
         ``$POSLAB_CHAIN_KEY_FILE`` overrides it. Default: beside an SQLite database
         (``<file>.chain-key``), ``poslab-chain.key`` in the working directory for PostgreSQL.
         Generated (mode 0600) on first start when missing.
+    :ivar profile: the wire profile the ISO 8583 port speaks (``cup`` for China UnionPay
+        terminals); ``--profile`` overrides it; the default profile when absent.
     """
 
     currency: str = "CNY"
@@ -99,8 +102,16 @@ class HostSection(_Strict):
     unknown_card: Literal["approve", "decline"] = "approve"
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     chain_key_file: str | None = Field(default=None, min_length=1)
+    profile: str | None = None
 
     _currency = field_validator("currency")(_check_currency)
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, name: str | None) -> str | None:
+        if name is not None:
+            get_profile(name)  # ValueError naming the valid profiles
+        return name
 
 
 FeePolicy = Literal["keep_mdr", "refund_mdr_prorata", "per_refund_fee"]

@@ -47,9 +47,11 @@ if TYPE_CHECKING:
 #: 60.3 of an upload message that carries records, and of the one that closes the upload.
 UPLOAD_RECORDS, UPLOAD_END = "201", "207"
 
-#: DE39 on the CUP profile for a rule whose generic code differs (the rule id stays in DE44).
+#: DE39 on the CUP profile for a rule whose generic code differs (the rule id stays in DE44);
+#: a whole DE44 text (rule and detail) is looked up before its rule id.
 CUP_CODES: Mapping[str, str] = {
     RuleId.UNKNOWN_TERMINAL: "97",  # 终端未登记
+    f"{RuleId.UNKNOWN_TERMINAL.value}:NOT_ENROLLED": "58",  # registered, not permitted
     RuleId.ORIGINAL_NOT_EFFECTIVE: "25",
     RuleId.ORIGINAL_NOT_A_SALE: "25",
     RuleId.ORIGINAL_OTHER_MERCHANT: "25",
@@ -66,7 +68,7 @@ CUP_CODES: Mapping[str, str] = {
 
 # What a CUP answer echoes of its request, by response MTI (domain layouts; DE64 is sealed
 # by the security layer).
-_FINANCIAL_ECHO = ("2", "3", "4", "11", "14", "25", "41", "42", "49", "60", "61")
+_FINANCIAL_ECHO = ("3", "4", "11", "25", "41", "42", "49", "60", "61")
 _ECHO: Mapping[str, tuple[str, ...]] = {
     "0110": _FINANCIAL_ECHO, "0210": _FINANCIAL_ECHO, "0230": _FINANCIAL_ECHO,
     "0410": _FINANCIAL_ECHO,
@@ -113,6 +115,12 @@ def identify(fields: Mapping[str, str], profile: WireProfile) -> TxnType:
     mti = fields.get("t", "")
     txn = profile.identify(mti, fields.get("3"), fields)
     if txn is None:
+        # A field that tells this MTI's transactions apart is missing: say which.
+        telling = {m.key for r in profile.routes if mti in r.mtis for m in r.match} | {
+            "3" for r in profile.routes if mti in r.mtis and r.keyed}
+        for key in sorted(telling - fields.keys(), key=int):
+            raise ValidationError(f"mandatory field {key} is missing", field=key,
+                                  fields=fields)
         key = f"{mti}/{fields.get('3', '-')}/{fields.get('25', '-')}/{fields.get('60', '-')}"
         raise ValidationError(f"no CUP transaction is MTI/DE3/DE25/DE60 {key}",
                               field="60" if "60" in fields else "3", fields=fields)
@@ -159,7 +167,10 @@ def parse_cup_request(fields: Mapping[str, str], profile: WireProfile) -> tuple[
         return txn, ReconciliationRequest(batch_number=facts.batch,
                                           totals=BatchTotals(_money_currency(fields)),
                                           cup_data=facts, **_ids(fields))
-    return txn, _upload(fields)
+    if txn is TxnType.BATCH_UPLOAD:
+        return txn, _upload(fields)
+    raise ValidationError(f"{txn.value} is not handled on the CUP profile", field="60",
+                          fields=fields)
 
 
 def _upload(fields: Mapping[str, str]) -> Request:
@@ -187,9 +198,9 @@ def cup_code(code: str, rule: str | None) -> str:
     """DE39 on the CUP profile: the CUP code of the deciding rule when the answer carries
     that rule's generic code; a code the CUP checks chose themselves stays."""
     found = RuleId.parse(rule) if rule else None
-    if found is None or code != found.code:
+    if rule is None or found is None or code != found.code:
         return code
-    return CUP_CODES.get(found, code)
+    return CUP_CODES.get(rule) or CUP_CODES.get(found, code)
 
 
 def cup_response_fields(request: Mapping[str, str], response: AnyResponse) -> WireResponse:

@@ -220,7 +220,8 @@ class Message:
     @property
     def mti(self) -> str:
         """The message type indicator (a CUP message's own: a CUP refund is an 0220)."""
-        return self.MTI if self.cup is None else self.cup.mti
+        facts = self.cup_data
+        return self.MTI if facts is None else str(facts.mti)
 
     def _base_fields(self) -> Fields:
         out: Fields = {"t": self.mti, "11": self.stan, "41": self.terminal_id,
