@@ -15,15 +15,14 @@ from typing import Any
 
 from protocol.cup_private import SettlementResult
 from protocol.specs import get_profile
-from terminal import receipt
 from terminal.cards import Card
 from terminal.config import TerminalConfig
 from terminal.cup_engine import CupEngine
 from terminal.cup_session import CupSession
-from terminal.engine import SettleOutcome
+from terminal.engine import SessionDriver, SettleOutcome
 from terminal.flow import Draft, Outcome
 from terminal.i18n import _, ngettext
-from terminal.journal import Journal, Txn
+from terminal.journal import Journal
 from terminal.link import Link
 from terminal.session import Clock, TerminalSession
 
@@ -36,39 +35,17 @@ class SignOnAnswer:
     response_code: str
 
 
-class CupDriver:
+class CupDriver(SessionDriver):
     """Drives a CUP session for the TUI (see the module docstring)."""
 
     def __init__(self, config: TerminalConfig, journal: Journal, link: Link, clock: Clock,
                  deck: list[Card]) -> None:
-        session = TerminalSession(config, journal, clock, receipts=self._receipt)
-        self.cup = CupSession(session, deck=deck, profile=get_profile(config.profile))
+        #: the wrapped terminal session (journal, counters; no keys on this profile yet)
+        self.session = TerminalSession(config, journal, clock, receipts=self._receipt)
+        self.cup = CupSession(self.session, deck=deck, profile=get_profile(config.profile))
         self.core = CupEngine(self.cup, link)
         self.link = link
         self.observers: list[Callable[[Any], None]] = []
-
-    @property
-    def session(self) -> TerminalSession:
-        """The wrapped terminal session (journal, counters; no keys on this profile yet)."""
-        return self.cup.session
-
-    @property
-    def config(self) -> TerminalConfig:
-        """The terminal's settings."""
-        return self.session.config
-
-    @config.setter
-    def config(self, config: TerminalConfig) -> None:
-        self.session.config = config
-
-    @property
-    def journal(self) -> Journal:
-        """The terminal's journal."""
-        return self.session.journal
-
-    def _receipt(self, txn: Txn) -> str:
-        c = self.config
-        return receipt.save(txn, c.data_dir, c.merchant_id, c.terminal_id, c.timezone).name
 
     async def sign_on(self) -> SignOnAnswer:
         """Connect and sign on (0800, 60.3 ``004``); the host's batch becomes the open batch.

@@ -53,7 +53,8 @@ from terminal.security.state import (
 )
 from terminal.session import Clock, Exchanged, TerminalSession, build_request, local_now
 
-__all__ = ["Clock", "Engine", "Exchanged", "SettleOutcome", "SignOnRefused", "build_request"]
+__all__ = ["Clock", "Engine", "Exchanged", "SessionDriver", "SettleOutcome", "SignOnRefused",
+           "build_request"]
 
 
 class SignOnRefused(LinkError):
@@ -82,7 +83,33 @@ class SettleOutcome:
     detail: str
 
 
-class Engine:
+class SessionDriver:
+    """What the TUI reads of any driver's terminal session, whatever its profile: the
+    settings (changed from the Settings screen), the journal, and the receipt each finished
+    transaction saves."""
+
+    session: TerminalSession
+
+    @property
+    def config(self) -> TerminalConfig:
+        """The terminal's settings (the session's)."""
+        return self.session.config
+
+    @config.setter
+    def config(self, config: TerminalConfig) -> None:
+        self.session.config = config
+
+    @property
+    def journal(self) -> Journal:
+        """The session's journal."""
+        return self.session.journal
+
+    def _receipt(self, txn: Txn) -> str:
+        return receipt.save(txn, self.config.data_dir, self.config.merchant_id,
+                            self.config.terminal_id, self.config.timezone).name
+
+
+class Engine(SessionDriver):
     """Sends transactions for one terminal and keeps its journal straight."""
 
     def __init__(self, config: TerminalConfig, journal: Journal, link: LinkPort,
@@ -105,27 +132,9 @@ class Engine:
             listeners.append(self._late_watch)
 
     @property
-    def config(self) -> TerminalConfig:
-        """The terminal's settings (the session's)."""
-        return self.session.config
-
-    @config.setter
-    def config(self, config: TerminalConfig) -> None:
-        self.session.config = config
-
-    @property
-    def journal(self) -> Journal:
-        """The session's journal."""
-        return self.session.journal
-
-    @property
     def clock(self) -> Clock:
         """The session's clock."""
         return self.session.clock
-
-    def _receipt(self, txn: Txn) -> str:
-        return receipt.save(txn, self.config.data_dir, self.config.merchant_id,
-                            self.config.terminal_id, self.config.timezone).name
 
     def _observe(self, event: Exchanged) -> None:
         for observer in list(self.observers):
