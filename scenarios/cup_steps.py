@@ -8,13 +8,17 @@ speaks as, and sends its CUP field dicts through the runner's exchange and judge
 * before its first financial step, and again after a ``77`` or ``A0`` answer, the terminal
   signs on (0800, 60.3 ``004``); the 0810's 60.2 becomes its batch;
 * ``sale``, ``authorize``, ``refund`` (0220 with DE61) and ``void`` (of a sale) go out as the
-  CUP session builds them; an unanswered 0200 is reversed with 0400 / DE39 ``98``;
+  CUP session builds them; an unanswered 0200 is reversed with 0400 / DE39 ``98``, and
+  ``reverse: {repeat: true}`` sends that 0400 again (a CUP terminal has no 0401);
+* a refused sign-on (an unknown terminal's ``97``) is the answer the step is judged by;
+* ``expect`` keeps the generic spelling: a rule's generic code is read as its CUP code, and
+  ``remaining`` is judged only when the answer carries DE54;
 * ``settle`` sends the CUP totals of the journal (0500, 60.3 ``201``); result flag ``2`` brings
   the 0320 upload and its closing 207;
 * ``echo: {code: sign_on | sign_off}`` are the 0800 / 0820 of the profile.
 
 What has no CUP meaning -- an echo test, a void of a refund, given totals, refund evidence,
-the generic 0401 repeat, the reversal of a refund advice, the TMK key exchange -- stops the
+the reversal of a refund advice, PINs, MACs and the TMK key exchange -- stops the
 scenario with an error that names the step: a file declares such steps with ``profiles:``, so
 they are reported as skipped, never silently passed.
 """
