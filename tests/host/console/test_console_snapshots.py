@@ -30,7 +30,7 @@ def _app(theme: str = "default") -> ConsoleApp:
 async def _ready(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, ConsoleApp)
-    await app.wait_until(lambda: len(app.ladder.rungs) == 4 and app.chain == "verified"
+    await app.wait_until(lambda: len(app.ladder.rungs) == 4 and app.chain.state == "verified"
                          and bool(app.reviews) and app.clock_view is not None, 5)
     await pilot.press("1", "up")  # the sale's refund: the board loads it
     await app.wait_until(lambda: len(app.board) == 7, 5)
