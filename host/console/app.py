@@ -55,6 +55,8 @@ BACKFILL = 50
 """Transactions (two messages each) read back onto the ladder when the console attaches."""
 PANELS = (("ladder", N_("Ladder")), ("board", N_("Refund")), ("ledger", N_("Ledger")),
           ("clock", N_("Clock")), ("reviews", N_("Reviews")))
+#: Textual's own footer entry (its command palette's key), translated with the console's keys.
+TEXTUAL_WORDS = (N_("palette"),)
 #: Words for the stream's state on the status line (``refused`` gets the HTTP status).
 STREAM_STATES = {"connecting": N_("connecting"), "live": N_("live"),
                  "reconnecting": N_("reconnecting")}

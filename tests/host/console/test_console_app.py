@@ -1,17 +1,20 @@
-"""The host console (Textual pilot) attached to a live host: ladder, T-accounts, field view,
-refund board, clock keys and two-approver reviews, driven by a terminal over real TCP."""
+"""The host console (Textual pilot) attached to a live host: ladder (and its backfill),
+T-accounts, field view, refund board, hash-chain status, clock keys and two-approver reviews,
+driven by a terminal over real TCP."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from sqlalchemy import text
 from textual.widgets import Input
 
 from host.console.app import ConsoleApp
 from host.console.client import AdminApi
 from host.console.model import CURRENT, DONE
 from host.console.panels import FieldsScreen, LadderPanel
+from host.ledger import drop_append_only_triggers
 from tests.host.console.conftest import PAN, TOKEN, LiveHost
 
 PAYABLE = "merchant_payable:MERCHANT0000001"
@@ -166,6 +169,33 @@ def test_two_approvers_release_a_large_refund_from_the_console(live_host: LiveHo
     notes, held = run(script())
     assert any("already approved" in n for n in notes)
     assert held == 0
+
+
+def test_a_ledger_altered_behind_the_hosts_back_shows_a_broken_chain(live_host: LiveHost,
+                                                                    run: Any) -> None:
+    """One ledger amount changed in the database: v re-verifies, the status line and the ledger
+    panel say BROKEN with the violated invariant."""
+
+    async def script() -> tuple[str, str]:
+        app = _console(live_host)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _live(app)
+            await live_host.sale("000901", 4_000)
+            await app.wait_until(lambda: _balance(app, PAYABLE) == -4_000
+                                 and app.chain.state == "verified", WAIT_S)
+            with live_host.runtime.service.engine.begin() as conn:
+                drop_append_only_triggers(conn)
+                conn.execute(text("UPDATE ledger_entry SET amount_minor = amount_minor + 1 "
+                                  "WHERE id = (SELECT MIN(id) FROM ledger_entry)"))
+            await pilot.press("3", "v")
+            await app.wait_until(lambda: app.chain.state == "broken", WAIT_S)
+            await pilot.pause()
+            strips = app.screen._compositor.render_strips()  # noqa: SLF001
+            return app.chain.text, "\n".join(strip.text for strip in strips)
+
+    chain, screen = run(script())
+    assert chain.startswith("BROKEN: ") and "first: " in chain
+    assert f"hash chain: {chain[:30]}" in screen and f"chain: {chain[:20]}" in screen
 
 
 def test_clock_keys_move_the_simulated_clock(live_host: LiveHost, run: Any) -> None:

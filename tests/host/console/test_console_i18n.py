@@ -104,7 +104,7 @@ def test_each_panel_shows_chinese_labels(run: Any) -> None:
     missing = {key: [w for w in words if w not in seen[key]] for key, words in wanted.items()}
     assert not any(missing.values()), missing
     english = ("Ladder", "Refund life cycle", "approve", "business date", "pending_review",
-               "scheme_settlement", "Dr", "156")
+               "scheme_settlement", "Dr", "156", "palette")
     assert not [w for text in seen.values() for w in english if w in text]
 
 

@@ -149,3 +149,21 @@ def test_typing_a_name_in_the_prompt_does_not_fire_the_clock_keys(run: Any) -> N
             return api.sent
 
     assert run(script()) == [("POST", "/reviews/1/approve", {"approver": "chad"})]
+
+
+def test_r_rejects_the_highlighted_review_with_a_name_and_a_reason(run: Any) -> None:
+    """r asks who rejects and why, then posts both; Esc at the reason sends nothing."""
+
+    async def script() -> list[tuple[str, str, Any]]:
+        api = FakeApi()
+        app = ConsoleApp(api)  # type: ignore[arg-type]
+        async with app.run_test(size=SIZE) as pilot:
+            await _ready(pilot)
+            await pilot.press("5", "r", *"carol", "enter", "escape")  # changed her mind
+            await pilot.pause()
+            await pilot.press("r", *"carol", "enter", *"no receipt", "enter")
+            await app.wait_until(lambda: bool(api.sent), 5)
+            return api.sent
+
+    assert run(script()) == [("POST", "/reviews/1/reject",
+                              {"approver": "carol", "reason": "no receipt"})]
