@@ -55,7 +55,11 @@ class LadderPanel(DataTable[str | Text]):
         """Set the columns."""
         self.cursor_type = "row"
         self.zebra_stripes = True
-        self.add_columns("time", "", "MTI", "type", "amount", "RC", "rule", "TID / STAN", "RRN")
+        # Fixed-format columns get their width up front: a width grown from the rows can lag a
+        # burst of rows (seen as an RRN cut to three characters), and these never vary.
+        for label, width in (("time", 8), ("", 7), ("MTI", 4), ("type", None), ("amount", None),
+                             ("RC", 2), ("rule", None), ("TID / STAN", 17), ("RRN", 12)):
+            self.add_column(label, width=width)
 
     def add_rung(self, rung: Rung) -> None:
         """Append one message and keep the newest in view."""
