@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -75,8 +76,14 @@ class LadderPanel(DataTable[str | Text]):
         self.border_title = _(self.BORDER_TITLE)
         self.cursor_type = "row"
         self.zebra_stripes = True
-        self.add_columns(_("time"), "", "MTI", _("type"), _("amount"), _("RC"), _("rule"),
-                         _("TID / STAN"), _("RRN"))
+        # Fixed-format columns get their width up front: a width grown from the rows can lag a
+        # burst of rows (seen as an RRN cut to three characters), and these never vary. A head
+        # wider than its values (应答码 over a two-digit code) widens its column.
+        for label, width in ((N_("time"), 8), ("", 7), ("MTI", 4), (N_("type"), None),
+                             (N_("amount"), None), (N_("RC"), 2), (N_("rule"), None),
+                             (N_("TID / STAN"), 17), (N_("RRN"), 12)):
+            head = _(label) if label else ""
+            self.add_column(head, width=None if width is None else max(width, cell_len(head)))
 
     def add_rung(self, rung: Rung) -> None:
         """Append one message and keep the newest in view."""
