@@ -96,10 +96,11 @@ screenshots: $(STAMP)
 	POSLAB_SCREENSHOTS_DIR=docs/img POSLAB_REQUIRE_BROWSER=1 \
 	  $(BIN)/python -m pytest -p no:xdist -q tests/terminal/test_term_browser.py -k sale
 
-# The terminal's translations: compile terminal/locale/*/LC_MESSAGES/poslab.po after editing it
-# (the .mo is committed, so a fresh clone runs without this step).
+# The translations of the terminal and the host console (one catalogue, in protocol/ where both
+# may read it): compile protocol/locale/*/LC_MESSAGES/poslab.po after editing it (the .mo is
+# committed, so a fresh clone runs without this step; tests check the two agree).
 i18n: $(STAMP)
-	$(BIN)/pybabel compile --statistics -d terminal/locale -D poslab
+	$(BIN)/pybabel compile --statistics -d protocol/locale -D poslab
 
 clean:
 	rm -rf $(VENV) $(ISO8583SIM_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

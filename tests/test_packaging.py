@@ -55,3 +55,22 @@ def test_python_dash_m_help(package: str) -> None:
     result = _run(sys.executable, "-m", package, "--help")
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout
+
+
+def test_the_message_catalogue_ships_with_protocol() -> None:
+    """The zh-CN catalogue the terminal and the host console share is package data of
+    ``protocol`` (where both may import it), so an installed poslab can speak Chinese."""
+    import fnmatch
+    import tomllib
+
+    from protocol import i18n
+
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["protocol"]
+    package = REPO_ROOT / "protocol"
+    assert i18n.LOCALE_DIR.resolve().is_relative_to(package)
+    shipped = [p for p in i18n.LOCALE_DIR.rglob("*") if p.is_file()]
+    assert {p.name for p in shipped} == {"poslab.po", "poslab.mo"}
+    for path in shipped:
+        relative = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative

@@ -3,7 +3,12 @@
 Five panels -- message ladder, refund life cycle, ledger T-accounts, clock and calendar,
 reviews. Under :data:`WIDE_COLUMNS` columns they are tabs (1-5 or the tab bar switch them);
 wider, they sit side by side. Stream records update the model (:mod:`host.console.model`);
-admin calls run in workers, and their failures are notifications, never tracebacks.
+admin calls run in workers, and their failures are notifications, never tracebacks. A console
+attached after traffic started puts the host's latest transactions on its ladder first
+(:data:`BACKFILL`); the T-accounts start from the stream's opening balances.
+
+Texts are in the language chosen with ``lang`` (``poslab-host console --lang``, see
+:mod:`protocol.i18n`), from the catalogue the terminal uses.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Static, Tab, Tabs
 
 from host.console.client import AdminApi, AdminApiError, StreamRecord
-from host.console.model import Ladder, Stage, TAccounts, refund_board
+from host.console.model import ChainStatus, Ladder, Stage, TAccounts, refund_board
 from host.console.panels import (
     BoardPanel,
     ClockPanel,
@@ -37,14 +42,24 @@ from host.console.panels import (
     PromptScreen,
     ReviewsPanel,
     clock_text,
+    translate_bindings,
 )
+from host.console.words import review_state
+from protocol.i18n import N_, _, use
 
 VERIFY_AFTER_S = 1.0
 """The chain is verified this long after the first of a burst of postings."""
 WIDE_COLUMNS = 150
 """From this many columns the panels sit side by side instead of in tabs."""
-PANELS = (("ladder", "1 Ladder"), ("board", "2 Refund"), ("ledger", "3 Ledger"),
-          ("clock", "4 Clock"), ("reviews", "5 Reviews"))
+BACKFILL = 50
+"""Transactions (two messages each) read back onto the ladder when the console attaches."""
+PANELS = (("ladder", N_("Ladder")), ("board", N_("Refund")), ("ledger", N_("Ledger")),
+          ("clock", N_("Clock")), ("reviews", N_("Reviews")))
+#: Textual's own footer entry (its command palette's key), translated with the console's keys.
+TEXTUAL_WORDS = (N_("palette"),)
+#: Words for the stream's state on the status line (``refused`` gets the HTTP status).
+STREAM_STATES = {"connecting": N_("connecting"), "live": N_("live"),
+                 "reconnecting": N_("reconnecting")}
 
 PROJECTOR = Theme(name="projector", primary="#ffff00", secondary="#00ffff", accent="#ff8800",
                   foreground="#ffffff", background="#000000", surface="#000000",
@@ -73,29 +88,35 @@ class ConsoleApp(App[None]):
     """``poslab-host console``: watch and steer a running host."""
 
     CSS_PATH = Path(__file__).with_name("console.tcss")
-    TITLE = "poslab host console"
+    TITLE = N_("poslab host console")
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(str(n), f"panel('{name}')", label, show=False)
           for n, (name, label) in enumerate(PANELS, 1)),
-        Binding("h", "advance('hours')", "+1 hour"),
-        Binding("c", "cutoff", "next cut-off"),
-        Binding("d", "advance('business_days')", "+1 business day"),
-        Binding("a", "review('approve')", "approve"),
-        Binding("r", "review('reject')", "reject"),
-        Binding("v", "verify", "verify chain", show=False),
-        Binding("ctrl+q,q", "quit", "quit"),
+        Binding("h", "advance('hours')", N_("+1 hour")),
+        Binding("c", "cutoff", N_("next cut-off")),
+        Binding("d", "advance('business_days')", N_("+1 business day")),
+        Binding("a", "review('approve')", N_("approve")),
+        Binding("r", "review('reject')", N_("reject")),
+        Binding("v", "verify", N_("verify chain"), show=False),
+        Binding("ctrl+q,q", "quit", N_("quit")),
     ]
 
     wide = var(False)
     panel = var("ladder")
 
-    def __init__(self, api: AdminApi, *, theme_name: str = "default") -> None:
+    def __init__(self, api: AdminApi, *, theme_name: str = "default",
+                 lang: str | None = None) -> None:
+        """``lang``: one of :data:`protocol.i18n.LANGUAGES`; None keeps the process's."""
+        if lang is not None:
+            use(lang)
         super().__init__()
+        translate_bindings(self)
+        self.title = _(self.TITLE)
         self.api = api
         self.theme_name = theme_name
         self.ladder = Ladder()
         self.taccounts = TAccounts()
-        self.chain = "not checked yet"
+        self.chain = ChainStatus.unchecked()
         self.clock_view: dict[str, Any] | None = None
         self.merchants: dict[str, dict[str, Any]] = {}
         self.reviews: list[dict[str, Any]] = []
@@ -104,6 +125,7 @@ class ConsoleApp(App[None]):
         self._board_rrns: set[str] = set()  # the selected sale and its refunds
         self._verify_timer: Timer | None = None
         self.stream_state = "connecting"
+        self.backfilled = False
         self.changed = asyncio.Event()
 
     # -- layout ------------------------------------------------------------------------------
@@ -111,7 +133,8 @@ class ConsoleApp(App[None]):
     def compose(self) -> ComposeResult:
         """Status line, tab bar, the five panels, key hints."""
         yield Static(id="status")
-        yield Tabs(*(Tab(label, id=f"tab-{name}") for name, label in PANELS), id="tabs")
+        yield Tabs(*(Tab(f"{n} {_(label)}", id=f"tab-{name}")
+                     for n, (name, label) in enumerate(PANELS, 1)), id="tabs")
         with Container(id="panels"):
             yield LadderPanel(id="ladder", classes="panel")
             yield BoardPanel(id="board", classes="panel")
@@ -171,9 +194,12 @@ class ConsoleApp(App[None]):
 
     def _status(self) -> None:
         now = clock_text(str((self.clock_view or {}).get("now", "")))
+        state = self.stream_state
+        stream = _(STREAM_STATES[state]) if state in STREAM_STATES else \
+            _("refused ({status})").format(status=state.removeprefix("refused (").rstrip(")"))
         self.query_one("#status", Static).update(
-            f" {self.api.url}   stream: {self.stream_state}   clock: {now or '?'}   "
-            f"chain: {self.chain}")
+            _(" {url}   stream: {stream}   clock: {now}   chain: {chain}").format(
+                url=self.api.url, stream=stream, now=now or "?", chain=self.chain.text))
 
     def _changed(self) -> None:
         self.changed.set()
@@ -213,6 +239,8 @@ class ConsoleApp(App[None]):
             self._show_ledger()
             self.refresh_clock()
             self.refresh_reviews()
+            if not self.backfilled:
+                self.backfill_ladder()
         elif kind == "message" and record.id is not None:
             self.query_one(LadderPanel).add_rung(self.ladder.add(record.id, data))
         elif kind == "posting":
@@ -252,6 +280,23 @@ class ConsoleApp(App[None]):
 
     # -- admin reads ---------------------------------------------------------------------------
 
+    @work(exclusive=True, group="backfill")
+    @closing_safe
+    async def backfill_ladder(self) -> None:
+        """Put the host's latest :data:`BACKFILL` transactions on the ladder, before the
+        messages the stream brought since the console attached (read after the stream's
+        ``hello``, so nothing falls between the two)."""
+        try:
+            page = await self.api.call("GET", f"/transactions?limit={BACKFILL}")
+        except AdminApiError as exc:
+            self.notify(_("ladder history: {message}").format(message=exc.message),
+                        severity="warning")
+            return
+        self.backfilled = True
+        if self.ladder.backfill(page.get("transactions") or []):
+            self.query_one(LadderPanel).show_all(self.ladder.rungs)
+        self._changed()
+
     @work(exclusive=True, group="clock")
     @closing_safe
     async def refresh_clock(self) -> None:
@@ -259,7 +304,7 @@ class ConsoleApp(App[None]):
         try:
             self.clock_view = await self.api.call("GET", "/clock")
         except AdminApiError as exc:
-            self.notify(f"clock: {exc.message}", severity="warning")
+            self.notify(_("clock: {message}").format(message=exc.message), severity="warning")
             return
         self.query_one(ClockPanel).show(self.clock_view, self.merchants)
         self._status()
@@ -272,7 +317,7 @@ class ConsoleApp(App[None]):
         try:
             data = await self.api.call("GET", "/reviews")
         except AdminApiError as exc:
-            self.notify(f"reviews: {exc.message}", severity="warning")
+            self.notify(_("reviews: {message}").format(message=exc.message), severity="warning")
             return
         rows = list(data.get("reviews") or [])
         rows.sort(key=lambda r: (r.get("state") != "pending_review", -int(r.get("id", 0))))
@@ -287,12 +332,9 @@ class ConsoleApp(App[None]):
         try:
             report = await self.api.call("GET", "/ledger/verify")
         except AdminApiError as exc:
-            self.chain = f"unknown ({exc.message})"
+            self.chain = ChainStatus.unknown(exc.message)
         else:
-            violations = report.get("violations") or []
-            self.chain = "verified" if report.get("ok") and not violations else \
-                f"BROKEN: {len(violations)} violation(s), first: " \
-                f"{(violations[0] or {}).get('invariant', '?') if violations else '?'}"
+            self.chain = ChainStatus.from_report(report)
         self._show_ledger()
         self._status()
         self._changed()
@@ -334,12 +376,13 @@ class ConsoleApp(App[None]):
                 except AdminApiError:
                     notes = []  # a host without notifications: that stage stays waiting
         except AdminApiError as exc:
-            self.notify(f"transaction {rrn}: {exc.message}", severity="warning")
+            self.notify(_("transaction {rrn}: {message}").format(rrn=rrn, message=exc.message),
+                        severity="warning")
             return
         self.selected = str(sale.get("rrn"))
         self._board_rrns = {self.selected, *(str(r.get("rrn")) for r in refunds)}
         self.board = refund_board(sale, refund, notes)
-        note = f"refund {refund.get('rrn')}" if refund is not None else ""
+        note = _("refund {rrn}").format(rrn=refund.get("rrn")) if refund is not None else ""
         self.query_one(BoardPanel).show(self.selected, self.board, note)
         self._changed()
 
@@ -363,7 +406,7 @@ class ConsoleApp(App[None]):
         cutoff = next((e for e in view.get("pending_events") or []
                        if str(e.get("key", "")).startswith("cutoff:")), None)
         if cutoff is None:
-            self.notify("no cut-off is scheduled", severity="warning")
+            self.notify(_("no cut-off is scheduled"), severity="warning")
             return
         await self._command("POST", "/clock/set", {"instant": cutoff["at"]})
 
@@ -386,22 +429,24 @@ class ConsoleApp(App[None]):
         """Approve or reject the highlighted review (asks who, and for a rejection why)."""
         review_id = self.query_one(ReviewsPanel).selected_id
         if review_id is None:
-            self.notify("no review to decide", severity="warning")
+            self.notify(_("no review to decide"), severity="warning")
             return
-        approver = await self.push_screen_wait(PromptScreen(f"Review {review_id}: your name"))
+        approver = await self.push_screen_wait(
+            PromptScreen(_("Review {id}: your name").format(id=review_id)))
         if not approver:
             return
         body: dict[str, str] = {"approver": approver}
         if action == "reject":
-            reason = await self.push_screen_wait(PromptScreen(f"Why reject review {review_id}?"))
+            reason = await self.push_screen_wait(
+                PromptScreen(_("Why reject review {id}?").format(id=review_id)))
             if not reason:
                 return
             body["reason"] = reason
         answer = await self._command("POST", f"/reviews/{review_id}/{action}", body)
         if isinstance(answer, dict):
-            got = len(answer.get("approved_by") or [])
-            self.notify(f"review {review_id}: {answer.get('state')} "
-                        f"({got} of {answer.get('approvals_needed')} approvals)")
+            self.notify(_("review {id}: {state} ({got} of {needed} approvals)").format(
+                id=review_id, state=review_state(str(answer.get("state"))),
+                got=len(answer.get("approved_by") or []), needed=answer.get("approvals_needed")))
             self.refresh_reviews()
 
     def action_verify(self) -> None:

@@ -3,10 +3,13 @@
 ::
 
     poslab-host console [--admin URL --token T | --ready-file F] [--theme default|projector]
+                        [--lang en|zh-CN]
                         [--serve [--port N] [--bind ADDR --allow-remote] [--serve-ready-file F]]
 
-With ``--serve`` the console is served to web browsers instead (:mod:`host.console.serve`),
-one console per tab, each with the connection options given here.
+Without ``--lang``, ``LC_ALL``, ``LC_MESSAGES`` or ``LANG`` naming ``zh_CN`` chooses Simplified
+Chinese, as for the terminal. With ``--serve`` the console is served to web browsers instead
+(:mod:`host.console.serve`), one console per tab, each with the connection and display options
+given here.
 
 Exit status: 0 after quitting, 2 when the options do not say where the host is or a
 ``--serve`` option is wrong (one line on stderr, no traceback).
@@ -28,6 +31,7 @@ from host.console.serve import (
     serve,
     tab_command,
 )
+from protocol import i18n
 
 THEMES = ("default", "projector")
 #: options that only mean something with --serve (argparse dest names)
@@ -44,6 +48,9 @@ def add_console_parser(sub: Any) -> None:
                    help="read the admin port and token from the host's --ready-file")
     p.add_argument("--theme", choices=THEMES, default="default",
                    help="projector: large, high-contrast (white and yellow on black)")
+    p.add_argument("--lang", choices=i18n.LANGUAGES,
+                   help="language of the panels: en or zh-CN (Simplified Chinese); default "
+                        "from LC_ALL / LC_MESSAGES / LANG, else en")
     web = p.add_argument_group(
         "browser classroom", "serve the console to web browsers, one console per tab, each "
         "attached to the host given above")
@@ -77,15 +84,22 @@ def run_console(args: argparse.Namespace, prog: str = "poslab-host") -> int:
         if args.token:  # the tabs inherit it; a command line is visible to every local user
             os.environ[TOKEN_ENV] = args.token
         return serve(ServeOptions(
-            command=tab_command(args.console_admin, args.console_ready_file, args.theme),
+            command=tab_command(args.console_admin, args.console_ready_file, args.theme,
+                                console_language(args)),
             bind=args.bind or "127.0.0.1",
             port=DEFAULT_PORT if args.port is None else args.port,
             allow_remote=args.allow_remote,
             ready_file=Path(args.serve_ready_file) if args.serve_ready_file else None))
     from host.console.app import ConsoleApp
 
-    ConsoleApp(AdminApi(url, token), theme_name=args.theme).run()
+    ConsoleApp(AdminApi(url, token), theme_name=args.theme, lang=console_language(args)).run()
     return 0
+
+
+def console_language(args: argparse.Namespace) -> str:
+    """``--lang``, else what the locale variables ask for
+    (:func:`protocol.i18n.from_environment`)."""
+    return str(args.lang or i18n.from_environment(os.environ))
 
 
 def _serve_option_problem(args: argparse.Namespace) -> str | None:

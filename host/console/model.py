@@ -7,7 +7,9 @@
 * :func:`refund_board` -- the life cycle of a sale's refund as :class:`Stage` s, from the admin
   API's transaction views and notifications.
 
-Amounts stay in integer minor units here; :func:`money` formats them for the screen only.
+Amounts stay in integer minor units here; :func:`money` formats them for the screen only, with
+the currency's ISO 4217 letters (the wire's DE49 is numeric). Texts for people are in the
+language in use (:mod:`protocol.i18n`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import holidays
+
+from host.console.words import kind_word, review_state
+from host.event_stream import txn_type
 from host.settlement.calendar import CalendarError, calendar_for
+from protocol import describe_fields
+from protocol.i18n import CHINESE, N_, _, current
 from protocol.money import Money
+from protocol.money import currency as find_currency
 
 LADDER_MAX = 1000
 """Rungs the ladder keeps (the oldest go first)."""
@@ -28,19 +38,21 @@ LINES_MAX = 8
 """Postings a T-account shows (the latest)."""
 
 #: Accounts in the order the board of T-accounts shows them (others follow by name).
-ACCOUNT_ORDER = ("merchant_payable", "scheme_settlement", "refunds_under_review", "fee_income")
+ACCOUNT_ORDER = ("merchant_payable", "scheme_settlement", "refunds_under_review",
+                 "acquirer_fee_income")
 
 
-def money(minor: int | None, currency: str | None) -> str:
-    """``12.50 CNY`` (or the bare minor units when the currency is unknown)."""
+def money(minor: int | None, code: str | None) -> str:
+    """``12.50 USD`` for ``code`` ``USD`` or ``840`` (minor units by the currency's exponent);
+    the bare minor units when there is no currency, the code as given when it is unknown."""
     if minor is None:
         return ""
-    if not currency:
+    if not code:
         return str(minor)
     try:
-        return str(Money(minor, currency))
+        return str(Money(minor, find_currency(code).alpha))
     except ValueError:
-        return f"{minor} {currency}"
+        return f"{minor} {code}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,8 @@ class Rung:
     rrn: str
     pan: str
     fields: tuple[tuple[str, str, str, str], ...]
+    recorded: bool = False
+    """Read back from the host's transaction record, not seen live (see :meth:`from_record`)."""
 
     @classmethod
     def from_event(cls, event_id: int, data: Mapping[str, Any]) -> Rung:
@@ -73,6 +87,42 @@ class Rung:
             rrn=str(data.get("rrn") or ""), pan=str(data.get("pan") or ""),
             fields=tuple(tuple(str(x) for x in f[:4]) for f in data.get("fields") or ()  # type: ignore[misc]
                          if len(f) >= 4))
+
+    @classmethod
+    def from_record(cls, rung_id: int, txn: Mapping[str, Any], direction: str) -> Rung:
+        """The request (``in``) or answer (``out``) of a transaction the host recorded before
+        the console attached (a ``GET /transactions`` row): the ladder's backfill. The host
+        keeps the transaction, not the message, so the field view shows the recorded fields."""
+        request = str(txn.get("mti") or "")
+        answer = direction == "out"
+        mti = _answer_mti(request) if answer else request
+        fields = {"t": mti, "3": str(txn.get("processing_code") or ""),
+                  "11": str(txn.get("stan") or ""), "41": str(txn.get("terminal_id") or ""),
+                  "42": str(txn.get("merchant_id") or "")}
+        if txn.get("pan"):
+            fields["2"] = str(txn["pan"])  # masked by the host; describe_fields keeps it so
+        if txn.get("amount_minor") is not None and txn.get("currency"):
+            try:
+                fields["49"] = find_currency(str(txn["currency"])).numeric
+                fields["4"] = f"{int(txn['amount_minor']):012d}"
+            except ValueError:
+                pass
+        if answer:
+            fields.update({k: str(v) for k, v in (("37", txn.get("rrn")),
+                                                  ("38", txn.get("approval_code")),
+                                                  ("39", txn.get("response_code")),
+                                                  ("44", txn.get("rule"))) if v})
+        return cls(
+            id=rung_id, at=str(txn.get("at") or ""), direction=direction, mti=mti,
+            txn_type=txn_type(request, fields["3"]),
+            amount=money(txn.get("amount_minor"), txn.get("currency")),
+            rc=str(txn.get("response_code") or "") if answer else "",
+            rule=str(txn.get("rule") or "") if answer else "",
+            tid=fields["41"], stan=fields["11"],
+            rrn=str(txn.get("rrn") or "") if answer else "", pan=str(txn.get("pan") or ""),
+            fields=tuple((f.key, f.name, f.value, f.meaning)
+                         for f in describe_fields({k: v for k, v in fields.items() if v})),
+            recorded=True)
 
     @property
     def arrow(self) -> str:
@@ -95,6 +145,30 @@ class Ladder:
     def by_id(self, event_id: int) -> Rung | None:
         """The rung of event ``event_id``, if still kept."""
         return next((r for r in self.rungs if r.id == event_id), None)
+
+    def backfill(self, transactions: Iterable[Mapping[str, Any]]) -> list[Rung]:
+        """Put the messages of ``transactions`` (``GET /transactions`` rows, newest first)
+        before the live ones, oldest first, skipping any the stream already delivered (a
+        message sent while the console attached); the rungs added. Their ids are negative,
+        so they never meet an event id."""
+        seen = {(r.tid, r.stan, r.direction) for r in self.rungs}
+        older: list[Rung] = []
+        for txn in reversed(list(transactions)):
+            for direction in ("in", "out"):
+                rung = Rung.from_record(-1 - len(older), txn, direction)
+                if (rung.tid, rung.stan, direction) not in seen:
+                    older.append(rung)
+        most = self.rungs.maxlen
+        self.rungs = deque([*older, *self.rungs][-most:] if most else [*older, *self.rungs],
+                           maxlen=most)
+        return older
+
+
+def _answer_mti(request: str) -> str:
+    """``0200`` -> ``0210``, ``0401`` -> ``0410``: the answer's function digit, origin 0."""
+    if len(request) != 4 or not request.isdigit() or request[2] == "9":
+        return request
+    return f"{request[:2]}{int(request[2]) + 1}0"
 
 
 @dataclass(frozen=True)
@@ -182,6 +256,36 @@ class TAccounts:
         return sorted(self.accounts.values(), key=rank)
 
 
+@dataclass(frozen=True)
+class ChainStatus:
+    """The ledger hash chain as last checked: ``state`` (``unchecked``, ``verified``,
+    ``broken`` or ``unknown``) and ``text``, what the console shows."""
+
+    state: str
+    text: str
+
+    @classmethod
+    def unchecked(cls) -> ChainStatus:
+        """Before the first check."""
+        return cls("unchecked", _("not checked yet"))
+
+    @classmethod
+    def from_report(cls, report: Mapping[str, Any]) -> ChainStatus:
+        """From a ``GET /ledger/verify`` answer: verified, or broken with the first violated
+        invariant."""
+        violations = list(report.get("violations") or [])
+        if report.get("ok") and not violations:
+            return cls("verified", _("verified"))
+        first = (violations[0] or {}).get("invariant", "?") if violations else "?"
+        return cls("broken", _("BROKEN: {count} violation(s), first: {invariant}").format(
+            count=len(violations), invariant=first))
+
+    @classmethod
+    def unknown(cls, why: str) -> ChainStatus:
+        """The check could not be made (``why``: the host's message)."""
+        return cls("unknown", _("unknown ({why})").format(why=why))
+
+
 # -- the calendar ------------------------------------------------------------------------------
 
 
@@ -197,11 +301,19 @@ class Day:
     def label(self) -> str:
         """``business``, ``weekend``, ``holiday: <name>`` or ``make-up workday``."""
         if self.holiday:
-            return f"holiday: {self.holiday}" if not self.business else \
-                f"business ({self.holiday})"
+            return _("holiday: {name}").format(name=self.holiday) if not self.business else \
+                _("business ({name})").format(name=self.holiday)
         if self.business:
-            return "make-up workday" if self.day.weekday() >= 5 else "business"
-        return "weekend"
+            return _("make-up workday") if self.day.weekday() >= 5 else _("business")
+        return _("weekend")
+
+    @property
+    def weekday(self) -> str:
+        """``Mon`` ... ``Sun`` in the language in use."""
+        return _(WEEKDAYS[self.day.weekday()])
+
+
+WEEKDAYS = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
 
 
 def calendar_days(merchant: Mapping[str, Any], now_iso: str, count: int = 7) -> list[Day]:
@@ -214,7 +326,24 @@ def calendar_days(merchant: Mapping[str, Any], now_iso: str, count: int = 7) -> 
     except (CalendarError, KeyError, ValueError):
         return []
     days = [local.date() + timedelta(days=n) for n in range(count)]
-    return [Day(d, calendar.is_business_day(d), calendar.holiday_name(d)) for d in days]
+    names = _chinese_holidays(calendar.country, calendar.subdivision) \
+        if current() == CHINESE else None
+    return [Day(d, calendar.is_business_day(d),
+                names.get(d) if names is not None and d in names else calendar.holiday_name(d))
+            for d in days]
+
+
+@lru_cache(maxsize=16)
+def _chinese_holidays(country: str, subdivision: str | None) -> holidays.HolidayBase | None:
+    """The ``holidays`` package's own Simplified Chinese names for the country's holidays
+    (春节 rather than Spring Festival), where it has them; None where it has not."""
+    try:
+        found = holidays.country_holidays(country, subdiv=subdivision)
+        if "zh_CN" not in (found.supported_languages or ()):
+            return None
+        return holidays.country_holidays(country, subdiv=subdivision, language="zh_CN")
+    except NotImplementedError:
+        return None
 
 
 # -- the refund life cycle ----------------------------------------------------------------------
@@ -232,8 +361,9 @@ class Stage:
     detail: str = ""
 
 
-STAGE_TITLES = ("original verified", "refund requested", "review / approvals", "processed",
-                "settled in batch", "posted to the card", "cardholder notified")
+STAGE_TITLES = (N_("original verified"), N_("refund requested"), N_("review / approvals"),
+                N_("processed"), N_("settled in batch"), N_("posted to the card"),
+                N_("cardholder notified"))
 
 
 def refund_board(sale: Mapping[str, Any] | None, refund: Mapping[str, Any] | None,
@@ -242,56 +372,68 @@ def refund_board(sale: Mapping[str, Any] | None, refund: Mapping[str, Any] | Non
     stage not reached yet is :data:`CURRENT`."""
     if sale is None:
         return []
+    sale_amount = money(sale.get("amount_minor"), sale.get("currency"))
     if refund is None:
-        return [Stage(STAGE_TITLES[0], DONE if sale.get("response_code") == "00" else FAILED,
+        return [Stage(_(STAGE_TITLES[0]), DONE if sale.get("response_code") == "00" else FAILED,
                       str(sale.get("at") or ""),
-                      f"{sale.get('kind')} {money(sale.get('amount_minor'), sale.get('currency'))}"
-                      f" {sale.get('capture_state')}; no refund yet")]
+                      _("{kind} {amount} {state}; no refund yet").format(
+                          kind=kind_word(str(sale.get("kind"))), amount=sale_amount,
+                          state=sale.get("capture_state")))]
     amount = money(refund.get("amount_minor"), refund.get("currency"))
     approved = refund.get("response_code") == "00"
     stages: list[tuple[str, str, str]] = []  # (state, at, detail) per title
     refund_at = str(refund.get("at") or "")
     stages.append((DONE if approved else FAILED, refund_at,
-                   f"sale {sale.get('rrn')} {money(sale.get('amount_minor'), sale.get('currency'))}"
-                   f", card {sale.get('pan') or '-'}" if approved else
-                   f"declined {refund.get('response_code')} {refund.get('rule') or ''}"))
+                   _("sale {rrn} {amount}, card {card}").format(
+                       rrn=sale.get("rrn"), amount=sale_amount, card=sale.get("pan") or "-")
+                   if approved else
+                   _("declined {code} {rule}").format(code=refund.get("response_code"),
+                                                      rule=refund.get("rule") or "").strip()))
     evidence = refund.get("evidence")
-    stages.append((DONE, refund_at, f"{amount}, reason {refund.get('reason') or '-'}"
-                   + (f", evidence {evidence}" if evidence else "")))
+    stages.append((DONE, refund_at,
+                   _("{amount}, reason {reason}").format(amount=amount,
+                                                         reason=refund.get("reason") or "-")
+                   + (_(", evidence {evidence}").format(evidence=evidence) if evidence else "")))
     review = refund.get("review")
     released_at = refund_at
     if not approved:
         stages.append((SKIPPED, "", ""))
     elif review is None:
-        stages.append((SKIPPED, "", "not needed"))
+        stages.append((SKIPPED, "", _("not needed")))
     else:
         names = ", ".join(a.get("approver", "?") for a in review.get("approved_by") or [])
-        count = f"{len(review.get('approved_by') or [])} of {review.get('approvals_needed')}"
         state = {"approved": DONE, "rejected": FAILED}.get(str(review.get("state")), WAITING)
         stages.append((state, str(review.get("decided") or review.get("created") or ""),
-                       f"{review.get('state')}: {count} approvals" + (f" ({names})" if names
-                                                                     else "")
+                       _("{state}: {got} of {needed} approvals").format(
+                           state=review_state(str(review.get("state"))),
+                           got=len(review.get("approved_by") or []),
+                           needed=review.get("approvals_needed"))
+                       + (f" ({names})" if names else "")
                        + (f"; {review.get('reason')}" if review.get("reason") else "")))
         released_at = str(review.get("decided") or "")
         if state != DONE:
             approved = False
     processed = approved and refund.get("capture_state") in ("APPROVED", "CAPTURED")
     stages.append((DONE if processed else WAITING, released_at if processed else "",
-                   f"{amount} back to {refund.get('pan') or sale.get('pan') or 'the card'}"))
+                   _("{amount} back to {card}").format(
+                       amount=amount, card=refund.get("pan") or sale.get("pan")
+                       or _("the card"))))
     settled = refund.get("refund_settlement") or {}
     stages.append((DONE if settled else WAITING, str(settled.get("settlement_date") or ""),
-                   f"settlement {settled.get('settlement_id')}" if settled else
-                   f"batch {str(refund.get('settlement_state') or '').lower() or 'open'}"))
+                   _("settlement {id}").format(id=settled.get("settlement_id")) if settled else
+                   _("batch closed, settling") if refund.get("settlement_state") == "CLOSED_BATCH"
+                   else _("batch open")))
     posted = settled.get("state") == "posted"
     stages.append((DONE if posted else WAITING, str(settled.get("posted_at") or ""),
-                   f"business day {settled.get('posting_date')}" if settled else ""))
+                   _("business day {date}").format(date=settled.get("posting_date"))
+                   if settled else ""))
     told = [n for n in notifications if n.get("event") == "refund_posted"]
     stages.append((DONE if told else WAITING, str(told[-1].get("at")) if told else "",
-                   "refund_posted sent" if told else ""))
+                   _("refund_posted sent") if told else ""))
     out: list[Stage] = []
     current_set = False
     for title, (state, at, detail) in zip(STAGE_TITLES, stages, strict=True):
         if state == WAITING and not current_set and not any(s.state == FAILED for s in out):
             state, current_set = CURRENT, True
-        out.append(Stage(title, state, at, detail))
+        out.append(Stage(_(title), state, at, detail))
     return out

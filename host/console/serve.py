@@ -54,10 +54,12 @@ class ServeOptions:
     ready_file: Path | None = None
 
 
-def tab_command(admin: str | None, ready_file: str | None, theme: str) -> list[str]:
-    """The command a tab runs: this Python, ``host console`` and the connection options the
-    server was given (a host ready file as an absolute path, since tabs may start elsewhere)."""
-    argv = [sys.executable, "-m", "host", "console", "--theme", theme]
+def tab_command(admin: str | None, ready_file: str | None, theme: str,
+                lang: str = "en") -> list[str]:
+    """The command a tab runs: this Python, ``host console`` and the connection and display
+    options the server was given (a host ready file as an absolute path, since tabs may start
+    elsewhere)."""
+    argv = [sys.executable, "-m", "host", "console", "--theme", theme, "--lang", lang]
     if admin:
         argv += ["--admin", admin]
     if ready_file:

@@ -7,7 +7,8 @@ The generic flow checks the MAC first and then the terminal. A CUP host answers 
 2. terminal: not registered -> ``97``, registered but not enrolled -> ``58`` (a terminal of
    another merchant is ``03``, as on the generic profile);
 3. signed on, and on the batch of the sign-on (60.2 = the host's batch number) -> else ``77``,
-   and the terminal signs on again; sign-on and sign-off themselves are exempt;
+   and the terminal signs on again; sign-on and sign-off themselves are exempt, and so is the
+   batch of a request answered before (a repeated 0500 names the batch it closed);
 4. MAC (the CUP ECB POS MAC in DE64) -> ``A0`` when it fails, ``77`` when the terminal has no
    keys yet;
 5. then, in the pipeline, the duplicate check on (DE42, DE41, DE11, 60.2).
@@ -52,6 +53,13 @@ def merchant_and_terminal(ctx: Context) -> None:
         raise _refuse(ctx, "58", RuleId.UNKNOWN_TERMINAL, "NOT_ENROLLED")
 
 
+def _answered(ctx: Context) -> bool:
+    """True when this request's key was answered before: a retransmission of a settlement
+    whose answer was lost names the batch it closed, and gets its answer again (or 94), not
+    77."""
+    return ctx.host.ledger.recall(ctx.conn, ctx.key) is not None
+
+
 def signed_on_and_mac(ctx: Context) -> None:
     """Steps 3 and 4 (after the identify stage)."""
     if ctx.txn not in _EXEMPT:
@@ -59,7 +67,7 @@ def signed_on_and_mac(ctx: Context) -> None:
         if row is None or not row.signed_on:
             raise _refuse(ctx, "77", RuleId.SIGN_ON_REQUIRED)
         facts = ctx.message.cup
-        if facts is not None and facts.batch != host_batch(ctx):
+        if facts is not None and facts.batch != host_batch(ctx) and not _answered(ctx):
             raise _refuse(ctx, "77", RuleId.SIGN_ON_REQUIRED, "BATCH")
     refused = stages.authenticate(ctx)
     if refused is not None:

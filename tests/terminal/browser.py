@@ -150,8 +150,12 @@ class Tab:
 
     def wait_for(self, text: str) -> str:
         """Wait until the screen shows ``text``; return the screen."""
-        self.page.wait_for_function("(t) => window.__poslabScreen().includes(t)", arg=text,
-                                    timeout=STEP_TIMEOUT_MS)
+        try:
+            self.page.wait_for_function("(t) => window.__poslabScreen().includes(t)", arg=text,
+                                        timeout=STEP_TIMEOUT_MS)
+        except Exception as exc:  # Playwright's TimeoutError: say what the page showed instead
+            raise AssertionError(f"{text!r} not on the page within {STEP_TIMEOUT_MS} ms; "
+                                 f"it shows:\n{self.screen()}") from exc
         return self.screen()
 
     def press(self, *keys: str) -> None:

@@ -79,7 +79,7 @@ def test_committed_mo_matches_the_po() -> None:
     with (CATALOGUE / "poslab.mo").open("rb") as f:
         compiled = read_mo(f)
     def table(catalogue: Any) -> dict[Any, tuple[str, ...]]:
-        return {tuple(m.id) if isinstance(m.id, (list, tuple)) else m.id:
+        return {(m.context, tuple(m.id) if isinstance(m.id, (list, tuple)) else m.id):
                 tuple(m.string) if isinstance(m.string, (list, tuple)) else (m.string,)
                 for m in catalogue if m.id}
 

@@ -18,11 +18,11 @@ SALE_FIELDS = [["t", "Message type indicator", "0200", "financial request"],
 
 def message(direction: str, rc: str | None, stan: str, amount: int, txn_type: str,
             rrn: str | None, at: str) -> dict[str, Any]:
-    """A ``message`` event's data."""
+    """A ``message`` event's data (its currency DE49's numeric code, as the host sends it)."""
     return {"type": "message", "direction": direction, "conn": 1, "at": at,
             "mti": "0200" if direction == "in" else "0210", "txn_type": txn_type,
             "stan": stan, "tid": "TERM0001", "mid": "MERCHANT0000001", "rrn": rrn,
-            "amount_minor": amount, "currency": "CNY", "pan": "411111******1111", "rc": rc,
+            "amount_minor": amount, "currency": "156", "pan": "411111******1111", "rc": rc,
             "rule": None, "fields": SALE_FIELDS}
 
 
@@ -90,7 +90,8 @@ class FakeApi:
             "/clock": CLOCK, "/reviews": {"reviews": [REVIEW]},
             "/ledger/verify": {"ok": True, "violations": []},
             "/transactions/000000000001": SALE, "/transactions/000000000002": REFUND,
-            "/notifications?rrn=000000000002": {"notifications": []}}
+            "/notifications?rrn=000000000002": {"notifications": []},
+            "/transactions?limit=50": {"transactions": [], "next": None}}
         if path not in answers:
             raise AdminApiError(404, f"no such endpoint: {path}")
         return answers[path]

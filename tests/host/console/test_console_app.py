@@ -1,17 +1,20 @@
-"""The host console (Textual pilot) attached to a live host: ladder, T-accounts, field view,
-refund board, clock keys and two-approver reviews, driven by a terminal over real TCP."""
+"""The host console (Textual pilot) attached to a live host: ladder (and its backfill),
+T-accounts, field view, refund board, hash-chain status, clock keys and two-approver reviews,
+driven by a terminal over real TCP."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from sqlalchemy import text
 from textual.widgets import Input
 
 from host.console.app import ConsoleApp
 from host.console.client import AdminApi
 from host.console.model import CURRENT, DONE
-from host.console.panels import FieldsScreen
+from host.console.panels import FieldsScreen, LadderPanel
+from host.ledger import drop_append_only_triggers
 from tests.host.console.conftest import PAN, TOKEN, LiveHost
 
 PAYABLE = "merchant_payable:MERCHANT0000001"
@@ -50,6 +53,38 @@ def test_a_terminal_sale_shows_on_the_ladder_and_t_accounts_within_a_second(
             return time.monotonic() - answered
 
     assert run(script()) < 1.0
+
+
+def test_a_console_attached_after_a_sale_shows_it_on_its_ladder(live_host: LiveHost,
+                                                                 run: Any) -> None:
+    """A sale answered before the console attaches is on its ladder (request and answer, its
+    fields from the host's record, PAN masked) and in its T-accounts; messages after the attach
+    follow it; every amount carries the currency's letters, never DE49's digits."""
+
+    async def script() -> tuple[str, list[Any], int | None]:
+        earlier = await live_host.sale("000801", 12_500)
+        app = _console(live_host)
+        async with app.run_test(size=(80, 24)):
+            await _live(app)
+            await app.wait_until(lambda: app.backfilled, WAIT_S)
+            await live_host.sale("000802", 3_000)
+            await app.wait_until(lambda: len(app.ladder.rungs) == 4
+                                 and _balance(app, PAYABLE) == -15_500, WAIT_S)
+            rows = [app.query_one(LadderPanel).get_row_at(n) for n in range(4)]
+            assert [str(row[4]) for row in rows] == ["125.00 CNY", "125.00 CNY", "30.00 CNY",
+                                                     "30.00 CNY"]
+            return earlier["37"], list(app.ladder.rungs), _balance(app, PAYABLE)
+
+    rrn, rungs, payable = run(script())
+    request, answer, *live = rungs
+    assert [r.stan for r in rungs] == ["000801", "000801", "000802", "000802"]
+    assert (request.direction, request.mti, request.txn_type) == ("in", "0200", "sale")
+    assert (answer.direction, answer.mti, answer.rc, answer.rrn) == ("out", "0210", "00", rrn)
+    assert request.recorded and answer.recorded and not live[0].recorded
+    assert ("2", "Primary account number", "411111******1111", "") in answer.fields
+    assert ("4", "Amount, transaction", "000000012500", "125.00 CNY") in answer.fields
+    assert not any(PAN in cell for r in rungs for row in r.fields for cell in row)
+    assert payable == -12_500 - 3_000
 
 
 def test_enter_opens_the_field_view_with_the_pan_masked(live_host: LiveHost, run: Any) -> None:
@@ -134,6 +169,33 @@ def test_two_approvers_release_a_large_refund_from_the_console(live_host: LiveHo
     notes, held = run(script())
     assert any("already approved" in n for n in notes)
     assert held == 0
+
+
+def test_a_ledger_altered_behind_the_hosts_back_shows_a_broken_chain(live_host: LiveHost,
+                                                                    run: Any) -> None:
+    """One ledger amount changed in the database: v re-verifies, the status line and the ledger
+    panel say BROKEN with the violated invariant."""
+
+    async def script() -> tuple[str, str]:
+        app = _console(live_host)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _live(app)
+            await live_host.sale("000901", 4_000)
+            await app.wait_until(lambda: _balance(app, PAYABLE) == -4_000
+                                 and app.chain.state == "verified", WAIT_S)
+            with live_host.runtime.service.engine.begin() as conn:
+                drop_append_only_triggers(conn)
+                conn.execute(text("UPDATE ledger_entry SET amount_minor = amount_minor + 1 "
+                                  "WHERE id = (SELECT MIN(id) FROM ledger_entry)"))
+            await pilot.press("3", "v")
+            await app.wait_until(lambda: app.chain.state == "broken", WAIT_S)
+            await pilot.pause()
+            strips = app.screen._compositor.render_strips()  # noqa: SLF001
+            return app.chain.text, "\n".join(strip.text for strip in strips)
+
+    chain, screen = run(script())
+    assert chain.startswith("BROKEN: ") and "first: " in chain
+    assert f"hash chain: {chain[:30]}" in screen and f"chain: {chain[:20]}" in screen
 
 
 def test_clock_keys_move_the_simulated_clock(live_host: LiveHost, run: Any) -> None:

@@ -1,4 +1,5 @@
-"""The console's pure model: T-accounts from hello + postings, the calendar strip, the board."""
+"""The console's pure model: T-accounts from hello + postings, the calendar strip, the board,
+amounts, the ladder's backfill."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from host.console.model import (
     DONE,
     FAILED,
     SKIPPED,
+    Ladder,
     TAccounts,
     calendar_days,
+    money,
     refund_board,
 )
 
@@ -66,3 +69,31 @@ def test_an_approved_refund_without_review_waits_for_the_batch() -> None:
               "amount_minor": 40, "currency": "CNY", "at": "2026-03-02T02:00:00Z"}
     states = [s.state for s in refund_board(sale, refund)]
     assert states == [DONE, DONE, SKIPPED, DONE, CURRENT, "waiting", "waiting"]
+
+
+def test_amounts_show_the_currency_letters_and_its_minor_units() -> None:
+    """DE49's numeric code or the letters give 12.50 USD; yen have no decimals, dinars three;
+    an unknown code is shown as it came, without guessing decimals."""
+    assert money(1250, "840") == money(1250, "USD") == "12.50 USD"
+    assert money(1250, "392") == "1250 JPY" and money(1250, "048") == "1.250 BHD"
+    assert money(1250, "999") == "1250 999" and money(None, "840") == ""
+
+
+def test_backfill_puts_recorded_messages_first_and_skips_those_seen_live() -> None:
+    """Transactions read back go before the live rungs, oldest first, request then answer;
+    a message the stream already delivered is not repeated."""
+    def txn(stan: str, rrn: str) -> dict[str, object]:
+        return {"rrn": rrn, "kind": "sale", "mti": "0200", "processing_code": "000000",
+                "stan": stan, "terminal_id": "T1", "merchant_id": "M1", "amount_minor": 500,
+                "currency": "USD", "pan": "411111******1111", "at": "2026-03-02T02:00:00Z",
+                "response_code": "00", "rule": None, "approval_code": "A1"}
+
+    ladder = Ladder()
+    ladder.add(7, {"direction": "out", "mti": "0210", "txn_type": "sale", "stan": "000003",
+                   "tid": "T1", "rrn": "R3", "amount_minor": 500, "currency": "840"})
+    added = ladder.backfill([txn("000003", "R3"), txn("000002", "R2")])  # newest first
+    assert [(r.stan, r.direction, r.mti) for r in ladder.rungs] == [
+        ("000002", "in", "0200"), ("000002", "out", "0210"), ("000003", "in", "0200"),
+        ("000003", "out", "0210")]
+    assert len(added) == 3 and ladder.rungs[3].id == 7 and all(r.id < 0 for r in added)
+    assert {r.amount for r in ladder.rungs} == {"5.00 USD"}

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from host.cli import main
+from host.console.serve import ServeOptions, bind_warning
 from protocol import CardData, Codec, EntryMode, Money, Pan, SaleRequest, frame
 from tests.terminal.browser import Tab, chromium_or_skip, launch
 
@@ -44,6 +45,16 @@ def test_serve_option_errors_are_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.startswith(f"poslab-host console: {message}"), err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_remote_bind_allowed_on_purpose_is_warned_about() -> None:
+    """Loopback binds quietly; --bind 0.0.0.0 --allow-remote is allowed with a warning that
+    anyone who reaches it can steer the host."""
+    assert bind_warning(ServeOptions([], bind="127.0.0.1")) is None
+    assert bind_warning(ServeOptions([], bind="::1")) is None
+    warning = bind_warning(ServeOptions([], bind="0.0.0.0", allow_remote=True))
+    assert warning is not None and warning.startswith("WARNING: serving on 0.0.0.0")
+    assert "steer the host" in warning
 
 
 def test_serve_port_must_be_a_number(capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ def _app(theme: str = "default") -> ConsoleApp:
 async def _ready(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, ConsoleApp)
-    await app.wait_until(lambda: len(app.ladder.rungs) == 4 and app.chain == "verified"
+    await app.wait_until(lambda: len(app.ladder.rungs) == 4 and app.chain.state == "verified"
                          and bool(app.reviews) and app.clock_view is not None, 5)
     await pilot.press("1", "up")  # the sale's refund: the board loads it
     await app.wait_until(lambda: len(app.board) == 7, 5)
@@ -135,17 +135,32 @@ def test_an_unreachable_host_is_a_notification_not_a_traceback(run: Any) -> None
     assert state == "reconnecting" and not any("Traceback" in n for n in notes)
 
 
-def test_typing_a_name_in_the_prompt_does_not_fire_the_clock_keys(run: Any) -> None:
-    """Letters typed as an approver's name go to the prompt: 'c', 'd', 'h' move no clock."""
+def _sent_after(run: Any, *groups: tuple[str, ...]) -> list[tuple[str, str, Any]]:
+    """The commands a console sends its canned host after each group of keys (a pause
+    between groups), once it has sent one."""
 
     async def script() -> list[tuple[str, str, Any]]:
         api = FakeApi()
         app = ConsoleApp(api)  # type: ignore[arg-type]
         async with app.run_test(size=SIZE) as pilot:
             await _ready(pilot)
-            await pilot.press("5", "a")
-            await pilot.press(*"chad", "enter")
+            for keys in groups:
+                await pilot.press(*keys)
+                await pilot.pause()
             await app.wait_until(lambda: bool(api.sent), 5)
             return api.sent
 
-    assert run(script()) == [("POST", "/reviews/1/approve", {"approver": "chad"})]
+    return run(script())
+
+
+def test_typing_a_name_in_the_prompt_does_not_fire_the_clock_keys(run: Any) -> None:
+    """Letters typed as an approver's name go to the prompt: 'c', 'd', 'h' move no clock."""
+    assert _sent_after(run, ("5", "a"), (*"chad", "enter")) == [
+        ("POST", "/reviews/1/approve", {"approver": "chad"})]
+
+
+def test_r_rejects_the_highlighted_review_with_a_name_and_a_reason(run: Any) -> None:
+    """r asks who rejects and why, then posts both; Esc at the reason sends nothing."""
+    assert _sent_after(run, ("5", "r", *"carol", "enter", "escape"),  # changed her mind
+                       ("r", *"carol", "enter", *"no receipt", "enter")) == [
+        ("POST", "/reviews/1/reject", {"approver": "carol", "reason": "no receipt"})]

@@ -46,9 +46,9 @@ def _day(term: CupTerminal) -> None:
     assert term.void(foreign, 5000, pan=VISA)["39"] == "00"
 
 
-def _settle(term: CupTerminal, totals: str) -> dict[str, str]:
-    return term.send({"t": "0500", "48": totals, "49": "156", "60": f"00{term.batch}201",
-                      "63": "01 "})
+def _settle(term: CupTerminal, totals: str, stan: str | None = None) -> dict[str, str]:
+    return term.send({"t": "0500", "11": stan or term.stan(), "48": totals, "49": "156",
+                      "60": f"00{term.batch}201", "63": "01 "})
 
 
 OURS = totals_text((10000, 1), (3000, 1), (5000, 1), (5000, 1))
@@ -113,3 +113,13 @@ def test_unbalanced_totals_answer_the_hosts_with_flag_2_then_upload_closes(
     assert {r["settlement_state"] for r in term.svc.transactions(tid=term.tid)} == {
         "CLOSED_BATCH"}
     assert term.sign_on()["60"][2:8] == "000002"
+
+
+def test_repeated_settlement_gets_its_answer_again(term: CupTerminal) -> None:
+    """An 0500 sent again after it closed the batch (its answer lost) gets the same 0510, not
+    77 for naming the closed batch; the same trace with other totals is 94."""
+    _day(term)
+    first = _settle(term, OURS, stan="000500")
+    assert _settle(term, OURS, stan="000500") == first
+    assert _settle(term, totals_text((1, 1), (0, 0)), stan="000500")["39"] == "94"
+    assert _settle(term, OURS)["39"] == "77"  # a new 0500 for the closed batch

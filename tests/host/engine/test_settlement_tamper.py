@@ -112,7 +112,7 @@ def book(make_service: Callable[..., HostService], url: str, clock: ManualClock)
     return out
 
 
-@pytest.mark.parametrize("statement", [
+HISTORY_EDITS = (
     "UPDATE settled_item SET amount_minor = 1 WHERE txn_id = {id_A}",
     "UPDATE settled_item SET batch = 'TERM0001/9' WHERE txn_id = {id_A}",
     "UPDATE settled_item SET adjusted = FALSE WHERE txn_id = {id_C}",
@@ -131,12 +131,24 @@ def book(make_service: Callable[..., HostService], url: str, clock: ManualClock)
     "UPDATE notification SET detail = '{{}}'",
     "UPDATE notification SET attempts = attempts + 2",
     "DELETE FROM notification",
-])
-def test_settlement_history_refuses_edits(book: Book, statement: str) -> None:
+)
+
+
+def test_settlement_history_refuses_edits(book: Book) -> None:
     """Each edit outside a table's documented moves is refused by a trigger naming the table."""
-    table = statement.split()[2 if statement.startswith("DELETE") else 1]
-    with pytest.raises(DBAPIError, match=f"history table {table}"):
-        book.run(statement)
+    # One book for all the edits: a refused edit changes nothing, and an accepted one is a
+    # failure named below whatever it did to the rows.
+    wrong = []
+    for statement in HISTORY_EDITS:
+        table = statement.split()[2 if statement.startswith("DELETE") else 1]
+        try:
+            book.run(statement)
+        except DBAPIError as exc:
+            if f"history table {table}" not in str(exc):
+                wrong.append(f"{statement}: {exc}")
+        else:
+            wrong.append(f"{statement}: accepted")
+    assert wrong == [], "\n".join(wrong)
 
 
 def test_settlement_history_allows_its_documented_moves(book: Book) -> None:
