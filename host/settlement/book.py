@@ -42,8 +42,10 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    and_,
     bindparam,
     func,
+    or_,
     select,
     update,
 )
@@ -118,26 +120,37 @@ def capture_member(conn: Connection, row: Any, *, settled: bool = False) -> Memb
     For a refund, ``refunded_before_minor`` is what the refund policy prorates against: the
     refunds of the same sale settled and not adjusted. The cut-off asks before it settles
     ``row``; with ``settled`` (``row`` was settled already) only the refunds settled before it
-    count, in transaction order and as they stand now (a refund released from review after a
-    later sibling settled, or a sibling adjusted since, can make this differ from what its
-    cut-off counted).
+    count, in the order the cut-offs settled them (settlement, then transaction), as they
+    stand now: a sibling adjusted since no longer counts.
     """
     kind = TxnKind.SALE if row.kind == TxnKind.COMPLETION else row.kind
     sale_minor = before = 0
     if kind == TxnKind.REFUND and row.original_id is not None:
         sale_minor = int(conn.execute(select(txn.c.amount_minor)
                                       .where(txn.c.id == row.original_id)).scalar() or 0)
+        joined = settled_item.join(txn, txn.c.id == settled_item.c.txn_id)
         siblings = (select(func.coalesce(func.sum(settled_item.c.amount_minor), 0))
-                    .select_from(settled_item.join(txn, txn.c.id == settled_item.c.txn_id))
                     .where(txn.c.original_id == row.original_id,
                            settled_item.c.kind == TxnKind.REFUND,
                            settled_item.c.adjusted.is_(False)))
         if settled:
-            siblings = siblings.where(settled_item.c.txn_id < row.id)
-        before = int(conn.execute(siblings).scalar_one())
+            joined = joined.join(settlement, and_(settlement.c.batch == settled_item.c.batch,
+                                                  settlement.c.currency == row.currency))
+            mine = _settlement_of(conn, int(row.id))
+            siblings = siblings.where(or_(settlement.c.id < mine, and_(
+                settlement.c.id == mine, settled_item.c.txn_id < row.id)))
+        before = int(conn.execute(siblings.select_from(joined)).scalar_one())
     return Member(kind, str(row.rrn), int(row.amount_minor), row.currency, row.pan_masked,
                   sale_minor=sale_minor or int(row.amount_minor),
                   refunded_before_minor=min(before, sale_minor))
+
+
+def _settlement_of(conn: Connection, txn_id: int) -> int | None:
+    """The id of the settlement that settled item ``txn_id`` (its batch, in its currency)."""
+    return conn.execute(select(settlement.c.id).select_from(settled_item.join(
+        settlement, and_(settlement.c.batch == settled_item.c.batch,
+                         settlement.c.currency == settled_item.c.currency)))
+        .where(settled_item.c.txn_id == txn_id)).scalar()
 
 
 class StoreBatchBook:

@@ -19,14 +19,43 @@ TID, MID = "TERM0001", "MERCHANT0000001"  # the shipped default merchant: MDR 0.
 CARD = CardData(EntryMode.MANUAL, pan=Pan("4111111111111111"), expiry="3012")
 
 
-def _host(tmp: Path, policy: str) -> HostService:
-    """A host on the shipped config with the refund ``policy`` (30 fen per refund) and a
-    simulated clock on a Thursday morning in Shanghai."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each backend."""
+    if request.param == "sqlite":
+        return str(tmp_path / "host.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def _host(tmp: Path, policy: str, review_minor: int = 500000, url: str = "") -> HostService:
+    """A host on the shipped config with the refund ``policy`` (30 fen per refund), refunds
+    above ``review_minor`` held for review, and a simulated clock on a Thursday morning in
+    Shanghai."""
     text = default_config_text().replace('fee_policy = "keep_mdr"', f'fee_policy = "{policy}"')
     text = text.replace("per_refund_fee_minor = 0", "per_refund_fee_minor = 30")
+    text = text.replace("review_amount_minor = 500000", f"review_amount_minor = {review_minor}")
     (tmp / "host.toml").write_text(text, "utf-8")
     clock = ManualClock(datetime(2026, 11, 26, 10, 0, tzinfo=SH))
-    return HostService(load_config(str(tmp / "host.toml")), str(tmp / "host.db"), clock)
+    return HostService(load_config(str(tmp / "host.toml")), url or str(tmp / "host.db"), clock)
+
+
+def _sale(svc: HostService) -> str:
+    """Sell 33.33 CNY (MDR 20 fen) and settle the sale alone at the day's cut-off."""
+    sale = svc.handle(SaleRequest(stan="000001", terminal_id=TID, merchant_id=MID, card=CARD,
+                                  amount=Money(3333, "CNY")).to_fields())
+    _cutoff(svc, 0)
+    return str(sale.response.rrn)
+
+
+def _refund(svc: HostService, sale_rrn: str, stan: int, amount: int) -> str:
+    refund = svc.handle(RefundRequest(
+        stan=f"{stan:06d}", terminal_id=TID, merchant_id=MID, card=CARD,
+        amount=Money(amount, "CNY"), original_rrn=sale_rrn).to_fields())
+    return str(refund.response.rrn)
+
+
+def _fee(svc: HostService, rrn: str) -> int | None:
+    return TxnDetail.model_validate(svc.transaction(rrn)).fee_minor
 
 
 def _cutoff(svc: HostService, day: int) -> None:
@@ -45,14 +74,9 @@ def test_refund_view_fee_is_the_fee_its_settlement_books(
     the fee its settlement books, under each refund fee policy."""
     svc = _host(tmp_path, policy)
     try:
-        sale = svc.handle(SaleRequest(stan="000001", terminal_id=TID, merchant_id=MID,
-                                      card=CARD, amount=Money(3333, "CNY")).to_fields())
-        _cutoff(svc, 0)  # the sale settles alone: its MDR is not in the refunds' figures
+        sale_rrn = _sale(svc)  # alone: the sale's MDR is not in the refunds' figures
         for n, want in enumerate(fees, start=1):
-            refund = svc.handle(RefundRequest(
-                stan=f"00000{n + 1}", terminal_id=TID, merchant_id=MID, card=CARD,
-                amount=Money(1111, "CNY"), original_rrn=sale.response.rrn).to_fields())
-            rrn = refund.response.rrn
+            rrn = _refund(svc, sale_rrn, n + 1, 1111)
             before = TxnDetail.model_validate(svc.transaction(rrn))
             _cutoff(svc, n)
             after = TxnDetail.model_validate(svc.transaction(rrn))
@@ -62,7 +86,27 @@ def test_refund_view_fee_is_the_fee_its_settlement_books(
             assert (booked["refunds_count"], booked["sales_count"]) == (1, 0)
             assert before.fee_minor == after.fee_minor == booked["fees_minor"] == want
             assert after.fee_policy == policy.removesuffix("_prorata")
-        first = TxnDetail.model_validate(svc.transaction(sale.response.rrn))
-        assert first.fee_minor is None  # a sale's view carries no refund fee
+        assert _fee(svc, sale_rrn) is None  # a sale's view carries no refund fee
+    finally:
+        svc.close()
+
+
+def test_refund_released_late_keeps_the_fee_of_the_order_it_settled_in(
+        tmp_path: Path, url: str) -> None:
+    """Pro rata, a held refund settled after a later refund of the same sale shows the fee
+    its own cut-off booked (16.00 after 11.11: 9 fen back), and the later one its (7 fen),
+    on both backends."""
+    svc = _host(tmp_path, "refund_mdr_prorata", review_minor=1500, url=url)
+    try:
+        sale_rrn = _sale(svc)
+        held, quick = _refund(svc, sale_rrn, 2, 1600), _refund(svc, sale_rrn, 3, 1111)
+        _cutoff(svc, 1)  # only the quick refund settles: 7 fen of the 20 returned
+        (review,) = svc.reviews("pending_review")
+        svc.approve_review(int(review["id"]), "lead")
+        assert _fee(svc, held) == -9  # what a cut-off now books: 16 returned in all, less 7
+        _cutoff(svc, 2)
+        last = max(svc.settlement.settlements(), key=lambda s: int(s["id"]))  # type: ignore[union-attr]
+        assert (last["refunds_minor"], last["fees_minor"]) == (1600, -9)
+        assert (_fee(svc, held), _fee(svc, quick)) == (-9, -7)
     finally:
         svc.close()
