@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -151,6 +152,20 @@ def _settlement_of(conn: Connection, txn_id: int) -> int | None:
         settlement, and_(settlement.c.batch == settled_item.c.batch,
                          settlement.c.currency == settled_item.c.currency)))
         .where(settled_item.c.txn_id == txn_id)).scalar()
+
+
+def _due_before(conn: Connection, row: Any) -> int:
+    """What the refunds of ``row``'s sale made before it and not settled yet, but due to
+    settle (approved, not held for review), add up to: the next cut-off settles them first."""
+    if row.original_id is None:
+        return 0
+    return int(conn.execute(
+        select(func.coalesce(func.sum(txn.c.amount_minor), 0))
+        .select_from(txn.outerjoin(settled_item, settled_item.c.txn_id == txn.c.id))
+        .where(txn.c.original_id == row.original_id, txn.c.kind == TxnKind.REFUND,
+               txn.c.id < row.id, txn.c.state == TxnState.APPROVED,
+               or_(txn.c.review_state.is_(None), txn.c.review_state == ReviewState.APPROVED),
+               settled_item.c.txn_id.is_(None))).scalar_one())
 
 
 class StoreBatchBook:
@@ -366,7 +381,11 @@ class EngineDesk(SettlementDesk):
             terms = self.unlisted_terms(row.merchant_id)
         if terms is None:
             return None
-        line = member_line(capture_member(conn, row, settled=settled), terms.fees)
+        member = capture_member(conn, row, settled=settled)
+        if not settled:  # the earlier refunds of the sale that the cut-off settles first
+            member = replace(member, refunded_before_minor=min(
+                member.sale_minor, member.refunded_before_minor + _due_before(conn, row)))
+        line = member_line(member, terms.fees)
         return {"fee_minor": line.fee_minor, "fee_policy": terms.fees.refund_policy.value}
 
     def notify_refund(self, conn: Connection, event_name: str, txn_id: int, at: datetime,
