@@ -43,11 +43,14 @@ class Queries:
 
     def transaction(self, rrn: str) -> dict[str, Any] | None:
         """One transaction with its capture/refund/settlement state, amounts, rules, events."""
+        desk = self._settlement()
         with self._lock, self._engine.connect() as conn:
             row = self._store.txn_by_rrn(conn, rrn)
             out = self._views.detail(conn, row) if row is not None else None
+            fee = desk.refund_fee(conn, row) if row is not None and desk is not None else None
             conn.rollback()
-        desk = self._settlement()
+        if out is not None and fee is not None:
+            out.update(fee)  # fee_minor, fee_policy: the refund's own line of its settlement
         if out is not None and desk is not None:
             out["refund_settlement"] = desk.refund_state(rrn)  # settled / posted
         return out

@@ -178,7 +178,10 @@ class TxnDetail(TxnSummary):
     """``GET /transactions/{rrn}``: the summary plus rules, events, refunds, review, ledger.
 
     The refund totals are sent for refundable kinds (sales, completions) only; ``review`` for
-    a held refund; ``refund_settlement`` once the host runs settlement.
+    a held refund; ``refund_settlement`` once the host runs settlement. A refund that settles
+    or settled has ``fee_minor``, its own fee in the settlement figures (positive: charged to
+    the merchant, negative: given back; before the cut-off, what a cut-off now would book),
+    and ``fee_policy`` (``keep_mdr``, ``refund_mdr`` or ``per_refund_fee``).
     """
 
     rules_fired: list[Any]
@@ -192,6 +195,8 @@ class TxnDetail(TxnSummary):
     review: Review | None = None
     ledger: list[LedgerGroupView]
     refund_settlement: RefundSettlement | None = None
+    fee_minor: int | None = None
+    fee_policy: str | None = None
 
 
 class TxnPage(AdminModel):

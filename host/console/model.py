@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from host.console.words import kind_word, review_state
+from host.console.words import fee_policy_word, kind_word, review_state
 from host.event_stream import txn_type
 from host.settlement.calendar import CalendarError, calendar_for
 from protocol import describe_fields
@@ -417,7 +417,7 @@ def refund_board(sale: Mapping[str, Any] | None, refund: Mapping[str, Any] | Non
     stages.append((DONE if processed else WAITING, released_at if processed else "",
                    _("{amount} back to {card}").format(
                        amount=amount, card=refund.get("pan") or sale.get("pan")
-                       or _("the card"))))
+                       or _("the card")) + _refund_fee(refund)))
     settled = refund.get("refund_settlement") or {}
     stages.append((DONE if settled else WAITING, str(settled.get("settlement_date") or ""),
                    _("settlement {id}").format(id=settled.get("settlement_id")) if settled else
@@ -437,3 +437,14 @@ def refund_board(sale: Mapping[str, Any] | None, refund: Mapping[str, Any] | Non
             state, current_set = CURRENT, True
         out.append(Stage(_(title), state, at, detail))
     return out
+
+
+def _refund_fee(refund: Mapping[str, Any]) -> str:
+    """``, fee 0.30 USD (per-refund fee)``: the refund's own fee in the settlement, signed as
+    the settlement applies it (negative: given back to the merchant); empty when the host
+    sent none."""
+    if refund.get("fee_minor") is None:
+        return ""
+    return _(", fee {fee} ({policy})").format(
+        fee=money(refund["fee_minor"], refund.get("currency")),
+        policy=fee_policy_word(str(refund.get("fee_policy") or "")))

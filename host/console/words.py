@@ -48,3 +48,12 @@ def review_state(state: str) -> str:
         "cancelled": pgettext("review", "cancelled"),
     }  # fmt: skip
     return states.get(state, state)
+
+
+def fee_policy_word(policy: str) -> str:
+    """The merchant's refund fee policy (``keep_mdr``, ``refund_mdr``, ``per_refund_fee``)."""
+    policies = {
+        "keep_mdr": _("MDR kept"), "refund_mdr": _("MDR returned pro rata"),
+        "per_refund_fee": _("per-refund fee"),
+    }  # fmt: skip
+    return policies.get(policy, policy)

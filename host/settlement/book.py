@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -42,8 +43,10 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    and_,
     bindparam,
     func,
+    or_,
     select,
     update,
 )
@@ -57,6 +60,7 @@ from host.settlement.jobs import (
     Member,
     MerchantTerms,
     SettlementDesk,
+    member_line,
     merchant_terms,
     metadata,
     settlement,
@@ -109,6 +113,59 @@ def _late_label(merchant_id: str, day: date) -> str:
 def _hash(members: list[Member]) -> str:
     doc = [[m.kind, m.rrn, m.amount_minor, m.currency] for m in members]
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
+
+
+def capture_member(conn: Connection, row: Any, *, settled: bool = False) -> Member:
+    """The settlement member of capture ``row`` (a sale, completion or refund ``txn`` row).
+
+    For a refund, ``refunded_before_minor`` is what the refund policy prorates against: the
+    refunds of the same sale settled and not adjusted. The cut-off asks before it settles
+    ``row``; with ``settled`` (``row`` was settled already) only the refunds settled before it
+    count, in the order the cut-offs settled them (settlement, then transaction), as they
+    stand now: a sibling adjusted since no longer counts.
+    """
+    kind = TxnKind.SALE if row.kind == TxnKind.COMPLETION else row.kind
+    sale_minor = before = 0
+    if kind == TxnKind.REFUND and row.original_id is not None:
+        sale_minor = int(conn.execute(select(txn.c.amount_minor)
+                                      .where(txn.c.id == row.original_id)).scalar() or 0)
+        joined = settled_item.join(txn, txn.c.id == settled_item.c.txn_id)
+        siblings = (select(func.coalesce(func.sum(settled_item.c.amount_minor), 0))
+                    .where(txn.c.original_id == row.original_id,
+                           settled_item.c.kind == TxnKind.REFUND,
+                           settled_item.c.adjusted.is_(False)))
+        if settled:
+            joined = joined.join(settlement, and_(settlement.c.batch == settled_item.c.batch,
+                                                  settlement.c.currency == row.currency))
+            mine = _settlement_of(conn, int(row.id))
+            siblings = siblings.where(or_(settlement.c.id < mine, and_(
+                settlement.c.id == mine, settled_item.c.txn_id < row.id)))
+        before = int(conn.execute(siblings.select_from(joined)).scalar_one())
+    return Member(kind, str(row.rrn), int(row.amount_minor), row.currency, row.pan_masked,
+                  sale_minor=sale_minor or int(row.amount_minor),
+                  refunded_before_minor=min(before, sale_minor))
+
+
+def _settlement_of(conn: Connection, txn_id: int) -> int | None:
+    """The id of the settlement that settled item ``txn_id`` (its batch, in its currency)."""
+    return conn.execute(select(settlement.c.id).select_from(settled_item.join(
+        settlement, and_(settlement.c.batch == settled_item.c.batch,
+                         settlement.c.currency == settled_item.c.currency)))
+        .where(settled_item.c.txn_id == txn_id)).scalar()
+
+
+def _due_before(conn: Connection, row: Any) -> int:
+    """What the refunds of ``row``'s sale made before it and not settled yet, but due to
+    settle (approved, not held for review), add up to: the next cut-off settles them first."""
+    if row.original_id is None:
+        return 0
+    return int(conn.execute(
+        select(func.coalesce(func.sum(txn.c.amount_minor), 0))
+        .select_from(txn.outerjoin(settled_item, settled_item.c.txn_id == txn.c.id))
+        .where(txn.c.original_id == row.original_id, txn.c.kind == TxnKind.REFUND,
+               txn.c.id < row.id, txn.c.state == TxnState.APPROVED,
+               or_(txn.c.review_state.is_(None), txn.c.review_state == ReviewState.APPROVED),
+               settled_item.c.txn_id.is_(None))).scalar_one())
 
 
 class StoreBatchBook:
@@ -180,25 +237,12 @@ class StoreBatchBook:
                       row.pan_masked)
 
     def _member(self, conn: Connection, row: Any, label: str) -> Member:
-        kind = TxnKind.SALE if row.kind == TxnKind.COMPLETION else row.kind
-        sale_minor = before = 0
-        if kind == TxnKind.REFUND and row.original_id is not None:
-            sale = self.store.txn_by_id(conn, int(row.original_id))
-            sale_minor = int(sale.amount_minor) if sale is not None else 0
-            before = int(conn.execute(select(func.coalesce(func.sum(settled_item.c.amount_minor),
-                                                           0))
-                                      .select_from(settled_item.join(txn, txn.c.id ==
-                                                                     settled_item.c.txn_id))
-                                      .where(txn.c.original_id == row.original_id,
-                                             settled_item.c.kind == TxnKind.REFUND,
-                                             settled_item.c.adjusted.is_(False))).scalar_one())
+        member = capture_member(conn, row)
         conn.execute(settled_item.insert().values(
-            txn_id=int(row.id), merchant_id=row.merchant_id, kind=kind,
+            txn_id=int(row.id), merchant_id=row.merchant_id, kind=member.kind,
             amount_minor=int(row.amount_minor), currency=row.currency, batch=label,
             adjusted=False))
-        return Member(kind, str(row.rrn), int(row.amount_minor), row.currency, row.pan_masked,
-                      sale_minor=sale_minor or int(row.amount_minor),
-                      refunded_before_minor=min(before, sale_minor))
+        return member
 
     def _members_at_close(self, conn: Connection, brow: Any) -> list[Member]:
         closed_ms = int(brow.closed_ms or 0)
@@ -318,6 +362,31 @@ class EngineDesk(SettlementDesk):
         if merchant_id in self.terms or self.unlisted_terms is None:
             return False
         return self.enrol(self.unlisted_terms(merchant_id))
+
+    def refund_fee(self, conn: Connection, row: Any) -> dict[str, Any] | None:
+        """``{"fee_minor", "fee_policy"}`` of refund ``row`` (a ``txn`` row) under its merchant's
+        terms, through the line the cut-off books (:func:`member_line`): the fee its settlement
+        booked once settled, what a cut-off now would book before. Signed as in the figures:
+        positive is charged to the merchant, negative given back. None when no fee applies:
+        not a refund, never approved, rejected or undone in review, or an unknown merchant."""
+        if row.kind != TxnKind.REFUND:
+            return None
+        settled = conn.execute(select(settled_item.c.txn_id)
+                               .where(settled_item.c.txn_id == row.id)).first() is not None
+        if not settled and (row.state != TxnState.APPROVED or row.review_state in
+                            (ReviewState.REJECTED, ReviewState.CANCELLED)):
+            return None
+        terms = self.terms.get(row.merchant_id)
+        if terms is None and self.unlisted_terms is not None:
+            terms = self.unlisted_terms(row.merchant_id)
+        if terms is None:
+            return None
+        member = capture_member(conn, row, settled=settled)
+        if not settled:  # the earlier refunds of the sale that the cut-off settles first
+            member = replace(member, refunded_before_minor=min(
+                member.sale_minor, member.refunded_before_minor + _due_before(conn, row)))
+        line = member_line(member, terms.fees)
+        return {"fee_minor": line.fee_minor, "fee_policy": terms.fees.refund_policy.value}
 
     def notify_refund(self, conn: Connection, event_name: str, txn_id: int, at: datetime,
                       **detail: Any) -> None:

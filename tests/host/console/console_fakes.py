@@ -66,7 +66,8 @@ REFUND = {"rrn": "000000000002", "kind": "refund", "amount_minor": 4_000, "curre
           "pan": "411111******1111", "at": "2026-03-02T02:05:00.000+00:00",
           "response_code": "00", "capture_state": "PENDING_REVIEW", "reason": "RETURN",
           "evidence": "receipt 17", "original_rrn": "000000000001", "review": REVIEW,
-          "settlement_state": "OPEN_BATCH", "refund_settlement": None}
+          "settlement_state": "OPEN_BATCH", "refund_settlement": None,
+          "fee_minor": 200, "fee_policy": "per_refund_fee"}
 CLOCK = {"mode": "simulated", "now": "2026-03-02T02:06:00+00:00",
          "business_dates": {"MERCHANT0000001": "2026-03-02"},
          "pending_events": [{"at": "2026-03-02T15:00:00+00:00", "key": "cutoff:MERCHANT0000001"}]}

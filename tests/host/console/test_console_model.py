@@ -62,13 +62,18 @@ def test_a_declined_refund_fails_the_first_stage_and_nothing_is_current() -> Non
 
 
 def test_an_approved_refund_without_review_waits_for_the_batch() -> None:
-    """No review needed: that stage is skipped, processed is done, settlement is current."""
-    sale = {"rrn": "1", "response_code": "00", "amount_minor": 100, "currency": "CNY",
+    """No review needed: that stage is skipped, processed is done and says the amount, the
+    card and the refund's own fee under the merchant's policy; settlement is current."""
+    sale = {"rrn": "1", "response_code": "00", "amount_minor": 2000, "currency": "USD",
             "pan": "411111******1111"}
     refund = {"rrn": "2", "response_code": "00", "capture_state": "APPROVED",
-              "amount_minor": 40, "currency": "CNY", "at": "2026-03-02T02:00:00Z"}
-    states = [s.state for s in refund_board(sale, refund)]
-    assert states == [DONE, DONE, SKIPPED, DONE, CURRENT, "waiting", "waiting"]
+              "amount_minor": 1200, "currency": "USD", "at": "2026-03-02T02:00:00Z",
+              "fee_minor": 30, "fee_policy": "per_refund_fee"}
+    board = refund_board(sale, refund)
+    assert [s.state for s in board] == [DONE, DONE, SKIPPED, DONE, CURRENT, "waiting", "waiting"]
+    assert board[3].detail == "12.00 USD back to 411111******1111, fee 0.30 USD (per-refund fee)"
+    given_back = refund_board(sale, {**refund, "fee_minor": -7, "fee_policy": "refund_mdr"})
+    assert given_back[3].detail.endswith(", fee -0.07 USD (MDR returned pro rata)")
 
 
 def test_amounts_show_the_currency_letters_and_its_minor_units() -> None:
