@@ -30,7 +30,7 @@ from scenarios.loadgen.driver import LoadRun
 from scenarios.loadgen.procs import (
     ServerFailed,
     ServerProcess,
-    cpu_seconds,
+    tree_cpu_seconds,
     python_module,
     rss_bytes,
 )
@@ -100,10 +100,17 @@ async def _measure(addr: tuple[str, int], codec: Codec, args: argparse.Namespace
                         currency=args.currency, pan=args.pan, seed=args.seed)
     run = LoadRun(addr[0], addr[1], codec, plans, request_timeout=args.timeout)
     idle = [socket.create_connection(addr) for _ in range(args.idle)]
+    snapshots: list[dict[int, float]] = []
+
+    def probe() -> float | None:
+        # The server's process and its children (a host's front processes), summed; the
+        # split per process is reported too.
+        snapshots.append(tree_cpu_seconds(pid) if pid else {})
+        return sum(snapshots[-1].values()) if snapshots[-1] else None
+
     try:
         await run.connect()
-        elapsed = await run.run(args.duration, args.warmup,
-                                probe=(lambda: cpu_seconds(pid)) if pid else lambda: None)
+        elapsed = await run.run(args.duration, args.warmup, probe=probe)
         rss = rss_bytes(pid) if pid else None
     finally:
         run.close()
@@ -112,7 +119,12 @@ async def _measure(addr: tuple[str, int], codec: Codec, args: argparse.Namespace
     cpu = None
     if run.probe_start is not None and run.probe_end is not None:
         cpu = run.probe_end - run.probe_start
-    return summarize(run.tally, elapsed, cpu_s=cpu, rss=rss)
+    split = None
+    if len(snapshots) == 2 and pid is not None and len(snapshots[1]) > 1:
+        first, last = snapshots
+        split = {"engine" if p == pid else f"front {p}": last[p] - first.get(p, 0.0)
+                 for p in last}
+    return summarize(run.tally, elapsed, cpu_s=cpu, rss=rss, cpu_split=split)
 
 
 def _host_argv(args: argparse.Namespace, db: str) -> list[str]:
