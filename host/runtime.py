@@ -124,6 +124,7 @@ class HostRuntime:
         self.service: Any = None
         self.factory: IsoServerFactory | None = None
         self.fronts: FrontPool | None = None  # with [server] front_processes > 0
+        self.committer: GroupCommitter | None = None
         self.iso_port = 0
         self.admin_port = 0
         self.admin_token = ""
@@ -171,7 +172,7 @@ class HostRuntime:
             self.notifier = self._notifications(config, clock, reactor)
             timer = MonotonicTimer(loop)
             self.extras.setdefault("max_clock_move", max_clock_move(config))
-            committer = GroupCommitter(worker, self.service)
+            self.committer = committer = GroupCommitter(worker, self.service)
             events = self.extras.setdefault("events", EventBus(clock=clock))
             iso_tls, admin_tls = _tls_options(config)
             fronts = front_processes(config)
@@ -361,6 +362,9 @@ class HostRuntime:
             await wait(self._close_connections(self.factory))
         if self.fronts is not None:
             await self._stop_fronts(self.fronts)
+        if self.committer is not None and self.committer.batches:
+            self.log.event("group_commit", batches=self.committer.batches,
+                           requests=self.committer.requests, largest=self.committer.largest)
         worker = self._worker
         if self.notifier is not None:
             await wait(self.notifier.stop())

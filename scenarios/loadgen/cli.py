@@ -30,9 +30,9 @@ from scenarios.loadgen.driver import LoadRun
 from scenarios.loadgen.procs import (
     ServerFailed,
     ServerProcess,
-    tree_cpu_seconds,
     python_module,
     rss_bytes,
+    tree_cpu_seconds,
 )
 from scenarios.loadgen.report import render, summarize
 from scenarios.loadgen.workload import DEFAULT_MIX, DEFAULT_PAN, UsageError, build_plans, parse_mix
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix", default=DEFAULT_MIX, help=f"request mix (default {DEFAULT_MIX})")
     p.add_argument("--db", metavar="URL", help="with --with-host: ledger path or database URL")
     p.add_argument("--config", metavar="FILE", help="with --with-host: host config file")
+    p.add_argument("--front-processes", type=int, choices=range(17), metavar="N",
+                   help="with --with-host: the host's front processes (poslab-host "
+                        "--front-processes; default: the config's)")
     p.add_argument("--profile", default="iso87-ascii", metavar="NAME", help="wire profile")
     p.add_argument("--ceiling", action="store_true",
                    help="also measure the bare codec server and print the ratio")
@@ -132,6 +135,8 @@ def _host_argv(args: argparse.Namespace, db: str) -> list[str]:
             "--db", db, "--profile", args.profile, "--allow-unknown-terminals"]
     if args.config:
         argv += ["--config", args.config]
+    if args.front_processes is not None:
+        argv += ["--front-processes", str(args.front_processes)]
     return argv
 
 

@@ -93,9 +93,9 @@ def test_kill9_under_load_loses_no_approval(backend: str, ledger_db: str,
     reversed_ = sum(e.state == "reversed" for t in terminals for e in t.journal)
     missing = sum("approved-but-missing" in p for p in problems)
     offline_status, offline = verify_offline()
-    print(f"{backend}, {fronts} fronts: kill -9 x {kills}: {approved} approvals, {reversed_} reversed, "
-          f"{missing} approved-but-missing, {len(problems)} problems, verify ok={report.ok}, "
-          f"offline: {offline} (seed {seed})")
+    print(f"{backend}, {fronts} fronts: kill -9 x {kills}: {approved} approvals, "
+          f"{reversed_} reversed, {missing} approved-but-missing, {len(problems)} problems, "
+          f"verify ok={report.ok}, offline: {offline} (seed {seed})")
     assert kills == cycles
     assert approved > 0, "the load never got an approval through"
     assert problems == [], f"seed {seed}: " + "; ".join(problems[:10])
