@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError
 from twisted.internet.error import CannotListenError
 
 from host import crashpoints
@@ -180,6 +180,10 @@ class HostRuntime:
                 self.fronts = self._start_fronts(reactor, fronts, config, listen, codec,
                                                  committer, events, iso_tls)
                 self.iso_port = int(self.fronts.listener.getsockname()[1])
+                try:
+                    await self.fronts.start().asFuture(loop)
+                except FirstError as exc:
+                    raise StartError(first_line(exc.subFailure.value)) from None
             else:
                 rules = getattr(config, "faults", ())  # [[faults]] in the config file
                 self.faults = FaultHook(FaultRegistry(rules), self.metrics, self.log, timer)
@@ -226,10 +230,8 @@ class HostRuntime:
             index=0, profile=codec.profile.name, family=int(listener.family),
             limits={name: float(getattr(limits, name)) for name in limits.__dataclass_fields__},
             log_file=self.log.path, log_fields=self.log.with_fields)
-        pool = FrontPool(reactor, count, listener, settings, committer, self.service, codec,
+        return FrontPool(reactor, count, listener, settings, committer, self.service, codec,
                          self.log, self.metrics, events)
-        pool.start()
-        return pool
 
     def _listen(self, reactor: Any, what: str, where: tuple[str, int], factory: Any,
                 tls: Any = None) -> int:

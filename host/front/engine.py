@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-from host.front.link import Answer, Deframer, LinkError, LinkMessage, Stop, Submit, frame
+from host.front.link import Answer, Deframer, LinkError, LinkMessage, Ready, Stop, Submit, frame
 from host.front.process import FrontSettings
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
@@ -80,10 +80,13 @@ class FrontPool:
         self.restarts = 0
         self.stopping = False
 
-    def start(self) -> None:
-        """Spawn every front (each accepts on the shared socket once it runs)."""
+    def start(self) -> Deferred[Any]:
+        """Spawn every front; fires once each accepts on the shared socket, or fails with
+        :class:`FrontFailed` when one exits first."""
         for index in range(self.count):
             self._spawn(index)
+        return DeferredList([c.ready for c in self.channels.values()], fireOnOneErrback=True,
+                            consumeErrors=True)
 
     def _spawn(self, index: int) -> None:
         channel = FrontChannel(self, index)
@@ -127,6 +130,10 @@ class FrontPool:
             channel.kill()
 
 
+class FrontFailed(Exception):
+    """A front process exited before it was ready (its stderr says why)."""
+
+
 class FrontChannel(ProcessProtocol):
     """The engine's end of one front's pipe: requests in, answers out after the commit."""
 
@@ -137,6 +144,7 @@ class FrontChannel(ProcessProtocol):
         self.started = time.monotonic()
         self.pending = 0
         self.exited: Deferred[None] = Deferred()
+        self.ready: Deferred[None] = Deferred()
         self._deframer = Deframer(self._received)
         self._tpdu = pool.codec.profile.tpdu is not None
         security = getattr(pool.service, "security", None)
@@ -152,6 +160,8 @@ class FrontChannel(ProcessProtocol):
 
     def _received(self, message: LinkMessage) -> None:
         if not isinstance(message, Submit):
+            if isinstance(message, Ready) and not self.ready.called:
+                self.ready.callback(None)
             return
         started = time.perf_counter()
         raw = message.raw
@@ -206,5 +216,9 @@ class FrontChannel(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:  # noqa: N802
         status = getattr(reason.value, "exitCode", None)
         signal_ = getattr(reason.value, "signal", None)
+        how = f"signal {signal_}" if signal_ else f"exit {status}"
         self.exited.callback(None)
-        self.pool.ended(self, f"signal {signal_}" if signal_ else f"exit {status}")
+        if not self.ready.called:
+            self.ready.errback(FrontFailed(f"front process {self.index} exited before it was "
+                                           f"ready ({how}); its stderr says why"))
+        self.pool.ended(self, how)

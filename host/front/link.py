@@ -1,10 +1,10 @@
 """The engine link: the messages between a front process and the engine, and their framing.
 
 Each message is MessagePack (msgspec, as arrays: no field names on the wire) behind a 4-byte
-big-endian length. A front writes :class:`Submit` frames to the engine; the engine answers each
-with one :class:`Answer` after the request's commit, and sends :class:`Stop` when the host
-stops. Frames of one direction travel in order on one pipe, so a request id only has to be
-unique per front.
+big-endian length. A front says :class:`Ready` once it accepts connections, then writes
+:class:`Submit` frames to the engine; the engine answers each with one :class:`Answer` after
+the request's commit, and sends :class:`Stop` when the host stops. Frames of one direction
+travel in order on one pipe, so a request id only has to be unique per front.
 """
 
 from __future__ import annotations
@@ -54,7 +54,11 @@ class Stop(msgspec.Struct, array_like=True, tag=3):
     """The host stops: accept nothing more, send the answers still due, close, exit."""
 
 
-LinkMessage = Submit | Answer | Stop
+class Ready(msgspec.Struct, array_like=True, tag=4):
+    """The front accepts connections now (front to engine, once)."""
+
+
+LinkMessage = Submit | Answer | Stop | Ready
 
 _encode = msgspec.msgpack.Encoder(enc_hook=str).encode  # log values such as enums: as text
 _decode = msgspec.msgpack.Decoder(LinkMessage).decode

@@ -30,7 +30,16 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 
 from host import crashpoints
-from host.front.link import Answer, Deframer, LinkError, LinkMessage, Stop, Submit, frame
+from host.front.link import (
+    Answer,
+    Deframer,
+    LinkError,
+    LinkMessage,
+    Ready,
+    Stop,
+    Submit,
+    frame,
+)
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.pipeline.replies import format_error_reply
@@ -113,6 +122,11 @@ class EngineLink(Protocol):
         self._ids = itertools.count(1)
         self._deframer = Deframer(self._received)
         self._stopping = False
+
+    def connectionMade(self) -> None:  # noqa: N802 - Twisted naming
+        """The pipe is up and the port adopted: tell the engine this front serves."""
+        transport: Any = self.transport
+        transport.write(frame(Ready()))
 
     def submit(self, request: IsoRequest) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()

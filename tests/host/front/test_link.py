@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from host.front.link import Answer, Deframer, LinkError, LinkMessage, Stop, Submit, frame
+from host.front.link import Answer, Deframer, LinkError, LinkMessage, Ready, Stop, Submit, frame
 
 
 def test_messages_survive_every_split_of_the_stream() -> None:
@@ -14,6 +14,7 @@ def test_messages_survive_every_split_of_the_stream() -> None:
         Answer(7, {"t": "0210", "39": "00"}, {"kind": "sale", "amount_minor": 1500},
                sealed=b"\x02\x03"),
         Stop(),
+        Ready(),
     ]
     stream = b"".join(frame(m) for m in messages)
     for cut in range(len(stream) + 1):
