@@ -183,7 +183,7 @@ class HostRuntime:
                 try:
                     await self.fronts.start().asFuture(loop)
                 except FirstError as exc:
-                    raise StartError(first_line(exc.subFailure.value)) from None
+                    raise StartError(exc.subFailure.getErrorMessage()) from None
             else:
                 rules = getattr(config, "faults", ())  # [[faults]] in the config file
                 self.faults = FaultHook(FaultRegistry(rules), self.metrics, self.log, timer)
