@@ -29,7 +29,7 @@ from scenarios.loadgen.journal import JournalingTerminal
 pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
 
 DEFAULT_CYCLES = {"sqlite": 10, "postgresql": 5}
-FRONT_CYCLES = {"sqlite": 5, "postgresql": 3}  # with front processes: each restart costs more
+FRONT_CYCLES = {"sqlite": 3, "postgresql": 2}  # with front processes: each restart costs more
 SOAK_CYCLES = (200 if os.environ.get("RELIABILITY_PROFILE") == "nightly"
                else 100 if os.environ.get("POSLAB_SOAK") == "1" else None)
 TERMINALS = 6
