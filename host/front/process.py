@@ -4,10 +4,10 @@
 hand. It inherits the engine's listening socket as file descriptor 3 and accepts connections
 on it (the kernel spreads them over the fronts), runs the same connection code as the
 one-process host (:class:`host.server.IsoHostProtocol`: limits, flow control, answer-or-close,
-the message log) and hands every valid request to the engine over its stdin/stdout pipe
-(:mod:`host.front.link`). It answers a request only with the engine's :class:`Answer`, which
-the engine sends after the request's commit. A format error (MTI+10, RC 30) books nothing and
-is answered here.
+the message log, where front i numbers its connections from i * 1,000,000 + 1) and hands
+every valid request to the engine over its stdin/stdout pipe (:mod:`host.front.link`). It
+answers a request only with the engine's :class:`Answer`, which the engine sends after the
+request's commit. A format error (MTI+10, RC 30) books nothing and is answered here.
 
 It ignores SIGINT and SIGTERM: the engine stops it with a :class:`Stop` message (stop reading,
 send the answers still due, close, exit 0). When the pipe closes without one, the engine died;
@@ -52,6 +52,7 @@ LISTEN_FD = 3
 """The engine's listening socket, as the front inherits it."""
 
 EXIT_ENGINE_GONE = 70
+CONN_IDS_PER_FRONT = 1_000_000
 
 
 class FrontSettings(msgspec.Struct):
@@ -97,9 +98,13 @@ class FrontFactory(IsoServerFactory):
     """The server factory of a front: requests go to the engine over the link."""
 
     def __init__(self, codec: Codec, limits: ServerLimits, log: MessageLog,
-                 timer: MonotonicTimer) -> None:
+                 timer: MonotonicTimer, index: int = 0) -> None:
+        # No service and no worker in a front: the two calls that would use them
+        # (format_error, submit) are answered here and by the engine. The metrics stay local.
         super().__init__(None, None, codec, limits, log, Metrics(), timer)  # type: ignore[arg-type]
         self.link: EngineLink | None = None
+        # The fronts share one log: front i numbers its connections from i * 1,000,000 + 1.
+        self._ids = itertools.count(index * CONN_IDS_PER_FRONT + 1)
 
     def format_error(self, error: ValidationError) -> Deferred[Any]:
         """Answered here: a format error books nothing and needs no database."""
@@ -196,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     log = (MessageLog.to_file(settings.log_file, with_fields=settings.log_fields)
            if settings.log_file else MessageLog(sys.stderr, with_fields=settings.log_fields))
     limits = ServerLimits(**_typed_limits(settings.limits))
-    factory = FrontFactory(Codec(settings.profile), limits, log, MonotonicTimer(loop))
+    factory = FrontFactory(Codec(settings.profile), limits, log, MonotonicTimer(loop),
+                           settings.index)
     port = reactor.adoptStreamPort(LISTEN_FD, socket.AddressFamily(settings.family), factory)
     os.close(LISTEN_FD)  # the port holds its own duplicate
     factory.link = link = EngineLink(factory, reactor, port)
