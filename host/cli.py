@@ -89,6 +89,16 @@ def _speed(text: str) -> float:
     return value
 
 
+MAX_FRONTS = 16
+"""Largest --front-processes (as ``[server] front_processes``)."""
+
+
+def _fronts(text: str) -> int:
+    if not text.isdigit() or int(text) > MAX_FRONTS:
+        raise argparse.ArgumentTypeError(f"expected a whole number 0-{MAX_FRONTS}, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the README's option table)."""
     p = _Parser(prog=PROG, description="ISO 8583 acquirer host emulator for refund testing.")
@@ -119,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", metavar="FACTOR", type=_speed,
                    help="let the simulated clock run by itself, FACTOR simulated seconds per "
                         "real second (3600: an hour a second); it still moves by command too")
+    p.add_argument("--front-processes", metavar="N", type=_fronts, default=None,
+                   help="run the ISO 8583 sockets and codec in N processes of their own, the "
+                        "ledger in this one (overrides [server] front_processes; 0: one "
+                        "process)")
     _add_tls_options(p)
     sub = p.add_subparsers(dest="command", metavar="{ledger,report,keys,openapi,console}")
     ledger = sub.add_parser("ledger", help="ledger tools")
@@ -352,6 +366,9 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(f"bad config: {exc}")
     except OSError as exc:
         return _fail(f"cannot read config {args.config}: {exc.strerror or exc}")
+    if args.front_processes is not None:
+        config = config.model_copy(update={"server": config.server.model_copy(
+            update={"front_processes": args.front_processes})})
     try:
         config = apply_tls_flags(config, args)
         from host.tls import TlsSetupError, check

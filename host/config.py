@@ -23,6 +23,7 @@ with terminal ``TERM0001`` is used)::
     [notifications] file (JSON-lines copy), webhook_url, max_attempts, backoff_s, timeout_s
     [limits]      protection limits: frames, timers, connections (total, per peer), requests in
                   flight per connection, the longest simulated clock move
+    [server]      front_processes: the ISO sockets and codec in N processes of their own
     [text_limits] longest free text accepted: DE48 evidence and operator, review approver
     [tls.iso]     TLS on the ISO 8583 port: cert_file, key_file, client_ca_file,
                   require_client_cert, tid_in_certificate
@@ -253,6 +254,18 @@ class LimitsSection(_Strict):
     max_clock_move_days: int = Field(default=366, ge=1, le=36600)
 
 
+class ServerSection(_Strict):
+    """``[server]``: how the host uses the machine's cores (docs/performance.md).
+
+    :ivar front_processes: 0 (the default) runs everything in the host process. N > 0 starts
+        N front processes that own the ISO 8583 sockets, decode, validate and answer, while the
+        host process keeps the ledger (``host.front``). Needs plain TCP on the ISO port and no
+        ``[[faults]]`` rules (both live in the host process only).
+    """
+
+    front_processes: int = Field(default=0, ge=0, le=16)
+
+
 class TextLimitsSection(_Strict):
     """``[text_limits]``: the longest free text the host accepts, checked before anything is
     stored so SQLite and PostgreSQL answer alike (the columns are never the limit).
@@ -429,6 +442,7 @@ class HostConfig(_Strict):
     settlement: SettlementSection = SettlementSection()
     notifications: NotificationsSection = NotificationsSection()
     limits: LimitsSection = LimitsSection()
+    server: ServerSection = ServerSection()
     text_limits: TextLimitsSection = TextLimitsSection()
     tls: TlsSection = TlsSection()
     cards: tuple[CardEntry, ...] = ()

@@ -43,6 +43,16 @@ except CrashpointError:  # reported by validate_environment() at start-up, not o
     ACTIVE, _SKIP = None, 0
 
 
+_ENGINE_PID: int | None = None
+
+
+def crash_with_engine(pid: int) -> None:
+    """In a front process (:mod:`host.front`): a crash point kills the engine ``pid`` too, so
+    that the crash is the whole host's, as in a one-process host."""
+    global _ENGINE_PID
+    _ENGINE_PID = pid
+
+
 def validate_environment() -> None:
     """Raise :class:`CrashpointError` for a bad setting (the CLI calls this at start-up)."""
     _read()
@@ -63,6 +73,8 @@ def hit(point: str, transport: Any = None) -> None:
     flush = getattr(transport, "doWrite", None)
     if flush is not None:
         flush()
+    if _ENGINE_PID is not None:
+        os.kill(_ENGINE_PID, signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -49,6 +49,7 @@ class GroupCommitter:
 
     :ivar batches: number of batches run (for metrics and tests).
     :ivar largest: the largest batch so far.
+    :ivar requests: requests run in batches so far.
     """
 
     def __init__(self, worker: ServiceWorker, service: Any, *, max_batch: int = 256) -> None:
@@ -61,6 +62,7 @@ class GroupCommitter:
         self._scheduled = False
         self.batches = 0
         self.largest = 0
+        self.requests = 0
 
     @property
     def enabled(self) -> bool:
@@ -96,6 +98,7 @@ class GroupCommitter:
         """Loop: fire each request's Deferred; schedule the next batch if more arrived."""
         if isinstance(results, list):
             self.batches += 1 if results else 0
+            self.requests += len(results)
             self.largest = max(self.largest, len(results))
             for d, value, ok in results:
                 if ok:

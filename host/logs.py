@@ -140,6 +140,7 @@ class MessageLog:
                  table: str = "iso87", own_stream: bool = False) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._own = own_stream
+        self.path: str | None = None  # the file :meth:`to_file` opened (front processes append)
         self.with_fields = with_fields
         self._table = table
         # bind() once: the lazy proxy wrap_logger returns would rebuild the logger per line.
@@ -150,7 +151,9 @@ class MessageLog:
     def to_file(cls, path: str, *, with_fields: bool = False, table: str = "iso87") -> MessageLog:
         """Append to ``path`` (line buffered); the log closes the file in :meth:`close`."""
         stream = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open
-        return cls(stream, with_fields=with_fields, table=table, own_stream=True)
+        log = cls(stream, with_fields=with_fields, table=table, own_stream=True)
+        log.path = path
+        return log
 
     def message(self, direction: str, conn: int | str, fields: Mapping[str, str],
                 context: Mapping[str, object] | None = None, **extra: object) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError
 from twisted.internet.error import CannotListenError
 
 from host import crashpoints
@@ -35,6 +35,8 @@ from host.clock import MAX_MOVE
 from host.event_stream import EventBus
 from host.faults.actions import FaultHook
 from host.faults.rules import FaultRegistry
+from host.front.engine import FrontPool, bind_listener
+from host.front.process import FrontSettings
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
@@ -121,6 +123,8 @@ class HostRuntime:
         self.service_factory = service_factory
         self.service: Any = None
         self.factory: IsoServerFactory | None = None
+        self.fronts: FrontPool | None = None  # with [server] front_processes > 0
+        self.committer: GroupCommitter | None = None
         self.iso_port = 0
         self.admin_port = 0
         self.admin_token = ""
@@ -167,19 +171,31 @@ class HostRuntime:
                 self.service.security.use_profile(codec.profile)  # MAC'd MTIs and scheme
             self.notifier = self._notifications(config, clock, reactor)
             timer = MonotonicTimer(loop)
-            rules = getattr(config, "faults", ())  # [[faults]] in the config file
-            self.faults = FaultHook(FaultRegistry(rules), self.metrics, self.log, timer)
-            self.extras.setdefault("faults", self.faults)
             self.extras.setdefault("max_clock_move", max_clock_move(config))
-            self.factory = IsoServerFactory(self.service, worker, codec,
-                                            ServerLimits.from_config(config), self.log,
-                                            self.metrics, timer, self.faults)
-            self.factory.committer = GroupCommitter(worker, self.service)
-            self.factory.events = self.extras.setdefault("events", EventBus(clock=clock))
+            self.committer = committer = GroupCommitter(worker, self.service)
+            events = self.extras.setdefault("events", EventBus(clock=clock))
             iso_tls, admin_tls = _tls_options(config)
-            if iso_tls is not None and config.tls.iso.tid_in_certificate:
-                self.factory.admission = TidBinding(self.log).refusal
-            self.iso_port = self._listen(reactor, "ISO 8583", listen, self.factory, iso_tls)
+            fronts = front_processes(config)
+            if fronts:
+                self.fronts = self._start_fronts(reactor, fronts, config, listen, codec,
+                                                 committer, events, iso_tls)
+                self.iso_port = int(self.fronts.listener.getsockname()[1])
+                try:
+                    await self.fronts.start().asFuture(loop)
+                except FirstError as exc:
+                    raise StartError(exc.subFailure.getErrorMessage()) from None
+            else:
+                rules = getattr(config, "faults", ())  # [[faults]] in the config file
+                self.faults = FaultHook(FaultRegistry(rules), self.metrics, self.log, timer)
+                self.extras.setdefault("faults", self.faults)
+                self.factory = IsoServerFactory(self.service, worker, codec,
+                                                ServerLimits.from_config(config), self.log,
+                                                self.metrics, timer, self.faults)
+                self.factory.committer = committer
+                self.factory.events = events
+                if iso_tls is not None and config.tls.iso.tid_in_certificate:
+                    self.factory.admission = TidBinding(self.log).refusal
+                self.iso_port = self._listen(reactor, "ISO 8583", listen, self.factory, iso_tls)
             self.admin_token = resolve_admin_token(admin_token, config)
             ctx = AdminContext(self.service, worker, self.metrics, self.log, clock, self.extras)
             self.admin_port = self._listen(reactor, "the admin API", admin,
@@ -193,6 +209,29 @@ class HostRuntime:
                        iso_tls=_tls_mode(getattr(config, "tls", None), "iso"),
                        admin_tls=_tls_mode(getattr(config, "tls", None), "admin"))
         return self.iso_port, self.admin_port
+
+    def _start_fronts(self, reactor: Any, count: int, config: Any, listen: tuple[str, int],
+                      codec: Codec, committer: GroupCommitter, events: EventBus,
+                      iso_tls: Any) -> FrontPool:
+        """Bind the ISO socket here and hand it to ``count`` front processes (host.front)."""
+        if iso_tls is not None:
+            raise StartError("[server] front_processes needs plain TCP on the ISO 8583 port: "
+                             "turn off [tls.iso] or set front_processes = 0")
+        if getattr(config, "faults", ()):
+            raise StartError("[server] front_processes cannot run [[faults]] rules: remove "
+                             "them or set front_processes = 0")
+        try:
+            listener = bind_listener(*listen)
+        except OSError as exc:
+            raise StartError(f"cannot listen for ISO 8583 on {listen[0]}:{listen[1]}: "
+                             f"{exc.strerror or exc}") from None
+        limits = ServerLimits.from_config(config)
+        settings = FrontSettings(
+            index=0, profile=codec.profile.name, family=int(listener.family),
+            limits={name: float(getattr(limits, name)) for name in limits.__dataclass_fields__},
+            log_file=self.log.path, log_fields=self.log.with_fields)
+        return FrontPool(reactor, count, listener, settings, committer, self.service, codec,
+                         self.log, self.metrics, events)
 
     def _listen(self, reactor: Any, what: str, where: tuple[str, int], factory: Any,
                 tls: Any = None) -> int:
@@ -232,6 +271,16 @@ class HostRuntime:
             return result
 
         return closed.addBoth(done)
+
+    async def _stop_fronts(self, fronts: FrontPool) -> None:
+        """Stop the fronts (each answers what it accepted, then closes); kill any still
+        running after the longest time a connection's close may take."""
+        stopped = fronts.stop()
+        timer = MonotonicTimer(asyncio.get_running_loop())
+        pending = timer.callLater(2 * fronts.settings.limits["frame_deadline_s"] + 5, fronts.kill)
+        await stopped.asFuture(asyncio.get_running_loop())
+        if pending.active():
+            pending.cancel()
 
     def _poll_clock(self, clock: Any, timer: MonotonicTimer, every_s: float = 1.0) -> None:
         """Run the clock's due events (cut-offs, funding...) when time moves by itself.
@@ -313,6 +362,11 @@ class HostRuntime:
             self.factory.stop_reading()
             await wait(self.factory.drained())
             await wait(self._close_connections(self.factory))
+        if self.fronts is not None:
+            await self._stop_fronts(self.fronts)
+        if self.committer is not None and self.committer.batches:
+            self.log.event("group_commit", batches=self.committer.batches,
+                           requests=self.committer.requests, largest=self.committer.largest)
         worker = self._worker
         if self.notifier is not None:
             await wait(self.notifier.stop())
@@ -349,6 +403,11 @@ def _tls_mode(tls: Any, port: str) -> str:
     if section is None or not section.enabled:
         return "off"
     return "mtls" if section.require_client_cert else "tls"
+
+
+def front_processes(config: object) -> int:
+    """``[server] front_processes`` (0 when the config has no such section)."""
+    return int(getattr(getattr(config, "server", None), "front_processes", 0) or 0)
 
 
 def max_clock_move(config: object) -> timedelta:

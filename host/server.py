@@ -311,8 +311,8 @@ class IsoHostProtocol(FramedProtocol):
             _, fields = codec.decode(payload)
         except ValidationError as exc:
             self.factory.log.message("in", self.conn_id, exc.fields, error=str(exc))
-            self._queue(self.factory.worker.call(self.factory.service.format_error, exc),
-                        tpdu, started, exc.fields.get("t", ""), True, None)
+            self._queue(self.factory.format_error(exc), tpdu, started, exc.fields.get("t", ""),
+                        True, None)
             return
         except DecodeError as exc:
             self._shut("decode", error=str(exc), bytes=len(payload))
@@ -381,8 +381,9 @@ class IsoHostProtocol(FramedProtocol):
             return None
         out = response.to_fields()
         try:
-            payload = encode_response(self.factory.service, self.factory.codec, out,
-                                      tpdu.reply if tpdu else None)  # MAC'd (host.security)
+            # Sealed by an engine in another process (host.front), else MAC'd here if due.
+            payload = getattr(result, "sealed", None) or encode_response(
+                self.factory.service, self.factory.codec, out, tpdu.reply if tpdu else None)
         except ProtocolError as exc:
             log.event("encode_error", conn=self.conn_id, mti=in_mti, error=str(exc))
             self._shut("encode_error")
@@ -516,6 +517,10 @@ class IsoServerFactory(Factory):
             waiters, self._drain_waiters = self._drain_waiters, []
             for d in waiters:
                 d.callback(None)
+
+    def format_error(self, error: ValidationError) -> Deferred[Any]:
+        """The answer to a request that breaks the spec (:meth:`IsoService.format_error`)."""
+        return self.worker.call(self.service.format_error, error)
 
     def submit(self, request: IsoRequest) -> Deferred[Any]:
         """Hand a valid request to the service: through group commit when the runtime set

@@ -70,7 +70,7 @@ from sqlalchemy import (
     update,
 )
 
-from host.canonical_json import dumps_sorted
+from host.canonical_json import stored_text
 from host.domain import TxnKind, TxnState
 from host.ledger.chain import ChainKey
 from host.ledger.prepared import Prepared
@@ -605,7 +605,7 @@ class Store:
     def add_event(self, conn: Connection, txn_id: int | None, at_ms: int, kind: str,
                   **detail: Any) -> None:
         """Append one audit event."""
-        text = dumps_sorted(detail)
+        text = stored_text(detail)
         _EVENT_INSERT.run(conn, {"txn_id": txn_id, "at_ms": at_ms, "kind": kind,
                                  "detail": text,
                                  "mac": event_mac(self.key, txn_id, at_ms, kind, text)})

@@ -39,11 +39,27 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from host.ledger.keyed import keyed_mac
 
 KEY_FILE_ENV = "POSLAB_CHAIN_KEY_FILE"
 # Built once: json.dumps with non-default separators builds a new encoder on every call.
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_JSON = json.JSONEncoder(separators=(",", ":")).encode
+_FAST = msgspec.json.encode
+_DEL = b"\x7f"  # json escapes DEL (as \\u007f), msgspec writes it as it is
+
+
+def _encode(doc: Any) -> bytes:
+    """``doc`` as the compact JSON the MACs have always covered (json, ASCII-only).
+
+    msgspec gives the same bytes ten times faster for ASCII text, which is what the MAC'd
+    documents hold; for anything else (non-ASCII text, DEL) json's own output is used."""
+    data = _FAST(doc)
+    if data.isascii() and _DEL not in data:
+        return data
+    return _JSON(doc).encode()
+
 PG_KEY_FILE = "poslab-chain.key"
 _KEY_BYTES = 32
 
@@ -95,7 +111,7 @@ class ChainKey:
 
     def mac(self, doc: Any) -> str:
         """Hex MAC of ``doc`` as compact JSON (lists, strings, ints, None)."""
-        return self._mac(_ENCODE(doc).encode())
+        return self._mac(_encode(doc))
 
 
 def key_path(db_url: str, configured: str | None = None) -> Path:

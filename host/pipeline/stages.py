@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 
 from host import wire
-from host.canonical_json import dumps_sorted
+from host.canonical_json import dumps_sorted, stored_text
 from host.ledger import to_ms
 from host.pipeline.context import Context, Decline, Services
 from host.pipeline.ports import Tx
@@ -140,4 +140,4 @@ def remember(ctx: Context, digest: str, reply: Reply) -> None:
     if reply.response is None:
         raise Decline(reply)  # roll back, book nothing, send nothing
     stored = {"fields": reply.response.to_fields(), "log": reply.log}
-    ctx.host.ledger.remember(ctx.conn, ctx.key, digest, dumps_sorted(stored), ctx.now_ms)
+    ctx.host.ledger.remember(ctx.conn, ctx.key, digest, stored_text(stored), ctx.now_ms)

@@ -54,6 +54,11 @@ class Sessions:
             while len(self._pending) > MAX_PENDING:
                 self._pending.popitem(last=False)
 
+    def owes_mac(self, tid: str, stan: str, mti: str) -> bool:
+        """True when this response is to be MAC'd (:meth:`response_key` would give a key)."""
+        with self._lock:
+            return (tid, stan, mti) in self._pending
+
     def response_key(self, tid: str, stan: str, mti: str) -> Key | None:
         """The key to MAC this response with (once), or None when it gets no MAC."""
         with self._lock:

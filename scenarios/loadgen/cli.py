@@ -30,9 +30,9 @@ from scenarios.loadgen.driver import LoadRun
 from scenarios.loadgen.procs import (
     ServerFailed,
     ServerProcess,
-    cpu_seconds,
     python_module,
     rss_bytes,
+    tree_cpu_seconds,
 )
 from scenarios.loadgen.report import render, summarize
 from scenarios.loadgen.workload import DEFAULT_MIX, DEFAULT_PAN, UsageError, build_plans, parse_mix
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix", default=DEFAULT_MIX, help=f"request mix (default {DEFAULT_MIX})")
     p.add_argument("--db", metavar="URL", help="with --with-host: ledger path or database URL")
     p.add_argument("--config", metavar="FILE", help="with --with-host: host config file")
+    p.add_argument("--front-processes", type=int, choices=range(17), metavar="N",
+                   help="with --with-host: the host's front processes (poslab-host "
+                        "--front-processes; default: the config's)")
     p.add_argument("--profile", default="iso87-ascii", metavar="NAME", help="wire profile")
     p.add_argument("--ceiling", action="store_true",
                    help="also measure the bare codec server and print the ratio")
@@ -100,10 +103,17 @@ async def _measure(addr: tuple[str, int], codec: Codec, args: argparse.Namespace
                         currency=args.currency, pan=args.pan, seed=args.seed)
     run = LoadRun(addr[0], addr[1], codec, plans, request_timeout=args.timeout)
     idle = [socket.create_connection(addr) for _ in range(args.idle)]
+    snapshots: list[dict[int, float]] = []
+
+    def probe() -> float | None:
+        # The server's process and its children (a host's front processes), summed; the
+        # split per process is reported too.
+        snapshots.append(tree_cpu_seconds(pid) if pid else {})
+        return sum(snapshots[-1].values()) if snapshots[-1] else None
+
     try:
         await run.connect()
-        elapsed = await run.run(args.duration, args.warmup,
-                                probe=(lambda: cpu_seconds(pid)) if pid else lambda: None)
+        elapsed = await run.run(args.duration, args.warmup, probe=probe)
         rss = rss_bytes(pid) if pid else None
     finally:
         run.close()
@@ -112,7 +122,12 @@ async def _measure(addr: tuple[str, int], codec: Codec, args: argparse.Namespace
     cpu = None
     if run.probe_start is not None and run.probe_end is not None:
         cpu = run.probe_end - run.probe_start
-    return summarize(run.tally, elapsed, cpu_s=cpu, rss=rss)
+    split = None
+    if len(snapshots) == 2 and pid is not None and len(snapshots[1]) > 1:
+        first, last = snapshots
+        split = {"engine" if p == pid else f"front {p}": last[p] - first.get(p, 0.0)
+                 for p in last}
+    return summarize(run.tally, elapsed, cpu_s=cpu, rss=rss, cpu_split=split)
 
 
 def _host_argv(args: argparse.Namespace, db: str) -> list[str]:
@@ -120,6 +135,8 @@ def _host_argv(args: argparse.Namespace, db: str) -> list[str]:
             "--db", db, "--profile", args.profile, "--allow-unknown-terminals"]
     if args.config:
         argv += ["--config", args.config]
+    if args.front_processes is not None:
+        argv += ["--front-processes", str(args.front_processes)]
     return argv
 
 

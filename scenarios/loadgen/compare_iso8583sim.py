@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from scenarios.loadgen.procs import ServerFailed, ServerProcess, cpu_seconds, python_module
+from scenarios.loadgen.procs import ServerFailed, ServerProcess, python_module, tree_cpu_seconds
 
 HOST_CLOCK_START = "2026-06-01T10:00:00+00:00"
 """The host's simulated, frozen business clock: before the load's card expiry (12/26)."""
@@ -125,14 +125,14 @@ def run_load(sim: Path, port: int, server_pid: int, args: argparse.Namespace,
     load generator's less ``startup_s``, what it spends before its first request)."""
     argv = [str(sim), "load", "--port", str(port), "-n", str(args.count),
             "-c", str(args.concurrency), "--connections", str(args.connections)]
-    server_before = cpu_seconds(server_pid)
+    server_before = _server_cpu(server_pid)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=_plain_env())
     assert proc.stdout is not None
     output = proc.stdout.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)  # its own CPU, which Popen.wait would not give
     proc.returncode = os.waitstatus_to_exitcode(status)
-    server_after = cpu_seconds(server_pid)
+    server_after = _server_cpu(server_pid)
     figures = parse_load_report(output)
     answered = max(figures.responses, 1)
     server_cpu = (None if server_before is None or server_after is None
@@ -140,6 +140,12 @@ def run_load(sim: Path, port: int, server_pid: int, args: argparse.Namespace,
     load_cpu = (usage.ru_utime + usage.ru_stime - startup_s) / answered * 1e6
     return LoadFigures(**{**asdict(figures), "server_cpu_us": server_cpu,
                           "load_cpu_us": load_cpu})
+
+
+def _server_cpu(pid: int) -> float | None:
+    """CPU seconds of a server process and its children (a host's front processes)."""
+    per_process = tree_cpu_seconds(pid)
+    return sum(per_process.values()) if per_process else None
 
 
 class SimServer:
@@ -216,7 +222,8 @@ def measure_poslab(sim: Path, args: argparse.Namespace, startup_s: float = 0.0) 
         config.write_text(HOST_CONFIG, encoding="utf-8")
         argv = [*python_module("host"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
                 "--db", str(Path(tmp) / "ledger.db"), "--config", str(config),
-                "--clock", "simulated", "--start", HOST_CLOCK_START]
+                "--clock", "simulated", "--start", HOST_CLOCK_START,
+                "--front-processes", str(args.front_processes)]
         try:
             server = ServerProcess(argv, name="poslab-host")
         except ServerFailed as exc:
@@ -293,12 +300,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", "-c", type=int, default=50, help="requests in flight")
     p.add_argument("--connections", type=int, default=10, help="TCP connections")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--front-processes", type=int, default=0, metavar="N",
+                   help="poslab-host's front processes (default 0: one process)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison; 0 done, 1 a side failed, 2 a bad argument or no iso8583sim."""
     args = _parser().parse_args(argv)
+    if not 0 <= args.front_processes <= 16:
+        print("compare_iso8583sim: --front-processes must be 0-16", file=sys.stderr)
+        return 2
     if min(args.rounds, args.count, args.concurrency, args.connections) < 1:
         print("compare_iso8583sim: --rounds, --count, --concurrency and --connections must be "
               "at least 1", file=sys.stderr)

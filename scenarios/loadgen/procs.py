@@ -35,6 +35,30 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(rest[11]) + int(rest[12])) / _TICK
 
 
+def _parent(pid: str) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of ``pid`` and of each of its child processes (a host with front
+    processes is the engine plus its fronts), by process id; empty without /proc."""
+    out: dict[int, float] = {}
+    own = cpu_seconds(pid)
+    if own is None:
+        return out
+    out[pid] = own
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _parent(entry.name) == pid:
+            child = cpu_seconds(int(entry.name))
+            if child is not None:
+                out[int(entry.name)] = child
+    return out
+
+
 def rss_bytes(pid: int) -> int | None:
     """Resident set size of ``pid``."""
     try:

@@ -21,7 +21,8 @@ def _ms(value: float | None) -> float | None:
 
 
 def summarize(tally: Tally, elapsed: float, *, cpu_s: float | None = None,
-              rss: int | None = None) -> dict[str, Any]:
+              rss: int | None = None,
+              cpu_split: dict[str, float] | None = None) -> dict[str, Any]:
     """The JSON-able figures of one run."""
     every = sorted(v for k in KINDS for v in tally.latencies[k])
     answered = len(every)
@@ -50,6 +51,9 @@ def summarize(tally: Tally, elapsed: float, *, cpu_s: float | None = None,
         out["server_cpu_s"] = round(cpu_s, 3)
         out["server_cpu_us_per_msg"] = round(cpu_s / answered * 1e6, 1) if answered else None
         out["server_cores_used"] = round(cpu_s / elapsed, 2) if elapsed > 0 else None
+    if cpu_split and answered:  # a server of several processes: CPU per message of each
+        out["server_cpu_us_per_msg_by_process"] = {
+            name: round(seconds / answered * 1e6, 1) for name, seconds in cpu_split.items()}
     if rss is not None:
         out["server_rss_mb"] = round(rss / 2**20, 1)
     return out
@@ -75,6 +79,10 @@ def render(name: str, figures: dict[str, Any]) -> str:
     if "server_cpu_us_per_msg" in figures:
         lines.append(f"  server CPU: {figures['server_cpu_us_per_msg']} us/msg "
                      f"({figures['server_cores_used']} cores)")
+    if "server_cpu_us_per_msg_by_process" in figures:
+        split = ", ".join(f"{name} {value}" for name, value
+                          in figures["server_cpu_us_per_msg_by_process"].items())
+        lines.append(f"  server CPU by process (us/msg): {split}")
     if "server_rss_mb" in figures:
         lines.append(f"  server RSS: {figures['server_rss_mb']} MB")
     return "\n".join(lines)

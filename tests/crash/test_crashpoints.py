@@ -43,8 +43,25 @@ def test_crashpoint_then_recovery(point: str, strategy: str, ledger_db: str,
                                   verify_offline: Callable[[], tuple[int, str]],
                                   run: Callable[..., Any]) -> None:
     """Crash at ``point``; restart; the terminal's ``strategy`` leaves ledger == terminal view."""
+    _crash_and_recover(point, strategy, ledger_db, verify_offline, run, [])
+
+
+# before_commit fires in the engine, as in the one-process host; these two fire in the front.
+@pytest.mark.parametrize("point", ["after_commit_before_send", "after_send"])
+def test_crashpoint_with_front_processes(point: str, ledger_db: str,
+                                         verify_offline: Callable[[], tuple[int, str]],
+                                         run: Callable[..., Any]) -> None:
+    """The same with a front process: a crash in the front takes the engine with it; a
+    repeat after the restart leaves ledger == terminal view."""
+    _crash_and_recover(point, "repeat", ledger_db, verify_offline, run,
+                       ["--front-processes", "1"])
+
+
+def _crash_and_recover(point: str, strategy: str, ledger_db: str,
+                       verify_offline: Callable[[], tuple[int, str]], run: Callable[..., Any],
+                       extra: list[str]) -> None:
     db = ledger_db
-    crashing = start_host(db, env={"POSLAB_CRASHPOINT": point})
+    crashing = start_host(db, env={"POSLAB_CRASHPOINT": point}, extra=extra)
     term = JournalingTerminal("127.0.0.1", int(crashing.ready["iso_port"]), "CP000001", MID,
                               timeout=3.0)
     entry = run(term.sale(2500))
@@ -53,7 +70,7 @@ def test_crashpoint_then_recovery(point: str, strategy: str, ledger_db: str,
     seen, booked = POINTS[point]
     assert (entry.state == "approved") == seen
 
-    host = start_host(db)
+    host = start_host(db, extra=extra)
     try:
         term.port = int(host.ready["iso_port"])
         client = admin(host)

@@ -29,20 +29,24 @@ from scenarios.loadgen.journal import JournalingTerminal
 pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
 
 DEFAULT_CYCLES = {"sqlite": 10, "postgresql": 5}
+FRONT_CYCLES = {"sqlite": 3, "postgresql": 2}  # with front processes: each restart costs more
 SOAK_CYCLES = (200 if os.environ.get("RELIABILITY_PROFILE") == "nightly"
                else 100 if os.environ.get("POSLAB_SOAK") == "1" else None)
 TERMINALS = 6
 
 
+@pytest.mark.parametrize("fronts", [0, 2])
 def test_kill9_under_load_loses_no_approval(backend: str, ledger_db: str,
                                             verify_offline: Callable[[], tuple[int, str]],
-                                            run: Callable[..., Any]) -> None:
-    """N x (load, SIGKILL, restart) per backend: terminal journals and the ledger agree."""
-    cycles = SOAK_CYCLES or DEFAULT_CYCLES[backend]
+                                            run: Callable[..., Any], fronts: int) -> None:
+    """N x (load, SIGKILL, restart) per backend and host layout (one process, or the engine
+    with two front processes, killed as a whole): terminal journals and the ledger agree."""
+    cycles = SOAK_CYCLES or (FRONT_CYCLES if fronts else DEFAULT_CYCLES)[backend]
+    extra = ["--front-processes", str(fronts)]
     seed = int(os.environ.get("POSLAB_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     db = ledger_db
-    server = start_host(db)
+    server = start_host(db, extra=extra)
     terminals = [JournalingTerminal("127.0.0.1", int(server.ready["iso_port"]), f"KL{i:06d}",
                                     MID, timeout=1.0, stan_start=1)
                  for i in range(TERMINALS)]
@@ -67,7 +71,7 @@ def test_kill9_under_load_loses_no_approval(backend: str, ledger_db: str,
                 server.kill()
                 server.close()
                 kills += 1
-                server = await loop.run_in_executor(None, start_host, db)
+                server = await loop.run_in_executor(None, lambda: start_host(db, extra=extra))
                 for term in terminals:
                     term.port = int(server.ready["iso_port"])
             await asyncio.sleep(0.3)
@@ -89,9 +93,9 @@ def test_kill9_under_load_loses_no_approval(backend: str, ledger_db: str,
     reversed_ = sum(e.state == "reversed" for t in terminals for e in t.journal)
     missing = sum("approved-but-missing" in p for p in problems)
     offline_status, offline = verify_offline()
-    print(f"{backend}: kill -9 x {kills}: {approved} approvals, {reversed_} reversed, "
-          f"{missing} approved-but-missing, {len(problems)} problems, verify ok={report.ok}, "
-          f"offline: {offline} (seed {seed})")
+    print(f"{backend}, {fronts} fronts: kill -9 x {kills}: {approved} approvals, "
+          f"{reversed_} reversed, {missing} approved-but-missing, {len(problems)} problems, "
+          f"verify ok={report.ok}, offline: {offline} (seed {seed})")
     assert kills == cycles
     assert approved > 0, "the load never got an approval through"
     assert problems == [], f"seed {seed}: " + "; ".join(problems[:10])

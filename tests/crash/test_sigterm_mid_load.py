@@ -1,7 +1,8 @@
 """SIGTERM in the middle of load: the host stops accepting, answers or rolls
 back what is in flight, writes no half frame, and exits 0; the ledger then matches every
-terminal's view once in-flight requests are resolved against a restarted host. Runs once on
-SQLite and once on PostgreSQL (``pg_url``: skipped without ``POSLAB_TEST_PG_URL``)."""
+terminal's view once in-flight requests are resolved against a restarted host. Runs on SQLite
+and on PostgreSQL (``pg_url``: skipped without ``POSLAB_TEST_PG_URL``), with the one-process
+host and with front processes (``--front-processes 2``: the fronts drain and exit first)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from scenarios.loadgen.journal import JournalingTerminal
 pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
 
 
+@pytest.mark.parametrize("fronts", [0, 2])
 def test_sigterm_mid_load_exits_cleanly(ledger_db: str, run: Callable[..., Any],
-                                        verify_offline: Callable[[], tuple[int, str]]) -> None:
+                                        verify_offline: Callable[[], tuple[int, str]],
+                                        fronts: int) -> None:
     """SIGTERM under load: exit 0, 0 partial frames, and terminal views reconcile."""
     db = ledger_db
-    server = start_host(db)
+    server = start_host(db, extra=["--front-processes", str(fronts)])
     port = int(server.ready["iso_port"])
     terminals = [JournalingTerminal("127.0.0.1", port, f"ST{i:06d}", MID, timeout=5.0)
                  for i in range(6)]

@@ -99,14 +99,21 @@ def _host_config(tmp: Path, mode: str) -> list[str]:
     return ["--config", str(path)]
 
 
-@pytest.mark.parametrize("mode", ["FULL", "NORMAL"])
+@pytest.mark.parametrize(("mode", "fronts"), [("FULL", 0), ("NORMAL", 0), ("FULL", 2)])
 def test_host_loses_no_acknowledged_approval_on_full(dirs: tuple[Path, Path], tmp_path: Path,
-                                                     mode: str,
-                                                     run: Callable[..., Any]) -> None:
+                                                     mode: str, fronts: int,
+                                                     run: Callable[..., Any],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """kill -9 + lose-unfsynced-writes, RUNS times: on FULL every approval a terminal saw
-    survives; on NORMAL the loss is reported, not asserted (the documented trade-off)."""
+    survives, with the one-process host and with two front processes (the engine is killed,
+    its fronts follow); on NORMAL the loss is reported, not asserted (the documented
+    trade-off)."""
     backing, mnt = dirs
-    config = _host_config(tmp_path, mode)
+    config = [*_host_config(tmp_path, mode), "--front-processes", str(fronts)]
+    # The chain key lives off the lazy mount: the file system under test cannot give a new
+    # file mode 0600, and the key is not what this test is about. Hosts and the offline
+    # verify inherit the setting.
+    monkeypatch.setenv("POSLAB_CHAIN_KEY_FILE", str(tmp_path / "chain.key"))
     terminals: list[JournalingTerminal] = []
     summaries = []
     for cycle in range(RUNS):
@@ -150,9 +157,9 @@ def test_host_loses_no_acknowledged_approval_on_full(dirs: tuple[Path, Path], tm
     finally:
         server.stop()
     status, offline = _verify_offline(backing / "ledger.db")
-    print(f"\nC5 poslab-host synchronous={mode}: {RUNS} x (kill -9, lose-unfsynced-writes): "
-          f"{acked} approvals acknowledged, {len(lost)} lost; verify ok={report.ok}; "
-          f"offline verify exit {status}")
+    print(f"\nC5 poslab-host synchronous={mode}, {fronts} fronts: {RUNS} x (kill -9, "
+          f"lose-unfsynced-writes): {acked} approvals acknowledged, {len(lost)} lost; "
+          f"verify ok={report.ok}; offline verify exit {status}")
     for line in summaries:
         print(f"  lazyfs: {line}")
     assert acked > 0, "the load never got an approval through"

@@ -175,8 +175,8 @@ def test_rewriting_a_pan_hash_is_caught(book: Book) -> None:
 
 def test_rewriting_a_stored_reply_is_caught(book: Book) -> None:
     """A stored reply edited (an approval turned into a decline) fails its MAC."""
-    book.tamper("UPDATE request_log SET result = replace(result, '\"39\": \"00\"', "
-                "'\"39\": \"05\"')")
+    book.tamper("UPDATE request_log SET result = replace(result, '\"39\":\"00\"', "
+                "'\"39\":\"05\"')")
     assert "REQUEST" in book.verify()
 
 

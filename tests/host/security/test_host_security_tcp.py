@@ -48,6 +48,20 @@ def test_signed_on_terminal_macs_a_pin_sale_and_a_tampered_byte_books_nothing(
     """Sign-on keys unwrap under the TMK with good KCVs; a MAC'd PIN sale, a MAC'd partial
     refund and a MAC'd void are approved with response MACs that verify; one tampered byte gets
     63 MAC_FAILED and books nothing."""
+    _sign_on_then_maced_traffic(host)
+
+
+def test_macs_hold_through_a_front_process(tmp_path: Path, db_url: str) -> None:
+    """The same through a front process: the engine checks the request MACs and seals the
+    responses (the keys never leave it); the front sends them as sealed."""
+    server = start_host(tmp_path, db_url, config_text(), "--front-processes", "1")
+    try:
+        _sign_on_then_maced_traffic(server)
+    finally:
+        assert server.stop() == 0
+
+
+def _sign_on_then_maced_traffic(host: ServerProcess) -> None:
     term = _terminal(host, "TERM0001")
     try:
         signed = term.sign_on()

@@ -24,6 +24,8 @@ from host.cli import main, write_ready_file
     (["--clock", "simulated", "--start", "2025-03-14T10:00:00"], "has no timezone"),
     (["--clock", "simulated", "--start", "yesterday"], "not an ISO 8601 instant"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--front-processes", "17"], "expected a whole number 0-16, got '17'"),
+    (["--front-processes", "two"], "expected a whole number 0-16, got 'two'"),
     (["ledger"], "required: {verify,anchor}"),
 ])
 def test_bad_arguments_one_line_exit_2(capsys: Any, argv: list[str], message: str) -> None:

@@ -1,0 +1,224 @@
+"""The engine's side of the front processes: bind, spawn, feed the group committer, stop.
+
+With ``[server] front_processes = N`` (N > 0) the host process is the engine: it keeps the
+service, its worker thread, group commit and the admin API, and leaves the ISO 8583 sockets
+to N front processes (:mod:`host.front.process`). It binds the listening socket itself (so a
+bad address is a start error, and port 0 works), passes it to each front, and keeps a copy so
+that a front that dies can be started again on the same socket.
+
+Each request a front sends goes through the same :class:`~host.group_commit.GroupCommitter` as
+in the one-process host, and its :class:`~host.front.link.Answer` is written back to the front
+only when the committer delivers the reply, which is after the batch's COMMIT returned. A
+response that must carry a MAC is sealed here, where the session keys are, and travels as
+bytes. The per-request metrics and the event stream are kept here too (latency is the
+engine's, from the request's arrival on the pipe to its answer).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+from host.front.link import Answer, Deframer, LinkError, LinkMessage, Ready, Stop, Submit, frame
+from host.front.process import FrontSettings
+from host.group_commit import GroupCommitter
+from host.logs import MessageLog
+from host.metrics import Metrics
+from host.pipeline.request import IsoRequest
+from host.security.gate import encode_response
+from protocol import Codec, Tpdu
+from protocol.codec import TPDU_LEN
+
+RESTART_PAUSE_S = 1.0
+"""How long to wait before starting again a front that died within its first seconds."""
+
+
+def bind_listener(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening, non-blocking TCP socket on ``(host, port)`` (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class FrontPool:
+    """The engine's N fronts and the socket they share.
+
+    :ivar restarts: fronts started again after dying (for the log and tests).
+    """
+
+    def __init__(self, reactor: Any, count: int, listener: socket.socket, settings: FrontSettings,
+                 committer: GroupCommitter, service: Any, codec: Codec, log: MessageLog,
+                 metrics: Metrics, events: Any) -> None:
+        self.reactor = reactor
+        self.count = count
+        self.listener = listener
+        self.settings = settings
+        self.committer = committer
+        self.service = service
+        self.codec = codec
+        self.log = log
+        self.metrics = metrics
+        self.events = events
+        self.channels: dict[int, FrontChannel] = {}
+        self.restarts = 0
+        self.stopping = False
+
+    def start(self) -> Deferred[Any]:
+        """Spawn every front; fires once each accepts on the shared socket, or fails with
+        :class:`FrontFailed` when one exits first."""
+        for index in range(self.count):
+            self._spawn(index)
+        return DeferredList([c.ready for c in self.channels.values()], fireOnOneErrback=True,
+                            consumeErrors=True)
+
+    def _spawn(self, index: int) -> None:
+        channel = FrontChannel(self, index)
+        settings = msgspec.structs.replace(self.settings, index=index)
+        self.reactor.spawnProcess(
+            channel, sys.executable,
+            [sys.executable, "-m", "host.front", msgspec.json.encode(settings).decode()],
+            env=dict(os.environ),
+            childFDs={0: "w", 1: "r", 2: 2, 3: self.listener.fileno()})
+        self.channels[index] = channel
+
+    def ended(self, channel: FrontChannel, status: str) -> None:
+        """A front exited: expected while stopping; otherwise log it and start another."""
+        if self.channels.get(channel.index) is channel:
+            del self.channels[channel.index]
+        if self.stopping:
+            return
+        self.log.event("front_exited", front=channel.index, status=status,
+                       unanswered=channel.pending)
+        self.restarts += 1
+        quick = time.monotonic() - channel.started < 2 * RESTART_PAUSE_S
+        self.reactor.callLater(RESTART_PAUSE_S if quick else 0, self._restart, channel.index)
+
+    def _restart(self, index: int) -> None:
+        if not self.stopping and index not in self.channels:
+            self._spawn(index)
+
+    def stop(self) -> Deferred[Any]:
+        """Tell every front to stop (they answer what they accepted, close and exit); fires
+        once all have exited. The engine's copy of the socket is closed first."""
+        self.stopping = True
+        self.listener.close()
+        waits = [channel.exited for channel in self.channels.values()]
+        for channel in list(self.channels.values()):
+            channel.send_stop()
+        return DeferredList(waits) if waits else succeed(None)
+
+    def kill(self) -> None:
+        """Kill the fronts that outlived their stop (the caller's time-out)."""
+        for channel in list(self.channels.values()):
+            channel.kill()
+
+
+class FrontFailed(Exception):
+    """A front process exited before it was ready (its stderr says why)."""
+
+
+class FrontChannel(ProcessProtocol):
+    """The engine's end of one front's pipe: requests in, answers out after the commit."""
+
+    def __init__(self, pool: FrontPool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.conn = f"front{index}"
+        self.started = time.monotonic()
+        self.pending = 0
+        self.exited: Deferred[None] = Deferred()
+        self.ready: Deferred[None] = Deferred()
+        self._deframer = Deframer(self._received)
+        self._tpdu = pool.codec.profile.tpdu is not None
+        security = getattr(pool.service, "security", None)
+        self._owes_mac: Callable[[str, str, str], bool] | None = (
+            security.sessions.owes_mac if security is not None else None)
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:  # noqa: N802,N803
+        try:
+            self._deframer.feed(data)
+        except LinkError as exc:  # a front writing garbage is broken: replace it
+            self.pool.log.event("front_link_error", front=self.index, error=str(exc))
+            self.kill()
+
+    def _received(self, message: LinkMessage) -> None:
+        if not isinstance(message, Submit):
+            if isinstance(message, Ready) and not self.ready.called:
+                self.ready.callback(None)
+            return
+        started = time.perf_counter()
+        raw = message.raw
+        tpdu = Tpdu(raw[:TPDU_LEN]) if self._tpdu and len(raw) >= TPDU_LEN else None
+        fields = message.fields
+        request = IsoRequest(fields, raw, self.pool.codec.profile, tpdu)
+        self.pool.events.message("in", self.conn, fields)
+        self.pending += 1
+        self.pool.committer.submit(request).addBoth(
+            self._answer, message.id, fields.get("t", ""), tpdu, started)
+
+    def _answer(self, result: Any, rid: int, in_mti: str, tpdu: Tpdu | None,
+                started: float) -> None:
+        self.pending -= 1
+        if isinstance(result, Failure):
+            self._send(Answer(rid, None, {}, error=f"{result.type and result.type.__name__}: "
+                                                   f"{result.getErrorMessage()}"))
+            return
+        response = result.response
+        if response is None:
+            self._send(Answer(rid, None, result.log, result.silent))
+            return
+        out = response.to_fields()
+        sealed = None
+        if self._owes_mac is not None and self._owes_mac(out.get("41", ""), out.get("11", ""),
+                                                         out.get("t", "")):
+            sealed = encode_response(self.pool.service, self.pool.codec, out,
+                                     tpdu.reply if tpdu else None)
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        self.pool.metrics.request(in_mti, out.get("39", ""), latency_ms)
+        self.pool.events.message("out", self.conn, out, result.log, latency_ms)
+        self._send(Answer(rid, out, result.log, result.silent, sealed))
+
+    def _send(self, message: Answer | Stop) -> None:
+        transport: Any = self.transport
+        if transport is not None and not self.exited.called:
+            transport.writeToChild(0, frame(message))
+
+    def send_stop(self) -> None:
+        """Ask the front to stop."""
+        self._send(Stop())
+
+    def kill(self) -> None:
+        """SIGKILL the front (it is replaced unless the host is stopping)."""
+        transport: Any = self.transport
+        if transport is not None and not self.exited.called:
+            try:
+                transport.signalProcess("KILL")
+            except Exception:  # already gone  # noqa: BLE001
+                pass
+
+    def processEnded(self, reason: Failure) -> None:  # noqa: N802
+        status = getattr(reason.value, "exitCode", None)
+        signal_ = getattr(reason.value, "signal", None)
+        how = f"signal {signal_}" if signal_ else f"exit {status}"
+        self.exited.callback(None)
+        if not self.ready.called:
+            self.ready.errback(FrontFailed(f"front process {self.index} exited before it was "
+                                           f"ready ({how}); its stderr says why"))
+        self.pool.ended(self, how)

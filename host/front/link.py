@@ -1,0 +1,109 @@
+"""The engine link: the messages between a front process and the engine, and their framing.
+
+Each message is MessagePack (msgspec, as arrays: no field names on the wire) behind a 4-byte
+big-endian length. A front says :class:`Ready` once it accepts connections, then writes
+:class:`Submit` frames to the engine; the engine answers each with one :class:`Answer` after
+the request's commit, and sends :class:`Stop` when the host stops. Frames of one direction
+travel in order on one pipe, so a request id only has to be unique per front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+
+HEADER = 4
+MAX_FRAME = 1 << 24  # far above any ISO frame with its fields; a longer length is a broken pipe
+
+
+class Submit(msgspec.Struct, array_like=True, tag=1):
+    """One decoded, valid request (front to engine).
+
+    :ivar id: the front's number for it, echoed in the :class:`Answer`.
+    :ivar fields: the decoded fields.
+    :ivar raw: the frame as received (a MAC is checked over its bytes).
+    """
+
+    id: int
+    fields: dict[str, str]
+    raw: bytes
+
+
+class Answer(msgspec.Struct, array_like=True, tag=2):
+    """The engine's reply to one :class:`Submit`, sent after its commit.
+
+    :ivar fields: the response's fields for the front to encode, or None to send nothing.
+    :ivar log: the reply's log context (kind, rule, rrn, masked PAN ...).
+    :ivar silent: sending nothing is deliberate (otherwise the front closes the connection).
+    :ivar sealed: the response already encoded and MAC'd by the engine (which holds the keys),
+        sent as it is; None when the front encodes ``fields`` itself.
+    :ivar error: the service failed on this request (the front logs it and closes).
+    """
+
+    id: int
+    fields: dict[str, str] | None
+    log: dict[str, Any]
+    silent: bool = False
+    sealed: bytes | None = None
+    error: str | None = None
+
+
+class Stop(msgspec.Struct, array_like=True, tag=3):
+    """The host stops: accept nothing more, send the answers still due, close, exit."""
+
+
+class Ready(msgspec.Struct, array_like=True, tag=4):
+    """The front accepts connections now (front to engine, once)."""
+
+
+LinkMessage = Submit | Answer | Stop | Ready
+
+_encode = msgspec.msgpack.Encoder(enc_hook=str).encode  # log values such as enums: as text
+_decode = msgspec.msgpack.Decoder(LinkMessage).decode
+
+
+class LinkError(ValueError):
+    """The bytes on the link are not a frame of this protocol (the pipe is broken)."""
+
+
+def frame(message: LinkMessage) -> bytes:
+    """One message as a length-prefixed frame."""
+    body = _encode(message)
+    return len(body).to_bytes(HEADER, "big") + body
+
+
+class Deframer:
+    """Splits the bytes read from a pipe into messages; keeps a partial frame for later."""
+
+    def __init__(self, deliver: Callable[[LinkMessage], None]) -> None:
+        self._buffer = bytearray()
+        self._deliver = deliver
+
+    def feed(self, data: bytes) -> None:
+        """Deliver every complete message in what arrived so far, in order."""
+        for message in self._messages(data):
+            self._deliver(message)
+
+    def _messages(self, data: bytes) -> Iterator[LinkMessage]:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        end = len(buffer)
+        try:
+            while end - start >= HEADER:
+                size = int.from_bytes(buffer[start:start + HEADER], "big")
+                if size > MAX_FRAME:
+                    raise LinkError(f"link frame of {size} bytes (at most {MAX_FRAME})")
+                if end - start - HEADER < size:
+                    break
+                body = bytes(buffer[start + HEADER:start + HEADER + size])
+                start += HEADER + size
+                try:
+                    message = _decode(body)
+                except msgspec.DecodeError as exc:
+                    raise LinkError(f"undecodable link frame: {exc}") from None
+                yield message
+        finally:
+            del buffer[:start]

@@ -1,0 +1,152 @@
+"""``poslab-host --front-processes 2``: fronts own the ISO sockets, the host process the ledger.
+
+One host subprocess for the module. It is driven by a plain socket client with pyiso8583's own
+``default`` spec, so the frames are not built by the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import iso8583
+import pytest
+from iso8583.specs import default as PYISO_DEFAULT
+
+from scenarios.admin import transactions, verify
+from scenarios.loadgen.hostctl import MID, admin, start_host
+from scenarios.loadgen.procs import ServerFailed, ServerProcess
+
+TID, PAN = "FRONT001", "4111111111111111"
+_STANS = count(1)
+
+
+def _children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (the engine's fronts)."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                out.add(int(entry.name))
+    return out
+
+
+def _exchange(port: int, fields: dict[str, str]) -> dict[str, Any]:
+    """Send one frame on a new connection; return the decoded answer."""
+    raw, _ = iso8583.encode(dict(fields), PYISO_DEFAULT)
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(struct.pack("!H", len(raw)) + bytes(raw))
+        size = struct.unpack("!H", _read(sock, 2))[0]
+        answer, _ = iso8583.decode(_read(sock, size), PYISO_DEFAULT)
+    return answer
+
+
+def _read(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("host closed the connection")
+        buf += chunk
+    return buf
+
+
+def _sale(amount_minor: int = 1500, **changes: str) -> dict[str, str]:
+    fields = {"t": "0200", "2": PAN, "3": "000000", "4": f"{amount_minor:012d}",
+              "7": "1127090000", "11": f"{next(_STANS):06d}", "12": "090000", "13": "1127",
+              "14": "3012", "22": "051", "25": "00", "41": TID, "42": MID, "49": "156"}
+    fields.update(changes)
+    return fields
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One engine with two fronts on a fresh SQLite ledger."""
+    server = start_host(tmp_path_factory.mktemp("fronts") / "ledger.db",
+                        extra=["--front-processes", "2"])
+    yield server
+    assert server.stop() == 0
+
+
+def _until(condition: Any, what: str, timeout_s: float = 10.0) -> Any:
+    """Poll ``condition()`` until it is truthy, at most ``timeout_s``: the only signs of a
+    process starting or ending from outside are in /proc (as with a ready file)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)  # polling /proc with a deadline, as ServerProcess polls its ready file
+    raise AssertionError(f"never happened within {timeout_s} s: {what}")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2:].split()[0] == "Z"
+
+
+def test_sales_are_answered_by_fronts_and_booked_by_the_engine(host: ServerProcess) -> None:
+    """Approvals through two fronts are in the engine's ledger, which verifies."""
+    port = int(host.ready["iso_port"])
+    answers = [_exchange(port, _sale(1000 + i)) for i in range(6)]
+    assert [a["39"] for a in answers] == ["00"] * 6
+    client = admin(host)
+    booked = {t.rrn for t in client.fetch(transactions(tid=TID, limit=100)).transactions}
+    assert {a["37"] for a in answers} <= booked
+    assert client.fetch(verify()).ok
+    assert len(_children(host.pid)) == 2
+
+
+def test_format_error_is_answered_rc30_and_books_nothing(host: ServerProcess) -> None:
+    """A request that breaks the spec gets 0210 RC 30 from the front; nothing is booked."""
+    port = int(host.ready["iso_port"])
+    answer = _exchange(port, _sale(**{"4": "00000000012A"}))
+    assert (answer["t"], answer["39"]) == ("0210", "30")
+    stan = answer["11"]
+    listed = admin(host).fetch(transactions(tid=TID, stan=stan, limit=10)).transactions
+    assert listed == []
+
+
+def test_a_killed_front_is_replaced_and_the_host_keeps_answering(host: ServerProcess) -> None:
+    """kill -9 of one front: the engine starts another; requests are still answered."""
+    before = _children(host.pid)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    _until(lambda: len(_children(host.pid) - {victim}) == 2, "a replacement front")
+    port = int(host.ready["iso_port"])
+    assert [_exchange(port, _sale())["39"] for _ in range(4)] == ["00"] * 4
+
+
+def test_fronts_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the engine: its fronts go too, so nothing holds the port unanswered."""
+    server = start_host(tmp_path / "ledger.db", extra=["--front-processes", "1"])
+    fronts = _until(lambda: _children(server.pid), "the front started")
+    server.kill()
+    server.close()
+    for pid in fronts:
+        _until(lambda pid=pid: _gone(pid), f"front {pid} exits after its engine")
+
+
+def test_front_processes_with_faults_is_a_clear_start_error(tmp_path: Path) -> None:
+    """front_processes with [[faults]] is refused at start in one line, no traceback."""
+    config = tmp_path / "host.toml"
+    config.write_text('[server]\nfront_processes = 1\n\n[[faults]]\naction = "drop"\n'
+                      'process = false\n')
+    with pytest.raises(ServerFailed) as info:
+        start_host(tmp_path / "ledger.db", extra=["--config", str(config)])
+    text = str(info.value)
+    assert "front_processes cannot run [[faults]] rules" in text and "Traceback" not in text
