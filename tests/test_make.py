@@ -26,8 +26,8 @@ def test_clean_removes_the_hypothesis_example_database() -> None:
 
 
 def test_pytest_runs_on_every_core_unless_told_otherwise() -> None:
-    """`make pytest` spreads the suite over -n auto workers; PYTEST_WORKERS=0 is serial."""
-    assert "-m pytest -n auto --dist worksteal" in _dry_run("pytest")
+    """`make pytest` spreads the suite over 3 workers; PYTEST_WORKERS=0 is serial."""
+    assert "-m pytest -n 3 --dist worksteal" in _dry_run("pytest")
     assert "-m pytest -n 0 " in _dry_run("pytest", "PYTEST_WORKERS=0") + " "
 
 
