@@ -34,13 +34,16 @@ def _english_after() -> Iterator[None]:
 
 def drive_cup(tmp_path: Path, run: Any, responder: CupResponder, script: Script,
               lang: str = "en", size: tuple[int, int] = (130, 40)) -> PosApp:
-    """Start the responder and a CUP terminal on it, wait for the sign-on, run ``script``."""
+    """Start the responder and a CUP terminal on it, wait for the sign-on, run ``script``.
+
+    The responder answers at once; the 5 s answer timeout only leaves a loaded machine room
+    (at 1 s a refund was reversed while the event loop shared two busy cores)."""
     apps: list[PosApp] = []
 
     async def go() -> None:
         server = await serve(responder)
         config = TerminalConfig(port=server.sockets[0].getsockname()[1], profile="cup",
-                                data_dir=tmp_path / "data", timeout_s_response=1.0,
+                                data_dir=tmp_path / "data", timeout_s_response=5.0,
                                 reversal_repeats=0, echo_interval_s=0, lang=lang)
         app = PosApp(config)
         apps.append(app)
