@@ -9,6 +9,7 @@ how the host nests its answer do not break every scenario.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -57,96 +58,38 @@ def amount_equal(found: Any, want: str, code: str) -> tuple[bool, str]:
     return got == Decimal(want), Money(int(got.scaleb(exp)), currency(code).alpha).format()
 
 
+@dataclass
+class _Verdict:
+    """What one check step expected and found, clause by clause, and whether all held."""
+
+    ok: bool = True
+    expected: list[str] = field(default_factory=list)
+    actual: list[str] = field(default_factory=list)
+
+    def add(self, good: bool, expected: str, actual: str) -> None:
+        """Record one clause of the check."""
+        self.ok &= good
+        self.expected.append(expected)
+        self.actual.append(actual)
+
+
 async def run_check(session: Session, p: Check, result: StepOutcome, call: AdminCall) -> None:
     """Run one check step; raise StepFailed listing every mismatch."""
     from scenarios.runner import StepFailed
 
-    expected: list[str] = []
-    actual: list[str] = []
-    ok = True
+    verdict = _Verdict()
     if p.transaction:
-        ref = p.transaction
-        rrn = session.journal[ref].rrn if ref in session.journal else ref
-        data = await call(session, "GET", f"/transactions/{rrn}")
-        code = str(data.get("currency") or session.target.currency) if isinstance(data, dict) \
-            else session.target.currency
-        try:
-            code = currency(code).alpha
-        except ValueError:
-            code = session.target.currency
-        for key in _AMOUNTS:
-            want = getattr(p, key)
-            if want is None:
-                continue
-            found = find(data, key)
-            good, shown = amount_equal(found, want, code) if found is not _NOT_FOUND \
-                else (False, "absent")
-            ok &= good
-            expected.append(f"{key} {want}")
-            actual.append(f"{key} {shown}")
-        for key in _STATES:
-            want = getattr(p, key)
-            if want is None:
-                continue
-            found = find(data, key)
-            good = found is not _NOT_FOUND and str(found).lower() == want.lower()
-            ok &= good
-            expected.append(f"{key} {want}")
-            actual.append(f"{key} {found if found is not _NOT_FOUND else 'absent'}")
-        if p.state is not None:
-            states = {str(v).lower() for k, v in _flat(data) if k == "state"
-                      or k.endswith("_state")}
-            good = p.state.lower() in states
-            ok &= good
-            expected.append(f"state {p.state}")
-            actual.append(f"states {', '.join(sorted(states)) or 'absent'}")
-        if p.rule is not None:
-            found = find(data, "rule")
-            got = RuleId.parse(str(found)) if found not in (_NOT_FOUND, None) else None
-            good = got is not None and got == RuleId.parse(p.rule)
-            ok &= good
-            expected.append(f"rule {p.rule}")
-            actual.append(f"rule {got or 'none'}")
-        if p.rules is not None:
-            listed = find(data, "rules")
-            if listed is _NOT_FOUND:
-                listed = find(data, "rules_fired")
-            fired = {str(r.get("rule") if isinstance(r, dict) else r).split(":")[0]
-                     for r in (listed if isinstance(listed, list) else [])}
-            good = set(p.rules) <= fired
-            ok &= good
-            expected.append(f"checks run {', '.join(p.rules)}")
-            actual.append(f"checks run {', '.join(sorted(fired)) or 'none'}")
+        await _check_transaction(session, p, call, verdict)
     if p.ledger:
-        data = await call(session, "GET", "/ledger/verify")
-        good = isinstance(data, dict) and data.get("ok") is True
-        ok &= good
-        expected.append("ledger verified")
-        if good:
-            actual.append("ledger verified")
-        else:
-            violations = data.get("violations", []) if isinstance(data, dict) else data
-            actual.append(f"ledger violations: {violations}")
+        await _check_ledger(session, call, verdict)
     if p.reviews is not None:
-        data = await call(session, "GET", "/reviews")
-        reviews = data.get("reviews", []) if isinstance(data, dict) else data or []
-        counts: dict[str, int] = {}
-        for review in reviews:
-            state = str(review.get("state", "?"))
-            counts[state] = counts.get(state, 0) + 1
-        good = all(counts.get(state, 0) == n for state, n in p.reviews.items())
-        ok &= good
-        expected.append(f"reviews {dict(sorted(p.reviews.items()))}")
-        actual.append(f"reviews {dict(sorted(counts.items()))}")
+        await _check_reviews(session, p.reviews, call, verdict)
     if p.settlement:
         want_s = dict(p.settlement)
         date = want_s.pop("date", None)
         path = f"/settlements?date={date}" if date else "/settlements"
-        good, wanted, shown = await _rows_check(session, call, path, "settlements", want_s,
-                                                "settlement", p.settlement)
-        ok &= good
-        expected.append(wanted)
-        actual.append(shown)
+        verdict.add(*await _rows_check(session, call, path, "settlements", want_s,
+                                       "settlement", p.settlement))
     if p.notification:
         want_n = dict(p.notification)
         if "kind" in want_n:  # the host calls it "event"; both spellings are accepted
@@ -154,15 +97,87 @@ async def run_check(session: Session, p: Check, result: StepOutcome, call: Admin
         tx = want_n.pop("transaction", None)
         if tx is not None:
             want_n["rrn"] = session.journal[tx].rrn if tx in session.journal else tx
-        good, wanted, shown = await _rows_check(session, call, "/notifications",
-                                                "notifications", want_n, "notification",
-                                                p.notification)
-        ok &= good
-        expected.append(wanted)
-        actual.append(shown)
-    result.expected, result.actual = "; ".join(expected), "; ".join(actual)
-    if not ok:
+        verdict.add(*await _rows_check(session, call, "/notifications", "notifications",
+                                       want_n, "notification", p.notification))
+    result.expected, result.actual = "; ".join(verdict.expected), "; ".join(verdict.actual)
+    if not verdict.ok:
         raise StepFailed(result.expected, result.actual)
+
+
+async def _check_transaction(session: Session, p: Check, call: AdminCall,
+                             verdict: _Verdict) -> None:
+    """The ``transaction:`` clauses: amounts, states, rules, read from ``GET /transactions``."""
+    assert p.transaction is not None
+    ref = p.transaction
+    rrn = session.journal[ref].rrn if ref in session.journal else ref
+    data = await call(session, "GET", f"/transactions/{rrn}")
+    code = _currency_of(data, session.target.currency)
+    for key in _AMOUNTS:
+        want = getattr(p, key)
+        if want is not None:
+            found = find(data, key)
+            good, shown = amount_equal(found, want, code) if found is not _NOT_FOUND \
+                else (False, "absent")
+            verdict.add(good, f"{key} {want}", f"{key} {shown}")
+    for key in _STATES:
+        want = getattr(p, key)
+        if want is not None:
+            found = find(data, key)
+            good = found is not _NOT_FOUND and str(found).lower() == want.lower()
+            verdict.add(good, f"{key} {want}",
+                        f"{key} {found if found is not _NOT_FOUND else 'absent'}")
+    if p.state is not None:
+        states = {str(v).lower() for k, v in _flat(data) if k == "state"
+                  or k.endswith("_state")}
+        verdict.add(p.state.lower() in states, f"state {p.state}",
+                    f"states {', '.join(sorted(states)) or 'absent'}")
+    if p.rule is not None:
+        found = find(data, "rule")
+        got = RuleId.parse(str(found)) if found not in (_NOT_FOUND, None) else None
+        verdict.add(got is not None and got == RuleId.parse(p.rule), f"rule {p.rule}",
+                    f"rule {got or 'none'}")
+    if p.rules is not None:
+        listed = find(data, "rules")
+        if listed is _NOT_FOUND:
+            listed = find(data, "rules_fired")
+        fired = {str(r.get("rule") if isinstance(r, dict) else r).split(":")[0]
+                 for r in (listed if isinstance(listed, list) else [])}
+        verdict.add(set(p.rules) <= fired, f"checks run {', '.join(p.rules)}",
+                    f"checks run {', '.join(sorted(fired)) or 'none'}")
+
+
+def _currency_of(data: Any, default: str) -> str:
+    """The transaction's currency letters, from its numeric or alpha code; else ``default``."""
+    code = str(data.get("currency") or default) if isinstance(data, dict) else default
+    try:
+        return currency(code).alpha
+    except ValueError:
+        return default
+
+
+async def _check_ledger(session: Session, call: AdminCall, verdict: _Verdict) -> None:
+    """``ledger: true``: the host's own verification of its hash chain and balances."""
+    data = await call(session, "GET", "/ledger/verify")
+    good = isinstance(data, dict) and data.get("ok") is True
+    if good:
+        verdict.add(True, "ledger verified", "ledger verified")
+        return
+    violations = data.get("violations", []) if isinstance(data, dict) else data
+    verdict.add(False, "ledger verified", f"ledger violations: {violations}")
+
+
+async def _check_reviews(session: Session, want: dict[str, int], call: AdminCall,
+                         verdict: _Verdict) -> None:
+    """``reviews:``: how many reviews the host holds in each state."""
+    data = await call(session, "GET", "/reviews")
+    reviews = data.get("reviews", []) if isinstance(data, dict) else data or []
+    counts: dict[str, int] = {}
+    for review in reviews:
+        state = str(review.get("state", "?"))
+        counts[state] = counts.get(state, 0) + 1
+    good = all(counts.get(state, 0) == n for state, n in want.items())
+    verdict.add(good, f"reviews {dict(sorted(want.items()))}",
+                f"reviews {dict(sorted(counts.items()))}")
 
 
 async def _rows_check(session: Session, call: AdminCall, path: str, key: str,
