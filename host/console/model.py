@@ -365,6 +365,8 @@ STAGE_TITLES = (N_("original verified"), N_("refund requested"), N_("review / ap
                 N_("processed"), N_("settled in batch"), N_("posted to the card"),
                 N_("cardholder notified"))
 
+_StageRow = tuple[str, str, str]  # (state, at, detail) of one stage, before its title
+
 
 def refund_board(sale: Mapping[str, Any] | None, refund: Mapping[str, Any] | None,
                  notifications: Iterable[Mapping[str, Any]] = ()) -> list[Stage]:
@@ -381,7 +383,7 @@ def refund_board(sale: Mapping[str, Any] | None, refund: Mapping[str, Any] | Non
                           state=sale.get("capture_state")))]
     amount = money(refund.get("amount_minor"), refund.get("currency"))
     approved = refund.get("response_code") == "00"
-    stages: list[tuple[str, str, str]] = []  # (state, at, detail) per title
+    stages: list[_StageRow] = []
     refund_at = str(refund.get("at") or "")
     stages.append((DONE if approved else FAILED, refund_at,
                    _("sale {rrn} {amount}, card {card}").format(
@@ -394,42 +396,15 @@ def refund_board(sale: Mapping[str, Any] | None, refund: Mapping[str, Any] | Non
                    _("{amount}, reason {reason}").format(amount=amount,
                                                          reason=refund.get("reason") or "-")
                    + (_(", evidence {evidence}").format(evidence=evidence) if evidence else "")))
-    review = refund.get("review")
-    released_at = refund_at
-    if not approved:
-        stages.append((SKIPPED, "", ""))
-    elif review is None:
-        stages.append((SKIPPED, "", _("not needed")))
-    else:
-        names = ", ".join(a.get("approver", "?") for a in review.get("approved_by") or [])
-        state = {"approved": DONE, "rejected": FAILED}.get(str(review.get("state")), WAITING)
-        stages.append((state, str(review.get("decided") or review.get("created") or ""),
-                       _("{state}: {got} of {needed} approvals").format(
-                           state=review_state(str(review.get("state"))),
-                           got=len(review.get("approved_by") or []),
-                           needed=review.get("approvals_needed"))
-                       + (f" ({names})" if names else "")
-                       + (f"; {review.get('reason')}" if review.get("reason") else "")))
-        released_at = str(review.get("decided") or "")
-        if state != DONE:
-            approved = False
+    review_stage, released_at, approved = _review_stage(refund.get("review"), approved,
+                                                        refund_at)
+    stages.append(review_stage)
     processed = approved and refund.get("capture_state") in ("APPROVED", "CAPTURED")
     stages.append((DONE if processed else WAITING, released_at if processed else "",
                    _("{amount} back to {card}").format(
                        amount=amount, card=refund.get("pan") or sale.get("pan")
                        or _("the card")) + _refund_fee(refund)))
-    settled = refund.get("refund_settlement") or {}
-    stages.append((DONE if settled else WAITING, str(settled.get("settlement_date") or ""),
-                   _("settlement {id}").format(id=settled.get("settlement_id")) if settled else
-                   _("batch closed, settling") if refund.get("settlement_state") == "CLOSED_BATCH"
-                   else _("batch open")))
-    posted = settled.get("state") == "posted"
-    stages.append((DONE if posted else WAITING, str(settled.get("posted_at") or ""),
-                   _("business day {date}").format(date=settled.get("posting_date"))
-                   if settled else ""))
-    told = [n for n in notifications if n.get("event") == "refund_posted"]
-    stages.append((DONE if told else WAITING, str(told[-1].get("at")) if told else "",
-                   _("refund_posted sent") if told else ""))
+    stages.extend(_money_stages(refund, notifications))
     out: list[Stage] = []
     current_set = False
     for title, (state, at, detail) in zip(STAGE_TITLES, stages, strict=True):
@@ -437,6 +412,45 @@ def refund_board(sale: Mapping[str, Any] | None, refund: Mapping[str, Any] | Non
             state, current_set = CURRENT, True
         out.append(Stage(_(title), state, at, detail))
     return out
+
+
+
+def _review_stage(review: Mapping[str, Any] | None, approved: bool, refund_at: str
+                  ) -> tuple[_StageRow, str, bool]:
+    """The review stage, when the money was released, and whether it was (a refund waiting
+    for or refused its approvals is not released)."""
+    if not approved:
+        return (SKIPPED, "", ""), refund_at, False
+    if review is None:
+        return (SKIPPED, "", _("not needed")), refund_at, True
+    names = ", ".join(a.get("approver", "?") for a in review.get("approved_by") or [])
+    state = {"approved": DONE, "rejected": FAILED}.get(str(review.get("state")), WAITING)
+    row = (state, str(review.get("decided") or review.get("created") or ""),
+           _("{state}: {got} of {needed} approvals").format(
+               state=review_state(str(review.get("state"))),
+               got=len(review.get("approved_by") or []),
+               needed=review.get("approvals_needed"))
+           + (f" ({names})" if names else "")
+           + (f"; {review.get('reason')}" if review.get("reason") else ""))
+    return row, str(review.get("decided") or ""), state == DONE
+
+
+def _money_stages(refund: Mapping[str, Any], notifications: Iterable[Mapping[str, Any]]
+                  ) -> list[_StageRow]:
+    """Settled in a batch, posted to the card, cardholder notified."""
+    settled = refund.get("refund_settlement") or {}
+    told = [n for n in notifications if n.get("event") == "refund_posted"]
+    return [
+        (DONE if settled else WAITING, str(settled.get("settlement_date") or ""),
+         _("settlement {id}").format(id=settled.get("settlement_id")) if settled else
+         _("batch closed, settling") if refund.get("settlement_state") == "CLOSED_BATCH"
+         else _("batch open")),
+        (DONE if settled.get("state") == "posted" else WAITING,
+         str(settled.get("posted_at") or ""),
+         _("business day {date}").format(date=settled.get("posting_date")) if settled else ""),
+        (DONE if told else WAITING, str(told[-1].get("at")) if told else "",
+         _("refund_posted sent") if told else ""),
+    ]
 
 
 def _refund_fee(refund: Mapping[str, Any]) -> str:
