@@ -239,21 +239,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     except ValueError as exc:
         print(exc, file=out)
         return EXIT_INVALID
-    if args.admin and not args.host:
-        print("--admin needs --host", file=out)
-        return EXIT_INVALID
-    if (args.tls_ca or args.tls_cert or args.tls_key) and not args.host:
-        print("--tls-ca, --tls-cert and --tls-key need --host", file=out)
-        return EXIT_INVALID
-    if args.lesson and not (args.host and args.admin):
-        print("--lesson plays against a running host: give --host HOST:PORT and --admin URL",
-              file=out)
-        return EXIT_INVALID
-    if args.no_wait and not args.lesson:
-        print("--no-wait belongs to --lesson", file=out)
-        return EXIT_INVALID
-    if args.lesson and args.jobs > 1:
-        print("--lesson plays one step at a time: --jobs cannot be used with it", file=out)
+    conflict = _option_conflict(args)
+    if conflict:
+        print(conflict, file=out)
         return EXIT_INVALID
     if not items:
         print(f"0 of {len(loaded)} scenarios selected", file=out)
@@ -312,6 +300,21 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         write_json(outcomes, args.json)
     failed = any(o.status in ("failed", "error") for o in outcomes)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _option_conflict(args: argparse.Namespace) -> str | None:
+    """What is wrong with how ``run``'s options combine, or None."""
+    if args.admin and not args.host:
+        return "--admin needs --host"
+    if (args.tls_ca or args.tls_cert or args.tls_key) and not args.host:
+        return "--tls-ca, --tls-cert and --tls-key need --host"
+    if args.lesson and not (args.host and args.admin):
+        return "--lesson plays against a running host: give --host HOST:PORT and --admin URL"
+    if args.no_wait and not args.lesson:
+        return "--no-wait belongs to --lesson"
+    if args.lesson and args.jobs > 1:
+        return "--lesson plays one step at a time: --jobs cannot be used with it"
+    return None
 
 
 def _remote_args(args: argparse.Namespace) -> dict[str, Any] | None:

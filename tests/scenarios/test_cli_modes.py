@@ -150,3 +150,17 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
     assert result.stderr == ""
     assert result.returncode == 0
     assert "<testsuite" in junit.read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--admin", "http://127.0.0.1:1"], "--admin needs --host"),
+    (["--tls-ca", "ca.pem"], "--tls-ca, --tls-cert and --tls-key need --host"),
+    (["--host", "127.0.0.1:1", "--admin", "http://127.0.0.1:2", "--lesson", "--jobs", "2"],
+     "--jobs cannot be used with it"),
+])
+def test_run_options_that_do_not_combine_exit_2(argv: list[str], message: str,
+                                                 capsys: Any) -> None:
+    """Options of ``run`` that need another, or exclude one, exit 2 naming both."""
+    scenario = LIBRARY / "over_refund_declined.yaml"
+    assert cli.main(["run", str(scenario), *argv]) == 2
+    assert message in capsys.readouterr().out
