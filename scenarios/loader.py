@@ -201,19 +201,8 @@ def load_text(text: str, filename: str, path: Path | None = None
             for err in exc.errors():
                 problems.append(at(step_loc(tuple(err["loc"])), prefix + _message(err)))
             continue
-        ref_problems = []
-        seen: set[str] = set()
-        for i, step in enumerate(scenario.steps):
-            for ref in references(step):
-                if ref not in seen:
-                    key = "refund" if step.verb.endswith("_review") else "original"
-                    ref_problems.append(at(step_loc(("steps", i, step.verb, key)),
-                                           prefix + f"{ref!r} is not the id of an earlier step"))
-            if step.id is not None:
-                if step.id in seen:
-                    ref_problems.append(at(step_loc(("steps", i, "id")),
-                                           prefix + f"step id {step.id!r} is used twice"))
-                seen.add(step.id)
+        ref_problems = [at(step_loc(loc), prefix + message)
+                        for loc, message in _reference_mistakes(scenario)]
         if ref_problems:
             problems += ref_problems
             continue
@@ -222,6 +211,24 @@ def load_text(text: str, filename: str, path: Path | None = None
         loaded.append(Loaded(scenario, path or Path(filename), case_id, lines))
     # The same mistake in a step shared by every case is reported once.
     return loaded, sorted(set(problems))
+
+
+def _reference_mistakes(scenario: Scenario) -> list[tuple[Path_, str]]:
+    """(where, what) for every step naming a step id not defined before it, and every id
+    defined twice: a step refers only to what ran before it."""
+    mistakes: list[tuple[Path_, str]] = []
+    seen: set[str] = set()
+    for i, step in enumerate(scenario.steps):
+        for ref in references(step):
+            if ref not in seen:
+                key = "refund" if step.verb.endswith("_review") else "original"
+                mistakes.append((("steps", i, step.verb, key),
+                                 f"{ref!r} is not the id of an earlier step"))
+        if step.id is not None:
+            if step.id in seen:
+                mistakes.append((("steps", i, "id"), f"step id {step.id!r} is used twice"))
+            seen.add(step.id)
+    return mistakes
 
 
 def _plain(node: yaml.Node, path: Path_, marks: dict[Path_, yaml.Mark],
