@@ -30,7 +30,7 @@ demo: $(DEMO_STAMP)
 	$(BIN)/python -m terminal --with-host
 
 lint: $(STAMP)
-	$(BIN)/ruff check protocol host terminal scenarios tests
+	$(BIN)/ruff check protocol host terminal scenarios webshell tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

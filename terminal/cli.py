@@ -27,9 +27,17 @@ from terminal.hostproc import HostProcess, HostStartError
 from terminal.journal import JournalError
 from terminal.recording import Recorder, RecordError, RecordSink, load_recorder
 from terminal.security.keystore import KeyStoreError
-from terminal.serve import ServeError, ServeOptions, SessionPlan, check_bind, session_command
+from terminal.serve import (
+    ServeError,
+    ServeOptions,
+    SessionPlan,
+    check_bind,
+    serve,
+    session_command,
+)
 from terminal.tidpool import DEFAULT_POOL, PoolError, parse_pool
 from terminal.tls import ClientTlsError, client_tls
+from webshell import port_problem
 
 
 class UsageError(ValueError):
@@ -181,8 +189,9 @@ def serve_options(args: argparse.Namespace) -> tuple[ServeOptions, tuple[str, ..
     if args.record is not None:
         raise UsageError("--record records one terminal; it cannot be used with --serve")
     port = SERVE_PORT if args.port is None else args.port
-    if not 0 <= port < 65536:
-        raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    problem = port_problem(port)
+    if problem is not None:
+        raise UsageError(problem)
     try:
         tids = parse_pool(DEFAULT_POOL if args.tid_pool is None else args.tid_pool)
     except PoolError as exc:
@@ -253,8 +262,6 @@ def main(argv: list[str] | None = None) -> int:
                 config = replace(config, host="127.0.0.1", port=host.start())
             plan = SessionPlan(session_command(session_arguments(args, config)), tids,
                                config.address)
-            from terminal.webserver import serve
-
             return serve(plan, options)
         if args.record is not None and is_cup(config.profile):
             raise UsageError("--record writes scenarios of the generic profiles; it cannot be "

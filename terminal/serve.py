@@ -2,35 +2,21 @@
 
 Every tab of the served page runs :attr:`SessionPlan.command`, ``poslab-terminal
 --serve-session ...``: one terminal whose id comes from the pool (:mod:`terminal.tidpool`).
-The server itself is :mod:`terminal.webserver`; this module stays free of web imports so the
-ordinary terminal starts without them.
+The web server is :mod:`webshell.server`, shared with the host console and imported only by
+:func:`serve`, so the ordinary terminal starts without web imports.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
+from terminal.tidpool import describe
+from webshell import Listen as ServeOptions
+from webshell import ServeError, remote_bind_warning
 
-class ServeError(ValueError):
-    """The server cannot start as asked; the text says why."""
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """Where the web server listens and what it announces once it does.
-
-    :ivar bind: the address to listen on; loopback unless ``allow_remote``.
-    :ivar port: the TCP port, 0 for a free one (the ready file and the printed URL say which).
-    :ivar ready_file: written (JSON) once the server listens, for scripts and tests.
-    """
-
-    bind: str = "127.0.0.1"
-    port: int = 8000
-    allow_remote: bool = False
-    ready_file: Path | None = None
+__all__ = ["ServeError", "ServeOptions", "SessionPlan", "check_bind", "serve",
+           "session_command"]
 
 
 @dataclass(frozen=True)
@@ -42,26 +28,30 @@ class SessionPlan:
     host: str
 
 
-def is_loopback(bind: str) -> bool:
-    """Whether ``bind`` only accepts connections from this machine."""
-    if bind == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bind).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-
-
 def check_bind(options: ServeOptions) -> str | None:
     """Refuse a non-loopback address without ``allow_remote``; return the warning to print
     when it is allowed, else ``None``."""
-    if is_loopback(options.bind):
-        return None
-    if not options.allow_remote:
-        raise ServeError(f"--bind {options.bind} would let other machines use the terminals; "
-                         "add --allow-remote to do that on purpose")
-    return (f"WARNING: serving on {options.bind}: anyone who can reach this address can drive "
-            "the terminals (no login, no TLS). Use it only on a classroom network you trust.")
+    return remote_bind_warning(options.bind, options.allow_remote,
+                               lets_others="use the terminals", anyone_can="drive the terminals")
+
+
+def serve(plan: SessionPlan, options: ServeOptions) -> int:
+    """Serve one terminal per browser tab until SIGINT or SIGTERM; 0 on a normal stop,
+    :class:`ServeError` when the server cannot listen."""
+    from webshell.server import Site
+    from webshell.server import serve as serve_tabs
+
+    warning = check_bind(options)
+    if warning is not None:
+        print(f"poslab-terminal: {warning}", file=sys.stderr, flush=True)
+    pool = describe(plan.tids)
+    site = Site(command=plan.command, title=f"poslab terminals {pool}",
+                banner=lambda url: (f"poslab-terminal: serving terminals {pool} on {url} "
+                                    f"(host {plan.host}); one terminal per browser tab; "
+                                    "Ctrl+C stops"),
+                ready_info={"host": plan.host, "tids": list(plan.tids)})
+    serve_tabs(site, options, log_prefix="poslab-terminal serve")
+    return 0
 
 
 def session_command(argv: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Packaging guard: our four import names, console scripts and import layers."""
+"""Packaging guard: our five import names, console scripts and import layers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-PACKAGES = ("terminal", "host", "protocol", "scenarios")
+PACKAGES = ("terminal", "host", "protocol", "scenarios", "webshell")
 
 
 def _run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
@@ -23,7 +23,7 @@ def _run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_top_level_names_belong_to_poslab() -> None:
-    """Our four import names come from this distribution only, and from this checkout."""
+    """Our five import names come from this distribution only, and from this checkout."""
     owners = importlib.metadata.packages_distributions()
     for name in PACKAGES:
         # The editable install's dist-info and the checkout's own poslab.egg-info (on sys.path

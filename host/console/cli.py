@@ -32,6 +32,7 @@ from host.console.serve import (
     tab_command,
 )
 from protocol import i18n
+from webshell import port_problem
 
 THEMES = ("default", "projector")
 #: options that only mean something with --serve (argparse dest names)
@@ -109,8 +110,8 @@ def _serve_option_problem(args: argparse.Namespace) -> str | None:
         given = [f"--{name.replace('_', '-')}" for name in _SERVE_ONLY
                  if getattr(args, name) is not None and getattr(args, name) is not False]
         return f"{given[0]} only applies with --serve" if given else None
-    if args.port is not None and not 0 <= args.port < 65536:
-        return f"--port must be between 0 and 65535, got {args.port}"
+    if args.port is not None and (problem := port_problem(args.port)) is not None:
+        return problem
     if args.bind is not None:
         try:
             bind_warning(ServeOptions([], bind=args.bind, allow_remote=args.allow_remote))
