@@ -37,7 +37,7 @@ from terminal.serve import (
 )
 from terminal.tidpool import DEFAULT_POOL, PoolError, parse_pool
 from terminal.tls import ClientTlsError, client_tls
-from webshell import port_problem
+from webshell import add_listen_arguments, port_problem
 
 
 class UsageError(ValueError):
@@ -102,13 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         "with its own terminal id from the pool and its own folder DATA-DIR/<TID>")
     serve.add_argument("--serve", action="store_true",
                        help="serve terminals over HTTP instead of running one here")
-    serve.add_argument("--port", type=int, metavar="N",
-                       help=f"--serve: the HTTP port, 0 = a free one (default {SERVE_PORT})")
-    serve.add_argument("--bind", metavar="ADDR",
-                       help="--serve: the address to listen on (default 127.0.0.1); any "
-                            "non-loopback address also needs --allow-remote")
-    serve.add_argument("--allow-remote", action="store_true",
-                       help="--serve: allow --bind on an address other machines can reach")
+    add_listen_arguments(serve, SERVE_PORT)
     serve.add_argument("--tid-pool", metavar="SPEC",
                        help="--serve: the terminal ids handed to tabs, a range and/or a list "
                             f"such as TERM0001-TERM0008,SPARE001 (default {DEFAULT_POOL})")

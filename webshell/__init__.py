@@ -13,6 +13,14 @@ This package imports nothing of poslab's: it knows commands, addresses and files
 terminals.
 """
 
-from webshell.binding import Listen, ServeError, is_loopback, port_problem, remote_bind_warning
+from webshell.binding import (
+    Listen,
+    ServeError,
+    add_listen_arguments,
+    is_loopback,
+    port_problem,
+    remote_bind_warning,
+)
 
-__all__ = ["Listen", "ServeError", "is_loopback", "port_problem", "remote_bind_warning"]
+__all__ = ["Listen", "ServeError", "add_listen_arguments", "is_loopback", "port_problem",
+           "remote_bind_warning"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,3 +60,14 @@ def port_problem(port: int) -> str | None:
     if 0 <= port < 65536:
         return None
     return f"--port must be between 0 and 65535, got {port}"
+
+
+def add_listen_arguments(group: argparse._ArgumentGroup, default_port: int) -> None:
+    """``--port``, ``--bind`` and ``--allow-remote``, worded the same for every ``--serve``."""
+    group.add_argument("--port", type=int, metavar="N",
+                       help=f"--serve: the HTTP port, 0 = a free one (default {default_port})")
+    group.add_argument("--bind", metavar="ADDR",
+                       help="--serve: the address to listen on (default 127.0.0.1); any "
+                            "non-loopback address also needs --allow-remote")
+    group.add_argument("--allow-remote", action="store_true",
+                       help="--serve: allow --bind on an address other machines can reach")

@@ -32,7 +32,7 @@ from host.console.serve import (
     tab_command,
 )
 from protocol import i18n
-from webshell import port_problem
+from webshell import add_listen_arguments, port_problem
 
 THEMES = ("default", "projector")
 #: options that only mean something with --serve (argparse dest names)
@@ -57,13 +57,7 @@ def add_console_parser(sub: Any) -> None:
         "attached to the host given above")
     web.add_argument("--serve", action="store_true",
                      help="serve consoles over HTTP instead of running one here")
-    web.add_argument("--port", type=int, metavar="N",
-                     help=f"--serve: the HTTP port, 0 = a free one (default {DEFAULT_PORT})")
-    web.add_argument("--bind", metavar="ADDR",
-                     help="--serve: the address to listen on (default 127.0.0.1); any "
-                          "non-loopback address also needs --allow-remote")
-    web.add_argument("--allow-remote", action="store_true",
-                     help="--serve: allow --bind on an address other machines can reach")
+    add_listen_arguments(web, DEFAULT_PORT)
     web.add_argument("--serve-ready-file", metavar="PATH",
                      help="--serve: write the URL and port here (JSON) once listening")
 
