@@ -3,8 +3,8 @@ behind the calls the app makes of :class:`~terminal.engine.Engine` (sign on, ech
 settle), so the screens need not know which profile the terminal speaks.
 
 A CUP terminal has no echo test of its own: the app's echo timer only signs on again when the
-connection dropped. ``--record`` (which writes generic-profile scenarios) is not offered on
-this profile, so :attr:`CupDriver.observers` stays empty.
+connection dropped. :attr:`CupDriver.observers` are the engine's: ``--record`` hears its
+sign-ons, transactions and settlements and writes a ``profile: cup`` scenario.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class CupDriver(SessionDriver):
         self.cup = CupSession(self.session, deck=deck, profile=profile)
         self.core = CupEngine(self.cup, link)
         self.link = link
-        self.observers: list[Callable[[Any], None]] = []
+        self.observers: list[Callable[[Any], None]] = self.core.observers
 
     async def sign_on(self) -> SignOnAnswer:
         """Connect and sign on (0800, 60.3 ``004``); the host's batch becomes the open batch,
