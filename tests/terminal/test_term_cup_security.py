@@ -213,3 +213,44 @@ def test_driver_refuses_dukpt_keys_on_cup(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError, match="dukpt.json: DUKPT is not used on the cup profile"):
         CupDriver(config, Journal(tmp_path), Link("127.0.0.1", 9, Codec(CUP_PROFILE)),
                   lambda: NOW, load_deck())
+
+
+def test_cup_tui_asks_for_the_pin_and_hides_it(cup_host: int, tmp_path: Path,
+                                               run: Any) -> None:
+    """``poslab-terminal --profile cup`` with a TMK in its data directory signs on for keys;
+    the UnionPay card then opens the PIN screen, the right PIN is approved and a wrong one shows
+    55; the inspector names the CUP DE53 and shows neither the PIN nor the PIN block."""
+    from term_helpers import PANS, drive, result
+    from textual.pilot import Pilot
+
+    from terminal import inspector
+    from terminal.app import PosApp
+    from terminal.flow import Step
+
+    config = TerminalConfig(port=cup_host, profile="cup", data_dir=tmp_path / "data",
+                            timeout_s_response=5.0, reversal_repeats=0, echo_interval_s=0)
+    KeyStore(config.data_dir).save_tmk(HOST_TMK)
+    seen: dict[str, str] = {}
+
+    async def pin_sale(app: PosApp, pilot: Pilot[None], pin: str) -> str:
+        await pilot.press("1", *"1250", "enter", *["down"] * PANS.index(UNIONPAY), "i")
+        assert app.state.step is Step.PIN
+        await pilot.press(*pin, "enter")
+        text = await result(app, pilot)
+        await pilot.press("enter")
+        return text
+
+    async def script(app: PosApp, pilot: Pilot[None]) -> None:
+        seen["right"] = await pin_sale(app, pilot, "123456")
+        seen["wrong"] = await pin_sale(app, pilot, "654321")
+
+    app = drive(config, run, script)
+    assert "APPROVED" in seen["right"] and "DECLINED 55" in seen["wrong"]
+    sales = [t for t in app.traffic if t.direction == "sent" and t.mti == "0200"]
+    text = "\n".join(line for item in app.traffic for line in inspector.render(item))
+    assert "CUP layout: PIN block ISO format 0" in text and "[PIN block, 8 bytes]" in text
+    for item in sales:
+        block = item.fields["52"]
+        assert block not in text and bytes.fromhex(block) not in inspector.masked_bytes(
+            item.raw, item.fields)
+    assert "123456" not in text and "654321" not in text
