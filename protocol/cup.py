@@ -132,7 +132,7 @@ CUP_PROFILE = WireProfile(
     "cup", CUP_TABLE, length_header("2b"),
     "China UnionPay POS: BCD numerics, 2-byte length, TPDU and 6-byte BCD header",
     tpdu=CUP_TPDU, message_header=CUP_HEADER, routes=CUP_ROUTES,
-    mac_field=64, mac_scheme=CUP_MAC_SCHEME, mac_mtis=CUP_MAC_MTIS,
+    mac_field=64, mac_scheme=CUP_MAC_SCHEME, mac_mtis=CUP_MAC_MTIS, security_control="cup",
     reader=parse_cup_request, writer=cup_response_fields,
 )
 """The CUP POS wire profile."""

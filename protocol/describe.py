@@ -20,7 +20,7 @@ from protocol.messages import Message, OriginalData
 from protocol.money import Money, currency
 from protocol.private_data import decode_remaining, decode_tlv
 from protocol.security.errors import SecurityError
-from protocol.security.wire import KeyManagement, SecurityControl
+from protocol.security.wire import ControlLayout, KeyManagement, SecurityControl
 
 #: The MAC scheme named when a caller does not say (the generic profiles').
 DEFAULT_MAC_SCHEME = "x9.19"
@@ -195,9 +195,20 @@ def _de53(raw: str, _: Mapping[str, str]) -> str:
     try:
         control = SecurityControl.parse(raw)
     except SecurityError as exc:
+        if raw[:1] in ("1", "2"):  # no poslab format digit: the China UnionPay layout
+            return _cup_de53(raw)
         return str(exc)
     return (f"PIN block ISO format {control.pin_format.value}, "
             f"{_KEY_KINDS[control.algorithm.value]}, {_MANAGEMENT[control.management]}")
+
+
+def _cup_de53(raw: str) -> str:
+    try:
+        control = SecurityControl.parse(raw, ControlLayout.CUP)
+    except SecurityError as exc:
+        return f"CUP layout: {exc}"
+    return (f"CUP layout: PIN block ISO format {control.pin_format.value} (ANSI X9.8 with the "
+            f"PAN), {_KEY_KINDS[control.algorithm.value]}, tracks in clear")
 
 
 def _de54(raw: str, _: Mapping[str, str]) -> str:

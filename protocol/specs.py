@@ -108,6 +108,8 @@ class WireProfile:
         :mod:`protocol.security.wire`) and its scheme in :data:`protocol.security.MAC_SCHEMES`
         (for TDES keys; AES keys use AES-CMAC).
     :ivar mac_mtis: the messages that carry a MAC when the terminal's keys call for one.
+    :ivar security_control: how DE53 is spelled, a
+        :class:`protocol.security.wire.ControlLayout` value (``poslab`` or ``cup``).
     :ivar reader: / :ivar writer: for a profile with private fields of its own (CUP): how a
         request's field dict becomes its transaction and typed message, and how a typed answer
         becomes the profile's field dict (:mod:`protocol.cup_messages`); None on the generic
@@ -124,6 +126,7 @@ class WireProfile:
     mac_field: int | None = None
     mac_scheme: str | None = None
     mac_mtis: frozenset[str] = frozenset()
+    security_control: str = "poslab"
     reader: RequestReader | None = field(default=None, repr=False)
     writer: ResponseWriter | None = field(default=None, repr=False)
     _by_mti: Mapping[str, tuple[TxnRoute, ...]] = field(init=False, repr=False)

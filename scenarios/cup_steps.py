@@ -15,12 +15,17 @@ speaks as, and sends its CUP field dicts through the runner's exchange and judge
   ``remaining`` is judged only when the answer carries DE54;
 * ``settle`` sends the CUP totals of the journal (0500, 60.3 ``201``); result flag ``2`` brings
   the 0320 upload and its closing 207;
-* ``echo: {code: sign_on | sign_off}`` are the 0800 / 0820 of the profile.
+* ``echo: {code: sign_on | sign_off}`` are the 0800 / 0820 of the profile;
+* with ``terminal.tmk`` the sign-on takes the working keys of the 0810's DE62 (tried again
+  while they fail their check values, as the terminal does; ``expect: {keys: ...}`` judges
+  them), the link seals the MAC'd messages with the CUP ECB MAC and checks the answers', and
+  ``pin:`` puts the PIN block in DE52 with the CUP DE22/DE26/DE53; ``mac: bad | missing``
+  spoils the next sealed request.
 
 What has no CUP meaning -- an echo test, a void of a refund, given totals, refund evidence,
-the reversal of a refund advice, PINs, MACs and the TMK key exchange -- stops the
-scenario with an error that names the step: a file declares such steps with ``profiles:``, so
-they are reported as skipped, never silently passed.
+the reversal of a refund advice, a DUKPT terminal -- stops the scenario with an error that
+names the step: a file declares such steps with ``profiles:``, so they are reported as
+skipped, never silently passed.
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ from protocol.cup_private import CupTotals, SettlementResult, parse_upload
 from protocol.errors import ValidationError
 from protocol.masking import mask_pan
 from protocol.money import Money
-from scenarios import schema
+from scenarios import schema, security_steps
 from scenarios.outcome import Exchange, StepOutcome
 from terminal.cup_session import CupSession, Fields
 from terminal.flow import Draft
 from terminal.journal import Txn as Line
 from terminal.journal import TxnKind
+from terminal.security.state import SIGN_ON_TRIES, SecurityUnavailable, SignOnKeyError
 from terminal.session import TerminalSession
 
 if TYPE_CHECKING:
@@ -45,6 +51,9 @@ if TYPE_CHECKING:
 
 _KINDS = {"sale": TxnKind.SALE, "void": TxnKind.VOID, "refund": TxnKind.REFUND,
           "authorize": TxnKind.AUTHORIZE}
+NO_DUKPT = ("terminal.dukpt (a CUP terminal gets its working keys at sign-on under its TMK, "
+            "and the CUP layout has no field for a KSN)")
+"""Why a DUKPT terminal does not run on the CUP profile."""
 
 
 def not_on_cup(what: str) -> Exception:
@@ -85,24 +94,56 @@ def cup_for(session: Session, terminal: TerminalSession) -> CupSession:
 
 async def sign_on(session: Session, result: StepOutcome, cup: CupSession,
                   expect: schema.Expect | None = None) -> Fields | None:
-    """0800 sign-on (60.3 ``004``) judged against ``expect`` (default ``00``)."""
+    """0800 sign-on (60.3 ``004``) judged against ``expect`` (default ``00``); the working
+    keys of its DE62 are taken, and a sign-on whose keys fail their check values is sent
+    again, :data:`SIGN_ON_TRIES` in all, each refusal noted on its exchange.
+
+    :raises SignOnKeyError: the keys failed at every try.
+    """
     from scenarios.runner import exchange
 
-    answer = await exchange(session, result, cup.sign_on_request(),
-                            expect or schema.Expect(response="00"), "sign-on")
-    if answer is not None:
-        cup.sign_on_answered(answer)
+    answer = None
+    for attempt in range(SIGN_ON_TRIES):
+        label = "sign-on" if not attempt else f"sign-on again ({attempt + 1})"
+        answer = await exchange(session, result, cup.sign_on_request(),
+                                expect or schema.Expect(response="00"), label)
+        if answer is None:
+            return None
+        try:
+            cup.sign_on_answered(answer)
+            return answer
+        except SignOnKeyError as exc:
+            result.exchanges[-1].note = str(exc)
+            if attempt == SIGN_ON_TRIES - 1:
+                raise
     return answer
 
 
+async def sign_on_or_fail(session: Session, result: StepOutcome, cup: CupSession,
+                          expect: schema.Expect | None = None) -> Fields | None:
+    """:func:`sign_on`, with working keys that fail every try a failed step."""
+    from scenarios.runner import StepFailed
+
+    try:
+        return await sign_on(session, result, cup, expect)
+    except SignOnKeyError as exc:
+        raise StepFailed("working keys that pass their checks",
+                         f"keys refused {SIGN_ON_TRIES} times: {exc}") from None
+
+
 async def sign_on_step(session: Session, step: schema.Step, result: StepOutcome) -> None:
-    """The ``sign_on`` step on CUP: the 0800 (no key exchange on this profile yet)."""
+    """The ``sign_on`` step on CUP: the 0800, and ``expect: {keys: ...}`` judged as on the
+    generic profiles (:func:`scenarios.security_steps.judge_keys`)."""
     p: schema.SignOnStep = step.params
     expect = step.expect or schema.Expect(response="00")
-    if expect.keys is not None:
-        raise not_on_cup("sign_on with expect: {keys: ...}")
-    await sign_on(session, result, cup_for(session, session.terminal(p.terminal, p.merchant)),
-                  expect)
+    cup = cup_for(session, session.terminal(p.terminal, p.merchant))
+    state = cup.session.sign_on_state
+    before, refusal = state.keys, ""
+    try:
+        await sign_on(session, result, cup, expect.model_copy(update={"keys": None}))
+    except SignOnKeyError as exc:
+        refusal = str(exc)
+    security_steps.judge_keys(result, expect.keys, refusal, before, state.keys)
 
 
 async def signed_on(session: Session, result: StepOutcome, cup: CupSession,
@@ -114,7 +155,7 @@ async def signed_on(session: Session, result: StepOutcome, cup: CupSession,
 
     if cup.signed_on:
         return True
-    answer = await sign_on(session, result, cup, schema.Expect())
+    answer = await sign_on_or_fail(session, result, cup, schema.Expect())
     if cup.signed_on or answer is None:
         return cup.signed_on
     expect = spelled_on_cup(expect)
@@ -134,13 +175,18 @@ async def begin(session: Session, result: StepOutcome, terminal: TerminalSession
     if draft.kind is TxnKind.VOID and draft.original is not None \
             and draft.original.kind is TxnKind.REFUND:
         raise not_on_cup("a void of a refund")
-    if draft.pin is not None or getattr(p, "mac", None) is not None:
-        raise not_on_cup("pin: or mac: (the terminal's keys are not used on cup yet)")
     if draft.card is not None and all(c.pan.digits != draft.card.pan.digits for c in cup.deck):
         cup.deck.append(draft.card)  # the upload finds full PANs here
     if not await signed_on(session, result, cup, expect):
         return None
-    pending, fields = cup.begin(draft, stan=p.stan, original_line=original)
+    try:
+        pending, fields = cup.begin(draft, stan=p.stan, original_line=original)
+    except SecurityUnavailable as exc:
+        from scenarios.runner import ScenarioBroken
+
+        raise ScenarioBroken(f"pin: {exc} (give terminal.tmk; the terminal signs on before "
+                             "its first transaction)") from None
+    security_steps.arm_mac_fault(session, getattr(p, "mac", None))
     return cup, pending.txn, fields
 
 
@@ -154,7 +200,9 @@ async def after_answer(session: Session, result: StepOutcome, txn: Txn) -> None:
     """A 77 or A0 dropped the sign-on: a CUP terminal signs on again at once."""
     cup = txn.cup
     if cup is not None and not cup.signed_on and txn.response is not None:
-        await sign_on(session, result, cup)
+        judged = result.expected, result.actual  # the step is judged by its own answer
+        await sign_on_or_fail(session, result, cup)
+        result.expected, result.actual = judged[0], f"{judged[1]}; signed on again"
 
 
 def reversal(txn: Txn) -> Fields:
@@ -183,8 +231,6 @@ async def reverse(session: Session, step: schema.Step, result: StepOutcome) -> N
     from scenarios.runner import _expect, exchange
 
     p: schema.Reverse = step.params
-    if p.mac is not None:
-        raise not_on_cup("mac: (the terminal's keys are not used on cup yet)")
     orig = session.original(p.original) if p.original else None
     terminal = orig.terminal if orig is not None else session.terminal(p.terminal, p.merchant)
     cup = cup_for(session, terminal)
@@ -197,6 +243,7 @@ async def reverse(session: Session, step: schema.Step, result: StepOutcome) -> N
         fields = reversal_by_hand(session, terminal, p, session.card(p.card)[0],
                                   session.money(p.amount, p.currency))
     label = "reversal again (the same 0400)" if p.repeat else "reversal"
+    security_steps.arm_mac_fault(session, p.mac)
     answer = await exchange(session, result, fields, _expect(step), label)
     if orig is not None and orig.cup is not None:
         orig.cup.reversal_answered(orig.line, answer)
@@ -248,7 +295,7 @@ async def network(session: Session, step: schema.Step, result: StepOutcome,
     code = step.params.code
     cup = cup_for(session, terminal)
     if code == "sign_on":
-        await sign_on(session, result, cup, expect)
+        await sign_on_or_fail(session, result, cup, expect)
         return
     if code != "sign_off":
         raise not_on_cup("echo (a CUP terminal has no 0800 echo test)")

@@ -24,7 +24,9 @@ RRNs):
   simulated clock) ``clock`` is omitted and a business-date change becomes ``advance: {days:}``;
 * a settlement is ``settle: {}`` (the runner's own journal totals, as the terminal sends) when
   the terminal's totals are exactly what the recording contains; otherwise the terminal's
-  totals are written and the host's 95 expected.
+  totals are written and the host's 95 expected. On the CUP profile it is always
+  ``settle: {}`` expecting the 0510's ``00`` (a CUP host answers 00 whether the totals agree or
+  not, and the runner uploads on result flag 2 as the terminal did).
 
 Cards are written as deck names (the terminal's deck is the host's), else as the PAN.
 """
@@ -53,6 +55,7 @@ from protocol.messages import (
 from protocol.money import Money
 from protocol.specs import DEFAULT_PROFILE
 from terminal.config import TerminalConfig
+from terminal.cup_session import is_cup
 from terminal.recording import RecordError
 from terminal.session import Exchanged
 
@@ -140,7 +143,7 @@ class Recorder:
             params["card"] = "unknown card"  # the schema needs one; the note says why
         if isinstance(req, RefundRequest):
             params["reason"] = req.reason.value
-            if req.operator:
+            if req.operator and not is_cup(self.profile):  # a CUP 0220 carries no operator
                 params["operator"] = req.operator
         if isinstance(req, VoidRequest) and original is None and req.voids_refund:
             params["of_refund"] = True
@@ -174,6 +177,9 @@ class Recorder:
         return req.card.account.digits if req.card is not None else None
 
     def _settle(self, event: Exchanged, req: ReconciliationRequest) -> None:
+        if is_cup(self.profile):
+            self._cup_settle(event)
+            return
         totals, cur = req.totals, req.totals.currency
         live = [s for s in self._batch if s.effective and s.amount.currency == cur]
         sales = [s.amount.minor for s in live if s.kind == "sale"]
@@ -205,6 +211,17 @@ class Recorder:
         step: dict[str, Any] = {"settle": params, "expect": expect}
         if note:
             step["note"] = note
+        self.steps.append(step)
+        if event.settled:
+            self._batch = []
+
+    def _cup_settle(self, event: Exchanged) -> None:
+        """A CUP 0500: the runner sends its own journal's CUP totals and uploads on result
+        flag 2, as the terminal did."""
+        step: dict[str, Any] = {"settle": {}, "expect": _expect(event)}
+        if event.uploaded:
+            step["note"] = (f"the totals differed while recording (result 2) and the terminal "
+                            f"uploaded {event.uploaded}")
         self.steps.append(step)
         if event.settled:
             self._batch = []

@@ -264,9 +264,9 @@ async def run_scenario(loaded: Loaded, make_target: TargetFactory,
                                      actual=outcome.error)
                          for n, step in enumerate(scenario.steps)]
         return outcome
-    if is_cup(scenario.terminal.profile) and (scenario.terminal.tmk or scenario.terminal.dukpt):
+    if is_cup(scenario.terminal.profile) and scenario.terminal.dukpt:
         outcome.status = "error"
-        outcome.error = str(cup_steps.not_on_cup("terminal.tmk / terminal.dukpt"))
+        outcome.error = str(cup_steps.not_on_cup(cup_steps.NO_DUKPT))
         return outcome
     try:
         target = await make_target(scenario, start)

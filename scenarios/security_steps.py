@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 from protocol import Codec
 from protocol.codes import NetworkCode
 from protocol.messages import NetworkResponse
-from protocol.security import TDES_DUKPT, DukptTerminal, Ksn
+from protocol.security import TDES_DUKPT, DukptTerminal, Ksn, WorkingKeys
 from protocol.specs import get_profile
 from scenarios import schema
 from scenarios.outcome import StepOutcome
+from terminal.cup_session import cup_mac_guard, is_cup
 from terminal.security.guard import MacFault, MacGuard
 from terminal.security.state import SIGN_ON_TRIES, SignOnKeyError, TerminalSecurity
 from terminal.session import TerminalSession
@@ -40,8 +41,13 @@ def build_security(scenario: schema.Scenario, codec: Codec) -> TerminalSecurity 
 
 
 def guard_for(security: TerminalSecurity | None, codec: Codec) -> MacGuard | None:
-    """The MAC guard the runner's link uses, when the terminal has keys."""
-    return MacGuard(security, codec) if security is not None else None
+    """The MAC guard the runner's link uses, when the terminal has keys (on CUP the CUP
+    terminal's, which takes the refusals a CUP host sends before its MAC check unsealed)."""
+    if security is None:
+        return None
+    if is_cup(codec.profile.name):
+        return cup_mac_guard(security, codec)
+    return MacGuard(security, codec)
 
 
 def arm_mac_fault(session: Session, fault: str | None) -> None:
@@ -59,7 +65,7 @@ def arm_mac_fault(session: Session, fault: str | None) -> None:
 
 async def sign_on(session: Session, step: schema.Step, result: StepOutcome) -> None:
     """``sign_on``: 0800/001, then the keys of the 0810, tried again while they fail."""
-    from scenarios.runner import StepFailed, _typed, exchange
+    from scenarios.runner import _typed, exchange
 
     p: schema.SignOnStep = step.params
     terminal = session.terminal(p.terminal, p.merchant)
@@ -82,7 +88,16 @@ async def sign_on(session: Session, step: schema.Step, result: StepOutcome) -> N
             continue
         refusal = ""
         break
-    held = terminal.sign_on_state.keys
+    judge_keys(result, wanted, refusal, before, terminal.sign_on_state.keys)
+
+
+def judge_keys(result: StepOutcome, wanted: str | None, refusal: str,
+               before: WorkingKeys | None, held: WorkingKeys | None) -> None:
+    """Judge a sign-on's keys against ``expect: {keys: ...}``: ``refusal`` says why the keys
+    of the last try were refused (empty when taken), ``before`` and ``held`` are the working
+    keys before and after the step."""
+    from scenarios.runner import StepFailed
+
     if wanted == "refused":
         if refusal:
             result.actual = f"keys refused {SIGN_ON_TRIES} times: {refusal}"

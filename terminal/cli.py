@@ -22,7 +22,6 @@ from protocol.specs import PROFILES
 from terminal import i18n
 from terminal.cards import DeckError
 from terminal.config import TerminalConfig
-from terminal.cup_session import is_cup
 from terminal.hostproc import HostProcess, HostStartError
 from terminal.journal import JournalError
 from terminal.recording import Recorder, RecordError, RecordSink, load_recorder
@@ -257,9 +256,6 @@ def main(argv: list[str] | None = None) -> int:
             plan = SessionPlan(session_command(session_arguments(args, config)), tids,
                                config.address)
             return serve(plan, options)
-        if args.record is not None and is_cup(config.profile):
-            raise UsageError("--record writes scenarios of the generic profiles; it cannot be "
-                             "used with --profile cup")
         record = Path(args.record) if args.record is not None else None
         recorder = load_recorder() if record is not None else None
         if recorder is not None and record is not None:

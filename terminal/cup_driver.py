@@ -3,8 +3,8 @@ behind the calls the app makes of :class:`~terminal.engine.Engine` (sign on, ech
 settle), so the screens need not know which profile the terminal speaks.
 
 A CUP terminal has no echo test of its own: the app's echo timer only signs on again when the
-connection dropped. ``--record`` (which writes generic-profile scenarios) is not offered on
-this profile, so :attr:`CupDriver.observers` stays empty.
+connection dropped. :attr:`CupDriver.observers` are the engine's: ``--record`` hears its
+sign-ons, transactions and settlements and writes a ``profile: cup`` scenario.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.cup_private import SettlementResult
-from protocol.specs import get_profile
+from protocol.specs import WireProfile, get_profile
 from terminal.cards import Card
 from terminal.config import TerminalConfig
 from terminal.cup_engine import CupEngine
@@ -24,6 +24,8 @@ from terminal.flow import Draft, Outcome
 from terminal.i18n import _, ngettext
 from terminal.journal import Journal
 from terminal.link import Link
+from terminal.security.keystore import KeyStore, KeyStoreError
+from terminal.security.state import TerminalSecurity
 from terminal.session import Clock, TerminalSession
 
 
@@ -40,16 +42,20 @@ class CupDriver(SessionDriver):
 
     def __init__(self, config: TerminalConfig, journal: Journal, link: Link, clock: Clock,
                  deck: list[Card]) -> None:
-        #: the wrapped terminal session (journal, counters; no keys on this profile yet)
-        self.session = TerminalSession(config, journal, clock, receipts=self._receipt)
-        self.cup = CupSession(self.session, deck=deck, profile=get_profile(config.profile))
+        profile = get_profile(config.profile)
+        #: the wrapped terminal session (journal, counters, the keys of the data directory)
+        self.session = TerminalSession(config, journal, clock, receipts=self._receipt,
+                                       security=cup_security(config, profile))
+        self.cup = CupSession(self.session, deck=deck, profile=profile)
         self.core = CupEngine(self.cup, link)
         self.link = link
-        self.observers: list[Callable[[Any], None]] = []
+        self.observers: list[Callable[[Any], None]] = self.core.observers
 
     async def sign_on(self) -> SignOnAnswer:
-        """Connect and sign on (0800, 60.3 ``004``); the host's batch becomes the open batch.
+        """Connect and sign on (0800, 60.3 ``004``); the host's batch becomes the open batch,
+        and the working keys of DE62 the terminal's.
 
+        :raises SignOnRefused: the working keys failed their check values at every try.
         :raises LinkError: the host could not be reached or did not answer.
         """
         approved = await self.core.sign_on()
@@ -80,3 +86,17 @@ class CupDriver(SessionDriver):
                               "uploaded, batch closed.", done.uploaded).format(count=done.uploaded)
         return SettleOutcome(done.ok, balanced, done.uploaded, done.closed_batch, done.new_batch,
                              detail)
+
+
+def cup_security(config: TerminalConfig, profile: WireProfile) -> TerminalSecurity:
+    """The terminal's keys from its data directory, as the generic terminal reads them.
+
+    :raises KeyStoreError: a DUKPT key file: CUP terminals take working keys at sign-on under
+        a TMK, and the CUP layout has no field for a KSN.
+    """
+    store = KeyStore(config.data_dir)
+    if store.dukpt_path.exists():
+        raise KeyStoreError(f"{store.dukpt_path}: DUKPT is not used on the cup profile (a CUP "
+                            "terminal gets working keys at sign-on under its TMK); import a "
+                            "TMK with poslab-terminal keys import, or remove the file")
+    return TerminalSecurity(profile, store)

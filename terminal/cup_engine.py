@@ -2,22 +2,42 @@
 (:meth:`terminal.link.Link.send_fields` with a CUP codec): sign-on before the first
 transaction and again after a ``77`` or ``A0``, reversal of an unanswered 0200, and the CUP
 settlement with its batch upload.
+
+With keys (a TMK in the session's security) the engine gives the link the CUP MAC guard
+(:func:`~terminal.cup_session.cup_mac_guard`), tries a sign-on whose working keys fail their
+check values again up to :data:`~terminal.security.state.SIGN_ON_TRIES` times, and reverses a
+0200 whose answer fails its MAC with DE39 ``A0``.
+
+:attr:`CupEngine.observers` hear every completed sign-on, financial exchange and settlement as
+a typed :class:`~terminal.session.Exchanged` (:mod:`terminal.cup_exchanged`): ``--record``
+writes them as a ``profile: cup`` scenario.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Protocol
 
 from protocol.codes import response_text
 from protocol.cup_private import CupTotals, SettlementResult
 from protocol.errors import ProtocolError
-from terminal.cup_session import CupSession, Fields
-from terminal.engine import REVERSAL_WAITING
+from terminal.cup_exchanged import financial_event, management_event
+from terminal.cup_session import (
+    MAC_FAILED_REASON,
+    NO_ANSWER_REASON,
+    CupSession,
+    Fields,
+    cup_mac_guard,
+)
+from terminal.engine import REVERSAL_WAITING, SignOnRefused
 from terminal.flow import Draft, Outcome
 from terminal.i18n import _, meaning
 from terminal.journal import Txn
-from terminal.link import LinkError, LinkTimeout
+from terminal.link import LinkError, LinkTimeout, MacMismatch
+from terminal.security.state import SIGN_ON_TRIES, SecurityUnavailable, SignOnKeyError
+from terminal.session import Exchanged, Pending
 
 
 class FieldLink(Protocol):
@@ -50,16 +70,45 @@ class CupEngine:
     def __init__(self, session: CupSession, link: FieldLink) -> None:
         self.session = session
         self.link = link
+        #: called with each completed exchange (``--record`` writes them as a scenario).
+        self.observers: list[Callable[[Exchanged], None]] = []
+        # The settlement's 0500, its answer and when it was sent (what a recording keeps).
+        self._settlement: tuple[Fields, Fields, datetime] | None = None
+        codec = getattr(link, "codec", None)
+        if session.security is not None and codec is not None and hasattr(link, "guard"):
+            link.guard = cup_mac_guard(session.security, codec)
 
     @property
     def _timeout(self) -> float:
         return self.session.session.config.timeout_s_response
 
+    def _observe(self, event: Exchanged | None) -> None:
+        if event is None:
+            return
+        for observer in list(self.observers):
+            observer(event)
+
+    def _now(self) -> datetime:
+        return self.session.session.clock()
+
     async def sign_on(self) -> bool:
-        """Connect if needed and sign on; True when the host accepted (its batch is now ours)."""
+        """Connect if needed and sign on; True when the host accepted (its batch is now ours,
+        and so are the working keys of its DE62).
+
+        :raises SignOnRefused: the working keys failed their checks on each of
+            :data:`SIGN_ON_TRIES` sign-ons (the message names the key and its check values).
+        """
         await self.link.connect()
-        answer = await self.link.send_fields(self.session.sign_on_request(), self._timeout)
-        return self.session.sign_on_answered(answer)
+        why = ""
+        for _attempt in range(SIGN_ON_TRIES):
+            request, at = self.session.sign_on_request(), self._now()
+            answer = await self.link.send_fields(request, self._timeout)
+            self._observe(management_event(request, answer, at, self.session.profile))
+            try:
+                return self.session.sign_on_answered(answer)
+            except SignOnKeyError as exc:
+                why = str(exc)
+        raise SignOnRefused(f"sign-on failed {SIGN_ON_TRIES} times: {why}")
 
     async def transact(self, draft: Draft) -> Outcome:
         """Sign on when needed, send ``draft`` and return what the result screen shows; a
@@ -68,16 +117,25 @@ class CupEngine:
             await self.link.connect()
             if not self.session.signed_on and not await self.sign_on():
                 return Outcome("failed", "NOT COMPLETED", "The host refused the sign-on.")
+        except SignOnRefused as exc:
+            return Outcome("failed", "NOT COMPLETED", f"{exc}. Nothing was sent.")
         except LinkError as exc:
             return Outcome("failed", "HOST OFFLINE", str(exc))
         if not await self.forward_reversals():
             return REVERSAL_WAITING
-        pending, request = self.session.begin(draft)
+        try:
+            pending, request = self.session.begin(draft)
+        except SecurityUnavailable as exc:
+            return Outcome("failed", "PIN NOT SENT", f"{exc}. Nothing was sent.")
         try:
             answer = await self.link.send_fields(request, self._timeout)
+        except MacMismatch as exc:
+            return await self._unanswered(pending, request, str(exc), MAC_FAILED_REASON)
         except (LinkTimeout, LinkError, ProtocolError) as exc:
-            return await self._unanswered(pending.txn, request, str(exc))
+            return await self._unanswered(pending, request, str(exc))
         outcome = self.session.answered(pending.txn, answer)
+        self._observe(financial_event(pending.request, request, answer, pending.at,
+                                      pending.card_name))
         if not self.session.signed_on:
             outcome = replace(outcome, detail=f"{outcome.detail}. {await self._sign_on_again()}")
         return outcome
@@ -94,14 +152,18 @@ class CupEngine:
         return _("Signing on again was refused ({code}).").format(
             code=self.session.sign_on_code or "--")
 
-    async def _unanswered(self, txn: Txn, request: Fields, why: str) -> Outcome:
-        """No answer: reverse an 0200 (0400, DE39 98) up to the configured tries."""
-        base = self.session.session
+    async def _unanswered(self, pending: Pending, request: Fields, why: str,
+                          reason: str = NO_ANSWER_REASON) -> Outcome:
+        """No usable answer: reverse an 0200 (0400, DE39 ``reason``: 98 no answer, A0 its MAC
+        failed) up to the configured tries."""
+        base, txn = self.session.session, pending.txn
         base.unanswered(txn)
         acknowledged = None
         if request["t"] == "0200":
-            reversal = self.session.reversal_fields(request)
+            reversal = self.session.reversal_fields(request, reason)
             acknowledged = await self._reverse(txn, reversal, base.reversal_tries)
+        self._observe(financial_event(pending.request, request, None, pending.at,
+                                      pending.card_name, acknowledged))
         return base.no_answer_outcome(txn, acknowledged, why)
 
     async def _reverse(self, txn: Txn, reversal: Fields, tries: int) -> str | None:
@@ -131,6 +193,15 @@ class CupEngine:
         """0500 with the CUP totals; on result flag 2 the batch upload and its closing 0320;
         the batch closes when the host answered 00 to each. Stored reversals go first; a link
         failure leaves the batch open."""
+        self._settlement = None
+        outcome = await self._settle()
+        if self._settlement is not None:
+            request, answer, at = self._settlement
+            self._observe(management_event(request, answer, at, self.session.profile,
+                                           settled=outcome.ok, uploaded=outcome.uploaded))
+        return outcome
+
+    async def _settle(self) -> CupSettleOutcome:
         batch = self.session.batch
 
         def refused(why: str, result: SettlementResult | None = None,
@@ -141,8 +212,9 @@ class CupEngine:
             await self.link.connect()
             if not await self.forward_reversals():
                 return refused(_("A reversal still waits for the host; settle later."))
-            answer = await self.link.send_fields(self.session.settlement_request(),
-                                                 self._timeout)
+            request, at = self.session.settlement_request(), self._now()
+            answer = await self.link.send_fields(request, self._timeout)
+            self._settlement = request, answer, at
             if answer.get("39") != "00" or "48" not in answer:
                 return refused(_("Settlement refused: {meaning}").format(
                     meaning=meaning(response_text(answer.get("39", "")))))

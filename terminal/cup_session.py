@@ -18,18 +18,25 @@ the generic profile's typed messages:
   domestic, others foreign); an 0510 with result flag ``2`` asks for the batch upload:
   ``0320`` messages of at most 8 records (60.3 ``201``), then the closing ``0320`` with 60.3
   ``207``;
-* reversal ``0400`` of an unanswered 0200: the original's fields with DE39 ``98``; one the host
-  did not acknowledge is rebuilt from the journal line and forwarded before the next request.
+* reversal ``0400`` of an unanswered 0200: the original's fields with DE39 ``98`` (``A0`` when
+  the answer failed its MAC); one the host did not acknowledge is rebuilt from the journal line
+  and forwarded before the next request.
 
-DE64 (the MAC) is the security layer's: without working keys no MAC is sent.
+Keys (docs/payment-security.md, "Terminal"), with a TMK in the session's
+:class:`~terminal.security.state.TerminalSecurity`: the 0810's DE62 brings the PIN, MAC and
+data keys, each checked against its check value; a PIN becomes DE52 (ISO format 0 under the
+PIN key), DE53 in the CUP layout (``2600000000000000``), DE26 the longest PIN the terminal takes
+and a ``1`` in DE22 position 3. DE64 is sealed at the link (:func:`cup_mac_guard`) with the CUP
+ECB MAC of the profile; without working keys no MAC is sent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from protocol.codec import Codec
 from protocol.codes import EntryMode
 from protocol.cup import CUP_PROFILE
 from protocol.cup_private import CupTotals, De60, De61, SchemeTotals, UploadRecord, upload_text
@@ -40,6 +47,9 @@ from protocol.transactions import TxnType
 from terminal.cards import Card
 from terminal.flow import Draft, Outcome
 from terminal.journal import Txn, TxnKind, TxnStatus
+from terminal.security.guard import MacGuard
+from terminal.security.state import SIGN_ON_AGAIN as SECURITY_REFUSALS
+from terminal.security.state import SecurityUnavailable, SignOnKeyError, TerminalSecurity
 from terminal.session import REVERSAL_ACKNOWLEDGED, Pending, TerminalSession
 
 Fields = dict[str, str]
@@ -54,6 +64,16 @@ SIGN_ON_AGAIN = ("77", "A0")
 """Financial answers after which the terminal must sign on again (batch or sign-on, MAC)."""
 NO_ANSWER_REASON = "98"
 """DE39 of a reversal sent because the request got no answer."""
+MAC_FAILED_REASON = "A0"
+"""DE39 of a reversal sent because the answer failed its MAC check."""
+UNSEALED_REFUSALS = frozenset({"30", "03", "97", "58"}) | SECURITY_REFUSALS
+"""Answers a CUP host sends without a MAC: its checks of the fields (30), merchant (03),
+terminal (97/58) and sign-on (77) come before the MAC check, and a MAC failure (A0) cannot be
+MAC'd. Any other answer to a MAC'd request must carry a MAC that holds."""
+PIN_ENTERED = "1"
+"""DE22 position 3 when DE52 carries a PIN (``2``: no PIN)."""
+MAX_PIN_DIGITS = "12"
+"""DE26: the longest PIN the terminal's PIN pad takes."""
 UPLOAD_PER_MESSAGE = 8
 OPERATOR = "01 "
 """DE63 of a sign-on and a settlement: operator number (3 characters)."""
@@ -105,6 +125,11 @@ class CupSession:
         """The open batch (60.2)."""
         return self.session.journal.batch_number
 
+    @property
+    def security(self) -> TerminalSecurity | None:
+        """The terminal's keys (the wrapped session's), None for a terminal without any."""
+        return self.session.security
+
     def _ids(self, stan: str | None = None) -> Fields:
         config = self.session.config
         return {"11": stan or self.session.next_stan(), "41": config.terminal_id,
@@ -121,12 +146,32 @@ class CupSession:
                 "63": OPERATOR}
 
     def sign_on_answered(self, answer: Fields) -> bool:
-        """Take the 0810: on ``00`` the terminal is signed on and its batch is the host's 60.2."""
+        """Take the 0810: on ``00`` the terminal takes the working keys of DE62 and is signed
+        on, and its batch is the host's 60.2.
+
+        :raises SignOnKeyError: DE62 does not unwrap under the TMK, or a key fails its check
+            value; the terminal is then not signed on and holds no working keys.
+        """
         self.sign_on_code = answer.get("39", "")
-        self.signed_on = self.sign_on_code == "00"
-        if self.signed_on and "60" in answer:
+        self.signed_on = False
+        if self.sign_on_code != "00":
+            return False
+        self._take_keys(answer.get("62"))
+        self.signed_on = True
+        if "60" in answer:
             self.session.journal.use_batch(De60.parse(answer["60"]).batch)
-        return self.signed_on
+        return True
+
+    def _take_keys(self, key_block: str | None) -> None:
+        """The working keys of an approved 0810 (none without a TMK and without DE62)."""
+        if self.security is None:
+            if key_block:
+                raise SignOnKeyError("the host sent working keys but this terminal has no "
+                                     "TMK; import one with poslab-terminal keys import")
+            return
+        state = self.session.sign_on_state
+        state.keys = None
+        state.keys = self.security.accept_sign_on(key_block)
 
     def sign_off_request(self) -> Fields:
         """The 0820 sign-off (60.3 ``002``); after its ``00`` the terminal must sign on."""
@@ -135,11 +180,12 @@ class CupSession:
     # -- financial transactions --------------------------------------------------------------
 
     def request_fields(self, draft: Draft, stan: str, now: datetime,
-                       original_line: Txn | None = None) -> Fields:
+                       original_line: Txn | None = None, pin: Fields | None = None) -> Fields:
         """The CUP field dict for ``draft`` (pure apart from reading the journal).
 
         A void or refund names its original from this terminal's journal, found by RRN, or
-        from ``original_line`` when another terminal made the original."""
+        from ``original_line`` when another terminal made the original. ``pin``: the PIN
+        fields of :meth:`pin_fields`, which also mark DE22 "PIN entered"."""
         route = self.profile.route(_KIND_ROUTE[draft.kind])
         type_code = next(m.value for m in route.match if m.key == "60")
         out: Fields = {"t": route.mti, "3": route.processing_code or "000000",
@@ -161,9 +207,10 @@ class CupSession:
                 out["14"] = card.expiry
             if card.track2 is not None:
                 out["35"] = card.track2.data.replace("=", "D")  # BCD: D separates
-            out["22"] = _CUP_ENTRY[mode] + "2"  # 2: no PIN entered
+            out["22"] = _CUP_ENTRY[mode] + (PIN_ENTERED if pin else "2")  # 2: no PIN entered
         else:
             out["22"] = "012"
+        out.update(pin or {})
         original = original_line or (
             self.session.journal.by_rrn(draft.original.rrn) if draft.original else None)
         if draft.original is not None:
@@ -181,9 +228,15 @@ class CupSession:
     def begin(self, draft: Draft, stan: str | None = None, original_line: Txn | None = None
               ) -> tuple[Pending, Fields]:
         """Journal ``draft`` ``PENDING`` (under ``stan``, else the next trace number) and
-        return its line and its CUP request (see :meth:`request_fields`)."""
-        pending = self.session.begin(draft, stan=stan)
-        fields = self.request_fields(draft, pending.txn.stan, pending.at, original_line)
+        return its line and its CUP request (see :meth:`request_fields`).
+
+        :raises SecurityUnavailable: the draft has a PIN the terminal cannot encipher (nothing
+            is journalled then).
+        """
+        pin = self.pin_fields(draft)
+        # The PIN goes into the CUP request only, never into the journal's generic request.
+        pending = self.session.begin(replace(draft, pin=None), stan=stan)
+        fields = self.request_fields(draft, pending.txn.stan, pending.at, original_line, pin)
         pending.txn.processing_code = fields["3"]  # the CUP code, for a later reversal
         self.session.journal.update(pending.txn)
         return pending, fields
@@ -202,11 +255,16 @@ class CupSession:
             merchant_id=answer.get("42", ""))
         return self.session.answered(txn, response)
 
-    def reversal_fields(self, request: Fields) -> Fields:
-        """The 0400 for an unanswered 0200: its fields with DE39 ``98`` (no answer)."""
+    def pin_fields(self, draft: Draft) -> Fields:
+        """The PIN fields of ``draft`` under this terminal's keys (see :func:`pin_fields`)."""
+        return pin_fields(self.security, draft)
+
+    def reversal_fields(self, request: Fields, reason: str = NO_ANSWER_REASON) -> Fields:
+        """The 0400 undoing a 0200 without a usable answer: its fields with DE39 ``reason``
+        (``98`` no answer, ``A0`` the answer's MAC failed)."""
         keep = ("2", "3", "4", "11", "14", "22", "25", "41", "42", "49", "60", "61")
         out = {"t": "0400", **{k: request[k] for k in keep if k in request}}
-        out["39"] = NO_ANSWER_REASON
+        out["39"] = reason
         return out
 
     def stored_reversal(self, txn: Txn) -> Fields | None:
@@ -285,6 +343,26 @@ class CupSession:
                    "60": De60("00", self.batch, "201").text()}
         yield {"t": "0320", **self._ids(), "48": f"{len(records):04d}",
                "60": De60("00", self.batch, "207").text()}
+
+
+def pin_fields(security: TerminalSecurity | None, draft: Draft) -> Fields:
+    """DE52 (the PIN block under the working PIN key), DE53 (CUP layout) and DE26 for the PIN
+    of ``draft``; {} without a PIN.
+
+    :raises SecurityUnavailable: no PIN key (no TMK, or not signed on), or no card.
+    """
+    if draft.pin is None:
+        return {}
+    if security is None or draft.card is None:
+        raise SecurityUnavailable("this terminal takes no PIN: it has no keys")
+    block, control, _ksn = security.pin_data(draft.pin, draft.card.pan.digits)
+    return {"26": MAX_PIN_DIGITS, "52": block, "53": control}
+
+
+def cup_mac_guard(security: TerminalSecurity, codec: Codec) -> MacGuard:
+    """The link's MAC guard for a CUP terminal: the CUP ECB MAC in DE64 on the profile's
+    MAC'd messages, answers without a MAC accepted only for :data:`UNSEALED_REFUSALS`."""
+    return MacGuard(security, codec, unsealed=UNSEALED_REFUSALS)
 
 
 def _mmdd(txn: Txn) -> str:

@@ -248,7 +248,8 @@ class HostSecurity:
             return Decision(False, self.settings.sign_on_first_code, RuleId.SIGN_ON_REQUIRED,
                             ("pin",))
         try:
-            control = wire.SecurityControl.parse(fields.get("53", ""))
+            control = wire.SecurityControl.parse(
+                fields.get("53", ""), wire.ControlLayout(self.profile.security_control))
             key = self._pin_key(dukpt, fields, control)
             if control.algorithm is not key.algorithm:
                 raise SecurityError(f"DE53 digit 2 says {control.algorithm.value}")

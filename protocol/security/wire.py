@@ -22,6 +22,11 @@ Host and terminal must agree byte for byte, so the layout lives here, once:
   digit 2: the key algorithm (``2`` TDES double length, ``3`` TDES triple length, ``8``
   AES-128); digit 3: key management (``0`` master/session keys from sign-on, ``1`` TDES DUKPT,
   ``2`` AES DUKPT); digits 4-16 zero. :class:`SecurityControl` reads and writes it.
+  The China UnionPay layout (:attr:`ControlLayout.CUP`) spells the same facts its own way:
+  53.1 PIN block format (``2``: ANSI X9.8 with the PAN, which is ISO 9564 format 0; ``1``
+  without the PAN), 53.2 algorithm (``6``: double-length TDES; ``0`` single DES), 53.3 track
+  data encryption (``0`` none), 13 zeros -- ``2600000000000000``. CUP keys always come from
+  the sign-on, so it has no key-management digit.
 """
 
 from __future__ import annotations
@@ -105,6 +110,20 @@ _ALGORITHM_DIGITS = {
 _FORMAT_DIGITS = {PinBlockFormat.ISO_0: "0", PinBlockFormat.ISO_4: "4"}
 
 
+class ControlLayout(enum.Enum):
+    """How a wire profile spells DE53 (a profile names its layout in ``security_control``)."""
+
+    POSLAB = "poslab"
+    """Digit 1 PIN block format, digit 2 key algorithm, digit 3 key management."""
+    CUP = "cup"
+    """53.1 PIN block format, 53.2 algorithm, 53.3 track encryption (China UnionPay)."""
+
+
+#: The one DE53 the CUP layout carries for what poslab sends: ISO 9564 format 0 (ANSI X9.8
+#: with the PAN) under a double-length TDES PIN key from the sign-on, tracks in clear.
+CUP_CONTROL_TEXT = "2600000000000000"
+
+
 @dataclass(frozen=True)
 class SecurityControl:
     """DE53 security-related control information: PIN block format, key algorithm, key scheme."""
@@ -113,20 +132,33 @@ class SecurityControl:
     algorithm: KeyAlgorithm
     management: KeyManagement = KeyManagement.MASTER_SESSION
 
-    def text(self) -> str:
-        """The 16 digits of DE53."""
+    def text(self, layout: ControlLayout = ControlLayout.POSLAB) -> str:
+        """The 16 digits of DE53 in ``layout``.
+
+        :raises KeyFormatError: the CUP layout has no spelling for these keys (only format 0
+            under a double-length TDES key from the sign-on).
+        """
+        if layout is ControlLayout.CUP:
+            if self != _CUP_CONTROL:
+                raise KeyFormatError(
+                    f"the CUP DE53 cannot announce ISO format {self.pin_format.value} under "
+                    f"{self.algorithm.value} keys ({self.management.name}): only format 0 "
+                    "under double-length TDES keys from the sign-on")
+            return CUP_CONTROL_TEXT
         head = (_FORMAT_DIGITS[self.pin_format] + _ALGORITHM_DIGITS[self.algorithm]
                 + self.management.value)
         return head.ljust(16, "0")
 
     @classmethod
-    def parse(cls, text: str) -> SecurityControl:
-        """Read DE53.
+    def parse(cls, text: str, layout: ControlLayout = ControlLayout.POSLAB) -> SecurityControl:
+        """Read DE53 written in ``layout``.
 
         :raises KeyFormatError: not 16 digits, or a digit poslab does not know (named).
         """
         if len(text) != 16 or not text.isdigit():
             raise KeyFormatError("DE53 must be 16 digits")
+        if layout is ControlLayout.CUP:
+            return _parse_cup(text)
         formats = {v: k for k, v in _FORMAT_DIGITS.items()}
         algorithms = {v: k for k, v in _ALGORITHM_DIGITS.items()}
         if text[0] not in formats:
@@ -138,3 +170,22 @@ class SecurityControl:
         except ValueError:
             raise KeyFormatError(f"DE53 digit 3: unknown key management {text[2]!r}") from None
         return cls(formats[text[0]], algorithms[text[1]], management)
+
+
+_CUP_CONTROL = SecurityControl(PinBlockFormat.ISO_0, KeyAlgorithm.TDES_2KEY)
+# What the CUP digits poslab cannot honour mean, for the error message.
+_CUP_UNSUPPORTED = {
+    0: {"1": "PIN block without the PAN (ANSI X9.8 format 1)"},
+    1: {"0": "single-length DES keys"},
+    2: {"1": "encrypted track data"},
+}
+
+
+def _parse_cup(text: str) -> SecurityControl:
+    """The CUP DE53 (see the module docstring); other digits are named in the error."""
+    for at, expected in enumerate(CUP_CONTROL_TEXT[:3]):
+        digit = text[at]
+        if digit != expected:
+            what = _CUP_UNSUPPORTED[at].get(digit, f"unknown value {digit!r}")
+            raise KeyFormatError(f"DE53 53.{at + 1}: {what} is not supported")
+    return _CUP_CONTROL

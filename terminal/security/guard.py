@@ -50,6 +50,7 @@ class Sealing:
     mac_field: str
     offset: int
     fault: MacFault | None = None
+    unsealed: frozenset[str] = SIGN_ON_AGAIN
 
     def seal(self, payload: bytes) -> bytes:
         """``payload`` (encoded with the placeholder MAC last) with its real MAC."""
@@ -64,12 +65,13 @@ class Sealing:
     def answer_ok(self, payload: bytes, fields: Mapping[str, str]) -> bool:
         """True when the answer's MAC matches the bytes received.
 
-        An answer without a MAC is accepted only when it refuses for a security reason
-        (:data:`~terminal.security.state.SIGN_ON_AGAIN`): a host that could not check the
+        An answer without a MAC is accepted only when it is one of the refusals in
+        :attr:`unsealed` (by default a security reason,
+        :data:`~terminal.security.state.SIGN_ON_AGAIN`): a host that could not check the
         request's MAC, or has no keys for this terminal, cannot MAC its answer either.
         """
         if not any(f in fields for f in (self.mac_field, SECONDARY_MAC_FIELD)):
-            return fields.get("39") in SIGN_ON_AGAIN
+            return fields.get("39") in self.unsealed
         message = payload[self.offset :]
         return len(message) > MAC_LENGTH and mac_matches(message, self.scheme,
                                                          self.keys.response)
@@ -80,10 +82,14 @@ class MacGuard:
 
     :ivar fault: applied to the next request that would be sealed, then cleared; None in
         normal use.
+    :ivar unsealed: the answers (DE39) accepted without a MAC: those a host sends before or
+        instead of checking the request's MAC.
     """
 
-    def __init__(self, security: TerminalSecurity, codec: Codec) -> None:
+    def __init__(self, security: TerminalSecurity, codec: Codec,
+                 unsealed: frozenset[str] = SIGN_ON_AGAIN) -> None:
         self.security = security
+        self.unsealed = unsealed
         self.profile = codec.profile
         self.mac_field = str(mac_setting(codec.profile)[0])
         self.mac_mtis: frozenset[str] = getattr(codec.profile, "mac_mtis", None) or MAC_MTIS
@@ -106,7 +112,7 @@ class MacGuard:
         if fault is not MacFault.MISSING:
             out[mac_field_for(out, self.mac_field)] = MAC_PLACEHOLDER
         scheme = mac_scheme_for(mac_setting(self.profile)[1], keys.request)
-        return out, Sealing(scheme, keys, self.mac_field, self.offset, fault)
+        return out, Sealing(scheme, keys, self.mac_field, self.offset, fault, self.unsealed)
 
 
 def mac_field_for(fields: Mapping[str, str], primary: str) -> str:

@@ -24,6 +24,7 @@ from protocol.security import (
     DukptTerminal,
     Key,
     KeyCheckError,
+    KeyFormatError,
     KeyWrapError,
     Ksn,
     PinBlockFormat,
@@ -32,6 +33,7 @@ from protocol.security import (
     encipher_pin,
 )
 from protocol.security.wire import (
+    ControlLayout,
     KeyManagement,
     SecurityControl,
     key_block_bytes,
@@ -191,5 +193,9 @@ class TerminalSecurity:
                 f"of {block_format.block_size} bytes, but DE52 of profile {self.profile.name} "
                 f"carries {room.max_len}")
         block = encipher_pin(key, pin, pan)
-        control = SecurityControl(block_format, key.algorithm, management).text()
+        try:
+            control = SecurityControl(block_format, key.algorithm, management).text(
+                ControlLayout(self.profile.security_control))
+        except KeyFormatError as exc:
+            raise SecurityUnavailable(f"profile {self.profile.name}: {exc}") from None
         return block.get_secret_value().hex().upper(), control, ksn

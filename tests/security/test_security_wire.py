@@ -7,7 +7,9 @@ import pytest
 from protocol import Codec
 from protocol.security import Key, KeyAlgorithm, KeyFormatError, PinBlockFormat, get_mac_scheme
 from protocol.security.wire import (
+    CUP_CONTROL_TEXT,
     MAC_PLACEHOLDER,
+    ControlLayout,
     KeyManagement,
     SecurityControl,
     key_block_bytes,
@@ -84,6 +86,33 @@ def test_security_control_digits_round_trip(control: SecurityControl, text: str)
     """DE53 is format, algorithm and key management in digits 1-3, then zeros."""
     assert control.text() == text
     assert SecurityControl.parse(text) == control
+
+
+def test_cup_security_control_is_format_0_under_double_length_tdes() -> None:
+    """The CUP layout writes format 0 under a double-length TDES sign-on key as 53.1 ``2``
+    (X9.8 with the PAN), 53.2 ``6``, 53.3 ``0``, and reads it back; it has no spelling for an
+    AES or DUKPT PIN key."""
+    control = SecurityControl(PinBlockFormat.ISO_0, KeyAlgorithm.TDES_2KEY)
+    assert control.text(ControlLayout.CUP) == CUP_CONTROL_TEXT == "26" + "0" * 14
+    assert SecurityControl.parse(CUP_CONTROL_TEXT, ControlLayout.CUP) == control
+    for other in (SecurityControl(PinBlockFormat.ISO_4, KeyAlgorithm.AES_128),
+                  SecurityControl(PinBlockFormat.ISO_0, KeyAlgorithm.TDES_2KEY,
+                                  KeyManagement.TDES_DUKPT)):
+        with pytest.raises(KeyFormatError, match="the CUP DE53 cannot announce"):
+            other.text(ControlLayout.CUP)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [("1" + "6" + "0" * 14, "53.1: PIN block without the PAN"),
+     ("2" + "0" * 15, "53.2: single-length DES keys"),
+     ("261" + "0" * 13, "53.3: encrypted track data"), ("2700000000000000", "53.2: unknown"),
+     ("0200000000000000", "53.1: unknown")],
+)
+def test_cup_security_control_names_what_it_cannot_honour(text: str, where: str) -> None:
+    """A CUP DE53 poslab cannot honour is a key-format error naming the subfield and why."""
+    with pytest.raises(KeyFormatError, match=where):
+        SecurityControl.parse(text, ControlLayout.CUP)
 
 
 @pytest.mark.parametrize(

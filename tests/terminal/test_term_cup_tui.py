@@ -5,18 +5,24 @@ TCP."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cup_responder import CupResponder, serve
 from term_helpers import PANS, drive, refund, result, sale, screen_text, until
 from textual.pilot import Pilot
 
 from protocol.cup_private import SettlementResult
+from scenarios.loader import load_file
+from scenarios.recorder import record_to
+from scenarios.report import render_failure
+from scenarios.runner import run_scenario
+from scenarios.targets import start_local
 from terminal import i18n
 from terminal.app import PosApp
-from terminal.cli import main
 from terminal.config import TerminalConfig
 from terminal.hostproc import HostProcess
 from terminal.journal import TxnKind, TxnStatus
@@ -181,27 +187,22 @@ def test_cup_slip_in_chinese_is_a_sales_slip_with_the_hosts_batch(tmp_path: Path
     assert "6212345678901265" not in text
 
 
-def test_record_is_refused_on_the_cup_profile(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    """--record writes generic-profile scenarios: with --profile cup it is a usage error
-    (exit 2, one line), not an empty recording."""
-    code = main(["--profile", "cup", "--record", str(tmp_path / "x.yaml"),
-                 "--data-dir", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert code == 2 and "--record" in err and "--profile cup" in err
-    assert "Traceback" not in err and not (tmp_path / "x.yaml").exists()
-
-
-def test_cup_terminal_against_the_real_host(tmp_path: Path, run: Any) -> None:
+def test_cup_terminal_against_the_real_host_records_a_cup_scenario(tmp_path: Path,
+                                                                    run: Any) -> None:
     """On a real ``poslab-host --profile cup``: the terminal signs on into the host's batch,
     sells, refunds part of the sale with an 0220 and settles with CUP totals; the host agrees
-    (result 1) and the next batch opens."""
+    (result 1) and the next batch opens. ``--record``'s wiring writes it as a ``profile: cup``
+    scenario (sign-on, sale, refund naming the sale, settle) that passes on a fresh host."""
     host = HostProcess(tmp_path / "host", profile="cup")
     port = host.start()
     texts: list[str] = []
+    path = tmp_path / "day.yaml"
     try:
         config = TerminalConfig(port=port, profile="cup", data_dir=tmp_path / "data",
                                 timeout_s_response=5.0, reversal_repeats=0, echo_interval_s=0)
+
+        def prepare(app: PosApp) -> None:
+            app.engine.observers.append(record_to(path, config, datetime.now().astimezone()))
 
         async def script(app: PosApp, pilot: Pilot[None]) -> None:
             batch = app.journal.batch_number
@@ -212,10 +213,20 @@ def test_cup_terminal_against_the_real_host(tmp_path: Path, run: Any) -> None:
             await pilot.pause()
             texts.append(" ".join(screen_text(pilot).split()))
 
-        app = drive(config, run, script, size=(130, 40))
+        app = drive(config, run, script, prepare, size=(130, 40))
     finally:
         host.stop()
     assert "APPROVED" in texts[0] and "APPROVED" in texts[1]
     assert "agree (result 1)" in texts[2]
     assert [(t.kind, t.status) for t in app.journal] == [
         (TxnKind.SALE, TxnStatus.APPROVED), (TxnKind.REFUND, TxnStatus.APPROVED)]
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert doc["terminal"]["profile"] == "cup"
+    assert [next(iter(step)) for step in doc["steps"]] == ["echo", "sale", "refund", "settle"]
+    assert doc["steps"][0]["echo"] == {"code": "sign_on"}
+    assert doc["steps"][2]["refund"]["original"] == "s1"
+    assert doc["steps"][3] == {"settle": {}, "expect": {"response": "00"}}
+    (loaded,), problems = load_file(path)
+    assert problems == []
+    outcome = run(run_scenario(loaded, start_local), timeout=60)
+    assert outcome.status == "passed", render_failure(outcome)
