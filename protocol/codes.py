@@ -29,6 +29,7 @@ class ResponseCode(enum.StrEnum):
     INVALID_TRANSACTION = ("12", "Invalid transaction")
     INVALID_AMOUNT = ("13", "Invalid amount")
     INVALID_CARD_NUMBER = ("14", "Invalid card number")
+    SUSPECTED_MALFUNCTION = ("22", "Suspected malfunction, or past the days allowed")
     RECORD_NOT_FOUND = ("25", "Unable to locate original")
     FORMAT_ERROR = ("30", "Format error")
     INSUFFICIENT_FUNDS = ("51", "Insufficient funds")
@@ -41,10 +42,15 @@ class ResponseCode(enum.StrEnum):
     ORIGINAL_AMOUNT_INCORRECT = ("64", "Original amount incorrect")
     EXCEEDS_FREQUENCY_LIMIT = ("65", "Exceeds frequency limit")
     RESPONSE_TOO_LATE = ("68", "Response received too late")
+    SIGN_ON_AGAIN = ("77", "Sign on again: not signed on, or another batch")
     ISSUER_INOPERATIVE = ("91", "Issuer or switch inoperative")
     DUPLICATE = ("94", "Duplicate transmission")
     RECONCILE_ERROR = ("95", "Reconcile error")
     SYSTEM_MALFUNCTION = ("96", "System malfunction")
+    TERMINAL_NOT_REGISTERED = ("97", "Terminal not registered")
+    NO_ISSUER_ANSWER = ("98", "No answer from the issuer")
+    PIN_FORMAT_ERROR = ("99", "PIN format error: sign on again")
+    MAC_CHECK_FAILED = ("A0", "MAC check failed: sign on again")
 
     @property
     def approved(self) -> bool:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from protocol import ValidationError
-from protocol.codes import NetworkCode, RuleId
+from protocol.codes import NetworkCode, RuleId, response_text
 from protocol.cup import CUP_PROFILE
-from protocol.cup_messages import cup_code, cup_response_fields, parse_cup_request
+from protocol.cup_messages import CUP_CODES, cup_code, cup_response_fields, parse_cup_request
 from protocol.cup_private import CupFacts, CupTotals, De60, SchemeTotals, SettlementResult
 from protocol.messages import (
     CupUploadRequest,
@@ -119,3 +119,10 @@ def test_cup_codes_keep_codes_the_checks_chose() -> None:
     assert cup_code("58", "UNKNOWN_TERMINAL:NOT_ENROLLED") == "58"
     assert cup_code("58", "UNKNOWN_TERMINAL") == "97"
     assert cup_code("05", None) == "05"
+
+
+def test_every_code_the_cup_profile_answers_has_a_meaning() -> None:
+    """Each DE39 the CUP profile maps a rule to is explained in words, not "Response code NN"."""
+    unexplained = sorted({code for code in CUP_CODES.values()
+                          if response_text(code).startswith("Response code")})
+    assert not unexplained, unexplained
