@@ -56,7 +56,7 @@ from scenarios.admin import AdminCallError, AdminError
 from scenarios.loader import Loaded
 from scenarios.outcome import Exchange, ScenarioOutcome, StepOutcome
 from scenarios.targets import Target, TargetError
-from scenarios.wire import IsoClient, WireError
+from scenarios.wire import AnswerMacFailed, IsoClient, WireError
 from terminal.cards import Card
 from terminal.config import TerminalConfig
 from terminal.cup_session import CupSession, is_cup
@@ -414,6 +414,8 @@ async def exchange(session: Session, result: StepOutcome, message: Message | Fie
     wait = session.scenario.timeout_s if expect.timeout else ANSWER_WAIT_S
     try:
         answer = await session.client.send_and_wait(payload, fields, wait)
+    except AnswerMacFailed as exc:
+        raise StepFailed(_expected_text(expect), str(exc)) from None
     except WireError:
         if expect.closed:
             record.note = "connection closed by the host"

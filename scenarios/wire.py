@@ -11,7 +11,7 @@ The admin API has its own client, :mod:`scenarios.admin`.
 from __future__ import annotations
 
 from protocol import Codec
-from terminal.link import Link, LinkDown, LinkError, LinkTimeout, Traffic
+from terminal.link import Link, LinkDown, LinkError, LinkTimeout, MacMismatch, Traffic
 from terminal.tls import ClientTls
 
 Fields = dict[str, str]
@@ -19,6 +19,10 @@ Fields = dict[str, str]
 
 class WireError(Exception):
     """The host could not be reached, or closed the connection before answering."""
+
+
+class AnswerMacFailed(WireError):
+    """The host answered, but the answer's MAC did not verify: it is not taken as an answer."""
 
 
 class IsoClient:
@@ -46,7 +50,8 @@ class IsoClient:
     async def request(self, fields: Fields, timeout_s: float) -> Fields | None:
         """Send ``fields``; the matching response, or None when none came within the timeout.
 
-        Raises :class:`WireError` when the host closes the connection before answering.
+        Raises :class:`WireError` when the host closes the connection before answering, and
+        :class:`AnswerMacFailed` when its answer fails the MAC check.
         """
         return await self.send_and_wait(self.codec.encode(fields), fields, timeout_s)
 
@@ -62,6 +67,8 @@ class IsoClient:
             return await self.link.send_raw(payload, timeout_s, framed)
         except LinkTimeout:
             return None
+        except MacMismatch as exc:
+            raise AnswerMacFailed(str(exc)) from None
         except LinkDown as exc:
             raise WireError(str(exc)) from None
 

@@ -180,3 +180,26 @@ steps:
     text = render_failure(outcome)
     assert outcome.status == "error"
     assert "takes no PIN" in text and "terminal.tmk" in text
+
+
+def test_answer_failing_its_mac_fails_the_step_saying_so(secure_factory: Any, write: Any,
+                                                         run: Any) -> None:
+    """An answer whose MAC does not verify fails its step with that reason; the run goes on
+    to its report instead of stopping on an exception."""
+    make, states = secure_factory
+
+    async def bad_macs(scenario: Scenario, start: datetime) -> Target:
+        target = await make(scenario, start)
+        states[-1].bad_answer_mac = True
+        return target
+
+    outcome = _run_text(run, bad_macs, write, f"""\
+name: the host's answer fails its MAC
+terminal: {{{TMK}}}
+steps:
+  - sign_on:
+  - sale: {{card: "4111111111111111", amount: "1.00"}}
+    expect: {{response: "00"}}
+""")
+    assert outcome.status == "failed", render_failure(outcome)
+    assert "failed its MAC check" in outcome.steps[-1].actual
