@@ -51,9 +51,10 @@ def review_state(state: str) -> str:
 
 
 def fee_policy_word(policy: str) -> str:
-    """The merchant's refund fee policy (``keep_mdr``, ``refund_mdr``, ``per_refund_fee``)."""
+    """The merchant's refund fee policy in words (``keep_mdr``, ``refund_mdr_prorata``,
+    ``per_refund_fee``)."""
     policies = {
-        "keep_mdr": _("MDR kept"), "refund_mdr": _("MDR returned pro rata"),
+        "keep_mdr": _("MDR kept"), "refund_mdr_prorata": _("MDR returned pro rata"),
         "per_refund_fee": _("per-refund fee"),
     }  # fmt: skip
     return policies.get(policy, policy)

@@ -9,8 +9,8 @@ the minor unit (``2.5`` -> ``3``, ``2.4999`` -> ``2``); amounts are never floats
 
 * ``keep_mdr`` (default) -- the acquirer keeps the sale's MDR; a refund costs the merchant nothing
   more and returns nothing.
-* ``refund_mdr`` -- the percentage part of the sale's MDR is returned pro rata to the refunded
-  amount. It is computed cumulatively (returned so far = ``round_half_up(sale_percent_fee *
+* ``refund_mdr_prorata`` -- the percentage part of the sale's MDR is returned pro rata to the
+  refunded amount. It is computed cumulatively (returned so far = ``round_half_up(sale_percent_fee *
   refunded_total / sale_amount)``) so that partial refunds never return more than the sale paid,
   and a full refund returns exactly the percentage fee. The fixed per-transaction fee is never
   returned.
@@ -37,12 +37,12 @@ class RefundFeePolicy(StrEnum):
     """What happens to fees when a sale is refunded (see module docstring)."""
 
     KEEP_MDR = "keep_mdr"
-    REFUND_MDR = "refund_mdr"
+    REFUND_MDR = "refund_mdr_prorata"
     PER_REFUND_FEE = "per_refund_fee"
 
 
-_POLICY_ALIASES = {"refund_mdr_prorata": "refund_mdr"}
-"""Other spellings accepted in config (the host config names the pro-rata policy this way)."""
+_POLICY_ALIASES = {"refund_mdr": "refund_mdr_prorata"}
+"""Other spellings accepted (the short name older settlement code used for the pro-rata policy)."""
 
 
 def round_half_up(value: Decimal) -> int:

@@ -167,7 +167,7 @@ class Member:
     ``kind``: ``sale``, ``refund`` or ``adjustment`` (a post-close event booked in the open batch,
     e.g. a late reversal of a settled sale: negative ``amount_minor``). For refunds,
     ``sale_minor`` and ``refunded_before_minor`` describe the original sale (for the
-    ``refund_mdr`` policy). ``fee_minor`` overrides the computed fee when not None.
+    ``refund_mdr_prorata`` policy). ``fee_minor`` overrides the computed fee when not None.
     """
 
     kind: str

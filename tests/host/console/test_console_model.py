@@ -72,7 +72,7 @@ def test_an_approved_refund_without_review_waits_for_the_batch() -> None:
     board = refund_board(sale, refund)
     assert [s.state for s in board] == [DONE, DONE, SKIPPED, DONE, CURRENT, "waiting", "waiting"]
     assert board[3].detail == "12.00 USD back to 411111******1111, fee 0.30 USD (per-refund fee)"
-    given_back = refund_board(sale, {**refund, "fee_minor": -7, "fee_policy": "refund_mdr"})
+    given_back = refund_board(sale, {**refund, "fee_minor": -7, "fee_policy": "refund_mdr_prorata"})
     assert given_back[3].detail.endswith(", fee -0.07 USD (MDR returned pro rata)")
 
 
