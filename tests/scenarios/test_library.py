@@ -26,18 +26,10 @@ def test_library_is_valid_and_described():
                for item in LOADED)
 
 
-# What the CUP host does not do yet: after the cut-off it refuses a void's DE61 (the batch it
-# names is closed) as ORIGINAL_NOT_FOUND:DE61 before VOID_AFTER_SETTLEMENT can decide.
-CUP_HOST_GAPS = {"void_before_refund_after_cutoff.yaml",
-                 "lesson_void_before_cutoff_refund_after.yaml"}
-
-
 def _on_cup(item):
-    """``item`` as ``run --profile cup`` runs it, marked when the host cannot pass it yet."""
-    marks = [pytest.mark.xfail(strict=True, reason="the CUP host refuses the void's DE61 "
-                               "after the cut-off")] if item.path.name in CUP_HOST_GAPS else []
+    """``item`` as ``run --profile cup`` runs it."""
     return pytest.param(replace(item, scenario=item.scenario.on_profile("cup")),
-                        id=f"cup-{item.name}", marks=marks)
+                        id=f"cup-{item.name}")
 
 
 CASES = [*(pytest.param(item, id=item.name) for item in LOADED), *map(_on_cup, LOADED)]
