@@ -35,6 +35,7 @@ from protocol.cup import CUP_PROFILE
 from protocol.cup_private import CupTotals, De60, De61, SchemeTotals, UploadRecord, upload_text
 from protocol.messages import FinancialResponse
 from protocol.money import Money, currency
+from protocol.private_data import decode_remaining
 from protocol.specs import WireProfile
 from protocol.transactions import TxnType
 from terminal.cards import Card
@@ -199,7 +200,7 @@ class CupSession:
             approval_code=answer.get("38"), business_date=answer.get("15"),
             host_time=answer.get("12"), host_date=answer.get("13"), rule=answer.get("44"),
             stan=answer.get("11", txn.stan), terminal_id=answer.get("41", ""),
-            merchant_id=answer.get("42", ""))
+            merchant_id=answer.get("42", ""), remaining=remaining_of(answer))
         return self.session.answered(txn, response)
 
     def reversal_fields(self, request: Fields) -> Fields:
@@ -285,6 +286,12 @@ class CupSession:
                    "60": De60("00", self.batch, "201").text()}
         yield {"t": "0320", **self._ids(), "48": f"{len(records):04d}",
                "60": De60("00", self.batch, "207").text()}
+
+
+def remaining_of(answer: Fields) -> Money | None:
+    """The remaining refundable amount of a refund's original, from the answer's DE54 (the
+    generic profile's block, amount type ``90``); None when the answer carries none."""
+    return decode_remaining(answer["54"]) if "54" in answer else None
 
 
 def _mmdd(txn: Txn) -> str:

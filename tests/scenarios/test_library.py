@@ -52,3 +52,28 @@ def test_docs_list_every_library_file():
     docs = (LIBRARY.parent.parent / "docs" / "scenarios.md").read_text(encoding="utf-8")
     for item in LOADED:
         assert f"| `{item.path.name}` | {item.scenario.description} |" in docs, item.path.name
+
+
+CUP_REMAINING = """\
+name: remaining judged on cup
+terminal: {profile: cup}
+steps:
+  - sale: {card: "Visa approve", amount: "100.00"}
+    id: s1
+  - refund: {original: s1, amount: "60.00", reason: return}
+    expect: {response: "00", remaining: "40.00"}
+  - refund: {original: s1, amount: "50.00", reason: return}
+    expect: {response: "13", rule: REFUND_EXCEEDS_REMAINING, remaining: "39.00"}
+"""
+
+
+def test_cup_run_judges_remaining_on_the_answers_de54(run, tmp_path):
+    """On cup the 0230's DE54 is judged as on the generic profile: the right remaining passes,
+    a wrong one fails the step and the report gives the host's amount."""
+    path = tmp_path / "remaining.yaml"
+    path.write_text(CUP_REMAINING, encoding="utf-8")
+    (item,), problems = load_paths([path])
+    assert problems == []
+    outcome = run(run_scenario(item, start_local), timeout=60)
+    assert [s.status for s in outcome.steps] == ["passed", "passed", "failed"]
+    assert "remaining 40.00" in outcome.steps[2].actual
