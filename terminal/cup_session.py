@@ -7,7 +7,8 @@ the generic profile's typed messages:
 
 * sale ``0200``/``000000``, void ``0200``/``200000`` with DE61 = original batch + trace and the
   original RRN in DE37, refund ``0220``/``200000`` (an advice) with DE61 = the original's
-  batch, trace and date MMDD from the journal and the original RRN in DE37; each with DE22,
+  batch, trace and date MMDD from the journal (for an RRN keyed in, the date keyed with it)
+  and the original RRN in DE37; each with DE22,
   DE25 ``00`` and DE60 = 60.1 type from the profile's route + 60.2 the open batch + 60.3
   ``000``;
 * sign-on ``0800`` with 60.3 ``004``: the 0810's 60.2 becomes the open batch; a financial
@@ -39,7 +40,7 @@ from protocol.private_data import decode_remaining
 from protocol.specs import WireProfile
 from protocol.transactions import TxnType
 from terminal.cards import Card
-from terminal.flow import Draft, Outcome
+from terminal.flow import Draft, Original, Outcome
 from terminal.journal import Txn, TxnKind, TxnStatus
 from terminal.session import REVERSAL_ACKNOWLEDGED, Pending, TerminalSession
 
@@ -175,8 +176,8 @@ class CupSession:
                 out["38"] = original.approval_code
         elif draft.kind is TxnKind.REFUND and original is not None:
             out["61"] = De61(original.batch, original.stan, _mmdd(original)).text()
-        elif draft.kind is TxnKind.REFUND:  # an RRN keyed in: the host finds it by RRN alone
-            out["61"] = De61("000000", "000000", "0000").text()
+        elif draft.kind is TxnKind.REFUND:
+            out["61"] = keyed_original(draft.original).text()
         return out
 
     def begin(self, draft: Draft, stan: str | None = None, original_line: Txn | None = None
@@ -286,6 +287,14 @@ class CupSession:
                    "60": De60("00", self.batch, "201").text()}
         yield {"t": "0320", **self._ids(), "48": f"{len(records):04d}",
                "60": De60("00", self.batch, "207").text()}
+
+
+def keyed_original(original: Original | None) -> De61:
+    """DE61 of a refund whose original the journal does not hold (its RRN keyed in): no batch
+    or trace, 61.3 the date keyed from the original's slip (``0000`` when none was given, which
+    the host answers 25 ``ORIGINAL_NOT_FOUND:DATE`` for an original it finds by the RRN)."""
+    date = original.date_mmdd if original is not None and original.date_mmdd else "0000"
+    return De61("000000", "000000", date)
 
 
 def remaining_of(answer: Fields) -> Money | None:

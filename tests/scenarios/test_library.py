@@ -79,3 +79,39 @@ def test_cup_run_judges_remaining_on_the_answers_de54(run, tmp_path):
     outcome = run(run_scenario(item, start_local), timeout=60)
     assert [s.status for s in outcome.steps] == ["passed", "passed", "failed"]
     assert "remaining 40.00" in outcome.steps[2].actual
+
+
+CUP_KEYED_RRN = """\
+name: refund of a keyed RRN on cup
+terminal: {profile: cup}
+clock: {start: "2026-03-02T10:00:00+08:00"}
+host:
+  merchants:
+    - {id: "MERCHANT0000001", name: "two tills", currencies: ["*"], currency: CNY,
+       timezone: Asia/Shanghai, country: CN, mdr_percent: 0.6, fixed_fee_minor: 0,
+       terminals: ["TERM0001", "TERM0002"]}
+steps:
+  - sale: {card: "UnionPay approve", amount: "80.00"}
+  - advance: {to: "2026-03-04T10:00:00+08:00"}
+  - refund: {original_rrn: "000000000001", card: "UnionPay approve", amount: "20.00",
+             terminal: TERM0002}
+    expect: {response: "25", rule: ORIGINAL_NOT_FOUND}
+  - refund: {original_rrn: "000000000001", original_date: "0302", card: "UnionPay approve",
+             amount: "20.00", terminal: TERM0002}
+    expect: {response: "00", remaining: "60.00"}
+"""
+
+
+def test_cup_refund_of_a_keyed_rrn_sends_the_keyed_date_in_61_3(run, tmp_path):
+    """A refund keyed on another till by RRN alone (no journal line) carries the date keyed
+    from the slip in 61.3 and is approved; without the date the host answers 25 (DATE)."""
+    path = tmp_path / "keyed.yaml"
+    path.write_text(CUP_KEYED_RRN, encoding="utf-8")
+    (item,), problems = load_paths([path])
+    assert problems == []
+    outcome = run(run_scenario(item, start_local), timeout=60)
+    assert outcome.status == "passed", render_failure(outcome)
+    dated = [e.request for e in outcome.steps[3].exchanges if e.request.get("t") == "0220"]
+    undated = [e.request for e in outcome.steps[2].exchanges if e.request.get("t") == "0220"]
+    assert [r["61"] for r in undated + dated] == ["0000000000000000", "0000000000000302"]
+    assert outcome.steps[2].rule == "ORIGINAL_NOT_FOUND:DATE"
