@@ -5,36 +5,13 @@ mismatch; a refund of it is approved."""
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
-from cup_terminal import CupTerminal, config_text
+from cup_terminal import CupTerminal
 
-from host.clock import ManualClock
-from host.config import parse_config
-from host.service import HostService
-from protocol.cup import CUP_PROFILE
-
-NOW = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, a Tuesday
+# ``term``: TERM0001 signed on to a fresh CUP host on each backend at 10:00 in Shanghai, its
+# clock simulated (conftest.py).
 AFTER_CUTOFF = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def term(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CupTerminal]:
-    """TERM0001 signed on to a fresh CUP host on each backend, on a simulated clock."""
-    db = str(tmp_path / "host.db") if request.param == "sqlite" else \
-        str(request.getfixturevalue("pg_url"))
-    svc = HostService(parse_config(tomllib.loads(config_text()), "<test>"), db,
-                      ManualClock(NOW))
-    assert svc.security is not None
-    svc.security.use_profile(CUP_PROFILE)
-    terminal = CupTerminal(svc)
-    assert terminal.sign_on()["39"] == "00"
-    yield terminal
-    svc.close()
 
 
 def _past_cutoff(term: CupTerminal) -> None:
