@@ -8,9 +8,8 @@ the generic profile's typed messages:
 * sale ``0200``/``000000``, void ``0200``/``200000`` with DE61 = original batch + trace and the
   original RRN in DE37, refund ``0220``/``200000`` (an advice) with DE61 = the original's
   batch, trace and date MMDD from the journal (for an RRN keyed in, the date keyed with it)
-  and the original RRN in DE37; each with DE22,
-  DE25 ``00`` and DE60 = 60.1 type from the profile's route + 60.2 the open batch + 60.3
-  ``000``;
+  and the original RRN in DE37; each with DE22, DE25 ``00`` and DE60 = 60.1 type from the
+  profile's route + 60.2 the open batch + 60.3 ``000``;
 * sign-on ``0800`` with 60.3 ``004``: the 0810's 60.2 becomes the open batch; a financial
   answer ``77`` (batch or sign-on mismatch) or ``A0`` (MAC) drops the sign-on, so the driver
   signs on again;
