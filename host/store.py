@@ -425,12 +425,15 @@ class Store:
                                              terminal.c.open_batch_id == batch_id)
                      .values(open_batch_id=None))
 
-    def last_batch_number(self, conn: Connection, tid: str) -> str | None:
-        """The number of the terminal's most recently closed batch that has one, or None."""
-        number: str | None = conn.execute(
-            select(batch.c.number).where(batch.c.terminal_id == tid, batch.c.state == "closed",
+    def last_batch_number(self, conn: Connection, tid: str, *,
+                          before: int | None = None) -> str | None:
+        """The number of the terminal's most recently closed batch that has one (of the batches
+        opened before batch id ``before``, when given), or None."""
+        q = select(batch.c.number).where(batch.c.terminal_id == tid, batch.c.state == "closed",
                                          batch.c.number.is_not(None))
-            .order_by(batch.c.id.desc()).limit(1)).scalar()
+        if before is not None:
+            q = q.where(batch.c.id < before)
+        number: str | None = conn.execute(q.order_by(batch.c.id.desc()).limit(1)).scalar()
         return number
 
     def batch_members(self, conn: Connection, batch_id: int) -> list[Row[Any]]:

@@ -64,6 +64,10 @@ _PRIVATE: dict[int, FieldSpec] = {
     48: FieldSpec(48, "n", 3, 322, "Additional data - private (totals, upload records)",
                   Sensitivity.PAN, data_enc=BCD, len_enc=BCD, len_count=LengthCount.NIBBLES,
                   right_pad="F"),
+    # One 20-character amount block (account type, amount type, currency, C/D, amount): the
+    # CUP answers' balance field, which carries the remaining refundable amount (type 90).
+    54: FieldSpec(54, "ans", 3, 20, "Balance amount (remaining refundable amount)",
+                  len_enc=BCD),
     60: _digits(60, 3, 17, "Reserved private (60.1 type, 60.2 batch, 60.3 network code, ...)"),
     61: _digits(61, 3, 29, "Original message (61.1 batch, 61.2 trace, 61.3 date MMDD)"),
     62: FieldSpec(62, "b", 3, 512, "Reserved private (sign-on working keys)", Sensitivity.SECRET,

@@ -9,7 +9,8 @@ rules and ledger therefore see one kind of sale, refund or void whatever the pro
 
 An answer goes the other way: :func:`cup_response_fields` writes the typed answer as a CUP
 field dict -- the fields a CUP terminal expects echoed, DE60 and DE48 from the answer's CUP
-facts, DE62 the working keys, and DE39 the CUP code for the rule that decided
+facts, DE54 the remaining refundable amount (as the generic profile sends it: one 20-character
+block, amount type ``90``), DE62 the working keys, and DE39 the CUP code for the rule that decided
 (:data:`CUP_CODES`; DE44 keeps poslab's rule id).
 """
 
@@ -75,8 +76,9 @@ _ECHO: Mapping[str, tuple[str, ...]] = {
     "0810": ("11", "41", "42", "60"), "0830": ("11", "41", "42", "60"),
     "0510": ("11", "41", "42", "49", "60", "63"), "0330": ("11", "41", "42", "48", "60"),
 }
-# What a CUP answer takes of the typed answer (host times, ids, code, rule, keys).
-_FROM_ANSWER = ("12", "13", "15", "37", "38", "39", "44", "62")
+# What a CUP answer takes of the typed answer (host times, ids, code, rule, the remaining
+# refundable amount of a refund's original in DE54, keys).
+_FROM_ANSWER = ("12", "13", "15", "37", "38", "39", "44", "54", "62")
 
 
 def _text(fields: Mapping[str, str], key: str, what: str) -> str:

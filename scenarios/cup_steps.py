@@ -12,7 +12,7 @@ speaks as, and sends its CUP field dicts through the runner's exchange and judge
   ``reverse: {repeat: true}`` sends that 0400 again (a CUP terminal has no 0401);
 * a refused sign-on (an unknown terminal's ``97``) is the answer the step is judged by;
 * ``expect`` keeps the generic spelling: a rule's generic code is read as its CUP code, and
-  ``remaining`` is judged only when the answer carries DE54;
+  ``remaining`` is judged on the answer's DE54 as on the generic profile;
 * ``settle`` sends the CUP totals of the journal (0500, 60.3 ``201``); result flag ``2`` brings
   the 0320 upload and its closing 207;
 * ``echo: {code: sign_on | sign_off}`` are the 0800 / 0820 of the profile;
@@ -71,16 +71,6 @@ def spelled_on_cup(expect: schema.Expect) -> schema.Expect:
     if expect.response is None or expect.rule is None:
         return expect
     return expect.model_copy(update={"response": cup_code(expect.response, expect.rule)})
-
-
-def without_absent_remaining(expect: schema.Expect, answer: Fields,
-                             result: StepOutcome) -> schema.Expect:
-    """A CUP answer carries the remaining refundable amount only when the host sends DE54;
-    without it the ``remaining`` expectation is not judged and the step's report says so."""
-    if expect.remaining is None or "54" in answer:
-        return expect
-    result.actual += f"; remaining {expect.remaining} not judged: the CUP answer has no DE54"
-    return expect.model_copy(update={"remaining": None})
 
 
 def cup_for(session: Session, terminal: TerminalSession) -> CupSession:

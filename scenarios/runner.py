@@ -441,8 +441,6 @@ async def exchange(session: Session, result: StepOutcome, message: Message | Fie
     if answer is None:
         await reverse_after_timeout(session, result, txn, None)
         raise StepFailed(_expected_text(expect), f"no answer within {wait:g} s (reversed)")
-    if session.cup:
-        expect = cup_steps.without_absent_remaining(expect, answer, result)
     check_answer(expect, answer)
     return answer
 
@@ -562,7 +560,8 @@ async def _refund(session: Session, step: schema.Step, result: StepOutcome) -> N
         raise ScenarioBroken(f"step {p.original!r} got no RRN from the host to refer to")
     amount = session.money(p.amount, p.currency or (orig.amount.currency if orig else None))
     draft = Draft(TxnKind.REFUND, amount, _card(pan, expiry), _ENTRY[p.entry],
-                  Original(rrn) if rrn else None, RefundReason(p.reason), p.operator)
+                  Original(rrn, date_mmdd=p.original_date) if rrn else None,
+                  RefundReason(p.reason), p.operator)
     await _financial(session, step, result, p, draft, pan, expiry, p.evidence, orig)
 
 

@@ -187,6 +187,9 @@ class CardPayment(_Routing):
     pin: Pin | None = None  # the PIN the cardholder types (right or wrong): DE52 + DE53
 
 
+_MMDD = r"^(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$"
+
+
 class Refund(_Routing):
     """``refund`` (0200/200000): money back, referencing a sale by step id or by RRN.
 
@@ -196,6 +199,9 @@ class Refund(_Routing):
 
     original: str | None = None
     original_rrn: Text | None = None
+    #: the original's date (MMDD) as the cashier keys it from the slip with ``original_rrn``;
+    #: a CUP refund sends it in 61.3 (the generic refund names its original by RRN alone)
+    original_date: Text | None = Field(default=None, pattern=_MMDD)
     amount: Amount
     card: Text | None = None
     reason: Reason = "other"
@@ -210,6 +216,8 @@ class Refund(_Routing):
             raise ValueError("give original (a step id) or original_rrn, not both")
         if not (self.original or self.original_rrn or self.card):
             raise ValueError("an unreferenced refund needs a card")
+        if self.original_date and not self.original_rrn:
+            raise ValueError("original_date goes with original_rrn (a step's date is known)")
         return self
 
 

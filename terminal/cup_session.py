@@ -7,9 +7,9 @@ the generic profile's typed messages:
 
 * sale ``0200``/``000000``, void ``0200``/``200000`` with DE61 = original batch + trace and the
   original RRN in DE37, refund ``0220``/``200000`` (an advice) with DE61 = the original's
-  batch, trace and date MMDD from the journal and the original RRN in DE37; each with DE22,
-  DE25 ``00`` and DE60 = 60.1 type from the profile's route + 60.2 the open batch + 60.3
-  ``000``;
+  batch, trace and date MMDD from the journal (for an RRN keyed in, the date keyed with it)
+  and the original RRN in DE37; each with DE22, DE25 ``00`` and DE60 = 60.1 type from the
+  profile's route + 60.2 the open batch + 60.3 ``000``;
 * sign-on ``0800`` with 60.3 ``004``: the 0810's 60.2 becomes the open batch; a financial
   answer ``77`` (batch or sign-on mismatch) or ``A0`` (MAC) drops the sign-on, so the driver
   signs on again;
@@ -42,10 +42,11 @@ from protocol.cup import CUP_PROFILE
 from protocol.cup_private import CupTotals, De60, De61, SchemeTotals, UploadRecord, upload_text
 from protocol.messages import FinancialResponse
 from protocol.money import Money, currency
+from protocol.private_data import decode_remaining
 from protocol.specs import WireProfile
 from protocol.transactions import TxnType
 from terminal.cards import Card
-from terminal.flow import Draft, Outcome
+from terminal.flow import Draft, Original, Outcome
 from terminal.journal import Txn, TxnKind, TxnStatus
 from terminal.security.guard import MacGuard
 from terminal.security.state import SIGN_ON_AGAIN as SECURITY_REFUSALS
@@ -221,8 +222,8 @@ class CupSession:
                 out["38"] = original.approval_code
         elif draft.kind is TxnKind.REFUND and original is not None:
             out["61"] = De61(original.batch, original.stan, _mmdd(original)).text()
-        elif draft.kind is TxnKind.REFUND:  # an RRN keyed in: the host finds it by RRN alone
-            out["61"] = De61("000000", "000000", "0000").text()
+        elif draft.kind is TxnKind.REFUND:
+            out["61"] = keyed_original(draft.original).text()
         return out
 
     def begin(self, draft: Draft, stan: str | None = None, original_line: Txn | None = None
@@ -252,7 +253,7 @@ class CupSession:
             approval_code=answer.get("38"), business_date=answer.get("15"),
             host_time=answer.get("12"), host_date=answer.get("13"), rule=answer.get("44"),
             stan=answer.get("11", txn.stan), terminal_id=answer.get("41", ""),
-            merchant_id=answer.get("42", ""))
+            merchant_id=answer.get("42", ""), remaining=remaining_of(answer))
         return self.session.answered(txn, response)
 
     def pin_fields(self, draft: Draft) -> Fields:
@@ -363,6 +364,20 @@ def cup_mac_guard(security: TerminalSecurity, codec: Codec) -> MacGuard:
     """The link's MAC guard for a CUP terminal: the CUP ECB MAC in DE64 on the profile's
     MAC'd messages, answers without a MAC accepted only for :data:`UNSEALED_REFUSALS`."""
     return MacGuard(security, codec, unsealed=UNSEALED_REFUSALS)
+
+
+def keyed_original(original: Original | None) -> De61:
+    """DE61 of a refund whose original the journal does not hold (its RRN keyed in): no batch
+    or trace, 61.3 the date keyed from the original's slip (``0000`` when none was given, which
+    the host answers 25 ``ORIGINAL_NOT_FOUND:DATE`` for an original it finds by the RRN)."""
+    date = original.date_mmdd if original is not None and original.date_mmdd else "0000"
+    return De61("000000", "000000", date)
+
+
+def remaining_of(answer: Fields) -> Money | None:
+    """The remaining refundable amount of a refund's original, from the answer's DE54 (the
+    generic profile's block, amount type ``90``); None when the answer carries none."""
+    return decode_remaining(answer["54"]) if "54" in answer else None
 
 
 def _mmdd(txn: Txn) -> str:

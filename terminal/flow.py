@@ -53,7 +53,11 @@ class Step(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Original:
-    """The transaction a refund or void refers to (from the journal or keyed in by RRN)."""
+    """The transaction a refund or void refers to (from the journal or keyed in by RRN).
+
+    :ivar date_mmdd: the original's date as keyed from its slip (MMDD), for an RRN the journal
+        does not hold: a CUP refund names it in 61.3.
+    """
 
     rrn: str
     kind: TxnKind = TxnKind.SALE
@@ -61,6 +65,7 @@ class Original:
     remaining_minor: int | None = None
     masked_pan: str | None = None
     card_name: str | None = None
+    date_mmdd: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 A CUP terminal takes its batch number (60.2) from the host's sign-on answer and moves to the
 next number once a settlement closed its batch. The host derives the same number from its own
 batches: one more than the terminal's last closed batch number (``000001`` when it has none),
-wrapping after ``999999`` as the terminal does. Nothing extra is stored.
+wrapping after ``999999`` as the terminal does. Nothing extra is stored. The settlement cut-off
+closes a batch without a number and without a message to the terminal, so the terminal keeps
+its number and the batch opened after the cut-off carries the same one.
 
 The totals are counted the CUP way: every sale stays a debit once approved, also when it was
 voided or refunded later; refunds and voids are credits; reversed and declined rows count for
@@ -35,6 +37,20 @@ def host_batch(ctx: Context) -> str:
     """The batch number the host expects from the request's terminal now."""
     tid = ctx.message.terminal_id
     return next_batch(ctx.host.store.last_batch_number(ctx.conn, tid))
+
+
+def batch_number_of(ctx: Context, batch_id: int | None) -> str | None:
+    """The CUP number of one of the host's batches, as the terminal named it in 60.2: the number
+    its 0500 or upload closed it with, else (open, or closed by the settlement cut-off, which is
+    no message and numbers nothing) the number the host gave while it was open: one more than
+    the terminal's last numbered batch before it. None for no batch."""
+    store = ctx.host.store
+    row = store.batch_row(ctx.conn, batch_id)
+    if row is None:
+        return None
+    if row.number is not None:
+        return str(row.number)
+    return next_batch(store.last_batch_number(ctx.conn, row.terminal_id, before=int(row.id)))
 
 
 def is_domestic(pan_masked: str | None) -> bool:

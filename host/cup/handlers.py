@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from host.cup.batch import cup_totals, host_batch, is_domestic
+from host.cup.batch import batch_number_of, cup_totals, host_batch, is_domestic
 from host.domain import TxnKind
 from host.pipeline import handlers as generic
 from host.pipeline.context import Context
@@ -90,23 +90,15 @@ def network(ctx: Context) -> Reply:
 # == 0200 void / 0220 refund / 0400 ===========================================================
 
 
-def _batch_of(ctx: Context, row: Record) -> str | None:
-    """The CUP batch number of a transaction row: its closed batch's, or the host's current
-    one while its batch is open."""
-    store = ctx.host.store
-    if store.batch_open(ctx.conn, row.batch_id):
-        return host_batch(ctx)
-    found = store.batch_row(ctx.conn, row.batch_id)
-    return found.number if found is not None else None
-
-
 def void(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None) -> Reply:
-    """A void whose DE61 (original batch and trace) must name the sale DE37 names."""
-    original_data = _facts(ctx).original
-    if pre is None and original_data is not None:
+    """A void whose DE61 (original batch and trace) must name the sale DE37 names. The batch
+    is the one the terminal had when it made the sale, also once the cut-off closed it: then the
+    generic rules answer the settled-original decline (VOID_AFTER_SETTLEMENT, CUP ``25``)."""
+    named = _facts(ctx).original
+    if pre is None and named is not None:
         original = ctx.host.store.txn_by_rrn(ctx.conn, req.original_rrn)
-        if original is not None and (original.stan != original_data.trace
-                                     or _batch_of(ctx, original) != original_data.batch):
+        if original is not None and (original.stan != named.trace or
+                                     batch_number_of(ctx, original.batch_id) != named.batch):
             pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DE61")
     return generic.void(ctx, req, pan, pre)
 

@@ -58,8 +58,10 @@ class TxnStore(Protocol):
     def batch_row(self, conn: Tx, batch_id: int | None) -> Record | None:
         """A batch by id, or None."""
 
-    def last_batch_number(self, conn: Tx, tid: str) -> str | None:
-        """The number of the terminal's most recently closed numbered batch, or None."""
+    def last_batch_number(self, conn: Tx, tid: str, *,
+                          before: int | None = None) -> str | None:
+        """The number of the terminal's most recently closed numbered batch (opened before
+        batch id ``before``, when given), or None."""
 
     def batch_members(self, conn: Tx, batch_id: int) -> list[Record]:
         """The transactions of a batch, oldest first."""

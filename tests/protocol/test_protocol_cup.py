@@ -97,6 +97,22 @@ GOLDEN: dict[str, tuple[TxnType | None, dict[str, str], list[str]]] = {
         "0016" "0000010001231204",  # DE61: orig batch 000001 | orig trace 000123 | 12-04
         "4541413843434533",  # DE64 "EAA8CCE3"
     ]),
+    "refund_0230": (None, {
+        "t": "0230", "3": "200000", "4": "000000003000", "11": "000124", "12": "103500",
+        "13": "1204", "15": "1204", "25": "00", "37": "433810000002", "39": "00", **IDS,
+        "49": "156", "54": "0090156C000000007000", "60": "2500000100050",
+        "61": "0000010001231204", "64": "3731434430453741"}, [
+        RESPONSE_TPDU, HEADER,
+        "0230",
+        "303A00800AC08419",  # 3 4 11 12 13 15 25 37 39 41 42 49 54 60 61 64
+        "200000", "000000003000", "000124", "103500", "1204", "1204", "00",
+        "343333383130303030303032",  # DE37 "433810000002": the refund's own RRN
+        "3030", TID, MID, CNY,
+        "0020",  # DE54: LLL 20 characters, ASCII
+        "3030" "3930" "313536" "43" "303030303030303037303030",  # 00 | 90 | 156 | C | 70.00
+        "0013" "2500000100050F", "0016" "0000010001231204",  # DE60, DE61 echoed
+        "3731434430453741",  # DE64 "71CD0E7A"
+    ]),
     "reversal_0400": (TxnType.REVERSAL, {
         "t": "0400", "2": PAN, "3": "000000", "4": "000000010000", "11": "000123",
         "22": "021", "25": "00", "39": "98", **IDS, "49": "156", "60": "2200000100050",
@@ -192,7 +208,8 @@ def test_golden_request_is_identified_and_complete(name: str) -> None:
     assert CUP_PROFILE.missing_field(fields) is None
 
 
-@pytest.mark.parametrize("name", ["sale_0200", "sale_0210", "refund_0220", "reversal_0400"])
+@pytest.mark.parametrize("name", ["sale_0200", "sale_0210", "refund_0220", "refund_0230",
+                                  "reversal_0400"])
 def test_golden_mac_is_the_cup_ecb_mac_of_mti_to_de63(name: str) -> None:
     """DE64 is the CUP ECB MAC of the bytes from the MTI up to DE64, per psec and per poslab."""
     body = _wire(name)[5 + 6:]  # past the TPDU and the message header

@@ -18,6 +18,8 @@ from host.clock import ManualClock
 from host.config import ConfigError, parse_config
 from host.service import HostService
 from protocol.cup import CUP_PROFILE
+from protocol.money import Money
+from protocol.private_data import decode_remaining
 
 NOW = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 
@@ -148,6 +150,18 @@ def test_over_refund_is_61_with_the_generic_rule_in_de44(term: CupTerminal) -> N
     sale = term.sale(1000)
     assert term.refund(sale, 600)["39"] == "00"
     assert _code(term.refund(sale, 600)) == ("61", "REFUND_EXCEEDS_REMAINING")
+
+
+def test_refund_answers_carry_what_remains_of_the_sale_in_de54(term: CupTerminal) -> None:
+    """An approved 0230 and an over-refund decline carry the sale's remaining refundable
+    amount in DE54 (one block: account 00, amount type 90, 156, C, amount); a sale's 0210
+    carries none."""
+    sale = term.sale(10000)
+    assert "54" not in sale
+    assert term.refund(sale, 6000)["54"] == "0090156C000000004000"
+    over = term.refund(sale, 5000)
+    assert (over["39"], over["54"]) == ("61", "0090156C000000004000")
+    assert decode_remaining(over["54"]) == Money(4000, "CNY")
 
 
 def test_reversal_undoes_a_sale_but_not_a_refund(svc: HostService, term: CupTerminal) -> None:

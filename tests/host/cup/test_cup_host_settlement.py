@@ -4,38 +4,14 @@ the batch number the next sign-on gives."""
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
-from cup_terminal import UNIONPAY, VISA, CupTerminal, config_text, totals_text
+from cup_terminal import UNIONPAY, VISA, CupTerminal, totals_text
 
-from host.clock import ManualClock
-from host.config import parse_config
 from host.cup.batch import cup_totals, next_batch
-from host.service import HostService
-from protocol.cup import CUP_PROFILE
 from protocol.cup_private import CupTotals, SchemeTotals, UploadRecord, upload_text
 
-NOW = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def term(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CupTerminal]:
-    """TERM0001 signed on to a fresh CUP host on each backend."""
-    db = str(tmp_path / "host.db") if request.param == "sqlite" else \
-        str(request.getfixturevalue("pg_url"))
-    svc = HostService(parse_config(tomllib.loads(config_text()), "<test>"), db,
-                      ManualClock(NOW))
-    assert svc.security is not None
-    svc.security.use_profile(CUP_PROFILE)
-    terminal = CupTerminal(svc)
-    terminal.sign_on()
-    yield terminal
-    svc.close()
+# ``term``: TERM0001 signed on to a fresh CUP host on each backend (conftest.py).
 
 
 def _day(term: CupTerminal) -> None:

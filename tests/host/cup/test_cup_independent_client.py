@@ -65,6 +65,7 @@ SPEC: dict[str, dict[str, Any]] = {
     "15": _bcd(4), "22": _bcd(3), "25": _bcd(2), "32": _bcd(11, 1),
     "37": _text(12), "38": _text(6), "39": _text(2), "41": _text(8), "42": _text(15),
     "44": _text(25, 1), "48": _bcd(322, 2), "49": _text(3), "53": _bcd(16),
+    "54": _text(20, 2),  # balance: account type, amount type, currency, C/D, amount
     "60": _bcd(17, 2), "61": _bcd(29, 2), "62": _binary(512, 2), "63": _text(163, 2),
     "64": _binary(8),
 }
@@ -195,8 +196,9 @@ def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProce
 
 
 def test_cup_day_from_an_independent_client(host: ServerProcess) -> None:
-    """Sign-on, sale 00, partial refund 00 (0230), over-refund 61, void of a second sale 00,
-    sign-on again, settlement balanced (0510 flag 1); the ledger verifies."""
+    """Sign-on, sale 00, partial refund 00 (0230), over-refund 61 (both with what remains in
+    DE54), void of a second sale 00, sign-on again, settlement balanced (0510 flag 1); the
+    ledger verifies."""
     client = CupClient(int(host.ready["iso_port"]))
     try:
         client.sign_on()
@@ -206,8 +208,10 @@ def test_cup_day_from_an_independent_client(host: ServerProcess) -> None:
         original = {"37": sale["37"], "61": "000000" "000000" + sale["13"]}
         refund = client.financial("0220", "200000", "25", 3000, UNIONPAY, **original)
         assert (refund["t"], refund["39"]) == ("0230", "00")
+        assert refund["54"] == "0090156C000000007000"  # 70.00 of the sale left to refund
         over = client.financial("0220", "200000", "25", 8000, UNIONPAY, **original)
         assert (over["39"], over["44"]) == ("61", "REFUND_EXCEEDS_REMAINING")
+        assert over["54"] == "0090156C000000007000"
         other = client.financial("0200", "000000", "22", 2500, VISA)
         void = client.financial("0200", "200000", "23", 2500, VISA, **{
             "37": other["37"], "61": client.batch + other["11"]})

@@ -64,8 +64,9 @@ def _original(cup: CupSession, rrn: str) -> Original:
 
 def test_cup_terminal_day_against_the_host(host: ServerProcess, tmp_path: Path,
                                            run: Any) -> None:
-    """Sign-on, sale, foreign sale voided, partial 0220 refund: all 00 from the host; the
-    settlement balances (flag 1, no upload) and the next sale goes into batch 000002."""
+    """Sign-on, sale, foreign sale voided, partial 0220 refund: all 00 from the host, the
+    refund's result naming what remains of the sale (the 0230's DE54); the settlement balances
+    (flag 1, no upload) and the next sale goes into batch 000002."""
     now = datetime(2026, 3, 10, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
     config = TerminalConfig(port=int(host.ready["iso_port"]), data_dir=tmp_path / "term",
                             timeout_s_response=5)
@@ -74,7 +75,7 @@ def test_cup_terminal_day_against_the_host(host: ServerProcess, tmp_path: Path,
     link = Link("127.0.0.1", config.port, Codec(CUP_PROFILE))
     engine = CupEngine(cup, link)
 
-    async def day() -> tuple[list[str], Any, str]:
+    async def day() -> tuple[list[str], Any, str, str]:
         try:
             sale = await engine.transact(Draft(TxnKind.SALE, Money(10000, "CNY"),
                                                card=_card(UNIONPAY),
@@ -93,11 +94,12 @@ def test_cup_terminal_day_against_the_host(host: ServerProcess, tmp_path: Path,
                                                 card=_card(UNIONPAY),
                                                 entry_mode=EntryMode.CHIP))
             return [o.status for o in (sale, foreign, void, refund, after)], settled, \
-                cup.batch
+                cup.batch, refund.detail
         finally:
             link.close()
 
-    statuses, settled, batch = run(day())
+    statuses, settled, batch, refund_detail = run(day())
     assert statuses == ["approved"] * 5
+    assert refund_detail == f"Remaining refundable: {Money(7000, 'CNY').format()}"
     assert settled.ok and settled.result is SettlementResult.BALANCED and settled.uploaded == 0
     assert (settled.closed_batch, settled.new_batch, batch) == ("000001", "000002", "000002")
