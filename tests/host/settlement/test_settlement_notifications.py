@@ -145,13 +145,15 @@ def test_webhook_timeout_counts_as_failed_attempt(run: Any, outbox: Outbox) -> N
     _emit(outbox)
     try:
         sender = WebhookSender(f"http://127.0.0.1:{port.getHost().port}/hook", outbox,
-                               maybeDeferred, lambda: AT, delays_s=(0.01,), timeout_s=0.05)
+                               maybeDeferred, lambda: AT, delays_s=(0.01,), timeout_s=0.2)
         run(sender.pump().asFuture(asyncio.get_event_loop()))
     finally:
         run(port.stopListening().asFuture(asyncio.get_event_loop()))
-    assert hook.posts == 2
+    # The receiver got a request and never answered; on a loaded machine the second attempt's
+    # timeout can fire before its request has reached the receiver, so only one is certain.
+    assert 1 <= hook.posts <= 2
     (row,) = outbox.entries()
     assert not row["delivered"] and row["attempts"] == 2
     with outbox.engine.connect() as conn:
         error = conn.execute(select(notification.c.last_error)).scalar_one()
-    assert error == "no answer within 0.05 s"
+    assert error == "no answer within 0.2 s"
