@@ -272,8 +272,10 @@ _sqlite_sequence = Table("sqlite_sequence", MetaData(), Column("name", Text),
 _TXN_LAST_ID = Prepared(select(_sqlite_sequence.c.seq)
                         .where(_sqlite_sequence.c.name == literal("txn")))
 # PostgreSQL: the next value of the id column's own sequence (every engine draws from it).
-_TXN_NEXT_ID = Prepared(select(func.nextval(func.pg_get_serial_sequence(literal("txn"),
-                                                                        literal("id")))))
+_next_txn_id = func.nextval(func.pg_get_serial_sequence(literal("txn"), literal("id")))
+_TXN_NEXT_ID = Prepared(select(_next_txn_id))
+# PostgreSQL, a request that books a row: the first reads and its id in one round trip.
+_ARRIVAL_RESERVING = Prepared(_ARRIVAL.stmt.add_columns(_next_txn_id.label("next_txn_id")))
 _REVIEW_INSERT = Prepared(insert(review))
 _REVIEW = Prepared(select(review).where(review.c.id == bindparam("rid")))
 _REVIEW_LOCKED = Prepared(_REVIEW.stmt.with_for_update())
@@ -288,6 +290,7 @@ _EVENTS = Prepared(select(event).where(event.c.txn_id == bindparam("txn_id_"))
                    .order_by(event.c.id))
 
 _LAST_TXN_ID = "poslab_last_txn_id"  # Connection.info: [transaction, last id it reserved]
+_RESERVED_TXN_ID = "poslab_reserved_txn_id"  # Connection.info: a drawn, unused sequence value
 _RECALL = Prepared(select(request_log.c.fingerprint, request_log.c.result)
                    .where(request_log.c.key == bindparam("k")))
 
@@ -501,7 +504,11 @@ class Store:
         twice, whichever engine asks). Either way an id, and so an RRN, is never reused.
         """
         if conn.dialect.name != "sqlite":
-            txn_id = int(_TXN_NEXT_ID.run(conn).scalar_one())
+            # Reserved by arrival() (any sequence value is unused until taken, whatever
+            # happened to the transaction that drew it), else drawn now.
+            reserved = conn.info.pop(_RESERVED_TXN_ID, None)
+            txn_id = reserved if reserved is not None else \
+                int(_TXN_NEXT_ID.run(conn).scalar_one())
         else:
             info = conn.info
             transaction = conn.get_transaction()
@@ -526,7 +533,7 @@ class Store:
         return row["id"], row["rrn"], row["approval_code"]
 
     def arrival(self, conn: Connection, tid: str, mid: str, stan: str,
-                business_dates: Sequence[str], key: str
+                business_dates: Sequence[str], key: str, *, books: bool = False
                 ) -> tuple[Row[Any] | None, tuple[str, str] | None, bool]:
         """A request's first reads: ``(terminal row locked or None, (fingerprint, stored
         answer) under ``key`` or None, tombstoned)``, where tombstoned is :meth:`tombstoned`
@@ -534,15 +541,20 @@ class Store:
         business date).
 
         One statement when the terminal is known; a terminal's first request reads the three
-        apart."""
+        apart. ``books``: the request will likely insert a transaction row; on PostgreSQL the
+        same round trip then reserves its id for :meth:`new_txn`."""
         first, second = business_dates
-        row = _ARRIVAL.run(conn, {"tid": tid, "key_": key, "mid": mid, "stan_": stan,
-                                  "bdate": first, "bdate2": second}).first()
+        reserving = books and conn.dialect.name != "sqlite"
+        row = (_ARRIVAL_RESERVING if reserving else _ARRIVAL).run(conn, {
+            "tid": tid, "key_": key, "mid": mid, "stan_": stan, "bdate": first,
+            "bdate2": second}).first()
         if row is None:
             seen = _RECALL.run(conn, {"k": key}).first()
             return (self.terminal(conn, tid, lock=True),
                     None if seen is None else (seen.fingerprint, seen.result),
                     self.tombstoned(conn, mid, tid, stan, business_dates))
+        if reserving:
+            conn.info[_RESERVED_TXN_ID] = int(row.next_txn_id)
         answered = None if row.fingerprint is None else (row.fingerprint, row.result)
         return row, answered, bool(row.tombstoned)
 

@@ -116,10 +116,12 @@ class TxnStore(Protocol):
         """True when a reversal came first for this key on one of the dates."""
 
     def arrival(self, conn: Tx, tid: str, mid: str, stan: str,
-                business_dates: Sequence[str], key: str
+                business_dates: Sequence[str], key: str, *, books: bool = False
                 ) -> tuple[Record | None, tuple[str, str] | None, bool]:
         """A request's first reads together: the terminal's row (locked) or None, the
-        (fingerprint, answer) stored under the request key or None, and :meth:`tombstoned`."""
+        (fingerprint, answer) stored under the request key or None, and :meth:`tombstoned`.
+        ``books``: the request is one that inserts a transaction row (an adapter may reserve
+        its id for :meth:`new_txn` in the same read)."""
 
     def add_review(self, conn: Tx, txn_id: int, level: int, at_ms: int) -> int:
         """Open a review of a held refund; its id."""

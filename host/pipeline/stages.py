@@ -25,6 +25,11 @@ from protocol.codes import RuleId
 from protocol.errors import ValidationError
 from protocol.messages import WireResponse, parse_request, parse_response
 from protocol.private_data import check_lengths, mask_card_numbers
+from protocol.transactions import TxnType
+
+#: The transactions that insert a transaction row (their id may be reserved on arrival).
+BOOKING = frozenset({TxnType.SALE, TxnType.AUTHORIZATION, TxnType.REFUND, TxnType.VOID,
+                     TxnType.VOID_REFUND, TxnType.COMPLETION})
 
 
 def validate(host: Services, request: IsoRequest, now: datetime, *, strict: bool,
@@ -94,8 +99,8 @@ def identify(ctx: Context, conn: Tx) -> None:
     facts = message.cup
     ctx.key = request_key(ctx.sent, ctx.business_date,
                           facts.batch if facts is not None else None)
-    row, ctx.answered, ctx.tombstoned = host.store.arrival(conn, tid, mid, message.stan,
-                                                           ctx.match_dates, ctx.key)
+    row, ctx.answered, ctx.tombstoned = host.store.arrival(
+        conn, tid, mid, message.stan, ctx.match_dates, ctx.key, books=ctx.txn in BOOKING)
     if owner is None:
         if row is None or not row.enrolled:
             if not host.allow_unknown_terminals:

@@ -202,7 +202,8 @@ class MemoryStore:
                    for m in conn.marks)
 
     def arrival(self, conn: Tables, tid: str, mid: str, stan: str,
-                business_dates: Sequence[str], key: str) -> tuple[Any, Any, bool]:
+                business_dates: Sequence[str], key: str, *,
+                books: bool = False) -> tuple[Any, Any, bool]:
         return (self.terminal(conn, tid), conn.answers.get(key),
                 self.tombstoned(conn, mid, tid, stan, business_dates))
 
