@@ -2,11 +2,12 @@
 
 A handler runs inside the request's write transaction, after the identify and de-duplicate
 stages. It gathers the facts the pure rules need (:mod:`host.rules`, :mod:`host.cards`), takes
-their :class:`~host.rules.Decision`, writes the transaction row, posts the ledger group of the
-booking's recipe (:mod:`host.pipeline.postings`) and returns the typed answer. Nothing here
-reads a field number: the typed request (``ctx.message``) carries what a handler needs. Kinds,
-states and review states are enums here and plain strings at the storage port (``.value``: an
-exact ``str`` binds to a SQL parameter faster than a ``str`` subclass).
+their :class:`~host.rules.Decision`, reserves the transaction's id, posts the ledger group of
+the booking's recipe (:mod:`host.pipeline.postings`) under it, then writes the transaction row
+whole, and returns the typed answer. Nothing here reads a field number: the typed request
+(``ctx.message``) carries what a handler needs. Kinds, states and review states are enums here
+and plain strings at the storage port (``.value``: an exact ``str`` binds to a SQL parameter
+faster than a ``str`` subclass).
 
 :data:`HANDLERS` maps each :class:`~protocol.transactions.TxnType` to its handler; adding a
 message type means adding a row there (and its parsing in :mod:`protocol.messages`).
