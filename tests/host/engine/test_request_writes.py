@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
 
 from host.clock import ManualClock
 from host.service import HostService
@@ -89,3 +90,33 @@ def test_rrns_stay_unique_across_batches_restarts_and_two_services(
     assert len(set(rrns)) == len(rrns) == 9, rrns
     assert rrns == sorted(rrns)  # each new id above every one handed out before
     assert restarted.verify()["ok"]
+
+
+def test_a_failed_request_in_a_batch_rolls_back_alone(on_url: Callable[..., HostService],
+                                                      clock: ManualClock,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that fails after writing its row and posting is answered 96 and leaves
+    nothing, while the requests before and after it in the same batch commit (PostgreSQL
+    releases a request's savepoint only with the next one's)."""
+    service = on_url()
+    term = Term(service, clock)
+    term.approved_sale(100)  # the terminal's row and batch exist: the batch below only books
+    batch = [term.sale(1001), term.sale(1002), term.sale(1003)]
+    failing = batch[1]
+    remember = service.pipeline.ledger.remember
+
+    def remember_or_fail(conn: Any, key: str, *args: Any) -> None:
+        if key.endswith(f"|{failing['11']}|{failing['7']}"):  # MTI|TID|STAN|DE7
+            raise SQLAlchemyError("the disk went away")
+        remember(conn, key, *args)
+
+    monkeypatch.setattr(service.pipeline.ledger, "remember", remember_or_fail)
+    replies = service.handle_batch(batch)
+    codes = [r.response.response_code if r.response is not None else None for r in replies]
+    assert codes == ["00", "96", "00"], codes
+    amounts = sorted(int(t["amount_minor"]) for t in service.transactions())
+    assert amounts == [100, 1001, 1003], amounts
+    assert service.verify()["ok"]
+    monkeypatch.undo()
+    assert _rrn(service.handle(term.sale(1004)))  # the chain goes on after the rolled-back one
+    assert service.verify()["ok"]
