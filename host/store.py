@@ -34,11 +34,11 @@ Card data is only ever a masked PAN plus a keyed hash. Tables:
 History is protected twice (docs/tamper-evidence.md). Triggers (:func:`create_store_schema`)
 refuse DELETE on every history table, UPDATE on ``event``, ``reversal_mark`` and
 ``review_approval``, UPDATE of a transaction's fixed columns (everything but ``state``,
-``review_state`` and the ids written once after the insert), of a review's subject and level,
-and of a closed batch. And every ``txn`` and ``event`` row carries ``mac``, the chain key's MAC
-over its fixed content (:data:`TXN_FIXED`), so an edit made after dropping the triggers still
-shows; the mutable ``state`` is cross-checked against the ledger and the event log
-(:func:`host.store_verify.store_checks`).
+``review_state`` and the ids :data:`TXN_ONCE`, which may only go from NULL to a value once),
+of a review's subject and level, and of a closed batch. And every ``txn`` and ``event`` row
+carries ``mac``, the chain key's MAC over its fixed content (:data:`TXN_FIXED`), so an edit
+made after dropping the triggers still shows; the mutable ``state`` is cross-checked against
+the ledger and the event log (:func:`host.store_verify.store_checks`).
 """
 
 from __future__ import annotations
@@ -63,10 +63,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    exists,
     func,
     insert,
+    literal,
     or_,
     select,
+    type_coerce,
     update,
 )
 
@@ -74,7 +77,7 @@ from host.canonical_json import stored_text
 from host.domain import TxnKind, TxnState
 from host.ledger.chain import ChainKey
 from host.ledger.prepared import Prepared
-from host.ledger.schema import create_append_only_triggers
+from host.ledger.schema import create_append_only_triggers, request_log
 from host.ledger.verify import ExtraCheck, Violation
 from host.rules import OriginalView
 
@@ -227,6 +230,18 @@ _REFUND_STATS = Prepared(
     select(func.coalesce(func.sum(txn.c.amount_minor), 0), func.count())
     .where(txn.c.original_id == bindparam("sale_id"), txn.c.kind == TxnKind.REFUND,
            txn.c.state == TxnState.APPROVED))
+# A refund's or void's original with what the rules need of it, in one read (:meth:`view`).
+_refund = txn.alias("refund")
+_REFUNDS_OF = (_refund.c.original_id == txn.c.id, _refund.c.kind == TxnKind.REFUND,
+               _refund.c.state == TxnState.APPROVED)
+_ORIGINAL = Prepared(select(
+    txn,
+    select(func.coalesce(func.sum(_refund.c.amount_minor), 0)).where(*_REFUNDS_OF)
+    .scalar_subquery().label("refunded_minor"),
+    select(func.count()).where(*_REFUNDS_OF).scalar_subquery().label("refund_count"),
+    select(batch.c.state).where(batch.c.id == txn.c.batch_id).scalar_subquery()
+    .label("batch_state"),
+).where(txn.c.rrn == bindparam("rrn_")).with_for_update(of=txn))
 _MERCHANT_REFUNDED = Prepared(select(func.coalesce(func.sum(txn.c.amount_minor), 0)).where(
     txn.c.merchant_id == bindparam("mid"), txn.c.business_date == bindparam("bdate"),
     txn.c.kind == TxnKind.REFUND, txn.c.state == TxnState.APPROVED))
@@ -235,13 +250,32 @@ _REVERSAL_TARGET = Prepared(select(txn).where(
     txn.c.stan == bindparam("stan_"), txn.c.business_date == bindparam("bdate"),
     txn.c.state != TxnState.DECLINED).order_by(txn.c.id.desc()).with_for_update())
 _MARK_INSERT = Prepared(insert(reversal_mark))
-_TOMBSTONE = Prepared(select(reversal_mark.c.id).where(
+_TOMBSTONE_WHERE = (
     reversal_mark.c.merchant_id == bindparam("mid"),
     reversal_mark.c.terminal_id == bindparam("tid"),
     reversal_mark.c.stan == bindparam("stan_"),
     or_(reversal_mark.c.business_date == bindparam("bdate"),
         reversal_mark.c.business_date == bindparam("bdate2")),
-    reversal_mark.c.target_id.is_(None)).limit(1))
+    reversal_mark.c.target_id.is_(None))
+_TOMBSTONE = Prepared(select(reversal_mark.c.id).where(*_TOMBSTONE_WHERE).limit(1))
+# A request's first reads in one statement: its terminal (locked), the answer stored under its
+# request key and whether a reversal left a tombstone for it. No row: the terminal is new.
+_ARRIVAL = Prepared(
+    select(terminal, request_log.c.fingerprint, request_log.c.result,
+           # Read as an integer: a Boolean result type would need SQLAlchemy's processing.
+           type_coerce(exists().where(*_TOMBSTONE_WHERE), Integer).label("tombstoned"))
+    .select_from(terminal.outerjoin(request_log, request_log.c.key == bindparam("key_")))
+    .where(terminal.c.terminal_id == bindparam("tid")).with_for_update(of=terminal))
+# SQLite: the highest transaction id ever used (AUTOINCREMENT's counter, so never reused).
+_sqlite_sequence = Table("sqlite_sequence", MetaData(), Column("name", Text),
+                         Column("seq", BigInteger))
+_TXN_LAST_ID = Prepared(select(_sqlite_sequence.c.seq)
+                        .where(_sqlite_sequence.c.name == literal("txn")))
+# PostgreSQL: the next value of the id column's own sequence (every engine draws from it).
+_next_txn_id = func.nextval(func.pg_get_serial_sequence(literal("txn"), literal("id")))
+_TXN_NEXT_ID = Prepared(select(_next_txn_id))
+# PostgreSQL, a request that books a row: the first reads and its id in one round trip.
+_ARRIVAL_RESERVING = Prepared(_ARRIVAL.stmt.add_columns(_next_txn_id.label("next_txn_id")))
 _REVIEW_INSERT = Prepared(insert(review))
 _REVIEW = Prepared(select(review).where(review.c.id == bindparam("rid")))
 _REVIEW_LOCKED = Prepared(_REVIEW.stmt.with_for_update())
@@ -254,6 +288,11 @@ _APPROVAL_INSERT = Prepared(insert(review_approval))
 _EVENT_INSERT = Prepared(insert(event))
 _EVENTS = Prepared(select(event).where(event.c.txn_id == bindparam("txn_id_"))
                    .order_by(event.c.id))
+
+_LAST_TXN_ID = "poslab_last_txn_id"  # Connection.info: [transaction, last id it reserved]
+_RESERVED_TXN_ID = "poslab_reserved_txn_id"  # Connection.info: a drawn, unused sequence value
+_RECALL = Prepared(select(request_log.c.fingerprint, request_log.c.result)
+                   .where(request_log.c.key == bindparam("k")))
 
 #: Every column of ``txn`` an insert may leave out (stable key set: one compiled statement).
 _TXN_OPTIONAL = {"pan_masked": None, "pan_hash": None, "original_id": None, "rule": None,
@@ -290,7 +329,8 @@ TXN_FIXED = ("kind", "mti", "processing_code", "request_key", "merchant_id", "te
              "stan", "business_date", "at_ms", "amount_minor", "currency", "pan_masked",
              "pan_hash", "original_id", "response_code", "rule", "batch_id", "reason",
              "evidence", "operator", "rules_fired")
-#: Written once after the insert (NULL until then), never changed afterwards.
+#: Written with the row (:meth:`Store.insert_txn`); rows of older versions got them in one
+#: UPDATE after the insert. Never changed once set.
 TXN_ONCE = ("rrn", "approval_code", "group_id")
 
 
@@ -454,22 +494,72 @@ class Store:
 
     # -- transactions -------------------------------------------------------------------------
 
-    def insert_txn(self, conn: Connection, *, store_ids: bool = True,
-                   **values: Any) -> tuple[int, str, str]:
-        """Insert a transaction; returns ``(id, rrn, approval_code)`` derived from its id.
+    def new_txn(self, conn: Connection) -> tuple[int, str, str]:
+        """Reserve the next transaction id: ``(id, rrn, approval_code)``, for a row that
+        :meth:`insert_txn` writes later in the same transaction.
 
-        ``store_ids=False`` leaves writing ``rrn`` and ``approval_code`` to the caller, who
-        must pass them to :meth:`update_txn` in the same transaction (one UPDATE instead of
-        two when the row gets its ledger group id next)."""
+        Knowing the id first lets the ledger group (reference ``txn:<id>``) be posted before
+        the row, and the row be written once, complete with its RRN, approval code and group.
+        SQLite: the first reservation of a transaction reads AUTOINCREMENT's counter, the
+        next ones count on from it in memory (the write lock, held from ``BEGIN IMMEDIATE``,
+        keeps every other writer out until the COMMIT); an id whose savepoint is rolled back
+        is left unused. PostgreSQL: ``nextval`` of the column's sequence (never handed out
+        twice, whichever engine asks). Either way an id, and so an RRN, is never reused.
+        """
+        if conn.dialect.name != "sqlite":
+            # Reserved by arrival() (any sequence value is unused until taken, whatever
+            # happened to the transaction that drew it), else drawn now.
+            reserved = conn.info.pop(_RESERVED_TXN_ID, None)
+            txn_id = reserved if reserved is not None else \
+                int(_TXN_NEXT_ID.run(conn).scalar_one())
+        else:
+            info = conn.info
+            transaction = conn.get_transaction()
+            counter = info.get(_LAST_TXN_ID)
+            if counter is None or counter[0] is not transaction:
+                counter = [transaction, int(_TXN_LAST_ID.run(conn).scalar() or 0)]
+                info[_LAST_TXN_ID] = counter
+            counter[1] += 1
+            txn_id = counter[1]
+        return txn_id, rrn_for(self.rrn_prefix, txn_id), approval_code_for(txn_id)
+
+    def insert_txn(self, conn: Connection, **values: Any) -> tuple[int, str, str]:
+        """Insert a transaction row; returns ``(id, rrn, approval_code)``.
+
+        ``id``, ``rrn`` and ``approval_code`` come from :meth:`new_txn` (reserved here when
+        ``values`` has no ``id``); the row is written complete, in one statement."""
+        if "id" not in values:
+            values["id"], values["rrn"], values["approval_code"] = self.new_txn(conn)
         row = {**_TXN_OPTIONAL, **values}
         row["mac"] = txn_mac(self.key, row)
-        key = _TXN_INSERT.run(conn, row).inserted_primary_key
-        assert key is not None
-        tid = int(key[0])
-        rrn, code = rrn_for(self.rrn_prefix, tid), approval_code_for(tid)
-        if store_ids:
-            _TXN_UPDATE.run(conn, {"txn_id_": tid, "rrn": rrn, "approval_code": code})
-        return tid, rrn, code
+        _TXN_INSERT.run(conn, row)
+        return row["id"], row["rrn"], row["approval_code"]
+
+    def arrival(self, conn: Connection, tid: str, mid: str, stan: str,
+                business_dates: Sequence[str], key: str, *, books: bool = False
+                ) -> tuple[Row[Any] | None, tuple[str, str] | None, bool]:
+        """A request's first reads: ``(terminal row locked or None, (fingerprint, stored
+        answer) under ``key`` or None, tombstoned)``, where tombstoned is :meth:`tombstoned`
+        for (``mid``, ``tid``, ``stan``) on ``business_dates`` (the current and the previous
+        business date).
+
+        One statement when the terminal is known; a terminal's first request reads the three
+        apart. ``books``: the request will likely insert a transaction row; on PostgreSQL the
+        same round trip then reserves its id for :meth:`new_txn`."""
+        first, second = business_dates
+        reserving = books and conn.dialect.name != "sqlite"
+        row = (_ARRIVAL_RESERVING if reserving else _ARRIVAL).run(conn, {
+            "tid": tid, "key_": key, "mid": mid, "stan_": stan, "bdate": first,
+            "bdate2": second}).first()
+        if row is None:
+            seen = _RECALL.run(conn, {"k": key}).first()
+            return (self.terminal(conn, tid, lock=True),
+                    None if seen is None else (seen.fingerprint, seen.result),
+                    self.tombstoned(conn, mid, tid, stan, business_dates))
+        if reserving:
+            conn.info[_RESERVED_TXN_ID] = int(row.next_txn_id)
+        answered = None if row.fingerprint is None else (row.fingerprint, row.result)
+        return row, answered, bool(row.tombstoned)
 
     def update_txn(self, conn: Connection, txn_id: int, **values: Any) -> None:
         """Change columns of one transaction (state, group, batch, review state)."""
@@ -524,12 +614,17 @@ class Store:
     def view(self, conn: Connection, row: Row[Any]) -> OriginalView:
         """The rules' view of a transaction row (with refund totals and batch state)."""
         refunded, count = self.refund_stats(conn, int(row.id))
-        return OriginalView(kind=row.kind, state=row.state, merchant_id=row.merchant_id,
-                            terminal_id=row.terminal_id, currency=row.currency,
-                            amount_minor=int(row.amount_minor), pan_hash=row.pan_hash,
-                            created_ms=int(row.at_ms),
-                            batch_open=self.batch_open(conn, row.batch_id),
-                            refunded_minor=refunded, refund_count=count)
+        return _view(row, refunded, count, self.batch_open(conn, row.batch_id))
+
+    def original(self, conn: Connection, rrn: str
+                 ) -> tuple[Row[Any], OriginalView] | tuple[None, None]:
+        """The transaction with this RRN, locked, and the rules' view of it (:meth:`view`),
+        read in one statement; ``(None, None)`` when there is none."""
+        row = _ORIGINAL.run(conn, {"rrn_": rrn}).first()
+        if row is None:
+            return None, None
+        return row, _view(row, int(row.refunded_minor), int(row.refund_count),
+                          row.batch_state == "open")
 
     # -- reversals and tombstones ------------------------------------------------------------
 
@@ -617,6 +712,14 @@ class Store:
         """The audit events of one transaction, oldest first."""
         rows = _EVENTS.run(conn, {"txn_id_": txn_id}).all()
         return [{"at_ms": int(r.at_ms), "kind": r.kind, **json.loads(r.detail)} for r in rows]
+
+
+def _view(row: Row[Any], refunded: int, count: int, batch_open: bool) -> OriginalView:
+    return OriginalView(kind=row.kind, state=row.state, merchant_id=row.merchant_id,
+                        terminal_id=row.terminal_id, currency=row.currency,
+                        amount_minor=int(row.amount_minor), pan_hash=row.pan_hash,
+                        created_ms=int(row.at_ms), batch_open=batch_open,
+                        refunded_minor=refunded, refund_count=count)
 
 
 # -- store invariants, composed by host.store_verify.store_checks ---------------------------

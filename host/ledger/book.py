@@ -36,8 +36,10 @@ from typing import Any
 from weakref import WeakSet
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
+    String,
     bindparam,
     case,
     event,
@@ -72,6 +74,22 @@ _GROUP_APPEND = Prepared(insert(posting_group).from_select(
     select(*[bindparam(c, type_=posting_group.c[c].type) for c in _GROUP_COLUMNS]).where(
         exists().where(posting_group.c.id == bindparam("prev_id"),
                        posting_group.c.hash == bindparam("prev_hash")))))
+# PostgreSQL: the head advanced from the hint and the group appended after it, one statement
+# (one round trip); when the head moved meanwhile neither happens (no row returned; the row
+# count of such a statement is not reliable through SQLAlchemy's result). The group's
+# values are bound as ``g_<column>``: the nested UPDATE would take a key named like one of
+# the head's columns (``id``) as a column to set.
+_HEAD_ADVANCED = update(ledger_head).where(
+    ledger_head.c.id == 1, ledger_head.c.last_id == bindparam("seen_id"),
+    ledger_head.c.last_hash == bindparam("seen_hash"),
+    ledger_head.c.entries == bindparam("seen_entries")).values(
+    last_id=bindparam("g_id", type_=BigInteger), last_hash=bindparam("g_hash", type_=String),
+    entries=bindparam("head_entries", type_=BigInteger),
+    mac=bindparam("head_mac", type_=String)).returning(ledger_head.c.id).cte("head")
+_GROUP_AFTER_HEAD = Prepared(insert(posting_group).from_select(
+    list(_GROUP_COLUMNS),
+    select(*[bindparam(f"g_{c}", type_=posting_group.c[c].type) for c in _GROUP_COLUMNS])
+    .select_from(_HEAD_ADVANCED)).returning(posting_group.c.id))
 # The head moved to a group only while that group is still there.
 _HEAD_FLUSH = Prepared(update(ledger_head).where(ledger_head.c.id == 1, exists().where(
     posting_group.c.id == bindparam("last_id_"), posting_group.c.hash == bindparam("last_hash_"))))
@@ -120,6 +138,14 @@ def group_hash(key: ChainKey, prev_hash: str, group: Group, entries: Sequence[En
     return key.mac([prev_hash, group.id, group.kind, group.reference, group.reverses,
                     group.parent_id, group.currency, group.amount_minor, group.at_ms, group.memo,
                     [[a, s, int(m)] for a, s, m in entries]])
+
+
+def _group_row(group: Group, prev_hash: str, digest: str) -> dict[str, Any]:
+    """The ``posting_group`` row of ``group``."""
+    return {"id": group.id, "kind": group.kind, "reference": group.reference,
+            "reverses": group.reverses, "parent_id": group.parent_id,
+            "currency": group.currency, "amount_minor": group.amount_minor,
+            "at_ms": group.at_ms, "memo": group.memo, "prev_hash": prev_hash, "hash": digest}
 
 
 def request_mac(key: ChainKey, rkey: str, fingerprint: str, result: str, at_ms: int) -> str:
@@ -192,6 +218,8 @@ class Ledger:
     its predecessor gone first re-reads the chain end from the database. Group commit thereby
     writes the head, and makes its MAC, twice per batch instead of once per request. PostgreSQL
     writes the head with every group: its row lock is what orders concurrent writers there.
+    When the hint holds, the head's UPDATE and the group's INSERT go as one statement (a
+    data-modifying ``WITH``): one round trip, and no group when the head did not move.
     """
 
     def __init__(self, key: ChainKey) -> None:
@@ -219,15 +247,25 @@ class Ledger:
                 self._head = _resync(conn, open_)  # the predecessor was rolled back
             del info[_OPEN]
         hint = self._head
+        sqlite = conn.dialect.name == "sqlite"
+        written = False  # the group row too (PostgreSQL's one-statement advance)
         if hint is not None:
             group = Group(hint[0] + 1, kind, reference, reverses, parent_id, currency, amount,
                           at_ms, memo)
             prev, digest = hint[1], group_hash(key, hint[1], group, entries)
             count = hint[2] + len(entries)
-            if _HEAD_ADVANCE.run(conn, {
-                    "seen_id": hint[0], "seen_hash": prev, "seen_entries": hint[2],
-                    "last_id": group.id, "last_hash": digest, "entries": count,
-                    "mac": head_mac(key, group.id, digest, count)}).rowcount != 1:
+            seen = {"seen_id": hint[0], "seen_hash": prev, "seen_entries": hint[2]}
+            mac = head_mac(key, group.id, digest, count)
+            if sqlite:
+                advanced = _HEAD_ADVANCE.run(conn, {
+                    **seen, "last_id": group.id, "last_hash": digest, "entries": count,
+                    "mac": mac}).rowcount == 1
+            else:
+                advanced = written = _GROUP_AFTER_HEAD.run(conn, {
+                    **seen, "head_entries": count, "head_mac": mac,
+                    **{f"g_{k}": v for k, v in _group_row(group, prev, digest).items()}}
+                ).first() is not None
+            if not advanced:
                 hint = None
         if hint is None:
             head = _HEAD_LOCKED.run(conn).one()
@@ -237,15 +275,13 @@ class Ledger:
             count = int(head.entries) + len(entries)
             _HEAD_UPDATE.run(conn, {"last_id": group.id, "last_hash": digest, "entries": count,
                                     "mac": head_mac(key, group.id, digest, count)})
-        _GROUP_INSERT.run(conn, {
-            "id": group.id, "kind": kind, "reference": reference, "reverses": reverses,
-            "parent_id": parent_id, "currency": currency, "amount_minor": amount,
-            "at_ms": at_ms, "memo": memo, "prev_hash": prev, "hash": digest})
+        if not written:
+            _GROUP_INSERT.run(conn, _group_row(group, prev, digest))
         _ENTRY_INSERT.run_many(conn, [
             {"group_id": group.id, "account": a, "side": s, "amount_minor": m,
              "currency": currency} for a, s, m in entries])
         self._head = (group.id, digest, count)  # a hint: wrong after a rollback, then a miss
-        if conn.dialect.name == "sqlite":
+        if sqlite:
             _flush_on_commit(conn.engine)
             info[_OPEN] = _Open(conn.get_transaction(), self, self._head)
         return group.id

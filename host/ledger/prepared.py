@@ -164,19 +164,28 @@ class Prepared:
         return _Plan(compiled, self._row, procs)
 
 
-def run_plain(conn: Connection, sql: str) -> None:
-    """Run a parameterless statement (``SAVEPOINT`` and the like) the cheapest safe way: on
+def run_plain(conn: Connection, *sql: str) -> None:
+    """Run parameterless statements (``SAVEPOINT`` and the like) the cheapest safe way: on
     the DBAPI connection when :class:`Prepared` would take its fast path, else through
-    ``exec_driver_sql`` (cursor listeners then see it, as they see every other statement)."""
+    ``exec_driver_sql`` (cursor listeners then see them, as they see every other statement).
+
+    Several statements on psycopg's fast path go as one simple query: one round trip (never
+    prepared: a prepared statement holds one command). Elsewhere they run one by one."""
     if not _fast(conn):
-        conn.exec_driver_sql(sql)
+        for one in sql:
+            conn.exec_driver_sql(one)
         return
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    try:
-        raw.execute(sql)
-    except conn.dialect.loaded_dbapi.Error as err:
-        raise _wrapped(conn, sql, (), err) from err
+    runs: tuple[str, ...] = sql
+    options: dict[str, Any] = {}
+    if len(sql) > 1 and conn.dialect.driver == "psycopg":
+        runs, options = ("; ".join(sql),), {"prepare": False}
+    for one in runs:
+        try:
+            raw.execute(one, **options)
+        except conn.dialect.loaded_dbapi.Error as err:
+            raise _wrapped(conn, one, (), err) from err
 
 
 _FAST_ATTR = "_poslab_fast_path"

@@ -108,8 +108,10 @@ class Context:
     :ivar now: the host clock at arrival; ``now_ms`` the same in epoch milliseconds.
 
     Set by the identify stage: ``conn`` (the write transaction), ``merchant``, ``terminal``
-    (an enrolled terminal's row, read locked), ``policy``, ``business_date`` (``bdate`` as
-    ``YYYY-MM-DD``) and ``key`` (the request key, :mod:`host.request_key`).
+    (the terminal's row, read locked; None for a configured terminal not stored yet),
+    ``policy``, ``business_date`` (``bdate`` as ``YYYY-MM-DD``), ``key`` (the request key,
+    :mod:`host.request_key`), ``answered`` (the fingerprint and answer stored under that key,
+    or None) and ``tombstoned`` (a reversal came first for this MID, TID and STAN).
     """
 
     host: Services
@@ -127,6 +129,8 @@ class Context:
     business_date: date = field(init=False)
     bdate: str = field(init=False)
     key: str = field(init=False)
+    answered: tuple[str, str] | None = field(init=False)
+    tombstoned: bool = field(init=False)
 
     @property
     def match_dates(self) -> tuple[str, str]:

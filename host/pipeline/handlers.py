@@ -2,11 +2,12 @@
 
 A handler runs inside the request's write transaction, after the identify and de-duplicate
 stages. It gathers the facts the pure rules need (:mod:`host.rules`, :mod:`host.cards`), takes
-their :class:`~host.rules.Decision`, writes the transaction row, posts the ledger group of the
-booking's recipe (:mod:`host.pipeline.postings`) and returns the typed answer. Nothing here
-reads a field number: the typed request (``ctx.message``) carries what a handler needs. Kinds,
-states and review states are enums here and plain strings at the storage port (``.value``: an
-exact ``str`` binds to a SQL parameter faster than a ``str`` subclass).
+their :class:`~host.rules.Decision`, reserves the transaction's id, posts the ledger group of
+the booking's recipe (:mod:`host.pipeline.postings`) under it, then writes the transaction row
+whole, and returns the typed answer. Nothing here reads a field number: the typed request
+(``ctx.message``) carries what a handler needs. Kinds, states and review states are enums here
+and plain strings at the storage port (``.value``: an exact ``str`` binds to a SQL parameter
+faster than a ``str`` subclass).
 
 :data:`HANDLERS` maps each :class:`~protocol.transactions.TxnType` to its handler; adding a
 message type means adding a row there (and its parsing in :mod:`protocol.messages`).
@@ -117,8 +118,7 @@ def precheck(ctx: Context, req: FinancialRequest, pan: Pan | None) -> Decision |
     declined = rules.currency_accepted(ctx.merchant, req.amount.currency)
     if declined is not None:
         return declined
-    if ctx.host.store.tombstoned(ctx.conn, req.merchant_id, req.terminal_id, req.stan,
-                                 ctx.match_dates):
+    if ctx.tombstoned:  # read by the identify stage
         return Decision.decline(RuleId.REVERSED_BEFORE_ARRIVAL, ("tombstone",))
     security = ctx.host.security
     if security is None:
@@ -144,13 +144,16 @@ def purchase(ctx: Context, req: SaleRequest | AuthorizationRequest, pan: Pan | N
             decision = Decision(False, issuer.code, issuer.rule, ("issuer",))
     is_auth = isinstance(req, AuthorizationRequest)
     kind = TxnKind.AUTH if is_auth else TxnKind.SALE
-    row_id, rrn, code = insert(ctx, req, kind, decision, pan,
-                               state=TxnState.AUTHORIZED if is_auth else TxnState.APPROVED,
-                               batched=not is_auth, store_ids=not decision.approved)
+    ids = ctx.host.store.new_txn(ctx.conn)
+    group = None
     if decision.approved:
         recipe = postings.HOLD if is_auth else postings.CAPTURE
-        post(ctx, row_id, kind, postings.entries(recipe, req.merchant_id, req.amount.minor),
-             req.amount.currency, rrn=rrn, approval_code=code)
+        group = post(ctx, ids[0], kind,
+                     postings.entries(recipe, req.merchant_id, req.amount.minor),
+                     req.amount.currency)
+    _, rrn, code = insert(ctx, ids, req, kind, decision, pan, group_id=group,
+                          state=TxnState.AUTHORIZED if is_auth else TxnState.APPROVED,
+                          batched=not is_auth)
     return financial_reply(ctx.fields, req, kind, decision, rrn, code, pan, ctx.de15)
 
 
@@ -166,19 +169,20 @@ def completion(ctx: Context, req: CompletionAdvice, pan: Pan | None,
         pan_masked, pan_hash = hold.pan_masked, hold.pan_hash
     else:
         pan_masked, pan_hash = (pan.masked, host.card_hash(pan)) if pan else (None, None)
-    posts = decision.approved and hold is not None
-    row_id, rrn, code = insert(ctx, req, TxnKind.COMPLETION, decision, None, store_ids=not posts,
-                               original_id=hold.id if hold is not None else None,
-                               pan_masked=pan_masked, pan_hash=pan_hash)
-    if posts:
+    ids = host.store.new_txn(conn)
+    group = None
+    amount = req.amount.minor
+    if decision.approved and hold is not None:
+        host.ledger.reverse(conn, int(hold.group_id), at_ms=ctx.now_ms,
+                            reference=txn_reference(ids[0]), kind="hold_release")
+        group = post(ctx, ids[0], TxnKind.COMPLETION,
+                     postings.entries(postings.CAPTURE, req.merchant_id, amount),
+                     req.amount.currency)
+    _, rrn, code = insert(ctx, ids, req, TxnKind.COMPLETION, decision, None, group_id=group,
+                          original_id=hold.id if hold is not None else None,
+                          pan_masked=pan_masked, pan_hash=pan_hash)
+    if group is not None:
         assert hold is not None
-        ref = txn_reference(row_id)
-        host.ledger.reverse(conn, int(hold.group_id), at_ms=ctx.now_ms, reference=ref,
-                            kind="hold_release")
-        amount = req.amount.minor
-        post(ctx, row_id, TxnKind.COMPLETION,
-             postings.entries(postings.CAPTURE, req.merchant_id, amount), req.amount.currency,
-             rrn=rrn, approval_code=code)
         host.store.update_txn(conn, int(hold.id), state=TxnState.COMPLETED.value)
         host.store.add_event(conn, int(hold.id), ctx.now_ms, "completed", by=rrn,
                              amount_minor=amount)
@@ -191,9 +195,8 @@ def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | No
     above the review amount it is approved but held for an operator's review."""
     assert pan is not None
     host, conn = ctx.host, ctx.conn
-    original = (host.store.txn_by_rrn(conn, req.original_rrn, lock=True)
-                if req.original_rrn else None)
-    view = host.store.view(conn, original) if original is not None else None
+    original, view = (host.store.original(conn, req.original_rrn) if req.original_rrn
+                      else (None, None))
     decision = pre
     if decision is None:
         ask = rules.RefundAsk(
@@ -206,8 +209,18 @@ def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | No
             if ctx.policy.daily_amount_cap_minor is not None else 0)
         decision = rules.evaluate_refund(ask, view, ctx.policy)
     review = decision.review_level if decision.approved else 0
-    row_id, rrn, code = insert(
-        ctx, req, TxnKind.REFUND, decision, pan, store_ids=not decision.approved,
+    ids = host.store.new_txn(conn)
+    row_id = ids[0]
+    group = None
+    if decision.approved:
+        recipe = postings.REFUND_FOR_REVIEW if review else postings.REFUND
+        parent = int(original.group_id) if original is not None and \
+            original.group_id is not None else None
+        group = post(ctx, row_id, TxnKind.REFUND,
+                     postings.entries(recipe, req.merchant_id, req.amount.minor),
+                     req.amount.currency, parent_id=parent)
+    _, rrn, code = insert(
+        ctx, ids, req, TxnKind.REFUND, decision, pan, group_id=group,
         original_id=original.id if original is not None else None,
         review_state=ReviewState.PENDING.value if review else None, reason=req.reason.value,
         evidence=req.evidence, operator=req.operator)
@@ -218,11 +231,6 @@ def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | No
         remaining = Money(max(left, 0), view.currency)
     if decision.approved:
         amount = req.amount.minor
-        recipe = postings.REFUND_FOR_REVIEW if review else postings.REFUND
-        parent = int(original.group_id) if original is not None and \
-            original.group_id is not None else None
-        post(ctx, row_id, TxnKind.REFUND, postings.entries(recipe, req.merchant_id, amount),
-             req.amount.currency, parent_id=parent, rrn=rrn, approval_code=code)
         if review:
             review_id = host.store.add_review(conn, row_id, review, ctx.now_ms)
             host.store.add_event(conn, row_id, ctx.now_ms, "review_opened",
@@ -239,24 +247,25 @@ def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | No
 def void(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None) -> Reply:
     """Cancel a sale (or a refund) in the open batch: its ledger groups are mirrored."""
     host, conn = ctx.host, ctx.conn
-    original = host.store.txn_by_rrn(conn, req.original_rrn, lock=True)
-    view = host.store.view(conn, original) if original is not None else None
+    original, view = host.store.original(conn, req.original_rrn)
     ask = rules.VoidAsk(req.merchant_id, req.terminal_id, req.amount.minor, req.voids_refund)
     decision = pre or rules.evaluate_void(ask, view, host.config.void)
     pan_masked = original.pan_masked if original is not None else None
     pan_hash = original.pan_hash if original is not None else None
     posts = decision.approved and original is not None
-    row_id, rrn, code = insert(ctx, req, TxnKind.VOID, decision, None, store_ids=not posts,
-                               original_id=original.id if original is not None else None,
-                               pan_masked=pan_masked, pan_hash=pan_hash, operator=req.operator)
+    ids = host.store.new_txn(conn)
+    groups = []
     if posts:
         assert original is not None
         groups = host.ledger.reverse_reference(
             conn, txn_reference(int(original.id)), at_ms=ctx.now_ms,
-            new_reference=txn_reference(row_id), kind="void")
-        # One UPDATE for the ids (insert left them) and the ledger group.
-        host.store.update_txn(conn, row_id, group_id=groups[0] if groups else None,
-                              rrn=rrn, approval_code=code)
+            new_reference=txn_reference(ids[0]), kind="void")
+    _, rrn, code = insert(ctx, ids, req, TxnKind.VOID, decision, None,
+                          group_id=groups[0] if groups else None,
+                          original_id=original.id if original is not None else None,
+                          pan_masked=pan_masked, pan_hash=pan_hash, operator=req.operator)
+    if posts:
+        assert original is not None
         host.store.update_txn(conn, int(original.id), state=TxnState.VOIDED.value)
         if original.kind == TxnKind.COMPLETION and original.original_id is not None:
             # The void mirrored the hold's release too: the hold is live again, as after
@@ -302,8 +311,7 @@ def reversal(ctx: Context) -> Reply:
     rrn = target.rrn if target is not None else None
     adjustment = None
     if target is None:
-        if not store.tombstoned(conn, req.merchant_id, req.terminal_id, req.stan,
-                                ctx.match_dates):
+        if not ctx.tombstoned:  # read by the identify stage
             store.mark_reversal(conn, req.merchant_id, req.terminal_id, req.stan,
                                 ctx.bdate, None, ctx.now_ms)
             store.add_event(conn, None, ctx.now_ms, "tombstone", stan=req.stan,
@@ -469,14 +477,14 @@ def upload(ctx: Context) -> Reply:
 # == writing ==================================================================================
 
 
-def insert(ctx: Context, req: FinancialRequest, kind: TxnKind, decision: Decision,
-           pan: Pan | None, *, state: TxnState = TxnState.APPROVED, batched: bool = True,
-           store_ids: bool = True, **extra: Any) -> tuple[int, str, str]:
-    """Insert the transaction row; ``store_ids=False`` when the caller writes ``rrn`` and
-    ``approval_code`` itself in the UPDATE that records the ledger group (one UPDATE, not
-    two; :meth:`Store.insert_txn`)."""
+def insert(ctx: Context, ids: tuple[int, str, str], req: FinancialRequest, kind: TxnKind,
+           decision: Decision, pan: Pan | None, *, state: TxnState = TxnState.APPROVED,
+           batched: bool = True, **extra: Any) -> tuple[int, str, str]:
+    """Insert the transaction row under ``ids`` (:meth:`TxnStore.new_txn`), whole: its ledger
+    group (``group_id`` in ``extra``) is posted first, so the row needs no UPDATE after."""
     store = ctx.host.store
     values: dict[str, Any] = {
+        "id": ids[0], "rrn": ids[1], "approval_code": ids[2],
         "kind": kind.value, "mti": req.mti, "processing_code": req.processing_code,
         "request_key": ctx.key,
         "merchant_id": req.merchant_id, "terminal_id": req.terminal_id, "stan": req.stan,
@@ -495,20 +503,18 @@ def insert(ctx: Context, req: FinancialRequest, kind: TxnKind, decision: Decisio
             locked = None
         values["batch_id"] = store.open_batch(ctx.conn, req.terminal_id, req.merchant_id,
                                               ctx.now_ms, ctx.bdate, locked=locked)
-    row_id, rrn, code = store.insert_txn(ctx.conn, store_ids=store_ids, **values)
-    store.add_event(ctx.conn, row_id, ctx.now_ms, "decided", rc=decision.code,
+    store.insert_txn(ctx.conn, **values)
+    store.add_event(ctx.conn, ids[0], ctx.now_ms, "decided", rc=decision.code,
                     rule=decision.de44, fired=list(decision.fired))
-    return row_id, rrn, code
+    return ids
 
 
 def post(ctx: Context, txn_id: int, kind: TxnKind, legs: list[tuple[str, str, int]],
-         currency: str, parent_id: int | None = None, **row: Any) -> int:
-    """Post the transaction's ledger group; ``row``: more columns for the same UPDATE."""
-    gid = ctx.host.ledger.post_group(ctx.conn, legs, currency=currency, at_ms=ctx.now_ms,
-                                     reference=txn_reference(txn_id), kind=kind.value,
-                                     parent_id=parent_id)
-    ctx.host.store.update_txn(ctx.conn, txn_id, group_id=gid, **row)
-    return gid
+         currency: str, parent_id: int | None = None) -> int:
+    """Post the ledger group of transaction ``txn_id`` (reserved, its row not written yet)."""
+    return ctx.host.ledger.post_group(ctx.conn, legs, currency=currency, at_ms=ctx.now_ms,
+                                      reference=txn_reference(txn_id), kind=kind.value,
+                                      parent_id=parent_id)
 
 
 def _totals_dict(totals: BatchTotals) -> dict[str, int]:

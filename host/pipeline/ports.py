@@ -73,9 +73,12 @@ class TxnStore(Protocol):
                     closed_by: str, totals: Mapping[str, object]) -> None:
         """Close a batch with its totals."""
 
-    def insert_txn(self, conn: Tx, *, store_ids: bool = True,
-                   **values: Any) -> tuple[int, str, str]:
-        """Insert a transaction row: (id, RRN, approval code)."""
+    def new_txn(self, conn: Tx) -> tuple[int, str, str]:
+        """Reserve the next transaction id, never used before: (id, RRN, approval code)."""
+
+    def insert_txn(self, conn: Tx, **values: Any) -> tuple[int, str, str]:
+        """Insert a transaction row whole (``id``, ``rrn``, ``approval_code`` from
+        :meth:`new_txn`, reserved here when ``id`` is missing): (id, RRN, approval code)."""
 
     def update_txn(self, conn: Tx, txn_id: int, **values: Any) -> None:
         """Update a transaction row's mutable columns."""
@@ -99,6 +102,9 @@ class TxnStore(Protocol):
     def view(self, conn: Tx, row: Record) -> OriginalView:
         """What the rules need to know of a transaction."""
 
+    def original(self, conn: Tx, rrn: str) -> tuple[Record, OriginalView] | tuple[None, None]:
+        """The transaction with this RRN (locked) and its :meth:`view`, or (None, None)."""
+
     def reversal_target(self, conn: Tx, mid: str, tid: str, stan: str,
                         business_dates: Sequence[str]) -> Record | None:
         """The newest non-declined transaction a reversal without DE90 matches."""
@@ -110,6 +116,14 @@ class TxnStore(Protocol):
     def tombstoned(self, conn: Tx, mid: str, tid: str, stan: str,
                    business_dates: Sequence[str]) -> bool:
         """True when a reversal came first for this key on one of the dates."""
+
+    def arrival(self, conn: Tx, tid: str, mid: str, stan: str,
+                business_dates: Sequence[str], key: str, *, books: bool = False
+                ) -> tuple[Record | None, tuple[str, str] | None, bool]:
+        """A request's first reads together: the terminal's row (locked) or None, the
+        (fingerprint, answer) stored under the request key or None, and :meth:`tombstoned`.
+        ``books``: the request is one that inserts a transaction row (an adapter may reserve
+        its id for :meth:`new_txn` in the same read)."""
 
     def add_review(self, conn: Tx, txn_id: int, level: int, at_ms: int) -> int:
         """Open a review of a held refund; its id."""

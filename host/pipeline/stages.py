@@ -25,6 +25,11 @@ from protocol.codes import RuleId
 from protocol.errors import ValidationError
 from protocol.messages import WireResponse, parse_request, parse_response
 from protocol.private_data import check_lengths, mask_card_numbers
+from protocol.transactions import TxnType
+
+#: The transactions that insert a transaction row (their id may be reserved on arrival).
+BOOKING = frozenset({TxnType.SALE, TxnType.AUTHORIZATION, TxnType.REFUND, TxnType.VOID,
+                     TxnType.VOID_REFUND, TxnType.COMPLETION})
 
 
 def validate(host: Services, request: IsoRequest, now: datetime, *, strict: bool,
@@ -73,18 +78,30 @@ def authenticate(ctx: Context) -> Reply | None:
 def identify(ctx: Context, conn: Tx) -> None:
     """Inside the write transaction: the terminal's merchant, its business date and the
     request key. Raises :class:`Decline`: 58 for an unknown terminal (unless development mode
-    enrols it with the default merchant profile), 03 for a mismatched or unknown merchant."""
+    enrols it with the default merchant profile), 03 for a mismatched or unknown merchant.
+
+    The request's first reads happen here, in one go (:meth:`TxnStore.arrival`): the
+    terminal's row, the answer stored under the request key (:func:`deduplicate`) and the
+    tombstone a reversal may have left (:func:`host.pipeline.handlers.precheck`)."""
     host, message = ctx.host, ctx.message
     ctx.conn = conn
     tid, mid = message.terminal_id, message.merchant_id
-    ctx.terminal = None
     owner = host.config.merchant_of_terminal(tid)
-    if owner is not None:
-        if owner.id != mid:
-            raise Decline(plain_reply(ctx.fields, "03", RuleId.UNKNOWN_MERCHANT.value))
-        merchant = owner
-    else:
-        row = host.store.terminal(conn, tid, lock=True)
+    if owner is not None and owner.id != mid:
+        raise Decline(plain_reply(ctx.fields, "03", RuleId.UNKNOWN_MERCHANT.value))
+    # The merchant is the message's: a configured terminal's owner, else the merchant the
+    # terminal row must name (checked below), so the request key is known before any read.
+    merchant = owner if owner is not None else host.merchant_profile(mid)
+    ctx.merchant = merchant
+    ctx.policy = host.refund_policy(merchant)
+    ctx.business_date = host.business_date(merchant, ctx.now)
+    ctx.bdate = ctx.business_date.isoformat()
+    facts = message.cup
+    ctx.key = request_key(ctx.sent, ctx.business_date,
+                          facts.batch if facts is not None else None)
+    row, ctx.answered, ctx.tombstoned = host.store.arrival(
+        conn, tid, mid, message.stan, ctx.match_dates, ctx.key, books=ctx.txn in BOOKING)
+    if owner is None:
         if row is None or not row.enrolled:
             if not host.allow_unknown_terminals:
                 raise Decline(plain_reply(ctx.fields, "58", RuleId.UNKNOWN_TERMINAL.value))
@@ -95,15 +112,7 @@ def identify(ctx: Context, conn: Tx) -> None:
                                  merchant=mid)
         elif row.merchant_id != mid:
             raise Decline(plain_reply(ctx.fields, "03", RuleId.UNKNOWN_MERCHANT.value))
-        merchant = host.merchant_profile(mid)
-        ctx.terminal = row  # read locked: batch assignment uses it instead of reading again
-    ctx.merchant = merchant
-    ctx.policy = host.refund_policy(merchant)
-    ctx.business_date = host.business_date(merchant, ctx.now)
-    ctx.bdate = ctx.business_date.isoformat()
-    facts = message.cup
-    ctx.key = request_key(ctx.sent, ctx.business_date,
-                          facts.batch if facts is not None else None)
+    ctx.terminal = row  # read locked: batch assignment uses it instead of reading again
 
 
 def fingerprint(ctx: Context) -> str:
@@ -119,7 +128,7 @@ def fingerprint(ctx: Context) -> str:
 def deduplicate(ctx: Context, digest: str) -> Reply | None:
     """A request key seen before: the stored answer again when the content is the same,
     94 DUPLICATE_DIFFERENT when it is not; None for a new request."""
-    seen = ctx.host.ledger.recall(ctx.conn, ctx.key)
+    seen = ctx.answered  # read by identify
     if seen is None:
         return None
     stored_fp, result = seen

@@ -44,6 +44,7 @@ class Tables:
     events: list[tuple[int | None, int, str, str]] = field(default_factory=list)
     groups: dict[int, dict[str, Any]] = field(default_factory=dict)
     answers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    last_txn_id: int = 0
 
 
 def _row(values: Mapping[str, Any] | None) -> Any:
@@ -121,16 +122,20 @@ class MemoryStore:
 
     # -- transactions -----------------------------------------------------------------------
 
-    def insert_txn(self, conn: Tables, *, store_ids: bool = True,
-                   **values: Any) -> tuple[int, str, str]:
+    def new_txn(self, conn: Tables) -> tuple[int, str, str]:
+        conn.last_txn_id += 1
+        tid = conn.last_txn_id
+        return tid, rrn_for(self.rrn_prefix, tid), approval_code_for(tid)
+
+    def insert_txn(self, conn: Tables, **values: Any) -> tuple[int, str, str]:
         if any(t["request_key"] == values["request_key"] for t in conn.txns.values()):
             raise MemoryStorageError(f"request key {values['request_key']} stored twice")
-        tid = len(conn.txns) + 1
-        rrn, code = rrn_for(self.rrn_prefix, tid), approval_code_for(tid)
-        conn.txns[tid] = {**_TXN_OPTIONAL, **values, "id": tid,
-                          "rrn": rrn if store_ids else None,
-                          "approval_code": code if store_ids else None}
-        return tid, rrn, code
+        if "id" not in values:
+            values["id"], values["rrn"], values["approval_code"] = self.new_txn(conn)
+        if values["id"] in conn.txns:
+            raise MemoryStorageError(f"transaction id {values['id']} used twice")
+        conn.txns[values["id"]] = {**_TXN_OPTIONAL, **values}
+        return values["id"], values["rrn"], values["approval_code"]
 
     def update_txn(self, conn: Tables, txn_id: int, **values: Any) -> None:
         conn.txns[txn_id].update(values)
@@ -155,6 +160,10 @@ class MemoryStore:
         return sum(int(t["amount_minor"]) for t in conn.txns.values()
                    if t["merchant_id"] == mid and t["business_date"] == business_date
                    and t["kind"] == "refund" and t["state"] == "approved")
+
+    def original(self, conn: Tables, rrn: str) -> tuple[Any, Any]:
+        row = self.txn_by_rrn(conn, rrn)
+        return (None, None) if row is None else (row, self.view(conn, row))
 
     def view(self, conn: Tables, row: Any) -> OriginalView:
         refunds = [t for t in conn.txns.values() if t["original_id"] == row.id
@@ -191,6 +200,12 @@ class MemoryStore:
         return any((m["merchant_id"], m["terminal_id"], m["stan"]) == (mid, tid, stan)
                    and m["business_date"] in business_dates and m["target_id"] is None
                    for m in conn.marks)
+
+    def arrival(self, conn: Tables, tid: str, mid: str, stan: str,
+                business_dates: Sequence[str], key: str, *,
+                books: bool = False) -> tuple[Any, Any, bool]:
+        return (self.terminal(conn, tid), conn.answers.get(key),
+                self.tombstoned(conn, mid, tid, stan, business_dates))
 
     # -- reviews and events -----------------------------------------------------------------
 

@@ -174,7 +174,8 @@ def test_one_transaction_writes_the_head_twice_on_sqlite(engine: Engine, url: st
     with engine.begin() as conn:
         for ref in ("a", "b", "c"):
             book.post_group(conn, SALE, currency="CNY", at_ms=1, reference=ref)
-    updates = sum(s.startswith("UPDATE ledger_head") for s in seen)
+    # On PostgreSQL a posting after the first updates the head inside its INSERT's WITH.
+    updates = sum("UPDATE ledger_head" in s for s in seen)
     assert updates == (2 if url.startswith("/") or "sqlite" in url else 3)
     assert _head_row(engine) == (3, 6)
     assert verify_database(url)["ok"]
