@@ -163,7 +163,7 @@ def test_real_refund_of_a_keyed_rrn(real_config: TerminalConfig, real_host: Real
         link.close()
         assert resp.response_code == "00" and resp.rrn
         await pilot.press("2", "r", *resp.rrn, "enter")
-        assert app.state.step is Step.AMOUNT
+        await until(pilot, lambda: app.state.step is Step.AMOUNT, what="amount after the RRN")
         await pilot.press(*"800", "enter", "1", "i", *"0000", "enter")
         texts.append(await result(app, pilot))
         texts.append(resp.rrn)
