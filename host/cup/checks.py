@@ -63,7 +63,7 @@ def _answered(ctx: Context) -> bool:
 def signed_on_and_mac(ctx: Context) -> None:
     """Steps 3 and 4 (after the identify stage)."""
     if ctx.txn not in _EXEMPT:
-        row = ctx.host.store.terminal(ctx.conn, ctx.message.terminal_id)
+        row = ctx.terminal  # read by the identify stage in this transaction
         if row is None or not row.signed_on:
             raise _refuse(ctx, "77", RuleId.SIGN_ON_REQUIRED)
         facts = ctx.message.cup
