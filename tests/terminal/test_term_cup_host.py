@@ -206,3 +206,41 @@ def test_keyed_rrn_refund_asks_for_the_originals_date_and_sends_it_in_61_3(
         (sold.rrn, "000000000000" + wrong), (sold.rrn, "000000000000" + right)]
     assert [t.status for t in app.journal] == [TxnStatus.DECLINED, TxnStatus.APPROVED]
     assert _detail(run, cup_host, sold.rrn).refunded_minor == 1000
+
+
+# -- an unanswered 0220 is sent again -----------------------------------------------------------
+
+
+def test_refund_advice_whose_answer_is_lost_is_sent_again_and_booked_once(
+        cup_host: CupHost, tmp_path: Path, run: Any) -> None:
+    """The host books an 0220 but the connection closes before its answer: the terminal sends
+    the same 0220 again at once (a CUP terminal has no 0221), the host answers it as it
+    answered the first, and the journal line ends approved; the sale has one refund."""
+    term = Terminal(tmp_path / "term", LOST_ANSWER, cup_host.port, repeats=1)
+    sale, refund = run(term.day(term.sale(5000), "refund 2000"))
+    assert (sale.status, refund.status) == ("approved", "approved")
+    first, again = term.sent("0220")
+    assert again == first
+    assert [t.status for t in term.journal] == [TxnStatus.APPROVED, TxnStatus.APPROVED]
+    detail = _detail(run, cup_host, next(iter(term.journal)).rrn)
+    assert (detail.refund_count, detail.refunded_minor) == (1, 2000)
+
+
+def test_refund_advice_waits_through_a_restart_and_goes_before_the_next_sale(
+        cup_host: CupHost, tmp_path: Path, run: Any) -> None:
+    """An 0220 that never reached the host, with no repeat left, waits in the journal (not
+    "to reverse"); the terminal restarted on the same journal sends it again, rebuilt from the
+    line, before its next sale: the host books it then, once, and the line ends approved."""
+    before = Terminal(tmp_path / "term", LOST_ADVICE, cup_host.port)
+    sale, refund = run(before.day(before.sale(5000), "refund 1500"))
+    assert (sale.status, refund.status) == ("approved", "no_response")
+    assert "sent again before the next transaction" in refund.detail
+    assert [t.status for t in before.journal] == [TxnStatus.APPROVED, TxnStatus.ADVICE_PENDING]
+    after = Terminal(tmp_path / "term", LOST_ADVICE, cup_host.port)
+    (next_sale,) = run(after.day(after.sale(700)))
+    assert next_sale.status == "approved"
+    assert [t.mti for t in after.traffic if t.direction == "sent"] == ["0800", "0220", "0200"]
+    assert after.sent("0220") == before.sent("0220")
+    assert [t.status for t in after.journal] == [TxnStatus.APPROVED] * 3
+    detail = _detail(run, cup_host, next(iter(after.journal)).rrn)
+    assert (detail.refund_count, detail.refunded_minor) == (1, 1500)
