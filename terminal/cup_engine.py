@@ -182,7 +182,7 @@ class CupEngine:
         base, txn = self.session.session, pending.txn
         if request["t"] == ADVICE_MTI:
             return await self._advice_unanswered(pending, request, why)
-        base.unanswered(txn)
+        self.session.reversal_waiting(txn, reason)
         acknowledged = None
         if request["t"] == "0200":
             reversal = self.session.reversal_fields(request, reason)

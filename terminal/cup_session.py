@@ -20,14 +20,15 @@ the generic profile's typed messages:
   ``207``;
 * reversal ``0400`` of an unanswered 0200: the original's fields with DE39 ``98`` (``A0`` when
   the answer failed its MAC); one the host did not acknowledge is rebuilt from the journal line
-  and forwarded before the next request;
+  and forwarded before the next request, with the same fields and reason, so a host that took
+  the first one knows it again;
 * an unanswered ``0220`` is an advice: not reversed but sent again, the same message (a CUP
   terminal has no 0221), until the host answers; the host knows the repeat by its key and
   content and answers it as it answered the first, booking nothing twice.
 
 The journal line keeps the request as sent, less the card's data, PIN and MAC
-(:attr:`~terminal.journal.Txn.sent`): a repeat is rebuilt from it and the deck card, also
-after a restart.
+(:attr:`~terminal.journal.Txn.sent`): a reversal or a repeat is rebuilt from it and the deck
+card, also after a restart.
 
 Keys (docs/payment-security.md, "Terminal"), with a TMK in the session's
 :class:`~terminal.security.state.TerminalSecurity`: the 0810's DE62 brings the PIN, MAC and
@@ -289,6 +290,12 @@ class CupSession:
         """The 0220 refunds the host has not answered yet (repeated before the next request)."""
         return self.session.journal.pending_advices()
 
+    def reversal_waiting(self, txn: Txn, reason: str) -> None:
+        """An 0200 without a usable answer: the line waits for its reversal, whose DE39 is
+        ``reason`` also when it is sent again after a restart."""
+        txn.reversal_reason = None if reason == NO_ANSWER_REASON else reason
+        self.session.unanswered(txn)
+
     def answered(self, txn: Txn, answer: Fields) -> Outcome:
         """Record the host's answer; ``77``/``A0`` also drop the sign-on."""
         code = answer.get("39", "")
@@ -316,19 +323,27 @@ class CupSession:
         return out
 
     def stored_reversal(self, txn: Txn) -> Fields | None:
-        """The 0400 for a journal line still waiting for its reversal (store and forward),
-        rebuilt from the line; None for a refund (an 0220 advice is not reversed)."""
+        """The 0400 for a journal line still waiting for its reversal (store and forward):
+        the same 0400 as the first, from the request the line kept and with its reason (a
+        line from an older journal: rebuilt from its amount, trace and card, reason kept);
+        None for a refund (an 0220 advice is not reversed)."""
+        if txn.kind not in (TxnKind.SALE, TxnKind.VOID):
+            return None
+        reason = txn.reversal_reason or NO_ANSWER_REASON
+        request = self.rebuilt_request(txn)
+        if request is not None:
+            return self.reversal_fields(request, reason)
         card = self._deck_card(txn.masked_pan)
         return self.reversal_of(txn.kind, txn.stan, Money(txn.amount_minor, txn.currency),
                                 txn.batch, card.pan.digits if card is not None else None,
-                                txn.processing_code)
+                                txn.processing_code, reason)
 
     def reversal_of(self, kind: TxnKind, stan: str, amount: Money, batch: str,
-                    pan: str | None = None, processing_code: str | None = None
-                    ) -> Fields | None:
-        """The 0400 (DE39 ``98``) undoing the sale or void of ``amount`` with trace ``stan``
-        sent in ``batch``; None for other kinds (an 0220 refund is an advice: it is not
-        reversed)."""
+                    pan: str | None = None, processing_code: str | None = None,
+                    reason: str = NO_ANSWER_REASON) -> Fields | None:
+        """The 0400 (DE39 ``reason``) undoing the sale or void of ``amount`` with trace
+        ``stan`` sent in ``batch``; None for other kinds (an 0220 refund is an advice: it is
+        not reversed)."""
         if kind not in (TxnKind.SALE, TxnKind.VOID):
             return None
         route = self.profile.route(_KIND_ROUTE[kind])
@@ -336,7 +351,7 @@ class CupSession:
         condition = next(m.value for m in route.match if m.key == "25")
         out: Fields = {"t": "0400", "3": processing_code or route.processing_code or "000000",
                        "4": f"{amount.minor:012d}", "11": stan, "22": "012", "25": condition,
-                       "39": NO_ANSWER_REASON, "41": self.session.config.terminal_id,
+                       "39": reason, "41": self.session.config.terminal_id,
                        "42": self.session.config.merchant_id,
                        "49": currency(amount.currency).numeric,
                        "60": De60(type_code, batch).text()}

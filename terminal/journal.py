@@ -90,6 +90,9 @@ class Txn:
     reversal_attempts: int = 0
     late_responses: int = 0
     receipt: str | None = None
+    #: DE39 of the reversal this line waits for, when it is not the usual "no answer" (CUP:
+    #: ``A0``, the answer failed its MAC check); a reversal sent again after a restart keeps it.
+    reversal_reason: str | None = None
     #: the request's fields as sent, less the card's data, PIN and MAC, on a profile whose
     #: repeats and reversals must match the request field for field (CUP: the host knows a
     #: repeat by its key and content); None on the generic profile.

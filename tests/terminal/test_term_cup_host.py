@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mac_relay import flip_first_answer_mac
 from term_helpers import PANS, drive, result, screen_text
 from textual.pilot import Pilot
 
@@ -244,3 +245,28 @@ def test_refund_advice_waits_through_a_restart_and_goes_before_the_next_sale(
     assert [t.status for t in after.journal] == [TxnStatus.APPROVED] * 3
     detail = _detail(run, cup_host, next(iter(after.journal)).rrn)
     assert (detail.refund_count, detail.refunded_minor) == (1, 1500)
+
+
+# -- a stored reversal keeps its reason ---------------------------------------------------------
+
+
+def test_stored_reversal_is_sent_again_after_a_restart_with_its_a0_reason(
+        cup_host: CupHost, tmp_path: Path, run: Any) -> None:
+    """A sale whose answer fails its MAC is reversed with A0; when that reversal's answer
+    fails its MAC too, the reversal waits in the journal, and the terminal restarted on it
+    sends the same 0400 again, A0 and all (not 98), before its next sale: the host, which
+    took the first, acknowledges it."""
+    relay = run(flip_first_answer_mac(cup_host.port, "0210", "0410"))
+    try:
+        before = Terminal(tmp_path / "term", MACS, relay.sockets[0].getsockname()[1], tmk=TMK)
+        (sale,) = run(before.day(before.sale(3000)))
+    finally:
+        relay.close()
+    assert sale.status == "no_response"
+    assert [t.status for t in before.journal] == [TxnStatus.REVERSAL_PENDING]
+    after = Terminal(tmp_path / "term", MACS, cup_host.port, tmk=TMK)
+    (next_sale,) = run(after.day(after.sale(800)))
+    (first,), (stored,) = before.sent("0400"), after.sent("0400")
+    assert stored["39"] == "A0" and _unsealed(stored) == _unsealed(first)
+    assert next_sale.status == "approved"
+    assert [t.status for t in after.journal] == [TxnStatus.REVERSED, TxnStatus.APPROVED]
