@@ -208,10 +208,8 @@ class CupEngine:
         the answer, or None. After a 77 or A0 (no answer to the advice) the terminal is not
         signed on, and tries no more."""
         for _attempt in range(tries):
-            try:
-                await self.link.connect()
-                answer = await self.link.send_fields(advice, self._timeout)
-            except (LinkError, ProtocolError):
+            answer = await self._send_again(advice)
+            if answer is None:
                 continue
             if answer.get("39") not in SIGN_ON_AGAIN:
                 return answer
@@ -236,15 +234,20 @@ class CupEngine:
         """Send ``reversal`` until the host acknowledges it (00, or 25: it never saw the
         original) or the tries run out; the acknowledging DE39, or None."""
         for _attempt in range(tries):
-            try:
-                await self.link.connect()
-                answer = await self.link.send_fields(reversal, self._timeout)
-            except (LinkError, ProtocolError):
-                continue
+            answer = await self._send_again(reversal)
             acknowledged = self.session.reversal_answered(txn, answer)
             if acknowledged:
                 return acknowledged
         return None
+
+    async def _send_again(self, fields: Fields) -> Fields | None:
+        """Send a reversal or a repeat (connecting again if the link dropped); its answer, or
+        None when the link failed or no usable answer came."""
+        try:
+            await self.link.connect()
+            return await self.link.send_fields(fields, self._timeout)
+        except (LinkError, ProtocolError):
+            return None
 
     async def forward_reversals(self) -> bool:
         """Send each stored 0400 once more; True when no 0200 waits for its reversal."""
