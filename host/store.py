@@ -476,6 +476,17 @@ class Store:
         number: str | None = conn.execute(q.order_by(batch.c.id.desc()).limit(1)).scalar()
         return number
 
+    def batches_since_number(self, conn: Connection, tid: str) -> list[Row[Any]]:
+        """The terminal's batches opened after its last closed numbered batch, oldest first:
+        those a settlement cut-off closed (no number) and the open one."""
+        last = (select(func.max(batch.c.id))
+                .where(batch.c.terminal_id == tid, batch.c.state == "closed",
+                       batch.c.number.is_not(None)).scalar_subquery())
+        rows: Any = conn.execute(select(batch).where(
+            batch.c.terminal_id == tid, batch.c.id > func.coalesce(last, 0))
+            .order_by(batch.c.id)).all()
+        return list(rows)
+
     def batch_members(self, conn: Connection, batch_id: int) -> list[Row[Any]]:
         """The transactions of a batch (id, kind, state, stan, amount, currency, masked PAN),
         oldest first."""

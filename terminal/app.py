@@ -74,6 +74,7 @@ _MODE_NAMES = {EntryMode.SWIPE: N_("swipe"), EntryMode.CHIP: N_("insert"),
 HINTS = {
     Step.MENU: N_("1-8 or ↑↓ Enter: choose   F2 messages   F5 reconnect   Ctrl+Q quit"),
     Step.ORIGINAL: N_("↑↓ Enter: choose   R: key in an RRN   Esc: cancel"),
+    Step.ORIGINAL_DATE: N_("0-9 date MMDD   Backspace delete   Del clear   Enter OK   Esc cancel"),
     Step.AMOUNT: N_("0-9 amount   Backspace delete   Del clear   Enter OK   Esc cancel"),
     Step.REASON: N_("1-5 or ↑↓ Enter: choose   Esc: cancel"),
     Step.CARD: N_("↑↓ card, then S swipe  I insert  T tap  M manual (Enter = insert)   Esc cancel"),
@@ -99,6 +100,13 @@ def outcome_title(outcome: Outcome) -> str:
         return _("DECLINED {code} {meaning}").format(
             code=outcome.response_code, meaning=i18n.meaning(response_text(outcome.response_code)))
     return _(outcome.title)
+
+
+def policy_of(config: TerminalConfig, pin_entry: bool = False) -> flow.Policy:
+    """The flow's rules for ``config``; ``pin_entry`` while the terminal holds a PIN key."""
+    return flow.Policy(config.currency, config.supervisor_password,
+                       config.supervisor_for_refund, config.supervisor_for_void, pin_entry,
+                       original_date=is_cup(config.profile))
 
 
 @dataclass
@@ -173,17 +181,13 @@ class PosApp(App[None]):
         self._pane_wanted = {PanePlace.BESIDE: True, PanePlace.BELOW: True,
                              PanePlace.COVER: False}
         self._focus_before_pane: Any = None
-        self.set_reactive(PosApp.state, FlowState(policy=flow.Policy(
-            config.currency, config.supervisor_password, config.supervisor_for_refund,
-            config.supervisor_for_void)))
+        self.set_reactive(PosApp.state, FlowState(policy=policy_of(config)))
 
     def apply_config(self, config: TerminalConfig) -> None:
         """Use changed settings from now on (the flow's policy and the engine's timeouts)."""
         self.config = config
         self.engine.config = config
-        self.state = replace(self.state, policy=flow.Policy(
-            config.currency, config.supervisor_password, config.supervisor_for_refund,
-            config.supervisor_for_void))
+        self.state = replace(self.state, policy=policy_of(config, self.state.policy.pin_entry))
 
     def run(self, *args: Any, loop: asyncio.AbstractEventLoop | None = None,
             **kwargs: Any) -> None:
@@ -212,6 +216,9 @@ class PosApp(App[None]):
                         yield DataTable(id="original-table", cursor_type="row")
                         yield Input(placeholder=_("original RRN (R to type one)"), id="rrn-input",
                                     restrict=r"[0-9A-Za-z]*", max_length=12)
+                    with Vertical(id="original_date"):
+                        yield Static("", id="date-context", markup=False)
+                        yield Static("", id="date-display", markup=False)
                     with Horizontal(id="amount"):
                         with Vertical(id="amount-left"):
                             yield Static("", id="amount-context")
@@ -514,6 +521,16 @@ class PosApp(App[None]):
         empty = "  " + _("(none in the journal: press R to key in an RRN)")
         self.query_one("#prompt", Static).update(self._prompt(state) + ("" if rows else empty))
 
+    def _render_original_date(self, state: FlowState, entering: bool) -> None:
+        rrn = state.original.rrn if state.original else ""
+        self.query_one("#date-context", Static).update(_(
+            "Refund of RRN {rrn}: this terminal's journal does not hold the original.\n"
+            "Type the date printed on its slip, month then day.").format(rrn=rrn))
+        shown = (state.date_digits + "_" * flow.DATE_DIGITS)[:flow.DATE_DIGITS]
+        self.query_one("#date-display", Static).update(f"MM/DD  {shown[:2]}/{shown[2:]}")
+        if entering:
+            self.set_focus(None)
+
     def _render_amount(self, state: FlowState, entering: bool) -> None:
         self.query_one(AmountDisplay).show(state.amount)
         context = ""
@@ -635,14 +652,14 @@ class PosApp(App[None]):
             self.dispatch(flow.PickReason(list(RefundReason)[int(char) - 1]))
         elif step is Step.CARD and key in MODES:
             self.present(MODES[key])
-        elif step is Step.PIN:
-            pin_keys: dict[str, flow.Event] = {"backspace": flow.Backspace(),
-                                               "delete": flow.Clear(), "enter": flow.Enter()}
-            pin_event = pin_keys.get(key)
-            if pin_event is None and char.isdigit():
-                pin_event = flow.Digit(char)
-            if pin_event is not None:
-                self.dispatch(pin_event)
+        elif step in (Step.PIN, Step.ORIGINAL_DATE):
+            typed: dict[str, flow.Event] = {"backspace": flow.Backspace(),
+                                            "delete": flow.Clear(), "enter": flow.Enter()}
+            typed_event = typed.get(key)
+            if typed_event is None and char.isdigit():
+                typed_event = flow.Digit(char)
+            if typed_event is not None:
+                self.dispatch(typed_event)
                 event.stop()
         elif step is Step.ORIGINAL and key == "r":
             self.query_one("#rrn-input", Input).focus()

@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=d.timeout_s_response, metavar="S",
                    help="response timeout in seconds before a reversal (default %(default)s)")
     p.add_argument("--reversal-repeats", type=int, default=d.reversal_repeats, metavar="N",
-                   help="0401 repeats after an unanswered 0400 (default %(default)s)")
+                   help="0401 repeats after an unanswered 0400; on cup, times an unanswered "
+                        "0400 or 0220 is sent again (default %(default)s)")
     p.add_argument("--echo", type=float, default=d.echo_interval_s, metavar="S",
                    help="echo test period in seconds, 0 = off (default %(default)s)")
     p.add_argument("--supervisor-password", default=d.supervisor_password, metavar="PW",

@@ -14,7 +14,8 @@ class TerminalConfig:
     """Everything the terminal needs to run; built by the command line, replaced in tests.
 
     :ivar timeout_s_response: how long a request waits for its answer before it is reversed.
-    :ivar reversal_repeats: how many 0401 repeats follow an unanswered 0400.
+    :ivar reversal_repeats: how many 0401 repeats follow an unanswered 0400 (on CUP: how many
+        times an unanswered 0400 or 0220 is sent again at once).
     :ivar echo_interval_s: link check period (0800/301); 0 disables it.
     :ivar supervisor_password: asked before refunds and voids when the matching flag is on.
     :ivar timezone: the merchant's IANA time zone; times on screens and slips are shown in it.

@@ -1,7 +1,14 @@
 """Drives a :class:`~terminal.cup_session.CupSession` over a link that carries field dicts
 (:meth:`terminal.link.Link.send_fields` with a CUP codec): sign-on before the first
-transaction and again after a ``77`` or ``A0``, reversal of an unanswered 0200, and the CUP
-settlement with its batch upload.
+transaction and again after a ``77`` or ``A0``, reversal of an unanswered 0200, repeats of an
+unanswered 0220 refund advice, and the CUP settlement with its batch upload.
+
+An 0220 without a usable answer is sent again at once, up to the configured repeats
+(``reversal_repeats``: CUP terminals have one resend count), then before each later transaction
+and before the settlement, which waits until the host has answered it. A repeat is the same
+0220 (rebuilt from the journal after a restart); the host answers it as it answered the first.
+A ``77`` or ``A0`` to a repeat is no answer to the advice -- the host checked the sign-on or the
+MAC before it looked for the advice -- so the terminal signs on again and the advice waits.
 
 With keys (a TMK in the session's security) the engine gives the link the CUP MAC guard
 (:func:`~terminal.cup_session.cup_mac_guard`), tries a sign-on whose working keys fail their
@@ -27,6 +34,7 @@ from terminal.cup_exchanged import financial_event, management_event
 from terminal.cup_session import (
     MAC_FAILED_REASON,
     NO_ANSWER_REASON,
+    SIGN_ON_AGAIN,
     CupSession,
     Fields,
     cup_mac_guard,
@@ -38,6 +46,9 @@ from terminal.journal import Txn
 from terminal.link import LinkError, LinkTimeout, MacMismatch
 from terminal.security.state import SIGN_ON_TRIES, SecurityUnavailable, SignOnKeyError
 from terminal.session import Exchanged, Pending
+
+ADVICE_MTI = "0220"
+"""The CUP refund: an advice, sent again (not reversed) when it gets no answer."""
 
 
 class FieldLink(Protocol):
@@ -113,16 +124,9 @@ class CupEngine:
     async def transact(self, draft: Draft) -> Outcome:
         """Sign on when needed, send ``draft`` and return what the result screen shows; a
         ``77``/``A0`` answer is followed by a new sign-on."""
-        try:
-            await self.link.connect()
-            if not self.session.signed_on and not await self.sign_on():
-                return Outcome("failed", "NOT COMPLETED", "The host refused the sign-on.")
-        except SignOnRefused as exc:
-            return Outcome("failed", "NOT COMPLETED", f"{exc}. Nothing was sent.")
-        except LinkError as exc:
-            return Outcome("failed", "HOST OFFLINE", str(exc))
-        if not await self.forward_reversals():
-            return REVERSAL_WAITING
+        not_ready = await self._ready()
+        if not_ready is not None:
+            return not_ready
         try:
             pending, request = self.session.begin(draft)
         except SecurityUnavailable as exc:
@@ -140,6 +144,25 @@ class CupEngine:
             outcome = replace(outcome, detail=f"{outcome.detail}. {await self._sign_on_again()}")
         return outcome
 
+    async def _ready(self) -> Outcome | None:
+        """Before a transaction: signed on, stored reversals delivered, unanswered advices
+        sent again (signing on again when a repeat was answered 77 or A0); None when the
+        transaction may go, else what the result screen shows instead."""
+        try:
+            await self.link.connect()
+            if not self.session.signed_on and not await self.sign_on():
+                return Outcome("failed", "NOT COMPLETED", "The host refused the sign-on.")
+            if not await self.forward_reversals():
+                return REVERSAL_WAITING
+            await self.repeat_advices()
+            if not self.session.signed_on and not await self.sign_on():
+                return Outcome("failed", "NOT COMPLETED", "The host refused the sign-on.")
+        except SignOnRefused as exc:
+            return Outcome("failed", "NOT COMPLETED", f"{exc}. Nothing was sent.")
+        except LinkError as exc:
+            return Outcome("failed", "HOST OFFLINE", str(exc))
+        return None
+
     async def _sign_on_again(self) -> str:
         """Sign on after a 77/A0; what the result screen adds (the next transaction tries
         again when this fails)."""
@@ -155,9 +178,11 @@ class CupEngine:
     async def _unanswered(self, pending: Pending, request: Fields, why: str,
                           reason: str = NO_ANSWER_REASON) -> Outcome:
         """No usable answer: reverse an 0200 (0400, DE39 ``reason``: 98 no answer, A0 its MAC
-        failed) up to the configured tries."""
+        failed) up to the configured tries; send an 0220 advice again."""
         base, txn = self.session.session, pending.txn
-        base.unanswered(txn)
+        if request["t"] == ADVICE_MTI:
+            return await self._advice_unanswered(pending, request, why)
+        self.session.reversal_waiting(txn, reason)
         acknowledged = None
         if request["t"] == "0200":
             reversal = self.session.reversal_fields(request, reason)
@@ -166,19 +191,63 @@ class CupEngine:
                                       pending.card_name, acknowledged))
         return base.no_answer_outcome(txn, acknowledged, why)
 
+    async def _advice_unanswered(self, pending: Pending, request: Fields, why: str) -> Outcome:
+        """An 0220 without a usable answer: the line waits for one, and the same 0220 goes
+        again up to the configured repeats."""
+        txn = pending.txn
+        self.session.advice_waiting(txn)
+        answer = await self._repeat(request, self.session.session.config.reversal_repeats)
+        self._observe(financial_event(pending.request, request, answer, pending.at,
+                                      pending.card_name))
+        if answer is None:
+            return self.session.advice_unanswered(txn, why)
+        return self.session.answered(txn, answer)
+
+    async def _repeat(self, advice: Fields, tries: int) -> Fields | None:
+        """Send the 0220 ``advice`` again, up to ``tries`` times, until the host answers it;
+        the answer, or None. After a 77 or A0 (no answer to the advice) the terminal is not
+        signed on, and tries no more."""
+        for _attempt in range(tries):
+            answer = await self._send_again(advice)
+            if answer is None:
+                continue
+            if answer.get("39") not in SIGN_ON_AGAIN:
+                return answer
+            self.session.signed_on = False
+            break
+        return None
+
+    async def repeat_advices(self) -> bool:
+        """Send each 0220 the host has not answered once more (rebuilt from its journal line);
+        True when none waits any longer."""
+        waiting = False
+        for txn in self.session.pending_advices():
+            advice = self.session.rebuilt_request(txn)
+            answer = await self._repeat(advice, 1) if advice is not None else None
+            if answer is None:
+                waiting = True
+            else:
+                self.session.answered(txn, answer)
+        return not waiting
+
     async def _reverse(self, txn: Txn, reversal: Fields, tries: int) -> str | None:
         """Send ``reversal`` until the host acknowledges it (00, or 25: it never saw the
         original) or the tries run out; the acknowledging DE39, or None."""
         for _attempt in range(tries):
-            try:
-                await self.link.connect()
-                answer = await self.link.send_fields(reversal, self._timeout)
-            except (LinkError, ProtocolError):
-                continue
+            answer = await self._send_again(reversal)
             acknowledged = self.session.reversal_answered(txn, answer)
             if acknowledged:
                 return acknowledged
         return None
+
+    async def _send_again(self, fields: Fields) -> Fields | None:
+        """Send a reversal or a repeat (connecting again if the link dropped); its answer, or
+        None when the link failed or no usable answer came."""
+        try:
+            await self.link.connect()
+            return await self.link.send_fields(fields, self._timeout)
+        except (LinkError, ProtocolError):
+            return None
 
     async def forward_reversals(self) -> bool:
         """Send each stored 0400 once more; True when no 0200 waits for its reversal."""
@@ -212,6 +281,9 @@ class CupEngine:
             await self.link.connect()
             if not await self.forward_reversals():
                 return refused(_("A reversal still waits for the host; settle later."))
+            if not await self.repeat_advices():
+                return refused(_("A refund advice still waits for the host's answer; settle "
+                                 "later."))
             request, at = self.session.settlement_request(), self._now()
             answer = await self.link.send_fields(request, self._timeout)
             self._settlement = request, answer, at

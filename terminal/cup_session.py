@@ -20,7 +20,15 @@ the generic profile's typed messages:
   ``207``;
 * reversal ``0400`` of an unanswered 0200: the original's fields with DE39 ``98`` (``A0`` when
   the answer failed its MAC); one the host did not acknowledge is rebuilt from the journal line
-  and forwarded before the next request.
+  and forwarded before the next request, with the same fields and reason, so a host that took
+  the first one knows it again;
+* an unanswered ``0220`` is an advice: not reversed but sent again, the same message (a CUP
+  terminal has no 0221), until the host answers; the host knows the repeat by its key and
+  content and answers it as it answered the first, booking nothing twice.
+
+The journal line keeps the request as sent, less the card's data, PIN and MAC
+(:attr:`~terminal.journal.Txn.sent`): a reversal or a repeat is rebuilt from it and the deck
+card, also after a restart.
 
 Keys (docs/payment-security.md, "Terminal"), with a TMK in the session's
 :class:`~terminal.security.state.TerminalSecurity`: the 0810's DE62 brings the PIN, MAC and
@@ -47,6 +55,7 @@ from protocol.specs import WireProfile
 from protocol.transactions import TxnType
 from terminal.cards import Card
 from terminal.flow import Draft, Original, Outcome
+from terminal.i18n import _
 from terminal.journal import Txn, TxnKind, TxnStatus
 from terminal.security.guard import MacGuard
 from terminal.security.state import SIGN_ON_AGAIN as SECURITY_REFUSALS
@@ -76,6 +85,8 @@ PIN_ENTERED = "1"
 MAX_PIN_DIGITS = "12"
 """DE26: the longest PIN the terminal's PIN pad takes."""
 UPLOAD_PER_MESSAGE = 8
+CARD_DATA = frozenset({"2", "14", "35", "26", "52", "53", "55", "64"})
+"""Request fields a journal line never keeps: the card's data, the PIN and the MAC."""
 OPERATOR = "01 "
 """DE63 of a sign-on and a settlement: operator number (3 characters)."""
 
@@ -120,6 +131,15 @@ class CupSession:
     signed_on: bool = False
     #: DE39 of the last 0810 (None before the first sign-on was answered).
     sign_on_code: str | None = None
+
+    def __post_init__(self) -> None:
+        # A refund sent just before a crash comes back from the journal to be reversed; on CUP
+        # it is an advice, to be repeated.
+        journal = self.session.journal
+        for txn in journal.pending_reversals():
+            if txn.kind is TxnKind.REFUND:
+                txn.status = TxnStatus.ADVICE_PENDING
+                journal.update(txn)
 
     @property
     def batch(self) -> str:
@@ -201,13 +221,7 @@ class CupSession:
             # A void without a card presented: the original's card, keyed in.
             presented, mode = self._deck_card(draft.original.masked_pan), EntryMode.MANUAL
         if presented is not None and mode is not None:
-            card = presented.present(mode)
-            if card.pan is not None:
-                out["2"] = card.pan.digits
-            if card.expiry:
-                out["14"] = card.expiry
-            if card.track2 is not None:
-                out["35"] = card.track2.data.replace("=", "D")  # BCD: D separates
+            out.update(card_fields(presented, mode))
             out["22"] = _CUP_ENTRY[mode] + (PIN_ENTERED if pin else "2")  # 2: no PIN entered
         else:
             out["22"] = "012"
@@ -239,8 +253,48 @@ class CupSession:
         pending = self.session.begin(replace(draft, pin=None), stan=stan)
         fields = self.request_fields(draft, pending.txn.stan, pending.at, original_line, pin)
         pending.txn.processing_code = fields["3"]  # the CUP code, for a later reversal
+        pending.txn.sent = {k: v for k, v in fields.items() if k not in CARD_DATA}
         self.session.journal.update(pending.txn)
         return pending, fields
+
+    def rebuilt_request(self, txn: Txn) -> Fields | None:
+        """The request of ``txn`` as it was sent: the fields its line kept and the card's from
+        the deck (a void's card keyed in, as it was sent); None for a line that kept none, or
+        whose card is not in the deck."""
+        if txn.sent is None:
+            return None
+        out = dict(txn.sent)
+        if txn.masked_pan:  # the line kept everything but the card
+            card = self._deck_card(txn.masked_pan)
+            if card is None:
+                return None
+            mode = EntryMode(txn.entry_mode) if txn.entry_mode else EntryMode.MANUAL
+            out.update(card_fields(card, mode))
+        return out
+
+    def advice_waiting(self, txn: Txn) -> None:
+        """An 0220 without a usable answer: the line waits for a repeat to be answered."""
+        txn.status = TxnStatus.ADVICE_PENDING
+        self.session.journal.update(txn)
+
+    def advice_unanswered(self, txn: Txn, why: str) -> Outcome:
+        """The result screen of an 0220 whose repeats got no answer either: the line waits,
+        and the terminal sends it again before its next transaction."""
+        self.session.finish(txn)
+        detail = _("{why} The refund advice is kept and sent again before the next "
+                   "transaction; the refund is done when the host answers it.").format(
+                       why=self.session.no_answer_lead(why))
+        return Outcome("no_response", "NO RESPONSE", detail, None, txn.seq)
+
+    def pending_advices(self) -> list[Txn]:
+        """The 0220 refunds the host has not answered yet (repeated before the next request)."""
+        return self.session.journal.pending_advices()
+
+    def reversal_waiting(self, txn: Txn, reason: str) -> None:
+        """An 0200 without a usable answer: the line waits for its reversal, whose DE39 is
+        ``reason`` also when it is sent again after a restart."""
+        txn.reversal_reason = None if reason == NO_ANSWER_REASON else reason
+        self.session.unanswered(txn)
 
     def answered(self, txn: Txn, answer: Fields) -> Outcome:
         """Record the host's answer; ``77``/``A0`` also drop the sign-on."""
@@ -269,19 +323,27 @@ class CupSession:
         return out
 
     def stored_reversal(self, txn: Txn) -> Fields | None:
-        """The 0400 for a journal line still waiting for its reversal (store and forward),
-        rebuilt from the line; None for a refund (an 0220 advice is not reversed)."""
+        """The 0400 for a journal line still waiting for its reversal (store and forward):
+        the same 0400 as the first, from the request the line kept and with its reason (a
+        line from an older journal: rebuilt from its amount, trace and card, reason kept);
+        None for a refund (an 0220 advice is not reversed)."""
+        if txn.kind not in (TxnKind.SALE, TxnKind.VOID):
+            return None
+        reason = txn.reversal_reason or NO_ANSWER_REASON
+        request = self.rebuilt_request(txn)
+        if request is not None:
+            return self.reversal_fields(request, reason)
         card = self._deck_card(txn.masked_pan)
         return self.reversal_of(txn.kind, txn.stan, Money(txn.amount_minor, txn.currency),
                                 txn.batch, card.pan.digits if card is not None else None,
-                                txn.processing_code)
+                                txn.processing_code, reason)
 
     def reversal_of(self, kind: TxnKind, stan: str, amount: Money, batch: str,
-                    pan: str | None = None, processing_code: str | None = None
-                    ) -> Fields | None:
-        """The 0400 (DE39 ``98``) undoing the sale or void of ``amount`` with trace ``stan``
-        sent in ``batch``; None for other kinds (an 0220 refund is an advice: it is not
-        reversed)."""
+                    pan: str | None = None, processing_code: str | None = None,
+                    reason: str = NO_ANSWER_REASON) -> Fields | None:
+        """The 0400 (DE39 ``reason``) undoing the sale or void of ``amount`` with trace
+        ``stan`` sent in ``batch``; None for other kinds (an 0220 refund is an advice: it is
+        not reversed)."""
         if kind not in (TxnKind.SALE, TxnKind.VOID):
             return None
         route = self.profile.route(_KIND_ROUTE[kind])
@@ -289,7 +351,7 @@ class CupSession:
         condition = next(m.value for m in route.match if m.key == "25")
         out: Fields = {"t": "0400", "3": processing_code or route.processing_code or "000000",
                        "4": f"{amount.minor:012d}", "11": stan, "22": "012", "25": condition,
-                       "39": NO_ANSWER_REASON, "41": self.session.config.terminal_id,
+                       "39": reason, "41": self.session.config.terminal_id,
                        "42": self.session.config.merchant_id,
                        "49": currency(amount.currency).numeric,
                        "60": De60(type_code, batch).text()}
@@ -344,6 +406,19 @@ class CupSession:
                    "60": De60("00", self.batch, "201").text()}
         yield {"t": "0320", **self._ids(), "48": f"{len(records):04d}",
                "60": De60("00", self.batch, "207").text()}
+
+
+def card_fields(card: Card, mode: EntryMode) -> Fields:
+    """DE2, DE14 and DE35 of ``card`` presented in ``mode`` (what it gives away in it)."""
+    read = card.present(mode)
+    out: Fields = {}
+    if read.pan is not None:
+        out["2"] = read.pan.digits
+    if read.expiry:
+        out["14"] = read.expiry
+    if read.track2 is not None:
+        out["35"] = read.track2.data.replace("=", "D")  # BCD: D separates
+    return out
 
 
 def pin_fields(security: TerminalSecurity | None, draft: Draft) -> Fields:

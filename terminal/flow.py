@@ -7,12 +7,16 @@ the engine in a worker. The engine's answer comes back as a :class:`Finished` ev
 Paths through the steps::
 
     Sale:    MENU -> AMOUNT -> CARD [-> PIN] -> SENDING -> RESULT -> MENU
-    Refund:  MENU -> ORIGINAL -> AMOUNT -> REASON -> CARD [-> SUPERVISOR] -> SENDING -> RESULT
+    Refund:  MENU -> ORIGINAL [-> ORIGINAL_DATE] -> AMOUNT -> REASON -> CARD [-> SUPERVISOR]
+             -> SENDING -> RESULT
     Void:    MENU -> ORIGINAL [-> AMOUNT] -> CONFIRM [-> SUPERVISOR] -> SENDING -> RESULT
 
 A refund's amount starts as what is left of the sale, and a void of a keyed-in RRN the journal
-does not know asks for the amount first. A pre-filled amount is replaced by the first digit
-typed, as on a real terminal; Backspace edits it instead.
+does not know asks for the amount first. On a CUP terminal (:attr:`Policy.original_date`) a
+refund of a keyed-in RRN first asks for the original's date from its slip (MMDD): the 0220
+names it in 61.3, and the host finds the original by date and RRN; the step takes only a real
+month and day. A pre-filled amount is replaced by the first digit typed, as on a real terminal;
+Backspace edits it instead.
 
 A sale asks for the PIN when the card wants one (the deck's ``pin``) and the terminal can
 encipher it (:attr:`Policy.pin_entry`: it holds a PIN key). The PIN step takes 4-12 digits,
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
+from datetime import date
 
 from protocol.codes import EntryMode, RefundReason
 from protocol.money import Money
@@ -33,6 +38,9 @@ from terminal.i18n import N_
 from terminal.journal import TxnKind
 
 MAX_AMOUNT_DIGITS = 10
+DATE_DIGITS = 4
+#: A year with a 29 February: the slip's date has no year, and 0229 is a real date.
+_LEAP_YEAR = 2000
 PIN_DIGITS_MIN, PIN_DIGITS_MAX = 4, 12
 
 
@@ -41,6 +49,7 @@ class Step(enum.StrEnum):
 
     MENU = "menu"
     ORIGINAL = "original"
+    ORIGINAL_DATE = "original_date"
     AMOUNT = "amount"
     REASON = "reason"
     CARD = "card"
@@ -78,6 +87,9 @@ class Policy:
     supervisor_for_void: bool = True
     #: the terminal holds a PIN key, so cards that want a PIN are asked for one.
     pin_entry: bool = False
+    #: a refund of an RRN the journal does not hold asks for the original's date (MMDD) from
+    #: its slip, as CUP terminals do (the 0220's 61.3).
+    original_date: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,8 @@ class FlowState:
     prefilled: bool = False
     #: the PIN digits typed so far (screens show only how many).
     pin: str = field(default="", repr=False)
+    #: the digits of the original's date typed so far (MMDD).
+    date_digits: str = ""
 
     @property
     def amount(self) -> Money:
@@ -240,6 +254,7 @@ Effect = Transmit
 
 _PROMPTS = {
     Step.ORIGINAL: N_("Choose the original transaction"),
+    Step.ORIGINAL_DATE: N_("Enter the original's date from its slip (MMDD)"),
     Step.AMOUNT: N_("Enter the amount"),
     Step.REASON: N_("Why is this refund made?"),
     Step.CARD: N_("Present the card"),
@@ -284,11 +299,51 @@ def _original(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, 
     if not isinstance(event, PickOriginal):
         return state, ()
     orig = event.original
+    if state.kind is TxnKind.REFUND and state.policy.original_date and \
+            orig.amount_minor is None and not orig.date_mmdd:
+        # Keyed in, not in the journal: nothing but the RRN is known, and CUP needs the date.
+        return _go(state, Step.ORIGINAL_DATE, original=orig, date_digits=""), ()
     if state.kind is TxnKind.VOID and orig.amount_minor:
         return _go(state, Step.CONFIRM, original=orig, digits=str(orig.amount_minor)), ()
     default = orig.remaining_minor if orig.remaining_minor is not None else orig.amount_minor
     return _go(state, Step.AMOUNT, original=orig, digits=str(default) if default else "",
                prefilled=bool(default)), ()
+
+
+def date_problem(mmdd: str) -> str | None:
+    """What is wrong with ``mmdd`` as a date from a slip (a message id), None when it is a
+    real month and day."""
+    if len(mmdd) != DATE_DIGITS or not mmdd.isdigit():
+        return N_("Enter 4 digits: the month, then the day (MMDD)")
+    month, day = int(mmdd[:2]), int(mmdd[2:])
+    if not 1 <= month <= 12:
+        return N_("No such month: MM is 01 to 12")
+    try:
+        date(_LEAP_YEAR, month, day)
+    except ValueError:
+        return N_("No such day in that month: check DD")
+    return None
+
+
+def _original_date(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
+    typed = state.date_digits
+    prompt = _PROMPTS[Step.ORIGINAL_DATE]
+    if isinstance(event, Digit) and event.digit.isdigit() and len(event.digit) == 1:
+        if len(typed) >= DATE_DIGITS:
+            return replace(state, message=N_("The date has 4 digits: MMDD")), ()
+        return replace(state, date_digits=typed + event.digit, message=prompt), ()
+    if isinstance(event, Backspace):
+        return replace(state, date_digits=typed[:-1], message=prompt), ()
+    if isinstance(event, Clear):
+        return replace(state, date_digits="", message=prompt), ()
+    if isinstance(event, Enter):
+        problem = date_problem(typed)
+        if problem is not None:
+            return replace(state, message=problem), ()
+        assert state.original is not None
+        return _go(state, Step.AMOUNT, original=replace(state.original, date_mmdd=typed),
+                   digits="", prefilled=False), ()
+    return state, ()
 
 
 def _amount(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ...]]:
@@ -388,7 +443,8 @@ def _result(state: FlowState, event: Event) -> tuple[FlowState, tuple[Effect, ..
 
 
 _HANDLERS = {
-    Step.MENU: _menu, Step.ORIGINAL: _original, Step.AMOUNT: _amount, Step.REASON: _reason,
+    Step.MENU: _menu, Step.ORIGINAL: _original, Step.ORIGINAL_DATE: _original_date,
+    Step.AMOUNT: _amount, Step.REASON: _reason,
     Step.CARD: _card, Step.PIN: _pin, Step.CONFIRM: _confirm, Step.SUPERVISOR: _supervisor,
     Step.SENDING: _sending, Step.RESULT: _result,
 }

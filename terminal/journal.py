@@ -7,7 +7,9 @@ on disk (scenario runs, the load generator, tests). It never holds a full PAN, t
 PIN: cards are kept as masked PAN and deck name.
 
 A request that was sent but never answered stays ``REVERSAL_PENDING`` until a reversal for it
-is acknowledged (store and forward): the terminal retries it before its next transaction.
+is acknowledged (store and forward): the terminal retries it before its next transaction. An
+advice is not reversed but sent again: a CUP refund (an 0220) without an answer stays
+``ADVICE_PENDING`` until the host answers a repeat.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class TxnStatus(enum.StrEnum):
     DECLINED = "declined"
     REVERSAL_PENDING = "reversal_pending"  # no answer; reversal not yet acknowledged
     REVERSED = "reversed"  # no answer; the host acknowledged the reversal
+    ADVICE_PENDING = "advice_pending"  # an advice (CUP 0220 refund) without an answer: repeated
 
 
 @dataclass
@@ -87,6 +90,13 @@ class Txn:
     reversal_attempts: int = 0
     late_responses: int = 0
     receipt: str | None = None
+    #: DE39 of the reversal this line waits for, when it is not the usual "no answer" (CUP:
+    #: ``A0``, the answer failed its MAC check); a reversal sent again after a restart keeps it.
+    reversal_reason: str | None = None
+    #: the request's fields as sent, less the card's data, PIN and MAC, on a profile whose
+    #: repeats and reversals must match the request field for field (CUP: the host knows a
+    #: repeat by its key and content); None on the generic profile.
+    sent: dict[str, str] | None = None
 
     @property
     def approved(self) -> bool:
@@ -330,6 +340,10 @@ class Journal:
     def pending_reversals(self) -> list[Txn]:
         """Unanswered requests whose reversal the host has not yet acknowledged."""
         return [t for t in self._state.txns if t.status is TxnStatus.REVERSAL_PENDING]
+
+    def pending_advices(self) -> list[Txn]:
+        """Advices (CUP 0220 refunds) the host has not answered yet, oldest first."""
+        return [t for t in self._state.txns if t.status is TxnStatus.ADVICE_PENDING]
 
     def totals(self, currency: str) -> BatchTotals:
         """Batch totals of the open batch in ``currency``: debits are sales, credits refunds."""

@@ -61,7 +61,7 @@ def cup_totals_text(batch: str, totals: CupTotals, currency: str) -> str:
 
 _RESULTS = {TxnStatus.REVERSAL_PENDING: N_("to reverse"), TxnStatus.PENDING: N_("pending"),
             TxnStatus.APPROVED: N_("approved"), TxnStatus.DECLINED: N_("declined"),
-            TxnStatus.REVERSED: N_("reversed")}
+            TxnStatus.REVERSED: N_("reversed"), TxnStatus.ADVICE_PENDING: N_("to repeat")}
 
 
 def result_cell(txn: Txn) -> str:

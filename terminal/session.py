@@ -250,14 +250,20 @@ class TerminalSession:
     def no_answer_outcome(self, txn: Txn, acknowledged: str | None, why: str = "") -> Outcome:
         """The result screen of an unanswered request after its reversal attempts."""
         self.finish(txn)
-        lead = why or _("The host did not answer within {seconds} s.").format(
-            seconds=f"{self.config.timeout_s_response:g}")
+        lead = self.no_answer_lead(why)
         if acknowledged:
             detail = _("{why} The transaction was reversed: no money has moved.").format(why=lead)
         else:
             detail = _("{why} A reversal could not be delivered yet; it is kept and will be "
                        "sent before the next transaction.").format(why=lead)
         return Outcome("no_response", "NO RESPONSE", detail, None, txn.seq)
+
+    def no_answer_lead(self, why: str = "") -> str:
+        """The first sentence of a no-answer result: ``why``, else the timeout."""
+        if why:
+            return why if why.endswith((".", "。")) else f"{why}."  # a link error's words
+        return _("The host did not answer within {seconds} s.").format(
+            seconds=f"{self.config.timeout_s_response:g}")
 
     def finish(self, txn: Txn) -> None:
         """A transaction reached its final state here: receipt (if any), then persist."""

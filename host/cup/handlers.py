@@ -16,6 +16,15 @@ and the batch upload are CUP's own:
   ``uploaded`` event per record says whether the host has that trace with that amount); the
   closing ``0320`` 60.3 ``207`` closes the batch.
 
+The batch a CUP terminal settles is its batch number (60.2), which the settlement cut-off
+knows nothing of: the cut-off closes the host's batch without a number (and funds it), the
+terminal keeps its number, and the host's next batch carries the same one. So the 0500 and the
+upload compare with every batch since the terminal's last settled number -- those the cut-off
+closed and the open one -- as an acquirer reconciles a terminal's batch by its number. Closing
+closes the open one with the number; when the cut-off closed all of it, an empty batch closed
+with the number records that the terminal settled it, and the next sign-on gives the next
+number.
+
 Batches close through the same store calls and ``batch_closed`` event as the generic 0500, so
 settlement (:mod:`host.settlement`) funds them alike.
 """
@@ -142,10 +151,23 @@ def reversal(ctx: Context) -> Reply:
 # == 0500 / 0320 =============================================================================
 
 
-def _close(ctx: Context, batch_id: int, number: str, closed_by: str) -> None:
-    """Close the batch as the generic 0500 does (number, generic totals, event)."""
+def _terminal_batch(ctx: Context) -> tuple[Record | None, list[Record]]:
+    """The host's side of the batch the terminal settles (see the module docstring): its
+    open batch (None when there is none) and the transactions of every batch since the
+    terminal's last settled number, oldest first."""
+    store, tid = ctx.host.store, ctx.message.terminal_id
+    batches = store.batches_since_number(ctx.conn, tid)
+    members = [row for b in batches for row in store.batch_members(ctx.conn, int(b.id))]
+    return next((b for b in batches if b.state == "open"), None), members
+
+
+def _close(ctx: Context, open_batch: Record | None, number: str, closed_by: str) -> None:
+    """Close the open batch as the generic 0500 does (number, generic totals, event); with
+    none open, an empty one, so that the number counts as settled."""
     store, req = ctx.host.store, ctx.message
     currency = ctx.merchant.currency
+    batch_id = int(open_batch.id) if open_batch is not None else store.open_batch(
+        ctx.conn, req.terminal_id, req.merchant_id, ctx.now_ms, ctx.bdate)
     store.close_batch(ctx.conn, batch_id, number=number, at_ms=ctx.now_ms, closed_by=closed_by,
                       totals=store.batch_totals(ctx.conn, batch_id, currency))
     store.add_event(ctx.conn, None, ctx.now_ms, "batch_closed", batch=batch_id,
@@ -161,16 +183,15 @@ def settle(ctx: Context) -> Reply:
     """0500: compare the CUP totals; close the batch when they agree (see the module)."""
     req = ctx.message
     assert isinstance(req, ReconciliationRequest)
-    facts, store = _facts(ctx), ctx.host.store
+    facts = _facts(ctx)
     theirs = facts.totals
     assert theirs is not None  # the reader requires DE48
-    batch = store.current_batch(ctx.conn, req.terminal_id)
-    ours = cup_totals(store.batch_members(ctx.conn, int(batch.id)) if batch else [])
+    open_batch, members = _terminal_batch(ctx)
+    ours = cup_totals(members)
     balanced = _same(ours, theirs)
     if balanced:
         answer = replace(theirs, result=SettlementResult.BALANCED)
-        if batch is not None:
-            _close(ctx, int(batch.id), facts.batch, "0500")
+        _close(ctx, open_batch, facts.batch, "0500")
     else:
         answer = replace(ours, result=SettlementResult.NOT_BALANCED)
     rule = None if balanced else RuleId.RECONCILE_MISMATCH.value
@@ -187,14 +208,12 @@ def upload(ctx: Context) -> Reply:
     req = ctx.message
     assert isinstance(req, CupUploadRequest)
     facts, store, conn = _facts(ctx), ctx.host.store, ctx.conn
-    batch = store.current_batch(conn, req.terminal_id)
+    open_batch, rows = _terminal_batch(ctx)
     if req.closing:
-        if batch is not None:
-            _close(ctx, int(batch.id), facts.batch, "0320")
+        _close(ctx, open_batch, facts.batch, "0320")
     else:
         members: Mapping[str, Record] = {
-            row.stan: row for row in (store.batch_members(conn, int(batch.id)) if batch else [])
-            if row.kind != TxnKind.ADJUSTMENT}
+            row.stan: row for row in rows if row.kind != TxnKind.ADJUSTMENT}
         for record in facts.records:
             row = members.get(record.trace)
             matches = row is not None and int(row.amount_minor) == record.amount and \

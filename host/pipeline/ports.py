@@ -63,6 +63,10 @@ class TxnStore(Protocol):
         """The number of the terminal's most recently closed numbered batch (opened before
         batch id ``before``, when given), or None."""
 
+    def batches_since_number(self, conn: Tx, tid: str) -> list[Record]:
+        """The terminal's batches opened after its last closed numbered batch, oldest first
+        (closed by a settlement cut-off, and the open one)."""
+
     def batch_members(self, conn: Tx, batch_id: int) -> list[Record]:
         """The transactions of a batch, oldest first."""
 

@@ -5,7 +5,6 @@ PIN blocks against its card catalogue."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from mac_relay import flip_first_answer_mac
 
 from host.clock import ManualClock
 from host.runtime import HostRuntime
@@ -158,36 +158,11 @@ def test_working_keys_failing_their_check_values_are_a_failed_sign_on(
     assert term.security.working is None and not term.cup.signed_on
 
 
-async def _flip_first_answer_mac(upstream: int, mti: str) -> asyncio.Server:
-    """A relay to ``upstream`` that flips one bit of the MAC (the frame's last byte) of the
-    first ``mti`` answer; everything else passes unchanged."""
-    left = [mti]
-
-    async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, answers: bool) -> None:
-        try:
-            while True:
-                head = await src.readexactly(2)
-                body = await src.readexactly(int.from_bytes(head, "big"))
-                if answers and body[11:13].hex() in left:  # TPDU 5, header 6, then the MTI
-                    left.clear()
-                    body = body[:-1] + bytes([body[-1] ^ 0x01])
-                dst.write(head + body)
-                await dst.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            dst.close()
-
-    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream)
-        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
-
-    return await asyncio.start_server(relay, "127.0.0.1", 0)
-
-
 def test_answer_failing_its_mac_is_reversed_with_a0(cup_host: int, tmp_path: Path,
                                                     run: Any) -> None:
     """An 0210 whose MAC does not hold is no answer: the sale is reversed with an 0400 whose
     DE39 is A0, the host acknowledges it, and the journal line ends reversed."""
-    relay = run(_flip_first_answer_mac(cup_host, "0210"))
+    relay = run(flip_first_answer_mac(cup_host, "0210"))
     try:
         term = Terminal(tmp_path, relay.sockets[0].getsockname()[1], HOST_TMK)
         (outcome,) = _day(run, term, _sale(3000))

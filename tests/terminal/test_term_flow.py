@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from protocol.codes import EntryMode, RefundReason
 from protocol.money import Money
 from terminal import flow
@@ -133,3 +135,59 @@ def test_events_out_of_place_are_ignored() -> None:
     assert flow.step(menu, flow.Digit("1")) == (menu, ())
     state, _ = run(menu, flow.Start(TxnKind.SALE))
     assert flow.step(state, flow.PresentCard(CARD, EntryMode.CHIP)) == (state, ())
+
+
+
+CUP = FlowState(policy=flow.Policy(original_date=True, supervisor_for_refund=False))
+
+
+def _typed(mmdd: str) -> list[flow.Event]:
+    return [flow.Digit(d) for d in mmdd]
+
+
+def test_cup_refund_of_a_keyed_rrn_asks_for_the_originals_date() -> None:
+    """On CUP a refund of an RRN the journal does not hold asks for the original's date (4
+    digits at most, Backspace edits); the date rides in the draft's original (the 0220's
+    61.3)."""
+    state, _ = run(CUP, flow.Start(TxnKind.REFUND), flow.PickOriginal(flow.Original("RRN77")))
+    assert state.step is Step.ORIGINAL_DATE and "MMDD" in state.message
+    state, _ = run(state, *_typed("12205"))
+    assert state.date_digits == "1220" and "4 digits" in state.message
+    state, _ = run(state, flow.Backspace(), flow.Digit("5"), flow.Enter())
+    assert state.step is Step.AMOUNT and state.digits == ""
+    state, effects = run(state, *_typed("300"), flow.Enter(),
+                         flow.PickReason(RefundReason.RETURN),
+                         flow.PresentCard(CARD, EntryMode.SWIPE))
+    assert effects[0].draft.original == flow.Original("RRN77", date_mmdd="1225")
+
+
+@pytest.mark.parametrize(("mmdd", "says"), [
+    ("", "4 digits"), ("031", "4 digits"), ("0015", "No such month"),
+    ("1301", "No such month"), ("0230", "No such day"), ("0431", "No such day"),
+    ("0100", "No such day")])
+def test_cup_original_date_must_be_a_real_month_and_day(mmdd: str, says: str) -> None:
+    """Enter on a date that is not a real MMDD stays on the step and says what is wrong."""
+    state, _ = run(CUP, flow.Start(TxnKind.REFUND), flow.PickOriginal(flow.Original("RRN77")),
+                   *_typed(mmdd), flow.Enter())
+    assert state.step is Step.ORIGINAL_DATE and says in state.message
+    assert state.date_digits == mmdd
+
+
+def test_29_february_is_a_date_from_a_slip() -> None:
+    """A slip carries no year, so 0229 is accepted."""
+    state, _ = run(CUP, flow.Start(TxnKind.REFUND), flow.PickOriginal(flow.Original("RRN77")),
+                   *_typed("0229"), flow.Enter())
+    assert state.step is Step.AMOUNT and state.original is not None
+    assert state.original.date_mmdd == "0229"
+
+
+def test_no_date_step_off_cup_or_for_an_original_the_journal_holds() -> None:
+    """The generic profile asks no date; nor does CUP for an original with known amount (from
+    the journal, which knows its date), nor for a void."""
+    generic, _ = run(FlowState(), flow.Start(TxnKind.REFUND),
+                     flow.PickOriginal(flow.Original("RRN77")))
+    known, _ = run(CUP, flow.Start(TxnKind.REFUND),
+                   flow.PickOriginal(flow.Original("RRN77", amount_minor=500,
+                                                   remaining_minor=500)))
+    void, _ = run(CUP, flow.Start(TxnKind.VOID), flow.PickOriginal(flow.Original("RRN77")))
+    assert (generic.step, known.step, void.step) == (Step.AMOUNT, Step.AMOUNT, Step.AMOUNT)
