@@ -59,6 +59,17 @@ def cup_host(run: Any) -> Iterator[CupHost]:
     """The host on the cup profile at ``NOW`` (simulated): five terminals of one merchant; the
     first 0220 of LOST_ANSWER is booked but its connection closes unanswered, the first of
     LOST_ADVICE never reaches the host; MACS has a TMK and must MAC its requests."""
+    yield from _cup_host(run)
+
+
+@pytest.fixture
+def own_cup_host(run: Any) -> Iterator[CupHost]:
+    """A host like :func:`cup_host` for one test, whose clock that test may move."""
+    yield from _cup_host(run)
+
+
+def _cup_host(run: Any) -> Iterator[CupHost]:
+    """Start the host the two fixtures above describe; stop it afterwards."""
     config = host_config({
         "merchants": [{"id": MID, "name": "poslab demo store", "currency": "CNY",
                        "timezone": "Asia/Shanghai",
@@ -270,3 +281,24 @@ def test_stored_reversal_is_sent_again_after_a_restart_with_its_a0_reason(
     assert stored["39"] == "A0" and _unsealed(stored) == _unsealed(first)
     assert next_sale.status == "approved"
     assert [t.status for t in after.journal] == [TxnStatus.REVERSED, TxnStatus.APPROVED]
+
+
+def test_refund_advice_that_waited_through_the_cutoff_is_booked_after_it(
+        own_cup_host: CupHost, tmp_path: Path, run: Any) -> None:
+    """An 0220 that never reached the host waits in the journal while the host's cut-off
+    closes the day; sent again the next day, it still names the terminal's batch, which only
+    the terminal's own 0500 numbers, so the host books it once (no 77)."""
+    host = own_cup_host
+    before = Terminal(tmp_path / "term", LOST_ADVICE, host.port)
+    sale, refund = run(before.day(before.sale(5000), "refund 1500"))
+    assert (sale.status, refund.status) == ("approved", "no_response")
+    clock = run(host.admin.post("/clock/advance", {"days": 1}))
+    assert clock["business_dates"][MID] == "2026-03-11"  # the cut-off of the 10th has run
+    after = Terminal(tmp_path / "term", LOST_ADVICE, host.port)
+    (next_sale,) = run(after.day(after.sale(700)))
+    assert next_sale.status == "approved"
+    (advice,) = after.sent("0220")
+    assert advice == before.sent("0220")[0]
+    assert [t.status for t in after.journal] == [TxnStatus.APPROVED] * 3
+    detail = _detail(run, host, next(iter(after.journal)).rrn)
+    assert (detail.refund_count, detail.refunded_minor) == (1, 1500)
