@@ -77,8 +77,8 @@ bench-compare: $(DEMO_STAMP) $(ISO8583SIM)
 
 # The long fuzz run of docs/hardening.md: a host process gets FUZZ_FRAMES seeded, mostly mutated
 # frames while one client floods it with 10 MB of echoes it never reads. Not part of `make test`
-# (the suite runs 3,000 frames, tests/fuzz/test_fuzz_host.py). Exit 0 = no silence, no double
-# answer; the JSON report has the outcomes per mutation and the host's RSS.
+# (the suite runs 3,000 frames, 1,000 on PostgreSQL, tests/fuzz/test_fuzz_host.py). Exit 0 =
+# no silence, no double answer; the JSON report has the outcomes per mutation and the host's RSS.
 FUZZ_FRAMES ?= 204000
 FUZZ_SEED ?= 1
 fuzz: $(DEMO_STAMP)
