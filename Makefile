@@ -40,7 +40,8 @@ imports: $(STAMP)
 	@out=$$($(BIN)/lint-imports --no-logo 2>&1) && echo "import layers: $$(echo "$$out" | tail -n 1)" \
 	  || { echo "$$out"; exit 1; }
 
-# worksteal: the long crash and terminal tests do not leave one worker idle at the end.
+# worksteal: the long crash and terminal tests do not leave one worker idle at the end; tests
+# marked `long` start at the head of each worker's first batch (tests/long_first.py).
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 

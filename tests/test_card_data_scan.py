@@ -48,6 +48,7 @@ def _child_finds_the_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(TESTS))
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_a_leaked_pan_fails_the_run(pytester: pytest.Pytester, workers: list[str]) -> None:
     """Passing tests that leave a full PAN in a file or in their output make the run exit 1,

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from fuzz_host import fuzz, start_host
 
+pytestmark = pytest.mark.long
+
 FRAMES = {"sqlite": 3000, "postgresql": 1000}
 """Frames per backend: one seeded sequence, cut shorter on PostgreSQL. Most mutations are
 refused by the parser, the limits or the flow control before any storage, the same code on

@@ -7,6 +7,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).parent
 CONFTEST = f"""\
 import sys
@@ -23,6 +25,7 @@ scenarios.cli.make_target_factory = lambda remote: fake_target
 """
 
 
+@pytest.mark.long
 def test_plugin_collects_runs_and_reports(tmp_path):
     """pytest DIR collects scenario files (not other YAML), runs them, renders failures."""
     (tmp_path / "conftest.py").write_text(CONFTEST)
@@ -50,6 +53,7 @@ def test_plugin_collects_runs_and_reports(tmp_path):
     assert proc.returncode == 0 and "1 passed, 1 deselected" in proc.stdout, proc.stdout
 
 
+@pytest.mark.long
 def test_plugin_runs_under_xdist(tmp_path):
     """Scenario items distribute over pytest-xdist workers (-n 2) and fail the same way."""
     (tmp_path / "conftest.py").write_text(CONFTEST)
