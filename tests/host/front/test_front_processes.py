@@ -70,6 +70,9 @@ def _sale(amount_minor: int = 1500, **changes: str) -> dict[str, str]:
     return fields
 
 
+pytestmark = pytest.mark.long  # every test here starts an engine and its front processes
+
+
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One engine with two fronts on a fresh SQLite ledger."""
@@ -131,7 +134,6 @@ def test_a_killed_front_is_replaced_and_the_host_keeps_answering(host: ServerPro
     assert [_exchange(port, _sale())["39"] for _ in range(4)] == ["00"] * 4
 
 
-@pytest.mark.long
 def test_fronts_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
     """kill -9 of the engine: its fronts go too, so nothing holds the port unanswered."""
     server = start_host(tmp_path / "ledger.db", extra=["--front-processes", "1"])
@@ -142,7 +144,6 @@ def test_fronts_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
         _until(lambda pid=pid: _gone(pid), f"front {pid} exits after its engine")
 
 
-@pytest.mark.long
 def test_front_processes_with_faults_is_a_clear_start_error(tmp_path: Path) -> None:
     """front_processes with [[faults]] is refused at start in one line, no traceback."""
     config = tmp_path / "host.toml"
