@@ -52,7 +52,6 @@ def _child_finds_the_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 
-@pytest.mark.long
 @pytest.mark.parametrize("workers", [[], ["-p", "xdist.plugin", "-n", "2"]],
                          ids=["serial", "xdist"])
 def test_a_leaked_pan_fails_the_run(pytester: pytest.Pytester, workers: list[str]) -> None:
