@@ -11,7 +11,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from host.clock import ManualClock
@@ -139,19 +139,23 @@ class Book:
             self.conn.execute(text(sql.format(**self.ids, **self.rrns)))
 
 
-@pytest.fixture
-def book(ledger: Ledger) -> Iterator[Book]:
-    """See :class:`Book`; verify is clean when the test starts."""
+@pytest.fixture(scope="module")
+def ledger_engine(ledger: Ledger) -> Iterator[Engine]:
+    """One engine on the module's ledger: each test takes a connection from its pool."""
     engine = open_engine(ledger.url)
-    try:
-        with engine.connect() as conn:
-            conn.begin()
-            out = Book(conn, ledger.key, ledger.ids, ledger.rrns)
-            assert out.violations() == []
-            yield out
-            conn.rollback()
-    finally:
-        engine.dispose()
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def book(ledger: Ledger, ledger_engine: Engine) -> Iterator[Book]:
+    """See :class:`Book`; verify is clean when the test starts."""
+    with ledger_engine.connect() as conn:
+        conn.begin()
+        out = Book(conn, ledger.key, ledger.ids, ledger.rrns)
+        assert out.violations() == []
+        yield out
+        conn.rollback()
 
 
 HISTORY_EDITS = (
