@@ -40,7 +40,8 @@ imports: $(STAMP)
 	@out=$$($(BIN)/lint-imports --no-logo 2>&1) && echo "import layers: $$(echo "$$out" | tail -n 1)" \
 	  || { echo "$$out"; exit 1; }
 
-# worksteal: the long crash and terminal tests do not leave one worker idle at the end.
+# worksteal: the long crash and terminal tests do not leave one worker idle at the end; tests
+# marked `long` start at the head of each worker's first batch (tests/long_first.py).
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
@@ -77,8 +78,8 @@ bench-compare: $(DEMO_STAMP) $(ISO8583SIM)
 
 # The long fuzz run of docs/hardening.md: a host process gets FUZZ_FRAMES seeded, mostly mutated
 # frames while one client floods it with 10 MB of echoes it never reads. Not part of `make test`
-# (the suite runs 3,000 frames, tests/fuzz/test_fuzz_host.py). Exit 0 = no silence, no double
-# answer; the JSON report has the outcomes per mutation and the host's RSS.
+# (the suite runs 3,000 frames, 1,000 on PostgreSQL, tests/fuzz/test_fuzz_host.py). Exit 0 =
+# no silence, no double answer; the JSON report has the outcomes per mutation and the host's RSS.
 FUZZ_FRAMES ?= 204000
 FUZZ_SEED ?= 1
 fuzz: $(DEMO_STAMP)

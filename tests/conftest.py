@@ -23,7 +23,7 @@ from twisted.internet import reactor  # noqa: E402
 
 reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
 
-pytest_plugins = ["card_data_scan", "pg_schema", "pytester"]
+pytest_plugins = ["card_data_scan", "long_first", "pg_schema", "pytester"]
 
 # `--hypothesis-profile=ci` (.ci/run): no example database, so a run never replays what an
 # earlier run on the same checkout saved, and a failure prints the blob that reproduces it.

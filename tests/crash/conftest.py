@@ -3,13 +3,14 @@ offline ``poslab-host ledger verify`` run against it."""
 
 from __future__ import annotations
 
-import subprocess
+import io
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
-from scenarios.loadgen.procs import python_module
+from host import cli as host_cli
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -34,12 +35,18 @@ def ledger_db(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> s
 
 @pytest.fixture
 def verify_offline(ledger_db: str) -> Callable[[], tuple[int, str]]:
-    """Run ``poslab-host ledger verify --db <ledger_db>``; return its exit status (0 clean)
-    and its output."""
+    """Run ``poslab-host ledger verify --db <ledger_db>`` once the host has stopped; return its
+    exit status (0 clean) and its output.
+
+    The command runs through the CLI's own entry point in this process: a fresh interpreter
+    per call added a second of start-up to every crash case and checked nothing more
+    (tests/host/shell/test_cli_process.py runs the command as a process).
+    """
 
     def _verify() -> tuple[int, str]:
-        done = subprocess.run([*python_module("host"), "ledger", "verify", "--db", ledger_db],
-                              capture_output=True, text=True, timeout=60, check=False)
-        return done.returncode, (done.stdout + done.stderr).strip()[-2000:]
+        out = io.StringIO()
+        with redirect_stdout(out), redirect_stderr(out):
+            status = host_cli.main(["ledger", "verify", "--db", ledger_db])
+        return status, out.getvalue().strip()[-2000:]
 
     return _verify

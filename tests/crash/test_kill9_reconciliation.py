@@ -27,6 +27,7 @@ from scenarios.loadgen.hostctl import MID, admin, start_host, terminal_problems
 from scenarios.loadgen.journal import JournalingTerminal
 
 pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
+pytestmark = pytest.mark.long
 
 DEFAULT_CYCLES = {"sqlite": 10, "postgresql": 5}
 FRONT_CYCLES = {"sqlite": 3, "postgresql": 2}  # with front processes: each restart costs more

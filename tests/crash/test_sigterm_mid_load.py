@@ -18,6 +18,7 @@ from scenarios.loadgen.hostctl import MID, admin, start_host, terminal_problems
 from scenarios.loadgen.journal import JournalingTerminal
 
 pytest.importorskip("host.service", reason="the host engine (host.service) has not landed")
+pytestmark = pytest.mark.long
 
 
 @pytest.mark.parametrize("fronts", [0, 2])

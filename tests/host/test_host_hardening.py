@@ -13,6 +13,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,10 @@ class Host:
             return exc.code, json.loads(exc.read())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Host]:
-    """A host with a message log (``--log-fields``) on SQLite or on PostgreSQL."""
-    db = str(tmp_path / "poslab.db") if request.param == "sqlite" else \
-        request.getfixturevalue("pg_url")
-    log = tmp_path / "host.jsonl"
+@contextmanager
+def running_host(tmp: Path, db: str) -> Iterator[Host]:
+    """A host process on ``db`` with a message log (``--log-fields``) in ``tmp``."""
+    log = tmp / "host.jsonl"
     server = ServerProcess([*python_module("host"), "--listen", "127.0.0.1:0", "--admin",
                             "127.0.0.1:0", "--db", db, "--log-file", str(log), "--log-fields"],
                            name="poslab-host")
@@ -82,6 +81,28 @@ def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Host]:
     yield running
     running.iso.close()
     assert server.stop() == 0
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Host]:
+    """A host on SQLite or on PostgreSQL, one per module and backend: the tests that take it
+    use STANs, sales and reviews of their own, so none needs an empty ledger (a start costs
+    more than most of these tests)."""
+    tmp = tmp_path_factory.mktemp(f"hardening-{request.param}")
+    db = str(tmp / "poslab.db") if request.param == "sqlite" else \
+        request.getfixturevalue("module_pg_url")
+    with running_host(tmp, db) as running:
+        yield running
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Host]:
+    """A host of its own on an empty ledger, for a test whose batch must hold nothing."""
+    db = str(tmp_path / "poslab.db") if request.param == "sqlite" else \
+        request.getfixturevalue("pg_url")
+    with running_host(tmp_path, db) as running:
+        yield running
 
 
 def refund(rrn: str, amount_minor: int, de48: str) -> dict[str, str]:
@@ -111,17 +132,17 @@ def test_retransmission_without_de7_is_answered_from_the_first(host: Host) -> No
 
 
 def test_settlement_without_de7_is_keyed_on_its_batch_and_zero_totals_stay_readable(
-        host: Host) -> None:
+        fresh_host: Host) -> None:
     """An 0500 without DE7 is keyed on its batch: the same STAN and batch with other totals is
     94; its all-zero DE86/DE88 are logged as sent, not masked as if they were card numbers."""
     zero = {"t": "0500", "3": "920000", "11": "000777", "41": TID, "42": MID, "49": "156",
             "60": "000001", "74": "0000000000", "76": "0000000000",
             "86": "0000000000000000", "88": "0000000000000000"}
-    first, again = host.iso.send(zero), host.iso.send(zero)
+    first, again = fresh_host.iso.send(zero), fresh_host.iso.send(zero)
     assert (first["39"], again["39"]) == ("00", "00")
-    other = host.iso.send({**zero, "76": "0000000001", "88": "0000000000000100"})
+    other = fresh_host.iso.send({**zero, "76": "0000000001", "88": "0000000000000100"})
     assert (other["39"], other["44"]) == ("94", "DUPLICATE_DIFFERENT")
-    log = host.log.read_text()
+    log = fresh_host.log.read_text()
     assert re.search(r"DE86 +Credits, amount +0000000000000000", log)
     assert re.search(r"DE88 +Debits, amount +0000000000000000", log)
 
@@ -190,7 +211,8 @@ def held_refund(host: Host) -> int:
     sale = host.iso.send(financial("000000", 6_000_000))
     held = host.iso.send(refund(sale["37"], 6_000_000, "RS006return"))
     assert (held["39"], held["44"]) == ("00", "REFUND_PENDING_REVIEW")
-    (review,) = host.api.fetch(reviews("pending_review")).reviews
+    (review,) = [r for r in host.api.fetch(reviews("pending_review")).reviews
+                 if r.rrn == held["37"]]
     assert review.approvals_needed == 2
     return review.id
 

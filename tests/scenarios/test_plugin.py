@@ -7,6 +7,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).parent
 CONFTEST = f"""\
 import sys
@@ -21,8 +23,13 @@ async def fake_target(scenario, start):
 
 scenarios.cli.make_target_factory = lambda remote: fake_target
 """
+# The child runs get the scenario plugin from its entry point like any installation; the
+# hypothesis and schemathesis plugins, which they never use, would add ~1 s of start-up to
+# each child process and xdist worker.
+CHILD_OPTIONS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:schemathesis"]
 
 
+@pytest.mark.long
 def test_plugin_collects_runs_and_reports(tmp_path):
     """pytest DIR collects scenario files (not other YAML), runs them, renders failures."""
     (tmp_path / "conftest.py").write_text(CONFTEST)
@@ -32,7 +39,7 @@ def test_plugin_collects_runs_and_reports(tmp_path):
     (tmp_path / "ci.yaml").write_text("name: CI\njobs:\n  t:\n    steps: []\n")
     junit = tmp_path / "junit.xml"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", str(tmp_path), *CHILD_OPTIONS,
          f"--junitxml={junit}", "-q", "--rootdir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     out = proc.stdout
@@ -44,12 +51,13 @@ def test_plugin_collects_runs_and_reports(tmp_path):
     names = sorted(c.get("name") for c in ET.parse(junit).getroot().iter("testcase"))
     assert names == ["echo works", "sale declined"]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider", "-q",
+        [sys.executable, "-m", "pytest", str(tmp_path), *CHILD_OPTIONS, "-q",
          "-k", "net", "--rootdir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0 and "1 passed, 1 deselected" in proc.stdout, proc.stdout
 
 
+@pytest.mark.long
 def test_plugin_runs_under_xdist(tmp_path):
     """Scenario items distribute over pytest-xdist workers (-n 2) and fail the same way."""
     (tmp_path / "conftest.py").write_text(CONFTEST)
@@ -58,7 +66,7 @@ def test_plugin_runs_under_xdist(tmp_path):
     (tmp_path / "bad.yaml").write_text(
         'name: sale declined\nsteps:\n  - sale: {card: "4111111111111111", amount: "1.05"}\n')
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider", "-n", "2",
+        [sys.executable, "-m", "pytest", str(tmp_path), *CHILD_OPTIONS, "-n", "2",
          "-q", "--rootdir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -16,6 +16,7 @@ from terminal.serve_session import LOCK_FOLDER
 
 MENU_HINT = "1-8 or ↑↓ Enter: choose"
 FULL_PAN = "4111111111111111"
+pytestmark = pytest.mark.long  # each drives Chromium for several seconds
 
 
 @pytest.fixture

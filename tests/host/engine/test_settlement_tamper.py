@@ -5,28 +5,25 @@ an edit made with the triggers dropped is named by ``ledger verify``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from host.clock import ManualClock
+from host.config import load_config
+from host.ledger import ChainKey, key_path, open_engine, read_key, verify_connection
+from host.ledger.chain import KEY_FILE_ENV
 from host.service import HostService
-from host.store_verify import verify_host_database as verify_database
-from tests.host.engine.conftest import Term
+from host.store_verify import store_checks, verify_host_database
+from tests.host.engine.conftest import START, Term
 
 SH = ZoneInfo("Asia/Shanghai")
 TABLES = ("settled_item", "settlement", "refund_posting", "notification")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest) -> str:
-    """A fresh database of each backend."""
-    return str(request.getfixturevalue("db" if request.param == "sqlite" else "pg_url"))
 
 
 def _drop_triggers(conn: Connection) -> None:
@@ -46,43 +43,23 @@ def _drop_triggers(conn: Connection) -> None:
 
 
 @dataclass
-class Book:
-    """A host after two cut-offs, two fundings and a refund posted to the card.
+class Ledger:
+    """A database holding the book of :func:`write_book`, with its chain key and the ids and
+    RRNs of the book's transactions (``id_A``, ``rrn_R``...)."""
 
-    Monday: sales A 100.00, B 50.00, C 30.00 and refund R 20.00 of A; cut-off settles them
-    (settlement 1), then C is reversed late. Tuesday's cut-off settles C's adjustment
-    (settlement 2, C's item marked adjusted). Both are funded; R is posted."""
-
-    service: HostService
     url: str
+    key: ChainKey
     ids: dict[str, int]
     rrns: dict[str, str]
 
-    def violations(self) -> list[tuple[str, str]]:
-        """(invariant, detail) of every violation verify reports."""
-        report = verify_database(self.url)
-        return [(v["invariant"], v["detail"]) for v in report["violations"]]
 
-    def tamper(self, *statements: str | Callable[[Connection], object]) -> None:
-        """Drop the triggers, then run ``statements`` in one transaction."""
-        with self.service.engine.begin() as conn:
-            _drop_triggers(conn)
-            for sql in statements:
-                if isinstance(sql, str):
-                    conn.execute(text(sql.format(**self.ids, **self.rrns)))
-                else:
-                    sql(conn)
+def write_book(service: HostService, url: str, clock: ManualClock) -> Ledger:
+    """Write the book on ``service``'s database (``url``) through its terminal interface.
 
-    def run(self, sql: str) -> None:
-        """Run one statement with the triggers in place."""
-        with self.service.engine.begin() as conn:
-            conn.execute(text(sql.format(**self.ids, **self.rrns)))
-
-
-@pytest.fixture
-def book(make_service: Callable[..., HostService], url: str, clock: ManualClock) -> Book:
-    """See :class:`Book`; verify is clean and every table holds rows in their final states."""
-    service = make_service(db_url=url)
+    Monday: sales A 100.00, B 50.00, C 30.00 and refund R 20.00 of A; cut-off settles them
+    (settlement 1), then C is reversed late. Tuesday's cut-off settles C's adjustment
+    (settlement 2, C's item marked adjusted). Both are funded; R is posted. Checks that verify
+    is clean and every table holds rows in their final states."""
     term = Term(service, clock)
     rrns = {"A": term.approved_sale(10_000), "B": term.approved_sale(5_000)}
     c_fields = term.sale(3_000)
@@ -106,10 +83,79 @@ def book(make_service: Callable[..., HostService], url: str, clock: ManualClock)
     assert states == {"settled_item": 4, "settlement": 2, "refund_posting": 1,
                       "notification": 4}
     assert funded == ["funded", "funded"] and posted == ["posted"] and adjusted == [ids["C"]]
-    out = Book(service, url, {f"id_{k}": v for k, v in ids.items()},
-               {f"rrn_{k}": v for k, v in rrns.items()})
-    assert out.violations() == []
-    return out
+    assert verify_host_database(url)["violations"] == []
+    return Ledger(url, read_key(key_path(url)), {f"id_{k}": v for k, v in ids.items()},
+                  {f"rrn_{k}": v for k, v in rrns.items()})
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Ledger]:
+    """The book written once per module and backend; each test edits it in a transaction of
+    its own that is rolled back (:func:`book`), so every test starts from the same rows."""
+    with pytest.MonkeyPatch.context() as env:
+        if request.param == "sqlite":
+            env.delenv(KEY_FILE_ENV, raising=False)  # the key beside the file
+            url = str(tmp_path_factory.mktemp("tamper") / "host.db")
+        else:
+            url = request.getfixturevalue("module_pg_url")
+        clock = ManualClock(START)
+        service = HostService(load_config(), url, clock)
+        try:
+            yield write_book(service, url, clock)
+        finally:
+            service.close()
+
+
+@dataclass
+class Book:
+    """The book of :func:`write_book` seen through one connection inside a transaction that
+    the test's end rolls back: edits and ``verify`` see each other, later tests see neither."""
+
+    conn: Connection
+    key: ChainKey
+    ids: dict[str, int]
+    rrns: dict[str, str]
+
+    def violations(self) -> list[tuple[str, str]]:
+        """(invariant, detail) of every violation verify reports: the checks of
+        ``poslab-host ledger verify``, on this connection."""
+        report = verify_connection(self.conn, self.key, store_checks(self.key))
+        return [(v["invariant"], v["detail"]) for v in report["violations"]]
+
+    def tamper(self, *statements: str | Callable[[Connection], object]) -> None:
+        """Drop the triggers, then run ``statements``, as one step."""
+        with self.conn.begin_nested():
+            _drop_triggers(self.conn)
+            for sql in statements:
+                if isinstance(sql, str):
+                    self.conn.execute(text(sql.format(**self.ids, **self.rrns)))
+                else:
+                    sql(self.conn)
+
+    def run(self, sql: str) -> None:
+        """Run one statement with the triggers in place (a refused one changes nothing)."""
+        with self.conn.begin_nested():
+            self.conn.execute(text(sql.format(**self.ids, **self.rrns)))
+
+
+@pytest.fixture(scope="module")
+def ledger_engine(ledger: Ledger) -> Iterator[Engine]:
+    """One engine on the module's ledger: each test takes a connection from its pool."""
+    engine = open_engine(ledger.url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def book(ledger: Ledger, ledger_engine: Engine) -> Iterator[Book]:
+    """See :class:`Book`; verify is clean when the test starts."""
+    with ledger_engine.connect() as conn:
+        conn.begin()
+        out = Book(conn, ledger.key, ledger.ids, ledger.rrns)
+        assert out.violations() == []
+        yield out
+        conn.rollback()
 
 
 HISTORY_EDITS = (
@@ -234,16 +280,29 @@ def test_settlement_tampering_is_named_by_verify(
     assert any(inv == invariant and want in detail for inv, detail in found), found
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database of each backend."""
+    if request.param == "sqlite":
+        monkeypatch.delenv(KEY_FILE_ENV, raising=False)  # the key beside the file
+        return str(request.getfixturevalue("db"))
+    return str(request.getfixturevalue("pg_url"))
+
+
 def test_settlements_written_before_their_macs_are_sealed_on_upgrade(
-        book: Book, make_service: Callable[..., HostService]) -> None:
+        make_service: Callable[..., HostService], url: str, clock: ManualClock) -> None:
     """A database whose settlement and posting rows predate their MAC column gets the column
     at start, its rows sealed once, and verifies clean; later edits are caught again."""
-    with book.service.engine.begin() as conn:
+    service = make_service(db_url=url)
+    write_book(service, url, clock)
+    with service.engine.begin() as conn:
         _drop_triggers(conn)
         for table in ("settlement", "refund_posting"):
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN mac"))
-    book.service.close()
-    book.service = make_service(db_url=book.url)
-    assert book.violations() == []
-    book.tamper("UPDATE refund_posting SET posting_date = settlement_date")
-    assert [inv for inv, _ in book.violations()] == ["POSTING"]
+    service.close()
+    service = make_service(db_url=url)
+    assert verify_host_database(url)["violations"] == []
+    with service.engine.begin() as conn:
+        _drop_triggers(conn)
+        conn.execute(text("UPDATE refund_posting SET posting_date = settlement_date"))
+    assert [v["invariant"] for v in verify_host_database(url)["violations"]] == ["POSTING"]

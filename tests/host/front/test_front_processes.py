@@ -70,6 +70,9 @@ def _sale(amount_minor: int = 1500, **changes: str) -> dict[str, str]:
     return fields
 
 
+pytestmark = pytest.mark.long  # every test here starts an engine and its front processes
+
+
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One engine with two fronts on a fresh SQLite ledger."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from sec_client import MID, TMK, TMK_HEX, SecureTerminal, config_text, run_host_cli, start_host
 from sqlalchemy import create_engine, text
 
@@ -21,6 +22,7 @@ def _generate(db: str, tid: str, *more: str) -> Key:
     return Key.from_hex(digits[1], KeyAlgorithm.TDES_2KEY, kcv=kcv[1])
 
 
+@pytest.mark.long
 def test_generated_tmk_is_stored_sealed_listed_by_kcv_and_used_at_sign_on(
         tmp_path: Path, db_url: str) -> None:
     """``keys generate`` prints a TMK and KCV once; the database holds neither the key's hex nor
