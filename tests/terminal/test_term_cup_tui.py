@@ -27,6 +27,8 @@ from terminal.config import TerminalConfig
 from terminal.hostproc import HostProcess
 from terminal.journal import TxnKind, TxnStatus
 
+pytestmark = pytest.mark.long  # each drives the TUI through a CUP day for several seconds
+
 UNIONPAY = PANS.index("6212345678901265")
 Script = Callable[[PosApp, Pilot[None]], Awaitable[None]]
 
