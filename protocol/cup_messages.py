@@ -5,12 +5,14 @@ A CUP request is identified by MTI + DE3 + DE25 + DE60.1 (financial) or MTI + DE
 same typed messages the generic profile uses (:mod:`protocol.messages`), with what only CUP
 carries as typed :class:`~protocol.cup_private.CupFacts`: the batch of 60.2, the original's
 batch, trace and date of DE61, the operator of DE63, the totals or records of DE48. A host's
-rules and ledger therefore see one kind of sale, refund or void whatever the profile.
+rules and ledger therefore see one kind of sale, completion, refund or void whatever the
+profile.
 
 An answer goes the other way: :func:`cup_response_fields` writes the typed answer as a CUP
-field dict -- the fields a CUP terminal expects echoed, DE60 and DE48 from the answer's CUP
-facts, DE54 the remaining refundable amount (as the generic profile sends it: one 20-character
-block, amount type ``90``), DE62 the working keys, and DE39 the CUP code for the rule that decided
+field dict -- the fields a CUP terminal expects echoed (a completion's DE38, the
+pre-authorization's code, among them), DE60 and DE48 from the answer's CUP facts,
+DE54 the remaining refundable amount (as the generic profile sends it: one 20-character block,
+amount type ``90``), DE62 the working keys, and DE39 the CUP code for the rule that decided
 (:data:`CUP_CODES`; DE44 keeps poslab's rule id).
 """
 
@@ -27,6 +29,7 @@ from protocol.messages import (
     AnyResponse,
     AuthorizationRequest,
     BatchTotals,
+    CompletionAdvice,
     CupUploadRequest,
     FinancialRequest,
     NetworkRequest,
@@ -135,7 +138,8 @@ def identify(fields: Mapping[str, str], profile: WireProfile) -> TxnType:
 
 _FINANCIAL: Mapping[TxnType, type[FinancialRequest]] = {
     TxnType.SALE: SaleRequest, TxnType.AUTHORIZATION: AuthorizationRequest,
-    TxnType.REFUND: RefundRequest, TxnType.VOID: VoidRequest}
+    TxnType.REFUND: RefundRequest, TxnType.VOID: VoidRequest,
+    TxnType.COMPLETION: CompletionAdvice}
 
 
 def parse_cup_request(fields: Mapping[str, str], profile: WireProfile) -> tuple[TxnType, Request]:
@@ -145,12 +149,15 @@ def parse_cup_request(fields: Mapping[str, str], profile: WireProfile) -> tuple[
     a transaction the profile does not carry, a malformed DE60/DE61/DE48.
     """
     txn = identify(fields, profile)
-    if txn in (TxnType.SALE, TxnType.AUTHORIZATION, TxnType.REFUND, TxnType.VOID):
+    if txn in _FINANCIAL:
         cls = _FINANCIAL[txn]
         kw = cls._financial_kwargs(fields, card_required=txn is not TxnType.VOID)
         kw.update(local_time=None, local_date=None)  # CUP requests carry no local times
         if txn in (TxnType.REFUND, TxnType.VOID):  # DE37: the original's RRN
             kw.update(original_rrn=fields["37"], operator=fields.get("63"))
+        elif txn is TxnType.COMPLETION:  # DE38: the pre-authorization's approval code; the
+            # host finds the pre-authorization by DE61 (host.cup.handlers.completion)
+            kw.update(approval_code=fields["38"])
         return txn, cls(cup_data=_facts(fields), **kw)  # type: ignore[arg-type,return-value]
     if txn is TxnType.REVERSAL:
         return txn, dataclasses.replace(ReversalRequest.from_fields(fields),
@@ -216,6 +223,8 @@ def cup_response_fields(request: Mapping[str, str], response: AnyResponse) -> Wi
     for key in _FROM_ANSWER:
         if key in typed:
             out[key] = typed[key]
+    if "38" in request:  # a completion quotes its pre-authorization's code: echoed
+        out["38"] = request["38"]
     out["39"] = cup_code(typed.get("39", "96"), typed.get("44"))
     if out["39"] != "00":
         out.pop("38", None)

@@ -1,9 +1,11 @@
 """The CUP handlers: what the CUP profile does differently from the generic one.
 
-Sales, authorizations, refunds, voids and reversals run the generic handlers of
-:mod:`host.pipeline.handlers` -- the same rules, ledger postings and events -- behind the checks
-only CUP has: a void's DE61 must name its original's batch and trace, a refund's 61.3 its
-original's date, and a refund (an 0220 advice) is not undone by an 0400. Sign-on, settlement
+Sales, pre-authorizations, completions, refunds, voids and reversals run the generic handlers
+of :mod:`host.pipeline.handlers` -- the same rules, ledger postings and events -- behind the
+checks only CUP has: a void's DE61 must name its original's batch and trace, a refund's 61.3 its
+original's date, a completion's DE61 names its pre-authorization (batch, trace, date) and its
+DE38 must be that one's approval code, and a refund (an 0220 advice) is not undone by an
+0400. Sign-on, settlement
 and the batch upload are CUP's own:
 
 * sign-on ``0800`` (60.3 ``003``: PIN and MAC keys; ``004``: and the data key) answers the
@@ -42,13 +44,16 @@ from host.pipeline.context import Context
 from host.pipeline.handlers import Handler, financial
 from host.pipeline.ports import Record
 from host.pipeline.replies import Reply, log_context
+from host.request_key import request_key_of
 from host.rules import Decision
 from host.settlement.cutoffs import zone
 from protocol.codes import NetworkCode, RuleId
 from protocol.cup_private import CupFacts, CupTotals, De60, SettlementResult
 from protocol.masking import Pan
 from protocol.messages import (
+    AuthorizationRequest,
     BatchUploadResponse,
+    CompletionAdvice,
     CupUploadRequest,
     FinancialResponse,
     NetworkRequest,
@@ -120,6 +125,39 @@ def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | No
         if original is not None and original_data.date_mmdd != _mmdd(ctx, original):
             pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DATE")
     return generic.refund(ctx, req, pan, pre)
+
+
+def completion(ctx: Context, req: CompletionAdvice, pan: Pan | None,
+               pre: Decision | None) -> Reply:
+    """A pre-authorization completion (0200 / 000000 / 06 / 20). DE61 names the
+    pre-authorization by the batch (61.1) and trace (61.2) it was sent with, and 61.3 its date;
+    DE38 quotes its approval code. The host finds it by the request key those make (MTI class
+    ``010``, TID, trace, batch: the key the pre-authorization was booked under), then the
+    generic completion captures it by its RRN under the generic rules (not completed yet, same
+    currency, at most the held amount). DE61 naming no pre-authorization of this terminal is
+    25 ``ORIGINAL_NOT_FOUND:DE61``; a DE38 that is not its code, 25 ``ORIGINAL_NOT_FOUND:DE38``;
+    another date, 25 ``ORIGINAL_NOT_FOUND:DATE``."""
+    named = _facts(ctx).original
+    assert named is not None  # the CUP route requires DE61
+    key = request_key_of(AuthorizationRequest.MTI, req.terminal_id, named.trace,
+                         f"B{named.batch}")
+    row = ctx.host.store.txn_by_request_key(ctx.conn, key)
+    if row is not None and (row.kind != TxnKind.AUTH or row.merchant_id != req.merchant_id):
+        row = None
+    if pre is None:
+        if row is None:
+            pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DE61")
+        elif row.approval_code != req.approval_code:
+            pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DE38")
+        elif named.date_mmdd != _NO_DATE and named.date_mmdd != _mmdd(ctx, row):
+            pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DATE")
+    if row is not None:  # the generic completion then locks exactly this hold
+        req = replace(req, original_rrn=str(row.rrn))
+    return generic.completion(ctx, req, pan, pre)
+
+
+#: 61.3 of a DE61 sent without the original's date.
+_NO_DATE = "0000"
 
 
 def _mmdd(ctx: Context, row: Record) -> str:
@@ -237,6 +275,7 @@ CUP_HANDLERS: Mapping[TxnType, Handler] = {
     TxnType.AUTHORIZATION: generic.HANDLERS[TxnType.AUTHORIZATION],
     TxnType.REFUND: Handler(financial(refund)),
     TxnType.VOID: Handler(financial(void)),
+    TxnType.COMPLETION: Handler(financial(completion)),
     TxnType.REVERSAL: Handler(reversal),
     TxnType.SETTLEMENT: Handler(settle),
     TxnType.BATCH_UPLOAD: Handler(upload),

@@ -398,13 +398,7 @@ def test_golden_request_is_identified_and_complete(name: str) -> None:
     assert CUP_PROFILE.missing_field(fields) is None
 
 
-# The CUP profile identifies a completion but does not read it: the host refuses it as not
-# handled (tests/host/cup), so its golden frame is checked for layout and MAC only.
-_NOT_READ = frozenset({TxnType.COMPLETION})
-
-
-@pytest.mark.parametrize("name", sorted(n for n, (txn, _, _) in GOLDEN.items()
-                                         if txn and txn not in _NOT_READ))
+@pytest.mark.parametrize("name", sorted(n for n, (txn, _, _) in GOLDEN.items() if txn))
 def test_golden_request_is_read_into_its_typed_message(name: str) -> None:
     """The profile's reader turns each golden request into its transaction and CUP facts."""
     txn, fields, _ = GOLDEN[name]

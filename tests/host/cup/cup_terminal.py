@@ -84,6 +84,21 @@ class CupTerminal:
                           "11": stan or self.stan(), "22": "022", "25": "00", "49": "156",
                           "60": f"22{self.batch}000"})
 
+    def preauth(self, amount: int, pan: str = UNIONPAY) -> dict[str, str]:
+        """0100 / 030000 / 06 / 10."""
+        return self.send({"t": "0100", "2": pan, "3": "030000", "4": f"{amount:012d}",
+                          "22": "022", "25": "06", "49": "156", "60": f"10{self.batch}000"})
+
+    def completion(self, preauth: dict[str, str], amount: int, pan: str = UNIONPAY, *,
+                   code: str | None = None, trace: str | None = None,
+                   batch: str | None = None, mmdd: str | None = None) -> dict[str, str]:
+        """0200 / 000000 / 06 / 20 with DE38 the pre-authorization's code and DE61 its batch,
+        trace and date (each replaceable, to name another)."""
+        named = f"{batch or preauth['60'][2:8]}{trace or preauth['11']}{mmdd or preauth['13']}"
+        return self.send({"t": "0200", "2": pan, "3": "000000", "4": f"{amount:012d}",
+                          "22": "022", "25": "06", "38": code or preauth["38"], "49": "156",
+                          "60": f"20{self.batch}000", "61": named})
+
     def refund(self, sale: dict[str, str], amount: int, pan: str = UNIONPAY,
                mmdd: str | None = None) -> dict[str, str]:
         """0220 / 200000 / 25 with DE37 the sale's RRN and 61.3 its date."""

@@ -204,12 +204,3 @@ def test_config_names_an_unknown_profile() -> None:
         parse_config({"host": {"profile": "cups"}}, "<test>")
     assert parse_config({"host": {"profile": "cup"}}, "<test>").host.profile == "cup"
 
-
-def test_completion_is_refused_as_not_handled(term: CupTerminal) -> None:
-    """A pre-authorization completion (0200/00/06/20), which the CUP host does not handle, is
-    answered 30 naming DE60 and books nothing."""
-    answer = term.send({"t": "0200", "2": UNIONPAY, "3": "000000", "4": "000000000100",
-                        "22": "022", "25": "06", "38": "000001", "49": "156",
-                        "60": f"20{term.batch}000", "61": f"{term.batch}000001"})
-    assert _code(answer) == ("30", "FORMAT_ERROR:60")
-    assert term.svc.transactions(tid=term.tid) == []
