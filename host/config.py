@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from host.faults.rules import FaultRule
 from host.security_config import SecuritySection
+from protocol.cup_messages import DEFAULT_ACQUIRER_ID
 from protocol.masking import luhn_ok, scrub
 from protocol.money import currency as lookup_currency
 from protocol.specs import get_profile
@@ -94,6 +95,9 @@ class HostSection(_Strict):
         Generated (mode 0600) on first start when missing.
     :ivar profile: the wire profile the ISO 8583 port speaks (``cup`` for China UnionPay
         terminals); ``--profile`` overrides it; the default profile when absent.
+    :ivar acquirer_id: the acquiring institution id (1-11 digits) CUP answers carry in DE32
+        when the request sent none; the default ``00000000`` is a placeholder, no real
+        institution's code.
     """
 
     currency: str = "CNY"
@@ -104,6 +108,7 @@ class HostSection(_Strict):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     chain_key_file: str | None = Field(default=None, min_length=1)
     profile: str | None = None
+    acquirer_id: str = Field(default=DEFAULT_ACQUIRER_ID, pattern=r"^[0-9]{1,11}$")
 
     _currency = field_validator("currency")(_check_currency)
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from host.clock import Clock
 from host.config import HostConfig, MerchantConfig
-from host.cup import CUP_FLOW
+from host.cup import cup_flow
 from host.pipeline.core import Pipeline
 from host.pipeline.replies import Reply
 from host.queries import Queries
@@ -74,7 +74,8 @@ class HostService:
         self.views = TxnViews(self.store, self.ledger)
         self.pipeline = Pipeline(config, storage, clock, strict=strict,
                                  allow_unknown_terminals=allow_unknown_terminals,
-                                 flows={"cup": CUP_FLOW})  # the CUP profile's own checks
+                                 # the CUP profile's own checks, handlers and answers
+                                 flows={"cup": cup_flow(config.host.acquirer_id)})
         self._lock = self.pipeline.lock
         # Keys, MAC and PIN (host.security): the pipeline's authenticate stage and handlers.
         self.security = self.pipeline.security = HostSecurity(config, self.chain_key)

@@ -10,7 +10,8 @@ profile.
 
 An answer goes the other way: :func:`cup_response_fields` writes the typed answer as a CUP
 field dict -- the fields a CUP terminal expects echoed (a completion's DE38, the
-pre-authorization's code, among them), DE60 and DE48 from the answer's CUP facts,
+pre-authorization's code, among them), DE32 the acquiring institution (the request's when it
+sent one, else the host's ``[host] acquirer_id``), DE60 and DE48 from the answer's CUP facts,
 DE54 the remaining refundable amount (as the generic profile sends it: one 20-character block,
 amount type ``90``), DE62 the working keys, and DE39 the CUP code for the rule that decided
 (:data:`CUP_CODES`; DE44 keeps poslab's rule id).
@@ -79,6 +80,11 @@ _ECHO: Mapping[str, tuple[str, ...]] = {
     "0810": ("11", "41", "42", "60"), "0830": ("11", "41", "42", "60"),
     "0510": ("11", "41", "42", "49", "60", "63"), "0330": ("11", "41", "42", "48", "60"),
 }
+#: DE32 (acquiring institution, n..11) of a host that configures none: a placeholder, not any
+#: real institution's code.
+DEFAULT_ACQUIRER_ID = "00000000"
+# The answers whose layout carries DE32 (the refund advice's 0230 does not).
+_WITH_ACQUIRER = frozenset({"0110", "0210", "0410", "0510", "0330", "0810", "0830"})
 # What a CUP answer takes of the typed answer (host times, ids, code, rule, the remaining
 # refundable amount of a refund's original in DE54, keys).
 _FROM_ANSWER = ("12", "13", "15", "37", "38", "39", "44", "54", "62")
@@ -212,8 +218,10 @@ def cup_code(code: str, rule: str | None) -> str:
     return CUP_CODES.get(rule) or CUP_CODES.get(found, code)
 
 
-def cup_response_fields(request: Mapping[str, str], response: AnyResponse) -> WireResponse:
-    """The CUP field dict of ``response`` to ``request`` (see the module docstring)."""
+def cup_response_fields(request: Mapping[str, str], response: AnyResponse, *,
+                        acquirer_id: str = DEFAULT_ACQUIRER_ID) -> WireResponse:
+    """The CUP field dict of ``response`` to ``request`` (see the module docstring);
+    ``acquirer_id``: DE32 of the answers that carry it, unless the request sent its own."""
     typed = response.to_fields()
     mti = response_mti(request.get("t", "0200"))
     out = {"t": mti}
@@ -225,6 +233,8 @@ def cup_response_fields(request: Mapping[str, str], response: AnyResponse) -> Wi
             out[key] = typed[key]
     if "38" in request:  # a completion quotes its pre-authorization's code: echoed
         out["38"] = request["38"]
+    if mti in _WITH_ACQUIRER:
+        out["32"] = request.get("32") or acquirer_id
     out["39"] = cup_code(typed.get("39", "96"), typed.get("44"))
     if out["39"] != "00":
         out.pop("38", None)

@@ -109,7 +109,8 @@ class Pipeline:
         """
         with self.lock:
             envelope = IsoRequest.of(fields)
-            return written(envelope.profile, envelope.fields, self._decided(envelope))
+            return written(envelope.profile, envelope.fields, self._decided(envelope),
+                           self.flows.get(envelope.profile.name))
 
     def _decided(self, envelope: IsoRequest) -> Reply:
         try:
@@ -187,7 +188,7 @@ class Pipeline:
                 return replayed
             # Remembered as the profile writes it, so a repeat gets the very same answer.
             reply = written(ctx.request.profile, ctx.sent,
-                            stamped(handler.run(ctx), local))
+                            stamped(handler.run(ctx), local), flow)
             stages.remember(ctx, digest, reply)
             return reply
 
