@@ -151,9 +151,14 @@ def completion(ctx: Context, req: CompletionAdvice, pan: Pan | None,
             pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DE38")
         elif named.date_mmdd != _NO_DATE and named.date_mmdd != _mmdd(ctx, row):
             pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DATE")
-    if row is not None:  # the generic completion then locks exactly this hold
-        req = replace(req, original_rrn=str(row.rrn))
+    # The generic completion then locks exactly this hold; with none named, an RRN no row has,
+    # so that a DE38 quoting some other pre-authorization's code links the decline to nothing.
+    req = replace(req, original_rrn=str(row.rrn) if row is not None else _NO_RRN)
     return generic.completion(ctx, req, pan, pre)
+
+
+#: An RRN no transaction has (RRNs are 12 letters and digits).
+_NO_RRN = "-"
 
 
 #: 61.3 of a DE61 sent without the original's date.

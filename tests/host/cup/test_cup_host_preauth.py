@@ -42,6 +42,8 @@ def test_completion_naming_no_preauthorization_is_25(term: CupTerminal) -> None:
                    term.completion(sale, 100)):
         assert _code(answer) == ("25", "ORIGINAL_NOT_FOUND:DE61")
         assert "38" not in answer
+        # the decline is linked to no transaction, although DE38 quotes the pre-auth's code
+        assert term.svc.transaction(answer["37"])["original_rrn"] is None
     assert _state(term, preauth["37"]) == "authorized"
     assert term.svc.balances()["pending_holds"] == {"CNY": 50000}
 
