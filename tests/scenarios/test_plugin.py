@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -27,6 +28,9 @@ scenarios.cli.make_target_factory = lambda remote: fake_target
 # hypothesis and schemathesis plugins, which they never use, would add ~1 s of start-up to
 # each child process and xdist worker.
 CHILD_OPTIONS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:schemathesis"]
+# The parent's PYTEST_ADDOPTS (CI sets hypothesis options there) would reach the child,
+# whose hypothesis plugin is off, and make it refuse its command line.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
 
 
 @pytest.mark.long
@@ -41,7 +45,7 @@ def test_plugin_collects_runs_and_reports(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(tmp_path), *CHILD_OPTIONS,
          f"--junitxml={junit}", "-q", "--rootdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=CHILD_ENV)
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
     assert "1 failed, 1 passed" in out
@@ -53,7 +57,7 @@ def test_plugin_collects_runs_and_reports(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(tmp_path), *CHILD_OPTIONS, "-q",
          "-k", "net", "--rootdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=CHILD_ENV)
     assert proc.returncode == 0 and "1 passed, 1 deselected" in proc.stdout, proc.stdout
 
 
@@ -68,7 +72,7 @@ def test_plugin_runs_under_xdist(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(tmp_path), *CHILD_OPTIONS, "-n", "2",
          "-q", "--rootdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=CHILD_ENV)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 failed, 3 passed" in proc.stdout, proc.stdout
     assert "rule CARD_DECLINED" in proc.stdout
