@@ -28,6 +28,7 @@ from host.pipeline.ports import Record
 from host.pipeline.replies import Reply, financial_reply, log_context
 from host.request_key import request_key_of
 from host.rules import Decision
+from host.settlement.book import RefundNotice
 from host.store import txn_reference
 from protocol.codes import NetworkCode, RuleId
 from protocol.masking import Pan
@@ -201,7 +202,7 @@ def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | No
     if decision is None:
         ask = rules.RefundAsk(
             merchant_id=req.merchant_id, currency=req.amount.currency,
-            amount_minor=req.amount.minor, pan_hash=host.card_hash(pan),
+            amount_minor=req.amount.minor, pan_hash=ctx.card_hash(pan),
             referenced=bool(req.original_rrn), now_ms=ctx.now_ms,
             # Summed only when a daily cap is set: it reads every refund of the day.
             merchant_refunded_today_minor=host.store.merchant_refunded(
