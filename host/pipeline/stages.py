@@ -121,7 +121,7 @@ def fingerprint(ctx: Context) -> str:
     doc = wire.fingerprint_doc(ctx.sent)
     pan = wire.pan_of(ctx.sent)
     if pan is not None:
-        doc["pan"] = ctx.host.card_hash(pan)
+        doc["pan"] = ctx.card_hash(pan)
     return hashlib.sha256(dumps_sorted(doc).encode()).hexdigest()
 
 
