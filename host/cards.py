@@ -41,8 +41,24 @@ _RULE_BY_CODE = {"51": RuleId.INSUFFICIENT_FUNDS, "54": RuleId.EXPIRED_CARD,
 
 
 def find_card(config: HostConfig, pan: Pan) -> CardEntry | None:
-    """The catalogue entry for ``pan``, or None."""
-    return next((c for c in config.cards if c.pan == pan.digits), None)
+    """The catalogue entry for ``pan``, or None (the first, if the catalogue lists it twice)."""
+    return _catalogue(config.cards).get(pan.digits)
+
+
+# The catalogue indexed by PAN, for the config's card tuple (a frozen config keeps the same
+# tuple): each request looks its card up two or three times.
+_index: tuple[tuple[CardEntry, ...], dict[str, CardEntry]] = ((), {})
+
+
+def _catalogue(cards: tuple[CardEntry, ...]) -> dict[str, CardEntry]:
+    global _index
+    known, by_pan = _index
+    if known is not cards:
+        by_pan = {}
+        for card in cards:
+            by_pan.setdefault(card.pan, card)
+        _index = (cards, by_pan)
+    return by_pan
 
 
 def issuer_decision(config: HostConfig, pan: Pan, amount_minor: int) -> IssuerDecision:

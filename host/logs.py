@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import sys
 import threading
 from collections.abc import Mapping, MutableMapping
@@ -40,10 +39,22 @@ _SUMMARY = {"t": "mti", "3": "processing_code", "11": "stan", "41": "tid", "42":
 # One encoder for every line (json.dumps would build a new one per call).
 _ENCODE = json.JSONEncoder(default=str, separators=(",", ":")).encode
 
-# A necessary condition for :func:`protocol.scrub` to change anything: both of its patterns need
-# twelve digits in a row followed by a digit (a 13-19 digit run) or by ``=``/``D`` (track 2).
-# One search for it costs a third of scrub's two substitutions, and most lines have no such run.
-_MAYBE_CARD = re.compile(r"\d{12}[\d=D]")
+# Every digit as "0", so that a run of digits is a run of zeros to look for as a substring.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TWELVE = b"0" * 12
+_PAN_RUN, _TRACK_RUN, _TRACK_RUN_D = _TWELVE + b"0", _TWELVE + b"=", _TWELVE + b"D"
+
+
+def maybe_card(line: str) -> bool:
+    """A necessary condition for :func:`protocol.scrub` to change ``line`` (JSON, so ASCII):
+    both of its patterns need twelve digits in a row followed by a digit (a 13-19 digit run)
+    or by ``=``/``D`` (track 2). Most lines have no such run, so the two substitutions are
+    skipped. Substring searches over the digits mapped to ``0`` answer it in a fifth of the
+    time of the equivalent regular expression ``\\d{12}[\\d=D]``, which tries every digit of
+    the line's time stamps, amounts and RRN as a start."""
+    mapped = line.encode("ascii", "replace").translate(_DIGITS_AS_ZERO)
+    return _TWELVE in mapped and (_PAN_RUN in mapped or _TRACK_RUN in mapped
+                                  or _TRACK_RUN_D in mapped)
 
 
 SECRET_KEYS = frozenset({
@@ -59,7 +70,7 @@ EventDict = MutableMapping[str, Any]
 def safe_line(record: Mapping[str, object]) -> str:
     """``record`` as one JSON line with card data masked (:func:`protocol.scrub`)."""
     line = _ENCODE(record)
-    return scrub(line) if _MAYBE_CARD.search(line) else line
+    return scrub(line) if maybe_card(line) else line
 
 
 def stamp(logger: object, method: str, event_dict: EventDict) -> EventDict:

@@ -73,6 +73,7 @@ class Pipeline:
         self._schedules: dict[tuple[str, str],
                               tuple[CutoffSchedule, tuple[date, datetime, datetime]]] = {}
         self._unlisted: dict[str, MerchantConfig] = {}  # default profile copied per MID
+        self._policies: dict[str, RefundPolicy] = {}  # the refund policy per MID
         self._unsettled: set[str] = set()  # merchants enrolled since the last commit
 
     # == ISO traffic ==========================================================================
@@ -209,9 +210,16 @@ class Pipeline:
 
     def refund_policy(self, merchant: MerchantConfig) -> RefundPolicy:
         """The merchant's refund policy (the default merchant's for an unlisted one)."""
-        if self.config.merchant(merchant.id) is not None:
-            return self.config.refund_policy(merchant.id)
-        return self.config.refund_policy(self.config.default_merchant.id)
+        known = self._policies.get(merchant.id)
+        if known is not None:
+            return known
+        # Merged from the config once per merchant: the config does not change while the
+        # host runs, and the merge (a pydantic dump and copy) is dear on every request.
+        listed = self.config.merchant(merchant.id) is not None
+        policy = self.config.refund_policy(
+            merchant.id if listed else self.config.default_merchant.id)
+        self._policies[merchant.id] = policy
+        return policy
 
     def business_date(self, merchant: MerchantConfig, now: datetime) -> date:
         """The merchant's business date at ``now`` (its own cut-off first)."""

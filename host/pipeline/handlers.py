@@ -15,6 +15,7 @@ message type means adding a row there (and its parsing in :mod:`protocol.message
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from host.pipeline.ports import Record
 from host.pipeline.replies import Reply, financial_reply, log_context
 from host.request_key import request_key_of
 from host.rules import Decision
+from host.settlement.book import RefundNotice
 from host.store import txn_reference
 from protocol.codes import NetworkCode, RuleId
 from protocol.masking import Pan
@@ -124,7 +126,7 @@ def precheck(ctx: Context, req: FinancialRequest, pan: Pan | None) -> Decision |
     if security is None:
         return None
     return security.check_pin(ctx.conn, ctx.fields, pan, ctx.bdate, ctx.now_ms,
-                              ctx.host.card_hash)  # DE52, when the host holds a PIN key
+                              ctx.card_hash)  # DE52, when the host holds a PIN key
 
 
 def purchase(ctx: Context, req: SaleRequest | AuthorizationRequest, pan: Pan | None,
@@ -168,7 +170,7 @@ def completion(ctx: Context, req: CompletionAdvice, pan: Pan | None,
     if pan is None and hold is not None:
         pan_masked, pan_hash = hold.pan_masked, hold.pan_hash
     else:
-        pan_masked, pan_hash = (pan.masked, host.card_hash(pan)) if pan else (None, None)
+        pan_masked, pan_hash = (pan.masked, ctx.card_hash(pan)) if pan else (None, None)
     ids = host.store.new_txn(conn)
     group = None
     amount = req.amount.minor
@@ -201,7 +203,7 @@ def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | No
     if decision is None:
         ask = rules.RefundAsk(
             merchant_id=req.merchant_id, currency=req.amount.currency,
-            amount_minor=req.amount.minor, pan_hash=host.card_hash(pan),
+            amount_minor=req.amount.minor, pan_hash=ctx.card_hash(pan),
             referenced=bool(req.original_rrn), now_ms=ctx.now_ms,
             # Summed only when a daily cap is set: it reads every refund of the day.
             merchant_refunded_today_minor=host.store.merchant_refunded(
@@ -239,7 +241,10 @@ def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | No
             host.store.add_event(conn, int(original.id), ctx.now_ms, "refunded", by=rrn,
                                  amount_minor=amount)
         if not review and host.settlement is not None:
-            host.settlement.notify_refund(conn, "refund_approved", row_id, ctx.now)
+            # The values just written to the refund's row, not read back.
+            host.settlement.notify_refund_of(conn, "refund_approved", RefundNotice(
+                req.merchant_id, rrn, original.rrn if original is not None else None,
+                pan.masked, amount, req.amount.currency, req.reason.value), ctx.now)
     return financial_reply(ctx.fields, req, TxnKind.REFUND, decision, rrn, code, pan, ctx.de15,
                            remaining=remaining)
 
@@ -492,10 +497,10 @@ def insert(ctx: Context, ids: tuple[int, str, str], req: FinancialRequest, kind:
         "currency": req.amount.currency,
         "state": (state if decision.approved else TxnState.DECLINED).value,
         "response_code": decision.code, "rule": decision.de44,
-        "rules_fired": json.dumps(list(decision.fired)),
+        "rules_fired": _fired_text(decision.fired),
     }
     if pan is not None:
-        values["pan_masked"], values["pan_hash"] = pan.masked, ctx.host.card_hash(pan)
+        values["pan_masked"], values["pan_hash"] = pan.masked, ctx.card_hash(pan)
     values.update(extra)
     if decision.approved and batched:
         locked = ctx.terminal
@@ -507,6 +512,12 @@ def insert(ctx: Context, ids: tuple[int, str, str], req: FinancialRequest, kind:
     store.add_event(ctx.conn, ids[0], ctx.now_ms, "decided", rc=decision.code,
                     rule=decision.de44, fired=list(decision.fired))
     return ids
+
+
+@functools.lru_cache(maxsize=256)
+def _fired_text(fired: tuple[str, ...]) -> str:
+    # Decisions fire a handful of distinct check lists: each is encoded once, not per row.
+    return json.dumps(list(fired))
 
 
 def post(ctx: Context, txn_id: int, kind: TxnKind, legs: list[tuple[str, str, int]],

@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 
 from host import wire
-from host.canonical_json import dumps_sorted, stored_text
+from host.canonical_json import dumps_sorted_strings, stored_text
 from host.ledger import to_ms
 from host.pipeline.context import Context, Decline, Services
 from host.pipeline.ports import Tx
@@ -121,8 +121,8 @@ def fingerprint(ctx: Context) -> str:
     doc = wire.fingerprint_doc(ctx.sent)
     pan = wire.pan_of(ctx.sent)
     if pan is not None:
-        doc["pan"] = ctx.host.card_hash(pan)
-    return hashlib.sha256(dumps_sorted(doc).encode()).hexdigest()
+        doc["pan"] = ctx.card_hash(pan)
+    return hashlib.sha256(dumps_sorted_strings(doc)).hexdigest()
 
 
 def deduplicate(ctx: Context, digest: str) -> Reply | None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -100,6 +100,20 @@ _REFUND_FOR_NOTICE = Prepared(
 _CAPTURES = (TxnKind.SALE, TxnKind.COMPLETION, TxnKind.REFUND)
 _MEMBER_KINDS = (*_CAPTURES, TxnKind.ADJUSTMENT)
 _UNDO_EVENTS = ("reversed", "voided", "review_rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class RefundNotice:
+    """What a refund's notification tells the customer, as its transaction row holds it
+    (``sale_rrn``: the RRN of the sale it refunds, None for an unreferenced refund)."""
+
+    merchant_id: str
+    rrn: str
+    sale_rrn: str | None
+    pan_masked: str | None
+    amount_minor: int
+    currency: str
+    reason: str | None
 
 
 def _label(row: Any) -> str:
@@ -392,13 +406,25 @@ class EngineDesk(SettlementDesk):
                       **detail: Any) -> None:
         """Emit ``refund_approved`` / ``refund_rejected`` for refund ``txn_id`` in the engine's
         transaction ``conn`` (the notification exists exactly when the decision commits)."""
-        row = _REFUND_FOR_NOTICE.run(conn, {"txn_id_": txn_id}).one_or_none()
-        if row is None or self.outbox is None:
+        if self.outbox is None:
             return
-        self.outbox.add(conn, event_name, at, merchant_id=row.merchant_id, rrn=row.rrn,
-                        reference=row.sale_rrn, pan=row.pan_masked,
-                        amount_minor=int(row.amount_minor), currency=row.currency,
-                        refund_reason=row.reason, **detail)
+        row = _REFUND_FOR_NOTICE.run(conn, {"txn_id_": txn_id}).one_or_none()
+        if row is None:
+            return
+        self.notify_refund_of(conn, event_name, RefundNotice(
+            row.merchant_id, row.rrn, row.sale_rrn, row.pan_masked, int(row.amount_minor),
+            row.currency, row.reason), at, **detail)
+
+    def notify_refund_of(self, conn: Connection, event_name: str, refund: RefundNotice,
+                         at: datetime, **detail: Any) -> None:
+        """:meth:`notify_refund` for a refund whose row the caller has just written: the
+        values it wrote are handed over instead of read back."""
+        if self.outbox is None:
+            return
+        self.outbox.add(conn, event_name, at, merchant_id=refund.merchant_id, rrn=refund.rrn,
+                        reference=refund.sale_rrn, pan=refund.pan_masked,
+                        amount_minor=refund.amount_minor, currency=refund.currency,
+                        refund_reason=refund.reason, **detail)
 
 
 def build_desk(service: Any) -> EngineDesk | None:

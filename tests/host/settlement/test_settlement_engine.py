@@ -319,3 +319,6 @@ def test_online_refund_approval_is_notified(host: Host) -> None:
     (note,) = host.desk.outbox.entries(event="refund_approved")
     assert (note["rrn"], note["reference"], note["amount_minor"]) == (refund.rrn, sale.rrn, 1000)
     assert note["pan"] == "411111******1111" and note["refund_reason"] == "other"
+    row = host.svc.transaction(refund.rrn)
+    assert row is not None
+    assert (note["merchant_id"], note["currency"]) == (row["merchant_id"], row["currency"])

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime
 
-from host.logs import MessageLog
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from host.logs import MessageLog, maybe_card, safe_line
 
 PAN = "4761739001010119"
 PIN_BLOCK = "0412AC89ABCDEF67"
@@ -56,3 +60,25 @@ def test_card_numbers_in_free_text_are_masked_first6_last4() -> None:
     (line,) = _lines(out)
     assert PAN not in out.getvalue()
     assert line["error"] == "bad card 476173******0119 / 476173******0119=****"
+
+
+# Pieces that make runs of eleven to fourteen digits and more, next to = D and others.
+_CARDISH = st.lists(st.sampled_from(["123456789012", "98765432101", "7", "42", "=", "D", "d",
+                                     '"', ":", " ", "x"]), max_size=8).map("".join)
+
+
+@given(st.text(st.characters(max_codepoint=127), max_size=40) | _CARDISH)
+@example("x123456789012=1")
+@example("x123456789012D1")
+@example("123456789012d")
+@example("12345678901=")
+def test_card_precheck_agrees_with_its_pattern(line: str) -> None:
+    """The scrub's pre-check says yes exactly when twelve digits and a digit, = or D appear."""
+    assert maybe_card(line) == bool(re.search(r"[0-9]{12}[0-9=D]", line))
+
+
+def test_card_number_and_track_in_free_text_are_masked() -> None:
+    """A card number or track 2 anywhere in a line's members is written masked."""
+    line = safe_line({"note": f"pan {PAN} track {TRACK2} rrn 123456789012"})
+    assert PAN not in line and "476173******0119" in line
+    assert "123456789012" in line  # twelve digits alone are no card number
