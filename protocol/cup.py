@@ -13,14 +13,17 @@ BCD MTI, a binary bitmap and the fields:
 
 Transactions are told apart by MTI + the first two digits of DE3 + DE25 + DE60.1 (financial)
 or MTI + DE60.3 (management): a refund is ``0220 / 20 / 00 / 25`` — an advice-class message — and
-a void ``0200 / 20 / 00 / 23``. The private fields DE60 (type, batch, network code), DE61
-(original batch, trace and date) and DE48 (settlement totals, upload records) have their own
-layouts in :mod:`protocol.cup_private`. The MAC is the CUP "ECB" POS MAC in DE64.
+a void ``0200 / 20 / 00 / 23``. The pre-authorization family keys on DE25 ``06``: the
+pre-authorization ``0100 / 03 / 06 / 10``, its cancel ``0100 / 20 / 06 / 11``, the completion
+request ``0200 / 00 / 06 / 20``, the completion advice (offline completion, an advice like the
+refund) ``0220 / 00 / 06 / 24`` and the completion void ``0200 / 20 / 06 / 21``. The private
+fields DE60 (type, batch, network code), DE61 (original batch, trace and date) and DE48
+(settlement totals, upload records) have their own layouts in :mod:`protocol.cup_private`. The
+MAC is the CUP "ECB" POS MAC in DE64.
 
-Not (yet) carried: balance inquiry (``0200/31/00/01``), pre-authorization cancel and completion
-void (``0100/20/06/11``, ``0200/20/06/21``), the completion advice (``0220/00/06/24``), e-cash and
-SM4 sign-on (60.3 ``006``). A sign-on with single-length keys (60.3 ``001``) is not accepted:
-poslab has no single-length DES keys.
+Not (yet) carried: balance inquiry (``0200/31/00/01``), e-cash and SM4 sign-on (60.3 ``006``).
+A sign-on with single-length keys (60.3 ``001``) is not accepted: poslab has no single-length
+DES keys.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ CUP_TABLE = FieldTable(
 # ``card_required``; DE64 is the security layer's business).
 _SALE = frozenset({"3", "4", "11", "22", "25", "41", "42", "49", "60"})
 _ORIGINAL = _SALE | {"37", "61"}
+#: A completion (request or advice) and a pre-authorization cancel quote the
+#: pre-authorization's approval code (DE38) and name it in DE61.
+_NAMES_PREAUTH = _SALE | {"38", "61"}
 _REFUND = frozenset({"3", "4", "22", "25", "37", "41", "42", "49", "60", "61"})
 _REVERSAL = frozenset({"3", "4", "11", "22", "25", "39", "41", "42", "49", "60"})
 _SIGN_ON = frozenset({"11", "41", "42", "60", "63"})
@@ -103,8 +109,16 @@ CUP_ROUTES: tuple[TxnRoute, ...] = (
              request_fields=_SALE, card_required=True),
     TxnRoute(T.VOID, "0200", "200000", match=(_FINANCIAL_POS, M("60", "23")),
              request_fields=_ORIGINAL, card_required=True),
+    TxnRoute(T.AUTH_CANCEL, "0100", "200000", match=(_PREAUTH_POS, M("60", "11")),
+             request_fields=_NAMES_PREAUTH, card_required=True),
+    # The completion advice (offline completion) is listed before the completion request, so
+    # ``route(COMPLETION)`` is the request.
+    TxnRoute(T.COMPLETION, "0220", "000000", match=(_PREAUTH_POS, M("60", "24")),
+             request_fields=_NAMES_PREAUTH, card_required=True),
     TxnRoute(T.COMPLETION, "0200", "000000", match=(_PREAUTH_POS, M("60", "20")),
-             request_fields=_SALE | {"38", "61"}, card_required=True),
+             request_fields=_NAMES_PREAUTH, card_required=True),
+    TxnRoute(T.VOID_COMPLETION, "0200", "200000", match=(_PREAUTH_POS, M("60", "21")),
+             request_fields=_ORIGINAL, card_required=True),
     TxnRoute(T.REFUND, "0220", "200000", match=(_FINANCIAL_POS, M("60", "25")),
              request_fields=_REFUND, card_required=True),
     # A reversal carries the original's DE3/DE25/DE60.1; the host finds the original by its

@@ -112,7 +112,8 @@ def _facts(fields: Mapping[str, str], **more: object) -> CupFacts:
     except ValidationError as exc:
         exc.fields = dict(fields)
         raise
-    return CupFacts(fields["t"], de60, original, fields.get("63"), **more)  # type: ignore[arg-type]
+    return CupFacts(fields["t"], de60, original, fields.get("63"),
+                    approval_code=fields.get("38"), **more)  # type: ignore[arg-type]
 
 
 def _ids(fields: Mapping[str, str]) -> dict[str, Any]:
@@ -145,7 +146,10 @@ def identify(fields: Mapping[str, str], profile: WireProfile) -> TxnType:
 _FINANCIAL: Mapping[TxnType, type[FinancialRequest]] = {
     TxnType.SALE: SaleRequest, TxnType.AUTHORIZATION: AuthorizationRequest,
     TxnType.REFUND: RefundRequest, TxnType.VOID: VoidRequest,
+    TxnType.VOID_COMPLETION: VoidRequest, TxnType.AUTH_CANCEL: VoidRequest,
     TxnType.COMPLETION: CompletionAdvice}
+#: The voids: card data optional in the typed message (the route still asks for it).
+_VOIDS = frozenset({TxnType.VOID, TxnType.VOID_COMPLETION, TxnType.AUTH_CANCEL})
 
 
 def parse_cup_request(fields: Mapping[str, str], profile: WireProfile) -> tuple[TxnType, Request]:
@@ -157,10 +161,13 @@ def parse_cup_request(fields: Mapping[str, str], profile: WireProfile) -> tuple[
     txn = identify(fields, profile)
     if txn in _FINANCIAL:
         cls = _FINANCIAL[txn]
-        kw = cls._financial_kwargs(fields, card_required=txn is not TxnType.VOID)
+        kw = cls._financial_kwargs(fields, card_required=txn not in _VOIDS)
         kw.update(local_time=None, local_date=None)  # CUP requests carry no local times
-        if txn in (TxnType.REFUND, TxnType.VOID):  # DE37: the original's RRN
-            kw.update(original_rrn=fields["37"], operator=fields.get("63"))
+        if txn in (TxnType.REFUND, TxnType.VOID, TxnType.VOID_COMPLETION):  # DE37: the
+            kw.update(original_rrn=fields["37"], operator=fields.get("63"))  # original's RRN
+        elif txn is TxnType.AUTH_CANCEL:  # no DE37: the host finds the pre-authorization by
+            # DE61 and DE38 (host.cup.handlers.cancel) and fills its RRN in
+            kw.update(original_rrn="", operator=fields.get("63"))
         elif txn is TxnType.COMPLETION:  # DE38: the pre-authorization's approval code; the
             # host finds the pre-authorization by DE61 (host.cup.handlers.completion)
             kw.update(approval_code=fields["38"])

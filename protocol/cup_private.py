@@ -186,8 +186,10 @@ class CupFacts:
 
     :ivar mti: the MTI as sent (a refund is ``0220``, a sign-off ``0820``).
     :ivar de60: DE60 (for an answer: the DE60 to send).
-    :ivar original: DE61 of a void or refund.
+    :ivar original: DE61 of a void, refund, completion or pre-authorization cancel.
     :ivar operator: DE63 of a sign-on or settlement.
+    :ivar approval_code: DE38 of a request that quotes its original's approval code (a
+        completion, a pre-authorization cancel, a completion void).
     :ivar totals: DE48 of an 0500 (as the terminal counted) or an 0510 (as answered).
     :ivar records: DE48 of an 0320 with 60.3 ``201``.
     :ivar record_count: DE48 of the closing 0320 (60.3 ``207``): how many records were sent.
@@ -200,6 +202,7 @@ class CupFacts:
     totals: CupTotals | None = None
     records: tuple[UploadRecord, ...] = ()
     record_count: int | None = None
+    approval_code: str | None = None
 
     @property
     def batch(self) -> str:

@@ -396,7 +396,9 @@ class CompletionAdvice(FinancialRequest):
 
     @property
     def mti(self) -> str:
-        """0220, or 0221 when repeated."""
+        """0220, or 0221 when repeated; a CUP completion's own (a request is an 0200)."""
+        if self.cup_data is not None:
+            return str(self.cup_data.mti)
         return "0221" if self.repeat else "0220"
 
     def to_fields(self) -> Fields:

@@ -22,6 +22,8 @@ class TxnType(enum.StrEnum):
     VOID_REFUND = "void_refund"
     REFUND = "refund"
     COMPLETION = "completion"  # of an authorization
+    VOID_COMPLETION = "void_completion"  # a void of a completion: the hold is live again
+    AUTH_CANCEL = "auth_cancel"  # releases an authorization hold before it is completed
     REVERSAL = "reversal"
     SETTLEMENT = "settlement"
     SETTLEMENT_AFTER_UPLOAD = "settlement_after_upload"

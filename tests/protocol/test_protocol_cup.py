@@ -215,6 +215,109 @@ GOLDEN: dict[str, tuple[TxnType | None, dict[str, str], list[str]]] = {
         "0013" "2000000100050F", "0016" "0000010001291204",
         "3439393734324245",  # DE64 "499742BE"
     ]),
+    "auth_cancel_0100": (TxnType.AUTH_CANCEL, {
+        "t": "0100", "2": PAN, "3": "200000", "4": "000000050000", "11": "000132",
+        "22": "021", "25": "06", "38": "654321", **IDS, "49": "156",
+        "60": "1100000100050", "61": "0000010001291204", "64": "3433303145384138"}, [
+        REQUEST_TPDU, HEADER,
+        "0100",  # the cancel is an authorization-class message, as the pre-authorization
+        "7020048004C08019",  # 2 3 4 11 22 25 38 41 42 49 60 61 64
+        "16" "6212345678901234",
+        "200000",  # DE3 20: a cancel
+        "000000050000",  # DE4: the whole pre-authorized 500.00
+        "000132", "0021",
+        "06",  # DE25 06: pre-authorization
+        "363534333231",  # DE38: the pre-authorization's code
+        TID, MID, CNY,
+        "0013" "1100000100050F",  # DE60.1 11 pre-authorization cancel
+        "0016" "0000010001291204",  # DE61: orig batch 000001 | orig trace 000129 | 12-04
+        "3433303145384138",  # DE64 "4301E8A8"
+    ]),
+    "auth_cancel_0110": (None, {
+        "t": "0110", "2": PAN, "3": "200000", "4": "000000050000", "11": "000132",
+        "12": "105500", "13": "1204", "15": "1204", "25": "06", "32": "01020000",
+        "37": "433810000007", "38": "654321", "39": "00", **IDS, "49": "156",
+        "60": "1100000100050", "61": "0000010001291204", "64": "4346434630323746"}, [
+        RESPONSE_TPDU, HEADER,
+        "0110",
+        "703A00810EC08019",  # 2 3 4 11 12 13 15 25 32 37 38 39 41 42 49 60 61 64
+        "16" "6212345678901234", "200000", "000000050000", "000132",
+        "105500", "1204", "1204", "06", "08" "01020000",
+        "343333383130303030303037",  # DE37 "433810000007": the cancel's own RRN
+        "363534333231",  # DE38 echoed
+        "3030",  # DE39 "00": the hold is released
+        TID, MID, CNY,
+        "0013" "1100000100050F", "0016" "0000010001291204",  # DE60, DE61 echoed
+        "4346434630323746",  # DE64 "CFCF027F"
+    ]),
+    "completion_advice_0220": (TxnType.COMPLETION, {
+        "t": "0220", "2": PAN, "3": "000000", "4": "000000045000", "11": "000133",
+        "22": "021", "25": "06", "38": "654321", **IDS, "49": "156",
+        "60": "2400000100050", "61": "0000010001291204", "64": "3232323835313830"}, [
+        REQUEST_TPDU, HEADER,
+        "0220",  # the offline completion is an advice, as the refund
+        "7020048004C08019",  # 2 3 4 11 22 25 38 41 42 49 60 61 64
+        "16" "6212345678901234",
+        "000000",  # DE3 as a sale
+        "000000045000",  # DE4 450.00, within the pre-authorized 500.00
+        "000133", "0021",
+        "06",  # DE25 06: pre-authorization
+        "363534333231",  # DE38: the pre-authorization's code
+        TID, MID, CNY,
+        "0013" "2400000100050F",  # DE60.1 24 completion advice
+        "0016" "0000010001291204",  # DE61: orig batch 000001 | orig trace 000129 | 12-04
+        "3232323835313830",  # DE64 "22285180"
+    ]),
+    "completion_advice_0230": (None, {
+        "t": "0230", "2": PAN, "3": "000000", "4": "000000045000", "11": "000133",
+        "12": "110500", "13": "1204", "15": "1204", "25": "06", "37": "433810000009",
+        "38": "654321", "39": "00", **IDS, "49": "156", "60": "2400000100050",
+        "61": "0000010001291204", "64": "3130303741354633"}, [
+        RESPONSE_TPDU, HEADER,
+        "0230",
+        "703A00800EC08019",  # 2 3 4 11 12 13 15 25 37 38 39 41 42 49 60 61 64: no DE32
+        "16" "6212345678901234", "000000", "000000045000", "000133",
+        "110500", "1204", "1204", "06",
+        "343333383130303030303039",  # DE37 "433810000009": the completion's own RRN
+        "363534333231",  # DE38 echoed
+        "3030", TID, MID, CNY,
+        "0013" "2400000100050F", "0016" "0000010001291204",
+        "3130303741354633",  # DE64 "1007A5F3"
+    ]),
+    "completion_void_0200": (TxnType.VOID_COMPLETION, {
+        "t": "0200", "2": PAN, "3": "200000", "4": "000000045000", "11": "000134",
+        "22": "021", "25": "06", "37": "433810000006", **IDS, "49": "156",
+        "60": "2100000100050", "61": "000001000130", "64": "4639443545303533"}, [
+        REQUEST_TPDU, HEADER,
+        "0200",
+        "7020048008C08019",  # 2 3 4 11 22 25 37 41 42 49 60 61 64
+        "16" "6212345678901234",
+        "200000",  # DE3 20: a void
+        "000000045000",  # DE4: the whole completed 450.00
+        "000134", "0021",
+        "06",  # DE25 06: pre-authorization
+        "343333383130303030303036",  # DE37: the completion's RRN
+        TID, MID, CNY,
+        "0013" "2100000100050F",  # DE60.1 21 completion void
+        "0012" "000001000130",  # DE61: orig batch 000001 | orig trace 000130 (the completion)
+        "4639443545303533",  # DE64 "F9D5E053"
+    ]),
+    "completion_void_0210": (None, {
+        "t": "0210", "2": PAN, "3": "200000", "4": "000000045000", "11": "000134",
+        "12": "111000", "13": "1204", "15": "1204", "25": "06", "32": "01020000",
+        "37": "433810000008", "38": "654321", "39": "00", **IDS, "49": "156",
+        "60": "2100000100050", "61": "000001000130", "64": "3043454130343832"}, [
+        RESPONSE_TPDU, HEADER,
+        "0210",
+        "703A00810EC08019",  # 2 3 4 11 12 13 15 25 32 37 38 39 41 42 49 60 61 64
+        "16" "6212345678901234", "200000", "000000045000", "000134",
+        "111000", "1204", "1204", "06", "08" "01020000",
+        "343333383130303030303038",  # DE37 "433810000008": the completion void's own RRN
+        "363534333231",  # DE38 "654321": the pre-authorization's code, echoed
+        "3030", TID, MID, CNY,
+        "0013" "2100000100050F", "0012" "000001000130",  # DE60, DE61 echoed
+        "3043454130343832",  # DE64 "0CEA0482"
+    ]),
     "reversal_0400": (TxnType.REVERSAL, {
         "t": "0400", "2": PAN, "3": "000000", "4": "000000010000", "11": "000123",
         "22": "021", "25": "00", "39": "98", **IDS, "49": "156", "60": "2200000100050",
@@ -470,6 +573,47 @@ def test_refund_and_void_are_told_apart_by_de60_not_by_mti_and_code_alone() -> N
     void = {**refund, "t": "0200", "60": "2300000100050"}
     assert CUP_PROFILE.identify("0200", "200000", void) is TxnType.VOID
     assert CUP_PROFILE.message_for(TxnType.REFUND) == ("0220", "200000")
+
+
+def test_preauthorization_family_is_told_apart_by_de25_and_de60() -> None:
+    """DE25 06 and 60.1 make the family: 0100/20 11 a cancel, 0220/00 24 a completion advice,
+    0200/20 21 a completion void; with DE25 00 none of them is; route(COMPLETION) is the
+    0200 request."""
+    cases = {"auth_cancel_0100": "00", "completion_advice_0220": "00",
+             "completion_void_0200": "00"}
+    for name, other_pos in cases.items():
+        txn, fields, _ = GOLDEN[name]
+        assert CUP_PROFILE.identify(fields["t"], fields["3"], fields) is txn
+        assert CUP_PROFILE.identify(fields["t"], fields["3"], {**fields, "25": other_pos}) \
+            is None
+    sale_void = {**GOLDEN["completion_void_0200"][1], "60": "2300000100050"}
+    assert CUP_PROFILE.identify("0200", "200000", sale_void) is None  # 23 wants DE25 00
+    assert CUP_PROFILE.message_for(TxnType.COMPLETION) == ("0200", "000000")
+    assert CUP_PROFILE.message_for(TxnType.AUTH_CANCEL) == ("0100", "200000")
+    assert CUP_PROFILE.message_for(TxnType.VOID_COMPLETION) == ("0200", "200000")
+
+
+def test_cancel_is_read_with_the_code_and_original_it_names() -> None:
+    """The cancel's typed message carries DE38 and DE61 in its CUP facts and no RRN (the host
+    finds the pre-authorization by them); a cancel without DE38 misses 38."""
+    fields = GOLDEN["auth_cancel_0100"][1]
+    _, request = parse_cup_request(fields, CUP_PROFILE)
+    facts = request.cup_data
+    assert (facts.approval_code, facts.original.trace, facts.original.date_mmdd) == (
+        "654321", "000129", "1204")
+    assert request.original_rrn == ""
+    assert request.mti == "0100"
+    no_code = dict(fields)
+    del no_code["38"]
+    assert CUP_PROFILE.missing_field(no_code) == "38"
+
+
+def test_completion_request_and_advice_keep_their_own_mti() -> None:
+    """A CUP completion read as the typed completion keeps the MTI it was sent with: 0200
+    for the request, 0220 for the advice."""
+    for name, mti in (("completion_0200", "0200"), ("completion_advice_0220", "0220")):
+        _, request = parse_cup_request(GOLDEN[name][1], CUP_PROFILE)
+        assert request.mti == mti
 
 
 def test_sign_on_with_single_length_keys_is_not_a_sign_on() -> None:
