@@ -19,6 +19,7 @@ class TxnKind(enum.StrEnum):
     REFUND = "refund"
     VOID = "void"
     ADJUSTMENT = "adjustment"  # a late reversal booked into the terminal's open batch
+    AUTH_CANCEL = "auth_cancel"  # the release of a hold before completion: in no batch
 
 
 class TxnState(enum.StrEnum):

@@ -114,12 +114,18 @@ class RefundAsk:
 
 @dataclass(frozen=True)
 class VoidAsk:
-    """A void request reduced to its facts."""
+    """A void request reduced to its facts.
+
+    :ivar kinds: the kinds of original this void may name; empty: a refund when
+        ``voids_refund``, else a sale or a completion (a profile that voids sales and
+        completions with different messages, as CUP does, names one).
+    """
 
     merchant_id: str
     terminal_id: str
     amount_minor: int
     voids_refund: bool
+    kinds: tuple[str, ...] = ()
 
 
 @dataclass
@@ -220,7 +226,7 @@ def evaluate_refund(ask: RefundAsk, original: OriginalView | None,
 def evaluate_void(ask: VoidAsk, original: OriginalView | None, policy: VoidPolicy) -> Decision:
     """Decide a void of a sale (020000) or of a refund (220000)."""
     t = _Trail()
-    wanted = ("refund",) if ask.voids_refund else tuple(REFUNDABLE_KINDS)
+    wanted = ask.kinds or (("refund",) if ask.voids_refund else tuple(REFUNDABLE_KINDS))
     refused = _original_checks(t, original, wanted, "original_kind", ask.merchant_id)
     if refused is not None:
         return refused
@@ -239,6 +245,29 @@ def evaluate_void(ask: VoidAsk, original: OriginalView | None, policy: VoidPolic
     t.run("no_refunds")
     if original.refund_count > 0:
         return t.decline(RuleId.VOID_AFTER_REFUND)
+    return Decision.approve(tuple(t.fired))
+
+
+def evaluate_cancel(ask: VoidAsk, hold: OriginalView | None) -> Decision:
+    """Decide the cancel of an authorization hold before it is completed: found (25), a hold
+    (12), still open -- not completed, cancelled or reversed already (12) --, same merchant
+    (12), the whole held amount (64)."""
+    t = _Trail()
+    t.run("hold_found")
+    if hold is None:
+        return t.decline(RuleId.ORIGINAL_NOT_FOUND)
+    t.run("original_kind")
+    if hold.kind != "auth":
+        return t.decline(RuleId.ORIGINAL_NOT_A_SALE)
+    t.run("hold_open")
+    if hold.state != "authorized":
+        return t.decline(RuleId.ORIGINAL_NOT_EFFECTIVE)
+    t.run("same_merchant")
+    if hold.merchant_id != ask.merchant_id:
+        return t.decline(RuleId.ORIGINAL_OTHER_MERCHANT)
+    t.run("full_amount")
+    if ask.amount_minor != hold.amount_minor:
+        return t.decline(RuleId.VOID_AMOUNT_MISMATCH)
     return Decision.approve(tuple(t.fired))
 
 
@@ -264,6 +293,10 @@ def evaluate_completion(amount_minor: int, currency_code: str,
     return Decision.approve(tuple(t.fired))
 
 
+#: Kinds that belong to no batch: a closed batch never stands in the way of reversing them.
+_IN_NO_BATCH = frozenset({"auth", "auth_cancel"})
+
+
 def evaluate_reversal(target: OriginalView) -> Decision:
     """Decide the reversal of a matched, still effective transaction.
 
@@ -278,7 +311,7 @@ def evaluate_reversal(target: OriginalView) -> Decision:
     t.run("no_refunds")
     if target.refund_count > 0:
         return t.decline(RuleId.REVERSAL_AFTER_REFUND)
-    if target.kind != "auth" and not target.batch_open:
+    if target.kind not in _IN_NO_BATCH and not target.batch_open:
         if target.kind == "void":
             t.run("batch_open")
             return t.decline(RuleId.REVERSAL_AFTER_SETTLEMENT)

@@ -104,17 +104,25 @@ def network(ctx: Context) -> Reply:
 # == 0200 void / 0220 refund / 0400 ===========================================================
 
 
+#: What each CUP void may name: a void (60.1 ``23``) a sale, a completion void (``21``) a
+#: completion; the other kind is 25 ORIGINAL_NOT_A_SALE.
+_VOIDED_KIND: Mapping[TxnType, tuple[str, ...]] = {
+    TxnType.VOID: (TxnKind.SALE.value,), TxnType.VOID_COMPLETION: (TxnKind.COMPLETION.value,)}
+
+
 def void(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None) -> Reply:
-    """A void whose DE61 (original batch and trace) must name the sale DE37 names. The batch
-    is the one the terminal had when it made the sale, also once the cut-off closed it: then the
-    generic rules answer the settled-original decline (VOID_AFTER_SETTLEMENT, CUP ``25``)."""
+    """A void (``23``, of a sale) or completion void (``21``, of a completion) whose DE61
+    (original batch and trace) must name the original DE37 names. The batch is the one the
+    terminal had when it made the original, also once the cut-off closed it: then the generic
+    rules answer the settled-original decline (VOID_AFTER_SETTLEMENT, CUP ``25``). Voiding a
+    completion makes its pre-authorization's hold live again (the generic void)."""
     named = _facts(ctx).original
     if pre is None and named is not None:
         original = ctx.host.store.txn_by_rrn(ctx.conn, req.original_rrn)
         if original is not None and (original.stan != named.trace or
                                      batch_number_of(ctx, original.batch_id) != named.batch):
             pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DE61")
-    return generic.void(ctx, req, pan, pre)
+    return generic.void(ctx, req, pan, pre, kinds=_VOIDED_KIND[ctx.txn])
 
 
 def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | None) -> Reply:
@@ -127,18 +135,20 @@ def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | No
     return generic.refund(ctx, req, pan, pre)
 
 
-def completion(ctx: Context, req: CompletionAdvice, pan: Pan | None,
-               pre: Decision | None) -> Reply:
-    """A pre-authorization completion (0200 / 000000 / 06 / 20). DE61 names the
-    pre-authorization by the batch (61.1) and trace (61.2) it was sent with, and 61.3 its date;
-    DE38 quotes its approval code. The host finds it by the request key those make (MTI class
-    ``010``, TID, trace, batch: the key the pre-authorization was booked under), then the
-    generic completion captures it by its RRN under the generic rules (not completed yet, same
-    currency, at most the held amount). DE61 naming no pre-authorization of this terminal is
-    25 ``ORIGINAL_NOT_FOUND:DE61``; a DE38 that is not its code, 25 ``ORIGINAL_NOT_FOUND:DE38``;
-    another date, 25 ``ORIGINAL_NOT_FOUND:DATE``."""
-    named = _facts(ctx).original
-    assert named is not None  # the CUP route requires DE61
+def _named_preauth(ctx: Context, pre: Decision | None) -> tuple[str, Decision | None]:
+    """The pre-authorization a completion or a pre-authorization cancel names, as the RRN the
+    generic handler then locks it by, and the decline when it names none.
+
+    DE61 names the pre-authorization by the batch (61.1) and trace (61.2) it was sent with, and
+    61.3 its date; DE38 quotes its approval code. The host finds it by the request key those
+    make (MTI class ``010``, TID, trace, batch: the key the pre-authorization was booked under).
+    DE61 naming no pre-authorization of this terminal and merchant is 25
+    ``ORIGINAL_NOT_FOUND:DE61``; a DE38 that is not its code, 25 ``ORIGINAL_NOT_FOUND:DE38``;
+    another date, 25 ``ORIGINAL_NOT_FOUND:DATE``. With none named, the RRN is one no row has,
+    so that a DE38 quoting some other pre-authorization's code links the decline to nothing."""
+    facts, req = _facts(ctx), ctx.message
+    named = facts.original
+    assert named is not None  # the CUP routes require DE61
     key = request_key_of(AuthorizationRequest.MTI, req.terminal_id, named.trace,
                          f"B{named.batch}")
     row = ctx.host.store.txn_by_request_key(ctx.conn, key)
@@ -147,14 +157,30 @@ def completion(ctx: Context, req: CompletionAdvice, pan: Pan | None,
     if pre is None:
         if row is None:
             pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DE61")
-        elif row.approval_code != req.approval_code:
+        elif row.approval_code != facts.approval_code:
             pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DE38")
         elif named.date_mmdd != _NO_DATE and named.date_mmdd != _mmdd(ctx, row):
             pre = Decision.decline(RuleId.ORIGINAL_NOT_FOUND, ("cup_original",), "DATE")
-    # The generic completion then locks exactly this hold; with none named, an RRN no row has,
-    # so that a DE38 quoting some other pre-authorization's code links the decline to nothing.
-    req = replace(req, original_rrn=str(row.rrn) if row is not None else _NO_RRN)
-    return generic.completion(ctx, req, pan, pre)
+    return (str(row.rrn) if row is not None else _NO_RRN), pre
+
+
+def completion(ctx: Context, req: CompletionAdvice, pan: Pan | None,
+               pre: Decision | None) -> Reply:
+    """A pre-authorization completion: the request (0200 / 000000 / 06 / 20) or the advice
+    (offline completion, 0220 / 000000 / 06 / 24), booked alike. The pre-authorization is the
+    one DE61 and DE38 name (:func:`_named_preauth`); the generic completion captures it under
+    the generic rules (not completed yet, same currency, at most the held amount)."""
+    rrn, pre = _named_preauth(ctx, pre)
+    return generic.completion(ctx, replace(req, original_rrn=rrn), pan, pre)
+
+
+def cancel(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None) -> Reply:
+    """A pre-authorization cancel (0100 / 200000 / 06 / 11): the pre-authorization DE61 and
+    DE38 name (:func:`_named_preauth`) is released by the generic cancel, when it is still
+    open (not completed, cancelled or reversed: else 25 ORIGINAL_NOT_EFFECTIVE) and DE4 is its
+    whole amount (else 64 VOID_AMOUNT_MISMATCH)."""
+    rrn, pre = _named_preauth(ctx, pre)
+    return generic.cancel(ctx, replace(req, original_rrn=rrn), pan, pre)
 
 
 #: An RRN no transaction has (RRNs are 12 letters and digits).
@@ -171,14 +197,19 @@ def _mmdd(ctx: Context, row: Record) -> str:
     return f"{local.month:02d}{local.day:02d}"
 
 
+#: The MTI of an advice: a refund or a completion advice, which an 0400 does not undo.
+_ADVICE = "0220"
+
+
 def reversal(ctx: Context) -> Reply:
-    """An 0400; a refund is an advice (0220) and is not reversed: 25 ORIGINAL_NOT_A_SALE."""
+    """An 0400; an advice (0220: a refund, a completion advice) is not reversed: 25
+    ORIGINAL_NOT_A_SALE."""
     req = ctx.message
     assert isinstance(req, ReversalRequest)
     target = ctx.host.store.reversal_target(ctx.conn, req.merchant_id, req.terminal_id,
                                             req.stan, ctx.match_dates)
     reply = None
-    if target is not None and target.kind == TxnKind.REFUND:
+    if target is not None and target.mti == _ADVICE:
         decision = Decision.decline(RuleId.ORIGINAL_NOT_A_SALE, ("reversal_match",), "0220")
         resp = FinancialResponse(
             mti_value="0410", stan=req.stan, terminal_id=req.terminal_id,
@@ -280,7 +311,9 @@ CUP_HANDLERS: Mapping[TxnType, Handler] = {
     TxnType.AUTHORIZATION: generic.HANDLERS[TxnType.AUTHORIZATION],
     TxnType.REFUND: Handler(financial(refund)),
     TxnType.VOID: Handler(financial(void)),
+    TxnType.VOID_COMPLETION: Handler(financial(void)),
     TxnType.COMPLETION: Handler(financial(completion)),
+    TxnType.AUTH_CANCEL: Handler(financial(cancel)),
     TxnType.REVERSAL: Handler(reversal),
     TxnType.SETTLEMENT: Handler(settle),
     TxnType.BATCH_UPLOAD: Handler(upload),

@@ -249,11 +249,14 @@ def refund(ctx: Context, req: RefundRequest, pan: Pan | None, pre: Decision | No
                            remaining=remaining)
 
 
-def void(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None) -> Reply:
-    """Cancel a sale (or a refund) in the open batch: its ledger groups are mirrored."""
+def void(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None,
+         kinds: tuple[str, ...] = ()) -> Reply:
+    """Cancel a sale (or a refund) in the open batch: its ledger groups are mirrored.
+    ``kinds``: the kinds of original this void may name (see :class:`rules.VoidAsk`)."""
     host, conn = ctx.host, ctx.conn
     original, view = host.store.original(conn, req.original_rrn)
-    ask = rules.VoidAsk(req.merchant_id, req.terminal_id, req.amount.minor, req.voids_refund)
+    ask = rules.VoidAsk(req.merchant_id, req.terminal_id, req.amount.minor, req.voids_refund,
+                        kinds)
     decision = pre or rules.evaluate_void(ask, view, host.config.void)
     pan_masked = original.pan_masked if original is not None else None
     pan_hash = original.pan_hash if original is not None else None
@@ -279,6 +282,38 @@ def void(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None) 
         cancel_review(ctx, int(original.id), "voided")
         host.store.add_event(conn, int(original.id), ctx.now_ms, "voided", by=rrn)
     return financial_reply(ctx.fields, req, TxnKind.VOID, decision, rrn, code, pan, ctx.de15)
+
+
+def cancel(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None) -> Reply:
+    """Release the authorization hold ``req.original_rrn`` names before it is completed (a
+    pre-authorization cancel): the hold's group is mirrored as a reversal of it would be, the
+    hold is ``reversed`` (the admin API's CANCELLED), and the cancel is a row of its own
+    (``auth_cancel``), in no batch: no money was captured, so there is nothing to settle."""
+    host, conn = ctx.host, ctx.conn
+    hold, view = host.store.original(conn, req.original_rrn)
+    ask = rules.VoidAsk(req.merchant_id, req.terminal_id, req.amount.minor, False)
+    decision = pre or rules.evaluate_cancel(ask, view)
+    posts = decision.approved and hold is not None
+    ids = host.store.new_txn(conn)
+    groups = []
+    if posts:
+        assert hold is not None
+        groups = host.ledger.reverse_reference(
+            conn, txn_reference(int(hold.id)), at_ms=ctx.now_ms,
+            new_reference=txn_reference(ids[0]), kind="reversal")
+    card = {"pan_masked": hold.pan_masked, "pan_hash": hold.pan_hash} if hold is not None \
+        else {}
+    _, rrn, code = insert(ctx, ids, req, TxnKind.AUTH_CANCEL, decision, pan, batched=False,
+                          group_id=groups[0] if groups else None,
+                          original_id=hold.id if hold is not None else None,
+                          operator=req.operator, **card)
+    if posts:
+        assert hold is not None
+        host.store.update_txn(conn, int(hold.id), state=TxnState.REVERSED.value)
+        host.store.add_event(conn, int(hold.id), ctx.now_ms, "reversed", by=rrn,
+                             cancelled=True)
+    return financial_reply(ctx.fields, req, TxnKind.AUTH_CANCEL, decision, rrn, code, pan,
+                           ctx.de15)
 
 
 # == 0400 / 0401 ==============================================================================
@@ -401,8 +436,12 @@ def undo(ctx: Context, target: Record) -> list[int]:
     if target.kind == TxnKind.VOID and original is not None:
         store.update_txn(conn, int(original.id), state=TxnState.APPROVED.value)
         store.add_event(conn, int(original.id), ctx.now_ms, "void_reversed", by=target.rrn)
-    elif target.kind == TxnKind.COMPLETION and original is not None:
+    elif target.kind in (TxnKind.COMPLETION, TxnKind.AUTH_CANCEL) and original is not None:
+        # the hold is live again
         store.update_txn(conn, int(original.id), state=TxnState.AUTHORIZED.value)
+        if target.kind == TxnKind.AUTH_CANCEL:
+            store.add_event(conn, int(original.id), ctx.now_ms, "cancel_reversed",
+                            by=target.rrn)
     elif target.kind == TxnKind.REFUND:
         cancel_review(ctx, tid, "reversed")
         if original is not None:

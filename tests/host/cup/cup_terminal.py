@@ -91,13 +91,37 @@ class CupTerminal:
 
     def completion(self, preauth: dict[str, str], amount: int, pan: str = UNIONPAY, *,
                    code: str | None = None, trace: str | None = None,
-                   batch: str | None = None, mmdd: str | None = None) -> dict[str, str]:
-        """0200 / 000000 / 06 / 20 with DE38 the pre-authorization's code and DE61 its batch,
-        trace and date (each replaceable, to name another)."""
+                   batch: str | None = None, mmdd: str | None = None, advice: bool = False,
+                   stan: str | None = None) -> dict[str, str]:
+        """0200 / 000000 / 06 / 20 (``advice``: the offline completion 0220 / 000000 / 06 / 24)
+        with DE38 the pre-authorization's code and DE61 its batch, trace and date (each
+        replaceable, to name another)."""
         named = f"{batch or preauth['60'][2:8]}{trace or preauth['11']}{mmdd or preauth['13']}"
-        return self.send({"t": "0200", "2": pan, "3": "000000", "4": f"{amount:012d}",
+        mti, type_code = ("0220", "24") if advice else ("0200", "20")
+        return self.send({"t": mti, "2": pan, "3": "000000", "4": f"{amount:012d}",
+                          "11": stan or self.stan(), "22": "022", "25": "06",
+                          "38": code or preauth["38"], "49": "156",
+                          "60": f"{type_code}{self.batch}000", "61": named})
+
+    def cancel(self, preauth: dict[str, str], amount: int | None = None, pan: str = UNIONPAY,
+               *, code: str | None = None, trace: str | None = None,
+               mmdd: str | None = None) -> dict[str, str]:
+        """0100 / 200000 / 06 / 11 (pre-authorization cancel) of ``preauth``'s whole amount,
+        with DE38 its code and DE61 its batch, trace and date (each replaceable)."""
+        named = f"{preauth['60'][2:8]}{trace or preauth['11']}{mmdd or preauth['13']}"
+        whole = int(preauth["4"]) if amount is None else amount
+        return self.send({"t": "0100", "2": pan, "3": "200000", "4": f"{whole:012d}",
                           "22": "022", "25": "06", "38": code or preauth["38"], "49": "156",
-                          "60": f"20{self.batch}000", "61": named})
+                          "60": f"11{self.batch}000", "61": named})
+
+    def void_completion(self, done: dict[str, str], amount: int, pan: str = UNIONPAY,
+                        trace: str | None = None) -> dict[str, str]:
+        """0200 / 200000 / 06 / 21 with DE37 the completion's RRN and DE61 its batch and
+        trace."""
+        return self.send({"t": "0200", "2": pan, "3": "200000", "4": f"{amount:012d}",
+                          "22": "022", "25": "06", "37": done["37"], "49": "156",
+                          "60": f"21{self.batch}000",
+                          "61": f"{done['60'][2:8]}{trace or done['11']}"})
 
     def refund(self, sale: dict[str, str], amount: int, pan: str = UNIONPAY,
                mmdd: str | None = None) -> dict[str, str]:
@@ -114,6 +138,15 @@ class CupTerminal:
                           "22": "012", "25": "00", "37": sale["37"], "49": "156",
                           "60": f"23{self.batch}000",
                           "61": f"{self.batch}{trace or sale['11']}"})
+
+
+def reversal_of(term: CupTerminal, answer: dict[str, str], pan: str = UNIONPAY
+                ) -> dict[str, str]:
+    """The 0400 (reason 98) of the request ``answer`` answered: its DE3, DE4, trace, DE25 and
+    DE60, as a terminal that never saw the answer sends it."""
+    return term.send({"t": "0400", "2": pan, "3": answer["3"], "4": answer["4"],
+                      "11": answer["11"], "22": "022", "25": answer["25"], "39": "98",
+                      "49": "156", "60": answer["60"]})
 
 
 def totals_text(debit: tuple[int, int], credit: tuple[int, int],

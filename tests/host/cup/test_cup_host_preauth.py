@@ -5,7 +5,7 @@ backend."""
 
 from __future__ import annotations
 
-from cup_terminal import CupTerminal
+from cup_terminal import CupTerminal, reversal_of
 
 
 def _code(answer: dict[str, str]) -> tuple[str, str | None]:
@@ -80,3 +80,65 @@ def test_second_completion_of_one_preauthorization_is_25(term: CupTerminal) -> N
     assert _code(term.completion(preauth, 20000))[0] == "00"
     assert _code(term.completion(preauth, 20000)) == ("25", "ORIGINAL_NOT_EFFECTIVE")
     assert term.svc.balances()["merchant_payable:MERCHANT0000001"] == {"CNY": -20000}
+
+
+def _payable(term: CupTerminal) -> dict[str, int]:
+    return term.svc.balances()["merchant_payable:MERCHANT0000001"]
+
+
+def test_completion_advice_captures_the_preauthorization(term: CupTerminal) -> None:
+    """The offline completion 0220 / 000000 / 06 / 24 books as the completion request does:
+    0230 00 echoing DE38 and DE61, the hold released and the amount captured."""
+    preauth = term.preauth(50000)
+    done = term.completion(preauth, 45000, advice=True)
+    assert (done["t"], *_code(done)) == ("0230", "00", None)
+    assert done["38"] == preauth["38"]
+    assert done["61"] == f"{preauth['60'][2:8]}{preauth['11']}{preauth['13']}"
+    assert _state(term, preauth["37"]) == "completed"
+    assert term.svc.balances()["pending_holds"] == {"CNY": 0}
+    assert _payable(term) == {"CNY": -45000}
+    assert term.svc.verify()["ok"]
+
+
+def test_completion_advice_names_its_preauthorization_like_the_request(
+        term: CupTerminal) -> None:
+    """The advice's DE61 and DE38 are checked as the request's: another trace is 25
+    ORIGINAL_NOT_FOUND:DE61, another code 25 ORIGINAL_NOT_FOUND:DE38; nothing is captured."""
+    preauth = term.preauth(50000)
+    wrong = "999999" if preauth["38"] != "999999" else "999998"
+    assert _code(term.completion(preauth, 100, trace="999999", advice=True)) == (
+        "25", "ORIGINAL_NOT_FOUND:DE61")
+    assert _code(term.completion(preauth, 100, code=wrong, advice=True)) == (
+        "25", "ORIGINAL_NOT_FOUND:DE38")
+    assert _state(term, preauth["37"]) == "authorized"
+
+
+def test_repeated_completion_advice_is_answered_from_the_request_log(
+        term: CupTerminal) -> None:
+    """The same advice sent again (same trace and batch) gets the first answer again and
+    captures nothing more; the same trace with another amount is 94."""
+    preauth = term.preauth(50000)
+    first = term.completion(preauth, 45000, advice=True, stan="000700")
+    again = term.completion(preauth, 45000, advice=True, stan="000700")
+    assert again == first and first["39"] == "00"
+    assert _payable(term) == {"CNY": -45000}
+    completions = [t for t in term.svc.transactions(tid=term.tid) if t["kind"] == "completion"]
+    assert len(completions) == 1
+    assert _code(term.completion(preauth, 40000, advice=True, stan="000700"))[0] == "94"
+
+
+def test_reversal_does_not_undo_a_completion_advice(term: CupTerminal) -> None:
+    """An 0400 naming the advice's trace is 25 ORIGINAL_NOT_A_SALE:0220 (an advice is not
+    reversed, as the refund 0220): the capture stands; an 0400 of a completion request (0200)
+    reverses it and the hold is live again."""
+    advised = term.completion(term.preauth(50000), 45000, advice=True)
+    kept = reversal_of(term, advised)
+    assert (kept["t"], *_code(kept)) == ("0410", "25", "ORIGINAL_NOT_A_SALE:0220")
+    assert term.svc.transaction(advised["37"])["state"] == "approved"
+    assert _payable(term) == {"CNY": -45000}
+    preauth = term.preauth(30000)
+    requested = term.completion(preauth, 30000)
+    assert _code(reversal_of(term, requested)) == ("00", None)
+    assert _state(term, preauth["37"]) == "authorized"
+    assert _payable(term) == {"CNY": -45000}
+    assert term.svc.verify()["ok"]
