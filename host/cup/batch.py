@@ -7,9 +7,11 @@ wrapping after ``999999`` as the terminal does. Nothing extra is stored. The set
 closes a batch without a number and without a message to the terminal, so the terminal keeps
 its number and the batch opened after the cut-off carries the same one.
 
-The totals are counted the CUP way: every sale stays a debit once approved, also when it was
-voided or refunded later; refunds and voids are credits; reversed and declined rows count for
-nothing. Cards with a UnionPay BIN (``62``) are domestic, all others foreign.
+The totals are counted the CUP way: every sale and completion (request or advice) stays a debit
+once approved, also when it was voided or refunded later; refunds, voids and completion voids
+are credits; reversed and declined rows count for nothing. Pre-authorizations and their cancels
+capture nothing and sit in no batch, so they count for nothing either. Cards with a UnionPay BIN
+(``62``) are domestic, all others foreign.
 """
 
 from __future__ import annotations

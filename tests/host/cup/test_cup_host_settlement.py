@@ -99,3 +99,21 @@ def test_repeated_settlement_gets_its_answer_again(term: CupTerminal) -> None:
     assert _settle(term, OURS, stan="000500") == first
     assert _settle(term, totals_text((1, 1), (0, 0)), stan="000500")["39"] == "94"
     assert _settle(term, OURS)["39"] == "77"  # a new 0500 for the closed batch
+
+
+def test_completion_void_is_a_credit_and_preauthorizations_count_for_nothing(
+        term: CupTerminal) -> None:
+    """A voided completion stays a debit and its void is a credit; a completion advice is a
+    debit; open, cancelled and voided-then-live pre-authorizations are in no total. The host's
+    totals say so (flag 2 to wrong totals), and the terminal's equal totals balance (flag 1)."""
+    done = term.completion(term.preauth(50000), 45000)
+    assert term.void_completion(done, 45000)["39"] == "00"
+    assert term.cancel(term.preauth(20000))["39"] == "00"
+    term.preauth(30000)  # still open
+    assert term.completion(term.preauth(10000), 10000, advice=True)["39"] == "00"
+    wrong = _settle(term, totals_text((55000, 2), (65000, 2)))
+    assert wrong["48"] == totals_text((55000, 2), (45000, 1), flag="2")
+    answer = _settle(term, totals_text((55000, 2), (45000, 1)))
+    assert answer["48"] == totals_text((55000, 2), (45000, 1), flag="1")
+    assert term.sign_on()["60"][2:8] == "000002"
+    assert term.svc.verify()["ok"]
