@@ -436,6 +436,9 @@ def undo(ctx: Context, target: Record) -> list[int]:
     if target.kind == TxnKind.VOID and original is not None:
         store.update_txn(conn, int(original.id), state=TxnState.APPROVED.value)
         store.add_event(conn, int(original.id), ctx.now_ms, "void_reversed", by=target.rrn)
+        if original.kind == TxnKind.COMPLETION and original.original_id is not None:
+            # the void's mirror of the hold's release is undone too: the hold is completed
+            store.update_txn(conn, int(original.original_id), state=TxnState.COMPLETED.value)
     elif target.kind in (TxnKind.COMPLETION, TxnKind.AUTH_CANCEL) and original is not None:
         # the hold is live again
         store.update_txn(conn, int(original.id), state=TxnState.AUTHORIZED.value)

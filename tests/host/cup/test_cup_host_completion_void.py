@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cup_terminal import CupTerminal
+from cup_terminal import CupTerminal, reversal_of
 
 AFTER_CUTOFF = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
 
@@ -79,3 +79,17 @@ def test_completion_void_after_the_cutoff_is_25_void_after_settlement(
     assert _code(term.void_completion(done, 45000)) == ("25", "VOID_AFTER_SETTLEMENT")
     assert _state(term, done["37"]) == "approved"
     assert _state(term, preauth["37"]) == "completed"
+
+
+def test_reversal_of_a_completion_void_restores_the_capture(term: CupTerminal) -> None:
+    """An 0400 of a completion void whose answer was lost undoes it: the completion is
+    captured again, its pre-authorization completed, nothing held; the ledger verifies."""
+    preauth = term.preauth(50000)
+    done = term.completion(preauth, 45000)
+    voided = term.void_completion(done, 45000)
+    assert reversal_of(term, voided)["39"] == "00"
+    assert (_state(term, done["37"]), _state(term, preauth["37"])) == ("approved", "completed")
+    balances = term.svc.balances()
+    assert balances["pending_holds"] == {"CNY": 0}
+    assert balances["merchant_payable:MERCHANT0000001"] == {"CNY": -45000}
+    assert term.svc.verify()["ok"]
