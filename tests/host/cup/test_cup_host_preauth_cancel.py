@@ -5,6 +5,8 @@ and nothing can complete it after; on each backend."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from cup_terminal import CupTerminal, reversal_of
 
 
@@ -93,4 +95,16 @@ def test_reversal_of_a_cancel_makes_the_hold_live_again(term: CupTerminal) -> No
     assert _txn(term, preauth["37"])["state"] == "authorized"
     assert _holds(term) == {"CNY": 50000}
     assert term.completion(preauth, 50000)["39"] == "00"
+    assert term.svc.verify()["ok"]
+
+
+def test_cancel_stays_out_of_the_batch_the_cutoff_closes(term: CupTerminal) -> None:
+    """The cut-off closes the day's batch with the sale in it and the cancel in none; past the
+    next cut-off (the batch funded) the store still verifies."""
+    cancel = term.cancel(term.preauth(50000))
+    sale = term.sale(7000)
+    term.svc.clock.set(datetime(2026, 3, 11, 15, 30, tzinfo=UTC))  # past two cut-offs
+    assert _txn(term, sale["37"])["settlement_state"] == "CLOSED_BATCH"
+    assert _txn(term, cancel["37"])["settlement_state"] is None
+    assert _holds(term) == {"CNY": 0}
     assert term.svc.verify()["ok"]
