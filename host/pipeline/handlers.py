@@ -262,12 +262,7 @@ def void(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None,
     pan_hash = original.pan_hash if original is not None else None
     posts = decision.approved and original is not None
     ids = host.store.new_txn(conn)
-    groups = []
-    if posts:
-        assert original is not None
-        groups = host.ledger.reverse_reference(
-            conn, txn_reference(int(original.id)), at_ms=ctx.now_ms,
-            new_reference=txn_reference(ids[0]), kind="void")
+    groups = mirror(ctx, original, ids[0], "void") if posts else []
     _, rrn, code = insert(ctx, ids, req, TxnKind.VOID, decision, None,
                           group_id=groups[0] if groups else None,
                           original_id=original.id if original is not None else None,
@@ -295,12 +290,7 @@ def cancel(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None
     decision = pre or rules.evaluate_cancel(ask, view)
     posts = decision.approved and hold is not None
     ids = host.store.new_txn(conn)
-    groups = []
-    if posts:
-        assert hold is not None
-        groups = host.ledger.reverse_reference(
-            conn, txn_reference(int(hold.id)), at_ms=ctx.now_ms,
-            new_reference=txn_reference(ids[0]), kind="reversal")
+    groups = mirror(ctx, hold, ids[0], "reversal") if posts else []
     card = {"pan_masked": hold.pan_masked, "pan_hash": hold.pan_hash} if hold is not None \
         else {}
     _, rrn, code = insert(ctx, ids, req, TxnKind.AUTH_CANCEL, decision, pan, batched=False,
@@ -314,6 +304,15 @@ def cancel(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None
                              cancelled=True)
     return financial_reply(ctx.fields, req, TxnKind.AUTH_CANCEL, decision, rrn, code, pan,
                            ctx.de15)
+
+
+def mirror(ctx: Context, original: Record | None, txn_id: int, kind: str) -> list[int]:
+    """Mirror every effective ledger group of ``original`` under transaction ``txn_id`` (its
+    id reserved, its row not written yet) as groups of ``kind``; returns the mirrors."""
+    assert original is not None
+    return ctx.host.ledger.reverse_reference(
+        ctx.conn, txn_reference(int(original.id)), at_ms=ctx.now_ms,
+        new_reference=txn_reference(txn_id), kind=kind)
 
 
 # == 0400 / 0401 ==============================================================================
