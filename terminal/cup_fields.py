@@ -12,8 +12,9 @@ from __future__ import annotations
 from protocol.cup_private import CupTotals, De60, De61, SchemeTotals, parse_upload
 from protocol.errors import ValidationError
 
-TYPE_CODES = {"00": "management", "10": "pre-authorization", "20": "completion",
-              "22": "sale", "23": "void", "25": "refund"}
+TYPE_CODES = {"00": "management", "10": "pre-authorization", "11": "pre-authorization cancel",
+              "20": "completion", "21": "completion void", "22": "sale", "23": "void",
+              "24": "completion advice", "25": "refund"}
 """60.1 values and what they name."""
 NETWORK_CODES = {"000": "", "001": "sign-on, single-length keys", "002": "sign-off",
                  "003": "sign-on, PIN and MAC key", "004": "sign-on, PIN, MAC and data key",
