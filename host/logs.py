@@ -26,6 +26,7 @@ from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import msgspec
 import structlog
 
 from protocol import describe_fields, mask_pan, scrub
@@ -38,6 +39,12 @@ _SUMMARY = {"t": "mti", "3": "processing_code", "11": "stan", "41": "tid", "42":
 
 # One encoder for every line (json.dumps would build a new one per call).
 _ENCODE = json.JSONEncoder(default=str, separators=(",", ":")).encode
+# msgspec writes the same text about three times as fast for the members a line usually has
+# (:func:`encode_line` says when); it differs on the rest (non-ASCII text, some floats, dates).
+_FAST_ENCODE = msgspec.json.Encoder().encode
+_PLAIN = frozenset({str, int, bool, type(None)})
+_PLAIN_OR_FLOAT = _PLAIN | {float}
+_STR = frozenset({str})
 
 # Every digit as "0", so that a run of digits is a run of zeros to look for as a substring.
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
@@ -52,9 +59,31 @@ def maybe_card(line: str) -> bool:
     skipped. Substring searches over the digits mapped to ``0`` answer it in a fifth of the
     time of the equivalent regular expression ``\\d{12}[\\d=D]``, which tries every digit of
     the line's time stamps, amounts and RRN as a start."""
-    mapped = line.encode("ascii", "replace").translate(_DIGITS_AS_ZERO)
+    return _card_run(line.encode("ascii", "replace"))
+
+
+def _card_run(line: bytes) -> bool:
+    mapped = line.translate(_DIGITS_AS_ZERO)
     return _TWELVE in mapped and (_PAN_RUN in mapped or _TRACK_RUN in mapped
                                   or _TRACK_RUN_D in mapped)
+
+
+def encode_line(record: Mapping[str, object]) -> str:
+    """``record`` as compact JSON, byte for byte what ``json`` writes (``ensure_ascii``,
+    ``default=str``, no spaces).
+
+    msgspec writes it when every key is a ``str`` and every value a ``str``, ``int``,
+    ``bool``, ``None`` or a float both write alike (0, or 1e-4 <= \\|x\\| < 1e16), and the
+    text needs no escape (printable ASCII throughout, so no backslash in msgspec's output);
+    ``json`` writes every other line."""
+    kinds = set(map(type, record.values()))
+    if (kinds <= _PLAIN or (kinds <= _PLAIN_OR_FLOAT and all(
+            v == 0.0 or 1e-4 <= abs(v) < 1e16 for v in record.values() if type(v) is float))
+            ) and set(map(type, record)) <= _STR:
+        raw = _FAST_ENCODE(record)
+        if raw.isascii() and b"\\" not in raw and b"\x7f" not in raw:
+            return raw.decode("ascii")
+    return _ENCODE(record)
 
 
 SECRET_KEYS = frozenset({
@@ -69,7 +98,7 @@ EventDict = MutableMapping[str, Any]
 
 def safe_line(record: Mapping[str, object]) -> str:
     """``record`` as one JSON line with card data masked (:func:`protocol.scrub`)."""
-    line = _ENCODE(record)
+    line = encode_line(record)
     return scrub(line) if maybe_card(line) else line
 
 
