@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from hypothesis import example, given
@@ -36,6 +36,23 @@ def test_message_line_keeps_its_schema() -> None:
         "event": "message", "conn": 3, "direction": "out", "mti": "0210", "stan": "000042",
         "tid": "TERM0001", "mid": "M1", "rc": "00", "amount_minor": 1000, "currency": "156",
         "pan": "476173******0119", "kind": "sale", "latency_ms": 1.5}
+
+
+def test_a_line_is_stamped_with_now_in_utc_to_the_millisecond() -> None:
+    """``time`` is UTC now as isoformat(timespec="milliseconds") writes it, between the
+    moments before and after the line was logged (milliseconds truncated, as isoformat)."""
+    out = io.StringIO()
+    log = MessageLog(out)
+    before = datetime.now(UTC)
+    for _ in range(3):
+        log.event("tick")
+    after = datetime.now(UTC)
+    for line in _lines(out):
+        stamp = str(line["time"])
+        at = datetime.fromisoformat(stamp)
+        assert stamp == at.isoformat(timespec="milliseconds")
+        assert at.tzinfo is not None and at.utcoffset() == timedelta(0)
+        assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= at <= after
 
 
 def test_secrets_are_redacted_by_name_in_every_line() -> None:
