@@ -69,6 +69,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     type_coerce,
     update,
 )
@@ -77,12 +78,18 @@ from host.canonical_json import stored_text
 from host.domain import TxnKind, TxnState
 from host.ledger.chain import ChainKey
 from host.ledger.prepared import Prepared
-from host.ledger.schema import create_append_only_triggers, request_log
+from host.ledger.schema import create_append_only_triggers, request_log, update_indexes
 from host.ledger.verify import ExtraCheck, Violation
 from host.rules import OriginalView
 
 metadata = MetaData()
 _ID = BigInteger().with_variant(Integer, "sqlite")
+# The predicates of the partial indexes. A query uses such an index when its WHERE implies
+# the predicate: ``original_id = ?`` implies ``original_id IS NOT NULL``. No predicate names a
+# constant: SQLite would then re-prepare every statement comparing that column with a bound
+# value (``kind = ?``) each time it runs, to see whether the index applies.
+_ORIGINAL_SET = text("original_id IS NOT NULL")
+_TOMBSTONE_ROW = text("target_id IS NULL")
 
 txn = Table(
     "txn", metadata,
@@ -114,7 +121,10 @@ txn = Table(
     Column("operator", String(40)),
     Column("rules_fired", Text, nullable=False, default="[]"),
     Column("mac", String(64), nullable=False),
-    Index("ix_txn_original", "original_id"),
+    # Partial: a sale (most rows) has no original, and its NULL would only make the index
+    # bigger and every insert dearer.
+    Index("ix_txn_original_set", "original_id", sqlite_where=_ORIGINAL_SET,
+          postgresql_where=_ORIGINAL_SET),
     Index("ix_txn_key", "merchant_id", "terminal_id", "stan", "business_date"),
     Index("ix_txn_merchant_day", "merchant_id", "business_date", "kind"),
     Index("ix_txn_batch", "batch_id"),
@@ -156,7 +166,9 @@ reversal_mark = Table(
     Column("business_date", String(10), nullable=False),
     Column("target_id", _ID),
     Column("at_ms", BigInteger, nullable=False),
-    Index("ix_reversal_key", "merchant_id", "terminal_id", "stan", "business_date"),
+    # Only tombstones are looked up (on every request's arrival).
+    Index("ix_reversal_tombstone", "merchant_id", "terminal_id", "stan", "business_date",
+          sqlite_where=_TOMBSTONE_ROW, postgresql_where=_TOMBSTONE_ROW),
     sqlite_autoincrement=True,
 )  # fmt: skip
 
@@ -852,9 +864,18 @@ APPEND_ONLY = ("event", "reversal_mark", "review_approval")
 NO_DELETE = ("txn", "review", "batch")
 
 
+#: Indexes of earlier versions that :func:`create_store_schema` replaces by partial ones on the
+#: same columns (``ix_txn_original_set``, ``ix_reversal_tombstone``).
+RETIRED_INDEXES = ("ix_txn_original", "ix_reversal_key")
+
+
 def create_store_schema(conn: Connection) -> None:
-    """Create the store's tables and the triggers that keep its history (idempotent)."""
+    """Create the store's tables and the triggers that keep its history (idempotent).
+
+    A database made by an earlier version gets the current indexes, and loses the ones they
+    replace (:data:`RETIRED_INDEXES`); its rows are untouched."""
     metadata.create_all(conn)
+    update_indexes(conn, metadata, RETIRED_INDEXES)
     create_append_only_triggers(conn, APPEND_ONLY)
     if conn.dialect.name == "sqlite":
         for sql in _SQLITE_TRIGGERS:

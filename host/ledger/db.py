@@ -59,6 +59,11 @@ def _sqlite_settings(engine: Engine, synchronous: str) -> None:
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
+        # Each request of a group commit runs in a savepoint, whose journal of changed pages
+        # grows past SQLite's in-memory limit (64 KiB) within a batch and then goes to a
+        # temporary file, one write per page (docs/performance.md): kept in memory instead.
+        # Only the current transaction's rollback data lives there; nothing durable.
+        cur.execute("PRAGMA temp_store=MEMORY")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -52,14 +52,18 @@ from sqlalchemy import (
     inspect,
     text,
 )
+from sqlalchemy.schema import CreateIndex
 
 from host.ledger.chain import ChainKey, ChainKeyError
 
 metadata = MetaData()
+_REVERSES_SET = text("reverses IS NOT NULL")
 
 posting_group = Table(
     "posting_group", metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    # INTEGER on SQLite: the id is then the rowid, not a second B-tree beside it.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=False),
     Column("kind", String(32), nullable=False),
     Column("reference", String(64), nullable=False),
     Column("reverses", BigInteger, ForeignKey("posting_group.id")),
@@ -71,8 +75,9 @@ posting_group = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_group_reference", "reference"),
-    Index("ix_group_reverses", "reverses"),
-    Index("ix_group_parent", "parent_id"),
+    # Only reversals have ``reverses``; no query looks groups up by ``parent_id``.
+    Index("ix_group_reverses_set", "reverses", sqlite_where=_REVERSES_SET,
+          postgresql_where=_REVERSES_SET),
 )  # fmt: skip
 
 ledger_entry = Table(
@@ -107,6 +112,9 @@ request_log = Table(
     Column("mac", String(64), nullable=False),
 )  # fmt: skip
 
+#: Indexes of earlier versions that :func:`create_schema` removes: ``ix_group_reverses_set``
+#: replaces the first, and nothing reads groups by ``parent_id``.
+RETIRED_INDEXES = ("ix_group_reverses", "ix_group_parent")
 GENESIS_HASH = "0" * 64
 APPEND_ONLY_TABLES = ("posting_group", "ledger_entry", "request_log")
 
@@ -136,6 +144,7 @@ def create_schema(conn: Connection, key: ChainKey) -> None:
     key."""
     check_schema_version(conn)
     metadata.create_all(conn)
+    update_indexes(conn, metadata, RETIRED_INDEXES)
     head = conn.execute(ledger_head.select()).first()
     if head is None:
         conn.execute(ledger_head.insert().values(
@@ -157,6 +166,17 @@ def check_schema_version(conn: Connection) -> None:
             "this database holds a ledger from before the keyed hash chain (no ledger_head.mac)"
             "; this version cannot extend or verify it: use the poslab version that wrote it, "
             "and start this one on a new database")
+
+
+def update_indexes(conn: Connection, tables: MetaData, retired: Sequence[str]) -> None:
+    """Bring the indexes of a database made by an earlier version up to date: drop the
+    ``retired`` ones where they exist and create those of ``tables`` it lacks (``create_all``
+    creates a table's indexes only with the table). A no-op on a current database."""
+    for name in retired:
+        conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+    for table in tables.sorted_tables:
+        for index in table.indexes:
+            conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def create_append_only_triggers(conn: Connection, tables: Sequence[str]) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from host.logs import MessageLog, maybe_card, safe_line
+from host.logs import MessageLog, encode_line, maybe_card, safe_line
 
 PAN = "4761739001010119"
 PIN_BLOCK = "0412AC89ABCDEF67"
@@ -35,6 +36,23 @@ def test_message_line_keeps_its_schema() -> None:
         "event": "message", "conn": 3, "direction": "out", "mti": "0210", "stan": "000042",
         "tid": "TERM0001", "mid": "M1", "rc": "00", "amount_minor": 1000, "currency": "156",
         "pan": "476173******0119", "kind": "sale", "latency_ms": 1.5}
+
+
+def test_a_line_is_stamped_with_now_in_utc_to_the_millisecond() -> None:
+    """``time`` is UTC now as isoformat(timespec="milliseconds") writes it, between the
+    moments before and after the line was logged (milliseconds truncated, as isoformat)."""
+    out = io.StringIO()
+    log = MessageLog(out)
+    before = datetime.now(UTC)
+    for _ in range(3):
+        log.event("tick")
+    after = datetime.now(UTC)
+    for line in _lines(out):
+        stamp = str(line["time"])
+        at = datetime.fromisoformat(stamp)
+        assert stamp == at.isoformat(timespec="milliseconds")
+        assert at.tzinfo is not None and at.utcoffset() == timedelta(0)
+        assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= at <= after
 
 
 def test_secrets_are_redacted_by_name_in_every_line() -> None:
@@ -82,3 +100,34 @@ def test_card_number_and_track_in_free_text_are_masked() -> None:
     line = safe_line({"note": f"pan {PAN} track {TRACK2} rrn 123456789012"})
     assert PAN not in line and "476173******0119" in line
     assert "123456789012" in line  # twelve digits alone are no card number
+
+
+class _Kind(StrEnum):
+    SALE = "sale"
+
+
+# What log members hold, and the values where msgspec and json write different text: text
+# to escape (quotes, control characters, DEL, non-ASCII), floats written with an exponent,
+# NaN, integers past 64 bits, str subclasses, dates, nested members, non-str keys.
+_VALUE = st.one_of(
+    st.text(max_size=12), st.text(st.characters(max_codepoint=127), max_size=12),
+    st.integers(), st.integers(min_value=-(2**70), max_value=2**70), st.booleans(), st.none(),
+    st.floats(), st.floats(min_value=1e-6, max_value=1e-3), st.floats(min_value=1e15),
+    st.sampled_from([_Kind.SALE, datetime(2026, 12, 4, 15, 0), b"\x01", 0.0, -0.0, 1.234]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(),
+                                                         max_size=2))
+_KEY = st.text(max_size=8) | st.sampled_from(["event", "time", "pan", 'q"', "\u00e9"])
+
+
+@given(st.dictionaries(_KEY, _VALUE, max_size=8)
+       | st.dictionaries(st.integers() | st.floats(allow_nan=False), st.integers(), max_size=2))
+@example({"conn": 3, "direction": "out", "kind": "sale", "rule": None, "latency_ms": 1.5})
+@example({"latency_ms": 1e16})
+@example({"latency_ms": 0.0001})
+@example({"latency_ms": 0.00009999})
+@example({"note": "x\x7fy"})
+@example({1e16: 1})
+def test_lines_are_the_bytes_json_writes(record: dict[object, object]) -> None:
+    """A line's JSON is exactly what json.dumps(ensure_ascii, default=str, compact) writes,
+    whichever encoder writes it."""
+    assert encode_line(record) == json.dumps(record, default=str, separators=(",", ":"))
