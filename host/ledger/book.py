@@ -277,7 +277,8 @@ class Ledger:
                                     "mac": head_mac(key, group.id, digest, count)})
         if not written:
             _GROUP_INSERT.run(conn, _group_row(group, prev, digest))
-        _ENTRY_INSERT.run_many(conn, [
+        # PostgreSQL: the entries go with the request's other writes (host.ledger.pending).
+        _ENTRY_INSERT.later_many(conn, [
             {"group_id": group.id, "account": a, "side": s, "amount_minor": m,
              "currency": currency} for a, s, m in entries])
         self._head = (group.id, digest, count)  # a hint: wrong after a rollback, then a miss
@@ -380,10 +381,11 @@ class Ledger:
 
     def remember(self, conn: Connection, key: str, fingerprint: str, result: str,
                  at_ms: int) -> None:
-        """Store the result of the request ``key`` (raises IntegrityError if already there)."""
-        _REMEMBER.run(conn, {"key": key, "fingerprint": fingerprint, "result": result,
-                             "at_ms": at_ms,
-                             "mac": request_mac(self.key, key, fingerprint, result, at_ms)})
+        """Store the result of the request ``key``: an IntegrityError if already there, raised
+        here or, on PostgreSQL, when the request's writes are sent (host.ledger.pending)."""
+        _REMEMBER.later(conn, {"key": key, "fingerprint": fingerprint, "result": result,
+                               "at_ms": at_ms,
+                               "mac": request_mac(self.key, key, fingerprint, result, at_ms)})
 
 
 def _flush_on_commit(engine: Engine) -> None:

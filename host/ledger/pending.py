@@ -1,0 +1,195 @@
+"""Writes that wait for the next round trip: a request's INSERTs sent as one statement.
+
+On PostgreSQL every statement is a round trip to the server, and most of a request's writes
+need no answer back: a posting's entries, the transaction row, its audit event, the request
+log. :meth:`host.ledger.prepared.Prepared.later` queues such an INSERT on the connection
+instead of sending it, and :func:`flush` sends everything queued as **one** statement: a
+data-modifying ``WITH`` whose parts are the queued INSERTs (rows queued one after the other
+for the same statement become one multi-row ``VALUES``, so they keep their order).
+
+The queue is flushed before anything else reaches the server on that connection, so nothing
+ever reads past a queued write:
+
+* before each statement of :class:`~host.ledger.prepared.Prepared` and
+  :func:`~host.ledger.prepared.run_plain`;
+* before each statement SQLAlchemy executes (a ``before_execute`` listener);
+* by the storage port at the end of each request (its savepoint, or its transaction), so an
+  error of a queued write is raised inside the request that made it, which is rolled back
+  alone and retried or answered 96 exactly as if the statement had failed where it was made;
+* before the COMMIT (a ``commit`` listener, first in line): no commit leaves a queued write
+  behind, whoever opened the transaction.
+
+A ``rollback`` (or SQLAlchemy's rollback to a savepoint) drops what is queued: it would have
+been undone. Within one statement PostgreSQL runs the parts in no set order, so a write to a
+table that already has a queued write of another shape is not merged: the queue is flushed
+first, and the two reach the table in the order they were made.
+
+SQLite is untouched: its driver runs a statement per call, and a call costs no round trip,
+so ``later`` there runs the statement at once, as ``run`` does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+from weakref import WeakSet
+
+from sqlalchemy import Connection, Engine, event, exc
+
+_KEY = "poslab_pending_writes"  # Connection.info: the queue of the current transaction
+_MAX_ROWS = 64  # a longer queue is sent first: PostgreSQL takes at most 65,535 parameters
+_HEAD = re.compile(r"^(INSERT INTO (\S+) \([^()%]*\) VALUES )(\([^;]*\))$", re.S)
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_LISTENING: WeakSet[Engine] = WeakSet()
+
+
+class WriteForm:
+    """A single-row ``INSERT ... VALUES (...)`` in psycopg's named style, ready to be merged.
+
+    :ivar table: the table it writes (rows for one table are never reordered).
+    :ivar head: ``INSERT INTO t (cols) VALUES `` and ``row`` the ``(%(a)s, ...)`` part.
+    :ivar names: the row's parameter names, in the order values are given.
+    """
+
+    __slots__ = ("table", "head", "row", "names")
+
+    def __init__(self, table: str, head: str, row: str, names: tuple[str, ...]) -> None:
+        self.table = table
+        self.head = head
+        self.row = row
+        self.names = names
+
+    @classmethod
+    def of(cls, sql: str, names: tuple[str, ...]) -> WriteForm | None:
+        """The form of the compiled ``sql`` taking ``names``, or None when it is not a plain
+        single-row INSERT whose only ``%`` are its placeholders (then it runs at once)."""
+        match = _HEAD.match(sql)
+        if match is None:
+            return None
+        row = match.group(3)
+        used = _PLACEHOLDER.findall(row)
+        if row.count("%") != len(used) or set(used) != set(names):
+            return None
+        return cls(match.group(2), match.group(1), row, names)
+
+
+class _Queue:
+    """The writes one transaction has queued: ``[form, [values, ...]]`` in order."""
+
+    __slots__ = ("txn", "items", "rows")
+
+    def __init__(self, txn: Any) -> None:
+        self.txn = txn
+        self.items: list[tuple[WriteForm, list[Sequence[Any]]]] = []
+        self.rows = 0
+
+
+def queue(conn: Connection, form: WriteForm, rows: Sequence[Sequence[Any]]) -> None:
+    """Queue ``rows`` (values in ``form.names`` order) to be inserted at the next flush."""
+    info = conn.info
+    pending: _Queue | None = info.get(_KEY)
+    txn = conn.get_transaction()
+    if pending is None or pending.txn is not txn:
+        if conn.engine not in _LISTENING:
+            _listen(conn.engine)
+        pending = info[_KEY] = _Queue(txn)
+    items = pending.items
+    if items:
+        last_form, last_rows = items[-1]
+        if last_form is form and pending.rows + len(rows) <= _MAX_ROWS:
+            last_rows.extend(rows)  # one multi-row VALUES: the rows keep their order
+            pending.rows += len(rows)
+            return
+        if pending.rows + len(rows) > _MAX_ROWS or any(f.table == form.table for f, _ in items):
+            flush(conn)
+            pending = info[_KEY] = _Queue(txn)
+            items = pending.items
+    items.append((form, list(rows)))
+    pending.rows += len(rows)
+
+
+def flush(conn: Connection) -> None:
+    """Send what ``conn``'s transaction has queued, as one statement (nothing queued: no-op).
+
+    A database error is raised as SQLAlchemy's class for it (``IntegrityError`` ...), as the
+    queued statements would have raised it; the queue is empty afterwards either way."""
+    pending: _Queue | None = conn.info.pop(_KEY, None)
+    if pending is None or not pending.items or pending.txn is not conn.get_transaction():
+        return  # nothing, or left by a transaction that ended (rolled back: undone anyway)
+    sql, names = _statement(tuple((form, len(rows)) for form, rows in pending.items))
+    params: dict[str, Any] = {}
+    slots = iter(names)
+    for _form, rows in pending.items:
+        for values in rows:
+            params.update(zip(next(slots), values, strict=True))
+    raw: Any = conn.connection.dbapi_connection
+    try:
+        raw.execute(sql, params)
+    except conn.dialect.loaded_dbapi.Error as err:
+        raise wrapped(conn, sql, params, err) from err
+
+
+def discard(conn: Connection) -> None:
+    """Drop what ``conn`` has queued (its savepoint or transaction is being rolled back)."""
+    conn.info.pop(_KEY, None)
+
+
+def queued(conn: Connection) -> bool:
+    """Whether ``conn`` has writes waiting for a flush."""
+    return _KEY in conn.info
+
+
+def wrapped(conn: Connection, sql: str, args: Any, err: Exception) -> exc.StatementError:
+    """``err`` of the driver as the SQLAlchemy exception ``execute`` would have raised."""
+    return exc.DBAPIError.instance(sql, args, err, conn.dialect.loaded_dbapi.Error,
+                                   dialect=conn.dialect)
+
+
+_STATEMENTS: dict[tuple[tuple[WriteForm, int], ...],
+                  tuple[str, tuple[tuple[str, ...], ...]]] = {}
+_MAX_STATEMENTS = 512  # shapes seen (a handful per message type); cleared past this
+
+
+def _statement(shape: tuple[tuple[WriteForm, int], ...]
+               ) -> tuple[str, tuple[tuple[str, ...], ...]]:
+    """The SQL of one flush of ``shape`` (each form with its row count) and, per row, its
+    parameter names: ``w<part>r<row>_<name>``, unique across the statement. Cached: the same
+    text each time lets psycopg prepare it on the server."""
+    known = _STATEMENTS.get(shape)
+    if known is not None:
+        return known
+    parts: list[str] = []
+    names: list[tuple[str, ...]] = []
+    for j, (form, count) in enumerate(shape):
+        rows = []
+        for i in range(count):
+            prefix = f"w{j}r{i}_"
+            rows.append(form.row.replace("%(", "%(" + prefix))
+            names.append(tuple(prefix + n for n in form.names))
+        parts.append(form.head + ", ".join(rows))
+    *first, last = parts
+    sql = last if not first else "WITH " + ", ".join(
+        f"poslab_w{j} AS ({part})" for j, part in enumerate(first)) + " " + last
+    if len(_STATEMENTS) >= _MAX_STATEMENTS:
+        _STATEMENTS.clear()
+    known = _STATEMENTS[shape] = (sql, tuple(names))
+    return known
+
+
+def _listen(engine: Engine) -> None:
+    """Flush before SQLAlchemy's statements and the COMMIT; drop on a rollback (module doc)."""
+    event.listen(engine, "before_execute", _before_execute)
+    event.listen(engine, "commit", flush, insert=True)  # before any other commit hook
+    event.listen(engine, "rollback", discard)
+    event.listen(engine, "rollback_savepoint", _rolled_back_to)
+    _LISTENING.add(engine)
+
+
+def _before_execute(conn: Connection, *_args: Any) -> None:
+    if _KEY in conn.info:
+        flush(conn)
+
+
+def _rolled_back_to(conn: Connection, *_args: Any) -> None:
+    discard(conn)
