@@ -79,7 +79,7 @@ class SqlStorage:
 
         The writes left waiting (:mod:`host.ledger.pending`) are sent before the block
         ends, so their error rolls the transaction back like any other."""
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn, pending.retried(conn):
             yield conn
             pending.flush(conn)
 
@@ -103,10 +103,12 @@ class SqlStorage:
             run_plain(conn, _SAVEPOINT)
         info.pop(_HELD, None)
         try:
-            yield conn
-            pending.flush(conn)
+            with pending.retried(conn):
+                yield conn
+                pending.flush(conn)
         except BaseException:
             pending.discard(conn)  # undone with the savepoint; never sent
+            self.ledger.forget_head()  # its postings are undone: read the head under lock
             run_plain(conn, _ROLLBACK_TO)
             run_plain(conn, _RELEASE)
             raise

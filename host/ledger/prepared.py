@@ -244,6 +244,11 @@ _FAST_ATTR = "_poslab_fast_path"
 _FAST_DRIVERS = frozenset({"pysqlite", "psycopg"})
 
 
+def fast_path(conn: Connection) -> bool:
+    """Whether statements on ``conn`` now take the fast path (and may wait to be sent)."""
+    return _fast(conn)
+
+
 def _fast(conn: Connection) -> bool:
     # Whether the dialect and the engine's cursor listeners allow the fast path is fixed for
     # a Connection object's life in practice (listeners are installed before traffic), and

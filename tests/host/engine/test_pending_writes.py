@@ -33,7 +33,7 @@ from host.ledger.db_retry import is_retryable
 from host.ledger.prepared import Prepared
 from host.service import HostService
 
-from .conftest import Term
+from .conftest import MID, Term
 
 _META = MetaData()
 NOTE = Table("pending_note", _META,
@@ -224,11 +224,11 @@ def _sent(service: HostService) -> Iterator[list[str]]:
         psycopg.Cursor.execute = execute  # type: ignore[method-assign]
 
 
-def test_a_sales_writes_after_its_posting_are_one_statement(
+def test_a_sale_is_three_round_trips_in_a_group(
         pg_url: str, make_service: Callable[..., HostService], clock: ManualClock) -> None:
-    """On PostgreSQL a sale in a group sends its entries, transaction row, event and request
-    log as one statement, after its first read and its posting: no separate INSERT of any
-    of them, and nothing queued across the COMMIT."""
+    """On PostgreSQL a sale in a group commit sends its savepoint, its first read, and then
+    one statement: the chain head's advance, the group, its entries, the transaction row,
+    the event and the request log together; nothing else."""
     service = make_service(db_url=pg_url)
     term = Term(service, clock)
     term.approved_sale(100)
@@ -237,13 +237,37 @@ def test_a_sales_writes_after_its_posting_are_one_statement(
     replies = service.handle_batch([term.sale(201), term.sale(202)])
     recorder.close()
     assert [r.response.response_code for r in replies if r.response] == ["00", "00"]
-    merged = [s for s in seen if s.startswith("WITH poslab_w0 AS (INSERT INTO ledger_entry")]
-    assert len(merged) == 2, seen
-    for statement in merged:
-        for table in ("txn", "event", "request_log"):
+    sale = ["SELECT terminal.", "WITH poslab_head AS (UPDATE ledger_head"]
+    expected = [";", "SAVEPOINT poslab_request", *sale,  # ";": the pool's ping
+                "RELEASE SAVEPOINT poslab_request; SAVEPOINT poslab_request", *sale]
+    assert len(seen) == len(expected), seen
+    assert all(s.startswith(e) for s, e in zip(seen, expected, strict=True)), seen
+    for statement in (seen[3], seen[6]):  # one statement each
+        for table in ("posting_group", "ledger_entry", "txn", "event", "request_log"):
             assert f"INSERT INTO {table} " in statement
-    alone = [s for s in seen if s.split(" (")[0] in (
-        "INSERT INTO ledger_entry", "INSERT INTO txn", "INSERT INTO event",
-        "INSERT INTO request_log")]
-    assert alone == [], alone
     assert service.verify()["ok"]
+
+
+def test_a_posting_whose_chain_head_moved_runs_again_and_is_approved(
+        pg_url: str, make_service: Callable[..., HostService], clock: ManualClock) -> None:
+    """Two services on one PostgreSQL database take turns: a sale whose head advance waited
+    in its request's statement finds the head moved by the other service, writes nothing
+    there, and runs again reading the head under lock; both sales are approved, the RRNs
+    are new, and the one chain verifies."""
+    first = make_service(db_url=pg_url)
+    term = Term(first, clock)
+    term.approved_sale(100)  # first's chain-head hint is now its own last group
+    second = make_service(db_url=pg_url, allow_unknown_terminals=True)
+    other = Term(second, clock, tid="TERM0002", mid=MID)
+    assert other.approved_sale(200)  # the head moves under first's hint
+    recorder = _sent(first)
+    seen = next(recorder)
+    reply = first.handle_batch([term.sale(300)])[0]
+    recorder.close()
+    assert reply.response is not None and reply.response.response_code == "00"
+    guarded = [s for s in seen if s.startswith("WITH poslab_head AS")]
+    locked = [s for s in seen if s.startswith("SELECT ledger_head.") and "FOR UPDATE" in s]
+    assert len(guarded) == 1 and len(locked) == 1, seen  # the miss, then the locked read
+    amounts = sorted(int(t["amount_minor"]) for t in first.transactions())
+    assert amounts == [100, 200, 300], amounts
+    assert first.verify()["ok"]
