@@ -188,17 +188,22 @@ def flush(conn: Connection) -> None:
     lead = pending.guard
     if not pending.items and lead is None:
         return
-    sql, names = _statement(None if lead is None else lead.ctes,
-                            None if lead is None else lead.name,
-                            tuple((form, len(rows)) for form, rows in pending.items))
+    sql, names, order = _statement(None if lead is None else lead.ctes,
+                                   None if lead is None else lead.name,
+                                   tuple((form, len(rows)) for form, rows in pending.items))
     params: dict[str, Any] = {} if lead is None else dict(lead.params)
     slots = iter(names)
     for _form, rows in pending.items:
         for values in rows:
             params.update(zip(next(slots), values, strict=True))
     raw: Any = conn.connection.dbapi_connection
+    from psycopg import RawCursor  # only psycopg queues: SQLite installs need no psycopg
+
     try:
-        cursor = raw.execute(sql, params)
+        # Native placeholders ($1 ...) through a raw cursor: psycopg would parse a statement
+        # this long (over 4 KB or 50 parameters) for its %(name)s ones on every call.
+        cursor: Any = RawCursor(raw)
+        cursor.execute(sql, [params[name] for name in order])
         written = True if lead is None else cursor.fetchone()[0] == 1
     except conn.dialect.loaded_dbapi.Error as err:
         if lead is not None:
@@ -228,19 +233,19 @@ def wrapped(conn: Connection, sql: str, args: Any, err: Exception) -> exc.Statem
                                    dialect=conn.dialect)
 
 
-_STATEMENTS: dict[tuple[str | None, tuple[tuple[WriteForm, int], ...]],
-                  tuple[str, tuple[tuple[str, ...], ...]]] = {}
+_Statement = tuple[str, tuple[tuple[str, ...], ...], tuple[str, ...]]
+_STATEMENTS: dict[tuple[str | None, tuple[tuple[WriteForm, int], ...]], _Statement] = {}
 _MAX_STATEMENTS = 512  # shapes seen (a handful per message type); cleared past this
 
 
 def _statement(lead: str | None, lead_name: str | None,
-               shape: tuple[tuple[WriteForm, int], ...]
-               ) -> tuple[str, tuple[tuple[str, ...], ...]]:
+               shape: tuple[tuple[WriteForm, int], ...]) -> _Statement:
     """The SQL of one flush: the guard's statements ``lead`` (or None), then each form of
-    ``shape`` with its row count; and, per row, its parameter names: ``w<part>r<row>_<name>``,
-    unique across the statement. Cached: the same text each time lets psycopg prepare it on
-    the server. After a guard every INSERT writes only when the guard's row was written, and
-    the statement returns that row count."""
+    ``shape`` with its row count; per row, its parameter names (``w<part>r<row>_<name>``,
+    unique across the statement); and the names in the order of the SQL's ``$n``. Cached:
+    the same text each time lets psycopg prepare it on the server. After a guard every
+    INSERT writes only when the guard's row was written, and the statement returns that row
+    count."""
     key = (lead, shape)
     known = _STATEMENTS.get(key)
     if known is not None:
@@ -265,9 +270,12 @@ def _statement(lead: str | None, lead_name: str | None,
         sql = parts[0]
     else:
         sql = f"WITH {', '.join(ctes[:-1])} {parts[-1]}"
+    numbers: dict[str, int] = {}  # a name used twice (the guard's) is one parameter
+    sql = _PLACEHOLDER.sub(
+        lambda m: f"${numbers.setdefault(m.group(1), len(numbers) + 1)}", sql)
     if len(_STATEMENTS) >= _MAX_STATEMENTS:
         _STATEMENTS.clear()
-    known = _STATEMENTS[key] = (sql, tuple(names))
+    known = _STATEMENTS[key] = (sql, tuple(names), tuple(numbers))
     return known
 
 
