@@ -271,3 +271,18 @@ def test_a_posting_whose_chain_head_moved_runs_again_and_is_approved(
     amounts = sorted(int(t["amount_minor"]) for t in first.transactions())
     assert amounts == [100, 200, 300], amounts
     assert first.verify()["ok"]
+
+
+def test_a_queued_write_failing_at_the_commit_commits_nothing(engine: Engine) -> None:
+    """A transaction whose queued row is refused when the COMMIT sends it raises the
+    driver's error as IntegrityError and stores none of its rows; the connection serves
+    the next transaction."""
+    with engine.begin() as conn:
+        NOTE_TAG.run(conn, {"tag": "twin"})
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        NOTE_TAG.run(conn, {"tag": "before"})
+        NOTE_TAG.later(conn, {"tag": "twin"})
+    with engine.begin() as conn:
+        NOTE_TAG.later(conn, {"tag": "after"})
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(NOTE.c.tag)).scalars()) == ["after", "twin"]
