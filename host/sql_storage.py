@@ -78,7 +78,9 @@ class SqlStorage:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite).
 
         The writes left waiting (:mod:`host.ledger.pending`) are sent before the block
-        ends, so their error rolls the transaction back like any other."""
+        ends, so their error rolls the transaction back like any other. The block is one that
+        is run again on a retryable error: a request's own transaction, under
+        :meth:`retrying`, or a batch's, whose requests each run in a :meth:`savepoint`."""
         with self.engine.begin() as conn, pending.retried(conn):
             yield conn
             pending.flush(conn)
@@ -108,7 +110,8 @@ class SqlStorage:
                 pending.flush(conn)
         except BaseException:
             pending.discard(conn)  # undone with the savepoint; never sent
-            self.ledger.forget_head()  # its postings are undone: read the head under lock
+            if conn.dialect.name != "sqlite":  # SQLite finds out itself (Ledger, deferred head)
+                self.ledger.forget_head()  # its postings are undone: read the head under lock
             run_plain(conn, _ROLLBACK_TO)
             run_plain(conn, _RELEASE)
             raise

@@ -86,20 +86,23 @@ _HEAD_ADVANCED = update(ledger_head).where(
     ledger_head.c.entries == bindparam("seen_entries")).values(
     last_id=bindparam("g_id", type_=BigInteger), last_hash=bindparam("g_hash", type_=String),
     entries=bindparam("head_entries", type_=BigInteger),
-    mac=bindparam("head_mac", type_=String)).returning(ledger_head.c.id).cte("head")
-_GROUP_AFTER_HEAD = Prepared(insert(posting_group).from_select(
-    list(_GROUP_COLUMNS),
-    select(*[bindparam(f"g_{c}", type_=posting_group.c[c].type) for c in _GROUP_COLUMNS])
-    .select_from(_HEAD_ADVANCED)).returning(posting_group.c.id))
+    mac=bindparam("head_mac", type_=String)).returning(ledger_head.c.id)
+
+
+def _group_after(head: Any) -> Any:
+    """The group's INSERT, one row only when the CTE ``head`` returned one, ``RETURNING`` id."""
+    return insert(posting_group).from_select(
+        list(_GROUP_COLUMNS),
+        select(*[bindparam(f"g_{c}", type_=posting_group.c[c].type) for c in _GROUP_COLUMNS])
+        .select_from(head)).returning(posting_group.c.id)
+
+
+_GROUP_AFTER_HEAD = Prepared(_group_after(_HEAD_ADVANCED.cte("head")))
 # The same as statements that lead a flush of the request's writes (host.ledger.pending):
 # ``poslab_head AS (UPDATE ...), poslab_group AS (INSERT ... RETURNING id)``.
 _GUARD_NAME = "poslab_group"
 _GUARD_STMT = select(func.count()).select_from(
-    insert(posting_group).from_select(
-        list(_GROUP_COLUMNS),
-        select(*[bindparam(f"g_{c}", type_=posting_group.c[c].type) for c in _GROUP_COLUMNS])
-        .select_from(_HEAD_ADVANCED.element.cte("poslab_head")))
-    .returning(posting_group.c.id).cte(_GUARD_NAME))
+    _group_after(_HEAD_ADVANCED.cte("poslab_head")).cte(_GUARD_NAME))
 # Per dialect name: the CTEs' text and the values of its own literals (``id = 1``), or None.
 _GUARD_CTES: dict[str, tuple[str, dict[str, Any]] | None] = {}
 # The head moved to a group only while that group is still there.
