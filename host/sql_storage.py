@@ -24,6 +24,7 @@ from host.ledger import (
     ensure_key,
     key_path,
     open_engine,
+    pending,
     schema_transaction,
 )
 from host.ledger.db_retry import run_retrying
@@ -74,9 +75,15 @@ class SqlStorage:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-        with self.engine.begin() as conn:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite).
+
+        The writes left waiting (:mod:`host.ledger.pending`) are sent before the block
+        ends, so their error rolls the transaction back like any other. The block is one that
+        is run again on a retryable error: a request's own transaction, under
+        :meth:`retrying`, or a batch's, whose requests each run in a :meth:`savepoint`."""
+        with self.engine.begin() as conn, pending.retried(conn):
             yield conn
+            pending.flush(conn)
 
     @contextmanager
     def savepoint(self, conn: Connection) -> Iterator[Connection]:
@@ -84,7 +91,10 @@ class SqlStorage:
 
         On PostgreSQL a request's savepoint is released only when the next one is taken, in
         the same round trip (``RELEASE ...; SAVEPOINT ...``), or by the COMMIT; on SQLite, at
-        once (its driver runs one statement per call, and a call costs no round trip)."""
+        once (its driver runs one statement per call, and a call costs no round trip).
+
+        The request's writes left waiting (:mod:`host.ledger.pending`) are sent before the
+        savepoint counts as done: their error rolls back this request alone, here."""
         # Plain SQL savepoints: SQLAlchemy's begin_nested costs ~40 µs of CPU per request for
         # bookkeeping this code does not need (one level, always released or rolled back here).
         info = conn.info
@@ -95,8 +105,13 @@ class SqlStorage:
             run_plain(conn, _SAVEPOINT)
         info.pop(_HELD, None)
         try:
-            yield conn
+            with pending.retried(conn):
+                yield conn
+                pending.flush(conn)
         except BaseException:
+            pending.discard(conn)  # undone with the savepoint; never sent
+            if conn.dialect.name != "sqlite":  # SQLite finds out itself (Ledger, deferred head)
+                self.ledger.forget_head()  # its postings are undone: read the head under lock
             run_plain(conn, _ROLLBACK_TO)
             run_plain(conn, _RELEASE)
             raise

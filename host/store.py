@@ -555,7 +555,7 @@ class Store:
             values["id"], values["rrn"], values["approval_code"] = self.new_txn(conn)
         row = {**_TXN_OPTIONAL, **values}
         row["mac"] = txn_mac(self.key, row)
-        _TXN_INSERT.run(conn, row)
+        _TXN_INSERT.later(conn, row)  # PostgreSQL: sent with the request's other writes
         return row["id"], row["rrn"], row["approval_code"]
 
     def arrival(self, conn: Connection, tid: str, mid: str, stan: str,
@@ -727,9 +727,9 @@ class Store:
                   **detail: Any) -> None:
         """Append one audit event."""
         text = stored_text(detail)
-        _EVENT_INSERT.run(conn, {"txn_id": txn_id, "at_ms": at_ms, "kind": kind,
-                                 "detail": text,
-                                 "mac": event_mac(self.key, txn_id, at_ms, kind, text)})
+        _EVENT_INSERT.later(conn, {"txn_id": txn_id, "at_ms": at_ms, "kind": kind,
+                                   "detail": text,
+                                   "mac": event_mac(self.key, txn_id, at_ms, kind, text)})
 
     def events(self, conn: Connection, txn_id: int) -> list[dict[str, Any]]:
         """The audit events of one transaction, oldest first."""

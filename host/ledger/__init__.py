@@ -5,7 +5,8 @@ Knows nothing of ISO 8583. Modules: :mod:`~host.ledger.db` (engines, SQLite sett
 mirroring, balances, idempotency records, hash chain), :mod:`~host.ledger.accounts` (account
 names), :mod:`~host.ledger.chain` (the chain key and its MACs), :mod:`~host.ledger.anchor`
 (chain heads written down outside the database), :mod:`~host.ledger.verify` (invariant
-checks).
+checks), :mod:`~host.ledger.prepared` (statements compiled once, run on the driver) and
+:mod:`~host.ledger.pending` (PostgreSQL: a request's writes sent as one statement).
 """
 
 from host.ledger.accounts import merchant_holds, merchant_payable

@@ -50,8 +50,9 @@ from sqlalchemy import (
     update,
 )
 
+from host.ledger import pending
 from host.ledger.chain import ChainKey
-from host.ledger.prepared import Prepared
+from host.ledger.prepared import Prepared, fast_path
 from host.ledger.schema import head_mac, ledger_entry, ledger_head, posting_group, request_log
 
 # Statements of the posting path, built once and run as prepared statements (building and
@@ -85,11 +86,25 @@ _HEAD_ADVANCED = update(ledger_head).where(
     ledger_head.c.entries == bindparam("seen_entries")).values(
     last_id=bindparam("g_id", type_=BigInteger), last_hash=bindparam("g_hash", type_=String),
     entries=bindparam("head_entries", type_=BigInteger),
-    mac=bindparam("head_mac", type_=String)).returning(ledger_head.c.id).cte("head")
-_GROUP_AFTER_HEAD = Prepared(insert(posting_group).from_select(
-    list(_GROUP_COLUMNS),
-    select(*[bindparam(f"g_{c}", type_=posting_group.c[c].type) for c in _GROUP_COLUMNS])
-    .select_from(_HEAD_ADVANCED)).returning(posting_group.c.id))
+    mac=bindparam("head_mac", type_=String)).returning(ledger_head.c.id)
+
+
+def _group_after(head: Any) -> Any:
+    """The group's INSERT, one row only when the CTE ``head`` returned one, ``RETURNING`` id."""
+    return insert(posting_group).from_select(
+        list(_GROUP_COLUMNS),
+        select(*[bindparam(f"g_{c}", type_=posting_group.c[c].type) for c in _GROUP_COLUMNS])
+        .select_from(head)).returning(posting_group.c.id)
+
+
+_GROUP_AFTER_HEAD = Prepared(_group_after(_HEAD_ADVANCED.cte("head")))
+# The same as statements that lead a flush of the request's writes (host.ledger.pending):
+# ``poslab_head AS (UPDATE ...), poslab_group AS (INSERT ... RETURNING id)``.
+_GUARD_NAME = "poslab_group"
+_GUARD_STMT = select(func.count()).select_from(
+    _group_after(_HEAD_ADVANCED.cte("poslab_head")).cte(_GUARD_NAME))
+# Per dialect name: the CTEs' text and the values of its own literals (``id = 1``), or None.
+_GUARD_CTES: dict[str, tuple[str, dict[str, Any]] | None] = {}
 # The head moved to a group only while that group is still there.
 _HEAD_FLUSH = Prepared(update(ledger_head).where(ledger_head.c.id == 1, exists().where(
     posting_group.c.id == bindparam("last_id_"), posting_group.c.hash == bindparam("last_hash_"))))
@@ -261,10 +276,16 @@ class Ledger:
                     **seen, "last_id": group.id, "last_hash": digest, "entries": count,
                     "mac": mac}).rowcount == 1
             else:
-                advanced = written = _GROUP_AFTER_HEAD.run(conn, {
-                    **seen, "head_entries": count, "head_mac": mac,
-                    **{f"g_{k}": v for k, v in _group_row(group, prev, digest).items()}}
-                ).first() is not None
+                params = {**seen, "head_entries": count, "head_mac": mac,
+                          **{f"g_{k}": v for k, v in _group_row(group, prev, digest).items()}}
+                lead = _guard_ctes(conn) if pending.may_guard(conn) and fast_path(conn) \
+                    else None
+                if lead is not None:  # sent with the request's writes; a miss runs it again
+                    pending.guard(conn, pending.Guard(lead[0], _GUARD_NAME,
+                                                      {**lead[1], **params}, self.forget_head))
+                    advanced = written = True
+                else:
+                    advanced = written = _GROUP_AFTER_HEAD.run(conn, params).first() is not None
             if not advanced:
                 hint = None
         if hint is None:
@@ -277,7 +298,8 @@ class Ledger:
                                     "mac": head_mac(key, group.id, digest, count)})
         if not written:
             _GROUP_INSERT.run(conn, _group_row(group, prev, digest))
-        _ENTRY_INSERT.run_many(conn, [
+        # PostgreSQL: the entries go with the request's other writes (host.ledger.pending).
+        _ENTRY_INSERT.later_many(conn, [
             {"group_id": group.id, "account": a, "side": s, "amount_minor": m,
              "currency": currency} for a, s, m in entries])
         self._head = (group.id, digest, count)  # a hint: wrong after a rollback, then a miss
@@ -285,6 +307,11 @@ class Ledger:
             _flush_on_commit(conn.engine)
             info[_OPEN] = _Open(conn.get_transaction(), self, self._head)
         return group.id
+
+    def forget_head(self) -> None:
+        """Drop the chain-head hint: the next posting reads the head under lock. For a
+        rollback of postings (a hint left there would only miss once)."""
+        self._head = None
 
     def _append(self, conn: Connection, open_: _Open, entries: Sequence[Entry], amount: int,
                 currency: str, at_ms: int, reference: str, kind: str, memo: str,
@@ -345,17 +372,23 @@ class Ledger:
             raise LedgerError(f"no posting group {group_id}")
         if not self.effective(conn, group_id):
             raise LedgerError(f"posting group {group_id} is already reversed")
-        mirror = [(a, "C" if s == "D" else "D", m) for a, s, m in self.entries(conn, group_id)]
+        return self._mirror(conn, original, at_ms=at_ms, reference=reference, kind=kind,
+                            memo=memo)
+
+    def _mirror(self, conn: Connection, original: Group, *, at_ms: int, reference: str,
+                kind: str, memo: str) -> int:
+        """Post the mirror of ``original``, known to exist and to be effective."""
+        mirror = [(a, "C" if s == "D" else "D", m) for a, s, m in self.entries(conn, original.id)]
         return self.post_group(conn, mirror, currency=original.currency, at_ms=at_ms,
-                               reference=reference, kind=kind, memo=memo, reverses=group_id)
+                               reference=reference, kind=kind, memo=memo, reverses=original.id)
 
     def reverse_reference(self, conn: Connection, reference: str, *, at_ms: int,
                           new_reference: str, kind: str = "reversal", memo: str = "") -> list[int]:
         """Mirror every still effective group of ``reference``, newest first."""
         done = []
         for g in reversed(self.groups(conn, reference)):
-            if self.effective(conn, g.id):
-                done.append(self.reverse(conn, g.id, at_ms=at_ms, reference=new_reference,
+            if self.effective(conn, g.id):  # read and checked here: not again by reverse()
+                done.append(self._mirror(conn, g, at_ms=at_ms, reference=new_reference,
                                          kind=kind, memo=memo))
         return done
 
@@ -380,10 +413,29 @@ class Ledger:
 
     def remember(self, conn: Connection, key: str, fingerprint: str, result: str,
                  at_ms: int) -> None:
-        """Store the result of the request ``key`` (raises IntegrityError if already there)."""
-        _REMEMBER.run(conn, {"key": key, "fingerprint": fingerprint, "result": result,
-                             "at_ms": at_ms,
-                             "mac": request_mac(self.key, key, fingerprint, result, at_ms)})
+        """Store the result of the request ``key``: an IntegrityError if already there, raised
+        here or, on PostgreSQL, when the request's writes are sent (host.ledger.pending)."""
+        _REMEMBER.later(conn, {"key": key, "fingerprint": fingerprint, "result": result,
+                               "at_ms": at_ms,
+                               "mac": request_mac(self.key, key, fingerprint, result, at_ms)})
+
+
+def _guard_ctes(conn: Connection) -> tuple[str, dict[str, Any]] | None:
+    """The head's advance and the group's append as the CTEs that lead a flush, with the
+    values of the literals they carry (their other parameters as in ``_GROUP_AFTER_HEAD``),
+    for ``conn``'s dialect; None when the compiled text is not of the expected shape (then
+    the statement runs on its own)."""
+    name = conn.dialect.name
+    if name not in _GUARD_CTES:
+        compiled = _GUARD_STMT.compile(dialect=conn.dialect)
+        flat = " ".join(compiled.string.split())
+        tail = f" SELECT count(*) AS count_1 FROM {_GUARD_NAME}"
+        fixed = {key: bind.effective_value for bind, key in compiled.bind_names.items()
+                 if not bind.required}
+        _GUARD_CTES[name] = ((flat.removeprefix("WITH ").removesuffix(tail), fixed)
+                             if flat.startswith("WITH poslab_head AS (") and flat.endswith(tail)
+                             and "%%" not in flat else None)
+    return _GUARD_CTES[name]
 
 
 def _flush_on_commit(engine: Engine) -> None:

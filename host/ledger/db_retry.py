@@ -12,6 +12,10 @@ do not. A transaction is retried when it lost a race it can win on a second try:
 
 Every other error (a CHECK or foreign-key violation, a syntax error, a full disk, a lost
 connection) is raised at once: running the same transaction again would fail the same way.
+
+:class:`RetryTransaction` is raised by the host itself when a transaction counted on
+something that another writer, or a rolled-back savepoint, changed meanwhile (the ledger's
+chain head, :mod:`host.ledger.pending`): it is always retried.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 T = TypeVar("T")
 
@@ -30,6 +34,11 @@ _SQLITE_DUPLICATE = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE,
                                sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 _PG_RETRY = frozenset({"40001", "40P01", "55P03"})
 _PG_DUPLICATE = "23505"
+
+
+class RetryTransaction(SQLAlchemyError):
+    """The transaction lost a race the host found itself; running it again wins it. A
+    database error like the others for whoever does not retry (a request answers 96)."""
 
 
 def is_retryable(exc: DBAPIError) -> bool:
@@ -54,6 +63,9 @@ def run_retrying(fn: Callable[[], T], attempts: int) -> T:
     for attempt in range(attempts):
         try:
             return fn()
+        except RetryTransaction:
+            if attempt == attempts - 1:
+                raise
         except (IntegrityError, OperationalError) as exc:
             if attempt == attempts - 1 or not is_retryable(exc):
                 raise

@@ -24,6 +24,10 @@ with the compiled form's own processors, as ``execute`` applies them. An INSERT 
 Driver errors are raised as SQLAlchemy's own exception classes (``IntegrityError``,
 ``OperationalError`` ...), exactly as ``execute`` raises them, so callers' retry and error
 handling see no difference. Results offer the subset of ``Result`` the host uses.
+
+:meth:`Prepared.later` is for an INSERT whose outcome the caller does not need before its
+request ends: on psycopg's fast path it waits on the connection and goes to the server with
+the others in one statement (:mod:`host.ledger.pending`); anywhere else it runs at once.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, exc
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Executable, Insert
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from host.ledger import pending
+from host.ledger.pending import WriteForm, wrapped
 
 _Params = Mapping[str, Any]
 
@@ -43,10 +50,10 @@ _Params = Mapping[str, Any]
 class _Plan:
     """One compiled form: SQL text, the order of its positional parameters, the row type."""
 
-    __slots__ = ("sql", "order", "named", "returning", "fixed", "row", "procs", "_pick")
+    __slots__ = ("sql", "order", "named", "returning", "fixed", "row", "procs", "_pick", "form")
 
     def __init__(self, compiled: SQLCompiler, row: type | None,
-                 procs: dict[str, Any]) -> None:
+                 procs: dict[str, Any], form: WriteForm | None = None) -> None:
         self.sql = compiled.string
         # SQLite's driver takes positional parameters (``?``), psycopg named ones
         # (``%(name)s``): the same values, in the compiled order or by name.
@@ -63,15 +70,22 @@ class _Plan:
         # The dialect's bind processors by position (None: no type needs one).
         self.procs = tuple(procs.get(k) for k in self.order) if procs else None
         self._pick = _picker(self.order)
+        self.form = form
+        """The statement as a write that may wait (:mod:`host.ledger.pending`), or None."""
 
     def args(self, params: _Params) -> tuple[Any, ...] | dict[str, Any]:
         """The driver's parameters for ``params``: a tuple (positional) or a dict (named)."""
+        values = self.values(params)
+        return dict(zip(self.order, values, strict=True)) if self.named else values
+
+    def values(self, params: _Params) -> tuple[Any, ...]:
+        """The values of ``params`` in the statement's order, bind-processed."""
         # The caller's values win over the statement's own literals, as in ``execute``.
         values = self._pick({**self.fixed, **params} if self.fixed else params)
         if self.procs is not None:
             values = tuple(v if f is None else f(v)
                            for f, v in zip(self.procs, values, strict=True))
-        return dict(zip(self.order, values, strict=True)) if self.named else values
+        return values
 
 
 def _picker(order: tuple[str, ...]) -> Callable[[_Params], tuple[Any, ...]]:
@@ -104,6 +118,8 @@ class Prepared:
         plan = self._plan(conn, params) if _fast(conn) else None
         if plan is None:
             return conn.execute(self.stmt, dict(params))
+        if pending.queued(conn):
+            pending.flush(conn)  # the queued writes reach the server before this statement
         args = plan.args(params)
         # The try/except is written out here and in run_many/run_plain rather than shared
         # through a context manager: that costs ~1 µs per statement, 15 statements a request.
@@ -114,7 +130,7 @@ class Prepared:
             return cast(CursorResult[Any], _Result(raw.execute(plan.sql, args), plan.row,
                                                    plan.returning))
         except conn.dialect.loaded_dbapi.Error as err:
-            raise _wrapped(conn, plan.sql, args, err) from err
+            raise wrapped(conn, plan.sql, args, err) from err
 
     def run_many(self, conn: Connection, rows: Sequence[_Params]) -> None:
         """Execute once per parameter set (one ``executemany``); all sets have the same keys."""
@@ -122,6 +138,8 @@ class Prepared:
         if plan is None:
             conn.execute(self.stmt, [dict(r) for r in rows])
             return
+        if pending.queued(conn):
+            pending.flush(conn)
         args: Any = [plan.args(r) for r in rows]
         raw = conn.connection.dbapi_connection
         assert raw is not None
@@ -135,7 +153,25 @@ class Prepared:
             else:
                 raw.executemany(plan.sql, args)
         except conn.dialect.loaded_dbapi.Error as err:
-            raise _wrapped(conn, plan.sql, args, err) from err
+            raise wrapped(conn, plan.sql, args, err) from err
+
+    def later(self, conn: Connection, params: _Params) -> None:
+        """Execute an INSERT whose outcome the request does not need before it ends: on
+        psycopg's fast path queued for the next flush (:mod:`host.ledger.pending`, its error
+        raised there), elsewhere at once."""
+        plan = self._plan(conn, params) if _fast(conn) else None
+        if plan is None or plan.form is None:
+            self.run(conn, params)
+            return
+        pending.queue(conn, plan.form, (plan.values(params),))
+
+    def later_many(self, conn: Connection, rows: Sequence[_Params]) -> None:
+        """:meth:`later` for several rows (all with the same keys), kept in their order."""
+        plan = self._plan(conn, rows[0]) if rows and _fast(conn) else None
+        if plan is None or plan.form is None:
+            self.run_many(conn, rows)
+            return
+        pending.queue(conn, plan.form, [plan.values(r) for r in rows])
 
     def _plan(self, conn: Connection, params: _Params) -> _Plan | None:
         keys = frozenset(params)
@@ -161,7 +197,20 @@ class Prepared:
         for col in getattr(compiled, "_result_columns", ()):
             if dialect.type_descriptor(col[3]).result_processor(dialect, None) is not None:
                 return None
-        return _Plan(compiled, self._row, procs)
+        return _Plan(compiled, self._row, procs, self._form(conn, keys, compiled))
+
+    def _form(self, conn: Connection, keys: frozenset[str],
+              compiled: SQLCompiler) -> WriteForm | None:
+        """psycopg: the INSERT without ``RETURNING`` (nobody reads the key of a write that
+        waits), as a form the pending writes can merge; None for anything else."""
+        if conn.dialect.driver != "psycopg" or not isinstance(self.stmt, Insert):
+            return None
+        plain = self.stmt.inline().compile(dialect=conn.dialect, column_keys=sorted(keys))
+        names = tuple(dict.fromkeys(compiled.bind_names.values()))
+        if plain.positiontup is not None or tuple(
+                dict.fromkeys(plain.bind_names.values())) != names:
+            return None  # the values would not line up with the row's placeholders
+        return WriteForm.of(plain.string, names)
 
 
 def run_plain(conn: Connection, *sql: str) -> None:
@@ -175,6 +224,8 @@ def run_plain(conn: Connection, *sql: str) -> None:
         for one in sql:
             conn.exec_driver_sql(one)
         return
+    if pending.queued(conn):
+        pending.flush(conn)
     raw = conn.connection.dbapi_connection
     assert raw is not None
     runs: tuple[str, ...] = sql
@@ -185,12 +236,17 @@ def run_plain(conn: Connection, *sql: str) -> None:
         try:
             raw.execute(one, **options)
         except conn.dialect.loaded_dbapi.Error as err:
-            raise _wrapped(conn, one, (), err) from err
+            raise wrapped(conn, one, (), err) from err
 
 
 _FAST_ATTR = "_poslab_fast_path"
 # Drivers whose connection runs ``execute(sql, params)`` itself: sqlite3 and psycopg 3.
 _FAST_DRIVERS = frozenset({"pysqlite", "psycopg"})
+
+
+def fast_path(conn: Connection) -> bool:
+    """Whether statements on ``conn`` now take the fast path (and may wait to be sent)."""
+    return _fast(conn)
 
 
 def _fast(conn: Connection) -> bool:
@@ -207,9 +263,6 @@ def _fast(conn: Connection) -> bool:
     return bool(allowed) and conn.in_transaction()
 
 
-def _wrapped(conn: Connection, sql: str, args: Any, err: Exception) -> exc.StatementError:
-    return exc.DBAPIError.instance(sql, args, err, conn.dialect.loaded_dbapi.Error,
-                                   dialect=conn.dialect)
 
 
 def _row_type(names: Iterable[str]) -> type:

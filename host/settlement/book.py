@@ -421,10 +421,10 @@ class EngineDesk(SettlementDesk):
         values it wrote are handed over instead of read back."""
         if self.outbox is None:
             return
-        self.outbox.add(conn, event_name, at, merchant_id=refund.merchant_id, rrn=refund.rrn,
-                        reference=refund.sale_rrn, pan=refund.pan_masked,
-                        amount_minor=refund.amount_minor, currency=refund.currency,
-                        refund_reason=refund.reason, **detail)
+        self.outbox.add_later(conn, event_name, at, merchant_id=refund.merchant_id,
+                              rrn=refund.rrn, reference=refund.sale_rrn, pan=refund.pan_masked,
+                              amount_minor=refund.amount_minor, currency=refund.currency,
+                              refund_reason=refund.reason, **detail)
 
 
 def build_desk(service: Any) -> EngineDesk | None:

@@ -149,17 +149,36 @@ class Outbox:
         **detail: Any,
     ) -> int:
         """Record one event in the caller's transaction ``conn``; returns its id."""
+        key = _INSERT.run(conn, self._row(event, at, merchant_id, rrn, reference, pan,
+                                          amount_minor, currency, detail)).inserted_primary_key
+        if self.on_add is not None:
+            self.on_add()
+        return int(key[0]) if key else 0
+
+    def add_later(self, conn: Connection, event: str, at: datetime, *,
+                  merchant_id: str | None = None, rrn: str | None = None,
+                  reference: str | None = None, pan: str | None = None,
+                  amount_minor: int | None = None, currency: str | None = None,
+                  **detail: Any) -> None:
+        """:meth:`add` for a caller that needs no id: on PostgreSQL the row goes to the server
+        with the request's other writes (host.ledger.pending), in the same transaction."""
+        _INSERT.later(conn, self._row(event, at, merchant_id, rrn, reference, pan,
+                                      amount_minor, currency, detail))
+        if self.on_add is not None:
+            self.on_add()
+
+    @staticmethod
+    def _row(event: str, at: datetime, merchant_id: str | None, rrn: str | None,
+             reference: str | None, pan: str | None, amount_minor: int | None,
+             currency: str | None, detail: dict[str, Any]) -> dict[str, Any]:
         if event not in EVENTS:
             raise ValueError(f"unknown notification event {event!r}")
-        key = _INSERT.run(conn, {
+        return {
             "at": at, "event": event, "merchant_id": merchant_id, "rrn": rrn,
             "reference": reference, "pan_masked": mask_pan(pan) if pan else None,
             "amount_minor": amount_minor, "currency": currency, "detail": detail,
             "file_written": False, "attempts": 0,
-        }).inserted_primary_key  # fmt: skip
-        if self.on_add is not None:
-            self.on_add()
-        return int(key[0]) if key else 0
+        }  # fmt: skip
 
     def entries(
         self, *, event: str | None = None, rrn: str | None = None, limit: int = 500

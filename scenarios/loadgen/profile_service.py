@@ -5,7 +5,12 @@ It books ``--count`` requests (the bench's sale/refund/void mix, decoded once up
 :class:`host.service.HostService` on a fresh SQLite file (``synchronous=FULL``), ``--batch``
 at a time through the same group-commit batch runner the server uses (``--batch 1`` calls
 ``handle`` per request), and prints CPU and wall microseconds per message and the number of
-SQL statements per message. ``--profile`` adds the top of a cProfile (``--sort``,
+SQL statements per message; on PostgreSQL also the round trips per message (the calls into
+psycopg that wait for the server: each ``execute`` and ``executemany``, COMMIT and ROLLBACK,
+counted in one more untimed run without the statement counter, which would turn off the
+request path's fast path), and the CPU of the PostgreSQL server process that served the
+timed run (the host's one pooled connection; read from ``/proc``, so the server must run on
+the same machine). ``--profile`` adds the top of a cProfile (``--sort``,
 ``--lines``). Figures are for reading, not asserting (docs/performance.md).
 """
 
@@ -18,6 +23,8 @@ import pstats
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,25 +66,93 @@ def main(argv: list[str] | None = None) -> int:
         _book(service, run, codec, plans, len(plans), args.batch, sales_only=True)
         prof = cProfile.Profile() if args.profile else None
         timer = _Timer(prof)
+        backend = _backend(service.engine)
         kinds = _book(service, run, codec, plans, args.count, args.batch, timer=timer)
         cpu, wall = timer.cpu, timer.wall
+        server = _server_cpu(service.engine, backend)
         # Statements are counted in a second, untimed run: a cursor listener costs CPU itself.
         statements = [0]
-        event.listen(service.engine, "before_cursor_execute",
-                     lambda *_a: statements.__setitem__(0, statements[0] + 1))
+
+        def counter(*_a: Any) -> None:
+            statements[0] += 1
+
+        event.listen(service.engine, "before_cursor_execute", counter)
         counted = max(args.count // 4, 1)
         _book(service, run, codec, plans, counted, args.batch)
+        event.remove(service.engine, "before_cursor_execute", counter)
+        trips = None
+        if service.engine.dialect.driver == "psycopg":
+            with _round_trips() as trips:
+                _book(service, run, codec, plans, counted, args.batch)
         report = service.verify()
         service.close()
     n = args.count
     print(f"{n} requests ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), "
           f"batch {args.batch}: CPU {cpu / n * 1e6:.0f} µs/msg, wall {wall / n * 1e6:.0f} µs/msg, "
-          f"{statements[0] / counted:.1f} SQL statements/msg, verify ok={report['ok']}")
+          f"{statements[0] / counted:.1f} SQL statements/msg"
+          + ("" if trips is None else f", {trips[0] / counted:.1f} round trips/msg")
+          + ("" if server is None else f", PostgreSQL server CPU {server / n * 1e6:.0f} µs/msg")
+          + f", verify ok={report['ok']}")
     if prof is not None:
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats(args.sort).print_stats(args.lines)
         print(out.getvalue())
     return 0 if report["ok"] else 1
+
+
+def _backend(engine: Any) -> tuple[int, float] | None:
+    """PostgreSQL: the pid of the server process behind the pooled connection, and its CPU
+    seconds so far (None elsewhere, or when ``/proc`` does not show it)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    cpu = _proc_cpu(pid)
+    return None if cpu is None else (pid, cpu)
+
+
+def _server_cpu(engine: Any, before: tuple[int, float] | None) -> float | None:
+    """CPU seconds the server process of ``before`` used since, if it is still the one behind
+    the pooled connection."""
+    after = _backend(engine)
+    if before is None or after is None or after[0] != before[0]:
+        return None
+    return after[1] - before[1]
+
+
+def _proc_cpu(pid: int) -> float | None:
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def _round_trips() -> Iterator[list[int]]:
+    """Count psycopg's calls that wait for the server while the block runs: ``[count]``."""
+    import psycopg
+
+    count = [0]
+    patched = [(psycopg.Cursor, "execute"), (psycopg.Cursor, "executemany"),
+               (psycopg.Connection, "commit"), (psycopg.Connection, "rollback")]
+    saved = [(cls, name, getattr(cls, name)) for cls, name in patched]
+
+    def counting(fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            count[0] += 1
+            return fn(*args, **kwargs)
+        return call
+
+    for cls, name, fn in saved:
+        setattr(cls, name, counting(fn))
+    try:
+        yield count
+    finally:
+        for cls, name, fn in saved:
+            setattr(cls, name, fn)
 
 
 class _Timer:
