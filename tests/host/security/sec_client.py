@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import sys
+from collections.abc import Sequence
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -42,16 +43,23 @@ KSN_HEX = "FFFF9876543210E00000"
 _STANS = count(1)
 
 
-def config_text(*, tmk_kcv: str | None = None, with_tmk: bool = True) -> str:
-    """A host config: three terminals, two PIN cards, TERM0001 with a TMK (``tmk_kcv`` as its
-    check value when given) and MACs required, TERM0003 on DUKPT with MACs required, TERM0002
-    with no keys in the config."""
+def config_text(*, tmk_kcv: str | None = None, with_tmk: bool = True,
+                keyed: Sequence[str] = ("TERM0001",), plain: Sequence[str] = ("TERM0002",),
+                dukpt: Sequence[str] = ("TERM0003",)) -> str:
+    """A host config: two PIN cards; the ``keyed`` terminals (TERM0001) with a TMK (``tmk_kcv``
+    as its check value when given) and MACs required, the ``dukpt`` ones (TERM0003) on DUKPT
+    with MACs required, the ``plain`` ones (TERM0002) with no keys in the config."""
     kcv = tmk_kcv or TMK.kcv().hex().upper()
     tmk = f'tmk = "{TMK_HEX}"\ntmk_kcv = "{kcv}"' if with_tmk else ""
+    tids = ", ".join(f'"{tid}"' for tid in sorted([*keyed, *plain, *dukpt]))
+    security = "".join(f'\n[[security.terminals]]\ntid = "{tid}"\n{tmk}\nmac = "required"\n'
+                       for tid in keyed)
+    security += "".join(f'\n[[security.terminals]]\ntid = "{tid}"\nkey_management = "dukpt"\n'
+                        'mac = "required"\n' for tid in dukpt)
     return f"""
 [[merchants]]
 id = "{MID}"
-terminals = ["TERM0001", "TERM0002", "TERM0003"]
+terminals = [{tids}]
 
 [[cards]]
 pan = "4111111111111111"
@@ -64,17 +72,7 @@ pin = "4321"
 [security]
 bdk = "{BDK_HEX}"
 bdk_kcv = "{BDK.kcv().hex().upper()}"
-
-[[security.terminals]]
-tid = "TERM0001"
-{tmk}
-mac = "required"
-
-[[security.terminals]]
-tid = "TERM0003"
-key_management = "dukpt"
-mac = "required"
-"""
+{security}"""
 
 
 def start_host(tmp: Path, db: str, config: str, *more: str) -> ServerProcess:
