@@ -11,11 +11,13 @@ their own published-vector tests.
 from __future__ import annotations
 
 import copy
+import io
 import socket
 import struct
 import subprocess
 import sys
 from collections.abc import Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import iso8583
 from iso8583.specs import default as _PYISO_DEFAULT
 
+from host import cli as host_cli
 from protocol.security import Key, KeyAlgorithm, WorkingKeys, encipher_pin, get_mac_scheme
 from scenarios.loadgen.procs import ServerProcess, python_module
 
@@ -89,6 +92,17 @@ def run_host_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """``poslab-host ARGS`` to completion."""
     return subprocess.run([sys.executable, "-m", "host", *args], capture_output=True,
                           text=True, timeout=60, check=False)
+
+
+def run_host_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """:func:`run_host_cli` for a command that starts no server (``keys generate``), through
+    the CLI's entry point in this process: a new interpreter per call added ~1 s of start-up
+    and checked nothing more (tests/host/shell/test_cli_process.py runs the CLI as a process)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = host_cli.main(list(args))
+    return subprocess.CompletedProcess(["poslab-host", *args], status, out.getvalue(),
+                                       err.getvalue())
 
 
 class SecureTerminal:
