@@ -35,23 +35,55 @@ class Evidence:
     """What the suite produced: captured text per test id."""
 
     texts: dict[str, str] = field(default_factory=dict)
+    kept: set[tuple[str, str]] = field(default_factory=set)
+
+    def keep(self, key: str, text: str) -> None:
+        """Add ``text`` to what ``key`` produced."""
+        self.texts[key] = self.texts.get(key, "") + "\n" + text
 
 
 EVIDENCE = Evidence()
 
 
+# Both patterns need a run of at least 12 digits. This one finds such runs ~10x faster than the
+# patterns themselves walk the bytes between them (it starts with one plain character class,
+# which the regex engine skips to directly); the ledgers the suite writes are mostly pages
+# of zeros and schema text.
+_LONG_DIGITS = re.compile(rb"[0-9][0-9]{11,}")
+# Around a run the patterns look one byte back and at most "=" or "D" plus 4 digits ahead.
+_BEFORE, _AFTER = 1, 6
+
+
+def _windows(data: bytes) -> Iterator[tuple[int, int]]:
+    """The stretches of ``data`` that can hold a hit: each run of 12 or more digits with the
+    bytes the patterns look at around it, overlapping stretches merged. Every match of the
+    patterns lies inside one, and matches there exactly as in the whole of ``data``."""
+    start = end = -1
+    for m in _LONG_DIGITS.finditer(data):
+        lo, hi = max(m.start() - _BEFORE, 0), m.end() + _AFTER
+        if lo > end:
+            if end >= 0:
+                yield start, end
+            start = lo
+        end = hi
+    if end >= 0:
+        yield start, end
+
+
 def find_card_data(data: bytes) -> list[str]:
     """Masked descriptions of every PAN or track-2 hit in ``data``."""
-    hits = []
-    for m in _PAN.finditer(data):
-        digits = m.group(1).decode()
-        if luhn_ok(digits):
-            hits.append(f"PAN {mask_pan(digits)} at byte {m.start(1)}")
-    for m in _TRACK2.finditer(data):
-        digits = m.group(1).decode()
-        if luhn_ok(digits):
-            hits.append(f"track 2 of {mask_pan(digits)} at byte {m.start(1)}")
-    return hits
+    pans, tracks = [], []
+    for start, end in _windows(data):
+        window = data[start:end]
+        for m in _PAN.finditer(window):
+            digits = m.group(1).decode()
+            if luhn_ok(digits):
+                pans.append(f"PAN {mask_pan(digits)} at byte {start + m.start(1)}")
+        for m in _TRACK2.finditer(window):
+            digits = m.group(1).decode()
+            if luhn_ok(digits):
+                tracks.append(f"track 2 of {mask_pan(digits)} at byte {start + m.start(1)}")
+    return pans + tracks
 
 
 def output_files(roots: list[Path]) -> Iterator[Path]:
@@ -66,17 +98,20 @@ def output_files(roots: list[Path]) -> Iterator[Path]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Keep each test's captured stdout/stderr/log and failure text.
+    """Keep each test's captured stdout/stderr/log and failure text, under the phase that
+    produced it.
 
+    A report repeats the sections of the phases before it (the teardown report carries what
+    setup and call printed too): each section is kept once, not scanned two or three times.
     Under pytest-xdist the controller receives every worker's reports here, so the scan at
     session end sees the output of the whole run.
     """
-    parts = [content for _, content in report.sections]
+    for title, content in report.sections:  # "Captured stdout call", "Captured log setup"
+        if (report.nodeid, title) not in EVIDENCE.kept:
+            EVIDENCE.kept.add((report.nodeid, title))
+            EVIDENCE.keep(f"{report.nodeid} ({title.rsplit(' ', 1)[-1]})", content)
     if report.longrepr is not None:
-        parts.append(report.longreprtext)
-    if parts:
-        key = f"{report.nodeid} ({report.when})"
-        EVIDENCE.texts[key] = EVIDENCE.texts.get(key, "") + "\n".join(parts)
+        EVIDENCE.keep(f"{report.nodeid} ({report.when})", report.longreprtext)
 
 
 @dataclass

@@ -8,12 +8,20 @@ one reactor").
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 from hypothesis import settings
 from twisted.internet import asyncioreactor
+
+# With the collector's defaults (700, 10, 10) the Textual app runs, which allocate millions of
+# short-lived objects, set off a full collection every few seconds: in test_term_app and
+# test_term_snapshots 19 of them, ~0.2 s each, 4 of the 18 s of CPU. Collecting less often
+# cuts that to under 1 s; the peak memory grows 2 % (233 -> 237 MB), and pytest still
+# collects fully at session end.
+gc.set_threshold(10_000, 50, 100)
 
 LOOP = asyncio.new_event_loop()
 asyncio.set_event_loop(LOOP)

@@ -7,7 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from card_data_scan import find_card_data
+from card_data_scan import _PAN, _TRACK2, find_card_data
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.masking import luhn_ok, mask_pan
 
 TESTS = Path(__file__).parent
 LEAKY = """
@@ -30,6 +34,36 @@ def test_scanner_finds_what_it_must() -> None:
     assert find_card_data(b"\x00;4111111111111111=30121010000?")
     assert not find_card_data(b"pan=411111******1111 rrn=000000000001 ts=1764205200000")
     assert not find_card_data(b"hash=ab4111111111111111cd")
+
+
+def _whole_data_hits(data: bytes) -> list[str]:
+    """The two patterns run over all of ``data``: what the scanner must find."""
+    pans = [f"PAN {mask_pan(m.group(1).decode())} at byte {m.start(1)}"
+            for m in _PAN.finditer(data) if luhn_ok(m.group(1).decode())]
+    tracks = [f"track 2 of {mask_pan(m.group(1).decode())} at byte {m.start(1)}"
+              for m in _TRACK2.finditer(data) if luhn_ok(m.group(1).decode())]
+    return pans + tracks
+
+
+# Bytes the patterns care about, drawn by name so that a falsifying example prints no PAN.
+_NAMED = {"visa": b"4111111111111111", "mastercard": b"5555555555554444",
+          "amex": b"378282246310005", "track2": b";4111111111111111=30121010000?",
+          "equals": b"=", "D": b"D", "hex": b"a", "HEX": b"F", "dot": b".", "nul": b"\x00"}
+_PIECES = st.lists(st.one_of(
+    st.sampled_from(sorted(_NAMED)),
+    st.binary(max_size=6),
+    st.integers(min_value=0, max_value=10**22).map(lambda n: str(n).encode())),
+    max_size=40)
+
+
+@given(_PIECES)
+def test_scanner_finds_what_the_patterns_find_in_the_whole_data(pieces: list[str | bytes],
+                                                               ) -> None:
+    """Scanning only around runs of 12+ digits gives the very hits, at the very bytes, that
+    the patterns give run over all of the data."""
+    data = b"".join(_NAMED[p] if isinstance(p, str) else p for p in pieces)
+    found, expected = find_card_data(data), _whole_data_hits(data)  # masked: safe to print
+    assert found == expected
 
 
 def _run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
@@ -65,6 +99,8 @@ def test_a_leaked_pan_fails_the_run(pytester: pytest.Pytester, workers: list[str
     assert ("created: 2/2 workers" in out) == bool(workers)
     assert "receipt.txt: PAN 411111******1111" in out
     assert "test_prints_it (call): PAN 555555******4444" in out
+    assert out.count("555555******4444") == 1, "the call's output is scanned once, not again " \
+        "with the teardown report that repeats it"
     assert "4111111111111111" not in out and "5555555555554444" not in out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,13 @@ def test_ci_profile_keeps_no_example_database() -> None:
     ci = settings.get_profile("ci")
     assert ci.database is None and ci.print_blob
     assert "--hypothesis-profile=ci" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_pytest_compiles_every_package_once_before_the_suite() -> None:
+    """`make pytest` compiles all five packages before pytest starts its many interpreters."""
+    lines = _dry_run("pytest").splitlines()
+    compiled = next(i for i, line in enumerate(lines) if "-m compileall" in line)
+    tested = next(i for i, line in enumerate(lines) if "-m pytest" in line)
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+        "root_packages"]
+    assert compiled < tested and set(packages) <= set(lines[compiled].split())

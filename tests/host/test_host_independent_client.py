@@ -72,10 +72,11 @@ def financial(code: str, amount_minor: int, *, rrn: str | None = None,
     return fields
 
 
-@pytest.fixture
-def sqlite_host(tmp_path: Any) -> Iterator[ServerProcess]:
-    """A host subprocess on a fresh SQLite ledger, default config."""
-    server = _host(str(tmp_path / "poslab.db"))
+@pytest.fixture(scope="module")
+def sqlite_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A host subprocess on a fresh SQLite ledger, default config, for the module: each test
+    makes sales of its own (fresh STANs) and refunds only those."""
+    server = _host(str(tmp_path_factory.mktemp("independent") / "poslab.db"))
     yield server
     assert server.stop() == 0
 

@@ -24,10 +24,12 @@ async def fake_target(scenario, start):
 
 scenarios.cli.make_target_factory = lambda remote: fake_target
 """
-# The child runs get the scenario plugin from its entry point like any installation; the
-# hypothesis and schemathesis plugins, which they never use, would add ~1 s of start-up to
-# each child process and xdist worker.
-CHILD_OPTIONS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:schemathesis"]
+# The child runs get the scenario plugin from its entry point like any installation; the other
+# installed plugins, which they never use, would add ~1.5 s of start-up to each child process
+# and xdist worker (textual-snapshot alone imports Textual).
+CHILD_OPTIONS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:schemathesis",
+                 "-p", "no:textual-snapshot", "-p", "no:syrupy", "-p", "no:anyio",
+                 "-p", "no:platformdirs"]
 # The parent's PYTEST_ADDOPTS (CI sets hypothesis options there) would reach the child,
 # whose hypothesis plugin is off, and make it refuse its command line.
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}

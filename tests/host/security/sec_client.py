@@ -11,10 +11,13 @@ their own published-vector tests.
 from __future__ import annotations
 
 import copy
+import io
 import socket
 import struct
 import subprocess
 import sys
+from collections.abc import Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from typing import Any
 import iso8583
 from iso8583.specs import default as _PYISO_DEFAULT
 
+from host import cli as host_cli
 from protocol.security import Key, KeyAlgorithm, WorkingKeys, encipher_pin, get_mac_scheme
 from scenarios.loadgen.procs import ServerProcess, python_module
 
@@ -42,16 +46,23 @@ KSN_HEX = "FFFF9876543210E00000"
 _STANS = count(1)
 
 
-def config_text(*, tmk_kcv: str | None = None, with_tmk: bool = True) -> str:
-    """A host config: three terminals, two PIN cards, TERM0001 with a TMK (``tmk_kcv`` as its
-    check value when given) and MACs required, TERM0003 on DUKPT with MACs required, TERM0002
-    with no keys in the config."""
+def config_text(*, tmk_kcv: str | None = None, with_tmk: bool = True,
+                keyed: Sequence[str] = ("TERM0001",), plain: Sequence[str] = ("TERM0002",),
+                dukpt: Sequence[str] = ("TERM0003",)) -> str:
+    """A host config: two PIN cards; the ``keyed`` terminals (TERM0001) with a TMK (``tmk_kcv``
+    as its check value when given) and MACs required, the ``dukpt`` ones (TERM0003) on DUKPT
+    with MACs required, the ``plain`` ones (TERM0002) with no keys in the config."""
     kcv = tmk_kcv or TMK.kcv().hex().upper()
     tmk = f'tmk = "{TMK_HEX}"\ntmk_kcv = "{kcv}"' if with_tmk else ""
+    tids = ", ".join(f'"{tid}"' for tid in sorted([*keyed, *plain, *dukpt]))
+    security = "".join(f'\n[[security.terminals]]\ntid = "{tid}"\n{tmk}\nmac = "required"\n'
+                       for tid in keyed)
+    security += "".join(f'\n[[security.terminals]]\ntid = "{tid}"\nkey_management = "dukpt"\n'
+                        'mac = "required"\n' for tid in dukpt)
     return f"""
 [[merchants]]
 id = "{MID}"
-terminals = ["TERM0001", "TERM0002", "TERM0003"]
+terminals = [{tids}]
 
 [[cards]]
 pan = "4111111111111111"
@@ -64,17 +75,7 @@ pin = "4321"
 [security]
 bdk = "{BDK_HEX}"
 bdk_kcv = "{BDK.kcv().hex().upper()}"
-
-[[security.terminals]]
-tid = "TERM0001"
-{tmk}
-mac = "required"
-
-[[security.terminals]]
-tid = "TERM0003"
-key_management = "dukpt"
-mac = "required"
-"""
+{security}"""
 
 
 def start_host(tmp: Path, db: str, config: str, *more: str) -> ServerProcess:
@@ -91,6 +92,17 @@ def run_host_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """``poslab-host ARGS`` to completion."""
     return subprocess.run([sys.executable, "-m", "host", *args], capture_output=True,
                           text=True, timeout=60, check=False)
+
+
+def run_host_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """:func:`run_host_cli` for a command that starts no server (``keys generate``), through
+    the CLI's entry point in this process: a new interpreter per call added ~1 s of start-up
+    and checked nothing more (tests/host/shell/test_cli_process.py runs the CLI as a process)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = host_cli.main(list(args))
+    return subprocess.CompletedProcess(["poslab-host", *args], status, out.getvalue(),
+                                       err.getvalue())
 
 
 class SecureTerminal:

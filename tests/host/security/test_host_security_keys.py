@@ -4,17 +4,29 @@ sealed, a configured TMK with a wrong check value stops the host with a clear me
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
-from sec_client import MID, TMK, TMK_HEX, SecureTerminal, config_text, run_host_cli, start_host
+from sec_client import (
+    MID,
+    TMK,
+    TMK_HEX,
+    SecureTerminal,
+    config_text,
+    run_host_cli,
+    run_host_command,
+    start_host,
+)
 from sqlalchemy import create_engine, text
 
 from protocol.security import Key, KeyAlgorithm
 
 
-def _generate(db: str, tid: str, *more: str) -> Key:
-    done = run_host_cli("keys", "generate", "--tid", tid, "--db", db, *more)
+def _generate(db: str, tid: str, run: Callable[..., CompletedProcess[str]] = run_host_command,
+              ) -> Key:
+    done = run("keys", "generate", "--tid", tid, "--db", db)
     assert done.returncode == 0, done.stderr
     digits = re.search(r"^tmk = ([0-9A-F]+)$", done.stdout, re.M)
     kcv = re.search(r"^kcv = ([0-9A-F]+)$", done.stdout, re.M)
@@ -38,10 +50,10 @@ def test_generated_tmk_is_stored_sealed_listed_by_kcv_and_used_at_sign_on(
     assert hex_key not in rows[0][2].lower() and hex_key.upper() not in rows[0][2]
     if "://" not in db_url:
         assert tmk.get_secret_value() not in Path(db_url).read_bytes()
-    listed = run_host_cli("keys", "list", "--db", db_url)
+    listed = run_host_command("keys", "list", "--db", db_url)
     assert listed.returncode == 0 and "TERM0002" in listed.stdout
     assert tmk.kcv().hex().upper() in listed.stdout and hex_key.upper() not in listed.stdout
-    again = run_host_cli("keys", "generate", "--tid", "TERM0002", "--db", db_url)
+    again = run_host_command("keys", "generate", "--tid", "TERM0002", "--db", db_url)
     assert again.returncode == 2 and "--replace" in again.stderr
     server = start_host(tmp_path, db_url, config_text())
     try:
@@ -59,7 +71,7 @@ def test_a_sealed_tmk_does_not_open_for_another_terminal(tmp_path: Path) -> None
     """A sealed TMK copied to another terminal's row is refused at sign-on (0810 without keys
     is not sent; the host answers 96 and logs no key)."""
     db = str(tmp_path / "poslab.db")
-    _generate(db, "TERM0002")
+    _generate(db, "TERM0002", run_host_cli)  # the command as a process, once
     engine = create_engine(f"sqlite:///{db}")
     with engine.begin() as conn:
         conn.execute(text("UPDATE terminal_key SET terminal_id = 'TERM0001'"))

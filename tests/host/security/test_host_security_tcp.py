@@ -1,9 +1,15 @@
 """Sign-on keys, MACs and PINs through real TCP against a ``poslab-host`` subprocess, on SQLite
-and PostgreSQL, driven by the independent terminal of :mod:`sec_client`."""
+and PostgreSQL, driven by the independent terminal of :mod:`sec_client`.
+
+Most tests share one host per backend (``shared``): each keeps to terminals and a DUKPT device
+of its own, so none sees another's sign-ons, counters or sales. The front-process test and the
+PIN-lock test, which moves the host's clock a day on, start hosts of their own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +30,41 @@ from scenarios.admin import BlockingAdminClient as AdminClient
 from scenarios.loadgen.procs import ServerProcess
 
 VISA, MASTERCARD = "4111111111111111", "5555555555554444"
+# The shared host's terminals, one test each: TMK and MACs required, no keys, DUKPT with the
+# device (KSN without its counter) that test's terminal uses.
+KEYED = {"traffic": "TERM0101", "rotate": "TERM0102", "early": "TERM0103", "secrets": "TERM0104"}
+PLAIN = "TERM0201"
+DUKPT = {"sale": ("TERM0301", KSN_HEX), "replay": ("TERM0302", "FFFF9876543211E00000")}
+
+
+@dataclass
+class Shared:
+    """The module's host on one backend and the file it logs messages to."""
+
+    server: ServerProcess
+    log: Path
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+    """One host per backend with the security config of :func:`sec_client.config_text` for
+    every terminal above, logging to a file."""
+    tmp = tmp_path_factory.mktemp(f"security-{request.param}")
+    db = (str(tmp / "poslab.db") if request.param == "sqlite"
+          else str(request.getfixturevalue("module_pg_url")))
+    config = config_text(keyed=sorted(KEYED.values()), plain=[PLAIN],
+                         dukpt=sorted(tid for tid, _ in DUKPT.values()))
+    log = tmp / "host.log"
+    server = start_host(tmp, db, config, "--log-file", str(log))
+    yield Shared(server, log)
+    assert server.stop() == 0
 
 
 @pytest.fixture
-def host(tmp_path: Path, db_url: str) -> Iterator[ServerProcess]:
-    """A host with the security config of :func:`sec_client.config_text`, logging to a file."""
-    server = start_host(tmp_path, db_url, config_text(), "--log-file",
-                        str(tmp_path / "host.log"))
+def own_host(tmp_path: Path, db_url: str) -> Iterator[ServerProcess]:
+    """A host of the test's own with the security config of :func:`sec_client.config_text`."""
+    server = start_host(tmp_path, db_url, config_text())
     yield server
     assert server.stop() == 0
 
@@ -44,11 +78,11 @@ def _terminal(server: ServerProcess, tid: str) -> SecureTerminal:
 
 
 def test_signed_on_terminal_macs_a_pin_sale_and_a_tampered_byte_books_nothing(
-        host: ServerProcess) -> None:
+        shared: Shared) -> None:
     """Sign-on keys unwrap under the TMK with good KCVs; a MAC'd PIN sale, a MAC'd partial
     refund and a MAC'd void are approved with response MACs that verify; one tampered byte gets
     63 MAC_FAILED and books nothing."""
-    _sign_on_then_maced_traffic(host)
+    _sign_on_then_maced_traffic(shared.server, KEYED["traffic"])
 
 
 def test_macs_hold_through_a_front_process(tmp_path: Path, db_url: str) -> None:
@@ -56,13 +90,13 @@ def test_macs_hold_through_a_front_process(tmp_path: Path, db_url: str) -> None:
     responses (the keys never leave it); the front sends them as sealed."""
     server = start_host(tmp_path, db_url, config_text(), "--front-processes", "1")
     try:
-        _sign_on_then_maced_traffic(server)
+        _sign_on_then_maced_traffic(server, "TERM0001")
     finally:
         assert server.stop() == 0
 
 
-def _sign_on_then_maced_traffic(host: ServerProcess) -> None:
-    term = _terminal(host, "TERM0001")
+def _sign_on_then_maced_traffic(host: ServerProcess, tid: str) -> None:
+    term = _terminal(host, tid)
     try:
         signed = term.sign_on()
         assert signed["39"] == "00" and term.keys is not None  # unwrap checked every KCV
@@ -81,15 +115,15 @@ def _sign_on_then_maced_traffic(host: ServerProcess) -> None:
     finally:
         term.close()
     api = _admin(host)
-    booked = api.get("/transactions?tid=TERM0001")
+    booked = api.get(f"/transactions?tid={tid}")
     rows = booked["transactions"] if isinstance(booked, dict) else booked
     assert sorted(r["amount_minor"] for r in rows) == [500, 800, 800, 1500]
     assert api.get("/ledger/verify")["ok"]
 
 
-def test_a_mac_under_the_replaced_key_fails_after_the_next_sign_on(host: ServerProcess) -> None:
+def test_a_mac_under_the_replaced_key_fails_after_the_next_sign_on(shared: Shared) -> None:
     """Keys rotate on every sign-on: the old MAC key gets 63, the new one is approved."""
-    term = _terminal(host, "TERM0001")
+    term = _terminal(shared.server, KEYED["rotate"])
     try:
         term.sign_on()
         old = term.keys
@@ -104,10 +138,10 @@ def test_a_mac_under_the_replaced_key_fails_after_the_next_sign_on(host: ServerP
         term.close()
 
 
-def test_required_mac_before_any_sign_on_answers_sign_on_first(host: ServerProcess) -> None:
+def test_required_mac_before_any_sign_on_answers_sign_on_first(shared: Shared) -> None:
     """A terminal whose MACs are required and which has no keys yet gets 77; one without any
     security settings is served as before (no MAC, no DE64 in the answer)."""
-    keyed, plain = _terminal(host, "TERM0001"), _terminal(host, "TERM0002")
+    keyed, plain = _terminal(shared.server, KEYED["early"]), _terminal(shared.server, PLAIN)
     try:
         early = keyed.sale(VISA, 300, mac_key=TMK)
         assert (early["39"], early["44"]) == ("77", "SIGN_ON_REQUIRED")
@@ -119,9 +153,10 @@ def test_required_mac_before_any_sign_on_answers_sign_on_first(host: ServerProce
 
 
 def test_wrong_pin_55_third_75_and_a_correct_pin_next_business_day_approves(
-        host: ServerProcess) -> None:
+        own_host: ServerProcess) -> None:
     """Wrong PIN 55 twice, the third 75; the right PIN the same day stays 75; the next business
     day the right PIN is approved."""
+    host = own_host
     term = _terminal(host, "TERM0001")
     try:
         term.sign_on()
@@ -141,13 +176,14 @@ def test_wrong_pin_55_third_75_and_a_correct_pin_next_business_day_approves(
         term.close()
 
 
-def test_dukpt_terminal_sale_with_pin_and_mac(host: ServerProcess) -> None:
+def test_dukpt_terminal_sale_with_pin_and_mac(shared: Shared) -> None:
     """A DUKPT terminal's sale (KSN in DE62, DE53 digit 3 = 1) is approved with its PIN and MAC
     checked under that transaction's keys, and the response MAC'd under the response key; a
     wrong PIN is 55 and a MAC under the previous counter's key is 63."""
-    ksn = Ksn.from_hex(KSN_HEX)
+    tid, ksn_hex = DUKPT["sale"]
+    ksn = Ksn.from_hex(ksn_hex)
     device = DukptTerminal(TDES_DUKPT, TDES_DUKPT.initial_key(BDK, ksn), ksn)
-    term = _terminal(host, "TERM0003")
+    term = _terminal(shared.server, tid)
     try:
         keys = device.next_transaction()
         sale = term.sale(VISA, 1200, pin="1234", pin_key=keys.pin, mac_key=keys.mac_request,
@@ -165,11 +201,11 @@ def test_dukpt_terminal_sale_with_pin_and_mac(host: ServerProcess) -> None:
         term.close()
 
 
-def test_the_tmk_never_appears_in_logs_or_admin_output(tmp_path: Path,
-                                                       host: ServerProcess) -> None:
+def test_the_tmk_never_appears_in_logs_or_admin_output(shared: Shared) -> None:
     """After sign-on and a sale the message log and GET /security/keys show the TMK's check
     value, never its digits, and no working key either."""
-    term = _terminal(host, "TERM0001")
+    host, tid = shared.server, KEYED["secrets"]
+    term = _terminal(host, tid)
     try:
         term.sign_on()
         assert term.keys is not None
@@ -178,24 +214,25 @@ def test_the_tmk_never_appears_in_logs_or_admin_output(tmp_path: Path,
     finally:
         term.close()
     listing = _admin(host).get("/security/keys")
-    entry = next(t for t in listing["terminals"] if t["tid"] == "TERM0001")
+    entry = next(t for t in listing["terminals"] if t["tid"] == tid)
     assert entry["kcv"] == TMK.kcv().hex().upper() and entry["signed_on"] is True
     assert entry["mac_key_kcv"] == keys.mac.kcv(4).hex().upper()
     secrets = [TMK_HEX] + [k.get_secret_value().hex().upper()
                            for k in (keys.pin, keys.mac, keys.data) if k is not None]
-    texts = [str(listing), (tmp_path / "host.log").read_text(), host.stderr_tail(100_000)]
+    texts = [str(listing), shared.log.read_text(), host.stderr_tail(100_000)]
     for text in texts:
         for secret in secrets:
             assert secret not in text.upper()
 
 
-def test_a_dukpt_counter_is_good_for_one_message_only(host: ServerProcess) -> None:
+def test_a_dukpt_counter_is_good_for_one_message_only(shared: Shared) -> None:
     """A new message under a KSN counter already used is refused 63 MAC_FAILED:KSN_REUSED and
     books nothing, though its MAC is good; the same bytes resent get the stored answer, and
     the next counter is served."""
-    ksn = Ksn.from_hex(KSN_HEX)
+    tid, ksn_hex = DUKPT["replay"]
+    ksn = Ksn.from_hex(ksn_hex)
     device = DukptTerminal(TDES_DUKPT, TDES_DUKPT.initial_key(BDK, ksn), ksn)
-    term = _terminal(host, "TERM0003")
+    term = _terminal(shared.server, tid)
     sent: list[bytes] = []
     exchange = term.exchange
 
@@ -217,5 +254,5 @@ def test_a_dukpt_counter_is_good_for_one_message_only(host: ServerProcess) -> No
                          ksn=str(following.ksn))["39"] == "00"
     finally:
         term.close()
-    booked = _admin(host).fetch(admin_api.transactions(tid="TERM0003"))
+    booked = _admin(shared.server).fetch(admin_api.transactions(tid=tid))
     assert sorted(t.amount_minor for t in booked.transactions) == [500, 1200]
