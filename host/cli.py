@@ -170,7 +170,7 @@ TLS_FLAGS = {  # argparse dest -> ([tls.<section>], key)
 
 def _add_tls_options(p: argparse.ArgumentParser) -> None:
     """``--tls-*`` and ``--admin-tls-*``: each overrides its ``[tls.iso]`` / ``[tls.admin]``
-    key of the config (docs/payment-security.md, "TLS")."""
+    key of the config (docs/keys-and-macs.md, "TLS")."""
     g = p.add_argument_group("TLS (each overrides its key in [tls.iso] / [tls.admin])")
     for prefix, section, port, clients in _TLS_PORTS:
         g.add_argument(f"--{prefix}-cert", metavar="FILE",

@@ -407,7 +407,7 @@ class CardEntry(_Strict):
         (amounts above ``balance_minor`` get 51); ``expired`` (54); ``no_response`` (the host
         books nothing and sends nothing, so the terminal times out and reverses).
     :ivar pin: the card's test PIN: a PIN block in DE52 is checked against it
-        (docs/payment-security.md).
+        (docs/keys-and-macs.md).
     :ivar pin_required: a purchase with this card and no PIN block is declined 55.
     """
 

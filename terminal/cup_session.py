@@ -30,7 +30,7 @@ The journal line keeps the request as sent, less the card's data, PIN and MAC
 (:attr:`~terminal.journal.Txn.sent`): a reversal or a repeat is rebuilt from it and the deck
 card, also after a restart.
 
-Keys (docs/payment-security.md, "Terminal"), with a TMK in the session's
+Keys (docs/keys-and-macs.md, "Terminal"), with a TMK in the session's
 :class:`~terminal.security.state.TerminalSecurity`: the 0810's DE62 brings the PIN, MAC and
 data keys, each checked against its check value; a PIN becomes DE52 (ISO format 0 under the
 PIN key), DE53 in the CUP layout (``2600000000000000``), DE26 the longest PIN the terminal takes

@@ -8,7 +8,7 @@ terminal must respect (the TUI's driver; the scenario runner keeps the same orde
 4. an answer arriving after its request timed out is counted as late on the journal line and
    never turns the transaction into an approval.
 
-Security (see docs/payment-security.md, "Terminal"): the engine gives the link a MAC guard built
+Security (see docs/keys-and-macs.md, "Terminal"): the engine gives the link a MAC guard built
 on the session's keys; a sign-on whose working keys fail their check values is tried again, up to
 :data:`~terminal.security.state.SIGN_ON_TRIES` times; an answer refusing for a security reason
 (63, A0, 77) makes the terminal sign on again for fresh keys; an answer whose MAC fails is

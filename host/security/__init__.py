@@ -1,5 +1,5 @@
 """The host's payment security: terminal master keys, sign-on key exchange, MACs on requests
-and responses, PIN checks and DUKPT (docs/payment-security.md).
+and responses, PIN checks and DUKPT (docs/keys-and-macs.md).
 
 Modules: :mod:`~host.security_config` (``[security]`` of the config),
 :mod:`~host.security.kek` (the key that seals stored TMKs), :mod:`~host.security.tmk_store`

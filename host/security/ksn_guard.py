@@ -9,7 +9,7 @@ response.
 
 Per device (the KSN without its counter) the guard keeps the highest counter accepted and the
 digests of the last :data:`WINDOW` accepted messages. It lives in memory: a restarted host
-accepts the first counter it sees again (documented in docs/payment-security.md).
+accepts the first counter it sees again (documented in docs/keys-and-macs.md).
 """
 
 from __future__ import annotations
