@@ -157,10 +157,12 @@ def review_level(amount_minor: int, policy: RefundPolicy) -> int:
 
 
 def _original_checks(t: _Trail, original: OriginalView | None, kinds: tuple[str, ...],
-                     kind_check: str, merchant_id: str) -> Decision | None:
-    """The checks every referenced refund or void makes of its original, in this order:
-    found (25), of a kind it may reference (12), still effective (12), same merchant (12).
-    Returns the decline, or None when the original passes."""
+                     kind_check: str, merchant_id: str, *,
+                     effective_state: str = "approved") -> Decision | None:
+    """The checks every referenced refund, void or cancel makes of its original, in this
+    order: found (25), of a kind it may reference (12), still effective -- in
+    ``effective_state``: ``approved``, or ``authorized`` for an open hold -- (12), same
+    merchant (12). Returns the decline, or None when the original passes."""
     t.run("original_found")
     if original is None:
         return t.decline(RuleId.ORIGINAL_NOT_FOUND)
@@ -168,7 +170,7 @@ def _original_checks(t: _Trail, original: OriginalView | None, kinds: tuple[str,
     if original.kind not in kinds:
         return t.decline(RuleId.ORIGINAL_NOT_A_SALE)
     t.run("original_effective")
-    if original.state != "approved":
+    if original.state != effective_state:
         return t.decline(RuleId.ORIGINAL_NOT_EFFECTIVE)
     t.run("same_merchant")
     if original.merchant_id != merchant_id:
@@ -253,18 +255,11 @@ def evaluate_cancel(ask: VoidAsk, hold: OriginalView | None) -> Decision:
     (12), still open -- not completed, cancelled or reversed already (12) --, same merchant
     (12), the whole held amount (64)."""
     t = _Trail()
-    t.run("hold_found")
-    if hold is None:
-        return t.decline(RuleId.ORIGINAL_NOT_FOUND)
-    t.run("original_kind")
-    if hold.kind != "auth":
-        return t.decline(RuleId.ORIGINAL_NOT_A_SALE)
-    t.run("hold_open")
-    if hold.state != "authorized":
-        return t.decline(RuleId.ORIGINAL_NOT_EFFECTIVE)
-    t.run("same_merchant")
-    if hold.merchant_id != ask.merchant_id:
-        return t.decline(RuleId.ORIGINAL_OTHER_MERCHANT)
+    refused = _original_checks(t, hold, ("auth",), "original_kind", ask.merchant_id,
+                               effective_state="authorized")
+    if refused is not None:
+        return refused
+    assert hold is not None
     t.run("full_amount")
     if ask.amount_minor != hold.amount_minor:
         return t.decline(RuleId.VOID_AMOUNT_MISMATCH)
