@@ -29,7 +29,8 @@ from protocol.transactions import TxnType
 
 #: The transactions that insert a transaction row (their id may be reserved on arrival).
 BOOKING = frozenset({TxnType.SALE, TxnType.AUTHORIZATION, TxnType.REFUND, TxnType.VOID,
-                     TxnType.VOID_REFUND, TxnType.COMPLETION})
+                     TxnType.VOID_REFUND, TxnType.COMPLETION, TxnType.VOID_COMPLETION,
+                     TxnType.AUTH_CANCEL})
 
 
 def validate(host: Services, request: IsoRequest, now: datetime, *, strict: bool,
