@@ -76,6 +76,7 @@ from sqlalchemy import (
 
 from host.canonical_json import stored_text
 from host.domain import TxnKind, TxnState
+from host.ledger.book import recall
 from host.ledger.chain import ChainKey
 from host.ledger.prepared import Prepared
 from host.ledger.schema import create_append_only_triggers, request_log, update_indexes
@@ -303,8 +304,6 @@ _EVENTS = Prepared(select(event).where(event.c.txn_id == bindparam("txn_id_"))
 
 _LAST_TXN_ID = "poslab_last_txn_id"  # Connection.info: [transaction, last id it reserved]
 _RESERVED_TXN_ID = "poslab_reserved_txn_id"  # Connection.info: a drawn, unused sequence value
-_RECALL = Prepared(select(request_log.c.fingerprint, request_log.c.result)
-                   .where(request_log.c.key == bindparam("k")))
 
 #: Every column of ``txn`` an insert may leave out (stable key set: one compiled statement).
 _TXN_OPTIONAL = {"pan_masked": None, "pan_hash": None, "original_id": None, "rule": None,
@@ -575,9 +574,7 @@ class Store:
             "tid": tid, "key_": key, "mid": mid, "stan_": stan, "bdate": first,
             "bdate2": second}).first()
         if row is None:
-            seen = _RECALL.run(conn, {"k": key}).first()
-            return (self.terminal(conn, tid, lock=True),
-                    None if seen is None else (seen.fingerprint, seen.result),
+            return (self.terminal(conn, tid, lock=True), recall(conn, key),
                     self.tombstoned(conn, mid, tid, stan, business_dates))
         if reserving:
             conn.info[_RESERVED_TXN_ID] = int(row.next_txn_id)

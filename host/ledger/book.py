@@ -408,8 +408,7 @@ class Ledger:
 
     def recall(self, conn: Connection, key: str) -> tuple[str, str] | None:
         """``(fingerprint, result)`` stored under ``key``, or None."""
-        row = _RECALL.run(conn, {"k": key}).first()
-        return None if row is None else (row.fingerprint, row.result)
+        return recall(conn, key)
 
     def remember(self, conn: Connection, key: str, fingerprint: str, result: str,
                  at_ms: int) -> None:
@@ -418,6 +417,12 @@ class Ledger:
         _REMEMBER.later(conn, {"key": key, "fingerprint": fingerprint, "result": result,
                                "at_ms": at_ms,
                                "mac": request_mac(self.key, key, fingerprint, result, at_ms)})
+
+
+def recall(conn: Connection, key: str) -> tuple[str, str] | None:
+    """``(fingerprint, result)`` of the request log under ``key``, or None."""
+    row = _RECALL.run(conn, {"k": key}).first()
+    return None if row is None else (row.fingerprint, row.result)
 
 
 def _guard_ctes(conn: Connection) -> tuple[str, dict[str, Any]] | None:
