@@ -27,7 +27,7 @@ from protocol.security.errors import (
     PinBlockError,
     SecurityError,
 )
-from protocol.security.keys import Key, KeyAlgorithm
+from protocol.security.keys import MASTER_KEY_ALGORITHMS, Key, KeyAlgorithm
 from protocol.security.mac import MAC_SCHEMES, MacScheme, Padding, get_mac_scheme
 from protocol.security.pinblock import (
     PinBlock,
@@ -39,9 +39,9 @@ from protocol.security.pinblock import (
 from protocol.security.wrap import WorkingKeys, WrappedKey, unwrap_key, wrap_key
 
 __all__ = [
-    "AES_DUKPT", "MAC_SCHEMES", "TDES_DUKPT", "AesKsn", "DukptHost", "DukptKeys", "DukptScheme",
-    "DukptTerminal", "Key", "KeyAlgorithm", "KeyCheckError", "KeyFormatError",
-    "KeyWrapError", "Ksn", "KsnExhaustedError", "MacScheme", "Padding", "PinBlock",
-    "PinBlockError", "PinBlockFormat", "SecurityError", "WorkingKeys", "WrappedKey",
+    "AES_DUKPT", "MAC_SCHEMES", "MASTER_KEY_ALGORITHMS", "TDES_DUKPT", "AesKsn", "DukptHost",
+    "DukptKeys", "DukptScheme", "DukptTerminal", "Key", "KeyAlgorithm", "KeyCheckError",
+    "KeyFormatError", "KeyWrapError", "Ksn", "KsnExhaustedError", "MacScheme", "Padding",
+    "PinBlock", "PinBlockError", "PinBlockFormat", "SecurityError", "WorkingKeys", "WrappedKey",
     "decipher_pin", "encipher_pin", "get_mac_scheme", "unwrap_key", "verify_pin", "wrap_key",
 ]  # fmt: skip

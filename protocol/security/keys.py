@@ -6,8 +6,8 @@ The bytes come out only through :meth:`Key.get_secret_value`.
 
 Key check values:
 
-* TDES: the leftmost bytes of TDES-ECB(key, eight zero bytes); 3 bytes by default, some
-  schemes (CUP sign-on) send 4.
+* DES and TDES: the leftmost bytes of DES/TDES-ECB(key, eight zero bytes); 3 bytes by
+  default, some schemes (CUP sign-on) send 4.
 * AES: the leftmost bytes of AES-CMAC(key, sixteen zero bytes); 5 bytes by default, as
   X9.24-1 recommends for AES keys.
 """
@@ -25,11 +25,15 @@ from protocol.security.sealed import Sealed
 
 
 class KeyAlgorithm(enum.Enum):
-    """The key kinds poslab handles: double- and triple-length TDES, and AES-128.
+    """The key kinds poslab handles: single-length DES, double- and triple-length TDES, and
+    AES-128.
 
-    Single-length DES keys are not supported: no scheme here needs one on its own.
+    Single-length DES is a working-key kind only (the CUP sign-on with 60.3 ``001`` sends
+    its PIN and MAC keys so): it is wrapped under a TDES master key, never used as one
+    (:data:`MASTER_KEY_ALGORITHMS`).
     """
 
+    DES = "DES"
     TDES_2KEY = "TDES-2"
     TDES_3KEY = "TDES-3"
     AES_128 = "AES-128"
@@ -37,11 +41,12 @@ class KeyAlgorithm(enum.Enum):
     @property
     def length(self) -> int:
         """Key length in bytes."""
-        return 24 if self is KeyAlgorithm.TDES_3KEY else 16
+        return _LENGTHS[self]
 
     @property
     def is_tdes(self) -> bool:
-        """True for the two TDES kinds."""
+        """True for the DES family (single DES and the two TDES kinds): 8-byte blocks, DES
+        parity, ECB wrapping, ISO format 0 PIN blocks."""
         return self is not KeyAlgorithm.AES_128
 
     @property
@@ -53,6 +58,13 @@ class KeyAlgorithm(enum.Enum):
     def default_kcv_length(self) -> int:
         """Bytes of check value shown by default: 3 for TDES, 5 for AES."""
         return 3 if self.is_tdes else 5
+
+
+_LENGTHS = {KeyAlgorithm.DES: 8, KeyAlgorithm.TDES_2KEY: 16, KeyAlgorithm.TDES_3KEY: 24,
+            KeyAlgorithm.AES_128: 16}
+
+MASTER_KEY_ALGORITHMS = (KeyAlgorithm.TDES_2KEY, KeyAlgorithm.TDES_3KEY, KeyAlgorithm.AES_128)
+"""The kinds a terminal master key may be: single DES is too weak to protect other keys."""
 
 
 def adjust_odd_parity(material: bytes) -> bytes:
@@ -128,7 +140,8 @@ class Key(Sealed):
 
     @classmethod
     def generate(cls, algorithm: KeyAlgorithm) -> Key:
-        """A fresh random key from the OS CSPRNG; TDES keys get odd parity and distinct parts."""
+        """A fresh random key from the OS CSPRNG; DES and TDES keys get odd parity, TDES keys
+        distinct parts."""
         while True:
             material = secrets.token_bytes(algorithm.length)
             if not algorithm.is_tdes:

@@ -12,7 +12,8 @@ for ISO 8583, the message from the MTI up to but excluding the MAC field):
 * **CUP "ECB" POS MAC**: XOR all zero-padded 8-byte blocks into one; write it as 16
   upper-case hex characters; encrypt the first 8 characters under the MAK; XOR the result
   with the last 8 characters; encrypt again; the first 8 hex characters of that block (as
-  ASCII) are the MAC. A double-length MAK encrypts as TDES.
+  ASCII) are the MAC. A single-length MAK (CUP sign-on 60.3 ``001``) encrypts as single
+  DES, a double-length one as TDES.
 
 Padding for algorithms 1 and 3 is ISO 9797-1 method 1 (zeros up to a block boundary; one
 zero block for empty data) or method 2 (0x80, then zeros).
@@ -88,7 +89,8 @@ def cmac(key: Key, data: bytes) -> bytes:
 
 def cup_ecb_mac(key: Key, data: bytes) -> bytes:
     """The China UnionPay "ECB" POS MAC: 8 upper-case hex characters as ASCII bytes."""
-    _require(key, "the CUP ECB MAC", KeyAlgorithm.TDES_2KEY, KeyAlgorithm.TDES_3KEY)
+    _require(key, "the CUP ECB MAC", KeyAlgorithm.DES, KeyAlgorithm.TDES_2KEY,
+             KeyAlgorithm.TDES_3KEY)
     secret = key.get_secret_value()
     padded = pad(data, ciphers.DES_BLOCK, Padding.METHOD_1)
     folded = bytes(ciphers.DES_BLOCK)

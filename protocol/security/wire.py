@@ -15,7 +15,8 @@ Host and terminal must agree byte for byte, so the layout lives here, once:
   (the generic profiles' DE62) carries them as upper-case hex (:func:`key_block_text`).
   Working keys are double-length TDES under a TDES TMK of either length (ISO 9797-1
   algorithm 3 takes a double-length key) and AES-128 under an AES TMK
-  (:func:`working_key_algorithm`).
+  (:func:`working_key_algorithm`); a CUP sign-on with 60.3 ``001`` asks for single-length
+  DES keys instead, each one 8-byte ECB block under the TDES TMK.
 * **MAC scheme.** The profile names the scheme for TDES keys; AES keys use AES-CMAC
   (:func:`mac_scheme_for`).
 * **Security control (DE53, n16).** Digit 1: the ISO 9564 PIN block format (``0`` or ``4``);
@@ -25,8 +26,9 @@ Host and terminal must agree byte for byte, so the layout lives here, once:
   The China UnionPay layout (:attr:`ControlLayout.CUP`) spells the same facts its own way:
   53.1 PIN block format (``2``: ANSI X9.8 with the PAN, which is ISO 9564 format 0; ``1``
   without the PAN), 53.2 algorithm (``6``: double-length TDES; ``0`` single DES), 53.3 track
-  data encryption (``0`` none), 13 zeros -- ``2600000000000000``. CUP keys always come from
-  the sign-on, so it has no key-management digit.
+  data encryption (``0`` none), 13 zeros -- ``2600000000000000``, or ``2000000000000000``
+  under the single-length keys of a 60.3 ``001`` sign-on. CUP keys always come from the
+  sign-on, so it has no key-management digit.
 """
 
 from __future__ import annotations
@@ -65,8 +67,17 @@ def mac_matches(message: bytes, scheme: MacScheme, key: Key) -> bool:
     return scheme.verify(key, mac_span(message), message[-MAC_LENGTH:])
 
 
-def working_key_algorithm(tmk: KeyAlgorithm) -> KeyAlgorithm:
-    """The algorithm of the working keys a sign-on sends under a TMK of ``tmk``."""
+def working_key_algorithm(tmk: KeyAlgorithm, *, single_length: bool = False) -> KeyAlgorithm:
+    """The algorithm of the working keys a sign-on sends under a TMK of ``tmk``;
+    ``single_length``: the terminal asked for single-length DES keys (CUP 60.3 ``001``).
+
+    :raises KeyFormatError: single-length keys asked for under an AES TMK.
+    """
+    if single_length:
+        if not tmk.is_tdes:
+            raise KeyFormatError(
+                f"single-length DES working keys cannot be sent under a {tmk.value} TMK")
+        return KeyAlgorithm.DES
     return KeyAlgorithm.TDES_2KEY if tmk.is_tdes else KeyAlgorithm.AES_128
 
 
@@ -119,9 +130,11 @@ class ControlLayout(enum.Enum):
     """53.1 PIN block format, 53.2 algorithm, 53.3 track encryption (China UnionPay)."""
 
 
-#: The one DE53 the CUP layout carries for what poslab sends: ISO 9564 format 0 (ANSI X9.8
+#: The DE53 the CUP layout carries for what poslab sends: ISO 9564 format 0 (ANSI X9.8
 #: with the PAN) under a double-length TDES PIN key from the sign-on, tracks in clear.
 CUP_CONTROL_TEXT = "2600000000000000"
+#: The same under a single-length DES PIN key (sign-on 60.3 ``001``): 53.2 is ``0``.
+CUP_SINGLE_DES_CONTROL_TEXT = "2000000000000000"
 
 
 @dataclass(frozen=True)
@@ -135,16 +148,19 @@ class SecurityControl:
     def text(self, layout: ControlLayout = ControlLayout.POSLAB) -> str:
         """The 16 digits of DE53 in ``layout``.
 
-        :raises KeyFormatError: the CUP layout has no spelling for these keys (only format 0
-            under a double-length TDES key from the sign-on).
+        :raises KeyFormatError: the layout has no spelling for these keys (CUP: only format 0
+            under single- or double-length keys from the sign-on; poslab: no single DES).
         """
         if layout is ControlLayout.CUP:
-            if self != _CUP_CONTROL:
+            text = _CUP_TEXTS.get(self)
+            if text is None:
                 raise KeyFormatError(
                     f"the CUP DE53 cannot announce ISO format {self.pin_format.value} under "
                     f"{self.algorithm.value} keys ({self.management.name}): only format 0 "
-                    "under double-length TDES keys from the sign-on")
-            return CUP_CONTROL_TEXT
+                    "under single- or double-length keys from the sign-on")
+            return text
+        if self.algorithm not in _ALGORITHM_DIGITS:
+            raise KeyFormatError(f"DE53 has no digit for {self.algorithm.value} keys")
         head = (_FORMAT_DIGITS[self.pin_format] + _ALGORITHM_DIGITS[self.algorithm]
                 + self.management.value)
         return head.ljust(16, "0")
@@ -172,20 +188,26 @@ class SecurityControl:
         return cls(formats[text[0]], algorithms[text[1]], management)
 
 
-_CUP_CONTROL = SecurityControl(PinBlockFormat.ISO_0, KeyAlgorithm.TDES_2KEY)
+_CUP_TEXTS = {
+    SecurityControl(PinBlockFormat.ISO_0, KeyAlgorithm.TDES_2KEY): CUP_CONTROL_TEXT,
+    SecurityControl(PinBlockFormat.ISO_0, KeyAlgorithm.DES): CUP_SINGLE_DES_CONTROL_TEXT,
+}
+_CUP_ALGORITHMS = {"6": KeyAlgorithm.TDES_2KEY, "0": KeyAlgorithm.DES}
 # What the CUP digits poslab cannot honour mean, for the error message.
 _CUP_UNSUPPORTED = {
     0: {"1": "PIN block without the PAN (ANSI X9.8 format 1)"},
-    1: {"0": "single-length DES keys"},
     2: {"1": "encrypted track data"},
 }
 
 
 def _parse_cup(text: str) -> SecurityControl:
     """The CUP DE53 (see the module docstring); other digits are named in the error."""
-    for at, expected in enumerate(CUP_CONTROL_TEXT[:3]):
+    for at in (0, 2):
         digit = text[at]
-        if digit != expected:
+        if digit != CUP_CONTROL_TEXT[at]:
             what = _CUP_UNSUPPORTED[at].get(digit, f"unknown value {digit!r}")
             raise KeyFormatError(f"DE53 53.{at + 1}: {what} is not supported")
-    return _CUP_CONTROL
+    algorithm = _CUP_ALGORITHMS.get(text[1])
+    if algorithm is None:
+        raise KeyFormatError(f"DE53 53.2: unknown value {text[1]!r} is not supported")
+    return SecurityControl(PinBlockFormat.ISO_0, algorithm)

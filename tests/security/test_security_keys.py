@@ -133,3 +133,14 @@ def test_parity_adjustment_matches_psec() -> None:
     assert adjust_odd_parity(every_byte) == psec_des.adjust_key_parity(every_byte)
     assert has_odd_parity(adjust_odd_parity(every_byte))
     assert not has_odd_parity(bytes(8))
+
+
+def test_single_des_key_check_value_and_generation() -> None:
+    """A single DES key has 8 bytes; its KCV is DES(key, 8 zero bytes) (0123456789ABCDEF gives
+    the well-known D5D44F); generated ones have odd parity."""
+    assert Key.from_hex("0123456789ABCDEF", KeyAlgorithm.DES).kcv().hex().upper() == "D5D44F"
+    with pytest.raises(KeyFormatError, match="needs 16 hex digits"):
+        Key.from_hex(ANSI_HEX, KeyAlgorithm.DES)
+    key = Key.generate(KeyAlgorithm.DES)
+    assert len(key.get_secret_value()) == 8 and has_odd_parity(key.get_secret_value())
+    assert repr(key).startswith("Key(DES, kcv=")

@@ -155,3 +155,18 @@ def test_verify_rejects_any_single_flipped_bit(
         assert not mac_scheme.verify(key, data, bytes(target))
     else:
         assert not mac_scheme.verify(key, bytes(target), mac)
+
+
+def test_cup_ecb_mac_under_a_single_des_key() -> None:
+    """The published 0200's MAK has equal halves, so its single-length half gives the same
+    CUP MAC, B3A092AE; a single-length key takes only the CUP MAC, not X9.19."""
+    frame = bytes.fromhex(
+        "007F6000030000603210320072020030200480 00C0801500000000000000123400000203009930"
+        "303030303030313935323731383138323231373837353135360019260000010006000000000043"
+        "5F0112323834343132333435363738393031323334 5F030631363030 33365F04063230303832"
+        "365C0230314233413039324145".replace(" ", "")
+    )
+    key = Key.from_hex("0723C80DB5F4CD3D", KeyAlgorithm.DES)
+    assert get_mac_scheme("cup-ecb").compute(key, frame[13:-8]) == b"B3A092AE"
+    with pytest.raises(KeyFormatError, match="needs a TDES-2 key, not DES"):
+        get_mac_scheme("x9.19").compute(key, MESSAGE)

@@ -164,3 +164,17 @@ def test_pin_block_round_trip_any_pin_and_pan(pin: str, pan: str) -> None:
         block = encipher_pin(key, pin, pan)
         assert decipher_pin(key, block, pan) == pin
         assert verify_pin(key, block, pan, pin)
+
+
+def test_format0_under_a_single_des_pin_key() -> None:
+    """Under a single DES PIN key the format 0 block is DES of the clear block (psec's TDES
+    with the key as both halves agrees) and verifies; another key's block does not."""
+    pik = Key.from_hex("0123456789ABCDEF", KeyAlgorithm.DES)
+    block = encipher_pin(pik, "1234", PAN)
+    assert block.format is PinBlockFormat.ISO_0
+    expected = psec_call(psec_des.encrypt_tdes_ecb, bytes.fromhex("0123456789ABCDEF" * 2),
+                         format0_encode("1234", PAN))
+    assert block.get_secret_value() == expected
+    assert verify_pin(pik, block, PAN, "1234")
+    with pytest.raises(PinBlockError):
+        decipher_pin(Key.from_hex("FEDCBA9876543210", KeyAlgorithm.DES), block, PAN)

@@ -102,10 +102,19 @@ def test_cup_security_control_is_format_0_under_double_length_tdes() -> None:
             other.text(ControlLayout.CUP)
 
 
+def test_cup_security_control_under_single_length_des() -> None:
+    """Format 0 under a single-length DES sign-on key is 53.2 ``0`` in the CUP layout and
+    reads back; the poslab layout has no digit for it."""
+    control = SecurityControl(PinBlockFormat.ISO_0, KeyAlgorithm.DES)
+    assert control.text(ControlLayout.CUP) == "20" + "0" * 14
+    assert SecurityControl.parse("20" + "0" * 14, ControlLayout.CUP) == control
+    with pytest.raises(KeyFormatError, match="no digit for DES keys"):
+        control.text()
+
+
 @pytest.mark.parametrize(
     ("text", "where"),
     [("1" + "6" + "0" * 14, "53.1: PIN block without the PAN"),
-     ("2" + "0" * 15, "53.2: single-length DES keys"),
      ("261" + "0" * 13, "53.3: encrypted track data"), ("2700000000000000", "53.2: unknown"),
      ("0200000000000000", "53.1: unknown")],
 )
@@ -141,3 +150,12 @@ def test_working_keys_and_mac_scheme_per_tmk_kind(tmk: KeyAlgorithm, working: Ke
     chosen = mac_scheme_for("x9.19", key)
     assert chosen.name == scheme
     assert len(chosen.compute(key, b"0200 some message")) == 8
+
+
+def test_single_length_working_keys_need_a_tdes_tmk() -> None:
+    """A 60.3 001 sign-on gets single DES working keys under a TDES TMK; an AES TMK cannot
+    carry them (a key-format error naming the TMK kind)."""
+    assert working_key_algorithm(KeyAlgorithm.TDES_2KEY, single_length=True) is KeyAlgorithm.DES
+    assert working_key_algorithm(KeyAlgorithm.TDES_2KEY) is KeyAlgorithm.TDES_2KEY
+    with pytest.raises(KeyFormatError, match="under a AES-128 TMK"):
+        working_key_algorithm(KeyAlgorithm.AES_128, single_length=True)

@@ -124,3 +124,23 @@ def test_wrap_unwrap_round_trip(algorithm: KeyAlgorithm, kcv_length: int, seed: 
     wrapped = wrap_key(kek, key, kcv_length=kcv_length)
     assert len(wrapped.kcv) == kcv_length
     assert unwrap_key(kek, wrapped) == key
+
+
+def test_single_des_keys_wrap_as_one_block_under_the_tdes_tmk() -> None:
+    """A single DES working key is one TDES-ECB block under the TMK (psec agrees) with its 4-byte
+    check value; PIN and MAC key take 24 bytes and unwrap to the same; an AES TMK cannot
+    carry them, and a single DES key protects no double-length one."""
+    tmk = tdes(TMK_HEX)
+    key = Key.from_hex("0123456789ABCDEF", KeyAlgorithm.DES)
+    wrapped = wrap_key(tmk, key, kcv_length=4)
+    expected = psec_call(psec_des.encrypt_tdes_ecb, bytes.fromhex(TMK_HEX),
+                         bytes.fromhex("0123456789ABCDEF"))
+    assert wrapped.to_bytes() == expected + bytes.fromhex("D5D44FF7")
+    keys = WorkingKeys.generate(KeyAlgorithm.DES, with_data=False)
+    payload = keys.wrap(tmk)
+    assert len(payload) == 24
+    assert WorkingKeys.unwrap(tmk, payload, KeyAlgorithm.DES) == keys
+    with pytest.raises(KeyWrapError, match="cannot be wrapped"):
+        wrap_key(Key.generate(KeyAlgorithm.AES_128), key)
+    with pytest.raises(KeyWrapError, match="weaker DES key"):
+        wrap_key(key, tmk)
