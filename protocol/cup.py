@@ -21,9 +21,10 @@ fields DE60 (type, batch, network code), DE61 (original batch, trace and date) a
 (settlement totals, upload records) have their own layouts in :mod:`protocol.cup_private`. The
 MAC is the CUP "ECB" POS MAC in DE64.
 
-Not (yet) carried: balance inquiry (``0200/31/00/01``), e-cash and SM4 sign-on (60.3 ``006``).
-A sign-on with single-length keys (60.3 ``001``) is not accepted: poslab has no single-length
-DES keys.
+Sign-on comes in three kinds by 60.3: ``001`` (single-length DES PIN and MAC keys in the
+0810's DE62), ``003`` (double-length TDES PIN and MAC keys) and ``004`` (double-length PIN, MAC
+and track-data keys). Not (yet) carried: balance inquiry (``0200/31/00/01``), e-cash and SM4
+sign-on (60.3 ``006``).
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ CUP_ROUTES: tuple[TxnRoute, ...] = (
     # A reversal carries the original's DE3/DE25/DE60.1; the host finds the original by its
     # stored record (batch from 60.2, trace from DE11), not by 60.1.
     TxnRoute(T.REVERSAL, "0400", None, keyed=False, request_fields=_REVERSAL),
+    TxnRoute(T.SIGN_ON, "0800", None, keyed=False, match=(M("60", "001", offset=8),),
+             request_fields=_SIGN_ON),
     TxnRoute(T.SIGN_ON, "0800", None, keyed=False, match=(M("60", "003", offset=8),),
              request_fields=_SIGN_ON),
     # Listed last, so ``route(SIGN_ON)`` is the triple-key sign-on (PIN, MAC and data key).

@@ -69,6 +69,8 @@ from protocol.transactions import TxnType
 
 #: 60.3 of the sign-on that asks for the data key too.
 _WITH_DATA_KEY = "004"
+#: 60.3 of the sign-on that asks for single-length DES PIN and MAC keys.
+_SINGLE_LENGTH = "001"
 
 
 def _facts(ctx: Context) -> CupFacts:
@@ -97,7 +99,8 @@ def network(ctx: Context) -> Reply:
     security = ctx.host.security
     if security is not None:
         resp = security.sign_on(ctx.conn, req, resp,
-                                data_key=facts.network_code == _WITH_DATA_KEY)
+                                data_key=facts.network_code == _WITH_DATA_KEY,
+                                single_length=facts.network_code == _SINGLE_LENGTH)
     return Reply(resp, log_context(ctx.fields, "network", resp.response_code, resp.rule))
 
 

@@ -75,9 +75,9 @@ class MessageSecurity(Protocol):
         """A refusal (MAC failed, sign on first) or None to go on; nothing is booked yet."""
 
     def sign_on(self, conn: Tx, request: NetworkRequest, response: NetworkResponse, *,
-                data_key: bool = True) -> NetworkResponse:
+                data_key: bool = True, single_length: bool = False) -> NetworkResponse:
         """The 0810 for ``request``, with fresh working keys when it is a keyed sign-on
-        (``data_key``: a track-data key too)."""
+        (``data_key``: a track-data key too; ``single_length``: single DES keys)."""
 
     def check_pin(self, conn: Tx, fields: Mapping[str, str], pan: Pan | None,
                   business_date: str, now_ms: int, card_hash: Callable[[Pan], str]

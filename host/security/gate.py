@@ -201,10 +201,13 @@ class HostSecurity:
     # -- sign-on ----------------------------------------------------------------------------
 
     def sign_on(self, conn: Connection, request: NetworkRequest,
-                response: NetworkResponse, *, data_key: bool = True) -> NetworkResponse:
+                response: NetworkResponse, *, data_key: bool = True,
+                single_length: bool = False) -> NetworkResponse:
         """The 0810 for ``request``: with fresh working keys when it is an approved sign-on of
         a terminal with a TMK (which then replace the old keys); a sign-off drops the keys.
-        ``data_key``: send a track-data key after the PIN and MAC keys (CUP 60.3 ``004``)."""
+        ``data_key``: send a track-data key after the PIN and MAC keys (CUP 60.3 ``004``);
+        ``single_length``: single-length DES keys (CUP 60.3 ``001``), which an AES TMK
+        cannot carry (96)."""
         tid = request.terminal_id
         if request.code is NetworkCode.SIGN_OFF:
             self.sessions.drop(tid)
@@ -212,13 +215,13 @@ class HostSecurity:
             return response
         try:
             tmk = self.tmks.master_key(conn, tid)
+            if tmk is None:
+                return response
+            algorithm = wire.working_key_algorithm(tmk.algorithm, single_length=single_length)
         except SecurityError as exc:
             log.error("sign-on of %s refused: %s", tid, exc)
             return replace(response, response_code="96", rule=RuleId.SYSTEM_ERROR.value)
-        if tmk is None:
-            return response
-        keys = WorkingKeys.generate(wire.working_key_algorithm(tmk.algorithm),
-                                    with_data=data_key)
+        keys = WorkingKeys.generate(algorithm, with_data=data_key)
         block = wire.key_block_text(keys.wrap(tmk))
         self.sessions.install(tid, keys)
         log.info("terminal %s signed on: PIN key %s, MAC key %s", tid,

@@ -616,11 +616,14 @@ def test_completion_request_and_advice_keep_their_own_mti() -> None:
         assert request.mti == mti
 
 
-def test_sign_on_with_single_length_keys_is_not_a_sign_on() -> None:
-    """60.3 001 (single-length DES keys) is not carried; 003 and 004 are."""
+def test_sign_on_comes_in_single_double_and_triple_key_kinds() -> None:
+    """60.3 001 (single-length DES keys), 003 and 004 are sign-ons, 005 is none; the sign-on
+    poslab's terminal sends is still the 004 one."""
     base = GOLDEN["sign_on_0800"][1]
-    assert CUP_PROFILE.identify("0800", None, {**base, "60": "00000001001"}) is None
-    assert CUP_PROFILE.identify("0800", None, {**base, "60": "00000001003"}) is TxnType.SIGN_ON
+    for code in ("001", "003", "004"):
+        fields = {**base, "60": f"00000001{code}"}
+        assert CUP_PROFILE.identify("0800", None, fields) is TxnType.SIGN_ON
+    assert CUP_PROFILE.identify("0800", None, {**base, "60": "00000001005"}) is None
     assert CUP_PROFILE.message_for(TxnType.SIGN_ON) == ("0800", None)
 
 

@@ -73,8 +73,8 @@ class CupTerminal:
         answer = self.send({"t": "0800", "60": f"00{self.batch}{code}", "63": "01 "})
         if answer["39"] == "00":
             if "62" in answer:
-                self.keys = WorkingKeys.unwrap(TMK, bytes.fromhex(answer["62"]),
-                                               KeyAlgorithm.TDES_2KEY)
+                algorithm = KeyAlgorithm.DES if code == "001" else KeyAlgorithm.TDES_2KEY
+                self.keys = WorkingKeys.unwrap(TMK, bytes.fromhex(answer["62"]), algorithm)
             self.batch = answer["60"][2:8]
         return answer
 

@@ -180,20 +180,25 @@ def test_reversal_undoes_a_sale_but_not_a_refund(svc: HostService, term: CupTerm
     assert svc.transaction(refund["37"])["state"] == "approved"  # type: ignore[index]
 
 
-@pytest.mark.parametrize(("code", "size"), [("003", 40), ("004", 60)])
+@pytest.mark.parametrize(("code", "size", "key_length"),
+                         [("001", 24, 8), ("003", 40, 16), ("004", 60, 16)])
 def test_sign_on_sends_two_or_three_keys_and_the_batch(svc: HostService, code: str,
-                                                       size: int) -> None:
-    """60.3 003 gets the PIN and MAC keys (40 bytes), 004 the data key too (60); 60.2 is the
-    host's batch and 60.3 echoes the request's."""
-    answer = CupTerminal(svc).sign_on(code)
+                                                       size: int, key_length: int) -> None:
+    """60.3 001 gets single-length PIN and MAC keys (24 bytes), 003 double-length ones (40),
+    004 the data key too (60); each unwraps with its check value, 60.2 is the host's batch,
+    60.3 echoes the request's, and a sale MAC'd under the new MAC key is approved."""
+    term = CupTerminal(svc)
+    answer = term.sign_on(code)
     assert (answer["t"], answer["39"]) == ("0810", "00")
     assert len(bytes.fromhex(answer["62"])) == size
     assert answer["60"] == f"00000001{code}"
+    assert term.keys is not None and len(term.keys.mac.get_secret_value()) == key_length
+    assert _code(term.sale(100))[0] == "00"
 
 
-def test_single_length_sign_on_is_a_format_error(svc: HostService) -> None:
-    """60.3 001 (single-length DES keys) is no transaction poslab carries: 30 naming DE60."""
-    answer = CupTerminal(svc).send({"t": "0800", "60": "00000001001", "63": "01 "})
+def test_unknown_sign_on_kind_is_a_format_error(svc: HostService) -> None:
+    """60.3 005 is no sign-on poslab carries: 30 naming DE60."""
+    answer = CupTerminal(svc).send({"t": "0800", "60": "00000001005", "63": "01 "})
     assert _code(answer) == ("30", "FORMAT_ERROR:60")
 
 

@@ -6,7 +6,8 @@ length prefixes counting digits, ASCII text, binary keys and MAC, BCD MTI, a 5-b
 a 6-byte BCD header), the working keys are unwrapped and the CUP ECB POS MAC computed by the
 algorithm written out here on psec's TDES. The day: sign-on, sale, partial refund (0220),
 over-refund (declined 61), a second sale voided, a new sign-on, and a balanced settlement;
-on SQLite and on PostgreSQL.
+on SQLite and on PostgreSQL. A second day signs on for single-length DES keys (60.3 ``001``),
+unwrapped, MAC'd and PIN-enciphered here with ``cryptography``'s DES.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 import iso8583
 import pytest
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.utils import CryptographyDeprecationWarning
 from psec import des as psec_des
 
@@ -64,7 +67,7 @@ SPEC: dict[str, dict[str, Any]] = {
     "3": _bcd(6), "4": _bcd(12), "11": _bcd(6), "12": _bcd(6), "13": _bcd(4), "14": _bcd(4),
     "15": _bcd(4), "22": _bcd(3), "25": _bcd(2), "32": _bcd(11, 1),
     "37": _text(12), "38": _text(6), "39": _text(2), "41": _text(8), "42": _text(15),
-    "44": _text(25, 1), "48": _bcd(322, 2), "49": _text(3), "53": _bcd(16),
+    "44": _text(25, 1), "48": _bcd(322, 2), "49": _text(3), "52": _binary(8), "53": _bcd(16),
     "54": _text(20, 2),  # balance: account type, amount type, currency, C/D, amount
     "60": _bcd(17, 2), "61": _bcd(29, 2), "62": _binary(512, 2), "63": _text(163, 2),
     "64": _binary(8),
@@ -79,17 +82,26 @@ def _tdes(key: bytes, block: bytes, *, decrypt: bool = False) -> bytes:
         return out
 
 
+def _des(key: bytes, block: bytes, *, decrypt: bool = False) -> bytes:
+    """Single DES-ECB: TDES with the 8-byte key as all three parts (K|K|K)."""
+    cipher = Cipher(TripleDES(key * 3), modes.ECB())
+    ctx = cipher.decryptor() if decrypt else cipher.encryptor()
+    return ctx.update(block) + ctx.finalize()
+
+
 def cup_mac(key: bytes, data: bytes) -> bytes:
     """The CUP ECB POS MAC: zero-pad to 8-byte blocks, XOR them, write the result as 16
     upper-case hex characters, encrypt the first 8 under the MAC key, XOR with the last 8,
-    encrypt again; the first 8 hex characters of that, as ASCII."""
+    encrypt again; the first 8 hex characters of that, as ASCII. An 8-byte MAC key encrypts
+    as single DES."""
     padded = data + bytes(-len(data) % 8)
     folded = bytes(8)
     for i in range(0, len(padded), 8):
         folded = bytes(a ^ b for a, b in zip(folded, padded[i:i + 8], strict=True))
     text = folded.hex().upper().encode()
-    first = _tdes(key, text[:8])
-    second = _tdes(key, bytes(a ^ b for a, b in zip(first, text[8:], strict=True)))
+    encrypt = _des if len(key) == 8 else _tdes
+    first = encrypt(key, text[:8])
+    second = encrypt(key, bytes(a ^ b for a, b in zip(first, text[8:], strict=True)))
     return second.hex().upper()[:8].encode()
 
 
@@ -104,12 +116,35 @@ def unwrap(tmk: bytes, block: bytes) -> list[bytes]:
     return keys
 
 
+def unwrap_single(tmk: bytes, block: bytes) -> list[bytes]:
+    """DE62 of a 60.3 001 sign-on: each 8-byte DES key is one block encrypted under the TDES
+    TMK (ECB), then its 4-byte check value (single DES of eight zero bytes under the key)."""
+    assert len(block) == 24, "two keys of 8 + 4 bytes"
+    keys = []
+    for at in (0, 12):
+        key = _tdes(tmk, block[at:at + 8], decrypt=True)
+        assert _des(key, bytes(8))[:4] == block[at + 8:at + 12], "check value"
+        assert all(bin(b).count("1") % 2 for b in key), "odd parity"
+        keys.append(key)
+    return keys
+
+
+def pin_block(key: bytes, pin: str, pan: str) -> str:
+    """ISO 9564 format 0 (PIN field XOR 0000 + 12 PAN digits before the check digit) under a
+    single DES PIN key, as DE52 hex."""
+    pin_field = bytes.fromhex(f"0{len(pin):X}{pin}".ljust(16, "F"))
+    pan_field = bytes.fromhex(pan[:-1][-12:].rjust(16, "0"))
+    clear = bytes(a ^ b for a, b in zip(pin_field, pan_field, strict=True))
+    return _des(key, clear).hex().upper()
+
+
 class CupClient:
     """One CUP terminal over a blocking socket: 2-byte length, TPDU, header, then the body."""
 
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
         self.mac_key: bytes | None = None
+        self.pin_key: bytes | None = None
         self.batch = "000000"
         self._stans = count(1)
 
@@ -156,6 +191,15 @@ class CupClient:
         self.mac_key, self.batch = mac_key, answer["60"][2:8]
         return answer
 
+    def sign_on_single(self) -> dict[str, Any]:
+        """0800, 60.3 001: single-length PIN and MAC keys from DE62, the batch from 60.2."""
+        answer = self.send({"t": "0800", "60": f"00{self.batch}001", "63": "001"}, mac=False)
+        assert (answer["39"], answer["60"][8:]) == ("00", "001")
+        self.pin_key, self.mac_key = unwrap_single(bytes.fromhex(TMK_HEX),
+                                                   bytes.fromhex(answer["62"]))
+        self.batch = answer["60"][2:8]
+        return answer
+
     def financial(self, mti: str, code: str, type_code: str, amount: int, pan: str,
                   **more: str) -> dict[str, Any]:
         """A MAC'd 0200/0220: DE3, DE4, DE22 swiped without PIN, DE25 00, DE49 CNY, DE60."""
@@ -171,6 +215,10 @@ def _config() -> str:
 [[merchants]]
 id = "{MID}"
 terminals = ["{TID}"]
+
+[[cards]]
+pan = "{UNIONPAY}"
+pin = "1234"
 
 [[security.terminals]]
 tid = "{TID}"
@@ -231,3 +279,33 @@ def test_cup_day_from_an_independent_client(host: ServerProcess) -> None:
         client.close()
     api = BlockingAdminClient(int(host.ready["admin_port"]), str(host.ready["admin_token"]))
     assert api.fetch(verify()).ok
+
+
+def test_single_length_sign_on_from_an_independent_client(host: ServerProcess) -> None:
+    """60.3 001: DE62 is two single DES keys under the TMK with their check values; a sale
+    MAC'd and PIN-enciphered under them (DE53 53.2 0) is approved with a response MAC under
+    the single MAC key; a wrong PIN is 55, a double-length DE53 99, a wrong MAC A0."""
+    client = CupClient(int(host.ready["iso_port"]))
+    try:
+        client.sign_on_single()
+        assert client.pin_key is not None and client.mac_key is not None
+        assert client.pin_key != client.mac_key
+
+        def pin_sale(pin: str, control: str = "2000000000000000") -> dict[str, Any]:
+            assert client.pin_key is not None
+            return client.financial("0200", "000000", "22", 5000, UNIONPAY, **{
+                "22": "021", "52": pin_block(client.pin_key, pin, UNIONPAY), "53": control})
+
+        sale = pin_sale("1234")
+        assert (sale["t"], sale["39"]) == ("0210", "00") and "64" in sale
+        assert pin_sale("9999")["39"] == "55"
+        assert pin_sale("1234", control="2600000000000000")["39"] == "99"
+        good_key = client.mac_key
+        client.mac_key = bytes(b ^ 0x02 for b in good_key)  # not the parity bit: a key
+        try:
+            forged = client.financial("0200", "000000", "22", 100, UNIONPAY)
+        finally:
+            client.mac_key = good_key
+        assert (forged["39"], forged["44"]) == ("A0", "MAC_FAILED")
+    finally:
+        client.close()
