@@ -89,6 +89,17 @@ def test_keys_import_checks_kcv_and_stores_0600(tmp_path: Path, capsys: Any) -> 
     assert "08D7B4" in shown and TMK_HEX not in shown
 
 
+def test_keys_import_refuses_a_single_des_tmk(tmp_path: Path, capsys: Any) -> None:
+    """Single DES is a working-key kind only: `keys import --algorithm DES` is refused with the
+    master-key kinds listed, and nothing is stored."""
+    data = tmp_path / "d"
+    code = main(["keys", "--data-dir", str(data), "import", "--tmk", "0123456789ABCDEF",
+                 "--kcv", "D5D44F", "--algorithm", "DES"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown key algorithm 'DES'; one of TDES-2, TDES-3, AES-128" in err
+    assert not (data / "tmk.json").exists()
+
+
 def test_keys_dukpt_stores_initial_key_and_ksn(tmp_path: Path, capsys: Any) -> None:
     """`keys dukpt` checks the initial key's KCV, stores it with the KSN (0600) and `keys
     show` prints the KCV and KSN only; a short KSN is refused with a message."""

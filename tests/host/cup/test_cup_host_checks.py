@@ -20,6 +20,7 @@ from host.service import HostService
 from protocol.cup import CUP_PROFILE
 from protocol.money import Money
 from protocol.private_data import decode_remaining
+from protocol.security import Key, KeyAlgorithm
 
 NOW = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 
@@ -194,6 +195,31 @@ def test_sign_on_sends_two_or_three_keys_and_the_batch(svc: HostService, code: s
     assert answer["60"] == f"00000001{code}"
     assert term.keys is not None and len(term.keys.mac.get_secret_value()) == key_length
     assert _code(term.sale(100))[0] == "00"
+
+
+def test_single_length_sign_on_under_an_aes_tmk_is_96(tmp_path: Path) -> None:
+    """Single DES keys are carried under a TDES TMK only: a 60.3 001 sign-on of a terminal
+    with an AES TMK is 96 without keys, while its 003 sign-on gets AES keys."""
+    aes_hex = "00112233445566778899AABBCCDDEEFF"
+    kcv = Key.from_hex(aes_hex, KeyAlgorithm.AES_128).kcv().hex().upper()
+    text = config_text() + f"""
+[[security.terminals]]
+tid = "TERM0002"
+tmk = "{aes_hex}"
+tmk_kcv = "{kcv}"
+algorithm = "aes-128"
+"""
+    service = HostService(parse_config(tomllib.loads(text), "<test>"),
+                          str(tmp_path / "host.db"), ManualClock(NOW))
+    try:
+        assert service.security is not None
+        service.security.use_profile(CUP_PROFILE)
+        term = CupTerminal(service, tid="TERM0002")
+        refused = term.send({"t": "0800", "60": "00000001001", "63": "01 "})
+        assert (refused["39"], refused.get("62")) == ("96", None)
+        assert term.send({"t": "0800", "60": "00000001003", "63": "01 "})["39"] == "00"
+    finally:
+        service.close()
 
 
 def test_unknown_sign_on_kind_is_a_format_error(svc: HostService) -> None:
