@@ -376,6 +376,30 @@ GOLDEN: dict[str, tuple[TxnType | None, dict[str, str], list[str]]] = {
         "1FD1B02B237AF9AE1A4D672DCA6CB335" "7B83586D",  # MAC key, KCV
         "1A4D672DCA6CB3354230EF1CB2684955" "4FA9846C",  # data key, KCV
     ]),
+    "sign_on_single_0800": (TxnType.SIGN_ON, {
+        "t": "0800", "11": "000002", **IDS, "60": "00000001001", "63": "001"}, [
+        REQUEST_TPDU, HEADER,
+        "0800",
+        "0020000000C00012",  # 11 41 42 60 63
+        "000002", TID, MID,
+        "0011" "00000001001F",  # DE60: 00 | batch 000001 | 001 single-length key sign-on
+        "0003" "303031",
+    ]),
+    "sign_on_single_0810": (None, {
+        "t": "0810", "11": "000002", "12": "103001", "13": "1204", "32": "01020000",
+        "37": "433800000002", "39": "00", **IDS, "60": "00000002001",
+        "62": "4230EF1CB268495500B8CC69" "1FD1B02B237AF9AEA68CDCA9"}, [
+        RESPONSE_TPDU, HEADER,
+        "0810",
+        "003800010AC00014",  # 11 12 13 32 37 39 41 42 60 62
+        "000002", "103001", "1204", "08" "01020000",
+        "343333383030303030303032",  # DE37 "433800000002"
+        "3030", TID, MID,
+        "0011" "00000002001F",
+        "0024",  # DE62: LLL 24 bytes, two single DES keys under the TMK, each + 4-byte KCV
+        "4230EF1CB2684955" "00B8CC69",  # PIN key 89ABCDEF01234567 (one TDES-ECB block), KCV
+        "1FD1B02B237AF9AE" "A68CDCA9",  # MAC key FEDCBA9876543210, KCV
+    ]),
     "sign_off_0820": (TxnType.SIGN_OFF, {
         "t": "0820", "11": "000131", **IDS, "60": "00000001002"}, [
         REQUEST_TPDU, HEADER,
@@ -564,6 +588,17 @@ def test_sign_on_response_keys_unwrap_under_the_tmk_with_their_check_values() ->
     assert keys.mac.kcv(4).hex().upper() == "7B83586D"
     assert keys.data is not None and keys.data.kcv(4).hex().upper() == "4FA9846C"
     assert Key.from_hex(MAK, KeyAlgorithm.TDES_2KEY).kcv() == keys.mac.kcv()
+
+
+def test_single_length_sign_on_response_keys_unwrap_as_single_des() -> None:
+    """The 001 0810's DE62 is two single DES keys, each one block under the TMK with the
+    4-byte check value of DES over eight zero bytes."""
+    block = bytes.fromhex(GOLDEN["sign_on_single_0810"][1]["62"])
+    keys = WorkingKeys.unwrap(Key.from_hex(TMK, KeyAlgorithm.TDES_2KEY), block,
+                              KeyAlgorithm.DES)
+    assert keys.pin == Key.from_hex("89ABCDEF01234567", KeyAlgorithm.DES)
+    assert keys.mac == Key.from_hex("FEDCBA9876543210", KeyAlgorithm.DES)
+    assert keys.data is None and keys.mac.kcv(4).hex().upper() == "A68CDCA9"
 
 
 def test_refund_and_void_are_told_apart_by_de60_not_by_mti_and_code_alone() -> None:

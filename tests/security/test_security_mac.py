@@ -80,18 +80,22 @@ def test_cbc_mac_matches_psec(padding: Padding, algorithm: KeyAlgorithm, hex_key
     assert cbc_mac(Key.from_hex(hex_key, algorithm), data, padding) == expected
 
 
+# A 0200 frame posted in a public Q&A (q.cnblogs.com/q/128930) with its CUP MAC B3A092AE.
+PUBLISHED_0200 = bytes.fromhex(
+    "007F6000030000603210320072020030200480 00C0801500000000000000123400000203009930"
+    "303030303030313935323731383138323231373837353135360019260000010006000000000043"
+    "5F0112323834343132333435363738393031323334 5F030631363030 33365F04063230303832"
+    "365C0230314233413039324145".replace(" ", "")
+)
+
+
 def test_cup_ecb_mac_reproduces_a_published_0200() -> None:
     """The CUP ECB MAC of a 0200 frame posted in a public Q&A (q.cnblogs.com/q/128930) is B3A092AE.
 
     The frame is a 2-byte length, 5-byte TPDU, 6-byte header, then MTI ... DE63 and the MAC;
     the MAK has equal halves, so TDES is the single DES the poster's terminal used.
     """
-    frame = bytes.fromhex(
-        "007F6000030000603210320072020030200480 00C0801500000000000000123400000203009930"
-        "303030303030313935323731383138323231373837353135360019260000010006000000000043"
-        "5F0112323834343132333435363738393031323334 5F030631363030 33365F04063230303832"
-        "365C0230314233413039324145".replace(" ", "")
-    )
+    frame = PUBLISHED_0200
     mab, mac_field = frame[13:-8], frame[-8:]
     assert mac_field == b"B3A092AE"
     key = tdes_key("0723C80DB5F4CD3D0723C80DB5F4CD3D")
@@ -160,12 +164,7 @@ def test_verify_rejects_any_single_flipped_bit(
 def test_cup_ecb_mac_under_a_single_des_key() -> None:
     """The published 0200's MAK has equal halves, so its single-length half gives the same
     CUP MAC, B3A092AE; a single-length key takes only the CUP MAC, not X9.19."""
-    frame = bytes.fromhex(
-        "007F6000030000603210320072020030200480 00C0801500000000000000123400000203009930"
-        "303030303030313935323731383138323231373837353135360019260000010006000000000043"
-        "5F0112323834343132333435363738393031323334 5F030631363030 33365F04063230303832"
-        "365C0230314233413039324145".replace(" ", "")
-    )
+    frame = PUBLISHED_0200
     key = Key.from_hex("0723C80DB5F4CD3D", KeyAlgorithm.DES)
     assert get_mac_scheme("cup-ecb").compute(key, frame[13:-8]) == b"B3A092AE"
     with pytest.raises(KeyFormatError, match="needs a TDES-2 key, not DES"):
