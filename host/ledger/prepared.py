@@ -67,8 +67,9 @@ class _Plan:
         self.fixed = {name: bind.effective_value for bind, name in compiled.bind_names.items()
                       if not bind.required}
         self.row = row
-        # The dialect's bind processors by position (None: no type needs one).
-        self.procs = tuple(procs.get(k) for k in self.order) if procs else None
+        # The dialect's bind processors with their positions (None: no type needs one).
+        found = tuple((i, procs[k]) for i, k in enumerate(self.order) if k in procs)
+        self.procs = found or None
         self._pick = _picker(self.order)
         self.form = form
         """The statement as a write that may wait (:mod:`host.ledger.pending`), or None."""
@@ -82,9 +83,11 @@ class _Plan:
         """The values of ``params`` in the statement's order, bind-processed."""
         # The caller's values win over the statement's own literals, as in ``execute``.
         values = self._pick({**self.fixed, **params} if self.fixed else params)
-        if self.procs is not None:
-            values = tuple(v if f is None else f(v)
-                           for f, v in zip(self.procs, values, strict=True))
+        if self.procs is not None:  # only the few columns that have one (e.g. a DateTime)
+            processed = list(values)
+            for i, f in self.procs:
+                processed[i] = f(processed[i])
+            values = tuple(processed)
         return values
 
 
@@ -106,7 +109,7 @@ class Prepared:
     def __init__(self, stmt: Executable) -> None:
         self.stmt: Any = stmt
         # Per dialect (one process may hold SQLite and PostgreSQL engines), per key set.
-        self._plans: dict[tuple[str, frozenset[str]], _Plan | None] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], _Plan | None] = {}
         names = list(getattr(stmt, "selected_columns", {}).keys()) if hasattr(
             stmt, "selected_columns") else []
         self._row = _row_type(names) if names else None
@@ -115,30 +118,20 @@ class Prepared:
         """Execute with ``params``; returns ``first/one/scalar/scalar_one/all/scalars``,
         ``rowcount`` and ``inserted_primary_key`` like a SQLAlchemy result."""
         params = params or {}
-        plan = self._plan(conn, params) if _fast(conn) else None
+        mode = _mode(conn)
+        plan = self._plan(conn, params) if mode else None
         if plan is None:
             return conn.execute(self.stmt, dict(params))
-        if pending.queued(conn):
-            pending.flush(conn)  # the queued writes reach the server before this statement
-        args = plan.args(params)
-        # The try/except is written out here and in run_many/run_plain rather than shared
-        # through a context manager: that costs ~1 µs per statement, 15 statements a request.
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        try:
-            # Duck-typed: the subset of CursorResult the host's callers use.
-            return cast(CursorResult[Any], _Result(raw.execute(plan.sql, args), plan.row,
-                                                   plan.returning))
-        except conn.dialect.loaded_dbapi.Error as err:
-            raise wrapped(conn, plan.sql, args, err) from err
+        return _execute(conn, plan, params, mode)
 
     def run_many(self, conn: Connection, rows: Sequence[_Params]) -> None:
         """Execute once per parameter set (one ``executemany``); all sets have the same keys."""
-        plan = self._plan(conn, rows[0]) if rows and _fast(conn) else None
+        mode = _mode(conn) if rows else _SLOW
+        plan = self._plan(conn, rows[0]) if mode else None
         if plan is None:
             conn.execute(self.stmt, [dict(r) for r in rows])
             return
-        if pending.queued(conn):
+        if mode == _QUEUEING and pending.queued(conn):
             pending.flush(conn)
         args: Any = [plan.args(r) for r in rows]
         raw = conn.connection.dbapi_connection
@@ -159,28 +152,33 @@ class Prepared:
         """Execute an INSERT whose outcome the request does not need before it ends: on
         psycopg's fast path queued for the next flush (:mod:`host.ledger.pending`, its error
         raised there), elsewhere at once."""
-        plan = self._plan(conn, params) if _fast(conn) else None
-        if plan is None or plan.form is None:
-            self.run(conn, params)
-            return
-        pending.queue(conn, plan.form, (plan.values(params),))
+        mode = _mode(conn)
+        plan = self._plan(conn, params) if mode else None
+        if plan is None:
+            conn.execute(self.stmt, dict(params))
+        elif plan.form is None:  # planned once: not again by run()
+            _execute(conn, plan, params, mode)
+        else:
+            pending.queue(conn, plan.form, (plan.values(params),))
 
     def later_many(self, conn: Connection, rows: Sequence[_Params]) -> None:
         """:meth:`later` for several rows (all with the same keys), kept in their order."""
-        plan = self._plan(conn, rows[0]) if rows and _fast(conn) else None
+        plan = self._plan(conn, rows[0]) if rows and _mode(conn) else None
         if plan is None or plan.form is None:
             self.run_many(conn, rows)
             return
         pending.queue(conn, plan.form, [plan.values(r) for r in rows])
 
     def _plan(self, conn: Connection, params: _Params) -> _Plan | None:
-        keys = frozenset(params)
-        key = (conn.dialect.name, keys)
+        # Keyed by the parameter names in the caller's order: building a tuple costs a third
+        # less than a frozenset, and each call site always passes its names in one order (a
+        # new order only compiles the same plan once more).
+        key = (conn.dialect.name, tuple(params))
         try:
             return self._plans[key]
         except KeyError:
             pass
-        plan = self._compile(conn, keys)
+        plan = self._compile(conn, frozenset(params))
         self._plans[key] = plan
         return plan
 
@@ -213,6 +211,24 @@ class Prepared:
         return WriteForm.of(plain.string, names)
 
 
+def _execute(conn: Connection, plan: _Plan, params: _Params, mode: int) -> CursorResult[Any]:
+    """Run ``plan`` on the DBAPI connection (the fast path: ``mode`` from :func:`_mode`)."""
+    if mode == _QUEUEING and pending.queued(conn):
+        pending.flush(conn)  # the queued writes reach the server before this statement
+    args = plan.args(params)
+    # The try/except is written out here and in run_many/run_plain rather than shared
+    # through a context manager: that costs ~1 µs per statement, 15 statements a request.
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    try:
+        # Duck-typed: the subset of CursorResult the host's callers use. (The type is a
+        # string: a subscripted generic is looked up in typing's cache on every call.)
+        return cast("CursorResult[Any]", _Result(raw.execute(plan.sql, args), plan.row,
+                                                 plan.returning))
+    except conn.dialect.loaded_dbapi.Error as err:
+        raise wrapped(conn, plan.sql, args, err) from err
+
+
 def run_plain(conn: Connection, *sql: str) -> None:
     """Run parameterless statements (``SAVEPOINT`` and the like) the cheapest safe way: on
     the DBAPI connection when :class:`Prepared` would take its fast path, else through
@@ -220,17 +236,18 @@ def run_plain(conn: Connection, *sql: str) -> None:
 
     Several statements on psycopg's fast path go as one simple query: one round trip (never
     prepared: a prepared statement holds one command). Elsewhere they run one by one."""
-    if not _fast(conn):
+    mode = _mode(conn)
+    if not mode:
         for one in sql:
             conn.exec_driver_sql(one)
         return
-    if pending.queued(conn):
+    if mode == _QUEUEING and pending.queued(conn):
         pending.flush(conn)
     raw = conn.connection.dbapi_connection
     assert raw is not None
     runs: tuple[str, ...] = sql
     options: dict[str, Any] = {}
-    if len(sql) > 1 and conn.dialect.driver == "psycopg":
+    if len(sql) > 1 and mode == _QUEUEING:
         runs, options = ("; ".join(sql),), {"prepare": False}
     for one in runs:
         try:
@@ -240,29 +257,31 @@ def run_plain(conn: Connection, *sql: str) -> None:
 
 
 _FAST_ATTR = "_poslab_fast_path"
-# Drivers whose connection runs ``execute(sql, params)`` itself: sqlite3 and psycopg 3.
-_FAST_DRIVERS = frozenset({"pysqlite", "psycopg"})
+#: How statements run on a connection (:func:`_mode`): through ``Connection.execute``; on the
+#: DBAPI connection (sqlite3: nothing ever waits to be sent); on the DBAPI connection, after
+#: the writes waiting on it (psycopg 3, :mod:`host.ledger.pending`).
+_SLOW, _DIRECT, _QUEUEING = 0, 1, 2
+_FAST_DRIVERS = {"pysqlite": _DIRECT, "psycopg": _QUEUEING}
 
 
 def fast_path(conn: Connection) -> bool:
     """Whether statements on ``conn`` now take the fast path (and may wait to be sent)."""
-    return _fast(conn)
+    return _mode(conn) is not _SLOW
 
 
-def _fast(conn: Connection) -> bool:
+def _mode(conn: Connection) -> int:
     # Whether the dialect and the engine's cursor listeners allow the fast path is fixed for
     # a Connection object's life in practice (listeners are installed before traffic), and
     # asking the event dispatch costs more than the statement's own Python work: decide once
     # per Connection, remembered on it. Only "inside a transaction" is asked per call.
-    allowed = getattr(conn, _FAST_ATTR, None)
-    if allowed is None:
+    mode = getattr(conn, _FAST_ATTR, None)
+    if mode is None:
         dispatch = conn.dispatch
-        allowed = (conn.dialect.driver in _FAST_DRIVERS and not dispatch.before_cursor_execute
-                   and not dispatch.after_cursor_execute)
-        setattr(conn, _FAST_ATTR, allowed)
-    return bool(allowed) and conn.in_transaction()
-
-
+        mode = _SLOW
+        if not dispatch.before_cursor_execute and not dispatch.after_cursor_execute:
+            mode = _FAST_DRIVERS.get(conn.dialect.driver, _SLOW)
+        setattr(conn, _FAST_ATTR, mode)
+    return mode if mode and conn.in_transaction() else _SLOW
 
 
 def _row_type(names: Iterable[str]) -> type:

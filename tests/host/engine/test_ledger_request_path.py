@@ -6,9 +6,23 @@ keys) and steps aside for cursor listeners and connections outside a transaction
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
-from sqlalchemy import Engine, bindparam, event, insert, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from host.ledger import (
@@ -103,6 +117,28 @@ def test_a_duplicate_key_raises_sqlalchemys_integrity_error(engine: Engine) -> N
         INSERT.run(conn, _row("a"))
         with pytest.raises(IntegrityError):
             INSERT.run(conn, _row("a"))
+
+
+def test_bind_processing_and_name_order_match_execute(engine: Engine) -> None:
+    """A row with a column the dialect must process (DateTime) stores on the fast path what
+    execute stores, whichever order the caller names the values in."""
+    stamped = Table("stamped", MetaData(), Column("id", Integer, primary_key=True),
+                    Column("name", String(10)), Column("at", DateTime), Column("n", Integer))
+    add = Prepared(insert(stamped))
+    at = datetime(2026, 3, 2, 10, 0, 5, 123000)
+    with schema_transaction(engine) as conn:
+        stamped.create(conn)
+    with engine.begin() as conn:
+        add.run(conn, {"id": 1, "name": "a", "at": at, "n": 7})
+        add.run(conn, {"n": 7, "at": at, "name": "b", "id": 2})  # the same names reordered
+        add.later(conn, {"at": at, "id": 3, "n": 7, "name": "c"})
+        conn.execute(add.stmt, {"id": 4, "name": "d", "at": at, "n": 7})
+    with engine.connect() as conn:
+        rows = conn.execute(select(stamped).order_by(stamped.c.id)).all()
+        as_text = conn.exec_driver_sql("SELECT at FROM stamped").scalars().all()
+    assert [(r.id, r.name, r.at.replace(tzinfo=None), r.n) for r in rows] == [
+        (1, "a", at, 7), (2, "b", at, 7), (3, "c", at, 7), (4, "d", at, 7)]
+    assert len(set(map(str, as_text))) == 1  # stored the same way by both paths
 
 
 def test_cursor_listeners_see_every_statement(engine: Engine) -> None:
