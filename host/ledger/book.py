@@ -30,9 +30,8 @@ API for other modules (the settlement desk posts funding and fees through :meth:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from weakref import WeakSet
 
 from sqlalchemy import (
@@ -133,9 +132,11 @@ class LedgerError(ValueError):
     """A posting that would break the ledger's rules (unbalanced, empty, bad amount)."""
 
 
-@dataclass(frozen=True)
-class Group:
-    """A posting group as stored (without its entries)."""
+class Group(NamedTuple):
+    """A posting group as stored (without its entries).
+
+    A named tuple rather than a frozen dataclass: one is built per posting, and a frozen
+    dataclass's ``__init__`` costs several times as much."""
 
     id: int
     kind: str

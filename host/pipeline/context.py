@@ -12,6 +12,7 @@ storage port's repositories (:mod:`host.pipeline.ports`), settlement, and a few 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -48,6 +49,9 @@ class Services(Protocol):
 
     def merchant_profile(self, mid: str) -> MerchantConfig:
         """The merchant's config entry, or the default profile under its id."""
+
+    def terminal_owner(self, tid: str) -> MerchantConfig | None:
+        """The configured merchant owning terminal ``tid``, or None (not listed)."""
 
     def refund_policy(self, merchant: MerchantConfig) -> RefundPolicy:
         """The refund policy that applies to ``merchant``."""
@@ -147,10 +151,19 @@ class Context:
     def match_dates(self) -> tuple[str, str]:
         """Where a reversal looks for its original (and an original for a tombstone): this
         business date, then the previous one (business dates are consecutive calendar days)."""
-        return self.bdate, (self.business_date - timedelta(days=1)).isoformat()
+        return day_texts(self.business_date)[:2]
 
     @property
     def de15(self) -> str:
         """The business date as the answer's settlement date (``MMDD``)."""
-        day = self.business_date
-        return f"{day.month:02d}{day.day:02d}"  # strftime costs several times more
+        return day_texts(self.business_date)[2]
+
+
+@functools.lru_cache(maxsize=64)
+def day_texts(day: date) -> tuple[str, str, str]:
+    """``day`` as ``YYYY-MM-DD``, the day before it as ``YYYY-MM-DD``, and ``day`` as ``MMDD``.
+
+    Every request needs these texts of its business date, which changes once a day: they
+    are formatted once per date, not once per request."""
+    return (day.isoformat(), (day - timedelta(days=1)).isoformat(),
+            f"{day.month:02d}{day.day:02d}")  # strftime costs several times more

@@ -74,6 +74,9 @@ class Pipeline:
                               tuple[CutoffSchedule, tuple[date, datetime, datetime]]] = {}
         self._unlisted: dict[str, MerchantConfig] = {}  # default profile copied per MID
         self._policies: dict[str, RefundPolicy] = {}  # the refund policy per MID
+        # The configured owner of each listed terminal (the first merchant listing it, as
+        # HostConfig.merchant_of_terminal finds it), for the config this index was built from.
+        self._owners: tuple[HostConfig, dict[str, MerchantConfig]] | None = None
         self._unsettled: set[str] = set()  # merchants enrolled since the last commit
 
     # == ISO traffic ==========================================================================
@@ -207,6 +210,20 @@ class Pipeline:
                                                                      "terminals": ()})
             self._unlisted[mid] = copied
         return copied
+
+    def terminal_owner(self, tid: str) -> MerchantConfig | None:
+        """The configured merchant owning terminal ``tid``, or None (not listed)."""
+        owners = self._owners
+        config = self.config
+        if owners is None or owners[0] is not config:
+            # Indexed once: the config is immutable, and scanning every merchant's terminal
+            # list is dear on every request.
+            index: dict[str, MerchantConfig] = {}
+            for merchant in config.merchants:
+                for listed in merchant.terminals:
+                    index.setdefault(listed, merchant)
+            owners = self._owners = (config, index)
+        return owners[1].get(tid)
 
     def refund_policy(self, merchant: MerchantConfig) -> RefundPolicy:
         """The merchant's refund policy (the default merchant's for an unlisted one)."""

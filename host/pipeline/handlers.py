@@ -129,6 +129,10 @@ def precheck(ctx: Context, req: FinancialRequest, pan: Pan | None) -> Decision |
                               ctx.card_hash)  # DE52, when the host holds a PIN key
 
 
+#: The issuer's approval of a purchase: one value, shared (a decision is immutable).
+_ISSUER_APPROVED = Decision.approve(("issuer",))
+
+
 def purchase(ctx: Context, req: SaleRequest | AuthorizationRequest, pan: Pan | None,
              pre: Decision | None) -> Reply:
     """A sale (captured) or an authorization (held)."""
@@ -140,7 +144,7 @@ def purchase(ctx: Context, req: SaleRequest | AuthorizationRequest, pan: Pan | N
     if decision is None:
         issuer = cards.issuer_decision(config, pan, req.amount.minor)
         if issuer.approved:
-            decision = Decision.approve(("issuer",))
+            decision = _ISSUER_APPROVED
         else:
             assert issuer.rule is not None
             decision = Decision(False, issuer.code, issuer.rule, ("issuer",))

@@ -16,7 +16,7 @@ from datetime import datetime
 from host import wire
 from host.canonical_json import dumps_sorted_strings, stored_text
 from host.ledger import to_ms
-from host.pipeline.context import Context, Decline, Services
+from host.pipeline.context import Context, Decline, Services, day_texts
 from host.pipeline.ports import Tx
 from host.pipeline.replies import Reply, plain_reply
 from host.pipeline.request import IsoRequest, txn_type
@@ -87,7 +87,7 @@ def identify(ctx: Context, conn: Tx) -> None:
     host, message = ctx.host, ctx.message
     ctx.conn = conn
     tid, mid = message.terminal_id, message.merchant_id
-    owner = host.config.merchant_of_terminal(tid)
+    owner = host.terminal_owner(tid)
     if owner is not None and owner.id != mid:
         raise Decline(plain_reply(ctx.fields, "03", RuleId.UNKNOWN_MERCHANT.value))
     # The merchant is the message's: a configured terminal's owner, else the merchant the
@@ -96,7 +96,7 @@ def identify(ctx: Context, conn: Tx) -> None:
     ctx.merchant = merchant
     ctx.policy = host.refund_policy(merchant)
     ctx.business_date = host.business_date(merchant, ctx.now)
-    ctx.bdate = ctx.business_date.isoformat()
+    ctx.bdate = day_texts(ctx.business_date)[0]
     facts = message.cup
     ctx.key = request_key(ctx.sent, ctx.business_date,
                           facts.batch if facts is not None else None)
