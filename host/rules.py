@@ -16,7 +16,6 @@ Check order for a refund (the first failing check decides)::
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -60,10 +59,9 @@ class Decision:
         """Decline with the rule's DE39 code."""
         return cls(False, rule.code, rule, fired, 0, detail)
 
-    @functools.cached_property
+    @property
     def de44(self) -> str | None:
-        """The DE44 text: rule id, plus ``:detail`` when there is one (max 25 chars); made
-        once per decision (the row, its event and the answer all carry it)."""
+        """The DE44 text: rule id, plus ``:detail`` when there is one (max 25 chars)."""
         if self.rule is None:
             return None
         text = f"{self.rule.value}:{self.detail}" if self.detail else self.rule.value

@@ -38,6 +38,8 @@ from protocol.masking import Pan
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: A config, and its merchants by terminal id and by merchant id (:meth:`Pipeline._listed`).
+_Listed = tuple[HostConfig, dict[str, MerchantConfig], dict[str, MerchantConfig]]
 
 
 class Pipeline:
@@ -74,9 +76,7 @@ class Pipeline:
                               tuple[CutoffSchedule, tuple[date, datetime, datetime]]] = {}
         self._unlisted: dict[str, MerchantConfig] = {}  # default profile copied per MID
         self._policies: dict[str, RefundPolicy] = {}  # the refund policy per MID
-        # The configured owner of each listed terminal (the first merchant listing it, as
-        # HostConfig.merchant_of_terminal finds it), for the config this index was built from.
-        self._owners: tuple[HostConfig, dict[str, MerchantConfig]] | None = None
+        self._index: _Listed | None = None  # the config's merchants by terminal and by id
         self._unsettled: set[str] = set()  # merchants enrolled since the last commit
 
     # == ISO traffic ==========================================================================
@@ -201,7 +201,7 @@ class Pipeline:
     def merchant_profile(self, mid: str) -> MerchantConfig:
         """The merchant's config entry, or for a merchant only development-mode enrolment
         knows, the default merchant's profile under its id."""
-        found = self.config.merchant(mid)
+        found = self._listed()[2].get(mid)
         if found is not None:
             return found
         copied = self._unlisted.get(mid)
@@ -213,17 +213,22 @@ class Pipeline:
 
     def terminal_owner(self, tid: str) -> MerchantConfig | None:
         """The configured merchant owning terminal ``tid``, or None (not listed)."""
-        owners = self._owners
+        return self._listed()[1].get(tid)
+
+    def _listed(self) -> _Listed:
+        """The config's merchants by id and by terminal, indexed once per config: it is
+        immutable, and scanning the merchant list is dear on every request."""
+        listed = self._index
         config = self.config
-        if owners is None or owners[0] is not config:
-            # Indexed once: the config is immutable, and scanning every merchant's terminal
-            # list is dear on every request.
-            index: dict[str, MerchantConfig] = {}
-            for merchant in config.merchants:
-                for listed in merchant.terminals:
-                    index.setdefault(listed, merchant)
-            owners = self._owners = (config, index)
-        return owners[1].get(tid)
+        if listed is None or listed[0] is not config:
+            by_terminal: dict[str, MerchantConfig] = {}
+            by_id: dict[str, MerchantConfig] = {}
+            for merchant in config.merchants:  # the first listing wins, as in HostConfig
+                by_id.setdefault(merchant.id, merchant)
+                for tid in merchant.terminals:
+                    by_terminal.setdefault(tid, merchant)
+            listed = self._index = (config, by_terminal, by_id)
+        return listed
 
     def refund_policy(self, merchant: MerchantConfig) -> RefundPolicy:
         """The merchant's refund policy (the default merchant's for an unlisted one)."""

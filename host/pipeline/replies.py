@@ -81,13 +81,17 @@ def financial_reply(fields: Mapping[str, str], req: FinancialRequest, kind: str,
                     business_date: str, remaining: Money | None = None) -> Reply:
     """The 0110/0210/0230 answer to a decided financial request (``business_date``: DE15)."""
     resp = FinancialResponse(
-        mti_value=response_mti(req.mti), stan=req.stan, terminal_id=req.terminal_id,
-        merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
+        mti_value=_ANSWER_MTI.get(req.mti) or response_mti(req.mti), stan=req.stan,
+        terminal_id=req.terminal_id, merchant_id=req.merchant_id, transmitted_at=req.transmitted_at,
         response_code=decision.code, rule=decision.de44, business_date=business_date,
         processing_code=req.processing_code, amount=req.amount, rrn=rrn,
         approval_code=code if decision.approved else None, remaining=remaining)
     return Reply(resp, log_context(fields, kind, decision.code, decision.de44, rrn=rrn,
                                    pan=pan))
+
+
+#: The answer MTIs of the financial requests, looked up rather than computed per answer.
+_ANSWER_MTI = {mti: response_mti(mti) for mti in ("0100", "0200", "0220", "0221")}
 
 
 def answer_mti(mti: str) -> str:
