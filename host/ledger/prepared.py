@@ -122,7 +122,10 @@ class Prepared:
         plan = self._plan(conn, params) if mode else None
         if plan is None:
             return conn.execute(self.stmt, dict(params))
-        return _execute(conn, plan, params, mode)
+        # Duck-typed: the subset of CursorResult the host's callers use. (The type is a
+        # string: a subscripted generic is looked up in typing's cache on every call.)
+        return cast("CursorResult[Any]", _Result(_execute(conn, plan, params, mode), plan.row,
+                                                 plan.returning))
 
     def run_many(self, conn: Connection, rows: Sequence[_Params]) -> None:
         """Execute once per parameter set (one ``executemany``); all sets have the same keys."""
@@ -156,7 +159,7 @@ class Prepared:
         plan = self._plan(conn, params) if mode else None
         if plan is None:
             conn.execute(self.stmt, dict(params))
-        elif plan.form is None:  # planned once: not again by run()
+        elif plan.form is None:  # planned once, and no result wrapped: nobody reads it
             _execute(conn, plan, params, mode)
         else:
             pending.queue(conn, plan.form, (plan.values(params),))
@@ -211,8 +214,9 @@ class Prepared:
         return WriteForm.of(plain.string, names)
 
 
-def _execute(conn: Connection, plan: _Plan, params: _Params, mode: int) -> CursorResult[Any]:
-    """Run ``plan`` on the DBAPI connection (the fast path: ``mode`` from :func:`_mode`)."""
+def _execute(conn: Connection, plan: _Plan, params: _Params, mode: int) -> Any:
+    """Run ``plan`` on the DBAPI connection (the fast path: ``mode`` from :func:`_mode`);
+    the driver's cursor."""
     if mode == _QUEUEING and pending.queued(conn):
         pending.flush(conn)  # the queued writes reach the server before this statement
     args = plan.args(params)
@@ -221,10 +225,7 @@ def _execute(conn: Connection, plan: _Plan, params: _Params, mode: int) -> Curso
     raw = conn.connection.dbapi_connection
     assert raw is not None
     try:
-        # Duck-typed: the subset of CursorResult the host's callers use. (The type is a
-        # string: a subscripted generic is looked up in typing's cache on every call.)
-        return cast("CursorResult[Any]", _Result(raw.execute(plan.sql, args), plan.row,
-                                                 plan.returning))
+        return raw.execute(plan.sql, args)
     except conn.dialect.loaded_dbapi.Error as err:
         raise wrapped(conn, plan.sql, args, err) from err
 
