@@ -108,7 +108,8 @@ class Prepared:
 
     def __init__(self, stmt: Executable) -> None:
         self.stmt: Any = stmt
-        # Per dialect (one process may hold SQLite and PostgreSQL engines), per key set.
+        # Per dialect (one process may hold SQLite and PostgreSQL engines), per parameter
+        # names in the order the caller gives them.
         self._plans: dict[tuple[str, tuple[str, ...]], _Plan | None] = {}
         names = list(getattr(stmt, "selected_columns", {}).keys()) if hasattr(
             stmt, "selected_columns") else []
@@ -267,7 +268,7 @@ _FAST_DRIVERS = {"pysqlite": _DIRECT, "psycopg": _QUEUEING}
 
 def fast_path(conn: Connection) -> bool:
     """Whether statements on ``conn`` now take the fast path (and may wait to be sent)."""
-    return _mode(conn) is not _SLOW
+    return _mode(conn) != _SLOW
 
 
 def _mode(conn: Connection) -> int:
