@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import (
@@ -17,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    TypeDecorator,
     bindparam,
     event,
     insert,
@@ -119,26 +121,43 @@ def test_a_duplicate_key_raises_sqlalchemys_integrity_error(engine: Engine) -> N
             INSERT.run(conn, _row("a"))
 
 
+class _Shouted(TypeDecorator[str]):
+    """Text stored upper-cased: a bind processor whose effect shows in the stored row."""
+
+    impl = String(10)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else value.upper()
+
+
 def test_bind_processing_and_name_order_match_execute(engine: Engine) -> None:
-    """A row with a column the dialect must process (DateTime) stores on the fast path what
-    execute stores, whichever order the caller names the values in."""
+    """Columns whose type processes the value (DateTime, a TypeDecorator) store on the fast
+    path what execute stores, and unprocessed columns beside them are left alone, whichever
+    order the caller names the values in."""
     stamped = Table("stamped", MetaData(), Column("id", Integer, primary_key=True),
-                    Column("name", String(10)), Column("at", DateTime), Column("n", Integer))
+                    Column("name", String(10)), Column("at", DateTime), Column("n", Integer),
+                    Column("loud", _Shouted), Column("note", String(10)))
     add = Prepared(insert(stamped))
     at = datetime(2026, 3, 2, 10, 0, 5, 123000)
     with schema_transaction(engine) as conn:
         stamped.create(conn)
+
+    def row(i: int) -> dict[str, object]:
+        return {"id": i, "name": "a", "at": at, "n": 7, "loud": "quiet", "note": "x"}
+
     with engine.begin() as conn:
-        add.run(conn, {"id": 1, "name": "a", "at": at, "n": 7})
-        add.run(conn, {"n": 7, "at": at, "name": "b", "id": 2})  # the same names reordered
-        add.later(conn, {"at": at, "id": 3, "n": 7, "name": "c"})
-        conn.execute(add.stmt, {"id": 4, "name": "d", "at": at, "n": 7})
+        add.run(conn, row(1))
+        add.run(conn, dict(reversed(row(2).items())))  # the same names, reordered
+        add.later(conn, row(3))
+        conn.execute(add.stmt, row(4))
     with engine.connect() as conn:
-        rows = conn.execute(select(stamped).order_by(stamped.c.id)).all()
-        as_text = conn.exec_driver_sql("SELECT at FROM stamped").scalars().all()
-    assert [(r.id, r.name, r.at.replace(tzinfo=None), r.n) for r in rows] == [
-        (1, "a", at, 7), (2, "b", at, 7), (3, "c", at, 7), (4, "d", at, 7)]
-    assert len(set(map(str, as_text))) == 1  # stored the same way by both paths
+        stored = conn.exec_driver_sql(
+            "SELECT id, name, CAST(at AS VARCHAR(40)), n, loud, note FROM stamped ORDER BY id"
+        ).all()
+    assert [r[0] for r in stored] == [1, 2, 3, 4]
+    assert {tuple(r[1:]) for r in stored} == {tuple(stored[3][1:])}  # as execute stored it
+    assert tuple(stored[0][3:]) == (7, "QUIET", "x")
 
 
 def test_cursor_listeners_see_every_statement(engine: Engine) -> None:
