@@ -43,6 +43,7 @@ from host.metrics import Metrics
 from host.server import IsoServerFactory, ServerLimits
 from host.timers import MonotonicTimer
 from host.tls import TidBinding, TlsServerFactory, TlsSetupError, server_options
+from host.wal_sync import wal_sync_for
 from host.worker import ServiceWorker
 from protocol import Codec
 
@@ -172,7 +173,8 @@ class HostRuntime:
             self.notifier = self._notifications(config, clock, reactor)
             timer = MonotonicTimer(loop)
             self.extras.setdefault("max_clock_move", max_clock_move(config))
-            self.committer = committer = GroupCommitter(worker, self.service)
+            self.committer = committer = GroupCommitter(worker, self.service,
+                                                        sync_wal=wal_sync_for(self.service))
             events = self.extras.setdefault("events", EventBus(clock=clock))
             iso_tls, admin_tls = _tls_options(config)
             fronts = front_processes(config)
@@ -382,6 +384,8 @@ class HostRuntime:
                 except Exception as exc:  # closing must not hide the stop
                     self.log.event("service_close_error", error=f"{type(exc).__name__}: {exc}")
             worker.stop()
+        if self.committer is not None:
+            self.committer.close()
         self.log.event("stopped")
 
 
