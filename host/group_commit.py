@@ -19,7 +19,8 @@ clock event) is queued behind it (:meth:`ServiceWorker.waiting
 <host.worker.ServiceWorker.waiting>`): that call then runs after at most one more batch, and the
 next turn is queued behind it.
 
-**The WAL fsync overlaps the next batch** (SQLite, FULL; :mod:`host.wal_sync`): each batch
+**The WAL fsync can overlap the next batch** (SQLite, FULL, ``POSLAB_WAL_OVERLAP=1``;
+:mod:`host.wal_sync`): each batch
 commits without its fsync and its replies go to a :class:`~host.wal_sync.WalSyncer`, whose
 thread fsyncs the WAL and then delivers them, while the worker runs the next batch. Replies
 leave in batch order either way; a failed COMMIT or a failed fsync fails every request of the
@@ -29,7 +30,7 @@ The batch runner is :func:`batch_runner`: the service's ``handle_batch``
 (:meth:`host.service.HostService.handle_batch`), where a request that fails or declines
 silently rolls back its own savepoint only. A service without one gets one call per request.
 Set ``POSLAB_GROUP_COMMIT=0`` to switch group commit off (one commit per request, for
-comparison), ``POSLAB_WAL_OVERLAP=0`` to keep the fsync inside each COMMIT.
+comparison).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from host.ledger.db import commits_unsynced
-from host.wal_sync import WalSyncer, WalSyncFailed
+from host.wal_sync import WalSync, WalSyncer, WalSyncFailed
 from host.worker import ServiceWorker
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,9 @@ def batch_runner(service: Any) -> BatchRunner | None:
 class GroupCommitter:
     """Queue requests on the loop; drain them in batches in the worker thread.
 
-    ``sync_wal`` (:func:`host.wal_sync.wal_sync_for`): make the WAL durable; when given, the
-    batches commit without their fsync and this runs in the syncer thread before their replies
-    go out. None: each COMMIT is durable when it returns (PostgreSQL, SQLite NORMAL).
+    ``wal`` (:func:`host.wal_sync.wal_sync_for`): the WAL to sync; when given, the batches
+    commit without their fsync and the syncer thread syncs it before their replies go out.
+    None: each COMMIT is durable when it returns (PostgreSQL, SQLite NORMAL).
 
     :ivar batches: number of batches run (for metrics and tests).
     :ivar largest: the largest batch so far.
@@ -80,7 +81,7 @@ class GroupCommitter:
     """
 
     def __init__(self, worker: ServiceWorker, service: Any, *, max_batch: int = 256,
-                 sync_wal: Callable[[], None] | None = None) -> None:
+                 wal: WalSync | None = None) -> None:
         self._worker = worker
         self._reactor = worker.reactor
         self._batch = batch_runner(service)
@@ -90,8 +91,8 @@ class GroupCommitter:
         self._queue: deque[tuple[Mapping[str, str], Deferred[Any]]] = deque()
         self._scheduled = False
         self._syncer: WalSyncer[Results] | None = None
-        if sync_wal is not None and self._batch is not None:
-            self._syncer = WalSyncer(self._reactor, sync_wal, self._synced)
+        if wal is not None and self._batch is not None:
+            self._syncer = WalSyncer(self._reactor, wal, self._synced)
             worker.barrier = self._syncer.wait_synced
         self.batches = 0
         self.largest = 0
@@ -101,6 +102,11 @@ class GroupCommitter:
     def enabled(self) -> bool:
         """True when requests are batched (False: one service call per request)."""
         return self._batch is not None
+
+    @property
+    def syncs(self) -> int:
+        """WAL fsyncs the syncer did (0 when the fsync stays inside each COMMIT)."""
+        return self._syncer.syncs if self._syncer is not None else 0
 
     @property
     def overlapped(self) -> bool:

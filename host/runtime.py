@@ -174,7 +174,7 @@ class HostRuntime:
             timer = MonotonicTimer(loop)
             self.extras.setdefault("max_clock_move", max_clock_move(config))
             self.committer = committer = GroupCommitter(worker, self.service,
-                                                        sync_wal=wal_sync_for(self.service))
+                                                        wal=wal_sync_for(self.service))
             events = self.extras.setdefault("events", EventBus(clock=clock))
             iso_tls, admin_tls = _tls_options(config)
             fronts = front_processes(config)
@@ -368,7 +368,8 @@ class HostRuntime:
             await self._stop_fronts(self.fronts)
         if self.committer is not None and self.committer.batches:
             self.log.event("group_commit", batches=self.committer.batches,
-                           requests=self.committer.requests, largest=self.committer.largest)
+                           requests=self.committer.requests, largest=self.committer.largest,
+                           wal_syncs=self.committer.syncs)
         worker = self._worker
         if self.notifier is not None:
             await wait(self.notifier.stop())

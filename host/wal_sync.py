@@ -26,7 +26,8 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from queue import Empty, SimpleQueue
+from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,42 +43,68 @@ class WalSyncFailed(Exception):
 class WalFile:
     """Makes an SQLite ``-wal`` file durable, as SQLite's own commit under FULL does.
 
-    The file is opened by path for each sync, so a WAL that SQLite deleted and created again
-    (when the last connection closed) is the one synced, never a stale descriptor. The
-    directory is synced whenever the file is new (another inode), so its name is durable too.
+    The descriptor is kept between syncs (one ``fdatasync`` per sync): SQLite restarts and
+    truncates the WAL in place, so the file stays the same. Only when the last connection
+    closes does SQLite delete the WAL, and a new one may then appear under the same name; each
+    sync therefore looks up the name too (``stat``), and a new file (another inode) is opened
+    and synced as well, with its directory, so the new name is durable.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._fd: int | None = None
         self._inode: int | None = None
 
     def sync(self) -> None:
         """fdatasync the WAL (and its directory once per new file); OSError when it fails."""
+        if self._fd is not None:
+            os.fdatasync(self._fd)
+        inode = os.stat(self.path).st_ino
+        if inode != self._inode:  # first sync, or SQLite made a new WAL under the name
+            self._open_new()
+
+    def _open_new(self) -> None:
         fd = os.open(self.path, os.O_RDONLY)
+        os.fdatasync(fd)
+        folder = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fdatasync(fd)
-            inode = os.fstat(fd).st_ino
+            os.fsync(folder)
         finally:
-            os.close(fd)
-        if inode != self._inode:
-            folder = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
-            self._inode = inode
+            os.close(folder)
+        self.close()
+        self._fd, self._inode = fd, os.fstat(fd).st_ino
+
+    def close(self) -> None:
+        """Let go of the descriptor."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
-def wal_sync_for(service: Any) -> Callable[[], None] | None:
-    """The WAL sync a group committer may defer for ``service``, or None: keep the fsync in
-    each COMMIT (PostgreSQL, ``synchronous = "NORMAL"``, ``POSLAB_WAL_OVERLAP=0``)."""
+class WalSync(Protocol):
+    """What the syncer needs of a WAL: sync it, and let go of it at the end."""
+
+    def sync(self) -> None:
+        """Make everything written to the WAL so far durable (OSError when it cannot)."""
+
+    def close(self) -> None:
+        """Release what the syncs held (a descriptor)."""
+
+
+def wal_sync_for(service: Any) -> WalSync | None:
+    """The WAL sync a group committer may defer for ``service`` with ``POSLAB_WAL_OVERLAP=1``,
+    or None: keep the fsync in each COMMIT (the default; PostgreSQL; ``synchronous =
+    "NORMAL"``)."""
     from host.ledger.db import wal_path  # late: SQLAlchemy is heavy and not always needed
 
-    if os.environ.get(ENV, "1") == "0":
+    if os.environ.get(ENV, "0") != "1":
         return None
     engine = getattr(service, "engine", None)
     path = wal_path(engine) if engine is not None else None
-    return WalFile(path).sync if path is not None else None
+    return WalFile(path) if path is not None else None
+
+
+_CLOSE = object()  # queued by close(): sync what came before, then end the thread
 
 
 class WalSyncer(Generic[T]):
@@ -89,80 +116,84 @@ class WalSyncer(Generic[T]):
     :ivar syncs: fsyncs done (for metrics and tests).
     """
 
-    def __init__(self, reactor: Any, sync: Callable[[], None],
+    def __init__(self, reactor: Any, wal: WalSync,
                  deliver: Callable[[list[T], WalSyncFailed | None], None]) -> None:
         self._reactor = reactor
-        self._sync = sync
+        self._wal = wal
         self._deliver = deliver
-        self._ready = threading.Condition()
-        self._pending: list[T] = []
+        # A C queue and two counters, each written by one thread: the hand-off per batch takes
+        # no Python lock (the syncer competes with the worker for the GIL; keep it brief).
+        self._queue: SimpleQueue[Any] = SimpleQueue()
         self._submitted = 0  # batches handed over (worker thread)
         self._synced = 0  # batches delivered after their sync (syncer thread)
+        self._waiter: threading.Event | None = None  # set by wait_synced while it waits
         self._failed: WalSyncFailed | None = None
-        self._closing = False
         self._thread = threading.Thread(target=self._run, name="poslab-wal-sync", daemon=True)
         self._thread.start()
         self.syncs = 0
 
     @property
     def failed(self) -> WalSyncFailed | None:
-        """The error that stopped the syncer, or None."""
+        """The error that stopped the syncs, or None."""
         return self._failed
 
     def submit(self, batch: T) -> None:
         """Worker thread, after the batch's COMMIT: deliver it once a sync covers it."""
-        with self._ready:
-            failed = self._failed
-            if failed is None:
-                self._pending.append(batch)
-                self._submitted += 1
-                self._ready.notify_all()
-                return
-        self._reactor.callFromThread(self._deliver, [batch], failed)
+        self._submitted += 1
+        self._queue.put(batch)
 
     def wait_synced(self) -> None:
-        """Block until every batch submitted so far is durable and delivered; raise
-        :class:`WalSyncFailed` when the WAL could not be synced."""
-        with self._ready:
-            target = self._submitted
-            self._ready.wait_for(lambda: self._synced >= target or self._failed is not None)
-            if self._failed is not None:
-                raise self._failed
+        """Worker thread: block until every batch submitted so far is durable and delivered;
+        raise :class:`WalSyncFailed` when the WAL could not be synced."""
+        target = self._submitted
+        while self._synced < target and self._failed is None:
+            waiter = self._waiter = threading.Event()
+            if self._synced >= target or self._failed is not None:  # the syncer was quicker
+                break
+            waiter.wait()
+        self._waiter = None
+        if self._failed is not None:
+            raise self._failed
 
     def close(self) -> None:
-        """Sync and deliver what is pending, then end the thread."""
-        with self._ready:
-            self._closing = True
-            self._ready.notify_all()
-        self._thread.join()
+        """Sync and deliver what is queued, end the thread, release the WAL."""
+        if self._thread.is_alive():
+            self._queue.put(_CLOSE)
+            self._thread.join()
+        self._wal.close()
 
     def _run(self) -> None:
-        while True:
-            with self._ready:
-                self._ready.wait_for(lambda: bool(self._pending) or self._closing)
-                if not self._pending:
-                    return
-                covered, self._pending = self._pending, []
-            try:
-                self._sync()
-            except OSError as exc:
-                self._fail(covered, exc)
-                return
-            self.syncs += 1
-            # Handed to the reactor before the worker may go on past wait_synced, so what the
-            # worker returns next reaches the reactor after these replies.
-            self._reactor.callFromThread(self._deliver, covered, None)
-            with self._ready:
-                self._synced += len(covered)
-                self._ready.notify_all()
+        closing = False
+        while not closing:
+            covered: list[T] = []
+            item = self._queue.get()
+            while True:  # everything committed by now: one sync covers it all
+                if item is _CLOSE:
+                    closing = True
+                else:
+                    covered.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except Empty:
+                    break
+            if covered:
+                self._sync_and_deliver(covered)
 
-    def _fail(self, covered: list[T], exc: OSError) -> None:
-        failed = WalSyncFailed(f"the WAL could not be synced ({exc}): the host answers nothing "
-                               "more until it is restarted")
-        log.critical("%s; %d batches of requests are not answered", failed, len(covered))
-        with self._ready:
-            self._failed = failed
-            covered += self._pending
-            self._pending = []
-            self._ready.notify_all()
-        self._reactor.callFromThread(self._deliver, covered, failed)
+    def _sync_and_deliver(self, covered: list[T]) -> None:
+        if self._failed is None:
+            try:
+                self._wal.sync()
+                self.syncs += 1
+            except Exception as exc:  # OSError, or a bug: either way nothing is known durable
+                self._failed = WalSyncFailed(
+                    f"the WAL could not be synced ({exc}): the host answers nothing more "
+                    "until it is restarted")
+                log.critical("%s; %d batches of requests are not answered", self._failed,
+                             len(covered))
+        # Handed to the reactor before the worker may go on past wait_synced, so what the
+        # worker returns next reaches the reactor after these replies.
+        self._reactor.callFromThread(self._deliver, covered, self._failed)
+        self._synced += len(covered)
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.set()

@@ -58,7 +58,10 @@ class HeldSync:
         self.error = error
         self.calls = 0
 
-    def __call__(self) -> None:
+    def close(self) -> None:
+        """Nothing held."""
+
+    def sync(self) -> None:
         self.calls += 1
         self.entered.set()
         if not self.release.wait(WAIT_S):
@@ -134,7 +137,7 @@ def test_a_reply_is_not_delivered_before_the_sync_that_covers_it(
     runs the next batch; releasing the sync delivers both in order."""
     service = RecordingService()
     sync = HeldSync()
-    committer = GroupCommitter(worker, service, sync_wal=sync)
+    committer = GroupCommitter(worker, service, wal=sync)
     assert committer.overlapped
 
     async def scenario() -> list[Any]:
@@ -162,7 +165,7 @@ def test_a_worker_call_waits_for_the_sync_of_the_batches_before_it(
     result reaches the loop after the batch's reply."""
     service = RecordingService()
     sync = HeldSync()
-    committer = GroupCommitter(worker, service, sync_wal=sync)
+    committer = GroupCommitter(worker, service, wal=sync)
     order: list[str] = []
 
     async def scenario() -> None:
@@ -190,7 +193,7 @@ def test_a_failed_fsync_fails_its_requests_and_every_later_one(
     service = RecordingService()
     sync = HeldSync(error=OSError(5, "Input/output error"))
     sync.release.set()
-    committer = GroupCommitter(worker, service, sync_wal=sync)
+    committer = GroupCommitter(worker, service, wal=sync)
 
     async def scenario() -> list[Any]:
         first = await _result(committer.submit({"11": "000001"}))

@@ -99,17 +99,20 @@ def _host_config(tmp: Path, mode: str) -> list[str]:
     return ["--config", str(path)]
 
 
-@pytest.mark.parametrize(("mode", "fronts"), [("FULL", 0), ("NORMAL", 0), ("FULL", 2)])
+@pytest.mark.parametrize(("mode", "fronts", "overlap"), [
+    ("FULL", 0, "0"), ("NORMAL", 0, "0"), ("FULL", 2, "0"), ("FULL", 0, "1"), ("FULL", 2, "1")])
 def test_host_loses_no_acknowledged_approval_on_full(dirs: tuple[Path, Path], tmp_path: Path,
-                                                     mode: str, fronts: int,
+                                                     mode: str, fronts: int, overlap: str,
                                                      run: Callable[..., Any],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """kill -9 + lose-unfsynced-writes, RUNS times: on FULL every approval a terminal saw
     survives, with the one-process host and with two front processes (the engine is killed,
-    its fronts follow); on NORMAL the loss is reported, not asserted (the documented
+    its fronts follow), with the WAL fsync in each COMMIT and with it overlapped with the next
+    batch (POSLAB_WAL_OVERLAP=1); on NORMAL the loss is reported, not asserted (the documented
     trade-off)."""
     backing, mnt = dirs
     config = [*_host_config(tmp_path, mode), "--front-processes", str(fronts)]
+    monkeypatch.setenv("POSLAB_WAL_OVERLAP", overlap)  # the hosts inherit it
     # The chain key lives off the lazy mount: the file system under test cannot give a new
     # file mode 0600, and the key is not what this test is about. Hosts and the offline
     # verify inherit the setting.
@@ -157,7 +160,8 @@ def test_host_loses_no_acknowledged_approval_on_full(dirs: tuple[Path, Path], tm
     finally:
         server.stop()
     status, offline = _verify_offline(backing / "ledger.db")
-    print(f"\nC5 poslab-host synchronous={mode}, {fronts} fronts: {RUNS} x (kill -9, "
+    print(f"\nC5 poslab-host synchronous={mode}, {fronts} fronts, WAL overlap {overlap}: "
+          f"{RUNS} x (kill -9, "
           f"lose-unfsynced-writes): {acked} approvals acknowledged, {len(lost)} lost; "
           f"verify ok={report.ok}; offline verify exit {status}")
     for line in summaries:
