@@ -11,20 +11,19 @@ the loop, so the response-after-commit rule (docs/design-notes.md) holds for eve
 At low load a batch is one request and nothing waits; under load the batch grows by itself to
 what arrived during the previous commit (no timer, no added latency).
 
-**The worker is never idle while requests wait.** One worker call (a *turn*) runs batch after
-batch as long as requests are queued, and hands each batch's replies to the reactor itself
-(``callFromThread``) instead of returning and waiting for the reactor to schedule it again.
-The turn ends when the queue is empty, or as soon as another worker call (an admin request, a
-clock event) is queued behind it (:meth:`ServiceWorker.waiting
-<host.worker.ServiceWorker.waiting>`): that call then runs after at most one more batch, and the
-next turn is queued behind it.
-
-**The WAL fsync can overlap the next batch** (SQLite, FULL, ``POSLAB_WAL_OVERLAP=1``;
-:mod:`host.wal_sync`): each batch
-commits without its fsync and its replies go to a :class:`~host.wal_sync.WalSyncer`, whose
-thread fsyncs the WAL and then delivers them, while the worker runs the next batch. Replies
-leave in batch order either way; a failed COMMIT or a failed fsync fails every request of the
-batches concerned (no reply).
+**Overlap** (``POSLAB_WAL_OVERLAP=1``, off by default; :func:`committer_for`). One worker call
+(a *turn*) then runs batch after batch as long as requests are queued, and hands each batch's
+replies to the reactor itself (``callFromThread``) instead of returning and waiting for the
+reactor to schedule it again. The turn ends when the queue is empty, or as soon as another
+worker call (an admin request, a clock event) is queued behind it
+(:meth:`ServiceWorker.waiting <host.worker.ServiceWorker.waiting>`): that call runs after at most
+one more batch, and the next turn is queued behind it. On SQLite FULL each batch also commits
+without its fsync, and its replies go to a :class:`~host.wal_sync.WalSyncer`, whose thread
+fsyncs the WAL and then delivers them while the worker runs the next batch. Replies leave in
+batch order either way; a failed COMMIT or a failed fsync fails every request of the batches
+concerned (no reply). It is off by default because on a 2-core machine the engine is bound by
+the GIL, and threads running side by side cost more CPU per message than the waits they remove
+(docs/performance.md).
 
 The batch runner is :func:`batch_runner`: the service's ``handle_batch``
 (:meth:`host.service.HostService.handle_batch`), where a request that fails or declines
@@ -46,11 +45,12 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from host.ledger.db import commits_unsynced
-from host.wal_sync import WalSync, WalSyncer, WalSyncFailed
+from host.wal_sync import WalSync, WalSyncer, WalSyncFailed, wal_sync_for
 from host.worker import ServiceWorker
 
 log = logging.getLogger(__name__)
 ENV = "POSLAB_GROUP_COMMIT"
+OVERLAP_ENV = "POSLAB_WAL_OVERLAP"
 
 
 #: Runs a batch of requests in one commit and returns their replies.
@@ -68,9 +68,17 @@ def batch_runner(service: Any) -> BatchRunner | None:
     return own
 
 
+def committer_for(worker: ServiceWorker, service: Any) -> GroupCommitter:
+    """The host's group committer for ``service``: with overlap when ``POSLAB_WAL_OVERLAP=1``."""
+    if os.environ.get(OVERLAP_ENV, "0") != "1":
+        return GroupCommitter(worker, service)
+    return GroupCommitter(worker, service, continuous=True, wal=wal_sync_for(service))
+
+
 class GroupCommitter:
     """Queue requests on the loop; drain them in batches in the worker thread.
 
+    ``continuous``: a turn runs batches while requests are queued (else one batch per turn).
     ``wal`` (:func:`host.wal_sync.wal_sync_for`): the WAL to sync; when given, the batches
     commit without their fsync and the syncer thread syncs it before their replies go out.
     None: each COMMIT is durable when it returns (PostgreSQL, SQLite NORMAL).
@@ -81,8 +89,9 @@ class GroupCommitter:
     """
 
     def __init__(self, worker: ServiceWorker, service: Any, *, max_batch: int = 256,
-                 wal: WalSync | None = None) -> None:
+                 continuous: bool = False, wal: WalSync | None = None) -> None:
         self._worker = worker
+        self._continuous = continuous
         self._reactor = worker.reactor
         self._batch = batch_runner(service)
         self._single: Callable[[Mapping[str, str]], Any] = service.handle
@@ -133,14 +142,15 @@ class GroupCommitter:
         self._worker.call_past_barrier(self._turn).addBoth(self._turn_ended)
 
     def _turn(self) -> None:
-        """Worker thread: run batches while requests are queued and no other call waits."""
+        """Worker thread: run a batch; continuous, more while requests are queued and no
+        other call waits."""
         while self._queue:
             results = self._run(self._take())
             if self._syncer is not None:
                 self._syncer.submit(results)
             else:
                 self._reactor.callFromThread(self._deliver, results)
-            if self._worker.waiting():
+            if not self._continuous or self._worker.waiting():
                 return
 
     def _take(self) -> list[tuple[Mapping[str, str], Deferred[Any]]]:

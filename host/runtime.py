@@ -37,13 +37,12 @@ from host.faults.actions import FaultHook
 from host.faults.rules import FaultRegistry
 from host.front.engine import FrontPool, bind_listener
 from host.front.process import FrontSettings
-from host.group_commit import GroupCommitter
+from host.group_commit import GroupCommitter, committer_for
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.server import IsoServerFactory, ServerLimits
 from host.timers import MonotonicTimer
 from host.tls import TidBinding, TlsServerFactory, TlsSetupError, server_options
-from host.wal_sync import wal_sync_for
 from host.worker import ServiceWorker
 from protocol import Codec
 
@@ -173,8 +172,7 @@ class HostRuntime:
             self.notifier = self._notifications(config, clock, reactor)
             timer = MonotonicTimer(loop)
             self.extras.setdefault("max_clock_move", max_clock_move(config))
-            self.committer = committer = GroupCommitter(worker, self.service,
-                                                        wal=wal_sync_for(self.service))
+            self.committer = committer = committer_for(worker, self.service)
             events = self.extras.setdefault("events", EventBus(clock=clock))
             iso_tls, admin_tls = _tls_options(config)
             fronts = front_processes(config)

@@ -92,13 +92,10 @@ class WalSync(Protocol):
 
 
 def wal_sync_for(service: Any) -> WalSync | None:
-    """The WAL sync a group committer may defer for ``service`` with ``POSLAB_WAL_OVERLAP=1``,
-    or None: keep the fsync in each COMMIT (the default; PostgreSQL; ``synchronous =
-    "NORMAL"``)."""
+    """The WAL sync a group committer may take out of the COMMITs of ``service``, or None:
+    each COMMIT stays durable by itself (PostgreSQL, ``synchronous = "NORMAL"``)."""
     from host.ledger.db import wal_path  # late: SQLAlchemy is heavy and not always needed
 
-    if os.environ.get(ENV, "0") != "1":
-        return None
     engine = getattr(service, "engine", None)
     path = wal_path(engine) if engine is not None else None
     return WalFile(path) if path is not None else None

@@ -99,7 +99,7 @@ def test_queued_batches_run_back_to_back_without_the_reactor(
     """Three queued batches run while the reactor thread is blocked: the worker does not
     wait for the loop to schedule each next batch."""
     service = RecordingService(expect=3)
-    committer = GroupCommitter(worker, service, max_batch=1)
+    committer = GroupCommitter(worker, service, max_batch=1, continuous=True)
 
     async def scenario() -> tuple[bool, list[Any]]:
         ds = [committer.submit({"11": f"00000{i}"}) for i in range(1, 4)]
@@ -116,7 +116,7 @@ def test_an_admin_call_runs_between_batches_of_a_stream(
         worker: ServiceWorker, run: Callable[..., Any]) -> None:
     """An admin call queued during a batch runs right after it, before the queued batches."""
     service = RecordingService(hold_first=True)
-    committer = GroupCommitter(worker, service, max_batch=1)
+    committer = GroupCommitter(worker, service, max_batch=1, continuous=True)
 
     async def scenario() -> list[Any]:
         ds = [committer.submit({"11": f"00000{i}"}) for i in range(1, 5)]
@@ -137,7 +137,7 @@ def test_a_reply_is_not_delivered_before_the_sync_that_covers_it(
     runs the next batch; releasing the sync delivers both in order."""
     service = RecordingService()
     sync = HeldSync()
-    committer = GroupCommitter(worker, service, wal=sync)
+    committer = GroupCommitter(worker, service, continuous=True, wal=sync)
     assert committer.overlapped
 
     async def scenario() -> list[Any]:
@@ -165,7 +165,7 @@ def test_a_worker_call_waits_for_the_sync_of_the_batches_before_it(
     result reaches the loop after the batch's reply."""
     service = RecordingService()
     sync = HeldSync()
-    committer = GroupCommitter(worker, service, wal=sync)
+    committer = GroupCommitter(worker, service, continuous=True, wal=sync)
     order: list[str] = []
 
     async def scenario() -> None:
@@ -193,7 +193,7 @@ def test_a_failed_fsync_fails_its_requests_and_every_later_one(
     service = RecordingService()
     sync = HeldSync(error=OSError(5, "Input/output error"))
     sync.release.set()
-    committer = GroupCommitter(worker, service, wal=sync)
+    committer = GroupCommitter(worker, service, continuous=True, wal=sync)
 
     async def scenario() -> list[Any]:
         first = await _result(committer.submit({"11": "000001"}))
@@ -246,3 +246,23 @@ def test_the_wal_file_sync_fails_loudly_when_the_wal_is_gone(tmp_path: Any) -> N
     wal.unlink()
     with pytest.raises(OSError):
         WalFile(wal).sync()
+
+
+def test_the_host_overlaps_only_when_asked(worker: ServiceWorker, tmp_path: Any,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """committer_for keeps each COMMIT's fsync by default; POSLAB_WAL_OVERLAP=1 on an SQLite
+    FULL engine gives the overlapped committer."""
+    from host.group_commit import committer_for
+    from host.ledger.db import open_engine
+
+    service = RecordingService()
+    service.engine = open_engine(str(tmp_path / "x.db"))  # type: ignore[attr-defined]
+    try:
+        monkeypatch.delenv("POSLAB_WAL_OVERLAP", raising=False)
+        assert not committer_for(worker, service).overlapped
+        monkeypatch.setenv("POSLAB_WAL_OVERLAP", "1")
+        committer = committer_for(worker, service)
+        assert committer.overlapped
+        committer.close()
+    finally:
+        service.engine.dispose()  # type: ignore[attr-defined]
