@@ -141,17 +141,21 @@ class GroupCommitter:
     def _next_turn(self) -> None:
         self._worker.call_past_barrier(self._turn).addBoth(self._turn_ended)
 
-    def _turn(self) -> None:
-        """Worker thread: run a batch; continuous, more while requests are queued and no
-        other call waits."""
+    def _turn(self) -> Results | None:
+        """Worker thread: run a batch and return its results for the loop to deliver; when
+        continuous, run batches while requests are queued and no other call waits, handing
+        each one's results to the loop (or the syncer) at once."""
+        if not self._continuous:
+            return self._run(self._take()) if self._queue else None
         while self._queue:
             results = self._run(self._take())
             if self._syncer is not None:
                 self._syncer.submit(results)
             else:
                 self._reactor.callFromThread(self._deliver, results)
-            if not self._continuous or self._worker.waiting():
-                return
+            if self._worker.waiting():
+                break
+        return None
 
     def _take(self) -> list[tuple[Mapping[str, str], Deferred[Any]]]:
         taken: list[tuple[Mapping[str, str], Deferred[Any]]] = []
@@ -195,6 +199,8 @@ class GroupCommitter:
         """Loop: start another turn if requests arrived since the worker last looked."""
         if isinstance(result, Failure):  # a bug: the batch's requests are never answered
             log.error("group commit turn failed: %s", result.getTraceback())
+        elif result is not None:
+            self._deliver(result)
         if self._queue:
             self._next_turn()
         else:

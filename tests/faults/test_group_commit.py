@@ -7,8 +7,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from host.group_commit import GroupCommitter
@@ -43,14 +41,6 @@ class SingleService:
     def handle(self, fields: dict[str, str]) -> str:
         self.calls += 1
         return f"reply-{fields['11']}"
-
-
-@pytest.fixture
-def worker() -> Any:
-    w = ServiceWorker(reactor)
-    w.start()
-    yield w
-    w.stop()
 
 
 async def _gather(ds: list[Deferred[Any]]) -> list[Any]:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from host.group_commit import GroupCommitter
@@ -68,14 +67,6 @@ class HeldSync:
             raise AssertionError("the test never released the sync")
         if self.error is not None:
             raise self.error
-
-
-@pytest.fixture
-def worker() -> Any:
-    w = ServiceWorker(reactor)
-    w.start()
-    yield w
-    w.stop()
 
 
 async def _in_thread(event: threading.Event) -> bool:
