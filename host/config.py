@@ -89,6 +89,12 @@ class HostSection(_Strict):
         no acknowledged transaction even on power loss; ``NORMAL`` is faster and still loses
         nothing when the host process crashes, but may lose the last acknowledged commits when
         the machine loses power (docs/power-loss.md measures it). PostgreSQL ignores it.
+    :ivar sqlite_wal_overlap: with ``FULL``, leave the WAL's fsync out of each group commit's
+        COMMIT and run it in a thread of its own beside the next batch; replies still leave only
+        after the fsync that covers them, so nothing acknowledged is less durable
+        (docs/power-loss.md). It pays when the disk's fsync takes milliseconds and costs a
+        little CPU per message when it does not (docs/performance.md); off by default.
+        ``$POSLAB_WAL_OVERLAP=1`` turns it on too. PostgreSQL ignores it.
     :ivar chain_key_file: the file holding the ledger's chain key (docs/tamper-evidence.md);
         ``$POSLAB_CHAIN_KEY_FILE`` overrides it. Default: beside an SQLite database
         (``<file>.chain-key``), ``poslab-chain.key`` in the working directory for PostgreSQL.
@@ -106,6 +112,7 @@ class HostSection(_Strict):
     card_hash_key: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{32,128}$")
     unknown_card: Literal["approve", "decline"] = "approve"
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    sqlite_wal_overlap: bool = False
     chain_key_file: str | None = Field(default=None, min_length=1)
     profile: str | None = None
     acquirer_id: str = Field(default=DEFAULT_ACQUIRER_ID, pattern=r"^[0-9]{1,11}$")

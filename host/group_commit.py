@@ -68,9 +68,10 @@ def batch_runner(service: Any) -> BatchRunner | None:
     return own
 
 
-def committer_for(worker: ServiceWorker, service: Any) -> GroupCommitter:
-    """The host's group committer for ``service``: with overlap when ``POSLAB_WAL_OVERLAP=1``."""
-    if os.environ.get(OVERLAP_ENV, "0") != "1":
+def committer_for(worker: ServiceWorker, service: Any, *, overlap: bool = False) -> GroupCommitter:
+    """The host's group committer for ``service``: with overlap when ``overlap`` (``[host]
+    sqlite_wal_overlap``) or ``POSLAB_WAL_OVERLAP=1``."""
+    if not overlap and os.environ.get(OVERLAP_ENV, "0") != "1":
         return GroupCommitter(worker, service)
     return GroupCommitter(worker, service, continuous=True, wal=wal_sync_for(service))
 

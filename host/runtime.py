@@ -172,7 +172,8 @@ class HostRuntime:
             self.notifier = self._notifications(config, clock, reactor)
             timer = MonotonicTimer(loop)
             self.extras.setdefault("max_clock_move", max_clock_move(config))
-            self.committer = committer = committer_for(worker, self.service)
+            self.committer = committer = committer_for(
+                worker, self.service, overlap=config.host.sqlite_wal_overlap)
             events = self.extras.setdefault("events", EventBus(clock=clock))
             iso_tls, admin_tls = _tls_options(config)
             fronts = front_processes(config)

@@ -32,10 +32,6 @@ from typing import Any, Generic, Protocol, TypeVar
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ENV = "POSLAB_WAL_OVERLAP"
-"""Set to ``0`` to keep the fsync inside each batch's COMMIT (for comparison)."""
-
-
 class WalSyncFailed(Exception):
     """The WAL could not be made durable: nothing more may be answered until a restart."""
 

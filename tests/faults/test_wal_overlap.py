@@ -241,8 +241,8 @@ def test_the_wal_file_sync_fails_loudly_when_the_wal_is_gone(tmp_path: Any) -> N
 
 def test_the_host_overlaps_only_when_asked(worker: ServiceWorker, tmp_path: Any,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """committer_for keeps each COMMIT's fsync by default; POSLAB_WAL_OVERLAP=1 on an SQLite
-    FULL engine gives the overlapped committer."""
+    """committer_for keeps each COMMIT's fsync by default; ``[host] sqlite_wal_overlap`` or
+    POSLAB_WAL_OVERLAP=1 on an SQLite FULL engine gives the overlapped committer."""
     from host.group_commit import committer_for
     from host.ledger.db import open_engine
 
@@ -251,6 +251,9 @@ def test_the_host_overlaps_only_when_asked(worker: ServiceWorker, tmp_path: Any,
     try:
         monkeypatch.delenv("POSLAB_WAL_OVERLAP", raising=False)
         assert not committer_for(worker, service).overlapped
+        configured = committer_for(worker, service, overlap=True)
+        assert configured.overlapped
+        configured.close()
         monkeypatch.setenv("POSLAB_WAL_OVERLAP", "1")
         committer = committer_for(worker, service)
         assert committer.overlapped

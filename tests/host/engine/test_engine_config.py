@@ -42,6 +42,7 @@ def test_merchant_refund_override_is_merged(tmp_path: Path) -> None:
      "unknown time zone"),
     ("[refund]\nwindow_days = -1\n", "refund.window_days", "greater than or equal"),
     ('[host]\nsqlite_synchronous = "OFF"\n', "host.sqlite_synchronous", "'FULL' or 'NORMAL'"),
+    ('[host]\nsqlite_wal_overlap = "sometimes"\n', "host.sqlite_wal_overlap", "boolean"),
     ('[settlement]\ncutoff = "25:00"\n', "settlement.cutoff", "pattern"),
     ('[[cards]]\npan = "4111111111111112"\n', "cards[0].pan", "Luhn"),
     ('[[cards]]\npan = "4000000000009995"\nbehaviour = "insufficient_funds"\n', "cards[0]",
