@@ -173,7 +173,7 @@ class HostRuntime:
             timer = MonotonicTimer(loop)
             self.extras.setdefault("max_clock_move", max_clock_move(config))
             self.committer = committer = committer_for(
-                worker, self.service, overlap=config.host.sqlite_wal_overlap)
+                worker, self.service, overlap=wal_overlap(config))
             events = self.extras.setdefault("events", EventBus(clock=clock))
             iso_tls, admin_tls = _tls_options(config)
             fronts = front_processes(config)
@@ -412,6 +412,11 @@ def _tls_mode(tls: Any, port: str) -> str:
 def front_processes(config: object) -> int:
     """``[server] front_processes`` (0 when the config has no such section)."""
     return int(getattr(getattr(config, "server", None), "front_processes", 0) or 0)
+
+
+def wal_overlap(config: object) -> bool:
+    """``[host] sqlite_wal_overlap`` (off when the config has no such key)."""
+    return bool(getattr(getattr(config, "host", None), "sqlite_wal_overlap", False))
 
 
 def max_clock_move(config: object) -> timedelta:
