@@ -11,10 +11,10 @@ the loop, so the response-after-commit rule (docs/design-notes.md) holds for eve
 At low load a batch is one request and nothing waits; under load the batch grows by itself to
 what arrived during the previous commit (no timer, no added latency).
 
-**Overlap** (``POSLAB_WAL_OVERLAP=1``, off by default; :func:`committer_for`). One worker call
-(a *turn*) then runs batch after batch as long as requests are queued, and hands each batch's
-replies to the reactor itself (``callFromThread``) instead of returning and waiting for the
-reactor to schedule it again. The turn ends when the queue is empty, or as soon as another
+**Overlap** (``[host] sqlite_wal_overlap`` or ``POSLAB_WAL_OVERLAP=1``, off by default;
+:func:`committer_for`). One worker call (a *turn*) then runs batch after batch as long as
+requests are queued, and hands each batch's replies to the reactor itself
+(``callFromThread``) instead of returning and waiting for the reactor to schedule it again. The turn ends when the queue is empty, or as soon as another
 worker call (an admin request, a clock event) is queued behind it
 (:meth:`ServiceWorker.waiting <host.worker.ServiceWorker.waiting>`): that call runs after at most
 one more batch, and the next turn is queued behind it. On SQLite FULL each batch also commits
