@@ -14,8 +14,9 @@ what arrived during the previous commit (no timer, no added latency).
 **Overlap** (``[host] sqlite_wal_overlap`` or ``POSLAB_WAL_OVERLAP=1``, off by default;
 :func:`committer_for`). One worker call (a *turn*) then runs batch after batch as long as
 requests are queued, and hands each batch's replies to the reactor itself
-(``callFromThread``) instead of returning and waiting for the reactor to schedule it again. The turn ends when the queue is empty, or as soon as another
-worker call (an admin request, a clock event) is queued behind it
+(``callFromThread``) instead of returning and waiting for the reactor to schedule it again.
+The turn ends when the queue is empty, or as soon as another worker call (an admin request, a
+clock event) is queued behind it
 (:meth:`ServiceWorker.waiting <host.worker.ServiceWorker.waiting>`): that call runs after at most
 one more batch, and the next turn is queued behind it. On SQLite FULL each batch also commits
 without its fsync, and its replies go to a :class:`~host.wal_sync.WalSyncer`, whose thread
