@@ -79,6 +79,8 @@ class HostService:
         self._lock = self.pipeline.lock
         # Keys, MAC and PIN (host.security): the pipeline's authenticate stage and handlers.
         self.security = self.pipeline.security = HostSecurity(config, self.chain_key)
+        with self.engine.connect() as conn:
+            self.security.load(conn)  # the DUKPT counters used before a restart
         # Settlement timing (cut-offs, funding, refund posting, notifications): one hook.
         self.settlement = self.pipeline.settlement = build_desk(self)
         self.queries = Queries(self.engine, self._lock, self.store, self.ledger, self.views,

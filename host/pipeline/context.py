@@ -78,6 +78,11 @@ class MessageSecurity(Protocol):
     def authenticate(self, message: bytes, fields: Mapping[str, str]) -> Reply | None:
         """A refusal (MAC failed, sign on first) or None to go on; nothing is booked yet."""
 
+    def admitted(self, conn: Tx, message: bytes, fields: Mapping[str, str],
+                 now_ms: int) -> None:
+        """In the write transaction of a request :meth:`authenticate` let through: store what
+        must outlive a restart of it (a DUKPT counter), committed or rolled back with it."""
+
     def sign_on(self, conn: Tx, request: NetworkRequest, response: NetworkResponse, *,
                 data_key: bool = True, single_length: bool = False) -> NetworkResponse:
         """The 0810 for ``request``, with fresh working keys when it is a keyed sign-on

@@ -182,7 +182,8 @@ class Pipeline:
                 flow.before_identify(ctx)
             stages.identify(ctx, conn)
             if flow.after_identify is not None:
-                flow.after_identify(ctx)
+                flow.after_identify(ctx)  # CUP: authenticates here
+            stages.admitted(ctx)
             local = ctx.now.astimezone(zone(ctx.merchant.timezone))
             if not handler.deduplicated:
                 return stamped(handler.run(ctx), local)

@@ -76,6 +76,15 @@ def authenticate(ctx: Context) -> Reply | None:
     return security.authenticate(ctx.request.message, ctx.fields)
 
 
+def admitted(ctx: Context) -> None:
+    """Inside the write transaction, once the request is authenticated: message security
+    stores what it keeps of it (a DUKPT counter), durable before the answer leaves and undone
+    with a request that rolls back."""
+    security = ctx.host.security
+    if security is not None:
+        security.admitted(ctx.conn, ctx.request.message, ctx.fields, ctx.now_ms)
+
+
 def identify(ctx: Context, conn: Tx) -> None:
     """Inside the write transaction: the terminal's merchant, its business date and the
     request key. Raises :class:`Decline`: 58 for an unknown terminal (unless development mode

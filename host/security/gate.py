@@ -7,6 +7,9 @@
   verifies over the bytes as received (:attr:`host.pipeline.request.IsoRequest.message`);
   otherwise the answer is the MAC-failure code with ``MAC_FAILED`` in DE44, or "sign on
   first" when the terminal has no keys yet. Nothing is booked for either.
+  A DUKPT request also has its KSN counter checked against the counters its device used
+  (:mod:`host.security.ksn_guard`); :meth:`HostSecurity.admitted` stores the counter in the
+  request's write transaction and :meth:`HostSecurity.load` reads the stored ones at start.
 * :meth:`HostSecurity.sign_on` -- an approved sign-on (0800, DE70 001) of a terminal with a TMK
   gets fresh working keys, wrapped under the TMK in DE62; the old keys stop working.
 * :meth:`HostSecurity.check_pin` -- a financial request with DE52 gets its PIN block checked
@@ -161,6 +164,21 @@ class HostSecurity:
                                 "KSN_REUSED")
         self.sessions.expect_response(tid, fields.get("11", ""), mti, keys.response)
         return None
+
+    def load(self, conn: Connection) -> None:
+        """At start: what is kept in the database across restarts (the DUKPT counters)."""
+        self.ksn_guard.load(conn)
+
+    def admitted(self, conn: Connection, message: bytes, fields: Mapping[str, str],
+                 now_ms: int) -> None:
+        """In the write transaction of a request :meth:`authenticate` let through: store the
+        DUKPT counter it used, so it is durable when the answer leaves and is undone with the
+        request if that rolls back (:mod:`host.security.ksn_guard`)."""
+        terminal = self._terminals.get(fields.get("41", ""))
+        if terminal is None or terminal.key_management != "dukpt" or terminal.mac == "off" \
+                or fields.get("t", "") not in self.profile.mac_mtis:
+            return  # not a message the guard admitted
+        self.ksn_guard.save(conn, Ksn.from_hex(fields["62"]), message, now_ms)
 
     def _mac_keys(self, terminal: TerminalSecurity, fields: Mapping[str, str]
                   ) -> _MacKeys | None:

@@ -7,9 +7,20 @@ transaction with a fresh STAN. A retransmission of the same bytes (the terminal 
 timeout) is not a replay and passes; the de-duplication stage then answers it with the stored
 response.
 
-Per device (the KSN without its counter) the guard keeps the highest counter accepted and the
-digests of the last :data:`WINDOW` accepted messages. It lives in memory: a restarted host
-accepts the first counter it sees again (documented in docs/keys-and-macs.md).
+Per device (the KSN without its counter) the guard keeps in memory the highest counter accepted
+and the digests of the last :data:`WINDOW` accepted messages; the decision is taken there,
+before the request touches the database. The highest counter and the digest of its message are
+also kept in the ``ksn_counter`` table (:mod:`host.security.tables`), one row per device:
+
+* :meth:`KsnGuard.save` writes them in the request's own write transaction (or its savepoint
+  in a group commit), so the counter is durable by the time the answer leaves, as the
+  transaction's other effects are; a request that is rolled back takes its row with it, and
+  its retransmission still passes on the digest kept in memory. The write only ever raises a
+  device's counter, so it is idempotent and a retried transaction writes it again harmlessly.
+* :meth:`KsnGuard.load` reads the table when the host starts: after a restart a higher counter
+  passes, the last message resent under its counter passes (and gets its stored answer), and
+  any other message under that counter or a lower one is refused. Older retransmissions are
+  recognised only within one run (their digests are not stored).
 """
 
 from __future__ import annotations
@@ -17,7 +28,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from typing import Any
 
+from sqlalchemy import ColumnElement, Connection, Insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+
+from host.security.tables import ksn_counter
 from protocol.security import Ksn
 
 WINDOW = 256
@@ -33,10 +50,21 @@ class KsnGuard:
         self._last: dict[str, int] = {}
         self._seen: dict[str, OrderedDict[int, bytes]] = {}
 
+    def load(self, conn: Connection) -> None:
+        """Take each device's last counter and message digest from the table (at start)."""
+        rows = conn.execute(select(ksn_counter.c.device, ksn_counter.c.counter,
+                                   ksn_counter.c.digest)).all()
+        with self._lock:
+            for device, counter, digest in rows:
+                if counter > self._last.get(device, -1):
+                    self._last[device] = counter
+                    self._seen.setdefault(device, OrderedDict())[counter] = \
+                        bytes.fromhex(digest)
+
     def admit(self, ksn: Ksn, message: bytes) -> bool:
         """True for a counter above every counter the device has used, or for the very message
         accepted under this counter before (a retransmission); False for a replayed counter."""
-        device, counter = str(ksn.with_counter(0)), ksn.counter
+        device, counter = _device(ksn), ksn.counter
         digest = hashlib.sha256(message).digest()
         with self._lock:
             seen = self._seen.setdefault(device, OrderedDict())
@@ -49,3 +77,37 @@ class KsnGuard:
             while len(seen) > self._window:
                 seen.popitem(last=False)
             return True
+
+    @staticmethod
+    def save(conn: Connection, ksn: Ksn, message: bytes, now_ms: int) -> None:
+        """Store ``message``'s counter as its device's last, in the caller's transaction,
+        unless the device's stored counter is already as high."""
+        values = {"device": _device(ksn), "counter": ksn.counter,
+                  "digest": hashlib.sha256(message).hexdigest(), "updated_ms": now_ms}
+        conn.execute(_raise_only(conn, values))
+
+
+def _device(ksn: Ksn) -> str:
+    """A device's key: its KSN with the transaction counter zeroed."""
+    return str(ksn.with_counter(0))
+
+
+def _raise_only(conn: Connection, values: dict[str, object]) -> Insert:
+    """An upsert of ``values`` that replaces a row only with a higher counter (one statement:
+    two hosts on one PostgreSQL database cannot lower a device's counter)."""
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(ksn_counter).values(values)
+        return pg.on_conflict_do_update(index_elements=[ksn_counter.c.device],
+                                        set_=_raised(pg.excluded),
+                                        where=ksn_counter.c.counter < pg.excluded.counter)
+    lite = sqlite.insert(ksn_counter).values(values)
+    return lite.on_conflict_do_update(index_elements=[ksn_counter.c.device],
+                                      set_=_raised(lite.excluded),
+                                      where=ksn_counter.c.counter < lite.excluded.counter)
+
+
+def _raised(excluded: ReadOnlyColumnCollection[str, ColumnElement[Any]]
+            ) -> dict[str, ColumnElement[Any]]:
+    """The columns an upsert replaces: the new counter, its digest and time."""
+    return {"counter": excluded.counter, "digest": excluded.digest,
+            "updated_ms": excluded.updated_ms}

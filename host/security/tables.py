@@ -8,6 +8,10 @@
 ``pin_tries``
     Per card (keyed PAN hash, never the PAN): wrong PINs in a row, and the business date the
     card was locked on when they reached ``[security] pin_tries``.
+``ksn_counter``
+    Per DUKPT device (its KSN with the counter zeroed): the highest transaction counter
+    accepted and the SHA-256 of the message accepted under it (:mod:`host.security.ksn_guard`),
+    never the message itself.
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ pin_tries = Table(
     Column("pan_hash", String(64), primary_key=True),
     Column("wrong_in_row", Integer, nullable=False),
     Column("locked_on", String(10)),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+ksn_counter = Table(
+    "ksn_counter", metadata,
+    Column("device", String(32), primary_key=True),
+    Column("counter", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
 )
 

@@ -1,6 +1,7 @@
 """The security checks in-process, through :class:`host.service.HostService` with messages
 encoded by poslab's codec and the raw bytes handed over as the server does: enforcement modes,
-what a restart keeps (PIN locks) and forgets (working keys), malformed PIN data."""
+what a restart keeps (PIN locks, DUKPT counters) and forgets (working keys), malformed PIN
+data."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sec_client import MID, TMK, config_text
+from sec_client import BDK, KSN_HEX, MID, TMK, config_text
 
 from host.clock import ManualClock
 from host.config import HostConfig, parse_config
@@ -19,7 +20,18 @@ from host.pipeline.request import IsoRequest
 from host.security.gate import encode_response
 from host.service import HostService
 from protocol import Codec
-from protocol.security import Key, KeyAlgorithm, WorkingKeys, encipher_pin, get_mac_scheme, wire
+from protocol.security import (
+    TDES_DUKPT,
+    DukptKeys,
+    DukptTerminal,
+    Key,
+    KeyAlgorithm,
+    Ksn,
+    WorkingKeys,
+    encipher_pin,
+    get_mac_scheme,
+    wire,
+)
 
 VISA, MASTERCARD, PIN_CARD = "4111111111111111", "5555555555554444", "4000000000000127"
 CODEC = Codec("iso87-ascii")
@@ -187,3 +199,50 @@ def test_an_aes_tmk_gets_aes_working_keys_and_aes_cmac_macs(
     assert reply.response is not None and reply.response.response_code == "00"
     answer = encode_response(svc, CODEC, reply.response.to_fields(), None)
     assert wire.mac_matches(answer, cmac, keys.mac)
+
+
+def _dukpt_sale(keys: DukptKeys[Ksn], stan: str, amount_minor: int, mid: str = MID) -> bytes:
+    """TERM0003's DUKPT sale under ``keys``' KSN, MAC'd as the terminal sends it."""
+    fields = {"t": "0200", "2": VISA, "3": "000000", "4": f"{amount_minor:012d}",
+              "7": "0310100000", "11": stan, "12": "100000", "13": "0310", "14": "3012",
+              "22": "051", "25": "00", "41": "TERM0003", "42": mid, "49": "156",
+              "62": str(keys.ksn), "64": wire.MAC_PLACEHOLDER}
+    return wire.seal(CODEC.encode(fields), X919, keys.mac_request)
+
+
+def _hand_over(svc: HostService, payload: bytes) -> dict[str, str]:
+    """The service's answer to ``payload``, handed over as the server does."""
+    _, decoded = CODEC.decode(payload)
+    reply = svc.handle(IsoRequest(decoded, payload, CODEC.profile))
+    assert reply.response is not None
+    return reply.response.to_fields()
+
+
+def test_a_dukpt_counter_used_before_a_restart_stays_used(
+        services: list[HostService], db_url: str, clock: ManualClock) -> None:
+    """After a restart on the same database, other bytes under the last counter used or an
+    earlier one are refused 63 KSN_REUSED, the last message resent gets its stored answer;
+    a request declined and rolled back (03) is answered alike when resent, and the next
+    counter is served."""
+    ksn = Ksn.from_hex(KSN_HEX)
+    device = DukptTerminal(TDES_DUKPT, TDES_DUKPT.initial_key(BDK, ksn), ksn)
+    services.append(HostService(_config(), db_url, clock))
+    earlier = _dukpt_sale(device.next_transaction(), "000001", 700)
+    assert _hand_over(services[-1], earlier)["39"] == "00"
+    last_keys = device.next_transaction()
+    last = _dukpt_sale(last_keys, "000002", 1200)
+    answered = _hand_over(services[-1], last)
+    assert answered["39"] == "00"
+    services.pop().close()
+    svc = HostService(_config(), db_url, clock)
+    services.append(svc)
+    for replay in (_dukpt_sale(last_keys, "000003", 99900), earlier):
+        refused = _hand_over(svc, replay)
+        assert (refused["39"], refused["44"]) == ("63", "MAC_FAILED:KSN_REUSED")
+    resent = _hand_over(svc, last)
+    assert (resent["39"], resent["37"]) == ("00", answered["37"])
+    declined = _dukpt_sale(device.next_transaction(), "000004", 300, mid="MERCHANT0000999")
+    assert [_hand_over(svc, declined)["39"] for _ in range(2)] == ["03", "03"]
+    assert _hand_over(svc, _dukpt_sale(device.next_transaction(), "000005", 500))["39"] == "00"
+    amounts = sorted(t["amount_minor"] for t in svc.transactions(tid="TERM0003"))
+    assert amounts == [500, 700, 1200]
