@@ -28,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Insert, select
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
+from host.ledger.prepared import Prepared
 from host.security.tables import ksn_counter
 from protocol.security import Ksn
 
@@ -82,9 +83,9 @@ class KsnGuard:
     def save(conn: Connection, ksn: Ksn, message: bytes, now_ms: int) -> None:
         """Store ``message``'s counter as its device's last, in the caller's transaction,
         unless the device's stored counter is already as high."""
-        values = {"device": _device(ksn), "counter": ksn.counter,
-                  "digest": hashlib.sha256(message).hexdigest(), "updated_ms": now_ms}
-        conn.execute(_raise_only(conn, values))
+        upsert = _RAISE_ONLY["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+        upsert.run(conn, {"device": _device(ksn), "counter": ksn.counter,
+                          "digest": hashlib.sha256(message).hexdigest(), "updated_ms": now_ms})
 
 
 def _device(ksn: Ksn) -> str:
@@ -92,22 +93,16 @@ def _device(ksn: Ksn) -> str:
     return str(ksn.with_counter(0))
 
 
-def _raise_only(conn: Connection, values: dict[str, object]) -> Insert:
-    """An upsert of ``values`` that replaces a row only with a higher counter (one statement:
-    two hosts on one PostgreSQL database cannot lower a device's counter)."""
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(ksn_counter).values(values)
-        return pg.on_conflict_do_update(index_elements=[ksn_counter.c.device],
-                                        set_=_raised(pg.excluded),
-                                        where=ksn_counter.c.counter < pg.excluded.counter)
-    lite = sqlite.insert(ksn_counter).values(values)
-    return lite.on_conflict_do_update(index_elements=[ksn_counter.c.device],
-                                      set_=_raised(lite.excluded),
-                                      where=ksn_counter.c.counter < lite.excluded.counter)
+def _raise_only(insert: Callable[[Table], Any]) -> Prepared:
+    """An upsert that replaces a device's row only with a higher counter: one statement, so
+    two hosts on one PostgreSQL database cannot lower a device's counter either."""
+    stmt = insert(ksn_counter)
+    new = stmt.excluded
+    return Prepared(stmt.on_conflict_do_update(
+        index_elements=[ksn_counter.c.device],
+        set_={"counter": new.counter, "digest": new.digest, "updated_ms": new.updated_ms},
+        where=ksn_counter.c.counter < new.counter))
 
 
-def _raised(excluded: ReadOnlyColumnCollection[str, ColumnElement[Any]]
-            ) -> dict[str, ColumnElement[Any]]:
-    """The columns an upsert replaces: the new counter, its digest and time."""
-    return {"counter": excluded.counter, "digest": excluded.digest,
-            "updated_ms": excluded.updated_ms}
+# Built once: SQLAlchemy builds and executes a statement for ~170 µs, a prepared one far less.
+_RAISE_ONLY = {"postgresql": _raise_only(postgresql.insert), "sqlite": _raise_only(sqlite.insert)}
