@@ -3,10 +3,10 @@
 ``handle(request)`` takes one decoded request (an :class:`~host.pipeline.request.IsoRequest`
 from the server, or a plain field mapping) and returns a :class:`Reply` after its effects are
 committed. It runs the stages of :mod:`host.pipeline.stages` -- validate, authenticate, then in
-one write transaction identify, de-duplicate, the transaction's handler
-(:data:`host.pipeline.handlers.HANDLERS`) and remember -- over a storage port
-(:mod:`host.pipeline.ports`): the SQL adapter in production, any other implementation in a
-test that wants the decisions without a database.
+one write transaction identify, admitted (message security's own writes), de-duplicate, the
+transaction's handler (:data:`host.pipeline.handlers.HANDLERS`) and remember -- over a storage
+port (:mod:`host.pipeline.ports`): the SQL adapter in production, any other implementation in
+a test that wants the decisions without a database.
 
 It is thread-safe (one lock per instance); the reply of a request leaves only after its commit.
 """
