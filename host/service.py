@@ -7,10 +7,12 @@ committed. The request goes through the stages of :mod:`host.pipeline.stages`:
 1. **validate**: strict mode: a field the request's wire profile makes mandatory missing -> 30
    ``MISSING_FIELD:<n>``; otherwise DE7/DE12/DE13 are filled from the host clock when
    absent; typed parsing (:func:`protocol.messages.parse_request`; failures answer 30);
-2. **authenticate**: message security's checks (none yet);
+2. **authenticate**: message security's checks (:mod:`host.security.gate`: the MAC over the
+   bytes as received, sign-on first, a DUKPT counter used before -> the MAC-failure code);
 3. in **one write transaction** (``BEGIN IMMEDIATE`` on SQLite, row locks on PostgreSQL):
    **identify** the terminal and merchant (unknown TID -> 58, unknown or mismatched MID -> 03;
-   development mode enrols them with the default merchant profile), **de-duplicate** on the
+   development mode enrols them with the default merchant profile), **admitted**: the DUKPT
+   counter the request used is stored with it, **de-duplicate** on the
    request key (:mod:`host.request_key`: MTI class, TID, STAN and DE7, or without DE7 the batch
    or business date; never a value the host filled in) -- same content replays the stored
    response, different content -> 94 -- then the transaction's **handler**
