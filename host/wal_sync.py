@@ -32,6 +32,7 @@ from typing import Any, Generic, Protocol, TypeVar
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+
 class WalSyncFailed(Exception):
     """The WAL could not be made durable: nothing more may be answered until a restart."""
 

@@ -142,10 +142,10 @@ class HostSecurity:
 
         ``message`` is the request as received from the MTI on (empty when it did not come off
         the wire, which counts as no MAC)."""
-        mti, tid = fields.get("t", ""), fields.get("41", "")
-        terminal = self._terminals.get(tid)
-        if terminal is None or terminal.mac == "off" or mti not in self.profile.mac_mtis:
+        terminal = self._mac_checked(fields)
+        if terminal is None:
             return None
+        mti, tid = fields.get("t", ""), fields.get("41", "")
         keys = self._mac_keys(terminal, fields)
         if keys is None:
             if terminal.mac == "after-sign-on" and terminal.key_management != "dukpt":
@@ -174,11 +174,18 @@ class HostSecurity:
         """In the write transaction of a request :meth:`authenticate` let through: store the
         DUKPT counter it used, so it is durable when the answer leaves and is undone with the
         request if that rolls back (:mod:`host.security.ksn_guard`)."""
-        terminal = self._terminals.get(fields.get("41", ""))
-        if terminal is None or terminal.key_management != "dukpt" or terminal.mac == "off" \
-                or fields.get("t", "") not in self.profile.mac_mtis:
+        terminal = self._mac_checked(fields)
+        if terminal is None or terminal.key_management != "dukpt":
             return  # not a message the guard admitted
         self.ksn_guard.save(conn, Ksn.from_hex(fields["62"]), message, now_ms)
+
+    def _mac_checked(self, fields: Mapping[str, str]) -> TerminalSecurity | None:
+        """The request's terminal when its MACs are checked on this message type, else None."""
+        terminal = self._terminals.get(fields.get("41", ""))
+        if terminal is None or terminal.mac == "off" or \
+                fields.get("t", "") not in self.profile.mac_mtis:
+            return None
+        return terminal
 
     def _mac_keys(self, terminal: TerminalSecurity, fields: Mapping[str, str]
                   ) -> _MacKeys | None:
