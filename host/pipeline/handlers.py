@@ -189,9 +189,7 @@ def completion(ctx: Context, req: CompletionAdvice, pan: Pan | None,
                           pan_masked=pan_masked, pan_hash=pan_hash)
     if group is not None:
         assert hold is not None
-        host.store.update_txn(conn, int(hold.id), state=TxnState.COMPLETED.value)
-        host.store.add_event(conn, int(hold.id), ctx.now_ms, "completed", by=rrn,
-                             amount_minor=amount)
+        restate(ctx, int(hold.id), TxnState.COMPLETED, "completed", by=rrn, amount_minor=amount)
     return financial_reply(ctx.fields, req, TxnKind.COMPLETION, decision, rrn, code, pan,
                            ctx.de15)
 
@@ -303,11 +301,15 @@ def cancel(ctx: Context, req: VoidRequest, pan: Pan | None, pre: Decision | None
                           operator=req.operator, **card)
     if posts:
         assert hold is not None
-        host.store.update_txn(conn, int(hold.id), state=TxnState.REVERSED.value)
-        host.store.add_event(conn, int(hold.id), ctx.now_ms, "reversed", by=rrn,
-                             cancelled=True)
+        restate(ctx, int(hold.id), TxnState.REVERSED, "reversed", by=rrn, cancelled=True)
     return financial_reply(ctx.fields, req, TxnKind.AUTH_CANCEL, decision, rrn, code, pan,
                            ctx.de15)
+
+
+def restate(ctx: Context, txn_id: int, state: TxnState, event: str, **detail: Any) -> None:
+    """Move transaction ``txn_id`` to ``state`` and record ``event`` on its audit trail."""
+    ctx.host.store.update_txn(ctx.conn, txn_id, state=state.value)
+    ctx.host.store.add_event(ctx.conn, txn_id, ctx.now_ms, event, **detail)
 
 
 def mirror(ctx: Context, original: Record | None, txn_id: int, kind: str) -> list[int]:
@@ -437,8 +439,7 @@ def undo(ctx: Context, target: Record) -> list[int]:
     store.add_event(conn, tid, ctx.now_ms, "reversed")
     original = store.txn_by_id(conn, target.original_id, lock=True)
     if target.kind == TxnKind.VOID and original is not None:
-        store.update_txn(conn, int(original.id), state=TxnState.APPROVED.value)
-        store.add_event(conn, int(original.id), ctx.now_ms, "void_reversed", by=target.rrn)
+        restate(ctx, int(original.id), TxnState.APPROVED, "void_reversed", by=target.rrn)
         if original.kind == TxnKind.COMPLETION and original.original_id is not None:
             # the void's mirror of the hold's release is undone too: the hold is completed
             store.update_txn(conn, int(original.original_id), state=TxnState.COMPLETED.value)
