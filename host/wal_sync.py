@@ -29,6 +29,8 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, Generic, Protocol, TypeVar
 
+from host.ledger.db import wal_path
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -91,8 +93,6 @@ class WalSync(Protocol):
 def wal_sync_for(service: Any) -> WalSync | None:
     """The WAL sync a group committer may take out of the COMMITs of ``service``, or None:
     each COMMIT stays durable by itself (PostgreSQL, ``synchronous = "NORMAL"``)."""
-    from host.ledger.db import wal_path  # late: SQLAlchemy is heavy and not always needed
-
     engine = getattr(service, "engine", None)
     path = wal_path(engine) if engine is not None else None
     return WalFile(path) if path is not None else None
