@@ -527,7 +527,7 @@ class HostConfig(_Strict):
         notifications: a listed merchant of its own partition, or a merchant the config does
         not list (enrolled in development mode) on the host without a partition, so that two
         hosts on one database never settle the same merchant."""
-        listed = self.merchant(merchant_id)
+        listed = None if merchant_id is None else self.merchant(merchant_id)
         if listed is None:
             return self.partition is None
         return listed.partition == self.partition
