@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from host.config import MerchantConfig, RefundPolicy, VoidPolicy
 from protocol.codes import RuleId
 from protocol.specs import DEFAULT_PROFILE, WireProfile, get_profile
+
+if TYPE_CHECKING:  # the front process decides format errors without the config's models
+    from host.config import MerchantConfig, RefundPolicy, VoidPolicy
 
 DAY_MS = 86_400_000
 

@@ -45,7 +45,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IAddress
@@ -54,18 +54,20 @@ from twisted.python.failure import Failure
 
 from host import crashpoints
 from host.event_stream import EventBus
-from host.faults.actions import FaultHook
-from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.pipeline.request import IsoRequest
-from host.security.gate import encode_response
+from host.security.sealing import encode_response
 from host.timers import DelayedCall, Timer
-from host.worker import ServiceWorker
 from protocol import Codec, DecodeError, FramingError, ProtocolError, Tpdu, ValidationError
 from protocol.codec import TPDU_LEN
 from protocol.messages import AnyResponse, WireResponse
 from protocol.transport import FramedProtocol
+
+if TYPE_CHECKING:  # a front process (host.front.process) has no worker, committer or faults
+    from host.faults.actions import FaultHook
+    from host.group_commit import GroupCommitter
+    from host.worker import ServiceWorker
 
 
 class ReplyLike(Protocol):

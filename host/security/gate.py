@@ -15,8 +15,8 @@
 * :meth:`HostSecurity.check_pin` -- a financial request with DE52 gets its PIN block checked
   against the card catalogue: wrong 55, too many wrong in a row 75, malformed block or DE53
   the PIN-format code. The clear PIN never leaves :func:`protocol.security.verify_pin`.
-* :func:`encode_response` -- the one place responses are encoded: a response to a request whose
-  MAC verified is MAC'd under the matching key.
+* :func:`encode_response` (:mod:`host.security.sealing`) -- the one place responses are encoded:
+  a response to a request whose MAC verified is MAC'd under the matching key.
 
 Which working keys a TMK gets and which MAC scheme a key takes are the wire contract's
 (:func:`~protocol.security.wire.working_key_algorithm`,
@@ -40,10 +40,10 @@ from host.rules import Decision
 from host.security import pin_tries
 from host.security.kek import KeyEncryptionKey
 from host.security.ksn_guard import KsnGuard
+from host.security.sealing import encode_response as encode_response  # its one place
 from host.security.sessions import Sessions
 from host.security.tmk_store import TmkStore
 from host.security_config import TerminalSecurity
-from protocol import Codec, Tpdu
 from protocol.codes import NetworkCode, RuleId
 from protocol.masking import Pan
 from protocol.messages import NetworkRequest, NetworkResponse
@@ -316,14 +316,3 @@ class HostSecurity:
             raise SecurityError("the terminal signed off")
         return session.pin
 
-
-def encode_response(service: object, codec: Codec, fields: Mapping[str, str],
-                    tpdu: Tpdu | None) -> bytes:
-    """Encode a response; MAC'd when ``service`` has security and the request's MAC held."""
-    security: HostSecurity | None = getattr(service, "security", None)
-    if security is None:
-        return codec.encode(fields, tpdu)
-    profile = codec.profile
-    offset = (profile.tpdu.size if profile.tpdu else 0) + (
-        profile.message_header.size if profile.message_header else 0)
-    return security.seal(fields, lambda out: codec.encode(out, tpdu), offset)
