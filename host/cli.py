@@ -38,10 +38,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
-from host.cli_report import add_report_parser, run_report
-from host.console.cli import add_console_parser, run_console
-from host.keys_cli import add_keys_parser, run_keys
-from host.runtime import first_line, safe_url
+from host.cli_report import add_report_parser
+from host.console.cli import add_console_parser
+from host.keys_cli import add_keys_parser
+from host.oneline import first_line, safe_url
 from protocol import DEFAULT_PROFILE, PROFILES
 
 PROG = "poslab-host"
@@ -244,15 +244,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.ledger_command == "anchor":
             return ledger_anchor(args.db, key_file)
         return ledger_verify(args.db, key_file, args.anchor)
+    # Each command imports what it runs when it runs: the host needs no console and no key
+    # tools, and a key or report command no server.
     if args.command == "report":
+        from host.cli_report import run_report
+
         return run_report(args)
     if args.command == "keys":
+        from host.keys_cli import run_keys
+
         return run_keys(args)
     if args.command == "openapi":
         from host.admin.openapi import document_text
 
         return _print_to_a_reader_that_may_leave(document_text())
     if args.command == "console":
+        from host.console.cli import run_console
+
         return run_console(args)
     return serve(args)
 

@@ -18,14 +18,6 @@ import argparse
 import sys
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from host.config import ConfigError, load_config
-from host.ledger import ChainKeyError, ensure_key, key_path, open_engine
-from host.runtime import first_line, safe_url
-from host.security.kek import KeyEncryptionKey
-from host.security.tables import create_security_schema
-from host.security.tmk_store import KeyExistsError, TmkStore
 from host.security_config import ALGORITHMS
 
 PROG = "poslab-host"
@@ -59,6 +51,16 @@ def _fail(message: str) -> int:
 
 def run_keys(args: argparse.Namespace, out: Any = None) -> int:
     """Run ``keys generate`` or ``keys list``; 0 on success, 2 on a problem."""
+    # Imported here: poslab-host builds this command's parser on every start, the host's too.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from host.config import ConfigError, load_config
+    from host.ledger import ChainKeyError, ensure_key, key_path, open_engine
+    from host.oneline import first_line, safe_url
+    from host.security.kek import KeyEncryptionKey
+    from host.security.tables import create_security_schema
+    from host.security.tmk_store import KeyExistsError, TmkStore
+
     out = out or sys.stdout
     try:
         config = load_config(getattr(args, "config", None))

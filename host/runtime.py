@@ -40,6 +40,7 @@ from host.front.process import FrontSettings
 from host.group_commit import GroupCommitter, committer_for
 from host.logs import MessageLog
 from host.metrics import Metrics
+from host.oneline import first_line, safe_url
 from host.server import IsoServerFactory, ServerLimits
 from host.timers import MonotonicTimer
 from host.tls import TidBinding, TlsServerFactory, TlsSetupError, server_options
@@ -57,23 +58,6 @@ TOKEN_ENV = "POSLAB_ADMIN_TOKEN"
 
 class StartError(Exception):
     """The host could not start; ``str()`` is one line saying what and where."""
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def safe_url(url: str) -> str:
-    """A database URL with its password hidden."""
-    if "://" not in url:
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # unparsable: show only the scheme
-        return url.split("://", 1)[0] + "://..."
 
 
 def resolve_admin_token(explicit: str | None, config: object) -> str:

@@ -1,0 +1,36 @@
+"""What a process loads before it serves: each command imports what it runs, not the others'."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+# Run in a fresh interpreter: the test process has imported everything already.
+SCRIPT = """
+import json, sys
+import host.front.process
+front = sorted(sys.modules)
+import host.cli
+print(json.dumps({"front": front, "cli": sorted(sys.modules)}))
+"""
+
+# What the front process has no use for: it keeps no database, no config models, no keys.
+NOT_IN_A_FRONT = ("sqlalchemy", "pydantic", "host.config", "host.security.gate", "host.ledger")
+
+# What poslab-host loads only for the command that needs it: the server and admin API (with
+# its event stream), the key store, the console app, TLS.
+NOT_IN_THE_CLI = ("host.runtime", "host.admin", "host.admin.events", "host.event_sse",
+                  "host.security.tmk_store", "host.console.app", "host.tls", "OpenSSL",
+                  "sqlalchemy")
+
+
+def test_the_front_and_the_cli_load_only_what_they_run() -> None:
+    """Importing the front process or poslab-host's CLI loads none of the other parts' modules."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                         env=env, check=True, timeout=60).stdout
+    loaded = json.loads(out)
+    assert [m for m in NOT_IN_A_FRONT if m in loaded["front"]] == []
+    assert [m for m in NOT_IN_THE_CLI if m in loaded["cli"]] == []
