@@ -42,6 +42,7 @@ from host.cli_report import add_report_parser
 from host.console.cli import add_console_parser
 from host.keys_cli import add_keys_parser
 from host.oneline import first_line, safe_url
+from host.startup_gc import started
 from protocol import DEFAULT_PROFILE, PROFILES
 
 PROG = "poslab-host"
@@ -231,6 +232,8 @@ def missing_driver(db: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``poslab-host``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command is not None:  # the collector stays off only for a host's start-up
+        started()
     problem = missing_driver(args.db)
     if problem is not None:
         return _fail(problem)
@@ -429,6 +432,7 @@ def _run_reactor(args: argparse.Namespace, config: Any, log: Any) -> int:
                 profile=args.profile or config.host.profile or DEFAULT_PROFILE,
                 strict=args.strict,
                 allow_unknown_terminals=args.allow_unknown_terminals)
+            started()
             if args.ready_file:
                 write_ready_file(args.ready_file, {
                     "iso_port": iso_port, "admin_port": admin_port, "pid": os.getpid(),

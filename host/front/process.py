@@ -45,6 +45,7 @@ from host.metrics import Metrics
 from host.pipeline.replies import format_error_reply
 from host.pipeline.request import IsoRequest
 from host.server import IsoServerFactory, ServerLimits
+from host.startup_gc import started
 from host.timers import MonotonicTimer
 from protocol import Codec, ValidationError
 
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     factory.link = link = EngineLink(factory, reactor, port)
     StandardIO(link, reactor=reactor)  # type: ignore[no-untyped-call]
     log.event("front_started", front=settings.index, pid=os.getpid())
+    started()
     reactor.run(installSignalHandlers=False)
     log.close()
     return 0
