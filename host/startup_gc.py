@@ -9,6 +9,10 @@ collector skips those objects from then on, exit included) and turns it back on 
 
 A process whose collector was on when it started (the console script, a test calling
 ``host.cli.main``) keeps it as it is: :func:`started` changes nothing there.
+
+The price: a start-up object that later becomes garbage inside a reference cycle stays in
+memory until the process ends (objects freed by their reference count go as before). What
+start-up builds is meant to live that long: modules, the configuration, the service.
 """
 
 from __future__ import annotations

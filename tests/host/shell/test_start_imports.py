@@ -1,11 +1,15 @@
-"""What a process loads before it serves: each command imports what it runs, not the others'."""
+"""What a process does before it serves: it imports what its command runs, and collects no garbage
+while it starts."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
+
+from host.startup_gc import started
 
 # Run in a fresh interpreter: the test process has imported everything already.
 SCRIPT = """
@@ -34,3 +38,18 @@ def test_the_front_and_the_cli_load_only_what_they_run() -> None:
     loaded = json.loads(out)
     assert [m for m in NOT_IN_A_FRONT if m in loaded["front"]] == []
     assert [m for m in NOT_IN_THE_CLI if m in loaded["cli"]] == []
+
+
+def test_started_turns_the_collector_back_on_only_where_start_up_turned_it_off() -> None:
+    """After a start with the collector off, started() freezes start-up and turns it on; with
+    the collector on (a test, the console script) it changes nothing."""
+    frozen = gc.get_freeze_count()
+    started()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    gc.disable()
+    try:
+        started()
+        assert gc.isenabled() and gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+        gc.enable()
