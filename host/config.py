@@ -23,7 +23,8 @@ with terminal ``TERM0001`` is used)::
     [notifications] file (JSON-lines copy), webhook_url, max_attempts, backoff_s, timeout_s
     [limits]      protection limits: frames, timers, connections (total, per peer), requests in
                   flight per connection, the longest simulated clock move
-    [server]      front_processes: the ISO sockets and codec in N processes of their own
+    [server]      front_processes: the ISO sockets and codec in N processes of their own;
+                  partition: the ledger chain this host writes
     [text_limits] longest free text accepted: DE48 evidence and operator, review approver
     [tls.iso]     TLS on the ISO 8583 port: cert_file, key_file, client_ca_file,
                   require_client_cert, tid_in_certificate
@@ -273,9 +274,13 @@ class ServerSection(_Strict):
         N front processes that own the ISO 8583 sockets, decode, validate and answer, while the
         host process keeps the ledger (``host.front``). Needs plain TCP on the ISO port and no
         ``[[faults]]`` rules (both live in the host process only).
+    :ivar partition: the ledger chain this host writes (``host.ledger.chains``): several hosts
+        on one PostgreSQL database, each with its own partition, post without waiting for each
+        other. None (the default) writes the chain ``main``.
     """
 
     front_processes: int = Field(default=0, ge=0, le=16)
+    partition: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,15}$")
 
 
 class TextLimitsSection(_Strict):
