@@ -12,9 +12,9 @@ for the first; :mod:`host.ledger.chains`) and ``hash`` = the chain key's MAC
 parent_id, currency, amount_minor, at_ms, memo, entries]`` where entries are ``[account, side,
 amount_minor]`` in insertion order. The chain's head row keeps the last id and hash, the number
 of entries and its own MAC. The chain's name is not in the document: the id is, and each
-chain's ids lie in a range of their own. Changing any stored byte of
-history breaks the chain from that group on, and without the key nobody can compute the hashes
-again (:mod:`host.ledger.verify`).
+chain's ids lie in a range of their own. Changing any stored byte of history breaks the chain
+from that group on, and without the key nobody can compute the hashes again
+(:mod:`host.ledger.verify`).
 
 Effective: a group is effective unless an effective group reverses it (a reversal that was
 itself reversed no longer counts), so voiding a sale and then reversing the void makes the
@@ -251,7 +251,7 @@ class Ledger:
     def __init__(self, key: ChainKey, chain: Chain = MAIN_CHAIN) -> None:
         self.key = key
         self.chain = chain
-        self._name = {"head_chain": chain.name}
+        self._head_row = {"head_chain": chain.name}  # parameters naming its head row
         self._head: Head | None = None
 
     def post_group(self, conn: Connection, entries: Sequence[Entry], *, currency: str,
@@ -304,7 +304,7 @@ class Ledger:
             if not advanced:
                 hint = None
         if hint is None:
-            head = _HEAD_LOCKED.run(conn, self._name).one()
+            head = _HEAD_LOCKED.run(conn, self._head_row).one()
             group = Group(int(head.last_id) + 1, kind, reference, reverses, parent_id, currency,
                           amount, at_ms, memo)
             prev, digest = head.last_hash, group_hash(key, head.last_hash, group, entries)
@@ -496,7 +496,7 @@ def _resync(conn: Connection, open_: _Open) -> Head:
     The head row always holds a whole prefix of the chain (the transaction's first posting
     wrote it, or it is as committed before); what lies beyond it is this transaction's."""
     chain = open_.ledger.chain
-    head = _HEAD_LOCKED.run(conn, open_.ledger._name).one()
+    head = _HEAD_LOCKED.run(conn, open_.ledger._head_row).one()
     after = int(head.last_id)
     span = {"after": after, "before": chain.end}
     last = _LAST_GROUP.run(conn, span).first()

@@ -59,7 +59,7 @@ def _commit_one(storage: SqlStorage, tag: str) -> int:
         return _post(storage, conn, tag)
 
 
-def _links(url: str, storage: SqlStorage) -> dict[str, list[tuple[int, str, str]]]:
+def _links(storage: SqlStorage) -> dict[str, list[tuple[int, str, str]]]:
     """Per chain: ``(id, prev_hash, hash)`` of its groups in id order."""
     out: dict[str, list[tuple[int, str, str]]] = {}
     with storage.engine.connect() as conn:
@@ -90,7 +90,7 @@ def test_two_chains_post_while_the_other_holds_its_transaction(
     _commit_one(b, "b3")
     _commit_one(a, "a3")
     assert (first_a, first_b) == (SPAN + 1, 2 * SPAN + 1)
-    chains = _links(pg_url, a)
+    chains = _links(a)
     assert sorted(chains) == ["a", "b"]
     for name, slot in (("a", 1), ("b", 2)):
         rows = chains[name]
@@ -114,7 +114,7 @@ def test_deleting_or_altering_a_chain_is_named(
         conn.execute(text(f"UPDATE posting_group SET memo = 'x' WHERE id = {2 * SPAN + 1}"))
     altered = _violations(url)
     assert altered and all("'b'" in detail for _, detail in altered)
-    assert ("CHAIN" in {inv for inv, _ in altered})
+    assert "CHAIN" in {inv for inv, _ in altered}
     with b.engine.begin() as conn:
         conn.execute(text(f"DELETE FROM ledger_entry WHERE group_id > {2 * SPAN}"))
         conn.execute(text("DELETE FROM posting_group WHERE chain = 'b'"))
@@ -133,8 +133,7 @@ def _to_pre_chain_schema(conn: Connection) -> None:
     conn.execute(text("DROP TABLE ledger_registry"))
 
 
-def test_a_database_from_before_chains_continues_as_main(
-        url: str, tmp_path: Path) -> None:
+def test_a_database_from_before_chains_continues_as_main(url: str) -> None:
     """A ledger with one head row and no chain columns verifies as it is, opens as ``main``
     (nothing re-MAC'd), continues its ids and verifies after."""
     storage = SqlStorage.open(url, load_config())
@@ -160,9 +159,12 @@ def test_a_database_from_before_chains_continues_as_main(
     assert _violations(url) == []
 
 
-def test_a_bad_partition_is_refused_naming_file_and_key(tmp_path: Path) -> None:
-    """``[server] partition`` must be a short lower-case name; the error names file and key."""
+def test_a_partition_is_a_short_name_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    """``[server] partition`` takes a short lower-case name; another value is refused with
+    the file, the key and the expected form named."""
     path = tmp_path / "host.toml"
+    path.write_text('[server]\npartition = "east-1"\n')
+    assert load_config(path).server.partition == "east-1"
     path.write_text('[server]\npartition = "Front Desk"\n')
-    with pytest.raises(ConfigError, match=r"host\.toml: server\.partition"):
+    with pytest.raises(ConfigError, match=r"host\.toml: server\.partition: .*pattern"):
         load_config(path)
