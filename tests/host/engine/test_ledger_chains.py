@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, select, text
+from twisted.internet.defer import succeed
 
 from host.config import ConfigError, HostConfig, load_config
+from host.event_stream import EventBus
+from host.event_tail import EventTail
 from host.ledger import drop_append_only_triggers, pending
 from host.ledger.chains import SPAN
 from host.ledger.schema import GENESIS_HASH, ledger_head, posting_group
@@ -122,6 +125,31 @@ def test_deleting_or_altering_a_chain_is_named(
     deleted = _violations(url)
     assert [inv for inv, _ in deleted] == ["REGISTRY"]
     assert "chain 'b' is registered but has no head row" in deleted[0][1]
+
+
+def test_a_hosts_event_tail_publishes_its_own_chain_only(
+        url: str, open_chain: Callable[[str, str], SqlStorage]) -> None:
+    """Host a's tail publishes a's postings, each once, while b commits higher ids between
+    them; its hello holds a's position and the balances of a's postings."""
+    a, b = open_chain(url, "a"), open_chain(url, "b")
+    bus = EventBus()
+    bus.armed = True
+    seen: list[int] = []
+    bus.subscribe(lambda item: seen.append(int(getattr(item.event, "group", 0) or 0)))
+    tail = EventTail(bus, a.engine, None, lambda fn, *args: succeed(fn(*args)), None,
+                     chain=a.ledger.chain)
+    tail.read()  # the starting point: a's empty chain
+    _commit_one(b, "b1")
+    first = _commit_one(a, "a1")
+    _commit_one(b, "b2")
+    tail.read()
+    second = _commit_one(a, "a2")
+    _commit_one(b, "b3")
+    tail.read()
+    assert [g for g in seen if g] == [first, second] == [SPAN + 1, SPAN + 2]
+    hello = tail.snapshot().result  # type: ignore[attr-defined]
+    assert hello["ledger_head"] == second
+    assert hello["balances"]["sales:a1"] == {"CNY": -1_000} and "sales:b1" not in hello["balances"]
 
 
 def _to_pre_chain_schema(conn: Connection) -> None:
