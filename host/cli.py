@@ -406,8 +406,13 @@ def _run_reactor(args: argparse.Namespace, config: Any, log: Any) -> int:
     from host.runtime import HostRuntime, StartError
 
     reactor: Any = _reactor
-    runtime = HostRuntime(log=log)
     outcome = {"code": 0}
+
+    def fatal(code: int) -> None:  # the host cannot go on (a failed WAL sync): stop, exit code
+        outcome["code"] = code
+        reactor.stop()
+
+    runtime = HostRuntime(log=log, on_fatal=fatal)
 
     async def boot() -> None:
         try:

@@ -12,7 +12,8 @@ with terminal ``TERM0001`` is used)::
     [host]        currency, admin_token, rrn_prefix, card_hash_key, unknown_card,
                   sqlite_synchronous, chain_key_file
     [[merchants]] id, name, currencies (["*"] = any), currency, timezone, country, subdivision,
-                  mdr_percent, fixed_fee_minor, cutoff, funding_days, terminals, and an optional
+                  mdr_percent, fixed_fee_minor, cutoff, funding_days, terminals, partition, and
+                  an optional
                   [merchants.refund]
                   table that overrides keys of [refund] for that merchant only
     [refund]      refund policy (see :class:`RefundPolicy`)
@@ -24,7 +25,8 @@ with terminal ``TERM0001`` is used)::
     [limits]      protection limits: frames, timers, connections (total, per peer), requests in
                   flight per connection, the longest simulated clock move
     [server]      front_processes: the ISO sockets and codec in N processes of their own;
-                  partition: the ledger chain this host writes
+                  partition: the merchants this host serves when several share one database,
+                  and the ledger chain it writes
     [text_limits] longest free text accepted: DE48 evidence and operator, review approver
     [tls.iso]     TLS on the ISO 8583 port: cert_file, key_file, client_ca_file,
                   require_client_cert, tid_in_certificate
@@ -197,6 +199,8 @@ class ReversalPolicy(_Strict):
 
 
 _CUTOFF = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+#: A partition's name: ``[server] partition`` and ``[[merchants]] partition``.
+_PARTITION = r"^[a-z0-9][a-z0-9_-]{0,15}$"
 
 
 class SettlementSection(_Strict):
@@ -274,13 +278,15 @@ class ServerSection(_Strict):
         N front processes that own the ISO 8583 sockets, decode, validate and answer, while the
         host process keeps the ledger (``host.front``). Needs plain TCP on the ISO port and no
         ``[[faults]]`` rules (both live in the host process only).
-    :ivar partition: the ledger chain this host writes (``host.ledger.chains``): several hosts
-        on one PostgreSQL database, each with its own partition, post without waiting for each
-        other. None (the default) writes the chain ``main``.
+    :ivar partition: the merchants this host serves when several hosts share one database:
+        those whose ``[[merchants]] partition`` is this name (without it, those without one).
+        It also names the ledger chain the host writes (``host.ledger.chains``), so hosts of
+        different partitions post without waiting for each other; None writes the chain
+        ``main``.
     """
 
     front_processes: int = Field(default=0, ge=0, le=16)
-    partition: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,15}$")
+    partition: str | None = Field(default=None, pattern=_PARTITION)
 
 
 class TextLimitsSection(_Strict):
@@ -362,7 +368,12 @@ class TlsSection(_Strict):
 
 
 class MerchantConfig(_Strict):
-    """``[[merchants]]``: a merchant, its terminals and its refund policy overrides."""
+    """``[[merchants]]``: a merchant, its terminals and its refund policy overrides.
+
+    :ivar partition: the host that serves this merchant when several share one database: the
+        one whose ``[server] partition`` has this name; without it, the host without one. A
+        name no host is configured with is no error here (each host reads its own config).
+    """
 
     id: str = Field(min_length=1, max_length=15, pattern=r"^[\x20-\x7e]+$")
     name: str = ""
@@ -376,6 +387,7 @@ class MerchantConfig(_Strict):
     cutoff: str | None = Field(default=None, pattern=_CUTOFF)  # else [settlement] cutoff
     funding_days: int | None = Field(default=None, ge=0)  # else [settlement] funding_days
     terminals: tuple[str, ...] = ()
+    partition: str | None = Field(default=None, pattern=_PARTITION)
     refund: RefundOverride = RefundOverride()
 
     _currency = field_validator("currency")(_check_currency)
@@ -497,6 +509,32 @@ class HostConfig(_Strict):
     def merchant_of_terminal(self, terminal_id: str) -> MerchantConfig | None:
         """The configured merchant owning this terminal, or None."""
         return next((m for m in self.merchants if terminal_id in m.terminals), None)
+
+    @property
+    def partition(self) -> str | None:
+        """The partition this host serves (``[server] partition``); None: the merchants
+        without one."""
+        return getattr(self.server, "partition", None)
+
+    def foreign_partition(self, merchant: MerchantConfig) -> str | None:
+        """Why this host does not serve the listed ``merchant`` (its partition is another
+        host's), as the decision log says it; None when it serves it."""
+        mine = self.partition
+        if merchant.partition == mine:
+            return None
+        theirs = f"partition {merchant.partition}" if merchant.partition else "no partition"
+        served = f"partition {mine}" if mine else "the merchants without a partition"
+        return f"merchant {merchant.id} belongs to {theirs}; this host serves {served}"
+
+    def settles(self, merchant_id: str | None) -> bool:
+        """True when this host runs the merchant's cut-offs, funding, refund postings and
+        notifications: a listed merchant of its own partition, or a merchant the config does
+        not list (enrolled in development mode) on the host without a partition, so that two
+        hosts on one database never settle the same merchant."""
+        listed = None if merchant_id is None else self.merchant(merchant_id)
+        if listed is None:
+            return self.partition is None
+        return listed.partition == self.partition
 
     def refund_policy(self, merchant_id: str) -> RefundPolicy:
         """``[refund]`` with this merchant's ``[merchants.refund]`` overrides applied."""

@@ -22,8 +22,12 @@ one more batch, and the next turn is queued behind it. On SQLite FULL each batch
 without its fsync, and its replies go to a :class:`~host.wal_sync.WalSyncer`, whose thread
 fsyncs the WAL and then delivers them while the worker runs the next batch. Replies leave in
 batch order either way; a failed COMMIT or a failed fsync fails every request of the batches
-concerned (no reply). It is off by default because on a 2-core machine the engine is bound by
-the GIL, and threads running side by side cost more CPU per message than the waits they remove
+concerned (no reply). A failed fsync also calls :attr:`GroupCommitter.on_failed` once: the host
+then stops with exit status 74, so that a supervisor restarts it and SQLite's recovery decides
+what of the unsynced batches survived (none of them was answered).
+
+The overlap is off by default because on a 2-core machine the engine is bound by the GIL, and
+threads running side by side cost more CPU per message than the waits they remove
 (docs/performance.md).
 
 The batch runner is :func:`batch_runner`: the service's ``handle_batch``
@@ -105,6 +109,10 @@ class GroupCommitter:
         if wal is not None and self._batch is not None:
             self._syncer = WalSyncer(self._reactor, wal, self._synced)
             worker.barrier = self._syncer.wait_synced
+        self.on_failed: Callable[[WalSyncFailed], None] | None = None
+        """Called once on the loop when the WAL sync fails (the host stops: nothing it commits
+        afterwards could be acknowledged)."""
+        self._failure_reported = False
         self.batches = 0
         self.largest = 0
         self.requests = 0
@@ -185,6 +193,10 @@ class GroupCommitter:
             if error is not None:
                 results = [(d, error, False) for d, _, _ in results]
             self._deliver(results)
+        if error is not None and not self._failure_reported:
+            self._failure_reported = True
+            if self.on_failed is not None:
+                self.on_failed(error)
 
     def _deliver(self, results: Results) -> None:
         """Loop: fire each request's Deferred."""

@@ -101,6 +101,10 @@ def _default_service_factory() -> ServiceFactory:
     return open_service
 
 
+EXIT_WAL_FAILED = 74
+"""Exit status after a failed WAL sync (sysexits' EX_IOERR)."""
+
+
 class HostRuntime:
     """One running host: service, worker thread, ISO listener and admin listener.
 
@@ -110,12 +114,17 @@ class HostRuntime:
     :ivar extras: objects handed to admin route modules (``AdminContext.extras``); the
         runtime puts the fault hook under ``"faults"``.
     :ivar faults: the :class:`~host.faults.actions.FaultHook` the server consults per request.
+    :ivar exit_code: 0, or :data:`EXIT_WAL_FAILED` once the host must stop (``on_fatal`` is
+        then called with it: ``poslab-host`` stops its reactor and exits with it).
     """
 
     def __init__(self, *, log: MessageLog | None = None,
                  service_factory: ServiceFactory | None = None,
-                 clock_poll_s: float = 1.0) -> None:
+                 clock_poll_s: float = 1.0,
+                 on_fatal: Callable[[int], None] | None = None) -> None:
         self.log = log or MessageLog()
+        self.on_fatal = on_fatal
+        self.exit_code = 0
         self.clock_poll_s = clock_poll_s
         """Longest wait between two looks at a moving clock's due events (real or speed)."""
         self.notifier: Notifier | None = None
@@ -174,6 +183,7 @@ class HostRuntime:
             self.extras.setdefault("max_clock_move", max_clock_move(config))
             self.committer = committer = committer_for(
                 worker, self.service, overlap=wal_overlap(config))
+            committer.on_failed = self._wal_failed
             events = self.extras.setdefault("events", EventBus(clock=clock))
             iso_tls, admin_tls = _tls_options(config)
             fronts = front_processes(config)
@@ -333,6 +343,15 @@ class HostRuntime:
         notifier.attach()
         self.extras.setdefault("notifier", notifier)
         return notifier
+
+    def _wal_failed(self, error: Exception) -> None:
+        """The WAL sync failed: what the engine commits from now on could not be acknowledged,
+        so the host stops rather than stay up answering nothing (a supervisor restarts it, and
+        SQLite's recovery decides what of the unanswered batches survived)."""
+        self.exit_code = EXIT_WAL_FAILED
+        self.log.event("fatal", reason=str(error), exit_code=EXIT_WAL_FAILED)
+        if self.on_fatal is not None:
+            self.on_fatal(EXIT_WAL_FAILED)
 
     async def stop(self) -> None:
         """Stop listening, answer in-flight requests, close connections and the service.

@@ -15,8 +15,9 @@ worker runs :meth:`WalSyncer.wait_synced` before each call (:attr:`ServiceWorker
 
 A failed fsync cannot be retried safely (Linux may drop the dirty pages it could not write and
 report success next time), so the syncer fails the replies it was covering and every later
-one, and each later worker call raises :class:`WalSyncFailed`: the host answers nothing more
-until it is restarted and SQLite recovers the WAL from what reached the disk.
+one, and each later worker call raises :class:`WalSyncFailed`: the host answers nothing more,
+and stops (exit status 74) so that it is restarted and SQLite recovers the WAL from what
+reached the disk.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ class WalSyncer(Generic[T]):
             except Exception as exc:  # OSError, or a bug: either way nothing is known durable
                 self._failed = WalSyncFailed(
                     f"the WAL could not be synced ({exc}): the host answers nothing more "
-                    "until it is restarted")
+                    "and stops")
                 log.critical("%s; %d batches of requests are not answered", self._failed,
                              len(covered))
         # Handed to the reactor before the worker may go on past wait_synced, so what the

@@ -3,7 +3,7 @@
 The generic flow checks the MAC first and then the terminal. A CUP host answers in this order
 (the mandatory fields, 30, were checked when the request was read):
 
-1. merchant: unknown -> ``03``;
+1. merchant: unknown, or served by another host's partition -> ``03``;
 2. terminal: not registered -> ``97``, registered but not enrolled -> ``58`` (a terminal of
    another merchant is ``03``, as on the generic profile);
 3. signed on, and on the batch of the sign-on (60.2 = the host's batch number) -> else ``77``,
@@ -37,6 +37,7 @@ def _refuse(ctx: Context, code: str, rule: RuleId, detail: str = "") -> Decline:
 def merchant_and_terminal(ctx: Context) -> None:
     """Steps 1 and 2 (before the generic identify stage, which then finds both in order)."""
     host, req = ctx.host, ctx.message
+    stages.served(ctx)  # another host's merchant: 03 before the terminal is looked at
     if host.allow_unknown_terminals:  # development mode enrols what it does not know
         return
     listed = host.config.merchant_of_terminal(req.terminal_id)

@@ -53,6 +53,9 @@ class Services(Protocol):
     def terminal_owner(self, tid: str) -> MerchantConfig | None:
         """The configured merchant owning terminal ``tid``, or None (not listed)."""
 
+    def foreign(self, mid: str) -> str | None:
+        """Why this host does not serve merchant ``mid`` (another partition's), or None."""
+
     def refund_policy(self, merchant: MerchantConfig) -> RefundPolicy:
         """The refund policy that applies to ``merchant``."""
 

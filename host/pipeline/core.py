@@ -38,8 +38,9 @@ from protocol.masking import Pan
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-#: A config, and its merchants by terminal id and by merchant id (:meth:`Pipeline._listed`).
-_Listed = tuple[HostConfig, dict[str, MerchantConfig], dict[str, MerchantConfig]]
+#: A config, its merchants by terminal id and by merchant id, and why this host serves none
+#: of the merchants of other partitions, by merchant id (:meth:`Pipeline._listed`).
+_Listed = tuple[HostConfig, dict[str, MerchantConfig], dict[str, MerchantConfig], dict[str, str]]
 
 
 class Pipeline:
@@ -216,9 +217,15 @@ class Pipeline:
         """The configured merchant owning terminal ``tid``, or None (not listed)."""
         return self._listed()[1].get(tid)
 
+    def foreign(self, mid: str) -> str | None:
+        """Why this host does not serve merchant ``mid`` (listed in another partition), or
+        None when it serves it or the config does not list it."""
+        return self._listed()[3].get(mid)
+
     def _listed(self) -> _Listed:
-        """The config's merchants by id and by terminal, indexed once per config: it is
-        immutable, and scanning the merchant list is dear on every request."""
+        """The config's merchants by id and by terminal, and the refusals of other
+        partitions' merchants, indexed once per config: it is immutable, and scanning the
+        merchant list is dear on every request."""
         listed = self._index
         config = self.config
         if listed is None or listed[0] is not config:
@@ -228,7 +235,9 @@ class Pipeline:
                 by_id.setdefault(merchant.id, merchant)
                 for tid in merchant.terminals:
                     by_terminal.setdefault(tid, merchant)
-            listed = self._index = (config, by_terminal, by_id)
+            foreign = {mid: why for mid, merchant in by_id.items()
+                       if (why := config.foreign_partition(merchant)) is not None}
+            listed = self._index = (config, by_terminal, by_id, foreign)
         return listed
 
     def refund_policy(self, merchant: MerchantConfig) -> RefundPolicy:

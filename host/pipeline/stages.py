@@ -85,10 +85,27 @@ def admitted(ctx: Context) -> None:
         security.admitted(ctx.conn, ctx.request.message, ctx.fields, ctx.now_ms)
 
 
+#: DE44 of a request for a merchant another host serves: 03, as for a merchant this host does
+#: not know, with a detail saying it is known elsewhere (DE44 holds at most 25 characters).
+OTHER_PARTITION = f"{RuleId.UNKNOWN_MERCHANT.value}:NOT_HERE"
+
+
+def served(ctx: Context) -> None:
+    """Raise :class:`Decline` (03, :data:`OTHER_PARTITION`) when the request's merchant is
+    listed in another host's partition; the message log's ``reason`` names both partitions.
+    A merchant the config does not list is left to the terminal checks (development mode
+    serves it on any host)."""
+    why = ctx.host.foreign(ctx.message.merchant_id)
+    if why is not None:
+        refused = plain_reply(ctx.fields, "03", OTHER_PARTITION)
+        raise Decline(Reply(refused.response, {**refused.log, "reason": why}))
+
+
 def identify(ctx: Context, conn: Tx) -> None:
     """Inside the write transaction: the terminal's merchant, its business date and the
     request key. Raises :class:`Decline`: 58 for an unknown terminal (unless development mode
-    enrols it with the default merchant profile), 03 for a mismatched or unknown merchant.
+    enrols it with the default merchant profile), 03 for a mismatched or unknown merchant or
+    one another host serves (:func:`served`).
 
     The request's first reads happen here, in one go (:meth:`TxnStore.arrival`): the
     terminal's row, the answer stored under the request key (:func:`deduplicate`) and the
@@ -99,6 +116,7 @@ def identify(ctx: Context, conn: Tx) -> None:
     owner = host.terminal_owner(tid)
     if owner is not None and owner.id != mid:
         raise Decline(plain_reply(ctx.fields, "03", RuleId.UNKNOWN_MERCHANT.value))
+    served(ctx)
     # The merchant is the message's: a configured terminal's owner, else the merchant the
     # terminal row must name (checked below), so the request key is known before any read.
     merchant = owner if owner is not None else host.merchant_profile(mid)

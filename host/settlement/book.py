@@ -368,12 +368,16 @@ class EngineDesk(SettlementDesk):
                 enrolled = conn.execute(select(terminal.c.merchant_id).distinct()
                                         .where(terminal.c.enrolled == 1)).scalars().all()
             for mid in set(enrolled) - set(self.terms):
-                self.terms[mid] = self.unlisted_terms(mid)
+                if self.settles is None or self.settles(mid):  # not another host's merchant
+                    self.terms[mid] = self.unlisted_terms(mid)
         super().install()
 
     def enrol_unlisted(self, merchant_id: str) -> bool:
-        """:meth:`enrol` a merchant the config does not list; False when already known."""
+        """:meth:`enrol` a merchant the config does not list; False when already known or
+        when another host settles the merchants it does not list."""
         if merchant_id in self.terms or self.unlisted_terms is None:
+            return False
+        if self.settles is not None and not self.settles(merchant_id):
             return False
         return self.enrol(self.unlisted_terms(merchant_id))
 
@@ -433,10 +437,16 @@ def build_desk(service: Any) -> EngineDesk | None:
     clock = service.clock
     if not callable(getattr(clock, "schedule", None)):
         return None
-    notif = getattr(service.config, "notifications", None)
+    config = service.config
+    notif = getattr(config, "notifications", None)
     outbox = Outbox(service.engine, getattr(notif, "file", None))
-    desk = EngineDesk(service.engine, terms_from_config(service.config), clock,
-                      StoreBatchBook(service.store), service.ledger, outbox, service.chain_key)
+    # With several hosts on one database, each settles and notifies its own merchants only.
+    outbox.owns = config.settles
+    terms = {mid: terms for mid, terms in terms_from_config(config).items()
+             if config.settles(mid)}
+    desk = EngineDesk(service.engine, terms, clock, StoreBatchBook(service.store),
+                      service.ledger, outbox, service.chain_key)
+    desk.settles = config.settles
     desk.refund_source = StoreRefundSource(service.engine)
     desk.unlisted_terms = lambda mid: merchant_terms(service.config,
                                                      service.merchant_profile(mid))

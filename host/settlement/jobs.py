@@ -389,6 +389,9 @@ class SettlementDesk:
         """Called after a commit that added notifications (the runtime pumps the webhook)."""
         self.refund_source: RefundSource | None = None
         """Where the refunds report reads the engine's refunds (set by the service's hook)."""
+        self.settles: Callable[[str], bool] | None = None
+        """Whether this desk runs a merchant's jobs when several hosts share the database
+        (:meth:`host.config.HostConfig.settles`); None: every merchant's."""
         with schema_transaction(engine) as conn:
             create_desk_schema(conn, key, self.history_tables, self.history_rules)
 
@@ -414,10 +417,13 @@ class SettlementDesk:
         for mid, day in known.items():
             if mid in self.terms:
                 self._schedule_cutoff(mid, day)
+        owned = self.settles or (lambda mid: True)
         for sid, mid, day in unfunded:
-            self._schedule_funding(sid, mid, day)
+            if owned(mid):  # another host's merchant is funded by that host
+                self._schedule_funding(sid, mid, day)
         for rrn, mid, day in unposted:
-            self._schedule_posting(rrn, mid, day)
+            if owned(mid):
+                self._schedule_posting(rrn, mid, day)
 
     def enrol(self, terms: MerchantTerms) -> bool:
         """Start settling a merchant the config does not list (a terminal enrolled in

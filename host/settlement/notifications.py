@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,9 @@ class Outbox:
         self.on_add: Callable[[], None] | None = None
         """Called by :meth:`add` after each insert, still inside the caller's transaction:
         it must only schedule work for after the commit (the runtime's :class:`Notifier`)."""
+        self.owns: Callable[[str | None], bool] | None = None
+        """Whether this host delivers a merchant's notifications (file and webhook) when
+        several hosts share the database; None: every row's."""
         with schema_transaction(engine) as conn:
             metadata.create_all(conn)
             create_history_triggers(conn, ("notification",), NOTIFICATION_RULES)
@@ -208,6 +211,7 @@ class Outbox:
                 select(notification).where(notification.c.file_written.is_(False))
                 .order_by(notification.c.id)
             ).all()
+            rows = self._owned(rows)
             if not rows:
                 return 0
             self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +233,14 @@ class Outbox:
                        notification.c.attempts < max_attempts)
                 .order_by(notification.c.id)
             ).all()
-        return [_row_dict(row) for row in rows]
+        return [_row_dict(row) for row in self._owned(rows)]
+
+    def _owned(self, rows: Sequence[Any]) -> Sequence[Any]:
+        """The rows of merchants this host delivers for (all without :attr:`owns`)."""
+        owns = self.owns
+        if owns is None:
+            return rows
+        return [row for row in rows if owns(row._mapping["merchant_id"])]
 
     def record_attempt(self, row_id: int, delivered_at: datetime | None, error: str | None) -> None:
         """Count one webhook attempt: delivered (at ``delivered_at``) or failed with ``error``."""

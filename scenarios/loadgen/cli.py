@@ -4,7 +4,7 @@
 
     poslab-bench [--host HOST:PORT | --with-host] [--terminals N] [--duration S]
                  [--mix sale=60,refund=30,void=10] [--db URL] [--ceiling] [--json FILE]
-                 [--profile NAME]
+                 [--profile NAME] [--hosts N]
 
 ``--with-host`` (the default) starts ``poslab-host`` as a subprocess on port 0 with a temporary
 SQLite ledger (or ``--db URL``) and ``--allow-unknown-terminals``, so the bench's terminals
@@ -12,7 +12,8 @@ SQLite ledger (or ``--db URL``) and ``--allow-unknown-terminals``, so the bench'
 same invocation, a bare server that only deframes, decodes, encodes and answers with the same
 codec, and prints the host's throughput as a ratio of it: on a shared, noisy machine only such
 in-run ratios mean something. The generator always runs in this process, the
-servers in their own.
+servers in their own. ``--hosts N`` starts N hosts on one PostgreSQL ``--db``, each serving a
+partition of the merchants (:mod:`scenarios.loadgen.multihost`), and reports each and the total.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import asyncio
 import json
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from protocol import Codec, Money, Pan, currency
-from scenarios.loadgen.driver import LoadRun
+from scenarios.loadgen.driver import LoadRun, Tally
+from scenarios.loadgen.multihost import Share, check_database, merged, shares, write_configs
 from scenarios.loadgen.procs import (
     ServerFailed,
     ServerProcess,
@@ -82,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--front-processes", type=int, choices=range(17), metavar="N",
                    help="with --with-host: the host's front processes (poslab-host "
                         "--front-processes; default: the config's)")
+    p.add_argument("--hosts", type=_positive_int, default=1, metavar="N",
+                   help="with --with-host: N hosts on the one PostgreSQL --db, partitions "
+                        "p1..pN, the terminals split between them, driven at once")
     p.add_argument("--profile", default="iso87-ascii", metavar="NAME", help="wire profile")
     p.add_argument("--ceiling", action="store_true",
                    help="also measure the bare codec server and print the ratio")
@@ -97,10 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _measure(addr: tuple[str, int], codec: Codec, args: argparse.Namespace,
-                   pid: int | None) -> dict[str, Any]:
-    plans = build_plans(codec, args.terminals, args.mix_weights, mid=args.mid,
-                        currency=args.currency, pan=args.pan, seed=args.seed)
+@dataclass
+class _Measured:
+    """One driven server's raw figures: its tally, the measured window and its CPU."""
+
+    tally: Tally
+    elapsed: float
+    cpu_s: float | None
+    rss: int | None
+    split: dict[str, float] | None
+
+    def figures(self) -> dict[str, Any]:
+        """The JSON-able figures (:func:`summarize`)."""
+        return summarize(self.tally, self.elapsed, cpu_s=self.cpu_s, rss=self.rss,
+                         cpu_split=self.split)
+
+
+async def _drive(addr: tuple[str, int], codec: Codec, args: argparse.Namespace,
+                 pid: int | None, share: Share | None = None) -> _Measured:
+    """Drive the server at ``addr`` with ``args.terminals`` terminals (or ``share``'s)."""
+    terminals, mid, prefix = (args.terminals, args.mid, "BN") if share is None else (
+        share.terminals, share.mid, share.tid_prefix)
+    plans = build_plans(codec, terminals, args.mix_weights, mid=mid, currency=args.currency,
+                        pan=args.pan, seed=args.seed, tid_prefix=prefix)
     run = LoadRun(addr[0], addr[1], codec, plans, request_timeout=args.timeout)
     idle = [socket.create_connection(addr) for _ in range(args.idle)]
     snapshots: list[dict[int, float]] = []
@@ -127,14 +152,20 @@ async def _measure(addr: tuple[str, int], codec: Codec, args: argparse.Namespace
         first, last = snapshots
         split = {"engine" if p == pid else f"front {p}": last[p] - first.get(p, 0.0)
                  for p in last}
-    return summarize(run.tally, elapsed, cpu_s=cpu, rss=rss, cpu_split=split)
+    return _Measured(run.tally, elapsed, cpu, rss, split)
 
 
-def _host_argv(args: argparse.Namespace, db: str) -> list[str]:
+async def _measure(addr: tuple[str, int], codec: Codec, args: argparse.Namespace,
+                   pid: int | None) -> dict[str, Any]:
+    return (await _drive(addr, codec, args, pid)).figures()
+
+
+def _host_argv(args: argparse.Namespace, db: str, config: str | None = None) -> list[str]:
     argv = [*python_module("host"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
             "--db", db, "--profile", args.profile, "--allow-unknown-terminals"]
-    if args.config:
-        argv += ["--config", args.config]
+    config = config or args.config
+    if config:
+        argv += ["--config", config]
     if args.front_processes is not None:
         argv += ["--front-processes", str(args.front_processes)]
     return argv
@@ -150,6 +181,45 @@ def _run_server(name: str, argv: list[str], codec: Codec,
         status = server.stop()
     figures["server_exit_status"] = status
     return figures
+
+
+def _run_hosts(db: str, codec: Codec, args: argparse.Namespace
+               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``--hosts N``: N hosts of partitions p1..pN on ``db``, started one after the other (the
+    first creates the schema) and driven at the same time; the figures of each, and in total
+    (CPU summed, per process)."""
+    import tempfile
+
+    every = shares(args.hosts, args.terminals, args.mid)
+    servers: list[ServerProcess] = []
+    with tempfile.TemporaryDirectory(prefix="poslab-bench-hosts-") as directory:
+        configs = write_configs(args.config, every, Path(directory))
+        try:
+            for share, config in zip(every, configs, strict=True):
+                servers.append(ServerProcess(_host_argv(args, db, str(config)),
+                                             name=f"poslab-host {share.partition}"))
+
+            async def drive_all() -> list[_Measured]:
+                return list(await asyncio.gather(*(
+                    _drive(("127.0.0.1", int(server.ready["iso_port"])), codec, args,
+                           server.pid, share) for server, share in zip(servers, every,
+                                                                         strict=True))))
+
+            measured = asyncio.run(drive_all())
+        finally:
+            statuses = [server.stop() for server in servers]
+    per_host = [{"partition": share.partition, "mid": share.mid,
+                 "terminals": share.terminals, **one.figures(), "server_exit_status": status}
+                for share, one, status in zip(every, measured, statuses, strict=True)]
+    cpus = [one.cpu_s for one in measured]
+    split = {f"{share.partition} {name}": seconds
+             for share, one in zip(every, measured, strict=True)
+             for name, seconds in (one.split or {"engine": one.cpu_s or 0.0}).items()}
+    total = summarize(merged([one.tally for one in measured]),
+                      sum(one.elapsed for one in measured) / len(measured),
+                      cpu_s=None if None in cpus else sum(c or 0.0 for c in cpus),
+                      cpu_split=split)
+    return per_host, total
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,7 +247,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             db = str(Path(server_dir.name) / "bench.db")
         result["db"] = "temporary SQLite file" if args.db is None else _safe_url(db)
         try:
-            result["host"] = _run_server("poslab-host", _host_argv(args, db), codec, args)
+            if args.hosts > 1:
+                result["hosts"], result["host"] = _run_hosts(db, codec, args)
+            else:
+                result["host"] = _run_server("poslab-host", _host_argv(args, db), codec, args)
         finally:
             if server_dir is not None:
                 server_dir.cleanup()
@@ -218,8 +291,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--host-pid only applies with --host")
     if len(args.mid) != 15:
         parser.error(f"--mid: must be 15 characters, got {len(args.mid)}")
+    if args.hosts != 1:
+        if args.host is not None:
+            parser.error("--hosts only applies with --with-host")
+        if args.idle:
+            parser.error("--idle applies to one host: leave it out with --hosts")
+        try:
+            shares(args.hosts, args.terminals, args.mid)
+            check_database(args.db)
+        except UsageError as exc:
+            parser.error(str(exc))
     try:
         result = bench(args)
+    except UsageError as exc:  # --hosts: a --config that cannot be read
+        parser.error(str(exc))
     except ServerFailed as exc:
         print(f"poslab-bench: {exc}", file=sys.stderr)
         return 1
@@ -228,7 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if "ceiling" in result:
         print(render("ceiling (bare codec server)", result["ceiling"]))
-    print(render(f"host ({result['target']})", result["host"]))
+    for one in result.get("hosts", ()):
+        print(render(f"host {one['partition']} ({result['target']}, merchant {one['mid']}, "
+                     f"{one['terminals']} terminals)", one))
+    if "hosts" in result:
+        print(render(f"total ({len(result['hosts'])} hosts on one database)", result["host"]))
+    else:
+        print(render(f"host ({result['target']})", result["host"]))
     if "ratio_to_ceiling" in result:
         print(f"host / ceiling: {result['ratio_to_ceiling']:.1%}")
     if args.json:

@@ -4,14 +4,17 @@ and its command-line errors."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from host.config import load_config
 from protocol import Codec, frame, get_profile, parse_request
 from protocol.headers import Encoding, MessageHeader
 from scenarios.loadgen.cli import main
 from scenarios.loadgen.driver import LoadRun, _Terminal
+from scenarios.loadgen.multihost import shares, write_configs
 from scenarios.loadgen.scan import FieldScanner
 from scenarios.loadgen.workload import UsageError, build_plans, parse_mix
 
@@ -125,6 +128,10 @@ def test_scanner_declines_a_profile_with_a_message_header() -> None:
     (["--host", "127.0.0.1:1", "--db", "x.db"], "only apply with --with-host"),
     (["--duration", "-1"], "--duration"),
     (["--pan", "4761739001010118"], "--pan"),
+    (["--hosts", "2"], "--hosts above 1 needs --db with a PostgreSQL URL"),
+    (["--hosts", "2", "--db", "bench.db"], "SQLite has a single writer"),
+    (["--hosts", "3", "--terminals", "2", "--db", "postgresql://h/db"], "at least one each"),
+    (["--hosts", "2", "--host", "127.0.0.1:1"], "--hosts only applies with --with-host"),
 ])
 def test_bad_arguments_exit_2_with_a_message(argv: list[str], text: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,3 +148,19 @@ def test_unreachable_host_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[s
     assert main(["--host", "127.0.0.1:1", "--duration", "0", "--warmup", "0"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("poslab-bench: cannot reach the host") and "Traceback" not in err
+
+
+def test_each_host_of_a_several_host_run_gets_its_partition_and_merchants(tmp_path: Path) -> None:
+    """--hosts 2: terminals split 26/25 with merchants ...01 and ...02; each host's config,
+    based on --config, serves its own partition and lists both merchants with theirs."""
+    base = tmp_path / "base.toml"
+    base.write_text('[server]\nfront_processes = 1\n[[merchants]]\nid = "KEPTMERCHANT001"\n'
+                    '[[merchants]]\nid = "BENCHMERCHANT02"\nname = "replaced"\n')
+    every = shares(2, 51, "BENCHMERCHANT01")
+    assert [(s.partition, s.terminals, s.mid, s.tid_prefix) for s in every] == [
+        ("p1", 26, "BENCHMERCHANT01", "B1"), ("p2", 25, "BENCHMERCHANT02", "B2")]
+    for share, path in zip(every, write_configs(str(base), every, tmp_path), strict=True):
+        config = load_config(str(path))
+        assert (config.partition, config.server.front_processes) == (share.partition, 1)
+        assert [(m.id, m.partition) for m in config.merchants] == [
+            ("KEPTMERCHANT001", None), ("BENCHMERCHANT01", "p1"), ("BENCHMERCHANT02", "p2")]

@@ -180,11 +180,14 @@ def test_a_worker_call_waits_for_the_sync_of_the_batches_before_it(
 def test_a_failed_fsync_fails_its_requests_and_every_later_one(
         worker: ServiceWorker, run: Callable[..., Any]) -> None:
     """An fsync error fails the requests it covered; later requests fail without being run
-    and later worker calls raise: nothing more is answered as if durable."""
+    and later worker calls raise: nothing more is answered as if durable; the host is told
+    once."""
     service = RecordingService()
     sync = HeldSync(error=OSError(5, "Input/output error"))
     sync.release.set()
     committer = GroupCommitter(worker, service, continuous=True, wal=sync)
+    reported: list[Exception] = []
+    committer.on_failed = reported.append
 
     async def scenario() -> list[Any]:
         first = await _result(committer.submit({"11": "000001"}))
@@ -200,6 +203,7 @@ def test_a_failed_fsync_fails_its_requests_and_every_later_one(
     assert isinstance(later, WalSyncFailed) and isinstance(admin, WalSyncFailed)
     assert service.events == ["batch 000001"]  # the later request was never run
     assert sync.calls == 1
+    assert reported == [first]  # the host is told once, so that it stops
 
 
 def _synchronous(engine: Any) -> int:
@@ -260,3 +264,37 @@ def test_the_host_overlaps_only_when_asked(worker: ServiceWorker, tmp_path: Any,
         committer.close()
     finally:
         service.engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_the_host_stops_with_status_74_when_the_wal_cannot_be_synced(tmp_path: Any) -> None:
+    """With the overlap on, a WAL that cannot be synced stops poslab-host with exit status 74
+    and a `fatal` log line, and the request that sync covered is never answered."""
+    import json
+    import os
+    import socket
+    from pathlib import Path
+
+    from protocol import Codec
+    from protocol.framing import frame
+    from scenarios.loadgen.procs import ServerProcess, python_module
+    from scenarios.loadgen.workload import build_plans
+
+    db, log = tmp_path / "ledger.db", tmp_path / "host.log"
+    server = ServerProcess(
+        [*python_module("host"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+         "--db", str(db), "--allow-unknown-terminals", "--log-file", str(log)],
+        name="poslab-host", env={**os.environ, "POSLAB_WAL_OVERLAP": "1"})
+    try:
+        Path(f"{db}-wal").unlink()  # the next sync finds no WAL to sync: it fails
+        codec = Codec()
+        [plan] = build_plans(codec, 1, {"sale": 1}, mid="BENCHMERCHANT01", currency="CNY",
+                             pan="4761739001010119", seed=1, tid_prefix="WS")
+        with socket.create_connection(("127.0.0.1", server.ready["iso_port"]), timeout=20) as s:
+            s.sendall(frame(plan.templates["sale"].render("000001")))
+            assert s.recv(2) == b""  # closed with no answer
+        assert server.proc.wait(timeout=30) == 74
+    finally:
+        server.stop()
+    fatal = [json.loads(line) for line in log.read_text().splitlines() if '"fatal"' in line]
+    assert len(fatal) == 1 and fatal[0]["exit_code"] == 74
+    assert "could not be synced" in fatal[0]["reason"]

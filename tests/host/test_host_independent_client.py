@@ -12,6 +12,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import iso8583
@@ -159,3 +160,39 @@ def test_concurrent_refunds_on_postgresql_hosts(pg_url: str) -> None:
     finally:
         assert first.stop() == 0
         assert second.stop() == 0
+
+
+def _partition_config(path: Path, partition: str) -> str:
+    """A host config serving ``partition``: MID (TID) in p1, another merchant in p2."""
+    path.write_text(f'[server]\npartition = "{partition}"\n'
+                    f'[[merchants]]\nid = "{MID}"\nterminals = ["{TID}"]\npartition = "p1"\n'
+                    '[[merchants]]\nid = "MERCHANT0000002"\nterminals = ["TERM0002"]\n'
+                    'partition = "p2"\n')
+    return str(path)
+
+
+def test_partitioned_hosts_on_postgresql_serve_only_their_merchants(pg_url: str,
+                                                                     tmp_path: Path) -> None:
+    """Hosts of partitions p1 and p2 on one PostgreSQL ledger: a p1 merchant's sale at p1 is
+    approved, its refund at p2 is 03 UNKNOWN_MERCHANT:NOT_HERE, at p1 approved; verify holds."""
+    hosts = []
+    try:
+        for name in ("p1", "p2"):
+            argv = [*python_module("host"), "--listen", "127.0.0.1:0", "--admin",
+                    "127.0.0.1:0", "--db", pg_url,
+                    "--config", _partition_config(tmp_path / f"{name}.toml", name)]
+            hosts.append(ServerProcess(argv, name=f"poslab-host {name}"))
+        own, other = (IsoClient(int(h.ready["iso_port"])) for h in hosts)
+        try:
+            sale = own.send(financial("000000", 10000))
+            assert sale["39"] == "00"
+            elsewhere = other.send(financial("200000", 4000, rrn=sale["37"]))
+            assert (elsewhere["39"], elsewhere["44"]) == ("03", "UNKNOWN_MERCHANT:NOT_HERE")
+            assert own.send(financial("200000", 4000, rrn=sale["37"]))["39"] == "00"
+        finally:
+            own.close()
+            other.close()
+        api = AdminClient(int(hosts[1].ready["admin_port"]), str(hosts[1].ready["admin_token"]))
+        assert api.fetch(verify()).ok
+    finally:
+        assert [h.stop() for h in hosts] == [0] * len(hosts)

@@ -62,6 +62,21 @@ def test_unknown_merchant_is_03_before_the_terminal_check(svc: HostService) -> N
     assert _code(stranger.sale(100)) == ("03", "UNKNOWN_MERCHANT")
 
 
+def test_another_partitions_merchant_is_03_before_the_terminal_check(tmp_path: Path) -> None:
+    """On a host of partition p1, a merchant listed in partition p2 is 03 NOT_HERE, even from
+    a terminal the host never registered (not 97)."""
+    text = config_text() + '[server]\npartition = "p1"\n'
+    text = text.replace(f'id = "{MID}"', f'id = "{MID}"\npartition = "p1"', 1)
+    text += '[[merchants]]\nid = "OTHERPARTITION1"\npartition = "p2"\n'
+    service = HostService(parse_config(tomllib.loads(text), "<test>"),
+                          str(tmp_path / "host.db"), ManualClock(NOW))
+    try:
+        other = CupTerminal(service, tid="TERM9999", mid="OTHERPARTITION1")
+        assert _code(other.sale(100)) == ("03", "UNKNOWN_MERCHANT:NOT_HERE")
+    finally:
+        service.close()
+
+
 def test_unregistered_terminal_of_a_known_merchant_is_97(svc: HostService) -> None:
     """A TID the host never registered is 97 (终端未登记), not the generic 58."""
     assert _code(CupTerminal(svc, tid="TERM9999").sale(100)) == ("97", "UNKNOWN_TERMINAL")
