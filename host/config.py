@@ -25,7 +25,8 @@ with terminal ``TERM0001`` is used)::
     [limits]      protection limits: frames, timers, connections (total, per peer), requests in
                   flight per connection, the longest simulated clock move
     [server]      front_processes: the ISO sockets and codec in N processes of their own;
-                  partition: the merchants this host serves when several share one database
+                  partition: the merchants this host serves when several share one database,
+                  and the ledger chain it writes
     [text_limits] longest free text accepted: DE48 evidence and operator, review approver
     [tls.iso]     TLS on the ISO 8583 port: cert_file, key_file, client_ca_file,
                   require_client_cert, tid_in_certificate
@@ -279,10 +280,13 @@ class ServerSection(_Strict):
         ``[[faults]]`` rules (both live in the host process only).
     :ivar partition: the merchants this host serves when several hosts share one database:
         those whose ``[[merchants]] partition`` is this name (without it, those without one).
+        It also names the ledger chain the host writes (``host.ledger.chains``), so hosts of
+        different partitions post without waiting for each other; None writes the chain
+        ``main``.
     """
 
     front_processes: int = Field(default=0, ge=0, le=16)
-    partition: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,15}$")
+    partition: str | None = Field(default=None, pattern=_PARTITION)
 
 
 class TextLimitsSection(_Strict):

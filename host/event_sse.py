@@ -12,7 +12,10 @@ parameter ``last_event_id``) and gets the events it missed from the bus's replay
 client, or one whose gap is older than the buffer (first a ``reset`` record), gets a ``hello``
 record: ``{"last_id", "ledger_head", "balances", "merchants"}`` -- the net balance per account
 and currency after posting group ``ledger_head``, so it can apply exactly the ``posting`` events
-after it, and each merchant's calendar country, subdivision and time zone.
+after it, and each merchant's calendar country, subdivision and time zone. A host streams its
+own ledger chain (``[server] partition``): ``ledger_head`` is that chain's position, the
+balances are those of its postings, and only its postings follow (their group ids lie in the
+chain's range, so a chain other than ``main`` starts above 2**40).
 A comment line every :data:`KEEPALIVE_S` seconds keeps proxies from closing a quiet stream.
 
 A client that stops reading is not buffered for without end: once :data:`QUEUE_MAX` records wait
@@ -31,6 +34,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from host.event_stream import EventBus, Published, encode
 from host.event_tail import EventTail
+from host.ledger.chains import MAIN_CHAIN, Chain
 from host.logs import MessageLog, safe_line
 
 KEEPALIVE_S = 15.0
@@ -214,7 +218,10 @@ def stream_for(ctx: Any) -> Resource:
     from twisted.internet import reactor
 
     engine = getattr(ctx.service, "engine", None)
-    tail = EventTail(bus, engine, ctx.clock, ctx.call, reactor) if engine is not None else None
+    chain = getattr(getattr(ctx.service, "ledger", None), "chain", None)
+    tail = EventTail(bus, engine, ctx.clock, ctx.call, reactor,
+                     chain=chain if isinstance(chain, Chain) else MAIN_CHAIN
+                     ) if engine is not None else None
     stream = EventStreamResource(bus, tail, ctx.log, reactor, merchant_calendars(ctx))
     ctx.extras["event_stream"] = stream
     return stream

@@ -3,11 +3,16 @@
 Ledger postings, transaction stages (the store's audit events: decided, refunded, review
 opened / approved / rejected ...), settlement cut-offs and notifications are append-only rows
 with increasing ids, and every write of one host runs in its single service worker thread, so
-rows commit in id order. The tail remembers the last id it published per table and, while
-somebody listens, reads the rows past it in the worker thread -- after each answer the server
-sends, and every :data:`POLL_S` seconds for what the clock's jobs did -- and publishes them as
-typed events (:mod:`host.event_stream`). Only committed rows are read, so no event describes
-work a rollback undid. With nobody listening it reads nothing; when a listener comes back it
+rows commit in id order. Postings are read from the host's own ledger chain only
+(:mod:`host.ledger.chains`): another host on the same database writes another chain, whose
+groups have ids of their own range and may commit in any order against this one's, so they are
+neither published here nor able to make the tail skip one of its own.
+
+The tail remembers the last id it published per table and, while somebody listens, reads the
+rows past it in the worker thread -- after each answer the server sends, and every
+:data:`POLL_S` seconds for what the clock's jobs did -- and publishes them as typed events
+(:mod:`host.event_stream`). Only committed rows are read, so no event describes work a rollback
+undid. With nobody listening it reads nothing; when a listener comes back it
 catches up from where it stopped.
 
 A frozen simulated clock that moved between two reads gives a :class:`ClockEvent`.
@@ -33,6 +38,7 @@ from host.event_stream import (
     StageEvent,
     StreamEvent,
 )
+from host.ledger.chains import MAIN_CHAIN, Chain
 from host.ledger.schema import ledger_entry, posting_group
 from host.settlement.jobs import settlement
 from host.settlement.notifications import notification
@@ -50,7 +56,8 @@ BlockingCall = Callable[..., "Deferred[Any]"]
 
 @dataclass
 class Positions:
-    """The last id published per table."""
+    """The last id published per table (``group``: in the host's chain, its base when the
+    chain is empty)."""
 
     group: int = 0
     event: int = 0
@@ -60,12 +67,13 @@ class Positions:
 
 class EventTail:
     """Publishes new committed rows of ``engine`` on ``bus``; reads run through ``call`` (the
-    service worker), timed by ``reactor``."""
+    service worker), timed by ``reactor``; postings of ``chain`` only."""
 
     def __init__(self, bus: EventBus, engine: Engine, clock: Any, call: BlockingCall,
-                 reactor: Any, poll_s: float = POLL_S) -> None:
+                 reactor: Any, poll_s: float = POLL_S, chain: Chain = MAIN_CHAIN) -> None:
         self.bus = bus
         self.engine = engine
+        self.chain = chain
         self.clock = clock
         self.call = call
         self.reactor = reactor
@@ -117,7 +125,8 @@ class EventTail:
 
     def snapshot(self) -> Deferred[dict[str, Any]]:
         """Publish what is pending, then ``{"ledger_head", "balances"}`` as of exactly that
-        point (one worker call: no write can come between)."""
+        point (one worker call: no write can come between): the chain's position and the
+        balances of its postings up to there."""
         return self.call(self._snapshot)
 
     # -- reading (worker thread) -----------------------------------------------------------------
@@ -129,7 +138,8 @@ class EventTail:
             rows = conn.execute(
                 select(ledger_entry.c.account, ledger_entry.c.currency, ledger_entry.c.side,
                        func.sum(ledger_entry.c.amount_minor))
-                .where(ledger_entry.c.group_id <= self.pos.group)
+                .where(ledger_entry.c.group_id > self.chain.base,
+                       ledger_entry.c.group_id <= self.pos.group)
                 .group_by(ledger_entry.c.account, ledger_entry.c.currency,
                           ledger_entry.c.side)).all()
             conn.rollback()
@@ -183,12 +193,16 @@ class EventTail:
                 return 0
             return int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
 
-        return Positions(top(posting_group), top(event_table), top(settlement),
-                         top(notification))
+        chain = self.chain
+        group = int(conn.execute(select(func.coalesce(func.max(posting_group.c.id), chain.base))
+                                 .where(posting_group.c.id > chain.base,
+                                        posting_group.c.id < chain.end)).scalar_one())
+        return Positions(group, top(event_table), top(settlement), top(notification))
 
     def _postings(self, conn: Connection) -> list[StreamEvent]:
         assert self.pos is not None
-        groups = conn.execute(select(posting_group).where(posting_group.c.id > self.pos.group)
+        groups = conn.execute(select(posting_group).where(posting_group.c.id > self.pos.group,
+                                                          posting_group.c.id < self.chain.end)
                               .order_by(posting_group.c.id).limit(BATCH)).all()
         if not groups:
             return []

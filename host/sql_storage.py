@@ -2,7 +2,8 @@
 
 :meth:`SqlStorage.open` is what starting a host does to its database: find or create the
 ledger's chain key next to it, open the engine (WAL and the configured ``synchronous`` on
-SQLite), create the ledger and store schemas, and read the card-hash key. The composition root
+SQLite), create the ledger and store schemas (registering the host's ledger chain,
+``[server] partition``), and read the card-hash key. The composition root
 (:mod:`host.runtime`) calls it and hands the result to :class:`~host.service.HostService`.
 """
 
@@ -27,6 +28,7 @@ from host.ledger import (
     pending,
     schema_transaction,
 )
+from host.ledger.chains import MAIN
 from host.ledger.db_retry import run_retrying
 from host.ledger.prepared import run_plain
 from host.security.tables import create_security_schema
@@ -67,11 +69,11 @@ class SqlStorage:
         engine = open_engine(db_url, synchronous=config.host.sqlite_synchronous)
         store = Store(chain_key, config.host.rrn_prefix)
         with schema_transaction(engine) as conn:
-            create_schema(conn, chain_key)
+            chain = create_schema(conn, chain_key, _partition(config))
             create_store_schema(conn)
             create_security_schema(conn)
             card_key = store.card_key(conn, config.host.card_hash_key)
-        return cls(engine, chain_key, store, Ledger(chain_key), card_key)
+        return cls(engine, chain_key, store, Ledger(chain_key, chain), card_key)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -127,6 +129,12 @@ class SqlStorage:
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
+
+
+def _partition(config: HostConfig) -> str:
+    """The ledger chain this host writes: ``[server] partition``, else ``main`` (a test's
+    config double may have no ``server`` section)."""
+    return getattr(getattr(config, "server", None), "partition", None) or MAIN
 
 
 def _chain_key(db_url: str, configured: str | None) -> ChainKey:

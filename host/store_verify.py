@@ -30,11 +30,12 @@ from host.domain import ReviewState, TxnKind, TxnState
 from host.ledger.anchor import Anchor
 from host.ledger.book import Group
 from host.ledger.chain import ChainKey, key_path, read_key
-from host.ledger.schema import posting_group, request_log
+from host.ledger.schema import request_log
 from host.ledger.verify import (
     ExtraCheck,
     Violation,
     effective_groups,
+    read_groups,
     verify_database,
 )
 from host.settlement.verify import settlement_checks
@@ -88,12 +89,7 @@ class _History:
     def __init__(self, conn: Connection, key: ChainKey) -> None:
         self.conn, self.key = conn, key
         self.out: list[Violation] = []
-        rows = conn.execute(select(posting_group)).all()
-        self.groups = {int(r.id): Group(int(r.id), r.kind, r.reference,
-                                        None if r.reverses is None else int(r.reverses),
-                                        None if r.parent_id is None else int(r.parent_id),
-                                        r.currency, int(r.amount_minor), int(r.at_ms), r.memo)
-                       for r in rows}
+        self.groups = {g.id: g for g in read_groups(conn)}
         self.effective = effective_groups(list(self.groups.values()))
         self.reversers: dict[int, list[Group]] = defaultdict(list)
         self.by_reference: dict[str, list[Group]] = defaultdict(list)

@@ -2,8 +2,9 @@
 
 * :class:`Ladder` -- the message ladder: one :class:`Rung` per ISO message, oldest first;
 * :class:`TAccounts` -- ledger accounts as T-accounts: the opening balance from the stream's
-  ``hello`` (as of posting group ``ledger_head``), then each later ``posting`` event's legs with
-  the running balance after it;
+  ``hello`` (as of posting group ``ledger_head``, the position in the host's ledger chain), then
+  each later ``posting`` event's legs with the running balance after it (group ids compare
+  within that one chain, the only one the host streams);
 * :func:`refund_board` -- the life cycle of a sale's refund as :class:`Stage` s, from the admin
   API's transaction views and notifications.
 

@@ -6,13 +6,15 @@ nothing of ISO 8583, terminals or refunds. Every function takes the caller's ope
 check, its postings and its stored response commit together (the response is sent only after
 that commit).
 
-Hash chain: group ``n`` stores ``prev_hash`` = hash of group ``n-1`` (``0`` * 64 for the first)
-and ``hash`` = the chain key's MAC (:mod:`host.ledger.chain`) of the compact JSON
-of ``[prev_hash, id, kind, reference, reverses, parent_id, currency, amount_minor, at_ms, memo,
-entries]`` where entries are ``[account, side, amount_minor]`` in insertion order. The head row
-keeps the last id and hash, the number of entries and its own MAC. Changing any stored byte of
-history breaks the chain from that group on, and without the key nobody can compute the hashes
-again (:mod:`host.ledger.verify`).
+Hash chain: a group stores ``prev_hash`` = hash of the previous group of its chain (``0`` * 64
+for the first; :mod:`host.ledger.chains`) and ``hash`` = the chain key's MAC
+(:mod:`host.ledger.chain`) of the compact JSON of ``[prev_hash, id, kind, reference, reverses,
+parent_id, currency, amount_minor, at_ms, memo, entries]`` where entries are ``[account, side,
+amount_minor]`` in insertion order. The chain's head row keeps the last id and hash, the number
+of entries and its own MAC. The chain's name is not in the document: the id is, and each
+chain's ids lie in a range of their own. Changing any stored byte of history breaks the chain
+from that group on, and without the key nobody can compute the hashes again
+(:mod:`host.ledger.verify`).
 
 Effective: a group is effective unless an effective group reverses it (a reversal that was
 itself reversed no longer counts), so voiding a sale and then reversing the void makes the
@@ -51,23 +53,26 @@ from sqlalchemy import (
 
 from host.ledger import pending
 from host.ledger.chain import ChainKey
+from host.ledger.chains import MAIN_CHAIN, Chain, head_mac
 from host.ledger.prepared import Prepared, fast_path
-from host.ledger.schema import head_mac, ledger_entry, ledger_head, posting_group, request_log
+from host.ledger.schema import ledger_entry, ledger_head, posting_group, request_log
 
 # Statements of the posting path, built once and run as prepared statements (building and
 # executing Core statements per call costs more CPU than the database's own work;
 # docs/performance.md, host.ledger.prepared).
+# The head row is the writer's own chain's (``head_chain``): writers of other chains lock other
+# rows (host.ledger.chains).
+_THIS_HEAD = ledger_head.c.chain == bindparam("head_chain", type_=String)
 _HEAD_LOCKED = Prepared(select(ledger_head.c.last_id, ledger_head.c.last_hash,
-                               ledger_head.c.entries).where(
-    ledger_head.c.id == 1).with_for_update())
-_HEAD_UPDATE = Prepared(update(ledger_head).where(ledger_head.c.id == 1))
+                               ledger_head.c.entries).where(_THIS_HEAD).with_for_update())
+_HEAD_UPDATE = Prepared(update(ledger_head).where(_THIS_HEAD))
 _HEAD_ADVANCE = Prepared(update(ledger_head).where(
-    ledger_head.c.id == 1, ledger_head.c.last_id == bindparam("seen_id"),
+    _THIS_HEAD, ledger_head.c.last_id == bindparam("seen_id"),
     ledger_head.c.last_hash == bindparam("seen_hash"),
     ledger_head.c.entries == bindparam("seen_entries")))
 _GROUP_INSERT = Prepared(insert(posting_group))
 _GROUP_COLUMNS = ("id", "kind", "reference", "reverses", "parent_id", "currency", "amount_minor",
-                  "at_ms", "memo", "prev_hash", "hash")
+                  "at_ms", "memo", "prev_hash", "hash", "chain")
 # A group appended only while its predecessor is still there (see Ledger, "deferred head").
 _GROUP_APPEND = Prepared(insert(posting_group).from_select(
     list(_GROUP_COLUMNS),
@@ -80,7 +85,7 @@ _GROUP_APPEND = Prepared(insert(posting_group).from_select(
 # values are bound as ``g_<column>``: the nested UPDATE would take a key named like one of
 # the head's columns (``id``) as a column to set.
 _HEAD_ADVANCED = update(ledger_head).where(
-    ledger_head.c.id == 1, ledger_head.c.last_id == bindparam("seen_id"),
+    _THIS_HEAD, ledger_head.c.last_id == bindparam("seen_id"),
     ledger_head.c.last_hash == bindparam("seen_hash"),
     ledger_head.c.entries == bindparam("seen_entries")).values(
     last_id=bindparam("g_id", type_=BigInteger), last_hash=bindparam("g_hash", type_=String),
@@ -102,16 +107,19 @@ _GROUP_AFTER_HEAD = Prepared(_group_after(_HEAD_ADVANCED.cte("head")))
 _GUARD_NAME = "poslab_group"
 _GUARD_STMT = select(func.count()).select_from(
     _group_after(_HEAD_ADVANCED.cte("poslab_head")).cte(_GUARD_NAME))
-# Per dialect name: the CTEs' text and the values of its own literals (``id = 1``), or None.
+# Per dialect name: the CTEs' text and the values of its own literals (if any), or None.
 _GUARD_CTES: dict[str, tuple[str, dict[str, Any]] | None] = {}
 # The head moved to a group only while that group is still there.
-_HEAD_FLUSH = Prepared(update(ledger_head).where(ledger_head.c.id == 1, exists().where(
+_HEAD_FLUSH = Prepared(update(ledger_head).where(_THIS_HEAD, exists().where(
     posting_group.c.id == bindparam("last_id_"), posting_group.c.hash == bindparam("last_hash_"))))
+# Within the chain's id range: ``after`` up to ``before`` (its end).
 _LAST_GROUP = Prepared(select(posting_group.c.id, posting_group.c.hash)
-                       .where(posting_group.c.id > bindparam("after"))
+                       .where(posting_group.c.id > bindparam("after"),
+                              posting_group.c.id < bindparam("before"))
                        .order_by(posting_group.c.id.desc()).limit(1))
 _ENTRIES_AFTER = Prepared(select(func.count()).select_from(ledger_entry)
-                          .where(ledger_entry.c.group_id > bindparam("after")))
+                          .where(ledger_entry.c.group_id > bindparam("after"),
+                                 ledger_entry.c.group_id < bindparam("before")))
 _ENTRY_INSERT = Prepared(insert(ledger_entry))
 _ENTRIES = Prepared(select(ledger_entry.c.account, ledger_entry.c.side, ledger_entry.c.amount_minor)
             .where(ledger_entry.c.group_id == bindparam("gid")).order_by(ledger_entry.c.id))
@@ -156,12 +164,13 @@ def group_hash(key: ChainKey, prev_hash: str, group: Group, entries: Sequence[En
                     [[a, s, int(m)] for a, s, m in entries]])
 
 
-def _group_row(group: Group, prev_hash: str, digest: str) -> dict[str, Any]:
-    """The ``posting_group`` row of ``group``."""
+def _group_row(group: Group, prev_hash: str, digest: str, chain: str) -> dict[str, Any]:
+    """The ``posting_group`` row of ``group`` on ``chain``."""
     return {"id": group.id, "kind": group.kind, "reference": group.reference,
             "reverses": group.reverses, "parent_id": group.parent_id,
             "currency": group.currency, "amount_minor": group.amount_minor,
-            "at_ms": group.at_ms, "memo": group.memo, "prev_hash": prev_hash, "hash": digest}
+            "at_ms": group.at_ms, "memo": group.memo, "prev_hash": prev_hash, "hash": digest,
+            "chain": chain}
 
 
 def request_mac(key: ChainKey, rkey: str, fingerprint: str, result: str, at_ms: int) -> str:
@@ -217,7 +226,8 @@ class _Open:
 class Ledger:
     """Double-entry book on the caller's connection (safe to share between threads).
 
-    ``key`` is the chain key every hash is made with. The only state is a hint: the chain head
+    ``key`` is the chain key every hash is made with, ``chain`` the chain this instance writes
+    (:mod:`host.ledger.chains`; its ids, its head row). The only state is a hint: the chain head
     this instance last wrote. A posting first tries to advance the stored head *from that hint*
     with one conditional UPDATE (``WHERE last_id, last_hash, entries = hint``), which also
     takes the head's row lock; when another writer (another service on the same database, a
@@ -238,8 +248,10 @@ class Ledger:
     data-modifying ``WITH``): one round trip, and no group when the head did not move.
     """
 
-    def __init__(self, key: ChainKey) -> None:
+    def __init__(self, key: ChainKey, chain: Chain = MAIN_CHAIN) -> None:
         self.key = key
+        self.chain = chain
+        self._head_row = {"head_chain": chain.name}  # parameters naming its head row
         self._head: Head | None = None
 
     def post_group(self, conn: Connection, entries: Sequence[Entry], *, currency: str,
@@ -252,6 +264,7 @@ class Ledger:
         """
         amount = _check(entries)
         key = self.key
+        name = self.chain.name
         info = conn.info
         open_: _Open | None = info.get(_OPEN)
         if open_ is not None:
@@ -271,14 +284,15 @@ class Ledger:
             prev, digest = hint[1], group_hash(key, hint[1], group, entries)
             count = hint[2] + len(entries)
             seen = {"seen_id": hint[0], "seen_hash": prev, "seen_entries": hint[2]}
-            mac = head_mac(key, group.id, digest, count)
+            mac = head_mac(key, group.id, digest, count, name)
             if sqlite:
                 advanced = _HEAD_ADVANCE.run(conn, {
                     **seen, "last_id": group.id, "last_hash": digest, "entries": count,
-                    "mac": mac}).rowcount == 1
+                    "mac": mac, "head_chain": name}).rowcount == 1
             else:
-                params = {**seen, "head_entries": count, "head_mac": mac,
-                          **{f"g_{k}": v for k, v in _group_row(group, prev, digest).items()}}
+                params = {**seen, "head_entries": count, "head_mac": mac, "head_chain": name,
+                          **{f"g_{k}": v
+                             for k, v in _group_row(group, prev, digest, name).items()}}
                 lead = _guard_ctes(conn) if pending.may_guard(conn) and fast_path(conn) \
                     else None
                 if lead is not None:  # sent with the request's writes; a miss runs it again
@@ -290,15 +304,16 @@ class Ledger:
             if not advanced:
                 hint = None
         if hint is None:
-            head = _HEAD_LOCKED.run(conn).one()
+            head = _HEAD_LOCKED.run(conn, self._head_row).one()
             group = Group(int(head.last_id) + 1, kind, reference, reverses, parent_id, currency,
                           amount, at_ms, memo)
             prev, digest = head.last_hash, group_hash(key, head.last_hash, group, entries)
             count = int(head.entries) + len(entries)
             _HEAD_UPDATE.run(conn, {"last_id": group.id, "last_hash": digest, "entries": count,
-                                    "mac": head_mac(key, group.id, digest, count)})
+                                    "mac": head_mac(key, group.id, digest, count, name),
+                                    "head_chain": name})
         if not written:
-            _GROUP_INSERT.run(conn, _group_row(group, prev, digest))
+            _GROUP_INSERT.run(conn, _group_row(group, prev, digest, name))
         # PostgreSQL: the entries go with the request's other writes (host.ledger.pending).
         _ENTRY_INSERT.later_many(conn, [
             {"group_id": group.id, "account": a, "side": s, "amount_minor": m,
@@ -327,7 +342,7 @@ class Ledger:
                 "id": group.id, "kind": kind, "reference": reference, "reverses": reverses,
                 "parent_id": parent_id, "currency": currency, "amount_minor": amount,
                 "at_ms": at_ms, "memo": memo, "prev_hash": prev, "hash": digest,
-                "prev_id": last_id}).rowcount != 1:
+                "chain": self.chain.name, "prev_id": last_id}).rowcount != 1:
             return None
         _ENTRY_INSERT.run_many(conn, [
             {"group_id": group.id, "account": a, "side": s, "amount_minor": m,
@@ -458,10 +473,12 @@ def _flush_head(conn: Connection) -> None:
     if open_ is None or open_.pending == open_.stored or open_.txn is not conn.get_transaction():
         return
     last_id, last_hash, count = open_.pending
-    key = open_.ledger.key
+    ledger = open_.ledger
+    name = ledger.chain.name
     if _HEAD_FLUSH.run(conn, {"last_id_": last_id, "last_hash_": last_hash, "last_id": last_id,
-                              "last_hash": last_hash, "entries": count,
-                              "mac": head_mac(key, last_id, last_hash, count)}).rowcount != 1:
+                              "last_hash": last_hash, "entries": count, "head_chain": name,
+                              "mac": head_mac(ledger.key, last_id, last_hash, count, name)}
+                       ).rowcount != 1:
         open_.pending = _resync(conn, open_)  # the newest postings were rolled back
     open_.ledger._head = open_.pending
 
@@ -478,15 +495,18 @@ def _resync(conn: Connection, open_: _Open) -> Head:
 
     The head row always holds a whole prefix of the chain (the transaction's first posting
     wrote it, or it is as committed before); what lies beyond it is this transaction's."""
-    head = _HEAD_LOCKED.run(conn).one()
+    chain = open_.ledger.chain
+    head = _HEAD_LOCKED.run(conn, open_.ledger._head_row).one()
     after = int(head.last_id)
-    last = _LAST_GROUP.run(conn, {"after": after}).first()
+    span = {"after": after, "before": chain.end}
+    last = _LAST_GROUP.run(conn, span).first()
     if last is None:
         return (after, head.last_hash, int(head.entries))
-    count = int(head.entries) + int(_ENTRIES_AFTER.run(conn, {"after": after}).scalar_one())
+    count = int(head.entries) + int(_ENTRIES_AFTER.run(conn, span).scalar_one())
     found = (int(last.id), str(last.hash), count)
     _HEAD_UPDATE.run(conn, {"last_id": found[0], "last_hash": found[1], "entries": count,
-                            "mac": head_mac(open_.ledger.key, *found)})
+                            "mac": head_mac(open_.ledger.key, *found, chain.name),
+                            "head_chain": chain.name})
     open_.stored = open_.pending = found
     return found
 

@@ -8,16 +8,20 @@
     sum of effective children never exceeds the parent, invariant I9), ``currency``,
     ``amount_minor`` (sum of the debits), ``at_ms`` (host clock), ``memo``, ``prev_hash`` and
     ``hash`` (keyed MAC chain, see :mod:`host.ledger.book` and
-    :mod:`host.ledger.chain`).
+    :mod:`host.ledger.chain`), ``chain`` (the chain it belongs to; its id lies in that chain's
+    range, and ``prev_hash`` is the hash of the chain's previous group).
 ``ledger_entry``
     One leg of a group: ``group_id``, ``account``, ``side`` (``D``/``C``), ``amount_minor``
     (> 0), ``currency``.
 ``ledger_head``
-    One row: the last group's id and hash, the number of entries, ``mac`` (the chain key's MAC
-    over those three, so the head cannot be wound back without the key) and ``key_check``
-    (identifies the chain key the ledger is written with, and its MAC scheme). Writers lock
-    it (``FOR UPDATE`` on PostgreSQL; the SQLite write lock covers it) so the chain never
-    forks.
+    One row per chain (:mod:`host.ledger.chains`), found by its ``chain`` name (``id`` is its
+    slot + 1): the chain's last group id and hash, its number of entries, ``mac`` (the chain
+    key's MAC over those three and the chain's name, so the head cannot be wound back without
+    the key) and ``key_check`` (identifies the chain key the ledger is written with, and its MAC
+    scheme). Writers lock their chain's row (``FOR UPDATE`` on PostgreSQL; the SQLite write
+    lock covers it) so the chain never forks; writers of other chains do not wait for it.
+``ledger_registry``
+    One row: the list of chains with their slots and its MAC (a chain deleted whole shows).
 ``request_log``
     Idempotency records: an opaque key, the fingerprint of the request's content, the stored
     result (JSON text) and ``mac`` over all of them. A key is recorded once (primary key,
@@ -29,7 +33,9 @@ Triggers on SQLite and PostgreSQL refuse UPDATE and DELETE on ``posting_group``,
 the keyed MACs instead (:mod:`host.ledger.verify`).
 
 A database written before the chain was keyed has no ``ledger_head.mac``: :func:`create_schema`
-refuses it with :class:`SchemaVersionError` rather than mix unkeyed and keyed history.
+refuses it with :class:`SchemaVersionError` rather than mix unkeyed and keyed history. One
+written before chains gains the ``chain`` columns in place (every row is ``main``, nothing is
+re-MAC'd) and a registry listing ``main``.
 """
 
 from __future__ import annotations
@@ -50,11 +56,21 @@ from sqlalchemy import (
     Table,
     Text,
     inspect,
+    select,
     text,
 )
 from sqlalchemy.schema import CreateIndex
 
 from host.ledger.chain import ChainKey, ChainKeyError
+from host.ledger.chains import (
+    MAIN,
+    Chain,
+    head_mac,
+    next_slot,
+    parse_registry,
+    registry_mac,
+    registry_text,
+)
 
 metadata = MetaData()
 _REVERSES_SET = text("reverses IS NOT NULL")
@@ -74,6 +90,7 @@ posting_group = Table(
     Column("memo", Text, nullable=False, default=""),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("chain", String(16), nullable=False, server_default=MAIN),
     Index("ix_group_reference", "reference"),
     # Only reversals have ``reverses``; no query looks groups up by ``parent_id``.
     Index("ix_group_reverses_set", "reverses", sqlite_where=_REVERSES_SET,
@@ -101,6 +118,15 @@ ledger_head = Table(
     Column("entries", BigInteger, nullable=False),
     Column("mac", String(64), nullable=False),
     Column("key_check", String(64), nullable=False),
+    Column("chain", String(16), nullable=False, server_default=MAIN),
+    Index("ux_head_chain", "chain", unique=True),
+)  # fmt: skip
+
+ledger_registry = Table(
+    "ledger_registry", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("chains", Text, nullable=False),
+    Column("mac", String(64), nullable=False),
 )  # fmt: skip
 
 request_log = Table(
@@ -130,31 +156,76 @@ class SchemaVersionError(Exception):
     """The database was written by a poslab version whose ledger this one cannot extend."""
 
 
-def head_mac(key: ChainKey, last_id: int, last_hash: str, entries: int) -> str:
-    """The MAC of the chain head (its last id, last hash and entry count)."""
-    return key.mac_text(f"head|{last_id}|{last_hash}|{entries}")
+class ChainRegistryError(Exception):
+    """The chain registry is missing or altered: the host does not add a chain to it."""
 
 
-def create_schema(conn: Connection, key: ChainKey) -> None:
-    """Create the tables, the head row and the append-only triggers (idempotent).
+def create_schema(conn: Connection, key: ChainKey, chain: str = MAIN) -> Chain:
+    """Create the tables, the append-only triggers and the head row of ``chain``, registering
+    the chain when it is new (idempotent); return the chain (its slot gives its id range).
 
     ``key`` switches to the MAC scheme of an existing ledger (:meth:`ChainKey.adopt`); a new
     ledger gets the key's own. Raises :class:`SchemaVersionError` on a ledger from before the
-    keyed chain and :class:`~host.ledger.chain.ChainKeyError` on one written with another chain
-    key."""
+    keyed chain, :class:`~host.ledger.chain.ChainKeyError` on one written with another chain
+    key and :class:`ChainRegistryError` when a new chain would join a registry that is gone or
+    altered. Run under :func:`host.ledger.db.schema_transaction`, so hosts starting together
+    register one after the other."""
     check_schema_version(conn)
     metadata.create_all(conn)
+    upgraded = _add_chain_columns(conn)
     update_indexes(conn, metadata, RETIRED_INDEXES)
-    head = conn.execute(ledger_head.select()).first()
-    if head is None:
-        conn.execute(ledger_head.insert().values(
-            id=1, last_id=0, last_hash=GENESIS_HASH, entries=0, key_check=key.check,
-            mac=head_mac(key, 0, GENESIS_HASH, 0)))
-    elif not key.adopt(head.key_check):  # an older ledger keeps its own MAC scheme
+    mine = _register(conn, key, chain, upgraded)
+    create_append_only_triggers(conn, APPEND_ONLY_TABLES)
+    return mine
+
+
+def _add_chain_columns(conn: Connection) -> bool:
+    """Give a database from before chains its ``chain`` columns (every row: ``main``); True
+    when the head row got one now. On PostgreSQL 11+ and SQLite adding a column with a constant
+    default rewrites no row, and no trigger fires."""
+    inspector = inspect(conn)
+    upgraded = False
+    for table in (ledger_head, posting_group):
+        if "chain" not in {c["name"] for c in inspector.get_columns(table.name)}:
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN chain VARCHAR(16) "
+                              f"NOT NULL DEFAULT '{MAIN}'"))
+            upgraded = upgraded or table is ledger_head
+    return upgraded
+
+
+def _register(conn: Connection, key: ChainKey, name: str, upgraded: bool) -> Chain:
+    """The chain ``name``; its head row and registry entry are written when it is new.
+
+    An existing chain is taken from its head row (``id`` = slot + 1) whatever the registry
+    says: a registry that was tampered with is verify's to report, not a reason to stop."""
+    registry = conn.execute(select(ledger_registry).where(ledger_registry.c.id == 1)
+                            .with_for_update()).first()
+    heads = conn.execute(select(ledger_head).order_by(ledger_head.c.id)).all()
+    if heads and not key.adopt(heads[0].key_check):  # an older ledger keeps its MAC scheme
         raise ChainKeyError(
             f"the ledger in this database was written with a different chain key than the one "
             f"in {key.path}: start with the key file it was written with")
-    create_append_only_triggers(conn, APPEND_ONLY_TABLES)
+    listed = None if registry is None else str(registry.chains)
+    if listed is None and (upgraded or not heads):  # a new ledger, or one from before chains
+        listed = registry_text([Chain(h.chain, int(h.id) - 1) for h in heads])
+        conn.execute(ledger_registry.insert().values(id=1, chains=listed,
+                                                     mac=registry_mac(key, listed)))
+    for head in heads:
+        if head.chain == name:
+            return Chain(name, int(head.id) - 1)
+    if listed is None or registry is not None and registry.mac != registry_mac(key, listed):
+        raise ChainRegistryError(
+            f"cannot add the ledger chain {name!r}: the chain registry is "
+            f"{'missing' if listed is None else 'altered'}; run 'poslab-host ledger verify'")
+    chains = parse_registry(listed)
+    new = Chain(name, next_slot(chains, name))
+    conn.execute(ledger_head.insert().values(
+        id=new.slot + 1, chain=name, last_id=new.base, last_hash=GENESIS_HASH, entries=0,
+        key_check=key.check, mac=head_mac(key, new.base, GENESIS_HASH, 0, name)))
+    listed = registry_text([*chains, new])
+    conn.execute(ledger_registry.update().where(ledger_registry.c.id == 1).values(
+        chains=listed, mac=registry_mac(key, listed)))
+    return new
 
 
 def check_schema_version(conn: Connection) -> None:

@@ -12,13 +12,15 @@ account or key concerned, so a person can find the row. Checks:
         children sum to at most the parent's amount, and to 0 when the parent is not effective
 ``KEY``    the ledger was written with the chain key verify was given (else nothing else is
            checked: every hash would fail and say nothing useful)
-``HEAD``   the head row's MAC holds, and its last id, last hash and entry count are those of
-           the stored chain (deleting the newest groups and winding the head back shows here)
-``CHAIN``  group ids run 1, 2, 3 ... without a gap, every group's ``prev_hash`` is its
-           predecessor's hash and its ``hash`` recomputes under the chain key
+``REGISTRY``, ``HEAD``, ``CHAIN``  every chain (:mod:`host.ledger.chains`) is registered and
+           whole: its head's MAC holds and matches its last group, its ids run without a gap,
+           its groups link and recompute under the chain key (:mod:`host.ledger.verify_chains`;
+           each detail names the chain). Deleting the newest groups and winding the head back,
+           or deleting a chain whole, shows here.
 ``REQUEST``  every stored reply (``request_log`` row) still carries its MAC
 ``ANCHOR`` (when given) the chain still holds the anchored hash at the anchored position
 
+The balance and invariant checks (I1 ... I9) run over the groups of every chain together.
 Extra checks (e.g. the transaction store's) are callables ``(conn) -> list[violation]``.
 """
 
@@ -31,18 +33,18 @@ from typing import Any
 from sqlalchemy import Connection, case, func, select
 
 from host.ledger.anchor import Anchor
-from host.ledger.book import Group, group_hash, request_mac
+from host.ledger.book import Group, request_mac
 from host.ledger.chain import ChainKey, ChainKeyError, key_path, read_key
+from host.ledger.chains import MAIN, MAIN_CHAIN, head_mac
 from host.ledger.db import open_engine
 from host.ledger.schema import (
     GENESIS_HASH,
     check_schema_version,
-    head_mac,
     ledger_entry,
-    ledger_head,
     posting_group,
     request_log,
 )
+from host.ledger.verify_chains import check_chains, group_chains, has_chains, head_rows
 
 Violation = dict[str, str]
 ExtraCheck = Callable[[Connection], list[Violation]]
@@ -60,18 +62,15 @@ def verify_connection(conn: Connection, key: ChainKey,
     Raises :class:`~host.ledger.schema.SchemaVersionError` on a ledger from before the keyed
     chain."""
     check_schema_version(conn)
-    head = conn.execute(select(ledger_head)).first()
-    if head is None or not key.adopt(head.key_check):
-        why = ("the ledger has no head row" if head is None else
+    chains = has_chains(conn)
+    heads = head_rows(conn, chains)
+    if not heads or not key.adopt(heads[0].key_check):
+        why = ("the ledger has no head row" if not heads else
                f"the ledger was written with a different chain key than the one in {key.path}"
                f"; no hash can be checked with this key")
         return {"ok": False, "violations": [_v("KEY", why)],
                 "checked": {"groups": 0, "entries": 0}}
-    groups = [Group(int(r.id), r.kind, r.reference,
-                    None if r.reverses is None else int(r.reverses),
-                    None if r.parent_id is None else int(r.parent_id),
-                    r.currency, int(r.amount_minor), int(r.at_ms), r.memo)
-              for r in conn.execute(select(posting_group).order_by(posting_group.c.id)).all()]
+    groups = read_groups(conn)
     hashes = {int(r.id): (r.prev_hash, r.hash) for r in
               conn.execute(select(posting_group.c.id, posting_group.c.prev_hash,
                                   posting_group.c.hash)).all()}
@@ -84,8 +83,8 @@ def verify_connection(conn: Connection, key: ChainKey,
     checks = list(extra_checks)
     violations: list[Violation] = []
     entry_count = sum(len(v) for v in entries.values())
-    violations += _head(head, key, groups, hashes, entry_count)
-    violations += _chain(key, groups, entries, hashes)
+    violations += check_chains(conn, key, heads, groups, group_chains(conn, chains), entries,
+                               hashes, chains)
     if anchor is not None:
         violations += _anchor(anchor, hashes)
     violations += _balanced(groups, entries)
@@ -102,7 +101,8 @@ def verify_connection(conn: Connection, key: ChainKey,
         "violations": violations,
         "checked": {"groups": len(groups), "entries": entry_count,
                     "orphan_entries": orphan, "requests": requests,
-                    "extra_checks": len(checks), "anchor": anchor is not None},
+                    "chains": len(heads), "extra_checks": len(checks),
+                    "anchor": anchor is not None},
     }
 
 
@@ -129,51 +129,43 @@ def verify_database(db_url: str, key: ChainKey | None = None,
         engine.dispose()
 
 
-def chain_head(conn: Connection) -> Anchor:
-    """The stored chain head as an anchor (last group id and hash)."""
-    head = conn.execute(select(ledger_head.c.last_id, ledger_head.c.last_hash)).one()
+def _chain_row(conn: Connection, chain: str) -> Any:
+    """The head row of ``chain``, or None."""
+    rows = head_rows(conn, has_chains(conn))
+    return next((h for h in rows if h.chain == chain), None)
+
+
+def chain_head(conn: Connection, chain: str = MAIN) -> Anchor:
+    """The stored head of ``chain`` as an anchor (last group id and hash); an empty ``main``
+    when the database has no such chain."""
+    head = _chain_row(conn, chain)
+    if head is None:
+        return Anchor(MAIN_CHAIN.base, GENESIS_HASH)
     return Anchor(int(head.last_id), head.last_hash)
 
 
-def read_anchor(db_url: str, key: ChainKey) -> Anchor:
-    """The chain head of ``db_url`` as an anchor, once its MAC holds under ``key``.
+def read_anchor(db_url: str, key: ChainKey, chain: str = MAIN) -> Anchor:
+    """The head of ``chain`` in ``db_url`` as an anchor, once its MAC holds under ``key``.
 
     Raises :class:`~host.ledger.chain.ChainKeyError` for another key and :class:`ValueError`
-    for a head that was altered (run verify then)."""
+    for a chain the ledger does not hold or a head that was altered (run verify then)."""
     engine = open_engine(db_url)
     try:
         with engine.connect() as conn:
             check_schema_version(conn)
-            head = conn.execute(select(ledger_head)).one()
+            head = _chain_row(conn, chain)
             conn.rollback()
     finally:
         engine.dispose()
+    if head is None:
+        raise ValueError(f"the ledger holds no chain {chain!r}")
     if not key.adopt(head.key_check):
         raise ChainKeyError(f"the ledger was written with a different chain key than the one "
                             f"in {key.path}")
-    if head.mac != head_mac(key, int(head.last_id), head.last_hash, int(head.entries)):
+    if head.mac != head_mac(key, int(head.last_id), head.last_hash, int(head.entries), chain):
         raise ValueError("the chain head was altered (its MAC does not hold): run "
                          "'poslab-host ledger verify' before anchoring")
     return Anchor(int(head.last_id), head.last_hash)
-
-
-def _head(head: Any, key: ChainKey, groups: list[Group], hashes: dict[int, tuple[str, str]],
-          entry_count: int) -> list[Violation]:
-    out = []
-    last_id, last_hash, count = int(head.last_id), head.last_hash, int(head.entries)
-    if head.mac != head_mac(key, last_id, last_hash, count):
-        out.append(_v("HEAD", "the chain head was altered: its MAC does not match its last "
-                              "id, hash and entry count"))
-    newest = groups[-1].id if groups else 0
-    if last_id != newest or last_id != len(groups):
-        out.append(_v("HEAD", f"the head says {last_id} groups but the chain holds "
-                              f"{len(groups)} (newest id {newest}): groups were "
-                              f"{'deleted' if last_id > newest else 'added or deleted'}"))
-    elif last_hash != (hashes[newest][1] if groups else GENESIS_HASH):
-        out.append(_v("HEAD", f"the head's hash is not group {newest}'s hash"))
-    if count != entry_count:
-        out.append(_v("HEAD", f"the head counts {count} entries but {entry_count} are stored"))
-    return out
 
 
 def _anchor(anchor: Anchor, hashes: dict[int, tuple[str, str]]) -> list[Violation]:
@@ -244,6 +236,16 @@ def _keys(conn: Connection) -> list[Violation]:
     return [_v("I5", f"request key {k!r} recorded {n} times") for k, n in rows]
 
 
+def read_groups(conn: Connection) -> list[Group]:
+    """Every posting group, by id (also on a database from before chains)."""
+    columns = [c for c in posting_group.c if c.name != "chain"]
+    return [Group(int(r.id), r.kind, r.reference,
+                  None if r.reverses is None else int(r.reverses),
+                  None if r.parent_id is None else int(r.parent_id),
+                  r.currency, int(r.amount_minor), int(r.at_ms), r.memo)
+            for r in conn.execute(select(*columns).order_by(posting_group.c.id)).all()]
+
+
 def effective_groups(groups: list[Group]) -> dict[int, bool]:
     """Per group id: True unless an effective group reverses it."""
     reversers: dict[int, list[int]] = defaultdict(list)
@@ -251,8 +253,22 @@ def effective_groups(groups: list[Group]) -> dict[int, bool]:
         if g.reverses is not None:
             reversers[g.reverses].append(g.id)
     eff: dict[int, bool] = {}
-    for g in sorted(groups, key=lambda g: -g.id):  # a reversal always comes after its target
-        eff[g.id] = not any(eff.get(r, True) for r in reversers[g.id])
+    # A reversal comes after its target in its chain, but may sit on another chain, whose ids
+    # are lower: each group is settled once all its reversers are. Iterative, and a cycle
+    # (only forged rows make one) ends where it closes, counting as effective there.
+    for g in groups:
+        if g.id in eff:
+            continue
+        stack, seen = [g.id], {g.id}
+        while stack:
+            gid = stack[-1]
+            todo = [r for r in reversers.get(gid, ()) if r not in eff and r not in seen]
+            if todo:
+                stack.extend(todo)
+                seen.update(todo)
+                continue
+            eff[gid] = not any(eff.get(r, True) for r in reversers.get(gid, ()))
+            stack.pop()
     return eff
 
 
@@ -291,28 +307,4 @@ def _draws(groups: list[Group], effective: dict[int, bool]) -> list[Violation]:
                 f"{limit} {parent.currency}" if parent is not None else "missing"
             out.append(_v("I9", f"group {pid} ({parent.reference if parent else '?'}) has "
                                 f"effective draws (refunds) of {total}, above its {what}"))
-    return out
-
-
-def _chain(key: ChainKey, groups: list[Group],
-           entries: dict[int, list[tuple[str, str, int, str]]],
-           hashes: dict[int, tuple[str, str]]) -> list[Violation]:
-    out = []
-    prev = GENESIS_HASH
-    expected_id = 1
-    for g in groups:
-        stored_prev, stored = hashes[g.id]
-        if g.id != expected_id:
-            out.append(_v("CHAIN", f"group ids jump from {expected_id - 1} to {g.id}: "
-                                   f"groups are missing"))
-        if stored_prev != prev:
-            out.append(_v("CHAIN", f"group {g.id} links to {stored_prev[:12]}... but its "
-                                   f"predecessor's hash is {prev[:12]}..."))
-        recomputed = group_hash(key, stored_prev, g,
-                                [(a, s, m) for a, s, m, _ in entries[g.id]])
-        if recomputed != stored:
-            out.append(_v("CHAIN", f"group {g.id} ({g.kind} {g.reference}) was altered or "
-                                   f"forged: its content no longer matches its keyed hash"))
-        prev = stored
-        expected_id = g.id + 1
     return out

@@ -32,10 +32,9 @@ from sqlalchemy import Connection, inspect, select
 
 from host.domain import ReviewState, Side, TxnKind
 from host.ledger.accounts import merchant_payable
-from host.ledger.book import Group
 from host.ledger.chain import ChainKey
-from host.ledger.schema import ledger_entry, posting_group
-from host.ledger.verify import Violation, effective_groups
+from host.ledger.schema import ledger_entry
+from host.ledger.verify import Violation, effective_groups, read_groups
 from host.settlement.book import settled_item
 from host.settlement.fees import Figures
 from host.settlement.jobs import (
@@ -86,11 +85,7 @@ class _Settlements:
         self.out: list[Violation] = []
         self.txns = {int(r.id): r for r in conn.execute(select(txn)).all()}
         self.by_rrn = {r.rrn: r for r in self.txns.values() if r.rrn is not None}
-        self.groups = {int(r.id): Group(int(r.id), r.kind, r.reference,
-                                        None if r.reverses is None else int(r.reverses),
-                                        None if r.parent_id is None else int(r.parent_id),
-                                        r.currency, int(r.amount_minor), int(r.at_ms), r.memo)
-                       for r in conn.execute(select(posting_group)).all()}
+        self.groups = {g.id: g for g in read_groups(conn)}
         self.effective = effective_groups(list(self.groups.values()))
         self.by_reference: dict[str, list[int]] = defaultdict(list)
         for g in self.groups.values():

@@ -1,0 +1,198 @@
+"""Several ledger chains in one database: two writers on PostgreSQL post without waiting for
+each other, each chain links only to itself, deleting or altering a chain is named by verify,
+and a database from before chains opens as the chain ``main``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, select, text
+from twisted.internet.defer import succeed
+
+from host.config import ConfigError, HostConfig, load_config
+from host.event_stream import EventBus
+from host.event_tail import EventTail
+from host.ledger import drop_append_only_triggers, pending
+from host.ledger.chains import SPAN
+from host.ledger.schema import GENESIS_HASH, ledger_head, posting_group
+from host.sql_storage import SqlStorage
+from host.store_verify import verify_host_database
+from tests.host.engine.conftest import config_with
+
+AT_MS = 1_772_416_800_000
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest) -> str:
+    """A fresh database of each backend."""
+    return str(request.getfixturevalue("db" if request.param == "sqlite" else "pg_url"))
+
+
+def _partition(name: str | None) -> HostConfig:
+    return config_with(server={"partition": name}) if name else load_config()
+
+
+@pytest.fixture
+def open_chain() -> Iterator[Callable[[str, str], SqlStorage]]:
+    """``open_chain(url, partition)``: a host's storage writing that chain, closed at the end."""
+    made: list[SqlStorage] = []
+
+    def open_(url: str, name: str) -> SqlStorage:
+        made.append(SqlStorage.open(url, _partition(name)))
+        return made[-1]
+
+    yield open_
+    for storage in made:
+        storage.close()
+
+
+def _post(storage: SqlStorage, conn: Connection, tag: str, amount: int = 1_000) -> int:
+    """One balanced group, sent to the database at once (its head lock taken)."""
+    gid = storage.ledger.post_group(conn, [("cash", "D", amount), (f"sales:{tag}", "C", amount)],
+                                    currency="CNY", at_ms=AT_MS, reference=f"test:{tag}",
+                                    kind="test")
+    pending.flush(conn)
+    return gid
+
+
+def _commit_one(storage: SqlStorage, tag: str) -> int:
+    with storage.begin() as conn:
+        return _post(storage, conn, tag)
+
+
+def _links(storage: SqlStorage) -> dict[str, list[tuple[int, str, str]]]:
+    """Per chain: ``(id, prev_hash, hash)`` of its groups in id order."""
+    out: dict[str, list[tuple[int, str, str]]] = {}
+    with storage.engine.connect() as conn:
+        for r in conn.execute(select(posting_group.c.chain, posting_group.c.id,
+                                     posting_group.c.prev_hash, posting_group.c.hash)
+                              .order_by(posting_group.c.id)):
+            out.setdefault(r.chain, []).append((int(r.id), r.prev_hash, r.hash))
+        conn.rollback()
+    return out
+
+
+def _violations(url: str) -> list[tuple[str, str]]:
+    return [(v["invariant"], v["detail"]) for v in verify_host_database(url)["violations"]]
+
+
+def test_two_chains_post_while_the_other_holds_its_transaction(
+        pg_url: str, open_chain: Callable[[str, str], SqlStorage]) -> None:
+    """Host b commits while host a's posting transaction is open (a shared head lock would
+    make b time out), and each chain's groups link only to the same chain's."""
+    a, b = open_chain(pg_url, "a"), open_chain(pg_url, "b")
+    with a.begin() as conn_a:
+        first_a = _post(a, conn_a, "a1")
+        with b.begin() as conn_b:
+            conn_b.execute(text("SET LOCAL lock_timeout = '2s'"))
+            first_b = _post(b, conn_b, "b1")
+            _post(b, conn_b, "b2")  # the one-round-trip path (the head hint holds)
+        _post(a, conn_a, "a2")
+    _commit_one(b, "b3")
+    _commit_one(a, "a3")
+    assert (first_a, first_b) == (SPAN + 1, 2 * SPAN + 1)
+    chains = _links(a)
+    assert sorted(chains) == ["a", "b"]
+    for name, slot in (("a", 1), ("b", 2)):
+        rows = chains[name]
+        assert [r[0] for r in rows] == [slot * SPAN + i for i in (1, 2, 3)]
+        assert [r[1] for r in rows] == [GENESIS_HASH, rows[0][2], rows[1][2]]
+    assert _violations(pg_url) == []
+
+
+def test_deleting_or_altering_a_chain_is_named(
+        url: str, open_chain: Callable[[str, str], SqlStorage]) -> None:
+    """Chain b deleted whole (head and groups) is caught by the registry; one of b's groups
+    altered is caught and b named."""
+    a, b = open_chain(url, "a"), open_chain(url, "b")
+    for tag in ("a1", "a2"):
+        _commit_one(a, tag)
+    for tag in ("b1", "b2"):
+        _commit_one(b, tag)
+    assert _violations(url) == []
+    with b.engine.begin() as conn:
+        drop_append_only_triggers(conn)
+        conn.execute(text(f"UPDATE posting_group SET memo = 'x' WHERE id = {2 * SPAN + 1}"))
+    altered = _violations(url)
+    assert altered and all("'b'" in detail for _, detail in altered)
+    assert "CHAIN" in {inv for inv, _ in altered}
+    with b.engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM ledger_entry WHERE group_id > {2 * SPAN}"))
+        conn.execute(text("DELETE FROM posting_group WHERE chain = 'b'"))
+        conn.execute(text("DELETE FROM ledger_head WHERE chain = 'b'"))
+    deleted = _violations(url)
+    assert [inv for inv, _ in deleted] == ["REGISTRY"]
+    assert "chain 'b' is registered but has no head row" in deleted[0][1]
+
+
+def test_a_hosts_event_tail_publishes_its_own_chain_only(
+        url: str, open_chain: Callable[[str, str], SqlStorage]) -> None:
+    """Host a's tail publishes a's postings, each once, while b commits higher ids between
+    them; its hello holds a's position and the balances of a's postings."""
+    a, b = open_chain(url, "a"), open_chain(url, "b")
+    bus = EventBus()
+    bus.armed = True
+    seen: list[int] = []
+    bus.subscribe(lambda item: seen.append(int(getattr(item.event, "group", 0) or 0)))
+    tail = EventTail(bus, a.engine, None, lambda fn, *args: succeed(fn(*args)), None,
+                     chain=a.ledger.chain)
+    tail.read()  # the starting point: a's empty chain
+    _commit_one(b, "b1")
+    first = _commit_one(a, "a1")
+    _commit_one(b, "b2")
+    tail.read()
+    second = _commit_one(a, "a2")
+    _commit_one(b, "b3")
+    tail.read()
+    assert [g for g in seen if g] == [first, second] == [SPAN + 1, SPAN + 2]
+    hello = tail.snapshot().result  # type: ignore[attr-defined]
+    assert hello["ledger_head"] == second
+    assert hello["balances"]["sales:a1"] == {"CNY": -1_000} and "sales:b1" not in hello["balances"]
+
+
+def _to_pre_chain_schema(conn: Connection) -> None:
+    """Reshape a ledger into the schema of the version before chains: no ``chain`` columns,
+    no registry (its rows and MACs were the same then for the one chain)."""
+    conn.execute(text("DROP INDEX ux_head_chain"))
+    conn.execute(text("ALTER TABLE ledger_head DROP COLUMN chain"))
+    conn.execute(text("ALTER TABLE posting_group DROP COLUMN chain"))
+    conn.execute(text("DROP TABLE ledger_registry"))
+
+
+def test_a_database_from_before_chains_continues_as_main(url: str) -> None:
+    """A ledger with one head row and no chain columns verifies as it is, opens as ``main``
+    (nothing re-MAC'd), continues its ids and verifies after."""
+    storage = SqlStorage.open(url, load_config())
+    for tag in ("m1", "m2"):
+        _commit_one(storage, tag)
+    with storage.engine.begin() as conn:
+        _to_pre_chain_schema(conn)
+        before = conn.execute(select(posting_group.c.id, posting_group.c.hash)).all()
+    storage.close()
+    assert _violations(url) == []  # ledger verify on the old shape, before any host opened it
+    storage = SqlStorage.open(url, load_config())
+    try:
+        assert storage.ledger.chain.name == "main" and _commit_one(storage, "m3") == 3
+        with storage.engine.connect() as conn:
+            rows = conn.execute(select(posting_group.c.id, posting_group.c.hash,
+                                       posting_group.c.chain)).all()
+            heads = conn.execute(select(ledger_head.c.chain, ledger_head.c.last_id)).all()
+            conn.rollback()
+    finally:
+        storage.close()
+    assert [(r.id, r.hash) for r in rows][:2] == [tuple(r) for r in before]
+    assert {r.chain for r in rows} == {"main"} and [tuple(h) for h in heads] == [("main", 3)]
+    assert _violations(url) == []
+
+
+def test_a_partition_is_a_short_name_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    """``[server] partition`` takes a short lower-case name; another value is refused with
+    the file, the key and the expected form named."""
+    path = tmp_path / "host.toml"
+    path.write_text('[server]\npartition = "east-1"\n')
+    assert load_config(path).server.partition == "east-1"
+    path.write_text('[server]\npartition = "Front Desk"\n')
+    with pytest.raises(ConfigError, match=r"host\.toml: server\.partition: .*pattern"):
+        load_config(path)
