@@ -30,8 +30,10 @@ HostService(config, SqlStorage.open(sys.argv[1], config), clock).close()
 print(json.dumps({"front": front, "cli": cli, "service": sorted(sys.modules)}))
 """
 
-# What the front process has no use for: it keeps no database, no config models, no keys.
-NOT_IN_A_FRONT = ("sqlalchemy", "pydantic", "host.config", "host.security.gate", "host.ledger")
+# What the front process has no use for: it keeps no database, no config models, no keys, and
+# derives no DUKPT key.
+NOT_IN_A_FRONT = ("sqlalchemy", "pydantic", "host.config", "host.security.gate", "host.ledger",
+                  "pydukpt")
 
 # What poslab-host loads only for the command that needs it: the server and admin API (with
 # its event stream), the key store, the console app, TLS.
@@ -40,13 +42,14 @@ NOT_IN_THE_CLI = ("host.runtime", "host.admin", "host.admin.events", "host.event
                   "sqlalchemy")
 
 # What opening the service of the shipped config on a fresh SQLite file does without: every
-# country's holiday tables (its merchants' calendars are built when first asked a date).
-NOT_AT_SERVICE_START = ("holidays.countries",)
+# country's holiday tables (its merchants' calendars are built when first asked a date), and
+# the TDES DUKPT library with pycryptodome (loaded by the first DUKPT derivation).
+NOT_AT_SERVICE_START = ("holidays.countries", "pydukpt", "Crypto")
 
 
 def test_the_front_and_the_cli_load_only_what_they_run(tmp_path: Path) -> None:
     """Importing the front process or poslab-host's CLI loads none of the other parts' modules,
-    and opening the host's service loads no holiday tables it has not been asked for."""
+    and opening the host's service loads no holiday tables or DUKPT code it was not asked for."""
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "ledger.db")],
                          capture_output=True, text=True, env=env, check=True, timeout=60).stdout
