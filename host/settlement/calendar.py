@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 import holidays
+from holidays.registry import EntityLoader
 
 
 class CalendarError(ValueError):
@@ -31,13 +32,30 @@ class BusinessCalendar:
     def __init__(self, country: str, subdivision: str | None = None) -> None:
         self.country = country.upper()
         self.subdivision = subdivision or None
-        try:
-            self._days = holidays.country_holidays(self.country, subdiv=self.subdivision)
-        except NotImplementedError as exc:
-            where = f"{self.country}/{self.subdivision}" if self.subdivision else self.country
-            raise CalendarError(f"no holiday calendar for {where}: {exc}") from None
         # ``holidays`` fills years lazily on lookup; one lock keeps that safe across threads.
         self._lock = threading.Lock()
+        self._built: holidays.HolidayBase | None = None
+        # Building any country's calendar imports every country's module (~0.08 s of CPU,
+        # which every host start paid). A country code the registry lists needs nothing more
+        # to be valid, so its calendar is built on first use; a subdivision can only be checked
+        # against the country's class, so that calendar is built now, and an unknown one fails
+        # here.
+        if self.subdivision is not None or self.country not in _country_codes():
+            self._build()
+
+    def _build(self) -> holidays.HolidayBase:
+        if self._built is None:
+            try:
+                self._built = holidays.country_holidays(self.country, subdiv=self.subdivision)
+            except NotImplementedError as exc:
+                where = f"{self.country}/{self.subdivision}" if self.subdivision else self.country
+                raise CalendarError(f"no holiday calendar for {where}: {exc}") from None
+        return self._built
+
+    @property
+    def _days(self) -> holidays.HolidayBase:
+        """The package's calendar (callers hold ``_lock``)."""
+        return self._build()
 
     def __repr__(self) -> str:
         sub = f", {self.subdivision!r}" if self.subdivision else ""
@@ -73,7 +91,14 @@ class BusinessCalendar:
         return day
 
 
+@lru_cache(maxsize=1)
+def _country_codes() -> frozenset[str]:
+    """Every country code (and alias) ``holidays`` has a calendar for, from its registry."""
+    return frozenset(EntityLoader.get_country_codes(include_aliases=True))
+
+
 @lru_cache(maxsize=64)
 def calendar_for(country: str, subdivision: str | None = None) -> BusinessCalendar:
-    """A shared calendar per (country, subdivision); building one loads the package's tables."""
+    """A shared calendar per (country, subdivision); its first date (or, with a subdivision, its
+    construction) loads the package's tables."""
     return BusinessCalendar(country, subdivision)

@@ -11,13 +11,16 @@ The derivations are ``pydukpt``'s (MIT, pinned to 0.1.0; checked against the pub
 X9.24-1 vectors in the tests). Host and terminal are
 :class:`~protocol.security.dukpt_roles.DukptHost` and ``DukptTerminal`` with
 :data:`TDES_DUKPT`.
+
+``pydukpt`` is imported by the functions that use it, when first called: it loads
+pycryptodome, whose start-up compiles C declarations (~0.04 s of CPU), and every program that
+imports :mod:`protocol` (the host, its fronts, the terminal, the CLIs) would pay that at start
+whether or not a device uses DUKPT.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pydukpt
 
 from protocol.security.dukpt_roles import DukptKeys, DukptScheme
 from protocol.security.errors import KeyFormatError, KsnExhaustedError
@@ -51,10 +54,14 @@ class Ksn:
     @property
     def counter(self) -> int:
         """The transaction counter (rightmost 21 bits)."""
+        import pydukpt
+
         return pydukpt.ksn_counter(self.value)
 
     def with_counter(self, counter: int) -> Ksn:
         """This KSN with the counter replaced (0 gives the initial KSN)."""
+        import pydukpt
+
         return Ksn(pydukpt.ksn_with_counter(self.value, counter))
 
     def next(self) -> Ksn:
@@ -62,6 +69,8 @@ class Ksn:
 
         :raises KsnExhaustedError: the counter is at its last value (0x1FF800).
         """
+        import pydukpt
+
         try:
             return Ksn(pydukpt.next_ksn(self.value))
         except pydukpt.KSNExhaustedError:
@@ -78,12 +87,16 @@ class Ksn:
 
 def derive_ipek(bdk: Key, ksn: Ksn) -> Key:
     """The initial key of the device ``ksn`` names (its counter is ignored)."""
+    import pydukpt
+
     ipek = pydukpt.derive_ipek(TDES_DUKPT.require(bdk, "BDK"), ksn.value)
     return Key(KeyAlgorithm.TDES_2KEY, ipek)
 
 
 def transaction_keys(ipek: Key, ksn: Ksn) -> DukptKeys[Ksn]:
     """Every key of the transaction ``ksn``, derived from the device's initial key."""
+    import pydukpt
+
     current = pydukpt.derive_key(TDES_DUKPT.require(ipek, "IPEK"), ksn.value)
 
     def tdes(material: bytes) -> Key:

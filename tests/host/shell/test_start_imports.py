@@ -8,20 +8,32 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from host.startup_gc import started
 
 # Run in a fresh interpreter: the test process has imported everything already.
 SCRIPT = """
 import json, sys
+from datetime import datetime, timezone
 import host.front.process
 front = sorted(sys.modules)
 import host.cli
-print(json.dumps({"front": front, "cli": sorted(sys.modules)}))
+cli = sorted(sys.modules)
+from host.clock import ManualClock
+from host.config import load_config
+from host.service import HostService
+from host.sql_storage import SqlStorage
+config = load_config(None)
+clock = ManualClock(datetime(2026, 3, 10, 2, tzinfo=timezone.utc))
+HostService(config, SqlStorage.open(sys.argv[1], config), clock).close()
+print(json.dumps({"front": front, "cli": cli, "service": sorted(sys.modules)}))
 """
 
-# What the front process has no use for: it keeps no database, no config models, no keys.
-NOT_IN_A_FRONT = ("sqlalchemy", "pydantic", "host.config", "host.security.gate", "host.ledger")
+# What the front process has no use for: it keeps no database, no config models, no keys, and
+# derives no DUKPT key.
+NOT_IN_A_FRONT = ("sqlalchemy", "pydantic", "host.config", "host.security.gate", "host.ledger",
+                  "pydukpt")
 
 # What poslab-host loads only for the command that needs it: the server and admin API (with
 # its event stream), the key store, the console app, TLS.
@@ -29,15 +41,22 @@ NOT_IN_THE_CLI = ("host.runtime", "host.admin", "host.admin.events", "host.event
                   "host.security.tmk_store", "host.console.app", "host.tls", "OpenSSL",
                   "sqlalchemy")
 
+# What opening the service of the shipped config on a fresh SQLite file does without: every
+# country's holiday tables (its merchants' calendars are built when first asked a date), and
+# the TDES DUKPT library with pycryptodome (loaded by the first DUKPT derivation).
+NOT_AT_SERVICE_START = ("holidays.countries", "pydukpt", "Crypto")
 
-def test_the_front_and_the_cli_load_only_what_they_run() -> None:
-    """Importing the front process or poslab-host's CLI loads none of the other parts' modules."""
+
+def test_the_front_and_the_cli_load_only_what_they_run(tmp_path: Path) -> None:
+    """Importing the front process or poslab-host's CLI loads none of the other parts' modules,
+    and opening the host's service loads no holiday tables or DUKPT code it was not asked for."""
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                         env=env, check=True, timeout=60).stdout
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "ledger.db")],
+                         capture_output=True, text=True, env=env, check=True, timeout=60).stdout
     loaded = json.loads(out)
     assert [m for m in NOT_IN_A_FRONT if m in loaded["front"]] == []
     assert [m for m in NOT_IN_THE_CLI if m in loaded["cli"]] == []
+    assert [m for m in NOT_AT_SERVICE_START if m in loaded["service"]] == []
 
 
 def test_started_turns_the_collector_back_on_only_where_start_up_turned_it_off() -> None:
