@@ -10,7 +10,7 @@
                 --admin-tls-key FILE [--admin-tls-client-ca FILE]
                 [--admin-tls-require-client-cert]]
     poslab-host ledger verify [--db URL] [--key-file PATH] [--anchor FILE|VALUE]
-    poslab-host ledger anchor [--db URL] [--key-file PATH]
+    poslab-host ledger anchor [--db URL] [--key-file PATH] [--chain NAME]
     poslab-host report settlement|refunds [--db URL] ...   (see host/cli_report.py)
     poslab-host keys generate|list [--db URL] ...          (see host/keys_cli.py)
     poslab-host console [--admin URL --token T | --ready-file F] [--theme projector] [--serve ...]
@@ -21,7 +21,8 @@ or SIGINT stops accepting, answers in-flight requests and exits 0. Bad arguments
 a port in use or an unreachable database print one line on stderr and exit 2.
 ``ledger verify`` prints each invariant violation and exits 1 when there is any; with
 ``--anchor`` it also proves the chain still holds that anchored head. ``ledger anchor`` prints
-the current chain head as one anchor line (after checking the head against the chain key).
+the current chain head as one anchor line (after checking the head against the chain key);
+``--chain`` names a partitioned host's chain (default ``main``).
 Both find the chain key as the host does (``--key-file``, ``$POSLAB_CHAIN_KEY_FILE``, ``[host]
 chain_key_file`` of ``--config``, beside the SQLite file); a missing key is an error (exit 2).
 """
@@ -141,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        required=True)
     verify = ledger_sub.add_parser("verify", help="check the ledger invariants")
     anchor = ledger_sub.add_parser("anchor", help="print the chain head as an anchor line")
+    anchor.add_argument("--chain", metavar="NAME", default="main",
+                        help="the ledger chain to anchor: a host's [server] partition "
+                             "(default: main, the chain of a host without one)")
     verify.add_argument("--anchor", metavar="FILE|VALUE",
                         help="an anchor line (or a file holding one, e.g. a settlement report) "
                              "the chain must still contain")
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             return _fail(f"bad config: {exc}")
         if args.ledger_command == "anchor":
-            return ledger_anchor(args.db, key_file)
+            return ledger_anchor(args.db, key_file, args.chain)
         return ledger_verify(args.db, key_file, args.anchor)
     # Each command imports what it runs when it runs: the host needs no console and no key
     # tools, and a key or report command no server.
@@ -323,8 +327,9 @@ def ledger_verify(db: str, key_file: Path | None = None, anchor: str | None = No
     return 1
 
 
-def ledger_anchor(db: str, key_file: Path | None = None) -> int:
-    """Print the chain head of the ledger at ``db`` as an anchor line; 0, or 2 on an error."""
+def ledger_anchor(db: str, key_file: Path | None = None, chain: str = "main") -> int:
+    """Print the head of ``chain`` in the ledger at ``db`` as an anchor line; 0, or 2 on an
+    error (a chain the ledger does not hold is one)."""
     if "://" not in db and not Path(db).is_file():
         return _fail(f"no database file at {db}")
     try:
@@ -334,7 +339,7 @@ def ledger_anchor(db: str, key_file: Path | None = None) -> int:
     except ChainKeyError as exc:
         return _fail(str(exc))
     try:
-        print(read_anchor(db, key))
+        print(read_anchor(db, key, chain))
     except Exception as exc:
         return _fail(f"cannot anchor the ledger in {safe_url(db)}: {first_line(exc)}")
     return 0

@@ -196,3 +196,23 @@ def test_a_partition_is_a_short_name_and_a_bad_one_is_refused(tmp_path: Path) ->
     path.write_text('[server]\npartition = "Front Desk"\n')
     with pytest.raises(ConfigError, match=r"host\.toml: server\.partition: .*pattern"):
         load_config(path)
+
+
+def test_ledger_anchor_names_a_partitions_chain(
+        db: str, open_chain: Callable[[str, str], SqlStorage],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``ledger anchor --chain p1`` prints p1's head (an id in p1's range) that ``verify
+    --anchor`` accepts; a chain the ledger does not hold is one line on stderr, exit 2."""
+    from host.cli import main
+
+    storage = open_chain(db, "p1")
+    gid = _commit_one(storage, "p1")
+    assert gid > SPAN
+    assert main(["ledger", "anchor", "--db", db, "--chain", "p1"]) == 0
+    anchor = capsys.readouterr().out.strip()
+    assert anchor.startswith(f"poslab-anchor:v1:{gid}:")
+    assert main(["ledger", "verify", "--db", db, "--anchor", anchor]) == 0
+    capsys.readouterr()
+    assert main(["ledger", "anchor", "--db", db, "--chain", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no chain 'nope'" in err and err.count("\n") == 1
