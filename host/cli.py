@@ -306,10 +306,10 @@ def ledger_verify(db: str, key_file: Path | None = None, anchor: str | None = No
     if "://" not in db and not Path(db).is_file():
         return _fail(f"no database file at {db}")
     try:
-        from host.ledger import AnchorError, ChainKeyError, key_path, parse_anchor, read_key
+        from host.ledger import AnchorError, ChainKeyError, key_path, parse_anchors, read_key
         from host.store_verify import verify_host_database
 
-        anchored = parse_anchor(anchor) if anchor is not None else None
+        anchored = parse_anchors(anchor) if anchor is not None else None
         key = read_key(key_file or key_path(db))
     except (AnchorError, ChainKeyError) as exc:
         return _fail(str(exc))

@@ -6,9 +6,10 @@
                                   [--format csv|json]
 
 The report goes to stdout. The settlement report ends with the ledger's chain anchor as of the
-report (``# ledger anchor poslab-anchor:v1:...`` as the CSV's last line; with ``--format
-json``, which stays a plain list, the same line goes to stderr): kept with the report, it lets
-``poslab-host ledger verify --anchor`` prove later that no posting was cut off the chain
+report (``# ledger anchor poslab-anchor:v1:...`` as the CSV's last line, one such line per chain
+when partitioned hosts share the database, ``main`` first; with ``--format json``, which stays a
+plain list, the same lines go to stderr): kept with the report, they let ``poslab-host ledger
+verify --anchor`` prove later that no posting was cut off any chain
 (docs/tamper-evidence.md). A missing database, a database without settlement tables, or a bad
 date prints one line on stderr and exits 2. These reports read only; the host may be running.
 """
@@ -58,7 +59,7 @@ def run_report(args: argparse.Namespace, out: Any = None) -> int:
     """Print the requested report; 0 on success, 2 on a database problem."""
     from sqlalchemy import inspect, select
 
-    from host.ledger import chain_head, open_engine
+    from host.ledger import chain_heads, open_engine
     from host.reports import (
         SETTLEMENT_COLUMNS,
         refunds_report,
@@ -87,7 +88,8 @@ def run_report(args: argparse.Namespace, out: Any = None) -> int:
                 query = query.where(settlement.c.merchant_id == args.merchant)
             with engine.connect() as conn:
                 rows = [settlement_dict(r) for r in conn.execute(query).all()]
-                anchor = f"# ledger anchor {chain_head(conn)}\n"
+                # One line per ledger chain, main first (the only one without partitions).
+                anchor = "".join(f"# ledger anchor {head}\n" for _, head in chain_heads(conn))
             text = render(settlement_rows(rows), args.format, SETTLEMENT_COLUMNS)
             if args.format == "csv":
                 text += anchor

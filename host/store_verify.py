@@ -21,7 +21,7 @@ The settlement desk's tables are checked by :mod:`host.settlement.verify`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -213,7 +213,8 @@ def store_checks(key: ChainKey) -> list[ExtraCheck]:
 
 
 def verify_host_database(db_url: str, key: ChainKey | None = None,
-                         anchor: Anchor | None = None) -> dict[str, Any]:
+                         anchor: Anchor | Sequence[Anchor] | None = None
+                         ) -> dict[str, Any]:
     """:func:`host.ledger.verify_database` with the store's and settlement's checks too: what
     ``poslab-host ledger verify`` runs. ``key`` defaults to the key file found for ``db_url``."""
     key = key if key is not None else read_key(key_path(db_url))

@@ -12,19 +12,26 @@ request's writes sent as one statement).
 """
 
 from host.ledger.accounts import merchant_holds, merchant_payable
-from host.ledger.anchor import Anchor, AnchorError, parse_anchor
+from host.ledger.anchor import Anchor, AnchorError, parse_anchor, parse_anchors
 from host.ledger.book import Group, Ledger, LedgerError, to_ms
 from host.ledger.chain import ChainKey, ChainKeyError, ensure_key, key_path, read_key
 from host.ledger.chains import MAIN_CHAIN, Chain
 from host.ledger.db import is_sqlite, normalise_url, open_engine, schema_transaction
 from host.ledger.schema import SchemaVersionError, create_schema, drop_append_only_triggers
-from host.ledger.verify import chain_head, read_anchor, verify_connection, verify_database
+from host.ledger.verify import (
+    chain_head,
+    chain_heads,
+    read_anchor,
+    verify_connection,
+    verify_database,
+)
 
 __all__ = [
     "Anchor", "AnchorError", "Chain", "ChainKey", "ChainKeyError", "Group", "Ledger",
     "LedgerError", "MAIN_CHAIN",
-    "SchemaVersionError", "chain_head", "create_schema", "drop_append_only_triggers",
+    "SchemaVersionError", "chain_head", "chain_heads", "create_schema",
+    "drop_append_only_triggers",
     "ensure_key", "is_sqlite", "key_path", "merchant_holds", "merchant_payable",
-    "normalise_url", "open_engine", "parse_anchor", "read_anchor", "read_key",
+    "normalise_url", "open_engine", "parse_anchor", "parse_anchors", "read_anchor", "read_key",
     "schema_transaction", "to_ms", "verify_connection", "verify_database",
 ]  # fmt: skip

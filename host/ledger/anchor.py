@@ -36,6 +36,14 @@ def parse_anchor(value: str) -> Anchor:
     """An anchor from its text, or from a file holding it (the first anchor in the file).
 
     Raises :class:`AnchorError` naming what was wrong."""
+    return parse_anchors(value)[0]
+
+
+def parse_anchors(value: str) -> tuple[Anchor, ...]:
+    """Every anchor of a text, or of a file holding them (a settlement report names one per
+    ledger chain); at least one.
+
+    Raises :class:`AnchorError` naming what was wrong."""
     text = value.strip()
     source = "the value"
     if not text.startswith(PREFIX):
@@ -47,7 +55,7 @@ def parse_anchor(value: str) -> Anchor:
                               f"readable file ({getattr(exc, 'strerror', None) or exc})"
                               ) from None
         source = str(path)
-    found = _PATTERN.search(text)
-    if found is None:
+    found = tuple(Anchor(int(m.group(1)), m.group(2)) for m in _PATTERN.finditer(text))
+    if not found:
         raise AnchorError(f"{source}: no anchor of the form {PREFIX}<id>:<64 hex digits>")
-    return Anchor(int(found.group(1)), found.group(2))
+    return found

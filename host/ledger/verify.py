@@ -27,7 +27,7 @@ Extra checks (e.g. the transaction store's) are callables ``(conn) -> list[viola
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, case, func, select
@@ -56,8 +56,11 @@ def _v(invariant: str, detail: str) -> Violation:
 
 def verify_connection(conn: Connection, key: ChainKey,
                       extra_checks: Iterable[ExtraCheck] = (),
-                      anchor: Anchor | None = None) -> dict[str, Any]:
+                      anchor: Anchor | Sequence[Anchor] | None = None) -> dict[str, Any]:
     """Run every check on an open connection; the report shape of ``HostService.verify()``.
+
+    ``anchor``: one anchor, or several (one per chain, as a settlement report lists them);
+    each must still be in the ledger.
 
     Raises :class:`~host.ledger.schema.SchemaVersionError` on a ledger from before the keyed
     chain."""
@@ -85,8 +88,9 @@ def verify_connection(conn: Connection, key: ChainKey,
     entry_count = sum(len(v) for v in entries.values())
     violations += check_chains(conn, key, heads, groups, group_chains(conn, chains), entries,
                                hashes, chains)
-    if anchor is not None:
-        violations += _anchor(anchor, hashes)
+    anchors = (anchor,) if isinstance(anchor, Anchor) else tuple(anchor or ())
+    for one in anchors:
+        violations += _anchor(one, hashes)
     violations += _balanced(groups, entries)
     violations += _conservation(conn)
     violations += _keys(conn)
@@ -102,13 +106,13 @@ def verify_connection(conn: Connection, key: ChainKey,
         "checked": {"groups": len(groups), "entries": entry_count,
                     "orphan_entries": orphan, "requests": requests,
                     "chains": len(heads), "extra_checks": len(checks),
-                    "anchor": anchor is not None},
+                    "anchor": bool(anchors)},
     }
 
 
 def verify_database(db_url: str, key: ChainKey | None = None,
                     extra_checks: Iterable[ExtraCheck] | None = None,
-                    anchor: Anchor | None = None) -> dict[str, Any]:
+                    anchor: Anchor | Sequence[Anchor] | None = None) -> dict[str, Any]:
     """Open ``db_url`` (path or URL), run every check, close; see :func:`verify_connection`.
 
     ``key`` defaults to the key file found for ``db_url`` (:func:`host.ledger.chain.key_path`;
@@ -142,6 +146,12 @@ def chain_head(conn: Connection, chain: str = MAIN) -> Anchor:
     if head is None:
         return Anchor(MAIN_CHAIN.base, GENESIS_HASH)
     return Anchor(int(head.last_id), head.last_hash)
+
+
+def chain_heads(conn: Connection) -> list[tuple[str, Anchor]]:
+    """Every chain's name and stored head as an anchor, oldest slot (``main``) first."""
+    return [(str(h.chain), Anchor(int(h.last_id), h.last_hash))
+            for h in head_rows(conn, has_chains(conn))]
 
 
 def read_anchor(db_url: str, key: ChainKey, chain: str = MAIN) -> Anchor:

@@ -371,3 +371,38 @@ def test_every_legitimate_state_change_verifies_clean(
             "SELECT state FROM txn WHERE kind = 'auth' ORDER BY id")).all()]
         conn.rollback()
     assert states == ["authorized", "authorized"]
+
+
+def test_the_settlement_report_anchors_every_chain(
+        db: str, tmp_path: Path, make_service: Callable[..., HostService], clock: ManualClock,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With a partitioned host on the database the report ends with one anchor per chain
+    (``main`` first); an old copy put back is caught by the partition's anchor in the
+    report, though verify alone and ``main``'s anchor are clean."""
+    import tomllib
+
+    from host.cli import main
+    from host.config import default_config_text
+    from tests.host.engine.conftest import config_with
+
+    make_service()  # the host without a partition: chain main, nothing posted
+    merchants = [{**m, "partition": "p1"} for m in tomllib.loads(default_config_text())
+                 ["merchants"]]
+    service = make_service(config_with(server={"partition": "p1"}, merchants=merchants))
+    term = Term(service, clock)
+    term.approved_sale(1_000)
+    old = str(tmp_path / "old.db")
+    _snapshot(db, old)
+    term.approved_sale(2_000)
+    assert main(["report", "settlement", "--db", db]) == 0
+    report = tmp_path / "settlement.csv"
+    report.write_text(capsys.readouterr().out)
+    anchors = [line for line in report.read_text().splitlines() if line.startswith("# ledger")]
+    assert len(anchors) == 2 and anchors[0] == "# ledger anchor poslab-anchor:v1:0:" + "0" * 64
+    assert main(["ledger", "verify", "--db", db, "--anchor", str(report)]) == 0
+    service.close()
+    _snapshot(old, db)  # the attacker puts the old copy back
+    capsys.readouterr()
+    assert main(["ledger", "verify", "--db", db, "--anchor", anchors[0].split()[-1]]) == 0
+    assert main(["ledger", "verify", "--db", db, "--anchor", str(report)]) == 1
+    assert "is missing: the chain was cut back" in capsys.readouterr().out

@@ -71,7 +71,7 @@ def test_ledger_verify_exit_codes(tmp_path: Path, monkeypatch: Any, capsys: Any)
     fake = types.ModuleType("host.ledger")
     fake.key_path = lambda url, configured=None: Path(url)  # type: ignore[attr-defined]
     fake.read_key = lambda path: "key"  # type: ignore[attr-defined]
-    fake.parse_anchor = lambda value: value  # type: ignore[attr-defined]
+    fake.parse_anchors = lambda value: (value,)  # type: ignore[attr-defined]
     fake.AnchorError = fake.ChainKeyError = ValueError  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "host.ledger", fake)
     assert main(["ledger", "verify", "--db", str(db)]) == 1
