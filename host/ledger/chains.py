@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from host.ledger.chain import ChainKey
 
@@ -54,6 +55,16 @@ class Chain:
     def holds(self, group_id: int) -> bool:
         """Whether ``group_id`` lies in this chain's range."""
         return self.base < group_id < self.end
+
+    @property
+    def head_id(self) -> int:
+        """The id of the chain's ``ledger_head`` row: its slot + 1."""
+        return self.slot + 1
+
+    @classmethod
+    def of_head(cls, head: Any) -> Chain:
+        """The chain a ``ledger_head`` row stands for (name and slot)."""
+        return cls(str(head.chain), int(head.id) - 1)
 
 
 MAIN_CHAIN = Chain(MAIN, 0)

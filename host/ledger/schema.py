@@ -207,12 +207,12 @@ def _register(conn: Connection, key: ChainKey, name: str, upgraded: bool) -> Cha
             f"in {key.path}: start with the key file it was written with")
     listed = None if registry is None else str(registry.chains)
     if listed is None and (upgraded or not heads):  # a new ledger, or one from before chains
-        listed = registry_text([Chain(h.chain, int(h.id) - 1) for h in heads])
+        listed = registry_text([Chain.of_head(h) for h in heads])
         conn.execute(ledger_registry.insert().values(id=1, chains=listed,
                                                      mac=registry_mac(key, listed)))
     for head in heads:
         if head.chain == name:
-            return Chain(name, int(head.id) - 1)
+            return Chain.of_head(head)
     if listed is None or registry is not None and registry.mac != registry_mac(key, listed):
         raise ChainRegistryError(
             f"cannot add the ledger chain {name!r}: the chain registry is "
@@ -220,7 +220,7 @@ def _register(conn: Connection, key: ChainKey, name: str, upgraded: bool) -> Cha
     chains = parse_registry(listed)
     new = Chain(name, next_slot(chains, name))
     conn.execute(ledger_head.insert().values(
-        id=new.slot + 1, chain=name, last_id=new.base, last_hash=GENESIS_HASH, entries=0,
+        id=new.head_id, chain=name, last_id=new.base, last_hash=GENESIS_HASH, entries=0,
         key_check=key.check, mac=head_mac(key, new.base, GENESIS_HASH, 0, name)))
     listed = registry_text([*chains, new])
     conn.execute(ledger_registry.update().where(ledger_registry.c.id == 1).values(

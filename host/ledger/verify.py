@@ -139,19 +139,16 @@ def _chain_row(conn: Connection, chain: str) -> Any:
     return next((h for h in rows if h.chain == chain), None)
 
 
-def chain_head(conn: Connection, chain: str = MAIN) -> Anchor:
-    """The stored head of ``chain`` as an anchor (last group id and hash); an empty ``main``
-    when the database has no such chain."""
-    head = _chain_row(conn, chain)
-    if head is None:
-        return Anchor(MAIN_CHAIN.base, GENESIS_HASH)
-    return Anchor(int(head.last_id), head.last_hash)
-
-
 def chain_heads(conn: Connection) -> list[tuple[str, Anchor]]:
     """Every chain's name and stored head as an anchor, oldest slot (``main``) first."""
     return [(str(h.chain), Anchor(int(h.last_id), h.last_hash))
             for h in head_rows(conn, has_chains(conn))]
+
+
+def chain_head(conn: Connection, chain: str = MAIN) -> Anchor:
+    """The stored head of ``chain`` as an anchor (last group id and hash); an empty ``main``
+    when the database has no such chain."""
+    return dict(chain_heads(conn)).get(chain, Anchor(MAIN_CHAIN.base, GENESIS_HASH))
 
 
 def read_anchor(db_url: str, key: ChainKey, chain: str = MAIN) -> Anchor:

@@ -61,7 +61,7 @@ def check_chains(conn: Connection, key: ChainKey, heads: list[Any], groups: list
                  chains: bool) -> list[Violation]:
     """REGISTRY, HEAD and CHAIN over every chain (see the module docstring)."""
     out: list[Violation] = []
-    by_head = {str(h.chain): Chain(str(h.chain), int(h.id) - 1) for h in heads}
+    by_head = {chain.name: chain for chain in map(Chain.of_head, heads)}
     listed = _registry(conn, key, by_head, out) if chains else {}
     per_chain: dict[str, list[Group]] = defaultdict(list)
     for g in groups:
