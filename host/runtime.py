@@ -98,8 +98,8 @@ class HostRuntime:
     :ivar extras: objects handed to admin route modules (``AdminContext.extras``); the
         runtime puts the fault hook under ``"faults"``.
     :ivar faults: the :class:`~host.faults.actions.FaultHook` the server consults per request.
-    :ivar exit_code: 0, or :data:`EXIT_WAL_FAILED` once the host must stop (``on_fatal`` is
-        then called with it: ``poslab-host`` stops its reactor and exits with it).
+    :ivar on_fatal: called with :data:`EXIT_WAL_FAILED` when the host must stop
+        (``poslab-host`` stops its reactor and exits with it).
     """
 
     def __init__(self, *, log: MessageLog | None = None,
@@ -108,7 +108,6 @@ class HostRuntime:
                  on_fatal: Callable[[int], None] | None = None) -> None:
         self.log = log or MessageLog()
         self.on_fatal = on_fatal
-        self.exit_code = 0
         self.clock_poll_s = clock_poll_s
         """Longest wait between two looks at a moving clock's due events (real or speed)."""
         self.notifier: Notifier | None = None
@@ -332,7 +331,6 @@ class HostRuntime:
         """The WAL sync failed: what the engine commits from now on could not be acknowledged,
         so the host stops rather than stay up answering nothing (a supervisor restarts it, and
         SQLite's recovery decides what of the unanswered batches survived)."""
-        self.exit_code = EXIT_WAL_FAILED
         self.log.event("fatal", reason=str(error), exit_code=EXIT_WAL_FAILED)
         if self.on_fatal is not None:
             self.on_fatal(EXIT_WAL_FAILED)
