@@ -34,7 +34,7 @@ from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.pipeline.request import IsoRequest
-from host.security.gate import encode_response
+from host.security.sealing import encode_response
 from protocol import Codec, Tpdu
 from protocol.codec import TPDU_LEN
 

@@ -40,7 +40,6 @@ from host.rules import Decision
 from host.security import pin_tries
 from host.security.kek import KeyEncryptionKey
 from host.security.ksn_guard import KsnGuard
-from host.security.sealing import encode_response as encode_response  # re-exported
 from host.security.sessions import Sessions
 from host.security.tmk_store import TmkStore
 from host.security_config import TerminalSecurity

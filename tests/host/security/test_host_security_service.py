@@ -17,7 +17,7 @@ from sec_client import BDK, KSN_HEX, MID, TMK, config_text
 from host.clock import ManualClock
 from host.config import HostConfig, parse_config
 from host.pipeline.request import IsoRequest
-from host.security.gate import encode_response
+from host.security.sealing import encode_response
 from host.service import HostService
 from protocol import Codec
 from protocol.security import (
