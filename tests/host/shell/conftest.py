@@ -13,13 +13,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from shell_helpers import NOW, FakeService, limits_config  # noqa: E402
+from shell_helpers import NOW, TOKEN, FakeService, limits_config  # noqa: E402
 
 from host.clock import ManualClock  # noqa: E402
 from host.logs import MessageLog  # noqa: E402
 from host.runtime import HostRuntime  # noqa: E402
-
-TOKEN = "test-admin-token"
 
 
 @dataclass

@@ -36,6 +36,9 @@ from protocol import (
 PAN = "4761739001010119"
 TID = "TERM0001"
 MID = "MERCHANT0000001"
+#: The admin token the shell tests' hosts run with.
+TOKEN = "test-admin-token"
+
 NOW = datetime(2025, 3, 14, 10, 30, tzinfo=UTC)
 
 

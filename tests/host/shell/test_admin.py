@@ -11,9 +11,8 @@ import urllib.request
 from typing import Any
 
 import pytest
-from conftest import TOKEN
 from prometheus_client.parser import text_string_to_metric_families
-from shell_helpers import IsoClient, sale
+from shell_helpers import TOKEN, IsoClient, sale
 
 from host.admin import AdminContext, RouteTable, admin_site
 from host.logs import MessageLog

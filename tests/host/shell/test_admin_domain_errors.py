@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TOKEN
-from shell_helpers import NOW
+from shell_helpers import NOW, TOKEN
 
 from host.admin import error_answer
 from host.clock import ManualClock
