@@ -2,10 +2,6 @@
 
 import sys
 
-from host.startup_gc import starting
-
-starting()  # the collector is off until the host serves (host.startup_gc)
-
-from host.cli import main  # noqa: E402 - imported with the collector off
+from host.entry import main
 
 sys.exit(main())

@@ -72,3 +72,26 @@ def test_started_turns_the_collector_back_on_only_where_start_up_turned_it_off()
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+# The console script as pip generates it: load the entry point, then call it.
+CONSOLE_SCRIPT = """
+import gc, sys
+from importlib.metadata import entry_points
+sys.argv = ["poslab-host", "--version"]  # what the real program does, should it be called
+(entry,) = entry_points(group="console_scripts", name="poslab-host")
+run = entry.load()
+loaded_first = "host.cli" in sys.modules
+import host.cli
+host.cli.main = lambda: print(loaded_first, gc.isenabled()) or 0
+run()
+"""
+
+
+def test_the_console_script_imports_the_host_with_the_collector_off() -> None:
+    """poslab-host's console script loads its entry point without the host program and runs
+    the program with the collector off, as ``python -m host`` does."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    out = subprocess.run([sys.executable, "-c", CONSOLE_SCRIPT], capture_output=True,
+                         text=True, env=env, check=True, timeout=60).stdout
+    assert out.split() == ["False", "False"]
