@@ -44,11 +44,20 @@ def _children(pid: int) -> set[int]:
 
 def _exchange(port: int, fields: dict[str, str]) -> dict[str, Any]:
     """Send one frame on a new connection; return the decoded answer."""
-    raw, _ = iso8583.encode(dict(fields), PYISO_DEFAULT)
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        sock.sendall(struct.pack("!H", len(raw)) + bytes(raw))
-        size = struct.unpack("!H", _read(sock, 2))[0]
-        answer, _ = iso8583.decode(_read(sock, size), PYISO_DEFAULT)
+        _send(sock, fields)
+        return _next_answer(sock)
+
+
+def _send(sock: socket.socket, fields: dict[str, str]) -> None:
+    raw, _ = iso8583.encode(dict(fields), PYISO_DEFAULT)
+    sock.sendall(struct.pack("!H", len(raw)) + bytes(raw))
+
+
+def _next_answer(sock: socket.socket) -> dict[str, Any]:
+    """The next answer on an open connection."""
+    size = struct.unpack("!H", _read(sock, 2))[0]
+    answer, _ = iso8583.decode(_read(sock, size), PYISO_DEFAULT)
     return answer
 
 
@@ -144,18 +153,6 @@ def test_fronts_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
         _until(lambda pid=pid: _gone(pid), f"front {pid} exits after its engine")
 
 
-def _answers(sock: socket.socket) -> dict[str, Any]:
-    """The next answer on an open connection."""
-    size = struct.unpack("!H", _read(sock, 2))[0]
-    answer, _ = iso8583.decode(_read(sock, size), PYISO_DEFAULT)
-    return answer
-
-
-def _send(sock: socket.socket, fields: dict[str, str]) -> None:
-    raw, _ = iso8583.encode(dict(fields), PYISO_DEFAULT)
-    sock.sendall(struct.pack("!H", len(raw)) + bytes(raw))
-
-
 def test_fault_rules_from_config_and_admin_api_work_with_fronts(tmp_path: Path) -> None:
     """With two fronts, a [[faults]] rule from the config file and rules posted to /faults
     force a code, lose a booked approval's answer, close, and count exactly once."""
@@ -187,7 +184,7 @@ def test_fault_rules_from_config_and_admin_api_work_with_fronts(tmp_path: Path) 
         with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
             _send(sock, lost)
             _send(sock, kept)
-            answer = _answers(sock)
+            answer = _next_answer(sock)
         assert (answer["11"], answer["39"]) == (kept["11"], "00")  # count 1: fired once
         assert sorted(booked("FDRP0001")) == sorted([lost["11"], kept["11"]])
 
