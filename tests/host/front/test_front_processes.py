@@ -1,7 +1,8 @@
 """``poslab-host --front-processes 2``: fronts own the ISO sockets, the host process the ledger.
 
-One host subprocess for the module. It is driven by a plain socket client with pyiso8583's own
-``default`` spec, so the frames are not built by the code under test.
+One host subprocess for the module, plus one each for the tests that need their own (a
+killed engine; fault rules from a config file). They are driven by a plain socket client with
+pyiso8583's own ``default`` spec, so the frames are not built by the code under test.
 """
 
 from __future__ import annotations
@@ -154,13 +155,13 @@ def test_fronts_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
 
 
 def test_fault_rules_from_config_and_admin_api_work_with_fronts(tmp_path: Path) -> None:
-    """With two fronts, a [[faults]] rule from the config file and rules posted to /faults
+    """With a front process, a [[faults]] rule from the config file and rules posted to /faults
     force a code, lose a booked approval's answer, close, and count exactly once."""
     config = tmp_path / "host.toml"
     config.write_text('[[faults]]\nid = "from-config"\ntid = "FCFG0001"\naction = "respond"\n'
                       'process = false\nresponse_code = "96"\n')
     server = start_host(tmp_path / "ledger.db",
-                        extra=["--config", str(config), "--front-processes", "2"])
+                        extra=["--config", str(config), "--front-processes", "1"])
     try:
         port, client = int(server.ready["iso_port"]), admin(server)
         client.fetch(add_faults([
