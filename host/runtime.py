@@ -97,7 +97,8 @@ class HostRuntime:
     :ivar admin_token: the bearer token the admin API accepts.
     :ivar extras: objects handed to admin route modules (``AdminContext.extras``); the
         runtime puts the fault hook under ``"faults"``.
-    :ivar faults: the :class:`~host.faults.actions.FaultHook` the server consults per request.
+    :ivar faults: the :class:`~host.faults.actions.FaultHook` the server consults per request
+        (with front processes, the engine: host.front.engine).
     :ivar on_fatal: called with :data:`EXIT_WAL_FAILED` when the host must stop
         (``poslab-host`` stops its reactor and exits with it).
     """
@@ -169,6 +170,9 @@ class HostRuntime:
             committer.on_failed = self._wal_failed
             events = self.extras.setdefault("events", EventBus(clock=clock))
             iso_tls, admin_tls = _tls_options(config)
+            rules = getattr(config, "faults", ())  # [[faults]] in the config file
+            self.faults = FaultHook(FaultRegistry(rules), self.metrics, self.log, timer)
+            self.extras.setdefault("faults", self.faults)
             fronts = front_processes(config)
             if fronts:
                 self.fronts = self._start_fronts(reactor, fronts, config, listen, codec,
@@ -179,9 +183,6 @@ class HostRuntime:
                 except FirstError as exc:
                     raise StartError(exc.subFailure.getErrorMessage()) from None
             else:
-                rules = getattr(config, "faults", ())  # [[faults]] in the config file
-                self.faults = FaultHook(FaultRegistry(rules), self.metrics, self.log, timer)
-                self.extras.setdefault("faults", self.faults)
                 self.factory = IsoServerFactory(self.service, worker, codec,
                                                 ServerLimits.from_config(config), self.log,
                                                 self.metrics, timer, self.faults)
@@ -211,9 +212,6 @@ class HostRuntime:
         if iso_tls is not None:
             raise StartError("[server] front_processes needs plain TCP on the ISO 8583 port: "
                              "turn off [tls.iso] or set front_processes = 0")
-        if getattr(config, "faults", ()):
-            raise StartError("[server] front_processes cannot run [[faults]] rules: remove "
-                             "them or set front_processes = 0")
         try:
             listener = bind_listener(*listen)
         except OSError as exc:
@@ -225,7 +223,8 @@ class HostRuntime:
             limits={name: float(getattr(limits, name)) for name in limits.__dataclass_fields__},
             log_file=self.log.path, log_fields=self.log.with_fields)
         return FrontPool(reactor, count, listener, settings, committer, self.service, codec,
-                         self.log, self.metrics, events)
+                         self.log, self.metrics, events,
+                         faults=self.faults)  # matched in the engine, delivered by the fronts
 
     def _listen(self, reactor: Any, what: str, where: tuple[str, int], factory: Any,
                 tls: Any = None) -> int:

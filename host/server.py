@@ -54,6 +54,7 @@ from twisted.python.failure import Failure
 
 from host import crashpoints
 from host.event_stream import EventBus
+from host.faults.delivery import deliver
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.pipeline.request import IsoRequest
@@ -371,6 +372,8 @@ class IsoHostProtocol(FramedProtocol):
                       error=f"{result.type and result.type.__name__}: {result.getErrorMessage()}")
             self._shut("service_error")
             return None
+        if decision is None:  # a front's fault comes back from the engine with the answer
+            decision = getattr(result, "fault", None)
         response = result.response
         if response is None:
             log.event("no_response", **{"mti": in_mti, **result.log, "conn": self.conn_id})
@@ -406,11 +409,9 @@ class IsoHostProtocol(FramedProtocol):
         return None
 
     def _deliver_fault(self, decision: Any, payload: bytes | None) -> Deferred[None] | None:
-        """Let the fault hook send (late, twice, garbled...) or not send ``payload``."""
-        assert self.factory.faults is not None
-        later: Deferred[None] | None = self.factory.faults.deliver(
-            decision, self._send_live, self._fault_close, payload)
-        return later
+        """Send ``payload`` late, twice, garbled... or not at all, as the fault says (the
+        same code in a front process, host.faults.delivery)."""
+        return deliver(decision, self.factory.timer, self._send_live, self._fault_close, payload)
 
     def _send_live(self, payload: bytes) -> None:
         """Send a payload if the connection is still there (faults send late)."""

@@ -7,7 +7,8 @@
 
 A rule is the JSON form of :class:`host.faults.FaultRule`; a bad rule is 400 with the message
 naming the member. The registry comes from ``AdminContext.extras["faults"]`` (the runtime puts
-the server's :class:`host.faults.actions.FaultHook` there); without it the routes answer 503.
+its :class:`host.faults.actions.FaultHook` there, in both layouts: with front processes the
+engine matches the rules); without it the routes answer 503.
 These routes touch no database, so they run on the loop, not in the worker thread.
 """
 

@@ -1,15 +1,21 @@
-"""Carry out fault decisions on a live connection (the Twisted side of :mod:`host.faults.rules`).
+"""Apply fault decisions where the registry is (the Twisted side of :mod:`host.faults.rules`).
 
-The server calls two functions, one on each side of the service call:
+Two steps, one on each side of the service call:
 
-* :func:`submit` replaces ``worker.call(service.handle, fields)``: it processes the request now,
-  later (``delay`` with ``process: false``) or not at all (``process: false``);
-* :func:`deliver` replaces ``sendFrame(payload)``: it sends, delays, drops, garbles, duplicates,
-  rewrites the answer or closes the connection.
+* :meth:`FaultHook.match` and :meth:`FaultHook.submit` replace ``service.handle(request)``:
+  they find the rule, then process the request now, later (``delay`` with ``process: false``)
+  or not at all (``process: false``), and put a ``respond`` rule's forced answer in its place;
+* :func:`host.faults.delivery.deliver` replaces ``sendFrame(payload)``: it sends, delays,
+  drops, garbles, duplicates or closes the connection, wherever the answer is written.
+
+In the one-process host both happen in the server. With front processes the engine matches
+and submits (:mod:`host.front.engine`), and the decision travels back to the front with the
+answer, where the same :func:`~host.faults.delivery.deliver` carries out its delivery part.
 
 Every applied fault is logged (``event: "fault"``) and counted in
-``poslab_faults_applied_total{action, fault}``. A delayed answer keeps its place in the
-connection's response order, because :func:`deliver` returns a Deferred the server chains on.
+``poslab_faults_applied_total{action, fault}`` where it is matched. A delayed answer keeps its
+place in the connection's response order, because ``deliver`` returns a Deferred the server
+chains on.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 
-from host.faults.rules import FaultDecision, FaultRegistry, forced_response, garble
+from host.faults.delivery import FaultDecision
+from host.faults.rules import FaultRegistry, forced_response
 from host.wire import log_ids
 
 
@@ -54,8 +61,9 @@ class FaultHook:
         self._counter = metrics.counter(
             "poslab_faults_applied_total", "Fault rules applied to requests, by action and rule.")
 
-    def match(self, conn_id: int, fields: Mapping[str, str]) -> FaultDecision | None:
-        """The fault for this request (counted and logged), or None."""
+    def match(self, conn_id: int | str, fields: Mapping[str, str]) -> FaultDecision | None:
+        """The fault for this request (counted and logged), or None; ``conn_id`` is the
+        connection's number, or ``front<N>`` for a request from a front process."""
         decision = self.registry.match(fields)
         if decision is not None:
             self._counter.inc(action=decision.action, fault=decision.fault_id)
@@ -91,32 +99,3 @@ class FaultHook:
         log.update(fault=decision.fault_id, action=decision.action)
         return SkippedReply(_Forced(forced_response(request, decision.response_code, real)),
                             log)
-
-    def deliver(self, decision: FaultDecision, send: Callable[[bytes], None],
-                close: Callable[[], None], payload: bytes | None) -> Deferred[None] | None:
-        """Send ``payload`` (None: nothing to send) the way the fault says.
-
-        Returns a Deferred when the send happens later (``delay`` with ``process: true``).
-        """
-        action = decision.action
-        if action == "delay" and decision.process and payload is not None:
-            d: Deferred[None] = Deferred()
-
-            def _late() -> None:
-                send(payload)
-                d.callback(None)
-
-            self.timer.callLater(decision.delay_ms / 1000, _late)
-            return d
-        if action in ("delay", "respond") and payload is not None:
-            send(payload)
-        elif action == "duplicate" and payload is not None:
-            send(payload)
-            send(payload)
-        elif action == "garble":
-            send(garble(payload or b"GARBLED"))
-        elif action == "close":
-            close()
-        # drop: nothing leaves
-        return None
-

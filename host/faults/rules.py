@@ -34,16 +34,15 @@ import itertools
 import secrets
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from host.faults.delivery import FaultDecision
 from host.wire import Echo, forced_answer, mti_of, pan_of
 from protocol import RuleId, mask_pan
 
 Action = Literal["delay", "drop", "close", "respond", "garble", "duplicate"]
-
 
 
 class FaultError(ValueError):
@@ -105,27 +104,6 @@ def parse_rule(data: Mapping[str, Any], where: str = "fault") -> FaultRule:
             # Never echo a PAN value back: pydantic quotes input in some messages.
             problems.append(f"{where}.{loc}: {msg}" if loc else f"{where}: {msg}")
         raise FaultError("; ".join(problems)) from None
-
-
-@dataclass(frozen=True)
-class FaultDecision:
-    """What the server must do with one request."""
-
-    fault_id: str
-    action: str
-    process: bool
-    delay_ms: int = 0
-    response_code: str | None = None
-
-    def log(self) -> dict[str, object]:
-        """Facts for the JSON log line of an applied fault."""
-        out: dict[str, object] = {"fault": self.fault_id, "action": self.action,
-                                  "process": self.process}
-        if self.action == "delay":
-            out["delay_ms"] = self.delay_ms
-        if self.response_code is not None:
-            out["response_code"] = self.response_code
-        return out
 
 
 class _Entry:
@@ -266,7 +244,3 @@ def forced_response(request: Mapping[str, str], code: str,
     """
     return forced_answer(request, code, RuleId.FORCED.value, processed)
 
-
-def garble(payload: bytes) -> bytes:
-    """A same-length payload that is not an ISO 8583 message (every byte XOR 0xA5)."""
-    return bytes(b ^ 0xA5 for b in payload) or b"\xa5"

@@ -12,6 +12,13 @@ only when the committer delivers the reply, which is after the batch's COMMIT re
 response that must carry a MAC is sealed here, where the session keys are, and travels as
 bytes. The per-request metrics and the event stream are kept here too (latency is the
 engine's, from the request's arrival on the pipe to its answer).
+
+Fault rules (``[[faults]]``, ``/faults``) live here too, in the one registry the admin API
+edits, so a rule's ``count`` is exact over all fronts. Each request from a front is matched
+here: a ``process: false`` rule answers it without running the service (or runs it after the
+delay), a ``process: true`` one runs it as usual, and ``respond`` replaces the answer, all by
+the one-process code (:class:`host.faults.actions.FaultHook`). The decision then travels back
+in the :class:`~host.front.link.Answer`, and the front carries out its delivery part.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
+from host.faults.actions import FaultHook
+from host.faults.delivery import FaultDecision
 from host.front.link import Answer, Deframer, LinkError, LinkMessage, Ready, Stop, Submit, frame
 from host.front.process import FrontSettings
 from host.group_commit import GroupCommitter
@@ -65,7 +74,7 @@ class FrontPool:
 
     def __init__(self, reactor: Any, count: int, listener: socket.socket, settings: FrontSettings,
                  committer: GroupCommitter, service: Any, codec: Codec, log: MessageLog,
-                 metrics: Metrics, events: Any) -> None:
+                 metrics: Metrics, events: Any, faults: FaultHook | None = None) -> None:
         self.reactor = reactor
         self.count = count
         self.listener = listener
@@ -76,6 +85,7 @@ class FrontPool:
         self.log = log
         self.metrics = metrics
         self.events = events
+        self.faults = faults  # the host's fault rules: matched here, delivered by the fronts
         self.channels: dict[int, FrontChannel] = {}
         self.restarts = 0
         self.stopping = False
@@ -170,11 +180,17 @@ class FrontChannel(ProcessProtocol):
         request = IsoRequest(fields, raw, self.pool.codec.profile, tpdu)
         self.pool.events.message("in", self.conn, fields)
         self.pending += 1
-        self.pool.committer.submit(request).addBoth(
-            self._answer, message.id, fields.get("t", ""), tpdu, started)
+        committer = self.pool.committer
+        faults = self.pool.faults
+        decision = faults.match(self.conn, fields) if faults is not None else None
+        if faults is None or decision is None:
+            reply = committer.submit(request)
+        else:  # processed now, after a delay, or not at all, as in the one-process server
+            reply = faults.submit(decision, fields, lambda: committer.submit(request))
+        reply.addBoth(self._answer, message.id, fields.get("t", ""), tpdu, started, decision)
 
     def _answer(self, result: Any, rid: int, in_mti: str, tpdu: Tpdu | None,
-                started: float) -> None:
+                started: float, decision: FaultDecision | None) -> None:
         self.pending -= 1
         if isinstance(result, Failure):
             self._send(Answer(rid, None, {}, error=f"{result.type and result.type.__name__}: "
@@ -182,7 +198,7 @@ class FrontChannel(ProcessProtocol):
             return
         response = result.response
         if response is None:
-            self._send(Answer(rid, None, result.log, result.silent))
+            self._send(Answer(rid, None, result.log, result.silent, fault=decision))
             return
         out = response.to_fields()
         sealed = None
@@ -193,7 +209,7 @@ class FrontChannel(ProcessProtocol):
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         self.pool.metrics.request(in_mti, out.get("39", ""), latency_ms)
         self.pool.events.message("out", self.conn, out, result.log, latency_ms)
-        self._send(Answer(rid, out, result.log, result.silent, sealed))
+        self._send(Answer(rid, out, result.log, result.silent, sealed, fault=decision))
 
     def _send(self, message: Answer | Stop) -> None:
         transport: Any = self.transport

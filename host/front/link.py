@@ -3,8 +3,10 @@
 Each message is MessagePack (msgspec, as arrays: no field names on the wire) behind a 4-byte
 big-endian length. A front says :class:`Ready` once it accepts connections, then writes
 :class:`Submit` frames to the engine; the engine answers each with one :class:`Answer` after
-the request's commit, and sends :class:`Stop` when the host stops. Frames of one direction
-travel in order on one pipe, so a request id only has to be unique per front.
+the request's commit, and sends :class:`Stop` when the host stops. When a fault rule matched
+the request, its decision rides on the answer (which comes without a commit when the rule
+says the request never arrived). Frames of one direction travel in order on one pipe, so a
+request id only has to be unique per front.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
+
+from host.faults.delivery import FaultDecision
 
 HEADER = 4
 MAX_FRAME = 1 << 24  # far above any ISO frame with its fields; a longer length is a broken pipe
@@ -40,6 +44,8 @@ class Answer(msgspec.Struct, array_like=True, tag=2):
     :ivar sealed: the response already encoded and MAC'd by the engine (which holds the keys),
         sent as it is; None when the front encodes ``fields`` itself.
     :ivar error: the service failed on this request (the front logs it and closes).
+    :ivar fault: the fault rule the engine matched to this request: the front delivers the
+        answer (or nothing) the way it says (:func:`host.faults.delivery.deliver`).
     """
 
     id: int
@@ -48,6 +54,7 @@ class Answer(msgspec.Struct, array_like=True, tag=2):
     silent: bool = False
     sealed: bytes | None = None
     error: str | None = None
+    fault: FaultDecision | None = None
 
 
 class Stop(msgspec.Struct, array_like=True, tag=3):

@@ -7,7 +7,9 @@ one-process host (:class:`host.server.IsoHostProtocol`: limits, flow control, an
 the message log, where front i numbers its connections from i * 1,000,000 + 1) and hands
 every valid request to the engine over its stdin/stdout pipe (:mod:`host.front.link`). It
 answers a request only with the engine's :class:`Answer`, which the engine sends after the
-request's commit. A format error (MTI+10, RC 30) books nothing and is answered here.
+request's commit. A format error (MTI+10, RC 30) books nothing and is answered here. Fault
+rules are matched in the engine; an answer that carries a rule's decision is delivered here
+the way it says (late, twice, garbled, not at all, or a close), by the one-process code.
 
 It ignores SIGINT and SIGTERM: the engine stops it with a :class:`Stop` message (stop reading,
 send the answers still due, close, exit 0). When the pipe closes without one, the engine died;
@@ -82,13 +84,14 @@ class _Fields:
 class RemoteReply:
     """The engine's :class:`Answer` as the server code reads a reply."""
 
-    __slots__ = ("response", "log", "silent", "sealed")
+    __slots__ = ("response", "log", "silent", "sealed", "fault")
 
     def __init__(self, answer: Answer) -> None:
         self.response = _Fields(answer.fields) if answer.fields is not None else None
         self.log: dict[str, object] = answer.log
         self.silent = answer.silent
         self.sealed = answer.sealed
+        self.fault = answer.fault  # the engine's fault decision: the server delivers by it
 
 
 class ServiceError(Exception):

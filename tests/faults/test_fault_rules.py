@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from host.faults.rules import FaultError, FaultRegistry, forced_response, garble, parse_rule
+from host.faults.delivery import garble
+from host.faults.rules import FaultError, FaultRegistry, forced_response, parse_rule
 from protocol import Codec, DecodeError
 
 PAN = "4761739001010119"

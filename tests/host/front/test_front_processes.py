@@ -1,7 +1,8 @@
 """``poslab-host --front-processes 2``: fronts own the ISO sockets, the host process the ledger.
 
-One host subprocess for the module. It is driven by a plain socket client with pyiso8583's own
-``default`` spec, so the frames are not built by the code under test.
+One host subprocess for the module, plus one each for the tests that need their own (a
+killed engine; fault rules from a config file). They are driven by a plain socket client with
+pyiso8583's own ``default`` spec, so the frames are not built by the code under test.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import iso8583
 import pytest
 from iso8583.specs import default as PYISO_DEFAULT
 
-from scenarios.admin import transactions, verify
+from scenarios.admin import add_faults, transactions, verify
 from scenarios.loadgen.hostctl import MID, admin, start_host
-from scenarios.loadgen.procs import ServerFailed, ServerProcess
+from scenarios.loadgen.procs import ServerProcess
 
 TID, PAN = "FRONT001", "4111111111111111"
 _STANS = count(1)
@@ -44,11 +45,20 @@ def _children(pid: int) -> set[int]:
 
 def _exchange(port: int, fields: dict[str, str]) -> dict[str, Any]:
     """Send one frame on a new connection; return the decoded answer."""
-    raw, _ = iso8583.encode(dict(fields), PYISO_DEFAULT)
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        sock.sendall(struct.pack("!H", len(raw)) + bytes(raw))
-        size = struct.unpack("!H", _read(sock, 2))[0]
-        answer, _ = iso8583.decode(_read(sock, size), PYISO_DEFAULT)
+        _send(sock, fields)
+        return _next_answer(sock)
+
+
+def _send(sock: socket.socket, fields: dict[str, str]) -> None:
+    raw, _ = iso8583.encode(dict(fields), PYISO_DEFAULT)
+    sock.sendall(struct.pack("!H", len(raw)) + bytes(raw))
+
+
+def _next_answer(sock: socket.socket) -> dict[str, Any]:
+    """The next answer on an open connection."""
+    size = struct.unpack("!H", _read(sock, 2))[0]
+    answer, _ = iso8583.decode(_read(sock, size), PYISO_DEFAULT)
     return answer
 
 
@@ -144,12 +154,49 @@ def test_fronts_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
         _until(lambda pid=pid: _gone(pid), f"front {pid} exits after its engine")
 
 
-def test_front_processes_with_faults_is_a_clear_start_error(tmp_path: Path) -> None:
-    """front_processes with [[faults]] is refused at start in one line, no traceback."""
+def test_fault_rules_from_config_and_admin_api_work_with_fronts(tmp_path: Path) -> None:
+    """With a front process, a [[faults]] rule from the config file and rules posted to /faults
+    force a code, lose a booked approval's answer, close, and count exactly once."""
     config = tmp_path / "host.toml"
-    config.write_text('[server]\nfront_processes = 1\n\n[[faults]]\naction = "drop"\n'
-                      'process = false\n')
-    with pytest.raises(ServerFailed) as info:
-        start_host(tmp_path / "ledger.db", extra=["--config", str(config)])
-    text = str(info.value)
-    assert "front_processes cannot run [[faults]] rules" in text and "Traceback" not in text
+    config.write_text('[[faults]]\nid = "from-config"\ntid = "FCFG0001"\naction = "respond"\n'
+                      'process = false\nresponse_code = "96"\n')
+    server = start_host(tmp_path / "ledger.db",
+                        extra=["--config", str(config), "--front-processes", "1"])
+    try:
+        port, client = int(server.ready["iso_port"]), admin(server)
+        client.fetch(add_faults([
+            {"id": "forced", "tid": "FFRC0001", "action": "respond", "process": False,
+             "response_code": "91", "count": 2},
+            {"id": "lost", "tid": "FDRP0001", "action": "drop", "process": True, "count": 1},
+            {"id": "cut", "tid": "FCLS0001", "action": "close", "process": False}]))
+
+        def booked(tid: str) -> list[str]:
+            return [t.stan for t in client.fetch(transactions(tid=tid, limit=10)).transactions]
+
+        configured = _exchange(port, _sale(**{"41": "FCFG0001"}))
+        assert (configured["39"], configured["44"]) == ("96", "FORCED")
+        forced = _exchange(port, _sale(**{"41": "FFRC0001"}))
+        assert (forced["39"], forced["44"]) == ("91", "FORCED")
+        assert booked("FCFG0001") == booked("FFRC0001") == []  # process: false books nothing
+
+        # Answers leave a connection in request order: the second sale's answer coming first
+        # proves the first one's was dropped, although its sale was booked (process: true).
+        lost, kept = _sale(**{"41": "FDRP0001"}), _sale(**{"41": "FDRP0001"})
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            _send(sock, lost)
+            _send(sock, kept)
+            answer = _next_answer(sock)
+        assert (answer["11"], answer["39"]) == (kept["11"], "00")  # count 1: fired once
+        assert sorted(booked("FDRP0001")) == sorted([lost["11"], kept["11"]])
+
+        with pytest.raises(ConnectionError):  # closed (reset) without an answer
+            _exchange(port, _sale(**{"41": "FCLS0001"}))
+        assert booked("FCLS0001") == []
+
+        rules = {r["id"]: r for r in client.get("/faults")["faults"]}
+        assert {k: (r["applied"], r.get("remaining")) for k, r in rules.items()} == {
+            "from-config": (1, None), "forced": (1, 1), "lost": (1, 0), "cut": (1, None)}
+        assert 'poslab_faults_applied_total{action="drop",fault="lost"} 1' in \
+            client.get("/metrics")
+    finally:
+        assert server.stop() == 0

@@ -1,18 +1,23 @@
-"""The engine link's framing: messages survive any split of the byte stream; garbage is refused."""
+"""The engine link's framing: messages and fault decisions survive any split; garbage is refused."""
 
 from __future__ import annotations
 
 import pytest
 
+from host.faults.delivery import FaultDecision
 from host.front.link import Answer, Deframer, LinkError, LinkMessage, Ready, Stop, Submit, frame
 
 
 def test_messages_survive_every_split_of_the_stream() -> None:
-    """Three frames cut at every byte offset (and fed byte by byte) come out whole, in order."""
+    """Every message (fault decisions too), cut at every offset or fed bytewise, comes out whole."""
     messages: list[LinkMessage] = [
         Submit(7, {"t": "0200", "11": "000001", "41": "TERM0001"}, b"\x00\x01raw"),
         Answer(7, {"t": "0210", "39": "00"}, {"kind": "sale", "amount_minor": 1500},
                sealed=b"\x02\x03"),
+        Answer(8, None, {"fault": "lost", "action": "drop"},
+               fault=FaultDecision("lost", "drop", False)),
+        Answer(9, {"t": "0210", "39": "91"}, {}, fault=FaultDecision("f2", "respond", False, 0,
+                                                                     "91")),
         Stop(),
         Ready(),
     ]
