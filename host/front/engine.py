@@ -28,7 +28,17 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-from host.front.link import Answer, Deframer, LinkError, LinkMessage, Ready, Stop, Submit, frame
+from host.front.link import (
+    Answer,
+    Deframer,
+    Failed,
+    LinkError,
+    LinkMessage,
+    Ready,
+    Stop,
+    Submit,
+    frame,
+)
 from host.front.process import FrontSettings
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
@@ -131,7 +141,8 @@ class FrontPool:
 
 
 class FrontFailed(Exception):
-    """A front process exited before it was ready (its stderr says why)."""
+    """A front process exited before it was ready: ``str()`` is the reason it sent
+    (:class:`~host.front.link.Failed`), else a line saying its stderr says why."""
 
 
 class FrontChannel(ProcessProtocol):
@@ -162,6 +173,8 @@ class FrontChannel(ProcessProtocol):
         if not isinstance(message, Submit):
             if isinstance(message, Ready) and not self.ready.called:
                 self.ready.callback(None)
+            elif isinstance(message, Failed) and not self.ready.called:
+                self.ready.errback(FrontFailed(message.reason))  # the host's start error
             return
         started = time.perf_counter()
         raw = message.raw

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import pytest
 
-from host.front.link import Answer, Deframer, LinkError, LinkMessage, Ready, Stop, Submit, frame
+from host.front.link import (
+    Answer,
+    Deframer,
+    Failed,
+    LinkError,
+    LinkMessage,
+    Ready,
+    Stop,
+    Submit,
+    frame,
+)
 
 
 def test_messages_survive_every_split_of_the_stream() -> None:
-    """Three frames cut at every byte offset (and fed byte by byte) come out whole, in order."""
+    """Frames of every kind, cut at every byte offset (and fed byte by byte), come out whole."""
     messages: list[LinkMessage] = [
         Submit(7, {"t": "0200", "11": "000001", "41": "TERM0001"}, b"\x00\x01raw"),
         Answer(7, {"t": "0210", "39": "00"}, {"kind": "sale", "amount_minor": 1500},
                sealed=b"\x02\x03"),
         Stop(),
         Ready(),
+        Failed("[tls.iso] server key k.pem: cannot read the file"),
     ]
     stream = b"".join(frame(m) for m in messages)
     for cut in range(len(stream) + 1):
