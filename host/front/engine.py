@@ -123,6 +123,9 @@ class FrontPool:
     def _restart(self, index: int) -> None:
         if not self.stopping and index not in self.channels:
             self._spawn(index)
+            # Nobody waits on a replacement's start: its failure is in the log (front_failed,
+            # front_exited) and it is started again.
+            self.channels[index].ready.addErrback(lambda _: None)
 
     def stop(self) -> Deferred[Any]:
         """Tell every front to stop (they answer what they accepted, close and exit); fires
@@ -173,8 +176,10 @@ class FrontChannel(ProcessProtocol):
         if not isinstance(message, Submit):
             if isinstance(message, Ready) and not self.ready.called:
                 self.ready.callback(None)
-            elif isinstance(message, Failed) and not self.ready.called:
-                self.ready.errback(FrontFailed(message.reason))  # the host's start error
+            elif isinstance(message, Failed):
+                self.pool.log.event("front_failed", front=self.index, reason=message.reason)
+                if not self.ready.called:
+                    self.ready.errback(FrontFailed(message.reason))  # the host's start error
             return
         started = time.perf_counter()
         raw = message.raw
