@@ -7,7 +7,9 @@ one-process host (:class:`host.server.IsoHostProtocol`: limits, flow control, an
 the message log, where front i numbers its connections from i * 1,000,000 + 1) and hands
 every valid request to the engine over its stdin/stdout pipe (:mod:`host.front.link`). It
 answers a request only with the engine's :class:`Answer`, which the engine sends after the
-request's commit. A format error (MTI+10, RC 30) books nothing and is answered here.
+request's commit. A format error (MTI+10, RC 30) books nothing and is answered here. With
+``[tls.iso]`` the front terminates TLS itself, reading the files named in its settings, with
+the one-process host's :class:`host.tls.TlsServerFactory` and ``tid_in_certificate`` check.
 
 It ignores SIGINT and SIGTERM: the engine stops it with a :class:`Stop` message (stop reading,
 send the answers still due, close, exit 0). When the pipe closes without one, the engine died;
