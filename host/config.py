@@ -276,9 +276,9 @@ class ServerSection(_Strict):
 
     :ivar front_processes: 0 (the default) runs everything in the host process. N > 0 starts
         N front processes that own the ISO 8583 sockets, decode, validate and answer, while the
-        host process keeps the ledger (``host.front``). Needs plain TCP on the ISO port.
-        ``[[faults]]`` rules work with fronts: the host process matches them, the fronts
-        deliver (docs/performance.md).
+        host process keeps the ledger (``host.front``). With ``[tls.iso]`` each front
+        terminates TLS itself; ``[[faults]]`` rules work with fronts too: the host process
+        matches them, the fronts deliver (docs/performance.md).
     :ivar partition: the merchants this host serves when several hosts share one database:
         those whose ``[[merchants]] partition`` is this name (without it, those without one).
         It also names the ledger chain the host writes (``host.ledger.chains``), so hosts of

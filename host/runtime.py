@@ -36,7 +36,7 @@ from host.event_stream import EventBus
 from host.faults.actions import FaultHook
 from host.faults.rules import FaultRegistry
 from host.front.engine import FrontPool, bind_listener
-from host.front.process import FrontSettings
+from host.front.process import FrontSettings, FrontTls
 from host.group_commit import GroupCommitter, committer_for
 from host.logs import MessageLog
 from host.metrics import Metrics
@@ -208,10 +208,10 @@ class HostRuntime:
     def _start_fronts(self, reactor: Any, count: int, config: Any, listen: tuple[str, int],
                       codec: Codec, committer: GroupCommitter, events: EventBus,
                       iso_tls: Any) -> FrontPool:
-        """Bind the ISO socket here and hand it to ``count`` front processes (host.front)."""
-        if iso_tls is not None:
-            raise StartError("[server] front_processes needs plain TCP on the ISO 8583 port: "
-                             "turn off [tls.iso] or set front_processes = 0")
+        """Bind the ISO socket here and hand it to ``count`` front processes (host.front).
+
+        With ``[tls.iso]`` each front terminates TLS itself: it is given the section's file
+        names and modes (``iso_tls``, read here, has already checked the files)."""
         try:
             listener = bind_listener(*listen)
         except OSError as exc:
@@ -221,7 +221,8 @@ class HostRuntime:
         settings = FrontSettings(
             index=0, profile=codec.profile.name, family=int(listener.family),
             limits={name: float(getattr(limits, name)) for name in limits.__dataclass_fields__},
-            log_file=self.log.path, log_fields=self.log.with_fields)
+            log_file=self.log.path, log_fields=self.log.with_fields,
+            tls=_front_tls(config.tls.iso) if iso_tls is not None else None)
         return FrontPool(reactor, count, listener, settings, committer, self.service, codec,
                          self.log, self.metrics, events,
                          faults=self.faults)  # matched in the engine, delivered by the fronts
@@ -239,31 +240,6 @@ class HostRuntime:
                              f"{reason}") from None
         self._listeners.append(port)
         return int(port.getHost().port)
-
-    def _close_connections(self, factory: IsoServerFactory) -> Deferred[Any]:
-        """Close every ISO connection; abort those still open after ``frame_deadline_s``.
-
-        A TLS close waits for the client's close_notify, which a client that does not read
-        never sends; without the abort it would hold the stop until its idle timeout.
-        """
-        closed = factory.close_all()
-        timer = MonotonicTimer(asyncio.get_running_loop())
-
-        def abort_rest() -> None:
-            for conn in list(factory.connections):
-                transport: Any = conn.transport
-                if transport is not None:
-                    self.log.event("close", conn=conn.conn_id, reason="stop_abort")
-                    transport.abortConnection()
-
-        pending = timer.callLater(factory.limits.frame_deadline_s, abort_rest)
-
-        def done(result: object) -> object:
-            if pending.active():
-                pending.cancel()
-            return result
-
-        return closed.addBoth(done)
 
     async def _stop_fronts(self, fronts: FrontPool) -> None:
         """Stop the fronts (each answers what it accepted, then closes); kill any still
@@ -362,7 +338,7 @@ class HostRuntime:
         if self.factory is not None:
             self.factory.stop_reading()
             await wait(self.factory.drained())
-            await wait(self._close_connections(self.factory))
+            await wait(self.factory.close_all_or_abort())
         if self.fronts is not None:
             await self._stop_fronts(self.fronts)
         if self.committer is not None and self.committer.batches:
@@ -399,6 +375,14 @@ def _tls_options(config: Any) -> tuple[Any, Any]:
         return server_options(tls.iso, "[tls.iso]"), server_options(tls.admin, "[tls.admin]")
     except TlsSetupError as exc:
         raise StartError(str(exc)) from None
+
+
+def _front_tls(section: Any) -> FrontTls:
+    """``[tls.iso]`` as the fronts are given it: file names and modes, no key material."""
+    return FrontTls(cert_file=section.cert_file, key_file=section.key_file,
+                    client_ca_file=section.client_ca_file,
+                    require_client_cert=section.require_client_cert,
+                    tid_in_certificate=section.tid_in_certificate)
 
 
 def _tls_mode(tls: Any, port: str) -> str:

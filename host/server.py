@@ -558,3 +558,27 @@ class IsoServerFactory(Factory):
                 transport.unregisterProducer()
                 transport.loseConnection()
         return DeferredList(waits)
+
+    def close_all_or_abort(self) -> Deferred[Any]:
+        """:meth:`close_all`, aborting the connections still open after ``frame_deadline_s``.
+
+        A TLS close waits for the client's close_notify, which a client that does not read
+        never sends; without the abort it would hold the stop until its idle timeout.
+        """
+        closed = self.close_all()
+
+        def abort_rest() -> None:
+            for conn in list(self.connections):
+                transport: Any = conn.transport
+                if transport is not None:
+                    self.log.event("close", conn=conn.conn_id, reason="stop_abort")
+                    transport.abortConnection()
+
+        pending = self.timer.callLater(self.limits.frame_deadline_s, abort_rest)
+
+        def done(result: object) -> object:
+            if pending.active():
+                pending.cancel()
+            return result
+
+        return closed.addBoth(done)

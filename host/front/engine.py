@@ -37,7 +37,17 @@ from twisted.python.failure import Failure
 
 from host.faults.actions import FaultHook
 from host.faults.delivery import FaultDecision
-from host.front.link import Answer, Deframer, LinkError, LinkMessage, Ready, Stop, Submit, frame
+from host.front.link import (
+    Answer,
+    Deframer,
+    Failed,
+    LinkError,
+    LinkMessage,
+    Ready,
+    Stop,
+    Submit,
+    frame,
+)
 from host.front.process import FrontSettings
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
@@ -123,6 +133,9 @@ class FrontPool:
     def _restart(self, index: int) -> None:
         if not self.stopping and index not in self.channels:
             self._spawn(index)
+            # Nobody waits on a replacement's start: its failure is in the log (front_failed,
+            # front_exited) and it is started again.
+            self.channels[index].ready.addErrback(lambda _: None)
 
     def stop(self) -> Deferred[Any]:
         """Tell every front to stop (they answer what they accepted, close and exit); fires
@@ -141,7 +154,8 @@ class FrontPool:
 
 
 class FrontFailed(Exception):
-    """A front process exited before it was ready (its stderr says why)."""
+    """A front process exited before it was ready: ``str()`` is the reason it sent
+    (:class:`~host.front.link.Failed`), else a line saying its stderr says why."""
 
 
 class FrontChannel(ProcessProtocol):
@@ -172,6 +186,10 @@ class FrontChannel(ProcessProtocol):
         if not isinstance(message, Submit):
             if isinstance(message, Ready) and not self.ready.called:
                 self.ready.callback(None)
+            elif isinstance(message, Failed):
+                self.pool.log.event("front_failed", front=self.index, reason=message.reason)
+                if not self.ready.called:
+                    self.ready.errback(FrontFailed(message.reason))  # the host's start error
             return
         started = time.perf_counter()
         raw = message.raw

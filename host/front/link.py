@@ -1,12 +1,13 @@
 """The engine link: the messages between a front process and the engine, and their framing.
 
 Each message is MessagePack (msgspec, as arrays: no field names on the wire) behind a 4-byte
-big-endian length. A front says :class:`Ready` once it accepts connections, then writes
-:class:`Submit` frames to the engine; the engine answers each with one :class:`Answer` after
-the request's commit, and sends :class:`Stop` when the host stops. When a fault rule matched
-the request, its decision rides on the answer (which comes without a commit when the rule
-says the request never arrived). Frames of one direction travel in order on one pipe, so a
-request id only has to be unique per front.
+big-endian length. A front says :class:`Ready` once it accepts connections (or
+:class:`Failed`, and exits, when it cannot), then writes :class:`Submit` frames to the
+engine; the engine answers each with one :class:`Answer` after the request's commit, and
+sends :class:`Stop` when the host stops. When a fault rule matched the request, its decision
+rides on the answer (which comes without a commit when the rule says the request never
+arrived). Frames of one direction travel in order on one pipe, so a request id only has to be
+unique per front.
 """
 
 from __future__ import annotations
@@ -65,7 +66,15 @@ class Ready(msgspec.Struct, array_like=True, tag=4):
     """The front accepts connections now (front to engine, once)."""
 
 
-LinkMessage = Submit | Answer | Stop | Ready
+class Failed(msgspec.Struct, array_like=True, tag=5):
+    """The front cannot serve (front to engine, instead of :class:`Ready`, just before it
+    exits): ``reason`` is one line, such as a TLS key file it cannot read, that the engine
+    ends the host's start with."""
+
+    reason: str
+
+
+LinkMessage = Submit | Answer | Stop | Ready | Failed
 
 _encode = msgspec.msgpack.Encoder(enc_hook=str).encode  # log values such as enums: as text
 _decode = msgspec.msgpack.Decoder(LinkMessage).decode

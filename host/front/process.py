@@ -10,6 +10,8 @@ answers a request only with the engine's :class:`Answer`, which the engine sends
 request's commit. A format error (MTI+10, RC 30) books nothing and is answered here. Fault
 rules are matched in the engine; an answer that carries a rule's decision is delivered here
 the way it says (late, twice, garbled, not at all, or a close), by the one-process code.
+With ``[tls.iso]`` the front terminates TLS itself, reading the files named in its settings,
+with the one-process host's :class:`host.tls.TlsServerFactory` and ``tid_in_certificate`` check.
 
 It ignores SIGINT and SIGTERM: the engine stops it with a :class:`Stop` message (stop reading,
 send the answers still due, close, exit 0). When the pipe closes without one, the engine died;
@@ -35,6 +37,7 @@ from host import crashpoints
 from host.front.link import (
     Answer,
     Deframer,
+    Failed,
     LinkError,
     LinkMessage,
     Ready,
@@ -55,7 +58,25 @@ LISTEN_FD = 3
 """The engine's listening socket, as the front inherits it."""
 
 EXIT_ENGINE_GONE = 70
+EXIT_CANNOT_SERVE = 2
+"""The front could not set up its listener (it said why in a :class:`Failed` message)."""
 CONN_IDS_PER_FRONT = 1_000_000
+
+
+class FrontTls(msgspec.Struct):
+    """``[tls.iso]`` as a front needs it: the file names and modes, never the key material
+    (each front reads the files itself, with :func:`host.tls.server_options`)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+    require_client_cert: bool = False
+    tid_in_certificate: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """Always: a front is given a :class:`FrontTls` only when the ISO port is on TLS."""
+        return True
 
 
 class FrontSettings(msgspec.Struct):
@@ -67,6 +88,7 @@ class FrontSettings(msgspec.Struct):
     limits: dict[str, float]
     log_file: str | None = None
     log_fields: bool = False
+    tls: FrontTls | None = None  # TLS on the ISO port, terminated in each front
 
 
 class _Fields:
@@ -171,7 +193,7 @@ class EngineLink(Protocol):
         d = self.port.stopListening()
         d.addCallback(lambda _: factory.stop_reading())
         d.addCallback(lambda _: factory.drained())
-        d.addCallback(lambda _: factory.close_all())
+        d.addCallback(lambda _: factory.close_all_or_abort())  # a TLS close may wait
         d.addBoth(lambda _: self.reactor.stop())
 
     def connectionLost(self, reason: object = None) -> None:  # noqa: N802
@@ -188,6 +210,15 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     settings = msgspec.json.decode(args[0], type=FrontSettings)
+    tls_options = None
+    if settings.tls is not None:  # the TLS stack is imported only then: a plain front does without
+        from host.tls import TlsSetupError, server_options
+
+        try:
+            tls_options = server_options(settings.tls, "[tls.iso]")
+        except TlsSetupError as exc:  # one line, worded as the one-process host words it
+            os.write(1, frame(Failed(str(exc))))  # the engine ends its start with this line
+            return EXIT_CANNOT_SERVE
     # Ctrl-C reaches the whole process group: the engine decides when its fronts stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -207,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     limits = ServerLimits(**_typed_limits(settings.limits))
     factory = FrontFactory(Codec(settings.profile), limits, log, MonotonicTimer(loop),
                            settings.index)
-    port = reactor.adoptStreamPort(LISTEN_FD, socket.AddressFamily(settings.family), factory)
+    served: Any = factory
+    if settings.tls is not None:
+        served = _on_tls(settings.tls, tls_options, factory, log)
+    port = reactor.adoptStreamPort(LISTEN_FD, socket.AddressFamily(settings.family), served)
     os.close(LISTEN_FD)  # the port holds its own duplicate
     factory.link = link = EngineLink(factory, reactor, port)
     StandardIO(link, reactor=reactor)  # type: ignore[no-untyped-call]
@@ -216,6 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     reactor.run(installSignalHandlers=False)
     log.close()
     return 0
+
+
+def _on_tls(tls: FrontTls, options: Any, factory: FrontFactory, log: MessageLog) -> Any:
+    """``factory`` behind TLS, with the TID binding, as the one-process host listens."""
+    from host.tls import TidBinding, TlsServerFactory
+
+    if tls.tid_in_certificate:
+        factory.admission = TidBinding(log).refusal
+    return TlsServerFactory(options, factory, log, "ISO 8583")
 
 
 def _typed_limits(values: Mapping[str, float]) -> dict[str, Any]:

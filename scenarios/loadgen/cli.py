@@ -4,7 +4,7 @@
 
     poslab-bench [--host HOST:PORT | --with-host] [--terminals N] [--duration S]
                  [--mix sale=60,refund=30,void=10] [--db URL] [--ceiling] [--json FILE]
-                 [--profile NAME] [--hosts N]
+                 [--profile NAME] [--hosts N] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
 
 ``--with-host`` (the default) starts ``poslab-host`` as a subprocess on port 0 with a temporary
 SQLite ledger (or ``--db URL``) and ``--allow-unknown-terminals``, so the bench's terminals
@@ -14,6 +14,8 @@ codec, and prints the host's throughput as a ratio of it: on a shared, noisy mac
 in-run ratios mean something. The generator always runs in this process, the
 servers in their own. ``--hosts N`` starts N hosts on one PostgreSQL ``--db``, each serving a
 partition of the merchants (:mod:`scenarios.loadgen.multihost`), and reports each and the total.
+``--tls-ca`` (with ``--tls-cert``/``--tls-key`` for mutual TLS) drives a host whose ISO port is
+on TLS: each terminal's connection does its handshake before the measured window.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import json
 import socket
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,7 @@ from scenarios.loadgen.procs import (
 )
 from scenarios.loadgen.report import render, summarize
 from scenarios.loadgen.workload import DEFAULT_MIX, DEFAULT_PAN, UsageError, build_plans, parse_mix
+from terminal.tls import client_tls
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -100,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout", type=_non_negative_float, default=5.0, metavar="S",
                    help="per-request response timeout")
+    tls = p.add_argument_group("TLS to the host (its [tls.iso], e.g. in --config; the "
+                               "--ceiling server stays plain TCP)")
+    tls.add_argument("--tls-ca", metavar="FILE",
+                     help="connect on TLS, verifying the host's certificate against this CA")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="the terminals' PEM client certificate (mutual TLS)")
+    tls.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     return p
 
 
@@ -120,13 +131,15 @@ class _Measured:
 
 
 async def _drive(addr: tuple[str, int], codec: Codec, args: argparse.Namespace,
-                 pid: int | None, share: Share | None = None) -> _Measured:
-    """Drive the server at ``addr`` with ``args.terminals`` terminals (or ``share``'s)."""
+                 pid: int | None, share: Share | None = None,
+                 tls: ssl.SSLContext | None = None) -> _Measured:
+    """Drive the server at ``addr`` with ``args.terminals`` terminals (or ``share``'s), over
+    TLS with ``tls``."""
     terminals, mid, prefix = (args.terminals, args.mid, "BN") if share is None else (
         share.terminals, share.mid, share.tid_prefix)
     plans = build_plans(codec, terminals, args.mix_weights, mid=mid, currency=args.currency,
                         pan=args.pan, seed=args.seed, tid_prefix=prefix)
-    run = LoadRun(addr[0], addr[1], codec, plans, request_timeout=args.timeout)
+    run = LoadRun(addr[0], addr[1], codec, plans, request_timeout=args.timeout, tls=tls)
     idle = [socket.create_connection(addr) for _ in range(args.idle)]
     snapshots: list[dict[int, float]] = []
 
@@ -156,8 +169,8 @@ async def _drive(addr: tuple[str, int], codec: Codec, args: argparse.Namespace,
 
 
 async def _measure(addr: tuple[str, int], codec: Codec, args: argparse.Namespace,
-                   pid: int | None) -> dict[str, Any]:
-    return (await _drive(addr, codec, args, pid)).figures()
+                   pid: int | None, tls: ssl.SSLContext | None = None) -> dict[str, Any]:
+    return (await _drive(addr, codec, args, pid, tls=tls)).figures()
 
 
 def _host_argv(args: argparse.Namespace, db: str, config: str | None = None) -> list[str]:
@@ -171,12 +184,12 @@ def _host_argv(args: argparse.Namespace, db: str, config: str | None = None) -> 
     return argv
 
 
-def _run_server(name: str, argv: list[str], codec: Codec,
-                args: argparse.Namespace) -> dict[str, Any]:
+def _run_server(name: str, argv: list[str], codec: Codec, args: argparse.Namespace,
+                tls: ssl.SSLContext | None = None) -> dict[str, Any]:
     server = ServerProcess(argv, name=name)
     try:
         figures = asyncio.run(_measure(("127.0.0.1", int(server.ready["iso_port"])), codec, args,
-                                       server.pid))
+                                       server.pid, tls))
     finally:
         status = server.stop()
     figures["server_exit_status"] = status
@@ -202,8 +215,8 @@ def _run_hosts(db: str, codec: Codec, args: argparse.Namespace
             async def drive_all() -> list[_Measured]:
                 return list(await asyncio.gather(*(
                     _drive(("127.0.0.1", int(server.ready["iso_port"])), codec, args,
-                           server.pid, share) for server, share in zip(servers, every,
-                                                                         strict=True))))
+                           server.pid, share, _host_tls(args))
+                    for server, share in zip(servers, every, strict=True))))
 
             measured = asyncio.run(drive_all())
         finally:
@@ -235,7 +248,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             codec, args)
     if args.host is not None:
         result["target"] = f"{args.host[0]}:{args.host[1]}"
-        result["host"] = asyncio.run(_measure(args.host, codec, args, args.host_pid))
+        result["host"] = asyncio.run(_measure(args.host, codec, args, args.host_pid,
+                                              _host_tls(args)))
     else:
         result["target"] = "poslab-host subprocess"
         db = args.db
@@ -250,7 +264,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             if args.hosts > 1:
                 result["hosts"], result["host"] = _run_hosts(db, codec, args)
             else:
-                result["host"] = _run_server("poslab-host", _host_argv(args, db), codec, args)
+                result["host"] = _run_server("poslab-host", _host_argv(args, db), codec, args,
+                                             _host_tls(args))
         finally:
             if server_dir is not None:
                 server_dir.cleanup()
@@ -258,6 +273,11 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         result["ratio_to_ceiling"] = round(
             result["host"]["msg_per_s"] / result["ceiling"]["msg_per_s"], 3)
     return result
+
+
+def _host_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context of the connections to the host (``--tls-*``), or None: plain TCP."""
+    return args.tls.ssl_context() if args.tls is not None else None
 
 
 def _safe_url(url: str) -> str:
@@ -281,10 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         currency(args.currency)
         if not args.pan.isdigit() or not Pan(args.pan).luhn_ok():
             raise UsageError("--pan: not a card number that passes its check digit")
-    except ValueError as exc:  # UsageError is a ValueError; so are profile/currency errors
+        args.tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key)
+    except ValueError as exc:  # UsageError is a ValueError; so are profile/currency/TLS errors
         parser.error(str(exc))
     if args.idle < 0:
         parser.error("--idle: must be >= 0")
+    if args.idle and args.tls is not None:
+        parser.error("--idle holds plain TCP connections: leave it out with --tls-*")
     if args.host is not None and (args.db or args.config):
         parser.error("--db and --config only apply with --with-host")
     if args.host_pid and args.host is None:

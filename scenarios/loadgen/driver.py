@@ -12,6 +12,7 @@ not trusted.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,8 +119,9 @@ class LoadRun:
     """Drive ``plans`` against host:port: warm up, measure, then drain in-flight requests."""
 
     def __init__(self, host: str, port: int, codec: Codec, plans: list[TerminalPlan], *,
-                 request_timeout: float = 5.0) -> None:
+                 request_timeout: float = 5.0, tls: ssl.SSLContext | None = None) -> None:
         self.host, self.port = host, port
+        self.tls = tls  # each terminal's connection goes through TLS with it (None: plain TCP)
         self.codec = codec
         self.scanner = FieldScanner(codec)
         self.plans = plans
@@ -138,11 +140,11 @@ class LoadRun:
             self._idle.set()
 
     async def connect(self) -> None:
-        """Open one connection per terminal."""
+        """Open one connection per terminal (and do its TLS handshake, with :attr:`tls`)."""
         loop = asyncio.get_running_loop()
         for plan in self.plans:
-            _, proto = await loop.create_connection(lambda p=plan: _Terminal(self, p),  # type: ignore[misc]
-                                                    self.host, self.port)
+            _, proto = await loop.create_connection(lambda p=plan: _Terminal(self, p),
+                                                    self.host, self.port, ssl=self.tls)
             self._terminals.append(proto)
 
     async def run(self, duration: float, warmup: float = 1.0,

@@ -132,6 +132,8 @@ def test_scanner_declines_a_profile_with_a_message_header() -> None:
     (["--hosts", "2", "--db", "bench.db"], "SQLite has a single writer"),
     (["--hosts", "3", "--terminals", "2", "--db", "postgresql://h/db"], "at least one each"),
     (["--hosts", "2", "--host", "127.0.0.1:1"], "--hosts only applies with --with-host"),
+    (["--tls-ca", "/nonexistent/ca.pem"], "--tls-ca /nonexistent/ca.pem: cannot read the file"),
+    (["--tls-ca", "/nonexistent/ca.pem", "--tls-cert", "c.pem"], "go together"),
 ])
 def test_bad_arguments_exit_2_with_a_message(argv: list[str], text: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:

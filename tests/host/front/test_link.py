@@ -5,11 +5,22 @@ from __future__ import annotations
 import pytest
 
 from host.faults.delivery import FaultDecision
-from host.front.link import Answer, Deframer, LinkError, LinkMessage, Ready, Stop, Submit, frame
+from host.front.link import (
+    Answer,
+    Deframer,
+    Failed,
+    LinkError,
+    LinkMessage,
+    Ready,
+    Stop,
+    Submit,
+    frame,
+)
 
 
 def test_messages_survive_every_split_of_the_stream() -> None:
-    """Every message (fault decisions too), cut at every offset or fed bytewise, comes out whole."""
+    """Frames of every kind (fault decisions too), cut at every byte offset (and fed byte by
+    byte), come out whole."""
     messages: list[LinkMessage] = [
         Submit(7, {"t": "0200", "11": "000001", "41": "TERM0001"}, b"\x00\x01raw"),
         Answer(7, {"t": "0210", "39": "00"}, {"kind": "sale", "amount_minor": 1500},
@@ -20,6 +31,7 @@ def test_messages_survive_every_split_of_the_stream() -> None:
                                                                      "91")),
         Stop(),
         Ready(),
+        Failed("[tls.iso] server key k.pem: cannot read the file"),
     ]
     stream = b"".join(frame(m) for m in messages)
     for cut in range(len(stream) + 1):

@@ -31,9 +31,9 @@ print(json.dumps({"front": front, "cli": cli, "service": sorted(sys.modules)}))
 """
 
 # What the front process has no use for: it keeps no database, no config models, no keys, and
-# derives no DUKPT key.
+# derives no DUKPT key; the TLS stack it imports only when the ISO port is on TLS.
 NOT_IN_A_FRONT = ("sqlalchemy", "pydantic", "host.config", "host.security.gate", "host.ledger",
-                  "pydukpt")
+                  "pydukpt", "host.tls", "OpenSSL")
 
 # What poslab-host loads only for the command that needs it: the server and admin API (with
 # its event stream), the key store, the console app, TLS.
