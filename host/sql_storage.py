@@ -67,7 +67,7 @@ class SqlStorage:
         """Open (and on first use create) the database at ``db_url``."""
         chain_key = _chain_key(db_url, config.host.chain_key_file)
         engine = open_engine(db_url, synchronous=config.host.sqlite_synchronous)
-        store = Store(chain_key, config.host.rrn_prefix)
+        store = Store(chain_key, config.host.rrn_prefix, _partition(config))
         with schema_transaction(engine) as conn:
             chain = create_schema(conn, chain_key, _partition(config))
             create_store_schema(conn)
