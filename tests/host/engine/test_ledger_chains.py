@@ -1,7 +1,8 @@
 """Several ledger chains in one database: two writers on PostgreSQL post without waiting for
 each other, each chain links only to itself, deleting or altering a chain is named by verify,
-a database from before chains opens as the chain ``main``, and each host's event stream
-publishes its own rows however the two hosts' commits interleave."""
+a chain refuses to post past its id range and verify names a group beyond it, a database from
+before chains opens as the chain ``main``, and each host's event stream publishes its own rows
+however the two hosts' commits interleave."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, func, select, text, update
 from twisted.internet.defer import succeed
 
+from host.clock import ManualClock
 from host.config import ConfigError, HostConfig, load_config
 from host.event_stream import EventBus, NotificationEvent, SettlementEvent, StageEvent
 from host.event_tail import EventTail
-from host.ledger import drop_append_only_triggers, pending
-from host.ledger.chains import SPAN
+from host.ledger import chains, drop_append_only_triggers, pending
+from host.ledger.chains import SPAN, Chain, ChainFull, head_mac
 from host.ledger.schema import GENESIS_HASH, ledger_head, posting_group
+from host.service import HostService
 from host.settlement.jobs import (
     SETTLEMENT_HISTORY,
     SETTLEMENT_RULES,
@@ -28,9 +31,9 @@ from host.settlement.jobs import (
 )
 from host.settlement.notifications import Outbox
 from host.sql_storage import SqlStorage
-from host.store import event
+from host.store import event, txn
 from host.store_verify import verify_host_database
-from tests.host.engine.conftest import config_with
+from tests.host.engine.conftest import Term, config_with, rc
 
 AT_MS = 1_772_416_800_000
 
@@ -161,6 +164,78 @@ def test_a_hosts_event_tail_publishes_its_own_chain_only(
     hello = tail.snapshot().result  # type: ignore[attr-defined]
     assert hello["ledger_head"] == second
     assert hello["balances"]["sales:a1"] == {"CNY": -1_000} and "sales:b1" not in hello["balances"]
+
+
+def _near_the_end(storage: SqlStorage | HostService, left: int) -> None:
+    """Move the chain's (empty) head to ``left`` ids before the end of its range, MAC'd with
+    the key, as a chain that has used up the rest would be."""
+    chain = storage.ledger.chain
+    last = chain.end - 1 - left
+    with storage.engine.begin() as conn:
+        conn.execute(update(ledger_head).where(ledger_head.c.chain == chain.name).values(
+            last_id=last, mac=head_mac(storage.chain_key, last, GENESIS_HASH, 0, chain.name)))
+    storage.ledger.forget_head()
+
+
+def test_a_chain_refuses_to_post_past_its_range(
+        url: str, open_chain: Callable[[str, str], SqlStorage],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """With two ids left, chain a books two groups in one transaction and refuses a third
+    (after its own pending end, from its hint, and from the head read under lock), naming the
+    chain in the error and the log; nothing of the refused postings is written."""
+    a = open_chain(url, "a")
+    _near_the_end(a, 2)
+    with a.begin() as conn:
+        booked = [_post(a, conn, "a1"), _post(a, conn, "a2")]
+        with pytest.raises(ChainFull, match="ledger chain 'a' is full"):
+            _post(a, conn, "a3")  # SQLite: after the transaction's deferred head
+    for read_head in (False, True):
+        if read_head:
+            a.ledger.forget_head()
+        with pytest.raises(ChainFull, match="ledger chain 'a' is full"):
+            _commit_one(a, "a4")
+    assert booked == [2 * SPAN - 2, 2 * SPAN - 1]
+    assert [r[0] for r in _links(a)["a"]] == booked
+    with a.engine.connect() as conn:
+        assert conn.execute(select(ledger_head.c.last_id)
+                            .where(ledger_head.c.chain == "a")).scalar_one() == booked[-1]
+        conn.rollback()
+    assert "ledger chain 'a' is full" in caplog.text
+
+
+def test_a_sale_on_a_full_chain_is_answered_96_and_nothing_is_booked(
+        make_service: Callable[..., HostService], clock: ManualClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A host whose chain has no id left answers a sale 96; no transaction or group is
+    stored and the error log names the chain."""
+    service = make_service()
+    _near_the_end(service, 0)
+    term = Term(service, clock)
+    assert rc(term.send(term.sale(1_000))) == ("96", "SYSTEM_ERROR")
+    with service.engine.connect() as conn:
+        stored = [conn.execute(select(func.count()).select_from(table)).scalar_one()
+                  for table in (txn, posting_group)]
+        conn.rollback()
+    assert stored == [0, 0]
+    assert "ledger chain 'main' is full" in caplog.text
+
+
+def test_verify_names_a_group_past_its_chains_range(
+        db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chains of 4 ids: main books 3 groups and verifies clean; a fourth, written as a
+    version without the range check would, is named by verify as outside main's range."""
+    monkeypatch.setattr(chains, "SPAN", 4)
+    storage = SqlStorage.open(db, load_config())
+    try:
+        booked = [_commit_one(storage, tag) for tag in ("m1", "m2", "m3")]
+        assert booked == [1, 2, 3] and _violations(db) == []
+        monkeypatch.setattr(Chain, "next_id", lambda chain, last_id: last_id + 1)
+        assert _commit_one(storage, "m4") == 4
+    finally:
+        storage.close()
+    assert _violations(db) == [("CHAIN", "chain 'main': group 4 lies outside the chain's id "
+                                         "range (1 to 3): the chain ran past its end, or the "
+                                         "group was moved from another chain")]
 
 
 def _tail(storage: SqlStorage) -> tuple[EventTail, list[tuple[str, str]]]:
