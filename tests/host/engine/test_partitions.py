@@ -18,6 +18,7 @@ from host.config import ConfigError, HostConfig, load_config
 from host.service import HostService
 from host.settlement.jobs import settlement
 from host.settlement.notifications import Outbox, notification
+from host.sql_storage import SqlStorage
 from host.store import event, txn
 from tests.host.engine.conftest import VISA, Term, config_with, rc
 
@@ -132,6 +133,18 @@ def test_a_host_without_partition_is_unchanged(make_service: Callable[..., HostS
 def _jobs(clock: ManualClock) -> set[str]:
     """The keys of the jobs pending on a host's clock, as ``GET /clock`` lists them."""
     return {str(event["key"]) for event in clock.describe()["pending_events"]}  # type: ignore[attr-defined]
+
+
+def test_a_partition_on_sqlite_is_served_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite takes a partitioned host, with one warning at start that partitions pay only on
+    PostgreSQL; a host without a partition gets none."""
+    for name, db in (("p1", "a.db"), (None, "b.db")):
+        SqlStorage.open(str(tmp_path / db), partitioned(name)).close()
+    warned = [r.getMessage() for r in caplog.records if "on SQLite" in r.getMessage()]
+    assert warned == ["[server] partition 'p1' on SQLite: partitions share one database only "
+                      "on PostgreSQL; with SQLite the hosts take turns on its one write lock, "
+                      "so a second host adds no throughput (routing still works)"]
 
 
 def test_each_host_settles_only_its_own_merchants(tmp_path: Path) -> None:
