@@ -131,7 +131,7 @@ def _calendar_merchant(ctx: AdminContext, desk: SettlementDesk, given: object) -
         return str(given)
     config = getattr(ctx.service, "config", None)
     listed = config.merchant(given) if config is not None and isinstance(given, str) else None
-    elsewhere = config.foreign_partition(listed) if listed is not None else None
+    elsewhere = None if config is None or listed is None else config.foreign_partition(listed)
     if elsewhere is not None:
         raise HttpError(400, f"{elsewhere}: its business days run on that host's clock, so "
                              f"advance that host (each host has a clock of its own); this one "
