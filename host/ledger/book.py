@@ -336,10 +336,11 @@ class Ledger:
         """Append a group after the transaction's pending chain end, leaving the head row for
         the commit; None (nothing written) when that end was rolled back meanwhile."""
         last_id, prev, count = open_.pending
-        if last_id + 1 >= self.chain.end:  # full, unless that end was rolled back: re-read
-            return None
-        group = Group(last_id + 1, kind, reference, reverses, parent_id, currency, amount, at_ms,
-                      memo)
+        # Refused before anything is written, so the transaction's deferred head stays as it
+        # is (a re-read here, then the refusal, would lose it with the savepoint). Should that
+        # last id have been rolled back, it is left for the next transaction.
+        group = Group(self.chain.next_id(last_id), kind, reference, reverses, parent_id,
+                      currency, amount, at_ms, memo)
         digest = group_hash(self.key, prev, group, entries)
         if _GROUP_APPEND.run(conn, {
                 "id": group.id, "kind": kind, "reference": reference, "reverses": reverses,

@@ -7,6 +7,7 @@ however the two hosts' commits interleave."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -180,26 +181,31 @@ def _near_the_end(storage: SqlStorage | HostService, left: int) -> None:
 def test_a_chain_refuses_to_post_past_its_range(
         url: str, open_chain: Callable[[str, str], SqlStorage],
         caplog: pytest.LogCaptureFixture) -> None:
-    """With two ids left, chain a books two groups in one transaction and refuses a third
-    (after its own pending end, from its hint, and from the head read under lock), naming the
-    chain in the error and the log; nothing of the refused postings is written."""
+    """With two ids left, chain a books two groups in one group commit (a savepoint each) and
+    refuses a third (after the transaction's pending end, from its hint, and from the head read
+    under lock), naming the chain in the error and the log; nothing of the refused postings is
+    written, and the head row holds the last group booked."""
     a = open_chain(url, "a")
     _near_the_end(a, 2)
+    booked: list[int] = []
     with a.begin() as conn:
-        booked = [_post(a, conn, "a1"), _post(a, conn, "a2")]
-        with pytest.raises(ChainFull, match="ledger chain 'a' is full"):
-            _post(a, conn, "a3")  # SQLite: after the transaction's deferred head
+        for tag in ("a1", "a2", "a3"):
+            with pytest.raises(ChainFull, match="ledger chain 'a' is full") if tag == "a3" \
+                    else nullcontext(), a.savepoint(conn):
+                booked.append(_post(a, conn, tag))  # SQLite: a3 after the deferred head
     for read_head in (False, True):
         if read_head:
             a.ledger.forget_head()
         with pytest.raises(ChainFull, match="ledger chain 'a' is full"):
             _commit_one(a, "a4")
     assert booked == [2 * SPAN - 2, 2 * SPAN - 1]
-    assert [r[0] for r in _links(a)["a"]] == booked
+    groups = _links(a)["a"]
+    assert [r[0] for r in groups] == booked
     with a.engine.connect() as conn:
-        assert conn.execute(select(ledger_head.c.last_id)
-                            .where(ledger_head.c.chain == "a")).scalar_one() == booked[-1]
+        head = conn.execute(select(ledger_head.c.last_id, ledger_head.c.last_hash)
+                            .where(ledger_head.c.chain == "a")).one()
         conn.rollback()
+    assert tuple(head) == (booked[-1], groups[-1][2])
     assert "ledger chain 'a' is full" in caplog.text
 
 
