@@ -60,6 +60,7 @@ def run_report(args: argparse.Namespace, out: Any = None) -> int:
     from sqlalchemy import inspect, select
 
     from host.ledger import chain_heads, open_engine
+    from host.ledger.schema import stored_columns
     from host.reports import (
         SETTLEMENT_COLUMNS,
         refunds_report,
@@ -81,7 +82,9 @@ def run_report(args: argparse.Namespace, out: Any = None) -> int:
         if not ready:
             return _fail(f"{db} has no settlement tables (has a host run on it?)")
         if args.report_kind == "settlement":
-            query = select(settlement).order_by(settlement.c.business_date, settlement.c.id)
+            with engine.connect() as conn:  # a database no host of this version opened yet
+                columns = stored_columns(conn, settlement)
+            query = select(*columns).order_by(settlement.c.business_date, settlement.c.id)
             if args.date is not None:
                 query = query.where(settlement.c.business_date == args.date)
             if args.merchant:

@@ -3,10 +3,15 @@
 Ledger postings, transaction stages (the store's audit events: decided, refunded, review
 opened / approved / rejected ...), settlement cut-offs and notifications are append-only rows
 with increasing ids, and every write of one host runs in its single service worker thread, so
-rows commit in id order. Postings are read from the host's own ledger chain only
-(:mod:`host.ledger.chains`): another host on the same database writes another chain, whose
-groups have ids of their own range and may commit in any order against this one's, so they are
-neither published here nor able to make the tail skip one of its own.
+one host's rows commit in id order. A host publishes only what it wrote itself: the postings
+of its own ledger chain (:mod:`host.ledger.chains`), and the stages, settlements and
+notifications whose ``chain`` column names that chain. Another host on the same database takes
+ids from the same sequences (and, for postings, a range of its own) and commits them in any
+order against this one's, so its rows are neither published here nor able to make the tail
+skip one of this host's: reading "every row past the last id" would skip a row of the other
+host that committed after a higher one was read. Two hosts that write the same chain (two
+without a partition) would still see each other's rows; ``[server] partition`` is what sets
+hosts apart.
 
 The tail remembers the last id it published per table and, while somebody listens, reads the
 rows past it in the worker thread -- after each answer the server sends, and every
@@ -67,7 +72,8 @@ class Positions:
 
 class EventTail:
     """Publishes new committed rows of ``engine`` on ``bus``; reads run through ``call`` (the
-    service worker), timed by ``reactor``; postings of ``chain`` only."""
+    service worker), timed by ``reactor``; the rows of ``chain`` only (its postings, and the
+    stages, settlements and notifications written by its host)."""
 
     def __init__(self, bus: EventBus, engine: Engine, clock: Any, call: BlockingCall,
                  reactor: Any, poll_s: float = POLL_S, chain: Chain = MAIN_CHAIN) -> None:
@@ -237,7 +243,7 @@ class EventTail:
                    txn.c.amount_minor, txn.c.currency, original.c.rrn.label("original_rrn"))
             .select_from(event_table.outerjoin(txn, txn.c.id == event_table.c.txn_id)
                          .outerjoin(original, original.c.id == txn.c.original_id))
-            .where(event_table.c.id > self.pos.event)
+            .where(event_table.c.id > self.pos.event, event_table.c.chain == self.chain.name)
             .order_by(event_table.c.id).limit(BATCH)).all()
         out: list[StreamEvent] = []
         for r in rows:
@@ -255,7 +261,8 @@ class EventTail:
 
     def _settlements(self, conn: Connection) -> list[StreamEvent]:
         assert self.pos is not None
-        rows = conn.execute(select(settlement).where(settlement.c.id > self.pos.settlement)
+        rows = conn.execute(select(settlement).where(settlement.c.id > self.pos.settlement,
+                                                     settlement.c.chain == self.chain.name)
                             .order_by(settlement.c.id).limit(BATCH)).all()
         out: list[StreamEvent] = []
         for r in rows:
@@ -272,7 +279,8 @@ class EventTail:
     def _notifications(self, conn: Connection) -> list[StreamEvent]:
         assert self.pos is not None
         rows = conn.execute(select(notification)
-                            .where(notification.c.id > self.pos.notification)
+                            .where(notification.c.id > self.pos.notification,
+                                   notification.c.chain == self.chain.name)
                             .order_by(notification.c.id).limit(BATCH)).all()
         out: list[StreamEvent] = []
         for r in rows:

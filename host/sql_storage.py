@@ -23,6 +23,7 @@ from host.ledger import (
     Ledger,
     create_schema,
     ensure_key,
+    is_sqlite,
     key_path,
     open_engine,
     pending,
@@ -67,9 +68,16 @@ class SqlStorage:
         """Open (and on first use create) the database at ``db_url``."""
         chain_key = _chain_key(db_url, config.host.chain_key_file)
         engine = open_engine(db_url, synchronous=config.host.sqlite_synchronous)
-        store = Store(chain_key, config.host.rrn_prefix)
+        store = Store(chain_key, config.host.rrn_prefix, _partition(config))
+        partition = _partition(config)
+        if partition != MAIN and is_sqlite(engine):
+            # Not refused: partitions on SQLite still test routing, only without a gain.
+            log.warning("[server] partition %r on SQLite: partitions share one database only "
+                        "on PostgreSQL; with SQLite the hosts take turns on its one write "
+                        "lock, so a second host adds no throughput (routing still works)",
+                        partition)
         with schema_transaction(engine) as conn:
-            chain = create_schema(conn, chain_key, _partition(config))
+            chain = create_schema(conn, chain_key, partition)
             create_store_schema(conn)
             create_security_schema(conn)
             card_key = store.card_key(conn, config.host.card_hash_key)

@@ -27,7 +27,8 @@ Card data is only ever a masked PAN plus a keyed hash. Tables:
 ``review`` / ``review_approval``
     Refunds held for review, their required level (1 or 2 distinct approvers) and who approved.
 ``event``
-    The audit trail shown by the admin API (received, decided, reversed, reviewed ...).
+    The audit trail shown by the admin API (received, decided, reversed, reviewed ...), each
+    row with the ledger ``chain`` of the host that wrote it (its event stream's own rows).
 ``host_meta``
     Key/value: the generated card hash key when the config has none.
 
@@ -78,8 +79,14 @@ from host.canonical_json import stored_text
 from host.domain import TxnKind, TxnState
 from host.ledger.book import recall
 from host.ledger.chain import ChainKey
+from host.ledger.chains import MAIN
 from host.ledger.prepared import Prepared
-from host.ledger.schema import create_append_only_triggers, request_log, update_indexes
+from host.ledger.schema import (
+    add_chain_column,
+    create_append_only_triggers,
+    request_log,
+    update_indexes,
+)
 from host.ledger.verify import ExtraCheck, Violation
 from host.rules import OriginalView
 
@@ -203,6 +210,7 @@ event = Table(
     Column("kind", String(32), nullable=False),
     Column("detail", Text, nullable=False, default="{}"),
     Column("mac", String(64), nullable=False),
+    Column("chain", String(16), nullable=False, server_default=MAIN),
     Index("ix_event_txn", "txn_id"),
     sqlite_autoincrement=True,
 )  # fmt: skip
@@ -361,11 +369,13 @@ def event_mac(key: ChainKey, txn_id: int | None, at_ms: int, kind: str, detail: 
 class Store:
     """Queries and updates on the store's tables, always on the caller's connection.
 
-    ``key`` is the chain key the rows' MACs are made with."""
+    ``key`` is the chain key the rows' MACs are made with; ``chain`` the host's ledger chain
+    (:mod:`host.ledger.chains`), which each audit event carries."""
 
-    def __init__(self, key: ChainKey, rrn_prefix: str = "") -> None:
+    def __init__(self, key: ChainKey, rrn_prefix: str = "", chain: str = MAIN) -> None:
         self.key = key
         self.rrn_prefix = rrn_prefix
+        self.chain = chain
 
     # -- meta and card key -----------------------------------------------------------------
 
@@ -726,7 +736,8 @@ class Store:
         text = stored_text(detail)
         _EVENT_INSERT.later(conn, {"txn_id": txn_id, "at_ms": at_ms, "kind": kind,
                                    "detail": text,
-                                   "mac": event_mac(self.key, txn_id, at_ms, kind, text)})
+                                   "mac": event_mac(self.key, txn_id, at_ms, kind, text),
+                                   "chain": self.chain})
 
     def events(self, conn: Connection, txn_id: int) -> list[dict[str, Any]]:
         """The audit events of one transaction, oldest first."""
@@ -872,6 +883,7 @@ def create_store_schema(conn: Connection) -> None:
     A database made by an earlier version gets the current indexes, and loses the ones they
     replace (:data:`RETIRED_INDEXES`); its rows are untouched."""
     metadata.create_all(conn)
+    add_chain_column(conn, event.name)
     update_indexes(conn, metadata, RETIRED_INDEXES)
     create_append_only_triggers(conn, APPEND_ONLY)
     if conn.dialect.name == "sqlite":

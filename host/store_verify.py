@@ -30,7 +30,7 @@ from host.domain import ReviewState, TxnKind, TxnState
 from host.ledger.anchor import Anchor
 from host.ledger.book import Group
 from host.ledger.chain import ChainKey, key_path, read_key
-from host.ledger.schema import request_log
+from host.ledger.schema import request_log, stored_columns
 from host.ledger.verify import (
     ExtraCheck,
     Violation,
@@ -111,7 +111,8 @@ class _History:
         return self.out
 
     def _events(self) -> None:
-        for r in self.conn.execute(select(event).order_by(event.c.id)).all():
+        for r in self.conn.execute(select(*stored_columns(self.conn, event))
+                                   .order_by(event.c.id)).all():
             tid = None if r.txn_id is None else int(r.txn_id)
             if r.mac != event_mac(self.key, tid, int(r.at_ms), r.kind, r.detail):
                 self.out.append(_v("EVENT", f"event {r.id} ({r.kind}) was altered: it no "

@@ -111,6 +111,34 @@ def _move(ctx: AdminContext, clock: ManualClock, target: datetime) -> Deferred[A
     return step()
 
 
+def _calendar_merchant(ctx: AdminContext, desk: SettlementDesk, given: object) -> str:
+    """The merchant whose business calendar counts ``business_days``: the one given, else the
+    first this host settles.
+
+    A host sharing its database with others settles only its partition's merchants, and only
+    its own clock runs their jobs; counting another host's merchant's business days here would
+    move this clock, which runs none of that merchant's jobs. So such a merchant, and a host
+    that settles none, get a 400 that says what to do instead."""
+    ids = list(desk.terms)
+    mine = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "") or "none"
+    if not given:
+        first = next(iter(desk.terms), None)
+        if first is None:
+            raise HttpError(400, "this host settles no merchant, so it has no business calendar "
+                                 'to count in: advance it by "days" or "hours" instead')
+        return first
+    if given in desk.terms:
+        return str(given)
+    config = getattr(ctx.service, "config", None)
+    listed = config.merchant(given) if config is not None and isinstance(given, str) else None
+    elsewhere = None if config is None or listed is None else config.foreign_partition(listed)
+    if elsewhere is not None:
+        raise HttpError(400, f"{elsewhere}: its business days run on that host's clock, so "
+                             f"advance that host (each host has a clock of its own); this one "
+                             f"settles {mine}")
+    raise HttpError(400, f"unknown merchant {given!r} (this host settles {mine})")
+
+
 @route("GET", "/clock", model=ClockView)
 def get_clock(ctx: AdminContext, req: AdminRequest) -> Any:
     """The clock's mode and instant, pending events, and each merchant's business date."""
@@ -131,12 +159,10 @@ def advance_clock(ctx: AdminContext, req: AdminRequest) -> Any:
         most = _max_move(ctx)
         if n > most.days:  # n business days are at least n calendar days
             raise HttpError(400, too_far(most))
-        desk = _desk(ctx)
-        merchant = body.get("merchant") or next(iter(desk.terms), None)
-        if merchant not in desk.terms:
-            raise HttpError(400, f"unknown merchant {merchant!r}")
         if set(body) - {"business_days", "merchant"}:
             raise HttpError(400, 'give "business_days" (and optionally "merchant") only')
+        desk = _desk(ctx)
+        merchant = _calendar_merchant(ctx, desk, body.get("merchant"))
         terms = desk.terms[merchant]
 
         def target_day() -> datetime:

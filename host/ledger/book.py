@@ -260,7 +260,8 @@ class Ledger:
         """Append one balanced group and return its id.
 
         Raises :class:`LedgerError` when the entries do not balance or an amount is not a
-        positive integer; nothing is written then.
+        positive integer, :class:`~host.ledger.chains.ChainFull` when the chain's id range is
+        used up; nothing is written then.
         """
         amount = _check(entries)
         key = self.key
@@ -279,8 +280,8 @@ class Ledger:
         sqlite = conn.dialect.name == "sqlite"
         written = False  # the group row too (PostgreSQL's one-statement advance)
         if hint is not None:
-            group = Group(hint[0] + 1, kind, reference, reverses, parent_id, currency, amount,
-                          at_ms, memo)
+            group = Group(self.chain.next_id(hint[0]), kind, reference, reverses, parent_id,
+                          currency, amount, at_ms, memo)
             prev, digest = hint[1], group_hash(key, hint[1], group, entries)
             count = hint[2] + len(entries)
             seen = {"seen_id": hint[0], "seen_hash": prev, "seen_entries": hint[2]}
@@ -305,8 +306,8 @@ class Ledger:
                 hint = None
         if hint is None:
             head = _HEAD_LOCKED.run(conn, self._head_row).one()
-            group = Group(int(head.last_id) + 1, kind, reference, reverses, parent_id, currency,
-                          amount, at_ms, memo)
+            group = Group(self.chain.next_id(int(head.last_id)), kind, reference, reverses,
+                          parent_id, currency, amount, at_ms, memo)
             prev, digest = head.last_hash, group_hash(key, head.last_hash, group, entries)
             count = int(head.entries) + len(entries)
             _HEAD_UPDATE.run(conn, {"last_id": group.id, "last_hash": digest, "entries": count,
@@ -335,8 +336,11 @@ class Ledger:
         """Append a group after the transaction's pending chain end, leaving the head row for
         the commit; None (nothing written) when that end was rolled back meanwhile."""
         last_id, prev, count = open_.pending
-        group = Group(last_id + 1, kind, reference, reverses, parent_id, currency, amount, at_ms,
-                      memo)
+        # Refused before anything is written, so the transaction's deferred head stays as it
+        # is (a re-read here, then the refusal, would lose it with the savepoint). Should that
+        # last id have been rolled back, it is left for the next transaction.
+        group = Group(self.chain.next_id(last_id), kind, reference, reverses, parent_id,
+                      currency, amount, at_ms, memo)
         digest = group_hash(self.key, prev, group, entries)
         if _GROUP_APPEND.run(conn, {
                 "id": group.id, "kind": kind, "reference": reference, "reverses": reverses,

@@ -8,6 +8,8 @@ hosts on one PostgreSQL database then lock different head rows and never wait fo
 plus one, taken under the chain's own head lock, so ids are unique across chains and increase in
 commit order within a chain, with no lock two chains share. ``main`` has slot 0: its ids are
 1, 2, 3 ... as on a database from before chains, and an SQLite host (one writer) is unchanged.
+A chain whose range is used up refuses the next posting (:meth:`Chain.next_id`) rather than
+take the next chain's first id.
 A sequence would have needed a round trip for the id before the group's hash (which covers
 the id) could be made, and would have left gaps that verify could no longer tell from deleted
 groups; within a range a gap still means a missing group.
@@ -19,11 +21,16 @@ head. A host registers its chain at start, under the registry row's lock.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from host.ledger.chain import ChainKey
+
+log = logging.getLogger(__name__)
 
 SPAN = 1 << 40
 """Group ids per chain (a thousand postings a second for 34 years)."""
@@ -33,6 +40,11 @@ MAIN = "main"
 """The chain of a host without a partition, and of a database from before chains."""
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,15}$")
 """What a chain name may be (``[server] partition``)."""
+
+
+class ChainFull(SQLAlchemyError):
+    """A chain's next group id would leave its range. A database error like the others for
+    its caller (a request is answered 96, nothing of it booked); never retried."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,17 @@ class Chain:
     def holds(self, group_id: int) -> bool:
         """Whether ``group_id`` lies in this chain's range."""
         return self.base < group_id < self.end
+
+    def next_id(self, last_id: int) -> int:
+        """The id of the group after ``last_id``; raises (and logs) :class:`ChainFull` when it
+        would lie past the chain's range, in the next chain's."""
+        if last_id + 1 < self.end:
+            return last_id + 1
+        error = ChainFull(f"ledger chain {self.name!r} is full: its last id {self.end - 1} is "
+                          f"taken, so no more postings can be booked on it; serve these "
+                          f"merchants under a new [server] partition (a chain of its own)")
+        log.error("%s", error)
+        raise error
 
     @property
     def head_id(self) -> int:

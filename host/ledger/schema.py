@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -181,16 +182,33 @@ def create_schema(conn: Connection, key: ChainKey, chain: str = MAIN) -> Chain:
 
 def _add_chain_columns(conn: Connection) -> bool:
     """Give a database from before chains its ``chain`` columns (every row: ``main``); True
-    when the head row got one now. On PostgreSQL 11+ and SQLite adding a column with a constant
-    default rewrites no row, and no trigger fires."""
-    inspector = inspect(conn)
+    when the head row got one now."""
     upgraded = False
     for table in (ledger_head, posting_group):
-        if "chain" not in {c["name"] for c in inspector.get_columns(table.name)}:
-            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN chain VARCHAR(16) "
-                              f"NOT NULL DEFAULT '{MAIN}'"))
-            upgraded = upgraded or table is ledger_head
+        added = add_chain_column(conn, table.name)
+        upgraded = upgraded or (added and table is ledger_head)
     return upgraded
+
+
+def add_chain_column(conn: Connection, table: str) -> bool:
+    """Give ``table`` of an older database its ``chain`` column, every row ``main`` (the one
+    writer there was); True when it was missing. On PostgreSQL 11+ and SQLite adding a column
+    with a constant default rewrites no row, and no trigger fires."""
+    inspector = inspect(conn)
+    if not inspector.has_table(table) or \
+            "chain" in {c["name"] for c in inspector.get_columns(table)}:
+        return False
+    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN chain VARCHAR(16) "
+                      f"NOT NULL DEFAULT '{MAIN}'"))
+    return True
+
+
+def stored_columns(conn: Connection, table: Table) -> list[Column[Any]]:
+    """The columns of ``table`` that the database holds: all of them, less those an older
+    version did not have (:func:`add_chain_column`) on a database no host of this version
+    has opened yet, which ``ledger verify`` and the reports read as they are."""
+    held = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    return [c for c in table.c if c.name in held]
 
 
 def _register(conn: Connection, key: ChainKey, name: str, upgraded: bool) -> Chain:

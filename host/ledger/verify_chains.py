@@ -141,8 +141,9 @@ def _links(key: ChainKey, chain: Chain, groups: list[Group], entries: Entries,
     for g in groups:
         stored_prev, stored = hashes[g.id]
         if not chain.holds(g.id):
-            out.append(_v("CHAIN", f"{name} group {g.id} lies outside the chain's id range: "
-                                   f"it was moved from another chain"))
+            out.append(_v("CHAIN", f"{name} group {g.id} lies outside the chain's id range "
+                                   f"({chain.base + 1} to {chain.end - 1}): the chain ran past "
+                                   f"its end, or the group was moved from another chain"))
         elif g.id != expected_id:
             out.append(_v("CHAIN", f"{name} group ids jump from {expected_id - 1} to {g.id}: "
                                    f"groups are missing"))

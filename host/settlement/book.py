@@ -52,7 +52,7 @@ from sqlalchemy import (
 )
 
 from host.domain import ReviewState, TxnKind, TxnState
-from host.ledger import to_ms
+from host.ledger import MAIN_CHAIN, to_ms
 from host.ledger.prepared import Prepared
 from host.ledger.schema import UpdateRule
 from host.settlement.jobs import (
@@ -440,6 +440,9 @@ def build_desk(service: Any) -> EngineDesk | None:
     config = service.config
     notif = getattr(config, "notifications", None)
     outbox = Outbox(service.engine, getattr(notif, "file", None))
+    # The rows it writes carry the host's ledger chain (host.event_tail publishes its own).
+    chain = getattr(service.ledger, "chain", MAIN_CHAIN).name
+    outbox.chain = chain
     # With several hosts on one database, each settles and notifies its own merchants only.
     outbox.owns = config.settles
     terms = {mid: terms for mid, terms in terms_from_config(config).items()
@@ -447,6 +450,7 @@ def build_desk(service: Any) -> EngineDesk | None:
     desk = EngineDesk(service.engine, terms, clock, StoreBatchBook(service.store),
                       service.ledger, outbox, service.chain_key)
     desk.settles = config.settles
+    desk.chain = chain
     desk.refund_source = StoreRefundSource(service.engine)
     desk.unlisted_terms = lambda mid: merchant_terms(service.config,
                                                      service.merchant_profile(mid))

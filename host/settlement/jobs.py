@@ -54,8 +54,9 @@ from host.clock import ManualClock, SystemClock
 from host.domain import TxnKind, TxnState
 from host.ledger.accounts import ACQUIRER_FEE_INCOME, BANK, merchant_payable
 from host.ledger.chain import ChainKey
+from host.ledger.chains import MAIN
 from host.ledger.db import schema_transaction
-from host.ledger.schema import UpdateRule, create_history_triggers
+from host.ledger.schema import UpdateRule, add_chain_column, create_history_triggers
 from host.reports import RefundRow, refunds_report
 from host.settlement.calendar import BusinessCalendar, calendar_for
 from host.settlement.cutoffs import CutoffSchedule, funding_date, refund_posting_date, resolve_local
@@ -88,6 +89,8 @@ settlement = Table(
     Column("funded_at", DateTime(timezone=True)),
     Column("ledger_group", String(64)),
     Column("mac", String(64)),  # the chain key's MAC over SETTLEMENT_SEALED (NULL: no key)
+    # The ledger chain of the host that wrote it: what its event stream publishes.
+    Column("chain", String(16), nullable=False, server_default=MAIN),
     UniqueConstraint("batch", "currency"),
 )  # fmt: skip
 
@@ -117,7 +120,7 @@ POSTING_SEALED = ("rrn", "merchant_id", "settlement_id", "pan_masked", "amount_m
 
 SETTLEMENT_RULES = (
     UpdateRule("settlement_fixed", "settlement", "only status, funded_at and ledger_group change",
-               ("id", *SETTLEMENT_SEALED, "closed_at", "mac")),
+               ("id", *SETTLEMENT_SEALED, "closed_at", "mac", "chain")),
     UpdateRule("settlement_funded_once", "settlement",
                "status moves once, closed -> funded, with funded_at and ledger_group",
                ("status", "funded_at", "ledger_group"),
@@ -353,6 +356,7 @@ def create_desk_schema(conn: Connection, key: ChainKey | None, no_delete: Sequen
                 for row in conn.execute(select(table)).all():
                     conn.execute(update(table).where(pk == row._mapping[pk.name])
                                  .values(mac=mac(key, dict(row._mapping))))
+    add_chain_column(conn, settlement.name)
     metadata.create_all(conn)
     create_history_triggers(conn, no_delete, rules)
 
@@ -392,6 +396,8 @@ class SettlementDesk:
         self.settles: Callable[[str], bool] | None = None
         """Whether this desk runs a merchant's jobs when several hosts share the database
         (:meth:`host.config.HostConfig.settles`); None: every merchant's."""
+        self.chain = MAIN
+        """The host's ledger chain, which each settlement row carries (its event stream's)."""
         with schema_transaction(engine) as conn:
             create_desk_schema(conn, key, self.history_tables, self.history_rules)
 
@@ -525,8 +531,8 @@ class SettlementDesk:
                       "content_hash": batch.content_hash, "figures": fig.as_dict(),
                       "funding_date": fund_day}
             key = conn.execute(settlement.insert().values(
-                **values, closed_at=closed_at, status="closed", mac=self._seal(
-                    settlement_mac, values))).inserted_primary_key
+                **values, closed_at=closed_at, status="closed", chain=self.chain,
+                mac=self._seal(settlement_mac, values))).inserted_primary_key
             assert key is not None
             sid = key[0]
             created.append((int(sid), fund_day))

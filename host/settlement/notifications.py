@@ -55,9 +55,10 @@ from sqlalchemy import (
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.python.failure import Failure
 
+from host.ledger.chains import MAIN
 from host.ledger.db import schema_transaction
 from host.ledger.prepared import Prepared
-from host.ledger.schema import UpdateRule, create_history_triggers
+from host.ledger.schema import UpdateRule, add_chain_column, create_history_triggers
 from protocol.masking import mask_pan
 
 EVENTS = ("refund_approved", "refund_rejected", "refund_posted", "merchant_funded")
@@ -81,11 +82,13 @@ notification = Table(
     Column("delivered_at", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", String(200)),
+    # The ledger chain of the host that wrote it: what its event stream publishes.
+    Column("chain", String(16), nullable=False, server_default=MAIN),
 )
 
 #: The columns of a notification fixed when it is recorded (what the customer is told).
 NOTICE_FIXED = ("id", "at", "event", "merchant_id", "rrn", "reference", "pan_masked",
-                "amount_minor", "currency", "detail")
+                "amount_minor", "currency", "detail", "chain")
 
 NOTIFICATION_RULES = (
     UpdateRule("notification_fixed", "notification",
@@ -133,8 +136,11 @@ class Outbox:
         self.owns: Callable[[str | None], bool] | None = None
         """Whether this host delivers a merchant's notifications (file and webhook) when
         several hosts share the database; None: every row's."""
+        self.chain = MAIN
+        """The host's ledger chain, which each row carries (its event stream's)."""
         with schema_transaction(engine) as conn:
             metadata.create_all(conn)
+            add_chain_column(conn, notification.name)
             create_history_triggers(conn, ("notification",), NOTIFICATION_RULES)
 
     def add(
@@ -153,7 +159,8 @@ class Outbox:
     ) -> int:
         """Record one event in the caller's transaction ``conn``; returns its id."""
         key = _INSERT.run(conn, self._row(event, at, merchant_id, rrn, reference, pan,
-                                          amount_minor, currency, detail)).inserted_primary_key
+                                          amount_minor, currency, detail, self.chain)
+                          ).inserted_primary_key
         if self.on_add is not None:
             self.on_add()
         return int(key[0]) if key else 0
@@ -166,21 +173,21 @@ class Outbox:
         """:meth:`add` for a caller that needs no id: on PostgreSQL the row goes to the server
         with the request's other writes (host.ledger.pending), in the same transaction."""
         _INSERT.later(conn, self._row(event, at, merchant_id, rrn, reference, pan,
-                                      amount_minor, currency, detail))
+                                      amount_minor, currency, detail, self.chain))
         if self.on_add is not None:
             self.on_add()
 
     @staticmethod
     def _row(event: str, at: datetime, merchant_id: str | None, rrn: str | None,
              reference: str | None, pan: str | None, amount_minor: int | None,
-             currency: str | None, detail: dict[str, Any]) -> dict[str, Any]:
+             currency: str | None, detail: dict[str, Any], chain: str) -> dict[str, Any]:
         if event not in EVENTS:
             raise ValueError(f"unknown notification event {event!r}")
         return {
             "at": at, "event": event, "merchant_id": merchant_id, "rrn": rrn,
             "reference": reference, "pan_masked": mask_pan(pan) if pan else None,
             "amount_minor": amount_minor, "currency": currency, "detail": detail,
-            "file_written": False, "attempts": 0,
+            "file_written": False, "attempts": 0, "chain": chain,
         }  # fmt: skip
 
     def entries(

@@ -33,7 +33,7 @@ from sqlalchemy import Connection, inspect, select
 from host.domain import ReviewState, Side, TxnKind
 from host.ledger.accounts import merchant_payable
 from host.ledger.chain import ChainKey
-from host.ledger.schema import ledger_entry
+from host.ledger.schema import ledger_entry, stored_columns
 from host.ledger.verify import Violation, effective_groups, read_groups
 from host.settlement.book import settled_item
 from host.settlement.fees import Figures
@@ -97,10 +97,12 @@ class _Settlements:
                            conn.execute(select(batch.c.id, batch.c.content_hash)).all()}
         self.items = conn.execute(select(settled_item).order_by(settled_item.c.txn_id)).all()
         self.item_of = {int(i.txn_id): i for i in self.items}
-        self.settlements = conn.execute(select(settlement).order_by(settlement.c.id)).all()
+        self.settlements = conn.execute(select(*stored_columns(conn, settlement))
+                                        .order_by(settlement.c.id)).all()
         self.settlement_of = {f"settlement:{s.id}": s for s in self.settlements}
         self.postings = {r.rrn: r for r in conn.execute(select(refund_posting)).all()}
-        self.notices = (conn.execute(select(notification).order_by(notification.c.id)).all()
+        self.notices = (conn.execute(select(*stored_columns(conn, notification))
+                                     .order_by(notification.c.id)).all()
                         if inspect(conn).has_table(notification.name) else None)
 
     def run(self) -> list[Violation]:

@@ -1,25 +1,40 @@
 """Several ledger chains in one database: two writers on PostgreSQL post without waiting for
 each other, each chain links only to itself, deleting or altering a chain is named by verify,
-and a database from before chains opens as the chain ``main``."""
+a chain refuses to post past its id range and verify names a group beyond it, a database from
+before chains opens as the chain ``main``, and each host's event stream publishes its own rows
+however the two hosts' commits interleave."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, func, select, text, update
 from twisted.internet.defer import succeed
 
+from host.clock import ManualClock
 from host.config import ConfigError, HostConfig, load_config
-from host.event_stream import EventBus
+from host.event_stream import EventBus, NotificationEvent, SettlementEvent, StageEvent
 from host.event_tail import EventTail
-from host.ledger import drop_append_only_triggers, pending
-from host.ledger.chains import SPAN
+from host.ledger import chains, drop_append_only_triggers, pending
+from host.ledger.chains import SPAN, Chain, ChainFull, head_mac
 from host.ledger.schema import GENESIS_HASH, ledger_head, posting_group
+from host.service import HostService
+from host.settlement.jobs import (
+    SETTLEMENT_HISTORY,
+    SETTLEMENT_RULES,
+    create_desk_schema,
+    settlement,
+)
+from host.settlement.notifications import Outbox
 from host.sql_storage import SqlStorage
+from host.store import event, txn
 from host.store_verify import verify_host_database
-from tests.host.engine.conftest import config_with
+from tests.host.engine.conftest import Term, config_with, rc
 
 AT_MS = 1_772_416_800_000
 
@@ -152,6 +167,148 @@ def test_a_hosts_event_tail_publishes_its_own_chain_only(
     assert hello["balances"]["sales:a1"] == {"CNY": -1_000} and "sales:b1" not in hello["balances"]
 
 
+def _near_the_end(storage: SqlStorage | HostService, left: int) -> None:
+    """Move the chain's (empty) head to ``left`` ids before the end of its range, MAC'd with
+    the key, as a chain that has used up the rest would be."""
+    chain = storage.ledger.chain
+    last = chain.end - 1 - left
+    with storage.engine.begin() as conn:
+        conn.execute(update(ledger_head).where(ledger_head.c.chain == chain.name).values(
+            last_id=last, mac=head_mac(storage.chain_key, last, GENESIS_HASH, 0, chain.name)))
+    storage.ledger.forget_head()
+
+
+def test_a_chain_refuses_to_post_past_its_range(
+        url: str, open_chain: Callable[[str, str], SqlStorage],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """With two ids left, chain a books two groups in one group commit (a savepoint each) and
+    refuses a third (after the transaction's pending end, from its hint, and from the head read
+    under lock), naming the chain in the error and the log; nothing of the refused postings is
+    written, and the head row holds the last group booked."""
+    a = open_chain(url, "a")
+    _near_the_end(a, 2)
+    booked: list[int] = []
+    with a.begin() as conn:
+        for tag in ("a1", "a2", "a3"):
+            with pytest.raises(ChainFull, match="ledger chain 'a' is full") if tag == "a3" \
+                    else nullcontext(), a.savepoint(conn):
+                booked.append(_post(a, conn, tag))  # SQLite: a3 after the deferred head
+    for read_head in (False, True):
+        if read_head:
+            a.ledger.forget_head()
+        with pytest.raises(ChainFull, match="ledger chain 'a' is full"):
+            _commit_one(a, "a4")
+    assert booked == [2 * SPAN - 2, 2 * SPAN - 1]
+    groups = _links(a)["a"]
+    assert [r[0] for r in groups] == booked
+    with a.engine.connect() as conn:
+        head = conn.execute(select(ledger_head.c.last_id, ledger_head.c.last_hash)
+                            .where(ledger_head.c.chain == "a")).one()
+        conn.rollback()
+    assert tuple(head) == (booked[-1], groups[-1][2])
+    assert "ledger chain 'a' is full" in caplog.text
+
+
+def test_a_sale_on_a_full_chain_is_answered_96_and_nothing_is_booked(
+        make_service: Callable[..., HostService], clock: ManualClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A host whose chain has no id left answers a sale 96; no transaction or group is
+    stored and the error log names the chain."""
+    service = make_service()
+    _near_the_end(service, 0)
+    term = Term(service, clock)
+    assert rc(term.send(term.sale(1_000))) == ("96", "SYSTEM_ERROR")
+    with service.engine.connect() as conn:
+        stored = [conn.execute(select(func.count()).select_from(table)).scalar_one()
+                  for table in (txn, posting_group)]
+        conn.rollback()
+    assert stored == [0, 0]
+    assert "ledger chain 'main' is full" in caplog.text
+
+
+def test_verify_names_a_group_past_its_chains_range(
+        db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chains of 4 ids: main books 3 groups and verifies clean; a fourth, written as a
+    version without the range check would, is named by verify as outside main's range."""
+    monkeypatch.setattr(chains, "SPAN", 4)
+    storage = SqlStorage.open(db, load_config())
+    try:
+        booked = [_commit_one(storage, tag) for tag in ("m1", "m2", "m3")]
+        assert booked == [1, 2, 3] and _violations(db) == []
+        monkeypatch.setattr(Chain, "next_id", lambda chain, last_id: last_id + 1)
+        assert _commit_one(storage, "m4") == 4
+    finally:
+        storage.close()
+    assert _violations(db) == [("CHAIN", "chain 'main': group 4 lies outside the chain's id "
+                                         "range (1 to 3): the chain ran past its end, or the "
+                                         "group was moved from another chain")]
+
+
+def _tail(storage: SqlStorage) -> tuple[EventTail, list[tuple[str, str]]]:
+    """A host's event tail reading in the caller's thread, and what it published: per stage,
+    settlement and notification event, its type and the merchant it names."""
+    bus = EventBus()
+    bus.armed = True
+    seen: list[tuple[str, str]] = []
+
+    def keep(item: Any) -> None:
+        ev = item.event
+        if isinstance(ev, StageEvent):
+            seen.append(("stage", str(ev.detail.get("merchant"))))
+        elif isinstance(ev, SettlementEvent | NotificationEvent):
+            seen.append((ev.type, str(ev.merchant_id)))
+
+    bus.subscribe(keep)
+    tail = EventTail(bus, storage.engine, None, lambda fn, *args: succeed(fn(*args)), None,
+                     chain=storage.ledger.chain)
+    tail.read()  # the starting point
+    return tail, seen
+
+
+def _outbox(storage: SqlStorage) -> Outbox:
+    """The host's notification outbox, its rows carrying the host's chain (as build_desk sets)."""
+    outbox = Outbox(storage.engine)
+    outbox.chain = storage.ledger.chain.name
+    return outbox
+
+
+def _write_rows(storage: SqlStorage, outbox: Outbox, conn: Connection, mid: str) -> None:
+    """One stage (audit event), one notification and one settlement of ``mid``, written as
+    the host writes them (the settlement as its desk does), sent at once (ids taken)."""
+    chain = storage.ledger.chain.name
+    storage.store.add_event(conn, None, AT_MS, "batch_closed", merchant=mid)
+    outbox.add(conn, "merchant_funded", datetime(2026, 3, 2, tzinfo=UTC), merchant_id=mid,
+               amount_minor=100, currency="CNY")
+    conn.execute(settlement.insert().values(
+        merchant_id=mid, batch=f"{mid}:1", currency="CNY", business_date=date(2026, 3, 2),
+        closed_at=datetime(2026, 3, 2, tzinfo=UTC), content_hash="0" * 64, figures={},
+        funding_date=date(2026, 3, 3), status="closed", chain=chain))
+    pending.flush(conn)
+
+
+def test_each_hosts_stream_has_its_own_rows_that_commit_out_of_id_order(
+        pg_url: str, open_chain: Callable[[str, str], SqlStorage]) -> None:
+    """Host b writes a stage, a settlement and a notification, a writes its own with higher
+    ids and commits first, and both tails read before b commits: b's stream still gets each
+    of b's rows once, a's only a's (reading past the last id seen would skip b's)."""
+    a, b = open_chain(pg_url, "a"), open_chain(pg_url, "b")
+    outbox_a, outbox_b = _outbox(a), _outbox(b)
+    with a.engine.begin() as conn:  # the settlement table, as a host's desk makes it
+        create_desk_schema(conn, a.chain_key, SETTLEMENT_HISTORY, SETTLEMENT_RULES)
+    (tail_a, seen_a), (tail_b, seen_b) = _tail(a), _tail(b)
+    with b.begin() as conn_b:
+        _write_rows(b, outbox_b, conn_b, "MB")
+        with a.begin() as conn_a:
+            _write_rows(a, outbox_a, conn_a, "MA")
+        tail_a.read()
+        tail_b.read()
+    tail_a.read()
+    tail_b.read()
+    mine = [("stage", "{}"), ("settlement", "{}"), ("notification", "{}")]
+    assert seen_a == [(kind, m.format("MA")) for kind, m in mine]
+    assert seen_b == [(kind, m.format("MB")) for kind, m in mine]
+
+
 def _to_pre_chain_schema(conn: Connection) -> None:
     """Reshape a ledger into the schema of the version before chains: no ``chain`` columns,
     no registry (its rows and MACs were the same then for the one chain)."""
@@ -159,14 +316,18 @@ def _to_pre_chain_schema(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE ledger_head DROP COLUMN chain"))
     conn.execute(text("ALTER TABLE posting_group DROP COLUMN chain"))
     conn.execute(text("DROP TABLE ledger_registry"))
+    conn.execute(text("ALTER TABLE event DROP COLUMN chain"))
 
 
 def test_a_database_from_before_chains_continues_as_main(url: str) -> None:
     """A ledger with one head row and no chain columns verifies as it is, opens as ``main``
-    (nothing re-MAC'd), continues its ids and verifies after."""
+    (nothing re-MAC'd; its audit events get ``chain`` = main), continues its ids and
+    verifies after."""
     storage = SqlStorage.open(url, load_config())
     for tag in ("m1", "m2"):
         _commit_one(storage, tag)
+    with storage.begin() as conn:
+        storage.store.add_event(conn, None, AT_MS, "tombstone")
     with storage.engine.begin() as conn:
         _to_pre_chain_schema(conn)
         before = conn.execute(select(posting_group.c.id, posting_group.c.hash)).all()
@@ -179,11 +340,13 @@ def test_a_database_from_before_chains_continues_as_main(url: str) -> None:
             rows = conn.execute(select(posting_group.c.id, posting_group.c.hash,
                                        posting_group.c.chain)).all()
             heads = conn.execute(select(ledger_head.c.chain, ledger_head.c.last_id)).all()
+            events = conn.execute(select(event.c.chain)).scalars().all()
             conn.rollback()
     finally:
         storage.close()
     assert [(r.id, r.hash) for r in rows][:2] == [tuple(r) for r in before]
     assert {r.chain for r in rows} == {"main"} and [tuple(h) for h in heads] == [("main", 3)]
+    assert events == ["main"]  # the audit events' chain column too, for the event stream
     assert _violations(url) == []
 
 

@@ -11,12 +11,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 
 from host.clock import ManualClock
 from host.config import ConfigError, HostConfig, load_config
 from host.service import HostService
-from host.settlement.notifications import Outbox
+from host.settlement.jobs import settlement
+from host.settlement.notifications import Outbox, notification
+from host.sql_storage import SqlStorage
+from host.store import event, txn
 from tests.host.engine.conftest import VISA, Term, config_with, rc
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -132,10 +135,22 @@ def _jobs(clock: ManualClock) -> set[str]:
     return {str(event["key"]) for event in clock.describe()["pending_events"]}  # type: ignore[attr-defined]
 
 
+def test_a_partition_on_sqlite_is_served_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite takes a partitioned host, with one warning at start that partitions pay only on
+    PostgreSQL; a host without a partition gets none."""
+    for name, db in (("p1", "a.db"), (None, "b.db")):
+        SqlStorage.open(str(tmp_path / db), partitioned(name)).close()
+    warned = [r.getMessage() for r in caplog.records if "on SQLite" in r.getMessage()]
+    assert warned == ["[server] partition 'p1' on SQLite: partitions share one database only "
+                      "on PostgreSQL; with SQLite the hosts take turns on its one write lock, "
+                      "so a second host adds no throughput (routing still works)"]
+
+
 def test_each_host_settles_only_its_own_merchants(tmp_path: Path) -> None:
     """Hosts p1 and p2 on one database, each taking a sale of its own merchant: each
-    schedules the cut-off and the funding of its own merchant only, and each merchant is
-    settled and funded once."""
+    schedules the cut-off and the funding of its own merchant only, each merchant is settled
+    and funded once, and each host's stages, settlements and notifications name its chain."""
     db = str(tmp_path / "shared.db")
     start = datetime(2026, 11, 26, 10, 0, tzinfo=SH)  # a Thursday
     clocks = {"p1": ManualClock(start), "p2": ManualClock(start)}
@@ -156,6 +171,13 @@ def test_each_host_settles_only_its_own_merchants(tmp_path: Path) -> None:
             clock.set(datetime(2026, 11, 27, 12, 0, tzinfo=SH))  # funding day, 09:00 passed
         assert sorted(r["status"] for r in desk.settlements()) == ["funded", "funded"]
         assert hosts["p2"].verify()["ok"]
+        with hosts["p1"].engine.connect() as conn:
+            stages = conn.execute(select(txn.c.merchant_id, event.c.chain)
+                                  .join_from(event, txn, event.c.txn_id == txn.c.id)).all()
+            settled = conn.execute(select(settlement.c.merchant_id, settlement.c.chain)).all()
+            notified = conn.execute(select(notification.c.merchant_id,
+                                           notification.c.chain)).all()
+        assert set(stages) == set(settled) == set(notified) == {(A, "p1"), (B, "p2")}
     finally:
         for host in hosts.values():
             host.close()

@@ -18,6 +18,7 @@ from host.clock import SystemClock
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.worker import ServiceWorker
+from tests.host.engine.conftest import config_with
 
 TOKEN = "settle-token"
 
@@ -27,6 +28,7 @@ class FakeService:
     """Just what the settlement routes use of the engine's service."""
 
     settlement: Any
+    config: Any = None
 
     def refund_records(self, start: date | None, end: date | None) -> list[dict[str, Any]]:
         return [{"merchant_id": "M1", "rrn": "000000000002", "amount_minor": 400,
@@ -120,6 +122,28 @@ def test_settlements_csv_and_refunds_report(api: Call) -> None:
     status, report = api("GET", "/reports/refunds?from=2026-11-01&to=2026-11-30")
     assert status == 200 and report["by_state"] == {"settled": {"count": 1, "amount_minor": 400}}
     assert report["merchants"][0]["refund_rate_amount"] == "0.4000"
+
+
+def test_business_days_on_a_partitioned_host(run: Any, world: World) -> None:
+    """A host of partition p1 counts business days in its own merchant's calendar; another
+    partition's merchant is a 400 naming both partitions and saying to advance that host's
+    clock, and a host that settles no merchant is a 400 saying to advance by days or hours."""
+    service = FakeService(world.desk)
+    service.config = config_with(server={"partition": "p1"}, merchants=[
+        {"id": "M1", "partition": "p1"}, {"id": "M2", "partition": "p2"}])
+    for api in _serve(run, service, world.clock):
+        status, body = api("POST", "/clock/advance", {"business_days": 1, "merchant": "M2"})
+        assert (status, body["error"]) == (400, (
+            "merchant M2 belongs to partition p2; this host serves partition p1: its business "
+            "days run on that host's clock, so advance that host (each host has a clock of its "
+            "own); this one settles M1"))
+        status, clock = api("POST", "/clock/advance", {"business_days": 1})
+        assert (status, clock["now"]) == (200, "2026-11-30T02:00:00+00:00")  # M1: Mon 10:00
+        world.desk.terms.clear()
+        status, body = api("POST", "/clock/advance", {"business_days": 1})
+        assert status == 400 and body["error"] == (
+            "this host settles no merchant, so it has no business calendar to count in: "
+            'advance it by "days" or "hours" instead')
 
 
 def test_real_clock_cannot_be_moved(run: Any, world: World) -> None:

@@ -284,6 +284,35 @@ def test_cli_reports_match_the_admin_view(host: Host, tmp_path: Path,
     assert exit_info.value.code == 2
 
 
+def test_a_database_from_before_the_chain_column_is_verified_and_reported(
+        host: Host, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Audit events, settlements and notifications without their ``chain`` column (a database
+    of an older version, not opened since): ledger verify finds it clean and `report
+    settlement` prints its settlement."""
+    import json
+
+    from sqlalchemy import text
+
+    from host.cli import main
+    from host.ledger.schema import drop_history_triggers
+    from host.settlement.notifications import NOTIFICATION_RULES
+    from host.store_verify import verify_host_database
+
+    host.sale(4000)
+    host.clock.advance(timedelta(days=2))  # closed and funded: a merchant_funded notification
+    with host.svc.engine.begin() as conn:
+        drop_history_triggers(conn, host.desk.history_tables, host.desk.history_rules)
+        drop_history_triggers(conn, ("notification",), NOTIFICATION_RULES)
+        for table in ("event", "settlement", "notification"):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN chain"))
+    db = str(tmp_path / "host.db")
+    host.svc.close()
+    assert verify_host_database(db)["violations"] == []
+    assert main(["report", "settlement", "--db", db, "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["merchant_id"], row["net_minor"]) == (MID, 4000 - 24)
+
+
 def test_review_held_refund_waits_then_settles_and_notifies(host: Host) -> None:
     """A refund held for review is not settled at cut-off; approval notifies and the next
     cut-off settles it; a rejected one notifies with the reason and never settles."""
