@@ -68,8 +68,8 @@ class SqlStorage:
         """Open (and on first use create) the database at ``db_url``."""
         chain_key = _chain_key(db_url, config.host.chain_key_file)
         engine = open_engine(db_url, synchronous=config.host.sqlite_synchronous)
-        store = Store(chain_key, config.host.rrn_prefix, _partition(config))
         partition = _partition(config)
+        store = Store(chain_key, config.host.rrn_prefix, partition)
         if partition != MAIN and is_sqlite(engine):
             # Not refused: partitions on SQLite still test routing, only without a gain.
             log.warning("[server] partition %r on SQLite: partitions share one database only "
