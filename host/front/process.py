@@ -187,7 +187,11 @@ class FrontFactory(IsoServerFactory):
 
     def granted(self, grant: Grant) -> None:
         """The engine's answer to a claim: open the connection, or close it over the cap."""
-        conn = self._claimed.pop(grant.conn)
+        conn = self._claimed.pop(grant.conn, None)
+        if conn is None:  # not a claim of this front: hold no slot for it
+            if grant.refused is None and self.link is not None:
+                self.link.release(grant.conn)
+            return
         transport: Any = conn.transport
         if grant.refused is not None:
             conn.refused = True
