@@ -252,9 +252,11 @@ class LimitsSection(_Strict):
     :ivar first_frame_timeout_s: a new connection must complete its first frame this soon,
         so sockets that never send cannot hold the connection slots (the idle timeout still
         applies when it is the shorter).
-    :ivar max_connections: open connections in all.
+    :ivar max_connections: open connections in all (over every front process too: the host
+        process keeps the count, ``host.front.slots``).
     :ivar max_connections_per_peer: open connections from one IP address, so that one peer
-        cannot lock every other terminal out (no effect when not below max_connections).
+        cannot lock every other terminal out (no effect when not below max_connections);
+        counted over every front process too.
     :ivar max_in_flight: requests of one connection with the service at a time; the host
         stops reading a connection that pipelines more until it has answered.
     :ivar max_clock_move_days: the longest move of the simulated clock in one admin command
@@ -278,7 +280,9 @@ class ServerSection(_Strict):
         N front processes that own the ISO 8583 sockets, decode, validate and answer, while the
         host process keeps the ledger (``host.front``). With ``[tls.iso]`` each front
         terminates TLS itself; ``[[faults]]`` rules work with fronts too: the host process
-        matches them, the fronts deliver (docs/performance.md).
+        matches them, the fronts deliver. The ``[limits]`` connection caps count every
+        front's connections, and ``/metrics`` shows what the fronts count
+        (docs/performance.md).
     :ivar partition: the merchants this host serves when several hosts share one database:
         those whose ``[[merchants]] partition`` is this name (without it, those without one).
         It also names the ledger chain the host writes (``host.ledger.chains``), so hosts of

@@ -17,6 +17,12 @@ Standard families::
                                              frame_deadline, first_frame_timeout,
                                              idle_timeout, unanswerable, over_limit,
                                              over_peer_limit
+
+With front processes (``host.front``) these are the engine's: it counts the connections from
+the slots it grants (:mod:`host.front.slots`) and the requests it answers (latency from the
+request's arrival on the pipe to its answer), and adds what each front counts itself, its
+closes and its own answers (RC 30, 58), from the front's periodic tally
+(:mod:`host.front.tally`).
 """
 
 from __future__ import annotations

@@ -225,7 +225,8 @@ class HostRuntime:
             tls=_front_tls(config.tls.iso) if iso_tls is not None else None)
         return FrontPool(reactor, count, listener, settings, committer, self.service, codec,
                          self.log, self.metrics, events,
-                         faults=self.faults)  # matched in the engine, delivered by the fronts
+                         faults=self.faults,  # matched in the engine, delivered by the fronts
+                         limits=limits)  # the connection caps: kept here, for every front
 
     def _listen(self, reactor: Any, what: str, where: tuple[str, int], factory: Any,
                 tls: Any = None) -> int:

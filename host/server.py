@@ -481,15 +481,19 @@ class IsoServerFactory(Factory):
         peer = f"{host}:{getattr(addr, 'port', '?')}"
         if len(self.connections) >= self.limits.max_connections:
             self.metrics.closed.inc(reason="over_limit")
-            self.log.event("close", peer=peer, reason="over_limit",
-                           max_connections=self.limits.max_connections)
+            self.log_refusal(peer, "over_limit")
             return None
         if self._per_peer[host] >= self.limits.max_connections_per_peer:
             self.metrics.closed.inc(reason="over_peer_limit")
-            self.log.event("close", peer=peer, reason="over_peer_limit",
-                           max_connections_per_peer=self.limits.max_connections_per_peer)
+            self.log_refusal(peer, "over_peer_limit")
             return None
         return IsoHostProtocol(self, next(self._ids), peer)
+
+    def log_refusal(self, peer: str, reason: str) -> None:
+        """The ``close`` line of a connection refused over a cap (``over_limit``: the host's
+        ``max_connections``; ``over_peer_limit``: its ``max_connections_per_peer``)."""
+        cap = "max_connections" if reason == "over_limit" else "max_connections_per_peer"
+        self.log.event("close", peer=peer, reason=reason, **{cap: getattr(self.limits, cap)})
 
     def opened(self, conn: IsoHostProtocol) -> None:
         """Book-keeping for a connection that is now open."""

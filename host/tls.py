@@ -84,7 +84,10 @@ class _LoggedTlsProtocol(TLSMemoryBIOProtocol):
     def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802 - Twisted
         # Twisted keeps the handshake state and the TLS error in these attributes; read with
         # defaults so a change there only costs the log line, never the connection.
-        if not getattr(self, "_handshakeDone", True):
+        # A front closes a connection the engine refused a slot (host.front) before its
+        # handshake: that is a refusal, logged as such, as the one-process host never wraps it.
+        if not getattr(self, "_handshakeDone", True) \
+                and not getattr(self.wrappedProtocol, "refused", False):
             cause = getattr(self, "_reason", None) or reason
             factory: TlsServerFactory = self.factory  # type: ignore[assignment]
             transport: Any = self.transport

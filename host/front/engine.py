@@ -19,6 +19,13 @@ here: a ``process: false`` rule answers it without running the service (or runs 
 delay), a ``process: true`` one runs it as usual, and ``respond`` replaces the answer, all by
 the one-process code (:class:`host.faults.actions.FaultHook`). The decision then travels back
 in the :class:`~host.front.link.Answer`, and the front carries out its delivery part.
+
+The connection caps of ``[limits]`` hold for the whole host, as in the one-process host: the
+engine keeps the count of every front's connections (:class:`host.front.slots.ConnectionSlots`)
+and grants or refuses each new one a front claims, and frees the slots of a front that exits.
+``poslab_open_connections``, ``poslab_connections_total`` and the refusals in
+``poslab_connections_closed_total`` are counted from those claims; the closes the fronts decide
+and the requests they answer themselves (RC 30, 58) arrive in their periodic tallies.
 """
 
 from __future__ import annotations
@@ -39,21 +46,27 @@ from host.faults.actions import FaultHook
 from host.faults.delivery import FaultDecision
 from host.front.link import (
     Answer,
+    Claim,
     Deframer,
     Failed,
+    Grant,
     LinkError,
     LinkMessage,
     Ready,
+    Release,
     Stop,
     Submit,
+    Tally,
     frame,
 )
 from host.front.process import FrontSettings
+from host.front.slots import ConnectionSlots
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.pipeline.request import IsoRequest
 from host.security.sealing import encode_response
+from host.server import ServerLimits
 from protocol import Codec, Tpdu
 from protocol.codec import TPDU_LEN
 
@@ -80,11 +93,13 @@ class FrontPool:
     """The engine's N fronts and the socket they share.
 
     :ivar restarts: fronts started again after dying (for the log and tests).
+    :ivar slots: the host's connection caps, over all fronts.
     """
 
     def __init__(self, reactor: Any, count: int, listener: socket.socket, settings: FrontSettings,
                  committer: GroupCommitter, service: Any, codec: Codec, log: MessageLog,
-                 metrics: Metrics, events: Any, faults: FaultHook | None = None) -> None:
+                 metrics: Metrics, events: Any, faults: FaultHook | None = None,
+                 limits: ServerLimits | None = None) -> None:
         self.reactor = reactor
         self.count = count
         self.listener = listener
@@ -97,6 +112,7 @@ class FrontPool:
         self.events = events
         self.faults = faults  # the host's fault rules: matched here, delivered by the fronts
         self.channels: dict[int, FrontChannel] = {}
+        self.slots = ConnectionSlots(limits or ServerLimits(), metrics)
         self.restarts = 0
         self.stopping = False
 
@@ -167,6 +183,7 @@ class FrontChannel(ProcessProtocol):
         self.conn = f"front{index}"
         self.started = time.monotonic()
         self.pending = 0
+        self.held: dict[int, str] = {}  # the front's connections that hold a slot: their peers
         self.exited: Deferred[None] = Deferred()
         self.ready: Deferred[None] = Deferred()
         self._deframer = Deframer(self._received)
@@ -184,12 +201,7 @@ class FrontChannel(ProcessProtocol):
 
     def _received(self, message: LinkMessage) -> None:
         if not isinstance(message, Submit):
-            if isinstance(message, Ready) and not self.ready.called:
-                self.ready.callback(None)
-            elif isinstance(message, Failed):
-                self.pool.log.event("front_failed", front=self.index, reason=message.reason)
-                if not self.ready.called:
-                    self.ready.errback(FrontFailed(message.reason))  # the host's start error
+            self._control(message)
             return
         started = time.perf_counter()
         raw = message.raw
@@ -206,6 +218,36 @@ class FrontChannel(ProcessProtocol):
         else:  # processed now, after a delay, or not at all, as in the one-process server
             reply = faults.submit(decision, fields, lambda: committer.submit(request))
         reply.addBoth(self._answer, message.id, fields.get("t", ""), tpdu, started, decision)
+
+    def _control(self, message: LinkMessage) -> None:
+        """Every message from the front but a request: its start, slots and tallies."""
+        if isinstance(message, Claim):
+            refused = self.pool.slots.claim(message.peer)
+            if refused is None:
+                self.held[message.conn] = message.peer
+            self._send(Grant(message.conn, refused))
+        elif isinstance(message, Release):
+            peer = self.held.pop(message.conn, None)
+            if peer is not None:
+                self.pool.slots.release(peer)
+        elif isinstance(message, Tally):
+            metrics = self.pool.metrics
+            for reason, closes in message.closed.items():
+                metrics.closed.inc(closes, reason=reason)
+            for in_mti, rc, latency_ms in message.answered:
+                metrics.request(in_mti, rc, latency_ms)
+        elif isinstance(message, Ready) and not self.ready.called:
+            self.ready.callback(None)
+        elif isinstance(message, Failed):
+            self.pool.log.event("front_failed", front=self.index, reason=message.reason)
+            if not self.ready.called:
+                self.ready.errback(FrontFailed(message.reason))  # the host's start error
+
+    def release_all(self) -> None:
+        """The front is gone, and with it its connections: free their slots."""
+        held, self.held = self.held, {}
+        for peer in held.values():
+            self.pool.slots.release(peer)
 
     def _answer(self, result: Any, rid: int, in_mti: str, tpdu: Tpdu | None,
                 started: float, decision: FaultDecision | None) -> None:
@@ -229,7 +271,7 @@ class FrontChannel(ProcessProtocol):
         self.pool.events.message("out", self.conn, out, result.log, latency_ms)
         self._send(Answer(rid, out, result.log, result.silent, sealed, fault=decision))
 
-    def _send(self, message: Answer | Stop) -> None:
+    def _send(self, message: Answer | Stop | Grant) -> None:
         transport: Any = self.transport
         if transport is not None and not self.exited.called:
             transport.writeToChild(0, frame(message))
@@ -252,6 +294,7 @@ class FrontChannel(ProcessProtocol):
         signal_ = getattr(reason.value, "signal", None)
         how = f"signal {signal_}" if signal_ else f"exit {status}"
         self.exited.callback(None)
+        self.release_all()
         if not self.ready.called:
             self.ready.errback(FrontFailed(f"front process {self.index} exited before it was "
                                            f"ready ({how}); its stderr says why"))

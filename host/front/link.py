@@ -8,6 +8,13 @@ sends :class:`Stop` when the host stops. When a fault rule matched the request, 
 rides on the answer (which comes without a commit when the rule says the request never
 arrived). Frames of one direction travel in order on one pipe, so a request id only has to be
 unique per front.
+
+The host's connection caps (``[limits] max_connections``, ``max_connections_per_peer``) are
+the engine's to keep: a front sends :class:`Claim` for each connection it accepts and reads
+nothing from it until the engine's :class:`Grant` (which may refuse it); it sends
+:class:`Release` once the connection is gone. What a front counts itself (the requests it
+answers without the engine, the connections it closes) reaches the engine's ``/metrics`` in
+a :class:`Tally`, sent at most every :data:`TALLY_EVERY_S`, never one per request.
 """
 
 from __future__ import annotations
@@ -74,7 +81,47 @@ class Failed(msgspec.Struct, array_like=True, tag=5):
     reason: str
 
 
-LinkMessage = Submit | Answer | Stop | Ready | Failed
+class Claim(msgspec.Struct, array_like=True, tag=6):
+    """A front accepted a connection and asks for one of the host's connection slots.
+
+    :ivar conn: the front's connection id, echoed in the :class:`Grant`.
+    :ivar peer: the client's IP address (the per-peer cap counts by it).
+    """
+
+    conn: int
+    peer: str
+
+
+class Grant(msgspec.Struct, array_like=True, tag=7):
+    """The engine's answer to a :class:`Claim`: the slot, or the refusal's reason
+    (``over_limit``, ``over_peer_limit``), for which the front closes the connection."""
+
+    conn: int
+    refused: str | None = None
+
+
+class Release(msgspec.Struct, array_like=True, tag=8):
+    """A connection the engine granted a slot to is gone (front to engine)."""
+
+    conn: int
+
+
+class Tally(msgspec.Struct, array_like=True, tag=9):
+    """What a front counted since its last tally, for the engine's ``/metrics``.
+
+    :ivar closed: connections the front closed, by reason (``poslab_connections_closed_total``).
+    :ivar answered: the requests the front answered itself (a format error's RC 30, a TLS
+        ``CERT_TID_MISMATCH``), as (request MTI, DE39, latency ms).
+    """
+
+    closed: dict[str, int]
+    answered: list[tuple[str, str, float]]
+
+
+TALLY_EVERY_S = 0.2
+"""The longest a front holds what it counted before it sends a :class:`Tally`."""
+
+LinkMessage = Submit | Answer | Stop | Ready | Failed | Claim | Grant | Release | Tally
 
 _encode = msgspec.msgpack.Encoder(enc_hook=str).encode  # log values such as enums: as text
 _decode = msgspec.msgpack.Decoder(LinkMessage).decode

@@ -13,6 +13,11 @@ the way it says (late, twice, garbled, not at all, or a close), by the one-proce
 With ``[tls.iso]`` the front terminates TLS itself, reading the files named in its settings,
 with the one-process host's :class:`host.tls.TlsServerFactory` and ``tid_in_certificate`` check.
 
+The connection caps are the engine's: a new connection is read only once the engine granted
+it a slot (:class:`~host.front.link.Claim`, :class:`~host.front.link.Grant`), and closed as
+the one-process host closes one over a cap when it refused. The front's metrics are a
+:class:`~host.front.tally.FrontTally`, sent to the engine now and then.
+
 It ignores SIGINT and SIGTERM: the engine stops it with a :class:`Stop` message (stop reading,
 send the answers still due, close, exit 0). When the pipe closes without one, the engine died;
 the front exits at once, and its open connections close with it.
@@ -26,30 +31,38 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
 
 from host import crashpoints
 from host.front.link import (
+    TALLY_EVERY_S,
     Answer,
+    Claim,
     Deframer,
     Failed,
+    Grant,
     LinkError,
     LinkMessage,
     Ready,
+    Release,
     Stop,
     Submit,
     frame,
 )
+from host.front.tally import FrontTally
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.pipeline.replies import format_error_reply
 from host.pipeline.request import IsoRequest
-from host.server import IsoServerFactory, ServerLimits
+from host.server import IsoHostProtocol, IsoServerFactory, ServerLimits
 from host.startup_gc import started
 from host.timers import MonotonicTimer
 from protocol import Codec, ValidationError
@@ -120,17 +133,87 @@ class ServiceError(Exception):
     """The engine could not process a request (its message is the engine's)."""
 
 
+class FrontConnection(IsoHostProtocol):
+    """A connection of a front: counts for the engine the requests it answers itself.
+
+    :ivar refused: the engine refused it a slot (it is closed before any TLS handshake).
+    """
+
+    factory: FrontFactory
+    refused = False
+
+    def _send(self, result: Any, tpdu: Any, started: float, in_mti: str, format_error: bool,
+              decision: Any) -> Deferred[None] | None:
+        if isinstance(result, (RemoteReply, Failure)) or result.response is None:
+            return super()._send(result, tpdu, started, in_mti, format_error, decision)
+        # Answered here (a format error's RC 30, a TLS CERT_TID_MISMATCH): the engine never
+        # saw it, so it learns of it from the tally. Latency as the one-process host takes it.
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        later = super()._send(result, tpdu, started, in_mti, format_error, decision)
+        self.factory.tally.answered_here(in_mti, result.response.to_fields().get("39", ""),
+                                         latency_ms)
+        return later
+
+
 class FrontFactory(IsoServerFactory):
-    """The server factory of a front: requests go to the engine over the link."""
+    """The server factory of a front: requests go to the engine over the link, and so do
+    the connections, each for a slot under the host's caps."""
 
     def __init__(self, codec: Codec, limits: ServerLimits, log: MessageLog,
                  timer: MonotonicTimer, index: int = 0) -> None:
         # No service and no worker in a front: the two calls that would use them
-        # (format_error, submit) are answered here and by the engine. The metrics stay local.
-        super().__init__(None, None, codec, limits, log, Metrics(), timer)  # type: ignore[arg-type]
+        # (format_error, submit) are answered here and by the engine. The metrics are the
+        # engine's: what only the front sees reaches them in its tallies.
+        self.tally = FrontTally()
+        super().__init__(None, None, codec, limits, log,  # type: ignore[arg-type]
+                         cast(Metrics, self.tally), timer)
         self.link: EngineLink | None = None
         # The fronts share one log: front i numbers its connections from i * 1,000,000 + 1.
         self._ids = itertools.count(index * CONN_IDS_PER_FRONT + 1)
+        self._claimed: dict[int, FrontConnection] = {}  # waiting for the engine's grant
+
+    def buildProtocol(self, addr: IAddress | None) -> IsoHostProtocol | None:  # noqa: N802
+        """A new connection; whether it may stay is the engine's to say (:meth:`opened`)."""
+        peer = f"{getattr(addr, 'host', '?')}:{getattr(addr, 'port', '?')}"
+        return FrontConnection(self, next(self._ids), peer)
+
+    def opened(self, conn: IsoHostProtocol) -> None:
+        """Read nothing from the new connection until the engine grants it a slot."""
+        assert self.link is not None and isinstance(conn, FrontConnection)
+        transport: Any = conn.transport
+        transport.pauseProducing()
+        self._claimed[conn.conn_id] = conn
+        self.link.claim(conn.conn_id, conn.peer_host)
+
+    def granted(self, grant: Grant) -> None:
+        """The engine's answer to a claim: open the connection, or close it over the cap."""
+        conn = self._claimed.pop(grant.conn, None)
+        if conn is None:  # not a claim of this front: hold no slot for it
+            if grant.refused is None and self.link is not None:
+                self.link.release(grant.conn)
+            return
+        transport: Any = conn.transport
+        if grant.refused is not None:
+            conn.refused = True
+            self.log_refusal(conn.peer, grant.refused)  # the engine counted it
+            if transport is not None and not conn.lost.called:
+                transport.abortConnection()
+        elif conn.lost.called or self.stopping or transport is None:
+            assert self.link is not None
+            self.link.release(conn.conn_id)  # gone (or refused by the stop) meanwhile
+            if not conn.lost.called and transport is not None:
+                transport.abortConnection()
+        else:
+            super().opened(conn)
+            transport.resumeProducing()
+
+    def closed(self, conn: IsoHostProtocol) -> None:
+        """A connection is gone: give its slot back (one still waiting for its grant gives
+        it back when the grant comes, :meth:`granted`)."""
+        if conn in self.connections:
+            super().closed(conn)
+            assert self.link is not None
+            self.link.release(conn.conn_id)
 
     def format_error(self, error: ValidationError) -> Deferred[Any]:
         """Answered here: a format error books nothing and needs no database."""
@@ -153,6 +236,28 @@ class EngineLink(Protocol):
         self._ids = itertools.count(1)
         self._deframer = Deframer(self._received)
         self._stopping = False
+        factory.tally.wake = self._tally_soon
+
+    def claim(self, conn_id: int, peer: str) -> None:
+        """Ask the engine for a slot for a new connection (answered by a :class:`Grant`)."""
+        self._write(Claim(conn_id, peer))
+
+    def release(self, conn_id: int) -> None:
+        """Give a granted connection's slot back."""
+        self._write(Release(conn_id))
+
+    def _tally_soon(self) -> None:
+        self.reactor.callLater(TALLY_EVERY_S, self.send_tally)
+
+    def send_tally(self) -> None:
+        """Send what the front counted since the last tally, if anything."""
+        tally = self.factory.tally.take()
+        if tally is not None:
+            self._write(tally)
+
+    def _write(self, message: LinkMessage) -> None:
+        transport: Any = self.transport
+        transport.write(frame(message))
 
     def connectionMade(self) -> None:  # noqa: N802 - Twisted naming
         """The pipe is up and the port adopted: tell the engine this front serves."""
@@ -181,6 +286,8 @@ class EngineLink(Protocol):
                 d.errback(ServiceError(message.error))
             else:
                 d.callback(RemoteReply(message))
+        elif isinstance(message, Grant):
+            self.factory.granted(message)
         elif isinstance(message, Stop):
             self._stop()
 
@@ -194,6 +301,7 @@ class EngineLink(Protocol):
         d.addCallback(lambda _: factory.stop_reading())
         d.addCallback(lambda _: factory.drained())
         d.addCallback(lambda _: factory.close_all_or_abort())  # a TLS close may wait
+        d.addBoth(lambda _: self.send_tally())  # the closes and answers not yet counted
         d.addBoth(lambda _: self.reactor.stop())
 
     def connectionLost(self, reason: object = None) -> None:  # noqa: N802

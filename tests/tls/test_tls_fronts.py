@@ -8,12 +8,14 @@ the throw-away CA of tests/tls.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import ssl
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,7 @@ def test_mutual_tls_and_tid_binding_hold_in_a_front_process(pki: Pki, tmp_path: 
             refusals = [other.exchange(_sale(2)) for _ in range(2)]  # the connection stays open
         assert [(a["39"], a.get("44")) for a in refusals] == [("58", "CERT_TID_MISMATCH")] * 2
         assert _booked(server, "000002") == []
+        _until_counted(server, 'poslab_requests_total{mti="0200",rc="58"} 2.0')  # front's tally
 
         with pytest.raises((ssl.SSLError, ConnectionError)):
             TlsIsoClient(port, pki.ca, spec=SPEC).exchange(_sale(3))
@@ -111,6 +114,52 @@ def test_mutual_tls_and_tid_binding_hold_in_a_front_process(pki: Pki, tmp_path: 
     assert status == 0
     assert '"tls_tid_mismatch"' in log and '"tls_handshake_failed"' in log
     assert '"reason":"stop_abort"' in log
+
+
+def _until_counted(server: ServerProcess, line: str, timeout_s: float = 10.0) -> None:
+    """Poll the host's /metrics until it has ``line`` (a front's tally comes within 0.2 s)."""
+    admin = BlockingAdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
+    deadline = time.monotonic() + timeout_s
+    while line not in admin.get("/metrics").splitlines():
+        assert time.monotonic() < deadline, f"/metrics never showed {line}"
+        time.sleep(0.02)  # polled with a deadline: the tally's arrival is not visible outside
+
+
+def test_a_connection_refused_its_slot_is_closed_before_tls_without_a_handshake_line(
+        pki: Pki) -> None:
+    """A front closes a TLS connection the engine refused with the refusal's close line only,
+    as the one-process host (which never wraps it) does; a client leaving mid-handshake still
+    logs tls_handshake_failed."""
+    import io
+
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+    from twisted.python.failure import Failure
+
+    from host.front.link import Grant, frame
+    from host.front.process import EngineLink, FrontFactory, FrontTls
+    from host.logs import MessageLog
+    from host.server import ServerLimits
+    from host.tls import TlsServerFactory, server_options
+    from protocol import Codec
+
+    out, clock = io.StringIO(), Clock()
+    log = MessageLog(out)
+    factory = FrontFactory(Codec("iso87-ascii"), ServerLimits(), log, clock)  # type: ignore[arg-type]
+    factory.link = link = EngineLink(factory, clock, port=None)
+    link.makeConnection(StringTransport())
+    tls = TlsServerFactory(server_options(FrontTls(str(pki.server.cert), str(pki.server.key)),
+                                          "[tls.iso]"), factory, log, "ISO 8583")
+    for refused, port in (("over_peer_limit", 5001), (None, 5002)):
+        wrapper = tls.buildProtocol(IPv4Address("TCP", "10.0.0.9", port))
+        wrapper.makeConnection(StringTransport())
+        link.dataReceived(frame(Grant(wrapper.wrappedProtocol.conn_id, refused)))
+        wrapper.connectionLost(Failure(ConnectionError("gone")))
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(line["event"], line.get("reason")) for line in lines
+            if line["event"] in ("close", "tls_handshake_failed")] == \
+        [("close", "over_peer_limit"), ("tls_handshake_failed", None)]
 
 
 def test_a_front_that_cannot_read_its_key_says_why_in_one_line(pki: Pki, tmp_path: Path) -> None:

@@ -200,3 +200,69 @@ def test_fault_rules_from_config_and_admin_api_work_with_fronts(tmp_path: Path) 
             client.get("/metrics")
     finally:
         assert server.stop() == 0
+
+
+def _metric(text: str, series: str) -> float:
+    """One series' value in a /metrics scrape (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_connection_caps_and_metrics_hold_for_the_whole_host_with_two_fronts(
+        tmp_path: Path) -> None:
+    """[limits] over two fronts: the total and per-peer caps refuse whichever front accepts,
+    a closed connection frees its slot, and /metrics counts the opens, refusals, a front's
+    own close and its RC 30 answer, as the one-process host would."""
+    config = tmp_path / "host.toml"
+    config.write_text("[limits]\nmax_connections = 3\nmax_connections_per_peer = 2\n")
+    server = start_host(tmp_path / "ledger.db",
+                        extra=["--config", str(config), "--front-processes", "2"])
+    port, client = int(server.ready["iso_port"]), admin(server)
+
+    def connect(source: str) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port), timeout=20,
+                                        source_address=(source, 0))
+
+    def admitted(source: str) -> socket.socket:
+        sock = connect(source)
+        _send(sock, _sale())
+        assert _next_answer(sock)["39"] == "00"
+        return sock
+
+    def refused(source: str) -> None:
+        with pytest.raises(ConnectionError), connect(source) as sock:
+            _send(sock, _sale())
+            _next_answer(sock)
+
+    try:
+        first, second = admitted("127.0.0.1"), admitted("127.0.0.1")
+        for _ in range(4):  # the kernel picks the front: several tries reach both
+            refused("127.0.0.1")  # over the peer's cap of 2
+        other = admitted("127.0.0.2")
+        for _ in range(4):
+            refused("127.0.0.2")  # over the host's cap of 3
+        first.close()
+        _until(lambda: _metric(client.get("/metrics"), "poslab_open_connections") == 2,
+               "the closed connection's slot is free")
+        third = connect("127.0.0.1")
+        _send(third, _sale(**{"4": "00000000012A"}))
+        assert _next_answer(third)["39"] == "30"  # answered by a front
+        other.sendall(b"\xff\xff")  # a length over max_frame_bytes: the front closes
+        expected = {"poslab_connections_total": 4, "poslab_open_connections": 2,
+                    'poslab_connections_closed_total{reason="over_peer_limit"}': 4,
+                    'poslab_connections_closed_total{reason="over_limit"}': 4,
+                    'poslab_connections_closed_total{reason="framing"}': 1,
+                    'poslab_requests_total{mti="0200",rc="30"}': 1,
+                    'poslab_requests_total{mti="0200",rc="00"}': 3}
+
+        def counted() -> dict[str, float]:
+            text = client.get("/metrics")
+            return {series: _metric(text, series) for series in expected}
+
+        _until(lambda: counted() == expected, f"/metrics shows {expected}")
+        for sock in (second, third, other):
+            sock.close()
+    finally:
+        assert server.stop() == 0
