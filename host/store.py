@@ -84,6 +84,7 @@ from host.ledger.prepared import Prepared
 from host.ledger.schema import (
     add_chain_column,
     create_append_only_triggers,
+    put_sqlite_trigger,
     request_log,
     update_indexes,
 )
@@ -828,19 +829,19 @@ def guarded(check: Any) -> ExtraCheck:
 
 
 _FIXED_LIST = ", ".join(TXN_FIXED + ("mac",))
-_SQLITE_TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS txn_fixed BEFORE UPDATE OF {_FIXED_LIST} ON txn "
+_SQLITE_TRIGGERS = (  # each: CREATE TRIGGER <name> ... (host.ledger.schema.put_sqlite_trigger)
+    f"CREATE TRIGGER txn_fixed BEFORE UPDATE OF {_FIXED_LIST} ON txn "
     "BEGIN SELECT RAISE(ABORT, 'history table txn: its fixed columns never change'); END",
-    "CREATE TRIGGER IF NOT EXISTS txn_once BEFORE UPDATE OF rrn, approval_code, group_id ON txn "
+    "CREATE TRIGGER txn_once BEFORE UPDATE OF rrn, approval_code, group_id ON txn "
     "WHEN (OLD.rrn IS NOT NULL AND NEW.rrn IS NOT OLD.rrn) "
     "OR (OLD.approval_code IS NOT NULL AND NEW.approval_code IS NOT OLD.approval_code) "
     "OR (OLD.group_id IS NOT NULL AND NEW.group_id IS NOT OLD.group_id) "
     "BEGIN SELECT RAISE(ABORT, 'history table txn: rrn, approval_code and group_id are "
     "written once'); END",
-    "CREATE TRIGGER IF NOT EXISTS review_fixed BEFORE UPDATE OF id, txn_id, level, created_ms "
+    "CREATE TRIGGER review_fixed BEFORE UPDATE OF id, txn_id, level, created_ms "
     "ON review BEGIN SELECT RAISE(ABORT, 'history table review: its subject never changes'); "
     "END",
-    "CREATE TRIGGER IF NOT EXISTS batch_closed_fixed BEFORE UPDATE ON batch "
+    "CREATE TRIGGER batch_closed_fixed BEFORE UPDATE ON batch "
     "WHEN OLD.state = 'closed' "
     "BEGIN SELECT RAISE(ABORT, 'history table batch: a closed batch never changes'); END",
 )
@@ -888,12 +889,12 @@ def create_store_schema(conn: Connection) -> None:
     create_append_only_triggers(conn, APPEND_ONLY)
     if conn.dialect.name == "sqlite":
         for sql in _SQLITE_TRIGGERS:
-            conn.exec_driver_sql(sql)
+            put_sqlite_trigger(conn, sql.split()[2], sql)
         for table in NO_DELETE:
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
+            put_sqlite_trigger(conn, f"{table}_no_delete", (
+                f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, 'history table {table} is append-only: DELETE "
-                f"refused'); END")
+                f"refused'); END"))
         return
     conn.exec_driver_sql(_PG_FUNCTION)
     for table in NO_DELETE:

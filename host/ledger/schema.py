@@ -268,13 +268,32 @@ def update_indexes(conn: Connection, tables: MetaData, retired: Sequence[str]) -
             conn.execute(CreateIndex(index, if_not_exists=True))
 
 
+def put_sqlite_trigger(conn: Connection, name: str, statement: str) -> None:
+    """Create the SQLite trigger ``name`` as ``statement`` (``CREATE TRIGGER name ...``), or
+    replace a trigger of that name whose definition differs (idempotent).
+
+    SQLite has no ``CREATE OR REPLACE TRIGGER``, and ``IF NOT EXISTS`` would keep the rule an
+    earlier version wrote into the database: a rule that now also fixes a new column (the
+    ``chain`` of an audit event, a settlement, a notification) would not guard it there. SQLite
+    keeps each trigger's statement as written (less ``IF NOT EXISTS``), so the stored text says
+    whether it is the current one."""
+    held = conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)).scalar()
+    if held == statement:
+        return
+    if held is not None:
+        conn.exec_driver_sql(f"DROP TRIGGER {name}")
+    conn.exec_driver_sql(statement)
+
+
 def create_append_only_triggers(conn: Connection, tables: Sequence[str]) -> None:
     """Triggers refusing UPDATE and DELETE (and TRUNCATE on PostgreSQL) on ``tables``."""
     if conn.dialect.name == "sqlite":
         for table in tables:
             for op in ("UPDATE", "DELETE"):
-                conn.execute(text(
-                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                name = f"{table}_no_{op.lower()}"
+                put_sqlite_trigger(conn, name, (
+                    f"CREATE TRIGGER {name} BEFORE {op} ON {table} "
                     f"BEGIN SELECT RAISE(ABORT, 'history table {table} is append-only: "
                     f"{op} refused'); END"))
     else:
@@ -345,8 +364,8 @@ def create_history_triggers(conn: Connection, no_delete: Sequence[str],
         conn.execute(text(_PG_REFUSE))
     for table in no_delete:
         if sqlite:
-            conn.execute(text(
-                f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
+            put_sqlite_trigger(conn, f"{table}_no_delete", (
+                f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, 'history table {table}: DELETE refused'); END"))
         else:
             conn.execute(text(
@@ -359,8 +378,8 @@ def create_history_triggers(conn: Connection, no_delete: Sequence[str],
         why = f"{rule.name}: {rule.says}".replace("'", "")
         when = f"({rule.condition(conn.dialect.name)}) IS NOT TRUE"
         if sqlite:
-            conn.execute(text(
-                f"CREATE TRIGGER IF NOT EXISTS {rule.name} BEFORE UPDATE ON {rule.table} "
+            put_sqlite_trigger(conn, rule.name, (
+                f"CREATE TRIGGER {rule.name} BEFORE UPDATE ON {rule.table} "
                 f"WHEN {when} BEGIN SELECT RAISE(ABORT, 'history table {rule.table}: UPDATE "
                 f"refused ({why})'); END"))
         else:

@@ -5,9 +5,11 @@ an edit made with the triggers dropped is named by ``ledger verify``."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -306,3 +308,27 @@ def test_settlements_written_before_their_macs_are_sealed_on_upgrade(
         _drop_triggers(conn)
         conn.execute(text("UPDATE refund_posting SET posting_date = settlement_date"))
     assert [v["invariant"] for v in verify_host_database(url)["violations"]] == ["POSTING"]
+
+
+def test_an_older_databases_history_triggers_give_way_to_this_versions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A history trigger an earlier version left in an SQLite database (here one that lets
+    audit events change) is replaced by this version's rule when a host opens the database."""
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    db = tmp_path / "host.db"
+    clock = ManualClock(START)
+    service = HostService(load_config(), str(db), clock)
+    Term(service, clock).approved_sale(1_000)
+    service.close()
+    edit = "UPDATE event SET kind = 'edited'"
+    with sqlite3.connect(db) as old:  # the rule as an older version might have written it
+        old.execute("DROP TRIGGER event_no_update")
+        old.execute("CREATE TRIGGER event_no_update BEFORE UPDATE ON event WHEN 0 "
+                    "BEGIN SELECT 1; END")
+        old.execute("SAVEPOINT probe")
+        assert old.execute(edit).rowcount > 0  # the old rule lets it through
+        old.execute("ROLLBACK TO probe")
+    HostService(load_config(), str(db), clock).close()
+    with sqlite3.connect(db) as now, pytest.raises(sqlite3.DatabaseError,
+                                                   match="history table event"):
+        now.execute(edit)
