@@ -15,7 +15,8 @@ with the one-process host's :class:`host.tls.TlsServerFactory` and ``tid_in_cert
 
 The connection caps are the engine's: a new connection is read only once the engine granted
 it a slot (:class:`~host.front.link.Claim`, :class:`~host.front.link.Grant`), and closed as
-the one-process host closes one over a cap when it refused. The front's metrics are a
+the one-process host closes one over a cap when it refused. The front's metrics, and the
+event-stream messages of the answers it gives itself (RC 30, 58), are a
 :class:`~host.front.tally.FrontTally`, sent to the engine now and then.
 
 It ignores SIGINT and SIGTERM: the engine stops it with a :class:`Stop` message (stop reading,
