@@ -25,7 +25,9 @@ engine keeps the count of every front's connections (:class:`host.front.slots.Co
 and grants or refuses each new one a front claims, and frees the slots of a front that exits.
 ``poslab_open_connections``, ``poslab_connections_total`` and the refusals in
 ``poslab_connections_closed_total`` are counted from those claims; the closes the fronts decide
-and the requests they answer themselves (RC 30, 58) arrive in their periodic tallies.
+and the requests they answer themselves (RC 30, 58) arrive in their periodic tallies, with
+those requests' messages for the event stream (published here on arrival, so up to
+:data:`~host.front.link.TALLY_EVERY_S` late).
 """
 
 from __future__ import annotations
@@ -236,12 +238,24 @@ class FrontChannel(ProcessProtocol):
                 metrics.closed.inc(closes, reason=reason)
             for in_mti, rc, latency_ms in message.answered:
                 metrics.request(in_mti, rc, latency_ms)
+            self._publish(message)
         elif isinstance(message, Ready) and not self.ready.called:
             self.ready.callback(None)
         elif isinstance(message, Failed):
             self.pool.log.event("front_failed", front=self.index, reason=message.reason)
             if not self.ready.called:
                 self.ready.errback(FrontFailed(message.reason))  # the host's start error
+
+    def _publish(self, tally: Tally) -> None:
+        """Put the messages of the requests the front answered itself on the event stream, as
+        the one-process host does, only later (up to the tally interval: the bus numbers them
+        as they arrive, after the engine's own events published meanwhile)."""
+        events = self.pool.events
+        for said in tally.messages:
+            events.message(said.direction, self.conn, said.fields, said.context, said.latency_ms)
+        if tally.dropped:  # a flood of bad frames: the stream shows a bounded part of it
+            self.pool.log.event("front_messages_dropped", front=self.index,
+                                dropped=tally.dropped, kept=len(tally.messages))
 
     def release_all(self) -> None:
         """The front is gone, and with it its connections: free their slots."""

@@ -14,7 +14,9 @@ the engine's to keep: a front sends :class:`Claim` for each connection it accept
 nothing from it until the engine's :class:`Grant` (which may refuse it); it sends
 :class:`Release` once the connection is gone. What a front counts itself (the requests it
 answers without the engine, the connections it closes) reaches the engine's ``/metrics`` in
-a :class:`Tally`, sent at most every :data:`TALLY_EVERY_S`, never one per request.
+a :class:`Tally`, sent at most every :data:`TALLY_EVERY_S`, never one per request. The same
+tally carries those answers' messages for the engine's event stream (:class:`FrontMessage`),
+at most :data:`MESSAGES_PER_TALLY` of them.
 """
 
 from __future__ import annotations
@@ -106,20 +108,48 @@ class Release(msgspec.Struct, array_like=True, tag=8):
     conn: int
 
 
+class FrontMessage(msgspec.Struct, array_like=True):
+    """One ISO message of a request a front answered itself, as the one-process server puts it
+    on the event stream (:meth:`host.event_stream.EventBus.message`): the engine publishes it.
+
+    :ivar direction: ``in`` or ``out``.
+    :ivar fields: the message's decoded fields (a request's: what a :class:`Submit` carries;
+        the engine's bus masks the PAN and hides the secrets, as for its own events).
+    :ivar context: an answer's log context (kind, rc, rule, masked PAN); None for a request.
+    :ivar latency_ms: an answer's latency, as the front measured it; None for a request.
+    """
+
+    direction: str
+    fields: dict[str, str]
+    context: dict[str, Any] | None = None
+    latency_ms: float | None = None
+
+
 class Tally(msgspec.Struct, array_like=True, tag=9):
-    """What a front counted since its last tally, for the engine's ``/metrics``.
+    """What a front counted since its last tally, for the engine's ``/metrics`` and event stream.
 
     :ivar closed: connections the front closed, by reason (``poslab_connections_closed_total``).
     :ivar answered: the requests the front answered itself (a format error's RC 30, a TLS
         ``CERT_TID_MISMATCH``), as (request MTI, DE39, latency ms).
+    :ivar messages: those requests' messages for the event stream, in the order the front's
+        connection code published them, at most :data:`MESSAGES_PER_TALLY`.
+    :ivar dropped: the messages left out over that bound (a front flooded with bad frames).
     """
 
     closed: dict[str, int]
     answered: list[tuple[str, str, float]]
+    messages: list[FrontMessage] = msgspec.field(default_factory=list)
+    dropped: int = 0
 
 
 TALLY_EVERY_S = 0.2
 """The longest a front holds what it counted before it sends a :class:`Tally`."""
+
+MESSAGES_PER_TALLY = 100
+"""The most messages one tally carries for the event stream; the rest are only counted, so a
+flood of bad frames costs the link and the engine a bounded amount (500 a second per front).
+At [limits] max_frame_bytes' ceiling (65,535, binary fields as hex text) they stay below
+:data:`MAX_FRAME`."""
 
 LinkMessage = Submit | Answer | Stop | Ready | Failed | Claim | Grant | Release | Tally
 

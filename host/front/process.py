@@ -15,7 +15,8 @@ with the one-process host's :class:`host.tls.TlsServerFactory` and ``tid_in_cert
 
 The connection caps are the engine's: a new connection is read only once the engine granted
 it a slot (:class:`~host.front.link.Claim`, :class:`~host.front.link.Grant`), and closed as
-the one-process host closes one over a cap when it refused. The front's metrics are a
+the one-process host closes one over a cap when it refused. The front's metrics, and the
+event-stream messages of the answers it gives itself (RC 30, 58), are a
 :class:`~host.front.tally.FrontTally`, sent to the engine now and then.
 
 It ignores SIGINT and SIGTERM: the engine stops it with a :class:`Stop` message (stop reading,
@@ -32,7 +33,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import msgspec
@@ -42,6 +43,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from host import crashpoints
+from host.event_stream import EventBus
 from host.front.link import (
     TALLY_EVERY_S,
     Answer,
@@ -149,7 +151,12 @@ class FrontConnection(IsoHostProtocol):
         # Answered here (a format error's RC 30, a TLS CERT_TID_MISMATCH): the engine never
         # saw it, so it learns of it from the tally. Latency as the one-process host takes it.
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        later = super()._send(result, tpdu, started, in_mti, format_error, decision)
+        events = self.factory.tally.events
+        events.answering = True  # the "out" the one-process code publishes goes in the tally
+        try:
+            later = super()._send(result, tpdu, started, in_mti, format_error, decision)
+        finally:
+            events.answering = False
         self.factory.tally.answered_here(in_mti, result.response.to_fields().get("39", ""),
                                          latency_ms)
         return later
@@ -167,6 +174,8 @@ class FrontFactory(IsoServerFactory):
         self.tally = FrontTally()
         super().__init__(None, None, codec, limits, log,  # type: ignore[arg-type]
                          cast(Metrics, self.tally), timer)
+        # The engine publishes the messages it answers; the front's own answers ride the tally.
+        self.events = cast(EventBus, self.tally.events)
         self.link: EngineLink | None = None
         # The fronts share one log: front i numbers its connections from i * 1,000,000 + 1.
         self._ids = itertools.count(index * CONN_IDS_PER_FRONT + 1)
@@ -214,6 +223,17 @@ class FrontFactory(IsoServerFactory):
             super().closed(conn)
             assert self.link is not None
             self.link.release(conn.conn_id)
+
+    def refuse_with(self, refusal: Callable[[IsoHostProtocol, dict[str, str]], Any]) -> None:
+        """Check each request with ``refusal`` (:meth:`host.tls.TidBinding.refusal`) before it
+        goes to the engine; a request it refuses is answered here, and its "in" message, which
+        the one-process host publishes before the check, goes to the engine in the tally."""
+        def admission(conn: IsoHostProtocol, fields: dict[str, str]) -> Any:
+            reply = refusal(conn, fields)
+            if reply is not None:
+                self.tally.heard("in", fields)
+            return reply
+        self.admission = admission
 
     def format_error(self, error: ValidationError) -> Deferred[Any]:
         """Answered here: a format error books nothing and needs no database."""
@@ -365,7 +385,7 @@ def _on_tls(tls: FrontTls, options: Any, factory: FrontFactory, log: MessageLog)
     from host.tls import TidBinding, TlsServerFactory
 
     if tls.tid_in_certificate:
-        factory.admission = TidBinding(log).refusal
+        factory.refuse_with(TidBinding(log).refusal)
     return TlsServerFactory(options, factory, log, "ISO 8583")
 
 

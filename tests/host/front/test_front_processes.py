@@ -7,6 +7,7 @@ pyiso8583's own ``default`` spec, so the frames are not built by the code under 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+import httpx
 import iso8583
 import pytest
 from iso8583.specs import default as PYISO_DEFAULT
@@ -124,11 +126,25 @@ def test_sales_are_answered_by_fronts_and_booked_by_the_engine(host: ServerProce
     assert len(_children(host.pid)) == 2
 
 
-def test_format_error_is_answered_rc30_and_books_nothing(host: ServerProcess) -> None:
-    """A request that breaks the spec gets 0210 RC 30 from the front; nothing is booked."""
+def test_format_error_is_answered_rc30_books_nothing_and_is_streamed(host: ServerProcess) -> None:
+    """A request that breaks the spec gets 0210 RC 30 from the front; nothing is booked; the
+    engine's event stream shows the front's answer (conn front<N>), as the one-process host's."""
     port = int(host.ready["iso_port"])
-    answer = _exchange(port, _sale(**{"4": "00000000012A"}))
+    url = f"http://127.0.0.1:{host.ready['admin_port']}/events"
+    auth = {"authorization": f"Bearer {host.ready['admin_token']}"}
+    # Nothing else is streamed meanwhile (keepalives come every 15 s): a read that waits 5 s
+    # means the event never came.
+    with httpx.stream("GET", url, headers=auth, timeout=5) as stream:
+        lines = stream.iter_lines()
+        next(line for line in lines if line == "event: hello")  # subscribed: the bus records
+        answer = _exchange(port, _sale(**{"4": "00000000012A"}))
+        streamed = next(event for event in (json.loads(line[len("data: "):]) for line in lines
+                                            if line.startswith("data: "))
+                        if event.get("type") == "message" and event["stan"] == answer["11"])
     assert (answer["t"], answer["39"]) == ("0210", "30")
+    assert (streamed["direction"], streamed["mti"], streamed["rc"], streamed["tid"]) == \
+        ("out", "0210", "30", TID)
+    assert streamed["conn"] in ("front0", "front1") and streamed["fields"]
     stan = answer["11"]
     listed = admin(host).fetch(transactions(tid=TID, stan=stan, limit=10)).transactions
     assert listed == []
