@@ -4,6 +4,8 @@ Who publishes what:
 
 * :class:`MessageEvent` -- every ISO message in and out, published by the ISO server
   (:mod:`host.server`) on the event loop, the answer only once it is sent (so after its commit);
+  with front processes by the engine (:mod:`host.front.engine`), the messages a front answered
+  itself up to a tally interval late (:mod:`host.front.tally`);
 * :class:`PostingEvent`, :class:`StageEvent`, :class:`SettlementEvent`,
   :class:`NotificationEvent` and :class:`ClockEvent` -- read from committed rows by
   :class:`host.event_tail.EventTail` while someone listens, so an event never describes work a
