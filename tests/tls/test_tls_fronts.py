@@ -15,10 +15,12 @@ import ssl
 import struct
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import iso8583
 import msgspec
 import pytest
@@ -53,8 +55,8 @@ def _sale(stan: int) -> dict[str, str]:
 
 
 def _booked(server: ServerProcess, stan: str) -> list[dict[str, Any]]:
-    admin = BlockingAdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
-    page = admin.get(f"/transactions?tid={TID}&limit=1000")
+    """The host's transactions of terminal TID with ``stan``."""
+    page = _admin(server).get(f"/transactions?tid={TID}&limit=1000")
     return [t for t in page["transactions"] if t.get("stan") == stan]
 
 
@@ -72,8 +74,9 @@ def _plain_tcp_reply(port: int, fields: dict[str, str]) -> bytes:
 @pytest.mark.long
 def test_mutual_tls_and_tid_binding_hold_in_a_front_process(pki: Pki, tmp_path: Path) -> None:
     """Through a front: a sale over mTLS is approved and booked, a certificate of another TID
-    gets 58 and books nothing on a connection that stays open, no certificate fails the
-    handshake, plain TCP gets no answer, and SIGTERM aborts a TLS client that stopped reading."""
+    gets 58 and books nothing on a connection that stays open (both on the engine's event
+    stream and /metrics), no certificate fails the handshake, plain TCP gets no answer, and
+    SIGTERM aborts a TLS client that stopped reading."""
     config = tmp_path / "host.toml"
     config.write_text("[limits]\nframe_deadline_s = 1\n", encoding="utf-8")
     server = ServerProcess([
@@ -89,11 +92,17 @@ def test_mutual_tls_and_tid_binding_hold_in_a_front_process(pki: Pki, tmp_path: 
         assert (approved["t"], approved["39"], approved["11"]) == ("0210", "00", "000001")
         assert [t["amount_minor"] for t in _booked(server, "000001")] == [1234]
 
-        with TlsIsoClient(port, pki.ca, pki.client("TERM0002"), SPEC) as other:
+        with _events(server) as streamed, \
+                TlsIsoClient(port, pki.ca, pki.client("TERM0002"), SPEC) as other:
             refusals = [other.exchange(_sale(2)) for _ in range(2)]  # the connection stays open
+            # The front's tally brings its refusals to the engine's stream and /metrics at once.
+            seen = [next(streamed) for _ in range(4)]
         assert [(a["39"], a.get("44")) for a in refusals] == [("58", "CERT_TID_MISMATCH")] * 2
+        assert [(e["direction"], e["rc"], e["tid"]) for e in seen] == \
+            [("in", None, TID), ("out", "58", TID)] * 2
         assert _booked(server, "000002") == []
-        _until_counted(server, 'poslab_requests_total{mti="0200",rc="58"} 2.0')  # front's tally
+        assert 'poslab_requests_total{mti="0200",rc="58"} 2.0' in _admin(server).get(
+            "/metrics").splitlines()
 
         with pytest.raises((ssl.SSLError, ConnectionError)):
             TlsIsoClient(port, pki.ca, spec=SPEC).exchange(_sale(3))
@@ -116,13 +125,23 @@ def test_mutual_tls_and_tid_binding_hold_in_a_front_process(pki: Pki, tmp_path: 
     assert '"reason":"stop_abort"' in log
 
 
-def _until_counted(server: ServerProcess, line: str, timeout_s: float = 10.0) -> None:
-    """Poll the host's /metrics until it has ``line`` (a front's tally comes within 0.2 s)."""
-    admin = BlockingAdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
-    deadline = time.monotonic() + timeout_s
-    while line not in admin.get("/metrics").splitlines():
-        assert time.monotonic() < deadline, f"/metrics never showed {line}"
-        time.sleep(0.02)  # polled with a deadline: the tally's arrival is not visible outside
+@contextmanager
+def _events(server: ServerProcess) -> Iterator[Iterator[dict[str, Any]]]:
+    """The message events of the host's /events stream, from the moment it is subscribed (a
+    read waits at most 5 s: nothing else is streamed meanwhile, keepalives come every 15 s)."""
+    url = f"http://127.0.0.1:{server.ready['admin_port']}/events"
+    auth = {"authorization": f"Bearer {server.ready['admin_token']}"}
+    with httpx.stream("GET", url, headers=auth, timeout=5) as stream:
+        lines = stream.iter_lines()
+        next(line for line in lines if line == "event: hello")  # subscribed: the bus records
+        yield (event for event in (json.loads(line[len("data: "):]) for line in lines
+                                   if line.startswith("data: "))
+               if event.get("type") == "message")
+
+
+def _admin(server: ServerProcess) -> BlockingAdminClient:
+    """The host's admin API."""
+    return BlockingAdminClient(int(server.ready["admin_port"]), str(server.ready["admin_token"]))
 
 
 def test_a_connection_refused_its_slot_is_closed_before_tls_without_a_handshake_line(
