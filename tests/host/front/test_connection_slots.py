@@ -26,9 +26,7 @@ from host.front.engine import FrontChannel, FrontPool
 from host.front.link import (
     TALLY_EVERY_S,
     Claim,
-    Deframer,
     Grant,
-    LinkMessage,
     Ready,
     Release,
     Tally,
@@ -39,24 +37,7 @@ from host.logs import MessageLog
 from host.metrics import Metrics
 from host.server import ServerLimits
 from protocol import Codec
-
-
-class _Pipe:
-    """One end of a front's pipe, as the other end writes it: the messages, decoded."""
-
-    def __init__(self) -> None:
-        self.messages: list[LinkMessage] = []
-        self._deframer = Deframer(self.messages.append)
-
-    def writeToChild(self, fd: int, data: bytes) -> None:  # noqa: N802 - Twisted naming
-        self._deframer.feed(data)
-
-    def write(self, data: bytes) -> None:
-        self._deframer.feed(data)
-
-    def take(self) -> list[LinkMessage]:
-        taken, self.messages[:] = list(self.messages), []
-        return taken
+from tests.host.front.link_pipe import LinkPipe
 
 
 def _pool(**limits: int) -> tuple[list[FrontChannel], Metrics]:
@@ -66,7 +47,7 @@ def _pool(**limits: int) -> tuple[list[FrontChannel], Metrics]:
                      limits=ServerLimits(**limits))
     channels = [FrontChannel(pool, index) for index in (0, 1)]
     for channel in channels:
-        channel.transport = _Pipe()  # type: ignore[assignment]
+        channel.transport = LinkPipe()  # type: ignore[assignment]
         pool.channels[channel.index] = channel
         channel.childDataReceived(1, frame(Ready()))
     return channels, metrics
@@ -137,7 +118,7 @@ class _Front:
                                     MessageLog(self.out), self.clock, index=1)  # type: ignore[arg-type]
         self.link = EngineLink(self.factory, self.clock, port=None)
         self.factory.link = self.link
-        self.pipe = _Pipe()
+        self.pipe = LinkPipe()
         self.link.makeConnection(self.pipe)  # type: ignore[arg-type]
         self.pipe.take()  # Ready
 

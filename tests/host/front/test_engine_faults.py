@@ -17,10 +17,11 @@ from host.event_stream import EventBus
 from host.faults.actions import FaultHook
 from host.faults.rules import FaultRegistry, parse_rule
 from host.front.engine import FrontChannel, FrontPool
-from host.front.link import Answer, Deframer, LinkMessage, Submit, frame
+from host.front.link import Answer, Submit, frame
 from host.logs import MessageLog
 from host.metrics import Metrics
 from protocol import Codec
+from tests.host.front.link_pipe import LinkPipe
 
 PAN = "4111111111111111"
 
@@ -53,17 +54,6 @@ class _Committer:
         return succeed(_Reply(request))
 
 
-class _Pipe:
-    """A front's stdin as the engine writes it."""
-
-    def __init__(self) -> None:
-        self.answers: list[LinkMessage] = []
-        self._deframer = Deframer(self.answers.append)
-
-    def writeToChild(self, fd: int, data: bytes) -> None:  # noqa: N802 - Twisted naming
-        self._deframer.feed(data)
-
-
 def _engine(*rules: dict[str, object]) -> tuple[list[FrontChannel], _Committer, FaultHook,
                                                  Clock, io.StringIO]:
     clock, out = Clock(), io.StringIO()
@@ -75,7 +65,7 @@ def _engine(*rules: dict[str, object]) -> tuple[list[FrontChannel], _Committer, 
                      Codec("iso87-ascii"), log, metrics, EventBus(), faults=hook)
     channels = [FrontChannel(pool, index) for index in (0, 1)]
     for channel in channels:
-        channel.transport = _Pipe()  # type: ignore[assignment]
+        channel.transport = LinkPipe()  # type: ignore[assignment]
     return channels, committer, hook, clock, out
 
 
@@ -87,7 +77,7 @@ def _submit(channel: FrontChannel, rid: int, stan: str, tid: str = "TERM0001") -
 
 def _answers(channel: FrontChannel) -> list[Answer]:
     pipe: Any = channel.transport
-    return [a for a in pipe.answers if isinstance(a, Answer)]
+    return [a for a in pipe.messages if isinstance(a, Answer)]
 
 
 def test_a_count_one_rule_fires_once_over_all_fronts_and_its_decision_rides_the_answer() -> None:
