@@ -314,6 +314,8 @@ class IsoHostProtocol(FramedProtocol):
             _, fields = codec.decode(payload)
         except ValidationError as exc:
             self.factory.log.message("in", self.conn_id, exc.fields, error=str(exc))
+            # On the stream too, the bad field included: a trainer sees what got the RC 30.
+            self.factory.events.message("in", self.conn_id, exc.fields)
             self._queue(self.factory.format_error(exc), tpdu, started, exc.fields.get("t", ""),
                         True, None)
             return

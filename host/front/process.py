@@ -236,7 +236,10 @@ class FrontFactory(IsoServerFactory):
         self.admission = admission
 
     def format_error(self, error: ValidationError) -> Deferred[Any]:
-        """Answered here: a format error books nothing and needs no database."""
+        """Answered here: a format error books nothing and needs no database. Its "in"
+        message, which the one-process host publishes as it reads the frame, goes to the
+        engine in the tally (the front's own bus passes on only the answers it gives)."""
+        self.tally.heard("in", error.fields)
         return succeed(format_error_reply(error))
 
     def submit(self, request: IsoRequest) -> Deferred[Any]:

@@ -110,9 +110,9 @@ def _answers(sock: StringTransport) -> list[dict[str, Any]]:
 
 def test_a_format_error_a_front_answers_is_on_the_engines_stream_as_the_one_process_host_puts_it(
         ) -> None:
-    """RC 30 from a front: one "out" event on the engine's bus (conn front1, MTI, STAN, TID,
-    RC, rule, the front's latency, the field rendering) and, as in the one-process host, no
-    "in"; a request the engine answers adds nothing to the tally."""
+    """RC 30 from a front: an "in" (the request as decoded) and an "out" event on
+    the engine's bus (conn front1, MTI, STAN, TID, RC, rule, the front's latency, the field
+    rendering), as in the one-process host; a request the engine answers adds nothing."""
     link = _Link()
     conn, sock = link.connect()
     conn.dataReceived(_frame(**{"4": "00000000015A"}))
@@ -122,7 +122,9 @@ def test_a_format_error_a_front_answers_is_on_the_engines_stream_as_the_one_proc
                                                     "39": "00"}, {"kind": "sale"})))
     assert [a["39"] for a in _answers(sock)] == ["30", "00"]
     assert link.tally_reaches_the_engine() == [submit]
-    [event] = link.messages()
+    inbound, event = link.messages()
+    assert (inbound.direction, inbound.conn, inbound.mti, inbound.stan, inbound.rc,
+            inbound.latency_ms) == ("in", "front1", "0200", "000042", None, None)
     assert (event.direction, event.conn, event.mti, event.stan, event.tid, event.rc) == \
         ("out", "front1", "0210", "000042", TID, "30")
     assert event.rule is not None and event.rule.startswith("FORMAT_ERROR")
@@ -165,12 +167,13 @@ def test_a_flood_of_format_errors_reaches_the_stream_only_up_to_the_bound_per_ta
                                for n in range(1, flood + 1)))
     assert len(_answers(sock)) == flood
     link.tally_reaches_the_engine()
-    events = link.messages()
+    events = link.messages()  # an "in" and an "out" per bad frame
     assert len(events) == MESSAGES_PER_TALLY
-    assert [e.stan for e in events] == [f"{n:06d}" for n in range(1, MESSAGES_PER_TALLY + 1)]
+    assert [e.stan for e in events] == [f"{n // 2 + 1:06d}" for n in range(MESSAGES_PER_TALLY)]
     [dropped] = [json.loads(line) for line in link.engine_log.getvalue().splitlines()
                  if "front_messages_dropped" in line]
-    assert (dropped["front"], dropped["dropped"], dropped["kept"]) == (1, 30, MESSAGES_PER_TALLY)
+    assert (dropped["front"], dropped["dropped"], dropped["kept"]) == \
+        (1, 2 * flood - MESSAGES_PER_TALLY, MESSAGES_PER_TALLY)
     assert link.metrics.requests.get(mti="0200", rc="30") == flood
     conn.dataReceived(_frame(**{"4": "00000000015A", "11": "999999"}))  # the next tally's
     link.tally_reaches_the_engine()
@@ -227,7 +230,7 @@ def test_the_engine_shows_a_fronts_own_answers_exactly_as_the_one_process_host_s
         conn.dataReceived(data)
         link.tally_reaches_the_engine()
         expected = _one_process_events(refuse, data)
-        assert [e.direction for e in expected] == (["in", "out"] if refuse else ["out"])
+        assert [e.direction for e in expected] == ["in", "out"]
         assert {e.conn for e in link.messages()} == {"front1"}
 
         def same(event: MessageEvent) -> dict[str, Any]:

@@ -140,7 +140,8 @@ def test_format_error_is_answered_rc30_books_nothing_and_is_streamed(host: Serve
         answer = _exchange(port, _sale(**{"4": "00000000012A"}))
         streamed = next(event for event in (json.loads(line[len("data: "):]) for line in lines
                                             if line.startswith("data: "))
-                        if event.get("type") == "message" and event["stan"] == answer["11"])
+                        if event.get("type") == "message" and event["stan"] == answer["11"]
+                        and event["direction"] == "out")
     assert (answer["t"], answer["39"]) == ("0210", "30")
     assert (streamed["direction"], streamed["mti"], streamed["rc"], streamed["tid"]) == \
         ("out", "0210", "30", TID)
