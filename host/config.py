@@ -253,7 +253,7 @@ class LimitsSection(_Strict):
         so sockets that never send cannot hold the connection slots (the idle timeout still
         applies when it is the shorter).
     :ivar max_connections: open connections in all (over every front process too: the host
-        process keeps the count, ``host.front.slots``).
+        process keeps the count, ``host.connection_caps``).
     :ivar max_connections_per_peer: open connections from one IP address, so that one peer
         cannot lock every other terminal out (no effect when not below max_connections);
         counted over every front process too.

@@ -19,7 +19,7 @@ Standard families::
                                              over_peer_limit
 
 With front processes (``host.front``) these are the engine's: it counts the connections from
-the slots it grants (:mod:`host.front.slots`) and the requests it answers (latency from the
+the slots it grants (:mod:`host.connection_caps`) and the requests it answers (latency from the
 request's arrival on the pipe to its answer), and adds what each front counts itself, its
 closes and its own answers (RC 30, 58), from the front's periodic tally
 (:mod:`host.front.tally`).

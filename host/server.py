@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,6 +53,7 @@ from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
 
 from host import crashpoints
+from host.connection_caps import OVER_LIMIT, ConnectionCaps
 from host.event_stream import EventBus
 from host.faults.delivery import deliver
 from host.logs import MessageLog
@@ -465,7 +466,7 @@ class IsoServerFactory(Factory):
         self.metrics = metrics
         self.timer = timer
         self.connections: set[IsoHostProtocol] = set()
-        self._per_peer: Counter[str] = Counter()  # open connections per peer IP address
+        self.caps = ConnectionCaps(limits, metrics)  # open connections, in all and per peer
         self._ids = itertools.count(1)
         self._pending = 0
         self._drain_waiters: list[Deferred[None]] = []
@@ -481,38 +482,29 @@ class IsoServerFactory(Factory):
         """A new connection, or None (Twisted then closes the socket) when over the cap."""
         host = str(getattr(addr, "host", "?"))
         peer = f"{host}:{getattr(addr, 'port', '?')}"
-        if len(self.connections) >= self.limits.max_connections:
-            self.metrics.closed.inc(reason="over_limit")
-            self.log_refusal(peer, "over_limit")
-            return None
-        if self._per_peer[host] >= self.limits.max_connections_per_peer:
-            self.metrics.closed.inc(reason="over_peer_limit")
-            self.log_refusal(peer, "over_peer_limit")
+        refused = self.caps.refusal(host)
+        if refused is not None:
+            self.log_refusal(peer, refused)
             return None
         return IsoHostProtocol(self, next(self._ids), peer)
 
     def log_refusal(self, peer: str, reason: str) -> None:
         """The ``close`` line of a connection refused over a cap (``over_limit``: the host's
         ``max_connections``; ``over_peer_limit``: its ``max_connections_per_peer``)."""
-        cap = "max_connections" if reason == "over_limit" else "max_connections_per_peer"
+        cap = "max_connections" if reason == OVER_LIMIT else "max_connections_per_peer"
         self.log.event("close", peer=peer, reason=reason, **{cap: getattr(self.limits, cap)})
 
     def opened(self, conn: IsoHostProtocol) -> None:
         """Book-keeping for a connection that is now open."""
-        self._per_peer[conn.peer_host] += 1
         self.connections.add(conn)
-        self.metrics.connections.inc()
-        self.metrics.open_connections.set(len(self.connections))
+        self.caps.take(conn.peer_host)
         self.log.event("connect", conn=conn.conn_id, peer=conn.peer)
 
     def closed(self, conn: IsoHostProtocol) -> None:
         """Book-keeping for a connection that is gone."""
         if conn in self.connections:
-            self._per_peer[conn.peer_host] -= 1
-            if not self._per_peer[conn.peer_host]:
-                del self._per_peer[conn.peer_host]
-        self.connections.discard(conn)
-        self.metrics.open_connections.set(len(self.connections))
+            self.connections.discard(conn)
+            self.caps.release(conn.peer_host)
         self.log.event("disconnect", conn=conn.conn_id)
 
     def request_started(self) -> None:

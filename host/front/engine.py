@@ -21,7 +21,7 @@ the one-process code (:class:`host.faults.actions.FaultHook`). The decision then
 in the :class:`~host.front.link.Answer`, and the front carries out its delivery part.
 
 The connection caps of ``[limits]`` hold for the whole host, as in the one-process host: the
-engine keeps the count of every front's connections (:class:`host.front.slots.ConnectionSlots`)
+engine keeps the count of every front's connections (:class:`host.connection_caps.ConnectionCaps`)
 and grants or refuses each new one a front claims, and frees the slots of a front that exits.
 ``poslab_open_connections``, ``poslab_connections_total`` and the refusals in
 ``poslab_connections_closed_total`` are counted from those claims; the closes the fronts decide
@@ -44,6 +44,7 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
+from host.connection_caps import ConnectionCaps
 from host.faults.actions import FaultHook
 from host.faults.delivery import FaultDecision
 from host.front.link import (
@@ -62,7 +63,6 @@ from host.front.link import (
     frame,
 )
 from host.front.process import FrontSettings
-from host.front.slots import ConnectionSlots
 from host.group_commit import GroupCommitter
 from host.logs import MessageLog
 from host.metrics import Metrics
@@ -114,7 +114,7 @@ class FrontPool:
         self.events = events
         self.faults = faults  # the host's fault rules: matched here, delivered by the fronts
         self.channels: dict[int, FrontChannel] = {}
-        self.slots = ConnectionSlots(limits or ServerLimits(), metrics)
+        self.slots = ConnectionCaps(limits or ServerLimits(), metrics)
         self.restarts = 0
         self.stopping = False
 

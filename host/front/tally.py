@@ -5,7 +5,7 @@ host's :class:`~host.metrics.Metrics` and publishes on its :class:`~host.event_s
 In a front, a :class:`FrontTally` stands in for both: the closes the front decides (``reason``)
 and the requests it answers itself, with their messages, are kept until the front sends them
 in a :class:`~host.front.link.Tally`. The rest is the engine's: the connections (from the slots
-it grants, :mod:`host.front.slots`) and the requests it answers, which it counts and publishes
+it grants, :mod:`host.connection_caps`) and the requests it answers, which it counts and publishes
 itself (:class:`host.front.engine.FrontChannel`), so the front's calls for those do nothing.
 
 The messages of a request a front answers (a format error's answer, a 58
