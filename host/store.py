@@ -83,6 +83,7 @@ from host.ledger.chains import MAIN
 from host.ledger.prepared import Prepared
 from host.ledger.schema import (
     add_chain_column,
+    chain_column,
     create_append_only_triggers,
     put_sqlite_trigger,
     request_log,
@@ -211,7 +212,7 @@ event = Table(
     Column("kind", String(32), nullable=False),
     Column("detail", Text, nullable=False, default="{}"),
     Column("mac", String(64), nullable=False),
-    Column("chain", String(16), nullable=False, server_default=MAIN),
+    chain_column(),
     Index("ix_event_txn", "txn_id"),
     sqlite_autoincrement=True,
 )  # fmt: skip

@@ -60,7 +60,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.schema import CreateIndex
+from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from host.ledger.chain import ChainKey, ChainKeyError
 from host.ledger.chains import (
@@ -75,6 +75,13 @@ from host.ledger.chains import (
 
 metadata = MetaData()
 _REVERSES_SET = text("reverses IS NOT NULL")
+
+def chain_column() -> Column[str]:
+    """The ``chain`` column of a table whose rows a host writes on its own chain (head rows,
+    posting groups, audit events, settlements, notifications): the chain's name, ``main`` in
+    the rows of a database from before chains."""
+    return Column("chain", String(16), nullable=False, server_default=MAIN)
+
 
 posting_group = Table(
     "posting_group", metadata,
@@ -91,7 +98,7 @@ posting_group = Table(
     Column("memo", Text, nullable=False, default=""),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
-    Column("chain", String(16), nullable=False, server_default=MAIN),
+    chain_column(),
     Index("ix_group_reference", "reference"),
     # Only reversals have ``reverses``; no query looks groups up by ``parent_id``.
     Index("ix_group_reverses_set", "reverses", sqlite_where=_REVERSES_SET,
@@ -119,7 +126,7 @@ ledger_head = Table(
     Column("entries", BigInteger, nullable=False),
     Column("mac", String(64), nullable=False),
     Column("key_check", String(64), nullable=False),
-    Column("chain", String(16), nullable=False, server_default=MAIN),
+    chain_column(),
     Index("ux_head_chain", "chain", unique=True),
 )  # fmt: skip
 
@@ -190,16 +197,22 @@ def _add_chain_columns(conn: Connection) -> bool:
     return upgraded
 
 
-def add_chain_column(conn: Connection, table: str) -> bool:
-    """Give ``table`` of an older database its ``chain`` column, every row ``main`` (the one
-    writer there was); True when it was missing. On PostgreSQL 11+ and SQLite adding a column
-    with a constant default rewrites no row, and no trigger fires."""
+def held_columns(conn: Connection, table: str) -> set[str]:
+    """The names of the columns ``table`` has in this database (none: no such table)."""
     inspector = inspect(conn)
-    if not inspector.has_table(table) or \
-            "chain" in {c["name"] for c in inspector.get_columns(table)}:
+    return {c["name"] for c in inspector.get_columns(table)} if inspector.has_table(table) \
+        else set()
+
+
+def add_chain_column(conn: Connection, table: str) -> bool:
+    """Give ``table`` of an older database its ``chain`` column (:func:`chain_column`), every
+    row ``main`` (the one writer there was); True when it was missing. On PostgreSQL 11+ and
+    SQLite adding a column with a constant default rewrites no row, and no trigger fires."""
+    held = held_columns(conn, table)
+    if not held or "chain" in held:
         return False
-    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN chain VARCHAR(16) "
-                      f"NOT NULL DEFAULT '{MAIN}'"))
+    column = CreateColumn(chain_column()).compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column}"))
     return True
 
 
@@ -207,7 +220,7 @@ def stored_columns(conn: Connection, table: Table) -> list[Column[Any]]:
     """The columns of ``table`` that the database holds: all of them, less those an older
     version did not have (:func:`add_chain_column`) on a database no host of this version
     has opened yet, which ``ledger verify`` and the reports read as they are."""
-    held = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    held = held_columns(conn, table.name)
     return [c for c in table.c if c.name in held]
 
 

@@ -20,12 +20,18 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, inspect, literal, select
+from sqlalchemy import Connection, literal, select
 
 from host.ledger.book import Group, group_hash
 from host.ledger.chain import ChainKey
 from host.ledger.chains import MAIN, Chain, chain_of, head_mac, parse_registry, registry_mac
-from host.ledger.schema import GENESIS_HASH, ledger_head, ledger_registry, posting_group
+from host.ledger.schema import (
+    GENESIS_HASH,
+    held_columns,
+    ledger_head,
+    ledger_registry,
+    posting_group,
+)
 
 Violation = dict[str, str]
 Entries = Mapping[int, Sequence[tuple[str, str, int, str]]]
@@ -38,7 +44,7 @@ def _v(invariant: str, detail: str) -> Violation:
 
 def has_chains(conn: Connection) -> bool:
     """Whether the database has the ``chain`` columns (False: from before chains)."""
-    return "chain" in {c["name"] for c in inspect(conn).get_columns("ledger_head")}
+    return "chain" in held_columns(conn, ledger_head.name)
 
 
 def head_rows(conn: Connection, chains: bool) -> list[Any]:

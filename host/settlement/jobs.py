@@ -56,7 +56,12 @@ from host.ledger.accounts import ACQUIRER_FEE_INCOME, BANK, merchant_payable
 from host.ledger.chain import ChainKey
 from host.ledger.chains import MAIN
 from host.ledger.db import schema_transaction
-from host.ledger.schema import UpdateRule, add_chain_column, create_history_triggers
+from host.ledger.schema import (
+    UpdateRule,
+    add_chain_column,
+    chain_column,
+    create_history_triggers,
+)
 from host.reports import RefundRow, refunds_report
 from host.settlement.calendar import BusinessCalendar, calendar_for
 from host.settlement.cutoffs import CutoffSchedule, funding_date, refund_posting_date, resolve_local
@@ -90,7 +95,7 @@ settlement = Table(
     Column("ledger_group", String(64)),
     Column("mac", String(64)),  # the chain key's MAC over SETTLEMENT_SEALED (NULL: no key)
     # The ledger chain of the host that wrote it: what its event stream publishes.
-    Column("chain", String(16), nullable=False, server_default=MAIN),
+    chain_column(),
     UniqueConstraint("batch", "currency"),
 )  # fmt: skip
 

@@ -58,7 +58,12 @@ from twisted.python.failure import Failure
 from host.ledger.chains import MAIN
 from host.ledger.db import schema_transaction
 from host.ledger.prepared import Prepared
-from host.ledger.schema import UpdateRule, add_chain_column, create_history_triggers
+from host.ledger.schema import (
+    UpdateRule,
+    add_chain_column,
+    chain_column,
+    create_history_triggers,
+)
 from protocol.masking import mask_pan
 
 EVENTS = ("refund_approved", "refund_rejected", "refund_posted", "merchant_funded")
@@ -83,7 +88,7 @@ notification = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", String(200)),
     # The ledger chain of the host that wrote it: what its event stream publishes.
-    Column("chain", String(16), nullable=False, server_default=MAIN),
+    chain_column(),
 )
 
 #: The columns of a notification fixed when it is recorded (what the customer is told).
