@@ -254,6 +254,13 @@ class Ledger:
         self._head_row = {"head_chain": chain.name}  # parameters naming its head row
         self._head: Head | None = None
 
+    def _head_values(self, last_id: int, last_hash: str, entries: int) -> dict[str, Any]:
+        """The head row's values once the chain ends at ``last_id`` (its MAC made), and the
+        name of the row: the parameters of the statements that write the head."""
+        return {"last_id": last_id, "last_hash": last_hash, "entries": entries,
+                "mac": head_mac(self.key, last_id, last_hash, entries, self.chain.name),
+                "head_chain": self.chain.name}
+
     def post_group(self, conn: Connection, entries: Sequence[Entry], *, currency: str,
                    at_ms: int, reference: str, kind: str = "posting", memo: str = "",
                    reverses: int | None = None, parent_id: int | None = None) -> int:
@@ -285,13 +292,12 @@ class Ledger:
             prev, digest = hint[1], group_hash(key, hint[1], group, entries)
             count = hint[2] + len(entries)
             seen = {"seen_id": hint[0], "seen_hash": prev, "seen_entries": hint[2]}
-            mac = head_mac(key, group.id, digest, count, name)
+            moved = self._head_values(group.id, digest, count)
             if sqlite:
-                advanced = _HEAD_ADVANCE.run(conn, {
-                    **seen, "last_id": group.id, "last_hash": digest, "entries": count,
-                    "mac": mac, "head_chain": name}).rowcount == 1
+                advanced = _HEAD_ADVANCE.run(conn, {**seen, **moved}).rowcount == 1
             else:
-                params = {**seen, "head_entries": count, "head_mac": mac, "head_chain": name,
+                params = {**seen, "head_entries": count, "head_mac": moved["mac"],
+                          "head_chain": name,
                           **{f"g_{k}": v
                              for k, v in _group_row(group, prev, digest, name).items()}}
                 lead = _guard_ctes(conn) if pending.may_guard(conn) and fast_path(conn) \
@@ -310,9 +316,7 @@ class Ledger:
                           parent_id, currency, amount, at_ms, memo)
             prev, digest = head.last_hash, group_hash(key, head.last_hash, group, entries)
             count = int(head.entries) + len(entries)
-            _HEAD_UPDATE.run(conn, {"last_id": group.id, "last_hash": digest, "entries": count,
-                                    "mac": head_mac(key, group.id, digest, count, name),
-                                    "head_chain": name})
+            _HEAD_UPDATE.run(conn, self._head_values(group.id, digest, count))
         if not written:
             _GROUP_INSERT.run(conn, _group_row(group, prev, digest, name))
         # PostgreSQL: the entries go with the request's other writes (host.ledger.pending).
@@ -477,11 +481,8 @@ def _flush_head(conn: Connection) -> None:
     if open_ is None or open_.pending == open_.stored or open_.txn is not conn.get_transaction():
         return
     last_id, last_hash, count = open_.pending
-    ledger = open_.ledger
-    name = ledger.chain.name
-    if _HEAD_FLUSH.run(conn, {"last_id_": last_id, "last_hash_": last_hash, "last_id": last_id,
-                              "last_hash": last_hash, "entries": count, "head_chain": name,
-                              "mac": head_mac(ledger.key, last_id, last_hash, count, name)}
+    if _HEAD_FLUSH.run(conn, {"last_id_": last_id, "last_hash_": last_hash,
+                              **open_.ledger._head_values(last_id, last_hash, count)}
                        ).rowcount != 1:
         open_.pending = _resync(conn, open_)  # the newest postings were rolled back
     open_.ledger._head = open_.pending
@@ -508,9 +509,7 @@ def _resync(conn: Connection, open_: _Open) -> Head:
         return (after, head.last_hash, int(head.entries))
     count = int(head.entries) + int(_ENTRIES_AFTER.run(conn, span).scalar_one())
     found = (int(last.id), str(last.hash), count)
-    _HEAD_UPDATE.run(conn, {"last_id": found[0], "last_hash": found[1], "entries": count,
-                            "mac": head_mac(open_.ledger.key, *found, chain.name),
-                            "head_chain": chain.name})
+    _HEAD_UPDATE.run(conn, open_.ledger._head_values(*found))
     open_.stored = open_.pending = found
     return found
 
