@@ -26,13 +26,14 @@ import json
 import socket
 import ssl
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from protocol import Codec, Money, Pan, currency
 from scenarios.loadgen.driver import LoadRun, Tally
-from scenarios.loadgen.multihost import Share, check_database, merged, shares, write_configs
+from scenarios.loadgen.multihost import Share, check_database, shares, write_configs
 from scenarios.loadgen.procs import (
     ServerFailed,
     ServerProcess,
@@ -201,9 +202,8 @@ def _run_hosts(db: str, codec: Codec, args: argparse.Namespace
     """``--hosts N``: N hosts of partitions p1..pN on ``db``, started one after the other (the
     first creates the schema) and driven at the same time; the figures of each, and in total
     (CPU summed, per process)."""
-    import tempfile
-
     every = shares(args.hosts, args.terminals, args.mid)
+    tls = _host_tls(args)  # one context for every host's terminals
     servers: list[ServerProcess] = []
     with tempfile.TemporaryDirectory(prefix="poslab-bench-hosts-") as directory:
         configs = write_configs(args.config, every, Path(directory))
@@ -215,7 +215,7 @@ def _run_hosts(db: str, codec: Codec, args: argparse.Namespace
             async def drive_all() -> list[_Measured]:
                 return list(await asyncio.gather(*(
                     _drive(("127.0.0.1", int(server.ready["iso_port"])), codec, args,
-                           server.pid, share, _host_tls(args))
+                           server.pid, share, tls)
                     for server, share in zip(servers, every, strict=True))))
 
             measured = asyncio.run(drive_all())
@@ -228,7 +228,7 @@ def _run_hosts(db: str, codec: Codec, args: argparse.Namespace
     split = {f"{share.partition} {name}": seconds
              for share, one in zip(every, measured, strict=True)
              for name, seconds in (one.split or {"engine": one.cpu_s or 0.0}).items()}
-    total = summarize(merged([one.tally for one in measured]),
+    total = summarize(Tally.merged([one.tally for one in measured]),
                       sum(one.elapsed for one in measured) / len(measured),
                       cpu_s=None if None in cpus else sum(c or 0.0 for c in cpus),
                       cpu_split=split)
@@ -255,8 +255,6 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         db = args.db
         server_dir = None
         if db is None:
-            import tempfile
-
             server_dir = tempfile.TemporaryDirectory(prefix="poslab-bench-db-")
             db = str(Path(server_dir.name) / "bench.db")
         result["db"] = "temporary SQLite file" if args.db is None else _safe_url(db)

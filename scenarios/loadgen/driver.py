@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from protocol import Codec, DecodeError, frame
@@ -36,6 +36,23 @@ class Tally:
     timeouts: int = 0
     errors: int = 0
     closed: int = 0
+
+    @classmethod
+    def merged(cls, tallies: Sequence[Tally]) -> Tally:
+        """The counters and latencies of several runs as one."""
+        out = cls()
+        for tally in tallies:
+            for kind in KINDS:
+                out.sent[kind] += tally.sent[kind]
+                out.approved[kind] += tally.approved[kind]
+                out.declined[kind] += tally.declined[kind]
+                out.latencies[kind].extend(tally.latencies[kind])
+            for code, n in tally.codes.items():
+                out.codes[code] = out.codes.get(code, 0) + n
+            out.timeouts += tally.timeouts
+            out.errors += tally.errors
+            out.closed += tally.closed
+        return out
 
 
 class _Terminal(asyncio.Protocol):

@@ -20,8 +20,7 @@ from typing import Any
 import tomli_w
 
 from host.config import default_config_text
-from scenarios.loadgen.driver import Tally
-from scenarios.loadgen.workload import KINDS, UsageError
+from scenarios.loadgen.workload import UsageError
 
 MAX_HOSTS = 9
 """One digit of the merchant id and of the TID prefix names the host."""
@@ -93,20 +92,3 @@ def write_configs(config: str | None, every: Sequence[Share], directory: Path) -
         path.write_bytes(tomli_w.dumps(host_config(base, share, every)).encode())
         paths.append(path)
     return paths
-
-
-def merged(tallies: Sequence[Tally]) -> Tally:
-    """The counters and latencies of several runs as one."""
-    out = Tally()
-    for tally in tallies:
-        for kind in KINDS:
-            out.sent[kind] += tally.sent[kind]
-            out.approved[kind] += tally.approved[kind]
-            out.declined[kind] += tally.declined[kind]
-            out.latencies[kind].extend(tally.latencies[kind])
-        for code, n in tally.codes.items():
-            out.codes[code] = out.codes.get(code, 0) + n
-        out.timeouts += tally.timeouts
-        out.errors += tally.errors
-        out.closed += tally.closed
-    return out
