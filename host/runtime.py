@@ -142,8 +142,8 @@ class HostRuntime:
                     admin_token: str | None = None) -> tuple[int, int]:
         """Build the service, listen on both sockets, return ``(iso_port, admin_port)``.
 
-        Raises :class:`StartError` (unknown profile, database that cannot be opened, port in
-        use) after undoing what was started.
+        Raises :class:`StartError` (unknown profile, database that cannot be opened, ledger
+        chain held by another host, port in use) after undoing what was started.
         """
         from twisted.internet import reactor as _reactor
 
