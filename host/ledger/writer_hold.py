@@ -40,6 +40,7 @@ from typing import Any
 
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from host.ledger.db import normalise_url
@@ -126,7 +127,9 @@ def hold_chain(db: str, chain: str, *, wait_s: float = WAIT_S, grace_s: float = 
         database = make_url(url).database
         if not database or database == ":memory:" or database.startswith("file:"):
             return ChainHold(chain, lambda: None)
-        return _hold_file(Path(f"{database}.host-{chain}.lock"), chain, wait_s, grace_s, sleep)
+        real = Path(database).resolve()  # one lock file for every path to the database
+        return _hold_file(real.with_name(f"{real.name}.host-{chain}.lock"), chain, wait_s,
+                          grace_s, sleep)
     return _hold_session(url, chain, wait_s, grace_s, sleep)
 
 
@@ -209,7 +212,9 @@ def _hold_session(url: str, chain: str, wait_s: float, grace_s: float,
     def release() -> None:
         try:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-        finally:  # a lost session has let go already
+        except SQLAlchemyError:
+            pass  # the session is gone (a server restart, say), and its lock with it
+        finally:
             conn.close()
             engine.dispose()
 

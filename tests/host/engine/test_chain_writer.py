@@ -43,6 +43,23 @@ def dead_pid() -> int:
     return proc.pid
 
 
+def holders(url: str, chain: str) -> list[tuple[int, str]]:
+    """The server pid and state of each session holding ``chain``'s lock in ``url``'s schema."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            schema = conn.execute(text("SELECT current_schema()")).scalar()
+            key = lock_key(str(schema), chain) & 0xFFFF_FFFF_FFFF_FFFF
+            rows = conn.execute(text(
+                "SELECT a.pid, a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+                " AND l.classid::bigint = :hi AND l.objid::bigint = :lo"),
+                {"hi": key >> 32, "lo": key & 0xFFFF_FFFF}).all()
+    finally:
+        engine.dispose()
+    return [(int(pid), str(state)) for pid, state in rows]
+
+
 def never(_: float) -> None:
     """A pause that must not happen."""
     raise AssertionError("waited for a live holder past its grace")
@@ -102,6 +119,18 @@ def test_a_live_holder_here_is_refused_without_waiting_the_full_bound(tmp_path: 
         hold.release()
 
 
+def test_a_database_reached_through_a_link_has_one_hold(tmp_path: Path) -> None:
+    """The same SQLite file named through a symbolic link is the same chain: refused."""
+    db = tmp_path / "ledger.db"
+    (tmp_path / "link.db").symlink_to(db)
+    hold = hold_chain(str(db), "main")
+    try:
+        with pytest.raises(ChainBusy):
+            hold_chain(f"sqlite:///{tmp_path / 'link.db'}", "main", grace_s=0, sleep=never)
+    finally:
+        hold.release()
+
+
 def test_a_killed_holder_on_sqlite_is_waited_for(tmp_path: Path) -> None:
     """A lock file naming a process that has ended (a host killed with -9 that has not let go
     yet) is waited for past the grace: the new host takes the chain once it is free."""
@@ -132,15 +161,7 @@ def test_on_postgresql_one_host_per_chain_of_a_schema(pg_url: str, tmp_path: Pat
         assert head == refused("main", HERE).partition(")")[0]
         assert tail.endswith(" from 127.0.0.1); give each host its own [server] partition")
         SqlStorage.open(pg_url, p1, serving=True).close()
-        with first.engine.connect() as conn:
-            schema = conn.execute(text("SELECT current_schema()")).scalar()
-            key = lock_key(str(schema), "main") & 0xFFFF_FFFF_FFFF_FFFF
-            states = conn.execute(text(
-                "SELECT a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-                " AND l.classid::bigint = :hi AND l.objid::bigint = :lo"),
-                {"hi": key >> 32, "lo": key & 0xFFFF_FFFF}).scalars().all()
-        assert states == ["idle"]
+        assert [state for _, state in holders(pg_url, "main")] == ["idle"]
         assert first.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         with pytest.MonkeyPatch.context() as env, private_schema(tmp_path, env) as elsewhere:
             hold_chain(elsewhere, "main", grace_s=0, sleep=never).release()
@@ -174,6 +195,19 @@ def test_a_killed_holder_on_postgresql_is_waited_for(pg_url: str) -> None:
         session.close()
         killed.dispose()
     assert pauses
+
+
+def test_a_hold_whose_session_was_ended_releases_quietly(pg_url: str) -> None:
+    """A hold whose session the server ended (a restart, an administrator) has lost its lock:
+    releasing it raises nothing, and the chain can be taken again."""
+    hold = hold_chain(pg_url, "main")
+    [(backend, _)] = holders(pg_url, "main")
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:p, 5000)"), {"p": backend}).scalar()
+    engine.dispose()
+    hold.release()
+    hold_chain(pg_url, "main").release()
 
 
 def test_lock_keys_are_stable_and_apart() -> None:
