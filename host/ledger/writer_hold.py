@@ -63,7 +63,8 @@ _KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5"
 
 
 class ChainBusy(Exception):
-    """Another host writes the chain; ``str()`` is the one-line refusal."""
+    """The chain cannot be held: another host writes it (or, on SQLite, its lock file cannot be
+    opened); ``str()`` is the one-line refusal."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class Holder:
         """``pid 1234 on box``, with the PostgreSQL session when known."""
         parts = []
         if self.pid is not None:
-            parts.append(f"pid {self.pid} on {self.box}")
+            parts.append(f"pid {self.pid}" + (f" on {self.box}" if self.box else ""))
         if self.backend is not None:
             parts.append(self.backend)
         return "; ".join(parts) or "holder unknown"
@@ -183,7 +184,7 @@ def _hold_file(path: Path, chain: str, wait_s: float, grace_s: float,
 def _file_holder(fd: int) -> Holder:
     """The holder a lock file names (its first line: pid and machine)."""
     pid, _, box = os.pread(fd, 512, 0).decode(errors="replace").strip().partition(" ")
-    return Holder(int(pid), box) if pid.isdigit() else Holder()
+    return Holder(int(pid), box or None) if pid.isdigit() else Holder()
 
 
 def _hold_session(url: str, chain: str, wait_s: float, grace_s: float,
