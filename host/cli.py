@@ -18,7 +18,8 @@
 Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JSON with
 ``iso_port``, ``admin_port``, ``pid``, ``admin_token``) only once both sockets listen. SIGTERM
 or SIGINT stops accepting, answers in-flight requests and exits 0. Bad arguments, a bad config,
-a port in use or an unreachable database print one line on stderr and exit 2.
+a port in use, an unreachable database or a ledger chain another host is writing
+(host/ledger/writer_hold.py) print one line on stderr and exit 2.
 ``ledger verify`` prints each invariant violation and exits 1 when there is any; with
 ``--anchor`` it also proves the chain still holds that anchored head. ``ledger anchor`` prints
 the current chain head as one anchor line (after checking the head against the chain key);

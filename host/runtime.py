@@ -79,8 +79,14 @@ def _default_service_factory() -> ServiceFactory:
     from host.sql_storage import SqlStorage
 
     def open_service(config: Any, db_url: str, clock: Any, **options: Any) -> HostService:
-        # The composition root: the database is opened here and handed to the service.
-        return HostService(config, SqlStorage.open(db_url, config), clock, **options)
+        # The composition root: the database is opened here, as the one writer of the host's
+        # ledger chain, and handed to the service.
+        storage = SqlStorage.open(db_url, config, serving=True)
+        try:
+            return HostService(config, storage, clock, **options)
+        except BaseException:
+            storage.close()  # lets go of the chain too
+            raise
 
     return open_service
 
@@ -136,8 +142,8 @@ class HostRuntime:
                     admin_token: str | None = None) -> tuple[int, int]:
         """Build the service, listen on both sockets, return ``(iso_port, admin_port)``.
 
-        Raises :class:`StartError` (unknown profile, database that cannot be opened, port in
-        use) after undoing what was started.
+        Raises :class:`StartError` (unknown profile, database that cannot be opened, ledger
+        chain held by another host, port in use) after undoing what was started.
         """
         from twisted.internet import reactor as _reactor
 
@@ -157,8 +163,7 @@ class HostRuntime:
                     factory_fn, config, db_url, clock, strict=strict,
                     allow_unknown_terminals=allow_unknown_terminals).asFuture(loop)
             except Exception as exc:
-                raise StartError(f"cannot open the database {safe_url(db_url)}: "
-                                 f"{first_line(exc)}") from exc
+                raise StartError(_open_failure(db_url, exc)) from exc
             crashpoints.install_before_commit(getattr(self.service, "engine", None))
             if getattr(self.service, "security", None) is not None:
                 self.service.security.use_profile(codec.profile)  # MAC'd MTIs and scheme
@@ -364,6 +369,16 @@ class HostRuntime:
         if self.committer is not None:
             self.committer.close()
         self.log.event("stopped")
+
+
+def _open_failure(db_url: str, exc: Exception) -> str:
+    """The start error of a service that could not be opened: another host's hold on the
+    ledger chain is its own sentence, anything else names the database."""
+    from host.ledger.writer_hold import ChainBusy  # late: loaded with the service already
+
+    if isinstance(exc, ChainBusy):
+        return str(exc)
+    return f"cannot open the database {safe_url(db_url)}: {first_line(exc)}"
 
 
 def _tls_options(config: Any) -> tuple[Any, Any]:

@@ -1,10 +1,12 @@
 """The storage port (:mod:`host.pipeline.ports`) on SQLAlchemy Core: SQLite and PostgreSQL.
 
-:meth:`SqlStorage.open` is what starting a host does to its database: find or create the
+:meth:`SqlStorage.open` is what starting a host does to its database: for a serving host,
+take the hold on its ledger chain (``[server] partition``; :mod:`host.ledger.writer_hold`: one
+writing host per chain, a second one refused before it writes anything), find or create the
 ledger's chain key next to it, open the engine (WAL and the configured ``synchronous`` on
-SQLite), create the ledger and store schemas (registering the host's ledger chain,
-``[server] partition``), and read the card-hash key. The composition root
-(:mod:`host.runtime`) calls it and hands the result to :class:`~host.service.HostService`.
+SQLite), create the ledger and store schemas (registering the host's ledger chain), and read
+the card-hash key. The composition root (:mod:`host.runtime`) calls it and hands the result to
+:class:`~host.service.HostService`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from host.ledger import (
 from host.ledger.chains import MAIN
 from host.ledger.db_retry import run_retrying
 from host.ledger.prepared import run_plain
+from host.ledger.writer_hold import ChainHold, hold_chain
 from host.security.tables import create_security_schema
 from host.store import Store, create_store_schema
 
@@ -51,24 +54,43 @@ class SqlStorage:
     :ivar chain_key: the key of the ledger's and the store's MAC chains.
     :ivar store: the transaction store; ``ledger`` the ledger.
     :ivar card_key: the key card numbers are hashed with.
+    :ivar hold: a serving host's hold on its ledger chain (None for tools and tests that open
+        the database without one), let go by :meth:`close`.
     """
 
     errors: tuple[type[Exception], ...] = (SQLAlchemyError,)
 
     def __init__(self, engine: Engine, chain_key: ChainKey, store: Store, ledger: Ledger,
-                 card_key: bytes) -> None:
+                 card_key: bytes, hold: ChainHold | None = None) -> None:
         self.engine = engine
         self.chain_key = chain_key
         self.store = store
         self.ledger = ledger
         self.card_key = card_key
+        self.hold = hold
 
     @classmethod
-    def open(cls, db_url: str, config: HostConfig) -> SqlStorage:
-        """Open (and on first use create) the database at ``db_url``."""
+    def open(cls, db_url: str, config: HostConfig, *, serving: bool = False) -> SqlStorage:
+        """Open (and on first use create) the database at ``db_url``.
+
+        ``serving``: this is a serving host, the one writer of its ledger chain. Its hold is
+        taken first (:func:`~host.ledger.writer_hold.hold_chain`), so a host refused with
+        :class:`~host.ledger.writer_hold.ChainBusy` has written nothing. Tools and tests that
+        open several services on one database on purpose leave it off."""
+        partition = _partition(config)
+        hold = hold_chain(db_url, partition) if serving else None
+        try:
+            return cls._open(db_url, config, partition, hold)
+        except BaseException:
+            if hold is not None:
+                hold.release()
+            raise
+
+    @classmethod
+    def _open(cls, db_url: str, config: HostConfig, partition: str,
+              hold: ChainHold | None) -> SqlStorage:
         chain_key = _chain_key(db_url, config.host.chain_key_file)
         engine = open_engine(db_url, synchronous=config.host.sqlite_synchronous)
-        partition = _partition(config)
         store = Store(chain_key, config.host.rrn_prefix, partition)
         if partition != MAIN and is_sqlite(engine):
             # Not refused: partitions on SQLite still test routing, only without a gain.
@@ -76,12 +98,16 @@ class SqlStorage:
                         "on PostgreSQL; with SQLite the hosts take turns on its one write "
                         "lock, so a second host adds no throughput (routing still works)",
                         partition)
-        with schema_transaction(engine) as conn:
-            chain = create_schema(conn, chain_key, partition)
-            create_store_schema(conn)
-            create_security_schema(conn)
-            card_key = store.card_key(conn, config.host.card_hash_key)
-        return cls(engine, chain_key, store, Ledger(chain_key, chain), card_key)
+        try:
+            with schema_transaction(engine) as conn:
+                chain = create_schema(conn, chain_key, partition)
+                create_store_schema(conn)
+                create_security_schema(conn)
+                card_key = store.card_key(conn, config.host.card_hash_key)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, chain_key, store, Ledger(chain_key, chain), card_key, hold)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -135,8 +161,11 @@ class SqlStorage:
         return run_retrying(fn, _RETRIES)
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections, then the hold on the chain (after the last
+        write)."""
         self.engine.dispose()
+        if self.hold is not None:
+            self.hold.release()
 
 
 def _partition(config: HostConfig) -> str:

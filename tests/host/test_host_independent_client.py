@@ -21,7 +21,7 @@ from iso8583.specs import default as PYISO_DEFAULT
 
 from scenarios.admin import BlockingAdminClient as AdminClient
 from scenarios.admin import verify
-from scenarios.loadgen.procs import ServerProcess, python_module
+from scenarios.loadgen.procs import ServerFailed, ServerProcess, python_module
 
 TID, MID, PAN = "TERM0001", "MERCHANT0000001", "4111111111111111"
 _STANS = count(1)
@@ -149,17 +149,21 @@ def test_concurrent_refunds_from_many_connections_never_exceed_the_sale(
 
 
 def test_concurrent_refunds_on_postgresql_hosts(pg_url: str) -> None:
-    """Two host processes on one PostgreSQL ledger, 16 connections racing: never over 100.00."""
-    first, second = _host(pg_url), _host(pg_url)
+    """A host process on a PostgreSQL ledger, 16 connections racing: never over 100.00; a
+    second host process for the same ledger chain exits 2 with the one-line refusal."""
+    first = _host(pg_url)
     try:
-        ports = [int(first.ready["iso_port"]), int(second.ready["iso_port"])]
-        codes = race_refunds(ports, 16, 3000)
+        with pytest.raises(ServerFailed) as second:
+            _host(pg_url)
+        assert str(second.value).startswith("poslab-host exited with status 2: ")
+        assert (f"poslab-host: ledger chain 'main' of this database is already being written "
+                f"by another host (pid {first.pid} on ") in str(second.value)
+        codes = race_refunds([int(first.ready["iso_port"])], 16, 3000)
         assert codes.count("00") == 3 and codes.count("13") == 13  # 3 x 30.00 <= 100.00
         api = AdminClient(int(first.ready["admin_port"]), str(first.ready["admin_token"]))
         assert api.fetch(verify()).ok
     finally:
         assert first.stop() == 0
-        assert second.stop() == 0
 
 
 def _partition_config(path: Path, partition: str) -> str:

@@ -1,0 +1,258 @@
+"""One writing host per ledger chain: the hold a serving host keeps on its chain for its life.
+
+A host's event stream (:mod:`host.event_tail`) reads its chain's rows in id order, and its
+settlement jobs (cut-offs, funding, notifications) run for its partition's merchants: both are
+right only while **one host writes each chain**, committing the chain's groups in id order
+from its one worker. Two hosts on one chain would each see the other's rows, could skip some
+for good, and would settle the same merchants twice. So a serving host takes an exclusive
+hold on its chain before it answers anything, and a second host for the same chain is refused
+(:class:`ChainBusy`: one line naming the chain and, where known, the holder).
+
+- **PostgreSQL**: a session-level advisory lock keyed on :func:`lock_key` (the schema the
+  ledger lives in and the chain's name), on a connection of its own that the host keeps open
+  and idle for its whole life (outside the engine's pool, so the pool keeps its size). The lock
+  goes with the connection: when a host is killed, the server ends its session as soon as it
+  sees the socket closed (at once on loopback), and the session's keepalives are shortened so
+  that a host whose machine vanished lets go within about half a minute.
+- **SQLite**: ``flock`` on ``<database>.host-<chain>.lock`` beside the database file, which
+  the kernel releases when the process ends however it ends. The file is left in place (a new
+  host locks the same file; removing it could let two hosts lock two different files); it
+  holds the holder's pid and machine name, for the refusal.
+
+A holder that is going away (killed, its session not yet ended) is waited for, up to
+``wait_s``; a holder that is a live process on this machine is given only ``grace_s`` (it may
+be dying this instant) before the refusal. Read-only commands (``ledger verify``, ``ledger
+anchor``, ``report``) take no hold and run beside a host.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from host.ledger.db import normalise_url
+
+KEY_PREFIX = "poslab ledger chain writer"
+"""What every chain's advisory lock key is derived from, before the schema and chain names
+(so no key is the schema-creation lock's, :data:`host.ledger.db.SCHEMA_LOCK_ID`, but by a
+2**-64 chance)."""
+WAIT_S = 10.0
+"""Longest wait for a holder that is going away (a killed host's session not yet ended)."""
+GRACE_S = 0.5
+"""Longest wait for a holder that is a live process on this machine (it may be exiting)."""
+POLL_S = 0.05
+"""Time between two tries while waiting."""
+
+_APP_NAME = re.compile(r"^poslab-host (\d+)@(.+)$")
+_PG_NAME_BYTES = 63  # PostgreSQL keeps that much of application_name
+_KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5",
+               "SET tcp_keepalives_count = 3")
+
+
+class ChainBusy(Exception):
+    """The chain cannot be held: another host writes it (or, on SQLite, its lock file cannot be
+    opened); ``str()`` is the one-line refusal."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """What is known of the host holding a chain (each part None when unknown).
+
+    :ivar pid: its process id; ``box`` the machine it runs on (its host name).
+    :ivar backend: PostgreSQL only: the holder's server process id and client address.
+    """
+
+    pid: int | None = None
+    box: str | None = None
+    backend: str | None = None
+
+    def alive_here(self) -> bool:
+        """Whether the holder is a live process (not a zombie) on this machine."""
+        if self.pid is None or self.box != socket.gethostname():
+            return False
+        return _alive(self.pid)
+
+    def describe(self) -> str:
+        """``pid 1234 on box``, with the PostgreSQL session when known."""
+        parts = []
+        if self.pid is not None:
+            parts.append(f"pid {self.pid}" + (f" on {self.box}" if self.box else ""))
+        if self.backend is not None:
+            parts.append(self.backend)
+        return "; ".join(parts) or "holder unknown"
+
+
+def refusal(chain: str, holder: Holder) -> ChainBusy:
+    """The refusal of a second writer of ``chain``."""
+    return ChainBusy(f"ledger chain {chain!r} of this database is already being written by "
+                     f"another host ({holder.describe()}); give each host its own "
+                     f"[server] partition")
+
+
+class ChainHold:
+    """The hold on one chain, kept until :meth:`release` (or the process's end)."""
+
+    def __init__(self, chain: str, release: Callable[[], None]) -> None:
+        self.chain = chain
+        self._release: Callable[[], None] | None = release
+
+    def release(self) -> None:
+        """Let go of the chain (once; later calls do nothing)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+def hold_chain(db: str, chain: str, *, wait_s: float = WAIT_S, grace_s: float = GRACE_S,
+               sleep: Callable[[float], None] = time.sleep) -> ChainHold:
+    """Take the hold on ``chain`` of the database ``db`` (path or URL), waiting for a holder
+    that is going away; raise :class:`ChainBusy` when another host keeps it.
+
+    An SQLite database in memory cannot be shared: its hold holds nothing. ``sleep`` is the
+    pause between two tries (real time: a host's clock may be simulated)."""
+    url = normalise_url(db)
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return ChainHold(chain, lambda: None)
+        real = Path(database).resolve()  # one lock file for every path to the database
+        return _hold_file(real.with_name(f"{real.name}.host-{chain}.lock"), chain, wait_s,
+                          grace_s, sleep)
+    return _hold_session(url, chain, wait_s, grace_s, sleep)
+
+
+def lock_key(schema: str, chain: str) -> int:
+    """The advisory lock key of ``chain`` in the ledger of ``schema``: a signed 64-bit integer
+    (PostgreSQL's ``bigint``), the same in every process and release. Advisory locks are per
+    database; the schema keeps apart the ledgers of two schemas of one database."""
+    digest = hashlib.blake2b(f"{KEY_PREFIX}|{schema}|{chain}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _wait(take: Callable[[], bool], holder: Callable[[], Holder], chain: str, wait_s: float,
+          grace_s: float, sleep: Callable[[float], None]) -> None:
+    """Try ``take`` until it succeeds; raise the refusal once the holder has been waited for
+    as long as it deserves (``grace_s`` for a live process here, else ``wait_s``)."""
+    started = time.monotonic()
+    while not take():
+        who = holder()
+        if time.monotonic() - started >= (grace_s if who.alive_here() else wait_s):
+            raise refusal(chain, who)
+        sleep(POLL_S)
+
+
+def _hold_file(path: Path, chain: str, wait_s: float, grace_s: float,
+               sleep: Callable[[float], None]) -> ChainHold:
+    """The SQLite hold: ``flock`` on ``path`` (per open file, so two holds in one process
+    exclude each other too, which POSIX record locks would not)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ChainBusy(f"cannot open the lock file {path} of ledger chain {chain!r}: "
+                        f"{exc.strerror or exc}") from None
+
+    def take() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    try:
+        _wait(take, lambda: _file_holder(fd), chain, wait_s, grace_s, sleep)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return ChainHold(chain, lambda: os.close(fd))  # closing the file releases its flock
+
+
+def _file_holder(fd: int) -> Holder:
+    """The holder a lock file names (its first line: pid and machine)."""
+    pid, _, box = os.pread(fd, 512, 0).decode(errors="replace").strip().partition(" ")
+    return Holder(int(pid), box or None) if pid.isdigit() else Holder()
+
+
+def _hold_session(url: str, chain: str, wait_s: float, grace_s: float,
+                  sleep: Callable[[float], None]) -> ChainHold:
+    """The PostgreSQL hold: an advisory lock on a connection of its own, in autocommit (an idle
+    session, never one idle in a transaction), named ``poslab-host <pid>@<machine>`` for a
+    refused host's message."""
+    name = f"poslab-host {os.getpid()}@{socket.gethostname()}"
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
+                           connect_args={"application_name": name[:_PG_NAME_BYTES]})
+    conn = engine.connect()
+    try:
+        for statement in _KEEPALIVES:
+            conn.execute(text(statement))
+        if (conn.dialect.server_version_info or (0,)) >= (14,):
+            conn.execute(text("SET idle_session_timeout = 0"))  # never ended for idling
+        key = lock_key(str(conn.execute(text("SELECT current_schema()")).scalar() or ""), chain)
+        _wait(lambda: bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                        {"k": key}).scalar()),
+              lambda: _session_holder(conn, key), chain, wait_s, grace_s, sleep)
+    except BaseException:
+        conn.close()
+        engine.dispose()
+        raise
+
+    def release() -> None:
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        except SQLAlchemyError:
+            pass  # the session is gone (a server restart, say), and its lock with it
+        finally:
+            conn.close()
+            engine.dispose()
+
+    return ChainHold(chain, release)
+
+
+def _session_holder(conn: Connection, key: int) -> Holder:
+    """The session holding advisory lock ``key`` in this database: its server pid, client
+    address and (when it is a poslab host) host pid and machine."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    row: Any = conn.execute(text(
+        "SELECT l.pid, a.application_name, host(a.client_addr) AS addr"
+        " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND l.classid::bigint = :hi AND l.objid::bigint = :lo"),
+        {"hi": unsigned >> 32, "lo": unsigned & 0xFFFF_FFFF}).first()
+    if row is None:  # let go between the try and this look
+        return Holder()
+    backend = f"PostgreSQL backend {row.pid}" + (f" from {row.addr}" if row.addr else "")
+    named = _APP_NAME.match(row.application_name or "")
+    if named is None:
+        return Holder(backend=backend)
+    return Holder(int(named.group(1)), named.group(2), backend)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has let go of its locks and
+    its sockets)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # it has just gone; or there is no /proc: trust the signal check
+        return not Path("/proc").is_dir()
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
