@@ -7,9 +7,11 @@ speaks as, and sends its CUP field dicts through the runner's exchange and judge
 
 * before its first financial step, and again after a ``77`` or ``A0`` answer, the terminal
   signs on (0800, 60.3 ``004``); the 0810's 60.2 becomes its batch;
-* ``sale``, ``authorize``, ``refund`` (0220 with DE61) and ``void`` (of a sale) go out as the
-  CUP session builds them; an unanswered 0200 is reversed with 0400 / DE39 ``98``, and
-  ``reverse: {repeat: true}`` sends that 0400 again (a CUP terminal has no 0401);
+* ``sale``, ``authorize``, ``complete`` (0200 60.1 ``20`` with DE61 and DE38 naming the
+  pre-authorization), ``refund`` (0220 with DE61) and ``void`` (of a sale, or the completion
+  void of a completion) go out as the CUP session builds them; an unanswered 0200 is
+  reversed with 0400 / DE39 ``98``, and ``reverse: {repeat: true}`` sends that 0400 again
+  (a CUP terminal has no 0401);
 * a refused sign-on (an unknown terminal's ``97``) is the answer the step is judged by;
 * ``expect`` keeps the generic spelling: a rule's generic code is read as its CUP code, and
   ``remaining`` is judged on the answer's DE54 as on the generic profile;

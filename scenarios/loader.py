@@ -217,17 +217,23 @@ def _reference_mistakes(scenario: Scenario) -> list[tuple[Path_, str]]:
     """(where, what) for every step naming a step id not defined before it, and every id
     defined twice: a step refers only to what ran before it."""
     mistakes: list[tuple[Path_, str]] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # step id -> its verb
     for i, step in enumerate(scenario.steps):
         for ref in references(step):
+            key = "refund" if step.verb.endswith("_review") else "original"
             if ref not in seen:
-                key = "refund" if step.verb.endswith("_review") else "original"
                 mistakes.append((("steps", i, step.verb, key),
                                  f"{ref!r} is not the id of an earlier step"))
+            elif step.verb == "complete" and seen[ref] != "authorize":
+                # only a hold can be completed: the host would answer 25, hiding the typo
+                # (the line and column name the step; ``repeat`` renumbers steps)
+                mistakes.append((("steps", i, step.verb, key),
+                                 f"complete.original: {ref!r} is a {seen[ref]} step; "
+                                 "complete names an authorize step"))
         if step.id is not None:
             if step.id in seen:
                 mistakes.append((("steps", i, "id"), f"step id {step.id!r} is used twice"))
-            seen.add(step.id)
+            seen[step.id] = step.verb
     return mistakes
 
 

@@ -545,6 +545,30 @@ async def _payment(session: Session, step: schema.Step, result: StepOutcome) -> 
     await _financial(session, step, result, p, draft, pan, expiry)
 
 
+async def _complete(session: Session, step: schema.Step, result: StepOutcome) -> None:
+    p: schema.Complete = step.params
+    if p.original_rrn and session.cup:
+        raise cup_steps.not_on_cup("a completion by original_rrn (a CUP completion names its "
+                                   "pre-authorization by batch and trace in DE61)")
+    orig = session.original(p.original) if p.original else None
+    if orig is not None:
+        rrn, code = orig.rrn, p.approval_code or orig.line.approval_code
+        if rrn is None or code is None:
+            raise ScenarioBroken(f"step {p.original!r} got no hold from the host to complete "
+                                 "(give approval_code to quote one anyway)")
+        pan, expiry = session.card(p.card) if p.card else (orig.pan, orig.expiry)
+        cur = p.currency or orig.amount.currency
+        amount = session.money(p.amount, cur) if p.amount else \
+            Money(orig.amount.minor, find_currency(cur).alpha)
+    else:
+        assert p.original_rrn and p.approval_code and p.amount and p.card
+        rrn, code, (pan, expiry) = p.original_rrn, p.approval_code, session.card(p.card)
+        amount = session.money(p.amount, p.currency)
+    original = Original(rrn, TxnKind.AUTHORIZE, approval_code=code)
+    draft = Draft(TxnKind.COMPLETION, amount, _card(pan, expiry), EntryMode.MANUAL, original)
+    await _financial(session, step, result, p, draft, pan, expiry, original=orig)
+
+
 async def _refund(session: Session, step: schema.Step, result: StepOutcome) -> None:
     p: schema.Refund = step.params
     if session.cup:
@@ -807,8 +831,8 @@ async def _sign_on(session: Session, step: schema.Step, result: StepOutcome) -> 
 
 
 _STEPS: dict[str, Callable[[Session, schema.Step, StepOutcome], Any]] = {
-    "sale": _payment, "authorize": _payment, "refund": _refund, "void": _void,
-    "reverse": _reverse, "settle": _settle, "echo": _echo, "advance": _advance,
+    "sale": _payment, "authorize": _payment, "complete": _complete, "refund": _refund,
+    "void": _void, "reverse": _reverse, "settle": _settle, "echo": _echo, "advance": _advance,
     "check": _check, "approve_review": _review, "reject_review": _review,
     "send_raw": _send_raw, "fault": _fault, "clear_faults": _clear_faults,
     "sign_on": _sign_on,

@@ -14,7 +14,8 @@ A scenario file is one YAML mapping (see ``docs/scenarios.md`` for every key wit
     cases: [{id: small, amount: "1.00"}, ...]         # one scenario per case
     steps: [...]                                      # required, at least one
 
-Every step is a mapping with exactly one *verb* key (``sale``, ``authorize``, ``refund``,
+Every step is a mapping with exactly one *verb* key (``sale``, ``authorize``, ``complete``,
+``refund``,
 ``void``, ``reverse``, ``settle``, ``echo``, ``advance``, ``check``, ``approve_review``,
 ``reject_review``, ``send_raw``, ``fault``, ``clear_faults``, ``sign_on``) plus optional ``id``,
 ``note``, ``say`` (the line lesson mode shows before the step), ``repeat``, ``expect`` and
@@ -42,8 +43,8 @@ from protocol.security import Key, KeyAlgorithm, SecurityError
 from protocol.specs import PROFILES
 
 VERBS = (
-    "sale", "authorize", "refund", "void", "reverse", "settle", "echo", "advance", "check",
-    "approve_review", "reject_review", "send_raw", "fault", "clear_faults", "sign_on",
+    "sale", "authorize", "complete", "refund", "void", "reverse", "settle", "echo", "advance",
+    "check", "approve_review", "reject_review", "send_raw", "fault", "clear_faults", "sign_on",
 )  # fmt: skip
 
 
@@ -106,6 +107,15 @@ def _pin(value: object) -> object:
     return value
 
 
+def _approval_code(value: object) -> object:
+    value = _text(value)
+    if not (isinstance(value, str) and len(value) == 6 and value.isascii()
+            and value.replace(" ", "0").isalnum()):
+        raise ValueError('an approval code (DE38) is 6 letters or digits in quotes, '
+                         'e.g. "A1B2C3"')
+    return value
+
+
 def _hex(value: object) -> object:
     value = _text(value)
     if not isinstance(value, str) or not value or any(
@@ -121,6 +131,7 @@ Text = Annotated[str, BeforeValidator(_text)]
 Pin = Annotated[str, BeforeValidator(_pin)]
 Profile = Annotated[str, BeforeValidator(_profile)]
 Hex = Annotated[str, BeforeValidator(_hex)]
+ApprovalCode = Annotated[str, BeforeValidator(_approval_code)]
 Entry = Literal["manual", "swipe", "chip", "contactless"]
 Reason = Literal["transaction_failure", "payment_error", "product_recall", "return", "other"]
 assert set(Reason.__args__) == {r.value for r in RefundReason}  # type: ignore[attr-defined]
@@ -218,6 +229,34 @@ class Refund(_Routing):
             raise ValueError("an unreferenced refund needs a card")
         if self.original_date and not self.original_rrn:
             raise ValueError("original_date goes with original_rrn (a step's date is known)")
+        return self
+
+
+class Complete(_Routing):
+    """``complete`` (0220): capture all or part of an ``authorize`` step's hold.
+
+    ``original`` names the authorize step (its RRN and approval code go in DE37/DE38);
+    ``original_rrn`` with ``approval_code`` (and ``amount``, ``card``) names a hold no step
+    made. ``amount`` defaults to
+    the hold's, ``card`` to the hold's; ``approval_code`` with ``original`` quotes another code
+    (a hold the host cannot find).
+    """
+
+    original: str | None = None
+    original_rrn: Text | None = None
+    approval_code: ApprovalCode | None = None
+    amount: Amount | None = None
+    card: Text | None = None
+    currency: str | None = None
+
+    @model_validator(mode="after")
+    def _one_original(self) -> Complete:
+        if bool(self.original) == bool(self.original_rrn):
+            raise ValueError("give exactly one of original (an authorize step id) or "
+                             "original_rrn")
+        if self.original_rrn and not (self.approval_code and self.amount and self.card):
+            raise ValueError("a completion by original_rrn needs approval_code, amount and "
+                             "card")
         return self
 
 
@@ -456,6 +495,7 @@ class Step(_Model):
     profiles: list[Profile] | None = Field(default=None, min_length=1)
     sale: CardPayment | None = None
     authorize: CardPayment | None = None
+    complete: Complete | None = None
     refund: Refund | None = None
     void: Void | None = None
     reverse: Reverse | None = None

@@ -91,7 +91,8 @@ OPERATOR = "01 "
 """DE63 of a sign-on and a settlement: operator number (3 characters)."""
 
 _KIND_ROUTE = {TxnKind.SALE: TxnType.SALE, TxnKind.VOID: TxnType.VOID,
-               TxnKind.REFUND: TxnType.REFUND, TxnKind.AUTHORIZE: TxnType.AUTHORIZATION}
+               TxnKind.REFUND: TxnType.REFUND, TxnKind.AUTHORIZE: TxnType.AUTHORIZATION,
+               TxnKind.COMPLETION: TxnType.COMPLETION}
 # DE22 positions 1-2 in CUP: swiped cards are 02 (the generic profile's 90).
 _CUP_ENTRY = {EntryMode.SWIPE: "02", EntryMode.CHIP: "05", EntryMode.CONTACTLESS: "07",
               EntryMode.MANUAL: "01"}
@@ -110,7 +111,7 @@ def cup_totals(txns: list[Txn]) -> CupTotals:
         if txn.status is not TxnStatus.APPROVED or txn.kind is TxnKind.AUTHORIZE:
             continue
         row = sums[is_domestic(txn.masked_pan)]
-        at = 0 if txn.kind is TxnKind.SALE else 2
+        at = 0 if txn.kind in (TxnKind.SALE, TxnKind.COMPLETION) else 2
         row[at] += txn.amount_minor
         row[at + 1] += 1
     domestic, foreign = (SchemeTotals(*sums[True]), SchemeTotals(*sums[False]))
@@ -206,8 +207,16 @@ class CupSession:
 
         A void or refund names its original from this terminal's journal, found by RRN, or
         from ``original_line`` when another terminal made the original. ``pin``: the PIN
-        fields of :meth:`pin_fields`, which also mark DE22 "PIN entered"."""
-        route = self.profile.route(_KIND_ROUTE[draft.kind])
+        fields of :meth:`pin_fields`, which also mark DE22 "PIN entered". A completion
+        (the request, 60.1 ``20``) names its pre-authorization in DE61 and quotes its approval
+        code in DE38; a void of a completion is the completion void (60.1 ``21``)."""
+        original = original_line or (
+            self.session.journal.by_rrn(draft.original.rrn) if draft.original else None)
+        txn_type = _KIND_ROUTE[draft.kind]
+        if draft.kind is TxnKind.VOID and original is not None and \
+                original.kind is TxnKind.COMPLETION:
+            txn_type = TxnType.VOID_COMPLETION
+        route = self.profile.route(txn_type)
         type_code = next(m.value for m in route.match if m.key == "60")
         out: Fields = {"t": route.mti, "3": route.processing_code or "000000",
                        "4": f"{draft.amount.minor:012d}", "11": stan,
@@ -226,8 +235,11 @@ class CupSession:
         else:
             out["22"] = "012"
         out.update(pin or {})
-        original = original_line or (
-            self.session.journal.by_rrn(draft.original.rrn) if draft.original else None)
+        if draft.kind is TxnKind.COMPLETION:  # the host finds the hold by DE61 and DE38
+            assert original is not None and draft.original is not None
+            out["61"] = De61(original.batch, original.stan, _mmdd(original)).text()
+            out["38"] = draft.original.approval_code or ""
+            return out
         if draft.original is not None:
             out["37"] = draft.original.rrn
         if draft.kind is TxnKind.VOID and original is not None:

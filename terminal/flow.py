@@ -66,6 +66,7 @@ class Original:
 
     :ivar date_mmdd: the original's date as keyed from its slip (MMDD), for an RRN the journal
         does not hold: a CUP refund names it in 61.3.
+    :ivar approval_code: the hold's approval code (DE38), which a completion quotes.
     """
 
     rrn: str
@@ -75,6 +76,7 @@ class Original:
     masked_pan: str | None = None
     card_name: str | None = None
     date_mmdd: str | None = None
+    approval_code: str | None = None
 
 
 @dataclass(frozen=True)

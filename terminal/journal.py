@@ -39,6 +39,7 @@ class TxnKind(enum.StrEnum):
     REFUND = "refund"
     VOID = "void"
     AUTHORIZE = "authorize"  # an 0100 hold (scenarios send them; the keypad does not)
+    COMPLETION = "completion"  # the capture of a hold (scenarios send it; the keypad does not)
 
     @property
     def heading(self) -> str:
@@ -346,9 +347,10 @@ class Journal:
         return [t for t in self._state.txns if t.status is TxnStatus.ADVICE_PENDING]
 
     def totals(self, currency: str) -> BatchTotals:
-        """Batch totals of the open batch in ``currency``: debits are sales, credits refunds."""
+        """Batch totals of the open batch in ``currency``: debits are sales and completions
+        (the host counts a captured hold as a sale), credits refunds."""
         mine = [t for t in self.open_batch() if t.effective and t.currency == currency]
-        sales = [t for t in mine if t.kind is TxnKind.SALE]
+        sales = [t for t in mine if t.kind in (TxnKind.SALE, TxnKind.COMPLETION)]
         refunds = [t for t in mine if t.kind is TxnKind.REFUND]
         return BatchTotals(currency, len(sales), sum(t.amount_minor for t in sales),
                            len(refunds), sum(t.amount_minor for t in refunds))

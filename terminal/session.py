@@ -36,6 +36,7 @@ from protocol.messages import (
     AuthorizationRequest,
     BatchTotals,
     BatchUploadRequest,
+    CompletionAdvice,
     FinancialRequest,
     FinancialResponse,
     Message,
@@ -365,6 +366,11 @@ def build_request(draft: Draft, stan: str, config: TerminalConfig, now: datetime
     if draft.kind is TxnKind.AUTHORIZE:
         return AuthorizationRequest(card=card, amount=draft.amount, **common)
     rrn = draft.original.rrn if draft.original else None
+    if draft.kind is TxnKind.COMPLETION:
+        assert draft.original is not None and draft.original.approval_code, \
+            "a completion quotes its hold's approval code"
+        return CompletionAdvice(card=card, amount=draft.amount, original_rrn=rrn,
+                                approval_code=draft.original.approval_code, **common)
     if draft.kind is TxnKind.REFUND:
         return RefundRequest(card=card, amount=draft.amount, original_rrn=rrn,
                              reason=draft.reason or RefundReason.OTHER, evidence=evidence,
@@ -391,5 +397,9 @@ def _new_txn(draft: Draft, request: FinancialRequest, now: datetime, batch: str)
                operator=draft.operator)
 
 
+_ORIGINAL_MTI = {TxnKind.AUTHORIZE: AuthorizationRequest.MTI,
+                 TxnKind.COMPLETION: CompletionAdvice.MTI}
+
+
 def _original_mti(txn: Txn) -> str:
-    return AuthorizationRequest.MTI if txn.kind is TxnKind.AUTHORIZE else SaleRequest.MTI
+    return _ORIGINAL_MTI.get(txn.kind, SaleRequest.MTI)
