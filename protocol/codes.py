@@ -151,8 +151,8 @@ class RuleId(enum.StrEnum):
     SIGN_ON_REQUIRED = ("SIGN_ON_REQUIRED", "77", "The terminal must sign on for new keys first")
     ORIGINAL_NOT_FOUND = ("ORIGINAL_NOT_FOUND", "25", "No sale with this reference was found")
     ORIGINAL_NOT_A_SALE = ("ORIGINAL_NOT_A_SALE", "12", "The referenced transaction is not a sale")
-    ORIGINAL_NOT_EFFECTIVE = ("ORIGINAL_NOT_EFFECTIVE", "12",
-                              "The original sale was voided or reversed")
+    ORIGINAL_NOT_EFFECTIVE = ("ORIGINAL_NOT_EFFECTIVE", "12", "The original is no longer in "
+                              "effect: voided, reversed or already completed")
     ORIGINAL_OTHER_MERCHANT = ("ORIGINAL_OTHER_MERCHANT", "12",
                                "The original sale belongs to another merchant")
     REFUND_CARD_MISMATCH = ("REFUND_CARD_MISMATCH", "14",
