@@ -23,8 +23,10 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from protocol import response_text, scrub
+from protocol.cup import CUP_ROUTES
 from protocol.money import Money
 from protocol.money import currency as find_currency
+from protocol.transactions import TxnType
 from scenarios import admin as admin_api
 from scenarios.admin import AdminCallError, AdminError
 from scenarios.loader import Loaded
@@ -36,6 +38,10 @@ _TXN = {"00": "sale", "02": "void", "20": "refund", "22": "void of refund"}
 _NETWORK = {"0800": "network", "0400": "reversal", "0401": "reversal repeat",
             "0500": "settlement", "0320": "batch upload", "0100": "authorization",
             "0220": "completion"}
+# A CUP 0200 is a sale, a void, a completion or its void by DE25 and 60.1, not by DE3 alone.
+_CUP_TXN = {TxnType.SALE: "sale", TxnType.VOID: "void", TxnType.REFUND: "refund",
+            TxnType.AUTHORIZATION: "authorization", TxnType.AUTH_CANCEL: "authorization cancel",
+            TxnType.COMPLETION: "completion", TxnType.VOID_COMPLETION: "void of completion"}
 ENTER = "press Enter to send"
 
 
@@ -119,12 +125,25 @@ def exchange_lines(exchange: Exchange) -> list[str]:
     return lines
 
 
+def _cup_kind(request_mti: str, fields: dict[str, str]) -> str | None:
+    """The transaction a CUP financial message (one with DE25 and DE60) is, by its profile's
+    routes; None for any other message."""
+    if "60" not in fields or "25" not in fields:
+        return None
+    for route in CUP_ROUTES:
+        if (route.txn in _CUP_TXN and request_mti in route.mtis
+                and route.matches(fields.get("3"), fields)):
+            return _CUP_TXN[route.txn]
+    return None
+
+
 def _describe(fields: dict[str, str]) -> str:
     mti = fields.get("t", "?")
     request_mti = mti[:2] + str(int(mti[2]) - 1) + mti[3] if mti[2:3].isdigit() and \
         int(mti[2]) % 2 else mti
-    kind = _TXN.get(fields.get("3", "")[:2], "financial") if request_mti == "0200" else \
-        _NETWORK.get(request_mti, "message")
+    kind = _cup_kind(request_mti, fields) or (
+        _TXN.get(fields.get("3", "")[:2], "financial") if request_mti == "0200" else
+        _NETWORK.get(request_mti, "message"))
     parts = [mti, kind]
     amount, currency = fields.get("4"), fields.get("49")
     if amount and amount.isdigit():
