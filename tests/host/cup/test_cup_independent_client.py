@@ -17,7 +17,6 @@ import struct
 import warnings
 from collections.abc import Iterator
 from itertools import count
-from pathlib import Path
 from typing import Any
 
 import iso8583
