@@ -17,7 +17,6 @@ import struct
 import warnings
 from collections.abc import Iterator
 from itertools import count
-from pathlib import Path
 from typing import Any
 
 import iso8583
@@ -32,6 +31,7 @@ from scenarios.loadgen.procs import ServerProcess, python_module
 
 TMK_HEX = "C1D0F8FB4958670DBA40AB1F3752EF0D"
 TID, MID = "TERM0001", "MERCHANT0000001"
+SINGLE_TID = "TERM0002"  # the single-length day's own terminal: its sign-ons, batch and PIN tries
 UNIONPAY, VISA = "6212345678901232", "4111111111111111"
 TPDU = bytes.fromhex("6000120000")  # ID 60, destination 0012, source 0000
 
@@ -141,8 +141,9 @@ def pin_block(key: bytes, pin: str, pan: str) -> str:
 class CupClient:
     """One CUP terminal over a blocking socket: 2-byte length, TPDU, header, then the body."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tid: str = TID) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.tid = tid
         self.mac_key: bytes | None = None
         self.pin_key: bytes | None = None
         self.batch = "000000"
@@ -163,7 +164,7 @@ class CupClient:
 
     def send(self, fields: dict[str, str], *, mac: bool) -> dict[str, Any]:
         """Encode (MAC'd when asked), send, read the answer; a MAC'd answer's MAC is checked."""
-        doc = {"h": "603100000000", "11": f"{next(self._stans):06d}", "41": TID, "42": MID,
+        doc = {"h": "603100000000", "11": f"{next(self._stans):06d}", "41": self.tid, "42": MID,
                **fields}
         if mac:
             doc["64"] = "00" * 8
@@ -214,7 +215,7 @@ def _config() -> str:
     return f"""
 [[merchants]]
 id = "{MID}"
-terminals = ["{TID}"]
+terminals = ["{TID}", "{SINGLE_TID}"]
 
 [[cards]]
 pan = "{UNIONPAY}"
@@ -225,14 +226,23 @@ tid = "{TID}"
 tmk = "{TMK_HEX}"
 tmk_kcv = "{kcv}"
 mac = "required"
+
+[[security.terminals]]
+tid = "{SINGLE_TID}"
+tmk = "{TMK_HEX}"
+tmk_kcv = "{kcv}"
+mac = "required"
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    """``poslab-host --profile cup`` on a fresh ledger of each backend, simulated clock."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def host(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``poslab-host --profile cup`` on a fresh ledger of each backend, simulated clock; one
+    per module and backend (a start costs ~1 s of CPU), each test on a terminal of its own."""
+    tmp_path = tmp_path_factory.mktemp("cup-host")
     db = str(tmp_path / "poslab.db") if request.param == "sqlite" else \
-        str(request.getfixturevalue("pg_url"))
+        str(request.getfixturevalue("module_pg_url"))
     config = tmp_path / "host.toml"
     config.write_text(_config(), encoding="utf-8")
     server = ServerProcess(
@@ -285,7 +295,7 @@ def test_single_length_sign_on_from_an_independent_client(host: ServerProcess) -
     """60.3 001: DE62 is two single DES keys under the TMK with their check values; a sale
     MAC'd and PIN-enciphered under them (DE53 53.2 0) is approved with a response MAC under
     the single MAC key; a wrong PIN is 55, a double-length DE53 99, a wrong MAC A0."""
-    client = CupClient(int(host.ready["iso_port"]))
+    client = CupClient(int(host.ready["iso_port"]), SINGLE_TID)
     try:
         client.sign_on_single()
         assert client.pin_key is not None and client.mac_key is not None
