@@ -184,9 +184,18 @@ steps:
     assert "has no meaning on the cup profile" in step.actual
 
 
+def _lesson(run, item) -> str:
+    """What lesson mode prints for ``item``, run to the end without waiting; it must pass."""
+    out = io.StringIO()
+    outcome = run(run_scenario(item, start_local, pace=LessonPace(out, wait=False)),
+                  timeout=60)
+    assert outcome.status == "passed", render_failure(outcome)
+    return out.getvalue()
+
+
 def test_lesson_mode_says_and_shows_the_completion(run, write):
     """Lesson mode prints a complete step's say: line and its 0220/0230 exchange."""
-    item = _load(write, """\
+    text = _lesson(run, _load(write, """\
 name: lesson on completion
 steps:
   - authorize: {card: "Visa approve", amount: "100.00"}
@@ -194,12 +203,7 @@ steps:
     say: The hold.
   - complete: {original: a1, amount: "80.00"}
     say: The capture of part of it.
-""")
-    out = io.StringIO()
-    outcome = run(run_scenario(item, start_local, pace=LessonPace(out, wait=False)),
-                  timeout=60)
-    text = out.getvalue()
-    assert outcome.status == "passed", render_failure(outcome)
+"""))
     assert "The capture of part of it." in text
     assert "→ 0220 completion 80.00 CNY" in text and "← 0230 completion 80.00 CNY 00" in text
     assert "4111111111111111" not in text
@@ -208,7 +212,7 @@ steps:
 def test_lesson_mode_names_cup_completions_by_their_60_1(run, write):
     """On CUP, where a completion and its void are 0200s told apart by DE25 and 60.1, lesson mode
     names them completion and void of completion, not sale and void."""
-    item = _load(write, """\
+    text = _lesson(run, _load(write, """\
 name: lesson on a cup completion
 steps:
   - authorize: {card: "Visa approve", amount: "100.00"}
@@ -216,12 +220,7 @@ steps:
   - complete: {original: a1, amount: "80.00"}
     id: c1
   - void: {original: c1}
-""", "cup")
-    out = io.StringIO()
-    outcome = run(run_scenario(item, start_local, pace=LessonPace(out, wait=False)),
-                  timeout=60)
-    text = out.getvalue()
-    assert outcome.status == "passed", render_failure(outcome)
+""", "cup"))
     assert "→ 0100 authorization 100.00 CNY" in text
     assert "→ 0200 completion 80.00 CNY" in text and "← 0210 completion 80.00 CNY 00" in text
     assert "→ 0200 void of completion 80.00 CNY" in text
