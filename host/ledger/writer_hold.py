@@ -61,7 +61,10 @@ _APP_NAME = re.compile(r"^poslab-host (\d+)@(.+)$")
 _PG_NAME_BYTES = 63  # PostgreSQL keeps that much of application_name
 _KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5",
                "SET tcp_keepalives_count = 3")
-_CONNECT_TIMEOUT_S = 10  # a database that cannot be reached fails the take (or a check) in time
+# The client side of the same: a server that cannot be reached fails the take, or a look at the
+# hold (host.hold_watch), within seconds instead of the system's minutes (libpq's names).
+_CLIENT_TIMEOUTS = {"connect_timeout": 10, "keepalives_idle": 10, "keepalives_interval": 5,
+                    "keepalives_count": 3, "tcp_user_timeout": 30_000}
 
 
 class ChainBusy(Exception):
@@ -210,7 +213,7 @@ def _open_session(url: str) -> tuple[Engine, Connection]:
     name = f"poslab-host {os.getpid()}@{socket.gethostname()}"
     engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
                            connect_args={"application_name": name[:_PG_NAME_BYTES],
-                                         "connect_timeout": _CONNECT_TIMEOUT_S})
+                                         **_CLIENT_TIMEOUTS})
     try:
         conn = engine.connect()
     except BaseException:
