@@ -13,7 +13,9 @@ hold on its chain before it answers anything, and a second host for the same cha
   and idle for its whole life (outside the engine's pool, so the pool keeps its size). The lock
   goes with the connection: when a host is killed, the server ends its session as soon as it
   sees the socket closed (at once on loopback), and the session's keepalives are shortened so
-  that a host whose machine vanished lets go within about half a minute.
+  that a host whose machine vanished lets go within about half a minute. The lock can also be
+  lost while the host lives (a server restart ends the session): :meth:`SessionHold.check`
+  looks at the session and takes the lock again on a new one (:mod:`host.hold_watch` calls it).
 - **SQLite**: ``flock`` on ``<database>.host-<chain>.lock`` beside the database file, which
   the kernel releases when the process ends however it ends. The file is left in place (a new
   host locks the same file; removing it could let two hosts lock two different files); it
