@@ -38,11 +38,12 @@ from host.faults.rules import FaultRegistry
 from host.front.engine import FrontPool, bind_listener
 from host.front.process import FrontSettings, FrontTls
 from host.group_commit import GroupCommitter, committer_for
+from host.hold_watch import HoldWatch, in_daemon_thread
 from host.logs import MessageLog
 from host.metrics import Metrics
 from host.oneline import first_line, safe_url
 from host.server import IsoServerFactory, ServerLimits
-from host.timers import MonotonicTimer
+from host.timers import MonotonicTimer, Timer
 from host.tls import TidBinding, TlsServerFactory, TlsSetupError, server_options
 from host.worker import ServiceWorker
 from protocol import Codec
@@ -112,9 +113,13 @@ class HostRuntime:
     def __init__(self, *, log: MessageLog | None = None,
                  service_factory: ServiceFactory | None = None,
                  clock_poll_s: float = 1.0,
-                 on_fatal: Callable[[int], None] | None = None) -> None:
+                 on_fatal: Callable[[int], None] | None = None,
+                 hold_timer: Timer | None = None) -> None:
         self.log = log or MessageLog()
         self.on_fatal = on_fatal
+        self.hold_timer = hold_timer
+        """What schedules the looks at the chain hold (default: the loop's monotonic clock)."""
+        self.hold_watch: HoldWatch | None = None  # PostgreSQL only, while serving
         self.clock_poll_s = clock_poll_s
         """Longest wait between two looks at a moving clock's due events (real or speed)."""
         self.notifier: Notifier | None = None
@@ -204,6 +209,7 @@ class HostRuntime:
             await self.stop()
             raise
         self._poll_clock(clock, MonotonicTimer(loop), self.clock_poll_s)
+        self._watch_hold(reactor, self.hold_timer or MonotonicTimer(loop))
         self.log.event("listening", iso_port=self.iso_port, admin_port=self.admin_port,
                        profile=codec.profile.name,
                        iso_tls=_tls_mode(getattr(config, "tls", None), "iso"),
@@ -286,6 +292,21 @@ class HostRuntime:
 
         reschedule()
 
+    def _watch_hold(self, reactor: Any, timer: Timer) -> None:
+        """Look at the ledger chain's hold every few seconds (host.hold_watch): PostgreSQL's
+        can be lost with its session while the host serves."""
+        from host.ledger.writer_hold import SessionHold  # late: loaded with the service already
+
+        hold = getattr(getattr(self.service, "storage", None), "hold", None)
+        if isinstance(hold, SessionHold):
+            self.hold_watch = HoldWatch(hold, timer, in_daemon_thread(reactor), self.log,
+                                        self._fatal)
+            self.hold_watch.start()
+
+    def _fatal(self, code: int) -> None:
+        if self.on_fatal is not None:
+            self.on_fatal(code)
+
     def _notifications(self, config: Any, clock: Any, reactor: Any) -> Notifier | None:
         """Wire the settlement desk's outbox to the file copy and the webhook, if any."""
         from host.settlement.notifications import (  # late: SQLAlchemy is heavy
@@ -331,6 +352,8 @@ class HostRuntime:
             self._worker.stopping = True  # a long clock move stops at its next slice
         if self._clock_poll is not None and self._clock_poll.active():
             self._clock_poll.cancel()
+        if self.hold_watch is not None:
+            self.hold_watch.stop()
 
         async def wait(d: Deferred[Any] | None) -> None:
             if d is not None:

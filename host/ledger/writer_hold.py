@@ -13,7 +13,9 @@ hold on its chain before it answers anything, and a second host for the same cha
   and idle for its whole life (outside the engine's pool, so the pool keeps its size). The lock
   goes with the connection: when a host is killed, the server ends its session as soon as it
   sees the socket closed (at once on loopback), and the session's keepalives are shortened so
-  that a host whose machine vanished lets go within about half a minute.
+  that a host whose machine vanished lets go within about half a minute. The lock can also be
+  lost while the host lives (a server restart ends the session): :meth:`SessionHold.check`
+  looks at the session and takes the lock again on a new one (:mod:`host.hold_watch` calls it).
 - **SQLite**: ``flock`` on ``<database>.host-<chain>.lock`` beside the database file, which
   the kernel releases when the process ends however it ends. The file is left in place (a new
   host locks the same file; removing it could let two hosts lock two different files); it
@@ -32,13 +34,14 @@ import hashlib
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -60,6 +63,10 @@ _APP_NAME = re.compile(r"^poslab-host (\d+)@(.+)$")
 _PG_NAME_BYTES = 63  # PostgreSQL keeps that much of application_name
 _KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5",
                "SET tcp_keepalives_count = 3")
+# The client side of the same: a server that cannot be reached fails the take, or a look at the
+# hold (host.hold_watch), within seconds instead of the system's minutes (libpq's names).
+_CLIENT_TIMEOUTS = {"connect_timeout": 10, "keepalives_idle": 10, "keepalives_interval": 5,
+                    "keepalives_count": 3, "tcp_user_timeout": 30_000}
 
 
 class ChainBusy(Exception):
@@ -189,37 +196,157 @@ def _file_holder(fd: int) -> Holder:
 
 def _hold_session(url: str, chain: str, wait_s: float, grace_s: float,
                   sleep: Callable[[float], None]) -> ChainHold:
-    """The PostgreSQL hold: an advisory lock on a connection of its own, in autocommit (an idle
-    session, never one idle in a transaction), named ``poslab-host <pid>@<machine>`` for a
-    refused host's message."""
+    """The PostgreSQL hold: an advisory lock on a connection of its own (:func:`_open_session`)."""
+    engine, conn = _open_session(url)
+    try:
+        key = lock_key(str(conn.execute(text("SELECT current_schema()")).scalar() or ""), chain)
+        _wait(lambda: _try_lock(conn, key), lambda: _session_holder(conn, key), chain, wait_s,
+              grace_s, sleep)
+    except BaseException:
+        _close_session(engine, conn)
+        raise
+    return SessionHold(chain, url, key, engine, conn)
+
+
+def _open_session(url: str) -> tuple[Engine, Connection]:
+    """A connection of its own for the hold, in autocommit (an idle session, never one idle in
+    a transaction), named ``poslab-host <pid>@<machine>`` for a refused host's message, with
+    short keepalives and never ended for idling."""
     name = f"poslab-host {os.getpid()}@{socket.gethostname()}"
     engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
-                           connect_args={"application_name": name[:_PG_NAME_BYTES]})
-    conn = engine.connect()
+                           connect_args={"application_name": name[:_PG_NAME_BYTES],
+                                         **_CLIENT_TIMEOUTS})
+    try:
+        conn = engine.connect()
+    except BaseException:
+        engine.dispose()
+        raise
     try:
         for statement in _KEEPALIVES:
             conn.execute(text(statement))
         if (conn.dialect.server_version_info or (0,)) >= (14,):
             conn.execute(text("SET idle_session_timeout = 0"))  # never ended for idling
-        key = lock_key(str(conn.execute(text("SELECT current_schema()")).scalar() or ""), chain)
-        _wait(lambda: bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                        {"k": key}).scalar()),
-              lambda: _session_holder(conn, key), chain, wait_s, grace_s, sleep)
     except BaseException:
-        conn.close()
-        engine.dispose()
+        _close_session(engine, conn)
         raise
+    return engine, conn
 
-    def release() -> None:
+
+def _try_lock(conn: Connection, key: int) -> bool:
+    """One try at advisory lock ``key`` on ``conn``'s session."""
+    return bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+
+
+def _close_session(engine: Engine, conn: Connection) -> None:
+    """Close the hold's connection (a session already ended raises nothing) and its engine."""
+    try:
+        conn.close()
+    except SQLAlchemyError:
+        pass  # closing a broken connection: nothing is left to close
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class HoldCheck:
+    """What a look at a :class:`SessionHold` found.
+
+    :ivar state: ``held`` (the session is alive, its lock with it); ``retaken`` (the session
+        had gone, the lock is held again on a new one); ``taken`` (the session had gone and
+        another session holds the lock now: another host may be writing the chain);
+        ``unreachable`` (the session has gone and no new one could be opened).
+    :ivar reason: why the session was lost (the database's error, one line); empty when held.
+    :ivar holder: with ``taken``, the session that holds the lock now.
+    """
+
+    state: str
+    reason: str = ""
+    holder: Holder | None = None
+
+
+class SessionHold(ChainHold):
+    """The PostgreSQL hold: lost with its session (a server restart, an administrator's
+    ``pg_terminate_backend``) while the host lives, so :meth:`check` looks at it and takes it
+    again when it has gone. :meth:`check` runs in a thread of its own, :meth:`release` in the
+    worker: a lock keeps them off the connection at the same time, and a release during a
+    check (the host stopping) leaves the close to the check, so it never waits for it."""
+
+    def __init__(self, chain: str, url: str, key: int, engine: Engine, conn: Connection) -> None:
+        super().__init__(chain, self._let_go)
+        self._url = url
+        self._key = key
+        self._session: tuple[Engine, Connection] | None = (engine, conn)
+        self._busy = threading.Lock()
+        self._released = False
+        self._lost = ""  # why the session went (its error's first line), once it has
+
+    def check(self) -> HoldCheck:
+        """Look at the hold's session (``SELECT 1``); when it has gone, try once to take the
+        lock again on a new session. Blocking I/O: never on the reactor thread."""
+        with self._busy:
+            found = self._look()
+        if self._released:  # released while this check ran: close what it left
+            self._close_if_idle()
+        return found
+
+    def _look(self) -> HoldCheck:
+        """The check itself (the caller holds ``_busy``)."""
+        if self._released:
+            return HoldCheck("held")
+        if self._session is not None:
+            engine, conn = self._session
+            try:
+                conn.execute(text("SELECT 1"))
+                return HoldCheck("held")
+            except SQLAlchemyError as exc:
+                self._lost = _why(exc)
+            _close_session(engine, conn)
+            self._session = None
+        return self._take_again(self._lost)  # lost now, or at a check that could not retake
+
+    def _take_again(self, reason: str) -> HoldCheck:
+        """One try at the lock on a new session (the caller holds ``_busy``)."""
         try:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            engine, conn = _open_session(self._url)
         except SQLAlchemyError:
-            pass  # the session is gone (a server restart, say), and its lock with it
-        finally:
-            conn.close()
-            engine.dispose()
+            return HoldCheck("unreachable", reason)
+        try:
+            if _try_lock(conn, self._key):
+                self._session = (engine, conn)
+                return HoldCheck("retaken", reason)
+            holder = _session_holder(conn, self._key)
+        except SQLAlchemyError:
+            _close_session(engine, conn)
+            return HoldCheck("unreachable", reason)
+        _close_session(engine, conn)
+        return HoldCheck("taken", reason, holder)
 
-    return ChainHold(chain, release)
+    def _let_go(self) -> None:
+        self._released = True
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        """Unlock and close the session unless a check is using it (that check closes it)."""
+        if not self._busy.acquire(blocking=False):
+            return
+        try:
+            session, self._session = self._session, None
+            if session is None:
+                return
+            engine, conn = session
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            except SQLAlchemyError:
+                pass  # the session is gone (a server restart, say), and its lock with it
+            _close_session(engine, conn)
+        finally:
+            self._busy.release()
+
+
+def _why(exc: SQLAlchemyError) -> str:
+    """The first line of the driver's message (SQLAlchemy's own adds notes and a link)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _session_holder(conn: Connection, key: int) -> Holder:
