@@ -20,6 +20,8 @@ Port 0 picks a free port; ``--ready-file`` is written (atomically, mode 0600, JS
 or SIGINT stops accepting, answers in-flight requests and exits 0. Bad arguments, a bad config,
 a port in use, an unreachable database or a ledger chain another host is writing
 (host/ledger/writer_hold.py) print one line on stderr and exit 2.
+A serving host stops with 69 when another host took its ledger chain while it served
+(host/hold_watch.py), and with 74 when the WAL's fsync failed under ``sqlite_wal_overlap``.
 ``ledger verify`` prints each invariant violation and exits 1 when there is any; with
 ``--anchor`` it also proves the chain still holds that anchored head. ``ledger anchor`` prints
 the current chain head as one anchor line (after checking the head against the chain key);
