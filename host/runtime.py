@@ -106,8 +106,9 @@ class HostRuntime:
         runtime puts the fault hook under ``"faults"``.
     :ivar faults: the :class:`~host.faults.actions.FaultHook` the server consults per request
         (with front processes, the engine: host.front.engine).
-    :ivar on_fatal: called with :data:`EXIT_WAL_FAILED` when the host must stop
-        (``poslab-host`` stops its reactor and exits with it).
+    :ivar on_fatal: called with :data:`EXIT_WAL_FAILED` (or the hold watch's
+        :data:`~host.hold_watch.EXIT_HOLD_LOST`) when the host must stop (``poslab-host`` stops
+        its reactor and exits with it).
     """
 
     def __init__(self, *, log: MessageLog | None = None,
@@ -304,6 +305,7 @@ class HostRuntime:
             self.hold_watch.start()
 
     def _fatal(self, code: int) -> None:
+        """Stop the host with exit status ``code`` (through :attr:`on_fatal`, when given)."""
         if self.on_fatal is not None:
             self.on_fatal(code)
 
@@ -334,8 +336,7 @@ class HostRuntime:
         so the host stops rather than stay up answering nothing (a supervisor restarts it, and
         SQLite's recovery decides what of the unanswered batches survived)."""
         self.log.event("fatal", reason=str(error), exit_code=EXIT_WAL_FAILED)
-        if self.on_fatal is not None:
-            self.on_fatal(EXIT_WAL_FAILED)
+        self._fatal(EXIT_WAL_FAILED)
 
     async def stop(self) -> None:
         """Stop listening, answer in-flight requests, close connections and the service.
