@@ -56,7 +56,7 @@ from protocol.transactions import TxnType
 from terminal.cards import Card
 from terminal.flow import Draft, Original, Outcome
 from terminal.i18n import _
-from terminal.journal import Txn, TxnKind, TxnStatus
+from terminal.journal import DEBIT_KINDS, Txn, TxnKind, TxnStatus
 from terminal.security.guard import MacGuard
 from terminal.security.state import SIGN_ON_AGAIN as SECURITY_REFUSALS
 from terminal.security.state import SecurityUnavailable, SignOnKeyError, TerminalSecurity
@@ -111,7 +111,7 @@ def cup_totals(txns: list[Txn]) -> CupTotals:
         if txn.status is not TxnStatus.APPROVED or txn.kind is TxnKind.AUTHORIZE:
             continue
         row = sums[is_domestic(txn.masked_pan)]
-        at = 0 if txn.kind in (TxnKind.SALE, TxnKind.COMPLETION) else 2
+        at = 0 if txn.kind in DEBIT_KINDS else 2
         row[at] += txn.amount_minor
         row[at + 1] += 1
     domestic, foreign = (SchemeTotals(*sums[True]), SchemeTotals(*sums[False]))

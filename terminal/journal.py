@@ -47,6 +47,10 @@ class TxnKind(enum.StrEnum):
         return self.value.upper()
 
 
+DEBIT_KINDS = frozenset({TxnKind.SALE, TxnKind.COMPLETION})
+"""What batch totals count as debits, as the host does: sales and captured holds."""
+
+
 class TxnStatus(enum.StrEnum):
     """Where a transaction stands from the terminal's point of view."""
 
@@ -350,7 +354,7 @@ class Journal:
         """Batch totals of the open batch in ``currency``: debits are sales and completions
         (the host counts a captured hold as a sale), credits refunds."""
         mine = [t for t in self.open_batch() if t.effective and t.currency == currency]
-        sales = [t for t in mine if t.kind in (TxnKind.SALE, TxnKind.COMPLETION)]
+        sales = [t for t in mine if t.kind in DEBIT_KINDS]
         refunds = [t for t in mine if t.kind is TxnKind.REFUND]
         return BatchTotals(currency, len(sales), sum(t.amount_minor for t in sales),
                            len(refunds), sum(t.amount_minor for t in refunds))
